@@ -1,0 +1,56 @@
+# Set-up, build, run and test of the classroom agent.
+#
+#   make run    install what is missing, build, start the agent on config/demo.toml
+#   make test   install what is missing, run every test of the workspace
+#   make bench  the benchmarks whose figures the issues ask for
+#
+# Set-up installs Debian packages (with sudo when not root), the ONNX Runtime
+# library from PyPI and the face models from their registries into .local/ and
+# models/, each checked by SHA-256. Nothing is downloaded at build or run time.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# Debian packages the build and the tests need.
+DEBIAN_PACKAGES := build-essential pkg-config clang libclang-dev protobuf-compiler libprotobuf-dev \
+	sqlite3 python3 python3-pip python3-venv unzip curl ca-certificates mosquitto
+
+export ORT_DYLIB_PATH ?= $(ROOT)/.local/onnxruntime/libonnxruntime.so
+export FIRMWARE_AGENT_MODELS ?= $(ROOT)/models
+
+.PHONY: run test bench setup debian-packages models build clean
+
+run: setup build
+	@echo "Starting the demo room; the panel is at http://127.0.0.1:8080/ (Ctrl-C stops it)"
+	target/release/firmware-agent run --config config/demo.toml
+
+test: setup
+	cargo test --release --workspace --no-fail-fast
+
+bench: setup
+	cargo bench --workspace
+
+build:
+	cargo build --release --workspace
+
+setup: debian-packages models
+
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
+
+models:
+	@if [ -x models/install ]; then models/install; fi
+
+clean:
+	cargo clean
+	rm -rf .local var

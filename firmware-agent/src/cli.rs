@@ -1,0 +1,69 @@
+//! The command line: what IT staff type, and the exit codes scripts rely on.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, the same for every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done.
+    Success = 0,
+    /// 1: could not be done (a port in use, a database that cannot be opened,
+    /// an agent or hub that does not answer). For `face compare`: different people.
+    Failure = 1,
+    /// 2: the input is wrong (command line, config file, CSV file); fix it and retry.
+    InvalidInput = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit as u8)
+    }
+}
+
+/// The classroom agent: runs the room's panel, tablets, roll call, bells and
+/// lights, keeps every record while offline, and serves them to the provincial hub.
+///
+/// Exit codes: 0 done; 1 could not be done (see the message); 2 invalid input
+/// (command line, config or data file).
+#[derive(Debug, Parser)]
+#[command(name = "firmware-agent", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent in the foreground until SIGTERM or SIGINT (SIGHUP re-reads the config).
+    Run {
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file and print every problem as PATH:LINE:COL; exit 0 if valid, 2 if not.
+    CheckConfig {
+        /// The config file to check.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Manage the room's pupils, teachers and classes.
+    #[command(subcommand)]
+    Roster(RosterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Import pupils and teachers from a UTF-8 CSV file, all rows or none.
+    ///
+    /// Header: role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date
+    Import {
+        /// The CSV file (Excel: "CSV UTF-8").
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// The room's config file (names the database).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+}

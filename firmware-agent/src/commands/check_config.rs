@@ -1,0 +1,28 @@
+//! `firmware-agent check-config PATH`: every problem of a config file, or OK.
+
+use std::path::Path;
+
+use crate::cli::Exit;
+use crate::config::{Config, ConfigError};
+
+pub fn run(path: &Path) -> Exit {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: OK (school {}, room {}, data in {})",
+                path.display(),
+                config.room.school_code,
+                config.room.room_id,
+                config.storage.data_dir.display()
+            );
+            Exit::Success
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            if let ConfigError::Invalid { problems, .. } = &err {
+                eprintln!("{} problem(s) found", problems.len());
+            }
+            Exit::InvalidInput
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! One file per command-line command that is not the daemon itself.
+
+pub mod check_config;
+pub mod roster;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cli::Exit;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Loads the config and opens its database, for commands that work on the room's data.
+/// Prints what went wrong and returns the exit code when either fails.
+pub fn open_store(config_path: &Path) -> Result<(Config, Store), Exit> {
+    let config = Config::load(config_path).map_err(|err| {
+        eprintln!("{err}");
+        Exit::InvalidInput
+    })?;
+    let store = Store::open(&config.database_path(), Arc::new(SystemClock)).map_err(|err| {
+        eprintln!("{err}");
+        Exit::Failure
+    })?;
+    Ok((config, store))
+}

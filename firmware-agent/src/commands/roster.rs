@@ -1,0 +1,43 @@
+//! `firmware-agent roster import FILE.csv`: all rows or none.
+
+use std::path::Path;
+
+use crate::cli::Exit;
+use crate::roster::parse_csv;
+
+pub fn import(file: &Path, config_path: &Path) -> Exit {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            eprintln!("{}: cannot read: {err}", file.display());
+            return Exit::InvalidInput;
+        }
+    };
+    let roster = match parse_csv(&bytes) {
+        Ok(roster) => roster,
+        Err(err) => {
+            eprintln!("{}: {err}", file.display());
+            return Exit::InvalidInput;
+        }
+    };
+    let (_config, store) = match super::open_store(config_path) {
+        Ok(opened) => opened,
+        Err(exit) => return exit,
+    };
+    match store.import_roster(&roster) {
+        Ok(summary) => {
+            println!(
+                "{}: imported {} pupil(s) in {} class(es) and {} teacher(s)",
+                file.display(),
+                summary.pupils,
+                summary.classes,
+                summary.teachers
+            );
+            Exit::Success
+        }
+        Err(err) => {
+            eprintln!("{}: nothing was imported: {err}", file.display());
+            Exit::Failure
+        }
+    }
+}

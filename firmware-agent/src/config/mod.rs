@@ -1,0 +1,235 @@
+//! The room's configuration: one TOML file that IT staff copy from
+//! `config/agent.example.toml`, edit, and check with `firmware-agent check-config`.
+//!
+//! # Design
+//! - Every section but `[room]` has defaults, so a room needs only its identity.
+//! - Unknown keys and wrong types are errors, never silently ignored: a typo in a
+//!   key that would fall back to a default is the most expensive kind of mistake
+//!   when a hundred rooms are provisioned by copying one file.
+//! - Relative paths are resolved against the directory of the config file, so a
+//!   config and the data it names can be moved together.
+//! - Loading collects every problem it can find (see [`diagnostics`]) instead of
+//!   stopping at the first, each with a line and column.
+
+pub mod diagnostics;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use diagnostics::{ConfigError, Problem};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub room: RoomConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub hub: HubConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Who this room is: the identity every record sent to the hub carries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    /// The school's code in the provincial education database.
+    pub school_code: String,
+    /// The room's id, unique within the school.
+    pub room_id: String,
+    /// A name for people: shown on the panel and advertised to tablets.
+    #[serde(default)]
+    pub name: String,
+    /// IANA time zone of the school day.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_timezone() -> String {
+    "Asia/Ho_Chi_Minh".to_owned()
+}
+
+/// Where the agent keeps its database and files.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("/var/lib/firmware-agent") }
+    }
+}
+
+/// The HTTP server: panel, health, metrics and the tablets' channel.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+    }
+}
+
+/// The gRPC server the provincial hub pulls from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 50051)) }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive, such as `info` or `info,firmware_agent::store=debug`.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { filter: "info".to_owned(), format: LogFormat::Auto }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// journald when started by systemd, readable text on a terminal.
+    Auto,
+    Text,
+    Json,
+    Journald,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses and validates `source`; `path` names it in messages and anchors relative paths.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = diagnostics::deserialize(path, source)?;
+        let problems = config.semantic_problems();
+        if !problems.is_empty() {
+            return Err(diagnostics::located(path, source, problems));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.storage.data_dir = resolve(base, &config.storage.data_dir);
+        Ok(config)
+    }
+
+    /// The rules serde cannot express. Each problem names the key path it concerns.
+    fn semantic_problems(&self) -> Vec<diagnostics::Unlocated> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String, hint: &str| {
+            problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
+        };
+        for (key, value) in [("room.school_code", &self.room.school_code), ("room.room_id", &self.room.room_id)] {
+            if !is_identifier(value) {
+                problem(
+                    key,
+                    format!("`{value}` is not a valid identifier"),
+                    "use 1 to 32 letters, digits, `-` or `_`, as in the provincial database",
+                );
+            }
+        }
+        if jiff::tz::TimeZone::get(&self.room.timezone).is_err() {
+            problem(
+                "room.timezone",
+                format!("unknown time zone `{}`", self.room.timezone),
+                "use an IANA zone name such as `Asia/Ho_Chi_Minh`",
+            );
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            problem("storage.data_dir", "the data directory is empty".to_owned(), "name a directory, such as `/var/lib/firmware-agent`");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
+            problem("log.filter", format!("invalid filter: {err}"), "use a directive such as `info` or `info,firmware_agent=debug`");
+        }
+        if self.http.listen == self.hub.listen {
+            problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
+        }
+        problems
+    }
+
+    /// The database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("agent.sqlite3")
+    }
+}
+
+fn is_identifier(value: &str) -> bool {
+    (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() { path.to_owned() } else { base.join(path) };
+    // Lexically: `config/../var` becomes `var`, so messages name the real place.
+    let mut clean = std::path::absolute(&joined).unwrap_or(joined);
+    clean = clean.components().fold(PathBuf::new(), |mut out, part| {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+        out
+    });
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = Config::parse(Path::new("/etc/agent/room.toml"), MINIMAL).unwrap();
+        assert_eq!(config.room.timezone, "Asia/Ho_Chi_Minh");
+        assert_eq!(config.http.listen.port(), 8080);
+        assert_eq!(config.database_path(), Path::new("/var/lib/firmware-agent/agent.sqlite3"));
+    }
+
+    #[test]
+    fn relative_data_dir_is_resolved_against_the_config_file() {
+        let source = format!("{MINIMAL}[storage]\ndata_dir = \"data\"\n");
+        let config = Config::parse(Path::new("/etc/agent/room.toml"), &source).unwrap();
+        assert_eq!(config.storage.data_dir, Path::new("/etc/agent/data"));
+    }
+
+    #[test]
+    fn semantic_problem_is_located_at_its_key() {
+        let source = "[room]\nschool_code = \"LC 0101\"\nroom_id = \"6A1\"\ntimezone = \"Mars/Olympus\"\n";
+        let err = Config::parse(Path::new("room.toml"), source).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("room.toml:2:1: room.school_code"), "{text}");
+        assert!(text.contains("room.toml:4:1: room.timezone: unknown time zone"), "{text}");
+    }
+}

@@ -1,0 +1,172 @@
+//! `firmware-agent run`: the daemon's life from start to a clean exit.
+//!
+//! # Design
+//! One tokio runtime, one [`CancellationToken`]. SIGTERM and SIGINT cancel it;
+//! every task watches it, finishes what it is doing and returns; the process
+//! exits 0 once all tasks have returned, or after [`DRAIN_TIMEOUT`] with a
+//! warning naming the stragglers' count. SIGHUP re-reads the config: a valid
+//! one is published to every subsystem through a `watch` channel and applied
+//! where that can be done live; an invalid one is logged and ignored.
+//!
+//! Start-up failures a person must fix (config, database, a port in use) are
+//! reported with what, where and how to fix, and exit non-zero before READY.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::cli::Exit;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::health::{Health, State};
+use crate::store::Store;
+use crate::telemetry::{self, FilterHandle};
+
+/// How long tasks get to finish after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Runs the agent until a stop signal.
+pub fn run(config_path: &Path) -> Exit {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            eprintln!("the agent did not start: fix the config and run `firmware-agent check-config {}`", config_path.display());
+            return Exit::InvalidInput;
+        }
+    };
+    let filter = telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("agent").build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the async runtime");
+            return Exit::Failure;
+        }
+    };
+    let result = runtime.block_on(serve(config_path.to_owned(), config, filter));
+    // Blocking tasks (inference, database) get the same grace as async ones.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => Exit::Success,
+        Err(message) => {
+            tracing::error!("{message}");
+            Exit::Failure
+        }
+    }
+}
+
+async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Result<(), String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let database = config.database_path();
+    let store_clock = clock.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&database, store_clock))
+        .await
+        .map_err(|err| err.to_string())?
+        .map_err(|err| format!("the agent did not start: {err}"))?;
+    let http = TcpListener::bind(config.http.listen).await.map_err(|err| bind_error("http.listen", config.http.listen, err))?;
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let agent = Arc::new(Agent {
+        config: config_rx,
+        store: Arc::new(store),
+        clock,
+        health: Health::new(),
+        metrics,
+        shutdown: CancellationToken::new(),
+    });
+    agent.health.set("database", State::Ok, agent.store.path().display().to_string());
+
+    let tasks = TaskTracker::new();
+    let http_address = http.local_addr().map_err(|err| err.to_string())?;
+    {
+        let agent = agent.clone();
+        tasks.spawn(async move {
+            agent.health.set("http", State::Ok, format!("listening on {http_address}"));
+            if let Err(err) = crate::http::serve(http, agent.clone()).await {
+                agent.health.set("http", State::Failed, err.to_string());
+            }
+        });
+    }
+    tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
+
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
+    crate::systemd::ready(&format!("serving on {http_address}"));
+
+    wait_for_signals(&agent, &config_path, &config_tx, &filter).await?;
+
+    crate::systemd::stopping();
+    tracing::info!("stopping: draining tasks");
+    agent.shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await.is_err() {
+        tracing::warn!(remaining = tasks.len(), "tasks did not finish in time; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Returns on SIGTERM or SIGINT; handles SIGHUP in place.
+async fn wait_for_signals(
+    agent: &Agent,
+    config_path: &Path,
+    config_tx: &watch::Sender<Arc<Config>>,
+    filter: &FilterHandle,
+) -> Result<(), String> {
+    let install = |kind| signal(kind).map_err(|err| format!("cannot install a signal handler: {err}"));
+    let (mut term, mut int, mut hup) =
+        (install(SignalKind::terminate())?, install(SignalKind::interrupt())?, install(SignalKind::hangup())?);
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => reload(agent, config_path, config_tx, filter),
+        }
+    }
+}
+
+fn reload(agent: &Agent, config_path: &Path, config_tx: &watch::Sender<Arc<Config>>, filter: &FilterHandle) {
+    crate::systemd::reloading();
+    match Config::load(config_path) {
+        Err(err) => tracing::error!("config reload refused, the running config stays in force:\n{err}"),
+        Ok(new) => {
+            let old = agent.config();
+            for (key, changed) in [
+                ("http.listen", old.http.listen != new.http.listen),
+                ("hub.listen", old.hub.listen != new.hub.listen),
+                ("storage.data_dir", old.storage.data_dir != new.storage.data_dir),
+                ("room.school_code", old.room.school_code != new.room.school_code),
+                ("room.room_id", old.room.room_id != new.room.room_id),
+            ] {
+                if changed {
+                    tracing::warn!(key, "changed in the config; takes effect at the next restart");
+                }
+            }
+            if old.log.filter != new.log.filter {
+                if let Err(err) = filter.set(&new.log.filter) {
+                    tracing::error!(%err, "cannot apply the new log filter");
+                }
+            }
+            config_tx.send_replace(Arc::new(new));
+            tracing::info!(path = %config_path.display(), "config reloaded");
+        }
+    }
+    crate::systemd::ready("config reloaded");
+}
+
+fn bind_error(key: &str, address: std::net::SocketAddr, err: std::io::Error) -> String {
+    let hint = match err.kind() {
+        std::io::ErrorKind::AddrInUse => "another program (or another agent) uses this port: stop it or change the port",
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: use a port above 1024",
+        std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: use 0.0.0.0 or one of its own addresses",
+        _ => "check the address in the config",
+    };
+    format!("the agent did not start: cannot listen on {address} ({key}): {err}\n  hint: {hint}")
+}

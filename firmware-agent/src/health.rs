@@ -1,0 +1,87 @@
+//! What each part of the agent says about itself, gathered for `/healthz`, the
+//! panel's status view and the hub's status call.
+//!
+//! Subsystems report through a cloned [`Health`] handle whenever their state
+//! changes (a camera unplugged, a broker back); readers take a snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// A subsystem's state, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Working.
+    Ok,
+    /// Turned off in the config.
+    Disabled,
+    /// Starting or retrying; not yet working.
+    Starting,
+    /// Working in part (a device missing, a retry in progress); the agent runs on.
+    Degraded,
+    /// Not working; the agent cannot do its job.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub state: State,
+    pub detail: String,
+    /// Seconds since the agent started when this state was reported.
+    pub since_seconds: f64,
+}
+
+/// A shared, cheap-to-clone registry of subsystem states.
+#[derive(Clone)]
+pub struct Health {
+    started: Instant,
+    reports: Arc<RwLock<BTreeMap<String, Report>>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Self { started: Instant::now(), reports: Arc::default() }
+    }
+
+    /// Records `subsystem`'s state; logs a change of state.
+    pub fn set(&self, subsystem: &str, state: State, detail: impl Into<String>) {
+        let detail = detail.into();
+        let mut reports = self.reports.write().unwrap_or_else(|e| e.into_inner());
+        let changed = reports.get(subsystem).is_none_or(|old| old.state != state);
+        if changed {
+            match state {
+                State::Failed | State::Degraded => tracing::warn!(subsystem, ?state, %detail, "subsystem state"),
+                _ => tracing::info!(subsystem, ?state, %detail, "subsystem state"),
+            }
+        }
+        let since_seconds = if changed {
+            self.uptime().as_secs_f64()
+        } else {
+            reports.get(subsystem).map_or(0.0, |old| old.since_seconds)
+        };
+        reports.insert(subsystem.to_owned(), Report { state, detail, since_seconds });
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Report> {
+        self.reports.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The worst state any subsystem reports (`Ok` when none has reported).
+    pub fn overall(&self) -> State {
+        let reports = self.reports.read().unwrap_or_else(|e| e.into_inner());
+        reports.values().map(|r| r.state).filter(|s| *s != State::Disabled).max().unwrap_or(State::Ok)
+    }
+}

@@ -1,0 +1,50 @@
+//! `GET /healthz` (JSON for people and probes) and `GET /metrics` (Prometheus).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::agent::Agent;
+use crate::health::State as Health;
+
+pub fn routes() -> axum::Router<Arc<Agent>> {
+    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
+}
+
+async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    let store = agent.store.clone();
+    let database = tokio::task::spawn_blocking(move || store.check()).await;
+    let (database_state, database_detail) = match database {
+        Ok(Ok(())) => (Health::Ok, String::new()),
+        Ok(Err(err)) => (Health::Failed, err.to_string()),
+        Err(err) => (Health::Failed, err.to_string()),
+    };
+    let overall = agent.health.overall().max(database_state);
+    let config = agent.config();
+    let body = json!({
+        "status": overall,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": agent.health.uptime().as_secs_f64(),
+        "room": { "school_code": config.room.school_code, "room_id": config.room.room_id, "name": config.room.name },
+        "database": {
+            "state": database_state,
+            "detail": database_detail,
+            "path": agent.store.path(),
+            "last_seq": agent.store.last_seq(),
+        },
+        "subsystems": agent.health.snapshot(),
+    });
+    let code = if overall == Health::Failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, Json(body))
+}
+
+async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    metrics::gauge!("agent_uptime_seconds").set(agent.health.uptime().as_secs_f64());
+    metrics::gauge!("agent_outbox_last_seq").set(agent.store.last_seq() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], agent.metrics.render())
+}

@@ -1,0 +1,22 @@
+//! The agent's HTTP server: health and metrics for IT staff and monitoring,
+//! and (as later parts arrive) the panel and the tablets' channel.
+
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::agent::Agent;
+
+/// Every route the agent serves.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new().merge(health::routes()).with_state(agent)
+}
+
+/// Serves until shutdown, then lets requests in flight finish.
+pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> std::io::Result<()> {
+    let shutdown = agent.shutdown.clone();
+    axum::serve(listener, router(agent)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -1,0 +1,17 @@
+//! The `firmware-agent` command: parses the command line and hands over.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use firmware_agent::cli::{Cli, Command, RosterCommand};
+use firmware_agent::{commands, daemon};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let exit = match cli.command {
+        Command::Run { config } => daemon::run(&config),
+        Command::CheckConfig { path } => commands::check_config::run(&path),
+        Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
+    };
+    exit.into()
+}

@@ -1,0 +1,276 @@
+//! The room's people: pupils, teachers and classes, as IT staff provide them in
+//! a CSV file and as the hub pushes them.
+//!
+//! # The CSV format
+//! UTF-8 (Excel's "CSV UTF-8", a byte-order mark is accepted), comma-separated,
+//! with this header row; columns may come in any order:
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `role` | `pupil` / `học sinh` or `teacher` / `giáo viên` |
+//! | `personal_id` | the 12-digit mã định danh |
+//! | `full_name` | as written in the school's records, with diacritics |
+//! | `class` | the pupil's class, such as `6A1` (empty for teachers) |
+//! | `face_consent` | `yes`/`có` when a parent (for a pupil) consented to face recognition, else `no`/`không` |
+//! | `learning_data_consent` | `yes`/`có` to keep the pupil's learning records for analysis |
+//! | `consent_date` | the day consent was recorded, `YYYY-MM-DD`; required when a consent is `yes` |
+//!
+//! A file is checked whole before anything is written: one bad row and nothing is applied.
+
+pub mod personal_id;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+
+pub use personal_id::PersonalId;
+
+/// A pupil as the roster knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pupil {
+    pub personal_id: PersonalId,
+    pub full_name: String,
+    pub class_name: String,
+    pub face_consent: bool,
+    pub learning_data_consent: bool,
+    pub consent_date: Option<jiff::civil::Date>,
+}
+
+/// A teacher as the roster knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Teacher {
+    pub personal_id: PersonalId,
+    pub full_name: String,
+}
+
+/// A checked roster, ready to apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    pub pupils: Vec<Pupil>,
+    pub teachers: Vec<Teacher>,
+}
+
+/// One thing wrong with one row of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The row number as a spreadsheet shows it: the header is row 1.
+    pub row: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {}, {}: {}", self.row, self.field, self.reason)
+    }
+}
+
+/// Why a roster file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("the file is not UTF-8 text ({0})\n  hint: in Excel use \"Save As\" > \"CSV UTF-8 (Comma delimited)\"; in LibreOffice choose the Unicode (UTF-8) character set")]
+    Encoding(String),
+    #[error("{}", header_message(.0))]
+    Header(Vec<String>),
+    #[error("{} problem(s); nothing was imported:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Rows(Vec<RowProblem>),
+}
+
+fn header_message(missing: &[String]) -> String {
+    format!(
+        "the header row lacks column(s) {}\n  hint: the first row must name the columns: {}",
+        missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+        COLUMNS.join(",")
+    )
+}
+
+const COLUMNS: [&str; 7] =
+    ["role", "personal_id", "full_name", "class", "face_consent", "learning_data_consent", "consent_date"];
+
+/// Parses and checks a roster CSV file's bytes.
+pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
+    let text = decode(bytes)?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|err| RosterError::Rows(vec![RowProblem { row: 1, field: "header".into(), reason: err.to_string() }]))?
+        .iter()
+        .map(|h| h.to_lowercase())
+        .collect();
+    let missing: Vec<String> =
+        COLUMNS.iter().filter(|c| !header.iter().any(|h| h == *c)).map(|c| c.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(RosterError::Header(missing));
+    }
+    let column = |name: &str| header.iter().position(|h| h == name).expect("checked above");
+
+    let mut roster = Roster::default();
+    let mut problems = Vec::new();
+    let mut seen: HashMap<PersonalId, usize> = HashMap::new();
+    for (index, record) in reader.records().enumerate() {
+        let row = index + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                problems.push(RowProblem { row, field: "row".into(), reason: err.to_string() });
+                continue;
+            }
+        };
+        let mut problem = |field: &str, reason: String| problems.push(RowProblem { row, field: field.into(), reason });
+        let get = |name: &str| record.get(column(name)).unwrap_or("").to_owned();
+
+        let personal_id = match get("personal_id").parse::<PersonalId>() {
+            Ok(id) => {
+                if let Some(first) = seen.insert(id.clone(), row) {
+                    problem("personal_id", format!("{id} already appears on row {first}"));
+                }
+                Some(id)
+            }
+            Err(err) => {
+                problem("personal_id", err.to_string());
+                None
+            }
+        };
+        let full_name: String = get("full_name").nfc().collect();
+        if full_name.is_empty() {
+            problem("full_name", "is empty".into());
+        } else if full_name.chars().count() > 100 || full_name.chars().any(char::is_control) {
+            problem("full_name", "is longer than 100 characters or contains control characters".into());
+        }
+        let face_consent = yes_no(&get("face_consent")).unwrap_or_else(|reason| {
+            problem("face_consent", reason);
+            false
+        });
+        let learning_data_consent = yes_no(&get("learning_data_consent")).unwrap_or_else(|reason| {
+            problem("learning_data_consent", reason);
+            false
+        });
+        let consent_date = match get("consent_date").as_str() {
+            "" => None,
+            text => match text.parse::<jiff::civil::Date>() {
+                Ok(date) => Some(date),
+                Err(_) => {
+                    problem("consent_date", format!("`{text}` is not a date written as YYYY-MM-DD"));
+                    None
+                }
+            },
+        };
+        if (face_consent || learning_data_consent) && consent_date.is_none() && get("consent_date").is_empty() {
+            problem("consent_date", "a consent is `yes` but the day it was recorded is missing".into());
+        }
+        let class_name: String = get("class").nfc().collect();
+        match role(&get("role")) {
+            Some(Role::Pupil) => {
+                if class_name.is_empty() {
+                    problem("class", "a pupil needs a class, such as 6A1".into());
+                } else if class_name.chars().count() > 32 {
+                    problem("class", "is longer than 32 characters".into());
+                }
+                if let Some(personal_id) = personal_id {
+                    roster.pupils.push(Pupil {
+                        personal_id,
+                        full_name,
+                        class_name,
+                        face_consent,
+                        learning_data_consent,
+                        consent_date,
+                    });
+                }
+            }
+            Some(Role::Teacher) => {
+                if let Some(personal_id) = personal_id {
+                    roster.teachers.push(Teacher { personal_id, full_name });
+                }
+            }
+            None => problem("role", format!("`{}` is neither `pupil` (học sinh) nor `teacher` (giáo viên)", get("role"))),
+        }
+    }
+    if problems.is_empty() { Ok(roster) } else { Err(RosterError::Rows(problems)) }
+}
+
+fn decode(bytes: &[u8]) -> Result<String, RosterError> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(RosterError::Encoding("it is UTF-16, as Excel's \"Unicode Text\" writes".into()));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(err) => {
+            let offset = err.valid_up_to();
+            let row = bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(RosterError::Encoding(format!(
+                "row {row}: byte 0x{:02X} is not UTF-8; the file looks like a legacy Vietnamese encoding such as Windows-1258 or TCVN3",
+                bytes[offset]
+            )))
+        }
+    }
+}
+
+enum Role {
+    Pupil,
+    Teacher,
+}
+
+fn role(text: &str) -> Option<Role> {
+    match text.nfc().collect::<String>().to_lowercase().as_str() {
+        "pupil" | "student" | "học sinh" | "hs" => Some(Role::Pupil),
+        "teacher" | "giáo viên" | "gv" => Some(Role::Teacher),
+        _ => None,
+    }
+}
+
+fn yes_no(text: &str) -> Result<bool, String> {
+    match text.nfc().collect::<String>().to_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" | "có" | "co" => Ok(true),
+        "no" | "n" | "false" | "0" | "không" | "khong" | "" => Ok(false),
+        other => Err(format!("`{other}` is not yes/có or no/không")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+
+    #[test]
+    fn parses_vietnamese_rows_with_a_bom() {
+        let text = format!(
+            "\u{feff}{HEADER}học sinh,010206001234,Nguyễn Thị Hoa,6A1,có,có,2026-08-20\ngiáo viên,010186004321,Trần Văn Nam,,no,no,\n"
+        );
+        let roster = parse_csv(text.as_bytes()).unwrap();
+        assert_eq!(roster.pupils.len(), 1);
+        assert_eq!(roster.pupils[0].full_name, "Nguyễn Thị Hoa");
+        assert!(roster.pupils[0].face_consent);
+        assert_eq!(roster.teachers[0].full_name, "Trần Văn Nam");
+    }
+
+    #[test]
+    fn names_in_decomposed_form_are_normalized() {
+        let decomposed = "Nguye\u{302}\u{303}n"; // "Nguyễn" as some exports write it
+        let text = format!("{HEADER}pupil,010206001234,{decomposed},6A1,no,no,\n");
+        assert_eq!(parse_csv(text.as_bytes()).unwrap().pupils[0].full_name, "Nguyễn");
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_number_and_field() {
+        let text = format!(
+            "{HEADER}pupil,010206001234,Lò Văn A,6A1,yes,no,2026-08-20\npupil,12345,Lò Thị B,6A1,no,no,\npupil,010206001234,Giàng A Páo,6A1,no,no,\npupil,010206009999,Vàng Thị C,,maybe,no,\n"
+        );
+        let RosterError::Rows(problems) = parse_csv(text.as_bytes()).unwrap_err() else { panic!() };
+        let found: Vec<(usize, &str)> = problems.iter().map(|p| (p.row, p.field.as_str())).collect();
+        assert_eq!(found, vec![(3, "personal_id"), (4, "personal_id"), (5, "face_consent"), (5, "class")], "{problems:#?}");
+        assert!(problems[1].reason.contains("row 2"));
+    }
+
+    #[test]
+    fn legacy_encodings_and_missing_columns_are_explained() {
+        let mut bytes = HEADER.as_bytes().to_vec();
+        bytes.extend_from_slice(b"pupil,010206001234,Nguy\xEAn,6A1,no,no,\n");
+        let err = parse_csv(&bytes).unwrap_err();
+        assert!(matches!(err, RosterError::Encoding(ref m) if m.starts_with("row 2")), "{err}");
+        let err = parse_csv(b"role,personal_id,full_name\n").unwrap_err();
+        assert!(err.to_string().contains("`class`"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The room's memory: one SQLite file that keeps every record while the network
+//! is down, and the outbox the hub pulls from.
+//!
+//! # Design
+//! - One file, `agent.sqlite3` in the data directory, mode 0600: it holds
+//!   personal and biometric data.
+//! - WAL journal with `synchronous = FULL`: a transaction that returned is on
+//!   disk and survives power loss; one cut short is rolled back, never half there.
+//! - One writer connection behind a mutex; readers open their own connections,
+//!   which WAL lets run beside the writer without blocking it. Calls are
+//!   blocking: async code runs them with `spawn_blocking`.
+//! - Every commit to the outbox is announced on a `watch` channel so that live
+//!   readers (the hub's follow stream) wake without polling.
+
+pub mod outbox;
+pub mod roster;
+pub mod schema;
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+
+/// Why the database could not be used, in words for the person fixing it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: cannot create the data directory: {source}\n  hint: create it and give the agent's user write access, or set storage.data_dir", path.display())]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error("{}: the database file is not a SQLite database or is corrupt\n  hint: stop the agent, move the file aside (keep it for recovery) and start again; the hub holds everything it acknowledged", path.display())]
+    Corrupt { path: PathBuf },
+    #[error("{}: the database is read-only\n  hint: give the agent's user write access to the file and its directory", path.display())]
+    ReadOnly { path: PathBuf },
+    #[error("{}: the disk is full; nothing was written\n  hint: free space on the data directory's disk", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("{}: {source}\n  hint: this database was written by a newer agent; install that version or restore a backup", path.display())]
+    Schema { path: PathBuf, source: schema::SchemaError },
+    #[error("{}: {source}", path.display())]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+impl StoreError {
+    fn from_sqlite(path: &Path, source: rusqlite::Error) -> Self {
+        let path = path.to_owned();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path },
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen) if is_read_only(&path) => StoreError::ReadOnly { path },
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull { path },
+            _ => StoreError::Sqlite { path, source },
+        }
+    }
+}
+
+fn is_read_only(path: &Path) -> bool {
+    let writable = |p: &Path| OpenOptions::new().append(true).open(p).is_ok();
+    !writable(path) || path.parent().is_some_and(|dir| tempfile_probe(dir).is_err())
+}
+
+fn tempfile_probe(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    fs::write(&probe, b"")?;
+    fs::remove_file(probe)
+}
+
+/// The open database.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    outbox: outbox::WriterState,
+    committed: watch::Sender<i64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+        }
+        ensure_private_file(path)?;
+        let mut conn = Connection::open(path).map_err(|err| StoreError::from_sqlite(path, err))?;
+        configure(&conn).map_err(|err| StoreError::from_sqlite(path, err))?;
+        schema::migrate(&mut conn).map_err(|err| match err {
+            schema::SchemaError::Sqlite(err) => StoreError::from_sqlite(path, err),
+            too_new => StoreError::Schema { path: path.to_owned(), source: too_new },
+        })?;
+        let outbox = outbox::WriterState::load(&conn).map_err(|err| StoreError::from_sqlite(path, err))?;
+        let (committed, _) = watch::channel(outbox.last_seq());
+        Ok(Store { path: path.to_owned(), writer: Mutex::new(conn), clock, outbox, committed })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A new read-only connection, for long reads that must not hold the writer.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|err| self.error(err))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|err| self.error(err))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` in one write transaction: all of it is committed, or none.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock_writer();
+        let tx = conn.transaction().map_err(|err| self.error(err))?;
+        let value = f(&tx).map_err(|err| self.error(err))?;
+        tx.commit().map_err(|err| self.error(err))?;
+        Ok(value)
+    }
+
+    /// The sequence number of the newest committed outbox event, updated on every commit.
+    pub fn subscribe_commits(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    /// A quick health probe: the database answers a query.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let conn = self.lock_writer();
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).map_err(|err| self.error(err))
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied:
+        // rusqlite rolls back on drop. The connection is still usable.
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self, err: rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(&self.path, err)
+    }
+}
+
+/// Creates the file with mode 0600 before SQLite does, and tightens an existing one.
+fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
+    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+    match opened {
+        Ok(file) => {
+            let mode = file.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+            if mode != 0o600 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "database file was readable by others; setting mode 0600");
+                let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied || err.raw_os_error() == Some(libc::EROFS) => {
+            Err(StoreError::ReadOnly { path: path.to_owned() })
+        }
+        Err(source) => Err(StoreError::DataDir { path: path.to_owned(), source }),
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "database could not switch to WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A store in a fresh temporary directory, with a manual clock at a school morning.
+    pub fn store() -> (tempfile::TempDir, Arc<ManualClock>, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new("2026-09-07T01:00:00Z".parse().unwrap()));
+        let store = Store::open(&dir.path().join("agent.sqlite3"), clock.clone()).unwrap();
+        (dir, clock, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn database_file_is_private_and_in_wal_mode() {
+        let (dir, _clock, store) = testing::store();
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let journal: String = store.reader().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(journal, "wal");
+        drop(dir);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sqlite3");
+        let garbage = b"this is a spreadsheet, not a database, and it is long enough to be read as a header".repeat(20);
+        fs::write(&path, &garbage).unwrap();
+        let err = Store::open(&path, Arc::new(SystemClock)).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), garbage, "the file must not be overwritten");
+    }
+}

@@ -1,0 +1,58 @@
+-- The schema of a new database, in full. Every table is described here.
+-- A database made by an older version reaches the same schema through the
+-- numbered upgrades beside this file; a test checks that the two agree.
+
+-- The outbox: every record meant for the hub, append-only, in commit order.
+-- `seq` is the cursor the hub pulls from; AUTOINCREMENT guarantees a pruned
+-- sequence number is never handed out again.
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- UUIDv7, 16 bytes: the event's identity everywhere, never changed.
+    id BLOB NOT NULL UNIQUE CHECK (length(id) = 16),
+    -- What happened, such as `attendance.mark`; names the payload's message type.
+    kind TEXT NOT NULL,
+    -- When it happened, milliseconds since the Unix epoch (UTC).
+    occurred_at_ms INTEGER NOT NULL,
+    -- When the agent recorded it, by the agent's clock.
+    recorded_at_ms INTEGER NOT NULL,
+    -- Whether the system clock was synchronised (NTP) when the event was recorded.
+    clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+    -- How far the clock had been seen to step back before this event (0 when it had not).
+    clock_step_back_ms INTEGER NOT NULL DEFAULT 0,
+    -- The event's body, encoded as the protobuf message its kind names.
+    payload BLOB NOT NULL
+) STRICT;
+
+-- One row: how far the hub has acknowledged the outbox.
+CREATE TABLE outbox_ack (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    acked_seq INTEGER NOT NULL,
+    acked_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- The room's people. A person is identified by the national personal ID
+-- (mã định danh cá nhân): 12 digits, the first three a province code.
+CREATE TABLE classes (
+    name TEXT PRIMARY KEY
+) STRICT;
+
+CREATE TABLE pupils (
+    personal_id TEXT PRIMARY KEY CHECK (length(personal_id) = 12),
+    full_name TEXT NOT NULL,
+    class_name TEXT NOT NULL REFERENCES classes (name),
+    -- A parent's recorded consent to face recognition (Decree 13/2023: biometric data).
+    face_consent INTEGER NOT NULL CHECK (face_consent IN (0, 1)),
+    -- Consent to keep the pupil's learning records for later analysis.
+    learning_data_consent INTEGER NOT NULL CHECK (learning_data_consent IN (0, 1)),
+    -- The day the consent was recorded, YYYY-MM-DD, when known.
+    consent_date TEXT,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX pupils_by_class ON pupils (class_name);
+
+CREATE TABLE teachers (
+    personal_id TEXT PRIMARY KEY CHECK (length(personal_id) = 12),
+    full_name TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
