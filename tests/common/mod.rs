@@ -1,0 +1,174 @@
+//! What the end-to-end tests share: a real agent process on loopback with a
+//! config of the test's own, and ways to talk to it and stop it.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The agent binary cargo built for these tests.
+pub fn agent_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_firmware-agent"))
+}
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// `../shared/testdata` beside the repository, or `CLASSROOM_SHARED_DIR/testdata`.
+pub fn shared_testdata() -> PathBuf {
+    let shared = std::env::var_os("CLASSROOM_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    shared.join("testdata")
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A room config in a temporary directory, with its own ports and data directory.
+pub struct Room {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+impl Room {
+    /// A room whose config is the minimal one plus `extra` TOML (extra sections).
+    pub fn new(extra: &str) -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_path = dir.path().join("agent.toml");
+        let room = Room { dir, config_path, http, grpc };
+        room.write_config(extra);
+        room
+    }
+
+    pub fn write_config(&self, extra: &str) {
+        let config = format!(
+            "[room]\nschool_code = \"TEST-01\"\nroom_id = \"P101\"\nname = \"Phòng thử\"\n\n\
+             [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{}\"\n\n[hub]\nlisten = \"{}\"\n\n{extra}\n",
+            self.http, self.grpc,
+        );
+        std::fs::write(&self.config_path, config).unwrap();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir().join("agent.sqlite3")
+    }
+
+    /// Runs a one-shot command of the binary with this room's config appended.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(agent_binary()).args(args).arg("--config").arg(&self.config_path).output().unwrap()
+    }
+
+    /// Starts `firmware-agent run` and waits until it says it is ready.
+    pub fn start(&self) -> RunningAgent {
+        let agent = RunningAgent::spawn(&self.config_path, &[]);
+        agent.wait_for_log("agent ready", Duration::from_secs(20));
+        agent
+    }
+}
+
+/// A running agent; killed when dropped if still running.
+pub struct RunningAgent {
+    pid: i32,
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    lines: mpsc::Receiver<String>,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RunningAgent {
+    pub fn spawn(config: &Path, env: &[(&str, &str)]) -> RunningAgent {
+        let mut command = Command::new(agent_binary());
+        command.args(["run", "--config"]).arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let pid = child.id() as i32;
+        let (exit_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exit_tx.send(child.wait().unwrap());
+        });
+        let (tx, lines) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    // Keep draining so the agent never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        RunningAgent { pid, exited, status: None, lines, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for a log line containing `needle`; panics with the log so far after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line containing {needle:?} within {timeout:?}; log:\n{}", self.log.lock().unwrap().join("\n")),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.exited.recv_timeout(timeout).ok();
+        }
+        self.status
+    }
+
+    /// Kills the agent with SIGKILL, as a power cut would, and waits for it to be gone.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10)).expect("a killed process exits")
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.exited.try_recv().is_err() {
+            self.signal(libc::SIGKILL);
+            let _ = self.exited.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+/// GET `http://address/path`, returning status and body.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut response = agent.get(&format!("http://{address}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
