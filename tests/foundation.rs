@@ -22,3 +22,126 @@ fn healthz_answers_and_sigterm_exits_zero() {
     let status = agent.wait_exit(Duration::from_secs(5)).expect("exits within 5 seconds of SIGTERM");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn check_config_prints_every_problem_with_line_and_column() {
+    let room = Room::new("");
+    let bad = room.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[room]\nschool_code = \"LC 01\"\nroom_id = \"P1\"\nnmae = \"x\"\n\n[http]\nlisten = \"localhost\"\n").unwrap();
+    let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = bad.display().to_string();
+    assert!(stderr.contains(&format!("{path}:4:1: unknown field `nmae`")), "{stderr}");
+    assert!(stderr.contains("did you mean `name`?"), "{stderr}");
+    assert!(stderr.contains(&format!("{path}:7:10: invalid socket address")), "{stderr}");
+
+    let good = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+
+    for shipped in ["config/agent.example.toml", "config/demo.toml"] {
+        let output = std::process::Command::new(common::agent_binary())
+            .arg("check-config")
+            .arg(common::repo_root().join(shipped))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{shipped}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn run_refuses_an_invalid_config_with_the_same_messages() {
+    let room = Room::new("[camera]\ndevice = 0\n");
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    let status = agent.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains(&format!("{}:", room.config_path.display())) && log.contains("unknown field `camera`"), "{log}");
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_ignores_an_invalid_one() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    // A broken file: logged and ignored, the agent keeps serving.
+    std::fs::write(&room.config_path, "[room\nbroken").unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_log("config reload refused", Duration::from_secs(10));
+    assert_eq!(http_get(room.http, "/healthz").0, 200);
+    // A valid one with a new room name: applied live.
+    room.write_config("");
+    let text = std::fs::read_to_string(&room.config_path).unwrap().replace("Phòng thử", "Phòng 202");
+    std::fs::write(&room.config_path, text).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_log("config reloaded", Duration::from_secs(10));
+    let (_, body) = http_get(room.http, "/healthz");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["room"]["name"], "Phòng 202");
+    agent.signal(libc::SIGINT);
+    assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_port_in_use_is_reported_and_exits_one() {
+    let room = Room::new("");
+    let _taken = std::net::TcpListener::bind(room.http).unwrap();
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    let status = agent.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(1));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains(&format!("cannot listen on {} (http.listen)", room.http)) && log.contains("another program"), "{log}");
+}
+
+#[test]
+fn a_corrupt_database_is_reported_and_kept() {
+    let room = Room::new("");
+    std::fs::create_dir_all(room.data_dir()).unwrap();
+    let garbage = vec![0x5Au8; 8192];
+    std::fs::write(room.database(), &garbage).unwrap();
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(1));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("not a SQLite database or is corrupt") && log.contains("move the file aside"), "{log}");
+    assert_eq!(std::fs::read(room.database()).unwrap(), garbage);
+}
+
+const ROSTER_HEADER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+
+#[test]
+fn roster_import_applies_all_rows_or_none() {
+    let room = Room::new("");
+    let good = room.dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        format!("{ROSTER_HEADER}học sinh,002208001111,Hoàng Thị Mai,6A1,có,có,2026-08-15\nhọc sinh,002208002222,Sùng A Dơ,6A1,không,có,2026-08-15\ngiáo viên,002185003333,Đặng Văn Lâm,,không,không,\n"),
+    )
+    .unwrap();
+    let output = room.command(&["roster", "import", good.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 pupil(s) in 1 class(es) and 1 teacher(s)"));
+
+    let bad = room.dir.path().join("bad.csv");
+    std::fs::write(&bad, format!("{ROSTER_HEADER}pupil,002208004444,Lý Thị Hà,6A2,no,no,\npupil,097208005555,Vừ A Chứ,6A2,no,no,\n")).unwrap();
+    let output = room.command(&["roster", "import", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("row 3, personal_id") && stderr.contains("nothing was imported"), "{stderr}");
+
+    let latin = room.dir.path().join("latin.csv");
+    let mut bytes = ROSTER_HEADER.as_bytes().to_vec();
+    bytes.extend_from_slice(b"pupil,002208006666,L\xFD Th\xEF,6A2,no,no,\n");
+    std::fs::write(&latin, bytes).unwrap();
+    let output = room.command(&["roster", "import", latin.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("CSV UTF-8"));
+
+    let conn = rusqlite::Connection::open(room.database()).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT full_name FROM pupils ORDER BY personal_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names, ["Hoàng Thị Mai", "Sùng A Dơ"], "only the good file's pupils");
+}
