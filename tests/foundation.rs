@@ -145,3 +145,63 @@ fn roster_import_applies_all_rows_or_none() {
         .collect();
     assert_eq!(names, ["Hoàng Thị Mai", "Sùng A Dơ"], "only the good file's pupils");
 }
+
+#[test]
+fn roster_export_round_trips_through_import() {
+    let room = Room::new("");
+    let file = room.dir.path().join("class.csv");
+    std::fs::write(&file, format!("{ROSTER_HEADER}pupil,002208001111,\"Hoàng Thị Mai\",6A1,yes,yes,2026-08-15\n")).unwrap();
+    assert_eq!(room.command(&["roster", "import", file.to_str().unwrap()]).status.code(), Some(0));
+    let exported = room.command(&["roster", "export"]);
+    assert_eq!(exported.status.code(), Some(0));
+    let text = String::from_utf8(exported.stdout).unwrap();
+    assert_eq!(text, format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,yes,yes,2026-08-15\n"));
+}
+
+#[test]
+fn a_data_directory_that_cannot_be_created_is_reported() {
+    let room = Room::new("");
+    std::fs::write(room.data_dir(), b"a file where the data directory should be").unwrap();
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(1));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("cannot create the data directory") && log.contains("storage.data_dir"), "{log}");
+}
+
+/// A full disk, for real: the data directory is a 256 KiB tmpfs mounted in a
+/// private mount namespace (`unshare`), so nothing outside the test sees it.
+#[test]
+fn a_full_disk_refuses_the_import_and_keeps_what_was_there() {
+    let room = Room::new("");
+    std::fs::create_dir_all(room.data_dir()).unwrap();
+    let small = room.dir.path().join("small.csv");
+    std::fs::write(&small, format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,no,no,\n")).unwrap();
+    let huge = room.dir.path().join("huge.csv");
+    let mut rows = String::from(ROSTER_HEADER);
+    for n in 0..20_000 {
+        rows.push_str(&format!("pupil,0022080{n:05},Học sinh số {n} với một cái tên thật dài,6A{},no,no,\n", n % 9));
+    }
+    std::fs::write(&huge, rows).unwrap();
+    let exported = room.dir.path().join("exported.csv");
+    let binary = common::agent_binary();
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=256k tmpfs '{data}'; \
+         '{bin}' roster import '{small}' --config '{config}'; \
+         if '{bin}' roster import '{huge}' --config '{config}' 2>'{dir}/huge.err'; then echo 'huge import succeeded'; exit 1; fi; \
+         '{bin}' roster export --config '{config}' > '{exported}'",
+        data = room.data_dir().display(),
+        bin = binary.display(),
+        small = small.display(),
+        huge = huge.display(),
+        config = room.config_path.display(),
+        dir = room.dir.path().display(),
+        exported = exported.display(),
+    );
+    let output = std::process::Command::new("unshare").args(["--map-root-user", "--mount", "sh", "-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let error = std::fs::read_to_string(room.dir.path().join("huge.err")).unwrap();
+    assert!(error.contains("the disk is full; nothing was written"), "{error}");
+    let after = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(after.lines().count(), 2, "only the small roster remains: {after}");
+    assert!(after.contains("Hoàng Thị Mai"));
+}

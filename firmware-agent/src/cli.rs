@@ -66,4 +66,10 @@ pub enum RosterCommand {
         #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// Print the roster as CSV in the import format (edit it and import it back).
+    Export {
+        /// The room's config file (names the database).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
 }

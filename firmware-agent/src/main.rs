@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Run { config } => daemon::run(&config),
         Command::CheckConfig { path } => commands::check_config::run(&path),
         Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
+        Command::Roster(RosterCommand::Export { config }) => commands::roster::export(&config),
     };
     exit.into()
 }

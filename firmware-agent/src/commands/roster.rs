@@ -1,4 +1,4 @@
-//! `firmware-agent roster import FILE.csv`: all rows or none.
+//! `firmware-agent roster import FILE.csv` (all rows or none) and `roster export`.
 
 use std::path::Path;
 
@@ -37,6 +37,27 @@ pub fn import(file: &Path, config_path: &Path) -> Exit {
         }
         Err(err) => {
             eprintln!("{}: nothing was imported: {err}", file.display());
+            Exit::Failure
+        }
+    }
+}
+
+pub fn export(config_path: &Path) -> Exit {
+    let (_config, store) = match super::open_store(config_path) {
+        Ok(opened) => opened,
+        Err(exit) => return exit,
+    };
+    let roster = match store.roster() {
+        Ok(roster) => roster,
+        Err(err) => {
+            eprintln!("{err}");
+            return Exit::Failure;
+        }
+    };
+    match crate::roster::write_csv(&roster, std::io::stdout().lock()) {
+        Ok(()) => Exit::Success,
+        Err(err) => {
+            eprintln!("cannot write the roster: {err}");
             Exit::Failure
         }
     }

@@ -189,6 +189,30 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
     if problems.is_empty() { Ok(roster) } else { Err(RosterError::Rows(problems)) }
 }
 
+/// Writes a roster in the import format, so an export can be edited and imported back.
+pub fn write_csv(roster: &Roster, out: impl std::io::Write) -> csv::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(COLUMNS)?;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for pupil in &roster.pupils {
+        let date = pupil.consent_date.map(|d| d.to_string()).unwrap_or_default();
+        writer.write_record([
+            "pupil",
+            pupil.personal_id.as_str(),
+            &pupil.full_name,
+            &pupil.class_name,
+            yes_no(pupil.face_consent),
+            yes_no(pupil.learning_data_consent),
+            &date,
+        ])?;
+    }
+    for teacher in &roster.teachers {
+        writer.write_record(["teacher", teacher.personal_id.as_str(), &teacher.full_name, "", "no", "no", ""])?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
 fn decode(bytes: &[u8]) -> Result<String, RosterError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return Err(RosterError::Encoding("it is UTF-16, as Excel's \"Unicode Text\" writes".into()));
@@ -244,6 +268,15 @@ mod tests {
         assert_eq!(roster.pupils[0].full_name, "Nguyễn Thị Hoa");
         assert!(roster.pupils[0].face_consent);
         assert_eq!(roster.teachers[0].full_name, "Trần Văn Nam");
+    }
+
+    #[test]
+    fn an_export_imports_back_to_the_same_roster() {
+        let text = format!("{HEADER}pupil,010206001234,\"Nguyễn Thị Hoa, con\",6A1,yes,no,2026-08-20\nteacher,010186004321,Trần Văn Nam,,no,no,\n");
+        let roster = parse_csv(text.as_bytes()).unwrap();
+        let mut exported = Vec::new();
+        write_csv(&roster, &mut exported).unwrap();
+        assert_eq!(parse_csv(&exported).unwrap(), roster);
     }
 
     #[test]

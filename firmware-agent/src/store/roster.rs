@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
-use crate::roster::{PersonalId, Pupil, Roster};
+use crate::roster::{PersonalId, Pupil, Roster, Teacher};
 
 /// What an import changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +65,29 @@ impl Store {
         .map_err(|err| StoreError::from_sqlite(self.path(), err))
     }
 
+    /// Every pupil and teacher, pupils by class and name.
+    pub fn roster(&self) -> Result<Roster, StoreError> {
+        let conn = self.reader()?;
+        let read = || -> rusqlite::Result<Roster> {
+            let pupils = conn
+                .prepare(
+                    "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date
+                     FROM pupils ORDER BY class_name, full_name",
+                )?
+                .query_map([], pupil_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let teachers = conn
+                .prepare("SELECT personal_id, full_name FROM teachers ORDER BY full_name")?
+                .query_map([], |row| {
+                    let id: String = row.get(0)?;
+                    Ok(Teacher { personal_id: parse_id(0, id)?, full_name: row.get(1)? })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Roster { pupils, teachers })
+        };
+        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+    }
+
     /// The pupils of a class, by name.
     pub fn pupils_of_class(&self, class_name: &str) -> Result<Vec<Pupil>, StoreError> {
         let conn = self.reader()?;
@@ -79,11 +102,15 @@ impl Store {
     }
 }
 
+fn parse_id(column: usize, id: String) -> rusqlite::Result<PersonalId> {
+    id.parse().map_err(|err| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(err)))
+}
+
 fn pupil_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pupil> {
     let id: String = row.get(0)?;
     let date: Option<String> = row.get(5)?;
     Ok(Pupil {
-        personal_id: id.parse().map_err(|err| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(err)))?,
+        personal_id: parse_id(0, id)?,
         full_name: row.get(1)?,
         class_name: row.get(2)?,
         face_consent: row.get(3)?,
