@@ -32,6 +32,24 @@ fn the_unit_file_passes_systemd_analyze_verify() {
 }
 
 #[test]
+fn the_kiosk_user_unit_passes_systemd_analyze_verify() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        eprintln!("systemd-analyze is not installed here; nothing to verify with");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo_root().join("systemd/firmware-agent-kiosk.service")).unwrap();
+    // verify checks that the executables exist; the panel's browser may not be installed here.
+    let unit = unit.replace("/usr/bin/chromium", "/bin/true");
+    let path = dir.path().join("firmware-agent-kiosk.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new(analyze).args(["verify", "--man=no"]).arg(&path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    assert!(!warnings.contains("firmware-agent-kiosk.service:"), "warnings: {warnings}");
+}
+
+#[test]
 fn sysusers_and_tmpfiles_snippets_apply_to_an_empty_root() {
     let (Some(sysusers), Some(tmpfiles)) = (tool("systemd-sysusers"), tool("systemd-tmpfiles")) else {
         eprintln!("systemd-sysusers or systemd-tmpfiles is not installed here");

@@ -39,6 +39,8 @@ pub struct Report {
 pub struct Health {
     started: Instant,
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
+    /// Bumped on every change of any subsystem's state, for live views.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for Health {
@@ -49,7 +51,7 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default() }
+        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0) }
     }
 
     /// Records `subsystem`'s state; logs a change of state.
@@ -68,7 +70,17 @@ impl Health {
         } else {
             reports.get(subsystem).map_or(0.0, |old| old.since_seconds)
         };
+        let changed_detail = reports.get(subsystem).is_none_or(|old| old.detail != detail);
         reports.insert(subsystem.to_owned(), Report { state, detail, since_seconds });
+        drop(reports);
+        if changed || changed_detail {
+            self.changes.send_modify(|version| *version += 1);
+        }
+    }
+
+    /// Wakes on every change of a subsystem's state or detail.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn uptime(&self) -> std::time::Duration {

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod panel;
 pub mod proto;
 pub mod roster;
 pub mod store;

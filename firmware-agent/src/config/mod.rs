@@ -33,6 +33,8 @@ pub struct Config {
     pub hub: HubConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub panel: crate::panel::PanelConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -173,6 +175,7 @@ impl Config {
         if self.http.listen == self.hub.listen {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
         }
+        problems.extend(self.panel.problems());
         problems
     }
 

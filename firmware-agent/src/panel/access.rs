@@ -1,0 +1,182 @@
+//! Who may use the teacher's interface and the room's controls.
+//!
+//! # Design
+//! The kiosk browser on the panel reaches the agent on loopback and is trusted:
+//! whoever stands at the panel is in the classroom. From elsewhere on the LAN a
+//! teacher enters the room's PIN (`panel.teacher_pin`) and gets a session cookie.
+//! Tablets' device tokens never grant this access: they are checked by the
+//! tablets' own channel and mean nothing here.
+//!
+//! Guessing is rate-limited per client address: after [`MAX_FAILURES`] wrong
+//! PINs within [`FAILURE_WINDOW`] that address is locked out for [`LOCKOUT`]; a
+//! four-digit PIN then takes weeks to guess. [`PinGate`] is a state machine
+//! with no I/O: the caller hands it the time.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+pub const LOCKOUT: Duration = Duration::from_secs(300);
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const COOKIE: &str = "panel_session";
+
+/// The result of a PIN attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Right PIN: a new session token for the cookie.
+    Granted(String),
+    Wrong { tries_left: usize },
+    /// Too many wrong PINs from this address; try again after this long.
+    LockedOut(Duration),
+    /// No PIN is configured: the interface is reachable only on the panel itself.
+    Disabled,
+}
+
+#[derive(Default)]
+struct Client {
+    failures: Vec<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// PIN checks, lockouts and sessions.
+#[derive(Default)]
+pub struct PinGate {
+    clients: HashMap<IpAddr, Client>,
+    sessions: HashMap<String, Instant>,
+}
+
+impl PinGate {
+    /// Checks `pin` from `client` at `now` against the configured `expected` PIN.
+    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Instant) -> Attempt {
+        if expected.is_empty() {
+            return Attempt::Disabled;
+        }
+        let entry = self.clients.entry(client).or_default();
+        if let Some(until) = entry.locked_until {
+            if now < until {
+                return Attempt::LockedOut(until - now);
+            }
+            entry.locked_until = None;
+            entry.failures.clear();
+        }
+        if constant_time_eq(pin.as_bytes(), expected.as_bytes()) {
+            entry.failures.clear();
+            let token = new_token();
+            self.sessions.retain(|_, expires| *expires > now);
+            self.sessions.insert(token.clone(), now + SESSION_LIFETIME);
+            return Attempt::Granted(token);
+        }
+        entry.failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+        entry.failures.push(now);
+        if entry.failures.len() >= MAX_FAILURES {
+            entry.locked_until = Some(now + LOCKOUT);
+            return Attempt::LockedOut(LOCKOUT);
+        }
+        Attempt::Wrong { tries_left: MAX_FAILURES - entry.failures.len() }
+    }
+
+    pub fn session_valid(&self, token: &str, now: Instant) -> bool {
+        self.sessions.get(token).is_some_and(|expires| *expires > now)
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The shared gate, as an axum extension.
+pub type SharedGate = Arc<Mutex<PinGate>>;
+
+/// Proof that a request comes from the panel itself or from a teacher with a session.
+/// Handlers that control the room take it as an argument.
+pub struct Teacher;
+
+impl<S: Send + Sync> FromRequestParts<S> for Teacher {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        if peer.is_some_and(|ip| ip.is_loopback()) {
+            return Ok(Teacher);
+        }
+        let gate = parts.extensions.get::<SharedGate>().cloned();
+        let token = session_cookie(parts);
+        let valid = match (gate, token) {
+            (Some(gate), Some(token)) => gate.lock().unwrap_or_else(|e| e.into_inner()).session_valid(&token, Instant::now()),
+            _ => false,
+        };
+        if valid {
+            Ok(Teacher)
+        } else {
+            let body = serde_json::json!({
+                "error": "teacher_pin_required",
+                "message": "Cần mã PIN của giáo viên / The teacher's PIN is required",
+            });
+            Err((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response())
+        }
+    }
+}
+
+fn session_cookie(parts: &Parts) -> Option<String> {
+    let header = parts.headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
+    header.split(';').find_map(|pair| pair.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_pins_lock_out_the_address_and_a_right_one_opens_a_session() {
+        let mut gate = PinGate::default();
+        let start = Instant::now();
+        let guesser: IpAddr = "192.0.2.7".parse().unwrap();
+        let teacher: IpAddr = "192.0.2.8".parse().unwrap();
+        for n in 1..MAX_FAILURES {
+            assert_eq!(gate.attempt(guesser, "0000", "4821", start), Attempt::Wrong { tries_left: MAX_FAILURES - n });
+        }
+        assert_eq!(gate.attempt(guesser, "0000", "4821", start), Attempt::LockedOut(LOCKOUT));
+        // Locked out: even the right PIN is refused until the lockout ends.
+        assert!(matches!(gate.attempt(guesser, "4821", "4821", start + Duration::from_secs(10)), Attempt::LockedOut(_)));
+        // Another address is not affected.
+        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821", start) else { panic!() };
+        assert!(gate.session_valid(&token, start + Duration::from_secs(3600)));
+        assert!(!gate.session_valid(&token, start + SESSION_LIFETIME + Duration::from_secs(1)));
+        assert!(!gate.session_valid("forged", start));
+        // After the lockout the guesser may try again.
+        assert!(matches!(gate.attempt(guesser, "4821", "4821", start + LOCKOUT + Duration::from_secs(1)), Attempt::Granted(_)));
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_forgotten() {
+        let mut gate = PinGate::default();
+        let start = Instant::now();
+        let client: IpAddr = "192.0.2.9".parse().unwrap();
+        for n in 0..(MAX_FAILURES - 1) {
+            gate.attempt(client, "1111", "4821", start + Duration::from_secs(n as u64));
+        }
+        let later = start + FAILURE_WINDOW + Duration::from_secs(60);
+        assert_eq!(gate.attempt(client, "1111", "4821", later), Attempt::Wrong { tries_left: MAX_FAILURES - 1 });
+    }
+
+    #[test]
+    fn no_configured_pin_means_the_panel_only() {
+        let mut gate = PinGate::default();
+        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Instant::now()), Attempt::Disabled);
+    }
+}

@@ -1,0 +1,150 @@
+//! The teacher's screen: a web app the agent serves, shown full screen on the
+//! room's interactive panel by a kiosk browser, and reachable from a teacher's
+//! laptop on the LAN with the room's PIN.
+//!
+//! # Design
+//! - Made for an 86-inch 4K touch panel read from the back row: large type,
+//!   large touch targets, strong contrast; Vietnamese by default, English one
+//!   touch away. Every asset is compiled into the binary: the room may be offline.
+//! - No build step and no framework: one HTML page, one script, one stylesheet.
+//!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
+//!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling.
+//! - Access: see [`access`]. Static assets are public (they hold no data); every
+//!   `/api/` route that reads or changes the room takes a [`access::Teacher`].
+
+pub mod access;
+pub mod feed;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::agent::Agent;
+use access::{Attempt, SharedGate, Teacher};
+
+/// The `[panel]` section of the config.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PanelConfig {
+    /// The PIN a teacher enters to use the panel from another device on the LAN;
+    /// empty: only the panel itself (loopback) has access.
+    pub teacher_pin: String,
+}
+
+impl PanelConfig {
+    pub(crate) fn problems(&self) -> Vec<crate::config::diagnostics::Unlocated> {
+        let pin = &self.teacher_pin;
+        if pin.is_empty() || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit())) {
+            return Vec::new();
+        }
+        vec![crate::config::diagnostics::Unlocated {
+            key: "panel.teacher_pin".into(),
+            message: "must be 4 to 12 digits".into(),
+            hint: "choose a PIN of digits only, such as \"482193\", or leave it empty to allow the panel only".into(),
+        }]
+    }
+}
+
+/// The panel's page, assets and API.
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/panel/") }))
+        .route("/panel/", get(|headers: HeaderMap| async move { asset(&headers, INDEX, "text/html; charset=utf-8") }))
+        .route("/panel/app.js", get(|headers: HeaderMap| async move { asset(&headers, SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/app.css", get(|headers: HeaderMap| async move { asset(&headers, STYLE, "text/css; charset=utf-8") }))
+        .route("/api/panel/login", post(login))
+        .route("/api/panel/state", get(state))
+        .route("/api/panel/events", get(events))
+        .layer(Extension(SharedGate::default()))
+}
+
+const INDEX: &str = include_str!("assets/index.html");
+const SCRIPT: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/app.css");
+
+/// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
+fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {
+    let etag = format!("\"{}\"", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))[..16]);
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == etag.as_bytes()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header value"));
+    response
+}
+
+#[derive(Deserialize)]
+struct Login {
+    pin: String,
+}
+
+async fn login(
+    State(agent): State<Arc<Agent>>,
+    Extension(gate): Extension<SharedGate>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(login): Json<Login>,
+) -> Response {
+    let expected = agent.config().panel.teacher_pin.clone();
+    let attempt = gate.lock().unwrap_or_else(|e| e.into_inner()).attempt(peer.ip(), &login.pin, &expected, Instant::now());
+    match attempt {
+        Attempt::Granted(token) => {
+            let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", access::COOKIE, access::SESSION_LIFETIME.as_secs());
+            ([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response()
+        }
+        Attempt::Wrong { tries_left } => {
+            tracing::warn!(%peer, tries_left, "wrong teacher PIN");
+            (StatusCode::UNAUTHORIZED, Json(json!({ "error": "wrong_pin", "tries_left": tries_left }))).into_response()
+        }
+        Attempt::LockedOut(wait) => {
+            tracing::warn!(%peer, "teacher PIN locked out after repeated wrong tries");
+            let retry = wait.as_secs().max(1).to_string();
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)], Json(json!({ "error": "locked_out", "retry_after_seconds": wait.as_secs() })))
+                .into_response()
+        }
+        Attempt::Disabled => (StatusCode::FORBIDDEN, Json(json!({ "error": "panel_only" }))).into_response(),
+    }
+}
+
+/// Everything the page shows, as it is now.
+async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
+    let config = agent.config();
+    let store = agent.store.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        let conn = store.reader()?;
+        let last = store.last_seq();
+        crate::store::outbox::read_after(&conn, (last - 200).max(0), 200).map_err(|err| crate::store::StoreError::Sqlite {
+            path: store.path().to_owned(),
+            source: err,
+        })
+    })
+    .await;
+    let recent: Vec<_> = match records {
+        Ok(Ok(records)) => records.iter().map(feed::record_json).collect(),
+        _ => Vec::new(),
+    };
+    Json(json!({
+        "room": { "name": config.room.name, "school_code": config.room.school_code, "room_id": config.room.room_id, "timezone": config.room.timezone },
+        "agent_time": agent.clock.now().to_string(),
+        "clock_synced": agent.clock.is_synchronized(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "health": agent.health.snapshot(),
+        "last_seq": agent.store.last_seq(),
+        "recent": recent,
+    }))
+    .into_response()
+}
+
+async fn events(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    feed::stream(agent)
+}
