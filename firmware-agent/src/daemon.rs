@@ -63,6 +63,9 @@ pub fn run(config_path: &Path) -> Exit {
 }
 
 async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Result<(), String> {
+    // Before anything can announce readiness: a signal that arrives early must
+    // find its handler, not the default action (which for SIGHUP is to die).
+    let signals = Signals::install()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let database = config.database_path();
     let store_clock = clock.clone();
@@ -100,7 +103,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));
 
-    wait_for_signals(&agent, &config_path, &config_tx, &filter).await?;
+    signals.wait(&agent, &config_path, &config_tx, &filter).await;
 
     crate::systemd::stopping();
     tracing::info!("stopping: draining tasks");
@@ -113,21 +116,31 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     Ok(())
 }
 
-/// Returns on SIGTERM or SIGINT; handles SIGHUP in place.
-async fn wait_for_signals(
-    agent: &Agent,
-    config_path: &Path,
-    config_tx: &watch::Sender<Arc<Config>>,
-    filter: &FilterHandle,
-) -> Result<(), String> {
-    let install = |kind| signal(kind).map_err(|err| format!("cannot install a signal handler: {err}"));
-    let (mut term, mut int, mut hup) =
-        (install(SignalKind::terminate())?, install(SignalKind::interrupt())?, install(SignalKind::hangup())?);
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => reload(agent, config_path, config_tx, filter),
+/// The signals the daemon answers: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        let install = |kind| signal(kind).map_err(|err| format!("cannot install a signal handler: {err}"));
+        Ok(Signals {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT; handles SIGHUP in place.
+    async fn wait(mut self, agent: &Agent, config_path: &Path, config_tx: &watch::Sender<Arc<Config>>, filter: &FilterHandle) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => reload(agent, config_path, config_tx, filter),
+            }
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct RunningAgent {
     pid: i32,
     exited: mpsc::Receiver<ExitStatus>,
     status: Option<ExitStatus>,
+    /// Reads stderr to its end; joined on exit so the log is complete.
+    reader: Option<std::thread::JoinHandle<()>>,
     lines: mpsc::Receiver<String>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -107,7 +109,7 @@ impl RunningAgent {
         let (tx, lines) = mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 kept.lock().unwrap().push(line.clone());
                 if tx.send(line).is_err() {
@@ -116,7 +118,7 @@ impl RunningAgent {
                 }
             }
         });
-        RunningAgent { pid, exited, status: None, lines, log }
+        RunningAgent { pid, exited, status: None, reader: Some(reader), lines, log }
     }
 
     pub fn pid(&self) -> i32 {
@@ -145,6 +147,11 @@ impl RunningAgent {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.exited.recv_timeout(timeout).ok();
+            if self.status.is_some() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+            }
         }
         self.status
     }
