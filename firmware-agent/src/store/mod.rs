@@ -118,7 +118,7 @@ impl Store {
         let mut conn = self.lock_writer();
         let tx = conn.transaction().map_err(|err| self.error(err))?;
         let value = f(&tx).map_err(|err| self.error(err))?;
-        tx.commit().map_err(|err| self.error(err))?;
+        tx.commit().map_err(|err| self.error(err)).inspect_err(|_| metrics::counter!("agent_store_commit_failures_total").increment(1))?;
         Ok(value)
     }
 

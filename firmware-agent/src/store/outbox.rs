@@ -81,6 +81,7 @@ impl Store {
     /// Appends events in one durable transaction: all of them are committed, or none.
     pub fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>, StoreError> {
         let stored = self.write(|tx| self.insert_events(tx, events))?;
+        metrics::counter!("agent_outbox_appended_total").increment(stored.len() as u64);
         if let Some(last) = stored.last() {
             self.outbox.last_seq.store(last.seq, Ordering::SeqCst);
             self.outbox.last_recorded_ms.store(last.recorded_at.as_millisecond(), Ordering::SeqCst);
