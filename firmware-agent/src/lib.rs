@@ -17,5 +17,6 @@ pub mod http;
 pub mod proto;
 pub mod roster;
 pub mod store;
+pub mod sync;
 pub mod systemd;
 pub mod telemetry;

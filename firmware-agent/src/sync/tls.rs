@@ -1,0 +1,38 @@
+//! Mutual TLS for the hub link: the files the config names, read and checked
+//! with messages that say which key and file is wrong.
+
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use super::config::TlsFiles;
+
+/// A TLS file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} = {}: {reason}\n  hint: {hint}", path.display())]
+pub struct TlsError {
+    pub key: &'static str,
+    pub path: PathBuf,
+    pub reason: String,
+    pub hint: &'static str,
+}
+
+/// Reads a PEM file and checks it holds at least one block labelled `label`.
+pub fn read_pem(key: &'static str, path: &Path, label: &str) -> Result<Vec<u8>, TlsError> {
+    let error = |reason: String, hint| TlsError { key, path: path.to_owned(), reason, hint };
+    let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}"), "check the path and that the agent's user may read it"))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text.lines().any(|line| line.starts_with("-----BEGIN ") && line.contains(label));
+    if !found {
+        return Err(error(format!("no PEM block containing `{label}` found"), "give a PEM file (text starting with -----BEGIN ...)"));
+    }
+    Ok(bytes)
+}
+
+/// The server side: the agent's identity, and the CA its clients must chain to.
+pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
+    let cert = read_pem("hub.tls_cert", &files.cert, "CERTIFICATE")?;
+    let key = read_pem("hub.tls_key", &files.key, "PRIVATE KEY")?;
+    let client_ca = read_pem("hub.client_ca", &files.client_ca, "CERTIFICATE")?;
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(client_ca)))
+}
