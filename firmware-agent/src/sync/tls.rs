@@ -29,8 +29,16 @@ pub fn read_pem(key: &'static str, path: &Path, label: &str) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// Chooses rustls's cryptography (ring) for the process. Several crates in the
+/// build enable rustls back-ends, so rustls cannot pick one by itself.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already, which is what is wanted.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The server side: the agent's identity, and the CA its clients must chain to.
 pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
+    install_crypto_provider();
     let cert = read_pem("hub.tls_cert", &files.cert, "CERTIFICATE")?;
     let key = read_pem("hub.tls_key", &files.key, "PRIVATE KEY")?;
     let client_ca = read_pem("hub.client_ca", &files.client_ca, "CERTIFICATE")?;
