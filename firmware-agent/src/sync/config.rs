@@ -119,3 +119,47 @@ impl HubConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    use super::{TlsFiles, Transport};
+
+    const ROOM: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
+
+    fn parse(hub: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/agent/room.toml"), &format!("{ROOM}[hub]\n{hub}")).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn tls_files_are_resolved_against_the_config_and_make_mutual_tls() {
+        let config = parse("tls_cert = \"tls/agent.pem\"\ntls_key = \"tls/agent.key\"\nclient_ca = \"/srv/hub-ca.pem\"\n").unwrap();
+        assert_eq!(
+            config.hub.transport(),
+            Transport::MutualTls(TlsFiles {
+                cert: "/etc/agent/tls/agent.pem".into(),
+                key: "/etc/agent/tls/agent.key".into(),
+                client_ca: "/srv/hub-ca.pem".into(),
+            })
+        );
+        assert_eq!(config.hub.retention_days, 30);
+    }
+
+    #[test]
+    fn without_tls_or_plaintext_the_server_is_unconfigured_and_plaintext_must_be_explicit() {
+        assert_eq!(parse("").unwrap().hub.transport(), Transport::Unconfigured);
+        assert_eq!(parse("plaintext = true\n").unwrap().hub.transport(), Transport::Plaintext);
+    }
+
+    #[test]
+    fn half_a_tls_setup_or_tls_with_plaintext_is_refused_at_its_key() {
+        let err = parse("tls_cert = \"a.pem\"\n").unwrap_err();
+        assert!(err.contains("hub.tls_key") && err.contains("hub.client_ca"), "{err}");
+        let err = parse("plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n").unwrap_err();
+        assert!(err.contains("hub.plaintext"), "{err}");
+        let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err();
+        assert!(err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"), "{err}");
+    }
+}
