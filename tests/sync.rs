@@ -432,3 +432,21 @@ async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changi
     let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.roster_version, 5);
 }
+
+#[test]
+fn unusable_tls_files_stop_the_agent_before_ready_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("broken.key");
+    std::fs::write(&not_a_key, "this is not a key\n").unwrap();
+    let ca = Pki::new("room CA");
+    let (cert, _) = ca.issue(dir.path(), "agent", &["127.0.0.1"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let ca_path = ca.write_ca(&dir.path().join("ca.pem"));
+    let hub = format!("tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n", cert.to_str().unwrap(), not_a_key.to_str().unwrap(), ca_path.to_str().unwrap());
+    let room = Room::with_hub(&hub, "");
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    let status = agent.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| panic!("the agent exits; log:\n{}", agent.log.lock().unwrap().join("\n")));
+    assert_eq!(status.code(), Some(1));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("hub.tls_key") && log.contains("no PEM block"), "{log}");
+    assert!(!log.contains("agent ready"), "{log}");
+}

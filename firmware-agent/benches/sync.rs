@@ -142,7 +142,7 @@ fn main() {
         metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
         shutdown: CancellationToken::new(),
     });
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = runtime.block_on(firmware_agent::sync::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
     let address = listener.local_addr().unwrap();
     let server = runtime.spawn(firmware_agent::sync::serve(listener, agent.clone()));
 

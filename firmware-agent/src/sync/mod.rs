@@ -69,25 +69,58 @@ use config::Transport;
 /// How often acknowledged events past their retention are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Why the server stopped or could not start.
+/// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot listen on {address} (hub.listen): {source}")]
+    Bind { address: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `SyncService` on `listener` until the agent shuts down, and prunes
-/// the outbox on the side.
-pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> Result<(), ServeError> {
+/// The server's socket, bound, and its TLS set-up, checked: everything that can
+/// fail because of the config fails here, before the agent says it is ready.
+pub struct HubListener {
+    listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+impl HubListener {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Binds `hub.listen` and loads the TLS files when the config lets the server
+/// run; `None` when it has neither TLS files nor `plaintext = true`.
+pub async fn bind(config: &config::HubConfig) -> Result<Option<HubListener>, ServeError> {
+    let tls = match config.transport() {
+        Transport::Unconfigured => return Ok(None),
+        Transport::Plaintext => None,
+        Transport::MutualTls(files) => {
+            let tls = tls::server_config(&files)?;
+            // Builds the rustls configuration once, so a key that does not match
+            // its certificate is reported now rather than at the first connection.
+            Server::builder().tls_config(tls.clone()).map_err(|err| tls::TlsError::unusable(&files, err))?;
+            Some(tls)
+        }
+    };
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { address: config.listen, source })?;
+    Ok(Some(HubListener { listener, tls }))
+}
+
+/// Serves `SyncService` until the agent shuts down, and prunes the outbox on the side.
+pub async fn serve(hub: HubListener, agent: Arc<Agent>) -> Result<(), ServeError> {
     let config = agent.config().hub.clone();
     let mut builder = Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_seconds))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-    if let Transport::MutualTls(files) = config.transport() {
-        builder = builder.tls_config(tls::server_config(&files)?)?;
+    if let Some(tls) = hub.tls {
+        builder = builder.tls_config(tls)?;
     }
     let service = SyncServiceServer::new(service::SyncServer::new(agent.clone()))
         .max_decoding_message_size(config.max_message_bytes)
@@ -98,7 +131,7 @@ pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> Result<(), Serve
     let shutdown = agent.shutdown.clone();
     let served = builder
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(TcpIncoming::from(hub.listener), shutdown.cancelled_owned())
         .await;
     pruning.abort();
     Ok(served?)
@@ -122,17 +155,8 @@ async fn prune_periodically(agent: Arc<Agent>) {
     }
 }
 
-/// Binds `hub.listen` when the config lets the server run; `None` when it has
-/// neither TLS files nor `plaintext = true`.
-pub async fn bind(config: &config::HubConfig) -> std::io::Result<Option<TcpListener>> {
-    match config.transport() {
-        Transport::Unconfigured => Ok(None),
-        Transport::Plaintext | Transport::MutualTls(_) => TcpListener::bind(config.listen).await.map(Some),
-    }
-}
-
 /// Spawns the server on the bound listener, reporting its state in health.
-pub fn start(agent: &Arc<Agent>, listener: Option<TcpListener>, tasks: &tokio_util::task::TaskTracker) {
+pub fn start(agent: &Arc<Agent>, listener: Option<HubListener>, tasks: &tokio_util::task::TaskTracker) {
     use crate::health::State;
     let Some(listener) = listener else {
         let detail = "not serving: set hub.tls_cert, hub.tls_key and hub.client_ca (or hub.plaintext = true on a trusted network)";

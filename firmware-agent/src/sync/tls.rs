@@ -17,6 +17,18 @@ pub struct TlsError {
     pub hint: &'static str,
 }
 
+impl TlsError {
+    /// The files read, but rustls cannot use them together.
+    pub fn unusable(files: &TlsFiles, err: impl std::fmt::Display) -> TlsError {
+        TlsError {
+            key: "hub.tls_cert",
+            path: files.cert.clone(),
+            reason: format!("with hub.tls_key = {}: {err}", files.key.display()),
+            hint: "the key must be the certificate's own private key, in PEM (PKCS#8, PKCS#1 or SEC1)",
+        }
+    }
+}
+
 /// Reads a PEM file and checks it holds at least one block labelled `label`.
 pub fn read_pem(key: &'static str, path: &Path, label: &str) -> Result<Vec<u8>, TlsError> {
     let error = |reason: String, hint| TlsError { key, path: path.to_owned(), reason, hint };
