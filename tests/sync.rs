@@ -144,6 +144,8 @@ fn ten_thousand_events_arrive_in_order_once_and_resume_from_the_cursor_file() {
 
     let again = pull_all(&room, &["--max-events", "10"]);
     assert_eq!(ids(&again), expected_ids[..10], "an older cursor gives the same events with the same ids");
+    let compressed = pull_all(&room, &["--gzip", "--max-events", "2500"]);
+    assert_eq!(ids(&compressed), expected_ids[..2500], "gzip when the client asks changes nothing but the bytes");
 }
 
 #[test]
