@@ -71,7 +71,10 @@ impl SyncService for SyncServer {
         let store = self.agent.store.clone();
         let outcome = blocking(move || store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await?;
         match outcome.map_err(unavailable)? {
-            Ok(acked_seq) => Ok(Response::new(AckResponse { acked_seq })),
+            Ok(acked_seq) => {
+                metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
+                Ok(Response::new(AckResponse { acked_seq }))
+            }
             Err(refused @ cursor::AckRefused::Negative(_)) => Err(Status::invalid_argument(refused.to_string())),
             Err(refused @ cursor::AckRefused::Beyond { .. }) => Err(Status::out_of_range(refused.to_string())),
         }
@@ -242,6 +245,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     }
                 }
                 cursor.sent(count, last);
+                metrics::counter!("hub_pull_events_sent_total").increment(count as u64);
                 if count > 0 {
                     heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
                 }
