@@ -119,7 +119,7 @@ async fn pull(address: std::net::SocketAddr, after: i64) -> (usize, Duration, Ve
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let source = format!(
-        "[room]\nschool_code = \"BENCH-01\"\nroom_id = \"P101\"\n[storage]\ndata_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[hub]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n",
+        "[room]\nschool_code = \"BENCH-01\"\nroom_id = \"P101\"\n[storage]\ndata_dir = {:?}\n[hub]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n",
         dir.path().to_str().unwrap()
     );
     let config = Config::parse(&dir.path().join("agent.toml"), &source).unwrap();
