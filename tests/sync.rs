@@ -452,3 +452,19 @@ fn unusable_tls_files_stop_the_agent_before_ready_naming_the_key() {
     assert!(log.contains("hub.tls_key") && log.contains("no PEM block"), "{log}");
     assert!(!log.contains("agent ready"), "{log}");
 }
+
+#[test]
+fn sigterm_ends_follow_streams_and_the_agent_exits_cleanly() {
+    let room = Room::new("");
+    let store = writer(&room);
+    let mut agent = room.start();
+    let client = PullProcess::spawn(&room, &["--follow"]);
+    let committed = store.append(mark(1)).unwrap();
+    assert_eq!(client.next(Duration::from_secs(20))["id"], committed.id.to_string());
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(5)).expect("exits within 5 seconds of SIGTERM with a hub following");
+    assert_eq!(status.code(), Some(0));
+    let (client_status, rest) = client.finish();
+    assert_eq!(client_status.code(), Some(1), "the hub is told the stream ended early");
+    assert!(rest.is_empty());
+}
