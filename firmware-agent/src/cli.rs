@@ -51,6 +51,64 @@ pub enum Command {
     /// Manage the room's pupils, teachers and classes.
     #[command(subcommand)]
     Roster(RosterCommand),
+    /// Talk to a room's agent as the provincial hub does: pull its records, read its status.
+    #[command(subcommand)]
+    Hub(HubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Print the room's events as JSON lines on stdout, then acknowledge them.
+    ///
+    /// Each batch is written and flushed, the cursor file saved, and only then
+    /// acknowledged. Rerun with the same --cursor-file to continue where it stopped.
+    Pull {
+        #[command(flatten)]
+        connection: HubConnectionArgs,
+        /// Keeps the position between runs: read at start (missing = from the beginning), replaced after each batch.
+        #[arg(long, value_name = "FILE")]
+        cursor_file: Option<PathBuf>,
+        /// Stay connected once caught up and print new events as they are recorded.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        max_events: Option<u64>,
+        /// Events per batch (the agent may send fewer; 0 lets it choose).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max_batch: u32,
+    },
+    /// Print the agent's identity, version, backlog, free disk and clock.
+    Status {
+        #[command(flatten)]
+        connection: HubConnectionArgs,
+    },
+}
+
+/// How to reach a room's agent.
+#[derive(Debug, clap::Args)]
+pub struct HubConnectionArgs {
+    /// The agent's gRPC address: http://HOST:PORT (plaintext) or https://HOST:PORT (mutual TLS).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// The CA certificate (PEM) that signed the agent's certificate; needed for https://.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// This client's certificate (PEM), signed by a CA the agent trusts (hub.client_ca).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Ask the agent to gzip its responses (for slow links).
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+impl From<HubConnectionArgs> for crate::commands::hub::Connection {
+    fn from(args: HubConnectionArgs) -> Self {
+        Self { endpoint: args.endpoint, ca: args.ca, cert: args.cert, key: args.key, gzip: args.gzip }
+    }
 }
 
 #[derive(Debug, Subcommand)]

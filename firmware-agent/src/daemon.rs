@@ -74,6 +74,10 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("the agent did not start: {err}"))?;
     let http = TcpListener::bind(config.http.listen).await.map_err(|err| bind_error("http.listen", config.http.listen, err))?;
+    let hub = crate::sync::bind(&config.hub).await.map_err(|err| match err {
+        crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
+        other => format!("the agent did not start: {other}"),
+    })?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -99,6 +103,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         });
     }
     tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
+    crate::sync::start(&agent, hub, &tasks);
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));

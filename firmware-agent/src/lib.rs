@@ -18,5 +18,6 @@ pub mod panel;
 pub mod proto;
 pub mod roster;
 pub mod store;
+pub mod sync;
 pub mod systemd;
 pub mod telemetry;

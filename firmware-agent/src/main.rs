@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use firmware_agent::cli::{Cli, Command, RosterCommand};
+use firmware_agent::cli::{Cli, Command, HubCommand, RosterCommand};
 use firmware_agent::{commands, daemon};
 
 fn main() -> ExitCode {
@@ -13,6 +13,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => commands::check_config::run(&path),
         Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
         Command::Roster(RosterCommand::Export { config }) => commands::roster::export(&config),
+        Command::Hub(HubCommand::Pull { connection, cursor_file, follow, max_events, max_batch }) => {
+            let options = commands::hub::PullOptions { cursor_file, follow, max_events, max_batch };
+            commands::hub::pull(&connection.into(), &options)
+        }
+        Command::Hub(HubCommand::Status { connection }) => commands::hub::status(&connection.into()),
     };
     exit.into()
 }

@@ -41,19 +41,28 @@ pub struct Room {
 impl Room {
     /// A room whose config is the minimal one plus `extra` TOML (extra sections).
     pub fn new(extra: &str) -> Room {
+        Room::with_hub("plaintext = true\n", extra)
+    }
+
+    /// A room whose `[hub]` section has `hub` (keys after `listen`), plus `extra` TOML.
+    pub fn with_hub(hub: &str, extra: &str) -> Room {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config_path = dir.path().join("agent.toml");
         let room = Room { dir, config_path, http, grpc };
-        room.write_config(extra);
+        room.write_config_with_hub(hub, extra);
         room
     }
 
     pub fn write_config(&self, extra: &str) {
+        self.write_config_with_hub("plaintext = true\n", extra);
+    }
+
+    pub fn write_config_with_hub(&self, hub: &str, extra: &str) {
         let config = format!(
             "[room]\nschool_code = \"TEST-01\"\nroom_id = \"P101\"\nname = \"Phòng thử\"\n\n\
-             [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{}\"\n\n[hub]\nlisten = \"{}\"\n\n{extra}\n",
+             [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{}\"\n\n[hub]\nlisten = \"{}\"\n{hub}\n{extra}\n",
             self.http, self.grpc,
         );
         std::fs::write(&self.config_path, config).unwrap();

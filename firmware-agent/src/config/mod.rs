@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::sync::config::HubConfig;
 pub use diagnostics::{ConfigError, Problem};
 
 /// The whole configuration file.
@@ -83,19 +84,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// The gRPC server the provincial hub pulls from.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HubConfig {
-    pub listen: SocketAddr,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 50051)) }
-    }
-}
-
 /// Log output.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +129,7 @@ impl Config {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
+        config.hub.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
 
@@ -176,6 +165,7 @@ impl Config {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
         }
         problems.extend(self.panel.problems());
+        problems.extend(self.hub.problems());
         problems
     }
 

@@ -107,7 +107,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
 
     let mut roster = Roster::default();
     let mut problems = Vec::new();
-    let mut seen: HashMap<PersonalId, usize> = HashMap::new();
+    let mut seen: HashMap<PersonalId, String> = HashMap::new();
     for (index, record) in reader.records().enumerate() {
         let row = index + 2;
         let record = match record {
@@ -119,25 +119,6 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
         };
         let mut problem = |field: &str, reason: String| problems.push(RowProblem { row, field: field.into(), reason });
         let get = |name: &str| record.get(column(name)).unwrap_or("").to_owned();
-
-        let personal_id = match get("personal_id").parse::<PersonalId>() {
-            Ok(id) => {
-                if let Some(first) = seen.insert(id.clone(), row) {
-                    problem("personal_id", format!("{id} already appears on row {first}"));
-                }
-                Some(id)
-            }
-            Err(err) => {
-                problem("personal_id", err.to_string());
-                None
-            }
-        };
-        let full_name: String = get("full_name").nfc().collect();
-        if full_name.is_empty() {
-            problem("full_name", "is empty".into());
-        } else if full_name.chars().count() > 100 || full_name.chars().any(char::is_control) {
-            problem("full_name", "is longer than 100 characters or contains control characters".into());
-        }
         let face_consent = yes_no(&get("face_consent")).unwrap_or_else(|reason| {
             problem("face_consent", reason);
             false
@@ -146,45 +127,20 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
             problem("learning_data_consent", reason);
             false
         });
-        let consent_date = match get("consent_date").as_str() {
-            "" => None,
-            text => match text.parse::<jiff::civil::Date>() {
-                Ok(date) => Some(date),
-                Err(_) => {
-                    problem("consent_date", format!("`{text}` is not a date written as YYYY-MM-DD"));
-                    None
-                }
-            },
+        let Some(role) = role(&get("role")) else {
+            problem("role", format!("`{}` is neither `pupil` (học sinh) nor `teacher` (giáo viên)", get("role")));
+            continue;
         };
-        if (face_consent || learning_data_consent) && consent_date.is_none() && get("consent_date").is_empty() {
-            problem("consent_date", "a consent is `yes` but the day it was recorded is missing".into());
-        }
-        let class_name: String = get("class").nfc().collect();
-        match role(&get("role")) {
-            Some(Role::Pupil) => {
-                if class_name.is_empty() {
-                    problem("class", "a pupil needs a class, such as 6A1".into());
-                } else if class_name.chars().count() > 32 {
-                    problem("class", "is longer than 32 characters".into());
-                }
-                if let Some(personal_id) = personal_id {
-                    roster.pupils.push(Pupil {
-                        personal_id,
-                        full_name,
-                        class_name,
-                        face_consent,
-                        learning_data_consent,
-                        consent_date,
-                    });
-                }
-            }
-            Some(Role::Teacher) => {
-                if let Some(personal_id) = personal_id {
-                    roster.teachers.push(Teacher { personal_id, full_name });
-                }
-            }
-            None => problem("role", format!("`{}` is neither `pupil` (học sinh) nor `teacher` (giáo viên)", get("role"))),
-        }
+        let person = Candidate {
+            role,
+            personal_id: &get("personal_id"),
+            full_name: &get("full_name"),
+            class_name: &get("class"),
+            face_consent,
+            learning_data_consent,
+            consent_date: &get("consent_date"),
+        };
+        check_person(&person, &format!("row {row}"), &mut seen, &mut roster, &mut problem);
     }
     if problems.is_empty() { Ok(roster) } else { Err(RosterError::Rows(problems)) }
 }
@@ -231,9 +187,96 @@ fn decode(bytes: &[u8]) -> Result<String, RosterError> {
     }
 }
 
-enum Role {
+/// Whether a person is a pupil or a teacher of the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
     Pupil,
     Teacher,
+}
+
+/// One person as given, before checking: a CSV row or an entry of a hub push.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub role: Role,
+    pub personal_id: &'a str,
+    pub full_name: &'a str,
+    /// The pupil's class; ignored for teachers.
+    pub class_name: &'a str,
+    pub face_consent: bool,
+    pub learning_data_consent: bool,
+    /// `YYYY-MM-DD`, or empty.
+    pub consent_date: &'a str,
+}
+
+/// Checks one person, the same way whichever way they came, and adds them to
+/// `roster` when their ID is valid. Each problem goes to `problem(field, reason)`.
+/// `seen` remembers where each ID was first given; `place` names this one
+/// (such as "row 4") for the message about a later duplicate.
+pub fn check_person(
+    person: &Candidate<'_>,
+    place: &str,
+    seen: &mut HashMap<PersonalId, String>,
+    roster: &mut Roster,
+    problem: &mut dyn FnMut(&str, String),
+) {
+    let personal_id = match person.personal_id.parse::<PersonalId>() {
+        Ok(id) => {
+            if let Some(first) = seen.get(&id) {
+                problem("personal_id", format!("{id} already appears on {first}"));
+            } else {
+                seen.insert(id.clone(), place.to_owned());
+            }
+            Some(id)
+        }
+        Err(err) => {
+            problem("personal_id", err.to_string());
+            None
+        }
+    };
+    let full_name: String = person.full_name.nfc().collect();
+    if full_name.is_empty() {
+        problem("full_name", "is empty".into());
+    } else if full_name.chars().count() > 100 || full_name.chars().any(char::is_control) {
+        problem("full_name", "is longer than 100 characters or contains control characters".into());
+    }
+    let consent_date = match person.consent_date {
+        "" => None,
+        text => match text.parse::<jiff::civil::Date>() {
+            Ok(date) => Some(date),
+            Err(_) => {
+                problem("consent_date", format!("`{text}` is not a date written as YYYY-MM-DD"));
+                None
+            }
+        },
+    };
+    if (person.face_consent || person.learning_data_consent) && person.consent_date.is_empty() {
+        problem("consent_date", "a consent is `yes` but the day it was recorded is missing".into());
+    }
+    let class_name: String = person.class_name.nfc().collect();
+    match person.role {
+        Role::Pupil => {
+            if class_name.is_empty() {
+                problem("class", "a pupil needs a class, such as 6A1".into());
+            } else if class_name.chars().count() > 32 {
+                problem("class", "is longer than 32 characters".into());
+            }
+            if let Some(personal_id) = personal_id {
+                roster.pupils.push(Pupil {
+                    personal_id,
+                    full_name,
+                    class_name,
+                    face_consent: person.face_consent,
+                    learning_data_consent: person.learning_data_consent,
+                    consent_date,
+                });
+            }
+        }
+        Role::Teacher => {
+            if let Some(personal_id) = personal_id {
+                roster.teachers.push(Teacher { personal_id, full_name });
+            }
+        }
+    }
 }
 
 fn role(text: &str) -> Option<Role> {

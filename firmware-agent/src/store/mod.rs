@@ -15,6 +15,7 @@
 pub mod outbox;
 pub mod roster;
 pub mod schema;
+pub mod sync;
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -22,7 +23,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -116,7 +117,10 @@ impl Store {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock_writer();
-        let tx = conn.transaction().map_err(|err| self.error(err))?;
+        // IMMEDIATE takes the write lock up front: a deferred transaction that
+        // reads and then writes fails at once (no busy wait) when another
+        // process committed in between, as a command-line tool beside the daemon may.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|err| self.error(err))?;
         let value = f(&tx).map_err(|err| self.error(err))?;
         tx.commit().map_err(|err| self.error(err)).inspect_err(|_| metrics::counter!("agent_store_commit_failures_total").increment(1))?;
         Ok(value)

@@ -1,7 +1,7 @@
 //! Roster rows in the database: written in one transaction, read by whoever
 //! needs to know the room's people.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Store, StoreError};
 use crate::roster::{PersonalId, Pupil, Roster, Teacher};
@@ -19,38 +19,7 @@ impl Store {
     /// the roster are kept: a file for one class does not erase the others.
     pub fn import_roster(&self, roster: &Roster) -> Result<ImportSummary, StoreError> {
         let now = self.clock().now().as_millisecond();
-        self.write(|tx| {
-            let mut classes = std::collections::BTreeSet::new();
-            let mut add_class = tx.prepare_cached("INSERT OR IGNORE INTO classes (name) VALUES (?1)")?;
-            let mut upsert_pupil = tx.prepare_cached(
-                "INSERT INTO pupils (personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (personal_id) DO UPDATE SET full_name = excluded.full_name, class_name = excluded.class_name,
-                   face_consent = excluded.face_consent, learning_data_consent = excluded.learning_data_consent,
-                   consent_date = excluded.consent_date, updated_at_ms = excluded.updated_at_ms",
-            )?;
-            for pupil in &roster.pupils {
-                add_class.execute([&pupil.class_name])?;
-                classes.insert(pupil.class_name.as_str());
-                upsert_pupil.execute(params![
-                    pupil.personal_id.as_str(),
-                    pupil.full_name,
-                    pupil.class_name,
-                    pupil.face_consent,
-                    pupil.learning_data_consent,
-                    pupil.consent_date.map(|d| d.to_string()),
-                    now
-                ])?;
-            }
-            let mut upsert_teacher = tx.prepare_cached(
-                "INSERT INTO teachers (personal_id, full_name, updated_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (personal_id) DO UPDATE SET full_name = excluded.full_name, updated_at_ms = excluded.updated_at_ms",
-            )?;
-            for teacher in &roster.teachers {
-                upsert_teacher.execute(params![teacher.personal_id.as_str(), teacher.full_name, now])?;
-            }
-            Ok(ImportSummary { pupils: roster.pupils.len(), teachers: roster.teachers.len(), classes: classes.len() })
-        })
+        self.write(|tx| insert_roster(tx, roster, now))
     }
 
     /// One pupil, if the roster has them.
@@ -104,6 +73,40 @@ impl Store {
 
 fn parse_id(column: usize, id: String) -> rusqlite::Result<PersonalId> {
     id.parse().map_err(|err| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(err)))
+}
+
+/// Adds or updates every person of `roster` inside the caller's transaction.
+pub(super) fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) -> rusqlite::Result<ImportSummary> {
+    let mut classes = std::collections::BTreeSet::new();
+    let mut add_class = tx.prepare_cached("INSERT OR IGNORE INTO classes (name) VALUES (?1)")?;
+    let mut upsert_pupil = tx.prepare_cached(
+        "INSERT INTO pupils (personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (personal_id) DO UPDATE SET full_name = excluded.full_name, class_name = excluded.class_name,
+           face_consent = excluded.face_consent, learning_data_consent = excluded.learning_data_consent,
+           consent_date = excluded.consent_date, updated_at_ms = excluded.updated_at_ms",
+    )?;
+    for pupil in &roster.pupils {
+        add_class.execute([&pupil.class_name])?;
+        classes.insert(pupil.class_name.as_str());
+        upsert_pupil.execute(params![
+            pupil.personal_id.as_str(),
+            pupil.full_name,
+            pupil.class_name,
+            pupil.face_consent,
+            pupil.learning_data_consent,
+            pupil.consent_date.map(|d| d.to_string()),
+            now_ms
+        ])?;
+    }
+    let mut upsert_teacher = tx.prepare_cached(
+        "INSERT INTO teachers (personal_id, full_name, updated_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (personal_id) DO UPDATE SET full_name = excluded.full_name, updated_at_ms = excluded.updated_at_ms",
+    )?;
+    for teacher in &roster.teachers {
+        upsert_teacher.execute(params![teacher.personal_id.as_str(), teacher.full_name, now_ms])?;
+    }
+    Ok(ImportSummary { pupils: roster.pupils.len(), teachers: roster.teachers.len(), classes: classes.len() })
 }
 
 fn pupil_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pupil> {

@@ -1,0 +1,187 @@
+//! Hub sync figures, over real gRPC on loopback (run with `cargo bench --bench sync`):
+//! - Pull throughput from a 1 000 000-event backlog, against reading the same
+//!   rows straight out of SQLite in the same run (the baseline);
+//! - resident memory while the million events stream (it must stay flat);
+//! - a week offline for one room (20 000 events) caught up, connection included.
+//!
+//! The agent's sync server runs in this process on its own runtime, exactly as
+//! the daemon runs it; the client is the generated gRPC client a hub would use.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use firmware_agent::agent::Agent;
+use firmware_agent::clock::{Clock, SystemClock};
+use firmware_agent::config::Config;
+use firmware_agent::health::Health;
+use firmware_agent::proto::sync_service_client::SyncServiceClient;
+use firmware_agent::proto::{self, PullRequest, pull_response};
+use firmware_agent::store::Store;
+use firmware_agent::store::outbox::{NewEvent, read_after};
+use tokio_util::sync::CancellationToken;
+
+const BACKLOG: usize = 1_000_000;
+const WEEK_OFFLINE: usize = 20_000;
+const TARGET_EVENTS_PER_SECOND: f64 = 200_000.0;
+
+fn mark(n: usize) -> NewEvent {
+    NewEvent::new(
+        jiff::Timestamp::now(),
+        proto::AttendanceMark {
+            session_id: format!("2026-09-07/morning/{}/6A1", n / 40 % 5 + 1),
+            lesson_id: format!("2026-09-07/morning/{}", n / 40 % 5 + 1),
+            personal_id: format!("0102060{:05}", n % 100_000),
+            status: proto::MarkStatus::Present as i32,
+            source: proto::MarkSource::Face as i32,
+            best_similarity: 0.83,
+            ..Default::default()
+        },
+    )
+}
+
+/// The resident set size of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples RSS every few milliseconds until stopped; returns the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_kib()));
+        let thread = std::thread::spawn({
+            let (stop, peak) = (stop.clone(), peak.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        RssSampler { stop, peak, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads every row after `after` straight out of SQLite, as the server's reads do.
+fn read_raw(store: &Store, after: i64) -> (usize, Duration) {
+    let started = Instant::now();
+    let conn = store.reader().unwrap();
+    let (mut cursor, mut count) = (after, 0);
+    loop {
+        let rows = read_after(&conn, cursor, 1_000).unwrap();
+        let Some(last) = rows.last() else { break };
+        cursor = last.seq;
+        count += rows.len();
+    }
+    (count, started.elapsed())
+}
+
+/// Pulls everything after `after` over gRPC, checking order; returns the count,
+/// the time from connecting to the last event, and RSS every 100 000 events.
+async fn pull(address: std::net::SocketAddr, after: i64) -> (usize, Duration, Vec<u64>) {
+    let started = Instant::now();
+    let mut client = SyncServiceClient::connect(format!("http://{address}")).await.unwrap().max_decoding_message_size(64 << 20);
+    let request = PullRequest { after_seq: after, max_batch: 0, follow: false };
+    let mut stream = client.pull(request).await.unwrap().into_inner();
+    let (mut last, mut count, mut rss) = (after, 0usize, Vec::new());
+    while let Some(message) = stream.message().await.unwrap() {
+        let Some(pull_response::Message::Batch(batch)) = message.message else { continue };
+        for event in batch.events {
+            assert!(event.seq > last && event.payload.is_some(), "in order and typed");
+            last = event.seq;
+            count += 1;
+            if count % 100_000 == 0 {
+                rss.push(rss_kib());
+            }
+        }
+    }
+    (count, started.elapsed(), rss)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "[room]\nschool_code = \"BENCH-01\"\nroom_id = \"P101\"\n[storage]\ndata_dir = {:?}\n[hub]\nlisten = \"127.0.0.1:0\"\nplaintext = true\n",
+        dir.path().to_str().unwrap()
+    );
+    let config = Config::parse(&dir.path().join("agent.toml"), &source).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(Store::open(&config.database_path(), clock.clone()).unwrap());
+
+    let filling = Instant::now();
+    for chunk in 0..BACKLOG / 10_000 {
+        store.append_batch((0..10_000).map(|i| mark(chunk * 10_000 + i)).collect()).unwrap();
+    }
+    println!("backlog: {BACKLOG} events committed in {:.1} s", filling.elapsed().as_secs_f64());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config));
+    let agent = Arc::new(Agent {
+        config: config_rx,
+        store: store.clone(),
+        clock,
+        health: Health::new(),
+        metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
+        shutdown: CancellationToken::new(),
+    });
+    let listener = runtime.block_on(firmware_agent::sync::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
+    let address = listener.local_addr().unwrap();
+    let server = runtime.spawn(firmware_agent::sync::serve(listener, agent.clone()));
+
+    // Warm the page cache the same way for both, then measure each once.
+    read_raw(&store, 0);
+    let (raw_count, raw_time) = read_raw(&store, 0);
+    let raw_rate = raw_count as f64 / raw_time.as_secs_f64();
+
+    let rss_before = rss_kib();
+    let sampler = RssSampler::start();
+    let (count, time, rss_marks) = runtime.block_on(pull(address, 0));
+    let rss_peak = sampler.stop();
+    assert_eq!(count, raw_count);
+    let rate = count as f64 / time.as_secs_f64();
+
+    let week_after = store.last_seq() - WEEK_OFFLINE as i64;
+    let (week_count, week_time, _) = runtime.block_on(pull(address, week_after));
+    assert_eq!(week_count, WEEK_OFFLINE);
+
+    println!("raw SQLite read (baseline): {raw_count} rows in {:.3} s = {:.0} events/s", raw_time.as_secs_f64(), raw_rate);
+    println!("gRPC Pull over loopback:    {count} events in {:.3} s = {:.0} events/s", time.as_secs_f64(), rate);
+    println!(
+        "  target >= {TARGET_EVENTS_PER_SECOND:.0} events/s: {}; SQLite is {:.2}x faster (target within 3x): {}",
+        if rate >= TARGET_EVENTS_PER_SECOND { "met" } else { "MISSED" },
+        raw_rate / rate,
+        if raw_rate / rate <= 3.0 { "met" } else { "MISSED" },
+    );
+    println!(
+        "memory: RSS {} MiB before the pull, peak {} MiB during it; every 100 000 events (MiB): {:?}",
+        rss_before / 1024,
+        rss_peak / 1024,
+        rss_marks.iter().map(|kib| kib / 1024).collect::<Vec<_>>()
+    );
+    println!(
+        "a week offline: {week_count} events caught up in {:.3} s, connection included (target < 1 s): {}",
+        week_time.as_secs_f64(),
+        if week_time < Duration::from_secs(1) { "met" } else { "MISSED" }
+    );
+
+    agent.shutdown.cancel();
+    runtime.block_on(server).unwrap().unwrap();
+}

@@ -1,0 +1,260 @@
+//! `firmware-agent hub pull|status`: the reference hub client, for IT staff
+//! checking a room and for the end-to-end tests.
+//!
+//! # Design
+//! `hub pull` is a hub in miniature: it prints each event as one JSON line on
+//! stdout, flushes, saves the cursor file (write a temporary file, fsync,
+//! rename, fsync the directory), and only then acknowledges. So what the agent
+//! may prune is always something already written out, and a rerun with the same
+//! cursor file continues after the last line written. The one window left is a
+//! crash of this client between flushing and renaming the cursor file, after
+//! which the last batch is printed again with the same ids; a real hub closes
+//! it by storing events and cursor in one transaction.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::cli::Exit;
+use crate::proto::sync_service_client::SyncServiceClient;
+use crate::proto::{AckRequest, Event, GetStatusRequest, PullRequest, pull_response};
+
+/// How to reach the agent.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// `http://host:port` (plaintext) or `https://host:port` (mutual TLS).
+    pub endpoint: String,
+    /// The CA that signed the agent's certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// This client's certificate and key (PEM), signed by the agent's `hub.client_ca`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Ask for gzip-compressed responses.
+    pub gzip: bool,
+}
+
+/// What `hub pull` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub cursor_file: Option<PathBuf>,
+    pub follow: bool,
+    pub max_events: Option<u64>,
+    pub max_batch: u32,
+}
+
+/// Why the command stopped: a message and the exit code it means.
+struct Failure(Exit, String);
+
+impl Failure {
+    fn input(message: impl Into<String>) -> Failure {
+        Failure(Exit::InvalidInput, message.into())
+    }
+    fn failed(message: impl Into<String>) -> Failure {
+        Failure(Exit::Failure, message.into())
+    }
+    fn status(what: &str, status: tonic::Status) -> Failure {
+        let exit = if status.code() == Code::InvalidArgument { Exit::InvalidInput } else { Exit::Failure };
+        let hint = match status.code() {
+            Code::Unknown | Code::Unavailable | Code::Cancelled => {
+                "\n  hint: the connection to the agent was lost; what was printed is saved, rerun with the same --cursor-file to continue"
+            }
+            _ => "",
+        };
+        Failure(exit, format!("{what}: {:?}: {}{hint}", status.code(), status.message()))
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> Exit {
+    match result {
+        Ok(()) => Exit::Success,
+        Err(Failure(exit, message)) => {
+            eprintln!("{message}");
+            exit
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime starts")
+}
+
+/// `hub pull`: prints events as JSON lines, saves the cursor, acks.
+pub fn pull(connection: &Connection, options: &PullOptions) -> Exit {
+    finish(runtime().block_on(run_pull(connection, options)))
+}
+
+/// `hub status`: prints the agent's status.
+pub fn status(connection: &Connection) -> Exit {
+    finish(runtime().block_on(run_status(connection)))
+}
+
+async fn connect(connection: &Connection) -> Result<SyncServiceClient<Channel>, Failure> {
+    let endpoint = Endpoint::from_shared(connection.endpoint.clone())
+        .map_err(|err| Failure::input(format!("--endpoint {}: {err}\n  hint: write it as http://HOST:PORT or https://HOST:PORT", connection.endpoint)))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    let tls = connection.endpoint.starts_with("https://");
+    let endpoint = match (tls, &connection.ca, &connection.cert, &connection.key) {
+        (true, Some(ca), cert, key) => {
+            crate::sync::tls::install_crypto_provider();
+            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+            match (cert, key) {
+                (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?)),
+                (None, None) => {}
+                _ => return Err(Failure::input("--cert and --key go together")),
+            }
+            endpoint.tls_config(config).map_err(|err| Failure::input(format!("TLS files: {err}")))?
+        }
+        (true, None, ..) => return Err(Failure::input("an https:// endpoint needs --ca (the CA that signed the agent's certificate)")),
+        (false, None, None, None) => endpoint,
+        (false, ..) => return Err(Failure::input("--ca, --cert and --key are for https:// endpoints; this one is plaintext")),
+    };
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|err| Failure::failed(format!("{}: cannot connect: {}", connection.endpoint, error_chain(&err))))?;
+    let mut client = SyncServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    if connection.gzip {
+        client = client.accept_compressed(CompressionEncoding::Gzip);
+    }
+    Ok(client)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|err| Failure::input(format!("{flag} {}: cannot read: {err}", path.display())))
+}
+
+async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), Failure> {
+    let mut cursor = match &options.cursor_file {
+        Some(path) => read_cursor(path)?,
+        None => 0,
+    };
+    let mut client = connect(connection).await?;
+    let request = PullRequest { after_seq: cursor, max_batch: options.max_batch, follow: options.follow };
+    let mut stream = client.pull(request).await.map_err(|status| Failure::status("pull", status))?.into_inner();
+    let mut left = options.max_events.unwrap_or(u64::MAX);
+    let stdout = std::io::stdout();
+    while left > 0 {
+        let message = match stream.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(status) => return Err(Failure::status("pull", status)),
+        };
+        let Some(pull_response::Message::Batch(batch)) = message.message else { continue };
+        let mut events = batch.events;
+        events.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+        let Some(last) = events.last().map(|event| event.seq) else { continue };
+        {
+            let mut out = stdout.lock();
+            for event in &events {
+                if event.seq <= cursor {
+                    return Err(Failure::failed(format!("the agent sent seq {} after {cursor}: out of order", event.seq)));
+                }
+                serde_json::to_writer(&mut out, &json_line(event)).map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+                out.write_all(b"\n").map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+                cursor = event.seq;
+            }
+            out.flush().map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+        }
+        left -= events.len() as u64;
+        if let Some(path) = &options.cursor_file {
+            save_cursor(path, last)?;
+        }
+        client.ack(AckRequest { seq: last }).await.map_err(|status| Failure::status("ack", status))?;
+    }
+    Ok(())
+}
+
+/// One event as a JSON object: ids and times as text, the payload under its case name.
+fn json_line(event: &Event) -> serde_json::Value {
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
+            .map(|t| t.to_string())
+    };
+    let id = uuid::Uuid::from_slice(&event.id).map(|id| id.to_string()).unwrap_or_else(|_| hex::encode(&event.id));
+    let room = event.room.clone().unwrap_or_default();
+    let mut line = serde_json::json!({
+        "seq": event.seq,
+        "id": id,
+        "kind": event.kind,
+        "occurred_at": time(&event.occurred_at),
+        "recorded_at": time(&event.recorded_at),
+        "clock_synced": event.clock_synced,
+        "clock_step_back_ms": event.clock_step_back_ms,
+        "school_code": room.school_code,
+        "room_id": room.room_id,
+        "payload": event.payload,
+    });
+    if !event.raw_payload.is_empty() {
+        use base64::Engine;
+        line["raw_payload_base64"] = base64::engine::general_purpose::STANDARD.encode(&event.raw_payload).into();
+    }
+    line
+}
+
+fn read_cursor(path: &Path) -> Result<i64, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| {
+            Failure::input(format!(
+                "--cursor-file {}: `{}` is not a cursor (a sequence number)\n  hint: delete the file to pull from the beginning of what the agent keeps",
+                path.display(),
+                text.trim()
+            ))
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(Failure::input(format!("--cursor-file {}: cannot read: {err}", path.display()))),
+    }
+}
+
+/// Replaces the cursor file atomically and durably.
+fn save_cursor(path: &Path, seq: i64) -> Result<(), Failure> {
+    let fail = |err: std::io::Error| Failure::failed(format!("--cursor-file {}: cannot save: {err}", path.display()));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary).map_err(fail)?;
+    file.write_all(format!("{seq}\n").as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+    Ok(())
+}
+
+async fn run_status(connection: &Connection) -> Result<(), Failure> {
+    let mut client = connect(connection).await?;
+    let status = client.get_status(GetStatusRequest {}).await.map_err(|status| Failure::status("status", status))?.into_inner();
+    let time = |t: Option<prost_types::Timestamp>| {
+        t.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map_or_else(|| "-".to_owned(), |t| t.to_string())
+    };
+    let room = status.room.unwrap_or_default();
+    println!("school_code: {}", room.school_code);
+    println!("room_id: {}", room.room_id);
+    println!("software_version: {}", status.software_version);
+    println!("last_seq: {}", status.last_seq);
+    println!("acked_seq: {}", status.acked_seq);
+    println!("backlog: {}", status.backlog);
+    println!("oldest_unacked_seq: {}", status.oldest_unacked_seq);
+    println!("oldest_unacked_at: {}", time(status.oldest_unacked_at));
+    println!("free_disk_bytes: {}", status.free_disk_bytes);
+    println!("agent_time: {}", time(status.agent_time));
+    println!("clock_synced: {}", status.clock_synced);
+    println!("roster_version: {}", status.roster_version);
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The `[hub]` section: where the gRPC server listens, how it proves who it is
+//! and whom it lets in, and how long acknowledged records are kept.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::diagnostics::Unlocated;
+
+/// The gRPC server the provincial hub pulls from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub listen: SocketAddr,
+    /// Serve without TLS. Only for the demo and loopback tests: anyone who can
+    /// reach the port could read the room's records.
+    pub plaintext: bool,
+    /// The agent's certificate chain (PEM), presented to the hub.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) whose client certificates may call the service.
+    pub client_ca: Option<PathBuf>,
+    /// Days an acknowledged event is kept before it is pruned. Unacknowledged
+    /// events are never pruned.
+    pub retention_days: u32,
+    /// The largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// The longest a unary call (Ack, GetStatus, PutRoster) may take, in seconds;
+    /// a shorter deadline sent by the client wins.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            plaintext: false,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            retention_days: 30,
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// The three files mutual TLS needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// How the server is to be reached, as the config decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Plaintext,
+    MutualTls(TlsFiles),
+    /// Neither TLS files nor `plaintext = true`: the server cannot start.
+    Unconfigured,
+}
+
+impl HubConfig {
+    pub fn transport(&self) -> Transport {
+        match (self.plaintext, &self.tls_cert, &self.tls_key, &self.client_ca) {
+            (true, ..) => Transport::Plaintext,
+            (false, Some(cert), Some(key), Some(client_ca)) => {
+                Transport::MutualTls(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: client_ca.clone() })
+            }
+            _ => Transport::Unconfigured,
+        }
+    }
+
+    /// Resolves the TLS file paths with `resolve` (against the config file's directory).
+    pub(crate) fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
+        for path in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca].into_iter().flatten() {
+            *path = resolve(path);
+        }
+    }
+
+    /// The rules serde cannot express, each naming its key.
+    pub(crate) fn problems(&self) -> Vec<Unlocated> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String, hint: &str| {
+            problems.push(Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
+        };
+        let given = [("hub.tls_cert", &self.tls_cert), ("hub.tls_key", &self.tls_key), ("hub.client_ca", &self.client_ca)];
+        let any_given = given.iter().any(|(_, path)| path.is_some());
+        if self.plaintext && any_given {
+            problem(
+                "hub.plaintext",
+                "plaintext = true, but TLS files are also given".to_owned(),
+                "remove `plaintext = true` to serve with TLS, or remove tls_cert, tls_key and client_ca",
+            );
+        } else if any_given {
+            for (key, path) in given {
+                if path.is_none() {
+                    problem(key, "mutual TLS needs tls_cert, tls_key and client_ca; this one is missing".to_owned(), "name the PEM file");
+                }
+            }
+        }
+        if self.retention_days == 0 {
+            problem("hub.retention_days", "must be at least 1".to_owned(), "the default is 30 days");
+        }
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
+            problem(
+                "hub.max_message_bytes",
+                format!("{} is outside 65536 to 67108864", self.max_message_bytes),
+                "the default is 4194304 (4 MiB)",
+            );
+        }
+        if !(1..=3600).contains(&self.request_timeout_seconds) {
+            problem("hub.request_timeout_seconds", "must be between 1 and 3600".to_owned(), "the default is 30");
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    use super::{TlsFiles, Transport};
+
+    const ROOM: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
+
+    fn parse(hub: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/agent/room.toml"), &format!("{ROOM}[hub]\n{hub}")).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn tls_files_are_resolved_against_the_config_and_make_mutual_tls() {
+        let config = parse("tls_cert = \"tls/agent.pem\"\ntls_key = \"tls/agent.key\"\nclient_ca = \"/srv/hub-ca.pem\"\n").unwrap();
+        assert_eq!(
+            config.hub.transport(),
+            Transport::MutualTls(TlsFiles {
+                cert: "/etc/agent/tls/agent.pem".into(),
+                key: "/etc/agent/tls/agent.key".into(),
+                client_ca: "/srv/hub-ca.pem".into(),
+            })
+        );
+        assert_eq!(config.hub.retention_days, 30);
+    }
+
+    #[test]
+    fn without_tls_or_plaintext_the_server_is_unconfigured_and_plaintext_must_be_explicit() {
+        assert_eq!(parse("").unwrap().hub.transport(), Transport::Unconfigured);
+        assert_eq!(parse("plaintext = true\n").unwrap().hub.transport(), Transport::Plaintext);
+    }
+
+    #[test]
+    fn half_a_tls_setup_or_tls_with_plaintext_is_refused_at_its_key() {
+        let err = parse("tls_cert = \"a.pem\"\n").unwrap_err();
+        assert!(err.contains("hub.tls_key") && err.contains("hub.client_ca"), "{err}");
+        let err = parse("plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n").unwrap_err();
+        assert!(err.contains("hub.plaintext"), "{err}");
+        let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err();
+        assert!(err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,321 @@
+//! The `SyncService` the hub calls: a thin async layer that reads and writes the
+//! store off the runtime's threads and lets [`super::cursor`] decide.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::cursor::{self, HEARTBEAT_INTERVAL, POLL_INTERVAL, PullCursor, Step};
+use super::wire;
+use crate::agent::Agent;
+use crate::proto::sync_service_server::SyncService;
+use crate::proto::{
+    AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
+    PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
+};
+use crate::roster::{Candidate, Role, Roster, check_person};
+use crate::store::StoreError;
+use crate::store::outbox::read_after;
+
+/// Batches read ahead of the network, per stream: reading the next batch
+/// overlaps sending this one, and a slow hub holds at most this many in memory.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The service, sharing the running agent.
+pub struct SyncServer {
+    agent: Arc<Agent>,
+}
+
+impl SyncServer {
+    pub fn new(agent: Arc<Agent>) -> SyncServer {
+        SyncServer { agent }
+    }
+}
+
+/// The room's identity as every event and status carries it.
+pub fn room_identity(agent: &Agent) -> RoomIdentity {
+    let config = agent.config();
+    RoomIdentity { school_code: config.room.school_code.clone(), room_id: config.room.room_id.clone() }
+}
+
+fn unavailable(err: StoreError) -> Status {
+    tracing::error!(%err, "hub request failed on the database");
+    Status::unavailable(format!("the agent cannot read its database: {err}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|err| Status::internal(format!("the request's worker failed: {err}")))
+}
+
+#[tonic::async_trait]
+impl SyncService for SyncServer {
+    type PullStream = ReceiverStream<Result<PullResponse, Status>>;
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+        let request = request.into_inner();
+        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow)
+            .map_err(|refused| Status::invalid_argument(refused.to_string()))?;
+        tracing::info!(after_seq = request.after_seq, follow = request.follow, "hub pull started");
+        let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        tokio::spawn(stream_events(self.agent.clone(), cursor, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let asked = request.into_inner().seq;
+        let store = self.agent.store.clone();
+        let outcome = blocking(move || store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await?;
+        match outcome.map_err(unavailable)? {
+            Ok(acked_seq) => {
+                metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
+                Ok(Response::new(AckResponse { acked_seq }))
+            }
+            Err(refused @ cursor::AckRefused::Negative(_)) => Err(Status::invalid_argument(refused.to_string())),
+            Err(refused @ cursor::AckRefused::Beyond { .. }) => Err(Status::out_of_range(refused.to_string())),
+        }
+    }
+
+    async fn get_status(&self, _request: Request<GetStatusRequest>) -> Result<Response<AgentStatus>, Status> {
+        let store = self.agent.store.clone();
+        let data_dir = self.agent.config().storage.data_dir.clone();
+        let (outbox, roster_version, free_disk_bytes) = blocking(move || {
+            let outbox = store.outbox_status()?;
+            let roster_version = store.roster_version()?;
+            Ok::<_, StoreError>((outbox, roster_version, free_bytes(&data_dir)))
+        })
+        .await?
+        .map_err(unavailable)?;
+        Ok(Response::new(AgentStatus {
+            room: Some(room_identity(&self.agent)),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            oldest_unacked_seq: outbox.oldest_unacked.map_or(0, |(seq, _)| seq),
+            oldest_unacked_at: outbox.oldest_unacked.map(|(_, at)| wire::timestamp(at)),
+            backlog: outbox.backlog,
+            acked_seq: outbox.acked_seq,
+            last_seq: outbox.last_seq,
+            free_disk_bytes,
+            agent_time: Some(wire::timestamp(self.agent.clock.now())),
+            clock_synced: self.agent.clock.is_synchronized(),
+            roster_version,
+        }))
+    }
+
+    async fn put_roster(&self, request: Request<PutRosterRequest>) -> Result<Response<PutRosterResponse>, Status> {
+        let request = request.into_inner();
+        let version = request.version;
+        let (roster, timetable) = checked_roster(&request).map_err(Status::invalid_argument)?;
+        let store = self.agent.store.clone();
+        let outcome = blocking(move || store.replace_roster(version, &roster, timetable.as_deref())).await?;
+        match outcome.map_err(unavailable)? {
+            Ok(summary) => {
+                tracing::info!(version, pupils = summary.pupils, teachers = summary.teachers, "roster pushed by the hub applied");
+                Ok(Response::new(PutRosterResponse {
+                    version,
+                    pupils: summary.pupils as u32,
+                    teachers: summary.teachers as u32,
+                }))
+            }
+            Err(stale) => Err(Status::failed_precondition(format!("{stale}; nothing was changed"))),
+        }
+    }
+}
+
+/// Checks a pushed roster whole, the same way a CSV import is checked: every
+/// problem is listed as `pupils[i].field` or `teachers[i].field`, and one is
+/// enough to refuse the push.
+fn checked_roster(request: &PutRosterRequest) -> Result<(Roster, Option<String>), String> {
+    if request.version == 0 {
+        return Err("version: must be 1 or more, and above the version in force".to_owned());
+    }
+    let mut roster = Roster::default();
+    let mut seen = HashMap::new();
+    let mut problems = Vec::new();
+    for (index, pupil) in request.pupils.iter().enumerate() {
+        let place = format!("pupils[{index}]");
+        let candidate = Candidate {
+            role: Role::Pupil,
+            personal_id: &pupil.personal_id,
+            full_name: &pupil.full_name,
+            class_name: &pupil.class_name,
+            face_consent: pupil.face_consent,
+            learning_data_consent: pupil.learning_data_consent,
+            consent_date: &pupil.consent_date,
+        };
+        check_person(&candidate, &place, &mut seen, &mut roster, &mut |field, reason| {
+            problems.push(format!("{place}.{field}: {reason}"))
+        });
+    }
+    for (index, teacher) in request.teachers.iter().enumerate() {
+        let place = format!("teachers[{index}]");
+        let candidate = Candidate {
+            role: Role::Teacher,
+            personal_id: &teacher.personal_id,
+            full_name: &teacher.full_name,
+            class_name: "",
+            face_consent: false,
+            learning_data_consent: false,
+            consent_date: "",
+        };
+        check_person(&candidate, &place, &mut seen, &mut roster, &mut |field, reason| {
+            problems.push(format!("{place}.{field}: {reason}"))
+        });
+    }
+    let timetable = match request.timetable_toml.as_str() {
+        "" => None,
+        text => match text.parse::<toml::Table>() {
+            Ok(_) => Some(text.to_owned()),
+            Err(err) => {
+                problems.push(format!("timetable_toml: not valid TOML: {}", err.message()));
+                None
+            }
+        },
+    };
+    if problems.is_empty() {
+        Ok((roster, timetable))
+    } else {
+        Err(format!("{} problem(s); nothing was applied:\n{}", problems.len(), problems.join("\n")))
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `path`; 0 when unknown.
+fn free_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs fills the zeroed struct it is given and reads only the NUL-terminated path.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return 0;
+    }
+    stats.f_bavail as u64 * stats.f_frsize as u64
+}
+
+/// Runs one Pull stream until it finishes, the hub goes away, or the agent stops.
+async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Sender<Result<PullResponse, Status>>) {
+    let mut commits = agent.store.subscribe_commits();
+    let room = room_identity(&agent);
+    // Half the message limit: room for the framing, and a margin for the hub.
+    let batch_bytes = agent.config().hub.max_message_bytes / 2;
+    let mut reader: Option<Connection> = None;
+    let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+    loop {
+        if agent.shutdown.is_cancelled() {
+            let _ = tx.send(Err(Status::unavailable("the agent is stopping; pull again from the last stored event"))).await;
+            return;
+        }
+        match cursor.next() {
+            Step::Read { after, limit } => {
+                let store = agent.store.clone();
+                let connection = reader.take();
+                let room = room.clone();
+                let read = blocking(move || {
+                    let connection = match connection {
+                        Some(connection) => connection,
+                        None => store.reader()?,
+                    };
+                    let rows = read_after(&connection, after, limit).map_err(|err| StoreError::Sqlite {
+                        path: store.path().to_owned(),
+                        source: err,
+                    })?;
+                    let count = rows.len();
+                    let last = rows.last().map(|row| row.seq);
+                    let events = rows.into_iter().map(|row| wire::event(row, &room)).collect();
+                    Ok::<_, StoreError>((connection, count, last, wire::batches(events, batch_bytes)))
+                })
+                .await;
+                let (connection, count, last, batches) = match read {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(err)) => {
+                        let _ = tx.send(Err(unavailable(err))).await;
+                        return;
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                reader = Some(connection);
+                for batch in batches {
+                    if !send(&tx, pull_response::Message::Batch(batch)).await {
+                        return;
+                    }
+                }
+                cursor.sent(count, last);
+                metrics::counter!("hub_pull_events_sent_total").increment(count as u64);
+                if count > 0 {
+                    heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+                }
+            }
+            Step::Wait => tokio::select! {
+                _ = agent.shutdown.cancelled() => {}
+                _ = tx.closed() => return,
+                changed = commits.changed() => match changed {
+                    Ok(()) => cursor.committed(*commits.borrow_and_update()),
+                    Err(_) => return,
+                },
+                _ = sleep(POLL_INTERVAL) => cursor.poll(),
+                _ = sleep_until(heartbeat_at) => cursor.heartbeat_elapsed(),
+            },
+            Step::Heartbeat { last_seq } => {
+                let heartbeat = Heartbeat { last_seq, agent_time: Some(wire::timestamp(agent.clock.now())) };
+                if !send(&tx, pull_response::Message::Heartbeat(heartbeat)).await {
+                    return;
+                }
+                cursor.heartbeat_sent();
+                heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+            }
+            Step::Finish => {
+                tracing::info!(last_seq = cursor.after(), "hub pull finished");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one message; false when the hub has gone away.
+async fn send(tx: &mpsc::Sender<Result<PullResponse, Status>>, message: pull_response::Message) -> bool {
+    tx.send(Ok(PullResponse { message: Some(message) })).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Pupil, Teacher};
+
+    fn pupil(id: &str, name: &str) -> Pupil {
+        Pupil { personal_id: id.into(), full_name: name.into(), class_name: "6A1".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_pushed_roster_names_each_bad_entry_and_field() {
+        let request = PutRosterRequest {
+            version: 2,
+            pupils: vec![pupil("010206001234", "Nguyễn Thị Hoa"), pupil("0102", "Lò Văn Páo"), pupil("010206001234", "")],
+            teachers: vec![Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
+            timetable_toml: "[schedule\n".into(),
+        };
+        let message = checked_roster(&request).unwrap_err();
+        assert!(message.starts_with("4 problem(s); nothing was applied"), "{message}");
+        assert!(message.contains("pupils[1].personal_id:"), "{message}");
+        assert!(message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"), "{message}");
+        assert!(message.contains("pupils[2].full_name: is empty"), "{message}");
+        assert!(message.contains("timetable_toml: not valid TOML"), "{message}");
+    }
+
+    #[test]
+    fn a_good_roster_passes_with_its_timetable() {
+        let request = PutRosterRequest {
+            version: 1,
+            pupils: vec![pupil("010206001234", "Nguyễn Thị Hoa")],
+            teachers: vec![],
+            timetable_toml: "[schedule]\nshift = \"morning\"\n".into(),
+        };
+        let (roster, timetable) = checked_roster(&request).unwrap();
+        assert_eq!(roster.pupils.len(), 1);
+        assert_eq!(timetable.as_deref(), Some("[schedule]\nshift = \"morning\"\n"));
+    }
+}

@@ -1,0 +1,470 @@
+//! Hub sync end to end: the real agent binary serving gRPC on loopback, the
+//! real `hub pull`/`hub status` client, and this test process writing events
+//! into the same database file the way any second process on the room's
+//! mini-PC would (SQLite WAL lets it write beside the running agent).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use common::{Room, agent_binary};
+use firmware_agent::clock::SystemClock;
+use firmware_agent::proto::sync_service_client::SyncServiceClient;
+use firmware_agent::proto::{self, GetStatusRequest, PullRequest, PutRosterRequest};
+use firmware_agent::store::Store;
+use firmware_agent::store::outbox::NewEvent;
+use serde_json::Value;
+use tonic::Code;
+
+/// The room's database, opened by this process as a second writer.
+fn writer(room: &Room) -> Store {
+    Store::open(&room.database(), Arc::new(SystemClock)).unwrap()
+}
+
+/// An attendance mark numbered `n`, so each payload is recognisable.
+fn mark(n: usize) -> NewEvent {
+    NewEvent::new(
+        jiff::Timestamp::now(),
+        proto::AttendanceMark {
+            session_id: format!("s{}", n / 40),
+            personal_id: format!("0102060{:05}", n % 100_000),
+            status: proto::MarkStatus::Present as i32,
+            source: proto::MarkSource::Face as i32,
+            best_similarity: 0.8,
+            ..Default::default()
+        },
+    )
+}
+
+fn endpoint(room: &Room) -> String {
+    format!("http://{}", room.grpc)
+}
+
+/// Runs `hub pull` to completion and returns its JSON lines.
+fn pull_all(room: &Room, extra: &[&str]) -> Vec<Value> {
+    let output = Command::new(agent_binary()).args(["hub", "pull", "--endpoint", &endpoint(room)]).args(extra).output().unwrap();
+    assert!(output.status.success(), "hub pull failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// A `hub pull` left running, its stdout lines arriving on a channel.
+struct PullProcess {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl PullProcess {
+    fn spawn(room: &Room, extra: &[&str]) -> PullProcess {
+        let mut child = Command::new(agent_binary())
+            .args(["hub", "pull", "--endpoint", &endpoint(room)])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str(&line).unwrap());
+            }
+        });
+        PullProcess { child, lines, reader }
+    }
+
+    fn next(&self, timeout: Duration) -> Value {
+        self.lines.recv_timeout(timeout).expect("hub pull printed an event in time")
+    }
+
+    /// Waits for the client to exit and returns every line it printed that was not yet taken.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let status = self.child.wait().unwrap();
+        self.reader.join().unwrap();
+        (status, self.lines.try_iter().collect())
+    }
+}
+
+fn seqs(lines: &[Value]) -> Vec<i64> {
+    lines.iter().map(|line| line["seq"].as_i64().unwrap()).collect()
+}
+
+fn ids(lines: &[Value]) -> Vec<String> {
+    lines.iter().map(|line| line["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn status_of(room: &Room) -> std::collections::HashMap<String, String> {
+    let output = Command::new(agent_binary()).args(["hub", "status", "--endpoint", &endpoint(room)]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once(": ").map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+#[test]
+fn ten_thousand_events_arrive_in_order_once_and_resume_from_the_cursor_file() {
+    let room = Room::new("");
+    let store = writer(&room);
+    let mut committed = Vec::new();
+    for chunk in 0..10 {
+        let batch = (chunk * 1000..(chunk + 1) * 1000).map(mark).collect();
+        committed.extend(store.append_batch(batch).unwrap());
+    }
+    let _agent = room.start();
+    let cursor = room.dir.path().join("hub.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+
+    let first = pull_all(&room, &["--cursor-file", cursor_arg, "--max-events", "4000"]);
+    assert_eq!(first.len(), 4000);
+    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), committed[3999].seq.to_string());
+    let rest = pull_all(&room, &["--cursor-file", cursor_arg]);
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+
+    let expected_ids: Vec<String> = committed.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(seqs(&all), committed.iter().map(|e| e.seq).collect::<Vec<_>>(), "in order, no gap, no duplicate");
+    assert_eq!(ids(&all), expected_ids);
+    let sample = &all[1234];
+    assert_eq!(sample["kind"], "attendance.mark");
+    assert_eq!(sample["school_code"], "TEST-01");
+    assert_eq!(sample["room_id"], "P101");
+    assert_eq!(sample["payload"]["attendance_mark"]["personal_id"], "010206001234");
+    assert!(sample["clock_synced"].is_boolean() && sample["recorded_at"].is_string());
+
+    let status = status_of(&room);
+    assert_eq!(status["acked_seq"], committed[9999].seq.to_string(), "{status:?}");
+    assert_eq!(status["backlog"], "0");
+    assert_eq!(status["school_code"], "TEST-01");
+
+    let again = pull_all(&room, &["--max-events", "10"]);
+    assert_eq!(ids(&again), expected_ids[..10], "an older cursor gives the same events with the same ids");
+    let compressed = pull_all(&room, &["--gzip", "--max-events", "2500"]);
+    assert_eq!(ids(&compressed), expected_ids[..2500], "gzip when the client asks changes nothing but the bytes");
+}
+
+#[test]
+fn sigkill_mid_stream_twenty_times_loses_nothing_and_duplicates_nothing() {
+    let room = Room::new("");
+    let store = Arc::new(writer(&room));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut committed = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let batch: Vec<NewEvent> = (0..1 + n % 7).map(|i| mark(n + i)).collect();
+                n += batch.len();
+                committed.extend(store.append_batch(batch).unwrap().into_iter().map(|e| e.id.to_string()));
+            }
+            committed
+        })
+    };
+    let cursor = room.dir.path().join("hub.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+    let mut received = Vec::new();
+    for round in 0..20 {
+        let mut agent = room.start();
+        let client = PullProcess::spawn(&room, &["--cursor-file", cursor_arg, "--follow", "--max-batch", "50"]);
+        for _ in 0..30 {
+            received.push(client.next(Duration::from_secs(30)));
+        }
+        agent.kill();
+        let (status, rest) = client.finish();
+        assert!(!status.success(), "round {round}: the client must notice the agent died");
+        received.extend(rest);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let committed = writing.join().unwrap();
+    let _agent = room.start();
+    received.extend(pull_all(&room, &["--cursor-file", cursor_arg]));
+
+    let received_ids = ids(&received);
+    let unique: std::collections::HashSet<&String> = received_ids.iter().collect();
+    assert_eq!(unique.len(), received_ids.len(), "each id once");
+    assert_eq!(received_ids.len(), committed.len());
+    assert_eq!(received_ids, committed, "what the client stored is what was committed, in order");
+    assert!(committed.len() > 600, "events were written throughout");
+}
+
+#[test]
+fn follow_mode_delivers_a_new_event_within_100_ms() {
+    let room = Room::new("");
+    let store = writer(&room);
+    let _agent = room.start();
+    let client = PullProcess::spawn(&room, &["--follow"]);
+    store.append(mark(0)).unwrap();
+    client.next(Duration::from_secs(20));
+    let mut delays = Vec::new();
+    for n in 1..=15 {
+        let committed = store.append(mark(n)).unwrap();
+        let since = Instant::now();
+        let line = client.next(Duration::from_secs(5));
+        delays.push(since.elapsed());
+        assert_eq!(line["id"], committed.id.to_string());
+    }
+    delays.sort();
+    let median = delays[delays.len() / 2];
+    assert!(median < Duration::from_millis(100), "median delivery {median:?}; all: {delays:?}");
+}
+
+/// A CA, and a certificate it signs for `names` (server or client use).
+struct Pki {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        Pki { issuer: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap() }
+    }
+
+    /// Writes `stem.pem` and `stem.key` into `dir`; returns their paths.
+    fn issue(&self, dir: &Path, stem: &str, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.extended_key_usages = vec![usage];
+        params.distinguished_name.push(rcgen::DnType::CommonName, stem);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    fn write_ca(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.issuer.pem()).unwrap();
+        path.to_owned()
+    }
+}
+
+#[test]
+fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificate() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let dir = pki_dir.path();
+    let room_ca = Pki::new("room CA");
+    let hub_ca = Pki::new("hub CA");
+    let stranger_ca = Pki::new("someone else");
+    let (server_cert, server_key) = room_ca.issue(dir, "agent", &["127.0.0.1", "localhost"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (hub_cert, hub_key) = hub_ca.issue(dir, "hub", &["hub.example"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let (stranger_cert, stranger_key) = stranger_ca.issue(dir, "stranger", &["stranger.example"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let room_ca_path = room_ca.write_ca(&dir.join("room-ca.pem"));
+    let hub_ca_path = hub_ca.write_ca(&dir.join("hub-ca.pem"));
+    let hub = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n",
+        server_cert.to_str().unwrap(),
+        server_key.to_str().unwrap(),
+        hub_ca_path.to_str().unwrap()
+    );
+    let room = Room::with_hub(&hub, "");
+    let agent = room.start();
+    agent.wait_for_log("mutual TLS", Duration::from_secs(10));
+    let https = format!("https://{}", room.grpc);
+    let status = |extra: &[&Path]| {
+        let mut command = Command::new(agent_binary());
+        command.args(["hub", "status", "--endpoint", &https, "--ca"]).arg(&room_ca_path);
+        if let [cert, key] = extra {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        command.output().unwrap()
+    };
+
+    let admitted = status(&[&hub_cert, &hub_key]);
+    assert!(admitted.status.success(), "{}\nagent log:\n{}", String::from_utf8_lossy(&admitted.stderr), agent.log.lock().unwrap().join("\n"));
+    assert!(String::from_utf8_lossy(&admitted.stdout).contains("school_code: TEST-01"));
+
+    let without = status(&[]);
+    assert_eq!(without.status.code(), Some(1), "no client certificate: {}", String::from_utf8_lossy(&without.stdout));
+    let stranger = status(&[&stranger_cert, &stranger_key]);
+    assert_eq!(stranger.status.code(), Some(1), "a certificate from another CA: {}", String::from_utf8_lossy(&stranger.stdout));
+    let plaintext = Command::new(agent_binary()).args(["hub", "status", "--endpoint", &format!("http://{}", room.grpc)]).output().unwrap();
+    assert_eq!(plaintext.status.code(), Some(1), "plaintext against the TLS port");
+
+    let again = status(&[&hub_cert, &hub_key]);
+    assert!(again.status.success(), "the agent still serves the hub after refusing others");
+}
+
+/// Sends raw bytes as a request body to `method`, bypassing the typed client.
+mod raw {
+    use prost::bytes::{Buf, BufMut};
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    pub struct Bytes;
+
+    impl Encoder for Bytes {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for Bytes {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        }
+    }
+
+    impl Codec for Bytes {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Bytes;
+        type Decoder = Bytes;
+        fn encoder(&mut self) -> Bytes {
+            Bytes
+        }
+        fn decoder(&mut self) -> Bytes {
+            Bytes
+        }
+    }
+
+    pub async fn call(channel: tonic::transport::Channel, method: &'static str, body: Vec<u8>) -> tonic::Status {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+        grpc.unary(tonic::Request::new(body), path, Bytes).await.expect_err("the agent must refuse")
+    }
+}
+
+async fn client(room: &Room) -> (tonic::transport::Channel, SyncServiceClient<tonic::transport::Channel>) {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint(room)).unwrap().connect().await.unwrap();
+    (channel.clone(), SyncServiceClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_a_status_and_the_agent_keeps_serving() {
+    let room = Room::with_hub("plaintext = true\nmax_message_bytes = 65536\n", "");
+    let _agent = tokio::task::spawn_blocking({
+        let config = room.config_path.clone();
+        move || {
+            let agent = common::RunningAgent::spawn(&config, &[]);
+            agent.wait_for_log("agent ready", Duration::from_secs(20));
+            agent
+        }
+    })
+    .await
+    .unwrap();
+    let (channel, mut hub) = client(&room).await;
+
+    let truncated_varint = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/Ack", vec![0x08, 0xff, 0xff]).await;
+    assert_eq!(truncated_varint.code(), Code::Internal, "{truncated_varint:?}");
+    assert!(truncated_varint.message().contains("decode"), "{truncated_varint:?}");
+
+    let oversized = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/PutRoster", vec![0; 100_000]).await;
+    assert!(matches!(oversized.code(), Code::OutOfRange | Code::ResourceExhausted), "{oversized:?}");
+
+    let unknown = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/Delete", vec![]).await;
+    assert_eq!(unknown.code(), Code::Unimplemented);
+
+    let negative = hub.pull(PullRequest { after_seq: -5, max_batch: 0, follow: false }).await.unwrap_err();
+    assert_eq!(negative.code(), Code::InvalidArgument);
+    assert!(negative.message().contains("after_seq"), "{negative:?}");
+    let beyond = hub.ack(proto::AckRequest { seq: 1_000 }).await.unwrap_err();
+    assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
+
+    let status = hub.get_status(GetStatusRequest {}).await.expect("the agent keeps serving").into_inner();
+    assert_eq!(status.room.unwrap().room_id, "P101");
+    let (_, mut other) = client(&room).await;
+    assert!(other.get_status(GetStatusRequest {}).await.is_ok(), "and serves other clients");
+}
+
+fn pupil(id: &str, name: &str, class: &str) -> proto::Pupil {
+    proto::Pupil { personal_id: id.into(), full_name: name.into(), class_name: class.into(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changing_nothing() {
+    let room = Room::new("");
+    let _agent = tokio::task::spawn_blocking({
+        let config = room.config_path.clone();
+        move || {
+            let agent = common::RunningAgent::spawn(&config, &[]);
+            agent.wait_for_log("agent ready", Duration::from_secs(20));
+            agent
+        }
+    })
+    .await
+    .unwrap();
+    let (_, mut hub) = client(&room).await;
+    let store = writer(&room);
+    let roster = |version, pupils| PutRosterRequest {
+        version,
+        pupils,
+        teachers: vec![proto::Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
+        timetable_toml: "[schedule]\nperiod_minutes = 45\n".into(),
+    };
+
+    let applied = hub
+        .put_roster(roster(3, vec![pupil("010206001234", "Nguyễn Thị Hoa", "6A1"), pupil("010206001235", "Lò Văn Páo", "6A1")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((applied.version, applied.pupils, applied.teachers), (3, 2, 1));
+
+    let bad = roster(4, vec![pupil("010206001236", "Giàng A Sử", "6A2"), pupil("01020600123X", "Vàng Thị Mai", "6A2")]);
+    let refused = hub.put_roster(bad).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("pupils[1].personal_id"), "{}", refused.message());
+    assert_eq!(store.pupils_of_class("6A1").unwrap().len(), 2, "nothing applied");
+    assert!(store.pupils_of_class("6A2").unwrap().is_empty(), "nothing applied");
+    assert_eq!(store.roster_version().unwrap(), 3);
+
+    let stale = hub.put_roster(roster(3, vec![pupil("010206001236", "Giàng A Sử", "6A2")])).await.unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    assert!(store.pupils_of_class("6A2").unwrap().is_empty());
+
+    hub.put_roster(roster(5, vec![pupil("010206001236", "Giàng A Sử", "6A2")])).await.unwrap();
+    assert!(store.pupils_of_class("6A1").unwrap().is_empty(), "the roster is replaced whole");
+    assert_eq!(store.pupils_of_class("6A2").unwrap()[0].full_name, "Giàng A Sử");
+    let timetable = store.pushed_timetable().unwrap().unwrap();
+    assert_eq!((timetable.version, timetable.toml.as_str()), (5, "[schedule]\nperiod_minutes = 45\n"));
+    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.roster_version, 5);
+}
+
+#[test]
+fn unusable_tls_files_stop_the_agent_before_ready_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("broken.key");
+    std::fs::write(&not_a_key, "this is not a key\n").unwrap();
+    let ca = Pki::new("room CA");
+    let (cert, _) = ca.issue(dir.path(), "agent", &["127.0.0.1"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let ca_path = ca.write_ca(&dir.path().join("ca.pem"));
+    let hub = format!("tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n", cert.to_str().unwrap(), not_a_key.to_str().unwrap(), ca_path.to_str().unwrap());
+    let room = Room::with_hub(&hub, "");
+    let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
+    let status = agent.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| panic!("the agent exits; log:\n{}", agent.log.lock().unwrap().join("\n")));
+    assert_eq!(status.code(), Some(1));
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(log.contains("hub.tls_key") && log.contains("no PEM block"), "{log}");
+    assert!(!log.contains("agent ready"), "{log}");
+}
+
+#[test]
+fn sigterm_ends_follow_streams_and_the_agent_exits_cleanly() {
+    let room = Room::new("");
+    let store = writer(&room);
+    let mut agent = room.start();
+    let client = PullProcess::spawn(&room, &["--follow"]);
+    let committed = store.append(mark(1)).unwrap();
+    assert_eq!(client.next(Duration::from_secs(20))["id"], committed.id.to_string());
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(5)).expect("exits within 5 seconds of SIGTERM with a hub following");
+    assert_eq!(status.code(), Some(0));
+    let (client_status, rest) = client.finish();
+    assert_eq!(client_status.code(), Some(1), "the hub is told the stream ended early");
+    assert!(rest.is_empty());
+}
