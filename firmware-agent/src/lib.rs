@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod lesson;
 pub mod proto;
 pub mod roster;
 pub mod store;

@@ -33,6 +33,8 @@ pub struct Config {
     pub hub: HubConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub tablets: crate::lesson::TabletsConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -172,6 +174,9 @@ impl Config {
         }
         if self.http.listen == self.hub.listen {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
+        }
+        for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
+            problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
         }
         problems
     }

@@ -12,11 +12,11 @@ use crate::agent::Agent;
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().merge(health::routes()).with_state(agent)
+    Router::new().merge(health::routes()).merge(crate::lesson::routes(agent.clone())).with_state(agent)
 }
 
 /// Serves until shutdown, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> std::io::Result<()> {
     let shutdown = agent.shutdown.clone();
-    axum::serve(listener, router(agent)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

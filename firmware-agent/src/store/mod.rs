@@ -15,6 +15,7 @@
 pub mod outbox;
 pub mod roster;
 pub mod schema;
+pub mod tablets;
 
 use std::fs::{self, OpenOptions};
 use std::io;
