@@ -410,21 +410,24 @@ impl Lesson {
         Ok(())
     }
 
-    /// Takes an answer: checks it, stores it durably, then tells waiters.
+    /// Takes an answer: checks it and shows it to the panel at once, then
+    /// stores it durably; an answer that cannot be stored is withdrawn, so
+    /// the tablet may send it again.
     pub async fn answer(&self, tablet: &Tablet, question: &str, choices: Vec<String>, text: String) -> Result<(), protocol::ProtocolError> {
         let now = self.agent.clock.now();
         let record = self.lock().session.answer(now, &tablet.tablet_id, tablet.pupil_personal_id.as_deref(), question, choices, text)?;
+        self.progress.notify_waiters();
         let store = self.agent.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
+        let failure = match stored {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        tracing::error!(error = %failure, tablet = %tablet.tablet_id, "cannot store an answer; withdrawn");
+        self.lock().session.withdraw_answer(question, &tablet.tablet_id);
         self.progress.notify_waiters();
-        match stored {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => {
-                tracing::error!(%err, "cannot store an answer");
-                Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored"))
-            }
-            Err(err) => Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, err.to_string())),
-        }
+        Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
     }
 
     /// The connected tablet's record as the lesson knows it now.

@@ -258,6 +258,13 @@ impl Session {
         })
     }
 
+    /// Forgets an answer that could not be stored.
+    pub fn withdraw_answer(&mut self, question_id: &str, tablet_id: &str) {
+        if let Some(asked) = self.question.as_mut().filter(|asked| asked.question.id == question_id) {
+            asked.answers.retain(|answer| answer.tablet_id != tablet_id);
+        }
+    }
+
     /// The latest question's answers so far.
     pub fn results(&self) -> Option<QuestionResults> {
         let asked = self.question.as_ref()?;
@@ -352,6 +359,8 @@ mod tests {
         assert_eq!(late.unwrap_err().code, ErrorCode::QuestionClosed);
         let results = session.results().unwrap();
         assert_eq!((results.answers.len(), results.correct, results.tally["3"]), (2, 1, 1));
+        session.withdraw_answer("q1", "t2");
+        assert!(session.answer(later, "t2", None, "q1", vec!["4".into()], String::new()).unwrap().correct, "a withdrawn answer may be sent again");
         session.issue(start(), Command::QuestionStop { question: "q1".into() }, tablets(3)).unwrap();
         let closed = session.answer(later, "t3", None, "q1", vec!["4".into()], String::new());
         assert_eq!(closed.unwrap_err().code, ErrorCode::QuestionClosed);

@@ -120,7 +120,7 @@ function apply(command) {
     case "lock": setLocked(true, command.message); break;
     case "unlock": setLocked(false, ""); break;
     case "message": showMessage(command.text); break;
-    case "open": openContent(command.url || "/content/" + command.file.split("/").map(encodeURIComponent).join("/")); break;
+    case "open": openContent(command.url || "/content/" + command.file.split("/").map(encodeURIComponent).join("/") + "?token=" + encodeURIComponent(saved.token)); break;
     case "question_start": showQuestion(command); break;
     case "question_stop": if (question && question.id === command.question) hideQuestion(); break;
   }
