@@ -449,3 +449,87 @@ async fn the_browser_client_pairs_and_answers_a_question_in_headless_chromium() 
     let [firmware_agent::proto::event::Payload::QuestionAnswer(answer)] = &answers[..] else { panic!("one answer expected: {answers:?}") };
     assert_eq!((answer.question_id.as_str(), answer.choices.as_slice(), answer.correct), ("q-web", &["a".to_owned()][..], true));
 }
+
+/// A native client's TLS: trusts exactly the certificate whose SHA-256 the QR code gave.
+mod pinned {
+    use std::sync::Arc;
+
+    use sha2::{Digest, Sha256};
+    use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use tokio_rustls::rustls::crypto::{CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature};
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct Pinned {
+        fingerprint: String,
+        provider: CryptoProvider,
+    }
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if hex::encode(Sha256::digest(end_entity)) == self.fingerprint {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General("the agent's certificate is not the one paired with".into()))
+            }
+        }
+
+        fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub fn connector(fingerprint: &str) -> tokio_rustls::TlsConnector {
+        let verifier = Pinned { fingerprint: fingerprint.to_owned(), provider: ring::default_provider() };
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_client_pins_the_agents_certificate_from_the_qr_code() {
+    let room = Room::new("[tablets]\ntls_listen = \"127.0.0.1:0\"\n");
+    let _agent = room.start();
+    let address = room.http;
+    let (_, opened) = call(address, "POST", "/api/tablets/pairing", None).await;
+    let fingerprint = opened["tls"]["fingerprint"].as_str().unwrap().to_owned();
+    let port = opened["tls"]["port"].as_u64().unwrap() as u16;
+    let link = opened["link"].as_str().unwrap();
+    assert!(link.ends_with(&format!("&tls={port}&fp={fingerprint}")), "the QR code carries the pin: {link}");
+    let (_, token) = pair(address, opened["window"]["code"].as_str().unwrap(), "Máy gốc").await;
+    let secure: SocketAddr = ([127, 0, 0, 1], port).into();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    let tcp = TcpStream::connect(secure).await.unwrap();
+    let tls = pinned::connector(&fingerprint).connect(name.clone(), tcp).await.expect("the pinned certificate is accepted");
+    let (mut socket, _) = tokio_tungstenite::client_async("wss://localhost/tablet/ws", tls).await.unwrap();
+    socket.send(Message::text(json!({ "type": "hello", "v": 1, "token": token }).to_string())).await.unwrap();
+    let welcome: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    let impostor = "0".repeat(64);
+    let tcp = TcpStream::connect(secure).await.unwrap();
+    let refused = pinned::connector(&impostor).connect(name, tcp).await;
+    assert!(refused.is_err(), "a certificate other than the pinned one is refused");
+}

@@ -71,6 +71,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("the agent did not start: {err}"))?;
     let http = TcpListener::bind(config.http.listen).await.map_err(|err| bind_error("http.listen", config.http.listen, err))?;
+    let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -90,7 +91,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         let agent = agent.clone();
         tasks.spawn(async move {
             agent.health.set("http", State::Ok, format!("listening on {http_address}"));
-            if let Err(err) = crate::http::serve(http, agent.clone()).await {
+            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone()).await {
                 agent.health.set("http", State::Failed, err.to_string());
             }
         });

@@ -79,7 +79,7 @@ async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
 async fn open_pairing(State(lesson): State<Arc<Lesson>>) -> Response {
     let window = lesson.open_pairing();
     let link = pairing_link(&lesson, &window.code);
-    Json(json!({ "window": window, "link": link, "qr_svg": "/api/tablets/pairing/qr.svg" })).into_response()
+    Json(json!({ "window": window, "link": link, "qr_svg": "/api/tablets/pairing/qr.svg", "tls": super::tls::advertised() })).into_response()
 }
 
 async fn pairing(State(lesson): State<Arc<Lesson>>) -> Response {
@@ -108,11 +108,16 @@ async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Response {
     }
 }
 
-/// What the QR code holds: the page's address on the room network with the code.
+/// What the QR code holds: the page's address on the room network with the
+/// code and, when TLS is on, the TLS port and the certificate's fingerprint.
 fn pairing_link(lesson: &Lesson, code: &str) -> String {
     let listen = lesson.agent().config().http.listen;
     let host = if listen.ip().is_unspecified() { super::discovery::lan_address().unwrap_or(listen.ip()) } else { listen.ip() };
-    format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()))
+    let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
+    if let Some(tls) = super::tls::advertised() {
+        link.push_str(&format!("&tls={}&fp={}", tls.port, tls.fingerprint));
+    }
+    link
 }
 
 #[derive(Deserialize)]

@@ -34,12 +34,15 @@ pub async fn advertise(agent: Arc<Agent>, http: SocketAddr) {
     };
     let instance = format!("{}-{}", config.room.school_code, config.room.room_id);
     let host = format!("{instance}.local.");
-    let properties = [
-        ("room", config.room.name.as_str()),
-        ("school", config.room.school_code.as_str()),
-        ("room_id", config.room.room_id.as_str()),
-        ("proto", &super::protocol::VERSION.to_string()),
+    let mut properties = vec![
+        ("room", config.room.name.clone()),
+        ("school", config.room.school_code.clone()),
+        ("room_id", config.room.room_id.clone()),
+        ("proto", super::protocol::VERSION.to_string()),
     ];
+    if let Some(tls) = super::tls::advertised() {
+        properties.push(("tls_port", tls.port.to_string()));
+    }
     let addresses: Vec<IpAddr> = if http.ip().is_unspecified() { lan_address().into_iter().collect() } else { vec![http.ip()] };
     let service = mdns_sd::ServiceInfo::new(SERVICE_TYPE, &instance, &host, &addresses[..], http.port(), &properties[..])
         .map(|service| if addresses.is_empty() { service.enable_addr_auto() } else { service });
