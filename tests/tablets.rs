@@ -533,3 +533,43 @@ async fn a_native_client_pins_the_agents_certificate_from_the_qr_code() {
     let refused = pinned::connector(&impostor).connect(name, tcp).await;
     assert!(refused.is_err(), "a certificate other than the pinned one is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
+    let room = Room::new("");
+    std::fs::create_dir_all(room.data_dir().join("content/toan")).unwrap();
+    std::fs::write(room.data_dir().join("content/toan/bài 1.txt"), "Bài 1: phép cộng").unwrap();
+    let _agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (_, token) = pair(address, &code, "Bàn 1").await;
+    let url = format!("http://{address}/content/toan/b%C3%A0i%201.txt");
+    let result = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let get = |headers: &[(&str, &str)]| {
+            let mut request = agent.get(&url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let mut response = request.call().unwrap();
+            let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), etag, response.body_mut().read_to_string().unwrap_or_default())
+        };
+        let bearer = format!("Bearer {token}");
+        let anonymous = get(&[]);
+        let whole = get(&[("authorization", &bearer)]);
+        let part = get(&[("authorization", &bearer), ("range", "bytes=0-5")]);
+        let etag = whole.1.clone().expect("an ETag");
+        let unchanged = get(&[("authorization", &bearer), ("if-none-match", &etag)]);
+        let by_query = agent.get(&format!("{url}?token={token}")).call().unwrap().status().as_u16();
+        (anonymous.0, whole, part, unchanged.0, by_query)
+    })
+    .await
+    .unwrap();
+    let (anonymous, whole, part, unchanged, by_query) = result;
+    assert_eq!(anonymous, 401, "only paired tablets read the content store");
+    assert_eq!((whole.0, whole.2.as_str()), (200, "Bài 1: phép cộng"));
+    assert_eq!((part.0, part.2.as_str()), (206, "Bài 1"), "a range request gets just the range");
+    assert_eq!(unchanged, 304);
+    assert_eq!(by_query, 200);
+}

@@ -349,12 +349,18 @@ impl Lesson {
         Ok(envelope)
     }
 
-    /// Writes the command's `LessonRecord` once every expected tablet acked, or after the ack timeout.
+    /// Writes the command's `LessonRecord` once every expected tablet acked,
+    /// after the ack timeout, or at shutdown, whichever comes first.
     fn record_when_settled(self: &Arc<Self>, lesson_id: String, envelope: CommandEnvelope) {
         let lesson = self.clone();
         let timeout = Duration::from_millis(u64::from(self.config.ack_timeout_ms));
         tokio::spawn(async move {
-            let progress = tokio::time::timeout(timeout, lesson.wait_for_acks(envelope.id)).await.unwrap_or_else(|_| lesson.ack_progress(envelope.id));
+            // On shutdown the record is written at once with the acks so far.
+            tokio::select! {
+                _ = tokio::time::timeout(timeout, lesson.wait_for_acks(envelope.id)) => {}
+                _ = lesson.agent.shutdown.cancelled() => {}
+            }
+            let progress = lesson.ack_progress(envelope.id);
             let record = crate::proto::LessonRecord {
                 lesson_id,
                 command_id: envelope.id.to_string(),
