@@ -125,7 +125,7 @@ fn question(id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_tablets_pair_in_one_window_follow_a_lock_and_answer_a_question() {
     let room = Room::new("");
-    let _agent = room.start();
+    let agent = room.start();
     let address = room.http;
 
     let code = open_pairing(address).await;
@@ -187,6 +187,18 @@ async fn forty_tablets_pair_in_one_window_follow_a_lock_and_answer_a_question() 
     }
     assert_eq!(by_correctness, BTreeMap::from([(false, 20), (true, 20)]));
     assert_eq!(outbox(&room, "tablet.pairing").len(), TABLETS);
+
+    // The lesson's log: each command with the acks of the 40.
+    agent.wait_for_log("lesson command recorded", PATIENCE);
+    agent.wait_for_log("lesson command recorded", PATIENCE);
+    let log: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
+        .into_iter()
+        .map(|p| match p {
+            firmware_agent::proto::event::Payload::LessonRecord(r) => (r.command, r.acknowledged, r.connected),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(log, [("lock".to_owned(), 40, 40), ("question.start".to_owned(), 40, 40)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

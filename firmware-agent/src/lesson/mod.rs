@@ -372,7 +372,7 @@ impl Lesson {
             let store = lesson.agent.store.clone();
             let now = lesson.agent.clock.now();
             match tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
                 Ok(Err(err)) => tracing::error!(%err, id = envelope.id, "cannot record a lesson command"),
                 Err(err) => tracing::error!(%err, "lesson record task failed"),
             }
