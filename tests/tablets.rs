@@ -585,3 +585,47 @@ async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
     assert_eq!(unchanged, 304);
     assert_eq!(by_query, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records() {
+    let room = Room::new("");
+    let csv = room.dir.path().join("lop6a1.csv");
+    std::fs::write(
+        &csv,
+        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
+         pupil,010206001234,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
+         pupil,010206005678,Lò Thị Bình,6A1,no,no,\n",
+    )
+    .unwrap();
+    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let _agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (consenting, token_a) = pair(address, &code, "Bàn An").await;
+    let (declining, token_b) = pair(address, &code, "Bàn Bình").await;
+    for (tablet, pupil) in [(&consenting, "010206001234"), (&declining, "010206005678")] {
+        let (status, body) = call(address, "POST", &format!("/api/tablets/{tablet}/bind"), Some(json!({ "pupil_personal_id": pupil }))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _) = call(address, "POST", &format!("/api/tablets/{consenting}/bind"), Some(json!({ "pupil_personal_id": "010206009999" }))).await;
+    assert_eq!(status, 404, "a pupil not in the roster cannot be bound");
+
+    let (mut a, _) = Tablet::connect(address, &token_a, 0).await;
+    let (mut b, _) = Tablet::connect(address, &token_b, 0).await;
+    call(address, "POST", "/api/lesson/question/start", Some(question("q1"))).await;
+    for tablet in [&mut a, &mut b] {
+        tablet.follow_until("question_start").await;
+        tablet.send(json!({ "type": "answer", "question": "q1", "choices": ["a"] })).await;
+        assert_eq!(tablet.receive().await["type"], "answer_received");
+    }
+    let named: BTreeMap<String, String> = outbox(&room, "lesson.answer")
+        .into_iter()
+        .map(|p| match p {
+            firmware_agent::proto::event::Payload::QuestionAnswer(answer) => (answer.tablet_id, answer.pupil_personal_id),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(named[&consenting], "010206001234");
+    assert_eq!(named[&declining], "", "no consent: the answer is kept without the pupil's id");
+}

@@ -172,6 +172,15 @@ struct LiveState {
     connections: HashMap<u64, Connection>,
 }
 
+/// Why a tablet was not paired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingRefused {
+    /// The pairing window said no.
+    Attempt(pairing::Attempt),
+    /// The code was right but the tablet could not be stored; it may try again.
+    Unavailable,
+}
+
 /// A command's outcome for the panel.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Issued {
@@ -240,12 +249,12 @@ impl Lesson {
     }
 
     /// A tablet presents a code; on success it is paired and gets its token.
-    pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), pairing::Attempt> {
+    pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), PairingRefused> {
         let now = self.agent.clock.now();
         let attempt = self.lock().pairing.attempt(now, from, code);
         if attempt != pairing::Attempt::Accepted {
             tracing::warn!(%from, ?attempt, "pairing refused");
-            return Err(attempt);
+            return Err(PairingRefused::Attempt(attempt));
         }
         let token_bytes: [u8; 32] = rand::rng().random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
@@ -261,11 +270,11 @@ impl Lesson {
             }
             Ok(Err(err)) => {
                 tracing::error!(%err, "cannot store a paired tablet");
-                Err(pairing::Attempt::Closed)
+                Err(PairingRefused::Unavailable)
             }
             Err(err) => {
                 tracing::error!(%err, "pairing task failed");
-                Err(pairing::Attempt::Closed)
+                Err(PairingRefused::Unavailable)
             }
         }
     }
@@ -425,8 +434,9 @@ impl Lesson {
     /// stores it durably; an answer that cannot be stored is withdrawn, so
     /// the tablet may send it again.
     pub async fn answer(&self, tablet: &Tablet, question: &str, choices: Vec<String>, text: String) -> Result<(), protocol::ProtocolError> {
+        let pupil = self.consenting_pupil(tablet).await?;
         let now = self.agent.clock.now();
-        let record = self.lock().session.answer(now, &tablet.tablet_id, tablet.pupil_personal_id.as_deref(), question, choices, text)?;
+        let record = self.lock().session.answer(now, &tablet.tablet_id, pupil.as_deref(), question, choices, text)?;
         self.progress.notify_waiters();
         let store = self.agent.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
@@ -439,6 +449,23 @@ impl Lesson {
         self.lock().session.withdraw_answer(question, &tablet.tablet_id);
         self.progress.notify_waiters();
         Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
+    }
+
+    /// The pupil to name in the tablet's answers: the one it is bound to, if
+    /// their parents consented to keeping learning records (Decree 13/2023);
+    /// otherwise the answer is kept without a name.
+    async fn consenting_pupil(&self, tablet: &Tablet) -> Result<Option<String>, protocol::ProtocolError> {
+        let Some(bound) = tablet.pupil_personal_id.as_deref() else { return Ok(None) };
+        let Ok(id) = bound.parse::<crate::roster::PersonalId>() else { return Ok(None) };
+        let store = self.agent.store.clone();
+        match tokio::task::spawn_blocking(move || store.pupil(&id)).await {
+            Ok(Ok(pupil)) => Ok(pupil.filter(|p| p.learning_data_consent).map(|p| p.personal_id.to_string())),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "cannot read the roster");
+                Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
+            }
+            Err(err) => Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, err.to_string())),
+        }
     }
 
     /// The connected tablet's record as the lesson knows it now.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pairing::Attempt;
-use super::{BrowserClient, Lesson};
+use super::{BrowserClient, Lesson, PairingRefused};
 
 const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
@@ -55,7 +55,12 @@ async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<
             "protocol": super::protocol::VERSION,
         }))
         .into_response(),
-        Err(attempt) => {
+        Err(PairingRefused::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "Máy của lớp đang gặp sự cố, hãy thử lại", "detail": "the tablet could not be stored; try again", "reason": "unavailable" })),
+        )
+            .into_response(),
+        Err(PairingRefused::Attempt(attempt)) => {
             let (status, vietnamese, detail) = match attempt {
                 Attempt::WrongCode { tries_left } => {
                     (StatusCode::FORBIDDEN, "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
