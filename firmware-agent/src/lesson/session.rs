@@ -206,8 +206,11 @@ impl Session {
         }
     }
 
-    /// The commands after `last_seen` that are still kept.
+    /// The commands after `last_seen` that are still kept. A `last_seen` beyond
+    /// the newest command comes from before the agent restarted (ids start
+    /// again at 1): the tablet has seen none of this lesson's commands.
     pub fn missed(&self, last_seen: u64) -> Vec<&CommandEnvelope> {
+        let last_seen = if last_seen > self.last_command { 0 } else { last_seen };
         self.log.iter().filter(|envelope| envelope.id > last_seen).collect()
     }
 
@@ -340,6 +343,7 @@ mod tests {
         assert!(!session.state_for("t2").question.unwrap().answered);
         let missed: Vec<u64> = session.missed(1).iter().map(|envelope| envelope.id).collect();
         assert_eq!(missed, vec![2, 3]);
+        assert_eq!(session.missed(57).len(), 3, "a tablet from before a restart missed everything");
     }
 
     #[test]
