@@ -242,6 +242,9 @@ async fn a_flood_of_wrong_codes_locks_pairing_and_a_revoked_token_is_refused() {
     let agent = room.start();
     let address = room.http;
     let code = open_pairing(address).await;
+    let (status, qr) = call(address, "GET", "/api/tablets/pairing/qr.svg", None).await;
+    assert_eq!(status, 200);
+    assert!(qr.as_str().is_some_and(|svg| svg.contains("<svg")), "the panel shows the QR code as SVG: {qr:.80}");
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let mut statuses = Vec::new();
     for _ in 0..8 {

@@ -28,6 +28,7 @@ pub fn routes(browser: BrowserClient) -> Router<Arc<Lesson>> {
     match browser {
         BrowserClient::Disabled => pair,
         BrowserClient::PlainHttp => pair
+            .route("/tablet", get(|| async { axum::response::Redirect::permanent("/tablet/") }))
             .route("/tablet/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
             .route("/tablet/tablet.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
             .route("/tablet/tablet.css", get(|| async { asset("text/css; charset=utf-8", STYLE) })),
