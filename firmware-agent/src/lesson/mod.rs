@@ -166,7 +166,8 @@ pub struct LiveTablet {
     pub hand_raised: bool,
 }
 
-struct LiveState {
+/// Everything behind the lesson's one mutex.
+struct Shared {
     pairing: Pairing,
     session: Session,
     connections: HashMap<u64, Connection>,
@@ -181,19 +182,11 @@ pub enum PairingRefused {
     Unavailable,
 }
 
-/// A command's outcome for the panel.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Issued {
-    pub id: u64,
-    pub connected: u32,
-    pub acknowledged: u32,
-}
-
 /// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 pub struct Lesson {
     agent: Arc<Agent>,
     config: TabletsConfig,
-    state: Mutex<LiveState>,
+    state: Mutex<Shared>,
     next_connection: AtomicU64,
     /// Woken on every ack and every answer, for callers that wait on them.
     progress: Notify,
@@ -207,18 +200,20 @@ impl Lesson {
             max_wrong_codes: config.max_wrong_codes,
             retry_delay: jiff::SignedDuration::from_millis(i64::from(config.retry_delay_ms)),
         };
-        let now = agent.clock.now();
-        let lesson_id = format!("{}/live/{}", now.to_zoned(jiff::tz::TimeZone::UTC).date(), uuid::Uuid::now_v7().simple());
+        // One live lesson per agent run, named by the room's date and a unique
+        // suffix, so records from before a restart never share an id.
+        let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
         Arc::new(Lesson {
             agent,
             config,
-            state: Mutex::new(LiveState { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
+            state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, LiveState> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
