@@ -78,6 +78,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
         other => format!("the agent did not start: {other}"),
     })?;
+    let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -97,13 +98,14 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         let agent = agent.clone();
         tasks.spawn(async move {
             agent.health.set("http", State::Ok, format!("listening on {http_address}"));
-            if let Err(err) = crate::http::serve(http, agent.clone()).await {
+            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone()).await {
                 agent.health.set("http", State::Failed, err.to_string());
             }
         });
     }
     tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
     crate::sync::start(&agent, hub, &tasks);
+    tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));

@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod panel;
+pub mod lesson;
 pub mod proto;
 pub mod roster;
 pub mod store;

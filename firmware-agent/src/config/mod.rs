@@ -36,6 +36,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub panel: crate::panel::PanelConfig,
+    #[serde(default)]
+    pub tablets: crate::lesson::TabletsConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -166,6 +168,9 @@ impl Config {
         }
         problems.extend(self.panel.problems());
         problems.extend(self.hub.problems());
+        for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
+            problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
+        }
         problems
     }
 

@@ -12,13 +12,23 @@ use crate::agent::Agent;
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().merge(health::routes()).merge(crate::panel::routes()).with_state(agent)
+    Router::new().merge(health::routes()).merge(crate::panel::routes()).merge(crate::lesson::routes(agent.clone())).with_state(agent)
 }
 
-/// Serves until shutdown, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> std::io::Result<()> {
+/// Serves until shutdown, then lets requests in flight finish. The same routes
+/// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
+pub async fn serve(listener: TcpListener, tablets_tls: Option<crate::lesson::tls::TlsListener>, agent: Arc<Agent>) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
-    let service = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    match tablets_tls {
+        None => plain.await,
+        Some(tls) => {
+            let secure = axum::serve(tls.tap_io(|_| ()), app).with_graceful_shutdown(shutdown.cancelled_owned());
+            let (plain, secure) = tokio::join!(plain.into_future(), secure.into_future());
+            plain.and(secure)
+        }
+    }
 }

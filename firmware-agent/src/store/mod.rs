@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod roster;
 pub mod schema;
 pub mod sync;
+pub mod tablets;
 
 use std::fs::{self, OpenOptions};
 use std::io;

@@ -49,6 +49,7 @@
 //! of a `ReceiverStream`, again with the same cursor state machine.
 
 pub mod config;
+pub mod content;
 pub mod cursor;
 pub mod service;
 pub mod tls;

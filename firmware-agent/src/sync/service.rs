@@ -16,7 +16,7 @@ use crate::agent::Agent;
 use crate::proto::sync_service_server::SyncService;
 use crate::proto::{
     AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
-    PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
+    PutContentChunk, PutContentResponse, PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
 };
 use crate::roster::{Candidate, Role, Roster, check_person};
 use crate::store::StoreError;
@@ -103,6 +103,10 @@ impl SyncService for SyncServer {
             clock_synced: self.agent.clock.is_synchronized(),
             roster_version,
         }))
+    }
+
+    async fn put_content(&self, request: Request<tonic::Streaming<PutContentChunk>>) -> Result<Response<PutContentResponse>, Status> {
+        super::content::receive(self.agent.clone(), request.into_inner()).await.map(Response::new)
     }
 
     async fn put_roster(&self, request: Request<PutRosterRequest>) -> Result<Response<PutRosterResponse>, Status> {

@@ -1,0 +1,268 @@
+//! The teacher's JSON API for the panel: the tablets (`/api/tablets/…`) and
+//! the live lesson (`/api/lesson/…`).
+//!
+//! Only requests from the agent's own machine are answered (see the module
+//! above); anything else gets 403. Errors are JSON `{"error": "…"}` in
+//! Vietnamese first, then the technical detail.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Lesson;
+use super::protocol::Command;
+use crate::roster::PersonalId;
+use crate::store::tablets::TabletChange;
+
+/// The longest a caller may ask to wait for acks or answers.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub fn routes() -> Router<Arc<Lesson>> {
+    Router::new()
+        .route("/api/tablets", get(list))
+        .route("/api/tablets/pairing", post(open_pairing).get(pairing).delete(close_pairing))
+        .route("/api/tablets/pairing/qr.svg", get(pairing_qr))
+        .route("/api/tablets/{id}/rename", post(rename))
+        .route("/api/tablets/{id}/bind", post(bind))
+        .route("/api/tablets/{id}/revoke", post(revoke))
+        .route("/api/lesson/question", get(question_results))
+        .route("/api/lesson/hands/lower", post(lower_hands))
+        .route("/api/lesson/commands/{id}", get(command_progress))
+        .route("/api/lesson/question/{action}", post(question_command))
+        .route("/api/lesson/{action}", post(command))
+        .route_layer(middleware::from_fn(loopback_only))
+}
+
+async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+    if peer.ip().is_loopback() {
+        next.run(request).await
+    } else {
+        failure(StatusCode::FORBIDDEN, "Chỉ dùng được từ máy của lớp", "the teacher's API answers only the panel on this machine")
+    }
+}
+
+fn failure(status: StatusCode, vietnamese: &str, detail: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": vietnamese, "detail": detail.to_string() }))).into_response()
+}
+
+fn store_failure(err: impl std::fmt::Display) -> Response {
+    failure(StatusCode::INTERNAL_SERVER_ERROR, "Lỗi lưu dữ liệu", err)
+}
+
+async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
+    let store = lesson.agent().store.clone();
+    let tablets = match tokio::task::spawn_blocking(move || store.tablets()).await {
+        Ok(Ok(tablets)) => tablets,
+        Ok(Err(err)) => return store_failure(err),
+        Err(err) => return store_failure(err),
+    };
+    let live = lesson.live_tablets();
+    let rows: Vec<Value> = tablets
+        .into_iter()
+        .map(|tablet| {
+            let status = live.get(&tablet.tablet_id);
+            json!({ "tablet": tablet, "connected": status.is_some(), "status": status })
+        })
+        .collect();
+    Json(json!({ "tablets": rows, "connected": live.len() })).into_response()
+}
+
+async fn open_pairing(State(lesson): State<Arc<Lesson>>) -> Response {
+    let window = lesson.open_pairing();
+    let link = pairing_link(&lesson, &window.code);
+    Json(json!({ "window": window, "link": link, "qr_svg": "/api/tablets/pairing/qr.svg", "tls": super::tls::advertised() })).into_response()
+}
+
+async fn pairing(State(lesson): State<Arc<Lesson>>) -> Response {
+    match lesson.pairing_view() {
+        Some(window) => Json(json!({ "window": window })).into_response(),
+        None => failure(StatusCode::NOT_FOUND, "Chưa mở ghép nối", "no pairing window is open: POST /api/tablets/pairing"),
+    }
+}
+
+async fn close_pairing(State(lesson): State<Arc<Lesson>>) -> StatusCode {
+    lesson.close_pairing();
+    StatusCode::NO_CONTENT
+}
+
+async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Response {
+    let Some(window) = lesson.pairing_view() else {
+        return failure(StatusCode::NOT_FOUND, "Chưa mở ghép nối", "no pairing window is open");
+    };
+    let link = pairing_link(&lesson, &window.code);
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(320, 320).build();
+            ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response()
+        }
+        Err(err) => failure(StatusCode::INTERNAL_SERVER_ERROR, "Không tạo được mã QR", err),
+    }
+}
+
+/// What the QR code holds: the page's address on the room network with the
+/// code and, when TLS is on, the TLS port and the certificate's fingerprint.
+fn pairing_link(lesson: &Lesson, code: &str) -> String {
+    let listen = lesson.agent().config().http.listen;
+    let host = if listen.ip().is_unspecified() { super::discovery::lan_address().unwrap_or(listen.ip()) } else { listen.ip() };
+    let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
+    if let Some(tls) = super::tls::advertised() {
+        link.push_str(&format!("&tls={}&fp={}", tls.port, tls.fingerprint));
+    }
+    link
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bind {
+    pupil_personal_id: Option<String>,
+}
+
+async fn rename(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Rename>) -> Response {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return failure(StatusCode::BAD_REQUEST, "Tên máy không hợp lệ", "the name must have 1 to 64 characters");
+    }
+    change(lesson, id, TabletChange::Rename(name.to_owned())).await
+}
+
+async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Bind>) -> Response {
+    let pupil = match body.pupil_personal_id {
+        None => None,
+        Some(raw) => match raw.parse::<PersonalId>() {
+            Ok(pupil) => Some(pupil),
+            Err(err) => return failure(StatusCode::BAD_REQUEST, "Mã định danh không hợp lệ", err),
+        },
+    };
+    if let Some(pupil) = &pupil {
+        let store = lesson.agent().store.clone();
+        let lookup = pupil.clone();
+        match tokio::task::spawn_blocking(move || store.pupil(&lookup)).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                return failure(StatusCode::NOT_FOUND, "Không có học sinh này trong danh sách lớp", format!("pupil {pupil} is not in the roster: import the roster first"));
+            }
+            Ok(Err(err)) => return store_failure(err),
+            Err(err) => return store_failure(err),
+        }
+    }
+    change(lesson, id, TabletChange::Bind(pupil.map(String::from))).await
+}
+
+async fn revoke(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>) -> Response {
+    change(lesson, id, TabletChange::Revoke).await
+}
+
+async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Response {
+    let store = lesson.agent().store.clone();
+    let revoking = change == TabletChange::Revoke;
+    let tablet_id = id.clone();
+    match tokio::task::spawn_blocking(move || store.change_tablet(&tablet_id, &change)).await {
+        Ok(Ok(Some(tablet))) => {
+            if revoking {
+                lesson.drop_tablet(&tablet.tablet_id);
+                tracing::info!(tablet = %tablet.tablet_id, "tablet revoked");
+            } else {
+                lesson.refresh_tablet(&tablet);
+            }
+            Json(json!({ "tablet": tablet })).into_response()
+        }
+        Ok(Ok(None)) => failure(StatusCode::NOT_FOUND, "Không có máy này", format!("no paired, unrevoked tablet `{id}`")),
+        Ok(Err(err)) => store_failure(err),
+        Err(err) => store_failure(err),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Wait {
+    /// Wait up to this many milliseconds for every connected tablet to ack (or for answers).
+    #[serde(default)]
+    wait_ms: u64,
+    /// For the question's results: wait until this many answers arrived.
+    #[serde(default)]
+    answers: usize,
+}
+
+async fn command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Response {
+    let kind = match action.as_str() {
+        "lock" | "unlock" | "open" | "message" => action,
+        _ => return failure(StatusCode::NOT_FOUND, "Không có lệnh này", format!("unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop")),
+    };
+    give(lesson, &kind, body, wait).await
+}
+
+async fn question_command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Response {
+    match action.as_str() {
+        "start" => give(lesson, "question_start", body, wait).await,
+        "stop" => give(lesson, "question_stop", body, wait).await,
+        _ => failure(StatusCode::NOT_FOUND, "Không có lệnh này", format!("unknown question command `{action}`: use start or stop")),
+    }
+}
+
+/// Parses the body as the command `kind`, gives it, and optionally waits for the acks.
+async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: Wait) -> Response {
+    let mut fields = match body.map(|Json(value)| value) {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(fields)) => fields,
+        Some(_) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", "the body must be a JSON object"),
+    };
+    fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
+    let command: Command = match serde_json::from_value(Value::Object(fields)) {
+        Ok(command) => command,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", err),
+    };
+    let started = std::time::Instant::now();
+    let envelope = match lesson.issue(command) {
+        Ok(envelope) => envelope,
+        Err(detail) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", detail),
+    };
+    let progress = if wait.wait_ms > 0 {
+        let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
+        tokio::time::timeout(limit, lesson.wait_for_acks(envelope.id)).await.unwrap_or_else(|_| lesson.ack_progress(envelope.id))
+    } else {
+        lesson.ack_progress(envelope.id)
+    };
+    Json(json!({
+        "id": envelope.id,
+        "connected": progress.expected,
+        "acknowledged": progress.acknowledged,
+        "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
+    }))
+    .into_response()
+}
+
+async fn command_progress(State(lesson): State<Arc<Lesson>>, Path(id): Path<u64>) -> Response {
+    let progress = lesson.ack_progress(id);
+    Json(json!({ "id": id, "connected": progress.expected, "acknowledged": progress.acknowledged })).into_response()
+}
+
+async fn question_results(State(lesson): State<Arc<Lesson>>, Query(wait): Query<Wait>) -> Response {
+    let results = if wait.wait_ms > 0 {
+        lesson.wait_for_answers(wait.answers, Duration::from_millis(wait.wait_ms).min(MAX_WAIT)).await
+    } else {
+        lesson.results()
+    };
+    match results {
+        Some(results) => Json(json!({ "results": results })).into_response(),
+        None => failure(StatusCode::NOT_FOUND, "Chưa có câu hỏi", "no question was asked in this lesson yet"),
+    }
+}
+
+async fn lower_hands(State(lesson): State<Arc<Lesson>>) -> StatusCode {
+    lesson.lower_hands();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,201 @@
+// The browser tablet client: pairs with the code the teacher shows, then
+// follows the live channel (protocol version 1, see PROTOCOL.md).
+"use strict";
+
+const PROTOCOL = 1;
+const $ = (id) => document.getElementById(id);
+const saved = {
+  get token() { return localStorage.getItem("classroom.token"); },
+  set token(value) { value ? localStorage.setItem("classroom.token", value) : localStorage.removeItem("classroom.token"); },
+  get lastCommand() { return Number(localStorage.getItem("classroom.lastCommand") || 0); },
+  set lastCommand(value) { localStorage.setItem("classroom.lastCommand", String(value)); },
+};
+
+let socket = null;
+let heartbeat = null;
+let question = null;
+let chosen = new Set();
+let locked = false;
+
+function setStatus(online, text) {
+  $("status").dataset.state = online ? "online" : "offline";
+  $("status").textContent = text;
+}
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function showPairing() {
+  $("pairing").hidden = false;
+  $("lesson").hidden = true;
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("code");
+  if (fromLink) $("code").value = fromLink;
+}
+
+async function pair() {
+  $("pair-error").textContent = "";
+  const response = await fetch("/tablet/pair", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ code: $("code").value.trim(), name: $("name").value.trim() }),
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    $("pair-error").textContent = body.error || "Không ghép nối được";
+    return;
+  }
+  saved.token = body.token;
+  saved.lastCommand = 0;
+  history.replaceState(null, "", location.pathname);
+  connect();
+}
+
+function connect() {
+  $("pairing").hidden = true;
+  $("lesson").hidden = false;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/tablet/ws`);
+  socket.onopen = () => send({ type: "hello", v: PROTOCOL, token: saved.token, last_command: saved.lastCommand });
+  socket.onmessage = (event) => receive(JSON.parse(event.data));
+  socket.onclose = () => {
+    clearInterval(heartbeat);
+    setStatus(false, "Mất kết nối, đang thử lại…");
+    if (saved.token) setTimeout(connect, 2000);
+  };
+}
+
+function receive(message) {
+  switch (message.type) {
+    case "welcome":
+      setStatus(true, message.name);
+      clearInterval(heartbeat);
+      heartbeat = setInterval(() => send({ type: "ping" }), message.heartbeat_s * 1000);
+      applyState(message.state);
+      for (const envelope of message.missed) {
+        if (envelope.command.kind === "message") showMessage(envelope.command.text);
+      }
+      saved.lastCommand = message.state.last_command;
+      reportStatus();
+      break;
+    case "command":
+      apply(message.command);
+      saved.lastCommand = message.id;
+      send({ type: "ack", id: message.id });
+      break;
+    case "answer_received":
+      $("answer-state").textContent = "Đã gửi câu trả lời ✓";
+      $("answer-state").className = "sent";
+      $("send-answer").disabled = true;
+      break;
+    case "error":
+      if (message.code === "unauthorized") {
+        saved.token = null;
+        showPairing();
+        $("pair-error").textContent = "Máy này cần ghép nối lại.";
+      } else if (question) {
+        $("answer-state").textContent = message.detail;
+      }
+      break;
+  }
+}
+
+function applyState(state) {
+  setLocked(state.locked, state.lock_message);
+  if (state.open) apply(state.open);
+  if (state.question) {
+    showQuestion(state.question.question);
+    if (state.question.answered) {
+      $("answer-state").textContent = "Đã gửi câu trả lời ✓";
+      $("answer-state").className = "sent";
+      $("send-answer").disabled = true;
+    }
+  } else {
+    hideQuestion();
+  }
+}
+
+function apply(command) {
+  switch (command.kind) {
+    case "lock": setLocked(true, command.message); break;
+    case "unlock": setLocked(false, ""); break;
+    case "message": showMessage(command.text); break;
+    case "open": openContent(command.url || "/content/" + command.file.split("/").map(encodeURIComponent).join("/") + "?token=" + encodeURIComponent(saved.token)); break;
+    case "question_start": showQuestion(command); break;
+    case "question_stop": if (question && question.id === command.question) hideQuestion(); break;
+  }
+}
+
+function setLocked(value, text) {
+  locked = value;
+  $("lock").hidden = !value;
+  $("lock-message").textContent = text || "";
+  reportStatus();
+}
+
+function reportStatus() {
+  const battery = navigator.getBattery ? navigator.getBattery() : Promise.resolve(null);
+  battery.then((b) => send({ type: "status", locked, battery: b ? Math.round(b.level * 100) : null })).catch(() => {});
+}
+
+function showMessage(text) {
+  $("waiting").hidden = true;
+  $("message").hidden = false;
+  $("message").textContent = text;
+}
+
+function openContent(url) {
+  $("waiting").hidden = true;
+  $("content").hidden = false;
+  $("content-link").href = url;
+  $("content-frame").src = url;
+}
+
+function showQuestion(q) {
+  question = q;
+  chosen = new Set();
+  $("waiting").hidden = true;
+  $("question").hidden = false;
+  $("prompt").textContent = q.prompt;
+  $("answer-state").textContent = "";
+  $("answer-state").className = "";
+  $("send-answer").disabled = false;
+  const choices = $("choices");
+  choices.replaceChildren();
+  $("answer-text").hidden = q.question_kind !== "short_answer";
+  $("answer-text").value = "";
+  for (const choice of q.choices || []) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.dataset.id = choice.id;
+    button.textContent = choice.text;
+    button.onclick = () => {
+      if (q.question_kind === "single_choice") chosen.clear();
+      chosen.has(choice.id) ? chosen.delete(choice.id) : chosen.add(choice.id);
+      for (const b of choices.children) b.classList.toggle("chosen", chosen.has(b.dataset.id));
+    };
+    choices.append(button);
+  }
+}
+
+function hideQuestion() {
+  question = null;
+  $("question").hidden = true;
+}
+
+$("question").onsubmit = (event) => {
+  event.preventDefault();
+  if (!question) return;
+  if (question.question_kind === "short_answer") {
+    send({ type: "answer", question: question.id, text: $("answer-text").value });
+  } else if (chosen.size === 0) {
+    $("answer-state").textContent = "Hãy chọn một đáp án.";
+  } else {
+    send({ type: "answer", question: question.id, choices: [...chosen] });
+  }
+};
+$("raise-hand").onclick = () => send({ type: "raise_hand" });
+$("pair-button").onclick = () => pair().catch(() => { $("pair-error").textContent = "Không kết nối được với máy của lớp"; });
+
+if (saved.token) connect(); else showPairing();

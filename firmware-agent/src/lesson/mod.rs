@@ -1,0 +1,529 @@
+//! The room's tablets and the live lesson on them: pairing, the live channel,
+//! the teacher's commands, the pupils' answers, the content store and the
+//! browser client.
+//!
+//! # Design
+//! - [`pairing`] and [`session`] are state machines without I/O; [`Lesson`]
+//!   holds them behind one mutex, with the live connections, and is the only
+//!   place that touches both the sockets and the store. The mutex is never
+//!   held across an await or a database call.
+//! - Each connection has a bounded queue of outgoing frames. A command is
+//!   serialised once and queued to every connection; a tablet whose queue is
+//!   full (it stopped reading) is disconnected rather than allowed to grow
+//!   the agent's memory; it catches up when it reconnects.
+//! - Device tokens are 32 random bytes, shown to the tablet once; the
+//!   database keeps only their SHA-256. A revoked tablet's live connection is
+//!   closed at once and its token refused from then on.
+//! - The teacher's API (`/api/tablets/…`, `/api/lesson/…`) answers only
+//!   requests from the agent's own machine (the panel's kiosk browser) until
+//!   the panel brings its teacher PIN.
+//!
+//! ## How the browser client is protected on the classroom Wi-Fi
+//! A browser cannot pin the agent's self-signed certificate, so
+//! `tablets.browser_client` chooses:
+//! - `"plain-http"` (the default): the page, pairing and the live channel are
+//!   plain HTTP on the room's network. The device token authenticates the
+//!   connection at `hello`, and everything after it on that socket is bound
+//!   to that tablet; revocation closes the socket at once. Risks: anyone on
+//!   the same Wi-Fi can read the traffic (the questions, pupils' answers, and
+//!   the pairing code and tokens as they pass), and could replay a sniffed
+//!   token until the teacher revokes it. Acceptable only on a room network
+//!   that pupils' own phones and outsiders cannot join (WPA2/3 with a key
+//!   known to IT staff, client isolation off only for this SSID). No personal
+//!   data other than a tablet's answers crosses the channel: pupils are bound
+//!   to tablets on the agent, not on the wire.
+//! - `"disabled"`: the browser page and its pairing are not served at all;
+//!   only native clients are meant to connect. Choose it when the room's
+//!   Wi-Fi cannot be trusted.
+//!
+//! Native clients connect over TLS instead (`tablets.tls_listen`, see
+//! [`tls`]), pinning the agent's certificate by the fingerprint in the QR
+//! code. A room CA that IT staff install on tablets, which would let
+//! browsers use TLS too, is not offered yet.
+
+pub mod api;
+pub mod content;
+pub mod discovery;
+pub mod pairing;
+pub mod protocol;
+pub mod page;
+pub mod session;
+pub mod tls;
+pub mod ws;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine;
+use rand::Rng;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc};
+
+use crate::agent::Agent;
+use crate::store::outbox::NewEvent;
+use crate::store::tablets::Tablet;
+use pairing::{Pairing, PairingRules};
+use protocol::{AgentMessage, Command, CommandEnvelope};
+use session::{AckProgress, Session};
+
+/// `[tablets]` in the config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TabletsConfig {
+    /// How long a pairing code stays valid, in seconds.
+    pub pairing_window_s: u32,
+    /// Wrong codes (from all tablets together) that lock a pairing window.
+    pub max_wrong_codes: u32,
+    /// How long one address must wait after a wrong code, in milliseconds.
+    pub retry_delay_ms: u32,
+    /// How often tablets send `ping`, in seconds (told to them in `welcome`).
+    pub heartbeat_s: u32,
+    /// A tablet silent this long, in seconds, is disconnected.
+    pub heartbeat_timeout_s: u32,
+    /// The largest message a tablet may send, in bytes.
+    pub max_message_bytes: usize,
+    /// How long a command waits for acks before its log record is written, in milliseconds.
+    pub ack_timeout_ms: u32,
+    /// How the browser client is offered; see the module documentation.
+    pub browser_client: BrowserClient,
+    /// Advertise the agent on the LAN over mDNS (never when http.listen is loopback).
+    pub discovery: bool,
+    /// The content store, relative to storage.data_dir unless absolute.
+    pub content_dir: PathBuf,
+    /// Where native clients connect over TLS; off when absent.
+    pub tls_listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for TabletsConfig {
+    fn default() -> Self {
+        Self {
+            pairing_window_s: 300,
+            max_wrong_codes: 10,
+            retry_delay_ms: 1000,
+            heartbeat_s: 10,
+            heartbeat_timeout_s: 30,
+            max_message_bytes: 16 * 1024,
+            ack_timeout_ms: 5000,
+            browser_client: BrowserClient::PlainHttp,
+            discovery: true,
+            content_dir: PathBuf::from("content"),
+            tls_listen: None,
+        }
+    }
+}
+
+/// Whether the browser client is served, and how.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrowserClient {
+    PlainHttp,
+    Disabled,
+}
+
+/// The config rules serde cannot express, as `(key, message, hint)`.
+pub fn config_problems(config: &TabletsConfig) -> Vec<(&'static str, String, &'static str)> {
+    let mut problems = Vec::new();
+    if !(30..=3600).contains(&config.pairing_window_s) {
+        problems.push(("tablets.pairing_window_s", format!("{} s is out of range", config.pairing_window_s), "use 30 to 3600 seconds; 300 lets a class of 40 pair"));
+    }
+    if !(3..=100).contains(&config.max_wrong_codes) {
+        problems.push(("tablets.max_wrong_codes", format!("{} is out of range", config.max_wrong_codes), "use 3 to 100; 10 keeps guessing a 6-digit code hopeless"));
+    }
+    if config.heartbeat_s == 0 || config.heartbeat_timeout_s < 2 * config.heartbeat_s {
+        problems.push(("tablets.heartbeat_timeout_s", format!("{} s with heartbeats every {} s", config.heartbeat_timeout_s, config.heartbeat_s), "make the timeout at least twice the heartbeat, such as 10 and 30"));
+    }
+    if !(1024..=1024 * 1024).contains(&config.max_message_bytes) {
+        problems.push(("tablets.max_message_bytes", format!("{} bytes is out of range", config.max_message_bytes), "use 1024 to 1048576; 16384 fits any answer"));
+    }
+    problems
+}
+
+/// Outgoing frames a connection may have queued before it is dropped as stuck.
+const QUEUE_LENGTH: usize = 256;
+
+/// What a connection's writer is told to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    Text(Arc<str>),
+    Close(&'static str),
+}
+
+struct Connection {
+    tablet: Tablet,
+    queue: mpsc::Sender<Outgoing>,
+    status: LiveTablet,
+}
+
+/// What the panel sees of a connected tablet.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveTablet {
+    pub battery: Option<u8>,
+    pub locked: Option<bool>,
+    pub hand_raised: bool,
+}
+
+/// Everything behind the lesson's one mutex.
+struct Shared {
+    pairing: Pairing,
+    session: Session,
+    connections: HashMap<u64, Connection>,
+}
+
+/// Why a tablet was not paired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingRefused {
+    /// The pairing window said no.
+    Attempt(pairing::Attempt),
+    /// The code was right but the tablet could not be stored; it may try again.
+    Unavailable,
+}
+
+/// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
+pub struct Lesson {
+    agent: Arc<Agent>,
+    config: TabletsConfig,
+    state: Mutex<Shared>,
+    next_connection: AtomicU64,
+    /// Woken on every ack and every answer, for callers that wait on them.
+    progress: Notify,
+}
+
+impl Lesson {
+    pub fn new(agent: Arc<Agent>) -> Arc<Lesson> {
+        let config = agent.config().tablets.clone();
+        let rules = PairingRules {
+            window: jiff::SignedDuration::from_secs(i64::from(config.pairing_window_s)),
+            max_wrong_codes: config.max_wrong_codes,
+            retry_delay: jiff::SignedDuration::from_millis(i64::from(config.retry_delay_ms)),
+        };
+        // One live lesson per agent run, named by the room's date and a unique
+        // suffix, so records from before a restart never share an id.
+        let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        Arc::new(Lesson {
+            agent,
+            config,
+            state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
+            next_connection: AtomicU64::new(1),
+            progress: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &TabletsConfig {
+        &self.config
+    }
+
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
+    /// Opens a pairing window with a fresh code.
+    pub fn open_pairing(&self) -> pairing::WindowView {
+        let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
+        let now = self.agent.clock.now();
+        let view = self.lock().pairing.open(now, code);
+        tracing::info!(expires_at = %view.expires_at, "pairing window opened");
+        view
+    }
+
+    pub fn pairing_view(&self) -> Option<pairing::WindowView> {
+        let now = self.agent.clock.now();
+        self.lock().pairing.view(now)
+    }
+
+    pub fn close_pairing(&self) {
+        self.lock().pairing.close();
+    }
+
+    /// A tablet presents a code; on success it is paired and gets its token.
+    pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), PairingRefused> {
+        let now = self.agent.clock.now();
+        let attempt = self.lock().pairing.attempt(now, from, code);
+        if attempt != pairing::Attempt::Accepted {
+            tracing::warn!(%from, ?attempt, "pairing refused");
+            return Err(PairingRefused::Attempt(attempt));
+        }
+        let token_bytes: [u8; 32] = rand::rng().random();
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
+        let tablet_id = format!("tab-{}", uuid::Uuid::now_v7().simple());
+        let name = if name.trim().is_empty() { format!("Máy {}", &tablet_id[tablet_id.len() - 4..]) } else { name.trim().chars().take(64).collect() };
+        let store = self.agent.store.clone();
+        let hash = token_hash(&token);
+        let stored = tokio::task::spawn_blocking(move || store.add_tablet(&tablet_id, &name, &hash)).await;
+        match stored {
+            Ok(Ok(tablet)) => {
+                tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
+                Ok((tablet, token))
+            }
+            Ok(Err(err)) => {
+                tracing::error!(%err, "cannot store a paired tablet");
+                Err(PairingRefused::Unavailable)
+            }
+            Err(err) => {
+                tracing::error!(%err, "pairing task failed");
+                Err(PairingRefused::Unavailable)
+            }
+        }
+    }
+
+    /// The tablet that holds `token`, unless revoked.
+    pub async fn authenticate(&self, token: &str) -> Option<Tablet> {
+        let store = self.agent.store.clone();
+        let hash = token_hash(token);
+        match tokio::task::spawn_blocking(move || store.tablet_by_token(&hash)).await {
+            Ok(Ok(tablet)) => tablet,
+            Ok(Err(err)) => {
+                tracing::error!(%err, "cannot look up a tablet token");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Registers a live connection and returns its id, the welcome frame and its queue.
+    pub fn connect(&self, tablet: Tablet, last_command: u64) -> (u64, String, mpsc::Receiver<Outgoing>) {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (queue, receiver) = mpsc::channel(QUEUE_LENGTH);
+        let mut state = self.lock();
+        // A tablet holds one connection: a reconnect replaces a connection not yet timed out.
+        let stale: Vec<u64> =
+            state.connections.iter().filter(|(_, c)| c.tablet.tablet_id == tablet.tablet_id).map(|(id, _)| *id).collect();
+        for old in stale {
+            if let Some(connection) = state.connections.remove(&old) {
+                let _ = connection.queue.try_send(Outgoing::Close("replaced by a newer connection"));
+            }
+        }
+        let live = state.session.state_for(&tablet.tablet_id);
+        let welcome = AgentMessage::Welcome {
+            v: protocol::VERSION,
+            tablet_id: &tablet.tablet_id,
+            name: &tablet.name,
+            heartbeat_s: self.config.heartbeat_s,
+            state: &live,
+            missed: state.session.missed(last_command),
+        }
+        .to_json();
+        state.connections.insert(id, Connection { tablet, queue, status: LiveTablet::default() });
+        (id, welcome, receiver)
+    }
+
+    pub fn disconnect(&self, connection: u64) {
+        let mut state = self.lock();
+        if let Some(gone) = state.connections.remove(&connection) {
+            let still_connected = state.connections.values().any(|c| c.tablet.tablet_id == gone.tablet.tablet_id);
+            if !still_connected {
+                state.session.forget_expected(&gone.tablet.tablet_id);
+            }
+        }
+        drop(state);
+        self.progress.notify_waiters();
+    }
+
+    /// Gives the teacher's command to every connected tablet.
+    pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, String> {
+        let now = self.agent.clock.now();
+        let mut state = self.lock();
+        let connected: BTreeSet<String> = state.connections.values().map(|c| c.tablet.tablet_id.clone()).collect();
+        let envelope = state.session.issue(now, command, connected)?;
+        let frame: Arc<str> = AgentMessage::Command(&envelope).to_json().into();
+        let mut stuck = Vec::new();
+        for (id, connection) in &state.connections {
+            if connection.queue.try_send(Outgoing::Text(frame.clone())).is_err() {
+                stuck.push(*id);
+            }
+        }
+        for id in stuck {
+            if let Some(connection) = state.connections.remove(&id) {
+                tracing::warn!(tablet = %connection.tablet.tablet_id, "tablet stopped reading; disconnected");
+                state.session.forget_expected(&connection.tablet.tablet_id);
+            }
+        }
+        let lesson_id = state.session.lesson_id().to_owned();
+        drop(state);
+        tracing::info!(id = envelope.id, command = envelope.command.name(), "command given");
+        self.record_when_settled(lesson_id, envelope.clone());
+        Ok(envelope)
+    }
+
+    /// Writes the command's `LessonRecord` once every expected tablet acked,
+    /// after the ack timeout, or at shutdown, whichever comes first.
+    fn record_when_settled(self: &Arc<Self>, lesson_id: String, envelope: CommandEnvelope) {
+        let lesson = self.clone();
+        let timeout = Duration::from_millis(u64::from(self.config.ack_timeout_ms));
+        tokio::spawn(async move {
+            // On shutdown the record is written at once with the acks so far.
+            tokio::select! {
+                _ = tokio::time::timeout(timeout, lesson.wait_for_acks(envelope.id)) => {}
+                _ = lesson.agent.shutdown.cancelled() => {}
+            }
+            let progress = lesson.ack_progress(envelope.id);
+            let record = crate::proto::LessonRecord {
+                lesson_id,
+                command_id: envelope.id.to_string(),
+                command: envelope.command.name().to_owned(),
+                arguments_json: serde_json::to_string(&envelope.command).expect("commands serialise"),
+                acknowledged: progress.acknowledged,
+                connected: progress.expected,
+            };
+            let store = lesson.agent.store.clone();
+            let now = lesson.agent.clock.now();
+            match tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await {
+                Ok(Ok(_)) => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
+                Ok(Err(err)) => tracing::error!(%err, id = envelope.id, "cannot record a lesson command"),
+                Err(err) => tracing::error!(%err, "lesson record task failed"),
+            }
+        });
+    }
+
+    pub fn ack_progress(&self, id: u64) -> AckProgress {
+        self.lock().session.ack_progress(id).unwrap_or(AckProgress { acknowledged: 0, expected: 0 })
+    }
+
+    /// Returns once every tablet expected to ack command `id` has done so.
+    pub async fn wait_for_acks(&self, id: u64) -> AckProgress {
+        loop {
+            let woken = self.progress.notified();
+            let progress = self.ack_progress(id);
+            if progress.complete() {
+                return progress;
+            }
+            woken.await;
+        }
+    }
+
+    /// Returns once the latest question has at least `count` answers (or after `timeout`).
+    pub async fn wait_for_answers(&self, count: usize, timeout: Duration) -> Option<session::QuestionResults> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woken = self.progress.notified();
+            let results = self.results();
+            if results.as_ref().is_none_or(|r| r.answers.len() >= count) || tokio::time::Instant::now() >= deadline {
+                return results;
+            }
+            let _ = tokio::time::timeout_at(deadline, woken).await;
+        }
+    }
+
+    pub fn results(&self) -> Option<session::QuestionResults> {
+        self.lock().session.results()
+    }
+
+    /// Handles an ack from a connected tablet.
+    pub fn ack(&self, tablet_id: &str, id: u64) -> Result<(), protocol::ProtocolError> {
+        let progress = self.lock().session.ack(tablet_id, id)?;
+        if progress.complete() {
+            self.progress.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Takes an answer: checks it and shows it to the panel at once, then
+    /// stores it durably; an answer that cannot be stored is withdrawn, so
+    /// the tablet may send it again.
+    pub async fn answer(&self, tablet: &Tablet, question: &str, choices: Vec<String>, text: String) -> Result<(), protocol::ProtocolError> {
+        let pupil = self.consenting_pupil(tablet).await?;
+        let now = self.agent.clock.now();
+        let record = self.lock().session.answer(now, &tablet.tablet_id, pupil.as_deref(), question, choices, text)?;
+        self.progress.notify_waiters();
+        let store = self.agent.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
+        let failure = match stored {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        tracing::error!(error = %failure, tablet = %tablet.tablet_id, "cannot store an answer; withdrawn");
+        self.lock().session.withdraw_answer(question, &tablet.tablet_id);
+        self.progress.notify_waiters();
+        Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
+    }
+
+    /// The pupil to name in the tablet's answers: the one it is bound to, if
+    /// their parents consented to keeping learning records (Decree 13/2023);
+    /// otherwise the answer is kept without a name.
+    async fn consenting_pupil(&self, tablet: &Tablet) -> Result<Option<String>, protocol::ProtocolError> {
+        let Some(bound) = tablet.pupil_personal_id.as_deref() else { return Ok(None) };
+        let Ok(id) = bound.parse::<crate::roster::PersonalId>() else { return Ok(None) };
+        let store = self.agent.store.clone();
+        match tokio::task::spawn_blocking(move || store.pupil(&id)).await {
+            Ok(Ok(pupil)) => Ok(pupil.filter(|p| p.learning_data_consent).map(|p| p.personal_id.to_string())),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "cannot read the roster");
+                Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
+            }
+            Err(err) => Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, err.to_string())),
+        }
+    }
+
+    /// The connected tablet's record as the lesson knows it now.
+    pub fn authenticated_copy(&self, tablet_id: &str) -> Option<Tablet> {
+        self.lock().connections.values().find(|c| c.tablet.tablet_id == tablet_id).map(|c| c.tablet.clone())
+    }
+
+    pub fn raise_hand(&self, tablet_id: &str) {
+        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet_id) {
+            connection.status.hand_raised = true;
+        }
+    }
+
+    pub fn update_status(&self, tablet_id: &str, battery: Option<u8>, locked: bool) {
+        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet_id) {
+            connection.status.battery = battery;
+            connection.status.locked = Some(locked);
+        }
+    }
+
+    /// Connected tablets with their last reported status, by tablet id.
+    pub fn live_tablets(&self) -> HashMap<String, LiveTablet> {
+        self.lock().connections.values().map(|c| (c.tablet.tablet_id.clone(), c.status.clone())).collect()
+    }
+
+    /// Lowers every raised hand (the teacher has seen them).
+    pub fn lower_hands(&self) {
+        for connection in self.lock().connections.values_mut() {
+            connection.status.hand_raised = false;
+        }
+    }
+
+    /// Closes the live connection of a revoked tablet.
+    pub fn drop_tablet(&self, tablet_id: &str) {
+        let mut state = self.lock();
+        let ids: Vec<u64> = state.connections.iter().filter(|(_, c)| c.tablet.tablet_id == tablet_id).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(connection) = state.connections.remove(&id) {
+                let _ = connection.queue.try_send(Outgoing::Close("revoked"));
+            }
+        }
+        state.session.forget_expected(tablet_id);
+    }
+
+    /// Updates the name or pupil of a connected tablet after the teacher changed it.
+    pub fn refresh_tablet(&self, tablet: &Tablet) {
+        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet.tablet_id) {
+            connection.tablet = tablet.clone();
+        }
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Every route of the tablets' side and the teacher's lesson API.
+pub fn routes(agent: Arc<Agent>) -> axum::Router<Arc<Agent>> {
+    let lesson = Lesson::new(agent);
+    axum::Router::new()
+        .merge(api::routes())
+        .merge(page::routes(lesson.config.browser_client))
+        .merge(ws::routes())
+        .merge(content::routes(&lesson))
+        .with_state(lesson)
+}

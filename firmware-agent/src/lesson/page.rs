@@ -1,0 +1,90 @@
+//! What a tablet reaches over plain HTTP: the browser client (`/tablet/`) and
+//! pairing (`POST /tablet/pair`).
+//!
+//! The client is three small files embedded in the binary: no build step, no
+//! CDN, nothing fetched from outside the room. With
+//! `tablets.browser_client = "disabled"` none of this is served.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::pairing::Attempt;
+use super::{BrowserClient, Lesson, PairingRefused};
+
+const INDEX: &str = include_str!("client/index.html");
+const SCRIPT: &str = include_str!("client/tablet.js");
+const STYLE: &str = include_str!("client/tablet.css");
+
+pub fn routes(browser: BrowserClient) -> Router<Arc<Lesson>> {
+    let pair = Router::new().route("/tablet/pair", post(pair));
+    match browser {
+        BrowserClient::Disabled => pair,
+        BrowserClient::PlainHttp => pair
+            .route("/tablet", get(|| async { axum::response::Redirect::permanent("/tablet/") }))
+            .route("/tablet/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+            .route("/tablet/tablet.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+            .route("/tablet/tablet.css", get(|| async { asset("text/css; charset=utf-8", STYLE) })),
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct PairRequest {
+    code: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// A tablet presents the code the panel shows; it gets its id and token once.
+async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Json(request): Json<PairRequest>) -> Response {
+    match lesson.pair(peer.ip(), request.code.trim(), &request.name).await {
+        Ok((tablet, token)) => Json(json!({
+            "tablet_id": tablet.tablet_id,
+            "name": tablet.name,
+            "token": token,
+            "protocol": super::protocol::VERSION,
+        }))
+        .into_response(),
+        Err(PairingRefused::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "Máy của lớp đang gặp sự cố, hãy thử lại", "detail": "the tablet could not be stored; try again", "reason": "unavailable" })),
+        )
+            .into_response(),
+        Err(PairingRefused::Attempt(attempt)) => {
+            let (status, vietnamese, detail) = match attempt {
+                Attempt::WrongCode { tries_left } => {
+                    (StatusCode::FORBIDDEN, "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
+                }
+                Attempt::TooSoon { retry_after } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Vui lòng chờ một chút rồi thử lại",
+                    format!("too soon after a wrong code; retry in {} ms", retry_after.as_millis()),
+                ),
+                Attempt::Locked => (StatusCode::LOCKED, "Ghép nối đã bị khóa, hãy nhờ giáo viên mở lại", "too many wrong codes: the teacher must open a new pairing window".to_owned()),
+                Attempt::Closed | Attempt::Accepted => (StatusCode::GONE, "Chưa mở ghép nối hoặc mã đã hết hạn", "no pairing window is open".to_owned()),
+            };
+            (status, Json(json!({ "error": vietnamese, "detail": detail, "reason": reason(attempt) }))).into_response()
+        }
+    }
+}
+
+fn reason(attempt: Attempt) -> &'static str {
+    match attempt {
+        Attempt::Accepted => "accepted",
+        Attempt::WrongCode { .. } => "wrong_code",
+        Attempt::TooSoon { .. } => "too_soon",
+        Attempt::Locked => "locked",
+        Attempt::Closed => "closed",
+    }
+}

@@ -1,0 +1,391 @@
+//! The messages of the tablets' live channel, version 1, as Rust types.
+//!
+//! `PROTOCOL.md` beside this file is the description for people writing a
+//! tablet client; this module is its executable form and the two must agree.
+//!
+//! # Design
+//! - JSON text frames, one message each, an object with a `type` field.
+//!   Unknown fields are ignored so that a newer peer can add fields; a new
+//!   `type` or a changed meaning is a new protocol version, announced in
+//!   `hello.v` and in the mDNS TXT record.
+//! - Parsing checks the size before anything else, then the shape, then the
+//!   values: a message is either fully valid or answered with one `error`
+//!   naming what was wrong, and the connection stays open.
+//! - The correct answers of a question are never sent to tablets.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this agent speaks.
+pub const VERSION: u32 = 1;
+
+/// The longest text a teacher may send in one field (a message, a prompt).
+const MAX_TEXT_CHARS: usize = 2000;
+/// The most choices a question may have.
+const MAX_CHOICES: usize = 12;
+
+/// What a tablet sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TabletMessage {
+    /// The first message on every connection: who the tablet is and what it
+    /// last saw (`last_command`, 0 on a first connection).
+    Hello {
+        v: u32,
+        token: String,
+        #[serde(default)]
+        last_command: u64,
+    },
+    Ping,
+    /// The tablet carried out command `id`.
+    Ack { id: u64 },
+    Answer {
+        question: String,
+        #[serde(default)]
+        choices: Vec<String>,
+        #[serde(default)]
+        text: String,
+    },
+    RaiseHand,
+    Status {
+        #[serde(default)]
+        battery: Option<u8>,
+        locked: bool,
+    },
+}
+
+/// What the teacher asks of every tablet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    Lock {
+        #[serde(default)]
+        message: String,
+    },
+    Unlock,
+    /// Open a web address, or a file of the agent's content store (served at `/content/<file>`).
+    Open {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        file: Option<String>,
+    },
+    Message { text: String },
+    QuestionStart(Question),
+    QuestionStop { question: String },
+}
+
+impl Command {
+    /// The name used in the lesson's log, such as `question.start`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Lock { .. } => "lock",
+            Command::Unlock => "unlock",
+            Command::Open { .. } => "open",
+            Command::Message { .. } => "message",
+            Command::QuestionStart(_) => "question.start",
+            Command::QuestionStop { .. } => "question.stop",
+        }
+    }
+
+    /// Checks the values serde cannot; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Command::Lock { message } => text_field("message", message, false),
+            Command::Unlock => Ok(()),
+            Command::Open { url, file } => match (url, file) {
+                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => text_field("url", url, true),
+                (Some(url), None) => Err(format!("url `{url}` must start with http:// or https://")),
+                (None, Some(file)) => content_name(file),
+                _ => Err("give exactly one of `url` or `file`".to_owned()),
+            },
+            Command::Message { text } => text_field("text", text, true),
+            Command::QuestionStart(question) => question.validate(),
+            Command::QuestionStop { question } => identifier("question", question),
+        }
+    }
+}
+
+/// The kinds of question a tablet can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionKind {
+    SingleChoice,
+    MultipleChoice,
+    ShortAnswer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Choice {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// Chosen by the panel; unique within the lesson.
+    pub id: String,
+    pub question_kind: QuestionKind,
+    pub prompt: String,
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    /// The correct choice ids, or accepted short answers; empty when ungraded.
+    /// Kept on the agent: never serialised towards tablets.
+    #[serde(default, skip_serializing)]
+    pub correct: Vec<String>,
+    #[serde(default)]
+    pub time_limit_s: Option<u32>,
+}
+
+impl Question {
+    fn validate(&self) -> Result<(), String> {
+        identifier("id", &self.id)?;
+        text_field("prompt", &self.prompt, true)?;
+        if self.time_limit_s == Some(0) {
+            return Err("time_limit_s must be at least 1 (leave it out for no limit)".to_owned());
+        }
+        match self.question_kind {
+            QuestionKind::ShortAnswer if !self.choices.is_empty() => Err("a short-answer question has no choices".to_owned()),
+            QuestionKind::ShortAnswer => self.correct.iter().try_for_each(|answer| text_field("correct", answer, true)),
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+                if !(2..=MAX_CHOICES).contains(&self.choices.len()) {
+                    return Err(format!("a choice question needs 2 to {MAX_CHOICES} choices, not {}", self.choices.len()));
+                }
+                for (index, choice) in self.choices.iter().enumerate() {
+                    identifier("choices[].id", &choice.id)?;
+                    text_field("choices[].text", &choice.text, true)?;
+                    if self.choices[..index].iter().any(|earlier| earlier.id == choice.id) {
+                        return Err(format!("choice id `{}` appears twice", choice.id));
+                    }
+                }
+                if let Some(unknown) = self.correct.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
+                    return Err(format!("correct answer `{unknown}` is not one of the choice ids"));
+                }
+                if self.question_kind == QuestionKind::SingleChoice && self.correct.len() > 1 {
+                    return Err("a single-choice question has at most one correct choice".to_owned());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `choices`/`text` is a well-formed answer to this question.
+    pub fn check_answer(&self, choices: &[String], text: &str) -> Result<(), String> {
+        match self.question_kind {
+            QuestionKind::ShortAnswer if !choices.is_empty() => Err("a short answer is given as `text`, not `choices`".to_owned()),
+            QuestionKind::ShortAnswer => text_field("text", text, true),
+            QuestionKind::SingleChoice if choices.len() != 1 => Err("choose exactly one choice".to_owned()),
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+                if choices.is_empty() {
+                    return Err("choose at least one choice".to_owned());
+                }
+                match choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
+                    Some(unknown) => Err(format!("`{unknown}` is not a choice of this question")),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// `Some(correct)` for a graded question, `None` when it has no correct answer.
+    pub fn grade(&self, choices: &[String], text: &str) -> Option<bool> {
+        if self.correct.is_empty() {
+            return None;
+        }
+        Some(match self.question_kind {
+            QuestionKind::ShortAnswer => {
+                let given = normalise(text);
+                self.correct.iter().any(|accepted| normalise(accepted) == given)
+            }
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+                let mut given: Vec<&String> = choices.iter().collect();
+                let mut expected: Vec<&String> = self.correct.iter().collect();
+                given.sort();
+                given.dedup();
+                expected.sort();
+                given == expected
+            }
+        })
+    }
+}
+
+/// Short answers compare without case, surrounding space or Unicode form differences.
+fn normalise(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.trim().nfc().collect::<String>().to_lowercase()
+}
+
+/// A command as sent to tablets: its id orders the lesson's commands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandEnvelope {
+    pub id: u64,
+    pub command: Command,
+}
+
+/// What the agent sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage<'a> {
+    /// The answer to `hello`: who the tablet is, the lesson as it is now, and
+    /// the commands it missed since `last_command`.
+    Welcome {
+        v: u32,
+        tablet_id: &'a str,
+        name: &'a str,
+        heartbeat_s: u32,
+        state: &'a super::session::LiveState,
+        missed: Vec<&'a CommandEnvelope>,
+    },
+    Command(&'a CommandEnvelope),
+    Pong,
+    /// The answer is stored: the tablet may show it as sent.
+    AnswerReceived { question: &'a str },
+    Error { code: ErrorCode, detail: String },
+}
+
+impl AgentMessage<'_> {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("agent messages always serialise")
+    }
+}
+
+/// Why a tablet's message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object of a known `type`, or a field of the wrong type.
+    Malformed,
+    /// Longer than `tablets.max_message_bytes`.
+    TooLarge,
+    /// `hello.v` names a version this agent does not speak.
+    UnsupportedVersion,
+    /// A message that makes no sense now: anything before `hello`, a second
+    /// `hello`, an ack of a command never sent.
+    OutOfOrder,
+    /// The token is unknown or revoked; the connection is closed.
+    Unauthorized,
+    /// An answer to a question that is not open, or after its time limit.
+    QuestionClosed,
+    AlreadyAnswered,
+    InvalidAnswer,
+    /// The agent could not store the answer; the tablet should send it again.
+    Unavailable,
+}
+
+/// A refused message: the code and what was wrong, for the tablet's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        AgentMessage::Error { code: self.code, detail: self.detail.clone() }.to_json()
+    }
+}
+
+/// Reads one text frame from a tablet.
+pub fn parse(frame: &str, max_bytes: usize) -> Result<TabletMessage, ProtocolError> {
+    if frame.len() > max_bytes {
+        return Err(ProtocolError::new(ErrorCode::TooLarge, format!("{} bytes, the limit is {max_bytes}", frame.len())));
+    }
+    let message: TabletMessage =
+        serde_json::from_str(frame).map_err(|err| ProtocolError::new(ErrorCode::Malformed, err.to_string()))?;
+    if let TabletMessage::Hello { v, .. } = &message {
+        if *v != VERSION {
+            return Err(ProtocolError::new(ErrorCode::UnsupportedVersion, format!("this agent speaks version {VERSION}, not {v}")));
+        }
+    }
+    Ok(message)
+}
+
+fn text_field(name: &str, value: &str, required: bool) -> Result<(), String> {
+    if required && value.trim().is_empty() {
+        return Err(format!("`{name}` is empty"));
+    }
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("`{name}` is longer than {MAX_TEXT_CHARS} characters"));
+    }
+    Ok(())
+}
+
+fn identifier(name: &str, value: &str) -> Result<(), String> {
+    if (1..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` = `{value}` must be 1 to 64 letters, digits, `-`, `_` or `.`"))
+    }
+}
+
+/// A content-store file name: a relative path of plain segments.
+pub fn content_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name.split('/').all(|segment| {
+            !segment.is_empty() && segment != "." && segment != ".." && !segment.chars().any(|c| c.is_control() || c == '\\')
+        });
+    if valid { Ok(()) } else { Err(format!("`{name}` is not a content file name: use a relative path such as `toan/bai-3.pdf`")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice_question() -> Question {
+        Question {
+            id: "q1".into(),
+            question_kind: QuestionKind::MultipleChoice,
+            prompt: "Số nào là số chẵn?".into(),
+            choices: ["2", "3", "4"].iter().map(|id| Choice { id: (*id).into(), text: (*id).into() }).collect(),
+            correct: vec!["2".into(), "4".into()],
+            time_limit_s: None,
+        }
+    }
+
+    #[test]
+    fn refusals_name_their_cause() {
+        assert_eq!(parse("{\"type\":\"ping\"", 100).unwrap_err().code, ErrorCode::Malformed);
+        assert_eq!(parse("{\"type\":\"shout\"}", 100).unwrap_err().code, ErrorCode::Malformed);
+        assert_eq!(parse(&" ".repeat(101), 100).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(parse("{\"type\":\"hello\",\"v\":2,\"token\":\"x\"}", 100).unwrap_err().code, ErrorCode::UnsupportedVersion);
+        assert_eq!(
+            parse("{\"type\":\"hello\",\"v\":1,\"token\":\"x\",\"future\":true}", 100).unwrap(),
+            TabletMessage::Hello { v: 1, token: "x".into(), last_command: 0 }
+        );
+    }
+
+    #[test]
+    fn correct_answers_stay_on_the_agent() {
+        let envelope = CommandEnvelope { id: 3, command: Command::QuestionStart(choice_question()) };
+        let json = AgentMessage::Command(&envelope).to_json();
+        assert!(!json.contains("correct"), "{json}");
+        assert!(json.contains("\"kind\":\"question_start\""), "{json}");
+    }
+
+    #[test]
+    fn answers_are_checked_and_graded() {
+        let question = choice_question();
+        assert!(question.check_answer(&["5".into()], "").is_err());
+        assert_eq!(question.grade(&["4".into(), "2".into()], ""), Some(true));
+        assert_eq!(question.grade(&["2".into()], ""), Some(false));
+        let short = Question { question_kind: QuestionKind::ShortAnswer, choices: vec![], correct: vec!["Hà Nội".into()], ..question };
+        assert_eq!(short.grade(&[], "  hà nội "), Some(true));
+        assert_eq!(Question { correct: vec![], ..short }.grade(&[], "x"), None);
+    }
+
+    #[test]
+    fn commands_are_validated() {
+        assert!(Command::Open { url: Some("file:///etc/passwd".into()), file: None }.validate().is_err());
+        assert!(Command::Open { url: None, file: Some("../secret".into()) }.validate().is_err());
+        assert!(Command::Open { url: None, file: Some("toan/bai-3.pdf".into()) }.validate().is_ok());
+        let mut question = choice_question();
+        question.correct = vec!["9".into()];
+        assert!(Command::QuestionStart(question).validate().unwrap_err().contains("`9`"));
+    }
+}

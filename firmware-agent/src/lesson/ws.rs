@@ -1,0 +1,152 @@
+//! `GET /tablet/ws`: the live channel, a thin loop between a WebSocket and [`Lesson`].
+//!
+//! The loop reads frames, parses them ([`protocol::parse`]) and hands them to
+//! the lesson; it writes what the lesson queued for this tablet. A bad frame
+//! is answered with an `error` on this socket only. A tablet silent for
+//! `tablets.heartbeat_timeout_s` is disconnected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+
+use super::protocol::{self, AgentMessage, ErrorCode, ProtocolError, TabletMessage};
+use super::{Lesson, Outgoing};
+use crate::store::tablets::Tablet;
+
+/// Frames above this are refused by the WebSocket layer itself (the connection
+/// closes); frames between `tablets.max_message_bytes` and this get a `too_large` error.
+const HARD_FRAME_LIMIT: usize = 1024 * 1024;
+
+/// Read and write buffers of a connection. The library's 128 KiB defaults
+/// would cost a school of 400 idle tablets 100 MiB; tablets' messages are
+/// small, and a larger one is still read whole, in several reads.
+const SOCKET_BUFFER: usize = 8 * 1024;
+
+pub fn routes() -> axum::Router<Arc<Lesson>> {
+    axum::Router::new().route("/tablet/ws", get(upgrade))
+}
+
+async fn upgrade(socket: WebSocketUpgrade, State(lesson): State<Arc<Lesson>>) -> Response {
+    socket
+        .max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+        .on_upgrade(move |socket| serve(lesson, socket))
+}
+
+async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let silence = Duration::from_secs(u64::from(lesson.config().heartbeat_timeout_s));
+    let limit = lesson.config().max_message_bytes;
+
+    // Before `hello`, nothing else is accepted.
+    let (tablet, last_command) = loop {
+        let frame = match tokio::time::timeout(silence, stream.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => return,
+        };
+        let Some(text) = text_of(frame, limit) else { continue };
+        let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
+            Ok(TabletMessage::Hello { token, last_command, .. }) => match lesson.authenticate(&token).await {
+                Some(tablet) => break (tablet, last_command),
+                None => {
+                    let refusal = ProtocolError::new(ErrorCode::Unauthorized, "unknown or revoked token: pair this tablet again");
+                    let _ = sink.send(Message::Text(refusal.to_json().into())).await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            },
+            Ok(_) => ProtocolError::new(ErrorCode::OutOfOrder, "send `hello` first"),
+            Err(err) => err,
+        };
+        if sink.send(Message::Text(reply.to_json().into())).await.is_err() {
+            return;
+        }
+    };
+
+    let (connection, welcome, mut queue) = lesson.connect(tablet.clone(), last_command);
+    tracing::info!(tablet = %tablet.tablet_id, last_command, "tablet connected");
+    let mut tablet = tablet;
+    if sink.send(Message::Text(welcome.into())).await.is_ok() {
+        loop {
+            tokio::select! {
+                outgoing = queue.recv() => match outgoing {
+                    Some(Outgoing::Text(frame)) => if sink.send(Message::Text(frame.as_ref().into())).await.is_err() { break },
+                    Some(Outgoing::Close(reason)) => {
+                        tracing::info!(tablet = %tablet.tablet_id, reason, "closing a tablet's connection");
+                        let _ = sink.close().await;
+                        break;
+                    }
+                    None => break,
+                },
+                incoming = tokio::time::timeout(silence, stream.next()) => {
+                    let frame = match incoming {
+                        Ok(Some(Ok(frame))) => frame,
+                        Ok(_) => break,
+                        Err(_) => {
+                            tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
+                            break;
+                        }
+                    };
+                    let Some(text) = text_of(frame, limit) else { continue };
+                    let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
+                        Ok(message) => handle(&lesson, &mut tablet, message).await,
+                        Err(err) => Some(err.to_json()),
+                    };
+                    if let Some(reply) = reply {
+                        if sink.send(Message::Text(reply.into())).await.is_err() { break }
+                    }
+                }
+            }
+        }
+    }
+    lesson.disconnect(connection);
+    tracing::info!(tablet = %tablet.tablet_id, "tablet disconnected");
+}
+
+/// The text of a frame; `None` for control frames the socket answers itself.
+fn text_of(frame: Message, limit: usize) -> Option<Result<String, ProtocolError>> {
+    match frame {
+        Message::Text(text) => Some(Ok(text.as_str().to_owned())),
+        Message::Binary(bytes) if bytes.len() > limit => {
+            Some(Err(ProtocolError::new(ErrorCode::TooLarge, format!("{} bytes, the limit is {limit}", bytes.len()))))
+        }
+        Message::Binary(_) => Some(Err(ProtocolError::new(ErrorCode::Malformed, "send JSON as text frames"))),
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+    }
+}
+
+/// One message from an authenticated tablet; the reply, if any.
+async fn handle(lesson: &Lesson, tablet: &mut Tablet, message: TabletMessage) -> Option<String> {
+    let result = match message {
+        TabletMessage::Hello { .. } => Err(ProtocolError::new(ErrorCode::OutOfOrder, "already said hello on this connection")),
+        TabletMessage::Ping => return Some(AgentMessage::Pong.to_json()),
+        TabletMessage::Ack { id } => lesson.ack(&tablet.tablet_id, id),
+        TabletMessage::Answer { question, choices, text } => {
+            // The teacher may have bound the tablet to a pupil since it connected.
+            if let Some(current) = lesson.authenticated_copy(&tablet.tablet_id) {
+                *tablet = current;
+            }
+            match lesson.answer(tablet, &question, choices, text).await {
+                Ok(()) => return Some(AgentMessage::AnswerReceived { question: &question }.to_json()),
+                Err(err) => Err(err),
+            }
+        }
+        TabletMessage::RaiseHand => {
+            tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "hand raised");
+            lesson.raise_hand(&tablet.tablet_id);
+            Ok(())
+        }
+        TabletMessage::Status { battery, locked } => {
+            lesson.update_status(&tablet.tablet_id, battery, locked);
+            Ok(())
+        }
+    };
+    result.err().map(|err| err.to_json())
+}
