@@ -468,3 +468,51 @@ fn sigterm_ends_follow_streams_and_the_agent_exits_cleanly() {
     assert_eq!(client_status.code(), Some(1), "the hub is told the stream ended early");
     assert!(rest.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all() {
+    use sha2::Digest;
+    let room = Room::new("");
+    let _agent = tokio::task::spawn_blocking({
+        let config = room.config_path.clone();
+        move || {
+            let agent = common::RunningAgent::spawn(&config, &[]);
+            agent.wait_for_log("agent ready", Duration::from_secs(20));
+            agent
+        }
+    })
+    .await
+    .unwrap();
+    let (_, mut hub) = client(&room).await;
+    let video: Vec<u8> = (0..3_000_000u32).map(|n| (n % 251) as u8).collect();
+    let sha256 = sha2::Sha256::digest(&video).to_vec();
+    let chunks = |data: Vec<u8>, sha256: Vec<u8>| {
+        let mut messages = Vec::new();
+        for (i, piece) in data.chunks(1 << 20).enumerate() {
+            let mut chunk = proto::PutContentChunk { data: piece.to_vec(), ..Default::default() };
+            if i == 0 {
+                chunk.name = "toan/lop6/bai-3.mp4".into();
+                chunk.size = data.len() as u64;
+                chunk.sha256 = sha256.clone();
+            }
+            messages.push(chunk);
+        }
+        tokio_stream::iter(messages)
+    };
+    let stored = hub.put_content(chunks(video.clone(), sha256.clone())).await.unwrap().into_inner();
+    assert_eq!((stored.name.as_str(), stored.size), ("toan/lop6/bai-3.mp4", video.len() as u64));
+    let on_disk = room.data_dir().join("content/toan/lop6/bai-3.mp4");
+    assert_eq!(std::fs::read(&on_disk).unwrap(), video);
+
+    // A corrupted transfer is refused and the file tablets see stays as it was.
+    let mut corrupted = video.clone();
+    corrupted[1_500_000] ^= 0xFF;
+    let refused = hub.put_content(chunks(corrupted, sha256)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::DataLoss, "{}", refused.message());
+    assert_eq!(std::fs::read(&on_disk).unwrap(), video);
+    let escape = hub
+        .put_content(tokio_stream::iter(vec![proto::PutContentChunk { name: "../agent.sqlite3".into(), size: 1, sha256: vec![0; 32], data: vec![1] }]))
+        .await
+        .unwrap_err();
+    assert_eq!(escape.code(), Code::InvalidArgument, "{}", escape.message());
+}
