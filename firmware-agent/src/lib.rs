@@ -5,6 +5,7 @@
 //! The architecture and its invariants are described in `DESIGN.md` beside
 //! this crate and in each module's own documentation.
 
+pub mod actuators;
 pub mod agent;
 pub mod cli;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod proto;
 pub mod roster;
+pub mod schedule;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -33,6 +33,10 @@ pub struct Config {
     pub hub: HubConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub schedule: crate::schedule::ScheduleConfig,
+    #[serde(default)]
+    pub actuators: crate::actuators::ActuatorsConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -173,6 +177,9 @@ impl Config {
         if self.http.listen == self.hub.listen {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
         }
+        problems.extend(crate::actuators::config::problems(&self.actuators));
+        let devices: Vec<&str> = self.actuators.device.iter().map(|d| d.name.as_str()).collect();
+        problems.extend(crate::schedule::config::problems(&self.schedule, &devices));
         problems
     }
 
