@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use firmware_agent::cli::{Cli, Command, RosterCommand};
+use firmware_agent::cli::{BellCommand, Cli, Command, LightState, RosterCommand, ScheduleCommand};
 use firmware_agent::{commands, daemon};
 
 fn main() -> ExitCode {
@@ -12,6 +12,9 @@ fn main() -> ExitCode {
         Command::Run { config } => daemon::run(&config),
         Command::CheckConfig { path } => commands::check_config::run(&path),
         Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
+        Command::Schedule(ScheduleCommand::Show { config, date }) => commands::schedule::show(&config, date),
+        Command::Bell(BellCommand::Ring { pattern, device, config }) => commands::devices::ring(&config, &pattern, device.as_deref()),
+        Command::Light { state, zone, config } => commands::devices::light(&config, &zone, state == LightState::On),
     };
     exit.into()
 }

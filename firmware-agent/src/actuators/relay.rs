@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use jiff::Timestamp;
 use tokio::sync::watch;
 
 use super::{Actuator, ActuatorError, BoxFuture, Confirmation};
@@ -122,7 +123,7 @@ impl Actuator for Relay {
 /// Pins in memory, for tests and the demo: each remembers its electrical level and every change.
 #[derive(Clone, Default)]
 pub struct SimulatedPinBank {
-    pins: Arc<Mutex<BTreeMap<String, Vec<(Instant, bool)>>>>,
+    pins: Arc<Mutex<BTreeMap<String, Vec<(Timestamp, bool)>>>>,
     changes: Arc<watch::Sender<u64>>,
 }
 
@@ -143,8 +144,8 @@ impl SimulatedPinBank {
         self.pins.lock().unwrap().get(name).and_then(|changes| changes.last()).map(|(_, level)| *level)
     }
 
-    /// Every level the pin was driven to, with when.
-    pub fn history(&self, name: &str) -> Vec<(Instant, bool)> {
+    /// Every level the pin was driven to, with when (by the system clock, as a relay's click would be timed).
+    pub fn history(&self, name: &str) -> Vec<(Timestamp, bool)> {
         self.pins.lock().unwrap().get(name).cloned().unwrap_or_default()
     }
 
@@ -164,7 +165,7 @@ impl OutputLine for SimulatedLine {
     fn set(&mut self, active: bool) -> std::io::Result<()> {
         let level = active != self.active_low;
         tracing::debug!(pin = %self.name, level = if level { "high" } else { "low" }, active, "simulated pin driven");
-        self.bank.pins.lock().unwrap().entry(self.name.clone()).or_default().push((Instant::now(), level));
+        self.bank.pins.lock().unwrap().entry(self.name.clone()).or_default().push((Timestamp::now(), level));
         self.bank.changes.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -251,7 +252,7 @@ mod tests {
         changes.wait_for(|_| bank.level("bell") == Some(false)).await.unwrap();
         let history = bank.history("bell");
         let (on_at, off_at) = (history[history.len() - 2].0, history[history.len() - 1].0);
-        assert!(off_at - on_at >= Duration::from_millis(100), "never before its maximum");
+        assert!(off_at.duration_since(on_at) >= jiff::SignedDuration::from_millis(100), "never before its maximum");
         drop(bell);
     }
 }

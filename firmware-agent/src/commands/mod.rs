@@ -1,7 +1,9 @@
 //! One file per command-line command that is not the daemon itself.
 
 pub mod check_config;
+pub mod devices;
 pub mod roster;
+pub mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;

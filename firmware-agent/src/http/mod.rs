@@ -1,6 +1,7 @@
 //! The agent's HTTP server: health and metrics for IT staff and monitoring,
 //! and (as later parts arrive) the panel and the tablets' channel.
 
+mod actuators;
 mod health;
 
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use crate::agent::Agent;
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().merge(health::routes()).with_state(agent)
+    Router::new().merge(health::routes()).merge(actuators::routes()).with_state(agent)
 }
 
 /// Serves until shutdown, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> std::io::Result<()> {
     let shutdown = agent.shutdown.clone();
-    axum::serve(listener, router(agent)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    // Peer addresses let routes that switch devices answer loopback only.
+    let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

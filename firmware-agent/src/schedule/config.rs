@@ -1,7 +1,7 @@
 //! The `[schedule]` section: the timetable as IT staff write it.
 //!
 //! # Design
-//! Times are `"HH:MM"` strings and dates `"YYYY-MM-DD"`, parsed by serde so a
+//! Times are `"HH:MM"` (or `"HH:MM:SS"`) strings and dates `"YYYY-MM-DD"`, parsed by serde so a
 //! malformed one is reported at its exact line and column. Rules serde cannot
 //! express (an end before its start, overlapping periods, an unknown pattern or
 //! device) are checked by [`problems`] and located by their key path.
@@ -229,7 +229,10 @@ fn check_periods(key: &str, periods: &[Period], problem: &mut dyn FnMut(String, 
     }
 }
 
-/// `07:45`.
+/// `07:45`, or `07:45:30` for a time with seconds.
 pub fn hh_mm(time: Time) -> String {
-    format!("{:02}:{:02}", time.hour(), time.minute())
+    match time.second() {
+        0 => format!("{:02}:{:02}", time.hour(), time.minute()),
+        seconds => format!("{:02}:{:02}:{seconds:02}", time.hour(), time.minute()),
+    }
 }

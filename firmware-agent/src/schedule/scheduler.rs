@@ -220,10 +220,10 @@ pub(crate) mod tests {
         // Mon, Tue, Thu, Sat: 5 periods; Wed 2 Sep is a holiday; Fri: 5 periods. 2 bells each.
         assert_eq!(fired.len(), 5 * 5 * 2, "{fired:#?}");
         assert!(fired.iter().all(|k| !k.starts_with("2026-09-02")), "no bell on the holiday");
-        assert!(fired.contains(&"2026-08-31T07:00 bell ring:start".to_owned()));
-        assert!(fired.contains(&"2026-08-31T11:20 bell ring:end".to_owned()));
+        assert!(fired.contains(&"2026-08-31T07:00:00 bell ring:start".to_owned()));
+        assert!(fired.contains(&"2026-08-31T11:20:00 bell ring:end".to_owned()));
         let lights: Vec<String> = week.iter().filter(|(_, d)| d.action().device == "lights").map(|(_, d)| d.action().key()).collect();
-        assert_eq!(lights[..2], ["2026-08-31T06:55 lights on".to_owned(), "2026-08-31T11:30 lights off".to_owned()]);
+        assert_eq!(lights[..2], ["2026-08-31T06:55:00 lights on".to_owned(), "2026-08-31T11:30:00 lights off".to_owned()]);
     }
 
     #[test]
@@ -234,7 +234,7 @@ pub(crate) mod tests {
         let wednesday = fired.iter().filter(|k| k.starts_with("2026-09-09")).count();
         assert_eq!(wednesday, 8);
         let friday: Vec<&String> = fired.iter().filter(|k| k.starts_with("2026-09-11")).collect();
-        assert_eq!(friday, ["2026-09-11T07:30 bell ring:exam", "2026-09-11T09:00 bell ring:exam"]);
+        assert_eq!(friday, ["2026-09-11T07:30:00 bell ring:exam", "2026-09-11T09:00:00 bell ring:exam"]);
     }
 
     #[test]
@@ -248,10 +248,10 @@ pub(crate) mod tests {
         let mut after = Scheduler::new(timetable, persisted, at("2026-09-07T10:17"));
         let resumed = after.poll(at("2026-09-07T10:17"));
         let keys: Vec<String> = resumed.iter().map(|d| d.action().key()).collect();
-        assert_eq!(keys, ["2026-09-07T09:40 bell ring:end", "2026-09-07T09:45 bell ring:start"]);
+        assert_eq!(keys, ["2026-09-07T09:40:00 bell ring:end", "2026-09-07T09:45:00 bell ring:start"]);
         assert!(resumed.iter().all(|d| matches!(d, Decision::Skip { reason, .. } if reason.contains("missed by"))), "{resumed:#?}");
         let rest = bells(&run(&mut after, at("2026-09-07T10:17"), at("2026-09-07T12:00")));
-        assert_eq!(rest, ["2026-09-07T10:30 bell ring:end", "2026-09-07T10:35 bell ring:start", "2026-09-07T11:20 bell ring:end"]);
+        assert_eq!(rest, ["2026-09-07T10:30:00 bell ring:end", "2026-09-07T10:35:00 bell ring:start", "2026-09-07T11:20:00 bell ring:end"]);
     }
 
     #[test]
@@ -275,9 +275,9 @@ pub(crate) mod tests {
         let jumped = scheduler.poll(at("2026-09-07T09:00"));
         let summary: Vec<(String, bool)> = jumped.iter().map(|d| (d.action().key(), matches!(d, Decision::Skip { .. }))).collect();
         assert_eq!(summary, [
-            ("2026-09-07T07:50 bell ring:start".to_owned(), true),
-            ("2026-09-07T08:35 bell ring:end".to_owned(), true),
-            ("2026-09-07T08:55 bell ring:start".to_owned(), true),
+            ("2026-09-07T07:50:00 bell ring:start".to_owned(), true),
+            ("2026-09-07T08:35:00 bell ring:end".to_owned(), true),
+            ("2026-09-07T08:55:00 bell ring:start".to_owned(), true),
         ]);
     }
 

@@ -77,7 +77,7 @@ pub struct PlannedAction {
 impl PlannedAction {
     /// The action's identity across restarts and clock steps.
     pub fn key(&self) -> String {
-        format!("{} {} {}", self.local.strftime("%Y-%m-%dT%H:%M"), self.device, self.action.command())
+        format!("{} {} {}", self.local.strftime("%Y-%m-%dT%H:%M:%S"), self.device, self.action.command())
     }
 }
 

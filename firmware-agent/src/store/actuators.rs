@@ -73,10 +73,10 @@ mod tests {
         let (_dir, clock, store) = testing::store();
         let due = clock.now();
         let record = proto::Actuation { device: "bell".into(), command: "ring:start".into(), ..Default::default() };
-        store.record_schedule_decision("2026-09-07T08:00 bell ring:start", due, ScheduleDecision::Fired, "", Some(NewEvent::new(due, record))).unwrap();
-        store.record_schedule_decision("2026-09-07T08:00 bell ring:start", due, ScheduleDecision::Skipped, "again", None).unwrap();
+        store.record_schedule_decision("2026-09-07T08:00:00 bell ring:start", due, ScheduleDecision::Fired, "", Some(NewEvent::new(due, record))).unwrap();
+        store.record_schedule_decision("2026-09-07T08:00:00 bell ring:start", due, ScheduleDecision::Skipped, "again", None).unwrap();
         assert_eq!(store.last_seq(), 1);
-        assert_eq!(store.schedule_decisions_since(due).unwrap(), vec![("2026-09-07T08:00 bell ring:start".to_owned(), due)]);
+        assert_eq!(store.schedule_decisions_since(due).unwrap(), vec![("2026-09-07T08:00:00 bell ring:start".to_owned(), due)]);
         assert_eq!(store.prune_schedule_decisions(due.checked_add(jiff::SignedDuration::from_secs(1)).unwrap()).unwrap(), 1);
     }
 }
