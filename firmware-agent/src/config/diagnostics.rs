@@ -285,6 +285,8 @@ fn explain(message: &str) -> (String, Option<String>) {
         Some("add it; config/agent.example.toml shows every key with its meaning".to_owned())
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         Some("config/agent.example.toml shows the expected form of each value".to_owned())
+    } else if ["as hour", "as minute", "as second", "parse civil time", "parse time"].iter().any(|part| message.contains(part)) {
+        Some("write times as \"HH:MM\" (24-hour clock), such as \"07:30\" or \"13:45\"".to_owned())
     } else if message.contains("invalid socket address") {
         Some("write an address and port, such as \"0.0.0.0:8080\" or \"127.0.0.1:8080\"".to_owned())
     } else {
