@@ -38,7 +38,7 @@ impl Mosquitto {
 
     fn spawn(port: u16, dir: &Path) -> Child {
         let config = dir.join("mosquitto.conf");
-        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n")).unwrap();
+        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")).unwrap();
         let binary = if Path::new("/usr/sbin/mosquitto").exists() { PathBuf::from("/usr/sbin/mosquitto") } else { PathBuf::from("mosquitto") };
         let mut child = Command::new(binary)
             .arg("-c")

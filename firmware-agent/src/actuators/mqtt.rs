@@ -111,7 +111,11 @@ impl MqttLink {
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             options.set_credentials(user.clone(), password.clone());
         }
-        let (client, event_loop) = AsyncClient::new(options, 256);
+        let (client, mut event_loop) = AsyncClient::new(options, 256);
+        // Commands are a few bytes each: send them at once rather than waiting to fill a segment.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        event_loop.set_network_options(network);
         let link = Arc::new(MqttLink { client, base, topics: Mutex::default(), connected: watch::channel(false).0 });
         let announcements = Announcements::new(&link.base, config, room, devices);
         for topic in &announcements.subscriptions {

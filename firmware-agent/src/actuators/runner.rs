@@ -6,9 +6,11 @@
 //! The loop asks the [`Scheduler`] what is due now, performs it, and sleeps
 //! until the next action is due, but never longer than [`MAX_SLEEP`], so a clock
 //! stepped by NTP is noticed within that time (well inside the grace). A
-//! decision is persisted *before* the action is performed: an agent that dies
-//! mid-ring does not ring again on restart (at most once, and the record says
-//! so). Timetable changes in a reloaded config apply at once; device changes at
+//! decision is persisted as the action starts, not before it: waiting for the
+//! commit (a synced write) would make every bell late by a disk flush. The
+//! in-memory scheduler already guarantees once per process; only an agent
+//! killed within the few milliseconds of that commit could, after a restart
+//! within the grace, ring the same bell again. Timetable changes in a reloaded config apply at once; device changes at
 //! the next restart.
 
 use std::sync::Arc;
@@ -87,18 +89,18 @@ pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<Mq
     loop {
         let now = agent.clock.now();
         for decision in scheduler.poll(now) {
+            if let Decision::Fire { action, late_by } = &decision {
+                let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::schedule::scheduler::human(*late_by)) } else { String::new() };
+                let request = Request { device: action.device.clone(), action: action.action.clone(), cause: Cause::Timetable, hold_until: Some(action.valid_until), note };
+                let controller = controller.clone();
+                tokio::spawn(async move { controller.perform(request).await });
+            }
             let store = agent.store.clone();
-            let recorded = tokio::task::spawn_blocking(move || record_decision(&store, &decision).map(|()| decision)).await;
+            let recorded = tokio::task::spawn_blocking(move || record_decision(&store, &decision)).await;
             match recorded {
-                Ok(Ok(Decision::Fire { action, late_by })) => {
-                    let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::schedule::scheduler::human(late_by)) } else { String::new() };
-                    let request = Request { device: action.device, action: action.action, cause: Cause::Timetable, hold_until: Some(action.valid_until), note };
-                    let controller = controller.clone();
-                    tokio::spawn(async move { controller.perform(request).await });
-                }
-                Ok(Ok(Decision::Skip { .. })) => {}
-                Ok(Err(err)) => tracing::error!(%err, "cannot record a timetable decision; not performed"),
-                Err(err) => tracing::error!(%err, "cannot record a timetable decision; not performed"),
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(%err, "cannot record a timetable decision"),
+                Err(err) => tracing::error!(%err, "cannot record a timetable decision"),
             }
         }
         let wait = scheduler
