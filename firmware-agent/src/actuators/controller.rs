@@ -121,6 +121,11 @@ impl Controller {
         })
     }
 
+    /// Whether the MQTT link is connected, when the room has one.
+    pub fn mqtt_connected(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.link.as_ref().map(|link| link.subscribe_connected())
+    }
+
     /// The simulated pins (for the API, the tests and the demo).
     pub fn pins(&self) -> &SimulatedPinBank {
         &self.pins

@@ -86,6 +86,9 @@ pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<Mq
         }
     };
     agent.health.set("schedule", crate::health::State::Ok, "following the timetable".to_owned());
+    if let Some(connected) = controller.mqtt_connected() {
+        tokio::spawn(report_broker(agent.clone(), connected));
+    }
     loop {
         let now = agent.clock.now();
         for decision in scheduler.poll(now) {
@@ -128,6 +131,22 @@ pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<Mq
     tracing::info!("bells and lights in their safe state");
     if let Some(task) = link_task {
         let _ = task.await;
+    }
+}
+
+/// Keeps the `mqtt` health entry true to the link: degraded while the broker is away.
+async fn report_broker(agent: Arc<Agent>, mut connected: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let (state, detail) = if *connected.borrow_and_update() {
+            (crate::health::State::Ok, "connected to the broker")
+        } else {
+            (crate::health::State::Degraded, "broker not reachable; retrying (MQTT devices time out meanwhile)")
+        };
+        agent.health.set("mqtt", state, detail.to_owned());
+        tokio::select! {
+            changed = connected.changed() => if changed.is_err() { return },
+            () = agent.shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -127,3 +127,16 @@ fn record_json(record: &crate::proto::Actuation) -> serde_json::Value {
         "latency_ms": record.latency_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_peers_may_switch_devices() {
+        assert!(loopback_only("127.0.0.1:50000".parse().unwrap()).is_ok());
+        assert!(loopback_only("[::1]:50000".parse().unwrap()).is_ok());
+        let refused = loopback_only("192.168.1.23:50000".parse().unwrap()).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+}
