@@ -17,6 +17,7 @@
 //!   `config/agent.example.toml` says beside the keys.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,17 +41,19 @@ pub struct Relay {
 }
 
 /// The deadline after which the relay is forced off, watched by its own thread.
+/// Lock order: `deadline`, then the line; the same in [`Relay::drive`] and [`watch_cutoff`].
 struct Cutoff {
     deadline: Mutex<Option<Instant>>,
     changed: Condvar,
     max_on: Duration,
+    stopped: AtomicBool,
 }
 
 impl Relay {
     /// A relay on `line`, which the caller has just requested in its inactive state.
     pub fn new(name: &str, line: Box<dyn OutputLine>, max_on: Option<Duration>) -> Arc<Relay> {
         let line = Arc::new(Mutex::new(line));
-        let cutoff = max_on.map(|max_on| Arc::new(Cutoff { deadline: Mutex::new(None), changed: Condvar::new(), max_on }));
+        let cutoff = max_on.map(|max_on| Arc::new(Cutoff { deadline: Mutex::new(None), changed: Condvar::new(), max_on, stopped: AtomicBool::new(false) }));
         let relay = Arc::new(Relay { name: name.to_owned(), line, cutoff: cutoff.clone() });
         if let Some(cutoff) = cutoff {
             let line = Arc::downgrade(&relay.line);
@@ -64,10 +67,11 @@ impl Relay {
     }
 
     fn drive(&self, active: bool) -> Result<(), ActuatorError> {
+        let mut deadline = self.cutoff.as_ref().map(|cutoff| cutoff.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let mut line = self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         line.set(active).map_err(|err| ActuatorError::Failed(format!("cannot drive the line: {err}")))?;
-        if let Some(cutoff) = &self.cutoff {
-            *cutoff.deadline.lock().unwrap() = active.then(|| Instant::now() + cutoff.max_on);
+        if let (Some(cutoff), Some(deadline)) = (&self.cutoff, deadline.as_mut()) {
+            **deadline = active.then(|| Instant::now() + cutoff.max_on);
             cutoff.changed.notify_all();
         }
         Ok(())
@@ -78,6 +82,9 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.safe_state();
         if let Some(cutoff) = &self.cutoff {
+            // Under the lock, so the cutoff thread cannot miss the wake-up between its check and its wait.
+            let _deadline = cutoff.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            cutoff.stopped.store(true, Ordering::SeqCst);
             cutoff.changed.notify_all();
         }
     }
@@ -87,7 +94,7 @@ impl Drop for Relay {
 fn watch_cutoff(name: &str, cutoff: &Cutoff, line: &Weak<Mutex<Box<dyn OutputLine>>>) {
     let mut deadline = cutoff.deadline.lock().unwrap();
     loop {
-        if line.strong_count() == 0 {
+        if cutoff.stopped.load(Ordering::SeqCst) {
             return;
         }
         match *deadline {

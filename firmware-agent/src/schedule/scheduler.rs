@@ -80,7 +80,9 @@ impl Scheduler {
             return decisions;
         }
         let mut date = self.timetable.date_of(from);
-        let last = self.timetable.date_of(now);
+        // Tomorrow's plan may start today (lights on before a period at midnight).
+        let today = self.timetable.date_of(now);
+        let last = today.tomorrow().unwrap_or(today);
         while date <= last {
             for action in self.timetable.plan(date).actions {
                 if action.at < from || action.at > now || self.decided.contains_key(&action.key()) {
