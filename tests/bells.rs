@@ -283,12 +283,9 @@ fn local_time_in(seconds: i64) -> String {
     at.strftime("%H:%M:%S").to_string()
 }
 
-#[test]
-fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
-    let (start, end) = (local_time_in(3), local_time_in(5));
-    // A period within the next seconds, unless the day is about to roll over.
-    assert!(start < end, "run this test away from local midnight");
-    let room = Room::new(&format!(
+/// A room with a simulated bell and light, and `periods` as its only shift's periods.
+fn room_config(periods: &str) -> String {
+    format!(
         r#"
         [schedule]
         bell = "bell"
@@ -302,7 +299,7 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
         [[schedule.shifts]]
         name = "Sáng"
         days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        periods = [{{ start = "{start}", end = "{end}" }}]
+        periods = [{periods}]
         [[actuators.device]]
         name = "bell"
         kind = "bell"
@@ -313,12 +310,23 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
         zone = "front"
         driver = {{ type = "simulated", active_low = true }}
         "#
-    ));
+    )
+}
+
+#[test]
+fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
+    let room = Room::new(&room_config(""));
+    let mut agent = room.start();
+
+    // A period starting two seconds from now, given to the running agent by a reload.
+    let (start, end) = (local_time_in(2), local_time_in(4));
+    assert!(start < end, "run this test away from local midnight");
+    room.write_config(&room_config(&format!("{{ start = \"{start}\", end = \"{end}\" }}")));
     let plan = room.command(&["schedule", "show"]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(plan_text.contains(&format!("Tiết 1  {start} – {end}")), "{plan_text}");
-
-    let mut agent = room.start();
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_log("timetable reloaded", Duration::from_secs(10));
     agent.wait_for_log("command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
     agent.wait_for_log("command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
 
