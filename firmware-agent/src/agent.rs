@@ -19,6 +19,8 @@ pub struct Agent {
     pub clock: Arc<dyn Clock>,
     pub health: Health,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The room's bells, lights and switches.
+    pub actuators: Arc<crate::actuators::controller::Controller>,
     /// Cancelled once, on SIGTERM or SIGINT: every task drains and returns.
     pub shutdown: CancellationToken,
 }

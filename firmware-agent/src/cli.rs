@@ -54,6 +54,24 @@ pub enum Command {
     /// Talk to a room's agent as the provincial hub does: pull its records, read its status.
     #[command(subcommand)]
     Hub(HubCommand),
+    /// The timetable: print a day's periods, bells and lights.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Ring the room's bell now, through the running agent.
+    #[command(subcommand)]
+    Bell(BellCommand),
+    /// Switch the lights of a zone on or off now, through the running agent.
+    Light {
+        /// `on` or `off`.
+        #[arg(value_name = "on|off")]
+        state: LightState,
+        /// The zone (`zone` of an [[actuators.device]] light, or its name); `all` for every light.
+        #[arg(value_name = "ZONE")]
+        zone: String,
+        /// The room's config file (names the agent's address).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +127,42 @@ impl From<HubConnectionArgs> for crate::commands::hub::Connection {
     fn from(args: HubConnectionArgs) -> Self {
         Self { endpoint: args.endpoint, ca: args.ca, cert: args.cert, key: args.key, gzip: args.gzip }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Print one day's plan: the kind of day, its periods, and every bell and light switch.
+    Show {
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// The day (default: today in the room's time zone).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<jiff::civil::Date>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BellCommand {
+    /// Ring a bell pattern (default `start`) on the room's bell, as the teacher at the panel would.
+    Ring {
+        /// A pattern of [schedule.patterns], such as `start` or `end`.
+        #[arg(long, value_name = "NAME", default_value = "start")]
+        pattern: String,
+        /// Which bell, when the room has several (default: the first bell).
+        #[arg(long, value_name = "NAME")]
+        device: Option<String>,
+        /// The room's config file (names the agent's address).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LightState {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,14 +81,19 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
+    let store = Arc::new(store);
+    let shutdown = CancellationToken::new();
+    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown)
+        .map_err(|err| format!("the agent did not start: {err}"))?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config: config_rx,
-        store: Arc::new(store),
+        store,
         clock,
         health: Health::new(),
         metrics,
-        shutdown: CancellationToken::new(),
+        actuators: actuators.clone(),
+        shutdown,
     });
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
@@ -106,6 +111,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
     crate::sync::start(&agent, hub, &tasks);
     tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
+    tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));

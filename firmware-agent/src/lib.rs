@@ -5,6 +5,7 @@
 //! The architecture and its invariants are described in `DESIGN.md` beside
 //! this crate and in each module's own documentation.
 
+pub mod actuators;
 pub mod agent;
 pub mod cli;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod panel;
 pub mod lesson;
 pub mod proto;
 pub mod roster;
+pub mod schedule;
 pub mod store;
 pub mod sync;
 pub mod systemd;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use firmware_agent::cli::{Cli, Command, HubCommand, RosterCommand};
+use firmware_agent::cli::{BellCommand, Cli, Command, HubCommand, LightState, RosterCommand, ScheduleCommand};
 use firmware_agent::{commands, daemon};
 
 fn main() -> ExitCode {
@@ -18,6 +18,9 @@ fn main() -> ExitCode {
             commands::hub::pull(&connection.into(), &options)
         }
         Command::Hub(HubCommand::Status { connection }) => commands::hub::status(&connection.into()),
+        Command::Schedule(ScheduleCommand::Show { config, date }) => commands::schedule::show(&config, date),
+        Command::Bell(BellCommand::Ring { pattern, device, config }) => commands::devices::ring(&config, &pattern, device.as_deref()),
+        Command::Light { state, zone, config } => commands::devices::light(&config, &zone, state == LightState::On),
     };
     exit.into()
 }

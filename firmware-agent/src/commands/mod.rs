@@ -2,7 +2,9 @@
 
 pub mod check_config;
 pub mod hub;
+pub mod devices;
 pub mod roster;
+pub mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;

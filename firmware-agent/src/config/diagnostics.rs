@@ -193,16 +193,51 @@ fn entries<S: AsRef<str>>(document: &Document<S>) -> Vec<Entry> {
     out
 }
 
+/// Where the key path `path` is written; numeric parts index arrays (`schedule.shifts.0.periods.2.end`).
+/// A part that is absent leaves the position of the nearest enclosing entry.
 fn key_offset<S: AsRef<str>>(document: &Document<S>, path: &str) -> Option<usize> {
-    let mut table: &dyn TableLike = document.as_item().as_table_like()?;
+    enum Node<'a> {
+        Table(&'a dyn TableLike),
+        Tables(&'a toml_edit::ArrayOfTables),
+        Array(&'a toml_edit::Array),
+        Leaf,
+    }
+    fn node(item: &Item) -> Node<'_> {
+        match item {
+            Item::ArrayOfTables(tables) => Node::Tables(tables),
+            Item::Value(toml_edit::Value::Array(array)) => Node::Array(array),
+            other => other.as_table_like().map_or(Node::Leaf, Node::Table),
+        }
+    }
+    fn value_node(value: &toml_edit::Value) -> Node<'_> {
+        match value {
+            toml_edit::Value::InlineTable(table) => Node::Table(table),
+            toml_edit::Value::Array(array) => Node::Array(array),
+            _ => Node::Leaf,
+        }
+    }
+    let mut current = node(document.as_item());
     let mut best = None;
     for part in path.split('.') {
-        let (key, item) = table.get_key_value(part)?;
-        best = key.span().map(|span| span.start).or(best);
-        match item.as_table_like() {
-            Some(next) => table = next,
-            None => break,
-        }
+        let index = part.parse::<usize>().ok();
+        current = match (current, index) {
+            (Node::Table(table), _) => {
+                let Some((key, item)) = table.get_key_value(part) else { break };
+                best = key.span().map(|span| span.start).or(best);
+                node(item)
+            }
+            (Node::Tables(tables), Some(i)) => {
+                let Some(table) = tables.get(i) else { break };
+                best = table.span().map(|span| span.start).or(best);
+                Node::Table(table)
+            }
+            (Node::Array(array), Some(i)) => {
+                let Some(value) = array.get(i) else { break };
+                best = value.span().map(|span| span.start).or(best);
+                value_node(value)
+            }
+            _ => break,
+        };
     }
     best
 }
@@ -250,6 +285,8 @@ fn explain(message: &str) -> (String, Option<String>) {
         Some("add it; config/agent.example.toml shows every key with its meaning".to_owned())
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         Some("config/agent.example.toml shows the expected form of each value".to_owned())
+    } else if ["as hour", "as minute", "as second", "parse civil time", "parse time"].iter().any(|part| message.contains(part)) {
+        Some("write times as \"HH:MM\" (24-hour clock), such as \"07:30\" or \"13:45\"".to_owned())
     } else if message.contains("invalid socket address") {
         Some("write an address and port, such as \"0.0.0.0:8080\" or \"127.0.0.1:8080\"".to_owned())
     } else {

@@ -38,6 +38,10 @@ pub struct Config {
     pub panel: crate::panel::PanelConfig,
     #[serde(default)]
     pub tablets: crate::lesson::TabletsConfig,
+    #[serde(default)]
+    pub schedule: crate::schedule::ScheduleConfig,
+    #[serde(default)]
+    pub actuators: crate::actuators::ActuatorsConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -171,6 +175,9 @@ impl Config {
         for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
             problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
         }
+        problems.extend(crate::actuators::config::problems(&self.actuators));
+        let devices: Vec<&str> = self.actuators.device.iter().map(|d| d.name.as_str()).collect();
+        problems.extend(crate::schedule::config::problems(&self.schedule, &devices));
         problems
     }
 

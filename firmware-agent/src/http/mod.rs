@@ -1,6 +1,7 @@
 //! The agent's HTTP server: health and metrics for IT staff and monitoring,
 //! and (as later parts arrive) the panel and the tablets' channel.
 
+mod actuators;
 mod health;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use crate::agent::Agent;
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().merge(health::routes()).merge(crate::panel::routes()).merge(crate::lesson::routes(agent.clone())).with_state(agent)
+    Router::new().merge(health::routes()).merge(crate::panel::routes()).merge(crate::lesson::routes(agent.clone())).merge(actuators::routes()).with_state(agent)
 }
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes

@@ -17,6 +17,7 @@ const UPGRADES: &[&str] = &[
     include_str!("schema/0001_foundation.sql"),
     include_str!("schema/0002_sync.sql"),
     include_str!("schema/0003_tablets.sql"),
+    include_str!("schema/0004_actuators.sql"),
 ];
 
 /// The schema version this build writes.

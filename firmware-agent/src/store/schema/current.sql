@@ -84,3 +84,19 @@ CREATE TABLE tablets (
     -- Set when the teacher revoked the tablet; its token is refused from then on.
     revoked_at_ms INTEGER
 ) STRICT;
+
+-- Bells, lights and switches (upgrade 0004).
+-- What the scheduler decided about each action the timetable planned, so a
+-- restart or a clock stepped back never performs one twice. `action_key` is
+-- "<local date>T<HH:MM> <device> <command>"; kept for a few days only.
+CREATE TABLE schedule_decisions (
+    action_key TEXT PRIMARY KEY,
+    -- When the action was due, milliseconds since the Unix epoch (UTC).
+    due_at_ms INTEGER NOT NULL,
+    -- `fired` (performed, possibly late) or `skipped` (missed beyond its grace).
+    decision TEXT NOT NULL CHECK (decision IN ('fired', 'skipped')),
+    decided_at_ms INTEGER NOT NULL,
+    -- Why it was skipped, or how late it fired.
+    detail TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX schedule_decisions_due ON schedule_decisions (due_at_ms);

@@ -1,0 +1,390 @@
+//! Performs every actuation, whoever asks (the timetable, the teacher,
+//! automation), and records each one in the outbox.
+//!
+//! # Design
+//! - One command at a time per device: a ring is a sequence of pulses, and a
+//!   second command waits for it rather than interleaving with it.
+//! - Every command passes the [`Arbiter`] first; one that yields is recorded
+//!   as skipped with the reason and not performed.
+//! - A ring always ends with "off", even when "on" failed, and a failed "off"
+//!   falls back to the driver's safe state.
+//! - The outcome recorded is the worst of the pulses': failed, then timed out,
+//!   then done (a relay), then confirmed (every step reported by the device).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::arbiter::{Arbiter, Verdict};
+use super::config::{DeviceConfig, DeviceKind, DriverConfig};
+use super::mqtt::{MqttLink, MqttSwitch};
+use super::relay::{CdevLine, Relay, RppalLine, SimulatedPinBank};
+use super::{Actuator, ActuatorError, Confirmation};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::proto::{self, actuation::Cause, actuation::Outcome};
+use crate::schedule::Action;
+use crate::schedule::config::BellPattern;
+use crate::store::Store;
+use crate::store::outbox::NewEvent;
+
+/// One device and what the controller knows of it.
+struct Device {
+    config: DeviceConfig,
+    actuator: Arc<dyn Actuator>,
+    busy: tokio::sync::Mutex<()>,
+    on: AtomicBool,
+}
+
+/// A command for the controller.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub device: String,
+    pub action: Action,
+    pub cause: Cause,
+    /// For a switch: hold it against lower-ranked causes until then.
+    pub hold_until: Option<Timestamp>,
+    /// Added to the record's detail, such as "rung 90 s late".
+    pub note: String,
+}
+
+/// Why a request could not even be tried.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("no device named `{0}`")]
+    UnknownDevice(String),
+    #[error("no bell pattern named `{name}`; known: {known}")]
+    UnknownPattern { name: String, known: String },
+    #[error("`{0}` is not a bell")]
+    NotABell(String),
+}
+
+/// A device as the panel and the API show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub zone: String,
+    pub on: bool,
+}
+
+/// The room's devices.
+pub struct Controller {
+    devices: BTreeMap<String, Device>,
+    patterns: BTreeMap<String, BellPattern>,
+    teacher_hold: SignedDuration,
+    arbiter: Mutex<Arbiter>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    link: Option<Arc<MqttLink>>,
+    pins: SimulatedPinBank,
+}
+
+impl Controller {
+    /// Opens every configured device, each in its safe state. A device that cannot be opened stops the start:
+    /// a room whose bell silently does not ring is worse than an agent that says why it cannot start.
+    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, String> {
+        let pins = SimulatedPinBank::new();
+        let mut devices = BTreeMap::new();
+        let consumer = format!("firmware-agent:{}", config.room.room_id);
+        for device in &config.actuators.device {
+            let max_on = device.max_on();
+            let opened: Result<Arc<dyn Actuator>, ActuatorError> = match &device.driver {
+                DriverConfig::Simulated { active_low } => Ok(Relay::new(&device.name, pins.line(&device.name, *active_low), max_on)),
+                DriverConfig::Gpio { chip, line, active_low } => CdevLine::request(chip, *line, *active_low, &consumer)
+                    .map(|line| Relay::new(&device.name, Box::new(line), max_on) as Arc<dyn Actuator>),
+                DriverConfig::Rppal { pin, active_low } => {
+                    RppalLine::request(*pin, *active_low).map(|line| Relay::new(&device.name, Box::new(line), max_on) as Arc<dyn Actuator>)
+                }
+                DriverConfig::Mqtt(mqtt) => match (&link, &config.actuators.mqtt) {
+                    (Some(link), Some(broker)) => Ok(Arc::new(MqttSwitch::new(&device.name, link.clone(), mqtt, broker))),
+                    _ => Err(ActuatorError::Failed("an MQTT device needs [actuators.mqtt]".to_owned())),
+                },
+            };
+            let actuator = opened.map_err(|err| format!("device `{}` (actuators.device): {err}", device.name))?;
+            actuator.safe_state();
+            let entry = Device { config: device.clone(), actuator, busy: tokio::sync::Mutex::new(()), on: AtomicBool::new(false) };
+            devices.insert(device.name.clone(), entry);
+        }
+        Ok(Controller {
+            devices,
+            patterns: config.schedule.patterns.clone(),
+            teacher_hold: SignedDuration::from_mins(config.schedule.teacher_hold_minutes.into()),
+            arbiter: Mutex::default(),
+            store,
+            clock,
+            link,
+            pins,
+        })
+    }
+
+    /// Whether the MQTT link is connected, when the room has one.
+    pub fn mqtt_connected(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.link.as_ref().map(|link| link.subscribe_connected())
+    }
+
+    /// The simulated pins (for the API, the tests and the demo).
+    pub fn pins(&self) -> &SimulatedPinBank {
+        &self.pins
+    }
+
+    /// Every device with its last known state.
+    pub fn status(&self) -> Vec<DeviceStatus> {
+        self.devices
+            .values()
+            .map(|device| DeviceStatus {
+                name: device.config.name.clone(),
+                kind: match device.config.kind {
+                    DeviceKind::Bell => "bell",
+                    DeviceKind::Light => "light",
+                    DeviceKind::Switch => "switch",
+                },
+                zone: device.config.zone().to_owned(),
+                on: device.on.load(Ordering::SeqCst),
+            })
+            .collect()
+    }
+
+    /// The names of the lights in `zone` ("all" for every light).
+    pub fn lights_in(&self, zone: &str) -> Vec<String> {
+        self.devices
+            .values()
+            .filter(|d| d.config.kind == DeviceKind::Light && (zone == "all" || d.config.zone() == zone))
+            .map(|d| d.config.name.clone())
+            .collect()
+    }
+
+    /// The first bell, for a ring that names no device.
+    pub fn default_bell(&self) -> Option<String> {
+        self.devices.values().find(|d| d.config.kind == DeviceKind::Bell).map(|d| d.config.name.clone())
+    }
+
+    /// The bells, for the panic hook.
+    pub fn bells(&self) -> Vec<Arc<dyn Actuator>> {
+        self.devices.values().filter(|d| d.config.kind == DeviceKind::Bell).map(|d| d.actuator.clone()).collect()
+    }
+
+    /// Switches every device off now, without waiting: at shutdown.
+    pub fn safe_state_all(&self) {
+        for device in self.devices.values() {
+            device.actuator.safe_state();
+            device.on.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The hook for attendance's face count: an empty room switches its lights off (as automation,
+    /// so the timetable's lesson and the teacher's command both win).
+    pub async fn room_occupancy(&self, people: u32) -> Vec<proto::Actuation> {
+        if people > 0 {
+            return Vec::new();
+        }
+        let mut records = Vec::new();
+        for device in self.lights_in("all") {
+            let request = Request { device, action: Action::Switch { on: false }, cause: Cause::Automation, hold_until: None, note: "phòng trống (room empty)".to_owned() };
+            if let Ok(record) = self.perform(request).await {
+                records.push(record);
+            }
+        }
+        records
+    }
+
+    /// Checks a request without performing it.
+    pub fn validate(&self, request: &Request) -> Result<(), RequestError> {
+        let device = self.devices.get(&request.device).ok_or_else(|| RequestError::UnknownDevice(request.device.clone()))?;
+        if let Action::Ring { pattern } = &request.action {
+            if device.config.kind != DeviceKind::Bell {
+                return Err(RequestError::NotABell(request.device.clone()));
+            }
+            if !self.patterns.contains_key(pattern) {
+                let known = self.patterns.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(RequestError::UnknownPattern { name: pattern.clone(), known });
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs a request (or records why it yielded) and returns its record, already in the outbox.
+    pub async fn perform(&self, request: Request) -> Result<proto::Actuation, RequestError> {
+        self.validate(&request)?;
+        let device = &self.devices[&request.device];
+        let occurred_at = self.clock.now();
+        let hold_until = match (&request.action, request.cause) {
+            (Action::Switch { .. }, Cause::Teacher) => occurred_at.checked_add(self.teacher_hold).ok(),
+            (Action::Switch { on: true }, _) => request.hold_until,
+            _ => None,
+        };
+        let verdict = match request.action {
+            Action::Ring { .. } => Verdict::Proceed,
+            Action::Switch { .. } => self.arbiter.lock().unwrap().admit(&request.device, request.cause, occurred_at, hold_until),
+        };
+        let mut record = proto::Actuation {
+            device: request.device.clone(),
+            device_kind: match device.config.kind {
+                DeviceKind::Bell => proto::actuation::Kind::Bell,
+                DeviceKind::Light => proto::actuation::Kind::Light,
+                DeviceKind::Switch => proto::actuation::Kind::Switch,
+            } as i32,
+            command: request.action.command(),
+            cause: request.cause as i32,
+            ..Default::default()
+        };
+        let (outcome, detail, latency) = match verdict {
+            Verdict::Yield(reason) => (Outcome::Skipped, reason, Duration::ZERO),
+            Verdict::Proceed => {
+                let _busy = device.busy.lock().await;
+                self.execute(device, &request.action).await
+            }
+        };
+        record.outcome = outcome as i32;
+        record.detail = [request.note.as_str(), detail.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("; ");
+        record.latency_ms = latency.as_millis().min(u32::MAX as u128) as u32;
+        tracing::info!(
+            device = %record.device,
+            command = %record.command,
+            cause = request.cause.as_str_name(),
+            outcome = outcome.as_str_name(),
+            latency_ms = record.latency_ms,
+            detail = %record.detail,
+            "actuation"
+        );
+        metrics::counter!("actuations_total", "device" => record.device.clone(), "outcome" => outcome.as_str_name()).increment(1);
+        self.record(occurred_at, record.clone()).await;
+        Ok(record)
+    }
+
+    /// Records an actuation that was not performed (a missed timetable action is recorded by the runner instead).
+    async fn record(&self, occurred_at: Timestamp, record: proto::Actuation) {
+        let store = self.store.clone();
+        let appended = tokio::task::spawn_blocking(move || store.append(NewEvent::new(occurred_at, record))).await;
+        match appended {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!(%err, "cannot record an actuation"),
+            Err(err) => tracing::error!(%err, "cannot record an actuation"),
+        }
+    }
+
+    /// Drives the device; returns the outcome, a detail and the latency of the first step.
+    async fn execute(&self, device: &Device, action: &Action) -> (Outcome, String, Duration) {
+        let started = Instant::now();
+        match action {
+            Action::Switch { on } => {
+                let result = device.actuator.switch(*on).await;
+                let latency = started.elapsed();
+                if result.is_ok() {
+                    self.note_state(device, *on);
+                }
+                let (outcome, detail) = describe(&[result]);
+                (outcome, detail, latency)
+            }
+            Action::Ring { pattern } => {
+                let pattern = &self.patterns[pattern];
+                let mut results = Vec::new();
+                let mut latency = None;
+                for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(pattern.gap_ms.into())).await;
+                    }
+                    let on = device.actuator.switch(true).await;
+                    latency.get_or_insert(started.elapsed());
+                    if on.is_ok() {
+                        self.note_state(device, true);
+                        tokio::time::sleep(Duration::from_millis((*pulse).into())).await;
+                    }
+                    let off = device.actuator.switch(false).await;
+                    if off.is_err() {
+                        device.actuator.safe_state();
+                    }
+                    self.note_state(device, false);
+                    let failed = on.is_err() || off.is_err();
+                    results.extend([on, off]);
+                    if failed {
+                        break;
+                    }
+                }
+                let (outcome, detail) = describe(&results);
+                (outcome, detail, latency.unwrap_or_default())
+            }
+        }
+    }
+
+    fn note_state(&self, device: &Device, on: bool) {
+        device.on.store(on, Ordering::SeqCst);
+        if let Some(link) = &self.link {
+            link.publish_state(&device.config.name, on);
+        }
+    }
+}
+
+/// The worst outcome of the steps, and the first error's words.
+fn describe(results: &[Result<Confirmation, ActuatorError>]) -> (Outcome, String) {
+    let outcome = results
+        .iter()
+        .map(|result| match result {
+            Ok(Confirmation::Confirmed) => (0, Outcome::Confirmed),
+            Ok(Confirmation::Done) => (1, Outcome::Done),
+            Err(ActuatorError::TimedOut { .. }) => (2, Outcome::TimedOut),
+            Err(ActuatorError::Failed(_)) => (3, Outcome::Failed),
+        })
+        .max_by_key(|(rank, _)| *rank)
+        .map_or(Outcome::Failed, |(_, outcome)| outcome);
+    let detail = results.iter().find_map(|result| result.as_ref().err()).map(ToString::to_string).unwrap_or_default();
+    (outcome, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    fn config() -> Config {
+        let source = r#"
+            [room]
+            school_code = "T-01"
+            room_id = "P101"
+            [schedule.patterns.short]
+            pulses_ms = [20, 20]
+            gap_ms = 10
+            [[actuators.device]]
+            name = "bell"
+            kind = "bell"
+            driver = { type = "simulated" }
+            [[actuators.device]]
+            name = "lights"
+            kind = "light"
+            zone = "front"
+            driver = { type = "simulated", active_low = true }
+        "#;
+        Config::parse(std::path::Path::new("room.toml"), source).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_ring_pulses_the_pin_and_is_recorded() {
+        let (_dir, _clock, store) = testing::store();
+        let store = Arc::new(store);
+        let controller = Controller::open(&config(), store.clone(), store.clock().clone(), None).unwrap();
+        assert_eq!(controller.pins().level("lights"), Some(true), "an active-low light starts off: high");
+        let request = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Teacher, hold_until: None, note: String::new() };
+        let record = controller.perform(request).await.unwrap();
+        assert_eq!(record.outcome, Outcome::Done as i32);
+        let levels: Vec<bool> = controller.pins().history("bell").iter().map(|(_, level)| *level).collect();
+        assert_eq!(levels, [false, false, true, false, true, false], "safe at start, then two pulses, ending off");
+        let stored = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short"));
+    }
+
+    #[tokio::test]
+    async fn automation_yields_to_the_teacher_and_is_recorded_as_skipped() {
+        let (_dir, _clock, store) = testing::store();
+        let controller = Controller::open(&config(), Arc::new(store), Arc::new(crate::clock::SystemClock), None).unwrap();
+        let switch = |on, cause| Request { device: "lights".into(), action: Action::Switch { on }, cause, hold_until: None, note: String::new() };
+        assert_eq!(controller.perform(switch(true, Cause::Teacher)).await.unwrap().outcome, Outcome::Done as i32);
+        let empty = controller.room_occupancy(0).await;
+        assert_eq!(empty[0].outcome, Outcome::Skipped as i32);
+        assert_eq!(controller.pins().level("lights"), Some(false), "still on (active-low)");
+        assert_eq!(controller.lights_in("front"), ["lights"]);
+    }
+}

@@ -1,0 +1,54 @@
+//! The room's bells, lights and other switches: one [`Actuator`] trait, its
+//! drivers (relays on GPIO lines, smart switches over MQTT, a simulated pin
+//! bank), the [`controller::Controller`] that performs and records every
+//! actuation, and the daemon's loop that follows the timetable.
+//!
+//! # Design
+//! - A driver knows only "on" and "off" and its own safe state (off). Patterns,
+//!   precedence and records live above it, in the controller, the same for
+//!   every driver; so a simulated pin exercises everything a real relay would.
+//! - Safety does not depend on the agent being healthy: bells have a maximum
+//!   on-time the driver enforces by itself (see [`relay`] and [`mqtt`]), the
+//!   safe state is applied when a device is opened and when it is dropped at
+//!   shutdown, and a panic anywhere cuts every bell.
+
+pub mod arbiter;
+pub mod config;
+pub mod controller;
+pub mod mqtt;
+pub mod relay;
+pub mod runner;
+
+use std::time::Duration;
+
+pub use config::{ActuatorsConfig, DeviceConfig, DeviceKind, DriverConfig};
+
+/// A boxed future, so that drivers can sit behind `dyn Actuator`.
+pub type BoxFuture<'a, T> = futures_util::future::BoxFuture<'a, T>;
+
+/// How a command ended when it worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The device reported its new state.
+    Confirmed,
+    /// Done on a device that cannot report (a relay).
+    Done,
+}
+
+/// Why a command did not work.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActuatorError {
+    #[error("no confirmation after {attempts} attempt(s) in {waited:?}")]
+    TimedOut { attempts: u32, waited: Duration },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A device that can be switched on and off.
+pub trait Actuator: Send + Sync {
+    fn name(&self) -> &str;
+    /// Switches the device on or off.
+    fn switch(&self, on: bool) -> BoxFuture<'_, Result<Confirmation, ActuatorError>>;
+    /// Switches the device off at once, without waiting for a confirmation: at shutdown and from the panic hook.
+    fn safe_state(&self);
+}

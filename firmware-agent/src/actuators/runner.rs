@@ -1,0 +1,227 @@
+//! The daemon's side of bells and lights: opens the devices, follows the
+//! timetable with the clock it is handed, takes home-automation commands, and
+//! leaves every device in its safe state on the way out.
+//!
+//! # Design
+//! The loop asks the [`Scheduler`] what is due now, performs it, and sleeps
+//! until the next action is due, but never longer than [`MAX_SLEEP`], so a clock
+//! stepped by NTP is noticed within that time (well inside the grace). A
+//! decision is persisted as the action starts, not before it: waiting for the
+//! commit (a synced write) would make every bell late by a disk flush. The
+//! in-memory scheduler already guarantees once per process; only an agent
+//! killed within the few milliseconds of that commit could, after a restart
+//! within the grace, ring the same bell again. Timetable changes in a reloaded config apply at once; device changes at
+//! the next restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use super::controller::{Controller, Request};
+use super::mqtt::{MqttLink, RemoteCommand};
+use crate::agent::Agent;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::proto::{self, actuation::Cause, actuation::Outcome};
+use crate::schedule::{Decision, Scheduler, Timetable};
+use crate::store::Store;
+use crate::store::actuators::ScheduleDecision;
+use crate::store::outbox::NewEvent;
+
+/// The longest the loop sleeps before looking at the clock again.
+pub const MAX_SLEEP: Duration = Duration::from_secs(15);
+
+/// What `run` needs from the MQTT link, when there is one.
+pub struct MqttParts {
+    commands: mpsc::Receiver<RemoteCommand>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the devices (and the broker link) at start, each in its safe state.
+pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, shutdown: &tokio_util::sync::CancellationToken) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
+    let (link, parts) = match &config.actuators.mqtt {
+        Some(mqtt) => {
+            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, shutdown.clone());
+            (Some(link), Some(MqttParts { commands, task }))
+        }
+        None => (None, None),
+    };
+    let controller = Arc::new(Controller::open(config, store, clock, link)?);
+    cut_bells_on_panic(&controller);
+    Ok((controller, parts))
+}
+
+/// A panic anywhere switches every bell off before the process goes on unwinding.
+fn cut_bells_on_panic(controller: &Controller) {
+    let bells: Vec<_> = controller.bells().iter().map(Arc::downgrade).collect();
+    if bells.is_empty() {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        for bell in bells.iter().filter_map(std::sync::Weak::upgrade) {
+            bell.safe_state();
+        }
+        previous(info);
+    }));
+}
+
+/// Follows the timetable until shutdown, then applies the safe state.
+pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<MqttParts>) {
+    let mut config_rx = agent.config.clone();
+    let (mut remote, link_task) = match mqtt {
+        Some(parts) => (Some(parts.commands), Some(parts.task)),
+        None => (None, None),
+    };
+    let mut scheduler = match resume(&agent.store, timetable(&agent.config()), agent.clock.now()) {
+        Ok(scheduler) => scheduler,
+        Err(err) => {
+            agent.health.set("schedule", crate::health::State::Failed, err.clone());
+            tracing::error!("the timetable is not followed: {err}");
+            agent.shutdown.cancelled().await;
+            controller.safe_state_all();
+            return;
+        }
+    };
+    agent.health.set("schedule", crate::health::State::Ok, "following the timetable".to_owned());
+    if let Some(connected) = controller.mqtt_connected() {
+        tokio::spawn(report_broker(agent.clone(), connected));
+    }
+    loop {
+        let now = agent.clock.now();
+        for decision in scheduler.poll(now) {
+            if let Decision::Fire { action, late_by } = &decision {
+                let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::schedule::scheduler::human(*late_by)) } else { String::new() };
+                let request = Request { device: action.device.clone(), action: action.action.clone(), cause: Cause::Timetable, hold_until: Some(action.valid_until), note };
+                let controller = controller.clone();
+                tokio::spawn(async move { controller.perform(request).await });
+            }
+            let store = agent.store.clone();
+            let recorded = tokio::task::spawn_blocking(move || record_decision(&store, &decision)).await;
+            match recorded {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(%err, "cannot record a timetable decision"),
+                Err(err) => tracing::error!(%err, "cannot record a timetable decision"),
+            }
+        }
+        let wait = scheduler
+            .next_due(now)
+            .map(|next| now.duration_until(next).unsigned_abs())
+            .map_or(MAX_SLEEP, |until| until.min(MAX_SLEEP));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = agent.shutdown.cancelled() => break,
+            changed = config_rx.changed() => {
+                if changed.is_ok() {
+                    let fresh = timetable(&config_rx.borrow_and_update().clone());
+                    scheduler = scheduler.with_timetable(fresh);
+                    tracing::info!("timetable reloaded");
+                }
+            }
+            Some(command) = next_remote(&mut remote) => {
+                let request = Request { device: command.device, action: crate::schedule::Action::Switch { on: command.on }, cause: Cause::Automation, hold_until: None, note: "MQTT".to_owned() };
+                let controller = controller.clone();
+                tokio::spawn(async move { controller.perform(request).await });
+            }
+        }
+    }
+    controller.safe_state_all();
+    tracing::info!("bells and lights in their safe state");
+    if let Some(task) = link_task {
+        let _ = task.await;
+    }
+}
+
+/// Keeps the `mqtt` health entry true to the link: degraded while the broker is away.
+async fn report_broker(agent: Arc<Agent>, mut connected: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let (state, detail) = if *connected.borrow_and_update() {
+            (crate::health::State::Ok, "connected to the broker")
+        } else {
+            (crate::health::State::Degraded, "broker not reachable; retrying (MQTT devices time out meanwhile)")
+        };
+        agent.health.set("mqtt", state, detail.to_owned());
+        tokio::select! {
+            changed = connected.changed() => if changed.is_err() { return },
+            () = agent.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn next_remote(remote: &mut Option<mpsc::Receiver<RemoteCommand>>) -> Option<RemoteCommand> {
+    match remote {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn timetable(config: &Config) -> Arc<Timetable> {
+    let timetable = Timetable::new(config.schedule.clone(), &config.room.timezone).expect("the config checked the time zone");
+    Arc::new(timetable)
+}
+
+/// A scheduler resuming from the decisions persisted in the store.
+pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, String> {
+    let horizon = now.checked_sub(crate::schedule::scheduler::LOOKBACK * 2).unwrap_or(now);
+    store.prune_schedule_decisions(horizon).map_err(|err| err.to_string())?;
+    let decided = store.schedule_decisions_since(horizon).map_err(|err| err.to_string())?;
+    Ok(Scheduler::new(timetable, decided, now))
+}
+
+/// Persists a decision; a skipped action gets its outbox record in the same transaction.
+pub fn record_decision(store: &Store, decision: &Decision) -> Result<(), crate::store::StoreError> {
+    let action = decision.action();
+    match decision {
+        Decision::Fire { late_by, .. } => {
+            let detail = if late_by.is_zero() { String::new() } else { format!("late by {}", crate::schedule::scheduler::human(*late_by)) };
+            store.record_schedule_decision(&action.key(), action.at, ScheduleDecision::Fired, &detail, None)
+        }
+        Decision::Skip { reason, .. } => {
+            tracing::warn!(action = %action.key(), reason, "timetable action skipped");
+            let record = proto::Actuation {
+                device: action.device.clone(),
+                command: action.action.command(),
+                cause: Cause::Timetable as i32,
+                outcome: Outcome::Skipped as i32,
+                detail: format!("{}: {reason}", action.label),
+                ..Default::default()
+            };
+            store.record_schedule_decision(&action.key(), action.at, ScheduleDecision::Skipped, reason, Some(NewEvent::new(action.at, record)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::scheduler::tests::{at, school};
+    use crate::store::testing;
+
+    #[test]
+    fn a_restart_at_10_17_resumes_from_the_database() {
+        let (_dir, clock, store) = testing::store();
+        clock.set(at("2026-09-07T06:30"));
+        let mut before = resume(&store, school(), clock.now()).unwrap();
+        for minute in ["07:00", "07:45", "07:50"] {
+            clock.set(at(&format!("2026-09-07T{minute}")));
+            for decision in before.poll(clock.now()) {
+                record_decision(&store, &decision).unwrap();
+            }
+        }
+        drop(before);
+        // The agent was down from 07:50 to 10:17.
+        clock.set(at("2026-09-07T10:17"));
+        let mut after = resume(&store, school(), clock.now()).unwrap();
+        let decisions = after.poll(clock.now());
+        assert!(decisions.iter().all(|d| matches!(d, Decision::Skip { .. })), "{decisions:#?}");
+        assert!(decisions.iter().all(|d| d.action().at > at("2026-09-07T07:50")), "nothing of the morning is replayed");
+        assert_eq!(decisions.len(), 4, "the 08:35, 08:55, 09:40 and 09:45 bells");
+        for decision in &decisions {
+            record_decision(&store, decision).unwrap();
+        }
+        let skipped = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 100).unwrap();
+        assert_eq!(skipped.len(), 4, "each skip is in the outbox");
+    }
+}

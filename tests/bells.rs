@@ -1,0 +1,396 @@
+//! Bells, lights and switches, end to end: the real agent ringing its
+//! timetable's bell and taking `bell ring` / `light` commands, and smart
+//! switches through a real mosquitto broker with a simulated Tasmota device.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Room, free_port, http_get};
+use firmware_agent::actuators::controller::{Controller, Request};
+use firmware_agent::actuators::mqtt::{MqttLink, RemoteCommand};
+use firmware_agent::clock::SystemClock;
+use firmware_agent::config::Config;
+use firmware_agent::proto::{self, actuation::Cause, actuation::Outcome};
+use firmware_agent::schedule::Action;
+use firmware_agent::store::Store;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A mosquitto broker of the test's own, on a loopback port; ended by its PID.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        Mosquitto { child: Mosquitto::spawn(port, dir.path()), port, dir }
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")).unwrap();
+        let binary = if Path::new("/usr/sbin/mosquitto").exists() { PathBuf::from("/usr/sbin/mosquitto") } else { PathBuf::from("mosquitto") };
+        let mut child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto is installed (make setup installs Debian's package)");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("mosquitto exited before it was running").unwrap();
+            if line.contains("running") {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        child
+    }
+
+    /// Ends the broker (SIGTERM to its PID) and starts a new one on the same port.
+    fn restart(&mut self) {
+        self.stop();
+        self.child = Mosquitto::spawn(self.port, self.dir.path());
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on the PID of the broker this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Tasmota device that answers every POWER command on its state topic, and tells what it received.
+async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(String, String, QoS)> {
+    let mut options = MqttOptions::new(format!("tasmota-{topic}"), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut event_loop) = AsyncClient::new(options, 32);
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    let topic = topic.to_owned();
+    tokio::spawn(async move {
+        loop {
+            match event_loop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.subscribe(format!("cmnd/{topic}/+"), QoS::AtLeastOnce).await.unwrap();
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let payload = String::from_utf8_lossy(&publish.payload).to_string();
+                    if publish.topic.ends_with("/POWER") {
+                        client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, payload.to_uppercase()).await.unwrap();
+                    }
+                    let _ = seen_tx.send((publish.topic.clone(), payload, publish.qos));
+                }
+                Ok(_) => {}
+                // The broker went away: poll again, which reconnects.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    ready.recv().await.expect("the device subscribed");
+    seen
+}
+
+/// A listener on a topic filter, for what the agent publishes.
+async fn listen(port: u16, filter: &str) -> mpsc::UnboundedReceiver<(String, String, bool)> {
+    let mut options = MqttOptions::new(format!("listener-{}", free_port()), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut event_loop) = AsyncClient::new(options, 32);
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Ok(event) = event_loop.poll().await {
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    let _ = ready_tx.send(());
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send((p.topic.clone(), String::from_utf8_lossy(&p.payload).to_string(), p.retain));
+                }
+                _ => {}
+            }
+        }
+    });
+    ready.recv().await.unwrap();
+    rx
+}
+
+struct MqttRoom {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    controller: Controller,
+    link: Arc<MqttLink>,
+    commands: mpsc::Receiver<RemoteCommand>,
+    shutdown: CancellationToken,
+}
+
+/// A room with a Tasmota bell `bell_p101` and a Tasmota light `ghost` that does not exist.
+async fn mqtt_room(port: u16) -> MqttRoom {
+    let source = format!(
+        r#"
+        [room]
+        school_code = "T-01"
+        room_id = "P101"
+        [actuators.mqtt]
+        host = "127.0.0.1"
+        port = {port}
+        confirm_timeout_ms = 300
+        retries = 1
+        [[actuators.device]]
+        name = "bell"
+        kind = "bell"
+        max_on_seconds = 15
+        driver = {{ type = "mqtt", flavor = "tasmota", topic = "bell_p101" }}
+        [[actuators.device]]
+        name = "lights"
+        kind = "light"
+        driver = {{ type = "mqtt", flavor = "tasmota", topic = "ghost" }}
+        "#
+    );
+    let config = Config::parse(Path::new("room.toml"), &source).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
+    let shutdown = CancellationToken::new();
+    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone());
+    link.subscribe_connected().wait_for(|connected| *connected).await.unwrap();
+    let controller = Controller::open(&config, store.clone(), Arc::new(SystemClock), Some(link.clone())).unwrap();
+    MqttRoom { _dir: dir, store, controller, link, commands, shutdown }
+}
+
+fn switch(device: &str, on: bool) -> Request {
+    Request { device: device.into(), action: Action::Switch { on }, cause: Cause::Teacher, hold_until: None, note: String::new() }
+}
+
+fn actuations(store: &Store) -> Vec<proto::Actuation> {
+    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    events
+        .iter()
+        .filter_map(|e| match e.payload().unwrap() {
+            Some(proto::event::Payload::Actuation(a)) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasmota_device_confirms_commands_sent_with_qos_1_and_home_assistant_sees_the_room() {
+    let broker = Mosquitto::start();
+    let mut discovery = listen(broker.port, "homeassistant/switch/#").await;
+    let mut device = simulated_tasmota(broker.port, "bell_p101").await;
+    let mut room = mqtt_room(broker.port).await;
+
+    // At each connection the bell is told to switch itself off after its maximum (15 s = PulseTime 115).
+    let (topic, payload, _) = device.recv().await.unwrap();
+    assert_eq!((topic.as_str(), payload.as_str()), ("cmnd/bell_p101/PulseTime", "115"));
+
+    // The safe state at start: off.
+    let (topic, payload, qos) = device.recv().await.unwrap();
+    assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "OFF", QoS::AtLeastOnce));
+
+    let record = room.controller.perform(switch("bell", true)).await.unwrap();
+    assert_eq!(record.outcome, Outcome::Confirmed as i32, "{record:?}");
+    let (topic, payload, qos) = device.recv().await.unwrap();
+    assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "ON", QoS::AtLeastOnce));
+    assert_eq!(room.controller.perform(switch("bell", false)).await.unwrap().outcome, Outcome::Confirmed as i32);
+
+    // Home Assistant discovery: both devices announced, retained, with the agent's last will as availability.
+    let mut announced = Vec::new();
+    while announced.len() < 2 {
+        let (topic, payload, _) = discovery.recv().await.unwrap();
+        let config: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(config["availability_topic"], "classroom/T-01/P101/availability");
+        announced.push(topic);
+    }
+    announced.sort();
+    assert_eq!(announced, ["homeassistant/switch/t_01_p101/bell/config", "homeassistant/switch/t_01_p101/lights/config"]);
+
+    // A command from home automation reaches the agent as such.
+    let (automation, _event_loop) = AsyncClient::new(MqttOptions::new("home-assistant", "127.0.0.1", broker.port), 8);
+    automation.publish("classroom/T-01/P101/lights/set", QoS::AtLeastOnce, false, "ON").await.unwrap();
+    let mut event_loop = _event_loop;
+    let received = tokio::select! {
+        command = room.commands.recv() => command.unwrap(),
+        () = async { loop { let _ = event_loop.poll().await; } } => unreachable!(),
+    };
+    assert_eq!(received, RemoteCommand { device: "lights".into(), on: true });
+    room.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_device_times_out_after_its_retries_and_is_reported() {
+    let broker = Mosquitto::start();
+    let room = mqtt_room(broker.port).await;
+    let record = room.controller.perform(switch("lights", true)).await.unwrap();
+    assert_eq!(record.outcome, Outcome::TimedOut as i32);
+    assert!(record.detail.contains("no confirmation after 2 attempt(s)"), "{}", record.detail);
+    let stored = actuations(&room.store);
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].device.as_str(), stored[0].outcome, stored[0].cause), ("lights", Outcome::TimedOut as i32, Cause::Teacher as i32));
+    room.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarted_mid_day_is_reconnected_to() {
+    let mut broker = Mosquitto::start();
+    let _device = simulated_tasmota(broker.port, "bell_p101").await;
+    let room = mqtt_room(broker.port).await;
+    assert_eq!(room.controller.perform(switch("bell", true)).await.unwrap().outcome, Outcome::Confirmed as i32);
+
+    let mut connected = room.link.subscribe_connected();
+    broker.restart();
+    connected.wait_for(|up| !*up).await.unwrap();
+    connected.wait_for(|up| *up).await.unwrap();
+    // The device reconnects on its own; commands are confirmed again once it has subscribed.
+    let mut device = simulated_tasmota(broker.port, "bell_p101").await;
+    let record = room.controller.perform(switch("bell", false)).await.unwrap();
+    assert_eq!(record.outcome, Outcome::Confirmed as i32, "{record:?}");
+    let mut off_seen = false;
+    while let Ok((topic, payload, _)) = device.try_recv() {
+        off_seen |= topic == "cmnd/bell_p101/POWER" && payload == "OFF";
+    }
+    assert!(off_seen);
+    room.shutdown.cancel();
+}
+
+/// `HH:MM:SS`, `seconds` from now in the room's zone.
+fn local_time_in(seconds: i64) -> String {
+    let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().to_zoned(zone);
+    at.strftime("%H:%M:%S").to_string()
+}
+
+/// A room with a simulated bell and light, and `periods` as its only shift's periods.
+fn room_config(periods: &str) -> String {
+    format!(
+        r#"
+        [schedule]
+        bell = "bell"
+        lights = ["lights"]
+        lights_on_before_minutes = 0
+        [schedule.patterns.start]
+        pulses_ms = [50]
+        [schedule.patterns.end]
+        pulses_ms = [30, 30]
+        gap_ms = 20
+        [[schedule.shifts]]
+        name = "Sáng"
+        days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        periods = [{periods}]
+        [[actuators.device]]
+        name = "bell"
+        kind = "bell"
+        driver = {{ type = "simulated" }}
+        [[actuators.device]]
+        name = "lights"
+        kind = "light"
+        zone = "front"
+        driver = {{ type = "simulated", active_low = true }}
+        "#
+    )
+}
+
+#[test]
+fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
+    let room = Room::new(&room_config(""));
+    let mut agent = room.start();
+
+    // A period starting two seconds from now, given to the running agent by a reload.
+    let (start, end) = (local_time_in(2), local_time_in(4));
+    assert!(start < end, "run this test away from local midnight");
+    room.write_config(&room_config(&format!("{{ start = \"{start}\", end = \"{end}\" }}")));
+    let plan = room.command(&["schedule", "show"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan_text.contains(&format!("Tiết 1  {start} – {end}")), "{plan_text}");
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_log("timetable reloaded", Duration::from_secs(10));
+    agent.wait_for_log("command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+    agent.wait_for_log("command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+
+    let rung = room.command(&["bell", "ring", "--pattern", "end"]);
+    assert_eq!(rung.status.code(), Some(0), "{}", String::from_utf8_lossy(&rung.stderr));
+    assert!(String::from_utf8_lossy(&rung.stdout).contains("Chuông `bell` đã reo kiểu `end`: done"));
+    agent.wait_for_log("command=ring:end cause=\"TEACHER\"", Duration::from_secs(5));
+
+    let lit = room.command(&["light", "on", "front"]);
+    assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
+    let (status, body) = http_get(room.http, "/api/actuators");
+    assert_eq!(status, 200);
+    let devices: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(devices["devices"][1]["name"], "lights");
+    assert_eq!(devices["devices"][1]["on"], true);
+
+    let unknown = room.command(&["bell", "ring", "--pattern", "fire-drill"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no bell pattern named `fire-drill`"));
+
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    assert!(agent.log.lock().unwrap().iter().any(|line| line.contains("bells and lights in their safe state")));
+
+    let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
+    let records: Vec<(String, i32)> = actuations(&store).into_iter().map(|a| (a.command, a.cause)).collect();
+    assert!(records.contains(&("ring:start".to_owned(), Cause::Timetable as i32)), "{records:?}");
+    assert!(records.contains(&("ring:end".to_owned(), Cause::Teacher as i32)), "{records:?}");
+    assert!(records.contains(&("on".to_owned(), Cause::Teacher as i32)), "{records:?}");
+}
+
+#[test]
+fn a_stopped_agent_is_reported_by_bell_ring() {
+    let room = Room::new("[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n");
+    let output = room.command(&["bell", "ring"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the agent"));
+}
+
+#[test]
+fn check_config_rejects_a_malformed_timetable_with_line_and_column() {
+    let timetable = |third_period: &str| {
+        format!(
+            "[schedule]\nbell = \"bell\"\n\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [\n  {{ start = \"07:00\", end = \"07:45\" }},\n  {{ start = \"08:50\", end = \"08:35\" }},\n  {third_period}\n]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n"
+        )
+    };
+    let check = |room: &Room| {
+        let output = Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    // Lines are counted in the file as written, whatever the room's own sections take.
+    let line_of = |room: &Room, needle: &str| {
+        std::fs::read_to_string(&room.config_path).unwrap().lines().position(|line| line.contains(needle)).unwrap() + 1
+    };
+    let room = Room::new(&timetable("{ start = \"7h30\", end = \"09:00\" },"));
+    let (code, text) = check(&room);
+    assert_eq!(code, Some(2));
+    let bad_line = line_of(&room, "7h30");
+    assert!(text.contains(&format!("agent.toml:{bad_line}:13: ")), "the malformed time is located: {text}");
+    assert!(text.contains("hint: write times as \"HH:MM\""), "{text}");
+
+    room.write_config(&timetable(""));
+    let (code, text) = check(&room);
+    assert_eq!(code, Some(2));
+    let reversed = line_of(&room, "08:50");
+    assert!(text.contains(&format!("agent.toml:{reversed}:22: schedule.shifts.0.periods.1.end: period ends at 08:35 but starts at 08:50")), "{text}");
+}
