@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
 use tokio_tungstenite::tungstenite::Message;
 
 const ROUNDS: usize = 200;
@@ -106,7 +106,9 @@ async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
 
 /// Connects a tablet that acks every command and answers every question.
 async fn connect(address: SocketAddr, token: String) {
-    let (mut socket, _) = connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
+    // Tablets send an ack and an answer back to back: without TCP_NODELAY the
+    // second waits for the agent's delayed ACK, as a browser's would not.
+    let (mut socket, _) = connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true).await.unwrap();
     socket.send(Message::text(json!({ "type": "hello", "v": 1, "token": token }).to_string())).await.unwrap();
     let welcome = socket.next().await.unwrap().unwrap();
     assert!(welcome.to_text().unwrap().contains("\"welcome\""));

@@ -21,6 +21,10 @@ pub async fn serve(listener: TcpListener, tablets_tls: Option<crate::lesson::tls
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
     let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match tablets_tls {
         None => plain.await,
