@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
 use tokio_tungstenite::tungstenite::Message;
 
 const ROUNDS: usize = 200;
@@ -106,7 +106,9 @@ async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
 
 /// Connects a tablet that acks every command and answers every question.
 async fn connect(address: SocketAddr, token: String) {
-    let (mut socket, _) = connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
+    // Tablets send an ack and an answer back to back: without TCP_NODELAY the
+    // second waits for the agent's delayed ACK, as a browser's would not.
+    let (mut socket, _) = connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true).await.unwrap();
     socket.send(Message::text(json!({ "type": "hello", "v": 1, "token": token }).to_string())).await.unwrap();
     let welcome = socket.next().await.unwrap().unwrap();
     assert!(welcome.to_text().unwrap().contains("\"welcome\""));
@@ -130,11 +132,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: f64) {
+fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
     samples.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
-    let verdict = if p99 <= target_p99_ms { "meets" } else { "MISSES" };
-    println!("{what}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms over {} rounds; target p99 ≤ {target_p99_ms} ms: {verdict}", samples.last().unwrap(), samples.len());
+    let verdict = match target_p99_ms {
+        Some(target) if p99 <= target => format!("; target p99 ≤ {target} ms: meets"),
+        Some(target) => format!("; target p99 ≤ {target} ms: MISSES"),
+        None => String::new(),
+    };
+    println!("{what}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms over {} rounds{verdict}", samples.last().unwrap(), samples.len());
 }
 
 /// Lock and unlock in turn; each sample is the agent's time from giving the
@@ -159,11 +165,11 @@ async fn run() {
         pairing.push(took.as_secs_f64() * 1000.0);
     }
     let (tokens, _) = pair(address, 40).await;
-    report("pairing 40 tablets at once (all 40 HTTP pairings, token hash stored, outbox record each)", pairing, f64::INFINITY);
+    report("pairing 40 tablets at once (all 40 HTTP pairings, token hash stored, outbox record each)", pairing, None);
     for token in tokens {
         connect(address, token).await;
     }
-    report("fan-out to 40 tablets until the last ack", fan_out(address, 40).await, 20.0);
+    report("fan-out to 40 tablets until the last ack", fan_out(address, 40).await, Some(20.0));
 
     let mut answers = Vec::new();
     for round in 0..QUESTION_ROUNDS {
@@ -174,7 +180,7 @@ async fn run() {
         assert_eq!(results["results"]["answers"].as_array().unwrap().len(), 40);
         answers.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    report("question to 40 answers visible to the panel (two HTTP round trips included)", answers, 50.0);
+    report("question to 40 answers visible to the panel (two HTTP round trips included)", answers, Some(50.0));
     drop(agent);
 
     let agent = Agent::start();
@@ -187,7 +193,7 @@ async fn run() {
     }
     let after = agent.rss_kib();
     println!("agent memory: {before} KiB before, {after} KiB with 400 idle tablets: {:.1} KiB per connection", (after - before) as f64 / 400.0);
-    report("fan-out to 400 tablets until the last ack", fan_out(address, 400).await, 100.0);
+    report("fan-out to 400 tablets until the last ack", fan_out(address, 400).await, Some(100.0));
 }
 
 fn main() {

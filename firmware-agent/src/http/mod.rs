@@ -23,6 +23,10 @@ pub async fn serve(listener: TcpListener, tablets_tls: Option<crate::lesson::tls
     let shutdown = agent.shutdown.clone();
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
     let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match tablets_tls {
         None => plain.await,

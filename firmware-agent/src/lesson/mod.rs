@@ -11,6 +11,10 @@
 //!   serialised once and queued to every connection; a tablet whose queue is
 //!   full (it stopped reading) is disconnected rather than allowed to grow
 //!   the agent's memory; it catches up when it reconnects.
+//! - Answers are shown to the panel as soon as they are checked and reach the
+//!   outbox through one recorder task that commits whatever has queued up in
+//!   one transaction; a tablet hears `answer_received` only once its answer
+//!   is durable. No socket's loop ever waits for the disk.
 //! - Device tokens are 32 random bytes, shown to the tablet once; the
 //!   database keeps only their SHA-256. A revoked tablet's live connection is
 //!   closed at once and its token refused from then on.
@@ -61,7 +65,7 @@ use base64::Engine;
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::agent::Agent;
 use crate::store::outbox::NewEvent;
@@ -190,6 +194,8 @@ pub struct Lesson {
     next_connection: AtomicU64,
     /// Woken on every ack and every answer, for callers that wait on them.
     progress: Notify,
+    /// Answers on their way to the outbox.
+    recorder: mpsc::UnboundedSender<(NewEvent, oneshot::Sender<Result<(), String>>)>,
 }
 
 impl Lesson {
@@ -204,12 +210,15 @@ impl Lesson {
         // suffix, so records from before a restart never share an id.
         let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        let (recorder, pending) = mpsc::unbounded_channel();
+        tokio::spawn(record_in_batches(agent.store.clone(), pending));
         Arc::new(Lesson {
             agent,
             config,
             state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
+            recorder,
         })
     }
 
@@ -289,7 +298,9 @@ impl Lesson {
     }
 
     /// Registers a live connection and returns its id, the welcome frame and its queue.
-    pub fn connect(&self, tablet: Tablet, last_command: u64) -> (u64, String, mpsc::Receiver<Outgoing>) {
+    /// The weak sender lets the connection queue its own replies without keeping
+    /// its queue open once the lesson dropped it (revoked, replaced, stuck).
+    pub fn connect(&self, tablet: Tablet, last_command: u64) -> (u64, String, mpsc::Receiver<Outgoing>, mpsc::WeakSender<Outgoing>) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(QUEUE_LENGTH);
         let mut state = self.lock();
@@ -311,8 +322,9 @@ impl Lesson {
             missed: state.session.missed(last_command),
         }
         .to_json();
+        let own_queue = queue.downgrade();
         state.connections.insert(id, Connection { tablet, queue, status: LiveTablet::default() });
-        (id, welcome, receiver)
+        (id, welcome, receiver, own_queue)
     }
 
     pub fn disconnect(&self, connection: u64) {
@@ -426,41 +438,40 @@ impl Lesson {
     }
 
     /// Takes an answer: checks it and shows it to the panel at once, then
-    /// stores it durably; an answer that cannot be stored is withdrawn, so
-    /// the tablet may send it again.
-    pub async fn answer(&self, tablet: &Tablet, question: &str, choices: Vec<String>, text: String) -> Result<(), protocol::ProtocolError> {
-        let pupil = self.consenting_pupil(tablet).await?;
+    /// hands it to the recorder. `reply` (the tablet's queue) gets
+    /// `answer_received` once it is durable; an answer that cannot be stored is
+    /// withdrawn and the tablet told to send it again.
+    ///
+    /// The pupil is named in the record only if their parents consented to
+    /// keeping learning records (Decree 13/2023); otherwise the answer is kept
+    /// without a name.
+    pub fn answer(self: &Arc<Self>, tablet: &Tablet, question: &str, choices: Vec<String>, text: String, reply: mpsc::WeakSender<Outgoing>) -> Result<(), protocol::ProtocolError> {
+        let pupil = tablet.pupil_personal_id.as_deref().filter(|_| tablet.pupil_learning_data_consent);
         let now = self.agent.clock.now();
-        let record = self.lock().session.answer(now, &tablet.tablet_id, pupil.as_deref(), question, choices, text)?;
+        let record = self.lock().session.answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
-        let store = self.agent.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
-        let failure = match stored {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(err)) => err.to_string(),
-            Err(err) => err.to_string(),
-        };
-        tracing::error!(error = %failure, tablet = %tablet.tablet_id, "cannot store an answer; withdrawn");
-        self.lock().session.withdraw_answer(question, &tablet.tablet_id);
-        self.progress.notify_waiters();
-        Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
-    }
-
-    /// The pupil to name in the tablet's answers: the one it is bound to, if
-    /// their parents consented to keeping learning records (Decree 13/2023);
-    /// otherwise the answer is kept without a name.
-    async fn consenting_pupil(&self, tablet: &Tablet) -> Result<Option<String>, protocol::ProtocolError> {
-        let Some(bound) = tablet.pupil_personal_id.as_deref() else { return Ok(None) };
-        let Ok(id) = bound.parse::<crate::roster::PersonalId>() else { return Ok(None) };
-        let store = self.agent.store.clone();
-        match tokio::task::spawn_blocking(move || store.pupil(&id)).await {
-            Ok(Ok(pupil)) => Ok(pupil.filter(|p| p.learning_data_consent).map(|p| p.personal_id.to_string())),
-            Ok(Err(err)) => {
-                tracing::error!(%err, "cannot read the roster");
-                Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again"))
-            }
-            Err(err) => Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, err.to_string())),
+        let (done, stored) = oneshot::channel();
+        if self.recorder.send((NewEvent::new(now, record), done)).is_err() {
+            self.lock().session.withdraw_answer(question, &tablet.tablet_id);
+            return Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the agent is stopping; send the answer again"));
         }
+        let (lesson, question, tablet_id) = (self.clone(), question.to_owned(), tablet.tablet_id.clone());
+        tokio::spawn(async move {
+            let frame = match stored.await {
+                Ok(Ok(())) => AgentMessage::AnswerReceived { question: &question }.to_json(),
+                failure => {
+                    let reason = failure.map_or_else(|_| "the recorder stopped".to_owned(), |result| result.unwrap_err());
+                    tracing::error!(error = %reason, tablet = %tablet_id, "cannot store an answer; withdrawn");
+                    lesson.lock().session.withdraw_answer(&question, &tablet_id);
+                    lesson.progress.notify_waiters();
+                    protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again").to_json()
+                }
+            };
+            if let Some(reply) = reply.upgrade() {
+                let _ = reply.send(Outgoing::Text(frame.into())).await;
+            }
+        });
+        Ok(())
     }
 
     /// The connected tablet's record as the lesson knows it now.
@@ -509,6 +520,27 @@ impl Lesson {
     pub fn refresh_tablet(&self, tablet: &Tablet) {
         for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet.tablet_id) {
             connection.tablet = tablet.clone();
+        }
+    }
+}
+
+/// Appends answers to the outbox, as many as are waiting in one transaction:
+/// 40 pupils answering at once cost a few disk syncs, not 40.
+async fn record_in_batches(store: Arc<crate::store::Store>, mut pending: mpsc::UnboundedReceiver<(NewEvent, oneshot::Sender<Result<(), String>>)>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = pending.try_recv() {
+            batch.push(next);
+        }
+        let (events, waiting): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+        let store = store.clone();
+        let outcome = match tokio::task::spawn_blocking(move || store.append_batch(events)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        for done in waiting {
+            let _ = done.send(outcome.clone());
         }
     }
 }

@@ -112,6 +112,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let _ = stream.set_nodelay(true);
                 let (acceptor, handshaken) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {

@@ -70,7 +70,7 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
         }
     };
 
-    let (connection, welcome, mut queue) = lesson.connect(tablet.clone(), last_command);
+    let (connection, welcome, mut queue, own_queue) = lesson.connect(tablet.clone(), last_command);
     tracing::info!(tablet = %tablet.tablet_id, last_command, "tablet connected");
     let mut tablet = tablet;
     if sink.send(Message::Text(welcome.into())).await.is_ok() {
@@ -96,7 +96,7 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
                     };
                     let Some(text) = text_of(frame, limit) else { continue };
                     let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
-                        Ok(message) => handle(&lesson, &mut tablet, message).await,
+                        Ok(message) => handle(&lesson, &mut tablet, message, &own_queue),
                         Err(err) => Some(err.to_json()),
                     };
                     if let Some(reply) = reply {
@@ -123,7 +123,7 @@ fn text_of(frame: Message, limit: usize) -> Option<Result<String, ProtocolError>
 }
 
 /// One message from an authenticated tablet; the reply, if any.
-async fn handle(lesson: &Lesson, tablet: &mut Tablet, message: TabletMessage) -> Option<String> {
+fn handle(lesson: &Arc<Lesson>, tablet: &mut Tablet, message: TabletMessage, own_queue: &tokio::sync::mpsc::WeakSender<Outgoing>) -> Option<String> {
     let result = match message {
         TabletMessage::Hello { .. } => Err(ProtocolError::new(ErrorCode::OutOfOrder, "already said hello on this connection")),
         TabletMessage::Ping => return Some(AgentMessage::Pong.to_json()),
@@ -133,10 +133,7 @@ async fn handle(lesson: &Lesson, tablet: &mut Tablet, message: TabletMessage) ->
             if let Some(current) = lesson.authenticated_copy(&tablet.tablet_id) {
                 *tablet = current;
             }
-            match lesson.answer(tablet, &question, choices, text).await {
-                Ok(()) => return Some(AgentMessage::AnswerReceived { question: &question }.to_json()),
-                Err(err) => Err(err),
-            }
+            lesson.answer(tablet, &question, choices, text, own_queue.clone())
         }
         TabletMessage::RaiseHand => {
             tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "hand raised");

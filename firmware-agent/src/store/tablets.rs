@@ -17,6 +17,8 @@ pub struct Tablet {
     pub pupil_personal_id: Option<String>,
     pub paired_at_ms: i64,
     pub revoked: bool,
+    /// Whether the bound pupil's parents consented to keeping learning records.
+    pub pupil_learning_data_consent: bool,
 }
 
 /// What the teacher changes about a tablet.
@@ -27,7 +29,8 @@ pub enum TabletChange {
     Revoke,
 }
 
-const COLUMNS: &str = "tablet_id, name, pupil_personal_id, paired_at_ms, revoked_at_ms IS NOT NULL";
+const SELECT: &str = "SELECT t.tablet_id, t.name, t.pupil_personal_id, t.paired_at_ms, t.revoked_at_ms IS NOT NULL,
+    coalesce(p.learning_data_consent, 0) FROM tablets t LEFT JOIN pupils p ON p.personal_id = t.pupil_personal_id";
 
 fn tablet_from(row: &Row<'_>) -> rusqlite::Result<Tablet> {
     Ok(Tablet {
@@ -36,6 +39,7 @@ fn tablet_from(row: &Row<'_>) -> rusqlite::Result<Tablet> {
         pupil_personal_id: row.get(2)?,
         paired_at_ms: row.get(3)?,
         revoked: row.get(4)?,
+        pupil_learning_data_consent: row.get(5)?,
     })
 }
 
@@ -58,6 +62,7 @@ impl Store {
             pupil_personal_id: None,
             paired_at_ms: now.as_millisecond(),
             revoked: false,
+            pupil_learning_data_consent: false,
         };
         let stored = self.write(|tx| {
             tx.execute(
@@ -74,7 +79,7 @@ impl Store {
     pub fn tablet_by_token(&self, token_sha256: &[u8; 32]) -> Result<Option<Tablet>, StoreError> {
         let conn = self.reader()?;
         conn.query_row(
-            &format!("SELECT {COLUMNS} FROM tablets WHERE token_sha256 = ?1 AND revoked_at_ms IS NULL"),
+            &format!("{SELECT} WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL"),
             [&token_sha256[..]],
             tablet_from,
         )
@@ -85,7 +90,7 @@ impl Store {
     /// Every tablet ever paired, revoked ones included, by name.
     pub fn tablets(&self) -> Result<Vec<Tablet>, StoreError> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM tablets ORDER BY name, tablet_id")).map_err(|err| self.error(err))?;
+        let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY t.name, t.tablet_id")).map_err(|err| self.error(err))?;
         let rows = stmt.query_map([], tablet_from).map_err(|err| self.error(err))?;
         rows.collect::<Result<_, _>>().map_err(|err| self.error(err))
     }
@@ -111,7 +116,7 @@ impl Store {
             if changed == 0 {
                 return Ok(None);
             }
-            let tablet = tx.query_row(&format!("SELECT {COLUMNS} FROM tablets WHERE tablet_id = ?1"), [tablet_id], tablet_from)?;
+            let tablet = tx.query_row(&format!("{SELECT} WHERE t.tablet_id = ?1"), [tablet_id], tablet_from)?;
             let action = match change {
                 TabletChange::Rename(_) => Action::Renamed,
                 TabletChange::Bind(_) => Action::Bound,
