@@ -4,15 +4,13 @@
 //!
 //! # Design
 //! Commands here come from the teacher, so they rank first (see
-//! [`crate::actuators::arbiter`]). Until teachers sign in at the panel with
-//! their PIN, these routes answer only requests from this machine (loopback);
-//! anyone else gets 403.
+//! [`crate::actuators::arbiter`]). Only the panel itself or a teacher signed in
+//! with the room's PIN may use them ([`crate::panel::access`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +27,7 @@ pub fn routes() -> axum::Router<Arc<Agent>> {
         .route("/api/bell/ring", post(ring))
         .route("/api/lights/{zone}", post(lights))
         .route("/api/actuators", get(status))
+        .route_layer(axum::middleware::from_fn(crate::panel::access::require_teacher))
 }
 
 /// The body of `POST /api/bell/ring`; both keys are optional.
@@ -52,17 +51,6 @@ fn refuse(code: StatusCode, vietnamese: &str, english: String) -> Response {
     (code, Json(json!({ "error": format!("{vietnamese} ({english})") }))).into_response()
 }
 
-fn loopback_only(peer: SocketAddr) -> Result<(), Response> {
-    if peer.ip().is_loopback() {
-        return Ok(());
-    }
-    Err(refuse(
-        StatusCode::FORBIDDEN,
-        "Chỉ điều khiển được từ máy này",
-        format!("only this machine may switch the room's devices until teacher sign-in exists; {peer} is not loopback"),
-    ))
-}
-
 fn request_error(err: RequestError) -> Response {
     refuse(StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ", err.to_string())
 }
@@ -72,10 +60,7 @@ fn outcome_status(outcomes: impl IntoIterator<Item = i32>) -> StatusCode {
     if failed { StatusCode::BAD_GATEWAY } else { StatusCode::OK }
 }
 
-async fn ring(State(agent): State<Arc<Agent>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Option<Json<RingBody>>) -> Response {
-    if let Err(refused) = loopback_only(peer) {
-        return refused;
-    }
+async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> Response {
     let body = body.map(|Json(body)| body).unwrap_or_default();
     let Some(device) = body.device.or_else(|| agent.actuators.default_bell()) else {
         return refuse(StatusCode::NOT_FOUND, "Phòng này không có chuông", "no bell is configured in [[actuators.device]]".to_owned());
@@ -88,15 +73,7 @@ async fn ring(State(agent): State<Arc<Agent>>, ConnectInfo(peer): ConnectInfo<So
     }
 }
 
-async fn lights(
-    State(agent): State<Arc<Agent>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(zone): Path<String>,
-    Json(body): Json<LightsBody>,
-) -> Response {
-    if let Err(refused) = loopback_only(peer) {
-        return refused;
-    }
+async fn lights(State(agent): State<Arc<Agent>>, Path(zone): Path<String>, Json(body): Json<LightsBody>) -> Response {
     let devices = agent.actuators.lights_in(&zone);
     if devices.is_empty() {
         return refuse(StatusCode::NOT_FOUND, "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light"));
@@ -126,17 +103,4 @@ fn record_json(record: &crate::proto::Actuation) -> serde_json::Value {
         "detail": record.detail,
         "latency_ms": record.latency_ms,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_peers_may_switch_devices() {
-        assert!(loopback_only("127.0.0.1:50000".parse().unwrap()).is_ok());
-        assert!(loopback_only("[::1]:50000".parse().unwrap()).is_ok());
-        let refused = loopback_only("192.168.1.23:50000".parse().unwrap()).unwrap_err();
-        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    }
 }

@@ -1,5 +1,7 @@
-//! The agent's HTTP server: health and metrics for IT staff and monitoring,
-//! and (as later parts arrive) the panel and the tablets' channel.
+//! The agent's HTTP server: health and metrics for IT staff and monitoring, the
+//! teacher's panel and its API, bells and lights by hand, and the tablets'
+//! page, channel and content. Who may use which route is decided in
+//! [`crate::panel::access`].
 
 mod actuators;
 mod health;
@@ -13,7 +15,13 @@ use crate::agent::Agent;
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().merge(health::routes()).merge(crate::panel::routes()).merge(crate::lesson::routes(agent.clone())).merge(actuators::routes()).with_state(agent)
+    Router::new()
+        .merge(health::routes())
+        .merge(crate::panel::routes())
+        .merge(crate::lesson::routes(agent.clone()))
+        .merge(actuators::routes())
+        .layer(axum::Extension(crate::panel::access::SharedGate::default()))
+        .with_state(agent)
 }
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes

@@ -1,17 +1,17 @@
 //! The teacher's JSON API for the panel: the tablets (`/api/tablets/…`) and
 //! the live lesson (`/api/lesson/…`).
 //!
-//! Only requests from the agent's own machine are answered (see the module
-//! above); anything else gets 403. Errors are JSON `{"error": "…"}` in
+//! Only the panel itself or a teacher signed in with the room's PIN may use it
+//! ([`crate::panel::access`]); a tablet's device token gives no access here. Errors are JSON `{"error": "…"}` in
 //! Vietnamese first, then the technical detail.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,15 +39,7 @@ pub fn routes() -> Router<Arc<Lesson>> {
         .route("/api/lesson/commands/{id}", get(command_progress))
         .route("/api/lesson/question/{action}", post(question_command))
         .route("/api/lesson/{action}", post(command))
-        .route_layer(middleware::from_fn(loopback_only))
-}
-
-async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
-    if peer.ip().is_loopback() {
-        next.run(request).await
-    } else {
-        failure(StatusCode::FORBIDDEN, "Chỉ dùng được từ máy của lớp", "the teacher's API answers only the panel on this machine")
-    }
+        .route_layer(middleware::from_fn(crate::panel::access::require_teacher))
 }
 
 fn failure(status: StatusCode, vietnamese: &str, detail: impl std::fmt::Display) -> Response {

@@ -132,6 +132,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Teacher {
     }
 }
 
+/// Middleware for a group of routes that control the room: the panel itself
+/// or a teacher with a session passes; anyone else gets 401.
+pub async fn require_teacher(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match Teacher::from_request_parts(&mut parts, &()).await {
+        Ok(Teacher) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Err(refused) => refused,
+    }
+}
+
 fn session_cookie(parts: &Parts) -> Option<String> {
     let header = parts.headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
     header.split(';').find_map(|pair| pair.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))

@@ -63,7 +63,6 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/api/panel/login", post(login))
         .route("/api/panel/state", get(state))
         .route("/api/panel/events", get(events))
-        .layer(Extension(SharedGate::default()))
 }
 
 const INDEX: &str = include_str!("assets/index.html");
