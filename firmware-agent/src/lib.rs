@@ -6,6 +6,7 @@
 //! this crate and in each module's own documentation.
 
 pub mod agent;
+pub mod attendance;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -1,6 +1,7 @@
 //! One file per command-line command that is not the daemon itself.
 
 pub mod check_config;
+pub mod face;
 pub mod roster;
 
 use std::path::Path;

@@ -33,6 +33,8 @@ pub struct Config {
     pub hub: HubConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub attendance: crate::attendance::AttendanceConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -139,6 +141,7 @@ impl Config {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
+        config.attendance.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
 
@@ -173,6 +176,7 @@ impl Config {
         if self.http.listen == self.hub.listen {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
         }
+        problems.extend(self.attendance.problems());
         problems
     }
 

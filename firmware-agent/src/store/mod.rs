@@ -12,6 +12,7 @@
 //! - Every commit to the outbox is announced on a `watch` channel so that live
 //!   readers (the hub's follow stream) wake without polling.
 
+pub mod attendance;
 pub mod outbox;
 pub mod roster;
 pub mod schema;

@@ -13,7 +13,7 @@ use rusqlite::{Connection, Transaction};
 const CURRENT: &str = include_str!("schema/current.sql");
 
 /// Upgrade `i` brings a database from version `i` to version `i + 1`.
-const UPGRADES: &[&str] = &[include_str!("schema/0001_foundation.sql")];
+const UPGRADES: &[&str] = &[include_str!("schema/0001_foundation.sql"), include_str!("schema/0003_attendance.sql")];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = UPGRADES.len() as i64;
