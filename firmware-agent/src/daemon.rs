@@ -96,6 +96,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         });
     }
     tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
+    tasks.spawn(crate::attendance::service::run(agent.clone()));
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));

@@ -20,6 +20,10 @@ pub mod enroll;
 pub mod matcher;
 pub mod models;
 pub mod pipeline;
+pub mod rollcall;
+pub mod service;
+pub mod source;
+pub mod track;
 
 pub use config::AttendanceConfig;
 
