@@ -148,7 +148,9 @@ pub async fn run(agent: Arc<Agent>) {
     }
 }
 
+/// Records the roll call's decisions, then logs them (so a logged mark is a stored one).
 async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
+    record(agent, now, out.clone()).await;
     for payload in &out {
         match payload {
             Payload::AttendanceMark(mark) => {
@@ -161,7 +163,6 @@ async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
             _ => {}
         }
     }
-    record(agent, now, out).await;
 }
 
 async fn record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
