@@ -87,6 +87,7 @@ pub enum FaceCommand {
     },
     /// Print the faces found in a photo as JSON: box, score and five landmarks each.
     Detect {
+        /// The photo (JPEG, PNG, BMP or WebP).
         #[arg(value_name = "IMAGE")]
         image: PathBuf,
         /// A room config whose [attendance] section names the models (optional).
@@ -97,8 +98,10 @@ pub enum FaceCommand {
     ///
     /// Exit 0: the same person; 1: different people; 2: an error (unreadable file, no face).
     Compare {
+        /// The first photo; its largest face is compared.
         #[arg(value_name = "IMAGE_A")]
         first: PathBuf,
+        /// The second photo; its largest face is compared.
         #[arg(value_name = "IMAGE_B")]
         second: PathBuf,
         /// A room config whose [attendance] section names the models and the threshold (optional).

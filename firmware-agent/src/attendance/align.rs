@@ -116,6 +116,7 @@ pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
 
 fn bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
     let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
     let (x0, y0) = (x0 as i64, y0 as i64);
@@ -123,7 +124,8 @@ fn bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {
         if px < 0 || py < 0 || px >= w || py >= h {
             [0.0; 3]
         } else {
-            image.get_pixel(px as u32, py as u32).0.map(f32::from)
+            let i = ((py * w + px) * 3) as usize;
+            [raw[i] as f32, raw[i + 1] as f32, raw[i + 2] as f32]
         }
     };
     let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));

@@ -8,9 +8,11 @@
 //! `embed`) on inference worker threads → `matcher` (1:N against the class's
 //! templates) → `track` (the same face across frames) → `rollcall` (a state
 //! machine without I/O: confirmation, present/late/absent, a teacher's
-//! correction) → outbox events. `models` checks every model file against the
-//! manifest before a session is built; a missing or altered model stops
-//! attendance alone, with a message in the log and in /healthz.
+//! correction) → outbox events, all driven by `service` in the daemon.
+//! `enroll` decides which face of an enrollment photo becomes a template.
+//! `models` checks every model file against the manifest before a session is
+//! built; a missing or altered model stops attendance alone, with a message in
+//! the log and in /healthz.
 
 pub mod align;
 pub mod config;
