@@ -72,6 +72,9 @@ pub enum Command {
         #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// Face recognition for the roll call: enroll and forget pupils, check photos.
+    #[command(subcommand)]
+    Face(FaceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +166,60 @@ pub enum BellCommand {
 pub enum LightState {
     On,
     Off,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaceCommand {
+    /// Enroll a pupil from photos: one template per accepted photo; each refused photo says why.
+    ///
+    /// Only pupils whose face consent is recorded in the roster can be enrolled.
+    /// Photos are not kept. Exit 0 when at least one photo was enrolled, 2 when none was.
+    Enroll {
+        /// The pupil's 12-digit personal ID (mã định danh).
+        #[arg(long, value_name = "PERSONAL_ID")]
+        student: String,
+        /// Photos of the pupil alone, facing the camera (JPEG, PNG, BMP or WebP).
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<PathBuf>,
+        /// The room's config file (names the database and the models).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Erase every face template of a pupil and record the erasure for the hub.
+    Forget {
+        /// The pupil's 12-digit personal ID.
+        #[arg(long, value_name = "PERSONAL_ID")]
+        student: String,
+        /// Why, as recorded for the hub (such as "parent's request").
+        #[arg(long, default_value = "request")]
+        reason: String,
+        /// The room's config file (names the database).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the faces found in a photo as JSON: box, score and five landmarks each.
+    Detect {
+        /// The photo (JPEG, PNG, BMP or WebP).
+        #[arg(value_name = "IMAGE")]
+        image: PathBuf,
+        /// A room config whose [attendance] section names the models (optional).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Compare the main faces of two photos: similarity and verdict as JSON.
+    ///
+    /// Exit 0: the same person; 1: different people; 2: an error (unreadable file, no face).
+    Compare {
+        /// The first photo; its largest face is compared.
+        #[arg(value_name = "IMAGE_A")]
+        first: PathBuf,
+        /// The second photo; its largest face is compared.
+        #[arg(value_name = "IMAGE_B")]
+        second: PathBuf,
+        /// A room config whose [attendance] section names the models and the threshold (optional).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 
 pub mod actuators;
 pub mod agent;
+pub mod attendance;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -3,6 +3,7 @@
 pub mod check_config;
 pub mod hub;
 pub mod devices;
+pub mod face;
 pub mod roster;
 pub mod schedule;
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub schedule: crate::schedule::ScheduleConfig,
     #[serde(default)]
     pub actuators: crate::actuators::ActuatorsConfig,
+    #[serde(default)]
+    pub attendance: crate::attendance::AttendanceConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -136,6 +138,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
         config.hub.resolve_paths(|path| resolve(base, path));
+        config.attendance.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
 
@@ -178,6 +181,7 @@ impl Config {
         problems.extend(crate::actuators::config::problems(&self.actuators));
         let devices: Vec<&str> = self.actuators.device.iter().map(|d| d.name.as_str()).collect();
         problems.extend(crate::schedule::config::problems(&self.schedule, &devices));
+        problems.extend(self.attendance.problems());
         problems
     }
 

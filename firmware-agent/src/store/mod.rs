@@ -13,6 +13,7 @@
 //!   readers (the hub's follow stream) wake without polling.
 
 pub mod actuators;
+pub mod attendance;
 pub mod outbox;
 pub mod roster;
 pub mod schema;

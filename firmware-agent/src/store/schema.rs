@@ -18,6 +18,7 @@ const UPGRADES: &[&str] = &[
     include_str!("schema/0002_sync.sql"),
     include_str!("schema/0003_tablets.sql"),
     include_str!("schema/0004_actuators.sql"),
+    include_str!("schema/0005_attendance.sql"),
 ];
 
 /// The schema version this build writes.

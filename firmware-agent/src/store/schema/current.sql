@@ -100,3 +100,34 @@ CREATE TABLE schedule_decisions (
     detail TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX schedule_decisions_due ON schedule_decisions (due_at_ms);
+
+-- Face templates (attendance): one row per enrolled photo of a pupil who has
+-- face_consent. Only the embedding is kept, never the photo (Decree 13/2023:
+-- no more biometric data than needed); `face forget` deletes every row of a pupil.
+CREATE TABLE face_templates (
+    id INTEGER PRIMARY KEY,
+    personal_id TEXT NOT NULL REFERENCES pupils (personal_id),
+    -- 512 little-endian f32: the L2-normalised embedding of the aligned face.
+    embedding BLOB NOT NULL CHECK (length(embedding) = 2048),
+    -- The embedding model's SHA-256: templates of another model are not comparable.
+    model_sha256 TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX face_templates_by_pupil ON face_templates (personal_id);
+
+-- The roll call's marks: one per pupil per roll-call session. A teacher's
+-- correction replaces a camera's mark (and is also sent to the hub as its own event).
+CREATE TABLE attendance_marks (
+    session_id TEXT NOT NULL,
+    -- The lesson, as "YYYY-MM-DD/<shift>/<period>" in the room's time zone.
+    lesson_id TEXT NOT NULL,
+    personal_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('present', 'late', 'absent', 'excused')),
+    -- Who decided: the camera, the teacher, or the window closing on an unseen pupil.
+    source TEXT NOT NULL CHECK (source IN ('face', 'teacher', 'window_closed')),
+    -- Cosine similarity of the best matching frame (0 unless source is 'face').
+    best_similarity REAL NOT NULL,
+    marked_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, personal_id)
+) STRICT;

@@ -1,0 +1,33 @@
+//! Attendance by face recognition: the camera at the front of the room sees the
+//! class and the roll call takes itself. No photograph leaves the room; only
+//! marks and counts go to the hub.
+//!
+//! # Design
+//! The path of a frame, one module each:
+//! `source` (camera, file, IP camera) → `pipeline` (decode, `detect`, `align`,
+//! `embed`) on inference worker threads → `matcher` (1:N against the class's
+//! templates) → `track` (the same face across frames) → `rollcall` (a state
+//! machine without I/O: confirmation, present/late/absent, a teacher's
+//! correction) → outbox events, all driven by `service` in the daemon.
+//! `enroll` decides which face of an enrollment photo becomes a template.
+//! `models` checks every model file against the manifest before a session is
+//! built; a missing or altered model stops attendance alone, with a message in
+//! the log and in /healthz.
+
+pub mod align;
+pub mod config;
+pub mod detect;
+pub mod embed;
+pub mod enroll;
+pub mod matcher;
+pub mod models;
+pub mod pipeline;
+pub mod rollcall;
+pub mod service;
+pub mod source;
+pub mod track;
+
+pub use config::AttendanceConfig;
+
+#[cfg(test)]
+mod testdata;

@@ -1,0 +1,137 @@
+//! The whole path from a photo's bytes to the embeddings of its faces, with the
+//! time each stage took.
+//!
+//! # Design
+//! A [`Pipeline`] owns one session per model and is used by one thread at a
+//! time (ONNX Runtime's `run` takes the session mutably); the roll call runs one
+//! per inference worker, the commands one each. Sessions are built once, when
+//! the pipeline is made, from model bytes already checked by [`ModelSet`].
+
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use ort::session::Session;
+
+use super::align;
+use super::detect::{self, DetectedFace};
+use super::embed::{self, Embedding};
+use super::models::{self, ModelError, ModelSet};
+
+/// Why a photo could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a JPEG, PNG, BMP or WebP image, or the file is cut short or damaged: {0}")]
+    Unreadable(String),
+}
+
+/// A JPEG whose end-of-image marker is missing: a file or camera frame cut
+/// short, which the decoder would otherwise fill in with grey.
+fn is_cut_short_jpeg(bytes: &[u8]) -> bool {
+    let trimmed = bytes.iter().rposition(|&b| b != 0).map_or(&bytes[..0], |end| &bytes[..=end]);
+    bytes.starts_with(&[0xFF, 0xD8]) && !trimmed.ends_with(&[0xFF, 0xD9])
+}
+
+/// Why a frame could not go through the models.
+#[derive(Debug, thiserror::Error)]
+#[error("ONNX Runtime failed on the frame: {0}")]
+pub struct InferenceError(String);
+
+impl From<ort::Error> for InferenceError {
+    fn from(err: ort::Error) -> Self {
+        InferenceError(err.to_string())
+    }
+}
+
+/// Time spent in each stage since the pipeline was made (or the times were taken).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub decode: Duration,
+    pub detect: Duration,
+    pub landmarks: Duration,
+    pub align: Duration,
+    pub embed: Duration,
+    /// Of the above, the time inside ONNX Runtime's own `run`.
+    pub onnx_runtime: Duration,
+}
+
+impl StageTimes {
+    pub fn total(&self) -> Duration {
+        self.decode + self.detect + self.landmarks + self.align + self.embed
+    }
+}
+
+/// A face found, aligned and embedded.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub detected: DetectedFace,
+    /// The 112x112 RGB aligned face.
+    pub aligned: Vec<u8>,
+    pub embedding: Embedding,
+}
+
+/// The models, ready to run on one thread.
+pub struct Pipeline {
+    detector: Session,
+    landmarker: Session,
+    embedder: Session,
+    times: StageTimes,
+}
+
+impl Pipeline {
+    pub fn new(models: &ModelSet) -> Result<Pipeline, ModelError> {
+        Ok(Pipeline {
+            detector: models.session(models::DETECTOR)?,
+            landmarker: models.session(models::LANDMARKS)?,
+            embedder: models.session(models::EMBEDDER)?,
+            times: StageTimes::default(),
+        })
+    }
+
+    /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+        let started = Instant::now();
+        if is_cut_short_jpeg(bytes) {
+            return Err(DecodeError::Unreadable("the JPEG data ends before its end marker".to_owned()));
+        }
+        let image = image::load_from_memory(bytes).map_err(|err| DecodeError::Unreadable(err.to_string()))?.into_rgb8();
+        self.times.decode += started.elapsed();
+        Ok(image)
+    }
+
+    /// Every face in `image` with its box, score and landmarks, best score first.
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<DetectedFace>, InferenceError> {
+        let started = Instant::now();
+        let boxes = detect::detect_boxes(&mut self.detector, image, &mut self.times.onnx_runtime)?;
+        self.times.detect += started.elapsed();
+        let started = Instant::now();
+        let mut faces = Vec::with_capacity(boxes.len());
+        for (bbox, score) in boxes {
+            let landmarks = detect::landmarks(&mut self.landmarker, image, &bbox, &mut self.times.onnx_runtime)?;
+            faces.push(DetectedFace { bbox, score, landmarks });
+        }
+        self.times.landmarks += started.elapsed();
+        Ok(faces)
+    }
+
+    /// The aligned face and its embedding.
+    pub fn describe(&mut self, image: &RgbImage, face: DetectedFace) -> Result<Face, InferenceError> {
+        let started = Instant::now();
+        let aligned = align::align(image, &face.landmarks);
+        self.times.align += started.elapsed();
+        let started = Instant::now();
+        let embedding = embed::embed(&mut self.embedder, &aligned, &mut self.times.onnx_runtime)?;
+        self.times.embed += started.elapsed();
+        Ok(Face { detected: face, aligned, embedding })
+    }
+
+    /// Every face in `image`, aligned and embedded.
+    pub fn faces(&mut self, image: &RgbImage) -> Result<Vec<Face>, InferenceError> {
+        let detected = self.detect(image)?;
+        detected.into_iter().map(|face| self.describe(image, face)).collect()
+    }
+
+    /// The stage times gathered so far, resetting them.
+    pub fn take_times(&mut self) -> StageTimes {
+        std::mem::take(&mut self.times)
+    }
+}

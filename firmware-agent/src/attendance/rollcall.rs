@@ -1,0 +1,326 @@
+//! The roll call of one lesson as a state machine: sightings in, marks out.
+//!
+//! # Design
+//! - No I/O and no clock inside: every call is handed the time, and returns the
+//!   records to append to the outbox. The daemon's loop feeds it; tests drive it
+//!   through a lesson in microseconds.
+//! - A pupil is marked after being recognised in `confirm_frames` frames, so one
+//!   odd frame cannot mark a child present. One mark per pupil per lesson:
+//!   present, or late when first confirmed after `late_after`; pupils still
+//!   unmarked when the window closes are absent.
+//! - A teacher's correction wins: it replaces any mark, is recorded with source
+//!   TEACHER, and no later sighting changes it. Corrections are accepted after
+//!   the window has closed too (a pupil who arrives with a note from the office).
+//! - Unknown faces are counted once per track (the same stranger over many
+//!   frames is one face), after the same confirmation as pupils.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::proto::attendance_session::Phase;
+use crate::proto::event::Payload;
+use crate::proto::{AttendanceMark, AttendanceSession, MarkSource, MarkStatus, UnknownFaces};
+
+/// How the roll call decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub confirm_frames: u32,
+    pub late_after: SignedDuration,
+    pub window: SignedDuration,
+}
+
+/// What one frame showed of one face.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sighting {
+    /// A face matched this pupil's templates.
+    Pupil { personal_id: String, similarity: f32 },
+    /// A face (followed as `track` across frames) matched nobody enrolled.
+    Unknown { track: u64 },
+}
+
+#[derive(Debug, Default)]
+struct PupilState {
+    sightings: u32,
+    best_similarity: f32,
+    mark: Option<(MarkStatus, MarkSource)>,
+}
+
+/// A teacher's correction for a pupil who is not on this roll.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0} is not on the roll of this class")]
+pub struct NotOnRoll(pub String);
+
+/// One lesson's roll call.
+#[derive(Debug)]
+pub struct RollCall {
+    session_id: String,
+    lesson_id: String,
+    class_name: String,
+    opened_at: Timestamp,
+    rules: Rules,
+    enrolled: u32,
+    pupils: BTreeMap<String, PupilState>,
+    unknown_sightings: HashMap<u64, u32>,
+    unknown_counted: HashSet<u64>,
+    closed: bool,
+}
+
+impl RollCall {
+    /// Opens the roll call of `pupils` (every pupil of the class; `enrolled` of
+    /// them have face templates) at `now`.
+    pub fn open(
+        session_id: String,
+        lesson_id: String,
+        class_name: String,
+        pupils: impl IntoIterator<Item = String>,
+        enrolled: u32,
+        rules: Rules,
+        now: Timestamp,
+    ) -> (RollCall, Payload) {
+        let roll = RollCall {
+            session_id,
+            lesson_id,
+            class_name,
+            opened_at: now,
+            rules,
+            enrolled,
+            pupils: pupils.into_iter().map(|id| (id, PupilState::default())).collect(),
+            unknown_sightings: HashMap::new(),
+            unknown_counted: HashSet::new(),
+            closed: false,
+        };
+        let opened = roll.session(Phase::Opened);
+        (roll, opened.into())
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// When the window closes.
+    pub fn closes_at(&self) -> Timestamp {
+        self.opened_at + self.rules.window
+    }
+
+    /// The sightings of one frame taken at `now`.
+    pub fn observe(&mut self, now: Timestamp, sightings: &[Sighting]) -> Vec<Payload> {
+        let mut out = self.tick(now);
+        if self.closed {
+            return out;
+        }
+        let late = now.duration_since(self.opened_at) >= self.rules.late_after;
+        let confirm = self.rules.confirm_frames;
+        let mut unknown_grew = false;
+        for sighting in sightings {
+            match sighting {
+                Sighting::Pupil { personal_id, similarity } => {
+                    let Some(state) = self.pupils.get_mut(personal_id) else { continue };
+                    state.best_similarity = state.best_similarity.max(*similarity);
+                    if state.mark.is_some() {
+                        continue;
+                    }
+                    state.sightings += 1;
+                    if state.sightings >= confirm {
+                        let status = if late { MarkStatus::Late } else { MarkStatus::Present };
+                        state.mark = Some((status, MarkSource::Face));
+                        let mark = self.mark(personal_id, status, MarkSource::Face);
+                        out.push(mark.into());
+                    }
+                }
+                Sighting::Unknown { track } => {
+                    let seen = self.unknown_sightings.entry(*track).or_default();
+                    *seen += 1;
+                    if *seen >= confirm && self.unknown_counted.insert(*track) {
+                        unknown_grew = true;
+                    }
+                }
+            }
+        }
+        if unknown_grew {
+            out.push(UnknownFaces { session_id: self.session_id.clone(), count: self.unknown_counted.len() as u32 }.into());
+        }
+        out
+    }
+
+    /// Closes the window when its time has come: every unmarked pupil is absent.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Payload> {
+        if self.closed || now < self.closes_at() {
+            return Vec::new();
+        }
+        self.closed = true;
+        let unmarked: Vec<String> =
+            self.pupils.iter().filter(|(_, state)| state.mark.is_none()).map(|(id, _)| id.clone()).collect();
+        let mut out = Vec::with_capacity(unmarked.len() + 1);
+        for id in unmarked {
+            self.pupils.get_mut(&id).expect("listed above").mark = Some((MarkStatus::Absent, MarkSource::WindowClosed));
+            out.push(self.mark(&id, MarkStatus::Absent, MarkSource::WindowClosed).into());
+        }
+        out.push(self.session(Phase::Closed).into());
+        out
+    }
+
+    /// A teacher's correction at the panel: it replaces any mark and no sighting changes it afterwards.
+    pub fn correct(
+        &mut self,
+        personal_id: &str,
+        status: MarkStatus,
+        reason: &str,
+        teacher_personal_id: &str,
+    ) -> Result<Payload, NotOnRoll> {
+        let state = self.pupils.get_mut(personal_id).ok_or_else(|| NotOnRoll(personal_id.to_owned()))?;
+        state.mark = Some((status, MarkSource::Teacher));
+        let mut mark = self.mark(personal_id, status, MarkSource::Teacher);
+        mark.reason = reason.to_owned();
+        mark.teacher_personal_id = teacher_personal_id.to_owned();
+        Ok(mark.into())
+    }
+
+    /// Each pupil's mark so far (`None` while unseen), by personal ID.
+    pub fn marks(&self) -> impl Iterator<Item = (&str, Option<(MarkStatus, MarkSource)>)> {
+        self.pupils.iter().map(|(id, state)| (id.as_str(), state.mark))
+    }
+
+    fn mark(&self, personal_id: &str, status: MarkStatus, source: MarkSource) -> AttendanceMark {
+        let state = &self.pupils[personal_id];
+        AttendanceMark {
+            session_id: self.session_id.clone(),
+            lesson_id: self.lesson_id.clone(),
+            personal_id: personal_id.to_owned(),
+            status: status as i32,
+            source: source as i32,
+            best_similarity: if source == MarkSource::Face { state.best_similarity } else { 0.0 },
+            ..Default::default()
+        }
+    }
+
+    fn session(&self, phase: Phase) -> AttendanceSession {
+        let count = |wanted: MarkStatus| {
+            self.pupils.values().filter(|s| s.mark.is_some_and(|(status, _)| status == wanted)).count() as u32
+        };
+        let closed = phase == Phase::Closed;
+        AttendanceSession {
+            session_id: self.session_id.clone(),
+            lesson_id: self.lesson_id.clone(),
+            class_name: self.class_name.clone(),
+            phase: phase as i32,
+            present: if closed { count(MarkStatus::Present) } else { 0 },
+            late: if closed { count(MarkStatus::Late) } else { 0 },
+            absent: if closed { count(MarkStatus::Absent) } else { 0 },
+            excused: if closed { count(MarkStatus::Excused) } else { 0 },
+            unknown_faces: self.unknown_counted.len() as u32,
+            enrolled: self.enrolled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOA: &str = "001206001234";
+    const PAO: &str = "001206001235";
+    const MAI: &str = "001206001236";
+
+    fn start() -> Timestamp {
+        "2026-09-07T00:30:00Z".parse().unwrap()
+    }
+
+    fn roll() -> RollCall {
+        let rules = Rules {
+            confirm_frames: 3,
+            late_after: SignedDuration::from_mins(5),
+            window: SignedDuration::from_mins(15),
+        };
+        let pupils = [HOA, PAO, MAI].map(String::from);
+        let (roll, opened) = RollCall::open("s1".into(), "2026-09-07/morning/1".into(), "6A1".into(), pupils, 3, rules, start());
+        let Payload::AttendanceSession(opened) = opened else { panic!("an opened session") };
+        assert_eq!(opened.phase, Phase::Opened as i32);
+        roll
+    }
+
+    fn seen(id: &str, similarity: f32) -> Sighting {
+        Sighting::Pupil { personal_id: id.to_owned(), similarity }
+    }
+
+    fn marks(out: &[Payload]) -> Vec<(String, MarkStatus, MarkSource)> {
+        out.iter()
+            .filter_map(|p| match p {
+                Payload::AttendanceMark(m) => Some((m.personal_id.clone(), m.status(), m.source())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn at(minutes: i64) -> Timestamp {
+        start() + SignedDuration::from_mins(minutes)
+    }
+
+    #[test]
+    fn a_pupil_is_marked_once_after_enough_frames() {
+        let mut roll = roll();
+        assert!(roll.observe(at(1), &[seen(HOA, 0.6)]).is_empty());
+        assert!(roll.observe(at(1), &[seen(HOA, 0.8)]).is_empty());
+        let out = roll.observe(at(1), &[seen(HOA, 0.7)]);
+        assert_eq!(marks(&out), vec![(HOA.to_owned(), MarkStatus::Present, MarkSource::Face)]);
+        let Payload::AttendanceMark(mark) = &out[0] else { unreachable!() };
+        assert_eq!(mark.best_similarity, 0.8);
+        assert!(roll.observe(at(2), &[seen(HOA, 0.9), seen(HOA, 0.9), seen(HOA, 0.9)]).is_empty(), "one mark per lesson");
+    }
+
+    #[test]
+    fn late_after_the_configured_minute_and_absent_when_the_window_closes() {
+        let mut roll = roll();
+        for _ in 0..3 {
+            roll.observe(at(2), &[seen(HOA, 0.6)]);
+        }
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.extend(roll.observe(at(7), &[seen(PAO, 0.6)]));
+        }
+        assert_eq!(marks(&out), vec![(PAO.to_owned(), MarkStatus::Late, MarkSource::Face)]);
+        assert!(roll.tick(at(14)).is_empty());
+        let out = roll.tick(at(15));
+        assert_eq!(marks(&out), vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]);
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!("the session closes") };
+        assert_eq!((closed.present, closed.late, closed.absent, closed.phase), (1, 1, 1, Phase::Closed as i32));
+        assert!(roll.observe(at(16), &[seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)]).is_empty());
+        assert!(roll.tick(at(20)).is_empty(), "closes once");
+    }
+
+    #[test]
+    fn a_teacher_correction_wins_over_the_camera() {
+        let mut roll = roll();
+        let correction = roll.correct(MAI, MarkStatus::Excused, "ốm, có giấy phép", "001186004321").unwrap();
+        let Payload::AttendanceMark(mark) = correction else { panic!("a mark") };
+        assert_eq!((mark.source(), mark.status(), mark.reason.as_str()), (MarkSource::Teacher, MarkStatus::Excused, "ốm, có giấy phép"));
+        for _ in 0..5 {
+            assert!(marks(&roll.observe(at(1), &[seen(MAI, 0.9)])).is_empty());
+        }
+        let out = roll.tick(at(15));
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        assert_eq!((closed.excused, closed.absent), (1, 2));
+        assert_eq!(roll.correct("009999999999", MarkStatus::Present, "", ""), Err(NotOnRoll("009999999999".into())));
+    }
+
+    #[test]
+    fn unknown_faces_are_counted_once_per_track() {
+        let mut roll = roll();
+        let mut counts = Vec::new();
+        for _ in 0..10 {
+            for payload in roll.observe(at(1), &[Sighting::Unknown { track: 7 }, Sighting::Unknown { track: 9 }]) {
+                if let Payload::UnknownFaces(unknown) = payload {
+                    counts.push(unknown.count);
+                }
+            }
+        }
+        assert_eq!(counts, vec![2]);
+        let out = roll.tick(at(15));
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        assert_eq!(closed.unknown_faces, 2);
+    }
+}

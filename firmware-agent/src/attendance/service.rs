@@ -1,0 +1,292 @@
+//! The roll call as the daemon runs it: a source thread, inference workers,
+//! and a thin async loop that feeds the [`RollCall`] state machine and writes
+//! what it decides to the store.
+//!
+//! # Design
+//! - Threads: one reads the source (blocking, paced), `attendance.threads`
+//!   workers each own a [`Pipeline`] (sessions built once) and turn frames into
+//!   matches; the async loop only tracks, decides and hands records to the
+//!   store through `spawn_blocking`. No inference runs on the runtime's threads.
+//! - Frames are offered to the workers without waiting: when all are busy the
+//!   frame is dropped, so a slow machine sees fewer frames, never older ones.
+//! - A source that fails (a camera unplugged, a stream that stops) is reopened
+//!   with back-off from 1 to 30 seconds; /healthz shows `attendance_source` as
+//!   degraded meanwhile, and the roll call and the rest of the agent run on.
+//! - A missing or altered model stops attendance alone: /healthz shows
+//!   `attendance` as failed with the model error and its fix.
+//! - One roll call is opened when attendance starts, for the class in
+//!   `attendance.class`; its window closes after `attendance.window_minutes`.
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::mpsc as async_mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::config::AttendanceConfig;
+use super::matcher::{Gallery, Match};
+use super::models::{self, ModelSet};
+use super::pipeline::Pipeline;
+use super::rollcall::{RollCall, Rules, Sighting};
+use super::source::{self, Frame};
+use super::track::Tracker;
+use crate::agent::Agent;
+use crate::health::{Health, State};
+use crate::proto::event::Payload;
+
+const SUBSYSTEM: &str = "attendance";
+const SOURCE_SUBSYSTEM: &str = "attendance_source";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a worker made of one frame: each face's box and match (if any).
+type FrameResult = Vec<([f32; 4], Option<Match>)>;
+
+/// Runs attendance until shutdown. Failures are reported in health, never propagated.
+pub async fn run(agent: Arc<Agent>) {
+    let config = agent.config().attendance.clone();
+    if !config.enabled {
+        agent.health.set(SUBSYSTEM, State::Disabled, "attendance.enabled = false");
+        return;
+    }
+    agent.health.set(SUBSYSTEM, State::Starting, "loading the face models");
+    let (models_dir, library) = (config.models_dir.clone(), config.onnxruntime_library.clone());
+    let models = match tokio::task::spawn_blocking(move || ModelSet::load(&models_dir, &library)).await {
+        Ok(Ok(models)) => models,
+        Ok(Err(err)) => {
+            tracing::error!("attendance stopped: {err}");
+            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            return;
+        }
+        Err(err) => {
+            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            return;
+        }
+    };
+    let store = agent.store.clone();
+    let class = config.class.clone();
+    let roster = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            store.pupils_of_class(&class)?,
+            store.face_templates_of_class(&class, models::embedder_sha256())?,
+        ))
+    })
+    .await;
+    let (pupils, templates) = match roster {
+        Ok(Ok(roster)) => roster,
+        Ok(Err(err)) => {
+            agent.health.set(SUBSYSTEM, State::Failed, format!("cannot read the class from the database: {err}"));
+            return;
+        }
+        Err(err) => {
+            agent.health.set(SUBSYSTEM, State::Failed, err.to_string());
+            return;
+        }
+    };
+    if pupils.is_empty() {
+        let detail = format!("class `{}` has no pupils: import the roster, or fix attendance.class", config.class);
+        tracing::error!("attendance stopped: {detail}");
+        agent.health.set(SUBSYSTEM, State::Failed, detail);
+        return;
+    }
+    let enrolled = templates.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>().len() as u32;
+    let gallery = Arc::new(Gallery::new(templates));
+
+    let (results_tx, mut results) = async_mpsc::channel::<FrameResult>(8);
+    let jobs = match start_workers(&config, &models, &gallery, results_tx) {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            tracing::error!("attendance stopped: {err}");
+            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            return;
+        }
+    };
+    start_source(&config, jobs, agent.health.clone(), agent.shutdown.clone());
+
+    let now = agent.clock.now();
+    let rules = Rules {
+        confirm_frames: config.confirm_frames,
+        late_after: SignedDuration::from_secs_f64(config.late_after_minutes * 60.0),
+        window: SignedDuration::from_secs_f64(config.window_minutes * 60.0),
+    };
+    let lesson_id = lesson_id(now, &agent.config().room.timezone);
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let ids = pupils.iter().map(|p| p.personal_id.to_string());
+    let (mut roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids, enrolled, rules, now);
+    record(&agent, now, vec![opened]).await;
+    tracing::info!(session = roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
+    agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
+
+    let mut tracker = Tracker::default();
+    loop {
+        let until_close = roll.closes_at().duration_since(agent.clock.now());
+        let wait = Duration::try_from(until_close).unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = agent.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait), if !roll.is_closed() => {
+                let now = agent.clock.now();
+                let out = roll.tick(now);
+                log_and_record(&agent, now, out).await;
+            }
+            frame = results.recv() => {
+                let Some(faces) = frame else { break };
+                let now = agent.clock.now();
+                let boxes: Vec<[f32; 4]> = faces.iter().map(|(bbox, _)| *bbox).collect();
+                let tracks = tracker.assign(&boxes);
+                let sightings: Vec<Sighting> = faces
+                    .into_iter()
+                    .zip(tracks)
+                    .map(|((_, found), track)| match found {
+                        Some(m) => Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity },
+                        None => Sighting::Unknown { track },
+                    })
+                    .collect();
+                let out = roll.observe(now, &sightings);
+                log_and_record(&agent, now, out).await;
+            }
+        }
+    }
+}
+
+/// Records the roll call's decisions, then logs them (so a logged mark is a stored one).
+async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
+    record(agent, now, out.clone()).await;
+    for payload in &out {
+        match payload {
+            Payload::AttendanceMark(mark) => {
+                tracing::info!(personal_id = %mark.personal_id, status = ?mark.status(), source = ?mark.source(), similarity = mark.best_similarity, "attendance mark")
+            }
+            Payload::AttendanceSession(session) => tracing::info!(
+                session = %session.session_id, present = session.present, late = session.late, absent = session.absent,
+                unknown_faces = session.unknown_faces, "roll call closed"
+            ),
+            _ => {}
+        }
+    }
+}
+
+async fn record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
+    if out.is_empty() {
+        return;
+    }
+    let store = agent.store.clone();
+    match tokio::task::spawn_blocking(move || store.record_roll_call(now, out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!("the roll call's records were not saved: {err}"),
+        Err(err) => tracing::error!("the roll call's records were not saved: {err}"),
+    }
+}
+
+/// "YYYY-MM-DD/<shift>/<HHMM>" in the room's time zone: the date, the shift of
+/// the day, and the time the roll call opened.
+fn lesson_id(now: Timestamp, timezone: &str) -> String {
+    let local = now.to_zoned(jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC));
+    let shift = if local.hour() < 12 { "morning" } else { "afternoon" };
+    format!("{}/{shift}/{:02}{:02}", local.date(), local.hour(), local.minute())
+}
+
+/// Starts the inference workers; returns where to offer them frames.
+fn start_workers(
+    config: &AttendanceConfig,
+    models: &ModelSet,
+    gallery: &Arc<Gallery>,
+    results: async_mpsc::Sender<FrameResult>,
+) -> Result<mpsc::SyncSender<Frame>, models::ModelError> {
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Frame>(config.threads);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    for index in 0..config.threads {
+        let mut pipeline = Pipeline::new(models)?;
+        let (jobs, results, gallery) = (jobs_rx.clone(), results.clone(), gallery.clone());
+        let (threshold, min_face) = (config.threshold, config.min_face_pixels as f32);
+        let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
+            loop {
+                let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(frame) = job else { return };
+                match analyse(&mut pipeline, frame, &gallery, threshold, min_face) {
+                    Ok(faces) => {
+                        if results.blocking_send(faces).is_err() {
+                            return;
+                        }
+                    }
+                    Err(err) => tracing::warn!("frame skipped: {err}"),
+                }
+            }
+        });
+        if let Err(err) = spawned {
+            tracing::error!(%err, "cannot start an inference worker");
+        }
+    }
+    Ok(jobs_tx)
+}
+
+fn analyse(
+    pipeline: &mut Pipeline,
+    frame: Frame,
+    gallery: &Gallery,
+    threshold: f32,
+    min_face: f32,
+) -> Result<FrameResult, String> {
+    let image = match frame {
+        Frame::Encoded(bytes) => pipeline.decode(&bytes).map_err(|err| err.to_string())?,
+        Frame::Rgb(image) => image,
+    };
+    let detected = pipeline.detect(&image).map_err(|err| err.to_string())?;
+    let mut faces = Vec::new();
+    for face in detected.into_iter().filter(|f| f.width() >= min_face) {
+        let bbox = face.bbox;
+        let described = pipeline.describe(&image, face).map_err(|err| err.to_string())?;
+        faces.push((bbox, gallery.identify(&described.embedding, threshold)));
+    }
+    Ok(faces)
+}
+
+/// Reads the source on its own thread, reopening it with back-off when it fails.
+fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<Frame>, health: Health, shutdown: CancellationToken) {
+    let source_config = config.source.clone();
+    let spawned = std::thread::Builder::new().name("frame-source".to_owned()).spawn(move || {
+        let mut backoff = Duration::from_secs(1);
+        while !shutdown.is_cancelled() {
+            let mut source = match source::open(&source_config) {
+                Ok(source) => source,
+                Err(err) => {
+                    let detail = format!("{err}; retrying in {} s", backoff.as_secs());
+                    health.set(SOURCE_SUBSYSTEM, State::Degraded, detail);
+                    wait_or_stop(&shutdown, backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{:?} source delivering frames", source_config.kind));
+            backoff = Duration::from_secs(1);
+            while !shutdown.is_cancelled() {
+                match source.next_frame() {
+                    Ok(Some(frame)) => match jobs.try_send(frame) {
+                        Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
+                        Err(mpsc::TrySendError::Disconnected(_)) => return,
+                    },
+                    Ok(None) => {
+                        health.set(SOURCE_SUBSYSTEM, State::Ok, "the recording has been played to its end");
+                        return;
+                    }
+                    Err(err) => {
+                        health.set(SOURCE_SUBSYSTEM, State::Degraded, format!("{err}; reopening"));
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::error!(%err, "cannot start the frame source");
+    }
+}
+
+/// Sleeps `duration` on the source thread, waking early on shutdown.
+fn wait_or_stop(shutdown: &CancellationToken, duration: Duration) {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < duration && !shutdown.is_cancelled() {
+        std::thread::sleep(step);
+        waited += step;
+    }
+}

@@ -1,0 +1,179 @@
+//! Face templates and roll-call marks in the database.
+//!
+//! Templates are embeddings only, never photos. Erasing a pupil's templates and
+//! recording the erasure for the hub happen in one transaction, as do a mark's
+//! row and its outbox event.
+
+use jiff::Timestamp;
+use rusqlite::params;
+
+use super::outbox::NewEvent;
+use super::{Store, StoreError};
+use crate::attendance::embed::Embedding;
+use crate::proto::event::Payload;
+use crate::proto::{self, MarkSource, MarkStatus};
+use crate::roster::PersonalId;
+
+impl Store {
+    /// Stores templates of one pupil, made by the model with hash `model_sha256`.
+    pub fn add_face_templates(
+        &self,
+        personal_id: &PersonalId,
+        templates: &[Embedding],
+        model_sha256: &str,
+    ) -> Result<usize, StoreError> {
+        let now = self.clock().now().as_millisecond();
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO face_templates (personal_id, embedding, model_sha256, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for template in templates {
+                insert.execute(params![personal_id.as_str(), template.to_bytes(), model_sha256, now])?;
+            }
+            Ok(templates.len())
+        })
+    }
+
+    /// The templates of the pupils of `class_name` who still have face consent,
+    /// made by the model with hash `model_sha256`.
+    pub fn face_templates_of_class(
+        &self,
+        class_name: &str,
+        model_sha256: &str,
+    ) -> Result<Vec<(PersonalId, Embedding)>, StoreError> {
+        let conn = self.reader()?;
+        let read = || -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
+            let mut stmt = conn.prepare(
+                "SELECT t.personal_id, t.embedding FROM face_templates t JOIN pupils p USING (personal_id)
+                 WHERE p.class_name = ?1 AND p.face_consent = 1 AND t.model_sha256 = ?2 ORDER BY t.id",
+            )?;
+            let rows = stmt.query_map(params![class_name, model_sha256], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })?;
+            let mut templates = Vec::new();
+            for row in rows {
+                let (id, bytes) = row?;
+                if let (Ok(id), Some(embedding)) = (id.parse(), Embedding::from_bytes(&bytes)) {
+                    templates.push((id, embedding));
+                }
+            }
+            Ok(templates)
+        };
+        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+    }
+
+    /// How many templates a pupil has.
+    pub fn face_template_count(&self, personal_id: &PersonalId) -> Result<usize, StoreError> {
+        let conn = self.reader()?;
+        conn.query_row("SELECT count(*) FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|count| count as usize)
+        .map_err(|err| StoreError::from_sqlite(self.path(), err))
+    }
+
+    /// Erases every template of a pupil and records the erasure for the hub, in one transaction.
+    pub fn forget_faces(&self, personal_id: &PersonalId, reason: &str) -> Result<usize, StoreError> {
+        let occurred_at = self.clock().now();
+        let stored = self.write(|tx| {
+            let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()])?;
+            let erasure = proto::Erasure {
+                personal_id: personal_id.to_string(),
+                what: "face_templates".to_owned(),
+                count: count as u32,
+                reason: reason.to_owned(),
+            };
+            let stored = self.insert_events(tx, vec![NewEvent::new(occurred_at, erasure)])?;
+            Ok((count, stored))
+        })?;
+        self.announce_commit(&stored.1);
+        Ok(stored.0)
+    }
+
+    /// Records what a roll call decided: each mark's row (a later one for the same
+    /// session and pupil replaces it) and every payload as an outbox event.
+    pub fn record_roll_call(&self, occurred_at: Timestamp, payloads: Vec<Payload>) -> Result<(), StoreError> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let stored = self.write(|tx| {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
+                   best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
+            )?;
+            for payload in &payloads {
+                if let Payload::AttendanceMark(mark) = payload {
+                    upsert.execute(params![
+                        mark.session_id,
+                        mark.lesson_id,
+                        mark.personal_id,
+                        status_name(mark.status()),
+                        source_name(mark.source()),
+                        f64::from(mark.best_similarity),
+                        occurred_at.as_millisecond()
+                    ])?;
+                }
+            }
+            self.insert_events(tx, payloads.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
+        })?;
+        self.announce_commit(&stored);
+        Ok(())
+    }
+
+    /// The marks of a roll-call session as (personal ID, status, source), by personal ID.
+    pub fn attendance_marks(&self, session_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.reader()?;
+        let read = || -> rusqlite::Result<Vec<(String, String, String)>> {
+            let mut stmt = conn.prepare(
+                "SELECT personal_id, status, source FROM attendance_marks WHERE session_id = ?1 ORDER BY personal_id",
+            )?;
+            stmt.query_map([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
+        };
+        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+    }
+}
+
+fn status_name(status: MarkStatus) -> &'static str {
+    match status {
+        MarkStatus::Present | MarkStatus::Unspecified => "present",
+        MarkStatus::Late => "late",
+        MarkStatus::Absent => "absent",
+        MarkStatus::Excused => "excused",
+    }
+}
+
+fn source_name(source: MarkSource) -> &'static str {
+    match source {
+        MarkSource::Face | MarkSource::Unspecified => "face",
+        MarkSource::Teacher => "teacher",
+        MarkSource::WindowClosed => "window_closed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attendance::embed::{DIMENSIONS, Embedding};
+    use crate::proto::event::Payload;
+    use crate::roster::parse_csv;
+    use crate::store::testing;
+
+    #[test]
+    fn templates_are_kept_per_class_and_forgetting_records_an_erasure() {
+        let (_dir, _clock, store) = testing::store();
+        let csv = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
+                   pupil,001206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\n";
+        store.import_roster(&parse_csv(csv.as_bytes()).unwrap()).unwrap();
+        let id = "001206001234".parse().unwrap();
+        let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
+        store.add_face_templates(&id, &[template.clone(), template.clone()], "model").unwrap();
+        assert_eq!(store.face_templates_of_class("6A1", "model").unwrap().len(), 2);
+        assert_eq!(store.face_templates_of_class("6A1", "another model").unwrap().len(), 0);
+        assert_eq!(store.forget_faces(&id, "parent's request").unwrap(), 2);
+        assert_eq!(store.face_template_count(&id).unwrap(), 0);
+        let events = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
+        let Some(Payload::Erasure(erasure)) = events.last().unwrap().payload().unwrap() else { panic!("an erasure") };
+        assert_eq!((erasure.personal_id.as_str(), erasure.count), ("001206001234", 2));
+    }
+}
