@@ -16,7 +16,10 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the build and the tests need.
 DEBIAN_PACKAGES := build-essential pkg-config clang libclang-dev protobuf-compiler libprotobuf-dev \
 	sqlite3 python3 python3-pip python3-venv unzip curl ca-certificates mosquitto \
-	chromium npm
+	chromium
+# Commands that may come from elsewhere than Debian (a NodeSource npm, say):
+# their Debian package is installed only when the command is missing.
+DEBIAN_COMMANDS := npm
 
 export ORT_DYLIB_PATH ?= $(ROOT)/.local/onnxruntime/libonnxruntime.so
 export FIRMWARE_AGENT_MODELS ?= $(ROOT)/models
@@ -42,6 +45,7 @@ debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	for c in $(DEBIAN_COMMANDS); do command -v "$$c" >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq; \
