@@ -111,7 +111,7 @@ pub fn warp(image: &RgbImage, to_output: Affine, width: u32, height: u32, max_gr
 
 /// The aligned 112x112 face for the given landmarks.
 pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
-    warp(image, Affine::similarity(landmarks, &TEMPLATE), ALIGNED_SIZE, ALIGNED_SIZE, 4)
+    warp(image, Affine::similarity(landmarks, &TEMPLATE), ALIGNED_SIZE, ALIGNED_SIZE, 2)
 }
 
 fn bilinear(image: &RgbImage, x: f32, y: f32) -> [f32; 3] {

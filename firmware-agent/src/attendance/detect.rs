@@ -93,7 +93,8 @@ pub fn landmarks(session: &mut Session, image: &RgbImage, bbox: &[f32; 4], onnx:
     Ok(std::array::from_fn(|i| [left + points[i] * side, top + points[i + 5] * side]))
 }
 
-/// The frame scaled to 320x240, RGB planes, (x - 127) / 128.
+/// The frame scaled to 320x240 (bilinear, as the detector was trained), RGB
+/// planes, (x - 127) / 128.
 fn detector_input(image: &RgbImage) -> Array4<f32> {
     let (w, h) = (DETECTOR_WIDTH as usize, DETECTOR_HEIGHT as usize);
     let scaled = warp(
@@ -101,16 +102,17 @@ fn detector_input(image: &RgbImage) -> Array4<f32> {
         Affine::scale(DETECTOR_WIDTH as f32 / image.width() as f32, DETECTOR_HEIGHT as f32 / image.height() as f32),
         DETECTOR_WIDTH,
         DETECTOR_HEIGHT,
-        2,
+        1,
     );
-    let mut input = Array4::<f32>::zeros((1, 3, h, w));
+    let mut planes = vec![0.0f32; 3 * w * h];
+    let (red, rest) = planes.split_at_mut(w * h);
+    let (green, blue) = rest.split_at_mut(w * h);
     for (i, pixel) in scaled.chunks_exact(3).enumerate() {
-        let (y, x) = (i / w, i % w);
-        for c in 0..3 {
-            input[[0, c, y, x]] = (pixel[c] as f32 - 127.0) / 128.0;
-        }
+        red[i] = (pixel[0] as f32 - 127.0) / 128.0;
+        green[i] = (pixel[1] as f32 - 127.0) / 128.0;
+        blue[i] = (pixel[2] as f32 - 127.0) / 128.0;
     }
-    input
+    Array4::from_shape_vec((1, 3, h, w), planes).expect("three planes of the detector's size")
 }
 
 pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {

@@ -38,7 +38,13 @@ impl Embedding {
 /// The embedding of an aligned 112x112 RGB face.
 pub fn embed(session: &mut Session, aligned: &[u8], onnx: &mut Duration) -> Result<Embedding, ort::Error> {
     let n = ALIGNED_SIZE as usize;
-    let input = Array4::from_shape_fn((1, 3, n, n), |(_, c, y, x)| (aligned[(y * n + x) * 3 + c] as f32 - 127.0) / 128.0);
+    let mut planes = vec![0.0f32; 3 * n * n];
+    for (i, pixel) in aligned.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planes[c * n * n + i] = (pixel[c] as f32 - 127.0) / 128.0;
+        }
+    }
+    let input = Array4::from_shape_vec((1, 3, n, n), planes).expect("three planes of the aligned face's size");
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(&input)?])?;
     *onnx += started.elapsed();
