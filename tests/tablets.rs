@@ -3,6 +3,8 @@
 //! client in Debian's headless Chromium.
 
 mod common;
+#[path = "common/browser.rs"]
+mod browser;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -319,121 +321,6 @@ async fn bad_messages_get_a_protocol_error_and_disturb_no_other_tablet() {
     let (lock, quiet_saw, noisy_saw) = tokio::join!(waiting, quiet.follow_until("lock"), noisy.follow_until("lock"));
     assert_eq!(quiet_saw["id"], noisy_saw["id"]);
     assert_eq!((lock.1["connected"].as_u64(), lock.1["acknowledged"].as_u64()), (Some(2), Some(2)), "{}", lock.1);
-}
-
-/// Debian's Chromium, headless, driven over the DevTools protocol.
-mod browser {
-    use super::*;
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-
-    pub struct Chromium {
-        child: Child,
-        page: WebSocketStream<MaybeTlsStream<TcpStream>>,
-        next_id: u64,
-        _profile: tempfile::TempDir,
-    }
-
-    impl Chromium {
-        pub async fn open(url: &str) -> Chromium {
-            let profile = tempfile::tempdir().unwrap();
-            let mut child = Command::new("/usr/bin/chromium")
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--remote-debugging-address=127.0.0.1",
-                    "--remote-debugging-port=0",
-                ])
-                .arg(format!("--user-data-dir={}", profile.path().display()))
-                .arg(url)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("Debian's chromium at /usr/bin/chromium: run `make setup`");
-            let stderr = child.stderr.take().unwrap();
-            let endpoint = tokio::task::spawn_blocking(move || {
-                let mut lines = BufReader::new(stderr).lines();
-                let endpoint = lines
-                    .by_ref()
-                    .map_while(Result::ok)
-                    .find_map(|line| line.strip_prefix("DevTools listening on ").map(str::to_owned))
-                    .expect("chromium announces its DevTools endpoint");
-                std::thread::spawn(move || lines.for_each(drop));
-                endpoint
-            })
-            .await
-            .unwrap();
-            let port: u16 = endpoint.trim_start_matches("ws://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
-            let devtools: SocketAddr = ([127, 0, 0, 1], port).into();
-            let (_, targets) = call(devtools, "GET", "/json/list", None).await;
-            let page_url = targets
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["type"] == "page")
-                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-                .expect("a page target")
-                .to_owned();
-            let (page, _) = connect_async(page_url).await.unwrap();
-            Chromium { child, page, next_id: 1, _profile: profile }
-        }
-
-        /// Evaluates `expression` in the page, awaiting a promise; returns its value.
-        pub async fn evaluate(&mut self, expression: &str) -> Value {
-            let reply = self.evaluate_once(expression).await;
-            assert!(reply.get("error").is_none() && reply["result"].get("exceptionDetails").is_none(), "{expression}: {reply}");
-            reply["result"]["result"]["value"].clone()
-        }
-
-        /// One `Runtime.evaluate`; the whole DevTools reply.
-        async fn evaluate_once(&mut self, expression: &str) -> Value {
-            let id = self.next_id;
-            self.next_id += 1;
-            let request = json!({ "id": id, "method": "Runtime.evaluate", "params": { "expression": expression, "awaitPromise": true, "returnByValue": true } });
-            self.page.send(Message::text(request.to_string())).await.unwrap();
-            loop {
-                let frame = tokio::time::timeout(PATIENCE, self.page.next()).await.expect("DevTools answers").unwrap().unwrap();
-                let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-                if reply["id"] == id {
-                    return reply;
-                }
-            }
-        }
-
-        /// Resolves once `condition` (a JS expression) holds in the page, checked every 20 ms inside the page.
-        pub async fn wait_for(&mut self, condition: &str) {
-            let script = format!(
-                "new Promise((resolve, reject) => {{ const give_up = Date.now() + 15000; \
-                 const check = () => {{ try {{ if ({condition}) return resolve(true); }} catch (e) {{}} \
-                 if (Date.now() > give_up) return reject(new Error('timed out waiting for: {}')); setTimeout(check, 20); }}; check(); }})",
-                condition.replace('\'', "\\'")
-            );
-            // The page may still be navigating from about:blank: its context is then
-            // destroyed under the first evaluation, which is asked again in the new one.
-            for _ in 0..3 {
-                let reply = self.evaluate_once(&script).await;
-                if reply["result"]["result"]["value"] == Value::Bool(true) {
-                    return;
-                }
-                let destroyed = reply.to_string().contains("context was destroyed") || reply.to_string().contains("Cannot find context");
-                assert!(destroyed, "waiting for {condition}: {reply}");
-            }
-            panic!("the page kept navigating while waiting for {condition}");
-        }
-    }
-
-    impl Drop for Chromium {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,6 +132,13 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
         Ok(Ok(records)) => records.iter().map(feed::record_json).collect(),
         _ => Vec::new(),
     };
+    let store = agent.store.clone();
+    let class = config.attendance.class.clone();
+    let pupils = tokio::task::spawn_blocking(move || store.pupils_of_class(&class)).await;
+    let rollcall_pupils: Vec<_> = match pupils {
+        Ok(Ok(pupils)) => pupils.iter().map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name })).collect(),
+        _ => Vec::new(),
+    };
     Json(json!({
         "room": { "name": config.room.name, "school_code": config.room.school_code, "room_id": config.room.room_id, "timezone": config.room.timezone },
         "agent_time": agent.clock.now().to_string(),
@@ -140,8 +147,28 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
         "health": agent.health.snapshot(),
         "last_seq": agent.store.last_seq(),
         "recent": recent,
+        "today": today(&config, agent.clock.now()),
+        "rollcall_class": config.attendance.class,
+        "rollcall_pupils": rollcall_pupils,
     }))
     .into_response()
+}
+
+/// Today's periods and timetable actions, for the "now" view.
+fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Value {
+    use crate::schedule::timetable::Timetable;
+    let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else { return serde_json::Value::Null };
+    let plan = timetable.plan(timetable.date_of(now));
+    json!({
+        "date": plan.date.to_string(),
+        "periods": plan.periods.iter().map(|p| json!({
+            "shift": p.shift, "number": p.number,
+            "start": crate::schedule::config::hh_mm(p.start), "end": crate::schedule::config::hh_mm(p.end),
+        })).collect::<Vec<_>>(),
+        "actions": plan.actions.iter().map(|a| json!({
+            "at": a.at.to_string(), "device": a.device, "command": a.action.command(), "label": a.label,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 async fn events(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> impl IntoResponse {

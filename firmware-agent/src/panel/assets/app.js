@@ -26,6 +26,18 @@ const TEXT = {
     "part.database": "Cơ sở dữ liệu", "part.http": "Máy chủ web", "part.hub": "Đồng bộ với Sở",
     "part.attendance": "Điểm danh", "part.camera": "Camera", "part.scheduler": "Lịch chuông",
     "part.actuators": "Chuông và đèn", "part.broker": "MQTT", "part.tablets": "Máy tính bảng",
+    "tablets.pair": "Ghép nối máy mới", "tablets.lock": "Khóa màn hình", "tablets.unlock": "Mở khóa",
+    "tablets.code": "Mã ghép nối:", "tablets.message": "Gửi tin nhắn", "tablets.open": "Mở tài liệu",
+    "tablets.send": "Gửi", "tablets.lock_message": "Các em hãy nhìn lên bảng",
+    "tablets.connected": "{c} / {n} máy đang kết nối", "tablets.online": "trực tuyến", "tablets.offline": "ngoại tuyến",
+    "tablets.battery": "pin {b}%", "tablets.locked": "đã khóa", "tablets.hand": "✋ giơ tay",
+    "questions.prompt": "Câu hỏi", "questions.start": "Bắt đầu", "questions.stop": "Kết thúc",
+    "questions.reveal": "Hiện đáp án", "questions.count": "{n} câu trả lời",
+    "room.recent": "Gần đây", "room.ring": "Đánh chuông", "room.on": "Bật", "room.off": "Tắt",
+    "room.bell": "Chuông", "room.light": "Đèn", "room.switch": "Công tắc", "room.is_on": "Đang bật", "room.is_off": "Đang tắt",
+    "now.none": "Không có tiết", "now.period_n": "Tiết {n} · {s}–{e}", "now.in": "{t} (còn {m} phút)",
+    "rollcall.correct": "Sửa", "rollcall.reason": "Lý do sửa điểm danh:",
+    "error.generic": "Không thực hiện được: {m}",
   },
   en: {
     "tab.now": "Now", "tab.rollcall": "Roll call", "tab.tablets": "Tablets",
@@ -50,6 +62,18 @@ const TEXT = {
     "part.database": "Database", "part.http": "Web server", "part.hub": "Hub sync",
     "part.attendance": "Roll call", "part.camera": "Camera", "part.scheduler": "Bell timetable",
     "part.actuators": "Bells and lights", "part.broker": "MQTT", "part.tablets": "Tablets",
+    "tablets.pair": "Pair new tablets", "tablets.lock": "Lock screens", "tablets.unlock": "Unlock",
+    "tablets.code": "Pairing code:", "tablets.message": "Send a message", "tablets.open": "Open material",
+    "tablets.send": "Send", "tablets.lock_message": "Eyes on the board, please",
+    "tablets.connected": "{c} / {n} tablets connected", "tablets.online": "online", "tablets.offline": "offline",
+    "tablets.battery": "battery {b}%", "tablets.locked": "locked", "tablets.hand": "✋ hand raised",
+    "questions.prompt": "Question", "questions.start": "Start", "questions.stop": "Stop",
+    "questions.reveal": "Reveal the answer", "questions.count": "{n} answers",
+    "room.recent": "Recent", "room.ring": "Ring", "room.on": "On", "room.off": "Off",
+    "room.bell": "Bell", "room.light": "Light", "room.switch": "Switch", "room.is_on": "On", "room.is_off": "Off",
+    "now.none": "No lesson", "now.period_n": "Period {n} · {s}–{e}", "now.in": "{t} (in {m} min)",
+    "rollcall.correct": "Correct", "rollcall.reason": "Reason for the correction:",
+    "error.generic": "Could not do it: {m}",
   },
 };
 
@@ -62,6 +86,12 @@ const model = {
   tablets: new Map(),    // tablet_id -> pairing payload
   answers: [],           // question answers of the newest question
   actuations: [],        // newest first
+  pupils: new Map(),     // personal_id -> full name, of the roll call's class
+  today: null,           // the day's plan: periods and timetable actions
+  tabletRows: [],        // from GET /api/tablets
+  devices: [],           // from GET /api/actuators
+  question: null,        // the question started from this page: {id, correct}
+  reveal: false,
 };
 
 function t(key, vars) {
@@ -81,7 +111,7 @@ function el(tag, attrs, ...children) {
 
 // ---- state from records
 
-function apply(record) {
+function apply(record, live) {
   model.lastSeq = Math.max(model.lastSeq, record.seq);
   const p = record.payload || {};
   switch (record.kind) {
@@ -98,6 +128,7 @@ function apply(record) {
       break;
     case "tablet.pairing":
       if (p.action === "REVOKED") model.tablets.delete(p.tablet_id); else model.tablets.set(p.tablet_id, p);
+      if (live) loadTablets();
       break;
     case "lesson.answer":
       if (model.answers.length && model.answers[0].question_id !== p.question_id) model.answers = [];
@@ -106,6 +137,7 @@ function apply(record) {
     case "actuation":
       model.actuations.unshift({ ...p, at: record.occurred_at });
       model.actuations.length = Math.min(model.actuations.length, 20);
+      if (live) loadDevices();
       break;
   }
 }
@@ -128,7 +160,20 @@ function counts() {
   return c;
 }
 
+function localHHMM(date) {
+  return date.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: model.timezone });
+}
+
 function renderNow() {
+  const now = new Date();
+  const hhmm = localHHMM(now);
+  const periods = (model.today && model.today.periods) || [];
+  const current = periods.find(p => p.start <= hhmm && hhmm < p.end);
+  document.getElementById("now-period").textContent =
+    current ? t("now.period_n", { n: current.number, s: current.start, e: current.end }) : t("now.none");
+  const next = ((model.today && model.today.actions) || []).find(a => new Date(a.at) > now && a.command.startsWith("ring"));
+  document.getElementById("now-next").textContent = next
+    ? t("now.in", { t: localHHMM(new Date(next.at)), m: Math.max(0, Math.round((new Date(next.at) - now) / 60000)) }) : "–";
   const c = counts();
   document.getElementById("now-rollcall").textContent =
     model.session ? `${c.PRESENT + c.LATE} / ${model.session.enrolled || model.marks.size}` : "–";
@@ -140,16 +185,31 @@ function renderRollcall() {
   document.getElementById("rollcall-summary").textContent =
     model.session ? t("rollcall.summary", { p: c.PRESENT, l: c.LATE, a: c.ABSENT, e: c.EXCUSED }) : t("rollcall.none");
   const grid = document.getElementById("rollcall-grid");
-  grid.replaceChildren(...[...model.marks.values()].map(m =>
-    el("div", { class: `pupil ${m.status}`, "data-personal-id": m.personal_id },
-      el("div", { class: "name" }, m.full_name || m.personal_id),
-      el("div", { class: "mark" }, t(`status.${m.status}`)))));
+  const ids = model.pupils.size ? [...model.pupils.keys()] : [...model.marks.keys()];
+  grid.replaceChildren(...ids.map(id => {
+    const m = model.marks.get(id);
+    const status = m ? m.status : "";
+    const fix = el("button", { type: "button" }, t("rollcall.correct"));
+    fix.addEventListener("click", () => correct(id, status));
+    return el("div", { class: `pupil ${status}`, "data-personal-id": id },
+      el("div", { class: "name" }, model.pupils.get(id) || id),
+      el("div", { class: "mark" }, status ? t(`status.${status}`) : "…"), fix);
+  }));
 }
 
 function renderTablets() {
-  const list = document.getElementById("tablets-list");
-  const items = [...model.tablets.values()].map(p => el("li", {}, `${p.name || p.tablet_id}`));
-  list.replaceChildren(...(items.length ? items : [el("li", {}, t("tablets.none"))]));
+  const rows = model.tabletRows.filter(r => !r.tablet.revoked_at_ms);
+  const connected = rows.filter(r => r.connected).length;
+  document.getElementById("tablets-summary").textContent = t("tablets.connected", { c: connected, n: rows.length });
+  const items = rows.map(r => {
+    const s = r.status || {};
+    const facts = [t(r.connected ? "tablets.online" : "tablets.offline")];
+    if (s.battery != null) facts.push(t("tablets.battery", { b: s.battery }));
+    if (s.locked) facts.push(t("tablets.locked"));
+    if (s.hand_raised) facts.push(t("tablets.hand"));
+    return el("li", { "data-tablet-id": r.tablet.tablet_id }, `${r.tablet.name} · ${facts.join(" · ")}`);
+  });
+  document.getElementById("tablets-list").replaceChildren(...(items.length ? items : [el("li", {}, t("tablets.none"))]));
 }
 
 function renderQuestions() {
@@ -158,12 +218,28 @@ function renderQuestions() {
   const tally = new Map();
   for (const a of model.answers) for (const c of (a.choices.length ? a.choices : [a.text])) tally.set(c, (tally.get(c) || 0) + 1);
   const max = Math.max(...tally.values());
+  const correct = model.reveal && model.question ? model.question.correct : [];
+  document.getElementById("answers-summary").textContent = t("questions.count", { n: model.answers.length });
   box.replaceChildren(...[...tally.entries()].sort().map(([choice, n]) =>
-    el("div", { class: "bar" }, el("span", {}, choice),
-      el("div", { class: "fill", style: `width:${Math.round(60 * n / max)}%` }), el("span", {}, String(n)))));
+    el("div", { class: correct.includes(choice) ? "bar correct" : "bar", "data-choice": choice }, el("span", {}, choice),
+      el("div", { class: "fill", style: `width:${Math.round(60 * n / max)}%` }), el("span", { class: "count" }, String(n)))));
 }
 
 function renderRoom() {
+  document.getElementById("devices").replaceChildren(...model.devices.map(d => {
+    const card = el("div", { class: "card device", "data-device": d.name },
+      el("h2", {}, `${t(`room.${d.kind}`)} · ${d.name}`),
+      el("p", { class: "state" }, t(d.on ? "room.is_on" : "room.is_off")));
+    const actions = el("div", { class: "actions" });
+    const button = (label, action) => { const b = el("button", { type: "button" }, t(label)); b.addEventListener("click", action); actions.append(b); };
+    if (d.kind === "bell") button("room.ring", () => act("POST", "/api/bell/ring", { device: d.name }, loadDevices));
+    else {
+      button("room.on", () => act("POST", `/api/lights/${encodeURIComponent(d.zone || d.name)}`, { on: true }, loadDevices));
+      button("room.off", () => act("POST", `/api/lights/${encodeURIComponent(d.zone || d.name)}`, { on: false }, loadDevices));
+    }
+    card.append(actions);
+    return card;
+  }));
   const list = document.getElementById("actuations");
   const items = model.actuations.map(a => el("li", {}, `${a.device} · ${a.command} · ${a.outcome}`));
   list.replaceChildren(...(items.length ? items : [el("li", {}, t("room.none"))]));
@@ -185,6 +261,69 @@ function tickClock() {
   document.getElementById("clock").textContent = now;
 }
 
+// ---- the room's controls
+
+async function act(method, path, body, then) {
+  const response = await fetch(path, {
+    method, headers: { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const reply = await response.json().catch(() => ({}));
+  if (!response.ok) alert(t("error.generic", { m: reply.error || response.status }));
+  if (then) then(reply);
+  return reply;
+}
+
+async function loadTablets() {
+  const response = await fetch("/api/tablets");
+  if (response.ok) { model.tabletRows = (await response.json()).tablets; renderTablets(); }
+}
+
+async function loadDevices() {
+  const response = await fetch("/api/actuators");
+  if (response.ok) { model.devices = (await response.json()).devices; renderRoom(); }
+}
+
+function correct(personalId, status) {
+  const order = ["PRESENT", "LATE", "ABSENT", "EXCUSED"];
+  const next = order[(order.indexOf(status) + 1) % order.length];
+  const reason = prompt(t("rollcall.reason"), "");
+  if (reason === null) return;
+  act("POST", "/api/attendance/correct", { personal_id: personalId, status: next, reason });
+}
+
+document.getElementById("pair-open").addEventListener("click", () => act("POST", "/api/tablets/pairing", undefined, reply => {
+  if (!reply.window) return;
+  document.getElementById("pairing").hidden = false;
+  document.getElementById("pair-code").textContent = reply.window.code;
+  document.getElementById("pair-qr").src = `${reply.qr_svg}?code=${reply.window.code}`;
+}));
+document.getElementById("lock-all").addEventListener("click", () =>
+  act("POST", "/api/lesson/lock?wait_ms=3000", { message: t("tablets.lock_message") }, loadTablets));
+document.getElementById("unlock-all").addEventListener("click", () => act("POST", "/api/lesson/unlock?wait_ms=3000", {}, loadTablets));
+document.getElementById("message-form").addEventListener("submit", event => {
+  event.preventDefault();
+  act("POST", "/api/lesson/message", { text: document.getElementById("message-text").value });
+});
+document.getElementById("open-form").addEventListener("submit", event => {
+  event.preventDefault();
+  const target = document.getElementById("open-url").value.trim();
+  act("POST", "/api/lesson/open", /^https?:\/\//.test(target) ? { url: target } : { file: target });
+});
+document.getElementById("question-form").addEventListener("submit", event => {
+  event.preventDefault();
+  const id = `q${Date.now()}`;
+  const choices = ["A", "B", "C", "D"].map(c => ({ id: c, text: document.getElementById(`choice-${c}`).value.trim() })).filter(c => c.text);
+  const checked = document.querySelector("input[name=correct]:checked");
+  const correct = checked ? [checked.value] : [];
+  model.question = { id, correct }; model.reveal = false; model.answers = [];
+  act("POST", "/api/lesson/question/start", {
+    id, question_kind: "single_choice", prompt: document.getElementById("question-prompt").value, choices, correct });
+  render();
+});
+document.getElementById("question-stop").addEventListener("click", () => {
+  if (model.question) act("POST", "/api/lesson/question/stop", { question: model.question.id });
+});
+document.getElementById("question-reveal").addEventListener("click", () => { model.reveal = true; render(); });
+
 // ---- wiring
 
 async function load() {
@@ -193,10 +332,14 @@ async function load() {
   const state = await response.json();
   model.room = state.room; model.health = state.health; model.version = state.version;
   model.clockSynced = state.clock_synced; model.timezone = state.room.timezone || model.timezone;
-  for (const record of state.recent) apply(record);
+  model.today = state.today;
+  model.pupils = new Map((state.rollcall_pupils || []).map(p => [p.personal_id, p.full_name]));
+  for (const record of state.recent) apply(record, false);
   model.lastSeq = state.last_seq;
   render();
   listen();
+  loadTablets();
+  loadDevices();
 }
 
 function listen() {
@@ -206,7 +349,7 @@ function listen() {
   source.addEventListener("error", () => { offline.hidden = false; });
   source.addEventListener("hello", e => { model.health = JSON.parse(e.data).health; render(); });
   source.addEventListener("health", e => { model.health = JSON.parse(e.data); render(); });
-  source.addEventListener("record", e => { apply(JSON.parse(e.data)); render(); });
+  source.addEventListener("record", e => { apply(JSON.parse(e.data), true); render(); });
 }
 
 function showLogin() {
@@ -230,7 +373,11 @@ document.getElementById("login-form").addEventListener("submit", async event => 
 
 document.querySelector(".tabs").addEventListener("click", event => {
   const view = event.target.dataset && event.target.dataset.view;
-  if (view) { model.view = view; render(); }
+  if (!view) return;
+  model.view = view;
+  if (view === "tablets") loadTablets();
+  if (view === "room") loadDevices();
+  render();
 });
 
 document.getElementById("lang").addEventListener("click", () => {
@@ -239,7 +386,7 @@ document.getElementById("lang").addEventListener("click", () => {
   render(); tickClock();
 });
 
-setInterval(tickClock, 1000);
+setInterval(() => { tickClock(); renderNow(); }, 1000);
 tickClock();
 render();
 load();

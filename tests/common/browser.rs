@@ -1,0 +1,149 @@
+//! Debian's Chromium, headless, driven over the DevTools protocol: what the
+//! browser tests of the tablets' page and the panel share.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Chromium {
+    child: Child,
+    page: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    /// Starts a browser showing `url` in a window of `width` x `height` CSS pixels.
+    pub async fn open(url: &str) -> Chromium {
+        Self::open_sized(url, 1280, 800).await
+    }
+
+    pub async fn open_sized(url: &str, width: u32, height: u32) -> Chromium {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("/usr/bin/chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--window-size={width},{height}"))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("Debian's chromium at /usr/bin/chromium: run `make setup`");
+        let stderr = child.stderr.take().unwrap();
+        let endpoint = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let endpoint = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|line| line.strip_prefix("DevTools listening on ").map(str::to_owned))
+                .expect("chromium announces its DevTools endpoint");
+            std::thread::spawn(move || lines.for_each(drop));
+            endpoint
+        })
+        .await
+        .unwrap();
+        let port: u16 = endpoint.trim_start_matches("ws://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
+        let targets: Value = tokio::task::spawn_blocking(move || {
+            let mut response = ureq::get(&format!("http://127.0.0.1:{port}/json/list")).call().unwrap();
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+        })
+        .await
+        .unwrap();
+        let page_url = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("a page target")
+            .to_owned();
+        let (page, _) = connect_async(page_url).await.unwrap();
+        let mut chromium = Chromium { child, page, next_id: 1, _profile: profile };
+        chromium
+            .call("Emulation.setDeviceMetricsOverride", json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }))
+            .await;
+        chromium
+    }
+
+    /// One DevTools call; the whole reply.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "id": id, "method": method, "params": params });
+        self.page.send(Message::text(request.to_string())).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.page.next()).await.expect("DevTools answers").unwrap().unwrap();
+            let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page, awaiting a promise; returns its value.
+    pub async fn evaluate(&mut self, expression: &str) -> Value {
+        let reply = self.evaluate_once(expression).await;
+        assert!(reply.get("error").is_none() && reply["result"].get("exceptionDetails").is_none(), "{expression}: {reply}");
+        reply["result"]["result"]["value"].clone()
+    }
+
+    async fn evaluate_once(&mut self, expression: &str) -> Value {
+        self.call("Runtime.evaluate", json!({ "expression": expression, "awaitPromise": true, "returnByValue": true })).await
+    }
+
+    /// Resolves once `condition` (a JS expression) holds in the page, checked every 20 ms inside the page.
+    pub async fn wait_for(&mut self, condition: &str) {
+        let script = format!(
+            "new Promise((resolve, reject) => {{ const give_up = Date.now() + 15000; \
+             const check = () => {{ try {{ if ({condition}) return resolve(true); }} catch (e) {{}} \
+             if (Date.now() > give_up) return reject(new Error('timed out waiting for: {}')); setTimeout(check, 20); }}; check(); }})",
+            condition.replace('\'', "\\'")
+        );
+        // The page may still be navigating from about:blank: its context is then
+        // destroyed under the first evaluation, which is asked again in the new one.
+        for _ in 0..3 {
+            let reply = self.evaluate_once(&script).await;
+            if reply["result"]["result"]["value"] == Value::Bool(true) {
+                return;
+            }
+            let destroyed = reply.to_string().contains("context was destroyed") || reply.to_string().contains("Cannot find context");
+            assert!(destroyed, "waiting for {condition}: {reply}");
+        }
+        panic!("the page kept navigating while waiting for {condition}");
+    }
+
+    /// A PNG of the page as it is shown now.
+    pub async fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        let reply = self.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+        let data = reply["result"]["data"].as_str().expect("a screenshot");
+        base64::engine::general_purpose::STANDARD.decode(data).unwrap()
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
