@@ -3,81 +3,16 @@
 //! would deliver them, and the marks land in the store's outbox.
 
 mod common;
+#[path = "common/classroom.rs"]
+mod classroom;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Room, http_get, repo_root, shared_testdata};
+use classroom::{NO_CONSENT, PEOPLE, attendance_room, enroll, faces, frames, models_config};
+use common::{Room, http_get};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
-
-const PEOPLE: [(&str, &str); 5] = [
-    ("001206001000", "alex_lacamoire"),
-    ("001206001001", "biden"),
-    ("001206001002", "kit_harington"),
-    ("001206001003", "obama"),
-    ("001206001004", "rose_leslie"),
-];
-/// A pupil of the class whose parents gave no face consent.
-const NO_CONSENT: &str = "001206001005";
-
-fn faces() -> PathBuf {
-    shared_testdata().join("faces")
-}
-
-/// The models and runtime as `make setup` installs them, named in the config so
-/// the test does not depend on the environment `make` sets.
-fn models_config() -> String {
-    let root = repo_root();
-    let models = std::env::var("FIRMWARE_AGENT_MODELS").unwrap_or_else(|_| root.join("models").display().to_string());
-    let library = std::env::var("ORT_DYLIB_PATH")
-        .unwrap_or_else(|_| root.join(".local/onnxruntime/libonnxruntime.so").display().to_string());
-    format!("models_dir = \"{models}\"\nonnxruntime_library = \"{library}\"\n")
-}
-
-fn attendance_room(source: &str) -> Room {
-    let room = Room::new(&format!(
-        "[attendance]\nenabled = true\nclass = \"6A1\"\nconfirm_frames = 2\nlate_after_minutes = 0.25\nwindow_minutes = 0.5\n{}\n[attendance.source]\n{source}\n",
-        models_config()
-    ));
-    let mut csv = String::from("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n");
-    for (id, person) in PEOPLE {
-        csv.push_str(&format!("pupil,{id},{person},6A1,yes,yes,2026-08-20\n"));
-    }
-    csv.push_str(&format!("pupil,{NO_CONSENT},Lò Văn Páo,6A1,no,no,\n"));
-    let roster = room.dir.path().join("roster.csv");
-    std::fs::write(&roster, csv).unwrap();
-    let imported = room.command(&["roster", "import", roster.to_str().unwrap()]);
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
-    room
-}
-
-fn enroll(room: &Room, id: &str, photos: &[&Path]) -> std::process::Output {
-    let mut args = vec!["face", "enroll", "--student", id];
-    args.extend(photos.iter().map(|p| p.to_str().unwrap()));
-    room.command(&args)
-}
-
-/// A folder of frames: photos of three of the five (rose_leslie and alex_lacamoire stay away)
-/// and a stranger who stands still for two frames, in the order a camera might see them.
-fn frames(dir: &Path) -> PathBuf {
-    let folder = dir.join("frames");
-    std::fs::create_dir_all(&folder).unwrap();
-    let sequence = [
-        "probe/obama_720p.jpg",
-        "probe/group_two_people.jpg",
-        "probe/kit_harington_b.jpg",
-        "probe/stranger_a.png",
-        "probe/stranger_a.png",
-        "probe/kit_harington_c.jpg",
-        "probe/obama_b.jpg",
-    ];
-    for (index, file) in sequence.iter().enumerate() {
-        let extension = Path::new(file).extension().unwrap().to_str().unwrap();
-        std::fs::copy(faces().join(file), folder.join(format!("frame{index:03}.{extension}"))).unwrap();
-    }
-    folder
-}
 
 #[test]
 fn the_camera_takes_the_roll_and_the_marks_reach_the_outbox() {

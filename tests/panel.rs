@@ -2,10 +2,17 @@
 //! real browser.
 
 mod common;
+#[path = "common/browser.rs"]
+mod browser;
+#[path = "common/classroom.rs"]
+mod classroom;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::Room;
+use firmware_agent::proto::event::Payload;
+use firmware_agent::proto::{MarkSource, MarkStatus};
 
 /// A teacher's laptop on the room's network, for real: the agent runs in a
 /// private network namespace where 192.0.2.1 is one of the machine's own
@@ -64,3 +71,146 @@ kill -TERM $agent; wait $agent; echo "exit $?"
     assert_eq!(answer("right_while_locked"), "429");
     assert_eq!(answer("exit"), "0");
 }
+
+/// Every view, in a real browser against the real agent: the roll call fills in
+/// from the camera, a teacher's correction reaches the outbox, a tablet pairs
+/// and appears, a question's answers arrive. Screenshots of every view at
+/// 1920x1080 and 3840x2160 are kept in the target directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_works_in_headless_chromium() {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = classroom::frames(scratch.path());
+    let room = classroom::attendance_room_with(
+        &format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display()),
+        "late_after_minutes = 30\nwindow_minutes = 40\n",
+        "[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
+    );
+    for (id, person) in classroom::PEOPLE {
+        let photo = classroom::faces().join(format!("enroll/{person}/{person}_a.jpg"));
+        assert!(classroom::enroll(&room, id, &[&photo]).status.success(), "{person} enrolls");
+    }
+    let agent = tokio::task::spawn_blocking({
+        let config = room.config_path.clone();
+        move || {
+            let agent = common::RunningAgent::spawn(&config, &[]);
+            agent.wait_for_log("roll call opened", Duration::from_secs(60));
+            agent
+        }
+    })
+    .await
+    .unwrap();
+    let panel = format!("http://{}/panel/", room.http);
+    let mut page = browser::Chromium::open_sized(&panel, 1920, 1080).await;
+    page.wait_for("document.getElementById('room-name').textContent === 'Phòng thử'").await;
+    assert_eq!(page.evaluate("document.documentElement.lang").await, "vi");
+    assert_eq!(page.evaluate("document.querySelector('[data-view=rollcall]').textContent").await, "Điểm danh");
+
+    // The roll call fills in from the camera: the three people the frames show.
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
+    page.wait_for_within("document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 3", Duration::from_secs(90)).await;
+    let present: Vec<String> = serde_json::from_value(
+        page.evaluate("[...document.querySelectorAll('#rollcall-grid .pupil.PRESENT')].map(p => p.dataset.personalId).sort()").await,
+    )
+    .unwrap();
+    assert_eq!(present, ["001206001001", "001206001002", "001206001003"]);
+
+    // A one-touch correction: alex_lacamoire is here after all, says the teacher.
+    page.evaluate("window.prompt = () => 'đến cùng phụ huynh'; document.querySelector('[data-personal-id=\"001206001000\"] button').click(); true").await;
+    page.wait_for("document.querySelector('[data-personal-id=\"001206001000\"]').classList.contains('PRESENT')").await;
+    let corrected = outbox(&room).into_iter().find_map(|payload| match payload {
+        Payload::AttendanceMark(mark) if mark.personal_id == "001206001000" => Some(mark),
+        _ => None,
+    });
+    let corrected = corrected.expect("the correction is in the outbox");
+    assert_eq!((corrected.status(), corrected.source()), (MarkStatus::Present, MarkSource::Teacher));
+    assert_eq!(corrected.reason, "đến cùng phụ huynh");
+
+    // A tablet pairs with the code the panel shows, and appears in the list.
+    page.evaluate("document.querySelector('[data-view=tablets]').click(); document.getElementById('pair-open').click(); true").await;
+    page.wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)").await;
+    let code = page.evaluate("document.getElementById('pair-code').textContent").await;
+    let tablet_url = format!("http://{}/tablet/#code={}", room.http, code.as_str().unwrap());
+    let mut tablet = browser::Chromium::open(&tablet_url).await;
+    tablet.wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6").await;
+    tablet.evaluate("document.getElementById('name').value = 'Bàn 1'; document.getElementById('pair-button').click(); true").await;
+    tablet.wait_for("document.getElementById('status').dataset.state === 'online'").await;
+    page.wait_for("[...document.querySelectorAll('#tablets-list li')].some(li => li.textContent.startsWith('Bàn 1'))").await;
+    screenshots(&mut page, "tablets").await;
+
+    // A question: started at the panel, answered on the tablet, counted on the panel.
+    page.evaluate("document.querySelector('[data-view=questions]').click(); document.getElementById('question-prompt').value = '2 + 2 = ?'; \
+                   document.getElementById('choice-A').value = '3'; document.getElementById('choice-B').value = '4'; \
+                   document.querySelector('input[name=correct][value=B]').checked = true; \
+                   document.querySelector('#question-form button[type=submit]').click(); true").await;
+    tablet.wait_for("document.querySelectorAll('#choices .choice').length === 4").await;
+    tablet.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true").await;
+    page.wait_for("document.querySelector('#answers .bar[data-choice=B] .count')?.textContent === '1'").await;
+    page.evaluate("document.getElementById('question-reveal').click(); true").await;
+    page.wait_for("document.querySelector('#answers .bar[data-choice=B]').classList.contains('correct')").await;
+    screenshots(&mut page, "questions").await;
+
+    // The bell by hand, from the room view.
+    page.evaluate("document.querySelector('[data-view=room]').click(); true").await;
+    page.wait_for("document.querySelector('[data-device=bell] button') !== null").await;
+    page.evaluate("document.querySelector('[data-device=bell] button').click(); true").await;
+    page.wait_for("[...document.querySelectorAll('#actuations li')].some(li => li.textContent.startsWith('bell'))").await;
+    screenshots(&mut page, "room").await;
+
+    for view in ["now", "rollcall", "status"] {
+        page.evaluate(&format!("document.querySelector('[data-view={view}]').click(); true")).await;
+        screenshots(&mut page, view).await;
+    }
+
+    // Labels and contrast, in the view with the most on it.
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
+    let unlabeled = page.evaluate(ACCESSIBILITY).await;
+    assert_eq!(unlabeled, serde_json::json!([]), "controls without a label or text below WCAG AA contrast");
+
+    // English is one touch away.
+    page.evaluate("document.getElementById('lang').click(); true").await;
+    assert_eq!(page.evaluate("document.querySelector('[data-view=rollcall]').textContent").await, "Roll call");
+    drop(agent);
+}
+
+/// Every payload in the room's outbox, oldest first.
+fn outbox(room: &Room) -> Vec<Payload> {
+    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 10_000).unwrap();
+    events.iter().filter_map(|event| event.payload().unwrap()).collect()
+}
+
+/// Screenshots of the page at the panel's two usual sizes, kept as test artefacts.
+async fn screenshots(page: &mut browser::Chromium, view: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("panel-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1920, 1080), (3840, 2160)] {
+        page.call("Emulation.setDeviceMetricsOverride", serde_json::json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false })).await;
+        let png = page.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{view}-{width}x{height}.png")), png).unwrap();
+    }
+    page.call("Emulation.setDeviceMetricsOverride", serde_json::json!({ "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false })).await;
+}
+
+/// Lists visible controls with no accessible name, and visible text whose
+/// contrast with its background is below WCAG AA (4.5:1).
+const ACCESSIBILITY: &str = r#"(() => {
+  const problems = [];
+  const visible = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  for (const e of document.querySelectorAll('button, input, select, textarea')) {
+    if (!visible(e) || e.type === 'radio') continue;
+    const label = e.getAttribute('aria-label') || e.textContent.trim() || (e.id && document.querySelector(`label[for="${e.id}"]`)?.textContent.trim()) || e.closest('label')?.textContent.trim() || e.placeholder;
+    if (!label) problems.push(`no label: ${e.outerHTML.slice(0, 80)}`);
+  }
+  const rgb = c => c.match(/[\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = e => { for (let n = e; n; n = n.parentElement) { const c = rgb(getComputedStyle(n).backgroundColor); if (c.length < 4 || c[3] > 0) return c; } return [255, 255, 255]; };
+  for (const e of document.querySelectorAll('body *')) {
+    if (!visible(e) || ![...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const s = getComputedStyle(e);
+    const [a, b] = [lum(rgb(s.color)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) problems.push(`contrast ${ratio.toFixed(2)}: ${e.textContent.trim().slice(0, 40)}`);
+  }
+  return problems;
+})()"#;

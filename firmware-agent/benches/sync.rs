@@ -133,6 +133,8 @@ fn main() {
     println!("backlog: {BACKLOG} events committed in {:.1} s", filling.elapsed().as_secs_f64());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let shutdown = CancellationToken::new();
+    let (actuators, _) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown).unwrap();
     let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config: config_rx,
@@ -140,7 +142,9 @@ fn main() {
         clock,
         health: Health::new(),
         metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
-        shutdown: CancellationToken::new(),
+        actuators,
+        attendance: Default::default(),
+        shutdown,
     });
     let listener = runtime.block_on(firmware_agent::sync::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
     let address = listener.local_addr().unwrap();

@@ -93,6 +93,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         health: Health::new(),
         metrics,
         actuators: actuators.clone(),
+        attendance: Default::default(),
         shutdown,
     });
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());

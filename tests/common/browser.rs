@@ -87,17 +87,7 @@ impl Chromium {
 
     /// One DevTools call; the whole reply.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({ "id": id, "method": method, "params": params });
-        self.page.send(Message::text(request.to_string())).await.unwrap();
-        loop {
-            let frame = tokio::time::timeout(PATIENCE, self.page.next()).await.expect("DevTools answers").unwrap().unwrap();
-            let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-            if reply["id"] == id {
-                return reply;
-            }
-        }
+        self.call_within(method, params, PATIENCE).await
     }
 
     /// Evaluates `expression` in the page, awaiting a promise; returns its value.
@@ -111,18 +101,39 @@ impl Chromium {
         self.call("Runtime.evaluate", json!({ "expression": expression, "awaitPromise": true, "returnByValue": true })).await
     }
 
+    async fn call_within(&mut self, method: &str, params: Value, patience: Duration) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "id": id, "method": method, "params": params });
+        self.page.send(Message::text(request.to_string())).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(patience, self.page.next()).await.expect("DevTools answers").unwrap().unwrap();
+            let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    }
+
     /// Resolves once `condition` (a JS expression) holds in the page, checked every 20 ms inside the page.
     pub async fn wait_for(&mut self, condition: &str) {
+        self.wait_for_within(condition, Duration::from_secs(15)).await
+    }
+
+    /// As [`Chromium::wait_for`], for conditions that may take longer (a camera's frames).
+    pub async fn wait_for_within(&mut self, condition: &str, patience: Duration) {
         let script = format!(
-            "new Promise((resolve, reject) => {{ const give_up = Date.now() + 15000; \
+            "new Promise((resolve, reject) => {{ const give_up = Date.now() + {}; \
              const check = () => {{ try {{ if ({condition}) return resolve(true); }} catch (e) {{}} \
              if (Date.now() > give_up) return reject(new Error('timed out waiting for: {}')); setTimeout(check, 20); }}; check(); }})",
+            patience.as_millis(),
             condition.replace('\'', "\\'")
         );
+        let params = json!({ "expression": script, "awaitPromise": true, "returnByValue": true });
         // The page may still be navigating from about:blank: its context is then
         // destroyed under the first evaluation, which is asked again in the new one.
         for _ in 0..3 {
-            let reply = self.evaluate_once(&script).await;
+            let reply = self.call_within("Runtime.evaluate", params.clone(), patience + PATIENCE).await;
             if reply["result"]["result"]["value"] == Value::Bool(true) {
                 return;
             }

@@ -16,6 +16,7 @@
 
 pub mod align;
 pub mod config;
+pub mod desk;
 pub mod detect;
 pub mod embed;
 pub mod enroll;

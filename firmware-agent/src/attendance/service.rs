@@ -118,6 +118,7 @@ pub async fn run(agent: Arc<Agent>) {
     agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
 
     let mut tracker = Tracker::default();
+    let mut corrections = agent.attendance.take_inbox();
     loop {
         let until_close = roll.closes_at().duration_since(agent.clock.now());
         let wait = Duration::try_from(until_close).unwrap_or(Duration::ZERO);
@@ -127,6 +128,16 @@ pub async fn run(agent: Arc<Agent>) {
                 let now = agent.clock.now();
                 let out = roll.tick(now);
                 log_and_record(&agent, now, out).await;
+            }
+            Some(correction) = async { corrections.as_mut()?.recv().await } => {
+                let now = agent.clock.now();
+                match roll.correct(&correction.personal_id, correction.status, &correction.reason, "") {
+                    Ok(mark) => {
+                        log_and_record(&agent, now, vec![mark]).await;
+                        let _ = correction.reply.send(Ok(()));
+                    }
+                    Err(err) => { let _ = correction.reply.send(Err(err.to_string())); }
+                }
             }
             frame = results.recv() => {
                 let Some(faces) = frame else { break };

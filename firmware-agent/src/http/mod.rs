@@ -20,6 +20,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(crate::panel::routes())
         .merge(crate::lesson::routes(agent.clone()))
         .merge(actuators::routes())
+        .merge(crate::attendance::desk::routes())
         .layer(axum::Extension(crate::panel::access::SharedGate::default()))
         .with_state(agent)
 }
