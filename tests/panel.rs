@@ -125,6 +125,16 @@ async fn every_view_works_in_headless_chromium() {
     assert_eq!((corrected.status(), corrected.source()), (MarkStatus::Present, MarkSource::Teacher));
     assert_eq!(corrected.reason, "đến cùng phụ huynh");
 
+    // The school office's export: the correction is in today's file, in Vietnamese.
+    let csv = page
+        .evaluate("fetch(document.getElementById('export-day').href.replace('format=xlsx', 'format=csv')).then(r => r.text())")
+        .await;
+    assert!(csv.as_str().unwrap().contains("001206001000,alex_lacamoire,Có mặt,Giáo viên"), "{csv}");
+    let xlsx_is_zip = page
+        .evaluate("fetch(document.getElementById('export-month').href).then(r => r.arrayBuffer()).then(b => new Uint8Array(b).slice(0, 2).join(','))")
+        .await;
+    assert_eq!(xlsx_is_zip, "80,75", "the workbook is a zip archive (PK)");
+
     // A tablet pairs with the code the panel shows, and appears in the list.
     page.evaluate("document.querySelector('[data-view=tablets]').click(); document.getElementById('pair-open').click(); true").await;
     page.wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)").await;

@@ -72,6 +72,9 @@ pub enum Command {
         #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// The roll call's records: export a day or a month for the school office.
+    #[command(subcommand)]
+    Attendance(AttendanceCommand),
     /// Face recognition for the roll call: enroll and forget pupils, check photos.
     #[command(subcommand)]
     Face(FaceCommand),
@@ -166,6 +169,25 @@ pub enum BellCommand {
 pub enum LightState {
     On,
     Off,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttendanceCommand {
+    /// Write a day's or a month's marks as an Excel workbook or CSV (Vietnamese headings).
+    Export {
+        /// A day (YYYY-MM-DD) or a month (YYYY-MM), in the room's time zone.
+        #[arg(long, value_name = "PERIOD")]
+        period: String,
+        /// `xlsx` or `csv`.
+        #[arg(long, default_value = "xlsx", value_parser = ["xlsx", "csv"])]
+        format: String,
+        /// Where to write the file (default: diem-danh-PERIOD.FORMAT in the current directory).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The room's config file (names the database).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

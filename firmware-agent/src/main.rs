@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use firmware_agent::cli::{BellCommand, Cli, Command, FaceCommand, HubCommand, LightState, RosterCommand, ScheduleCommand};
+use firmware_agent::cli::{AttendanceCommand, BellCommand, Cli, Command, FaceCommand, HubCommand, LightState, RosterCommand, ScheduleCommand};
 use firmware_agent::{commands, daemon};
 
 fn main() -> ExitCode {
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Command::Schedule(ScheduleCommand::Show { config, date }) => commands::schedule::show(&config, date),
         Command::Bell(BellCommand::Ring { pattern, device, config }) => commands::devices::ring(&config, &pattern, device.as_deref()),
         Command::Light { state, zone, config } => commands::devices::light(&config, &zone, state == LightState::On),
+        Command::Attendance(AttendanceCommand::Export { period, format, output, config }) => {
+            commands::attendance::export(&period, &format, output.as_deref(), &config)
+        }
         Command::Face(FaceCommand::Enroll { student, images, config }) => commands::face::enroll(&student, &images, &config),
         Command::Face(FaceCommand::Forget { student, reason, config }) => commands::face::forget(&student, &reason, &config),
         Command::Face(FaceCommand::Detect { image, config }) => commands::face::detect(&image, config.as_deref()),

@@ -1,6 +1,7 @@
 //! The teacher's side of the roll call: corrections from the panel
 //! (`POST /api/attendance/correct`) handed to the running roll call, which
-//! records them as the teacher's and lets no later sighting change them.
+//! records them as the teacher's and lets no later sighting change them; and
+//! the day's or month's marks for the school office (`GET /api/attendance/export`).
 //!
 //! The desk exists from start-up; the roll call takes its inbox when it opens.
 //! While no roll call is open (attendance off, models missing, before the
@@ -65,6 +66,7 @@ impl Desk {
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new()
         .route("/api/attendance/correct", post(correct))
+        .route("/api/attendance/export", axum::routing::get(export))
         .route_layer(axum::middleware::from_fn(crate::panel::access::require_teacher))
 }
 
@@ -92,5 +94,46 @@ async fn correct(State(agent): State<Arc<Agent>>, Json(body): Json<CorrectionBod
     match agent.attendance.correct(body.personal_id, status, body.reason).await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
         Err(message) => (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    /// A day (YYYY-MM-DD) or a month (YYYY-MM).
+    period: String,
+    /// `xlsx` (the default) or `csv`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The roll call of a day or a month, as a file to download for the school office.
+async fn export(State(agent): State<Arc<Agent>>, axum::extract::Query(query): axum::extract::Query<ExportQuery>) -> Response {
+    use axum::http::header;
+    let refuse = |detail: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": "Yêu cầu không hợp lệ", "detail": detail }))).into_response();
+    let period = match super::export::Period::parse(&query.period) {
+        Ok(period) => period,
+        Err(detail) => return refuse(detail),
+    };
+    let format = query.format.as_deref().unwrap_or("xlsx").to_owned();
+    if format != "xlsx" && format != "csv" {
+        return refuse(format!("format `{format}` is neither xlsx nor csv"));
+    }
+    let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let store = agent.store.clone();
+    let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let (from, to) = period.bounds(&zone).map_err(|err| err.to_string())?;
+        let rows = store.marks_between(from, to).map_err(|err| err.to_string())?;
+        if format == "csv" { Ok(super::export::csv(&rows, &zone)) } else { super::export::xlsx(&rows, &zone).map_err(|err| err.to_string()) }
+    })
+    .await;
+    let ext = query.format.as_deref().unwrap_or("xlsx");
+    match built {
+        Ok(Ok(bytes)) => {
+            let content_type = if ext == "csv" { "text/csv; charset=utf-8" } else { "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" };
+            let disposition = format!("attachment; filename=\"{}.{ext}\"", period.file_stem());
+            ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+        }
+        Ok(Err(detail)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "Không xuất được", "detail": detail }))).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "Không xuất được", "detail": err.to_string() }))).into_response(),
     }
 }

@@ -20,6 +20,7 @@ pub mod desk;
 pub mod detect;
 pub mod embed;
 pub mod enroll;
+pub mod export;
 pub mod matcher;
 pub mod models;
 pub mod pipeline;

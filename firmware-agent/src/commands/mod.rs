@@ -1,5 +1,6 @@
 //! One file per command-line command that is not the daemon itself.
 
+pub mod attendance;
 pub mod check_config;
 pub mod hub;
 pub mod devices;

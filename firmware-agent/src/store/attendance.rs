@@ -135,6 +135,48 @@ impl Store {
     }
 }
 
+/// One mark as the school office reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkRow {
+    pub lesson_id: String,
+    pub class_name: String,
+    pub personal_id: String,
+    pub full_name: String,
+    /// `present`, `late`, `absent` or `excused`.
+    pub status: String,
+    /// `face`, `teacher` or `window_closed`.
+    pub source: String,
+    pub marked_at: Timestamp,
+}
+
+impl Store {
+    /// Every mark recorded in `[from, to)`, by lesson, class and name.
+    pub fn marks_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<MarkRow>, StoreError> {
+        let conn = self.reader()?;
+        let read = || -> rusqlite::Result<Vec<MarkRow>> {
+            let mut stmt = conn.prepare(
+                "SELECT m.lesson_id, coalesce(p.class_name, ''), m.personal_id, coalesce(p.full_name, ''), m.status, m.source, m.marked_at_ms
+                 FROM attendance_marks m LEFT JOIN pupils p ON p.personal_id = m.personal_id
+                 WHERE m.marked_at_ms >= ?1 AND m.marked_at_ms < ?2
+                 ORDER BY m.lesson_id, p.class_name, p.full_name, m.personal_id",
+            )?;
+            stmt.query_map(params![from.as_millisecond(), to.as_millisecond()], |row| {
+                Ok(MarkRow {
+                    lesson_id: row.get(0)?,
+                    class_name: row.get(1)?,
+                    personal_id: row.get(2)?,
+                    full_name: row.get(3)?,
+                    status: row.get(4)?,
+                    source: row.get(5)?,
+                    marked_at: Timestamp::from_millisecond(row.get(6)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                })
+            })?
+            .collect()
+        };
+        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+    }
+}
+
 fn status_name(status: MarkStatus) -> &'static str {
     match status {
         MarkStatus::Present | MarkStatus::Unspecified => "present",

@@ -37,6 +37,7 @@ const TEXT = {
     "room.bell": "Chuông", "room.light": "Đèn", "room.switch": "Công tắc", "room.is_on": "Đang bật", "room.is_off": "Đang tắt",
     "now.none": "Không có tiết", "now.period_n": "Tiết {n} · {s}–{e}", "now.in": "{t} (còn {m} phút)",
     "rollcall.correct": "Sửa", "rollcall.reason": "Lý do sửa điểm danh:",
+    "rollcall.export_day": "Tải về Excel (hôm nay)", "rollcall.export_month": "Tải về Excel (tháng này)",
     "error.generic": "Không thực hiện được: {m}",
   },
   en: {
@@ -73,6 +74,7 @@ const TEXT = {
     "room.bell": "Bell", "room.light": "Light", "room.switch": "Switch", "room.is_on": "On", "room.is_off": "Off",
     "now.none": "No lesson", "now.period_n": "Period {n} · {s}–{e}", "now.in": "{t} (in {m} min)",
     "rollcall.correct": "Correct", "rollcall.reason": "Reason for the correction:",
+    "rollcall.export_day": "Download Excel (today)", "rollcall.export_month": "Download Excel (this month)",
     "error.generic": "Could not do it: {m}",
   },
 };
@@ -184,6 +186,9 @@ function renderRollcall() {
   const c = counts();
   document.getElementById("rollcall-summary").textContent =
     model.session ? t("rollcall.summary", { p: c.PRESENT, l: c.LATE, a: c.ABSENT, e: c.EXCUSED }) : t("rollcall.none");
+  const today = new Date().toLocaleDateString("en-CA", { timeZone: model.timezone });
+  document.getElementById("export-day").href = `/api/attendance/export?period=${today}&format=xlsx`;
+  document.getElementById("export-month").href = `/api/attendance/export?period=${today.slice(0, 7)}&format=xlsx`;
   const grid = document.getElementById("rollcall-grid");
   const ids = model.pupils.size ? [...model.pupils.keys()] : [...model.marks.keys()];
   grid.replaceChildren(...ids.map(id => {
