@@ -54,8 +54,9 @@ pub async fn run(agent: Arc<Agent>) {
     let models = match tokio::task::spawn_blocking(move || ModelSet::load(&models_dir, &library)).await {
         Ok(Ok(models)) => models,
         Ok(Err(err)) => {
-            tracing::error!("attendance stopped: {err}");
+            // Health first: whoever reads the log line must find the state it reports.
             agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            tracing::error!("attendance stopped: {err}");
             return;
         }
         Err(err) => {
@@ -85,8 +86,8 @@ pub async fn run(agent: Arc<Agent>) {
     };
     if pupils.is_empty() {
         let detail = format!("class `{}` has no pupils: import the roster, or fix attendance.class", config.class);
+        agent.health.set(SUBSYSTEM, State::Failed, detail.clone());
         tracing::error!("attendance stopped: {detail}");
-        agent.health.set(SUBSYSTEM, State::Failed, detail);
         return;
     }
     let enrolled = templates.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>().len() as u32;
@@ -96,8 +97,8 @@ pub async fn run(agent: Arc<Agent>) {
     let jobs = match start_workers(&config, &models, &gallery, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
-            tracing::error!("attendance stopped: {err}");
             agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            tracing::error!("attendance stopped: {err}");
             return;
         }
     };
