@@ -1,5 +1,6 @@
 //! Debian's Chromium, headless, driven over the DevTools protocol: what the
 //! browser tests of the tablets' page and the panel share.
+#![allow(dead_code)] // each test or bench uses its own part of this module
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
