@@ -6,10 +6,9 @@ mod common;
 #[path = "common/classroom.rs"]
 mod classroom;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use classroom::{NO_CONSENT, PEOPLE, attendance_room, enroll, faces, frames, models_config};
+use classroom::{NO_CONSENT, PEOPLE, attendance_room, enroll, faces, frames};
 use common::{Room, http_get};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
