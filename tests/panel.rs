@@ -89,16 +89,7 @@ async fn every_view_works_in_headless_chromium() {
         let photo = classroom::faces().join(format!("enroll/{person}/{person}_a.jpg"));
         assert!(classroom::enroll(&room, id, &[&photo]).status.success(), "{person} enrolls");
     }
-    let agent = tokio::task::spawn_blocking({
-        let config = room.config_path.clone();
-        move || {
-            let agent = common::RunningAgent::spawn(&config, &[]);
-            agent.wait_for_log("roll call opened", Duration::from_secs(60));
-            agent
-        }
-    })
-    .await
-    .unwrap();
+    let agent = room.start_async("roll call opened").await;
     let panel = format!("http://{}/panel/", room.http);
     let mut page = browser::Chromium::open_sized(&panel, 1920, 1080).await;
     page.wait_for("document.getElementById('room-name').textContent === 'Phòng thử'").await;

@@ -362,16 +362,7 @@ async fn client(room: &Room) -> (tonic::transport::Channel, SyncServiceClient<to
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_requests_get_a_status_and_the_agent_keeps_serving() {
     let room = Room::with_hub("plaintext = true\nmax_message_bytes = 65536\n", "");
-    let _agent = tokio::task::spawn_blocking({
-        let config = room.config_path.clone();
-        move || {
-            let agent = common::RunningAgent::spawn(&config, &[]);
-            agent.wait_for_log("agent ready", Duration::from_secs(20));
-            agent
-        }
-    })
-    .await
-    .unwrap();
+    let _agent = room.start_async("agent ready").await;
     let (channel, mut hub) = client(&room).await;
 
     let truncated_varint = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/Ack", vec![0x08, 0xff, 0xff]).await;
@@ -403,16 +394,7 @@ fn pupil(id: &str, name: &str, class: &str) -> proto::Pupil {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changing_nothing() {
     let room = Room::new("");
-    let _agent = tokio::task::spawn_blocking({
-        let config = room.config_path.clone();
-        move || {
-            let agent = common::RunningAgent::spawn(&config, &[]);
-            agent.wait_for_log("agent ready", Duration::from_secs(20));
-            agent
-        }
-    })
-    .await
-    .unwrap();
+    let _agent = room.start_async("agent ready").await;
     let (_, mut hub) = client(&room).await;
     let store = writer(&room);
     let roster = |version, pupils| PutRosterRequest {
@@ -488,16 +470,7 @@ fn sigterm_ends_follow_streams_and_the_agent_exits_cleanly() {
 async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all() {
     use sha2::Digest;
     let room = Room::new("");
-    let _agent = tokio::task::spawn_blocking({
-        let config = room.config_path.clone();
-        move || {
-            let agent = common::RunningAgent::spawn(&config, &[]);
-            agent.wait_for_log("agent ready", Duration::from_secs(20));
-            agent
-        }
-    })
-    .await
-    .unwrap();
+    let _agent = room.start_async("agent ready").await;
     let (_, mut hub) = client(&room).await;
     let video: Vec<u8> = (0..3_000_000u32).map(|n| (n % 251) as u8).collect();
     let sha256 = sha2::Sha256::digest(&video).to_vec();

@@ -81,6 +81,19 @@ impl Room {
         Command::new(agent_binary()).args(args).arg("--config").arg(&self.config_path).output().unwrap()
     }
 
+    /// From an async test: starts the agent and waits, off the runtime's
+    /// threads, for a log line containing `ready_line`.
+    pub async fn start_async(&self, ready_line: &'static str) -> RunningAgent {
+        let config = self.config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let agent = RunningAgent::spawn(&config, &[]);
+            agent.wait_for_log(ready_line, Duration::from_secs(60));
+            agent
+        })
+        .await
+        .unwrap()
+    }
+
     /// Starts `firmware-agent run` and waits until it says it is ready.
     pub fn start(&self) -> RunningAgent {
         let agent = RunningAgent::spawn(&self.config_path, &[]);
