@@ -215,3 +215,49 @@ const ACCESSIBILITY: &str = r#"(() => {
   }
   return problems;
 })()"#;
+
+/// The panel's power over RS-232, for real: the agent writes to the slave side
+/// of a pseudo-terminal as it would to a USB serial adapter, and the test reads
+/// the panel's command from the master side. The timetable's period covers the
+/// whole day, so the agent switches the panel on as soon as it starts.
+#[test]
+fn the_panel_is_switched_on_over_rs232_during_the_school_day() {
+    let (mut master, slave_path) = pseudo_terminal();
+    let room = Room::new(&format!(
+        "[panel.power]\ncontrol = \"rs232\"\nserial_device = \"{slave_path}\"\nbaud = 9600\non_bytes = \"AA 11 FE 01 01 11\"\noff_bytes = \"AA 11 FE 01 00 10\"\n\n\
+         [[schedule.shifts]]\nname = \"Cả ngày\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nperiods = [{{ start = \"00:00\", end = \"23:59\" }}]\n\n\
+         [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n"
+    ));
+    let (tx, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 64];
+        while bytes.len() < 6 {
+            match master.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let _ = tx.send(bytes);
+    });
+    let _agent = room.start();
+    let bytes = received.recv_timeout(Duration::from_secs(20)).expect("the panel receives a command");
+    assert_eq!(bytes, [0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11], "the power-on command");
+    let (_, health) = common::http_get(room.http, "/healthz");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["subsystems"]["panel_power"]["state"], "ok", "{health}");
+}
+
+/// A pseudo-terminal pair: the master side as a file, and the slave's path.
+fn pseudo_terminal() -> (std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors this test then owns.
+    let opened = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(opened, 0, "openpty");
+    let path = std::fs::read_link(format!("/proc/self/fd/{slave}")).unwrap().display().to_string();
+    // The slave stays open in the test so the terminal survives the agent's opens and closes.
+    std::mem::forget(unsafe { std::fs::File::from_raw_fd(slave) });
+    (unsafe { std::fs::File::from_raw_fd(master) }, path)
+}

@@ -114,6 +114,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
     tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
     tasks.spawn(crate::attendance::service::run(agent.clone()));
+    tasks.spawn(crate::panel::power::run(agent.clone()));
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod feed;
+pub mod power;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,19 +38,22 @@ pub struct PanelConfig {
     /// The PIN a teacher enters to use the panel from another device on the LAN;
     /// empty: only the panel itself (loopback) has access.
     pub teacher_pin: String,
+    /// The panel's own power, switched with the timetable.
+    pub power: power::PowerConfig,
 }
 
 impl PanelConfig {
     pub(crate) fn problems(&self) -> Vec<crate::config::diagnostics::Unlocated> {
+        let mut problems = self.power.problems();
         let pin = &self.teacher_pin;
-        if pin.is_empty() || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit())) {
-            return Vec::new();
+        if !(pin.is_empty() || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit()))) {
+            problems.push(crate::config::diagnostics::Unlocated {
+                key: "panel.teacher_pin".into(),
+                message: "must be 4 to 12 digits".into(),
+                hint: "choose a PIN of digits only, such as \"482193\", or leave it empty to allow the panel only".into(),
+            });
         }
-        vec![crate::config::diagnostics::Unlocated {
-            key: "panel.teacher_pin".into(),
-            message: "must be 4 to 12 digits".into(),
-            hint: "choose a PIN of digits only, such as \"482193\", or leave it empty to allow the panel only".into(),
-        }]
+        problems
     }
 }
 

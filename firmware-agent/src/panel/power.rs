@@ -1,0 +1,272 @@
+//! The interactive panel's own power: on before the day's first period, off
+//! after its last, so that nobody has to find the remote and no panel glows
+//! all night. Optional: `panel.power.control = "none"` (the default) leaves the
+//! panel alone.
+//!
+//! # Design
+//! - Two drivers behind one trait: RS-232 (most classroom panels take a short
+//!   binary command on their serial port, written here as hex bytes) and a
+//!   command to run (`cec-ctl` for HDMI-CEC, or a vendor's tool).
+//! - [`desired`] decides from the day's plan and the time it is handed whether
+//!   the panel should be on, and when that next changes; it does no I/O. The
+//!   loop applies its answer at start (a restart mid-day switches the panel on
+//!   again) and at each change, and records every switch for the hub.
+//! - The serial port is opened for each command: a panel unplugged and
+//!   plugged back in works again at the next change.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use serde::Deserialize;
+
+use crate::agent::Agent;
+use crate::health::State;
+use crate::proto::{self, actuation::Cause, actuation::Kind, actuation::Outcome};
+use crate::schedule::timetable::{DayPlan, Timetable};
+use crate::store::outbox::NewEvent;
+
+const SUBSYSTEM: &str = "panel_power";
+
+/// `[panel.power]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerConfig {
+    pub control: Control,
+    /// Minutes before the day's first period the panel is switched on.
+    pub on_before_minutes: u32,
+    /// Minutes after the day's last period the panel is switched off.
+    pub off_after_minutes: u32,
+    /// RS-232: the serial device, its speed, and the command bytes in hex.
+    pub serial_device: PathBuf,
+    pub baud: u32,
+    pub on_bytes: String,
+    pub off_bytes: String,
+    /// A command to run instead, such as `["cec-ctl", "--to", "0", "--image-view-on"]`.
+    pub on_command: Vec<String>,
+    pub off_command: Vec<String>,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        Self {
+            control: Control::None,
+            on_before_minutes: 10,
+            off_after_minutes: 15,
+            serial_device: PathBuf::from("/dev/ttyUSB0"),
+            baud: 9600,
+            on_bytes: String::new(),
+            off_bytes: String::new(),
+            on_command: Vec::new(),
+            off_command: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    None,
+    Rs232,
+    Command,
+}
+
+impl PowerConfig {
+    pub(crate) fn problems(&self) -> Vec<crate::config::diagnostics::Unlocated> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String, hint: &str| {
+            problems.push(crate::config::diagnostics::Unlocated { key: format!("panel.power.{key}"), message, hint: hint.to_owned() })
+        };
+        match self.control {
+            Control::None => {}
+            Control::Rs232 => {
+                for (key, bytes) in [("on_bytes", &self.on_bytes), ("off_bytes", &self.off_bytes)] {
+                    if let Err(err) = hex_bytes(bytes) {
+                        problem(key, err, "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"");
+                    }
+                }
+                if speed(self.baud).is_none() {
+                    problem("baud", format!("{} is not a serial speed this agent sets", self.baud), "use 9600, 19200, 38400, 57600 or 115200");
+                }
+            }
+            Control::Command => {
+                for (key, command) in [("on_command", &self.on_command), ("off_command", &self.off_command)] {
+                    if command.is_empty() {
+                        problem(key, "is empty".to_owned(), "name the program and its arguments, such as [\"cec-ctl\", \"--to\", \"0\", \"--standby\"]");
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return Err(format!("`{text}` is not whole hex bytes"));
+    }
+    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| format!("`{text}` is not hex"))).collect()
+}
+
+fn speed(baud: u32) -> Option<libc::speed_t> {
+    Some(match baud {
+        9600 => libc::B9600,
+        19200 => libc::B19200,
+        38400 => libc::B38400,
+        57600 => libc::B57600,
+        115200 => libc::B115200,
+        _ => return None,
+    })
+}
+
+/// Whether the panel should be on at `now`, and when that next changes.
+pub fn desired(today: &DayPlan, timetable: &Timetable, config: &PowerConfig, now: Timestamp) -> (bool, Timestamp) {
+    let zone = &timetable.zone;
+    let next_midnight = today
+        .date
+        .checked_add(1.day())
+        .ok()
+        .and_then(|d| d.to_zoned(zone.clone()).ok())
+        .map_or(now + SignedDuration::from_hours(24), |z| z.timestamp());
+    let (Some(first), Some(last)) = (today.periods.iter().map(|p| p.start).min(), today.periods.iter().map(|p| p.end).max()) else {
+        return (false, next_midnight);
+    };
+    let at = |time: jiff::civil::Time| today.date.to_datetime(time).to_zoned(zone.clone()).map(|z| z.timestamp()).unwrap_or(now);
+    let on_at = at(first) - SignedDuration::from_mins(i64::from(config.on_before_minutes));
+    let off_at = at(last) + SignedDuration::from_mins(i64::from(config.off_after_minutes));
+    if now < on_at {
+        (false, on_at)
+    } else if now < off_at {
+        (true, off_at)
+    } else {
+        (false, next_midnight.max(off_at))
+    }
+}
+
+/// Switches the panel on or off.
+fn switch(config: &PowerConfig, on: bool) -> Result<(), String> {
+    match config.control {
+        Control::None => Ok(()),
+        Control::Rs232 => {
+            let bytes = hex_bytes(if on { &config.on_bytes } else { &config.off_bytes })?;
+            let device = &config.serial_device;
+            let mut port = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open(device)
+                .map_err(|err| format!("{}: {err}", device.display()))?;
+            let speed = speed(config.baud).ok_or_else(|| format!("unsupported speed {}", config.baud))?;
+            // SAFETY: termios calls on the descriptor of the file just opened.
+            unsafe {
+                let mut termios: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(port.as_raw_fd(), &mut termios) != 0 {
+                    return Err(format!("{}: not a serial port: {}", device.display(), std::io::Error::last_os_error()));
+                }
+                libc::cfmakeraw(&mut termios);
+                libc::cfsetspeed(&mut termios, speed);
+                libc::tcsetattr(port.as_raw_fd(), libc::TCSANOW, &termios);
+            }
+            port.write_all(&bytes).map_err(|err| format!("{}: {err}", device.display()))?;
+            // SAFETY: waits until the bytes have left, on the same descriptor.
+            unsafe { libc::tcdrain(port.as_raw_fd()) };
+            Ok(())
+        }
+        Control::Command => {
+            let argv = if on { &config.on_command } else { &config.off_command };
+            let (program, args) = argv.split_first().ok_or("no command configured")?;
+            let status = std::process::Command::new(program).args(args).status().map_err(|err| format!("{program}: {err}"))?;
+            if status.success() { Ok(()) } else { Err(format!("{program} exited with {status}")) }
+        }
+    }
+}
+
+/// Keeps the panel's power in step with the timetable until shutdown.
+pub async fn run(agent: Arc<Agent>) {
+    let mut applied: Option<bool> = None;
+    loop {
+        let config = agent.config();
+        let power = config.panel.power.clone();
+        if power.control == Control::None {
+            agent.health.set(SUBSYSTEM, State::Disabled, "panel.power.control = \"none\"");
+            return;
+        }
+        let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else { return };
+        let now = agent.clock.now();
+        let (on, next) = desired(&timetable.plan(timetable.date_of(now)), &timetable, &power, now);
+        if applied != Some(on) {
+            let settings = power.clone();
+            let result = tokio::task::spawn_blocking(move || switch(&settings, on)).await.unwrap_or_else(|err| Err(err.to_string()));
+            let (outcome, detail) = match &result {
+                Ok(()) => (Outcome::Done, String::new()),
+                Err(err) => (Outcome::Failed, err.clone()),
+            };
+            match &result {
+                Ok(()) => agent.health.set(SUBSYSTEM, State::Ok, if on { "on for the school day" } else { "off" }),
+                Err(err) => agent.health.set(SUBSYSTEM, State::Degraded, format!("cannot switch the panel {}: {err}", if on { "on" } else { "off" })),
+            }
+            let record = proto::Actuation {
+                device: "panel".into(),
+                device_kind: Kind::Switch as i32,
+                command: if on { "on" } else { "off" }.into(),
+                cause: Cause::Timetable as i32,
+                outcome: outcome as i32,
+                detail,
+                latency_ms: 0,
+            };
+            let store = agent.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
+            // A failed switch is tried again at the next change, or after a minute.
+            applied = result.is_ok().then_some(on);
+        }
+        let wait = if applied.is_some() { next.duration_since(agent.clock.now()) } else { SignedDuration::from_mins(1) };
+        let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::ZERO).max(std::time::Duration::from_secs(1));
+        tokio::select! {
+            _ = agent.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::config::ScheduleConfig;
+
+    fn timetable() -> Timetable {
+        let config: ScheduleConfig = toml::from_str(
+            "[[shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [{ start = \"07:00\", end = \"07:45\" }, { start = \"07:50\", end = \"08:35\" }]\n",
+        )
+        .unwrap();
+        Timetable::new(config, "Asia/Ho_Chi_Minh").unwrap()
+    }
+
+    fn at(local: &str) -> Timestamp {
+        local.parse::<jiff::civil::DateTime>().unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).unwrap().timestamp()
+    }
+
+    #[test]
+    fn on_before_the_first_period_and_off_after_the_last() {
+        let timetable = timetable();
+        let config = PowerConfig { control: Control::Rs232, ..Default::default() };
+        let monday = "2026-09-07".parse().unwrap();
+        let plan = timetable.plan(monday);
+        assert_eq!(desired(&plan, &timetable, &config, at("2026-09-07T06:00")), (false, at("2026-09-07T06:50")));
+        assert_eq!(desired(&plan, &timetable, &config, at("2026-09-07T06:50")), (true, at("2026-09-07T08:50")));
+        assert_eq!(desired(&plan, &timetable, &config, at("2026-09-07T08:50")), (false, at("2026-09-08T00:00")));
+        let tuesday = timetable.plan("2026-09-08".parse().unwrap());
+        assert_eq!(desired(&tuesday, &timetable, &config, at("2026-09-08T07:10")), (false, at("2026-09-09T00:00")), "no lessons, no panel");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let config = PowerConfig { control: Control::Rs232, on_bytes: "AA 1".into(), off_bytes: "zz".into(), baud: 1200, ..Default::default() };
+        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["panel.power.on_bytes", "panel.power.off_bytes", "panel.power.baud"]);
+        assert_eq!(hex_bytes("AA 11 fe 01").unwrap(), vec![0xAA, 0x11, 0xFE, 0x01]);
+    }
+}
