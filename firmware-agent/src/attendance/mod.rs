@@ -21,6 +21,7 @@ pub mod detect;
 pub mod embed;
 pub mod enroll;
 pub mod export;
+pub mod lessons;
 pub mod matcher;
 pub mod models;
 pub mod pipeline;

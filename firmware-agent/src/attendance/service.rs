@@ -14,8 +14,10 @@
 //!   degraded meanwhile, and the roll call and the rest of the agent run on.
 //! - A missing or altered model stops attendance alone: /healthz shows
 //!   `attendance` as failed with the model error and its fix.
-//! - One roll call is opened when attendance starts, for the class in
-//!   `attendance.class`; its window closes after `attendance.window_minutes`.
+//! - A roll call opens at the start of each period of the timetable (see
+//!   [`super::lessons`]), or once when attendance starts in a room without a
+//!   timetable, for the class in `attendance.class`; its window closes after
+//!   `attendance.window_minutes`. Between roll calls, frames are dropped.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use tokio::sync::mpsc as async_mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::AttendanceConfig;
+use super::lessons::{self, Next};
 use super::matcher::{Gallery, Match};
 use super::models::{self, ModelSet};
 use super::pipeline::Pipeline;
@@ -34,6 +37,7 @@ use super::track::Tracker;
 use crate::agent::Agent;
 use crate::health::{Health, State};
 use crate::proto::event::Payload;
+use crate::schedule::timetable::Timetable;
 
 const SUBSYSTEM: &str = "attendance";
 const SOURCE_SUBSYSTEM: &str = "attendance_source";
@@ -104,35 +108,65 @@ pub async fn run(agent: Arc<Agent>) {
     };
     start_source(&config, jobs, agent.health.clone(), agent.shutdown.clone());
 
-    let now = agent.clock.now();
     let rules = Rules {
         confirm_frames: config.confirm_frames,
         late_after: SignedDuration::from_secs_f64(config.late_after_minutes * 60.0),
         window: SignedDuration::from_secs_f64(config.window_minutes * 60.0),
     };
-    let lesson_id = lesson_id(now, &agent.config().room.timezone);
-    let session_id = uuid::Uuid::now_v7().to_string();
-    let ids = pupils.iter().map(|p| p.personal_id.to_string());
-    let (mut roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids, enrolled, rules, now);
-    record(&agent, now, vec![opened]).await;
-    tracing::info!(session = roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
-    agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
-
+    let room = agent.config();
+    let timetable = Timetable::new(room.schedule.clone(), &room.room.timezone).ok().filter(|t| !t.config.shifts.is_empty());
+    let ids: Vec<String> = pupils.iter().map(|p| p.personal_id.to_string()).collect();
+    let mut roll: Option<RollCall> = None;
+    let mut last_lesson: Option<String> = None;
     let mut tracker = Tracker::default();
     let mut corrections = agent.attendance.take_inbox();
     loop {
-        let until_close = roll.closes_at().duration_since(agent.clock.now());
-        let wait = Duration::try_from(until_close).unwrap_or(Duration::ZERO);
+        let now = agent.clock.now();
+        // Open the next roll call when it is due: each period's, or one now without a timetable.
+        let due = match (&timetable, roll.as_ref().is_some_and(|r| !r.is_closed())) {
+            (_, true) => Next::Never,
+            (Some(timetable), false) => lessons::next(timetable, now, rules.window, last_lesson.as_deref()),
+            (None, false) if last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &room.room.timezone), start: now },
+            (None, false) => Next::Never,
+        };
+        let mut open_at = None;
+        match due {
+            Next::Open { lesson_id, start } => {
+                let session_id = uuid::Uuid::now_v7().to_string();
+                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids.iter().cloned(), enrolled, rules.clone(), start);
+                record(&agent, now, vec![opened]).await;
+                tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
+                agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
+                roll = Some(opened_roll);
+                last_lesson = Some(lesson_id);
+                tracker = Tracker::default();
+            }
+            Next::Wait(at) => {
+                agent.health.set(SUBSYSTEM, State::Ok, format!("waiting for the next period ({at})"));
+                open_at = Some(at);
+            }
+            Next::Never => {}
+        }
+        let until = |instant: Timestamp| Duration::try_from(instant.duration_since(agent.clock.now())).unwrap_or(Duration::ZERO);
+        let close_wait = roll.as_ref().filter(|r| !r.is_closed()).map(|r| until(r.closes_at()));
+        let open_wait = open_at.map(until);
         tokio::select! {
             _ = agent.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait), if !roll.is_closed() => {
+            _ = tokio::time::sleep(close_wait.unwrap_or_default()), if close_wait.is_some() => {
                 let now = agent.clock.now();
-                let out = roll.tick(now);
-                log_and_record(&agent, now, out).await;
+                if let Some(roll) = roll.as_mut() {
+                    let out = roll.tick(now);
+                    log_and_record(&agent, now, out).await;
+                }
             }
+            _ = tokio::time::sleep(open_wait.unwrap_or_default()), if open_wait.is_some() => {}
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
                 let now = agent.clock.now();
-                match roll.correct(&correction.personal_id, correction.status, &correction.reason, "") {
+                let Some(open) = roll.as_mut() else {
+                    let _ = correction.reply.send(Err("Chưa có buổi điểm danh nào (no roll call yet)".to_owned()));
+                    continue;
+                };
+                match open.correct(&correction.personal_id, correction.status, &correction.reason, "") {
                     Ok(mark) => {
                         log_and_record(&agent, now, vec![mark]).await;
                         let _ = correction.reply.send(Ok(()));
@@ -142,6 +176,7 @@ pub async fn run(agent: Arc<Agent>) {
             }
             frame = results.recv() => {
                 let Some(faces) = frame else { break };
+                let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
                 let now = agent.clock.now();
                 let boxes: Vec<[f32; 4]> = faces.iter().map(|(bbox, _)| *bbox).collect();
                 let tracks = tracker.assign(&boxes);
@@ -153,7 +188,7 @@ pub async fn run(agent: Arc<Agent>) {
                         None => Sighting::Unknown { track },
                     })
                     .collect();
-                let out = roll.observe(now, &sightings);
+                let out = open.observe(now, &sightings);
                 log_and_record(&agent, now, out).await;
             }
         }
