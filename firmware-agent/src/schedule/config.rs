@@ -33,6 +33,23 @@ pub struct ScheduleConfig {
     pub patterns: BTreeMap<String, BellPattern>,
     pub shifts: Vec<Shift>,
     pub exceptions: Vec<Exception>,
+    /// Other switches on a daily time plan (plant watering, a fan), every listed
+    /// day, holidays included: plants need water whatever the school does.
+    pub switches: Vec<TimedSwitch>,
+}
+
+/// A switch turned on and off at set times, such as a watering valve.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimedSwitch {
+    /// The `[[actuators.device]]` it switches.
+    pub device: String,
+    /// What people see, such as "Tưới cây".
+    #[serde(default)]
+    pub name: String,
+    pub days: Vec<Day>,
+    pub on: Time,
+    pub off: Time,
 }
 
 impl Default for ScheduleConfig {
@@ -47,6 +64,7 @@ impl Default for ScheduleConfig {
             patterns: default_patterns(),
             shifts: Vec::new(),
             exceptions: Vec::new(),
+            switches: Vec::new(),
         }
     }
 }
@@ -180,6 +198,18 @@ pub fn problems(schedule: &ScheduleConfig, devices: &[&str]) -> Vec<Unlocated> {
     for (i, light) in schedule.lights.iter().enumerate() {
         if !devices.contains(&light.as_str()) {
             problem(format!("schedule.lights.{i}"), format!("no device named `{light}`"), "name an [[actuators.device]] entry, or add one");
+        }
+    }
+    for (i, switch) in schedule.switches.iter().enumerate() {
+        let key = format!("schedule.switches.{i}");
+        if !devices.contains(&switch.device.as_str()) {
+            problem(format!("{key}.device"), format!("no device named `{}`", switch.device), "name an [[actuators.device]] entry, or add one");
+        }
+        if switch.off <= switch.on {
+            problem(format!("{key}.off"), format!("switches off at {} but on at {}", hh_mm(switch.off), hh_mm(switch.on)), "the off time comes after the on time");
+        }
+        if switch.days.is_empty() {
+            problem(format!("{key}.days"), "no days".into(), "write days = [\"mon\", \"wed\", \"fri\"]");
         }
     }
     let check_pattern = |key: String, name: &str, problem: &mut dyn FnMut(String, String, &str)| {

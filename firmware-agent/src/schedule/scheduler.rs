@@ -170,6 +170,12 @@ pub(crate) mod tests {
                 { start = "09:45", end = "10:30" },
                 { start = "10:35", end = "11:20", days = ["mon", "tue", "thu", "fri", "sat"] },
             ]
+            [[switches]]
+            device = "watering"
+            name = "Tưới cây"
+            days = ["mon", "wed", "fri"]
+            on = "16:30"
+            off = "16:45"
             [[exceptions]]
             date = "2026-09-02"
             kind = "holiday"
@@ -226,6 +232,10 @@ pub(crate) mod tests {
         assert!(fired.contains(&"2026-08-31T11:20:00 bell ring:end".to_owned()));
         let lights: Vec<String> = week.iter().filter(|(_, d)| d.action().device == "lights").map(|(_, d)| d.action().key()).collect();
         assert_eq!(lights[..2], ["2026-08-31T06:55:00 lights on".to_owned(), "2026-08-31T11:30:00 lights off".to_owned()]);
+        // The plants are watered Monday, Wednesday (a holiday for the school, not for them) and Friday.
+        let watering: Vec<String> = week.iter().filter(|(_, d)| d.action().device == "watering").map(|(_, d)| d.action().key()).collect();
+        assert_eq!(watering.len(), 6, "{watering:#?}");
+        assert_eq!(watering[2..4], ["2026-09-02T16:30:00 watering on".to_owned(), "2026-09-02T16:45:00 watering off".to_owned()]);
     }
 
     #[test]

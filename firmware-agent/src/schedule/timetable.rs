@@ -149,6 +149,14 @@ impl Timetable {
                 actions.push(self.action(off_at, light, Action::Switch { on: false }, format!("Ca {shift} – tắt đèn"), until_midnight));
             }
         }
+        let weekday = date.weekday();
+        for switch in config.switches.iter().filter(|s| s.days.iter().any(|d| d.weekday() == weekday)) {
+            let (on_at, off_at) = (date.to_datetime(switch.on), date.to_datetime(switch.off));
+            let name = if switch.name.is_empty() { switch.device.as_str() } else { switch.name.as_str() };
+            actions.push(self.action(on_at, &switch.device, Action::Switch { on: true }, format!("{name} – bật"), off_at.duration_since(on_at)));
+            let until_midnight = off_at.duration_until(date.tomorrow().unwrap_or(date).to_datetime(Time::midnight()));
+            actions.push(self.action(off_at, &switch.device, Action::Switch { on: false }, format!("{name} – tắt"), until_midnight));
+        }
         actions.sort_by(|a, b| (a.at, &a.device).cmp(&(b.at, &b.device)));
         DayPlan { date, kind, periods, actions }
     }
