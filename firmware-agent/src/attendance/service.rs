@@ -42,6 +42,8 @@ use crate::schedule::timetable::Timetable;
 const SUBSYSTEM: &str = "attendance";
 const SOURCE_SUBSYSTEM: &str = "attendance_source";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long without a face before the room counts as empty.
+const EMPTY_ROOM_AFTER: SignedDuration = SignedDuration::from_mins(10);
 
 /// What a worker made of one frame: each face's box and match (if any).
 type FrameResult = Vec<([f32; 4], Option<Match>)>;
@@ -120,6 +122,10 @@ pub async fn run(agent: Arc<Agent>) {
     let mut last_lesson: Option<String> = None;
     let mut tracker = Tracker::default();
     let mut corrections = agent.attendance.take_inbox();
+    // The camera also tells when the room is empty: no face for a while switches
+    // the lights off (as automation, so a lesson or the teacher still wins).
+    let mut last_face_seen = agent.clock.now();
+    let mut reported_empty = false;
     loop {
         let now = agent.clock.now();
         // Open the next roll call when it is due: each period's, or one now without a timetable.
@@ -176,8 +182,16 @@ pub async fn run(agent: Arc<Agent>) {
             }
             frame = results.recv() => {
                 let Some(faces) = frame else { break };
-                let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
                 let now = agent.clock.now();
+                if !faces.is_empty() {
+                    last_face_seen = now;
+                    reported_empty = false;
+                } else if !reported_empty && now.duration_since(last_face_seen) >= EMPTY_ROOM_AFTER {
+                    reported_empty = true;
+                    tracing::info!("no face seen for {} minutes: the room is empty", EMPTY_ROOM_AFTER.as_mins());
+                    agent.actuators.room_occupancy(0).await;
+                }
+                let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
                 let boxes: Vec<[f32; 4]> = faces.iter().map(|(bbox, _)| *bbox).collect();
                 let tracks = tracker.assign(&boxes);
                 let sightings: Vec<Sighting> = faces
