@@ -32,8 +32,9 @@ fn startup_and_idle_memory() {
     let mut samples = Vec::new();
     let mut rss_kib = Vec::new();
     for run in 0..STARTS {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Both listeners held until both ports are chosen, so they differ.
+        let listeners = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+        let [port, grpc] = listeners.map(|l| l.local_addr().unwrap().port());
         let config = dir.path().join(format!("agent-{run}.toml"));
         std::fs::write(
             &config,

@@ -22,8 +22,9 @@ fn main() {
 
 async fn measure() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Both listeners held until both ports are chosen, so they differ.
+    let listeners = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+    let [port, grpc] = listeners.map(|l| l.local_addr().unwrap().port());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
     let models = std::env::var("FIRMWARE_AGENT_MODELS").unwrap_or_else(|_| root.join("models").display().to_string());
     let library = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| root.join(".local/onnxruntime/libonnxruntime.so").display().to_string());

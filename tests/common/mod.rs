@@ -30,6 +30,13 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `N` distinct loopback addresses free at the time of asking: every listener is
+/// held until all are chosen, so the kernel cannot hand out the same port twice.
+pub fn free_addresses<const N: usize>() -> [SocketAddr; N] {
+    let listeners: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap())
+}
+
 /// A room config in a temporary directory, with its own ports and data directory.
 pub struct Room {
     pub dir: tempfile::TempDir,
@@ -47,8 +54,7 @@ impl Room {
     /// A room whose `[hub]` section has `hub` (keys after `listen`), plus `extra` TOML.
     pub fn with_hub(hub: &str, extra: &str) -> Room {
         let dir = tempfile::tempdir().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [http, grpc] = free_addresses();
         let config_path = dir.path().join("agent.toml");
         let room = Room { dir, config_path, http, grpc };
         room.write_config_with_hub(hub, extra);
