@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the build and the tests need.
 DEBIAN_PACKAGES := build-essential pkg-config clang libclang-dev protobuf-compiler libprotobuf-dev \
 	sqlite3 python3 python3-pip python3-venv unzip curl ca-certificates mosquitto \
-	chromium
+	chromium iproute2 util-linux
 # Commands that may come from elsewhere than Debian (a NodeSource npm, say):
 # their Debian package is installed only when the command is missing.
 DEBIAN_COMMANDS := npm
