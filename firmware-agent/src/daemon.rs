@@ -109,7 +109,6 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
             }
         });
     }
-    tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
     crate::sync::start(&agent, hub, &tasks);
     tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
     tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
@@ -118,6 +117,8 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));
+    // Pings start once systemd has been told we are ready.
+    tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
 
     signals.wait(&agent, &config_path, &config_tx, &filter).await;
 
