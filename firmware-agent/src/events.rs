@@ -8,6 +8,7 @@
 
 use jiff::Timestamp;
 use prost::Message;
+use serde_json::{Value, json};
 
 use crate::proto::event::Payload;
 use crate::store::outbox::{NewEvent, StoredEvent};
@@ -43,6 +44,60 @@ impl Payload {
             "erasure" => Payload::Erasure(p::Erasure::decode(bytes)?),
             _ => return Ok(None),
         }))
+    }
+
+    /// The payload as JSON for people and scripts: enums by name, the panel's
+    /// feed and the reference hub client alike.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Payload::AttendanceSession(s) => json!({
+                "session_id": s.session_id, "lesson_id": s.lesson_id, "class_name": s.class_name,
+                "phase": s.phase().as_str_name(), "present": s.present, "late": s.late, "absent": s.absent,
+                "excused": s.excused, "unknown_faces": s.unknown_faces, "enrolled": s.enrolled,
+            }),
+            Payload::AttendanceMark(m) => json!({
+                "session_id": m.session_id, "lesson_id": m.lesson_id, "personal_id": m.personal_id,
+                "status": m.status().as_str_name(), "source": m.source().as_str_name(),
+                "best_similarity": m.best_similarity, "reason": m.reason, "teacher_personal_id": m.teacher_personal_id,
+            }),
+            Payload::UnknownFaces(u) => json!({ "session_id": u.session_id, "count": u.count }),
+            Payload::LessonRecord(l) => json!({
+                "lesson_id": l.lesson_id, "command_id": l.command_id, "command": l.command,
+                "arguments": serde_json::from_str::<Value>(&l.arguments_json).unwrap_or(Value::Null),
+                "acknowledged": l.acknowledged, "connected": l.connected,
+            }),
+            Payload::TabletPairing(t) => json!({
+                "tablet_id": t.tablet_id, "name": t.name, "action": t.action().as_str_name(),
+                "pupil_personal_id": t.pupil_personal_id,
+            }),
+            Payload::QuestionAnswer(a) => json!({
+                "lesson_id": a.lesson_id, "question_id": a.question_id, "tablet_id": a.tablet_id,
+                "pupil_personal_id": a.pupil_personal_id, "choices": a.choices, "text": a.text,
+                "graded": a.graded, "correct": a.correct, "time_to_answer_ms": a.time_to_answer_ms,
+            }),
+            Payload::Actuation(a) => json!({
+                "device": a.device, "device_kind": a.device_kind().as_str_name(), "command": a.command,
+                "cause": a.cause().as_str_name(), "outcome": a.outcome().as_str_name(), "detail": a.detail,
+                "latency_ms": a.latency_ms,
+            }),
+            Payload::DeviceHealth(h) => json!({ "subsystem": h.subsystem, "state": h.state, "detail": h.detail }),
+            Payload::Erasure(e) => json!({ "personal_id": e.personal_id, "what": e.what, "count": e.count, "reason": e.reason }),
+        }
+    }
+
+    /// The payload's case name in snake case, such as `attendance_mark`.
+    pub fn case_name(&self) -> &'static str {
+        match self {
+            Payload::AttendanceSession(_) => "attendance_session",
+            Payload::AttendanceMark(_) => "attendance_mark",
+            Payload::UnknownFaces(_) => "unknown_faces",
+            Payload::LessonRecord(_) => "lesson_record",
+            Payload::TabletPairing(_) => "tablet_pairing",
+            Payload::QuestionAnswer(_) => "question_answer",
+            Payload::Actuation(_) => "actuation",
+            Payload::DeviceHealth(_) => "device_health",
+            Payload::Erasure(_) => "erasure",
+        }
     }
 
     fn encode_inner(&self) -> Vec<u8> {
@@ -89,6 +144,10 @@ mod tests {
     use super::*;
     use crate::proto;
 
+    fn mark_for_json() -> proto::AttendanceMark {
+        proto::AttendanceMark { personal_id: "010206001234".into(), status: proto::MarkStatus::Late as i32, ..Default::default() }
+    }
+
     #[test]
     fn every_payload_round_trips_through_its_kind() {
         let mark = proto::AttendanceMark {
@@ -102,5 +161,7 @@ mod tests {
         assert_eq!(event.kind, "attendance.mark");
         assert_eq!(Payload::decode_stored(&event.kind, &event.payload).unwrap(), Some(Payload::AttendanceMark(mark)));
         assert_eq!(Payload::decode_stored("from.the.future", b"").unwrap(), None);
+        let json = Payload::AttendanceMark(mark_for_json()).to_json();
+        assert_eq!((json["status"].as_str(), json["personal_id"].as_str()), (Some("LATE"), Some("010206001234")));
     }
 }

@@ -199,7 +199,7 @@ fn json_line(event: &Event) -> serde_json::Value {
         "clock_step_back_ms": event.clock_step_back_ms,
         "school_code": room.school_code,
         "room_id": room.room_id,
-        "payload": event.payload,
+        "payload": event.payload.as_ref().map(|payload| serde_json::json!({ payload.case_name(): payload.to_json() })),
     });
     if !event.raw_payload.is_empty() {
         use base64::Engine;

@@ -13,7 +13,6 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::agent::Agent;
-use crate::proto::event::Payload;
 use crate::store::outbox::{StoredEvent, read_after};
 
 /// Most records sent in one wake-up; a larger backlog follows in the next.
@@ -72,7 +71,7 @@ async fn read_records(agent: &Arc<Agent>, cursor: i64) -> Option<Vec<StoredEvent
 /// A committed record as the page reads it; enums by name, times as RFC 3339.
 pub fn record_json(record: &StoredEvent) -> Value {
     let payload = match record.payload() {
-        Ok(Some(payload)) => payload_json(&payload),
+        Ok(Some(payload)) => payload.to_json(),
         Ok(None) | Err(_) => Value::Null,
     };
     json!({
@@ -82,43 +81,6 @@ pub fn record_json(record: &StoredEvent) -> Value {
         "occurred_at": record.occurred_at.to_string(),
         "payload": payload,
     })
-}
-
-fn payload_json(payload: &Payload) -> Value {
-    match payload {
-        Payload::AttendanceSession(s) => json!({
-            "session_id": s.session_id, "lesson_id": s.lesson_id, "class_name": s.class_name,
-            "phase": s.phase().as_str_name(), "present": s.present, "late": s.late, "absent": s.absent,
-            "excused": s.excused, "unknown_faces": s.unknown_faces, "enrolled": s.enrolled,
-        }),
-        Payload::AttendanceMark(m) => json!({
-            "session_id": m.session_id, "lesson_id": m.lesson_id, "personal_id": m.personal_id,
-            "status": m.status().as_str_name(), "source": m.source().as_str_name(),
-            "best_similarity": m.best_similarity, "reason": m.reason,
-        }),
-        Payload::UnknownFaces(u) => json!({ "session_id": u.session_id, "count": u.count }),
-        Payload::LessonRecord(l) => json!({
-            "lesson_id": l.lesson_id, "command_id": l.command_id, "command": l.command,
-            "arguments": serde_json::from_str::<Value>(&l.arguments_json).unwrap_or(Value::Null),
-            "acknowledged": l.acknowledged, "connected": l.connected,
-        }),
-        Payload::TabletPairing(t) => json!({
-            "tablet_id": t.tablet_id, "name": t.name, "action": t.action().as_str_name(),
-            "pupil_personal_id": t.pupil_personal_id,
-        }),
-        Payload::QuestionAnswer(a) => json!({
-            "lesson_id": a.lesson_id, "question_id": a.question_id, "tablet_id": a.tablet_id,
-            "pupil_personal_id": a.pupil_personal_id, "choices": a.choices, "text": a.text,
-            "graded": a.graded, "correct": a.correct, "time_to_answer_ms": a.time_to_answer_ms,
-        }),
-        Payload::Actuation(a) => json!({
-            "device": a.device, "device_kind": a.device_kind().as_str_name(), "command": a.command,
-            "cause": a.cause().as_str_name(), "outcome": a.outcome().as_str_name(), "detail": a.detail,
-            "latency_ms": a.latency_ms,
-        }),
-        Payload::DeviceHealth(h) => json!({ "subsystem": h.subsystem, "state": h.state, "detail": h.detail }),
-        Payload::Erasure(e) => json!({ "personal_id": e.personal_id, "what": e.what, "count": e.count }),
-    }
 }
 
 #[cfg(test)]
