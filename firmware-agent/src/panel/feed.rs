@@ -59,12 +59,7 @@ pub fn stream(agent: Arc<Agent>) -> Sse<impl Stream<Item = Result<SseEvent, Infa
 
 async fn read_records(agent: &Arc<Agent>, cursor: i64) -> Option<Vec<StoredEvent>> {
     let store = agent.store.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        let conn = store.reader().ok()?;
-        read_after(&conn, cursor, BATCH).ok()
-    })
-    .await
-    .ok()??;
+    let records = tokio::task::spawn_blocking(move || store.read(|conn| read_after(conn, cursor, BATCH)).ok()).await.ok()??;
     (!records.is_empty()).then_some(records)
 }
 

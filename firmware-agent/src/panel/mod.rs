@@ -124,12 +124,8 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
     let config = agent.config();
     let store = agent.store.clone();
     let records = tokio::task::spawn_blocking(move || {
-        let conn = store.reader()?;
         let last = store.last_seq();
-        crate::store::outbox::read_after(&conn, (last - 200).max(0), 200).map_err(|err| crate::store::StoreError::Sqlite {
-            path: store.path().to_owned(),
-            source: err,
-        })
+        store.read(|conn| crate::store::outbox::read_after(conn, (last - 200).max(0), 200))
     })
     .await;
     let recent: Vec<_> = match records {

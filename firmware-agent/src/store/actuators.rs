@@ -43,16 +43,14 @@ impl Store {
 
     /// The keys and due instants of decisions on actions due at or after `since`.
     pub fn schedule_decisions_since(&self, since: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError> {
-        let conn = self.reader()?;
-        let read = || -> rusqlite::Result<Vec<(String, Timestamp)>> {
+        self.read(|conn| -> rusqlite::Result<Vec<(String, Timestamp)>> {
             let mut stmt = conn.prepare("SELECT action_key, due_at_ms FROM schedule_decisions WHERE due_at_ms >= ?1")?;
             let rows = stmt.query_map([since.as_millisecond()], |row| {
                 let due: i64 = row.get(1)?;
                 Ok((row.get(0)?, Timestamp::from_millisecond(due).unwrap_or(Timestamp::UNIX_EPOCH)))
             })?;
             rows.collect()
-        };
-        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+        })
     }
 
     /// Forgets decisions on actions due before `before`: they can no longer fall due again.

@@ -41,8 +41,7 @@ impl Store {
         class_name: &str,
         model_sha256: &str,
     ) -> Result<Vec<(PersonalId, Embedding)>, StoreError> {
-        let conn = self.reader()?;
-        let read = || -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
+        self.read(|conn| -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
             let mut stmt = conn.prepare(
                 "SELECT t.personal_id, t.embedding FROM face_templates t JOIN pupils p USING (personal_id)
                  WHERE p.class_name = ?1 AND p.face_consent = 1 AND t.model_sha256 = ?2 ORDER BY t.id",
@@ -58,18 +57,15 @@ impl Store {
                 }
             }
             Ok(templates)
-        };
-        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+        })
     }
 
     /// How many templates a pupil has.
     pub fn face_template_count(&self, personal_id: &PersonalId) -> Result<usize, StoreError> {
-        let conn = self.reader()?;
-        conn.query_row("SELECT count(*) FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()], |row| {
-            row.get::<_, i64>(0)
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()], |row| row.get::<_, i64>(0))
         })
         .map(|count| count as usize)
-        .map_err(|err| StoreError::from_sqlite(self.path(), err))
     }
 
     /// Erases every template of a pupil and records the erasure for the hub, in one transaction.
@@ -124,14 +120,12 @@ impl Store {
 
     /// The marks of a roll-call session as (personal ID, status, source), by personal ID.
     pub fn attendance_marks(&self, session_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
-        let conn = self.reader()?;
-        let read = || -> rusqlite::Result<Vec<(String, String, String)>> {
+        self.read(|conn| -> rusqlite::Result<Vec<(String, String, String)>> {
             let mut stmt = conn.prepare(
                 "SELECT personal_id, status, source FROM attendance_marks WHERE session_id = ?1 ORDER BY personal_id",
             )?;
             stmt.query_map([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
-        };
-        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+        })
     }
 }
 
@@ -152,8 +146,7 @@ pub struct MarkRow {
 impl Store {
     /// Every mark recorded in `[from, to)`, by lesson, class and name.
     pub fn marks_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<MarkRow>, StoreError> {
-        let conn = self.reader()?;
-        let read = || -> rusqlite::Result<Vec<MarkRow>> {
+        self.read(|conn| -> rusqlite::Result<Vec<MarkRow>> {
             let mut stmt = conn.prepare(
                 "SELECT m.lesson_id, coalesce(p.class_name, ''), m.personal_id, coalesce(p.full_name, ''), m.status, m.source, m.marked_at_ms
                  FROM attendance_marks m LEFT JOIN pupils p ON p.personal_id = m.personal_id
@@ -172,8 +165,7 @@ impl Store {
                 })
             })?
             .collect()
-        };
-        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+        })
     }
 }
 

@@ -114,6 +114,12 @@ impl Store {
         Ok(conn)
     }
 
+    /// Runs `f` on a fresh read-only connection; its errors come back as [`StoreError`].
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.reader()?;
+        f(&conn).map_err(|err| self.error(err))
+    }
+
     /// Runs `f` in one write transaction: all of it is committed, or none.
     pub fn write<T>(
         &self,

@@ -24,20 +24,19 @@ impl Store {
 
     /// One pupil, if the roster has them.
     pub fn pupil(&self, id: &PersonalId) -> Result<Option<Pupil>, StoreError> {
-        let conn = self.reader()?;
-        conn.query_row(
+        self.read(|conn| {
+            conn.query_row(
             "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date FROM pupils WHERE personal_id = ?1",
             [id.as_str()],
             pupil_from_row,
-        )
-        .optional()
-        .map_err(|err| StoreError::from_sqlite(self.path(), err))
+            )
+            .optional()
+        })
     }
 
     /// Every pupil and teacher, pupils by class and name.
     pub fn roster(&self) -> Result<Roster, StoreError> {
-        let conn = self.reader()?;
-        let read = || -> rusqlite::Result<Roster> {
+        self.read(|conn| -> rusqlite::Result<Roster> {
             let pupils = conn
                 .prepare(
                     "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date
@@ -53,8 +52,7 @@ impl Store {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(Roster { pupils, teachers })
-        };
-        read().map_err(|err| StoreError::from_sqlite(self.path(), err))
+        })
     }
 
     /// The pupils of a class, by name.

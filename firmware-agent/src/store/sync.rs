@@ -101,26 +101,24 @@ impl Store {
 
     /// Where the outbox stands with the hub, as the database says now.
     pub fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let conn = self.reader()?;
-        outbox_status(&conn).map_err(|err| StoreError::from_sqlite(self.path(), err))
+        self.read(outbox_status)
     }
 
     /// The roster version in force; 0 when the hub never pushed one.
     pub fn roster_version(&self) -> Result<u64, StoreError> {
-        let conn = self.reader()?;
-        roster_version(&conn).map_err(|err| StoreError::from_sqlite(self.path(), err))
+        self.read(roster_version)
     }
 
     /// The timetable the hub pushed last, if any.
     pub fn pushed_timetable(&self) -> Result<Option<PushedTimetable>, StoreError> {
-        let conn = self.reader()?;
-        conn.query_row(
+        self.read(|conn| {
+            conn.query_row(
             "SELECT timetable_version, timetable_toml FROM hub_roster WHERE timetable_toml IS NOT NULL",
             [],
             |row| Ok(PushedTimetable { version: row.get::<_, i64>(0)? as u64, toml: row.get(1)? }),
-        )
-        .optional()
-        .map_err(|err| StoreError::from_sqlite(self.path(), err))
+            )
+            .optional()
+        })
     }
 
     /// Replaces the room's people with `roster`, and its timetable with `timetable`

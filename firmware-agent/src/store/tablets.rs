@@ -77,14 +77,14 @@ impl Store {
 
     /// The tablet holding the token with this hash, unless it was revoked.
     pub fn tablet_by_token(&self, token_sha256: &[u8; 32]) -> Result<Option<Tablet>, StoreError> {
-        let conn = self.reader()?;
-        conn.query_row(
+        self.read(|conn| {
+            conn.query_row(
             &format!("{SELECT} WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL"),
             [&token_sha256[..]],
             tablet_from,
-        )
-        .optional()
-        .map_err(|err| self.error(err))
+            )
+            .optional()
+        })
     }
 
     /// Every tablet ever paired, revoked ones included, by name.
