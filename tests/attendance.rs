@@ -8,7 +8,7 @@ mod classroom;
 
 use std::time::Duration;
 
-use classroom::{NO_CONSENT, PEOPLE, attendance_room, enroll, faces, frames};
+use classroom::{NO_CONSENT, PEOPLE, attendance_room, attendance_room_with, enroll, faces, frames, held_up_print, liveness_scores};
 use common::{Room, http_get};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
@@ -66,6 +66,56 @@ fn the_camera_takes_the_roll_and_the_marks_reach_the_outbox() {
     let (_, health) = http_get(room.http, "/healthz");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["subsystems"]["attendance"]["state"], "ok", "{health}");
+}
+
+#[test]
+fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = scratch.path().join("frames");
+    std::fs::create_dir_all(&folder).unwrap();
+    let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
+    let rules = "late_after_minutes = 0.25\nwindow_minutes = 0.5\nliveness = true\n";
+    let room = attendance_room_with(&source, rules, "");
+    let (obama_id, _) = PEOPLE[3];
+    let (kit_id, _) = PEOPLE[2];
+    for (id, person) in [PEOPLE[2], PEOPLE[3]] {
+        let enrolled = enroll(&room, id, &[&faces().join(format!("enroll/{person}/{person}_a.jpg"))]);
+        assert!(enrolled.status.success(), "{person}: {}", String::from_utf8_lossy(&enrolled.stderr));
+    }
+
+    // Kit stands in front of the camera; somebody holds up a print of Obama's photo.
+    let print = held_up_print(&room, "probe/obama_d.jpg", scratch.path());
+    let straight = faces().join("probe/kit_harington_b.jpg");
+    let (print_scores, straight_scores) = (liveness_scores(&room, &print), liveness_scores(&room, &straight));
+    assert!(print_scores.len() == 1 && print_scores[0] < 0.5, "face detect shows the print's low score: {print_scores:?}");
+    assert!(straight_scores.len() == 1 && straight_scores[0] >= 0.5, "and a straight face's high one: {straight_scores:?}");
+    for index in 0..6 {
+        let from = if index < 3 { &print } else { &straight };
+        std::fs::copy(from, folder.join(format!("frame{index:03}.jpg"))).unwrap();
+    }
+
+    let agent = room.start();
+    agent.wait_for_log("roll call closed", Duration::from_secs(120));
+    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    let mut marks = std::collections::BTreeMap::new();
+    let mut closed = None;
+    for event in &events {
+        match event.payload().unwrap() {
+            Some(Payload::AttendanceMark(mark)) => {
+                marks.insert(mark.personal_id.clone(), (mark.status(), mark.source()));
+            }
+            Some(Payload::AttendanceSession(session)) if session.phase() == firmware_agent::proto::attendance_session::Phase::Closed => {
+                closed = Some(session)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(marks[obama_id], (MarkStatus::Absent, MarkSource::WindowClosed), "the print marked nobody: {marks:?}");
+    assert_eq!(marks[kit_id].1, MarkSource::Face, "the pupil in front of the camera is marked: {marks:?}");
+    let closed = closed.expect("the roll call closed");
+    assert!(closed.photos_refused >= 1, "the print is counted as refused: {closed:?}");
+    assert_eq!(closed.unknown_faces, 0, "a refused print is not an unknown face");
 }
 
 #[test]

@@ -108,6 +108,7 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         landmarks: mean(t.landmarks),
         align: mean(t.align),
         embed: mean(t.embed),
+        liveness: mean(t.liveness),
         onnx_runtime: mean(t.onnx_runtime),
     };
     (times, mean(matching), count)

@@ -219,7 +219,7 @@ pub enum FaceCommand {
         #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
         config: PathBuf,
     },
-    /// Print the faces found in a photo as JSON: box, score and five landmarks each.
+    /// Print the faces found in a photo as JSON: box, score, five landmarks and liveness score each.
     Detect {
         /// The photo (JPEG, PNG, BMP or WebP).
         #[arg(value_name = "IMAGE")]

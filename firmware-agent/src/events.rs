@@ -54,6 +54,7 @@ impl Payload {
                 "session_id": s.session_id, "lesson_id": s.lesson_id, "class_name": s.class_name,
                 "phase": s.phase().as_str_name(), "present": s.present, "late": s.late, "absent": s.absent,
                 "excused": s.excused, "unknown_faces": s.unknown_faces, "enrolled": s.enrolled,
+                "photos_refused": s.photos_refused,
             }),
             Payload::AttendanceMark(m) => json!({
                 "session_id": m.session_id, "lesson_id": m.lesson_id, "personal_id": m.personal_id,

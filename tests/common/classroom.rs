@@ -80,3 +80,45 @@ pub fn frames(dir: &Path) -> PathBuf {
     folder
 }
 
+
+/// The photo at `relative` as a print held up to the camera, saved as a JPEG
+/// frame in `dir`: its main face (found by `face detect`) with the surroundings
+/// cut out, shrunk to half, given a white border and shown on a plain wall in
+/// a 1280x720 frame.
+pub fn held_up_print(room: &Room, relative: &str, dir: &Path) -> PathBuf {
+    let path = faces().join(relative);
+    let detected = room.command(&["face", "detect", path.to_str().unwrap()]);
+    assert!(detected.status.success(), "{}", String::from_utf8_lossy(&detected.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&detected.stdout).unwrap();
+    let area = |face: &serde_json::Value| {
+        let b: Vec<f64> = face["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        ((b[2] - b[0]) * (b[3] - b[1]), b)
+    };
+    let (_, bbox) = json["faces"].as_array().unwrap().iter().map(area).max_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+    let photo = image::open(&path).unwrap().into_rgb8();
+    let (centre_x, centre_y, width, height) = ((bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0, bbox[2] - bbox[0], bbox[3] - bbox[1]);
+    let left = (centre_x - 1.5 * width).max(0.0) as u32;
+    let top = (centre_y - 1.8 * height).max(0.0) as u32;
+    let right = ((centre_x + 1.5 * width) as u32).min(photo.width());
+    let bottom = ((centre_y + 1.8 * height) as u32).min(photo.height());
+    let cut = image::imageops::crop_imm(&photo, left, top, right - left, bottom - top).to_image();
+    let shrunk = image::imageops::resize(&cut, cut.width() / 2, cut.height() / 2, image::imageops::FilterType::Triangle);
+    let border = 8;
+    let mut print = image::RgbImage::from_pixel(shrunk.width() + 2 * border, shrunk.height() + 2 * border, image::Rgb([245, 245, 245]));
+    image::imageops::overlay(&mut print, &shrunk, border as i64, border as i64);
+    let mut frame = image::RgbImage::from_pixel(1280, 720, image::Rgb([140, 120, 100]));
+    image::imageops::overlay(&mut frame, &print, 900, 150);
+    let name = Path::new(relative).file_stem().unwrap().to_str().unwrap();
+    let out = dir.join(format!("{name}_held_up.jpg"));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&out).unwrap());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 90).encode_image(&frame).unwrap();
+    out
+}
+
+/// The liveness scores `face detect` gives the faces of `photo`.
+pub fn liveness_scores(room: &Room, photo: &Path) -> Vec<f64> {
+    let detected = room.command(&["face", "detect", photo.to_str().unwrap()]);
+    assert!(detected.status.success(), "{}", String::from_utf8_lossy(&detected.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&detected.stdout).unwrap();
+    json["faces"].as_array().unwrap().iter().map(|face| face["liveness"].as_f64().unwrap()).collect()
+}

@@ -31,6 +31,13 @@ impl Affine {
         Affine([scale, 0.0, -left * scale, 0.0, scale, -top * scale])
     }
 
+    /// The map that sends the rectangle `(left, top, width, height)` of the
+    /// image onto `[0, out_width) x [0, out_height)`, stretching it as needed.
+    pub fn rectangle_crop(left: f32, top: f32, width: f32, height: f32, out_width: u32, out_height: u32) -> Affine {
+        let (sx, sy) = (out_width as f32 / width, out_height as f32 / height);
+        Affine([sx, 0.0, -left * sx, 0.0, sy, -top * sy])
+    }
+
     /// Scaling by `sx` horizontally and `sy` vertically.
     pub fn scale(sx: f32, sy: f32) -> Affine {
         Affine([sx, 0.0, 0.0, 0.0, sy, 0.0])

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::liveness::DEFAULT_MIN_SCORE;
 use crate::config::diagnostics::Unlocated;
 
 /// Cosine similarity at or above which a face is the enrolled pupil. Measured on
@@ -29,6 +30,10 @@ pub struct AttendanceConfig {
     pub threshold: f32,
     /// The class whose roll the camera takes.
     pub class: String,
+    /// Refuses faces the liveness check takes for a photo held up to the camera.
+    pub liveness: bool,
+    /// The liveness score, from 0 to 1, below which a face is taken for a photo.
+    pub liveness_min_score: f32,
     /// Frames a pupil must be recognised in before being marked.
     pub confirm_frames: u32,
     /// Minutes after the roll call opens after which an arriving pupil is late.
@@ -51,6 +56,8 @@ impl Default for AttendanceConfig {
             threads: 1,
             threshold: DEFAULT_THRESHOLD,
             class: String::new(),
+            liveness: false,
+            liveness_min_score: DEFAULT_MIN_SCORE,
             confirm_frames: 3,
             late_after_minutes: 5.0,
             window_minutes: 15.0,
@@ -136,6 +143,13 @@ impl AttendanceConfig {
         }
         if !(0.0..1.0).contains(&self.threshold) || self.threshold <= 0.0 {
             problem("threshold", format!("{} is not a similarity between 0 and 1", self.threshold), "keep the measured default, 0.35");
+        }
+        if !(0.0..1.0).contains(&self.liveness_min_score) || self.liveness_min_score <= 0.0 {
+            problem(
+                "liveness_min_score",
+                format!("{} is not a score between 0 and 1", self.liveness_min_score),
+                "keep the default, 0.5",
+            );
         }
         if self.confirm_frames == 0 {
             problem("confirm_frames", "zero frames".to_owned(), "use 2 or more so one odd frame cannot mark a pupil");

@@ -22,6 +22,7 @@ pub mod embed;
 pub mod enroll;
 pub mod export;
 pub mod lessons;
+pub mod liveness;
 pub mod matcher;
 pub mod models;
 pub mod pipeline;

@@ -27,6 +27,8 @@ pub const DETECTOR: &str = "fr_detect.onnx";
 pub const LANDMARKS: &str = "onet.onnx";
 /// The embedder: a 512-d vector from an aligned 112x112 face.
 pub const EMBEDDER: &str = "fr_feature.onnx";
+/// The liveness check: a live face or a photo held up, from the face and its surroundings.
+pub const LIVENESS: &str = "fr_liveness.onnx";
 
 /// Why the models cannot be used, with what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,7 +57,7 @@ impl ModelSet {
     /// Loads the runtime library and reads and checks every model the pipeline uses.
     pub fn load(models_dir: &Path, runtime_library: &Path) -> Result<ModelSet, ModelError> {
         let mut files = Vec::new();
-        for name in [DETECTOR, LANDMARKS, EMBEDDER] {
+        for name in [DETECTOR, LANDMARKS, EMBEDDER, LIVENESS] {
             files.push((name, read_checked(models_dir, name)?));
         }
         let environment = init_runtime(runtime_library)?;

@@ -15,6 +15,7 @@ use ort::session::Session;
 use super::align;
 use super::detect::{self, DetectedFace};
 use super::embed::{self, Embedding};
+use super::liveness;
 use super::models::{self, ModelError, ModelSet};
 
 /// Why a photo could not be read.
@@ -50,13 +51,14 @@ pub struct StageTimes {
     pub landmarks: Duration,
     pub align: Duration,
     pub embed: Duration,
+    pub liveness: Duration,
     /// Of the above, the time inside ONNX Runtime's own `run`.
     pub onnx_runtime: Duration,
 }
 
 impl StageTimes {
     pub fn total(&self) -> Duration {
-        self.decode + self.detect + self.landmarks + self.align + self.embed
+        self.decode + self.detect + self.landmarks + self.align + self.embed + self.liveness
     }
 }
 
@@ -74,6 +76,7 @@ pub struct Pipeline {
     detector: Session,
     landmarker: Session,
     embedder: Session,
+    liveness: Session,
     times: StageTimes,
 }
 
@@ -83,6 +86,7 @@ impl Pipeline {
             detector: models.session(models::DETECTOR)?,
             landmarker: models.session(models::LANDMARKS)?,
             embedder: models.session(models::EMBEDDER)?,
+            liveness: models.session(models::LIVENESS)?,
             times: StageTimes::default(),
         })
     }
@@ -122,6 +126,14 @@ impl Pipeline {
         let embedding = embed::embed(&mut self.embedder, &aligned, &mut self.times.onnx_runtime)?;
         self.times.embed += started.elapsed();
         Ok(Face { detected: face, aligned, embedding })
+    }
+
+    /// The chance, from 0 to 1, that `face` is a live person rather than a photo held up to the camera.
+    pub fn liveness(&mut self, image: &RgbImage, face: &DetectedFace) -> Result<f32, InferenceError> {
+        let started = Instant::now();
+        let score = liveness::score(&mut self.liveness, image, face, &mut self.times.onnx_runtime)?;
+        self.times.liveness += started.elapsed();
+        Ok(score)
     }
 
     /// Every face in `image`, aligned and embedded.

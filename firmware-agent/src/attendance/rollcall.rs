@@ -12,7 +12,9 @@
 //!   TEACHER, and no later sighting changes it. Corrections are accepted after
 //!   the window has closed too (a pupil who arrives with a note from the office).
 //! - Unknown faces are counted once per track (the same stranger over many
-//!   frames is one face), after the same confirmation as pupils.
+//!   frames is one face), after the same confirmation as pupils; so are faces
+//!   the liveness check refused as photos held up to the camera. Neither ever
+//!   marks anyone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -37,6 +39,8 @@ pub enum Sighting {
     Pupil { personal_id: String, similarity: f32 },
     /// A face (followed as `track` across frames) matched nobody enrolled.
     Unknown { track: u64 },
+    /// A face (followed as `track`) the liveness check took for a photo held up to the camera.
+    Photo { track: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -61,8 +65,8 @@ pub struct RollCall {
     rules: Rules,
     enrolled: u32,
     pupils: BTreeMap<String, PupilState>,
-    unknown_sightings: HashMap<u64, u32>,
-    unknown_counted: HashSet<u64>,
+    unknown: TrackCount,
+    photos: TrackCount,
     closed: bool,
 }
 
@@ -86,8 +90,8 @@ impl RollCall {
             rules,
             enrolled,
             pupils: pupils.into_iter().map(|id| (id, PupilState::default())).collect(),
-            unknown_sightings: HashMap::new(),
-            unknown_counted: HashSet::new(),
+            unknown: TrackCount::default(),
+            photos: TrackCount::default(),
             closed: false,
         };
         let opened = roll.session(Phase::Opened);
@@ -132,17 +136,14 @@ impl RollCall {
                         out.push(mark.into());
                     }
                 }
-                Sighting::Unknown { track } => {
-                    let seen = self.unknown_sightings.entry(*track).or_default();
-                    *seen += 1;
-                    if *seen >= confirm && self.unknown_counted.insert(*track) {
-                        unknown_grew = true;
-                    }
+                Sighting::Unknown { track } => unknown_grew |= self.unknown.see(*track, confirm),
+                Sighting::Photo { track } => {
+                    self.photos.see(*track, confirm);
                 }
             }
         }
         if unknown_grew {
-            out.push(UnknownFaces { session_id: self.session_id.clone(), count: self.unknown_counted.len() as u32 }.into());
+            out.push(UnknownFaces { session_id: self.session_id.clone(), count: self.unknown.count() }.into());
         }
         out
     }
@@ -212,9 +213,30 @@ impl RollCall {
             late: if closed { count(MarkStatus::Late) } else { 0 },
             absent: if closed { count(MarkStatus::Absent) } else { 0 },
             excused: if closed { count(MarkStatus::Excused) } else { 0 },
-            unknown_faces: self.unknown_counted.len() as u32,
+            unknown_faces: self.unknown.count(),
             enrolled: self.enrolled,
+            photos_refused: self.photos.count(),
         }
+    }
+}
+
+/// Faces followed across frames, each counted once it has been seen in enough frames.
+#[derive(Debug, Default)]
+struct TrackCount {
+    sightings: HashMap<u64, u32>,
+    counted: HashSet<u64>,
+}
+
+impl TrackCount {
+    /// One more frame of `track`; true when that makes it count.
+    fn see(&mut self, track: u64, confirm: u32) -> bool {
+        let seen = self.sightings.entry(track).or_default();
+        *seen += 1;
+        *seen >= confirm && self.counted.insert(track)
+    }
+
+    fn count(&self) -> u32 {
+        self.counted.len() as u32
     }
 }
 
@@ -322,5 +344,20 @@ mod tests {
         let out = roll.tick(at(15));
         let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
         assert_eq!(closed.unknown_faces, 2);
+    }
+
+    #[test]
+    fn photos_held_up_are_counted_once_per_track_and_mark_nobody() {
+        let mut roll = roll();
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            out.extend(roll.observe(at(1), &[Sighting::Photo { track: 3 }]));
+        }
+        out.extend(roll.observe(at(2), &[Sighting::Photo { track: 4 }]));
+        assert!(marks(&out).is_empty(), "{out:?}");
+        let out = roll.tick(at(15));
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        assert_eq!((closed.photos_refused, closed.unknown_faces), (1, 0), "track 4 was seen in one frame only");
+        assert_eq!(closed.absent, 3);
     }
 }

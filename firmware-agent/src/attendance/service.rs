@@ -45,8 +45,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long without a face before the room counts as empty.
 const EMPTY_ROOM_AFTER: SignedDuration = SignedDuration::from_mins(10);
 
-/// What a worker made of one frame: each face's box and match (if any).
-type FrameResult = Vec<([f32; 4], Option<Match>)>;
+/// What a worker made of one face.
+#[derive(Debug)]
+enum Verdict {
+    Pupil(Match),
+    Unknown,
+    /// The liveness check took it for a photo held up to the camera.
+    Photo,
+}
+
+/// What a worker made of one frame: each face's box and verdict.
+type FrameResult = Vec<([f32; 4], Verdict)>;
 
 /// Runs attendance until shutdown. Failures are reported in health, never propagated.
 pub async fn run(agent: Arc<Agent>) {
@@ -197,9 +206,10 @@ pub async fn run(agent: Arc<Agent>) {
                 let sightings: Vec<Sighting> = faces
                     .into_iter()
                     .zip(tracks)
-                    .map(|((_, found), track)| match found {
-                        Some(m) => Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity },
-                        None => Sighting::Unknown { track },
+                    .map(|((_, verdict), track)| match verdict {
+                        Verdict::Pupil(m) => Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity },
+                        Verdict::Unknown => Sighting::Unknown { track },
+                        Verdict::Photo => Sighting::Photo { track },
                     })
                     .collect();
                 let out = open.observe(now, &sightings);
@@ -219,7 +229,7 @@ async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
             }
             Payload::AttendanceSession(session) => tracing::info!(
                 session = %session.session_id, present = session.present, late = session.late, absent = session.absent,
-                unknown_faces = session.unknown_faces, "roll call closed"
+                unknown_faces = session.unknown_faces, photos_refused = session.photos_refused, "roll call closed"
             ),
             _ => {}
         }
@@ -258,12 +268,16 @@ fn start_workers(
     for index in 0..config.threads {
         let mut pipeline = Pipeline::new(models)?;
         let (jobs, results, gallery) = (jobs_rx.clone(), results.clone(), gallery.clone());
-        let (threshold, min_face) = (config.threshold, config.min_face_pixels as f32);
+        let checks = Checks {
+            threshold: config.threshold,
+            min_face: config.min_face_pixels as f32,
+            liveness_min_score: config.liveness.then_some(config.liveness_min_score),
+        };
         let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
             loop {
                 let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok(frame) = job else { return };
-                match analyse(&mut pipeline, frame, &gallery, threshold, min_face) {
+                match analyse(&mut pipeline, frame, &gallery, &checks) {
                     Ok(faces) => {
                         if results.blocking_send(faces).is_err() {
                             return;
@@ -280,23 +294,34 @@ fn start_workers(
     Ok(jobs_tx)
 }
 
-fn analyse(
-    pipeline: &mut Pipeline,
-    frame: Frame,
-    gallery: &Gallery,
+/// What a face must pass in a worker to count.
+struct Checks {
     threshold: f32,
     min_face: f32,
-) -> Result<FrameResult, String> {
+    /// The liveness score a face needs, when the check is on.
+    liveness_min_score: Option<f32>,
+}
+
+fn analyse(pipeline: &mut Pipeline, frame: Frame, gallery: &Gallery, checks: &Checks) -> Result<FrameResult, String> {
     let image = match frame {
         Frame::Encoded(bytes) => pipeline.decode(&bytes).map_err(|err| err.to_string())?,
         Frame::Rgb(image) => image,
     };
     let detected = pipeline.detect(&image).map_err(|err| err.to_string())?;
     let mut faces = Vec::new();
-    for face in detected.into_iter().filter(|f| f.width() >= min_face) {
+    for face in detected.into_iter().filter(|f| f.width() >= checks.min_face) {
         let bbox = face.bbox;
+        if let Some(min_score) = checks.liveness_min_score {
+            let score = pipeline.liveness(&image, &face).map_err(|err| err.to_string())?;
+            if score < min_score {
+                tracing::debug!(score, "a face taken for a photo held up to the camera was refused");
+                faces.push((bbox, Verdict::Photo));
+                continue;
+            }
+        }
         let described = pipeline.describe(&image, face).map_err(|err| err.to_string())?;
-        faces.push((bbox, gallery.identify(&described.embedding, threshold)));
+        let verdict = gallery.identify(&described.embedding, checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil);
+        faces.push((bbox, verdict));
     }
     Ok(faces)
 }

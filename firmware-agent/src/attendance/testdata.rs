@@ -159,4 +159,3 @@ fn the_same_person_scores_above_the_threshold_and_strangers_below() {
     assert!(obama.similarity(&embed("probe/obama_1080p.jpg")) > 0.9);
     assert!(obama.similarity(&embed("probe/stranger_a.png")) < DEFAULT_THRESHOLD);
 }
-

@@ -98,12 +98,24 @@ pub fn detect(image: &Path, config_path: Option<&Path>) -> Exit {
             return Exit::InvalidInput;
         }
     };
-    match pipeline.detect(&decoded) {
+    let faces = pipeline.detect(&decoded).and_then(|faces| {
+        faces
+            .into_iter()
+            .map(|face| {
+                let liveness = pipeline.liveness(&decoded, &face)?;
+                let mut described = json!(face);
+                described["liveness"] = json!(liveness);
+                Ok(described)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match faces {
         Ok(faces) => {
             let output = json!({
                 "image": image.display().to_string(),
                 "width": decoded.width(),
                 "height": decoded.height(),
+                "liveness_min_score": attendance.liveness_min_score,
                 "faces": faces,
             });
             println!("{output}");
