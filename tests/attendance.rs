@@ -186,3 +186,33 @@ fn face_commands_detect_compare_and_forget() {
     assert!(forgotten.status.success());
     assert!(String::from_utf8_lossy(&forgotten.stdout).contains("1 face template(s) erased"));
 }
+
+#[test]
+fn models_install_replaces_an_altered_model_from_the_checked_package() {
+    let root = common::repo_root();
+    let scratch = tempfile::tempdir().unwrap();
+    let (models, local) = (scratch.path().join("models"), scratch.path().join(".local"));
+    std::fs::create_dir_all(&models).unwrap();
+    for file in ["install", "manifest.csv", "packages.csv"] {
+        std::fs::copy(root.join("models").join(file), models.join(file)).unwrap();
+    }
+    // Everything in place as `make setup` left it, the package already downloaded: no network needed.
+    let installed = std::env::var_os("FIRMWARE_AGENT_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("models"));
+    for model in ["fr_detect.onnx", "fr_feature.onnx", "fr_liveness.onnx", "onet.onnx"] {
+        std::fs::copy(installed.join(model), models.join(model)).unwrap();
+    }
+    std::fs::create_dir_all(local.join("downloads")).unwrap();
+    std::os::unix::fs::symlink(root.join(".local/onnxruntime"), local.join("onnxruntime")).unwrap();
+    std::os::unix::fs::symlink(root.join(".local/venv"), local.join("venv")).unwrap();
+    let package = "faceplugin-face-recognition-js-0.0.1.tgz";
+    std::fs::copy(root.join(".local/downloads").join(package), local.join("downloads").join(package)).unwrap();
+
+    std::fs::write(models.join("fr_liveness.onnx"), b"a model swapped for something else").unwrap();
+    let run = std::process::Command::new(models.join("install")).env_remove("FIRMWARE_AGENT_MODELS").output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{output}");
+    assert!(output.contains("installed fr_liveness.onnx (MIT) from npm faceplugin-face-recognition-js 0.0.1"), "{output}");
+    assert!(!output.contains("installed fr_detect.onnx"), "models in place are left alone: {output}");
+    let replaced = std::fs::read(models.join("fr_liveness.onnx")).unwrap();
+    assert_eq!(replaced, std::fs::read(installed.join("fr_liveness.onnx")).unwrap(), "the checked model is back");
+}
