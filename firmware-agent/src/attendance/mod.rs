@@ -4,9 +4,9 @@
 //!
 //! # Design
 //! The path of a frame, one module each:
-//! `source` (camera, file, IP camera) → `pipeline` (decode, `detect`, `align`,
-//! `embed`) on inference worker threads → `matcher` (1:N against the class's
-//! templates) → `track` (the same face across frames) → `rollcall` (a state
+//! `source` (camera, file, IP camera) → `pipeline` (decode, `detect`, the
+//! optional `liveness` check, `align`, `embed`) on inference worker threads →
+//! `matcher` (1:N against the class's templates) → `track` (the same face across frames) → `rollcall` (a state
 //! machine without I/O: confirmation, present/late/absent, a teacher's
 //! correction) → outbox events, all driven by `service` in the daemon.
 //! `enroll` decides which face of an enrollment photo becomes a template.
