@@ -394,3 +394,42 @@ fn check_config_rejects_a_malformed_timetable_with_line_and_column() {
     let reversed = line_of(&room, "08:50");
     assert!(text.contains(&format!("agent.toml:{reversed}:22: schedule.shifts.0.periods.1.end: period ends at 08:35 but starts at 08:50")), "{text}");
 }
+
+#[test]
+fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
+    let room = Room::new(&room_config(""));
+    let agent = room.start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = format!("http://{}", room.grpc);
+    let push = |version: u64, timetable: String| {
+        runtime.block_on(async {
+            let mut hub = proto::sync_service_client::SyncServiceClient::connect(endpoint.clone()).await.unwrap();
+            let pupil = proto::Pupil { personal_id: "010206001234".into(), full_name: "Nguyễn Thị Hoa".into(), class_name: "6A1".into(), ..Default::default() };
+            hub.put_roster(proto::PutRosterRequest { version, pupils: vec![pupil], teachers: vec![], timetable_toml: timetable }).await
+        })
+    };
+
+    // The hub sends the periods only; the room's bell, lights and patterns stay as configured.
+    let refused = push(1, "[schedule]\nbell = \"chuong-hanh-lang\"\n".to_owned()).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("timetable_toml: schedule.bell: no device named `chuong-hanh-lang`"), "{}", refused.message());
+    let (start, end) = (local_time_in(3), local_time_in(5));
+    assert!(start < end, "run this test away from local midnight");
+    let timetable = format!(
+        "[schedule]\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         periods = [{{ start = \"{start}\", end = \"{end}\" }}]\n"
+    );
+    push(1, timetable).unwrap();
+    agent.wait_for_log("timetable pushed by the hub applied", Duration::from_secs(10));
+    agent.wait_for_log("command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+    agent.wait_for_log("command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+    drop(agent);
+
+    // Kept across a restart, and shown by `schedule show` as the plan in force.
+    let restarted = room.start();
+    assert!(restarted.log.lock().unwrap().iter().any(|line| line.contains("following the timetable the hub pushed")));
+    let plan = room.command(&["schedule", "show"]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan_text.contains("phiên bản 1"), "{plan_text}");
+    assert!(plan_text.contains(&format!("Tiết 1  {start} – {end}")), "{plan_text}");
+}

@@ -401,7 +401,7 @@ async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changi
         version,
         pupils,
         teachers: vec![proto::Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
-        timetable_toml: "[schedule]\nperiod_minutes = 45\n".into(),
+        timetable_toml: "[schedule]\ngrace_seconds = 60\n".into(),
     };
 
     let applied = hub
@@ -427,7 +427,7 @@ async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changi
     assert!(store.pupils_of_class("6A1").unwrap().is_empty(), "the roster is replaced whole");
     assert_eq!(store.pupils_of_class("6A2").unwrap()[0].full_name, "Giàng A Sử");
     let timetable = store.pushed_timetable().unwrap().unwrap();
-    assert_eq!((timetable.version, timetable.toml.as_str()), (5, "[schedule]\nperiod_minutes = 45\n"));
+    assert_eq!((timetable.version, timetable.toml.as_str()), (5, "[schedule]\ngrace_seconds = 60\n"));
     let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.roster_version, 5);
 }

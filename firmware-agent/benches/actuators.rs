@@ -93,9 +93,9 @@ async fn lateness() {
     let shutdown = CancellationToken::new();
     let (controller, mqtt) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown).unwrap();
     let pins = controller.pins().clone();
-    let (_config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (config, _) = watch::channel(Arc::new(config));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let agent = Arc::new(Agent { config: config_rx, store, clock, health: Health::new(), metrics, actuators: controller.clone(), attendance: Default::default(), shutdown });
+    let agent = Arc::new(Agent { config, store, clock, health: Health::new(), metrics, actuators: controller.clone(), attendance: Default::default(), shutdown });
     let runner = tokio::spawn(firmware_agent::actuators::runner::run(agent.clone(), controller, mqtt));
 
     // Baseline: a bare timer to each of the same instants, in the same runtime.

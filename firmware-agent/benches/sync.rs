@@ -135,9 +135,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let shutdown = CancellationToken::new();
     let (actuators, _) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown).unwrap();
-    let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config));
+    let (config, _) = tokio::sync::watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
-        config: config_rx,
+        config,
         store: store.clone(),
         clock,
         health: Health::new(),

@@ -13,8 +13,9 @@ use crate::store::Store;
 
 /// Handed to every subsystem at start.
 pub struct Agent {
-    /// The config in force; replaced when SIGHUP brings a valid new one.
-    pub config: watch::Receiver<Arc<Config>>,
+    /// The config in force (the file with the hub's timetable over it); replaced
+    /// when SIGHUP brings a valid new file or the hub pushes a timetable.
+    pub config: watch::Sender<Arc<Config>>,
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
     pub health: Health,

@@ -73,6 +73,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("the agent did not start: {err}"))?;
+    let config = crate::schedule::pushed::in_force_logged(config, &store);
     let http = TcpListener::bind(config.http.listen).await.map_err(|err| bind_error("http.listen", config.http.listen, err))?;
     let hub = crate::sync::bind(&config.hub).await.map_err(|err| match err {
         crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
@@ -85,9 +86,9 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let shutdown = CancellationToken::new();
     let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown)
         .map_err(|err| format!("the agent did not start: {err}"))?;
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (config_tx, _) = watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
-        config: config_rx,
+        config: config_tx,
         store,
         clock,
         health: Health::new(),
@@ -120,7 +121,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     // Pings start once systemd has been told we are ready.
     tasks.spawn(crate::systemd::watchdog(agent.shutdown.clone()));
 
-    signals.wait(&agent, &config_path, &config_tx, &filter).await;
+    signals.wait(&agent, &config_path, &filter).await;
 
     crate::systemd::stopping();
     tracing::info!("stopping: draining tasks");
@@ -151,18 +152,18 @@ impl Signals {
     }
 
     /// Returns on SIGTERM or SIGINT; handles SIGHUP in place.
-    async fn wait(mut self, agent: &Agent, config_path: &Path, config_tx: &watch::Sender<Arc<Config>>, filter: &FilterHandle) {
+    async fn wait(mut self, agent: &Agent, config_path: &Path, filter: &FilterHandle) {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
-                _ = self.hangup.recv() => reload(agent, config_path, config_tx, filter),
+                _ = self.hangup.recv() => reload(agent, config_path, filter),
             }
         }
     }
 }
 
-fn reload(agent: &Agent, config_path: &Path, config_tx: &watch::Sender<Arc<Config>>, filter: &FilterHandle) {
+fn reload(agent: &Agent, config_path: &Path, filter: &FilterHandle) {
     crate::systemd::reloading();
     match Config::load(config_path) {
         Err(err) => tracing::error!("config reload refused, the running config stays in force:\n{err}"),
@@ -184,7 +185,7 @@ fn reload(agent: &Agent, config_path: &Path, config_tx: &watch::Sender<Arc<Confi
                     tracing::error!(%err, "cannot apply the new log filter");
                 }
             }
-            config_tx.send_replace(Arc::new(new));
+            agent.config.send_replace(Arc::new(crate::schedule::pushed::in_force_logged(new, &agent.store)));
             tracing::info!(path = %config_path.display(), "config reloaded");
         }
     }

@@ -70,7 +70,7 @@ fn cut_bells_on_panic(controller: &Controller) {
 
 /// Follows the timetable until shutdown, then applies the safe state.
 pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<MqttParts>) {
-    let mut config_rx = agent.config.clone();
+    let mut config_rx = agent.config.subscribe();
     let (mut remote, link_task) = match mqtt {
         Some(parts) => (Some(parts.commands), Some(parts.task)),
         None => (None, None),

@@ -124,8 +124,9 @@ pub async fn run(agent: Arc<Agent>) {
         late_after: SignedDuration::from_secs_f64(config.late_after_minutes * 60.0),
         window: SignedDuration::from_secs_f64(config.window_minutes * 60.0),
     };
-    let room = agent.config();
-    let timetable = Timetable::new(room.schedule.clone(), &room.room.timezone).ok().filter(|t| !t.config.shifts.is_empty());
+    let mut config_changes = agent.config.subscribe();
+    let mut timetable = periods_of(&config_changes.borrow_and_update());
+    let zone = agent.config().room.timezone.clone();
     let ids: Vec<String> = pupils.iter().map(|p| p.personal_id.to_string()).collect();
     let mut roll: Option<RollCall> = None;
     let mut last_lesson: Option<String> = None;
@@ -141,7 +142,7 @@ pub async fn run(agent: Arc<Agent>) {
         let due = match (&timetable, roll.as_ref().is_some_and(|r| !r.is_closed())) {
             (_, true) => Next::Never,
             (Some(timetable), false) => lessons::next(timetable, now, rules.window, last_lesson.as_deref()),
-            (None, false) if last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &room.room.timezone), start: now },
+            (None, false) if last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &zone), start: now },
             (None, false) => Next::Never,
         };
         let mut open_at = None;
@@ -175,6 +176,7 @@ pub async fn run(agent: Arc<Agent>) {
                 }
             }
             _ = tokio::time::sleep(open_wait.unwrap_or_default()), if open_wait.is_some() => {}
+            Ok(()) = config_changes.changed() => timetable = periods_of(&config_changes.borrow_and_update()),
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
                 let now = agent.clock.now();
                 let Some(open) = roll.as_mut() else {
@@ -217,6 +219,11 @@ pub async fn run(agent: Arc<Agent>) {
             }
         }
     }
+}
+
+/// The timetable roll calls follow: `None` in a room without periods, where one roll call opens at start.
+fn periods_of(config: &crate::config::Config) -> Option<Timetable> {
+    Timetable::new(config.schedule.clone(), &config.room.timezone).ok().filter(|t| !t.config.shifts.is_empty())
 }
 
 /// Records the roll call's decisions, then logs them (so a logged mark is a stored one).

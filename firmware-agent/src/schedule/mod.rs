@@ -7,9 +7,11 @@
 //! state machine that decides, for the instant it is handed, what is due, late
 //! or missed. None of them does I/O or reads the time: the daemon's loop in
 //! [`crate::actuators::runner`] reads the [`crate::clock::Clock`] it is handed,
-//! performs the decisions and persists them.
+//! performs the decisions and persists them. [`pushed`] lays the timetable the
+//! hub pushes over the config's.
 
 pub mod config;
+pub mod pushed;
 pub mod scheduler;
 pub mod timetable;
 

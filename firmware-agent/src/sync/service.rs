@@ -18,7 +18,9 @@ use crate::proto::{
     AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
     PutContentChunk, PutContentResponse, PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
 };
+use crate::config::Config;
 use crate::roster::{Candidate, Role, Roster, check_person};
+use crate::schedule::ScheduleConfig;
 use crate::store::StoreError;
 use crate::store::outbox::read_after;
 
@@ -112,12 +114,18 @@ impl SyncService for SyncServer {
     async fn put_roster(&self, request: Request<PutRosterRequest>) -> Result<Response<PutRosterResponse>, Status> {
         let request = request.into_inner();
         let version = request.version;
-        let (roster, timetable) = checked_roster(&request).map_err(Status::invalid_argument)?;
+        let config = self.agent.config();
+        let (roster, timetable) = checked_roster(&request, &config).map_err(Status::invalid_argument)?;
         let store = self.agent.store.clone();
-        let outcome = blocking(move || store.replace_roster(version, &roster, timetable.as_deref())).await?;
+        let text = timetable.as_ref().map(|(text, _)| text.clone());
+        let outcome = blocking(move || store.replace_roster(version, &roster, text.as_deref())).await?;
         match outcome.map_err(unavailable)? {
             Ok(summary) => {
                 tracing::info!(version, pupils = summary.pupils, teachers = summary.teachers, "roster pushed by the hub applied");
+                if let Some((_, schedule)) = timetable {
+                    self.agent.config.send_modify(|config| Arc::make_mut(config).schedule = schedule);
+                    tracing::info!(version, "timetable pushed by the hub applied");
+                }
                 Ok(Response::new(PutRosterResponse {
                     version,
                     pupils: summary.pupils as u32,
@@ -132,7 +140,9 @@ impl SyncService for SyncServer {
 /// Checks a pushed roster whole, the same way a CSV import is checked: every
 /// problem is listed as `pupils[i].field` or `teachers[i].field`, and one is
 /// enough to refuse the push.
-fn checked_roster(request: &PutRosterRequest) -> Result<(Roster, Option<String>), String> {
+/// The pushed roster, and the pushed timetable (as sent, and laid over the
+/// room's config), when every row and key fits; else every problem.
+fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), String> {
     if request.version == 0 {
         return Err("version: must be 1 or more, and above the version in force".to_owned());
     }
@@ -171,10 +181,10 @@ fn checked_roster(request: &PutRosterRequest) -> Result<(Roster, Option<String>)
     }
     let timetable = match request.timetable_toml.as_str() {
         "" => None,
-        text => match text.parse::<toml::Table>() {
-            Ok(_) => Some(text.to_owned()),
-            Err(err) => {
-                problems.push(format!("timetable_toml: not valid TOML: {}", err.message()));
+        text => match crate::schedule::pushed::overlay(config, text) {
+            Ok(schedule) => Some((text.to_owned(), schedule)),
+            Err(found) => {
+                problems.extend(found.into_iter().map(|problem| format!("timetable_toml: {problem}")));
                 None
             }
         },
@@ -290,6 +300,10 @@ mod tests {
     use super::*;
     use crate::proto::{Pupil, Teacher};
 
+    fn room() -> Config {
+        Config::parse(std::path::Path::new("agent.toml"), "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n").unwrap()
+    }
+
     fn pupil(id: &str, name: &str) -> Pupil {
         Pupil { personal_id: id.into(), full_name: name.into(), class_name: "6A1".into(), ..Default::default() }
     }
@@ -302,7 +316,7 @@ mod tests {
             teachers: vec![Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
             timetable_toml: "[schedule\n".into(),
         };
-        let message = checked_roster(&request).unwrap_err();
+        let message = checked_roster(&request, &room()).unwrap_err();
         assert!(message.starts_with("4 problem(s); nothing was applied"), "{message}");
         assert!(message.contains("pupils[1].personal_id:"), "{message}");
         assert!(message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"), "{message}");
@@ -316,10 +330,11 @@ mod tests {
             version: 1,
             pupils: vec![pupil("010206001234", "Nguyễn Thị Hoa")],
             teachers: vec![],
-            timetable_toml: "[schedule]\nshift = \"morning\"\n".into(),
+            timetable_toml: "[schedule]\ngrace_seconds = 60\n".into(),
         };
-        let (roster, timetable) = checked_roster(&request).unwrap();
+        let (roster, timetable) = checked_roster(&request, &room()).unwrap();
         assert_eq!(roster.pupils.len(), 1);
-        assert_eq!(timetable.as_deref(), Some("[schedule]\nshift = \"morning\"\n"));
+        let (text, schedule) = timetable.unwrap();
+        assert_eq!((text.as_str(), schedule.grace_seconds), ("[schedule]\ngrace_seconds = 60\n", 60));
     }
 }
