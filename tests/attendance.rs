@@ -119,6 +119,34 @@ fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
 }
 
 #[test]
+fn a_room_the_camera_sees_empty_has_its_lights_switched_off_as_automation() {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = scratch.path().join("frames");
+    std::fs::create_dir_all(&folder).unwrap();
+    image::RgbImage::from_pixel(640, 480, image::Rgb([180, 170, 160])).save(folder.join("empty_room.png")).unwrap();
+    let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
+    let light = "[[actuators.device]]\nname = \"lights\"\nkind = \"light\"\nzone = \"front\"\ndriver = { type = \"simulated\" }\n";
+    let room = attendance_room_with(&source, "empty_room_minutes = 0.05\n", light);
+    let agent = room.start();
+    agent.wait_for_log("no face seen for 3 s: the room is empty", Duration::from_secs(60));
+    agent.wait_for_log("command=off cause=\"AUTOMATION\" outcome=\"DONE\"", Duration::from_secs(10));
+
+    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    let switched_off: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event.payload().unwrap() {
+            Some(Payload::Actuation(actuation)) if actuation.command == "off" => Some(actuation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switched_off.len(), 1, "once, not at every empty frame: {switched_off:?}");
+    assert_eq!(switched_off[0].device, "lights");
+    assert_eq!(switched_off[0].cause(), firmware_agent::proto::actuation::Cause::Automation);
+    assert!(switched_off[0].detail.contains("phòng trống"), "{:?}", switched_off[0]);
+}
+
+#[test]
 fn a_missing_model_stops_attendance_alone_and_a_vanished_camera_is_retried() {
     let scratch = tempfile::tempdir().unwrap();
     let models = scratch.path().join("models");

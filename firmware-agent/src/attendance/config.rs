@@ -42,6 +42,9 @@ pub struct AttendanceConfig {
     pub window_minutes: f64,
     /// Faces narrower than this many pixels are ignored during the roll call.
     pub min_face_pixels: u32,
+    /// Minutes without a face on camera after which the room's lights go off
+    /// (as automation: a lesson on the timetable or a teacher still wins); 0 never.
+    pub empty_room_minutes: f64,
     /// Keeps the photos given to `face enroll` beside the database (for debugging only).
     pub keep_debug_photos: bool,
     pub source: SourceConfig,
@@ -62,6 +65,7 @@ impl Default for AttendanceConfig {
             late_after_minutes: 5.0,
             window_minutes: 15.0,
             min_face_pixels: 32,
+            empty_room_minutes: 10.0,
             keep_debug_photos: false,
             source: SourceConfig::default(),
         }
@@ -150,6 +154,9 @@ impl AttendanceConfig {
                 format!("{} is not a score between 0 and 1", self.liveness_min_score),
                 "keep the default, 0.5",
             );
+        }
+        if !(self.empty_room_minutes >= 0.0) {
+            problem("empty_room_minutes", format!("{} minutes", self.empty_room_minutes), "use 10, or 0 to leave the lights alone");
         }
         if self.confirm_frames == 0 {
             problem("confirm_frames", "zero frames".to_owned(), "use 2 or more so one odd frame cannot mark a pupil");

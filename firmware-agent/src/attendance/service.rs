@@ -42,8 +42,6 @@ use crate::schedule::timetable::Timetable;
 const SUBSYSTEM: &str = "attendance";
 const SOURCE_SUBSYSTEM: &str = "attendance_source";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long without a face before the room counts as empty.
-const EMPTY_ROOM_AFTER: SignedDuration = SignedDuration::from_mins(10);
 
 /// What a worker made of one face.
 #[derive(Debug)]
@@ -134,6 +132,7 @@ pub async fn run(agent: Arc<Agent>) {
     let mut corrections = agent.attendance.take_inbox();
     // The camera also tells when the room is empty: no face for a while switches
     // the lights off (as automation, so a lesson or the teacher still wins).
+    let empty_room_after = (config.empty_room_minutes > 0.0).then(|| SignedDuration::from_secs_f64(config.empty_room_minutes * 60.0));
     let mut last_face_seen = agent.clock.now();
     let mut reported_empty = false;
     loop {
@@ -197,9 +196,9 @@ pub async fn run(agent: Arc<Agent>) {
                 if !faces.is_empty() {
                     last_face_seen = now;
                     reported_empty = false;
-                } else if !reported_empty && now.duration_since(last_face_seen) >= EMPTY_ROOM_AFTER {
+                } else if let Some(after) = empty_room_after.filter(|after| !reported_empty && now.duration_since(last_face_seen) >= *after) {
                     reported_empty = true;
-                    tracing::info!("no face seen for {} minutes: the room is empty", EMPTY_ROOM_AFTER.as_mins());
+                    tracing::info!("no face seen for {}: the room is empty", crate::schedule::scheduler::human(after));
                     agent.actuators.room_occupancy(0).await;
                 }
                 let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
