@@ -31,11 +31,6 @@ impl Affine {
         Affine([scale, 0.0, -left * scale, 0.0, scale, -top * scale])
     }
 
-    /// Scaling by `sx` horizontally and `sy` vertically.
-    pub fn scale(sx: f32, sy: f32) -> Affine {
-        Affine([sx, 0.0, 0.0, 0.0, sy, 0.0])
-    }
-
     /// The similarity transform sending `from` onto `to` with the least squared error.
     pub fn similarity(from: &[[f32; 2]; 5], to: &[[f32; 2]; 5]) -> Affine {
         let mean = |points: &[[f32; 2]; 5]| {
