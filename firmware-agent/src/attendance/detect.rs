@@ -28,7 +28,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Serialize;
 
-use super::align::{Affine, warp};
+use super::align::square_crop;
 
 /// The detector's input size.
 const DETECTOR_WIDTH: u32 = 320;
@@ -90,7 +90,7 @@ pub fn detect_boxes(session: &mut Session, image: &RgbImage, onnx: &mut Duration
 pub fn landmarks(session: &mut Session, image: &RgbImage, bbox: &[f32; 4], onnx: &mut Duration) -> Result<[[f32; 2]; 5], ort::Error> {
     let side = (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]).max(1.0);
     let (left, top) = ((bbox[0] + bbox[2] - side) / 2.0, (bbox[1] + bbox[3] - side) / 2.0);
-    let crop = warp(image, Affine::square_crop(left, top, side, LANDMARK_SIZE), LANDMARK_SIZE, LANDMARK_SIZE, 4);
+    let crop = square_crop(image, left, top, side, LANDMARK_SIZE, 4);
     let n = LANDMARK_SIZE as usize;
     let input = Array4::from_shape_fn((1, n, n, 3), |(_, x, y, c)| (crop[(y * n + x) * 3 + c] as f32 - 127.5) * 0.0078125);
     let started = std::time::Instant::now();
