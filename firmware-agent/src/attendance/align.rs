@@ -285,9 +285,12 @@ mod tests {
 
     #[test]
     fn square_crop_gives_the_pixels_of_the_warp_at_every_grid_and_across_the_edges() {
-        let image = RgbImage::from_fn(23, 17, |x, y| image::Rgb([(x * 11 + y * 3) as u8, (x * y * 7) as u8, (250 - x * y) as u8]));
+        let image = RgbImage::from_fn(23, 17, |x, y| {
+            image::Rgb([(x * 11 + y * 3) as u8, (x * y * 7) as u8, (250 - x * y) as u8])
+        });
         // Shrunk 0.7, 1.9, 3.3 and 5.1 times (grids of 1 to 4 samples a side), some crops reaching past the edges.
-        for (left, top, side, size) in [(3.3, 2.7, 8.4, 12), (-2.6, 1.2, 17.1, 9), (6.1, -3.4, 19.8, 6), (-4.5, -5.2, 35.7, 7)] {
+        let crops = [(3.3, 2.7, 8.4, 12), (-2.6, 1.2, 17.1, 9), (6.1, -3.4, 19.8, 6), (-4.5, -5.2, 35.7, 7)];
+        for (left, top, side, size) in crops {
             let by_axis = square_crop(&image, left, top, side, size, 4);
             let by_grid = warp(&image, crop_map(left, top, side, size), size, size, 4);
             for (i, (a, b)) in by_axis.iter().zip(&by_grid).enumerate() {
@@ -318,7 +321,9 @@ mod tests {
 
     #[test]
     fn warp_matches_bilinear_sampling_by_the_definition_inside_and_across_the_edges() {
-        let image = RgbImage::from_fn(13, 9, |x, y| image::Rgb([(x * 19 + y * 7) as u8, (x * y * 5) as u8, (200 - x * y) as u8]));
+        let image = RgbImage::from_fn(13, 9, |x, y| {
+            image::Rgb([(x * 19 + y * 7) as u8, (x * y * 5) as u8, (200 - x * y) as u8])
+        });
         // A rotated view shrunk 1.3 times (so sampled 2x2 a pixel) that reaches past every edge.
         let to_input = Affine([1.2, -0.5, -2.3, 0.5, 1.2, -3.1]);
         let (width, height) = (14, 10);
