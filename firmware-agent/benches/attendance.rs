@@ -1,9 +1,10 @@
 //! The attendance pipeline's figures: time per stage on a 1280x720 frame with
 //! one face and with several, the share of that time spent outside ONNX
-//! Runtime, 1:N matching against 2 000 templates, resident memory with the
-//! models loaded, and the same frames through the Python baseline
+//! Runtime (with decoding, and without it as for a frame that arrives decoded
+//! from a camera), 1:N matching against 2 000 templates, resident memory with
+//! the models loaded, and the same frames through the Python baseline
 //! (`attendance_baseline.py`: onnxruntime + OpenCV, the same models), timed in
-//! the same run.
+//! the same run, with the faces each found.
 //!
 //! Run with `make bench` (or `cargo bench --bench attendance` with
 //! `ORT_DYLIB_PATH` and `FIRMWARE_AGENT_MODELS` set as the Makefile sets them).
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use firmware_agent::attendance::detect::DetectedFace;
 use firmware_agent::attendance::embed::{DIMENSIONS, Embedding};
 use firmware_agent::attendance::matcher::Gallery;
 use firmware_agent::attendance::models::ModelSet;
@@ -44,10 +46,12 @@ fn main() {
 
     println!("attendance pipeline, release build, one inference thread, {ROUNDS} rounds a frame");
     for (label, frame) in [("1280x720, 1 face", &one_face), ("1280x720, 6 faces", &many_faces)] {
-        let (times, matching, count) = time_frame(&mut pipeline, frame, &gallery);
+        let (times, matching, found) = time_frame(&mut pipeline, frame, &gallery);
         let total = times.total() + matching;
         let outside = total.saturating_sub(times.onnx_runtime);
-        println!("\n{label} ({count} faces found)");
+        let decoded_total = total.saturating_sub(times.decode);
+        let decoded_outside = outside.saturating_sub(times.decode);
+        println!("\n{label} ({} faces found)", found.len());
         println!(
             "  agent:  decode {:6.2} ms  detect {:6.2} ms  landmarks {:6.2} ms  align {:6.2} ms  embed {:6.2} ms  match {:6.3} ms  total {:6.2} ms",
             ms(times.decode), ms(times.detect), ms(times.landmarks), ms(times.align), ms(times.embed), ms(matching), ms(total)
@@ -58,9 +62,20 @@ fn main() {
             ms(outside),
             100.0 * outside.as_secs_f64() / total.as_secs_f64()
         );
-        match python_baseline(&root, &models_dir, frame) {
-            Ok(line) => println!("  python: {line}"),
+        println!(
+            "          a frame that arrives decoded: total {:6.2} ms; everything else {:5.2} ms = {:4.1}% of it",
+            ms(decoded_total),
+            ms(decoded_outside),
+            100.0 * decoded_outside.as_secs_f64() / decoded_total.as_secs_f64()
+        );
+        let python = python_baseline(&root, &models_dir, frame);
+        match &python {
+            Ok(json) => println!("  python: {}", python_stages(json)),
             Err(err) => println!("  python: baseline not run: {err}"),
+        }
+        println!("  faces:  agent  {}", faces_line(found.iter().map(|f| (f.bbox, f.score))));
+        if let Ok(json) = &python {
+            println!("          python {}", faces_line(python_faces(json)));
         }
     }
 
@@ -77,8 +92,8 @@ fn main() {
     );
 }
 
-/// Mean stage times over [`ROUNDS`] runs of one frame, the mean time matching its faces, and its face count.
-fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (StageTimes, Duration, usize) {
+/// Mean stage times over [`ROUNDS`] runs of one frame, the mean time matching its faces, and the faces found.
+fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (StageTimes, Duration, Vec<DetectedFace>) {
     let bytes = std::fs::read(frame).unwrap();
     let run = |pipeline: &mut Pipeline| {
         let image = pipeline.decode(&bytes).unwrap();
@@ -87,18 +102,18 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         for face in &faces {
             std::hint::black_box(gallery.nearest(&face.embedding));
         }
-        (started.elapsed(), faces.len())
+        (started.elapsed(), faces.into_iter().map(|face| face.detected).collect())
     };
     for _ in 0..3 {
         run(pipeline);
     }
     pipeline.take_times();
     let mut matching = Duration::ZERO;
-    let mut count = 0;
+    let mut found = Vec::new();
     for _ in 0..ROUNDS {
         let (spent, faces) = run(pipeline);
         matching += spent;
-        count = faces;
+        found = faces;
     }
     let t = pipeline.take_times();
     let mean = |d: Duration| d / ROUNDS;
@@ -111,7 +126,7 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         liveness: mean(t.liveness),
         onnx_runtime: mean(t.onnx_runtime),
     };
-    (times, mean(matching), count)
+    (times, mean(matching), found)
 }
 
 /// Six faces from the probe photos on a 1280x720 frame, saved as a JPEG as a camera would send it.
@@ -151,8 +166,8 @@ fn random_gallery(n: usize) -> Gallery {
     }))
 }
 
-/// The Python baseline on the same frame, timed in this run.
-fn python_baseline(root: &Path, models: &Path, frame: &Path) -> Result<String, String> {
+/// The Python baseline on the same frame, timed in this run: its JSON report.
+fn python_baseline(root: &Path, models: &Path, frame: &Path) -> Result<serde_json::Value, String> {
     let python = root.join(".local/venv/bin/python");
     let script = root.join("firmware-agent/benches/attendance_baseline.py");
     let output = Command::new(&python)
@@ -161,17 +176,45 @@ fn python_baseline(root: &Path, models: &Path, frame: &Path) -> Result<String, S
         .arg("--time")
         .arg(frame)
         .args(["--repeat", &ROUNDS.to_string()])
+        // One thread, as the agent: NumPy's BLAS would otherwise start a
+        // thread per core for the match, whose spinning takes the core ONNX
+        // Runtime's thread runs on.
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", "1")
         .output()
         .map_err(|err| format!("{}: {err} (run `models/install`)", python.display()))?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
+    serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())
+}
+
+/// The baseline's stage times, laid out as the agent's.
+fn python_stages(json: &serde_json::Value) -> String {
     let get = |key: &str| json[key].as_f64().unwrap_or(f64::NAN);
-    Ok(format!(
+    format!(
         "decode {:6.2} ms  detect {:6.2} ms  landmarks+align {:6.2} ms  embed {:6.2} ms  match {:6.3} ms  total {:6.2} ms ({} faces)",
         get("decode"), get("detect"), get("align"), get("embed"), get("match"), get("total"), json["faces"]
-    ))
+    )
+}
+
+/// The boxes and scores the baseline found, as `[left, top, right, bottom, score]` in its report.
+fn python_faces(json: &serde_json::Value) -> impl Iterator<Item = ([f32; 4], f32)> + '_ {
+    json["boxes"].as_array().into_iter().flatten().map(|face| {
+        let value = |i: usize| face[i].as_f64().unwrap_or(f64::NAN) as f32;
+        ([value(0), value(1), value(2), value(3)], value(4))
+    })
+}
+
+/// Faces as `(left, top)-(right, bottom) score`, left to right.
+fn faces_line(faces: impl Iterator<Item = ([f32; 4], f32)>) -> String {
+    let mut faces: Vec<_> = faces.collect();
+    faces.sort_by(|a, b| a.0[0].total_cmp(&b.0[0]).then(a.0[1].total_cmp(&b.0[1])));
+    let text: Vec<String> = faces
+        .iter()
+        .map(|(b, score)| format!("({:.0},{:.0})-({:.0},{:.0}) {score:.3}", b[0], b[1], b[2], b[3]))
+        .collect();
+    text.join("  ")
 }
 
 fn ms(d: Duration) -> f64 {

@@ -5,7 +5,8 @@ The baseline the agent's benchmark compares itself with: the same models and the
 same steps (decode, detect, landmarks, 5-point alignment, embedding, 1:N match).
 
     attendance_baseline.py MODELS_DIR --time IMAGE [--repeat N]
-        prints one JSON line: mean milliseconds per stage over N runs
+        prints one JSON line: mean milliseconds per stage over N runs, and the
+        faces found as [left, top, right, bottom, score]
     attendance_baseline.py MODELS_DIR --similarity IMAGE_A IMAGE_B
         prints the cosine similarity of the two photos' largest faces
 """
@@ -102,6 +103,7 @@ def time_stages(pipeline, path, repeat, gallery):
     result = {stage: 1000.0 * seconds / repeat for stage, seconds in totals.items()}
     result["total"] = sum(result.values())
     result["faces"] = faces
+    result["boxes"] = [[*map(float, box), score] for box, score in found]
     return result
 
 
