@@ -18,8 +18,8 @@ pub const SIMILAR_SIZE: f32 = 0.6;
 /// The narrowest face, in pixels, that gives a template.
 pub const MIN_FACE_PIXELS: f32 = 64.0;
 /// The least sharpness (variance of the aligned face's Laplacian) accepted.
-/// Measured on the shared enrollment photos: 418 to 914 as taken; blurred with
-/// a Gaussian of 1/80 of the face's width, 60 to 490; of 1/40, 11 to 185.
+/// Measured on the shared enrollment photos: 299 to 749 as taken; blurred with
+/// a Gaussian of 1/80 of the face's width, 51 to 104; of 1/40, 9 to 26.
 pub const MIN_SHARPNESS: f32 = 80.0;
 
 /// Why a photo gives no template.
