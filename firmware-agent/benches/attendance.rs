@@ -4,7 +4,7 @@
 //! from a camera), 1:N matching against 2 000 templates, resident memory with
 //! the models loaded, and the same frames through the Python baseline
 //! (`attendance_baseline.py`: onnxruntime + OpenCV, the same models), timed in
-//! the same run, with the faces each found.
+//! the same run, with the faces each found; and the optional liveness check.
 //!
 //! Run with `make bench` (or `cargo bench --bench attendance` with
 //! `ORT_DYLIB_PATH` and `FIRMWARE_AGENT_MODELS` set as the Makefile sets them).
@@ -79,6 +79,9 @@ fn main() {
         }
     }
 
+    let (liveness, onnx) = time_liveness(&mut pipeline, &one_face);
+    println!("\nliveness check (optional, off by default): {:.2} ms a face, of which ONNX Runtime {:.2} ms", ms(liveness), ms(onnx));
+
     let probe = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
     let started = Instant::now();
     let rounds = 2000;
@@ -127,6 +130,18 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         onnx_runtime: mean(t.onnx_runtime),
     };
     (times, mean(matching), found)
+}
+
+/// Mean time of the liveness check on the main face of `frame`, and ONNX Runtime's part of it.
+fn time_liveness(pipeline: &mut Pipeline, frame: &Path) -> (Duration, Duration) {
+    let image = pipeline.decode(&std::fs::read(frame).unwrap()).unwrap();
+    let face = pipeline.detect(&image).unwrap().remove(0);
+    pipeline.take_times();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(pipeline.liveness(&image, &face).unwrap());
+    }
+    let times = pipeline.take_times();
+    (times.liveness / ROUNDS, times.onnx_runtime / ROUNDS)
 }
 
 /// Six faces from the probe photos on a 1280x720 frame, saved as a JPEG as a camera would send it.
