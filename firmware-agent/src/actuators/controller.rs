@@ -241,6 +241,8 @@ impl Controller {
         record.outcome = outcome as i32;
         record.detail = [request.note.as_str(), detail.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("; ");
         record.latency_ms = latency.as_millis().min(u32::MAX as u128) as u32;
+        // Stored before it is logged, so a logged actuation is a recorded one.
+        self.record(occurred_at, record.clone()).await;
         tracing::info!(
             device = %record.device,
             command = %record.command,
@@ -251,7 +253,6 @@ impl Controller {
             "actuation"
         );
         metrics::counter!("actuations_total", "device" => record.device.clone(), "outcome" => outcome.as_str_name()).increment(1);
-        self.record(occurred_at, record.clone()).await;
         Ok(record)
     }
 
