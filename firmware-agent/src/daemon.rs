@@ -180,10 +180,8 @@ fn reload(agent: &Agent, config_path: &Path, filter: &FilterHandle) {
                     tracing::warn!(key, "changed in the config; takes effect at the next restart");
                 }
             }
-            if old.log.filter != new.log.filter {
-                if let Err(err) = filter.set(&new.log.filter) {
-                    tracing::error!(%err, "cannot apply the new log filter");
-                }
+            if old.log.filter != new.log.filter && let Err(err) = filter.set(&new.log.filter) {
+                tracing::error!(%err, "cannot apply the new log filter");
             }
             agent.config.send_replace(Arc::new(crate::schedule::pushed::in_force_logged(new, &agent.store)));
             tracing::info!(path = %config_path.display(), "config reloaded");

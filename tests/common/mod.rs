@@ -175,10 +175,8 @@ impl RunningAgent {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.exited.recv_timeout(timeout).ok();
-            if self.status.is_some() {
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
+            if self.status.is_some() && let Some(reader) = self.reader.take() {
+                let _ = reader.join();
             }
         }
         self.status

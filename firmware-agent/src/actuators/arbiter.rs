@@ -8,6 +8,7 @@
 //! - The timetable's "lights on" holds the lights against automation until the
 //!   lights' planned "off", so an empty-room rule cannot darken a lesson.
 //! - Automation is performed only when nothing holds the device.
+//!
 //! Bells are never held: a ring is momentary and rings do not undo each other.
 //! A command that yields is not performed and is recorded as skipped, naming
 //! what held the device.
@@ -51,15 +52,13 @@ impl Arbiter {
     /// Decides on a command from `cause` at `now`. A command that proceeds and
     /// asks for a hold (`hold_until`) takes it, replacing any hold it outranks.
     pub fn admit(&mut self, device: &str, cause: Cause, now: Timestamp, hold_until: Option<Timestamp>) -> Verdict {
-        if let Some(hold) = self.holds.get(device).filter(|hold| hold.until > now) {
-            if rank(hold.by) < rank(cause) {
-                let by = match hold.by {
-                    Cause::Teacher => "giáo viên (the teacher)",
-                    _ => "thời khóa biểu (the timetable)",
-                };
-                let until = hold.until.strftime("%H:%M UTC");
-                return Verdict::Yield(format!("held by {by} until {until}"));
-            }
+        if let Some(hold) = self.holds.get(device).filter(|hold| hold.until > now) && rank(hold.by) < rank(cause) {
+            let by = match hold.by {
+                Cause::Teacher => "giáo viên (the teacher)",
+                _ => "thời khóa biểu (the timetable)",
+            };
+            let until = hold.until.strftime("%H:%M UTC");
+            return Verdict::Yield(format!("held by {by} until {until}"));
         }
         match hold_until {
             Some(until) => {

@@ -127,10 +127,13 @@ impl Actuator for Relay {
     }
 }
 
+/// Each simulated pin's changes of electrical level, by pin name.
+type PinHistory = BTreeMap<String, Vec<(Timestamp, bool)>>;
+
 /// Pins in memory, for tests and the demo: each remembers its electrical level and every change.
 #[derive(Clone, Default)]
 pub struct SimulatedPinBank {
-    pins: Arc<Mutex<BTreeMap<String, Vec<(Timestamp, bool)>>>>,
+    pins: Arc<Mutex<PinHistory>>,
     changes: Arc<watch::Sender<u64>>,
 }
 

@@ -214,7 +214,7 @@ fn reduce_around(image: &RgbImage, to_output: Affine, factor: u32) -> Option<(Rg
     }
     let raw = image.as_raw();
     let stride = image.width() as usize * 3;
-    let area = (factor * factor) as u32;
+    let area = factor * factor;
     let mut reduced = RgbImage::new(width, height);
     for (y, row) in reduced.as_mut().chunks_exact_mut(width as usize * 3).enumerate() {
         let mut sums = vec![0u32; width as usize * 3];

@@ -155,13 +155,13 @@ impl AttendanceConfig {
                 "keep the default, 0.5",
             );
         }
-        if !(self.empty_room_minutes >= 0.0) {
+        if self.empty_room_minutes.is_nan() || self.empty_room_minutes < 0.0 {
             problem("empty_room_minutes", format!("{} minutes", self.empty_room_minutes), "use 10, or 0 to leave the lights alone");
         }
         if self.confirm_frames == 0 {
             problem("confirm_frames", "zero frames".to_owned(), "use 2 or more so one odd frame cannot mark a pupil");
         }
-        if !(self.window_minutes > 0.0) {
+        if self.window_minutes.is_nan() || self.window_minutes <= 0.0 {
             problem("window_minutes", format!("{} minutes", self.window_minutes), "give the roll call a window, such as 15");
         }
         if !(0.0..=self.window_minutes).contains(&self.late_after_minutes) {

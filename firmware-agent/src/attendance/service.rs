@@ -148,7 +148,7 @@ pub async fn run(agent: Arc<Agent>) {
         match due {
             Next::Open { lesson_id, start } => {
                 let session_id = uuid::Uuid::now_v7().to_string();
-                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids.iter().cloned(), enrolled, rules.clone(), start);
+                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids.iter().cloned(), enrolled, rules, start);
                 record(&agent, now, vec![opened]).await;
                 tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
                 agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));

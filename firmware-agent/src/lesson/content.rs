@@ -61,10 +61,8 @@ async fn guard(State((lesson, dir)): State<(Arc<Lesson>, PathBuf)>, request: Req
         }
     }
     let mut response = next.run(request).await;
-    if let Some(tag) = tag.and_then(|tag| HeaderValue::from_str(&tag).ok()) {
-        if response.status().is_success() {
-            response.headers_mut().insert(header::ETAG, tag);
-        }
+    if let Some(tag) = tag.and_then(|tag| HeaderValue::from_str(&tag).ok()) && response.status().is_success() {
+        response.headers_mut().insert(header::ETAG, tag);
     }
     response
 }

@@ -297,10 +297,8 @@ pub fn parse(frame: &str, max_bytes: usize) -> Result<TabletMessage, ProtocolErr
     }
     let message: TabletMessage =
         serde_json::from_str(frame).map_err(|err| ProtocolError::new(ErrorCode::Malformed, err.to_string()))?;
-    if let TabletMessage::Hello { v, .. } = &message {
-        if *v != VERSION {
-            return Err(ProtocolError::new(ErrorCode::UnsupportedVersion, format!("this agent speaks version {VERSION}, not {v}")));
-        }
+    if let TabletMessage::Hello { v, .. } = &message && *v != VERSION {
+        return Err(ProtocolError::new(ErrorCode::UnsupportedVersion, format!("this agent speaks version {VERSION}, not {v}")));
     }
     Ok(message)
 }

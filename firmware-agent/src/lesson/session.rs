@@ -230,10 +230,8 @@ impl Session {
             .filter(|asked| asked.open && asked.question.id == question_id)
             .ok_or_else(|| ProtocolError::new(ErrorCode::QuestionClosed, format!("question `{question_id}` is not open")))?;
         let elapsed = now.duration_since(asked.started_at);
-        if let Some(limit) = asked.question.time_limit_s {
-            if elapsed > jiff::SignedDuration::from_secs(i64::from(limit)) {
-                return Err(ProtocolError::new(ErrorCode::QuestionClosed, format!("the time limit of {limit} s has passed")));
-            }
+        if let Some(limit) = asked.question.time_limit_s && elapsed > jiff::SignedDuration::from_secs(i64::from(limit)) {
+            return Err(ProtocolError::new(ErrorCode::QuestionClosed, format!("the time limit of {limit} s has passed")));
         }
         if asked.answers.iter().any(|answer| answer.tablet_id == tablet_id) {
             return Err(ProtocolError::new(ErrorCode::AlreadyAnswered, format!("this tablet already answered `{question_id}`")));

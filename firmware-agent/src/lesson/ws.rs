@@ -99,9 +99,7 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
                         Ok(message) => handle(&lesson, &mut tablet, message, &own_queue),
                         Err(err) => Some(err.to_json()),
                     };
-                    if let Some(reply) = reply {
-                        if sink.send(Message::Text(reply.into())).await.is_err() { break }
-                    }
+                    if let Some(reply) = reply && sink.send(Message::Text(reply.into())).await.is_err() { break }
                 }
             }
         }

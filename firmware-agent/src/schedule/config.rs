@@ -251,10 +251,8 @@ fn check_periods(key: &str, periods: &[Period], problem: &mut dyn FnMut(String, 
         if period.end <= period.start {
             problem(format!("{key}.periods.{p}.end"), format!("period ends at {} but starts at {}", hh_mm(period.end), hh_mm(period.start)), "a period's end comes after its start");
         }
-        if let Some(previous) = p.checked_sub(1).map(|q| &periods[q]) {
-            if period.start < previous.end {
-                problem(format!("{key}.periods.{p}.start"), format!("starts at {}, before the previous period ends ({})", hh_mm(period.start), hh_mm(previous.end)), "list periods in order, without overlaps");
-            }
+        if let Some(previous) = p.checked_sub(1).map(|q| &periods[q]) && period.start < previous.end {
+            problem(format!("{key}.periods.{p}.start"), format!("starts at {}, before the previous period ends ({})", hh_mm(period.start), hh_mm(previous.end)), "list periods in order, without overlaps");
         }
     }
 }
