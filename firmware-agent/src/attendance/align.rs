@@ -189,7 +189,7 @@ pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
     let to_output = Affine::similarity(landmarks, &TEMPLATE);
     let factor = to_output.inverse().map_or(1, |to_input| to_input.shrink() as u32);
     if factor < 2 {
-        return warp(image, to_output, ALIGNED_SIZE, ALIGNED_SIZE, 2);
+        return warp(image, to_output, ALIGNED_SIZE, ALIGNED_SIZE, 1);
     }
     let Some((reduced, reduced_to_image)) = reduce_around(image, to_output, factor) else {
         return vec![0; (ALIGNED_SIZE * ALIGNED_SIZE * 3) as usize];
