@@ -4,7 +4,9 @@
 //! from a camera), 1:N matching against 2 000 templates, resident memory with
 //! the models loaded, and the same frames through the Python baseline
 //! (`attendance_baseline.py`: onnxruntime + OpenCV, the same models), timed in
-//! the same run, with the faces each found; and the optional liveness check.
+//! the same run (also taking turns, so that a machine changing speed during
+//! the run favours neither), with the faces each found; and the optional
+//! liveness check.
 //!
 //! Run with `make bench` (or `cargo bench --bench attendance` with
 //! `ORT_DYLIB_PATH` and `FIRMWARE_AGENT_MODELS` set as the Makefile sets them).
@@ -21,6 +23,8 @@ use firmware_agent::attendance::pipeline::{Pipeline, StageTimes};
 use image::{RgbImage, imageops};
 
 const ROUNDS: u32 = 30;
+/// Turns the agent and the baseline take in the head-to-head comparison.
+const BLOCKS: usize = 5;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -76,6 +80,10 @@ fn main() {
         println!("  faces:  agent  {}", faces_line(found.iter().map(|f| (f.bbox, f.score))));
         if let Ok(json) = &python {
             println!("          python {}", faces_line(python_faces(json)));
+            let (agent, python, wins) = head_to_head(&mut pipeline, &root, &models_dir, frame, &gallery);
+            println!(
+                "  head to head, {BLOCKS} alternating blocks of {ROUNDS} rounds: agent {agent:6.2} ms, python {python:6.2} ms (medians); the agent faster in {wins} of {BLOCKS}"
+            );
         }
     }
 
@@ -130,6 +138,25 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         onnx_runtime: mean(t.onnx_runtime),
     };
     (times, mean(matching), found)
+}
+
+/// The agent and the baseline taking turns on `frame`, so that a machine
+/// slowing down or speeding up during the run favours neither: the median of
+/// each side's block means, and in how many blocks the agent was faster.
+fn head_to_head(pipeline: &mut Pipeline, root: &Path, models: &Path, frame: &Path, gallery: &Gallery) -> (f64, f64, usize) {
+    let (mut agent, mut python) = (Vec::new(), Vec::new());
+    for _ in 0..BLOCKS {
+        let (times, matching, _) = time_frame(pipeline, frame, gallery);
+        agent.push(ms(times.total() + matching));
+        python.push(python_baseline(root, models, frame).map_or(f64::NAN, |json| json["total"].as_f64().unwrap_or(f64::NAN)));
+    }
+    let wins = agent.iter().zip(&python).filter(|(a, p)| a < p).count();
+    (median(agent), median(python), wins)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Mean time of the liveness check on the main face of `frame`, and ONNX Runtime's part of it.

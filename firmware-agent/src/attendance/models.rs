@@ -8,6 +8,8 @@
 //!   attendance with a message instead of producing wrong marks.
 //! - Each file is read once, hashed, and the session is built from those same
 //!   bytes: nothing can change between the check and the use.
+//! - Sessions get every graph optimisation ONNX Runtime has (`All`, its own
+//!   default; the crate's `Level3` stops short of it at layout changes).
 //! - ONNX Runtime allows one environment per process; it is created once, on
 //!   first use, and kept for the life of the process.
 
@@ -70,7 +72,7 @@ impl ModelSet {
         let bytes = &self.files.iter().find(|(n, _)| *n == name).expect("only the pipeline's models are asked for").1;
         let fail = |reason: String| ModelError::Session { path: path.clone(), reason };
         Session::builder(self.environment)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
             .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
             .map_err(|err| fail(err.to_string()))?
