@@ -216,8 +216,9 @@ fn reduce_around(image: &RgbImage, to_output: Affine, factor: u32) -> Option<(Rg
     let stride = image.width() as usize * 3;
     let area = factor * factor;
     let mut reduced = RgbImage::new(width, height);
+    let mut sums = vec![0u32; width as usize * 3];
     for (y, row) in reduced.as_mut().chunks_exact_mut(width as usize * 3).enumerate() {
-        let mut sums = vec![0u32; width as usize * 3];
+        sums.fill(0);
         for dy in 0..factor as usize {
             let start = (top as usize + y * factor as usize + dy) * stride + left as usize * 3;
             let line = &raw[start..start + (width * factor) as usize * 3];
@@ -229,7 +230,7 @@ fn reduce_around(image: &RgbImage, to_output: Affine, factor: u32) -> Option<(Rg
                 }
             }
         }
-        for (out, sum) in row.iter_mut().zip(sums) {
+        for (out, sum) in row.iter_mut().zip(&sums) {
             *out = ((sum + area / 2) / area) as u8;
         }
     }
