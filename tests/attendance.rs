@@ -89,6 +89,10 @@ fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
     let (print_scores, straight_scores) = (liveness_scores(&room, &print), liveness_scores(&room, &straight));
     assert!(print_scores.len() == 1 && print_scores[0] < 0.5, "face detect shows the print's low score: {print_scores:?}");
     assert!(straight_scores.len() == 1 && straight_scores[0] >= 0.5, "and a straight face's high one: {straight_scores:?}");
+    // Without the check the print would pass for Obama: it is the check that keeps him absent.
+    let obama_a = faces().join("enroll/obama/obama_a.jpg");
+    let recognised = room.command(&["face", "compare", obama_a.to_str().unwrap(), print.to_str().unwrap()]);
+    assert_eq!(recognised.status.code(), Some(0), "the print is recognised as Obama: {}", String::from_utf8_lossy(&recognised.stdout));
     for index in 0..6 {
         let from = if index < 3 { &print } else { &straight };
         std::fs::copy(from, folder.join(format!("frame{index:03}.jpg"))).unwrap();

@@ -187,21 +187,20 @@ fn crop_taps(start: f32, scale: f32, size: u32, grid: u32, limit: u32) -> Vec<Ve
 /// The aligned 112x112 face for the given landmarks.
 pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
     let to_output = Affine::similarity(landmarks, &TEMPLATE);
-    let factor = to_output.inverse().map_or(1, |to_input| to_input.shrink() as u32);
+    let black = || vec![0; (ALIGNED_SIZE * ALIGNED_SIZE * 3) as usize];
+    let Some(to_input) = to_output.inverse() else { return black() };
+    let factor = to_input.shrink() as u32;
     if factor < 2 {
         return warp(image, to_output, ALIGNED_SIZE, ALIGNED_SIZE, 1);
     }
-    let Some((reduced, reduced_to_image)) = reduce_around(image, to_output, factor) else {
-        return vec![0; (ALIGNED_SIZE * ALIGNED_SIZE * 3) as usize];
-    };
+    let Some((reduced, reduced_to_image)) = reduce_around(image, &to_input, factor) else { return black() };
     warp(&reduced, to_output.after(&reduced_to_image), ALIGNED_SIZE, ALIGNED_SIZE, 1)
 }
 
-/// The part of `image` that `to_output` maps onto the aligned face, averaged
+/// The part of `image` that `to_input` takes the aligned face from, averaged
 /// over `factor` x `factor` blocks; with the map from the reduced image's
 /// pixels back to `image`'s. `None` when that part lies outside the image.
-fn reduce_around(image: &RgbImage, to_output: Affine, factor: u32) -> Option<(RgbImage, Affine)> {
-    let to_input = to_output.inverse()?;
+fn reduce_around(image: &RgbImage, to_input: &Affine, factor: u32) -> Option<(RgbImage, Affine)> {
     let side = ALIGNED_SIZE as f32;
     let corners = [[-1.0, -1.0], [side + 1.0, -1.0], [-1.0, side + 1.0], [side + 1.0, side + 1.0]].map(|c| to_input.apply(c));
     let (xs, ys) = (corners.map(|c| c[0]), corners.map(|c| c[1]));

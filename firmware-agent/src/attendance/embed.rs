@@ -37,19 +37,25 @@ impl Embedding {
 
 /// The embedding of an aligned 112x112 RGB face.
 pub fn embed(session: &mut Session, aligned: &[u8], onnx: &mut Duration) -> Result<Embedding, ort::Error> {
-    let n = ALIGNED_SIZE as usize;
-    let mut planes = vec![0.0f32; 3 * n * n];
-    for (i, pixel) in aligned.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            planes[c * n * n + i] = (pixel[c] as f32 - 127.0) / 128.0;
-        }
-    }
-    let input = Array4::from_shape_vec((1, 3, n, n), planes).expect("three planes of the aligned face's size");
+    let input = rgb_planes(aligned, ALIGNED_SIZE, |v| (v - 127.0) / 128.0);
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(&input)?])?;
     *onnx += started.elapsed();
     let (_, vector) = outputs["output"].try_extract_tensor::<f32>()?;
     Ok(normalised(vector))
+}
+
+/// A square RGB image (row-major, 3 bytes a pixel, `side` pixels a side) as a
+/// models' input: one batch of three colour planes, each value passed through `scale`.
+pub fn rgb_planes(pixels: &[u8], side: u32, scale: impl Fn(f32) -> f32) -> Array4<f32> {
+    let area = (side * side) as usize;
+    let mut planes = vec![0.0f32; 3 * area];
+    for (i, pixel) in pixels.chunks_exact(3).enumerate() {
+        for (c, value) in pixel.iter().enumerate() {
+            planes[c * area + i] = scale(f32::from(*value));
+        }
+    }
+    Array4::from_shape_vec((1, 3, side as usize, side as usize), planes).expect("three planes of the given side")
 }
 
 fn normalised(vector: &[f32]) -> Embedding {

@@ -52,6 +52,7 @@ pub fn next(timetable: &Timetable, now: Timestamp, window: SignedDuration, last_
 mod tests {
     use super::*;
     use crate::schedule::config::ScheduleConfig;
+    use crate::schedule::scheduler::tests::at;
 
     fn timetable() -> Timetable {
         let config: ScheduleConfig = toml::from_str(
@@ -60,10 +61,6 @@ mod tests {
         )
         .unwrap();
         Timetable::new(config, "Asia/Ho_Chi_Minh").unwrap()
-    }
-
-    fn at(local: &str) -> Timestamp {
-        local.parse::<jiff::civil::DateTime>().unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).unwrap().timestamp()
     }
 
     #[test]

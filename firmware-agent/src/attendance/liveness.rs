@@ -30,6 +30,7 @@ use ort::value::TensorRef;
 
 use super::align::{Affine, warp};
 use super::detect::DetectedFace;
+use super::embed::rgb_planes;
 
 /// The model's input side.
 pub const INPUT_SIZE: u32 = 128;
@@ -57,14 +58,7 @@ pub fn score(session: &mut Session, image: &RgbImage, face: &DetectedFace, onnx:
     let (half_x, half_y) = (0.5 * (width / INPUT_SIZE as f32 - 1.0), 0.5 * (height / INPUT_SIZE as f32 - 1.0));
     let to_input = Affine::rectangle_crop(left + half_x, top + half_y, width, height, INPUT_SIZE, INPUT_SIZE);
     let crop = warp(image, to_input, INPUT_SIZE, INPUT_SIZE, 1);
-    let side = INPUT_SIZE as usize;
-    let mut planes = vec![0.0f32; 3 * side * side];
-    for (i, pixel) in crop.chunks_exact(3).enumerate() {
-        for (c, value) in pixel.iter().enumerate() {
-            planes[c * side * side + i] = *value as f32;
-        }
-    }
-    let input = ndarray::Array4::from_shape_vec((1, 3, side, side), planes).expect("three planes of the model's size");
+    let input = rgb_planes(&crop, INPUT_SIZE, |v| v);
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(&input)?])?;
     *onnx += started.elapsed();

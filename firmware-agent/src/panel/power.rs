@@ -236,6 +236,7 @@ pub async fn run(agent: Arc<Agent>) {
 mod tests {
     use super::*;
     use crate::schedule::config::ScheduleConfig;
+    use crate::schedule::scheduler::tests::at;
 
     fn timetable() -> Timetable {
         let config: ScheduleConfig = toml::from_str(
@@ -243,10 +244,6 @@ mod tests {
         )
         .unwrap();
         Timetable::new(config, "Asia/Ho_Chi_Minh").unwrap()
-    }
-
-    fn at(local: &str) -> Timestamp {
-        local.parse::<jiff::civil::DateTime>().unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).unwrap().timestamp()
     }
 
     #[test]
