@@ -5,10 +5,12 @@
 //! # Design
 //! The path of a frame, one module each:
 //! `source` (camera, file, IP camera) → `pipeline` (decode, `detect`, the
-//! optional `liveness` check, `align`, `embed`) on inference worker threads →
-//! `matcher` (1:N against the class's templates) → `track` (the same face across frames) → `rollcall` (a state
-//! machine without I/O: confirmation, present/late/absent, a teacher's
-//! correction) → outbox events, all driven by `service` in the daemon.
+//! optional `liveness` check, `align`, `embed`) and `matcher` (1:N against
+//! the class's templates) on inference worker threads, driven by `recognise`,
+//! which follows each face across frames (`track`) and spares a recognised
+//! face the costly stages → `rollcall` (a state machine without I/O:
+//! confirmation, present/late/absent, a teacher's correction) → outbox
+//! events, all driven by `service` in the daemon.
 //! `enroll` decides which face of an enrollment photo becomes a template.
 //! `models` checks every model file against the manifest before a session is
 //! built; a missing or altered model stops attendance alone, with a message in
@@ -26,6 +28,7 @@ pub mod liveness;
 pub mod matcher;
 pub mod models;
 pub mod pipeline;
+pub mod recognise;
 pub mod rollcall;
 pub mod service;
 pub mod source;

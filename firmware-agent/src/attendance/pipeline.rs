@@ -32,6 +32,14 @@ fn is_cut_short_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8]) && !trimmed.ends_with(&[0xFF, 0xD9])
 }
 
+/// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if is_cut_short_jpeg(bytes) {
+        return Err(DecodeError::Unreadable("the JPEG data ends before its end marker".to_owned()));
+    }
+    Ok(image::load_from_memory(bytes).map_err(|err| DecodeError::Unreadable(err.to_string()))?.into_rgb8())
+}
+
 /// Why a frame could not go through the models.
 #[derive(Debug, thiserror::Error)]
 #[error("ONNX Runtime failed on the frame: {0}")]
@@ -91,30 +99,35 @@ impl Pipeline {
         })
     }
 
-    /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB.
+    /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB, timed as a stage.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         let started = Instant::now();
-        if is_cut_short_jpeg(bytes) {
-            return Err(DecodeError::Unreadable("the JPEG data ends before its end marker".to_owned()));
-        }
-        let image = image::load_from_memory(bytes).map_err(|err| DecodeError::Unreadable(err.to_string()))?.into_rgb8();
+        let image = decode(bytes)?;
         self.times.decode += started.elapsed();
         Ok(image)
     }
 
     /// Every face in `image` with its box, score and landmarks, best score first.
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<DetectedFace>, InferenceError> {
+        let boxes = self.find_faces(image)?;
+        boxes.into_iter().map(|(bbox, score)| self.locate_landmarks(image, bbox, score)).collect()
+    }
+
+    /// The box and score of every face in `image`, best score first: the
+    /// detector alone, before any landmarks.
+    pub fn find_faces(&mut self, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
         let started = Instant::now();
         let boxes = detect::detect_boxes(&mut self.detector, image, &mut self.times.onnx_runtime)?;
         self.times.detect += started.elapsed();
+        Ok(boxes)
+    }
+
+    /// The face found in `bbox`, with its landmarks.
+    pub fn locate_landmarks(&mut self, image: &RgbImage, bbox: [f32; 4], score: f32) -> Result<DetectedFace, InferenceError> {
         let started = Instant::now();
-        let mut faces = Vec::with_capacity(boxes.len());
-        for (bbox, score) in boxes {
-            let landmarks = detect::landmarks(&mut self.landmarker, image, &bbox, &mut self.times.onnx_runtime)?;
-            faces.push(DetectedFace { bbox, score, landmarks });
-        }
+        let landmarks = detect::landmarks(&mut self.landmarker, image, &bbox, &mut self.times.onnx_runtime)?;
         self.times.landmarks += started.elapsed();
-        Ok(faces)
+        Ok(DetectedFace { bbox, score, landmarks })
     }
 
     /// The aligned face and its embedding.

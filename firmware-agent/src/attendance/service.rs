@@ -3,12 +3,18 @@
 //! what it decides to the store.
 //!
 //! # Design
-//! - Threads: one reads the source (blocking, paced), `attendance.threads`
-//!   workers each own a [`Pipeline`] (sessions built once) and turn frames into
-//!   matches; the async loop only tracks, decides and hands records to the
-//!   store through `spawn_blocking`. No inference runs on the runtime's threads.
+//! - Threads: one reads the source (blocking, paced) and decodes each frame,
+//!   so the next frame is decoded while the workers run the models on the
+//!   last; `attendance.threads` workers each own a [`Pipeline`] (sessions
+//!   built once) and share one [`Recogniser`], which turns a frame into each
+//!   face's track and verdict; the async loop only decides and hands records
+//!   to the store through `spawn_blocking`. No inference runs on the
+//!   runtime's threads.
 //! - Frames are offered to the workers without waiting: when all are busy the
 //!   frame is dropped, so a slow machine sees fewer frames, never older ones.
+//!   Decoding a frame that is then dropped costs a few milliseconds at the
+//!   camera's pace (5 frames a second by default), the price of never making
+//!   a worker wait for one.
 //! - A source that fails (a camera unplugged, a stream that stops) is reopened
 //!   with back-off from 1 to 30 seconds; /healthz shows `attendance_source` as
 //!   degraded meanwhile, and the roll call and the rest of the agent run on.
@@ -22,18 +28,19 @@
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use image::RgbImage;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc as async_mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::AttendanceConfig;
 use super::lessons::{self, Next};
-use super::matcher::{Gallery, Match};
+use super::matcher::Gallery;
 use super::models::{self, ModelSet};
-use super::pipeline::Pipeline;
+use super::pipeline::{self, Pipeline};
+use super::recognise::{Checks, Faces, Recogniser, Verdict};
 use super::rollcall::{RollCall, Rules, Sighting};
 use super::source::{self, Frame};
-use super::track::Tracker;
 use crate::agent::Agent;
 use crate::health::{Health, State};
 use crate::proto::event::Payload;
@@ -42,18 +49,6 @@ use crate::schedule::timetable::Timetable;
 const SUBSYSTEM: &str = "attendance";
 const SOURCE_SUBSYSTEM: &str = "attendance_source";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// What a worker made of one face.
-#[derive(Debug)]
-enum Verdict {
-    Pupil(Match),
-    Unknown,
-    /// The liveness check took it for a photo held up to the camera.
-    Photo,
-}
-
-/// What a worker made of one frame: each face's box and verdict.
-type FrameResult = Vec<([f32; 4], Verdict)>;
 
 /// Runs attendance until shutdown. Failures are reported in health, never propagated.
 pub async fn run(agent: Arc<Agent>) {
@@ -104,10 +99,10 @@ pub async fn run(agent: Arc<Agent>) {
         return;
     }
     let enrolled = templates.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>().len() as u32;
-    let gallery = Arc::new(Gallery::new(templates));
+    let recogniser = Arc::new(Recogniser::new(Gallery::new(templates), Checks::of(&config)));
 
-    let (results_tx, mut results) = async_mpsc::channel::<FrameResult>(8);
-    let jobs = match start_workers(&config, &models, &gallery, results_tx) {
+    let (results_tx, mut results) = async_mpsc::channel::<Faces>(8);
+    let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
             agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
@@ -128,7 +123,6 @@ pub async fn run(agent: Arc<Agent>) {
     let ids: Vec<String> = pupils.iter().map(|p| p.personal_id.to_string()).collect();
     let mut roll: Option<RollCall> = None;
     let mut last_lesson: Option<String> = None;
-    let mut tracker = Tracker::default();
     let mut corrections = agent.attendance.take_inbox();
     // The camera also tells when the room is empty: no face for a while switches
     // the lights off (as automation, so a lesson or the teacher still wins).
@@ -154,7 +148,6 @@ pub async fn run(agent: Arc<Agent>) {
                 agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
                 roll = Some(opened_roll);
                 last_lesson = Some(lesson_id);
-                tracker = Tracker::default();
             }
             Next::Wait(at) => {
                 agent.health.set(SUBSYSTEM, State::Ok, format!("waiting for the next period ({at})"));
@@ -202,12 +195,9 @@ pub async fn run(agent: Arc<Agent>) {
                     agent.actuators.room_occupancy(0).await;
                 }
                 let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
-                let boxes: Vec<[f32; 4]> = faces.iter().map(|(bbox, _)| *bbox).collect();
-                let tracks = tracker.assign(&boxes);
                 let sightings: Vec<Sighting> = faces
                     .into_iter()
-                    .zip(tracks)
-                    .map(|((_, verdict), track)| match verdict {
+                    .map(|(track, verdict)| match verdict {
                         Verdict::Pupil(m) => Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity },
                         Verdict::Unknown => Sighting::Unknown { track },
                         Verdict::Photo => Sighting::Photo { track },
@@ -266,24 +256,19 @@ fn lesson_id(now: Timestamp, timezone: &str) -> String {
 fn start_workers(
     config: &AttendanceConfig,
     models: &ModelSet,
-    gallery: &Arc<Gallery>,
-    results: async_mpsc::Sender<FrameResult>,
-) -> Result<mpsc::SyncSender<Frame>, models::ModelError> {
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Frame>(config.threads);
+    recogniser: &Arc<Recogniser>,
+    results: async_mpsc::Sender<Faces>,
+) -> Result<mpsc::SyncSender<RgbImage>, models::ModelError> {
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<RgbImage>(config.threads);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     for index in 0..config.threads {
         let mut pipeline = Pipeline::new(models)?;
-        let (jobs, results, gallery) = (jobs_rx.clone(), results.clone(), gallery.clone());
-        let checks = Checks {
-            threshold: config.threshold,
-            min_face: config.min_face_pixels as f32,
-            liveness_min_score: config.liveness.then_some(config.liveness_min_score),
-        };
+        let (jobs, results, recogniser) = (jobs_rx.clone(), results.clone(), recogniser.clone());
         let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
             loop {
                 let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(frame) = job else { return };
-                match analyse(&mut pipeline, frame, &gallery, &checks) {
+                let Ok(image) = job else { return };
+                match recogniser.analyse(&mut pipeline, &image) {
                     Ok(faces) => {
                         if results.blocking_send(faces).is_err() {
                             return;
@@ -300,40 +285,8 @@ fn start_workers(
     Ok(jobs_tx)
 }
 
-/// What a face must pass in a worker to count.
-struct Checks {
-    threshold: f32,
-    min_face: f32,
-    /// The liveness score a face needs, when the check is on.
-    liveness_min_score: Option<f32>,
-}
-
-fn analyse(pipeline: &mut Pipeline, frame: Frame, gallery: &Gallery, checks: &Checks) -> Result<FrameResult, String> {
-    let image = match frame {
-        Frame::Encoded(bytes) => pipeline.decode(&bytes).map_err(|err| err.to_string())?,
-        Frame::Rgb(image) => image,
-    };
-    let detected = pipeline.detect(&image).map_err(|err| err.to_string())?;
-    let mut faces = Vec::new();
-    for face in detected.into_iter().filter(|f| f.width() >= checks.min_face) {
-        let bbox = face.bbox;
-        if let Some(min_score) = checks.liveness_min_score {
-            let score = pipeline.liveness(&image, &face).map_err(|err| err.to_string())?;
-            if score < min_score {
-                tracing::debug!(score, "a face taken for a photo held up to the camera was refused");
-                faces.push((bbox, Verdict::Photo));
-                continue;
-            }
-        }
-        let described = pipeline.describe(&image, face).map_err(|err| err.to_string())?;
-        let verdict = gallery.identify(&described.embedding, checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil);
-        faces.push((bbox, verdict));
-    }
-    Ok(faces)
-}
-
 /// Reads the source on its own thread, reopening it with back-off when it fails.
-fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<Frame>, health: Health, shutdown: CancellationToken) {
+fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<RgbImage>, health: Health, shutdown: CancellationToken) {
     let source_config = config.source.clone();
     let spawned = std::thread::Builder::new().name("frame-source".to_owned()).spawn(move || {
         let mut backoff = Duration::from_secs(1);
@@ -352,10 +305,22 @@ fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<Frame>, health
             backoff = Duration::from_secs(1);
             while !shutdown.is_cancelled() {
                 match source.next_frame() {
-                    Ok(Some(frame)) => match jobs.try_send(frame) {
-                        Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
-                        Err(mpsc::TrySendError::Disconnected(_)) => return,
-                    },
+                    Ok(Some(frame)) => {
+                        let image = match frame {
+                            Frame::Rgb(image) => image,
+                            Frame::Encoded(bytes) => match pipeline::decode(&bytes) {
+                                Ok(image) => image,
+                                Err(err) => {
+                                    tracing::warn!("frame skipped: {err}");
+                                    continue;
+                                }
+                            },
+                        };
+                        match jobs.try_send(image) {
+                            Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
+                            Err(mpsc::TrySendError::Disconnected(_)) => return,
+                        }
+                    }
                     Ok(None) => {
                         health.set(SOURCE_SUBSYSTEM, State::Ok, "the recording has been played to its end");
                         return;

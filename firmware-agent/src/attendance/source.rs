@@ -8,9 +8,10 @@
 //!   async runtime.
 //! - A source reports failure as an error, never a panic; whoever drives it
 //!   reopens it with back-off (`attendance::service`) and says so in /healthz.
-//! - Frames stay encoded (JPEG from files, IP cameras and most USB cameras in
-//!   MJPEG mode) until an inference worker decodes them, so decoding is spread
-//!   over the workers and timed as a stage of the pipeline.
+//! - Frames are handed over as they come, encoded (JPEG from files, IP
+//!   cameras and most USB cameras in MJPEG mode) or as pixels; the thread
+//!   that reads the source decodes them (`attendance::service`), while the
+//!   inference workers are busy with the frame before.
 //! - The camera path is thin: `nokhwa` opens the device with the configured
 //!   resolution and rate and hands over each frame as it comes.
 
@@ -25,7 +26,7 @@ use super::config::{SourceConfig, SourceKind};
 
 /// One frame as the source delivers it.
 pub enum Frame {
-    /// An encoded image (JPEG, PNG, ...), decoded by the pipeline.
+    /// An encoded image (JPEG, PNG, ...), still to be decoded.
     Encoded(Vec<u8>),
     /// Pixels already decoded by the camera driver.
     Rgb(RgbImage),

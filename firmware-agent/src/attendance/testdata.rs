@@ -45,7 +45,7 @@ fn person_of(id: &PersonalId) -> &'static str {
 
 fn load(relative: &str) -> RgbImage {
     let bytes = std::fs::read(faces_dir().join(relative)).unwrap();
-    pipeline().decode(&bytes).unwrap()
+    super::pipeline::decode(&bytes).unwrap()
 }
 
 /// Every face of the photo at `relative`, aligned and embedded.
@@ -158,4 +158,53 @@ fn the_same_person_scores_above_the_threshold_and_strangers_below() {
     let obama = embed("probe/obama_720p.jpg");
     assert!(obama.similarity(&embed("probe/obama_1080p.jpg")) > 0.9);
     assert!(obama.similarity(&embed("probe/stranger_a.png")) < DEFAULT_THRESHOLD);
+}
+
+#[test]
+fn recognised_faces_skip_the_costly_stages_until_their_recheck_and_strangers_never_do() {
+    use super::recognise::{Checks, RECHECK_AFTER, Recogniser, Verdict};
+    let checks = Checks { threshold: DEFAULT_THRESHOLD, min_face: 0.0, liveness_min_score: None, confirm_frames: 3 };
+    let (pair, stranger, gallery) = (load("probe/group_two_people.jpg"), load("probe/stranger_a.png"), gallery());
+    let mut pipeline = pipeline();
+    let mut frame_of = |recogniser: &Recogniser, image: &RgbImage| {
+        pipeline.take_times();
+        let faces = recogniser.analyse(&mut pipeline, image).unwrap();
+        let times = pipeline.take_times();
+        let mut names: Vec<&str> = faces
+            .iter()
+            .map(|(_, verdict)| match verdict {
+                Verdict::Pupil(m) => person_of(&m.personal_id),
+                Verdict::Unknown => "unknown",
+                Verdict::Photo => "photo",
+            })
+            .collect();
+        names.sort();
+        let tracks: BTreeSet<u64> = faces.iter().map(|(track, _)| *track).collect();
+        (names, tracks, times.landmarks + times.embed)
+    };
+
+    let recogniser = Recogniser::new(gallery.clone(), checks);
+    let (names, tracks, described) = frame_of(&recogniser, &pair);
+    assert_eq!(names, ["biden", "obama"]);
+    assert!(described > std::time::Duration::ZERO);
+    for _ in 1..3 {
+        let (again, same_tracks, described) = frame_of(&recogniser, &pair);
+        assert_eq!((&again, &same_tracks), (&names, &tracks));
+        assert!(described > std::time::Duration::ZERO, "checked until confirmed");
+    }
+    for _ in 0..RECHECK_AFTER {
+        let (again, same_tracks, described) = frame_of(&recogniser, &pair);
+        assert_eq!((&again, &same_tracks), (&names, &tracks), "the tracks' matches stand");
+        assert_eq!(described, std::time::Duration::ZERO, "no landmarks nor embedding for recognised faces");
+    }
+    let (again, _, described) = frame_of(&recogniser, &pair);
+    assert_eq!(again, names);
+    assert!(described > std::time::Duration::ZERO, "the recheck is due");
+
+    let recogniser = Recogniser::new(gallery.clone(), checks);
+    for _ in 0..5 {
+        let (names, _, described) = frame_of(&recogniser, &stranger);
+        assert_eq!(names, ["unknown"]);
+        assert!(described > std::time::Duration::ZERO, "an unknown face is checked in every frame");
+    }
 }

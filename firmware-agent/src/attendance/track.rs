@@ -4,9 +4,11 @@
 //!
 //! # Design
 //! Greedy IoU matching is enough at a classroom camera's pace: pupils move
-//! little between frames, and a wrong join only costs an unknown-face count
-//! (pupils are confirmed by their matches, not by their tracks). A track not
-//! seen for [`MAX_MISSED`] frames ends.
+//! little between frames. A wrong join costs little: an unknown-face count,
+//! or a few frames in which a recognised pupil's match stands for whoever
+//! took their place until the next recheck (`super::recognise`); pupils are
+//! confirmed by their matches, never by a track alone. A track not seen for
+//! [`MAX_MISSED`] frames ends.
 
 use super::detect::iou;
 
@@ -68,6 +70,11 @@ impl Tracker {
             })
             .collect()
     }
+
+    /// Whether the track `id` is still followed (it has not ended).
+    pub fn follows(&self, id: u64) -> bool {
+        self.tracks.iter().any(|track| track.id == id)
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +91,7 @@ mod tests {
         for _ in 0..=MAX_MISSED {
             tracker.assign(&[]);
         }
+        assert!(!tracker.follows(first[0]));
         assert_ne!(tracker.assign(&[[10.0, 5.0, 110.0, 105.0]])[0], first[0], "an ended track is not resumed");
     }
 }

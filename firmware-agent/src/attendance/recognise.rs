@@ -1,0 +1,224 @@
+//! One frame's faces to verdicts, as the inference workers make them: the
+//! pipeline's stages, the class's gallery, and what earlier frames already
+//! established about each face's track.
+//!
+//! # Design
+//! - Faces are tracked right after the detector, before anything costly. A
+//!   track whose face matched the same pupil in `confirm_frames` checked frames
+//!   in a row is *recognised*: for the next [`RECHECK_AFTER`] frames its face
+//!   is not described again (no landmarks, liveness check, alignment nor
+//!   embedding) and the track's match stands for it. In a seated class of 40
+//!   the models then run on new and unknown faces, and on each recognised face
+//!   once every [`RECHECK_AFTER`] frames; the detector runs on every frame.
+//! - The recheck bounds what a wrong join of tracks can cost (one pupil
+//!   leaving as another steps into the same place): at most
+//!   [`RECHECK_AFTER`] frames of sightings for the pupil who left, who was
+//!   already confirmed anyway. A recheck that finds another pupil or nobody
+//!   starts the track's count again.
+//! - Unknown faces and refused photos are checked in every frame: a stranger
+//!   turning to the camera may turn out to be a pupil.
+//! - The tracks are shared by a room's workers behind a mutex held only to
+//!   assign tracks and to record results, never over inference.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use image::RgbImage;
+
+use super::config::AttendanceConfig;
+use super::matcher::{Gallery, Match};
+use super::pipeline::{InferenceError, Pipeline};
+use super::track::Tracker;
+
+/// Frames a recognised track's match stands for before its face is checked again.
+pub const RECHECK_AFTER: u32 = 10;
+
+/// What a worker made of one face.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pupil(Match),
+    Unknown,
+    /// The liveness check took it for a photo held up to the camera.
+    Photo,
+}
+
+/// What a face must pass to count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Checks {
+    pub threshold: f32,
+    /// Faces narrower than this many pixels are left out.
+    pub min_face: f32,
+    /// The liveness score a face needs, when the check is on.
+    pub liveness_min_score: Option<f32>,
+    /// Checked frames in a row, matching the same pupil, that make a track recognised.
+    pub confirm_frames: u32,
+}
+
+impl Checks {
+    /// The checks the room's `[attendance]` config asks for.
+    pub fn of(config: &AttendanceConfig) -> Checks {
+        Checks {
+            threshold: config.threshold,
+            min_face: config.min_face_pixels as f32,
+            liveness_min_score: config.liveness.then_some(config.liveness_min_score),
+            confirm_frames: config.confirm_frames,
+        }
+    }
+}
+
+/// What one frame showed: each face's track and verdict.
+pub type Faces = Vec<(u64, Verdict)>;
+
+/// A room's recognition across frames, shared by its workers.
+pub struct Recogniser {
+    gallery: Gallery,
+    checks: Checks,
+    tracks: Mutex<Tracks>,
+}
+
+#[derive(Default)]
+struct Tracks {
+    tracker: Tracker,
+    identities: HashMap<u64, TrackIdentity>,
+}
+
+/// What the checked frames of one track have established.
+#[derive(Debug, Default)]
+struct TrackIdentity {
+    /// The pupil the last checked frame matched.
+    pupil: Option<Match>,
+    /// Checked frames in a row that matched that pupil.
+    streak: u32,
+    /// Frames since the last check.
+    unchecked: u32,
+}
+
+impl TrackIdentity {
+    /// The match this frame of the track may take without a check, if it is recognised.
+    fn standing_match(&mut self, confirm_frames: u32) -> Option<Match> {
+        let recognised = self.streak >= confirm_frames && self.unchecked < RECHECK_AFTER;
+        let standing = self.pupil.clone().filter(|_| recognised)?;
+        self.unchecked += 1;
+        Some(standing)
+    }
+
+    /// Takes in the verdict of a checked frame.
+    fn checked(&mut self, verdict: &Verdict) {
+        self.unchecked = 0;
+        match verdict {
+            Verdict::Pupil(found) => {
+                let same = self.pupil.as_ref().is_some_and(|pupil| pupil.personal_id == found.personal_id);
+                self.streak = if same { self.streak + 1 } else { 1 };
+                self.pupil = Some(found.clone());
+            }
+            Verdict::Unknown | Verdict::Photo => {
+                self.streak = 0;
+                self.pupil = None;
+            }
+        }
+    }
+}
+
+impl Recogniser {
+    pub fn new(gallery: Gallery, checks: Checks) -> Recogniser {
+        Recogniser { gallery, checks, tracks: Mutex::default() }
+    }
+
+    /// Every face of `image` large enough to count, with its track and verdict.
+    pub fn analyse(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Faces, InferenceError> {
+        let found: Vec<([f32; 4], f32)> =
+            pipeline.find_faces(image)?.into_iter().filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face).collect();
+        let plan: Vec<(u64, Option<Match>)> = {
+            let mut tracks = self.tracks();
+            let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
+            let ids = tracks.tracker.assign(&boxes);
+            let Tracks { tracker, identities } = &mut *tracks;
+            identities.retain(|id, _| tracker.follows(*id));
+            ids.into_iter()
+                .map(|id| (id, identities.get_mut(&id).and_then(|known| known.standing_match(self.checks.confirm_frames))))
+                .collect()
+        };
+        let mut faces = Vec::with_capacity(found.len());
+        let mut checked = Vec::new();
+        for ((bbox, score), (track, standing)) in found.into_iter().zip(plan) {
+            let verdict = match standing {
+                Some(pupil) => Verdict::Pupil(pupil),
+                None => {
+                    let verdict = self.check(pipeline, image, bbox, score)?;
+                    checked.push((track, verdict.clone()));
+                    verdict
+                }
+            };
+            faces.push((track, verdict));
+        }
+        let mut tracks = self.tracks();
+        for (track, verdict) in &checked {
+            if tracks.tracker.follows(*track) {
+                tracks.identities.entry(*track).or_default().checked(verdict);
+            }
+        }
+        Ok(faces)
+    }
+
+    /// The verdict on the face in `bbox`, through every stage of the pipeline.
+    fn check(&self, pipeline: &mut Pipeline, image: &RgbImage, bbox: [f32; 4], score: f32) -> Result<Verdict, InferenceError> {
+        let face = pipeline.locate_landmarks(image, bbox, score)?;
+        if let Some(min_score) = self.checks.liveness_min_score {
+            let score = pipeline.liveness(image, &face)?;
+            if score < min_score {
+                tracing::debug!(score, "a face taken for a photo held up to the camera was refused");
+                return Ok(Verdict::Photo);
+            }
+        }
+        let described = pipeline.describe(image, face)?;
+        Ok(self.gallery.identify(&described.embedding, self.checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil))
+    }
+
+    fn tracks(&self) -> std::sync::MutexGuard<'_, Tracks> {
+        self.tracks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pupil(id: &str, similarity: f32) -> Verdict {
+        Verdict::Pupil(Match { personal_id: id.parse().unwrap(), similarity })
+    }
+
+    #[test]
+    fn a_track_is_recognised_after_confirm_frames_matches_of_one_pupil_and_rechecked_after_a_while() {
+        let mut track = TrackIdentity::default();
+        for _ in 0..2 {
+            assert_eq!(track.standing_match(3), None, "not yet recognised: every frame is checked");
+            track.checked(&pupil("001206000001", 0.6));
+        }
+        assert_eq!(track.standing_match(3), None);
+        track.checked(&pupil("001206000001", 0.7));
+        for _ in 0..RECHECK_AFTER {
+            assert_eq!(track.standing_match(3), Some(Match { personal_id: "001206000001".parse().unwrap(), similarity: 0.7 }));
+        }
+        assert_eq!(track.standing_match(3), None, "the recheck is due");
+        track.checked(&pupil("001206000001", 0.65));
+        assert!(track.standing_match(3).is_some(), "a recheck that agrees keeps the track recognised");
+    }
+
+    #[test]
+    fn a_recheck_that_finds_someone_else_or_nobody_starts_the_count_again() {
+        let mut track = TrackIdentity::default();
+        for _ in 0..3 {
+            track.checked(&pupil("001206000001", 0.6));
+        }
+        assert!(track.standing_match(3).is_some());
+        track.checked(&pupil("001206000002", 0.6));
+        assert_eq!(track.standing_match(3), None, "another pupil in the track is checked afresh");
+        track.checked(&pupil("001206000002", 0.6));
+        track.checked(&Verdict::Unknown);
+        track.checked(&pupil("001206000002", 0.6));
+        track.checked(&pupil("001206000002", 0.6));
+        assert_eq!(track.standing_match(3), None, "an unknown frame broke the run");
+        track.checked(&Verdict::Photo);
+        assert_eq!(track.standing_match(1), None, "a refused photo is never recognised");
+    }
+}
