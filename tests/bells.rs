@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Room, free_port, http_get};
+use common::{Room, free_port, http_get, local_time_in};
 use firmware_agent::actuators::controller::{Controller, Request};
 use firmware_agent::actuators::mqtt::{MqttLink, RemoteCommand};
 use firmware_agent::clock::SystemClock;
@@ -274,13 +274,6 @@ async fn the_broker_restarted_mid_day_is_reconnected_to() {
     }
     assert!(off_seen);
     room.shutdown.cancel();
-}
-
-/// `HH:MM:SS`, `seconds` from now in the room's zone.
-fn local_time_in(seconds: i64) -> String {
-    let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
-    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().to_zoned(zone);
-    at.strftime("%H:%M:%S").to_string()
 }
 
 /// A room with a simulated bell and light, and `periods` as its only shift's periods.

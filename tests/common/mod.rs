@@ -205,3 +205,10 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().unwrap())
 }
+
+/// `HH:MM:SS`, `seconds` from now in the room's zone (the default, Asia/Ho_Chi_Minh).
+pub fn local_time_in(seconds: i64) -> String {
+    let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().to_zoned(zone);
+    at.strftime("%H:%M:%S").to_string()
+}

@@ -10,11 +10,18 @@
 //!   embedding) and the track's match stands for it. In a seated class of 40
 //!   the models then run on new and unknown faces, and on each recognised face
 //!   once every [`RECHECK_AFTER`] frames; the detector runs on every frame.
-//! - The recheck bounds what a wrong join of tracks can cost (one pupil
-//!   leaving as another steps into the same place): at most
-//!   [`RECHECK_AFTER`] frames of sightings for the pupil who left, who was
-//!   already confirmed anyway. A recheck that finds another pupil or nobody
-//!   starts the track's count again.
+//! - Invariant: only a checked face marks a pupil. A standing match comes out
+//!   as [`Verdict::Recognised`], which is no sighting for the roll call (see
+//!   [`Verdict::sighting`]); it only tells that a face is still in the room.
+//!   This costs no speed: the `confirm_frames` checked matches that make a
+//!   track recognised are the sightings that mark its pupil. And it makes a
+//!   wrong join of tracks (one pupil leaving as another steps into the same
+//!   place) harmless to the roll: the match of the pupil who left stands for
+//!   at most [`RECHECK_AFTER`] frames and marks nobody. A recheck that finds
+//!   another pupil or nobody starts the track's count again.
+//! - When a roll call opens, the service has the recogniser [`forget`](Recogniser::forget) what
+//!   it recognised, so the new lesson's class is checked afresh and marked
+//!   within `confirm_frames` frames.
 //! - Unknown faces and refused photos are checked in every frame: a stranger
 //!   turning to the camera may turn out to be a pupil.
 //! - The tracks are shared by a room's workers behind a mutex held only to
@@ -28,6 +35,7 @@ use image::RgbImage;
 use super::config::AttendanceConfig;
 use super::matcher::{Gallery, Match};
 use super::pipeline::{InferenceError, Pipeline};
+use super::rollcall::Sighting;
 use super::track::Tracker;
 
 /// Frames a recognised track's match stands for before its face is checked again.
@@ -36,10 +44,28 @@ pub const RECHECK_AFTER: u32 = 10;
 /// What a worker made of one face.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
+    /// The face was checked and matched this pupil.
     Pupil(Match),
+    /// The face was not checked again: its track was recognised as this pupil
+    /// in earlier frames.
+    Recognised(Match),
+    /// The face was checked and matched nobody enrolled.
     Unknown,
     /// The liveness check took it for a photo held up to the camera.
     Photo,
+}
+
+impl Verdict {
+    /// What the roll call counts of this verdict on the face followed as
+    /// `track`: nothing for a standing match, since only a checked face marks a pupil.
+    pub fn sighting(&self, track: u64) -> Option<Sighting> {
+        match self {
+            Verdict::Pupil(m) => Some(Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity }),
+            Verdict::Recognised(_) => None,
+            Verdict::Unknown => Some(Sighting::Unknown { track }),
+            Verdict::Photo => Some(Sighting::Photo { track }),
+        }
+    }
 }
 
 /// What a face must pass to count.
@@ -102,16 +128,16 @@ impl TrackIdentity {
         Some(standing)
     }
 
-    /// Takes in the verdict of a checked frame.
-    fn checked(&mut self, verdict: &Verdict) {
+    /// Takes in what a checked frame found: the pupil matched, or nobody.
+    fn checked(&mut self, found: Option<&Match>) {
         self.unchecked = 0;
-        match verdict {
-            Verdict::Pupil(found) => {
+        match found {
+            Some(found) => {
                 let same = self.pupil.as_ref().is_some_and(|pupil| pupil.personal_id == found.personal_id);
                 self.streak = if same { self.streak + 1 } else { 1 };
                 self.pupil = Some(found.clone());
             }
-            Verdict::Unknown | Verdict::Photo => {
+            None => {
                 self.streak = 0;
                 self.pupil = None;
             }
@@ -142,7 +168,7 @@ impl Recogniser {
         let mut checked = Vec::new();
         for ((bbox, score), (track, standing)) in found.into_iter().zip(plan) {
             let verdict = match standing {
-                Some(pupil) => Verdict::Pupil(pupil),
+                Some(pupil) => Verdict::Recognised(pupil),
                 None => {
                     let verdict = self.check(pipeline, image, bbox, score)?;
                     checked.push((track, verdict.clone()));
@@ -154,10 +180,20 @@ impl Recogniser {
         let mut tracks = self.tracks();
         for (track, verdict) in &checked {
             if tracks.tracker.follows(*track) {
-                tracks.identities.entry(*track).or_default().checked(verdict);
+                let found = match verdict {
+                    Verdict::Pupil(found) => Some(found),
+                    _ => None,
+                };
+                tracks.identities.entry(*track).or_default().checked(found);
             }
         }
         Ok(faces)
+    }
+
+    /// Forgets which pupil each track was recognised as: from the next frame
+    /// on, every face is checked again until its track is recognised anew.
+    pub fn forget(&self) {
+        self.tracks().identities.clear();
     }
 
     /// The verdict on the face in `bbox`, through every stage of the pipeline.
@@ -183,8 +219,8 @@ impl Recogniser {
 mod tests {
     use super::*;
 
-    fn pupil(id: &str, similarity: f32) -> Verdict {
-        Verdict::Pupil(Match { personal_id: id.parse().unwrap(), similarity })
+    fn pupil(id: &str, similarity: f32) -> Match {
+        Match { personal_id: id.parse().unwrap(), similarity }
     }
 
     #[test]
@@ -192,15 +228,15 @@ mod tests {
         let mut track = TrackIdentity::default();
         for _ in 0..2 {
             assert_eq!(track.standing_match(3), None, "not yet recognised: every frame is checked");
-            track.checked(&pupil("001206000001", 0.6));
+            track.checked(Some(&pupil("001206000001", 0.6)));
         }
         assert_eq!(track.standing_match(3), None);
-        track.checked(&pupil("001206000001", 0.7));
+        track.checked(Some(&pupil("001206000001", 0.7)));
         for _ in 0..RECHECK_AFTER {
-            assert_eq!(track.standing_match(3), Some(Match { personal_id: "001206000001".parse().unwrap(), similarity: 0.7 }));
+            assert_eq!(track.standing_match(3), Some(pupil("001206000001", 0.7)));
         }
         assert_eq!(track.standing_match(3), None, "the recheck is due");
-        track.checked(&pupil("001206000001", 0.65));
+        track.checked(Some(&pupil("001206000001", 0.65)));
         assert!(track.standing_match(3).is_some(), "a recheck that agrees keeps the track recognised");
     }
 
@@ -208,17 +244,29 @@ mod tests {
     fn a_recheck_that_finds_someone_else_or_nobody_starts_the_count_again() {
         let mut track = TrackIdentity::default();
         for _ in 0..3 {
-            track.checked(&pupil("001206000001", 0.6));
+            track.checked(Some(&pupil("001206000001", 0.6)));
         }
         assert!(track.standing_match(3).is_some());
-        track.checked(&pupil("001206000002", 0.6));
+        track.checked(Some(&pupil("001206000002", 0.6)));
         assert_eq!(track.standing_match(3), None, "another pupil in the track is checked afresh");
-        track.checked(&pupil("001206000002", 0.6));
-        track.checked(&Verdict::Unknown);
-        track.checked(&pupil("001206000002", 0.6));
-        track.checked(&pupil("001206000002", 0.6));
+        track.checked(Some(&pupil("001206000002", 0.6)));
+        track.checked(None);
+        track.checked(Some(&pupil("001206000002", 0.6)));
+        track.checked(Some(&pupil("001206000002", 0.6)));
         assert_eq!(track.standing_match(3), None, "an unknown frame broke the run");
-        track.checked(&Verdict::Photo);
-        assert_eq!(track.standing_match(1), None, "a refused photo is never recognised");
+        track.checked(None);
+        assert_eq!(track.standing_match(1), None, "a face that matched nobody is never recognised");
+    }
+
+    #[test]
+    fn only_a_checked_face_is_a_sighting_for_the_roll_call() {
+        let found = pupil("001206000001", 0.6);
+        assert_eq!(
+            Verdict::Pupil(found.clone()).sighting(7),
+            Some(Sighting::Pupil { personal_id: "001206000001".to_owned(), similarity: 0.6 })
+        );
+        assert_eq!(Verdict::Recognised(found).sighting(7), None, "a standing match marks nobody");
+        assert_eq!(Verdict::Unknown.sighting(7), Some(Sighting::Unknown { track: 7 }));
+        assert_eq!(Verdict::Photo.sighting(7), Some(Sighting::Photo { track: 7 }));
     }
 }

@@ -38,7 +38,7 @@ use super::lessons::{self, Next};
 use super::matcher::Gallery;
 use super::models::{self, ModelSet};
 use super::pipeline::{self, Pipeline};
-use super::recognise::{Checks, Faces, Recogniser, Verdict};
+use super::recognise::{Checks, Faces, Recogniser};
 use super::rollcall::{RollCall, Rules, Sighting};
 use super::source::{self, Frame};
 use crate::agent::Agent;
@@ -142,6 +142,8 @@ pub async fn run(agent: Arc<Agent>) {
         match due {
             Next::Open { lesson_id, start } => {
                 let session_id = uuid::Uuid::now_v7().to_string();
+                // Each lesson's pupils are checked afresh: who sat where in the last one proves nothing.
+                recogniser.forget();
                 let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids.iter().cloned(), enrolled, rules, start);
                 record(&agent, now, vec![opened]).await;
                 tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
@@ -195,14 +197,7 @@ pub async fn run(agent: Arc<Agent>) {
                     agent.actuators.room_occupancy(0).await;
                 }
                 let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
-                let sightings: Vec<Sighting> = faces
-                    .into_iter()
-                    .map(|(track, verdict)| match verdict {
-                        Verdict::Pupil(m) => Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity },
-                        Verdict::Unknown => Sighting::Unknown { track },
-                        Verdict::Photo => Sighting::Photo { track },
-                    })
-                    .collect();
+                let sightings: Vec<Sighting> = faces.iter().filter_map(|(track, verdict)| verdict.sighting(*track)).collect();
                 let out = open.observe(now, &sightings);
                 log_and_record(&agent, now, out).await;
             }
