@@ -5,8 +5,11 @@
 //! the models loaded, and the same frames through the Python baseline
 //! (`attendance_baseline.py`: onnxruntime + OpenCV, the same models), timed in
 //! the same run (also taking turns, so that a machine changing speed during
-//! the run favours neither), with the faces each found; and the optional
-//! liveness check.
+//! the run favours neither), with the faces each found; the optional
+//! liveness check; and a camera's stream of a seated class, which the agent
+//! takes as the daemon does (a recognised face's track spares it the costly
+//! stages, decoding on the source thread while the models run) and the
+//! baseline frame by frame.
 //!
 //! Run with `make bench` (or `cargo bench --bench attendance` with
 //! `ORT_DYLIB_PATH` and `FIRMWARE_AGENT_MODELS` set as the Makefile sets them).
@@ -15,16 +18,35 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use firmware_agent::attendance::AttendanceConfig;
 use firmware_agent::attendance::detect::DetectedFace;
 use firmware_agent::attendance::embed::{DIMENSIONS, Embedding};
-use firmware_agent::attendance::matcher::Gallery;
+use firmware_agent::attendance::enroll;
+use firmware_agent::attendance::matcher::{Gallery, Match};
 use firmware_agent::attendance::models::ModelSet;
-use firmware_agent::attendance::pipeline::{Pipeline, StageTimes};
+use firmware_agent::attendance::pipeline::{self, Pipeline, StageTimes};
+use firmware_agent::attendance::recognise::{Checks, Recogniser, Verdict};
+use firmware_agent::roster::PersonalId;
 use image::{RgbImage, imageops};
 
 const ROUNDS: u32 = 30;
 /// Turns the agent and the baseline take in the head-to-head comparison.
 const BLOCKS: usize = 5;
+/// Frames of the camera stream: six seconds at the default five frames a second.
+const STREAM_FRAMES: usize = 30;
+/// Times each side plays the stream in a block.
+const STREAM_ROUNDS: u32 = 2;
+/// The people enrolled from the shared test faces, in the six-face frame's order.
+const PEOPLE: [&str; 5] = ["biden", "kit_harington", "rose_leslie", "alex_lacamoire", "obama"];
+/// The six-face frame's tiles: the enrolled people, then a stranger.
+const TILES: [&str; 6] = [
+    "probe/biden_b.jpg",
+    "probe/kit_harington_b.jpg",
+    "probe/rose_leslie_b.jpg",
+    "probe/alex_lacamoire_b.png",
+    "probe/obama_d.jpg",
+    "probe/stranger_a.png",
+];
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -44,9 +66,10 @@ fn main() {
 
     let scratch = tempfile::tempdir().unwrap();
     let one_face = faces.join("probe/obama_720p.jpg");
+    let tiles = scaled_tiles(&faces);
     let many_faces = scratch.path().join("six_faces_720p.jpg");
-    compose_six_faces(&faces, &many_faces);
-    let gallery = random_gallery(2000);
+    six_faces(&tiles, 0).save(&many_faces).unwrap();
+    let gallery = Gallery::new(random_templates(2000));
 
     println!("attendance pipeline, release build, one inference thread, {ROUNDS} rounds a frame");
     for (label, frame) in [("1280x720, 1 face", &one_face), ("1280x720, 6 faces", &many_faces)] {
@@ -72,7 +95,7 @@ fn main() {
             ms(decoded_outside),
             100.0 * decoded_outside.as_secs_f64() / decoded_total.as_secs_f64()
         );
-        let python = python_baseline(&root, &models_dir, frame);
+        let python = python_baseline(&root, &models_dir, std::slice::from_ref(frame), ROUNDS);
         match &python {
             Ok(json) => println!("  python: {}", python_stages(json)),
             Err(err) => println!("  python: baseline not run: {err}"),
@@ -80,11 +103,60 @@ fn main() {
         println!("  faces:  agent  {}", faces_line(found.iter().map(|f| (f.bbox, f.score))));
         if let Ok(json) = &python {
             println!("          python {}", faces_line(python_faces(json)));
-            let (agent, python, wins) = head_to_head(&mut pipeline, &root, &models_dir, frame, &gallery);
+            let (agent, python, wins) = head_to_head(
+                || {
+                    let (times, matching, _) = time_frame(&mut pipeline, frame, &gallery);
+                    ms(times.total() + matching)
+                },
+                || python_total(&root, &models_dir, std::slice::from_ref(frame), ROUNDS),
+            );
             println!(
                 "  head to head, {BLOCKS} alternating blocks of {ROUNDS} rounds: agent {agent:6.2} ms, python {python:6.2} ms (medians); the agent faster in {wins} of {BLOCKS}"
             );
         }
+    }
+
+    let stream = camera_stream(&tiles, scratch.path());
+    let class = Gallery::new(enrolled_templates(&mut pipeline, &faces).chain(random_templates(2000 - PEOPLE.len())));
+    let checks = Checks::of(&AttendanceConfig::default());
+    println!(
+        "\ncamera stream: {STREAM_FRAMES} frames of 1280x720 JPEG, six faces (the five enrolled among {} templates, and a stranger), \
+         each face a pixel or two from its place in the frame before; a fresh start each time, {STREAM_ROUNDS} plays a block",
+        class.len()
+    );
+    let sequential = time_stream(&mut pipeline, &stream, &class, checks);
+    println!(
+        "  agent, one thread:     {:6.2} ms a frame (decode {:5.2}  detect {:5.2}  landmarks {:5.2}  align {:5.2}  embed {:5.2}); \
+         ONNX Runtime {:5.2} ms, everything else {:4.1}%",
+        ms(sequential.per_frame), ms(sequential.stages.decode), ms(sequential.stages.detect), ms(sequential.stages.landmarks),
+        ms(sequential.stages.align), ms(sequential.stages.embed), ms(sequential.stages.onnx_runtime),
+        100.0 * (1.0 - sequential.stages.onnx_runtime.as_secs_f64() / sequential.per_frame.as_secs_f64())
+    );
+    println!("                          verdicts over the stream: {}", sequential.verdicts);
+    let overlapped = time_stream_overlapped(&mut pipeline, &stream, &class, checks);
+    println!(
+        "  agent, as the daemon:  {:6.2} ms a frame, decoding on the source thread while the models run on the inference thread; \
+         the inference thread {:6.2} ms a frame, ONNX Runtime {:5.2} ms of it, everything else {:4.1}%",
+        ms(overlapped.per_frame), ms(overlapped.inference), ms(overlapped.stages.onnx_runtime),
+        100.0 * (1.0 - overlapped.stages.onnx_runtime.as_secs_f64() / overlapped.inference.as_secs_f64())
+    );
+    match python_baseline(&root, &models_dir, &stream, STREAM_ROUNDS) {
+        Ok(json) => {
+            println!("  python:                {:6.2} ms a frame ({})", json["total"].as_f64().unwrap_or(f64::NAN), python_stages(&json));
+            for (label, overlap) in [("one thread", false), ("as the daemon", true)] {
+                let (agent, python, wins) = head_to_head(
+                    || {
+                        let run = if overlap { time_stream_overlapped } else { time_stream };
+                        ms(run(&mut pipeline, &stream, &class, checks).per_frame)
+                    },
+                    || python_total(&root, &models_dir, &stream, STREAM_ROUNDS),
+                );
+                println!(
+                    "  head to head, agent {label}, {BLOCKS} alternating blocks: agent {agent:6.2} ms, python {python:6.2} ms a frame (medians); the agent faster in {wins} of {BLOCKS}"
+                );
+            }
+        }
+        Err(err) => println!("  python: baseline not run: {err}"),
     }
 
     let (liveness, onnx) = time_liveness(&mut pipeline, &one_face);
@@ -140,15 +212,15 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
     (times, mean(matching), found)
 }
 
-/// The agent and the baseline taking turns on `frame`, so that a machine
-/// slowing down or speeding up during the run favours neither: the median of
-/// each side's block means, and in how many blocks the agent was faster.
-fn head_to_head(pipeline: &mut Pipeline, root: &Path, models: &Path, frame: &Path, gallery: &Gallery) -> (f64, f64, usize) {
+/// The agent and the baseline taking turns, each block timed by its closure
+/// in milliseconds, so that a machine slowing down or speeding up during the
+/// run favours neither: the median of each side's blocks, and in how many
+/// blocks the agent was faster.
+fn head_to_head(mut agent_block: impl FnMut() -> f64, python_block: impl Fn() -> f64) -> (f64, f64, usize) {
     let (mut agent, mut python) = (Vec::new(), Vec::new());
     for _ in 0..BLOCKS {
-        let (times, matching, _) = time_frame(pipeline, frame, gallery);
-        agent.push(ms(times.total() + matching));
-        python.push(python_baseline(root, models, frame).map_or(f64::NAN, |json| json["total"].as_f64().unwrap_or(f64::NAN)));
+        agent.push(agent_block());
+        python.push(python_block());
     }
     let wins = agent.iter().zip(&python).filter(|(a, p)| a < p).count();
     (median(agent), median(python), wins)
@@ -157,6 +229,128 @@ fn head_to_head(pipeline: &mut Pipeline, root: &Path, models: &Path, frame: &Pat
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// What the agent made of a camera stream.
+struct StreamRun {
+    /// Wall time a frame, from its encoded bytes to its faces' verdicts.
+    per_frame: Duration,
+    /// The busiest thread's time a frame: the inference thread's when decoding runs beside it.
+    inference: Duration,
+    /// Mean stage times a frame.
+    stages: StageTimes,
+    /// How often each person was the verdict, over the last play.
+    verdicts: String,
+}
+
+/// The stream through a [`Recogniser`] on one thread, each frame decoded and
+/// then recognised, [`STREAM_ROUNDS`] times from a fresh start.
+fn time_stream(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks) -> StreamRun {
+    let frames: Vec<Vec<u8>> = stream.iter().map(|path| std::fs::read(path).unwrap()).collect();
+    pipeline.take_times();
+    let mut verdicts = Vec::new();
+    let started = Instant::now();
+    for _ in 0..STREAM_ROUNDS {
+        let recogniser = Recogniser::new(class.clone(), checks);
+        verdicts.clear();
+        for bytes in &frames {
+            let image = pipeline.decode(bytes).unwrap();
+            verdicts.extend(recogniser.analyse(pipeline, &image).unwrap().into_iter().map(|(_, verdict)| verdict));
+        }
+    }
+    let per_frame = started.elapsed() / (STREAM_ROUNDS * frames.len() as u32);
+    let stages = per_frame_times(pipeline.take_times(), STREAM_ROUNDS * frames.len() as u32);
+    StreamRun { per_frame, inference: per_frame, stages, verdicts: tally(&verdicts) }
+}
+
+/// The stream as the daemon takes it: a source thread decodes each frame
+/// while the inference thread runs the models on the one before.
+fn time_stream_overlapped(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks) -> StreamRun {
+    let frames: Vec<Vec<u8>> = stream.iter().map(|path| std::fs::read(path).unwrap()).collect();
+    pipeline.take_times();
+    let mut verdicts = Vec::new();
+    let mut inference = Duration::ZERO;
+    let started = Instant::now();
+    for _ in 0..STREAM_ROUNDS {
+        let recogniser = Recogniser::new(class.clone(), checks);
+        verdicts.clear();
+        std::thread::scope(|scope| {
+            let (decoded, images) = std::sync::mpsc::sync_channel::<RgbImage>(1);
+            let frames = &frames;
+            scope.spawn(move || {
+                for bytes in frames {
+                    decoded.send(pipeline::decode(bytes).unwrap()).unwrap();
+                }
+            });
+            for image in images {
+                let busy = Instant::now();
+                verdicts.extend(recogniser.analyse(pipeline, &image).unwrap().into_iter().map(|(_, verdict)| verdict));
+                inference += busy.elapsed();
+            }
+        });
+    }
+    let count = STREAM_ROUNDS * frames.len() as u32;
+    StreamRun {
+        per_frame: started.elapsed() / count,
+        inference: inference / count,
+        stages: per_frame_times(pipeline.take_times(), count),
+        verdicts: tally(&verdicts),
+    }
+}
+
+fn per_frame_times(t: StageTimes, frames: u32) -> StageTimes {
+    StageTimes {
+        decode: t.decode / frames,
+        detect: t.detect / frames,
+        landmarks: t.landmarks / frames,
+        align: t.align / frames,
+        embed: t.embed / frames,
+        liveness: t.liveness / frames,
+        onnx_runtime: t.onnx_runtime / frames,
+    }
+}
+
+/// "name count" for each verdict, most frequent first, with how many of a
+/// pupil's were the standing match of a recognised track.
+fn tally(verdicts: &[Verdict]) -> String {
+    let name_of = |m: &Match| PEOPLE.iter().position(|p| id_of(p) == m.personal_id).map_or("a random template", |i| PEOPLE[i]);
+    let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    for verdict in verdicts {
+        let (name, standing) = match verdict {
+            Verdict::Pupil(m) => (name_of(m), 0),
+            Verdict::Recognised(m) => (name_of(m), 1),
+            Verdict::Unknown => ("unknown", 0),
+            Verdict::Photo => ("photo", 0),
+        };
+        let count = counts.entry(name).or_default();
+        *count = (count.0 + 1, count.1 + standing);
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(b.0)));
+    let line = |(name, (count, standing)): &(&str, (usize, usize))| match standing {
+        0 => format!("{name} {count}"),
+        _ => format!("{name} {count} ({standing} standing)"),
+    };
+    counts.iter().map(line).collect::<Vec<_>>().join(", ")
+}
+
+/// A made-up personal ID for each enrolled person.
+fn id_of(person: &str) -> PersonalId {
+    let index = PEOPLE.iter().position(|p| *p == person).unwrap();
+    format!("00120600100{index}").parse().unwrap()
+}
+
+/// The five people's templates from their enrollment photos, as `face enroll` makes them.
+fn enrolled_templates(pipeline: &mut Pipeline, faces: &Path) -> impl Iterator<Item = (PersonalId, Embedding)> {
+    let templates: Vec<_> = PEOPLE
+        .iter()
+        .map(|person| {
+            let image = pipeline.decode(&std::fs::read(faces.join(format!("enroll/{person}/{person}_a.jpg"))).unwrap()).unwrap();
+            let face = enroll::choose(pipeline.faces(&image).unwrap()).unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
+            (id_of(person), face.embedding)
+        })
+        .collect();
+    templates.into_iter()
 }
 
 /// Mean time of the liveness check on the main face of `frame`, and ONNX Runtime's part of it.
@@ -171,28 +365,40 @@ fn time_liveness(pipeline: &mut Pipeline, frame: &Path) -> (Duration, Duration) 
     (times.liveness / ROUNDS, times.onnx_runtime / ROUNDS)
 }
 
-/// Six faces from the probe photos on a 1280x720 frame, saved as a JPEG as a camera would send it.
-fn compose_six_faces(faces: &Path, out: &Path) {
-    let mut frame = RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
-    let tiles = [
-        "probe/biden_b.jpg",
-        "probe/kit_harington_b.jpg",
-        "probe/rose_leslie_b.jpg",
-        "probe/alex_lacamoire_b.png",
-        "probe/obama_d.jpg",
-        "probe/stranger_a.png",
-    ];
-    for (index, tile) in tiles.iter().enumerate() {
-        let photo = image::open(faces.join(tile)).unwrap().into_rgb8();
-        let scaled = imageops::resize(&photo, 420, 340, imageops::FilterType::Triangle);
-        let (x, y) = ((index % 3) as i64 * 426, (index / 3) as i64 * 360);
-        imageops::overlay(&mut frame, &scaled, x, y);
-    }
-    frame.save(out).unwrap();
+/// The six-face frame's tiles, scaled to a third of the frame's width.
+fn scaled_tiles(faces: &Path) -> Vec<RgbImage> {
+    TILES
+        .iter()
+        .map(|tile| imageops::resize(&image::open(faces.join(tile)).unwrap().into_rgb8(), 420, 340, imageops::FilterType::Triangle))
+        .collect()
 }
 
-/// `n` random unit vectors.
-fn random_gallery(n: usize) -> Gallery {
+/// Six faces on a 1280x720 frame, in two rows of three. Frame 0 is the still
+/// frame of the per-frame figures; in frame `k` of a stream each tile is
+/// shifted by up to two pixels across and one down, as a seated pupil moves.
+fn six_faces(tiles: &[RgbImage], k: usize) -> RgbImage {
+    let mut frame = RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
+    for (index, tile) in tiles.iter().enumerate() {
+        let (dx, dy) = if k == 0 { (0, 0) } else { (((k * 3 + index) % 5) as i64 - 2, ((k + index) % 3) as i64 - 1) };
+        let (x, y) = ((index % 3) as i64 * 426 + dx, (index / 3) as i64 * 360 + dy);
+        imageops::overlay(&mut frame, tile, x, y);
+    }
+    frame
+}
+
+/// [`STREAM_FRAMES`] frames of the six faces saved as JPEG files, as a camera sends them.
+fn camera_stream(tiles: &[RgbImage], dir: &Path) -> Vec<PathBuf> {
+    (0..STREAM_FRAMES)
+        .map(|k| {
+            let path = dir.join(format!("stream_{k:03}.jpg"));
+            six_faces(tiles, k).save(&path).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// `n` random unit vectors, each its own pupil's.
+fn random_templates(n: usize) -> impl Iterator<Item = (PersonalId, Embedding)> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
@@ -200,24 +406,29 @@ fn random_gallery(n: usize) -> Gallery {
         state ^= state << 17;
         (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
-    Gallery::new((0..n).map(|i| {
+    (0..n).map(move |i| {
         let v: Vec<f32> = (0..DIMENSIONS).map(|_| next()).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let id = format!("0012060{i:05}").parse().unwrap();
+        let id = format!("0012069{i:05}").parse().unwrap();
         (id, Embedding(v.into_iter().map(|x| x / norm).collect()))
-    }))
+    })
 }
 
-/// The Python baseline on the same frame, timed in this run: its JSON report.
-fn python_baseline(root: &Path, models: &Path, frame: &Path) -> Result<serde_json::Value, String> {
+/// The Python baseline's mean time a frame, in milliseconds, over `rounds` plays of `frames`.
+fn python_total(root: &Path, models: &Path, frames: &[PathBuf], rounds: u32) -> f64 {
+    python_baseline(root, models, frames, rounds).map_or(f64::NAN, |json| json["total"].as_f64().unwrap_or(f64::NAN))
+}
+
+/// The Python baseline on the same frames, timed in this run: its JSON report.
+fn python_baseline(root: &Path, models: &Path, frames: &[PathBuf], rounds: u32) -> Result<serde_json::Value, String> {
     let python = root.join(".local/venv/bin/python");
     let script = root.join("firmware-agent/benches/attendance_baseline.py");
     let output = Command::new(&python)
         .arg(&script)
         .arg(models)
         .arg("--time")
-        .arg(frame)
-        .args(["--repeat", &ROUNDS.to_string()])
+        .args(frames)
+        .args(["--repeat", &rounds.to_string()])
         // One thread, as the agent: NumPy's BLAS would otherwise start a
         // thread per core for the match, whose spinning takes the core ONNX
         // Runtime's thread runs on.

@@ -4,9 +4,11 @@
 The baseline the agent's benchmark compares itself with: the same models and the
 same steps (decode, detect, landmarks, 5-point alignment, embedding, 1:N match).
 
-    attendance_baseline.py MODELS_DIR --time IMAGE [--repeat N]
-        prints one JSON line: mean milliseconds per stage over N runs, and the
-        faces found as [left, top, right, bottom, score]
+    attendance_baseline.py MODELS_DIR --time IMAGE [IMAGE ...] [--repeat N]
+        prints one JSON line: mean milliseconds per stage and frame over N
+        runs of the images in turn (a camera's frames, when there are
+        several), and the faces found in the last as [left, top, right,
+        bottom, score]
     attendance_baseline.py MODELS_DIR --similarity IMAGE_A IMAGE_B
         prints the cosine similarity of the two photos' largest faces
 """
@@ -77,11 +79,11 @@ def largest_face_embedding(pipeline, path):
     return pipeline.embed(pipeline.align(rgb, pipeline.landmarks(rgb, box)))
 
 
-def time_stages(pipeline, path, repeat, gallery):
-    data = open(path, "rb").read()
+def time_stages(pipeline, paths, repeat, gallery):
+    frames = [open(path, "rb").read() for path in paths]
     totals = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0, "match": 0.0}
     faces = 0
-    for _ in range(repeat):
+    for data in [data for _ in range(repeat) for data in frames]:
         t = time.perf_counter()
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -100,7 +102,7 @@ def time_stages(pipeline, path, repeat, gallery):
             t = time.perf_counter()
             best = int(np.argmax(gallery @ vector))
             totals["match"] += time.perf_counter() - t
-    result = {stage: 1000.0 * seconds / repeat for stage, seconds in totals.items()}
+    result = {stage: 1000.0 * seconds / (repeat * len(frames)) for stage, seconds in totals.items()}
     result["total"] = sum(result.values())
     result["faces"] = faces
     result["boxes"] = [[*map(float, box), score] for box, score in found]
@@ -110,7 +112,7 @@ def time_stages(pipeline, path, repeat, gallery):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("models")
-    parser.add_argument("--time", metavar="IMAGE")
+    parser.add_argument("--time", nargs="+", metavar="IMAGE")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--similarity", nargs=2, metavar="IMAGE")
     args = parser.parse_args()
@@ -122,7 +124,7 @@ def main():
         rng = np.random.default_rng(7)
         gallery = rng.standard_normal((2000, 512)).astype(np.float32)
         gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
-        time_stages(pipeline, args.time, 2, gallery)
+        time_stages(pipeline, args.time[:1], 2, gallery)
         print(json.dumps(time_stages(pipeline, args.time, args.repeat, gallery)))
 
 
