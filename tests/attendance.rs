@@ -9,7 +9,7 @@ mod classroom;
 use std::time::Duration;
 
 use classroom::{NO_CONSENT, PEOPLE, attendance_room, attendance_room_with, enroll, faces, frames, held_up_print, liveness_scores};
-use common::{Room, http_get, local_time_in};
+use common::{Room, http_get, local_time_in, metric};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
 
@@ -122,6 +122,15 @@ fn each_period_takes_its_own_roll_of_the_pupils_who_stay_in_view() {
         let absent = lesson_marks.iter().filter(|(_, status, _)| *status == MarkStatus::Absent).count();
         assert_eq!(absent, PEOPLE.len() + 1 - pair.len(), "everyone else is absent in {lesson}: {lesson_marks:?}");
     }
+
+    // Most of the time the two seated pupils' faces took their tracks' standing
+    // matches instead of the models, as /metrics shows.
+    let count = |series: &str| metric(room.http, series).unwrap_or(0.0);
+    let analysed = count("attendance_frames_total{outcome=\"analysed\"}");
+    let (standing, models) = (count("attendance_faces_total{check=\"standing\"}"), count("attendance_faces_total{check=\"models\"}"));
+    assert!(analysed >= 20.0, "the camera's frames were analysed: {analysed}");
+    assert_eq!(standing + models, 2.0 * analysed, "two faces a frame");
+    assert!(standing > 2.0 * models, "recognised faces were spared the models: {standing} standing, {models} through the models");
 }
 
 #[test]

@@ -19,9 +19,9 @@
 //!   place) harmless to the roll: the match of the pupil who left stands for
 //!   at most [`RECHECK_AFTER`] frames and marks nobody. A recheck that finds
 //!   another pupil or nobody starts the track's count again.
-//! - When a roll call opens, the service has the recogniser [`forget`](Recogniser::forget) what
-//!   it recognised, so the new lesson's class is checked afresh and marked
-//!   within `confirm_frames` frames.
+//! - When a roll call opens, the service has the recogniser
+//!   [`forget`](Recogniser::forget) what it recognised, so the new lesson's
+//!   class is checked afresh and marked within `confirm_frames` frames.
 //! - Unknown faces and refused photos are checked in every frame: a stranger
 //!   turning to the camera may turn out to be a pupil.
 //! - The tracks are shared by a room's workers behind a mutex held only to

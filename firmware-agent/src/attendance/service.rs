@@ -12,9 +12,13 @@
 //!   runtime's threads.
 //! - Frames are offered to the workers without waiting: when all are busy the
 //!   frame is dropped, so a slow machine sees fewer frames, never older ones.
-//!   Decoding a frame that is then dropped costs a few milliseconds at the
-//!   camera's pace (5 frames a second by default), the price of never making
-//!   a worker wait for one.
+//!   The source thread looks for room before it decodes, so a frame it drops
+//!   costs no decoding, however fast the camera.
+//! - /metrics counts frames by outcome (`attendance_frames_total`: analysed,
+//!   dropped while the workers were busy, unreadable) and faces by how their
+//!   verdict was reached (`attendance_faces_total`: through the models, or the
+//!   standing match of a recognised track), so whether a room's machine keeps
+//!   up with its camera can be read off it.
 //! - A source that fails (a camera unplugged, a stream that stops) is reopened
 //!   with back-off from 1 to 30 seconds; /healthz shows `attendance_source` as
 //!   degraded meanwhile, and the roll call and the rest of the agent run on.
@@ -25,12 +29,12 @@
 //!   timetable, for the class in `attendance.class`; its window closes after
 //!   `attendance.window_minutes`. Between roll calls, frames are dropped.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use image::RgbImage;
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::mpsc as async_mpsc;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::AttendanceConfig;
@@ -38,7 +42,7 @@ use super::lessons::{self, Next};
 use super::matcher::Gallery;
 use super::models::{self, ModelSet};
 use super::pipeline::{self, Pipeline};
-use super::recognise::{Checks, Faces, Recogniser};
+use super::recognise::{Checks, Faces, Recogniser, Verdict};
 use super::rollcall::{RollCall, Rules, Sighting};
 use super::source::{self, Frame};
 use crate::agent::Agent;
@@ -101,7 +105,7 @@ pub async fn run(agent: Arc<Agent>) {
     let enrolled = templates.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>().len() as u32;
     let recogniser = Arc::new(Recogniser::new(Gallery::new(templates), Checks::of(&config)));
 
-    let (results_tx, mut results) = async_mpsc::channel::<Faces>(8);
+    let (results_tx, mut results) = mpsc::channel::<Faces>(8);
     let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
@@ -252,19 +256,20 @@ fn start_workers(
     config: &AttendanceConfig,
     models: &ModelSet,
     recogniser: &Arc<Recogniser>,
-    results: async_mpsc::Sender<Faces>,
-) -> Result<mpsc::SyncSender<RgbImage>, models::ModelError> {
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<RgbImage>(config.threads);
+    results: mpsc::Sender<Faces>,
+) -> Result<mpsc::Sender<RgbImage>, models::ModelError> {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<RgbImage>(config.threads);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     for index in 0..config.threads {
         let mut pipeline = Pipeline::new(models)?;
         let (jobs, results, recogniser) = (jobs_rx.clone(), results.clone(), recogniser.clone());
         let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
             loop {
-                let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(image) = job else { return };
+                let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                let Some(image) = job else { return };
                 match recogniser.analyse(&mut pipeline, &image) {
                     Ok(faces) => {
+                        count_analysed(&faces);
                         if results.blocking_send(faces).is_err() {
                             return;
                         }
@@ -280,8 +285,20 @@ fn start_workers(
     Ok(jobs_tx)
 }
 
+fn count_frame(outcome: &'static str) {
+    metrics::counter!("attendance_frames_total", "outcome" => outcome).increment(1);
+}
+
+/// Counts a frame the models have been through, and how each of its faces' verdicts was reached.
+fn count_analysed(faces: &Faces) {
+    count_frame("analysed");
+    let standing = faces.iter().filter(|(_, verdict)| matches!(verdict, Verdict::Recognised(_))).count();
+    metrics::counter!("attendance_faces_total", "check" => "standing").increment(standing as u64);
+    metrics::counter!("attendance_faces_total", "check" => "models").increment((faces.len() - standing) as u64);
+}
+
 /// Reads the source on its own thread, reopening it with back-off when it fails.
-fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<RgbImage>, health: Health, shutdown: CancellationToken) {
+fn start_source(config: &AttendanceConfig, jobs: mpsc::Sender<RgbImage>, health: Health, shutdown: CancellationToken) {
     let source_config = config.source.clone();
     let spawned = std::thread::Builder::new().name("frame-source".to_owned()).spawn(move || {
         let mut backoff = Duration::from_secs(1);
@@ -300,20 +317,22 @@ fn start_source(config: &AttendanceConfig, jobs: mpsc::SyncSender<RgbImage>, hea
             backoff = Duration::from_secs(1);
             while !shutdown.is_cancelled() {
                 match source.next_frame() {
+                    Ok(Some(_)) if jobs.capacity() == 0 => count_frame("dropped"),
                     Ok(Some(frame)) => {
                         let image = match frame {
                             Frame::Rgb(image) => image,
                             Frame::Encoded(bytes) => match pipeline::decode(&bytes) {
                                 Ok(image) => image,
                                 Err(err) => {
+                                    count_frame("unreadable");
                                     tracing::warn!("frame skipped: {err}");
                                     continue;
                                 }
                             },
                         };
                         match jobs.try_send(image) {
-                            Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
-                            Err(mpsc::TrySendError::Disconnected(_)) => return,
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => return,
                         }
                     }
                     Ok(None) => {
