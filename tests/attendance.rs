@@ -124,12 +124,14 @@ fn each_period_takes_its_own_roll_of_the_pupils_who_stay_in_view() {
     }
 
     // Most of the time the two seated pupils' faces took their tracks' standing
-    // matches instead of the models, as /metrics shows.
-    let count = |series: &str| metric(room.http, series).unwrap_or(0.0);
+    // matches instead of the models, as /metrics shows. One scrape, as the
+    // agent goes on counting; a frame may be counted between its series.
+    let (_, scrape) = http_get(room.http, "/metrics");
+    let count = |series: &str| metric(&scrape, series).unwrap_or(0.0);
     let analysed = count("attendance_frames_total{outcome=\"analysed\"}");
     let (standing, models) = (count("attendance_faces_total{check=\"standing\"}"), count("attendance_faces_total{check=\"models\"}"));
     assert!(analysed >= 20.0, "the camera's frames were analysed: {analysed}");
-    assert_eq!(standing + models, 2.0 * analysed, "two faces a frame");
+    assert!((standing + models - 2.0 * analysed).abs() <= 2.0, "two faces a frame: {standing} + {models} faces in {analysed} frames");
     assert!(standing > 2.0 * models, "recognised faces were spared the models: {standing} standing, {models} through the models");
 }
 

@@ -124,7 +124,7 @@ fn main() {
          each face a pixel or two from its place in the frame before; a fresh start each time, {STREAM_ROUNDS} plays a block",
         class.len()
     );
-    let sequential = time_stream(&mut pipeline, &stream, &class, checks);
+    let sequential = time_stream(&mut pipeline, &stream, &class, checks, Decoding::Inline);
     println!(
         "  agent, one thread:     {:6.2} ms a frame (decode {:5.2}  detect {:5.2}  landmarks {:5.2}  align {:5.2}  embed {:5.2}); \
          ONNX Runtime {:5.2} ms, everything else {:4.1}%",
@@ -133,7 +133,7 @@ fn main() {
         100.0 * (1.0 - sequential.stages.onnx_runtime.as_secs_f64() / sequential.per_frame.as_secs_f64())
     );
     println!("                          verdicts over the stream: {}", sequential.verdicts);
-    let overlapped = time_stream_overlapped(&mut pipeline, &stream, &class, checks);
+    let overlapped = time_stream(&mut pipeline, &stream, &class, checks, Decoding::Beside);
     println!(
         "  agent, as the daemon:  {:6.2} ms a frame, decoding on the source thread while the models run on the inference thread; \
          the inference thread {:6.2} ms a frame, ONNX Runtime {:5.2} ms of it, everything else {:4.1}%",
@@ -143,12 +143,9 @@ fn main() {
     match python_baseline(&root, &models_dir, &stream, STREAM_ROUNDS) {
         Ok(json) => {
             println!("  python:                {:6.2} ms a frame ({})", json["total"].as_f64().unwrap_or(f64::NAN), python_stages(&json));
-            for (label, overlap) in [("one thread", false), ("as the daemon", true)] {
+            for (label, decoding) in [("one thread", Decoding::Inline), ("as the daemon", Decoding::Beside)] {
                 let (agent, python, wins) = head_to_head(
-                    || {
-                        let run = if overlap { time_stream_overlapped } else { time_stream };
-                        ms(run(&mut pipeline, &stream, &class, checks).per_frame)
-                    },
+                    || ms(time_stream(&mut pipeline, &stream, &class, checks, decoding).per_frame),
                     || python_total(&root, &models_dir, &stream, STREAM_ROUNDS),
                 );
                 println!(
@@ -198,18 +195,7 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         matching += spent;
         found = faces;
     }
-    let t = pipeline.take_times();
-    let mean = |d: Duration| d / ROUNDS;
-    let times = StageTimes {
-        decode: mean(t.decode),
-        detect: mean(t.detect),
-        landmarks: mean(t.landmarks),
-        align: mean(t.align),
-        embed: mean(t.embed),
-        liveness: mean(t.liveness),
-        onnx_runtime: mean(t.onnx_runtime),
-    };
-    (times, mean(matching), found)
+    (mean_times(pipeline.take_times(), ROUNDS), matching / ROUNDS, found)
 }
 
 /// The agent and the baseline taking turns, each block timed by its closure
@@ -231,11 +217,21 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Where the frames of a stream are decoded.
+#[derive(Clone, Copy)]
+enum Decoding {
+    /// On the inference thread, before the models: one thread does it all.
+    Inline,
+    /// On a source thread of its own, while the inference thread runs the
+    /// models on the frame before, as the daemon does it.
+    Beside,
+}
+
 /// What the agent made of a camera stream.
 struct StreamRun {
     /// Wall time a frame, from its encoded bytes to its faces' verdicts.
     per_frame: Duration,
-    /// The busiest thread's time a frame: the inference thread's when decoding runs beside it.
+    /// The inference thread's time a frame in the recogniser (decoding not included).
     inference: Duration,
     /// Mean stage times a frame.
     stages: StageTimes,
@@ -243,29 +239,8 @@ struct StreamRun {
     verdicts: String,
 }
 
-/// The stream through a [`Recogniser`] on one thread, each frame decoded and
-/// then recognised, [`STREAM_ROUNDS`] times from a fresh start.
-fn time_stream(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks) -> StreamRun {
-    let frames: Vec<Vec<u8>> = stream.iter().map(|path| std::fs::read(path).unwrap()).collect();
-    pipeline.take_times();
-    let mut verdicts = Vec::new();
-    let started = Instant::now();
-    for _ in 0..STREAM_ROUNDS {
-        let recogniser = Recogniser::new(class.clone(), checks);
-        verdicts.clear();
-        for bytes in &frames {
-            let image = pipeline.decode(bytes).unwrap();
-            verdicts.extend(recogniser.analyse(pipeline, &image).unwrap().into_iter().map(|(_, verdict)| verdict));
-        }
-    }
-    let per_frame = started.elapsed() / (STREAM_ROUNDS * frames.len() as u32);
-    let stages = per_frame_times(pipeline.take_times(), STREAM_ROUNDS * frames.len() as u32);
-    StreamRun { per_frame, inference: per_frame, stages, verdicts: tally(&verdicts) }
-}
-
-/// The stream as the daemon takes it: a source thread decodes each frame
-/// while the inference thread runs the models on the one before.
-fn time_stream_overlapped(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks) -> StreamRun {
+/// The stream through a [`Recogniser`], [`STREAM_ROUNDS`] times from a fresh start.
+fn time_stream(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks, decoding: Decoding) -> StreamRun {
     let frames: Vec<Vec<u8>> = stream.iter().map(|path| std::fs::read(path).unwrap()).collect();
     pipeline.take_times();
     let mut verdicts = Vec::new();
@@ -274,31 +249,43 @@ fn time_stream_overlapped(pipeline: &mut Pipeline, stream: &[PathBuf], class: &G
     for _ in 0..STREAM_ROUNDS {
         let recogniser = Recogniser::new(class.clone(), checks);
         verdicts.clear();
-        std::thread::scope(|scope| {
-            let (decoded, images) = std::sync::mpsc::sync_channel::<RgbImage>(1);
-            let frames = &frames;
-            scope.spawn(move || {
-                for bytes in frames {
-                    decoded.send(pipeline::decode(bytes).unwrap()).unwrap();
+        let mut recognise = |pipeline: &mut Pipeline, image: &RgbImage| {
+            let busy = Instant::now();
+            verdicts.extend(recogniser.analyse(pipeline, image).unwrap().into_iter().map(|(_, verdict)| verdict));
+            inference += busy.elapsed();
+        };
+        match decoding {
+            Decoding::Inline => {
+                for bytes in &frames {
+                    let image = pipeline.decode(bytes).unwrap();
+                    recognise(pipeline, &image);
                 }
-            });
-            for image in images {
-                let busy = Instant::now();
-                verdicts.extend(recogniser.analyse(pipeline, &image).unwrap().into_iter().map(|(_, verdict)| verdict));
-                inference += busy.elapsed();
             }
-        });
+            Decoding::Beside => std::thread::scope(|scope| {
+                let (decoded, images) = std::sync::mpsc::sync_channel::<RgbImage>(1);
+                let frames = &frames;
+                scope.spawn(move || {
+                    for bytes in frames {
+                        decoded.send(pipeline::decode(bytes).unwrap()).unwrap();
+                    }
+                });
+                for image in images {
+                    recognise(pipeline, &image);
+                }
+            }),
+        }
     }
     let count = STREAM_ROUNDS * frames.len() as u32;
     StreamRun {
         per_frame: started.elapsed() / count,
         inference: inference / count,
-        stages: per_frame_times(pipeline.take_times(), count),
+        stages: mean_times(pipeline.take_times(), count),
         verdicts: tally(&verdicts),
     }
 }
 
-fn per_frame_times(t: StageTimes, frames: u32) -> StageTimes {
+/// Stage times gathered over `frames` frames, a frame.
+fn mean_times(t: StageTimes, frames: u32) -> StageTimes {
     StageTimes {
         decode: t.decode / frames,
         detect: t.detect / frames,

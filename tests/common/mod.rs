@@ -206,11 +206,10 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     (status, response.body_mut().read_to_string().unwrap())
 }
 
-/// The value of one series of the agent's /metrics, named with its labels as
-/// Prometheus prints them (`name{label="value"}`); `None` until it is counted.
-pub fn metric(address: SocketAddr, series: &str) -> Option<f64> {
-    let (_, text) = http_get(address, "/metrics");
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+/// The value of one series in a scrape of the agent's /metrics, named with its
+/// labels as Prometheus prints them (`name{label="value"}`); `None` until it is counted.
+pub fn metric(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// `HH:MM:SS`, `seconds` from now in the room's zone (the default, Asia/Ho_Chi_Minh).
