@@ -93,7 +93,7 @@ impl Store {
             schema::SchemaError::Sqlite(err) => StoreError::from_sqlite(path, err),
             too_new => StoreError::Schema { path: path.to_owned(), source: too_new },
         })?;
-        let outbox = outbox::WriterState::load(&conn).map_err(|err| StoreError::from_sqlite(path, err))?;
+        let outbox = outbox::WriterState::load(&conn, clock.now().as_millisecond()).map_err(|err| StoreError::from_sqlite(path, err))?;
         let (committed, _) = watch::channel(outbox.last_seq());
         Ok(Store { path: path.to_owned(), writer: Mutex::new(conn), clock, outbox, committed })
     }
@@ -138,6 +138,13 @@ impl Store {
     /// The sequence number of the newest committed outbox event, updated on every commit.
     pub fn subscribe_commits(&self) -> watch::Receiver<i64> {
         self.committed.subscribe()
+    }
+
+    /// A number that changes whenever pupils or face templates change, whichever
+    /// process changed them (triggers keep it): cheap to poll, so a running
+    /// roll call can follow enrollments, erasures and roster changes live.
+    pub fn people_generation(&self) -> Result<i64, StoreError> {
+        self.read(|conn| conn.query_row("SELECT generation FROM people_changes", [], |row| row.get(0)))
     }
 
     /// A quick health probe: the database answers a query.
@@ -214,6 +221,27 @@ mod tests {
         let journal: String = store.reader().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(journal, "wal");
         drop(dir);
+    }
+
+    #[test]
+    fn the_people_generation_moves_with_any_connection_s_changes_to_pupils_or_templates() {
+        let (_dir, _clock, store) = testing::store();
+        let start = store.people_generation().unwrap();
+        // Another process's connection, as `face forget` run beside the daemon has.
+        let other = Connection::open(store.path()).unwrap();
+        other.execute_batch("INSERT INTO classes VALUES ('6A1');").unwrap();
+        assert_eq!(store.people_generation().unwrap(), start, "a class alone changes nobody");
+        other
+            .execute_batch(
+                "INSERT INTO pupils VALUES ('010206001234', 'Nguyễn Thị Hoa', '6A1', 1, 1, NULL, 0);
+                 INSERT INTO face_templates (personal_id, embedding, model_sha256, created_at_ms)
+                   VALUES ('010206001234', zeroblob(2048), 'model', 0);",
+            )
+            .unwrap();
+        let enrolled = store.people_generation().unwrap();
+        assert_eq!(enrolled, start + 2);
+        other.execute_batch("DELETE FROM face_templates; UPDATE pupils SET face_consent = 0;").unwrap();
+        assert_eq!(store.people_generation().unwrap(), enrolled + 2);
     }
 
     #[test]

@@ -46,12 +46,19 @@ pub struct StoredEvent {
 
 /// What the writer remembers between appends.
 pub(super) struct WriterState {
+    identity: Uuid,
     last_seq: AtomicI64,
     last_recorded_ms: AtomicI64,
 }
 
 impl WriterState {
-    pub(super) fn load(conn: &Connection) -> rusqlite::Result<Self> {
+    /// Reads the outbox's position, giving a new outbox its random identity first.
+    pub(super) fn load(conn: &Connection, now_ms: i64) -> rusqlite::Result<Self> {
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox_identity (singleton, identity, created_at_ms) VALUES (1, ?1, ?2)",
+            params![Uuid::new_v4().as_bytes(), now_ms],
+        )?;
+        let identity: [u8; 16] = conn.query_row("SELECT identity FROM outbox_identity", [], |r| r.get(0))?;
         let (seq, recorded): (i64, i64) = conn.query_row(
             "SELECT coalesce(max(seq), 0), coalesce(max(recorded_at_ms), 0) FROM outbox",
             [],
@@ -61,7 +68,11 @@ impl WriterState {
         let handed_out: i64 = conn
             .query_row("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'", [], |r| r.get(0))
             .unwrap_or(0);
-        Ok(Self { last_seq: AtomicI64::new(seq.max(handed_out)), last_recorded_ms: AtomicI64::new(recorded) })
+        Ok(Self {
+            identity: Uuid::from_bytes(identity),
+            last_seq: AtomicI64::new(seq.max(handed_out)),
+            last_recorded_ms: AtomicI64::new(recorded),
+        })
     }
 
     pub(super) fn last_seq(&self) -> i64 {
@@ -148,6 +159,12 @@ impl Store {
     pub fn last_seq(&self) -> i64 {
         self.outbox.last_seq()
     }
+
+    /// The outbox's identity: random, chosen when the outbox was created, never
+    /// changed. A new database (one moved aside and started afresh) has another.
+    pub fn outbox_identity(&self) -> Uuid {
+        self.outbox.identity
+    }
 }
 
 /// Reads up to `limit` events after `cursor`, in order.
@@ -226,6 +243,17 @@ mod tests {
         assert!(after[0].clock_synced);
         clock.advance(SignedDuration::from_millis(-300));
         assert_eq!(store.append(event(4)).unwrap().clock_step_back_ms, 0, "jitter is not a step");
+    }
+
+    #[test]
+    fn an_outbox_keeps_its_identity_and_a_new_one_gets_another() {
+        let (dir, clock, store) = testing::store();
+        let identity = store.outbox_identity();
+        drop(store);
+        let path = dir.path().join("agent.sqlite3");
+        assert_eq!(Store::open(&path, clock.clone()).unwrap().outbox_identity(), identity);
+        std::fs::rename(&path, dir.path().join("aside.sqlite3")).unwrap();
+        assert_ne!(Store::open(&path, clock).unwrap().outbox_identity(), identity);
     }
 
     #[test]

@@ -19,6 +19,7 @@ const UPGRADES: &[&str] = &[
     include_str!("schema/0003_tablets.sql"),
     include_str!("schema/0004_actuators.sql"),
     include_str!("schema/0005_attendance.sql"),
+    include_str!("schema/0006_identity_and_changes.sql"),
 ];
 
 /// The schema version this build writes.

@@ -131,3 +131,34 @@ CREATE TABLE attendance_marks (
     marked_at_ms INTEGER NOT NULL,
     PRIMARY KEY (session_id, personal_id)
 ) STRICT;
+
+-- The outbox's identity (upgrade 0006): 16 random bytes chosen when the
+-- outbox is created and never changed. A hub that sees another identity for
+-- the same room knows its cursor names positions in a different outbox (the
+-- database was replaced or moved aside) and starts that outbox from 0.
+-- Written by the agent on first open; one row.
+CREATE TABLE outbox_identity (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    identity BLOB NOT NULL CHECK (length(identity) = 16),
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- A counter bumped by every change to pupils or face templates, whichever
+-- process made it (the triggers below), so the running roll call notices an
+-- enrollment, an erasure or a roster change made by a command beside it.
+CREATE TABLE people_changes (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    generation INTEGER NOT NULL
+) STRICT;
+INSERT INTO people_changes (singleton, generation) VALUES (1, 0);
+
+CREATE TRIGGER pupils_inserted AFTER INSERT ON pupils
+BEGIN UPDATE people_changes SET generation = generation + 1; END;
+CREATE TRIGGER pupils_updated AFTER UPDATE ON pupils
+BEGIN UPDATE people_changes SET generation = generation + 1; END;
+CREATE TRIGGER pupils_deleted AFTER DELETE ON pupils
+BEGIN UPDATE people_changes SET generation = generation + 1; END;
+CREATE TRIGGER face_templates_inserted AFTER INSERT ON face_templates
+BEGIN UPDATE people_changes SET generation = generation + 1; END;
+CREATE TRIGGER face_templates_deleted AFTER DELETE ON face_templates
+BEGIN UPDATE people_changes SET generation = generation + 1; END;
