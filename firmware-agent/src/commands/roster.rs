@@ -1,4 +1,5 @@
-//! `firmware-agent roster import FILE.csv` (all rows or none) and `roster export`.
+//! `firmware-agent roster import FILE.csv` (all rows or none, face templates by
+//! the rule of [`crate::store::roster`]) and `roster export`.
 
 use std::path::Path;
 
@@ -33,6 +34,13 @@ pub fn import(file: &Path, config_path: &Path) -> Exit {
                 summary.classes,
                 summary.teachers
             );
+            if summary.erased > 0 {
+                println!(
+                    "{}: the face templates of {} pupil(s) without face consent were erased; the erasures are recorded for the hub",
+                    file.display(),
+                    summary.erased
+                );
+            }
             Exit::Success
         }
         Err(err) => {

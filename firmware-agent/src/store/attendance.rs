@@ -4,8 +4,10 @@
 //! recording the erasure for the hub happen in one transaction, as do a mark's
 //! row and its outbox event.
 
+use std::collections::HashSet;
+
 use jiff::Timestamp;
-use rusqlite::params;
+use rusqlite::{Connection, Transaction, params};
 
 use super::outbox::NewEvent;
 use super::{Store, StoreError};
@@ -41,22 +43,26 @@ impl Store {
         class_name: &str,
         model_sha256: &str,
     ) -> Result<Vec<(PersonalId, Embedding)>, StoreError> {
-        self.read(|conn| -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
-            let mut stmt = conn.prepare(
-                "SELECT t.personal_id, t.embedding FROM face_templates t JOIN pupils p USING (personal_id)
-                 WHERE p.class_name = ?1 AND p.face_consent = 1 AND t.model_sha256 = ?2 ORDER BY t.id",
-            )?;
-            let rows = stmt.query_map(params![class_name, model_sha256], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })?;
-            let mut templates = Vec::new();
-            for row in rows {
-                let (id, bytes) = row?;
-                if let (Ok(id), Some(embedding)) = (id.parse(), Embedding::from_bytes(&bytes)) {
-                    templates.push((id, embedding));
-                }
-            }
-            Ok(templates)
+        self.read(|conn| templates_of_class(conn, class_name, model_sha256))
+    }
+
+    /// The class as the roll call follows it, read at one instant: see [`ClassReading`].
+    /// `session_id` names the roll call whose stored face marks to read, if one is open.
+    pub fn class_reading(&self, class_name: &str, model_sha256: &str, session_id: Option<&str>) -> Result<ClassReading, StoreError> {
+        self.read(|conn| {
+            // One read transaction: the generation names exactly the rows read with it.
+            let snapshot = conn.unchecked_transaction()?;
+            let generation = super::people_generation(&snapshot)?;
+            let pupils = super::roster::pupils_of_class(&snapshot, class_name)?.into_iter().map(|p| p.personal_id).collect();
+            let templates = templates_of_class(&snapshot, class_name, model_sha256)?;
+            let face_marks = match session_id {
+                Some(session) => snapshot
+                    .prepare("SELECT personal_id FROM attendance_marks WHERE session_id = ?1 AND source = 'face'")?
+                    .query_map([session], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => HashSet::new(),
+            };
+            Ok(ClassReading { generation, pupils, templates, face_marks })
         })
     }
 
@@ -72,13 +78,8 @@ impl Store {
     pub fn forget_faces(&self, personal_id: &PersonalId, reason: &str) -> Result<usize, StoreError> {
         let occurred_at = self.clock().now();
         let stored = self.write(|tx| {
-            let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()])?;
-            let erasure = proto::Erasure {
-                personal_id: personal_id.to_string(),
-                what: "face_templates".to_owned(),
-                count: count as u32,
-                reason: reason.to_owned(),
-            };
+            let erasure = erase_face_templates(tx, personal_id.as_str(), reason)?;
+            let count = erasure.count as usize;
             let stored = self.insert_events(tx, vec![NewEvent::new(occurred_at, erasure)])?;
             Ok((count, stored))
         })?;
@@ -87,7 +88,11 @@ impl Store {
     }
 
     /// Records what a roll call decided: each mark's row (a later one for the same
-    /// session and pupil replaces it) and every payload as an outbox event.
+    /// session and pupil replaces it) and every payload as an outbox event. A mark
+    /// by face is left out when its pupil, at this commit, has no template or no
+    /// face consent: a pupil erased a moment before is never marked by face again,
+    /// whichever process erased them (the roll call takes the mark back when it
+    /// next reads its class; see [`crate::attendance::people`]).
     pub fn record_roll_call(&self, occurred_at: Timestamp, payloads: Vec<Payload>) -> Result<(), StoreError> {
         if payloads.is_empty() {
             return Ok(());
@@ -99,7 +104,18 @@ impl Store {
                  ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
                    best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
             )?;
-            for payload in &payloads {
+            let mut kept = Vec::with_capacity(payloads.len());
+            for payload in payloads {
+                if let Payload::AttendanceMark(mark) = &payload
+                    && mark.source() == MarkSource::Face
+                    && !recognisable(tx, &mark.personal_id)?
+                {
+                    tracing::warn!(personal_id = %mark.personal_id, "a face mark was left out: the pupil's face templates were erased as it was made");
+                    continue;
+                }
+                kept.push(payload);
+            }
+            for payload in &kept {
                 if let Payload::AttendanceMark(mark) = payload {
                     upsert.execute(params![
                         mark.session_id,
@@ -112,7 +128,7 @@ impl Store {
                     ])?;
                 }
             }
-            self.insert_events(tx, payloads.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
+            self.insert_events(tx, kept.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
         })?;
         self.announce_commit(&stored);
         Ok(())
@@ -127,6 +143,56 @@ impl Store {
             stmt.query_map([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
         })
     }
+}
+
+/// The people of a class as one reading of the database, for the running roll call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClassReading {
+    /// [`Store::people_generation`] when read: any later change moves it.
+    pub generation: i64,
+    /// Every pupil of the class, by name.
+    pub pupils: Vec<PersonalId>,
+    /// The templates of the pupils with face consent, of the model asked for.
+    pub templates: Vec<(PersonalId, Embedding)>,
+    /// The pupils the roll call's session has a stored mark by face for.
+    pub face_marks: HashSet<String>,
+}
+
+fn templates_of_class(conn: &Connection, class_name: &str, model_sha256: &str) -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.personal_id, t.embedding FROM face_templates t JOIN pupils p USING (personal_id)
+         WHERE p.class_name = ?1 AND p.face_consent = 1 AND t.model_sha256 = ?2 ORDER BY t.id",
+    )?;
+    let rows = stmt.query_map(params![class_name, model_sha256], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+    let mut templates = Vec::new();
+    for row in rows {
+        let (id, bytes) = row?;
+        if let (Ok(id), Some(embedding)) = (id.parse(), Embedding::from_bytes(&bytes)) {
+            templates.push((id, embedding));
+        }
+    }
+    Ok(templates)
+}
+
+/// Whether the camera may mark this pupil: face consent and a template.
+fn recognisable(tx: &Transaction<'_>, personal_id: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM face_templates t JOIN pupils p USING (personal_id)
+         WHERE t.personal_id = ?1 AND p.face_consent = 1)",
+    )?
+    .query_row([personal_id], |row| row.get(0))
+}
+
+/// Deletes every template of a pupil inside the caller's transaction; returns
+/// the erasure to record for the hub, which counts them.
+pub(super) fn erase_face_templates(tx: &Transaction<'_>, personal_id: &str, reason: &str) -> rusqlite::Result<proto::Erasure> {
+    let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id])?;
+    Ok(proto::Erasure {
+        personal_id: personal_id.to_owned(),
+        what: "face_templates".to_owned(),
+        count: count as u32,
+        reason: reason.to_owned(),
+    })
 }
 
 /// One mark as the school office reads it.

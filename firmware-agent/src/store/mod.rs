@@ -144,7 +144,7 @@ impl Store {
     /// process changed them (triggers keep it): cheap to poll, so a running
     /// roll call can follow enrollments, erasures and roster changes live.
     pub fn people_generation(&self) -> Result<i64, StoreError> {
-        self.read(|conn| conn.query_row("SELECT generation FROM people_changes", [], |row| row.get(0)))
+        self.read(people_generation)
     }
 
     /// A quick health probe: the database answers a query.
@@ -162,6 +162,11 @@ impl Store {
     fn error(&self, err: rusqlite::Error) -> StoreError {
         StoreError::from_sqlite(&self.path, err)
     }
+}
+
+/// The people generation as `conn` sees it (see [`Store::people_generation`]).
+fn people_generation(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT generation FROM people_changes", [], |row| row.get(0))
 }
 
 /// Creates the file with mode 0600 before SQLite does, and tightens an existing one.

@@ -1,25 +1,101 @@
 //! Roster rows in the database: written in one transaction, read by whoever
 //! needs to know the room's people.
+//!
+//! # Design
+//! One rule applies a roster, whether IT staff import a CSV file or the hub
+//! pushes one ([`Coverage`] is the only difference), so that a face template
+//! lives exactly as long as its pupil is on the roster with face consent:
+//! - Templates of pupils still on the roster with face consent are kept.
+//! - In the same transaction, the templates of pupils removed from the roster
+//!   (a push lists the whole room; an import removes nobody) and of every
+//!   pupil without face consent (a parent withdrew it) are erased, each
+//!   pupil's with an `erasure` event for the hub, as `face forget` records one.
+//! - Everything the roster brings (and the timetable a push carries) is applied
+//!   in that one transaction: all of it, or nothing.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::attendance::erase_face_templates;
+use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
 use crate::roster::{PersonalId, Pupil, Roster, Teacher};
 
-/// What an import changed.
+/// What applying a roster changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
     pub pupils: usize,
     pub teachers: usize,
     pub classes: usize,
+    /// Pupils removed from the room (a push only).
+    pub removed: usize,
+    /// Pupils whose face templates were erased, each with an erasure event.
+    pub erased: usize,
 }
+
+/// Whom a roster speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Coverage {
+    /// The whole room, as the hub pushes it: people not listed are removed.
+    Whole,
+    /// The people listed, as a CSV file (perhaps of one class) gives them: the others are kept.
+    Listed,
+}
+
+/// Why templates are erased, as the erasure event tells the hub.
+const REMOVED: &str = "removed from the roster";
+const NO_CONSENT: &str = "face consent withdrawn in the roster";
 
 impl Store {
     /// Adds or updates every person of `roster` in one transaction. People not in
-    /// the roster are kept: a file for one class does not erase the others.
+    /// the roster are kept: a file for one class does not erase the others. The
+    /// templates of pupils without face consent are erased (see the module's rule).
     pub fn import_roster(&self, roster: &Roster) -> Result<ImportSummary, StoreError> {
         let now = self.clock().now().as_millisecond();
-        self.write(|tx| insert_roster(tx, roster, now))
+        let (summary, erasures) = self.write(|tx| self.apply_roster(tx, roster, Coverage::Listed, now))?;
+        self.announce_commit(&erasures);
+        Ok(summary)
+    }
+
+    /// Applies `roster` by the module's rule inside the caller's transaction;
+    /// returns what changed and the erasure events to announce once it commits.
+    pub(super) fn apply_roster(
+        &self,
+        tx: &Transaction<'_>,
+        roster: &Roster,
+        coverage: Coverage,
+        now_ms: i64,
+    ) -> rusqlite::Result<(ImportSummary, Vec<StoredEvent>)> {
+        let mut erasures = Vec::new();
+        let mut removed = 0;
+        if coverage == Coverage::Whole {
+            let listed: std::collections::HashSet<&str> = roster.pupils.iter().map(|p| p.personal_id.as_str()).collect();
+            let present: Vec<String> =
+                tx.prepare("SELECT personal_id FROM pupils")?.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+            for id in present.iter().filter(|id| !listed.contains(id.as_str())) {
+                erasures.push(erase_face_templates(tx, id, REMOVED)?);
+                tx.execute("DELETE FROM pupils WHERE personal_id = ?1", [id])?;
+                removed += 1;
+            }
+            tx.execute("DELETE FROM teachers", [])?;
+        }
+        let mut summary = insert_roster(tx, roster, now_ms)?;
+        let withdrawn: Vec<String> = tx
+            .prepare("SELECT DISTINCT personal_id FROM face_templates JOIN pupils USING (personal_id) WHERE face_consent = 0")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in &withdrawn {
+            erasures.push(erase_face_templates(tx, id, NO_CONSENT)?);
+        }
+        // A pupil removed without templates had nothing to erase.
+        erasures.retain(|erasure| erasure.count > 0);
+        if coverage == Coverage::Whole {
+            tx.execute("DELETE FROM classes WHERE name NOT IN (SELECT class_name FROM pupils)", [])?;
+        }
+        summary.removed = removed;
+        summary.erased = erasures.len();
+        let occurred_at = self.clock().now();
+        let events = erasures.into_iter().map(|erasure| NewEvent::new(occurred_at, erasure)).collect();
+        Ok((summary, self.insert_events(tx, events)?))
     }
 
     /// One pupil, if the roster has them.
@@ -57,16 +133,18 @@ impl Store {
 
     /// The pupils of a class, by name.
     pub fn pupils_of_class(&self, class_name: &str) -> Result<Vec<Pupil>, StoreError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date
-                 FROM pupils WHERE class_name = ?1 ORDER BY full_name",
-            )
-            .map_err(|err| StoreError::from_sqlite(self.path(), err))?;
-        let rows = stmt.query_map([class_name], pupil_from_row).and_then(Iterator::collect);
-        rows.map_err(|err| StoreError::from_sqlite(self.path(), err))
+        self.read(|conn| pupils_of_class(conn, class_name))
     }
+}
+
+/// The pupils of a class, by name, as `conn` sees them.
+pub(super) fn pupils_of_class(conn: &rusqlite::Connection, class_name: &str) -> rusqlite::Result<Vec<Pupil>> {
+    conn.prepare_cached(
+        "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date
+         FROM pupils WHERE class_name = ?1 ORDER BY full_name",
+    )?
+    .query_map([class_name], pupil_from_row)?
+    .collect()
 }
 
 fn parse_id(column: usize, id: String) -> rusqlite::Result<PersonalId> {
@@ -74,7 +152,7 @@ fn parse_id(column: usize, id: String) -> rusqlite::Result<PersonalId> {
 }
 
 /// Adds or updates every person of `roster` inside the caller's transaction.
-pub(super) fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) -> rusqlite::Result<ImportSummary> {
+fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) -> rusqlite::Result<ImportSummary> {
     let mut classes = std::collections::BTreeSet::new();
     let mut add_class = tx.prepare_cached("INSERT OR IGNORE INTO classes (name) VALUES (?1)")?;
     let mut upsert_pupil = tx.prepare_cached(
@@ -104,7 +182,7 @@ pub(super) fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) 
     for teacher in &roster.teachers {
         upsert_teacher.execute(params![teacher.personal_id.as_str(), teacher.full_name, now_ms])?;
     }
-    Ok(ImportSummary { pupils: roster.pupils.len(), teachers: roster.teachers.len(), classes: classes.len() })
+    Ok(ImportSummary { pupils: roster.pupils.len(), teachers: roster.teachers.len(), classes: classes.len(), ..ImportSummary::default() })
 }
 
 fn pupil_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pupil> {
@@ -139,5 +217,31 @@ mod tests {
         assert_eq!(store.pupils_of_class("6A1").unwrap().len(), 1);
         let moved = store.pupil(&"010206001235".parse().unwrap()).unwrap().unwrap();
         assert_eq!(moved.class_name, "6A2");
+    }
+
+    #[test]
+    fn an_import_withdrawing_face_consent_erases_that_pupil_s_templates_and_keeps_the_others() {
+        use crate::attendance::embed::{DIMENSIONS, Embedding};
+        use crate::proto::event::Payload;
+        let (_dir, _clock, store) = testing::store();
+        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let both = format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\npupil,010206001235,Lò Văn Páo,6A1,yes,no,2026-08-20\n");
+        store.import_roster(&parse_csv(both.as_bytes()).unwrap()).unwrap();
+        let (hoa, pao) = ("010206001234".parse().unwrap(), "010206001235".parse().unwrap());
+        let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
+        store.add_face_templates(&hoa, std::slice::from_ref(&template), "model").unwrap();
+        store.add_face_templates(&pao, &[template.clone(), template], "model").unwrap();
+
+        // A file of Páo alone, his parents having withdrawn consent: Hoa is not in it and keeps hers.
+        let withdrawn = format!("{header}pupil,010206001235,Lò Văn Páo,6A1,no,no,\n");
+        let summary = store.import_roster(&parse_csv(withdrawn.as_bytes()).unwrap()).unwrap();
+        assert_eq!((summary.removed, summary.erased), (0, 1));
+        assert_eq!(store.face_template_count(&pao).unwrap(), 0);
+        assert_eq!(store.face_template_count(&hoa).unwrap(), 1);
+        let events = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
+        let [event] = &events[..] else { panic!("one erasure: {events:?}") };
+        let Some(Payload::Erasure(erasure)) = event.payload().unwrap() else { panic!("an erasure") };
+        assert_eq!((erasure.personal_id.as_str(), erasure.count), ("010206001235", 2));
+        assert_eq!(*store.subscribe_commits().borrow(), event.seq, "live readers are told of it");
     }
 }

@@ -9,13 +9,15 @@
 //!   check that it names a sequence number already handed out.
 //! - Pruning deletes only rows at or below the acknowledged cursor, so an
 //!   unacknowledged event is never lost whatever the retention says.
-//! - A roster push replaces the room's people whole, in one transaction with
-//!   its version check: a stale or failed push leaves everything as it was.
+//! - A roster push replaces the room's people whole by the rule of
+//!   [`super::roster`] (templates of the pupils who stay with consent are kept,
+//!   the others erased with an erasure event each), in one transaction with its
+//!   version check and its timetable: a stale or failed push leaves everything as it was.
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::roster::{ImportSummary, insert_roster};
+use super::roster::{Coverage, ImportSummary};
 use super::{Store, StoreError};
 use crate::roster::Roster;
 
@@ -123,6 +125,7 @@ impl Store {
 
     /// Replaces the room's people with `roster`, and its timetable with `timetable`
     /// when given, as roster `version`: all of it, or nothing when the version is stale.
+    /// Face templates follow the rule of [`super::roster`].
     pub fn replace_roster(
         &self,
         version: u64,
@@ -130,16 +133,19 @@ impl Store {
         timetable: Option<&str>,
     ) -> Result<Result<ImportSummary, StaleRoster>, StoreError> {
         let now = self.clock().now().as_millisecond();
-        self.write(|tx| {
+        let applied = self.write(|tx| {
             let current = roster_version(tx)?;
             if version <= current {
                 return Ok(Err(StaleRoster { offered: version, current }));
             }
-            tx.execute_batch("DELETE FROM pupils; DELETE FROM teachers; DELETE FROM classes;")?;
-            let summary = insert_roster(tx, roster, now)?;
+            let applied = self.apply_roster(tx, roster, Coverage::Whole, now)?;
             record_roster_version(tx, version, timetable, now)?;
-            Ok(Ok(summary))
-        })
+            Ok(Ok(applied))
+        })?;
+        Ok(applied.map(|(summary, erasures)| {
+            self.announce_commit(&erasures);
+            summary
+        }))
     }
 }
 
@@ -251,5 +257,72 @@ mod tests {
         assert!(store.pupils_of_class("6A2").unwrap().is_empty(), "people not pushed are removed");
         assert_eq!(store.roster_version().unwrap(), 4);
         assert_eq!(store.pushed_timetable().unwrap(), Some(PushedTimetable { version: 3, toml: "[schedule]\n".into() }));
+    }
+
+    /// The erasures recorded in the outbox, as (personal ID, count, reason).
+    fn erasures(store: &Store) -> Vec<(String, u32, String)> {
+        read_after(&store.reader().unwrap(), 0, 1000)
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event.payload().unwrap() {
+                Some(crate::proto::event::Payload::Erasure(e)) => Some((e.personal_id, e.count, e.reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_push_keeps_the_templates_of_pupils_who_stay_and_erases_the_others_with_an_erasure_each() {
+        use crate::attendance::embed::{DIMENSIONS, Embedding};
+        let (_dir, _clock, store) = testing::store();
+        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let row = |id: &str, consent: &str| format!("pupil,{id},Học sinh {id},6A1,{consent},no,2026-08-20\n");
+        let [stays, leaves, withdraws] = ["010206001234", "010206001235", "010206001236"];
+        let everyone = parse_csv(format!("{header}{}{}{}", row(stays, "yes"), row(leaves, "yes"), row(withdraws, "yes")).as_bytes()).unwrap();
+        store.replace_roster(1, &everyone, None).unwrap().unwrap();
+        let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
+        for id in [stays, leaves, withdraws] {
+            store.add_face_templates(&id.parse().unwrap(), &[template.clone(), template.clone()], "model").unwrap();
+        }
+
+        let summary = store.replace_roster(2, &everyone, None).unwrap().unwrap();
+        assert_eq!((summary.removed, summary.erased), (0, 0));
+        assert_eq!(store.face_templates_of_class("6A1", "model").unwrap().len(), 6, "the same roster again keeps every template");
+
+        let next = parse_csv(format!("{header}{}{}", row(stays, "yes"), row(withdraws, "no")).as_bytes()).unwrap();
+        let summary = store.replace_roster(3, &next, None).unwrap().unwrap();
+        assert_eq!((summary.pupils, summary.removed, summary.erased), (2, 1, 2));
+        assert_eq!(store.face_template_count(&stays.parse().unwrap()).unwrap(), 2, "the pupil who stays keeps hers");
+        assert_eq!(store.face_template_count(&withdraws.parse().unwrap()).unwrap(), 0);
+        assert_eq!(store.face_template_count(&leaves.parse().unwrap()).unwrap(), 0);
+        assert!(store.pupil(&leaves.parse().unwrap()).unwrap().is_none());
+        let mut found = erasures(&store);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![(leaves.to_owned(), 2, "removed from the roster".to_owned()), (withdraws.to_owned(), 2, "face consent withdrawn in the roster".to_owned())]
+        );
+        store.replace_roster(4, &next, None).unwrap().unwrap();
+        assert_eq!(erasures(&store).len(), 2, "nothing left to erase, nothing recorded");
+    }
+
+    #[test]
+    fn a_push_that_fails_midway_leaves_people_templates_and_timetable_as_they_were() {
+        use crate::attendance::embed::{DIMENSIONS, Embedding};
+        let (_dir, _clock, store) = testing::store();
+        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let first = parse_csv(format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,no,2026-08-20\n").as_bytes()).unwrap();
+        store.replace_roster(1, &first, Some("[schedule]\n")).unwrap().unwrap();
+        let hoa = "010206001234".parse().unwrap();
+        store.add_face_templates(&hoa, &[Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS])], "model").unwrap();
+        // A pupil row the schema refuses makes the push fail after Hoa's erasure was written in its transaction.
+        store.write(|tx| tx.execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON pupils WHEN NEW.full_name = 'Refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;")).unwrap();
+        let refused = parse_csv(format!("{header}pupil,010206001235,Refused,6A2,no,no,\n").as_bytes()).unwrap();
+        assert!(store.replace_roster(2, &refused, Some("[schedule]\ngrace_seconds = 5\n")).is_err());
+        assert_eq!(store.face_template_count(&hoa).unwrap(), 1);
+        assert!(store.pupil(&hoa).unwrap().is_some());
+        assert!(erasures(&store).is_empty(), "no erasure recorded for what was not erased");
+        assert_eq!(store.roster_version().unwrap(), 1);
+        assert_eq!(store.pushed_timetable().unwrap().unwrap().toml, "[schedule]\n");
     }
 }

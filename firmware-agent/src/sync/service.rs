@@ -121,7 +121,14 @@ impl SyncService for SyncServer {
         let outcome = blocking(move || store.replace_roster(version, &roster, text.as_deref())).await?;
         match outcome.map_err(unavailable)? {
             Ok(summary) => {
-                tracing::info!(version, pupils = summary.pupils, teachers = summary.teachers, "roster pushed by the hub applied");
+                tracing::info!(
+                    version,
+                    pupils = summary.pupils,
+                    teachers = summary.teachers,
+                    removed = summary.removed,
+                    templates_erased_of = summary.erased,
+                    "roster pushed by the hub applied"
+                );
                 if let Some((_, schedule)) = timetable {
                     self.agent.config.send_modify(|config| Arc::make_mut(config).schedule = schedule);
                     tracing::info!(version, "timetable pushed by the hub applied");
