@@ -42,6 +42,11 @@ impl Gallery {
         self.owners.is_empty()
     }
 
+    /// Whether `pupil` has a template here.
+    pub fn contains(&self, pupil: &PersonalId) -> bool {
+        self.owners.contains(pupil)
+    }
+
     /// The best-matching template's owner and similarity, whatever the threshold.
     pub fn nearest(&self, probe: &Embedding) -> Option<Match> {
         let mut best: Option<(usize, f32)> = None;
@@ -80,5 +85,6 @@ mod tests {
         assert_eq!(gallery.identify(&probe, 0.35), Some(Match { personal_id: a, similarity: 0.8 }));
         assert_eq!(gallery.identify(&unit(7), 0.35), None);
         assert_eq!(gallery.nearest(&unit(1)).unwrap().personal_id, b);
+        assert!(gallery.contains(&b) && !gallery.contains(&"001206001236".parse().unwrap()));
     }
 }

@@ -10,7 +10,8 @@
 //! which follows each face across frames (`track`) and spares a recognised
 //! face the costly stages → `rollcall` (a state machine without I/O:
 //! confirmation, present/late/absent, a teacher's correction) → outbox
-//! events, all driven by `service` in the daemon.
+//! events, all driven by `service` in the daemon; `people` keeps the class and
+//! its templates live as enrollments, erasures and rosters change them.
 //! `enroll` decides which face of an enrollment photo becomes a template.
 //! `models` checks every model file against the manifest before a session is
 //! built; a missing or altered model stops attendance alone, with a message in
@@ -27,6 +28,7 @@ pub mod lessons;
 pub mod liveness;
 pub mod matcher;
 pub mod models;
+pub mod people;
 pub mod pipeline;
 pub mod recognise;
 pub mod rollcall;

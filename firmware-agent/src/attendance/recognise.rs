@@ -22,13 +22,19 @@
 //! - When a roll call opens, the service has the recogniser
 //!   [`forget`](Recogniser::forget) what it recognised, so the new lesson's
 //!   class is checked afresh and marked within `confirm_frames` frames.
+//! - The gallery is replaced while the workers run, when the class's people
+//!   change (an enrollment, an erasure, a roster change; see [`super::people`]).
+//!   Each frame is judged by one gallery throughout; a frame judged by a
+//!   gallery replaced meanwhile teaches its tracks nothing, and the tracks of
+//!   pupils the new gallery lacks are forgotten, so no standing match of an
+//!   erased pupil outlives the replacement.
 //! - Unknown faces and refused photos are checked in every frame: a stranger
 //!   turning to the camera may turn out to be a pupil.
 //! - The tracks are shared by a room's workers behind a mutex held only to
 //!   assign tracks and to record results, never over inference.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
 
@@ -97,15 +103,16 @@ pub type Faces = Vec<(u64, Verdict)>;
 
 /// A room's recognition across frames, shared by its workers.
 pub struct Recogniser {
-    gallery: Gallery,
     checks: Checks,
     tracks: Mutex<Tracks>,
 }
 
-#[derive(Default)]
+/// What the workers share, behind one lock.
 struct Tracks {
     tracker: Tracker,
     identities: HashMap<u64, TrackIdentity>,
+    /// The class's templates; replaced whole, never changed in place.
+    gallery: Arc<Gallery>,
 }
 
 /// What the checked frames of one track have established.
@@ -147,22 +154,33 @@ impl TrackIdentity {
 
 impl Recogniser {
     pub fn new(gallery: Gallery, checks: Checks) -> Recogniser {
-        Recogniser { gallery, checks, tracks: Mutex::default() }
+        let tracks = Tracks { tracker: Tracker::default(), identities: HashMap::new(), gallery: Arc::new(gallery) };
+        Recogniser { checks, tracks: Mutex::new(tracks) }
+    }
+
+    /// Puts `gallery` in place of the class's templates, from the next frame
+    /// on; tracks recognised as a pupil it lacks are forgotten.
+    pub fn replace_gallery(&self, gallery: Gallery) {
+        let mut tracks = self.tracks();
+        tracks.identities.retain(|_, known| known.pupil.as_ref().is_none_or(|pupil| gallery.contains(&pupil.personal_id)));
+        tracks.gallery = Arc::new(gallery);
     }
 
     /// Every face of `image` large enough to count, with its track and verdict.
     pub fn analyse(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Faces, InferenceError> {
         let found: Vec<([f32; 4], f32)> =
             pipeline.find_faces(image)?.into_iter().filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face).collect();
-        let plan: Vec<(u64, Option<Match>)> = {
+        let (gallery, plan): (Arc<Gallery>, Vec<(u64, Option<Match>)>) = {
             let mut tracks = self.tracks();
             let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
             let ids = tracks.tracker.assign(&boxes);
-            let Tracks { tracker, identities } = &mut *tracks;
+            let Tracks { tracker, identities, gallery } = &mut *tracks;
             identities.retain(|id, _| tracker.follows(*id));
-            ids.into_iter()
+            let plan = ids
+                .into_iter()
                 .map(|id| (id, identities.get_mut(&id).and_then(|known| known.standing_match(self.checks.confirm_frames))))
-                .collect()
+                .collect();
+            (gallery.clone(), plan)
         };
         let mut faces = Vec::with_capacity(found.len());
         let mut checked = Vec::new();
@@ -170,7 +188,7 @@ impl Recogniser {
             let verdict = match standing {
                 Some(pupil) => Verdict::Recognised(pupil),
                 None => {
-                    let verdict = self.check(pipeline, image, bbox, score)?;
+                    let verdict = self.check(pipeline, image, bbox, score, &gallery)?;
                     checked.push((track, verdict.clone()));
                     verdict
                 }
@@ -178,6 +196,9 @@ impl Recogniser {
             faces.push((track, verdict));
         }
         let mut tracks = self.tracks();
+        if !Arc::ptr_eq(&gallery, &tracks.gallery) {
+            return Ok(faces);
+        }
         for (track, verdict) in &checked {
             if tracks.tracker.follows(*track) {
                 let found = match verdict {
@@ -197,7 +218,7 @@ impl Recogniser {
     }
 
     /// The verdict on the face in `bbox`, through every stage of the pipeline.
-    fn check(&self, pipeline: &mut Pipeline, image: &RgbImage, bbox: [f32; 4], score: f32) -> Result<Verdict, InferenceError> {
+    fn check(&self, pipeline: &mut Pipeline, image: &RgbImage, bbox: [f32; 4], score: f32, gallery: &Gallery) -> Result<Verdict, InferenceError> {
         let face = pipeline.locate_landmarks(image, bbox, score)?;
         if let Some(min_score) = self.checks.liveness_min_score {
             let score = pipeline.liveness(image, &face)?;
@@ -207,7 +228,7 @@ impl Recogniser {
             }
         }
         let described = pipeline.describe(image, face)?;
-        Ok(self.gallery.identify(&described.embedding, self.checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil))
+        Ok(gallery.identify(&described.embedding, self.checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil))
     }
 
     fn tracks(&self) -> std::sync::MutexGuard<'_, Tracks> {
@@ -256,6 +277,36 @@ mod tests {
         assert_eq!(track.standing_match(3), None, "an unknown frame broke the run");
         track.checked(None);
         assert_eq!(track.standing_match(1), None, "a face that matched nobody is never recognised");
+    }
+
+    #[test]
+    fn replacing_the_gallery_forgets_the_tracks_of_pupils_it_lacks_and_keeps_the_others() {
+        let unit = |axis: usize| {
+            let mut v = vec![0.0; crate::attendance::embed::DIMENSIONS];
+            v[axis] = 1.0;
+            crate::attendance::embed::Embedding(v)
+        };
+        let (hoa, pao) = ("001206000001", "001206000002");
+        let checks = Checks { threshold: 0.5, min_face: 0.0, liveness_min_score: None, confirm_frames: 2 };
+        let recogniser = Recogniser::new(Gallery::new([(hoa.parse().unwrap(), unit(0)), (pao.parse().unwrap(), unit(1))]), checks);
+        {
+            let mut tracks = recogniser.tracks();
+            for (track, id) in [(1, hoa), (2, pao)] {
+                let mut identity = TrackIdentity::default();
+                identity.checked(Some(&pupil(id, 0.9)));
+                identity.checked(Some(&pupil(id, 0.9)));
+                tracks.identities.insert(track, identity);
+            }
+            tracks.identities.insert(3, TrackIdentity::default());
+        }
+        let before = recogniser.tracks().gallery.clone();
+        recogniser.replace_gallery(Gallery::new([(hoa.parse().unwrap(), unit(0))]));
+        let mut tracks = recogniser.tracks();
+        let mut kept: Vec<u64> = tracks.identities.keys().copied().collect();
+        kept.sort();
+        assert_eq!(kept, [1, 3], "the erased pupil's track is forgotten; the others stay");
+        assert_eq!(tracks.identities.get_mut(&1).unwrap().standing_match(2), Some(pupil(hoa, 0.9)));
+        assert!(!Arc::ptr_eq(&before, &tracks.gallery), "frames judged by the old gallery are told apart");
     }
 
     #[test]

@@ -11,12 +11,19 @@
 //! - A teacher's correction wins: it replaces any mark, is recorded with source
 //!   TEACHER, and no later sighting changes it. Corrections are accepted after
 //!   the window has closed too (a pupil who arrives with a note from the office).
+//! - The roll follows its class while it is open ([`RollCall::follow`]): a
+//!   pupil added to the class joins it, to be marked like the others (a child
+//!   who arrives in the class mid-lesson is in the room and must be counted); a
+//!   pupil who left the class unmarked leaves it (nobody is marked absent from
+//!   a class they are no longer in). Only a pupil enrolled in the class as last
+//!   read (templates and face consent) is marked by face: a sighting of anyone
+//!   else, judged by a gallery that has since been replaced, counts for nothing.
 //! - Unknown faces are counted once per track (the same stranger over many
 //!   frames is one face), after the same confirmation as pupils; so are faces
 //!   the liveness check refused as photos held up to the camera. Neither ever
 //!   marks anyone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -63,7 +70,8 @@ pub struct RollCall {
     class_name: String,
     opened_at: Timestamp,
     rules: Rules,
-    enrolled: u32,
+    /// The pupils the camera may mark: templates and face consent.
+    enrolled: BTreeSet<String>,
     pupils: BTreeMap<String, PupilState>,
     unknown: TrackCount,
     photos: TrackCount,
@@ -71,14 +79,14 @@ pub struct RollCall {
 }
 
 impl RollCall {
-    /// Opens the roll call of `pupils` (every pupil of the class; `enrolled` of
-    /// them have face templates) at `now`.
+    /// Opens the roll call of `pupils` (every pupil of the class; `enrolled`
+    /// those of them the camera may mark) at `now`.
     pub fn open(
         session_id: String,
         lesson_id: String,
         class_name: String,
         pupils: impl IntoIterator<Item = String>,
-        enrolled: u32,
+        enrolled: BTreeSet<String>,
         rules: Rules,
         now: Timestamp,
     ) -> (RollCall, Payload) {
@@ -106,6 +114,27 @@ impl RollCall {
         self.closed
     }
 
+    /// Follows the class as it now is: `pupils` (every pupil of the class) and
+    /// `enrolled` (those the camera may mark). A mark by face of a pupil no
+    /// longer enrolled is taken back unless the store kept it (`kept_face_marks`):
+    /// the store leaves out a mark made as the pupil was being erased.
+    pub fn follow(&mut self, pupils: &BTreeSet<String>, enrolled: BTreeSet<String>, kept_face_marks: &HashSet<String>) {
+        self.pupils.retain(|id, state| pupils.contains(id) || state.mark.is_some());
+        for id in pupils {
+            self.pupils.entry(id.clone()).or_default();
+        }
+        for (id, state) in &mut self.pupils {
+            if enrolled.contains(id) {
+                continue;
+            }
+            state.sightings = 0;
+            if state.mark.is_some_and(|(_, source)| source == MarkSource::Face) && !kept_face_marks.contains(id) {
+                state.mark = None;
+            }
+        }
+        self.enrolled = enrolled;
+    }
+
     /// When the window closes.
     pub fn closes_at(&self) -> Timestamp {
         self.opened_at + self.rules.window
@@ -123,7 +152,9 @@ impl RollCall {
         for sighting in sightings {
             match sighting {
                 Sighting::Pupil { personal_id, similarity } => {
-                    let Some(state) = self.pupils.get_mut(personal_id) else { continue };
+                    let Some(state) = self.pupils.get_mut(personal_id).filter(|_| self.enrolled.contains(personal_id)) else {
+                        continue;
+                    };
                     state.best_similarity = state.best_similarity.max(*similarity);
                     if state.mark.is_some() {
                         continue;
@@ -214,7 +245,7 @@ impl RollCall {
             absent: if closed { count(MarkStatus::Absent) } else { 0 },
             excused: if closed { count(MarkStatus::Excused) } else { 0 },
             unknown_faces: self.unknown.count(),
-            enrolled: self.enrolled,
+            enrolled: self.enrolled.len() as u32,
             photos_refused: self.photos.count(),
         }
     }
@@ -259,7 +290,8 @@ mod tests {
             window: SignedDuration::from_mins(15),
         };
         let pupils = [HOA, PAO, MAI].map(String::from);
-        let (roll, opened) = RollCall::open("s1".into(), "2026-09-07/morning/1".into(), "6A1".into(), pupils, 3, rules, start());
+        let (roll, opened) =
+            RollCall::open("s1".into(), "2026-09-07/morning/1".into(), "6A1".into(), pupils.clone(), pupils.into(), rules, start());
         let Payload::AttendanceSession(opened) = opened else { panic!("an opened session") };
         assert_eq!(opened.phase, Phase::Opened as i32);
         roll
@@ -327,6 +359,51 @@ mod tests {
         let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
         assert_eq!((closed.excused, closed.absent), (1, 2));
         assert_eq!(roll.correct("009999999999", MarkStatus::Present, "", ""), Err(NotOnRoll("009999999999".into())));
+    }
+
+    fn ids(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pupil_no_longer_enrolled_is_never_marked_by_face_and_an_unkept_face_mark_is_taken_back() {
+        const LAN: &str = "001206001237";
+        let mut roll = roll();
+        roll.observe(at(1), &[seen(HOA, 0.6), seen(PAO, 0.6)]);
+        roll.observe(at(1), &[seen(HOA, 0.6), seen(PAO, 0.6)]);
+        let out = roll.observe(at(1), &[seen(HOA, 0.6), seen(PAO, 0.6)]);
+        assert_eq!(marks(&out).len(), 2);
+        roll.observe(at(1), &[seen(MAI, 0.6), seen(MAI, 0.6)]);
+        // Hoa's and Mai's templates are erased; the store kept Páo's mark and
+        // left out Hoa's, made as she was erased; Lan joins the class, enrolled.
+        roll.follow(&ids(&[HOA, PAO, MAI, LAN]), ids(&[PAO, LAN]), &ids(&[PAO]).into_iter().collect());
+        assert!(roll.observe(at(2), &[seen(HOA, 0.9), seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)]).is_empty(), "no mark by face");
+        let mut joined = Vec::new();
+        for _ in 0..3 {
+            joined.extend(roll.observe(at(2), &[seen(LAN, 0.7)]));
+        }
+        assert_eq!(marks(&joined), vec![(LAN.to_owned(), MarkStatus::Present, MarkSource::Face)]);
+        let out = roll.tick(at(15));
+        assert_eq!(
+            marks(&out),
+            vec![(HOA.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed), (MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]
+        );
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        assert_eq!((closed.present, closed.absent, closed.enrolled), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_pupil_who_leaves_the_class_unmarked_leaves_the_roll_and_a_marked_one_keeps_the_mark() {
+        let mut roll = roll();
+        for _ in 0..3 {
+            roll.observe(at(1), &[seen(HOA, 0.6)]);
+        }
+        roll.follow(&ids(&[MAI]), ids(&[MAI]), &ids(&[HOA]).into_iter().collect());
+        let on_roll: Vec<&str> = roll.marks().map(|(id, _)| id).collect();
+        assert_eq!(on_roll, [HOA, MAI], "Páo left the class unmarked");
+        assert_eq!(roll.correct(PAO, MarkStatus::Excused, "", ""), Err(NotOnRoll(PAO.into())));
+        let out = roll.tick(at(15));
+        assert_eq!(marks(&out), vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]);
     }
 
     #[test]

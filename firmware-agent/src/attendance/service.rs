@@ -28,6 +28,9 @@
 //!   [`super::lessons`]), or once when attendance starts in a room without a
 //!   timetable, for the class in `attendance.class`; its window closes after
 //!   `attendance.window_minutes`. Between roll calls, frames are dropped.
+//! - The class and its templates follow the database live ([`super::people`]):
+//!   enrollments, erasures and roster changes reach the running roll call
+//!   without a restart, and a class without pupils waits for its roster.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::AttendanceConfig;
 use super::lessons::{self, Next};
-use super::matcher::Gallery;
 use super::models::{self, ModelSet};
+use super::people::{self, Class};
 use super::pipeline::{self, Pipeline};
 use super::recognise::{Checks, Faces, Recogniser, Verdict};
 use super::rollcall::{RollCall, Rules, Sighting};
@@ -76,34 +79,14 @@ pub async fn run(agent: Arc<Agent>) {
             return;
         }
     };
-    let store = agent.store.clone();
-    let class = config.class.clone();
-    let roster = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((
-            store.pupils_of_class(&class)?,
-            store.face_templates_of_class(&class, models::embedder_sha256())?,
-        ))
-    })
-    .await;
-    let (pupils, templates) = match roster {
-        Ok(Ok(roster)) => roster,
-        Ok(Err(err)) => {
+    let mut class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
+        Ok(class) => class,
+        Err(err) => {
             agent.health.set(SUBSYSTEM, State::Failed, format!("cannot read the class from the database: {err}"));
             return;
         }
-        Err(err) => {
-            agent.health.set(SUBSYSTEM, State::Failed, err.to_string());
-            return;
-        }
     };
-    if pupils.is_empty() {
-        let detail = format!("class `{}` has no pupils: import the roster, or fix attendance.class", config.class);
-        agent.health.set(SUBSYSTEM, State::Failed, detail.clone());
-        tracing::error!("attendance stopped: {detail}");
-        return;
-    }
-    let enrolled = templates.iter().map(|(id, _)| id.clone()).collect::<std::collections::BTreeSet<_>>().len() as u32;
-    let recogniser = Arc::new(Recogniser::new(Gallery::new(templates), Checks::of(&config)));
+    let recogniser = Arc::new(Recogniser::new(class.gallery(), Checks::of(&config)));
 
     let (results_tx, mut results) = mpsc::channel::<Faces>(8);
     let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
@@ -124,7 +107,8 @@ pub async fn run(agent: Arc<Agent>) {
     let mut config_changes = agent.config.subscribe();
     let mut timetable = periods_of(&config_changes.borrow_and_update());
     let zone = agent.config().room.timezone.clone();
-    let ids: Vec<String> = pupils.iter().map(|p| p.personal_id.to_string()).collect();
+    let mut follow = tokio::time::interval(people::FOLLOW_EVERY);
+    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut roll: Option<RollCall> = None;
     let mut last_lesson: Option<String> = None;
     let mut corrections = agent.attendance.take_inbox();
@@ -138,6 +122,11 @@ pub async fn run(agent: Arc<Agent>) {
         // Open the next roll call when it is due: each period's, or one now without a timetable.
         let due = match (&timetable, roll.as_ref().is_some_and(|r| !r.is_closed())) {
             (_, true) => Next::Never,
+            (_, false) if !class.has_pupils() => {
+                let detail = format!("class `{}` has no pupils: import the roster, or fix attendance.class; the roll call starts once it has some", class.name());
+                agent.health.set(SUBSYSTEM, State::Degraded, detail);
+                Next::Never
+            }
             (Some(timetable), false) => lessons::next(timetable, now, rules.window, last_lesson.as_deref()),
             (None, false) if last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &zone), start: now },
             (None, false) => Next::Never,
@@ -148,10 +137,12 @@ pub async fn run(agent: Arc<Agent>) {
                 let session_id = uuid::Uuid::now_v7().to_string();
                 // Each lesson's pupils are checked afresh: who sat where in the last one proves nothing.
                 recogniser.forget();
-                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), ids.iter().cloned(), enrolled, rules, start);
+                let (pupils, enrolled) = (class.pupils(), class.enrolled());
+                let (pupil_count, enrolled_count) = (pupils.len(), enrolled.len());
+                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), pupils, enrolled, rules, start);
                 record(&agent, now, vec![opened]).await;
-                tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupils.len(), enrolled, "roll call opened");
-                agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled} of {} pupils enrolled", config.class, pupils.len()));
+                tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupil_count, enrolled = enrolled_count, "roll call opened");
+                agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled_count} of {pupil_count} pupils enrolled", config.class));
                 roll = Some(opened_roll);
                 last_lesson = Some(lesson_id);
             }
@@ -167,6 +158,7 @@ pub async fn run(agent: Arc<Agent>) {
         tokio::select! {
             _ = agent.shutdown.cancelled() => break,
             _ = tokio::time::sleep(close_wait.unwrap_or_default()), if close_wait.is_some() => {
+                class.follow(&recogniser, roll.as_mut()).await;
                 let now = agent.clock.now();
                 if let Some(roll) = roll.as_mut() {
                     let out = roll.tick(now);
@@ -174,6 +166,9 @@ pub async fn run(agent: Arc<Agent>) {
                 }
             }
             _ = tokio::time::sleep(open_wait.unwrap_or_default()), if open_wait.is_some() => {}
+            _ = follow.tick() => {
+                class.follow(&recogniser, roll.as_mut()).await;
+            }
             Ok(()) = config_changes.changed() => timetable = periods_of(&config_changes.borrow_and_update()),
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
                 let now = agent.clock.now();
@@ -202,6 +197,9 @@ pub async fn run(agent: Arc<Agent>) {
                 }
                 let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
                 let sightings: Vec<Sighting> = faces.iter().filter_map(|(track, verdict)| verdict.sighting(*track)).collect();
+                if sightings.iter().any(|s| matches!(s, Sighting::Pupil { .. })) {
+                    class.follow(&recogniser, Some(&mut *open)).await;
+                }
                 let out = open.observe(now, &sightings);
                 log_and_record(&agent, now, out).await;
             }
