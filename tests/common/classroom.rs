@@ -37,10 +37,21 @@ pub fn attendance_room(source: &str) -> Room {
 
 /// A room of class 6A1 with the roll-call `rules` and `extra` config sections.
 pub fn attendance_room_with(source: &str, rules: &str, extra: &str) -> Room {
-    let room = Room::new(&format!(
+    let room = room_without_roster(source, rules, extra);
+    import_class(&room);
+    room
+}
+
+/// The room of [`attendance_room_with`] before its roster is imported.
+pub fn room_without_roster(source: &str, rules: &str, extra: &str) -> Room {
+    Room::new(&format!(
         "{extra}\n[attendance]\nenabled = true\nclass = \"6A1\"\nconfirm_frames = 2\n{rules}{}\n[attendance.source]\n{source}\n",
         models_config()
-    ));
+    ))
+}
+
+/// Imports the class 6A1: the five people with face consent, and [`NO_CONSENT`].
+pub fn import_class(room: &Room) {
     let mut csv = String::from("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n");
     for (id, person) in PEOPLE {
         csv.push_str(&format!("pupil,{id},{person},6A1,yes,yes,2026-08-20\n"));
@@ -50,7 +61,6 @@ pub fn attendance_room_with(source: &str, rules: &str, extra: &str) -> Room {
     std::fs::write(&roster, csv).unwrap();
     let imported = room.command(&["roster", "import", roster.to_str().unwrap()]);
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
-    room
 }
 
 pub fn enroll(room: &Room, id: &str, photos: &[&Path]) -> std::process::Output {
