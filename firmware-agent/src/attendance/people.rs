@@ -76,7 +76,7 @@ impl Class {
     }
 
     /// Reads the class again if the room's people changed since the last
-    /// reading, and has `recogniser` and the open roll call (if any) follow it.
+    /// reading, and has `recogniser` and `roll`, if it is open, follow it.
     /// True when it changed. A database that cannot be read leaves everything
     /// as it was, to be tried again at the next call, and says so in the log.
     pub async fn follow(&mut self, recogniser: &Recogniser, roll: Option<&mut RollCall>) -> bool {
@@ -91,7 +91,9 @@ impl Class {
         if !moved {
             return false;
         }
-        let session = roll.as_ref().filter(|roll| !roll.is_closed()).map(|roll| roll.session_id().to_owned());
+        // A closed roll call is history: only an open one follows the class.
+        let roll = roll.filter(|roll| !roll.is_closed());
+        let session = roll.as_ref().map(|roll| roll.session_id().to_owned());
         match self.read_again(session).await {
             Ok(reading) => self.reading = reading,
             Err(err) => {
