@@ -148,6 +148,10 @@ fn erasures_pulled(room: &Room) -> Vec<(String, u64, String)> {
     found
 }
 
+/// Three pupils pushed by the hub and enrolled; the same roster pushed again,
+/// then one without a pupil, one withdrawing a consent, and a CSV import
+/// withdrawing another: each keeps the templates of who stays with consent,
+/// and the hub pulls an erasure for each pupil whose templates went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_pushes_after_enrollment_keep_the_templates_of_who_stays_and_erase_the_rest_for_the_hub() {
     let room = Room::new(&format!("[attendance]\nenabled = false\n{}", models_config()));
@@ -173,10 +177,21 @@ async fn roster_pushes_after_enrollment_keep_the_templates_of_who_stays_and_eras
     hub.put_roster(push(4, vec![pupil(1, true), pupil(3, false)])).await.expect("a push that withdraws consent");
     assert_eq!((templates(1), templates(3)), (1, 0), "only the withdrawn pupil's templates are erased");
 
+    // A CSV file of one pupil whose parents withdrew consent erases hers too, and nobody else's.
+    let (id, person) = PEOPLE[1];
+    let csv = room.dir.path().join("withdrawn.csv");
+    std::fs::write(&csv, format!("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\npupil,{id},{person},6A1,no,no,\n")).unwrap();
+    let importing = room.clone();
+    let imported = tokio::task::spawn_blocking(move || importing.command(&["roster", "import", csv.to_str().unwrap()])).await.unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("the face templates of 1 pupil(s) without face consent were erased"));
+    assert_eq!(templates(1), 0);
+
     let pulled = tokio::task::spawn_blocking(move || erasures_pulled(&room)).await.unwrap();
     assert_eq!(
         pulled,
         vec![
+            (PEOPLE[1].0.to_owned(), 1, "face consent withdrawn in the roster".to_owned()),
             (PEOPLE[2].0.to_owned(), 1, "removed from the roster".to_owned()),
             (PEOPLE[3].0.to_owned(), 1, "face consent withdrawn in the roster".to_owned()),
         ]

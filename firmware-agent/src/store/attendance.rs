@@ -2,7 +2,8 @@
 //!
 //! Templates are embeddings only, never photos. Erasing a pupil's templates and
 //! recording the erasure for the hub happen in one transaction, as do a mark's
-//! row and its outbox event.
+//! row and its outbox event; a mark by face is written only for a pupil who, at
+//! its commit, still has templates and face consent.
 
 use std::collections::HashSet;
 
