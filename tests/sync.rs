@@ -606,6 +606,8 @@ fn an_undeliverable_row_is_skipped_with_its_seq_and_the_events_after_it_are_deli
     assert!(skipped["skipped"]["message_bytes"].as_u64().unwrap() > 5 * 1024 * 1024);
     assert!(stderr.contains(&format!("warning: seq {huge} (lesson.poll) was skipped")), "{stderr}");
     agent.wait_for_log("an event was skipped in the hub's stream", Duration::from_secs(10));
+    let scrape = common::http_get(room.http, "/metrics").1;
+    assert_eq!(common::metric(&scrape, "hub_pull_events_skipped_total"), Some(1.0), "{scrape}");
     assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), after[2].to_string());
     assert_eq!(status_of(&room)["acked_seq"], after[2].to_string(), "the hub acknowledged past the skipped event");
     agent.signal(libc::SIGTERM);
@@ -677,6 +679,7 @@ async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_re
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("OutOfRange") && stderr.contains(&format!("after_seq {old_cursor} is beyond the newest event")), "{stderr}");
+    assert!(stderr.contains("hint: the room's database was replaced"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), old_cursor.to_string(), "the cursor file is untouched");
 
     let beyond = hub.pull(PullRequest { after_seq: old_cursor, max_batch: 0, follow: true }).await.unwrap_err();

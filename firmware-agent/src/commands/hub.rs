@@ -72,7 +72,8 @@ impl Failure {
             Code::Unknown | Code::Unavailable | Code::Cancelled => {
                 "\n  hint: the connection to the agent was lost; what was printed is saved, rerun with the same --cursor-file to continue"
             }
-            Code::OutOfRange if what == "pull" => {
+            // OUT_OF_RANGE also reports a message over a size limit; only this one is a replaced database.
+            Code::OutOfRange if status.message().contains("beyond the newest event") => {
                 "\n  hint: the room's database was replaced; keep what was pulled so far, then pull the new outbox from 0 (a new --cursor-file) with its --outbox-identity"
             }
             _ => "",

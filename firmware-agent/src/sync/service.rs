@@ -266,8 +266,10 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     }
                 };
                 reader = Some(connection);
+                let mut skipped_count = 0;
                 for message in messages {
                     if let pull_response::Message::Skipped(skipped) = &message {
+                        skipped_count += 1;
                         tracing::warn!(seq = skipped.seq, kind = skipped.kind, reason = skipped.reason, "an event was skipped in the hub's stream");
                         metrics::counter!("hub_pull_events_skipped_total").increment(1);
                     }
@@ -276,7 +278,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     }
                 }
                 cursor.sent(count, last);
-                metrics::counter!("hub_pull_events_sent_total").increment(count as u64);
+                metrics::counter!("hub_pull_events_sent_total").increment((count - skipped_count) as u64);
                 if count > 0 {
                     heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
                 }
