@@ -378,7 +378,7 @@ async fn malformed_and_oversized_requests_get_a_status_and_the_agent_keeps_servi
     let negative = hub.pull(PullRequest { after_seq: -5, max_batch: 0, follow: false }).await.unwrap_err();
     assert_eq!(negative.code(), Code::InvalidArgument);
     assert!(negative.message().contains("after_seq"), "{negative:?}");
-    let beyond = hub.ack(proto::AckRequest { seq: 1_000 }).await.unwrap_err();
+    let beyond = hub.ack(proto::AckRequest { seq: 1_000, ..Default::default() }).await.unwrap_err();
     assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
 
     let status = hub.get_status(GetStatusRequest {}).await.expect("the agent keeps serving").into_inner();
@@ -503,4 +503,214 @@ async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all()
         .await
         .unwrap_err();
     assert_eq!(escape.code(), Code::InvalidArgument, "{}", escape.message());
+}
+
+/// POSTs JSON to the agent's HTTP API on loopback (the panel's place: no PIN), returning status and body.
+fn post_json(address: std::net::SocketAddr, path: &str, body: Value) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut response = agent.post(&format!("http://{address}{path}")).send_json(body).unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A choice question whose prompt and 12 choices each hold `chars` Vietnamese letters of 3 bytes.
+fn long_question(id: &str, chars: usize) -> Value {
+    let text = "ữ".repeat(chars);
+    let choices: Vec<Value> = (0..12).map(|i| serde_json::json!({ "id": format!("c{i}"), "text": text })).collect();
+    serde_json::json!({ "id": id, "question_kind": "single_choice", "prompt": text, "choices": choices })
+}
+
+/// The 1-based line of the first line of `path` containing `needle`.
+fn line_of(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().position(|line| line.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_config_holds_to_the_largest_event() {
+    let room = Room::with_hub("plaintext = true\nmax_message_bytes = 65536\n", "");
+    let checked = Command::new(agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "a 64 KiB limit holds every event: {}", String::from_utf8_lossy(&checked.stderr));
+    let agent = room.start();
+    let mut hub = PullProcess::spawn(&room, &["--follow"]);
+
+    let large = long_question("q-large", 1_950);
+    assert!(serde_json::to_string(&large).unwrap().len() > 70_000);
+    let (status, body) = post_json(room.http, "/api/lesson/question/start", large);
+    assert_eq!(status, 400, "{body}");
+    let refusal = body.to_string();
+    assert!(refusal.contains("Lệnh quá dài") && refusal.contains("shorten its text or choices"), "{refusal}");
+
+    let (status, body) = post_json(room.http, "/api/lesson/question/start", long_question("q-fits", 800));
+    assert_eq!(status, 200, "a question within the bound is given: {body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        let line = hub.next(deadline.saturating_duration_since(Instant::now()));
+        if line["kind"] == "lesson.record" {
+            break line;
+        }
+    };
+    assert_eq!(record["payload"]["lesson_record"]["command"], "question.start", "{record}");
+    assert!(record["payload"]["lesson_record"]["arguments"]["id"] == "q-fits", "the refused question left no record: {record}");
+    drop(agent);
+    let _ = hub.child.kill();
+
+    let smallest = firmware_agent::sync::wire::largest_message();
+    room.write_config_with_hub(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1), "");
+    let refused = Command::new(agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let line = line_of(&room.config_path, "max_message_bytes");
+    let at = format!("{}:{line}:", room.config_path.display());
+    assert!(stderr.contains(&at), "LINE:COL of the key ({at}): {stderr}");
+    assert!(stderr.contains(&format!("is below {smallest}, the largest message one event of this agent can need")), "{stderr}");
+}
+
+#[test]
+fn an_undeliverable_row_is_skipped_with_its_seq_and_the_events_after_it_are_delivered() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    let store = writer(&room);
+    let before = store.append(mark(1)).unwrap().seq;
+    // Another build's row, of a kind this build does not know: 5 MiB, over the
+    // default 4 MiB message limit, written as no producer of this build can.
+    let huge = store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO outbox (id, kind, occurred_at_ms, recorded_at_ms, clock_synced, clock_step_back_ms, payload)
+                 VALUES (?1, 'lesson.poll', 0, 0, 1, 0, ?2)",
+                rusqlite::params![uuid::Uuid::now_v7().as_bytes(), vec![b'x'; 5 * 1024 * 1024]],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+        .unwrap();
+    let after: Vec<i64> = store.append_batch((2..5).map(mark).collect()).unwrap().iter().map(|e| e.seq).collect();
+
+    let cursor = room.dir.path().join("cursor");
+    let output = Command::new(agent_binary())
+        .args(["hub", "pull", "--endpoint", &endpoint(&room), "--cursor-file"])
+        .arg(&cursor)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seqs = seqs(&lines);
+    let position = seqs.iter().position(|seq| *seq == huge).expect("the skipped seq is in the stream");
+    assert!(seqs.contains(&before));
+    assert_eq!(&seqs[position + 1..], &after[..], "every event after it was delivered, in order");
+    let skipped = &lines[position];
+    assert!(skipped["payload"].is_null(), "{skipped}");
+    assert_eq!(skipped["kind"], "lesson.poll");
+    let reason = skipped["skipped"]["reason"].as_str().unwrap();
+    assert!(reason.contains("hub.max_message_bytes is 4194304"), "{reason}");
+    assert!(skipped["skipped"]["message_bytes"].as_u64().unwrap() > 5 * 1024 * 1024);
+    assert!(stderr.contains(&format!("warning: seq {huge} (lesson.poll) was skipped")), "{stderr}");
+    agent.wait_for_log("an event was skipped in the hub's stream", Duration::from_secs(10));
+    let scrape = common::http_get(room.http, "/metrics").1;
+    assert_eq!(common::metric(&scrape, "hub_pull_events_skipped_total"), Some(1.0), "{scrape}");
+    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), after[2].to_string());
+    assert_eq!(status_of(&room)["acked_seq"], after[2].to_string(), "the hub acknowledged past the skipped event");
+    agent.signal(libc::SIGTERM);
+    agent.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+}
+
+/// Reads a follow stream until its first heartbeat, noting the batches' outbox identities.
+async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>) -> (proto::Heartbeat, Vec<Vec<u8>>) {
+    let mut identities = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("a heartbeat in time").unwrap();
+        match message.and_then(|m| m.message) {
+            Some(proto::pull_response::Message::Heartbeat(heartbeat)) => return (heartbeat, identities),
+            Some(proto::pull_response::Message::Batch(batch)) => identities.push(batch.outbox_identity),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_refuses_the_old_cursor() {
+    let room = Room::new("");
+    let mut agent = room.start_async("agent ready").await;
+    let store = writer(&room);
+    store.append_batch((0..30).map(mark).collect()).unwrap();
+    drop(store);
+    let cursor = room.dir.path().join("cursor");
+    let cursor_arg = cursor.to_str().unwrap().to_owned();
+    let room_ref = &room;
+    let pulled = tokio::task::block_in_place(|| pull_all(room_ref, &["--cursor-file", &cursor_arg]));
+    let old_cursor = *seqs(&pulled).last().unwrap();
+    let old_identity = pulled[0]["outbox_identity"].as_str().unwrap().to_owned();
+    assert!(pulled.iter().all(|line| line["outbox_identity"] == old_identity.as_str()));
+
+    agent.signal(libc::SIGTERM);
+    agent.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+    let aside = room.dir.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    for entry in std::fs::read_dir(room.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("agent.sqlite3") {
+            std::fs::rename(&path, aside.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let _agent = room.start_async("agent ready").await;
+    writer(&room).append_batch((0..2).map(mark).collect()).unwrap();
+
+    let (_, mut hub) = client(&room).await;
+    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let new_identity = uuid::Uuid::from_slice(&status.outbox_identity).unwrap();
+    assert_ne!(new_identity.to_string(), old_identity, "a new outbox has a new identity");
+    assert!(status.last_seq < old_cursor, "the new outbox is shorter: {} < {old_cursor}", status.last_seq);
+
+    let (changed, resumed) = tokio::task::block_in_place(|| {
+        let changed = Command::new(agent_binary())
+            .args(["hub", "pull", "--endpoint", &endpoint(room_ref), "--cursor-file", &cursor_arg, "--outbox-identity", &old_identity])
+            .output()
+            .unwrap();
+        let resumed = Command::new(agent_binary())
+            .args(["hub", "pull", "--endpoint", &endpoint(room_ref), "--cursor-file", &cursor_arg])
+            .output()
+            .unwrap();
+        (changed, resumed)
+    });
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert_eq!(changed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("outbox identity changed: it is now {new_identity}, not {old_identity}")), "{stderr}");
+    assert!(changed.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OutOfRange") && stderr.contains(&format!("after_seq {old_cursor} is beyond the newest event")), "{stderr}");
+    assert!(stderr.contains("hint: the room's database was replaced"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), old_cursor.to_string(), "the cursor file is untouched");
+
+    let beyond = hub.pull(PullRequest { after_seq: old_cursor, max_batch: 0, follow: true }).await.unwrap_err();
+    assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
+    assert!(beyond.message().contains(&new_identity.to_string()), "{beyond:?}");
+    let old = uuid::Uuid::parse_str(&old_identity).unwrap();
+    let into_other = hub.ack(proto::AckRequest { seq: 1, outbox_identity: old.as_bytes().to_vec() }).await.unwrap_err();
+    assert_eq!(into_other.code(), Code::FailedPrecondition, "{into_other:?}");
+    assert_eq!(hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().acked_seq, 0, "nothing was acknowledged");
+
+    let mut stream = hub.pull(PullRequest { after_seq: 0, max_batch: 0, follow: true }).await.unwrap().into_inner();
+    let (heartbeat, batches) = first_heartbeat(&mut stream).await;
+    let last_seq = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().last_seq;
+    assert_eq!(heartbeat.last_seq, last_seq, "the heartbeat says the newest committed seq");
+    assert_eq!(heartbeat.outbox_identity, new_identity.as_bytes().to_vec());
+    assert!(!batches.is_empty() && batches.iter().all(|identity| identity == new_identity.as_bytes()));
+    let acked = hub.ack(proto::AckRequest { seq: last_seq, outbox_identity: new_identity.as_bytes().to_vec() }).await.unwrap();
+    assert_eq!(acked.into_inner().acked_seq, last_seq);
+}
+
+#[test]
+fn healthz_and_metrics_count_an_erasure_committed_by_face_forget_beside_the_agent() {
+    let room = Room::new("");
+    let _agent = room.start();
+    let health = || -> Value { serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap() };
+    let before = health()["database"]["last_seq"].as_i64().unwrap();
+    let forgotten = room.command(&["face", "forget", "--student", "010206001234"]);
+    assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    let last_seq: i64 = status_of(&room)["last_seq"].parse().unwrap();
+    assert!(last_seq > before, "the erasure was committed: {last_seq} > {before}");
+    assert_eq!(health()["database"]["last_seq"].as_i64(), Some(last_seq));
+    let scrape = common::http_get(room.http, "/metrics").1;
+    assert_eq!(common::metric(&scrape, "agent_outbox_last_seq"), Some(last_seq as f64), "{scrape}");
 }

@@ -101,6 +101,9 @@ pub enum HubCommand {
         /// Events per batch (the agent may send fewer; 0 lets it choose).
         #[arg(long, value_name = "N", default_value_t = 0)]
         max_batch: u32,
+        /// The outbox identity the cursor belongs to (`hub status` shows it); stop, acknowledging nothing, if the agent's differs.
+        #[arg(long, value_name = "UUID")]
+        outbox_identity: Option<uuid::Uuid>,
     },
     /// Print the agent's identity, version, backlog, free disk and clock.
     Status {

@@ -5,6 +5,17 @@
 //! the case. This module is the one place that maps between the two, so every
 //! part of the agent appends events the same way and the sync service can
 //! decode them.
+//!
+//! # Design
+//! Every event must fit in one message to the hub, or the room's sync stops at
+//! it. So an event's size is bounded where its content comes from, not where
+//! it is sent: the producers that take people's input refuse what would make a
+//! payload larger than [`MAX_PAYLOAD_BYTES`] (the lesson's commands are held to
+//! [`MAX_ARGUMENTS_BYTES`], a tablet's answer to its question's choices and one
+//! text field), the free-text details the agent writes itself are cut to
+//! [`MAX_DETAIL_BYTES`] here, and the store refuses any payload over the bound
+//! as a last guard. `check-config` then refuses a `hub.max_message_bytes` too
+//! small for the largest event so bounded (`sync::wire::largest_message`).
 
 use jiff::Timestamp;
 use prost::Message;
@@ -13,7 +24,19 @@ use serde_json::{Value, json};
 use crate::proto::event::Payload;
 use crate::store::outbox::{NewEvent, StoredEvent};
 
+/// The most bytes one event's payload may take, as stored; the store refuses more.
+pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
+/// The most bytes a lesson command's arguments may take as recorded (JSON),
+/// leaving the rest of [`MAX_PAYLOAD_BYTES`] to the record's other fields.
+pub const MAX_ARGUMENTS_BYTES: usize = 40 * 1024;
+/// The most bytes of a detail the agent writes itself (an error, a reason);
+/// a longer one is cut, marked with an ellipsis.
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
 impl Payload {
+    /// The length of the longest kind string, for bounding an event's size.
+    pub const LONGEST_KIND: usize = "attendance.unknown_faces".len();
+
     /// The outbox kind string of this payload case.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -101,6 +124,21 @@ impl Payload {
         }
     }
 
+    /// Cuts the details the agent writes itself to [`MAX_DETAIL_BYTES`].
+    fn bound_details(&mut self) {
+        match self {
+            Payload::Actuation(a) => cut_detail(&mut a.detail),
+            Payload::DeviceHealth(h) => cut_detail(&mut h.detail),
+            Payload::Erasure(e) => cut_detail(&mut e.reason),
+            Payload::AttendanceMark(m) => cut_detail(&mut m.reason),
+            Payload::AttendanceSession(_)
+            | Payload::UnknownFaces(_)
+            | Payload::LessonRecord(_)
+            | Payload::TabletPairing(_)
+            | Payload::QuestionAnswer(_) => {}
+        }
+    }
+
     fn encode_inner(&self) -> Vec<u8> {
         match self {
             Payload::AttendanceSession(m) => m.encode_to_vec(),
@@ -118,8 +156,10 @@ impl Payload {
 
 impl NewEvent {
     /// An event carrying `payload`, which happened at `occurred_at`.
+    /// Details the agent wrote itself are cut to [`MAX_DETAIL_BYTES`].
     pub fn new(occurred_at: Timestamp, payload: impl Into<Payload>) -> NewEvent {
-        let payload = payload.into();
+        let mut payload = payload.into();
+        payload.bound_details();
         NewEvent { kind: payload.kind().to_owned(), occurred_at, payload: payload.encode_inner() }
     }
 }
@@ -129,6 +169,20 @@ impl StoredEvent {
     pub fn payload(&self) -> Result<Option<Payload>, prost::DecodeError> {
         Payload::decode_stored(&self.kind, &self.payload)
     }
+}
+
+/// Cuts `detail` to at most [`MAX_DETAIL_BYTES`] at a character boundary, ending it with `…`.
+fn cut_detail(detail: &mut String) {
+    const ELLIPSIS: &str = "…";
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return;
+    }
+    let mut end = MAX_DETAIL_BYTES - ELLIPSIS.len();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    detail.truncate(end);
+    detail.push_str(ELLIPSIS);
 }
 
 macro_rules! payload_from {
@@ -164,5 +218,37 @@ mod tests {
         assert_eq!(Payload::decode_stored("from.the.future", b"").unwrap(), None);
         let json = Payload::AttendanceMark(mark_for_json()).to_json();
         assert_eq!((json["status"].as_str(), json["personal_id"].as_str()), (Some("LATE"), Some("010206001234")));
+    }
+
+    #[test]
+    fn no_kind_is_longer_than_the_longest() {
+        let every = [
+            Payload::from(proto::AttendanceSession::default()),
+            proto::AttendanceMark::default().into(),
+            proto::UnknownFaces::default().into(),
+            proto::LessonRecord::default().into(),
+            proto::TabletPairing::default().into(),
+            proto::QuestionAnswer::default().into(),
+            proto::Actuation::default().into(),
+            proto::DeviceHealth::default().into(),
+            proto::Erasure::default().into(),
+        ];
+        assert_eq!(every.iter().map(|p| p.kind().len()).max(), Some(Payload::LONGEST_KIND));
+    }
+
+    #[test]
+    fn a_long_detail_is_cut_at_a_character_boundary_and_marked() {
+        let detail = "lỗi thiết bị ".repeat(200);
+        let health = proto::DeviceHealth { subsystem: "broker".into(), state: "failed".into(), detail: detail.clone() };
+        let event = NewEvent::new(Timestamp::UNIX_EPOCH, health);
+        let Some(Payload::DeviceHealth(stored)) = Payload::decode_stored(&event.kind, &event.payload).unwrap() else {
+            panic!("a device health event")
+        };
+        assert!(stored.detail.len() <= MAX_DETAIL_BYTES, "{} bytes", stored.detail.len());
+        assert!(stored.detail.ends_with('…'));
+        assert!(detail.starts_with(stored.detail.trim_end_matches('…')));
+        let short = proto::Actuation { detail: "rung 90 s late".into(), ..Default::default() };
+        let event = NewEvent::new(Timestamp::UNIX_EPOCH, short.clone());
+        assert_eq!(Payload::decode_stored(&event.kind, &event.payload).unwrap(), Some(Payload::Actuation(short)));
     }
 }

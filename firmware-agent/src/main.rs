@@ -13,8 +13,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => commands::check_config::run(&path),
         Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
         Command::Roster(RosterCommand::Export { config }) => commands::roster::export(&config),
-        Command::Hub(HubCommand::Pull { connection, cursor_file, follow, max_events, max_batch }) => {
-            let options = commands::hub::PullOptions { cursor_file, follow, max_events, max_batch };
+        Command::Hub(HubCommand::Pull { connection, cursor_file, follow, max_events, max_batch, outbox_identity }) => {
+            let options = commands::hub::PullOptions { cursor_file, follow, max_events, max_batch, outbox_identity };
             commands::hub::pull(&connection.into(), &options)
         }
         Command::Hub(HubCommand::Status { connection }) => commands::hub::status(&connection.into()),

@@ -10,6 +10,14 @@
 //! crash of this client between flushing and renaming the cursor file, after
 //! which the last batch is printed again with the same ids; a real hub closes
 //! it by storing events and cursor in one transaction.
+//!
+//! An event the agent cannot send arrives as a skip notice in its place: it is
+//! printed as a JSON line with `skipped` instead of `payload`, warned about on
+//! stderr, and the cursor moves past it like past an event. Every line and
+//! every ack names the outbox identity it came from; given
+//! `--outbox-identity`, the command first checks that the agent still keeps
+//! that outbox and stops with a clear message when it does not (the room's
+//! database was replaced: the cursor means nothing there).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +29,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::cli::Exit;
 use crate::proto::sync_service_client::SyncServiceClient;
-use crate::proto::{AckRequest, Event, GetStatusRequest, PullRequest, pull_response};
+use crate::proto::{AckRequest, Event, GetStatusRequest, PullRequest, SkippedEvent, pull_response};
 
 /// How to reach the agent.
 #[derive(Debug, Clone)]
@@ -44,6 +52,8 @@ pub struct PullOptions {
     pub follow: bool,
     pub max_events: Option<u64>,
     pub max_batch: u32,
+    /// The outbox the cursor belongs to, when known.
+    pub outbox_identity: Option<uuid::Uuid>,
 }
 
 /// Why the command stopped: a message and the exit code it means.
@@ -61,6 +71,10 @@ impl Failure {
         let hint = match status.code() {
             Code::Unknown | Code::Unavailable | Code::Cancelled => {
                 "\n  hint: the connection to the agent was lost; what was printed is saved, rerun with the same --cursor-file to continue"
+            }
+            // OUT_OF_RANGE also reports a message over a size limit; only this one is a replaced database.
+            Code::OutOfRange if status.message().contains("beyond the newest event") => {
+                "\n  hint: the room's database was replaced; keep what was pulled so far, then pull the new outbox from 0 (a new --cursor-file) with its --outbox-identity"
             }
             _ => "",
         };
@@ -145,6 +159,11 @@ async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), 
         None => 0,
     };
     let mut client = connect(connection).await?;
+    let mut outbox = options.outbox_identity;
+    if let Some(expected) = outbox {
+        let status = client.get_status(GetStatusRequest {}).await.map_err(|status| Failure::status("status", status))?.into_inner();
+        check_outbox(expected, &status.outbox_identity)?;
+    }
     let request = PullRequest { after_seq: cursor, max_batch: options.max_batch, follow: options.follow };
     let mut stream = client.pull(request).await.map_err(|status| Failure::status("pull", status))?.into_inner();
     let mut left = options.max_events.unwrap_or(u64::MAX);
@@ -155,39 +174,86 @@ async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), 
             Ok(None) => break,
             Err(status) => return Err(Failure::status("pull", status)),
         };
-        let Some(pull_response::Message::Batch(batch)) = message.message else { continue };
-        let mut events = batch.events;
-        events.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-        let Some(last) = events.last().map(|event| event.seq) else { continue };
+        let (lines, identity) = match message.message {
+            Some(pull_response::Message::Batch(batch)) => {
+                let mut events = batch.events;
+                events.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+                (events.iter().map(|event| (event.seq, json_line(event, &batch.outbox_identity))).collect(), batch.outbox_identity)
+            }
+            Some(pull_response::Message::Skipped(skipped)) => {
+                eprintln!("warning: seq {} ({}) was skipped by the agent: {}", skipped.seq, skipped.kind, skipped.reason);
+                (vec![(skipped.seq, skipped_line(&skipped))], skipped.outbox_identity)
+            }
+            Some(pull_response::Message::Heartbeat(heartbeat)) => (Vec::new(), heartbeat.outbox_identity),
+            None => continue,
+        };
+        let identity = match outbox {
+            Some(expected) => check_outbox(expected, &identity)?,
+            None => *outbox.insert(outbox_of(&identity)?),
+        };
+        let Some(last) = lines.last().map(|(seq, _)| *seq) else { continue };
         {
             let mut out = stdout.lock();
-            for event in &events {
-                if event.seq <= cursor {
-                    return Err(Failure::failed(format!("the agent sent seq {} after {cursor}: out of order", event.seq)));
+            for (seq, line) in &lines {
+                if *seq <= cursor {
+                    return Err(Failure::failed(format!("the agent sent seq {seq} after {cursor}: out of order")));
                 }
-                serde_json::to_writer(&mut out, &json_line(event)).map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+                serde_json::to_writer(&mut out, line).map_err(|err| Failure::failed(format!("stdout: {err}")))?;
                 out.write_all(b"\n").map_err(|err| Failure::failed(format!("stdout: {err}")))?;
-                cursor = event.seq;
+                cursor = *seq;
             }
             out.flush().map_err(|err| Failure::failed(format!("stdout: {err}")))?;
         }
-        left -= events.len() as u64;
+        left = left.saturating_sub(lines.len() as u64);
         if let Some(path) = &options.cursor_file {
             save_cursor(path, last)?;
         }
-        client.ack(AckRequest { seq: last }).await.map_err(|status| Failure::status("ack", status))?;
+        let ack = AckRequest { seq: last, outbox_identity: identity.as_bytes().to_vec() };
+        client.ack(ack).await.map_err(|status| Failure::status("ack", status))?;
     }
     Ok(())
 }
 
+/// The identity as the agent sent it.
+fn outbox_of(bytes: &[u8]) -> Result<uuid::Uuid, Failure> {
+    uuid::Uuid::from_slice(bytes)
+        .map_err(|_| Failure::failed(format!("the agent sent no outbox identity (got {} bytes); is it an older build?", bytes.len())))
+}
+
+/// The identity the agent sent, when it is the one expected.
+fn check_outbox(expected: uuid::Uuid, sent: &[u8]) -> Result<uuid::Uuid, Failure> {
+    let sent = outbox_of(sent)?;
+    if sent == expected {
+        return Ok(sent);
+    }
+    Err(Failure::failed(format!(
+        "the agent's outbox identity changed: it is now {sent}, not {expected}: the room's database was replaced, and the cursor means nothing there; nothing was acknowledged\n  hint: keep what was pulled from {expected}, then pull the new outbox from 0 (a new --cursor-file) with --outbox-identity {sent}"
+    )))
+}
+
+/// A skipped event's line: its place in the stream and why it holds no payload.
+fn skipped_line(skipped: &SkippedEvent) -> serde_json::Value {
+    serde_json::json!({
+        "seq": skipped.seq,
+        "id": uuid_text(&skipped.id),
+        "kind": skipped.kind,
+        "outbox_identity": uuid_text(&skipped.outbox_identity),
+        "skipped": { "message_bytes": skipped.message_bytes, "reason": skipped.reason },
+    })
+}
+
+fn uuid_text(bytes: &[u8]) -> String {
+    uuid::Uuid::from_slice(bytes).map(|id| id.to_string()).unwrap_or_else(|_| hex::encode(bytes))
+}
+
 /// One event as a JSON object: ids and times as text, the payload under its case name.
-fn json_line(event: &Event) -> serde_json::Value {
+fn json_line(event: &Event, outbox_identity: &[u8]) -> serde_json::Value {
     let time = |t: &Option<prost_types::Timestamp>| {
         t.as_ref()
             .and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
             .map(|t| t.to_string())
     };
-    let id = uuid::Uuid::from_slice(&event.id).map(|id| id.to_string()).unwrap_or_else(|_| hex::encode(&event.id));
+    let id = uuid_text(&event.id);
     let room = event.room.clone().unwrap_or_default();
     let mut line = serde_json::json!({
         "seq": event.seq,
@@ -199,6 +265,7 @@ fn json_line(event: &Event) -> serde_json::Value {
         "clock_step_back_ms": event.clock_step_back_ms,
         "school_code": room.school_code,
         "room_id": room.room_id,
+        "outbox_identity": uuid_text(outbox_identity),
         "payload": event.payload.as_ref().map(|payload| serde_json::json!({ payload.case_name(): payload.to_json() })),
     });
     if !event.raw_payload.is_empty() {
@@ -256,5 +323,6 @@ async fn run_status(connection: &Connection) -> Result<(), Failure> {
     println!("agent_time: {}", time(status.agent_time));
     println!("clock_synced: {}", status.clock_synced);
     println!("roster_version: {}", status.roster_version);
+    println!("outbox_identity: {}", uuid_text(&status.outbox_identity));
     Ok(())
 }

@@ -1,4 +1,8 @@
 //! `GET /healthz` (JSON for people and probes) and `GET /metrics` (Prometheus).
+//!
+//! The outbox's newest seq is read from the database, not this process's
+//! memory: a command run beside the daemon (`face forget`) commits events the
+//! daemon is not told about.
 
 use std::sync::Arc;
 
@@ -18,11 +22,11 @@ pub fn routes() -> axum::Router<Arc<Agent>> {
 
 async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     let store = agent.store.clone();
-    let database = tokio::task::spawn_blocking(move || store.check()).await;
-    let (database_state, database_detail) = match database {
-        Ok(Ok(())) => (Health::Ok, String::new()),
-        Ok(Err(err)) => (Health::Failed, err.to_string()),
-        Err(err) => (Health::Failed, err.to_string()),
+    let database = tokio::task::spawn_blocking(move || store.check().and_then(|()| store.newest_seq())).await;
+    let (database_state, database_detail, last_seq) = match database {
+        Ok(Ok(last_seq)) => (Health::Ok, String::new(), last_seq),
+        Ok(Err(err)) => (Health::Failed, err.to_string(), agent.store.last_seq()),
+        Err(err) => (Health::Failed, err.to_string(), agent.store.last_seq()),
     };
     let overall = agent.health.overall().max(database_state);
     let config = agent.config();
@@ -35,7 +39,7 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
             "state": database_state,
             "detail": database_detail,
             "path": agent.store.path(),
-            "last_seq": agent.store.last_seq(),
+            "last_seq": last_seq,
         },
         "subsystems": agent.health.snapshot(),
     });
@@ -45,6 +49,11 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     metrics::gauge!("agent_uptime_seconds").set(agent.health.uptime().as_secs_f64());
-    metrics::gauge!("agent_outbox_last_seq").set(agent.store.last_seq() as f64);
+    let store = agent.store.clone();
+    let last_seq = match tokio::task::spawn_blocking(move || store.newest_seq()).await {
+        Ok(Ok(last_seq)) => last_seq,
+        _ => agent.store.last_seq(),
+    };
+    metrics::gauge!("agent_outbox_last_seq").set(last_seq as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], agent.metrics.render())
 }

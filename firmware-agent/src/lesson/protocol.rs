@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::MAX_ARGUMENTS_BYTES;
+
 /// The protocol version this agent speaks.
 pub const VERSION: u32 = 1;
 
@@ -87,8 +89,21 @@ impl Command {
         }
     }
 
-    /// Checks the values serde cannot; the message says what to fix.
+    /// Checks the values serde cannot, and that the command fits in the
+    /// lesson's record for the hub; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_fields()?;
+        let recorded = serde_json::to_string(self).expect("commands serialise").len();
+        if recorded > MAX_ARGUMENTS_BYTES {
+            return Err(format!(
+                "Lệnh quá dài: {recorded} byte, tối đa {MAX_ARGUMENTS_BYTES} byte; hãy rút gọn nội dung hoặc các lựa chọn. \
+                 (the command takes {recorded} bytes as recorded, more than the {MAX_ARGUMENTS_BYTES} one record for the hub may hold: shorten its text or choices)"
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self) -> Result<(), String> {
         match self {
             Command::Lock { message } => text_field("message", message, false),
             Command::Unlock => Ok(()),
@@ -179,6 +194,9 @@ impl Question {
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 if choices.is_empty() {
                     return Err("choose at least one choice".to_owned());
+                }
+                if choices.len() > self.choices.len() {
+                    return Err(format!("{} choices given; this question has {}", choices.len(), self.choices.len()));
                 }
                 match choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
                     Some(unknown) => Err(format!("`{unknown}` is not a choice of this question")),
@@ -356,6 +374,26 @@ mod tests {
             parse("{\"type\":\"hello\",\"v\":1,\"token\":\"x\",\"future\":true}", 100).unwrap(),
             TabletMessage::Hello { v: 1, token: "x".into(), last_command: 0 }
         );
+    }
+
+    #[test]
+    fn a_question_too_large_for_its_record_is_refused_though_each_field_fits() {
+        let long = "ữ".repeat(MAX_TEXT_CHARS);
+        let choices = (0..MAX_CHOICES).map(|i| Choice { id: format!("c{i}"), text: long.clone() }).collect();
+        let question = Question { prompt: long.clone(), choices, correct: vec![], ..choice_question() };
+        let err = Command::QuestionStart(question).validate().unwrap_err();
+        assert!(err.starts_with("Lệnh quá dài"), "{err}");
+        assert!(err.contains(&format!("more than the {MAX_ARGUMENTS_BYTES} one record")), "{err}");
+        let fits = Question { prompt: long, ..choice_question() };
+        assert_eq!(Command::QuestionStart(fits).validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_answer_gives_no_more_choices_than_its_question_has() {
+        let question = choice_question();
+        assert_eq!(question.check_answer(&["2".into(), "4".into()], ""), Ok(()));
+        let repeated = vec!["2".to_owned(); 3_000];
+        assert_eq!(question.check_answer(&repeated, "").unwrap_err(), "3000 choices given; this question has 3");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! - Appends are stamped with the agent's clock and whether it was synchronised;
 //!   a clock seen to step backwards is recorded on the next event, so the hub can
 //!   correct times recorded before NTP fixed the clock.
+//! - No payload over [`MAX_PAYLOAD_BYTES`] is appended: the producers bound
+//!   their input (see `events`), and this is the last guard, so every event
+//!   this build writes fits in one message to the hub.
 
 use jiff::Timestamp;
 use rusqlite::{Connection, Transaction, params};
@@ -18,6 +21,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
+use crate::events::MAX_PAYLOAD_BYTES;
+
+/// An event refused because its payload is over [`MAX_PAYLOAD_BYTES`].
+#[derive(Debug, thiserror::Error)]
+#[error("a `{kind}` event of {bytes} bytes was not recorded: an event may take at most {MAX_PAYLOAD_BYTES} bytes, or it could not reach the hub")]
+pub struct EventTooLarge {
+    pub kind: String,
+    pub bytes: usize,
+}
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +116,12 @@ impl Store {
     /// Inserts events inside a caller's transaction, for records that must commit
     /// together with other changes (a mark and its roll-call state, say).
     /// Call [`Store::announce_commit`] after the transaction commits.
+    /// A payload over [`MAX_PAYLOAD_BYTES`] fails the transaction with [`EventTooLarge`].
     pub fn insert_events(&self, tx: &Transaction<'_>, events: Vec<NewEvent>) -> rusqlite::Result<Vec<StoredEvent>> {
+        if let Some(large) = events.iter().find(|event| event.payload.len() > MAX_PAYLOAD_BYTES) {
+            let refused = EventTooLarge { kind: large.kind.clone(), bytes: large.payload.len() };
+            return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(refused)));
+        }
         let recorded_at = self.clock.now();
         let clock_synced = self.clock.is_synchronized();
         let recorded_ms = recorded_at.as_millisecond();
@@ -215,6 +232,17 @@ mod tests {
         assert!(read.windows(2).all(|w| w[0].seq < w[1].seq && w[0].id != w[1].id));
         assert_eq!(read_after(&store.reader().unwrap(), batch[1].seq, 100).unwrap(), batch[2..].to_vec());
         assert_eq!(*store.subscribe_commits().borrow(), batch[3].seq);
+    }
+
+    #[test]
+    fn an_event_over_the_bound_is_refused_with_its_batch() {
+        let (_dir, _clock, store) = testing::store();
+        let largest = NewEvent { payload: vec![7; MAX_PAYLOAD_BYTES], ..event(0) };
+        let over = NewEvent { payload: vec![7; MAX_PAYLOAD_BYTES + 1], ..event(0) };
+        let err = store.append_batch(vec![event(1), over]).unwrap_err();
+        assert!(err.to_string().contains(&format!("a `test.event` event of {} bytes was not recorded", MAX_PAYLOAD_BYTES + 1)), "{err}");
+        assert!(read_after(&store.reader().unwrap(), 0, 10).unwrap().is_empty(), "nothing of the batch was kept");
+        assert_eq!(store.append(largest).unwrap().payload.len(), MAX_PAYLOAD_BYTES);
     }
 
     #[test]

@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::config::diagnostics::Unlocated;
 
+/// The largest `hub.max_message_bytes` accepted (64 MiB).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The gRPC server the provincial hub pulls from.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -25,7 +28,8 @@ pub struct HubConfig {
     /// Days an acknowledged event is kept before it is pruned. Unacknowledged
     /// events are never pruned.
     pub retention_days: u32,
-    /// The largest gRPC message accepted or sent, in bytes.
+    /// The largest gRPC message accepted or sent, in bytes; at least the
+    /// largest message one event can need (`sync::wire::largest_message`).
     pub max_message_bytes: usize,
     /// The longest a unary call (Ack, GetStatus, PutRoster) may take, in seconds;
     /// a shorter deadline sent by the client wins.
@@ -106,10 +110,17 @@ impl HubConfig {
         if self.retention_days == 0 {
             problem("hub.retention_days", "must be at least 1".to_owned(), "the default is 30 days");
         }
-        if !(64 * 1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
+        let smallest = super::wire::largest_message();
+        if self.max_message_bytes < smallest {
             problem(
                 "hub.max_message_bytes",
-                format!("{} is outside 65536 to 67108864", self.max_message_bytes),
+                format!("{} is below {smallest}, the largest message one event of this agent can need", self.max_message_bytes),
+                &format!("give at least {smallest}; 65536 or more is usual, and the default is 4194304 (4 MiB)"),
+            );
+        } else if self.max_message_bytes > MAX_MESSAGE_BYTES {
+            problem(
+                "hub.max_message_bytes",
+                format!("{} is above {MAX_MESSAGE_BYTES}", self.max_message_bytes),
                 "the default is 4194304 (4 MiB)",
             );
         }
@@ -161,5 +172,14 @@ mod tests {
         assert!(err.contains("hub.plaintext"), "{err}");
         let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err();
         assert!(err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_message_limit_must_hold_the_largest_event() {
+        let smallest = crate::sync::wire::largest_message();
+        parse(&format!("plaintext = true\nmax_message_bytes = {smallest}\n")).unwrap();
+        let err = parse(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1)).unwrap_err();
+        assert!(err.contains(&format!("is below {smallest}, the largest message one event")), "{err}");
+        parse("plaintext = true\nmax_message_bytes = 65536\n").unwrap();
     }
 }

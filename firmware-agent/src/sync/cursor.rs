@@ -1,5 +1,6 @@
-//! The sync protocol's decisions, without I/O: what a Pull stream does next,
-//! and whether an Ack may move the acknowledged cursor.
+//! The sync protocol's decisions, without I/O: whether a Pull may start, what
+//! its stream does next, whether an event can be sent or must be skipped, and
+//! whether an Ack may move the acknowledged cursor.
 //!
 //! # Design
 //! A Pull stream is a cursor (`after`: every event up to it was sent) and one
@@ -9,8 +10,19 @@
 //! cursor only moves to the last sequence number actually sent, a stream that
 //! breaks at any point has sent a gap-free prefix, and the hub resumes from the
 //! last event it stored.
+//!
+//! A cursor is only meaningful in the outbox that handed it out. A Pull from
+//! beyond the newest seq ever handed out is refused rather than answered with
+//! nothing (it is a cursor from a replaced database), heartbeats say the
+//! newest seq the database holds rather than echo the cursor, and an Ack that
+//! names another outbox's identity is refused.
+//!
+//! An event too large for one message is skipped in its place, with a notice
+//! saying which seq and why, so that one event never stops the stream.
 
 use std::time::Duration;
+
+use uuid::Uuid;
 
 /// Events per batch when the hub lets the agent choose.
 pub const DEFAULT_BATCH: usize = 1_000;
@@ -40,6 +52,11 @@ pub enum Step {
 pub enum PullRefused {
     #[error("after_seq is {0}; a cursor is 0 or a sequence number the agent sent")]
     NegativeCursor(i64),
+    #[error(
+        "after_seq {asked} is beyond the newest event this outbox ever handed out ({newest}): the cursor belongs to \
+         another outbox (the room's database was replaced); record this outbox's identity and pull it from 0"
+    )]
+    BeyondEnd { asked: i64, newest: i64 },
 }
 
 /// One Pull stream's position and what it knows of the outbox.
@@ -57,18 +74,23 @@ pub struct PullCursor {
 }
 
 impl PullCursor {
-    pub fn new(after_seq: i64, max_batch: u32, follow: bool) -> Result<PullCursor, PullRefused> {
+    /// A stream from `after_seq` in an outbox whose newest seq handed out is `newest`.
+    pub fn new(after_seq: i64, max_batch: u32, follow: bool, newest: i64) -> Result<PullCursor, PullRefused> {
         if after_seq < 0 {
             return Err(PullRefused::NegativeCursor(after_seq));
+        }
+        if after_seq > newest {
+            return Err(PullRefused::BeyondEnd { asked: after_seq, newest });
         }
         let limit = match max_batch as usize {
             0 => DEFAULT_BATCH,
             asked => asked.min(MAX_BATCH),
         };
-        Ok(PullCursor { after: after_seq, limit, follow, known_last: after_seq, caught_up: false, heartbeat_due: false })
+        Ok(PullCursor { after: after_seq, limit, follow, known_last: newest, caught_up: false, heartbeat_due: false })
     }
 
-    /// The last sequence number sent (or the starting cursor).
+    /// The last sequence number sent or skipped (or the starting cursor, or
+    /// the end of a pruned stretch read past).
     pub fn after(&self) -> i64 {
         self.after
     }
@@ -79,14 +101,16 @@ impl PullCursor {
         } else if !self.follow {
             Step::Finish
         } else if self.heartbeat_due {
-            Step::Heartbeat { last_seq: self.after }
+            Step::Heartbeat { last_seq: self.known_last }
         } else {
             Step::Wait
         }
     }
 
     /// A read returned `count` events, the last with sequence number `last_seq`;
-    /// all of them were sent.
+    /// each of them was sent or announced as skipped. A short read saw every
+    /// event committed before it, so the seqs up to the newest known are all
+    /// behind the cursor, even those pruned before they were read.
     pub fn sent(&mut self, count: usize, last_seq: Option<i64>) {
         if let Some(last) = last_seq {
             debug_assert!(last > self.after, "events are sent in seq order");
@@ -94,6 +118,9 @@ impl PullCursor {
             self.known_last = self.known_last.max(last);
         }
         self.caught_up = count < self.limit;
+        if self.caught_up {
+            self.after = self.known_last;
+        }
         if count > 0 {
             self.heartbeat_due = false;
         }
@@ -118,6 +145,40 @@ impl PullCursor {
     pub fn heartbeat_sent(&mut self) {
         self.heartbeat_due = false;
     }
+}
+
+/// An event whose message would not fit the link's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("its message would take {message_bytes} bytes and hub.max_message_bytes is {max_message_bytes}")]
+pub struct Undeliverable {
+    pub message_bytes: usize,
+    pub max_message_bytes: usize,
+}
+
+/// Whether an event whose message, sent alone, takes `message_bytes` can be
+/// sent under the limit `max_message_bytes`; if not, it is skipped in its place.
+pub fn deliverable(message_bytes: usize, max_message_bytes: usize) -> Result<(), Undeliverable> {
+    if message_bytes <= max_message_bytes { Ok(()) } else { Err(Undeliverable { message_bytes, max_message_bytes }) }
+}
+
+/// An Ack that named another outbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the ack names outbox {claimed}, but this agent's outbox is {ours}: the room's database was replaced since \
+     those events were pulled; nothing was acknowledged, pull this outbox from 0"
+)]
+pub struct OtherOutbox {
+    pub claimed: String,
+    pub ours: Uuid,
+}
+
+/// Whether an Ack naming outbox `claimed` (empty: unchecked) may act on the outbox `ours`.
+pub fn same_outbox(claimed: &[u8], ours: Uuid) -> Result<(), OtherOutbox> {
+    if claimed.is_empty() || claimed == ours.as_bytes() {
+        return Ok(());
+    }
+    let claimed = Uuid::from_slice(claimed).map_or_else(|_| format!("0x{}", hex::encode(claimed)), |id| id.to_string());
+    Err(OtherOutbox { claimed, ours })
 }
 
 /// Why an Ack was refused.
@@ -149,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_one_shot_pull_reads_until_a_short_batch_then_finishes() {
-        let mut cursor = PullCursor::new(10, 3, false).unwrap();
+        let mut cursor = PullCursor::new(10, 3, false, 15).unwrap();
         assert_eq!(cursor.next(), Step::Read { after: 10, limit: 3 });
         cursor.sent(3, Some(13));
         assert_eq!(cursor.next(), Step::Read { after: 13, limit: 3 });
@@ -160,7 +221,7 @@ mod tests {
 
     #[test]
     fn an_empty_outbox_finishes_after_one_read() {
-        let mut cursor = PullCursor::new(0, 0, false).unwrap();
+        let mut cursor = PullCursor::new(0, 0, false, 0).unwrap();
         assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
         cursor.sent(0, None);
         assert_eq!(cursor.next(), Step::Finish);
@@ -168,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_follow_stream_waits_and_reads_again_on_a_commit_or_a_poll() {
-        let mut cursor = PullCursor::new(0, 100, true).unwrap();
+        let mut cursor = PullCursor::new(0, 100, true, 2).unwrap();
         cursor.sent(2, Some(2));
         assert_eq!(cursor.next(), Step::Wait);
         cursor.committed(2);
@@ -185,7 +246,7 @@ mod tests {
 
     #[test]
     fn an_idle_follow_stream_heartbeats_and_events_reset_the_heartbeat() {
-        let mut cursor = PullCursor::new(7, 0, true).unwrap();
+        let mut cursor = PullCursor::new(7, 0, true, 7).unwrap();
         cursor.sent(0, None);
         cursor.heartbeat_elapsed();
         assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 7 });
@@ -200,8 +261,47 @@ mod tests {
 
     #[test]
     fn batch_sizes_are_bounded_and_negative_cursors_refused() {
-        assert_eq!(PullCursor::new(0, 1_000_000, false).unwrap().next(), Step::Read { after: 0, limit: MAX_BATCH });
-        assert_eq!(PullCursor::new(-1, 0, false).unwrap_err(), PullRefused::NegativeCursor(-1));
+        assert_eq!(PullCursor::new(0, 1_000_000, false, 0).unwrap().next(), Step::Read { after: 0, limit: MAX_BATCH });
+        assert_eq!(PullCursor::new(-1, 0, false, 0).unwrap_err(), PullRefused::NegativeCursor(-1));
+    }
+
+    #[test]
+    fn a_cursor_beyond_the_newest_seq_handed_out_is_refused_and_the_end_itself_is_not() {
+        assert_eq!(PullCursor::new(50, 0, true, 3).unwrap_err(), PullRefused::BeyondEnd { asked: 50, newest: 3 });
+        let mut cursor = PullCursor::new(3, 0, true, 3).unwrap();
+        cursor.sent(0, None);
+        cursor.heartbeat_elapsed();
+        assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 3 });
+    }
+
+    #[test]
+    fn heartbeats_say_the_newest_seq_even_when_the_events_up_to_it_were_pruned() {
+        let mut cursor = PullCursor::new(0, 0, true, 40).unwrap();
+        assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
+        cursor.sent(0, None);
+        assert_eq!(cursor.next(), Step::Wait, "a short read covered the pruned stretch");
+        assert_eq!(cursor.after(), 40);
+        cursor.heartbeat_elapsed();
+        assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 40 });
+        cursor.committed(41);
+        assert_eq!(cursor.next(), Step::Read { after: 40, limit: DEFAULT_BATCH });
+    }
+
+    #[test]
+    fn an_event_too_large_for_one_message_is_undeliverable() {
+        assert_eq!(deliverable(65_536, 65_536), Ok(()));
+        assert_eq!(deliverable(80_000, 65_536), Err(Undeliverable { message_bytes: 80_000, max_message_bytes: 65_536 }));
+    }
+
+    #[test]
+    fn an_ack_naming_another_outbox_is_refused_and_one_naming_none_is_not() {
+        let ours = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        assert_eq!(same_outbox(b"", ours), Ok(()));
+        assert_eq!(same_outbox(ours.as_bytes(), ours), Ok(()));
+        let refused = same_outbox(other.as_bytes(), ours).unwrap_err();
+        assert_eq!(refused, OtherOutbox { claimed: other.to_string(), ours });
+        assert!(refused.to_string().contains("nothing was acknowledged"), "{refused}");
     }
 
     #[test]

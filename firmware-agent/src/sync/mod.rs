@@ -10,8 +10,25 @@
 //!   that stores events and its cursor in one transaction, and acks only what it
 //!   stored, therefore gets each event once whatever crashes when: a broken
 //!   stream has sent a gap-free prefix, and nothing is pruned that was not acked.
-//! - **Protocol logic without I/O.** [`cursor`] decides what a stream does next
-//!   (read, wait, heartbeat, finish) and whether an ack may move the cursor;
+//! - **Every event reaches the hub, or its place is said.** An event is bounded
+//!   where its content comes from (`events`), the store refuses a payload over
+//!   the bound, and check-config refuses a `hub.max_message_bytes` below the
+//!   largest event so bounded ([`wire::largest_message`]). An event that still
+//!   does not fit one message (a row another build wrote) is not sent: a
+//!   `SkippedEvent` with its seq, id and reason takes its place, logged as a
+//!   warning and counted (`hub_pull_events_skipped_total`), and the stream goes
+//!   on. One event never stops a room's sync.
+//! - **An outbox has an identity.** Every outbox has a random identity, made
+//!   with its database. Batches, skip notices, heartbeats and the status carry
+//!   it; a Pull from beyond the newest seq ever handed out is refused with
+//!   OUT_OF_RANGE, and an Ack naming another identity with FAILED_PRECONDITION,
+//!   so a hub resuming with a cursor from a database since moved aside learns
+//!   so instead of silently missing events. Heartbeats say the newest seq the
+//!   database holds. How a hub resumes, and what it does when the identity
+//!   changes, is written in the proto.
+//! - **Protocol logic without I/O.** [`cursor`] decides whether a Pull may
+//!   start, what a stream does next (read, wait, heartbeat, finish), whether an
+//!   event can be sent or is skipped, and whether an ack may move the cursor;
 //!   [`service`] is the thin async loop around it; [`wire`] turns rows into
 //!   messages; `store::sync` holds the SQL.
 //! - **Follow mode** wakes on the store's commit channel for this process's own

@@ -60,8 +60,15 @@ impl SyncService for SyncServer {
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
-        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow)
-            .map_err(|refused| Status::invalid_argument(refused.to_string()))?;
+        let store = self.agent.store.clone();
+        let newest = blocking(move || store.newest_seq()).await?.map_err(unavailable)?;
+        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest).map_err(|refused| match refused {
+            cursor::PullRefused::NegativeCursor(_) => Status::invalid_argument(refused.to_string()),
+            cursor::PullRefused::BeyondEnd { .. } => {
+                tracing::warn!(after_seq = request.after_seq, newest, "a hub pulled from beyond the end of this outbox; refused");
+                Status::out_of_range(format!("{refused} (this outbox: {})", self.agent.store.outbox_identity()))
+            }
+        })?;
         tracing::info!(after_seq = request.after_seq, follow = request.follow, "hub pull started");
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         tokio::spawn(stream_events(self.agent.clone(), cursor, tx));
@@ -69,8 +76,11 @@ impl SyncService for SyncServer {
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        let asked = request.into_inner().seq;
+        let request = request.into_inner();
+        let asked = request.seq;
         let store = self.agent.store.clone();
+        cursor::same_outbox(&request.outbox_identity, store.outbox_identity())
+            .map_err(|refused| Status::failed_precondition(refused.to_string()))?;
         let outcome = blocking(move || store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await?;
         match outcome.map_err(unavailable)? {
             Ok(acked_seq) => {
@@ -104,6 +114,7 @@ impl SyncService for SyncServer {
             agent_time: Some(wire::timestamp(self.agent.clock.now())),
             clock_synced: self.agent.clock.is_synchronized(),
             roster_version,
+            outbox_identity: self.agent.store.outbox_identity().as_bytes().to_vec(),
         }))
     }
 
@@ -219,8 +230,10 @@ fn free_bytes(path: &std::path::Path) -> u64 {
 async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Sender<Result<PullResponse, Status>>) {
     let mut commits = agent.store.subscribe_commits();
     let room = room_identity(&agent);
+    let outbox = agent.store.outbox_identity();
+    let max_message_bytes = agent.config().hub.max_message_bytes;
     // Half the message limit: room for the framing, and a margin for the hub.
-    let batch_bytes = agent.config().hub.max_message_bytes / 2;
+    let batch_bytes = max_message_bytes / 2;
     let mut reader: Option<Connection> = None;
     let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
     loop {
@@ -245,10 +258,10 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     let count = rows.len();
                     let last = rows.last().map(|row| row.seq);
                     let events = rows.into_iter().map(|row| wire::event(row, &room)).collect();
-                    Ok::<_, StoreError>((connection, count, last, wire::batches(events, batch_bytes)))
+                    Ok::<_, StoreError>((connection, count, last, wire::messages(events, batch_bytes, max_message_bytes, outbox)))
                 })
                 .await;
-                let (connection, count, last, batches) = match read {
+                let (connection, count, last, messages) = match read {
                     Ok(Ok(read)) => read,
                     Ok(Err(err)) => {
                         let _ = tx.send(Err(unavailable(err))).await;
@@ -260,13 +273,19 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     }
                 };
                 reader = Some(connection);
-                for batch in batches {
-                    if !send(&tx, pull_response::Message::Batch(batch)).await {
+                let mut skipped_count = 0;
+                for message in messages {
+                    if let pull_response::Message::Skipped(skipped) = &message {
+                        skipped_count += 1;
+                        tracing::warn!(seq = skipped.seq, kind = skipped.kind, reason = skipped.reason, "an event was skipped in the hub's stream");
+                        metrics::counter!("hub_pull_events_skipped_total").increment(1);
+                    }
+                    if !send(&tx, message).await {
                         return;
                     }
                 }
                 cursor.sent(count, last);
-                metrics::counter!("hub_pull_events_sent_total").increment(count as u64);
+                metrics::counter!("hub_pull_events_sent_total").increment((count - skipped_count) as u64);
                 if count > 0 {
                     heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
                 }
@@ -282,7 +301,11 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                 _ = sleep_until(heartbeat_at) => cursor.heartbeat_elapsed(),
             },
             Step::Heartbeat { last_seq } => {
-                let heartbeat = Heartbeat { last_seq, agent_time: Some(wire::timestamp(agent.clock.now())) };
+                let heartbeat = Heartbeat {
+                    last_seq,
+                    agent_time: Some(wire::timestamp(agent.clock.now())),
+                    outbox_identity: outbox.as_bytes().to_vec(),
+                };
                 if !send(&tx, pull_response::Message::Heartbeat(heartbeat)).await {
                     return;
                 }

@@ -7,12 +7,56 @@
 //! in `raw_payload`: the hub must never lose a record because a room runs old
 //! software. Batches are cut by encoded size as well as by count, so one large
 //! payload never pushes a message past the size limit the hub accepts.
+//!
+//! An event whose message would exceed the limit even alone (this build never
+//! writes one, see `events`, but another may have) becomes a `SkippedEvent` in
+//! its place, so the events after it still go. Every batch, skip notice and
+//! heartbeat names the outbox it comes from.
 
 use jiff::Timestamp;
 use prost::Message;
 
-use crate::proto::{Event, EventBatch, RoomIdentity, event::Payload};
+use uuid::Uuid;
+
+use super::cursor::{self, Undeliverable};
+use crate::proto::{Event, EventBatch, RoomIdentity, SkippedEvent, event::Payload, pull_response};
 use crate::store::outbox::StoredEvent;
+
+/// Bytes of one length-delimited field holding `len` bytes, with a one-byte tag.
+fn framed(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
+}
+
+/// Bytes an outbox identity adds to a batch: its tag, length and 16 bytes.
+const IDENTITY_FIELD_BYTES: usize = 18;
+
+/// The size of the message (`PullResponse`) carrying one event of `event_len` bytes alone.
+fn message_alone_len(event_len: usize) -> usize {
+    framed(framed(event_len) + IDENTITY_FIELD_BYTES)
+}
+
+/// The largest message one event this build writes can need: a payload at
+/// `events::MAX_PAYLOAD_BYTES` with the longest kind, room identity (32
+/// characters each, as the config allows) and numbers. `hub.max_message_bytes`
+/// may not be smaller.
+pub fn largest_message() -> usize {
+    let longest = |n: usize| "x".repeat(n);
+    let far = prost_types::Timestamp { seconds: 253_402_300_799, nanos: 999_999_999 };
+    let event = Event {
+        id: vec![0xff; 16],
+        seq: i64::MAX,
+        kind: longest(Payload::LONGEST_KIND),
+        occurred_at: Some(far),
+        recorded_at: Some(far),
+        clock_synced: true,
+        clock_step_back_ms: i64::MAX,
+        room: Some(RoomIdentity { school_code: longest(32), room_id: longest(32) }),
+        // One byte more than the bound: a typed payload's field number takes a two-byte tag.
+        raw_payload: vec![0xff; crate::events::MAX_PAYLOAD_BYTES + 1],
+        payload: None,
+    };
+    message_alone_len(event.encoded_len())
+}
 
 /// The contract's timestamp for a jiff one.
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
@@ -43,27 +87,51 @@ pub fn event(stored: StoredEvent, room: &RoomIdentity) -> Event {
     }
 }
 
-/// Splits events into batches whose encoding stays under `max_bytes` (a single
-/// event larger than that travels alone).
-pub fn batches(events: Vec<Event>, max_bytes: usize) -> Vec<EventBatch> {
-    let mut batches = Vec::new();
-    let mut current = EventBatch::default();
+/// What one read of the outbox sends, in seq order: batches whose encoding
+/// stays under `batch_bytes` (a single event larger than that travels alone),
+/// and in the place of each event whose message would exceed
+/// `max_message_bytes` even alone, a notice that it was skipped and why.
+pub fn messages(events: Vec<Event>, batch_bytes: usize, max_message_bytes: usize, outbox: Uuid) -> Vec<pull_response::Message> {
+    let identity = outbox.as_bytes().to_vec();
+    let new_batch = || EventBatch { events: Vec::new(), outbox_identity: identity.clone() };
+    let mut messages = Vec::new();
+    let mut current = new_batch();
     let mut size = 0;
     for event in events {
-        // The event's length, its tag and its length prefix.
         let len = event.encoded_len();
-        let framed = len + 1 + prost::length_delimiter_len(len);
-        if size + framed > max_bytes && !current.events.is_empty() {
-            batches.push(std::mem::take(&mut current));
+        if let Err(undeliverable) = cursor::deliverable(message_alone_len(len), max_message_bytes) {
+            if !current.events.is_empty() {
+                messages.push(pull_response::Message::Batch(std::mem::replace(&mut current, new_batch())));
+                size = 0;
+            }
+            messages.push(pull_response::Message::Skipped(skipped(&event, undeliverable, &identity)));
+            continue;
+        }
+        if size + framed(len) > batch_bytes && !current.events.is_empty() {
+            messages.push(pull_response::Message::Batch(std::mem::replace(&mut current, new_batch())));
             size = 0;
         }
-        size += framed;
+        size += framed(len);
         current.events.push(event);
     }
     if !current.events.is_empty() {
-        batches.push(current);
+        messages.push(pull_response::Message::Batch(current));
     }
-    batches
+    messages
+}
+
+fn skipped(event: &Event, undeliverable: Undeliverable, identity: &[u8]) -> SkippedEvent {
+    SkippedEvent {
+        seq: event.seq,
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+        message_bytes: undeliverable.message_bytes as u64,
+        reason: format!(
+            "too large to send: {undeliverable}; raise hub.max_message_bytes and pull again from before seq {} to receive it",
+            event.seq
+        ),
+        outbox_identity: identity.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -111,15 +179,49 @@ mod tests {
         assert_eq!((event.payload, event.raw_payload), (None, vec![8, 1]));
     }
 
+    fn batches(messages: &[pull_response::Message]) -> Vec<&EventBatch> {
+        messages.iter().filter_map(|m| if let pull_response::Message::Batch(b) = m { Some(b) } else { None }).collect()
+    }
+
     #[test]
-    fn batches_stay_under_the_size_limit_and_keep_order() {
+    fn batches_stay_under_the_size_limit_keep_order_and_name_their_outbox() {
         let events: Vec<Event> = (1..=100)
             .map(|seq| Event { seq, kind: "x".repeat(100), ..Default::default() })
             .collect();
-        let batches = batches(events, 1_000);
+        let outbox = Uuid::new_v4();
+        let messages = messages(events, 1_000, 65_536, outbox);
+        let batches = batches(&messages);
+        assert_eq!(batches.len(), messages.len(), "nothing was skipped");
         assert!(batches.len() > 10);
-        assert!(batches.iter().all(|b| b.encoded_len() <= 1_000));
+        assert!(batches.iter().all(|b| b.encoded_len() <= 1_000 + IDENTITY_FIELD_BYTES));
+        assert!(batches.iter().all(|b| b.outbox_identity == outbox.as_bytes()));
         let seqs: Vec<i64> = batches.iter().flat_map(|b| b.events.iter().map(|e| e.seq)).collect();
         assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_event_too_large_for_a_message_is_skipped_in_its_place_and_the_rest_go() {
+        let small = |seq| Event { seq, kind: "device.health".into(), ..Default::default() };
+        let large = Event { seq: 2, kind: "lesson.record".into(), raw_payload: vec![1; 80_000], ..Default::default() };
+        let outbox = Uuid::new_v4();
+        let messages = messages(vec![small(1), large.clone(), small(3)], 32_768, 65_536, outbox);
+        assert_eq!(messages.len(), 3);
+        let pull_response::Message::Skipped(skip) = &messages[1] else { panic!("the large event is skipped: {messages:?}") };
+        assert_eq!((skip.seq, skip.kind.as_str(), skip.outbox_identity.as_slice()), (2, "lesson.record", &outbox.as_bytes()[..]));
+        assert_eq!(skip.message_bytes as usize, message_alone_len(large.encoded_len()));
+        assert!(skip.reason.contains("hub.max_message_bytes is 65536"), "{}", skip.reason);
+        let sent: Vec<i64> = batches(&messages).iter().flat_map(|b| b.events.iter().map(|e| e.seq)).collect();
+        assert_eq!(sent, vec![1, 3]);
+    }
+
+    #[test]
+    fn the_size_of_a_message_alone_is_what_it_encodes_to() {
+        let event = Event { seq: 9, raw_payload: vec![3; 70_000], ..Default::default() };
+        let outbox = Uuid::new_v4();
+        let message = crate::proto::PullResponse {
+            message: Some(pull_response::Message::Batch(EventBatch { events: vec![event.clone()], outbox_identity: outbox.as_bytes().to_vec() })),
+        };
+        assert_eq!(message_alone_len(event.encoded_len()), message.encoded_len());
+        assert!(largest_message() > crate::events::MAX_PAYLOAD_BYTES && largest_message() < 64 * 1024);
     }
 }
