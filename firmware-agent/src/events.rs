@@ -139,7 +139,8 @@ impl Payload {
         }
     }
 
-    fn encode_inner(&self) -> Vec<u8> {
+    /// The payload's own message, encoded as the outbox stores it.
+    pub fn encode_inner(&self) -> Vec<u8> {
         match self {
             Payload::AttendanceSession(m) => m.encode_to_vec(),
             Payload::AttendanceMark(m) => m.encode_to_vec(),

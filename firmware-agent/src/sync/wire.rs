@@ -5,7 +5,8 @@
 //! becomes an `Event` by decoding it into the `payload` oneof. A row this build
 //! cannot type (a kind from a newer build) is still sent, its bytes untouched
 //! in `raw_payload`: the hub must never lose a record because a room runs old
-//! software. Batches are cut by encoded size as well as by count, so one large
+//! software; so is a row of a known kind whose bytes hold fields this build
+//! does not know (typing it would drop them). Batches are cut by encoded size as well as by count, so one large
 //! payload never pushes a message past the size limit the hub accepts.
 //!
 //! An event whose message would exceed the limit even alone (this build never
@@ -66,7 +67,13 @@ pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
 /// One outbox row as the hub receives it.
 pub fn event(stored: StoredEvent, room: &RoomIdentity) -> Event {
     let (payload, raw_payload) = match Payload::decode_stored(&stored.kind, &stored.payload) {
-        Ok(Some(payload)) => (Some(payload), Vec::new()),
+        // Typed only when typing loses nothing: a decoder skips fields it does
+        // not know, so bytes written by another build may decode into less.
+        Ok(Some(payload)) if payload.encode_inner() == stored.payload => (Some(payload), Vec::new()),
+        Ok(Some(_)) => {
+            tracing::warn!(seq = stored.seq, kind = stored.kind, "a stored payload has fields this build does not know; sent as raw bytes");
+            (None, stored.payload)
+        }
         Ok(None) => (None, stored.payload),
         Err(err) => {
             tracing::warn!(seq = stored.seq, kind = stored.kind, %err, "a stored payload does not decode; sent as raw bytes");
@@ -177,6 +184,16 @@ mod tests {
         let new = NewEvent { kind: "greenhouse.watering".into(), occurred_at: Timestamp::UNIX_EPOCH, payload: vec![8, 1] };
         let event = event(stored(1, new), &room());
         assert_eq!((event.payload, event.raw_payload), (None, vec![8, 1]));
+    }
+
+    #[test]
+    fn a_known_kind_whose_bytes_this_build_cannot_type_whole_keeps_its_bytes() {
+        // Field 15, unknown to LessonRecord, as a newer build (or a damaged row) might hold.
+        let bytes = b"xxxx".to_vec();
+        assert!(matches!(Payload::decode_stored("lesson.record", &bytes), Ok(Some(_))), "the decoder alone would type it");
+        let new = NewEvent { kind: "lesson.record".into(), occurred_at: Timestamp::UNIX_EPOCH, payload: bytes.clone() };
+        let event = event(stored(1, new), &room());
+        assert_eq!((event.payload, event.raw_payload), (None, bytes));
     }
 
     fn batches(messages: &[pull_response::Message]) -> Vec<&EventBatch> {
