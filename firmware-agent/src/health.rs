@@ -2,13 +2,18 @@
 //! panel's status view and the hub's status call.
 //!
 //! Subsystems report through a cloned [`Health`] handle whenever their state
-//! changes (a camera unplugged, a broker back); readers take a snapshot.
+//! changes (a camera unplugged, a broker back); readers take a snapshot. Each
+//! change of state is also recorded for the hub as a `device.health` event,
+//! through the store's recorder, once [`Health::record_in`] has named it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::proto::DeviceHealth;
+use crate::store::recorder::Recorder;
 
 /// A subsystem's state, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -26,6 +31,19 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    /// The state's name, as `/healthz` and the hub's records spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Disabled => "disabled",
+            State::Starting => "starting",
+            State::Degraded => "degraded",
+            State::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub state: State,
@@ -41,6 +59,8 @@ pub struct Health {
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Where changes of state are recorded for the hub.
+    recorder: Arc<OnceLock<Recorder>>,
 }
 
 impl Default for Health {
@@ -51,7 +71,12 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), recorder: Arc::default() }
+    }
+
+    /// Records every change of state from now on, as a `device.health` event.
+    pub fn record_in(&self, recorder: Recorder) {
+        let _ = self.recorder.set(recorder);
     }
 
     /// Records `subsystem`'s state; logs a change of state.
@@ -63,6 +88,9 @@ impl Health {
             match state {
                 State::Failed | State::Degraded => tracing::warn!(subsystem, ?state, %detail, "subsystem state"),
                 _ => tracing::info!(subsystem, ?state, %detail, "subsystem state"),
+            }
+            if let Some(recorder) = self.recorder.get() {
+                recorder.keep_now(DeviceHealth { subsystem: subsystem.to_owned(), state: state.name().to_owned(), detail: detail.clone() });
             }
         }
         let since_seconds = if changed {

@@ -5,9 +5,9 @@
 //! row and its outbox event.
 
 use jiff::Timestamp;
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 
-use super::outbox::NewEvent;
+use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
 use crate::attendance::embed::Embedding;
 use crate::proto::event::Payload;
@@ -86,36 +86,30 @@ impl Store {
         Ok(stored.0)
     }
 
-    /// Records what a roll call decided: each mark's row (a later one for the same
-    /// session and pupil replaces it) and every payload as an outbox event.
-    pub fn record_roll_call(&self, occurred_at: Timestamp, payloads: Vec<Payload>) -> Result<(), StoreError> {
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        let stored = self.write(|tx| {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
-                   best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
-            )?;
-            for payload in &payloads {
-                if let Payload::AttendanceMark(mark) = payload {
-                    upsert.execute(params![
-                        mark.session_id,
-                        mark.lesson_id,
-                        mark.personal_id,
-                        status_name(mark.status()),
-                        source_name(mark.source()),
-                        f64::from(mark.best_similarity),
-                        occurred_at.as_millisecond()
-                    ])?;
-                }
+    /// Records what a roll call decided, inside the recorder's transaction: each
+    /// mark's row (a later one for the same session and pupil replaces it) and
+    /// every payload as an outbox event.
+    pub(super) fn insert_roll_call(&self, tx: &Transaction<'_>, occurred_at: Timestamp, payloads: Vec<Payload>) -> rusqlite::Result<Vec<StoredEvent>> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
+               best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
+        )?;
+        for payload in &payloads {
+            if let Payload::AttendanceMark(mark) = payload {
+                upsert.execute(params![
+                    mark.session_id,
+                    mark.lesson_id,
+                    mark.personal_id,
+                    status_name(mark.status()),
+                    source_name(mark.source()),
+                    f64::from(mark.best_similarity),
+                    occurred_at.as_millisecond()
+                ])?;
             }
-            self.insert_events(tx, payloads.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
-        })?;
-        self.announce_commit(&stored);
-        Ok(())
+        }
+        self.insert_events(tx, payloads.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
     }
 
     /// The marks of a roll-call session as (personal ID, status, source), by personal ID.
