@@ -440,7 +440,6 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
                 for ticket in policy.committed(batch) {
                     answer(&mut waiting, ticket, Kept::Committed);
                 }
-                recorder.publish(policy.status());
                 continue;
             };
             metrics::counter!("agent_recorder_failures_total", "cause" => cause.label()).increment(1);
@@ -456,9 +455,9 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
             if first {
                 tracing::error!(%error, queued = refusal.queued, "the store refuses records; records of what was done are queued and retried");
             }
-            recorder.publish(policy.status());
             break;
         }
+        recorder.publish(policy.status());
     }
     let status = policy.status();
     if status.queued > 0 {
@@ -510,5 +509,153 @@ impl Store {
         metrics::counter!("agent_outbox_appended_total").increment(stored.len() as u64);
         self.announce_commit(&stored);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::proto;
+    use crate::store::outbox::read_after;
+    use crate::store::testing;
+
+    const SMALL: Limits = Limits { max_records: 3, max_bytes: 1_000 };
+
+    fn start() -> Timestamp {
+        "2026-09-07T01:00:00Z".parse().unwrap()
+    }
+
+    fn tickets(batch: &[Entry<&'static str>]) -> Vec<u64> {
+        batch.iter().map(|e| e.ticket).collect()
+    }
+
+    #[test]
+    fn records_of_things_done_wait_in_order_and_are_retried_ever_less_often() {
+        let clock = ManualClock::new(start());
+        let mut policy = Policy::new(LIMITS);
+        assert_eq!(policy.offer("bell rang", 10, Mode::Queue), Offered::Pending(0));
+        assert_eq!(policy.offer("pupil marked", 20, Mode::Queue), Offered::Pending(1));
+        let batch = policy.take(clock.now()).unwrap();
+        assert_eq!(tickets(&batch), [0, 1]);
+        assert_eq!(policy.failed(batch, Cause::DiskFull, clock.now()), Failed { queued: vec![0, 1], refused: vec![] });
+        assert_eq!(policy.status().bytes, 30);
+        assert!(matches!(policy.offer("lights off", 5, Mode::Queue), Offered::Queued(Refusal { cause: Cause::DiskFull, queued: 3, bytes: 35, full: false })));
+        assert!(policy.take(clock.now()).is_none(), "no retry before its time");
+
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            let retry_at = policy.retry_at().unwrap();
+            delays.push(retry_at.duration_since(clock.now()).as_millis());
+            clock.set(retry_at);
+            let batch = policy.take(clock.now()).expect("due");
+            assert_eq!(batch.iter().map(|e| e.item).collect::<Vec<_>>(), ["bell rang", "pupil marked", "lights off"], "oldest first, none lost");
+            policy.failed(batch, Cause::DiskFull, clock.now());
+        }
+        assert_eq!(delays, [250, 500, 1_000, 2_000, 4_000, 5_000]);
+        assert_eq!(policy.status().trouble.unwrap().since, start(), "the trouble started with the first refusal");
+
+        clock.set(policy.retry_at().unwrap());
+        let batch = policy.take(clock.now()).unwrap();
+        assert_eq!(policy.committed(batch), [0, 1, 2]);
+        assert_eq!(policy.status(), Status::default());
+        assert_eq!(policy.retry_at(), None);
+        assert_eq!(policy.offer("next bell", 10, Mode::Queue), Offered::Pending(3), "a store that took writes takes new ones at once");
+    }
+
+    #[test]
+    fn records_their_sender_sends_again_are_refused_rather_than_queued() {
+        let now = start();
+        let mut policy = Policy::new(LIMITS);
+        policy.offer("bell rang", 10, Mode::Queue);
+        policy.offer("an answer", 10, Mode::Refuse);
+        let batch = policy.take(now).unwrap();
+        assert_eq!(policy.failed(batch, Cause::ReadOnly, now), Failed { queued: vec![0], refused: vec![1] });
+        assert!(matches!(policy.offer("another answer", 10, Mode::Refuse), Offered::Refused("another answer", Refusal { cause: Cause::ReadOnly, queued: 1, .. })));
+        assert_eq!(policy.status().queued, 1);
+    }
+
+    #[test]
+    fn the_teacher_is_refused_while_the_store_refuses_and_the_room_once_the_queue_is_full() {
+        let now = start();
+        let mut policy = Policy::new(SMALL);
+        assert_eq!(policy.status().admit(Who::Teacher, SMALL), Ok(()));
+        policy.offer("bell rang", 10, Mode::Queue);
+        let batch = policy.take(now).unwrap();
+        policy.failed(batch, Cause::DiskFull, now);
+        let refusal = policy.status().admit(Who::Teacher, SMALL).unwrap_err();
+        assert_eq!(refusal, Refusal { cause: Cause::DiskFull, queued: 1, bytes: 10, full: false });
+        assert!(refusal.to_string().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{refusal}");
+        assert_eq!(policy.status().admit(Who::Room, SMALL), Ok(()), "the room goes on while the queue has room");
+        policy.offer("lights off", 10, Mode::Queue);
+        policy.offer("panel off", 10, Mode::Queue);
+        assert!(policy.status().admit(Who::Room, SMALL).unwrap_err().full, "three records fill this queue");
+        policy.offer("a health change", 10, Mode::Queue);
+        assert_eq!(policy.status().queued, 4, "a record of something done is never dropped, even past the bound");
+
+        let mut by_bytes = Policy::new(SMALL);
+        by_bytes.offer("a long question", 1_000, Mode::Queue);
+        let batch = by_bytes.take(now).unwrap();
+        by_bytes.failed(batch, Cause::DiskFull, now);
+        assert!(by_bytes.status().admit(Who::Room, SMALL).unwrap_err().full, "the bytes bound counts too");
+    }
+
+    fn ring(at: Timestamp, n: u32) -> Write {
+        Write::event(at, proto::Actuation { device: "bell".into(), command: format!("ring:{n}"), ..Default::default() })
+    }
+
+    fn limit_pages(store: &Store, pages: Option<i64>) {
+        let conn = store.lock_writer();
+        let now: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages.unwrap_or(now)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_that_refuses_gets_its_records_in_order_with_their_times_once_it_takes_writes_again() {
+        let (_dir, clock, store) = testing::store();
+        let store = Arc::new(store);
+        let recorder = store.recorder().clone();
+        let health = Health::new();
+        recorder.report_to(health.clone());
+        assert_eq!(recorder.keep(ring(clock.now(), 0)).await, Kept::Committed);
+
+        // SQLite refuses to grow the file past its pages, as on a full disk.
+        limit_pages(&store, None);
+        let mut rang_at = Vec::new();
+        for n in 1..=300 {
+            clock.advance(SignedDuration::from_secs(1));
+            rang_at.push(clock.now());
+            if let Kept::Queued(refusal) = recorder.keep(ring(clock.now(), n)).await {
+                assert_eq!(refusal.cause, Cause::DiskFull);
+            }
+        }
+        let status = recorder.status();
+        assert!(status.queued > 0 && status.trouble.as_ref().unwrap().cause == Cause::DiskFull, "{status:?}");
+        assert_eq!(health.snapshot()[SUBSYSTEM].state, State::Degraded);
+        assert_eq!(recorder.admit(Who::Teacher).unwrap_err().cause, Cause::DiskFull);
+        let answer = Write::event(clock.now(), proto::QuestionAnswer::default());
+        assert!(matches!(recorder.keep_or_refuse(answer).await, Kept::Refused(_)), "an answer is refused: the tablet sends it again");
+
+        limit_pages(&store, Some(1 << 30));
+        clock.advance(SignedDuration::from_secs(10));
+        let freed_at = clock.now();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while recorder.status().queued > 0 {
+            assert!(std::time::Instant::now() < deadline, "queued records committed within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(health.snapshot()[SUBSYSTEM].state, State::Ok);
+        let events = read_after(&store.reader().unwrap(), 0, 1_000).unwrap();
+        let commands: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e.payload().unwrap() {
+                Some(Payload::Actuation(a)) => Some(a.command),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(commands, (0..=300).map(|n| format!("ring:{n}")).collect::<Vec<_>>(), "every record, in order");
+        let late: Vec<_> = events.iter().filter(|e| e.recorded_at == freed_at).collect();
+        assert_eq!(late.len(), status.queued);
+        assert!(late.iter().all(|e| rang_at.contains(&e.occurred_at)), "queued records keep the time they were done");
     }
 }
