@@ -132,6 +132,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await.is_err() {
         tracing::warn!(remaining = tasks.len(), "tasks did not finish in time; exiting anyway");
     }
+    agent.store.recorder().finish().await;
     tracing::info!("stopped");
     Ok(())
 }

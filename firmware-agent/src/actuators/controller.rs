@@ -228,7 +228,8 @@ impl Controller {
     /// Performs a request unless its record could not be kept, and says what became of the record.
     pub async fn perform_and_keep(&self, request: Request) -> Result<Performed, RequestError> {
         self.validate(&request)?;
-        self.store.recorder().admit(if request.cause == Cause::Teacher { Who::Teacher } else { Who::Room })?;
+        let who = if request.cause == Cause::Teacher { Who::Teacher } else { Who::Room };
+        self.store.recorder().admit(who).inspect_err(|refusal| tracing::warn!(device = %request.device, %refusal, "command refused: its record could not be kept"))?;
         let device = &self.devices[&request.device];
         let occurred_at = self.clock.now();
         let hold_until = match (&request.action, request.cause) {

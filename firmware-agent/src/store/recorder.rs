@@ -369,6 +369,14 @@ impl Recorder {
         let _ = self.requests.send(Request { write, mode: Mode::Queue, reply: None });
     }
 
+    /// At stop: returns once every record handed in before is committed, or
+    /// logs how many records the store refused are lost with the process.
+    pub async fn finish(&self) {
+        if let Kept::Refused(refusal) = self.keep_or_refuse(Write::Events(Vec::new())).await {
+            tracing::error!(records = refusal.queued, bytes = refusal.bytes, "the agent stops with records the store refused; they are lost");
+        }
+    }
+
     async fn send(&self, write: Write, mode: Mode) -> Kept {
         let (reply, kept) = oneshot::channel();
         let stopped = || Kept::Refused(Refusal { cause: Cause::Other("the recorder has stopped".to_owned()), queued: 0, bytes: 0, full: false });
@@ -458,10 +466,6 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
             break;
         }
         recorder.publish(policy.status());
-    }
-    let status = policy.status();
-    if status.queued > 0 {
-        tracing::error!(records = status.queued, bytes = status.bytes, "the agent stops with records the store refused; they are lost");
     }
 }
 
