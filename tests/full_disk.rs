@@ -63,7 +63,18 @@ pulses_ms = [20]
 name = "bell"
 kind = "bell"
 driver = { type = "simulated" }
+[[actuators.device]]
+name = "lights"
+kind = "light"
+driver = { type = "simulated" }
 "#;
+
+/// POSTs `body` to the agent from loopback (the panel's place); returns the status and the JSON answer.
+fn post(room: &Room, path: &str, body: Value) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut response = agent.post(&format!("http://{}{path}", room.http)).send_json(body).unwrap();
+    (response.status().as_u16(), serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap())
+}
 
 fn healthz(room: &Room) -> Value {
     serde_json::from_str(&http_get(room.http, "/healthz").1).unwrap()
@@ -127,6 +138,20 @@ fn a_full_disk_queues_what_was_done_refuses_the_teacher_and_loses_nothing_once_f
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("Không thực hiện (not done)") && stderr.contains("ổ đĩa đã đầy") && stderr.contains("disk is full"), "{stderr}");
     assert!(queued >= 1, "the ring that met the full disk rang and its record was queued");
+    // Every other teacher's action is refused before it is done, the same way.
+    let lights = room.command(&["light", "on", "all"]);
+    assert_eq!(lights.status.code(), Some(1), "{}", String::from_utf8_lossy(&lights.stderr));
+    assert!(String::from_utf8_lossy(&lights.stderr).contains("Không thực hiện (not done)"));
+    for (path, body) in [
+        ("/api/lesson/lock", serde_json::json!({ "message": "Nhìn lên bảng" })),
+        ("/api/attendance/correct", serde_json::json!({ "personal_id": "010206001234", "status": "PRESENT" })),
+    ] {
+        let (status, answer) = post(&room, path, body);
+        assert_eq!(status, 503, "{path}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.starts_with("Không lưu được bản ghi: ổ đĩa đã đầy") && error.contains("disk is full"), "{path}: {error}");
+        assert_eq!(answer["store"]["cause"], "disk_full", "{path}: {answer}");
+    }
 
     let health = healthz(&room);
     assert_eq!(health["status"], "degraded", "{health:#}");
@@ -153,6 +178,7 @@ fn a_full_disk_queues_what_was_done_refuses_the_teacher_and_loses_nothing_once_f
     let events = outbox(&room);
     let rings = bell_rings(&events);
     assert_eq!(rings.len(), done, "every ring that was done is in the outbox, and the refused one is not");
+    assert!(!events.iter().any(|e| matches!(e.payload().unwrap(), Some(Payload::Actuation(a)) if a.device == "lights")), "the refused lights were not switched");
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     assert!(rings.windows(2).all(|w| w[0].occurred_at < w[1].occurred_at), "committed in the order they rang");
     let late: Vec<_> = rings.iter().filter(|e| e.recorded_at >= freed_at && e.occurred_at < freed_at).collect();
