@@ -632,6 +632,10 @@ mod tests {
             if let Kept::Queued(refusal) = recorder.keep(ring(clock.now(), n)).await {
                 assert_eq!(refusal.cause, Cause::DiskFull);
             }
+            if n % 100 == 0 {
+                let mark = proto::AttendanceMark { session_id: "s1".into(), personal_id: format!("01020600{n:04}"), ..Default::default() };
+                recorder.keep(Write::RollCall { occurred_at: clock.now(), payloads: vec![Payload::AttendanceMark(mark)] }).await;
+            }
         }
         let status = recorder.status();
         assert!(status.queued > 0 && status.trouble.as_ref().unwrap().cause == Cause::DiskFull, "{status:?}");
@@ -658,6 +662,7 @@ mod tests {
             })
             .collect();
         assert_eq!(commands, (0..=300).map(|n| format!("ring:{n}")).collect::<Vec<_>>(), "every record, in order");
+        assert_eq!(store.attendance_marks("s1").unwrap().len(), 3, "a roll call's queued marks reach their table too");
         let late: Vec<_> = events.iter().filter(|e| e.recorded_at == freed_at).collect();
         assert_eq!(late.len(), status.queued);
         assert!(late.iter().all(|e| rang_at.contains(&e.occurred_at)), "queued records keep the time they were done");
