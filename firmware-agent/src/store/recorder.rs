@@ -18,11 +18,12 @@
 //!   the store refuses: the teacher is there to hear "not now" (HTTP 503, in
 //!   Vietnamese first), and nothing a teacher did goes unrecorded for long. The
 //!   room's own actions (the timetable's bells, automation, the panel's power)
-//!   and the roll call's sightings go on, their records queued, until the queue
-//!   reaches its bound ([`LIMITS`]); past it they too are refused before they
-//!   are done. The oldest queued records are never dropped.
+//!   go on, their records queued, until the queue reaches its bound
+//!   ([`LIMITS`]); past it they too are refused before they are done. The
+//!   oldest queued records are never dropped.
 //! - The bound is soft by the records of actions admitted just before it
-//!   filled and by health changes, which are recorded whatever the queue holds.
+//!   filled, by the roll call's (at most one mark a pupil a lesson, so never
+//!   refused) and by health changes, which are recorded whatever the queue holds.
 //! - The queue lives in memory: records still queued when the agent stops are
 //!   lost, and the stop logs how many. A refusing store shows on `/healthz`
 //!   (subsystem `store`, degraded, with the cause and the queue) and in
