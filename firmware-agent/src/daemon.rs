@@ -97,6 +97,8 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         attendance: Default::default(),
         shutdown,
     });
+    agent.health.record_in(agent.store.recorder().clone());
+    agent.store.recorder().report_to(agent.health.clone());
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
     let tasks = TaskTracker::new();
@@ -130,6 +132,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await.is_err() {
         tracing::warn!(remaining = tasks.len(), "tasks did not finish in time; exiting anyway");
     }
+    agent.store.recorder().finish().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,13 +2,19 @@
 //! panel's status view and the hub's status call.
 //!
 //! Subsystems report through a cloned [`Health`] handle whenever their state
-//! changes (a camera unplugged, a broker back); readers take a snapshot.
+//! changes (a camera unplugged, a broker back); readers take a snapshot. Each
+//! change into or out of trouble (degraded, failed) is also recorded for the
+//! hub as a `device.health` event, through the store's recorder, once
+//! [`Health::record_in`] has named it; a start that goes well records nothing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::proto::DeviceHealth;
+use crate::store::recorder::Recorder;
 
 /// A subsystem's state, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -26,6 +32,19 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    /// The state's name, as `/healthz` and the hub's records spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Disabled => "disabled",
+            State::Starting => "starting",
+            State::Degraded => "degraded",
+            State::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub state: State,
@@ -41,6 +60,8 @@ pub struct Health {
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Where changes of state are recorded for the hub.
+    recorder: Arc<OnceLock<Recorder>>,
 }
 
 impl Default for Health {
@@ -51,7 +72,12 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0) }
+        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), recorder: Arc::default() }
+    }
+
+    /// Records every change into or out of trouble from now on, as a `device.health` event.
+    pub fn record_in(&self, recorder: Recorder) {
+        let _ = self.recorder.set(recorder);
     }
 
     /// Records `subsystem`'s state; logs a change of state.
@@ -63,6 +89,11 @@ impl Health {
             match state {
                 State::Failed | State::Degraded => tracing::warn!(subsystem, ?state, %detail, "subsystem state"),
                 _ => tracing::info!(subsystem, ?state, %detail, "subsystem state"),
+            }
+            let troubled = |state: State| matches!(state, State::Degraded | State::Failed);
+            let recorded = troubled(state) || reports.get(subsystem).is_some_and(|old| troubled(old.state));
+            if let Some(recorder) = self.recorder.get().filter(|_| recorded) {
+                recorder.keep_now(DeviceHealth { subsystem: subsystem.to_owned(), state: state.name().to_owned(), detail: detail.clone() });
             }
         }
         let since_seconds = if changed {
@@ -95,5 +126,37 @@ impl Health {
     pub fn overall(&self) -> State {
         let reports = self.reports.read().unwrap_or_else(|e| e.into_inner());
         reports.values().map(|r| r.state).filter(|s| *s != State::Disabled).max().unwrap_or(State::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::event::Payload;
+    use crate::store::outbox::read_after;
+    use crate::store::testing;
+
+    #[tokio::test]
+    async fn changes_into_and_out_of_trouble_are_recorded_for_the_hub() {
+        let (_dir, _clock, store) = testing::store();
+        let store = Arc::new(store);
+        let health = Health::new();
+        health.record_in(store.recorder().clone());
+        health.set("camera", State::Starting, "opening rtsp://camera/stream1");
+        health.set("camera", State::Ok, "delivering frames");
+        health.set("camera", State::Degraded, "timed out; reopening");
+        health.set("camera", State::Degraded, "timed out again; reopening");
+        health.set("camera", State::Ok, "delivering frames");
+        store.recorder().finish().await;
+        let recorded: Vec<(String, String)> = read_after(&store.reader().unwrap(), 0, 100)
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event.payload().unwrap() {
+                Some(Payload::DeviceHealth(h)) => Some((h.state, h.detail)),
+                _ => None,
+            })
+            .collect();
+        let expected = [("degraded", "timed out; reopening"), ("ok", "delivering frames")].map(|(s, d)| (s.to_owned(), d.to_owned()));
+        assert_eq!(recorded, expected);
     }
 }

@@ -10,6 +10,11 @@
 //!   falls back to the driver's safe state.
 //! - The outcome recorded is the worst of the pulses': failed, then timed out,
 //!   then done (a relay), then confirmed (every step reported by the device).
+//! - Every record goes through the store's recorder: a command whose record
+//!   could not be kept is refused before it is done (a teacher's as soon as the
+//!   store refuses, the room's own once the queue is full); the record of one
+//!   done is kept, queued while the store refuses
+//!   ([`crate::store::recorder`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +34,7 @@ use crate::proto::{self, actuation::Cause, actuation::Outcome};
 use crate::schedule::Action;
 use crate::schedule::config::BellPattern;
 use crate::store::Store;
-use crate::store::outbox::NewEvent;
+use crate::store::recorder::{Kept, Refusal, Who, Write};
 
 /// One device and what the controller knows of it.
 struct Device {
@@ -60,6 +65,15 @@ pub enum RequestError {
     UnknownPattern { name: String, known: String },
     #[error("`{0}` is not a bell")]
     NotABell(String),
+    #[error("{0}")]
+    NotKept(#[from] Refusal),
+}
+
+/// A command done (or yielded), with what became of its record.
+#[derive(Debug, Clone)]
+pub struct Performed {
+    pub record: proto::Actuation,
+    pub kept: Kept,
 }
 
 /// A device as the panel and the API show it.
@@ -208,7 +222,14 @@ impl Controller {
 
     /// Performs a request (or records why it yielded) and returns its record, already in the outbox.
     pub async fn perform(&self, request: Request) -> Result<proto::Actuation, RequestError> {
+        self.perform_and_keep(request).await.map(|performed| performed.record)
+    }
+
+    /// Performs a request unless its record could not be kept, and says what became of the record.
+    pub async fn perform_and_keep(&self, request: Request) -> Result<Performed, RequestError> {
         self.validate(&request)?;
+        let who = if request.cause == Cause::Teacher { Who::Teacher } else { Who::Room };
+        self.store.recorder().admit(who).inspect_err(|refusal| tracing::warn!(device = %request.device, %refusal, "command refused: its record could not be kept"))?;
         let device = &self.devices[&request.device];
         let occurred_at = self.clock.now();
         let hold_until = match (&request.action, request.cause) {
@@ -241,8 +262,8 @@ impl Controller {
         record.outcome = outcome as i32;
         record.detail = [request.note.as_str(), detail.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("; ");
         record.latency_ms = latency.as_millis().min(u32::MAX as u128) as u32;
-        // Stored before it is logged, so a logged actuation is a recorded one.
-        self.record(occurred_at, record.clone()).await;
+        // Kept before it is logged, so a logged actuation is a recorded (or queued) one.
+        let kept = self.store.recorder().keep(Write::event(occurred_at, record.clone())).await;
         tracing::info!(
             device = %record.device,
             command = %record.command,
@@ -253,18 +274,7 @@ impl Controller {
             "actuation"
         );
         metrics::counter!("actuations_total", "device" => record.device.clone(), "outcome" => outcome.as_str_name()).increment(1);
-        Ok(record)
-    }
-
-    /// Records an actuation that was not performed (a missed timetable action is recorded by the runner instead).
-    async fn record(&self, occurred_at: Timestamp, record: proto::Actuation) {
-        let store = self.store.clone();
-        let appended = tokio::task::spawn_blocking(move || store.append(NewEvent::new(occurred_at, record))).await;
-        match appended {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::error!(%err, "cannot record an actuation"),
-            Err(err) => tracing::error!(%err, "cannot record an actuation"),
-        }
+        Ok(Performed { record, kept })
     }
 
     /// Drives the device; returns the outcome, a detail and the latency of the first step.

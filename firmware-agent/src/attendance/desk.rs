@@ -5,7 +5,9 @@
 //!
 //! The desk exists from start-up; the roll call takes its inbox when it opens.
 //! While no roll call is open (attendance off, models missing, before the
-//! first one) a correction is refused with a clear message rather than lost.
+//! first one) a correction is refused with a clear message rather than lost,
+//! and so it is, with 503, while the store refuses records
+//! ([`crate::store::recorder`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::Agent;
 use crate::proto::MarkStatus;
+use crate::store::recorder::Who;
 
 /// One correction on its way to the roll call, with where to send the verdict.
 pub struct Correction {
@@ -90,6 +93,10 @@ async fn correct(State(agent): State<Arc<Agent>>, Json(body): Json<CorrectionBod
     };
     if body.reason.chars().count() > 200 {
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": "Lý do quá dài", "detail": "at most 200 characters" }))).into_response();
+    }
+    // A correction whose record could not be kept is refused before the roll call takes it.
+    if let Err(refusal) = agent.store.recorder().admit(Who::Teacher) {
+        return crate::http::not_kept(&refusal);
     }
     match agent.attendance.correct(body.personal_id, status, body.reason).await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),

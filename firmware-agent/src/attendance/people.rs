@@ -139,6 +139,7 @@ mod tests {
     use crate::attendance::rollcall::{Rules, Sighting};
     use crate::proto::event::Payload;
     use crate::roster::parse_csv;
+    use crate::store::recorder::{Kept, Write};
     use crate::store::testing;
     use jiff::SignedDuration;
 
@@ -210,7 +211,8 @@ mod tests {
         assert_eq!(out.len(), 1, "marked by the class as last read");
         // The erasure commits between that reading and the mark's commit.
         store.forget_faces(&HOA.parse().unwrap(), "parent's request").unwrap();
-        store.record_roll_call(clock.now(), out).unwrap();
+        let kept = store.recorder().keep(Write::RollCall { occurred_at: clock.now(), payloads: out }).await;
+        assert!(matches!(kept, Kept::Committed), "{kept:?}");
         assert!(store.attendance_marks("s1").unwrap().is_empty(), "the store left the mark out");
         class.follow(&recogniser, Some(&mut roll)).await;
         let out = roll.tick(clock.now() + SignedDuration::from_mins(15));

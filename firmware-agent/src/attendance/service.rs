@@ -229,15 +229,18 @@ async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
     }
 }
 
+/// Keeps the roll call's decisions through the store's recorder: committed, or
+/// queued while the store refuses (a lesson makes at most one mark a pupil, so
+/// its records never need refusing).
 async fn record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
+    use crate::store::recorder::{Kept, Write};
     if out.is_empty() {
         return;
     }
-    let store = agent.store.clone();
-    match tokio::task::spawn_blocking(move || store.record_roll_call(now, out)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!("the roll call's records were not saved: {err}"),
-        Err(err) => tracing::error!("the roll call's records were not saved: {err}"),
+    match agent.store.recorder().keep(Write::RollCall { occurred_at: now, payloads: out }).await {
+        Kept::Committed => {}
+        Kept::Queued(refusal) => tracing::warn!(%refusal, "the roll call's records are queued"),
+        Kept::Refused(refusal) => tracing::error!(%refusal, "the roll call's records were not kept"),
     }
 }
 

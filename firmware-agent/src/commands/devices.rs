@@ -39,7 +39,11 @@ pub fn light(config_path: &Path, zone: &str, on: bool) -> Exit {
 fn describe(actuation: &Value) -> String {
     let outcome = actuation["outcome"].as_str().unwrap_or("?");
     let detail = actuation["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!(", {d}")).unwrap_or_default();
-    format!("{outcome} in {} ms{detail}", actuation["latency_ms"])
+    let record = match actuation["record"].as_str() {
+        Some("queued") => format!("\n  Bản ghi chưa lưu được, đang chờ trong hàng đợi (the record is queued, not yet on disk): {}", actuation["record_reason"].as_str().unwrap_or("?")),
+        _ => String::new(),
+    };
+    format!("{outcome} in {} ms{detail}{record}", actuation["latency_ms"])
 }
 
 fn call(config_path: &Path, path: &str, body: &Value, print: impl FnOnce(&Value)) -> Exit {
@@ -58,6 +62,10 @@ fn call(config_path: &Path, path: &str, body: &Value, print: impl FnOnce(&Value)
         }
         Ok((status, answer)) => {
             let error = answer["error"].as_str().map(str::to_owned).unwrap_or_else(|| answer.to_string());
+            if status == 503 {
+                eprintln!("Không thực hiện (not done): {error}\n  hint: free space on the data directory's disk (or make it writable); `/healthz` shows the store's state");
+                return Exit::Failure;
+            }
             eprintln!("the agent at {address} answered {status}: {error}");
             if (400..500).contains(&status) { Exit::InvalidInput } else { Exit::Failure }
         }

@@ -6,6 +6,11 @@
 //! Commands here come from the teacher, so they rank first (see
 //! [`crate::actuators::arbiter`]). Only the panel itself or a teacher signed in
 //! with the room's PIN may use them ([`crate::panel::access`]).
+//!
+//! A command whose record could not be kept is refused before it is done:
+//! 503, with the reason in Vietnamese first. One done whose record the store
+//! then refused answers 202 with `"record": "queued"` and the reason: it was
+//! done, and its record waits in the recorder's queue.
 
 use std::sync::Arc;
 
@@ -17,10 +22,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::actuators::controller::{Request, RequestError};
+use crate::actuators::controller::{Performed, Request, RequestError};
 use crate::agent::Agent;
 use crate::proto::actuation::{Cause, Outcome};
 use crate::schedule::Action;
+use crate::store::recorder::Kept;
 
 pub fn routes() -> axum::Router<Arc<Agent>> {
     axum::Router::new()
@@ -52,12 +58,22 @@ fn refuse(code: StatusCode, vietnamese: &str, english: String) -> Response {
 }
 
 fn request_error(err: RequestError) -> Response {
-    refuse(StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ", err.to_string())
+    match err {
+        RequestError::NotKept(refusal) => super::not_kept(&refusal),
+        invalid => refuse(StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ", invalid.to_string()),
+    }
 }
 
-fn outcome_status(outcomes: impl IntoIterator<Item = i32>) -> StatusCode {
-    let failed = outcomes.into_iter().any(|o| o == Outcome::Failed as i32 || o == Outcome::TimedOut as i32);
-    if failed { StatusCode::BAD_GATEWAY } else { StatusCode::OK }
+/// 502 when a device failed, 202 when all went well but a record waits in the queue, else 200.
+fn outcome_status(performed: &[Performed]) -> StatusCode {
+    let failed = performed.iter().any(|p| p.record.outcome == Outcome::Failed as i32 || p.record.outcome == Outcome::TimedOut as i32);
+    if failed {
+        StatusCode::BAD_GATEWAY
+    } else if performed.iter().any(|p| p.kept != Kept::Committed) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
 }
 
 async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> Response {
@@ -67,8 +83,8 @@ async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> 
     };
     let pattern = body.pattern.unwrap_or_else(|| "start".to_owned());
     let request = Request { device, action: Action::Ring { pattern }, cause: Cause::Teacher, hold_until: None, note: String::new() };
-    match agent.actuators.perform(request).await {
-        Ok(record) => (outcome_status([record.outcome]), Json(record_json(&record))).into_response(),
+    match agent.actuators.perform_and_keep(request).await {
+        Ok(performed) => (outcome_status(std::slice::from_ref(&performed)), Json(performed_json(&performed))).into_response(),
         Err(err) => request_error(err),
     }
 }
@@ -78,29 +94,37 @@ async fn lights(State(agent): State<Arc<Agent>>, Path(zone): Path<String>, Json(
     if devices.is_empty() {
         return refuse(StatusCode::NOT_FOUND, "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light"));
     }
-    let mut records = Vec::new();
+    let mut performed = Vec::new();
     for device in devices {
         let request = Request { device, action: Action::Switch { on: body.on }, cause: Cause::Teacher, hold_until: None, note: String::new() };
-        match agent.actuators.perform(request).await {
-            Ok(record) => records.push(record),
+        match agent.actuators.perform_and_keep(request).await {
+            Ok(done) => performed.push(done),
             Err(err) => return request_error(err),
         }
     }
-    let code = outcome_status(records.iter().map(|r| r.outcome));
-    (code, Json(json!({ "zone": zone, "actuations": records.iter().map(record_json).collect::<Vec<_>>() }))).into_response()
+    let code = outcome_status(&performed);
+    (code, Json(json!({ "zone": zone, "actuations": performed.iter().map(performed_json).collect::<Vec<_>>() }))).into_response()
 }
 
 async fn status(State(agent): State<Arc<Agent>>) -> Response {
     Json(json!({ "devices": agent.actuators.status() })).into_response()
 }
 
-fn record_json(record: &crate::proto::Actuation) -> serde_json::Value {
+fn performed_json(performed: &Performed) -> serde_json::Value {
+    let record = &performed.record;
     let outcome = Outcome::try_from(record.outcome).unwrap_or(Outcome::Unspecified);
+    let (kept, reason) = match &performed.kept {
+        Kept::Committed => ("committed", String::new()),
+        Kept::Queued(refusal) => ("queued", refusal.to_string()),
+        Kept::Refused(refusal) => ("lost", refusal.to_string()),
+    };
     json!({
         "device": record.device,
         "command": record.command,
         "outcome": outcome.as_str_name().to_lowercase(),
         "detail": record.detail,
         "latency_ms": record.latency_ms,
+        "record": kept,
+        "record_reason": reason,
     })
 }

@@ -3,6 +3,9 @@
 //! The outbox's newest seq is read from the database, not this process's
 //! memory: a command run beside the daemon (`face forget`) commits events the
 //! daemon is not told about.
+//!
+//! A store that refuses records shows as the subsystem `store`, degraded, and
+//! under `database.records` with its cause and queue.
 
 use std::sync::Arc;
 
@@ -40,11 +43,23 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
             "detail": database_detail,
             "path": agent.store.path(),
             "last_seq": last_seq,
+            "records": records_json(&agent.store.recorder().status()),
         },
         "subsystems": agent.health.snapshot(),
     });
     let code = if overall == Health::Failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(body))
+}
+
+/// The recorder's queue: what waits for the store, and why.
+fn records_json(status: &crate::store::recorder::Status) -> serde_json::Value {
+    json!({
+        "queued": status.queued,
+        "queued_bytes": status.bytes,
+        "cause": status.trouble.as_ref().map(|t| t.cause.label()),
+        "detail": status.trouble.as_ref().map(|t| t.cause.to_string()),
+        "since": status.trouble.as_ref().map(|t| t.since.to_string()),
+    })
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {

@@ -12,6 +12,18 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::agent::Agent;
+use crate::store::recorder::Refusal;
+
+/// 503 for an action refused because its record could not be kept: the reason
+/// in Vietnamese first with the English detail, and the store's cause.
+pub fn not_kept(refusal: &Refusal) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({
+        "error": refusal.to_string(),
+        "store": { "cause": refusal.cause.label(), "queued": refusal.queued, "bytes": refusal.bytes, "full": refusal.full },
+    });
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
 
 /// Every route the agent serves.
 pub fn router(agent: Arc<Agent>) -> Router {

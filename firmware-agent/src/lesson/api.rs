@@ -220,7 +220,8 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
     let started = std::time::Instant::now();
     let envelope = match lesson.issue(command) {
         Ok(envelope) => envelope,
-        Err(detail) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", detail),
+        Err(super::IssueError::Invalid(detail)) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", detail),
+        Err(super::IssueError::NotKept(refusal)) => return crate::http::not_kept(&refusal),
     };
     let progress = if wait.wait_ms > 0 {
         let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);

@@ -12,9 +12,13 @@
 //!   full (it stopped reading) is disconnected rather than allowed to grow
 //!   the agent's memory; it catches up when it reconnects.
 //! - Answers are shown to the panel as soon as they are checked and reach the
-//!   outbox through one recorder task that commits whatever has queued up in
-//!   one transaction; a tablet hears `answer_received` only once its answer
-//!   is durable. No socket's loop ever waits for the disk.
+//!   outbox through the store's recorder, which commits whatever has queued up
+//!   in one transaction; a tablet hears `answer_received` only once its answer
+//!   is durable, and `unavailable` (send it again) when the store refuses it.
+//!   No socket's loop ever waits for the disk.
+//! - A teacher's command is refused before it is given while the store refuses
+//!   records; the record of one given is kept, queued if need be
+//!   ([`crate::store::recorder`]).
 //! - Device tokens are 32 random bytes, shown to the tablet once; the
 //!   database keeps only their SHA-256. A revoked tablet's live connection is
 //!   closed at once and its token refused from then on.
@@ -65,10 +69,10 @@ use base64::Engine;
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 use crate::agent::Agent;
-use crate::store::outbox::NewEvent;
+use crate::store::recorder::{Kept, Refusal, Who, Write};
 use crate::store::tablets::Tablet;
 use pairing::{Pairing, PairingRules};
 use protocol::{AgentMessage, Command, CommandEnvelope};
@@ -187,6 +191,23 @@ pub enum PairingRefused {
 }
 
 /// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
+/// Why the teacher's command was not given.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The command does not fit the lesson (a question stopped twice, say).
+    #[error("{0}")]
+    Invalid(String),
+    /// Its record could not be kept.
+    #[error(transparent)]
+    NotKept(#[from] Refusal),
+}
+
+impl From<String> for IssueError {
+    fn from(detail: String) -> Self {
+        IssueError::Invalid(detail)
+    }
+}
+
 pub struct Lesson {
     agent: Arc<Agent>,
     config: TabletsConfig,
@@ -194,8 +215,6 @@ pub struct Lesson {
     next_connection: AtomicU64,
     /// Woken on every ack and every answer, for callers that wait on them.
     progress: Notify,
-    /// Answers on their way to the outbox.
-    recorder: mpsc::UnboundedSender<(NewEvent, oneshot::Sender<Result<(), String>>)>,
 }
 
 impl Lesson {
@@ -210,15 +229,12 @@ impl Lesson {
         // suffix, so records from before a restart never share an id.
         let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
-        let (recorder, pending) = mpsc::unbounded_channel();
-        tokio::spawn(record_in_batches(agent.store.clone(), pending));
         Arc::new(Lesson {
             agent,
             config,
             state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
-            recorder,
         })
     }
 
@@ -339,8 +355,9 @@ impl Lesson {
         self.progress.notify_waiters();
     }
 
-    /// Gives the teacher's command to every connected tablet.
-    pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, String> {
+    /// Gives the teacher's command to every connected tablet, unless its record could not be kept.
+    pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, IssueError> {
+        self.agent.store.recorder().admit(Who::Teacher)?;
         let now = self.agent.clock.now();
         let mut state = self.lock();
         let connected: BTreeSet<String> = state.connections.values().map(|c| c.tablet.tablet_id.clone()).collect();
@@ -385,12 +402,11 @@ impl Lesson {
                 acknowledged: progress.acknowledged,
                 connected: progress.expected,
             };
-            let store = lesson.agent.store.clone();
             let now = lesson.agent.clock.now();
-            match tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await {
-                Ok(Ok(_)) => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
-                Ok(Err(err)) => tracing::error!(%err, id = envelope.id, "cannot record a lesson command"),
-                Err(err) => tracing::error!(%err, "lesson record task failed"),
+            match lesson.agent.store.recorder().keep(Write::event(now, record)).await {
+                Kept::Committed => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
+                Kept::Queued(refusal) => tracing::warn!(%refusal, id = envelope.id, "lesson command's record queued"),
+                Kept::Refused(refusal) => tracing::error!(%refusal, id = envelope.id, "lesson command's record not kept"),
             }
         });
     }
@@ -438,7 +454,7 @@ impl Lesson {
     }
 
     /// Takes an answer: checks it and shows it to the panel at once, then
-    /// hands it to the recorder. `reply` (the tablet's queue) gets
+    /// hands it to the store's recorder. `reply` (the tablet's queue) gets
     /// `answer_received` once it is durable; an answer that cannot be stored is
     /// withdrawn and the tablet told to send it again.
     ///
@@ -450,18 +466,13 @@ impl Lesson {
         let now = self.agent.clock.now();
         let record = self.lock().session.answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
-        let (done, stored) = oneshot::channel();
-        if self.recorder.send((NewEvent::new(now, record), done)).is_err() {
-            self.lock().session.withdraw_answer(question, &tablet.tablet_id);
-            return Err(protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the agent is stopping; send the answer again"));
-        }
+        let (recorder, write) = (self.agent.store.recorder().clone(), Write::event(now, record));
         let (lesson, question, tablet_id) = (self.clone(), question.to_owned(), tablet.tablet_id.clone());
         tokio::spawn(async move {
-            let frame = match stored.await {
-                Ok(Ok(())) => AgentMessage::AnswerReceived { question: &question }.to_json(),
-                failure => {
-                    let reason = failure.map_or_else(|_| "the recorder stopped".to_owned(), |result| result.unwrap_err());
-                    tracing::error!(error = %reason, tablet = %tablet_id, "cannot store an answer; withdrawn");
+            let frame = match recorder.keep_or_refuse(write).await {
+                Kept::Committed => AgentMessage::AnswerReceived { question: &question }.to_json(),
+                Kept::Queued(refusal) | Kept::Refused(refusal) => {
+                    tracing::error!(%refusal, tablet = %tablet_id, "cannot store an answer; withdrawn");
                     lesson.lock().session.withdraw_answer(&question, &tablet_id);
                     lesson.progress.notify_waiters();
                     protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again").to_json()
@@ -520,27 +531,6 @@ impl Lesson {
     pub fn refresh_tablet(&self, tablet: &Tablet) {
         for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet.tablet_id) {
             connection.tablet = tablet.clone();
-        }
-    }
-}
-
-/// Appends answers to the outbox, as many as are waiting in one transaction:
-/// 40 pupils answering at once cost a few disk syncs, not 40.
-async fn record_in_batches(store: Arc<crate::store::Store>, mut pending: mpsc::UnboundedReceiver<(NewEvent, oneshot::Sender<Result<(), String>>)>) {
-    while let Some(first) = pending.recv().await {
-        let mut batch = vec![first];
-        while let Ok(next) = pending.try_recv() {
-            batch.push(next);
-        }
-        let (events, waiting): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
-        let store = store.clone();
-        let outcome = match tokio::task::spawn_blocking(move || store.append_batch(events)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        for done in waiting {
-            let _ = done.send(outcome.clone());
         }
     }
 }

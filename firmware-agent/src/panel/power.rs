@@ -27,7 +27,7 @@ use crate::agent::Agent;
 use crate::health::State;
 use crate::proto::{self, actuation::Cause, actuation::Kind, actuation::Outcome};
 use crate::schedule::timetable::{DayPlan, Timetable};
-use crate::store::outbox::NewEvent;
+use crate::store::recorder::{self, Kept, Who};
 
 const SUBSYSTEM: &str = "panel_power";
 
@@ -198,7 +198,9 @@ pub async fn run(agent: Arc<Agent>) {
         let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else { return };
         let now = agent.clock.now();
         let (on, next) = desired(&timetable.plan(timetable.date_of(now)), &timetable, &power, now);
-        if applied != Some(on) {
+        // The panel is switched only while its record can be kept; refused, it is tried again in a minute.
+        let admitted = agent.store.recorder().admit(Who::Room).inspect_err(|refusal| tracing::warn!(%refusal, "the panel's power is not switched"));
+        if applied != Some(on) && admitted.is_ok() {
             let settings = power.clone();
             let result = tokio::task::spawn_blocking(move || switch(&settings, on)).await.unwrap_or_else(|err| Err(err.to_string()));
             let (outcome, detail) = match &result {
@@ -218,12 +220,13 @@ pub async fn run(agent: Arc<Agent>) {
                 detail,
                 latency_ms: 0,
             };
-            let store = agent.store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.append(NewEvent::new(now, record))).await;
-            // A failed switch is tried again at the next change, or after a minute.
+            if let Kept::Refused(refusal) = agent.store.recorder().keep(recorder::Write::event(now, record)).await {
+                tracing::error!(%refusal, "the panel's power record was not kept");
+            }
+            // A failed or refused switch is tried again after a minute.
             applied = result.is_ok().then_some(on);
         }
-        let wait = if applied.is_some() { next.duration_since(agent.clock.now()) } else { SignedDuration::from_mins(1) };
+        let wait = if applied == Some(on) { next.duration_since(agent.clock.now()) } else { SignedDuration::from_mins(1) };
         let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::ZERO).max(std::time::Duration::from_secs(1));
         tokio::select! {
             _ = agent.shutdown.cancelled() => return,

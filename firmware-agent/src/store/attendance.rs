@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use rusqlite::{Connection, Transaction, params};
 
-use super::outbox::NewEvent;
+use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
 use crate::attendance::embed::Embedding;
 use crate::proto::event::Payload;
@@ -88,51 +88,40 @@ impl Store {
         Ok(stored.0)
     }
 
-    /// Records what a roll call decided: each mark's row (a later one for the same
-    /// session and pupil replaces it) and every payload as an outbox event. A mark
-    /// by face is left out when its pupil, at this commit, has no template or no
-    /// face consent: a pupil erased a moment before is never marked by face again,
-    /// whichever process erased them (the roll call takes the mark back when it
-    /// next reads its class; see [`crate::attendance::people`]).
-    pub fn record_roll_call(&self, occurred_at: Timestamp, payloads: Vec<Payload>) -> Result<(), StoreError> {
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        let stored = self.write(|tx| {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
-                   best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
-            )?;
-            let mut kept = Vec::with_capacity(payloads.len());
-            for payload in payloads {
-                if let Payload::AttendanceMark(mark) = &payload
-                    && mark.source() == MarkSource::Face
-                    && !recognisable(tx, &mark.personal_id)?
-                {
+    /// Records what a roll call decided, inside the recorder's transaction: each
+    /// mark's row (a later one for the same session and pupil replaces it) and
+    /// every payload as an outbox event. A mark by face is left out when its
+    /// pupil, at this commit, has no template or no face consent: a pupil erased
+    /// a moment before is never marked by face again, whichever process erased
+    /// them (the roll call takes the mark back when it next reads its class; see
+    /// [`crate::attendance::people`]).
+    pub(super) fn insert_roll_call(&self, tx: &Transaction<'_>, occurred_at: Timestamp, payloads: Vec<Payload>) -> rusqlite::Result<Vec<StoredEvent>> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (session_id, personal_id) DO UPDATE SET status = excluded.status, source = excluded.source,
+               best_similarity = excluded.best_similarity, marked_at_ms = excluded.marked_at_ms",
+        )?;
+        let mut kept = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            if let Payload::AttendanceMark(mark) = &payload {
+                if mark.source() == MarkSource::Face && !recognisable(tx, &mark.personal_id)? {
                     tracing::warn!(personal_id = %mark.personal_id, "a face mark was left out: the pupil's face templates were erased as it was made");
                     continue;
                 }
-                kept.push(payload);
+                upsert.execute(params![
+                    mark.session_id,
+                    mark.lesson_id,
+                    mark.personal_id,
+                    status_name(mark.status()),
+                    source_name(mark.source()),
+                    f64::from(mark.best_similarity),
+                    occurred_at.as_millisecond()
+                ])?;
             }
-            for payload in &kept {
-                if let Payload::AttendanceMark(mark) = payload {
-                    upsert.execute(params![
-                        mark.session_id,
-                        mark.lesson_id,
-                        mark.personal_id,
-                        status_name(mark.status()),
-                        source_name(mark.source()),
-                        f64::from(mark.best_similarity),
-                        occurred_at.as_millisecond()
-                    ])?;
-                }
-            }
-            self.insert_events(tx, kept.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
-        })?;
-        self.announce_commit(&stored);
-        Ok(())
+            kept.push(payload);
+        }
+        self.insert_events(tx, kept.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
     }
 
     /// The marks of a roll-call session as (personal ID, status, source), by personal ID.

@@ -15,6 +15,7 @@
 pub mod actuators;
 pub mod attendance;
 pub mod outbox;
+pub mod recorder;
 pub mod roster;
 pub mod schema;
 pub mod sync;
@@ -24,7 +25,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::watch;
@@ -78,6 +79,7 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     outbox: outbox::WriterState,
     committed: watch::Sender<i64>,
+    recorder: OnceLock<recorder::Recorder>,
 }
 
 impl Store {
@@ -95,7 +97,7 @@ impl Store {
         })?;
         let outbox = outbox::WriterState::load(&conn, clock.now().as_millisecond()).map_err(|err| StoreError::from_sqlite(path, err))?;
         let (committed, _) = watch::channel(outbox.last_seq());
-        Ok(Store { path: path.to_owned(), writer: Mutex::new(conn), clock, outbox, committed })
+        Ok(Store { path: path.to_owned(), writer: Mutex::new(conn), clock, outbox, committed, recorder: OnceLock::new() })
     }
 
     pub fn path(&self) -> &Path {
