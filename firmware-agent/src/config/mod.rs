@@ -121,10 +121,11 @@ pub enum LogFormat {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
+        let bytes = std::fs::read(path).map_err(|err| ConfigError::Unreadable {
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
+        let source = diagnostics::utf8_text(path, bytes)?;
         Self::parse(path, &source)
     }
 
