@@ -519,3 +519,26 @@ async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records
     assert_eq!(named[&consenting], "010206001234");
     assert_eq!(named[&declining], "", "no consent: the answer is kept without the pupil's id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (tablet_id, token) = pair(address, &code, "Bàn 1").await;
+    let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
+    for _ in 0..2000 {
+        tablet.send(json!({ "type": "raise_hand" })).await;
+    }
+    tablet.send(json!({ "type": "ping" })).await;
+    assert_eq!(tablet.receive().await["type"], "pong", "the hands before the ping were handled");
+    let (_, listed) = call(address, "GET", "/api/tablets", None).await;
+    let row = listed["tablets"].as_array().unwrap().iter().find(|row| row["tablet"]["tablet_id"] == tablet_id.as_str()).cloned().unwrap();
+    assert_eq!(row["status"]["hand_raised"], true, "the panel shows the hand: {row}");
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(Duration::from_secs(10)).is_some_and(|status| status.success()));
+    let log = agent.log.lock().unwrap().clone();
+    let per_hand = log.iter().filter(|line| line.contains("hand raised")).count();
+    assert_eq!(per_hand, 0, "2000 messages, {per_hand} info lines about them; the log has {} lines", log.len());
+}
