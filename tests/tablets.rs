@@ -593,3 +593,32 @@ kill -TERM $agent; wait $agent; echo "exit $?"
     assert!(shown.starts_with("<svg") && shown.contains("http.listen"), "the panel shows why there is no QR code: {shown}");
     assert_eq!(answer("exit"), "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_store_follows_no_link_out_of_itself() {
+    let room = Room::new("");
+    let content = room.data_dir().join("content");
+    std::fs::create_dir_all(content.join("toan")).unwrap();
+    std::fs::write(content.join("toan/bai-1.txt"), "Bài 1: phép cộng").unwrap();
+    std::os::unix::fs::symlink("toan/bai-1.txt", content.join("moi-nhat.txt")).unwrap();
+    std::os::unix::fs::symlink(&room.config_path, content.join("cau-hinh.toml")).unwrap();
+    std::os::unix::fs::symlink(room.data_dir(), content.join("du-lieu")).unwrap();
+    std::os::unix::fs::symlink("/etc", content.join("he-thong")).unwrap();
+    let _agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (_, token) = pair(address, &code, "Bàn 1").await;
+    let fetched = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        ["moi-nhat.txt", "cau-hinh.toml", "du-lieu/agent.sqlite3", "he-thong/passwd"].map(|name| {
+            let mut response = agent.get(&format!("http://{address}/content/{name}")).header("authorization", &format!("Bearer {token}")).call().unwrap();
+            (name, response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(fetched[0], ("moi-nhat.txt", 200, "Bài 1: phép cộng".to_owned()), "a link within the store is served");
+    for (name, status, body) in &fetched[1..] {
+        assert_eq!(*status, 404, "{name} leads out of the store: {body:.80}");
+    }
+}
