@@ -135,7 +135,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Teacher {
 /// Whether `peer` is the panel itself, on loopback. A server listening on
 /// `[::]` sees an IPv4 client as an IPv4-mapped address (`::ffff:127.0.0.1`),
 /// so the address is read in its canonical form first.
-pub fn is_the_panel(peer: IpAddr) -> bool {
+fn is_the_panel(peer: IpAddr) -> bool {
     peer.to_canonical().is_loopback()
 }
 

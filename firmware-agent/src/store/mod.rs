@@ -167,13 +167,18 @@ impl Store {
 
 /// Creates `dir` (and any missing parent) with mode 0700, whatever the umask,
 /// and tightens an existing one that others may enter. Used for every
-/// directory of the agent's own data.
+/// directory of the agent's own data. A directory the agent may use but not
+/// change (another user's) is left as it is, with a warning saying so: the
+/// files in it are private on their own.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        tracing::warn!(path = %dir.display(), mode = format!("{mode:o}"), "data directory was open to others; setting mode 0700");
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        let path = dir.display();
+        match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(%path, mode = format!("{mode:o}"), "data directory was open to others; set to mode 0700"),
+            Err(err) => tracing::warn!(%path, mode = format!("{mode:o}"), %err, "data directory is open to others and cannot be changed; run `chmod 700` on it"),
+        }
     }
     Ok(())
 }
