@@ -81,6 +81,41 @@ fn sighup_applies_a_valid_config_and_ignores_an_invalid_one() {
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
 }
 
+/// Mistakes nobody sees in an editor: a Vietnamese letter among the hex bytes
+/// of the panel's power command, a file saved in a legacy Vietnamese encoding,
+/// a content directory that is the data directory. check-config names each
+/// with its place and how to fix it; the running agent refuses each at SIGHUP
+/// and keeps serving.
+#[test]
+fn check_config_and_reload_name_mistakes_nobody_sees_in_an_editor() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    let valid = std::fs::read_to_string(&room.config_path).unwrap();
+    let path = room.config_path.display().to_string();
+    let power = format!("{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 1Ê 01\"\noff_bytes = \"AA 11 00\"\n");
+    // "Phòng thử" in Windows-1258: ò is 0xF2; ử is ư (0xFD) and a combining hook (0xD2).
+    let (before, after) = valid.split_once("Phòng thử").unwrap();
+    let legacy = [before.as_bytes(), b"Ph\xF2ng th\xFD\xD2", after.as_bytes()].concat();
+    let content = format!("{valid}[tablets]\ncontent_dir = \".\"\n");
+    let cases = [
+        (power.into_bytes(), "panel.power.on_bytes: `AA 1Ê 01` is not hex: `Ê` is not a hex digit".to_owned()),
+        (legacy, format!("{path}:4:11: byte 0xF2 is not UTF-8 text")),
+        (content.into_bytes(), "tablets.content_dir:".to_owned()),
+    ];
+    for (file, expected) in cases {
+        std::fs::write(&room.config_path, &file).unwrap();
+        let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
+        assert!(stderr.contains(&expected) && stderr.contains("hint:"), "{expected}: {stderr}");
+        agent.signal(libc::SIGHUP);
+        agent.wait_for_log("config reload refused", Duration::from_secs(10));
+        assert_eq!(http_get(room.http, "/healthz").0, 200, "still serving after {expected}");
+    }
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+}
+
 #[test]
 fn a_port_in_use_is_reported_and_exits_one() {
     let room = Room::new("");
