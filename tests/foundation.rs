@@ -92,13 +92,14 @@ fn check_config_and_reload_name_mistakes_nobody_sees_in_an_editor() {
     let mut agent = room.start();
     let valid = std::fs::read_to_string(&room.config_path).unwrap();
     let path = room.config_path.display().to_string();
-    let power = format!("{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 1Ê 01\"\noff_bytes = \"AA 11 00\"\n");
+    // `Đ` (two bytes in UTF-8) falls inside a pair of hex digits.
+    let power = format!("{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 11 FE 0Đ 1\"\noff_bytes = \"AA 11 00\"\n");
     // "Phòng thử" in Windows-1258: ò is 0xF2; ử is ư (0xFD) and a combining hook (0xD2).
     let (before, after) = valid.split_once("Phòng thử").unwrap();
     let legacy = [before.as_bytes(), b"Ph\xF2ng th\xFD\xD2", after.as_bytes()].concat();
     let content = format!("{valid}[tablets]\ncontent_dir = \".\"\n");
     let cases = [
-        (power.into_bytes(), "panel.power.on_bytes: `AA 1Ê 01` is not hex: `Ê` is not a hex digit".to_owned()),
+        (power.into_bytes(), "panel.power.on_bytes: `AA 11 FE 0Đ 1` is not hex: `Đ` is not a hex digit".to_owned()),
         (legacy, format!("{path}:4:11: byte 0xF2 is not UTF-8 text")),
         (content.into_bytes(), "tablets.content_dir:".to_owned()),
     ];
