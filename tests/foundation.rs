@@ -81,6 +81,77 @@ fn sighup_applies_a_valid_config_and_ignores_an_invalid_one() {
     assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
 }
 
+/// Mistakes nobody sees in an editor: a Vietnamese letter among the hex bytes
+/// of the panel's power command, a file saved in a legacy Vietnamese encoding,
+/// a content directory that is the data directory. check-config names each
+/// with its place and how to fix it; the running agent refuses each at SIGHUP
+/// and keeps serving.
+#[test]
+fn check_config_and_reload_name_mistakes_nobody_sees_in_an_editor() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    let valid = std::fs::read_to_string(&room.config_path).unwrap();
+    let path = room.config_path.display().to_string();
+    // `Đ` (two bytes in UTF-8) falls inside a pair of hex digits.
+    let power = format!("{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 11 FE 0Đ 1\"\noff_bytes = \"AA 11 00\"\n");
+    // "Phòng thử" in Windows-1258: ò is 0xF2; ử is ư (0xFD) and a combining hook (0xD2).
+    let (before, after) = valid.split_once("Phòng thử").unwrap();
+    let legacy = [before.as_bytes(), b"Ph\xF2ng th\xFD\xD2", after.as_bytes()].concat();
+    let content = format!("{valid}[tablets]\ncontent_dir = \".\"\n");
+    let cases = [
+        (power.into_bytes(), "panel.power.on_bytes: `AA 11 FE 0Đ 1` is not hex: `Đ` is not a hex digit".to_owned()),
+        (legacy, format!("{path}:4:11: byte 0xF2 is not UTF-8 text")),
+        (content.into_bytes(), "tablets.content_dir:".to_owned()),
+    ];
+    for (file, expected) in cases {
+        std::fs::write(&room.config_path, &file).unwrap();
+        let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
+        assert!(stderr.contains(&expected) && stderr.contains("hint:"), "{expected}: {stderr}");
+        agent.signal(libc::SIGHUP);
+        agent.wait_for_log("config reload refused", Duration::from_secs(10));
+        assert_eq!(http_get(room.http, "/healthz").0, 200, "still serving after {expected}");
+    }
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+}
+
+/// With `http.listen = "[::]:PORT"` an IPv4 client is seen as
+/// `::ffff:127.0.0.1`: the panel on loopback is still the panel, and an
+/// address of the LAN still needs the PIN. Run in a private network
+/// namespace (`unshare`), where listening on every address reaches nobody.
+#[test]
+fn the_panel_on_loopback_is_trusted_when_the_server_listens_on_every_ipv6_address() {
+    let room = Room::new("[tablets]\ndiscovery = false\n");
+    let port = room.http.port();
+    let config = std::fs::read_to_string(&room.config_path).unwrap().replace(&format!("listen = \"{}\"", room.http), &format!("listen = \"[::]:{port}\""));
+    std::fs::write(&room.config_path, config).unwrap();
+    let script = format!(
+        r#"set -e
+ip link set lo up && ip addr add 192.0.2.1/32 dev lo
+'{bin}' run --config '{config}' 2>'{dir}/agent.log' & agent=$!
+timeout 20 grep -m1 -q "agent ready" <(tail -f '{dir}/agent.log') || {{ echo "agent did not start"; cat '{dir}/agent.log'; exit 1; }}
+code() {{ curl -s -o /dev/null -w '%{{http_code}}' "$@"; }}
+echo "ipv4_loopback $(code http://127.0.0.1:{port}/api/panel/state)"
+echo "ipv6_loopback $(code 'http://[::1]:{port}/api/panel/state')"
+echo "lan $(code http://192.0.2.1:{port}/api/panel/state)"
+kill -TERM $agent; wait $agent; echo "exit $?"
+"#,
+        bin = common::agent_binary().display(),
+        config = room.config_path.display(),
+        dir = room.dir.path().display(),
+    );
+    let output = std::process::Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let answer = |key: &str| text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned();
+    assert_eq!(answer("ipv4_loopback"), "200", "the panel's kiosk browser on 127.0.0.1");
+    assert_eq!(answer("ipv6_loopback"), "200");
+    assert_eq!(answer("lan"), "401", "another machine still needs the PIN");
+    assert_eq!(answer("exit"), "0");
+}
+
 #[test]
 fn a_port_in_use_is_reported_and_exits_one() {
     let room = Room::new("");

@@ -519,3 +519,106 @@ async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records
     assert_eq!(named[&consenting], "010206001234");
     assert_eq!(named[&declining], "", "no consent: the answer is kept without the pupil's id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
+    let room = Room::new("");
+    let mut agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (tablet_id, token) = pair(address, &code, "Bàn 1").await;
+    let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
+    for _ in 0..2000 {
+        tablet.send(json!({ "type": "raise_hand" })).await;
+    }
+    tablet.send(json!({ "type": "ping" })).await;
+    assert_eq!(tablet.receive().await["type"], "pong", "the hands before the ping were handled");
+    let (_, listed) = call(address, "GET", "/api/tablets", None).await;
+    let row = listed["tablets"].as_array().unwrap().iter().find(|row| row["tablet"]["tablet_id"] == tablet_id.as_str()).cloned().unwrap();
+    assert_eq!(row["status"]["hand_raised"], true, "the panel shows the hand: {row}");
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(Duration::from_secs(10)).is_some_and(|status| status.success()));
+    let log = agent.log.lock().unwrap().clone();
+    let per_hand = log.iter().filter(|line| line.contains("hand raised")).count();
+    assert_eq!(per_hand, 0, "2000 messages, {per_hand} info lines about them; the log has {} lines", log.len());
+}
+
+/// On a room's LAN without a default route (no Internet, or an uplink on
+/// another interface that is down), the QR code names the address of the
+/// interface tablets share with the agent; with no such interface, the panel
+/// says so instead of showing `0.0.0.0`. Run in a private network namespace
+/// (`unshare`) whose only LAN is a bridge the test makes.
+#[test]
+fn the_pairing_qr_code_names_the_lan_address_without_a_default_route() {
+    let room = Room::new("[tablets]\ndiscovery = false\n");
+    let port = room.http.port();
+    let config = std::fs::read_to_string(&room.config_path).unwrap().replace(&format!("listen = \"{}\"", room.http), &format!("listen = \"0.0.0.0:{port}\""));
+    std::fs::write(&room.config_path, config).unwrap();
+    let script = format!(
+        r#"set -e
+ip link set lo up
+'{bin}' run --config '{config}' 2>'{dir}/agent.log' & agent=$!
+timeout 20 grep -m1 -q "agent ready" <(tail -f '{dir}/agent.log') || {{ echo "agent did not start"; cat '{dir}/agent.log'; exit 1; }}
+local=http://127.0.0.1:{port}
+echo "alone $(curl -s -X POST $local/api/tablets/pairing)"
+echo "alone_qr $(curl -s -o '{dir}/alone.svg' -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)"
+ip link add br-lop type bridge
+ip link set br-lop up
+ip addr add 10.20.30.40/24 dev br-lop
+echo "routes $(ip route | tr '\n' ';')"
+echo "lan $(curl -s -X POST $local/api/tablets/pairing)"
+echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)"
+kill -TERM $agent; wait $agent; echo "exit $?"
+"#,
+        bin = common::agent_binary().display(),
+        config = room.config_path.display(),
+        dir = room.dir.path().display(),
+    );
+    let output = std::process::Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let answer = |key: &str| text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned();
+    assert!(!answer("routes").contains("default"), "{text}");
+    let lan: Value = serde_json::from_str(&answer("lan")).unwrap();
+    let link = lan["link"].as_str().unwrap_or_default();
+    assert!(link.starts_with(&format!("http://10.20.30.40:{port}/tablet/#code=")), "the tablets' address, not the route's: {lan}");
+    assert_eq!(answer("lan_qr"), "200");
+
+    let alone: Value = serde_json::from_str(&answer("alone")).unwrap();
+    assert_eq!(alone["link"], Value::Null, "no link to 0.0.0.0: {alone}");
+    let problem = alone["link_problem"].to_string();
+    assert!(problem.contains("http.listen") && problem.contains("Máy của lớp chưa có địa chỉ"), "{alone}");
+    assert_eq!(answer("alone_qr"), "503");
+    let shown = std::fs::read_to_string(room.dir.path().join("alone.svg")).unwrap();
+    assert!(shown.starts_with("<svg") && shown.contains("http.listen"), "the panel shows why there is no QR code: {shown}");
+    assert_eq!(answer("exit"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_store_follows_no_link_out_of_itself() {
+    let room = Room::new("");
+    let content = room.data_dir().join("content");
+    std::fs::create_dir_all(content.join("toan")).unwrap();
+    std::fs::write(content.join("toan/bai-1.txt"), "Bài 1: phép cộng").unwrap();
+    std::os::unix::fs::symlink("toan/bai-1.txt", content.join("moi-nhat.txt")).unwrap();
+    std::os::unix::fs::symlink(&room.config_path, content.join("cau-hinh.toml")).unwrap();
+    std::os::unix::fs::symlink(room.data_dir(), content.join("du-lieu")).unwrap();
+    std::os::unix::fs::symlink("/etc", content.join("he-thong")).unwrap();
+    let _agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (_, token) = pair(address, &code, "Bàn 1").await;
+    let fetched = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        ["moi-nhat.txt", "cau-hinh.toml", "du-lieu/agent.sqlite3", "he-thong/passwd"].map(|name| {
+            let mut response = agent.get(&format!("http://{address}/content/{name}")).header("authorization", &format!("Bearer {token}")).call().unwrap();
+            (name, response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(fetched[0], ("moi-nhat.txt", 200, "Bài 1: phép cộng".to_owned()), "a link within the store is served");
+    for (name, status, body) in &fetched[1..] {
+        assert_eq!(*status, 404, "{name} leads out of the store: {body:.80}");
+    }
+}

@@ -118,6 +118,28 @@ pub fn deserialize<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, 
     }
 }
 
+/// The file's text, or the line and column of its first byte that is not
+/// UTF-8: a file saved by an editor in a legacy Vietnamese encoding
+/// (Windows-1258, TCVN3/ABC, VNI) reads as TOML until its first accented letter.
+pub fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let offset = err.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let (line, column) = line_column(valid, offset);
+        let problem = Problem {
+            line,
+            column,
+            message: format!("byte 0x{:02X} is not UTF-8 text", bytes[offset]),
+            hint: Some(
+                "save the file as UTF-8 (in the editor: Save As, Encoding: UTF-8); a legacy Vietnamese encoding such as Windows-1258, TCVN3 or VNI is not read"
+                    .to_owned(),
+            ),
+        };
+        ConfigError::Invalid { path: path.to_owned(), problems: vec![problem] }
+    })
+}
+
 fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {
     problems.sort_by_key(|p| (p.line, p.column));
     problems
@@ -340,6 +362,21 @@ mod tests {
         let found = problems("[room]\nschool_code = \"LC01\"\n");
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("missing field `room_id`"), "{:?}", found[0]);
+    }
+
+    #[test]
+    fn a_file_not_in_utf8_is_located_at_its_first_invalid_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("room.toml");
+        // "Lớp 6A1" saved in Windows-1258: `ớ` is `ơ` (0xF5) and a combining acute (0xEC).
+        std::fs::write(&path, b"[room]\nschool_code = \"LC01\"\nroom_id = \"6A1\"\nname = \"L\xF5\xECp 6A1\"\n").unwrap();
+        let text = Config::load(&path).unwrap_err().to_string();
+        assert!(text.starts_with(&format!("{}:4:10: byte 0xF5 is not UTF-8 text", path.display())), "{text}");
+        assert!(text.contains("hint: save the file as UTF-8"), "{text}");
+
+        std::fs::write(&path, "name = \"Lớp\"\n# Đ".bytes().chain([0xFF]).collect::<Vec<u8>>()).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert_eq!(err.problems().iter().map(|p| (p.line, p.column)).collect::<Vec<_>>(), [(2, 4)], "columns count characters: {err}");
     }
 
     #[test]

@@ -121,29 +121,31 @@ pub enum LogFormat {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
+        let bytes = std::fs::read(path).map_err(|err| ConfigError::Unreadable {
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
+        let source = diagnostics::utf8_text(path, bytes)?;
         Self::parse(path, &source)
     }
 
     /// Parses and validates `source`; `path` names it in messages and anchors relative paths.
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let mut config: Config = diagnostics::deserialize(path, source)?;
-        let problems = config.semantic_problems();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let problems = config.semantic_problems(base);
         if !problems.is_empty() {
             return Err(diagnostics::located(path, source, problems));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
         config.hub.resolve_paths(|path| resolve(base, path));
         config.attendance.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
 
-    /// The rules serde cannot express. Each problem names the key path it concerns.
-    fn semantic_problems(&self) -> Vec<diagnostics::Unlocated> {
+    /// The rules serde cannot express. Each problem names the key path it
+    /// concerns. `base` is the config file's directory.
+    fn semantic_problems(&self, base: &Path) -> Vec<diagnostics::Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
             problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
@@ -172,6 +174,11 @@ impl Config {
         }
         if self.http.listen == self.hub.listen {
             problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
+        }
+        let data_dir = resolve(base, &self.storage.data_dir);
+        let content_dir = resolve(&data_dir, &self.tablets.content_dir);
+        if let Some(message) = crate::lesson::content::dir_problem(&content_dir, &data_dir, &resolve(base, Path::new("."))) {
+            problem("tablets.content_dir", message, "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)");
         }
         problems.extend(self.panel.problems());
         problems.extend(self.hub.problems());
@@ -231,6 +238,28 @@ mod tests {
         let source = format!("{MINIMAL}[storage]\ndata_dir = \"data\"\n");
         let config = Config::parse(Path::new("/etc/agent/room.toml"), &source).unwrap();
         assert_eq!(config.storage.data_dir, Path::new("/etc/agent/data"));
+    }
+
+    #[test]
+    fn a_content_dir_holding_the_data_the_config_or_the_system_is_refused() {
+        let data = "[storage]\ndata_dir = \"/var/lib/firmware-agent\"\n";
+        for (content_dir, reason) in [
+            (".", "holds the data directory /var/lib/firmware-agent"),
+            ("..", "holds the data directory /var/lib/firmware-agent"),
+            ("/srv/agent", "holds the config file's directory /srv/agent"),
+            ("/", "holds the data directory"),
+            ("/usr", "is or holds the system directory /usr"),
+            ("/lib", "is or holds the system directory /lib"),
+            ("/etc", "is or holds the system directory /etc"),
+        ] {
+            let source = format!("{MINIMAL}{data}[tablets]\ncontent_dir = \"{content_dir}\"\n");
+            let text = Config::parse(Path::new("/srv/agent/room.toml"), &source).unwrap_err().to_string();
+            assert!(text.contains("room.toml:7:1: tablets.content_dir:") && text.contains(reason), "{content_dir}: {text}");
+        }
+        for content_dir in ["content", "/var/lib/firmware-agent/content", "/srv/lessons", "/home/teacher/bai-giang"] {
+            let source = format!("{MINIMAL}{data}[tablets]\ncontent_dir = \"{content_dir}\"\n");
+            Config::parse(Path::new("/srv/agent/room.toml"), &source).unwrap_or_else(|err| panic!("{content_dir}: {err}"));
+        }
     }
 
     #[test]

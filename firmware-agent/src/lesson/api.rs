@@ -70,8 +70,18 @@ async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
 
 async fn open_pairing(State(lesson): State<Arc<Lesson>>) -> Response {
     let window = lesson.open_pairing();
-    let link = pairing_link(&lesson, &window.code);
-    Json(json!({ "window": window, "link": link, "qr_svg": "/api/tablets/pairing/qr.svg", "tls": super::tls::advertised() })).into_response()
+    let (link, link_problem) = match pairing_link(&lesson, &window.code) {
+        Some(link) => (Some(link), None),
+        None => (None, Some(json!({ "error": NO_LAN_ADDRESS.0, "detail": NO_LAN_ADDRESS.1 }))),
+    };
+    Json(json!({
+        "window": window,
+        "link": link,
+        "link_problem": link_problem,
+        "qr_svg": "/api/tablets/pairing/qr.svg",
+        "tls": super::tls::advertised(),
+    }))
+    .into_response()
 }
 
 async fn pairing(State(lesson): State<Arc<Lesson>>) -> Response {
@@ -90,7 +100,11 @@ async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Response {
     let Some(window) = lesson.pairing_view() else {
         return failure(StatusCode::NOT_FOUND, "Chưa mở ghép nối", "no pairing window is open");
     };
-    let link = pairing_link(&lesson, &window.code);
+    let Some(link) = pairing_link(&lesson, &window.code) else {
+        // The panel shows this image where the QR code would be.
+        let svg = message_svg(&[NO_LAN_ADDRESS.0, NO_LAN_ADDRESS.1]);
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response();
+    };
     match qrcode::QrCode::new(link.as_bytes()) {
         Ok(code) => {
             let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(320, 320).build();
@@ -100,16 +114,54 @@ async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Response {
     }
 }
 
+/// Why there is no QR code when this machine has no address on the room's
+/// network, and how to give it one: Vietnamese, then the technical detail.
+const NO_LAN_ADDRESS: (&str, &str) = (
+    "Máy của lớp chưa có địa chỉ trong mạng của lớp nên máy tính bảng chưa ghép nối được: hãy nối mạng cho máy, hoặc đặt http.listen là địa chỉ LAN của máy",
+    "no address on the room's network is known for this machine: connect it to the room's network, or set http.listen to its LAN address, such as \"192.168.1.10:8080\"",
+);
+
 /// What the QR code holds: the page's address on the room network with the
 /// code and, when TLS is on, the TLS port and the certificate's fingerprint.
-fn pairing_link(lesson: &Lesson, code: &str) -> String {
+/// None when the agent listens on every interface and none has an address a
+/// tablet could reach.
+fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
     let listen = lesson.agent().config().http.listen;
-    let host = if listen.ip().is_unspecified() { super::discovery::lan_address().unwrap_or(listen.ip()) } else { listen.ip() };
+    let host = if listen.ip().is_unspecified() { super::discovery::lan_address()? } else { listen.ip() };
     let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
     if let Some(tls) = super::tls::advertised() {
         link.push_str(&format!("&tls={}&fp={}", tls.port, tls.fingerprint));
     }
-    link
+    Some(link)
+}
+
+/// A square SVG of the same size as the QR code, showing `paragraphs` as text.
+fn message_svg(paragraphs: &[&str]) -> String {
+    const CHARS_PER_LINE: usize = 38;
+    let mut lines = Vec::new();
+    for paragraph in paragraphs {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > CHARS_PER_LINE {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+        lines.push(String::new());
+    }
+    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let text: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| format!("<text x=\"8\" y=\"{}\">{}</text>", 20 + 14 * i, escape(line)))
+        .collect();
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"320\" height=\"320\" viewBox=\"0 0 320 320\" font-family=\"sans-serif\" font-size=\"12\"><rect width=\"320\" height=\"320\" fill=\"#fff\"/>{text}</svg>"
+    )
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,12 @@
 //! - Only paired tablets may read: a device token as
 //!   `Authorization: Bearer <token>` or `?token=` (an `<iframe>` or `<video>`
 //!   cannot set headers).
+//! - A tablet reads only what is in the store. check-config refuses a
+//!   content directory that holds the agent's data, its config or a system
+//!   directory ([`dir_problem`]); a symbolic link that leads out of the store
+//!   is answered 404 ([`leads_out`]). The link is resolved when the request
+//!   arrives, so only someone who may already write in the store could swap
+//!   it in between.
 //! - The hub pushes files with `PutContent` (see `sync.proto`); the service
 //!   hands the chunks to [`store_pushed`], which writes a temporary file,
 //!   checks size and SHA-256, syncs it and renames it into place: a reader
@@ -36,6 +42,36 @@ pub fn content_dir(config: &crate::config::Config) -> PathBuf {
     config.storage.data_dir.join(&config.tablets.content_dir)
 }
 
+/// Directories of the system that a content directory may be neither nor hold.
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
+    "/sys", "/tmp", "/usr", "/var",
+];
+
+/// Why `content` (absolute and clean) cannot be the content store: paired
+/// tablets may read every file in it, so it must hold neither the agent's
+/// data (`data_dir`: the database, the TLS key) nor its config (in
+/// `config_dir`), nor be or hold a system directory. The paths are judged as
+/// written and again with symbolic links resolved where they exist.
+pub fn dir_problem(content: &Path, data_dir: &Path, config_dir: &Path) -> Option<String> {
+    let real = |path: &Path| fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    lexical_dir_problem(content, data_dir, config_dir).or_else(|| lexical_dir_problem(&real(content), &real(data_dir), &real(config_dir)))
+}
+
+fn lexical_dir_problem(content: &Path, data_dir: &Path, config_dir: &Path) -> Option<String> {
+    if data_dir.starts_with(content) {
+        return Some(format!("{} holds the data directory {}: tablets could read the database", content.display(), data_dir.display()));
+    }
+    if config_dir.starts_with(content) {
+        return Some(format!("{} holds the config file's directory {}", content.display(), config_dir.display()));
+    }
+    SYSTEM_DIRS
+        .iter()
+        .map(Path::new)
+        .find(|system| system.starts_with(content))
+        .map(|system| format!("{} is or holds the system directory {}", content.display(), system.display()))
+}
+
 pub fn routes(lesson: &Arc<Lesson>) -> axum::Router<Arc<Lesson>> {
     let dir = content_dir(&lesson.agent().config());
     axum::Router::new()
@@ -53,6 +89,9 @@ async fn guard(State((lesson, dir)): State<(Arc<Lesson>, PathBuf)>, request: Req
         return (StatusCode::UNAUTHORIZED, "Chỉ máy tính bảng đã ghép nối mới xem được tài liệu (pair this tablet first)").into_response();
     }
     let relative = request.uri().path().trim_start_matches("/content/").to_owned();
+    if percent_decode(&relative).is_none_or(|name| leads_out(&dir, &name)) {
+        return (StatusCode::NOT_FOUND, "Không có tài liệu này (not in the content store)").into_response();
+    }
     let tag = percent_decode(&relative).filter(|name| content_name(name).is_ok()).and_then(|name| etag(&dir.join(name)));
     if let Some(tag) = &tag {
         let matches = request.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
@@ -91,6 +130,19 @@ fn percent_decode(path: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Whether `name` in `dir` is, or passes through, a symbolic link to a
+/// place outside `dir`. A link within the store (a short name for a file
+/// kept in it) is served; anything else would let a tablet read whatever a
+/// link points to.
+fn leads_out(dir: &Path, name: &str) -> bool {
+    let Ok(root) = fs::canonicalize(dir) else { return false };
+    match fs::canonicalize(dir.join(name)) {
+        Ok(target) => !target.starts_with(&root),
+        // A dangling link leads nowhere; a missing file is a plain 404.
+        Err(_) => false,
+    }
 }
 
 fn etag(path: &Path) -> Option<String> {

@@ -198,8 +198,11 @@ impl Question {
                 if choices.len() > self.choices.len() {
                     return Err(format!("{} choices given; this question has {}", choices.len(), self.choices.len()));
                 }
-                match choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
-                    Some(unknown) => Err(format!("`{unknown}` is not a choice of this question")),
+                if let Some(unknown) = choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
+                    return Err(format!("`{unknown}` is not a choice of this question"));
+                }
+                match choices.iter().enumerate().find(|(index, id)| choices[..*index].contains(id)) {
+                    Some((_, repeated)) => Err(format!("choice `{repeated}` is given more than once; give each chosen choice once")),
                     None => Ok(()),
                 }
             }
@@ -220,7 +223,6 @@ impl Question {
                 let mut given: Vec<&String> = choices.iter().collect();
                 let mut expected: Vec<&String> = self.correct.iter().collect();
                 given.sort();
-                given.dedup();
                 expected.sort();
                 given == expected
             }
@@ -407,7 +409,11 @@ mod tests {
     #[test]
     fn answers_are_checked_and_graded() {
         let question = choice_question();
-        assert!(question.check_answer(&["5".into()], "").is_err());
+        assert!(question.check_answer(&["5".into()], "").unwrap_err().contains("`5` is not a choice"));
+        let repeated: Vec<String> = std::iter::repeat_n("2".to_owned(), 3000).collect();
+        assert!(question.check_answer(&repeated, "").unwrap_err().contains("3000 choices given; this question has"));
+        assert!(question.check_answer(&["2".into(), "2".into()], "").unwrap_err().contains("choice `2` is given more than once"));
+        assert!(question.check_answer(&["4".into(), "2".into(), "4".into()], "").is_err());
         assert_eq!(question.grade(&["4".into(), "2".into()], ""), Some(true));
         assert_eq!(question.grade(&["2".into()], ""), Some(false));
         let short = Question { question_kind: QuestionKind::ShortAnswer, choices: vec![], correct: vec!["Hà Nội".into()], ..question };

@@ -368,4 +368,18 @@ mod tests {
         assert_eq!(closed.unwrap_err().code, ErrorCode::QuestionClosed);
         assert!(session.issue(start(), Command::QuestionStop { question: "q1".into() }, tablets(3)).is_err());
     }
+
+    #[test]
+    fn a_multiple_choice_answer_counts_each_of_its_choices_once() {
+        let mut session = Session::new("l1".into());
+        let question = Question { question_kind: QuestionKind::MultipleChoice, correct: vec!["3".into(), "4".into()], ..question(None) };
+        session.issue(start(), Command::QuestionStart(question), tablets(3)).unwrap();
+        let stuffed = session.answer(start(), "t1", None, "q1", vec!["3".to_owned(); 3000], String::new());
+        assert_eq!(stuffed.unwrap_err().code, ErrorCode::InvalidAnswer, "one choice repeated is refused");
+        let unknown = session.answer(start(), "t1", None, "q1", vec!["3".into(), "7".into()], String::new());
+        assert_eq!(unknown.unwrap_err().code, ErrorCode::InvalidAnswer, "a choice the question does not have is refused");
+        assert!(session.answer(start(), "t1", None, "q1", vec!["4".into(), "3".into()], String::new()).unwrap().correct);
+        let results = session.results().unwrap();
+        assert_eq!((results.answers.len(), results.tally["3"], results.tally["4"]), (1, 1, 1), "only the accepted answer is tallied");
+    }
 }

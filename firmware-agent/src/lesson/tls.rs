@@ -4,8 +4,8 @@
 //! # Design
 //! - No certificate authority can vouch for a mini-PC in a classroom, so the
 //!   agent makes a self-signed certificate (ECDSA P-256, by `rcgen`) the
-//!   first time TLS is enabled and keeps it in `<data_dir>/tls/` (the key
-//!   file with mode 0600). It stays the same across restarts: tablets pin its
+//!   first time TLS is enabled and keeps it in `<data_dir>/tls/` (mode 0700,
+//!   the key file 0600). It stays the same across restarts: tablets pin its
 //!   SHA-256 fingerprint, which they read from the QR code at pairing, and
 //!   refuse any other certificate. Deleting the files makes a new
 //!   certificate, after which every tablet must scan a new QR code.
@@ -67,8 +67,8 @@ pub fn load_or_create(dir: &Path, names: Vec<String>) -> Result<Identity, TlsErr
         let path = path.to_owned();
         move |source| TlsError::Files { path, source }
     };
+    crate::store::ensure_private_dir(dir).map_err(files(dir))?;
     if !certificate_path.exists() || !key_path.exists() {
-        fs::create_dir_all(dir).map_err(files(dir))?;
         let made = rcgen::generate_simple_self_signed(names)?;
         let mut key_file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key_path).map_err(files(&key_path))?;
         key_file.write_all(&made.signing_key.serialize_der()).and_then(|()| key_file.sync_all()).map_err(files(&key_path))?;
@@ -190,5 +190,22 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(dir.path().join("agent-key.der")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_certificate_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let data = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let tls = data.path().join("tls");
+        // SAFETY: umask only changes this process's mask; restored below.
+        let old = unsafe { libc::umask(0o022) };
+        let made = load_or_create(&tls, vec!["room.local".into()]);
+        unsafe { libc::umask(old) };
+        made.unwrap();
+        assert_eq!(mode(&tls), 0o700);
+        fs::set_permissions(&tls, fs::Permissions::from_mode(0o755)).unwrap();
+        load_or_create(&tls, vec!["room.local".into()]).unwrap();
+        assert_eq!(mode(&tls), 0o700, "an existing directory is tightened at the next start");
     }
 }

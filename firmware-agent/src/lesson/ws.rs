@@ -3,7 +3,9 @@
 //! The loop reads frames, parses them ([`protocol::parse`]) and hands them to
 //! the lesson; it writes what the lesson queued for this tablet. A bad frame
 //! is answered with an `error` on this socket only. A tablet silent for
-//! `tablets.heartbeat_timeout_s` is disconnected.
+//! `tablets.heartbeat_timeout_s` is disconnected. Connections and their end
+//! are logged at info level; single messages at most at debug, so that a
+//! tablet sending thousands cannot fill the disk with the log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +136,8 @@ fn handle(lesson: &Arc<Lesson>, tablet: &mut Tablet, message: TabletMessage, own
             lesson.answer(tablet, &question, choices, text, own_queue.clone())
         }
         TabletMessage::RaiseHand => {
-            tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "hand raised");
+            // One line per message: a tablet may send many, so at debug level only.
+            tracing::debug!(tablet = %tablet.tablet_id, name = %tablet.name, "hand raised");
             lesson.raise_hand(&tablet.tablet_id);
             Ok(())
         }

@@ -111,7 +111,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Teacher {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        if peer.is_some_and(|ip| ip.is_loopback()) {
+        if peer.is_some_and(is_the_panel) {
             return Ok(Teacher);
         }
         let gate = parts.extensions.get::<SharedGate>().cloned();
@@ -130,6 +130,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Teacher {
             Err((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response())
         }
     }
+}
+
+/// Whether `peer` is the panel itself, on loopback. A server listening on
+/// `[::]` sees an IPv4 client as an IPv4-mapped address (`::ffff:127.0.0.1`),
+/// so the address is read in its canonical form first.
+fn is_the_panel(peer: IpAddr) -> bool {
+    peer.to_canonical().is_loopback()
 }
 
 /// Middleware for a group of routes that control the room: the panel itself
@@ -182,6 +189,23 @@ mod tests {
         }
         let later = start + FAILURE_WINDOW + Duration::from_secs(60);
         assert_eq!(gate.attempt(client, "1111", "4821", later), Attempt::Wrong { tries_left: MAX_FAILURES - 1 });
+    }
+
+    async fn admitted(peer: &str) -> bool {
+        let peer: SocketAddr = peer.parse().unwrap();
+        let request = axum::http::Request::builder().extension(ConnectInfo(peer)).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        Teacher::from_request_parts(&mut parts, &()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn loopback_is_the_panel_in_every_form_a_dual_stack_server_sees() {
+        for panel in ["127.0.0.1:50000", "[::1]:50000", "[::ffff:127.0.0.1]:50000", "[::ffff:127.0.0.9]:50000"] {
+            assert!(admitted(panel).await, "{panel} is the panel");
+        }
+        for stranger in ["192.0.2.7:50000", "[::ffff:192.0.2.7]:50000", "[2001:db8::7]:50000", "[::]:50000"] {
+            assert!(!admitted(stranger).await, "{stranger} needs the PIN");
+        }
     }
 
     #[test]

@@ -104,12 +104,19 @@ impl PowerConfig {
     }
 }
 
+/// The bytes written as hex pairs in `text`, spaces allowed between them.
+/// Read as characters, never sliced as bytes, so that whatever was typed is
+/// named in the error.
 fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
-    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_digit(16).ok_or_else(|| format!("`{text}` is not hex: `{c}` is not a hex digit (0-9, A-F)")))
+        .collect::<Result<Vec<u32>, String>>()?;
     if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return Err(format!("`{text}` is not whole hex bytes"));
     }
-    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| format!("`{text}` is not hex"))).collect()
+    Ok(digits.chunks(2).map(|pair| (pair[0] << 4 | pair[1]) as u8).collect())
 }
 
 fn speed(baud: u32) -> Option<libc::speed_t> {
@@ -268,5 +275,18 @@ mod tests {
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes", "panel.power.off_bytes", "panel.power.baud"]);
         assert_eq!(hex_bytes("AA 11 fe 01").unwrap(), vec![0xAA, 0x11, 0xFE, 0x01]);
+    }
+
+    #[test]
+    fn a_character_beyond_ascii_is_named_not_split() {
+        for text in ["Aé1", "AA Aé1", "ÂA 11", "đ", "AA ０1"] {
+            let err = hex_bytes(text).expect_err(text);
+            assert!(err.contains("is not a hex digit"), "{text}: {err}");
+        }
+        let err = hex_bytes("AA 1é 1").unwrap_err();
+        assert!(err.contains("`é`"), "{err}");
+        let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
+        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["panel.power.on_bytes"]);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! # Design
 //! - One file, `agent.sqlite3` in the data directory, mode 0600: it holds
-//!   personal and biometric data.
+//!   personal and biometric data. The data directory, which also holds the
+//!   WAL, exports and the TLS key, is mode 0700 ([`ensure_private_dir`]).
 //! - WAL journal with `synchronous = FULL`: a transaction that returned is on
 //!   disk and survives power loss; one cut short is rolled back, never half there.
 //! - One writer connection behind a mutex; readers open their own connections,
@@ -23,7 +24,7 @@ pub mod tablets;
 
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -86,7 +87,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+            ensure_private_dir(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         }
         ensure_private_file(path)?;
         let mut conn = Connection::open(path).map_err(|err| StoreError::from_sqlite(path, err))?;
@@ -171,6 +172,24 @@ fn people_generation(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT generation FROM people_changes", [], |row| row.get(0))
 }
 
+/// Creates `dir` (and any missing parent) with mode 0700, whatever the umask,
+/// and tightens an existing one that others may enter. Used for every
+/// directory of the agent's own data. A directory the agent may use but not
+/// change (another user's) is left as it is, with a warning saying so: the
+/// files in it are private on their own.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let path = dir.display();
+        match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => tracing::warn!(%path, mode = format!("{mode:o}"), "data directory was open to others; set to mode 0700"),
+            Err(err) => tracing::warn!(%path, mode = format!("{mode:o}"), %err, "data directory is open to others and cannot be changed; run `chmod 700` on it"),
+        }
+    }
+    Ok(())
+}
+
 /// Creates the file with mode 0600 before SQLite does, and tightens an existing one.
 fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
     let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
@@ -219,6 +238,27 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+
+    #[test]
+    fn the_data_directory_is_private_when_made_and_is_tightened_when_found_open() {
+        let root = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let made = root.path().join("made");
+        // Under umask 022, as a service starts, a directory is otherwise made 0755.
+        // SAFETY: umask only changes this process's mask; restored below.
+        let old = unsafe { libc::umask(0o022) };
+        let opened = Store::open(&made.join("agent.sqlite3"), Arc::new(SystemClock));
+        unsafe { libc::umask(old) };
+        opened.unwrap();
+        assert_eq!(mode(&made), 0o700);
+        let found = root.path().join("found");
+        fs::create_dir(&found).unwrap();
+        fs::set_permissions(&found, fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&found.join("agent.sqlite3"), Arc::new(SystemClock)).unwrap();
+        assert_eq!(mode(&found), 0o700);
+        assert_eq!(mode(root.path()), 0o755, "only the data directory itself is tightened");
+    }
 
     #[test]
     fn database_file_is_private_and_in_wal_mode() {
