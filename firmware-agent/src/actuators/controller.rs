@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 
 use super::arbiter::{Arbiter, Verdict};
 use super::config::{DeviceConfig, DeviceKind, DriverConfig};
@@ -68,8 +69,14 @@ pub struct DeviceStatus {
     pub name: String,
     pub kind: &'static str,
     pub zone: String,
+    /// As the device reported it; the last command's result for a device that cannot report.
     pub on: bool,
+    /// Whether the device says it is online; `None` for a device that cannot say, or has not yet.
+    pub online: Option<bool>,
 }
+
+/// The longest the agent waits at shutdown for every device to confirm it is off.
+pub const SWITCH_OFF_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The room's devices.
 pub struct Controller {
@@ -81,6 +88,8 @@ pub struct Controller {
     clock: Arc<dyn Clock>,
     link: Option<Arc<MqttLink>>,
     pins: SimulatedPinBank,
+    /// Bumped by every change of what [`Controller::status`] shows: the agent's commands and the devices' own reports.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl Controller {
@@ -116,9 +125,15 @@ impl Controller {
             arbiter: Mutex::default(),
             store,
             clock,
+            changes: link.as_ref().map_or_else(|| Arc::new(watch::channel(0).0), |link| link.reports().clone()),
             link,
             pins,
         })
+    }
+
+    /// Wakes whenever what [`Controller::status`] shows may have changed.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Whether the MQTT link is connected, when the room has one.
@@ -131,11 +146,12 @@ impl Controller {
         &self.pins
     }
 
-    /// Every device with its last known state.
+    /// Every device with its state as it reported it, or as last commanded when it cannot report.
     pub fn status(&self) -> Vec<DeviceStatus> {
         self.devices
             .values()
-            .map(|device| DeviceStatus {
+            .map(|device| (device, device.actuator.reported()))
+            .map(|(device, reported)| DeviceStatus {
                 name: device.config.name.clone(),
                 kind: match device.config.kind {
                     DeviceKind::Bell => "bell",
@@ -143,7 +159,8 @@ impl Controller {
                     DeviceKind::Switch => "switch",
                 },
                 zone: device.config.zone().to_owned(),
-                on: device.on.load(Ordering::SeqCst),
+                on: reported.on.unwrap_or_else(|| device.on.load(Ordering::SeqCst)),
+                online: reported.online,
             })
             .collect()
     }
@@ -167,12 +184,18 @@ impl Controller {
         self.devices.values().filter(|d| d.config.kind == DeviceKind::Bell).map(|d| d.actuator.clone()).collect()
     }
 
-    /// Switches every device off now, without waiting: at shutdown.
-    pub fn safe_state_all(&self) {
-        for device in self.devices.values() {
-            device.actuator.safe_state();
-            device.on.store(false, Ordering::SeqCst);
-        }
+    /// Switches every device off and waits for each to confirm, up to [`SWITCH_OFF_PATIENCE`]: at shutdown,
+    /// while the MQTT link is still up. A device that does not confirm in time gets its safe state as well.
+    pub async fn switch_all_off(&self) {
+        let offs = self.devices.values().map(|device| async move {
+            let switched = tokio::time::timeout(SWITCH_OFF_PATIENCE, device.actuator.switch(false)).await;
+            if !matches!(switched, Ok(Ok(_))) {
+                tracing::warn!(device = %device.config.name, ?switched, "no confirmation that the device is off; its safe state was sent");
+                device.actuator.safe_state();
+            }
+            self.note_state(device, false);
+        });
+        futures_util::future::join_all(offs).await;
     }
 
     /// The hook for attendance's face count: an empty room switches its lights off (as automation,
@@ -313,6 +336,7 @@ impl Controller {
 
     fn note_state(&self, device: &Device, on: bool) {
         device.on.store(on, Ordering::SeqCst);
+        self.changes.send_modify(|version| *version += 1);
         if let Some(link) = &self.link {
             link.publish_state(&device.config.name, on);
         }

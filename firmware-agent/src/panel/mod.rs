@@ -150,6 +150,7 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
         "today": today(&config, agent.clock.now()),
         "rollcall_class": config.attendance.class,
         "rollcall_pupils": rollcall_pupils,
+        "devices": agent.actuators.status(),
     }))
     .into_response()
 }
