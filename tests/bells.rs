@@ -264,8 +264,10 @@ async fn a_tasmota_device_confirms_commands_sent_with_qos_1_and_home_assistant_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bell_that_comes_online_after_the_agent_is_told_its_pulse_time() {
     let broker = Mosquitto::start();
+    let mut pulse_times = listen(broker.port, "cmnd/bell_p101/PulseTime").await;
     let room = mqtt_room(broker.port).await;
-    // The bell joins the broker once the agent is connected and has said everything it says at connection.
+    // The bell joins the broker only once the agent has said what it says at connection, to nobody.
+    pulse_times.recv().await.unwrap();
     let mut bell = simulated_tasmota(broker.port, "bell_p101").await;
     let told = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
