@@ -8,7 +8,11 @@
 //!   touch away. Every asset is compiled into the binary: the room may be offline.
 //! - No build step and no framework: one HTML page, one script, one stylesheet.
 //!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
-//!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling.
+//!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling. The
+//!   snapshot holds the newest roll call whole (its session and every pupil's
+//!   mark as it stands) and a window of recent records for the other views; the
+//!   feed resumes after the newest record the snapshot held (see [`feed`]), so
+//!   nothing committed between the two is lost.
 //! - Access: see [`access`]. Static assets are public (they hold no data); every
 //!   `/api/` route that reads or changes the room takes a [`access::Teacher`].
 
