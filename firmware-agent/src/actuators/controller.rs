@@ -10,6 +10,8 @@
 //!   falls back to the driver's safe state.
 //! - The outcome recorded is the worst of the pulses': failed, then timed out,
 //!   then done (a relay), then confirmed (every step reported by the device).
+//! - At shutdown every device is switched off and waited for, and from then on
+//!   nothing is switched on: a ring under way stops at its next pulse.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +92,12 @@ pub struct Controller {
     pins: SimulatedPinBank,
     /// Bumped by every change of what [`Controller::status`] shows: the agent's commands and the devices' own reports.
     changes: Arc<watch::Sender<u64>>,
+    /// Set at shutdown: from then on nothing is switched on, so a ring under way cannot undo the final "off".
+    stopping: AtomicBool,
 }
+
+/// Why a command to switch on was refused at shutdown.
+const STOPPING: &str = "the agent is stopping: nothing is switched on any more";
 
 impl Controller {
     /// Opens every configured device, each in its safe state. A device that cannot be opened stops the start:
@@ -128,6 +135,7 @@ impl Controller {
             changes: link.as_ref().map_or_else(|| Arc::new(watch::channel(0).0), |link| link.reports().clone()),
             link,
             pins,
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -187,6 +195,7 @@ impl Controller {
     /// Switches every device off and waits for each to confirm, up to [`SWITCH_OFF_PATIENCE`]: at shutdown,
     /// while the MQTT link is still up. A device that does not confirm in time gets its safe state as well.
     pub async fn switch_all_off(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let offs = self.devices.values().map(|device| async move {
             let switched = tokio::time::timeout(SWITCH_OFF_PATIENCE, device.actuator.switch(false)).await;
             if !matches!(switched, Ok(Ok(_))) {
@@ -295,7 +304,11 @@ impl Controller {
         let started = Instant::now();
         match action {
             Action::Switch { on } => {
-                let result = device.actuator.switch(*on).await;
+                let result = if *on && self.stopping.load(Ordering::SeqCst) {
+                    Err(ActuatorError::Failed(STOPPING.to_owned()))
+                } else {
+                    device.actuator.switch(*on).await
+                };
                 let latency = started.elapsed();
                 if result.is_ok() {
                     self.note_state(device, *on);
@@ -310,6 +323,10 @@ impl Controller {
                 for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
                     if i > 0 {
                         tokio::time::sleep(Duration::from_millis(pattern.gap_ms.into())).await;
+                    }
+                    if self.stopping.load(Ordering::SeqCst) {
+                        results.push(Err(ActuatorError::Failed(STOPPING.to_owned())));
+                        break;
                     }
                     let on = device.actuator.switch(true).await;
                     latency.get_or_insert(started.elapsed());
@@ -399,6 +416,18 @@ mod tests {
         let stored = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
         assert_eq!(stored.len(), 1);
         assert!(matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short"));
+    }
+
+    #[tokio::test]
+    async fn after_the_final_off_nothing_is_switched_on() {
+        let (_dir, _clock, store) = testing::store();
+        let controller = Controller::open(&config(), Arc::new(store), Arc::new(crate::clock::SystemClock), None).unwrap();
+        controller.switch_all_off().await;
+        let ring = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Timetable, hold_until: None, note: String::new() };
+        let record = controller.perform(ring).await.unwrap();
+        assert_eq!(record.outcome, Outcome::Failed as i32);
+        assert!(record.detail.contains("the agent is stopping"), "{}", record.detail);
+        assert!(controller.pins().history("bell").iter().all(|(_, level)| !level), "the bell never went on");
     }
 
     #[tokio::test]
