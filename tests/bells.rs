@@ -81,7 +81,8 @@ impl Drop for Mosquitto {
 
 /// A Tasmota device that answers every POWER command on its state topic, and tells what it received.
 /// Its availability is Tasmota's: `tele/<topic>/LWT` says `Online` (retained) once it listens, and its
-/// last will says `Offline`.
+/// last will says `Offline`. Told a PulseTime (tenths of a second, up to 111), it switches itself off
+/// that long after an ON and reports it, as the firmware does.
 async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(String, String, QoS)> {
     let mut options = MqttOptions::new(format!("tasmota-{topic}"), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
@@ -91,6 +92,7 @@ async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(S
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     let topic = topic.to_owned();
     tokio::spawn(async move {
+        let mut pulse_time = None;
         loop {
             match event_loop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -102,8 +104,18 @@ async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(S
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let payload = String::from_utf8_lossy(&publish.payload).to_string();
+                    if publish.topic.ends_with("/PulseTime") {
+                        pulse_time = payload.parse::<u64>().ok().filter(|tenths| (1..=111).contains(tenths)).map(|tenths| Duration::from_millis(tenths * 100));
+                    }
                     if publish.topic.ends_with("/POWER") {
                         client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, payload.to_uppercase()).await.unwrap();
+                        if let (Some(pulse), true) = (pulse_time, payload.eq_ignore_ascii_case("ON")) {
+                            let (client, topic) = (client.clone(), topic.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(pulse).await;
+                                client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, "OFF").await.unwrap();
+                            });
+                        }
                     }
                     let _ = seen_tx.send((publish.topic.clone(), payload, publish.qos));
                 }
@@ -470,10 +482,14 @@ fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
     assert!(plan_text.contains(&format!("Tiết 1  {start} – {end}")), "{plan_text}");
 }
 
-/// A room whose bell and light are Tasmota devices on the broker at `port`.
+/// A room whose bell (1 s at most) and light are Tasmota devices on the broker at `port`.
 fn mqtt_room_config(port: u16) -> String {
     format!(
         r#"
+        [schedule.patterns.start]
+        pulses_ms = [500]
+        [schedule.patterns.end]
+        pulses_ms = [300, 300]
         [actuators.mqtt]
         host = "127.0.0.1"
         port = {port}
@@ -481,6 +497,7 @@ fn mqtt_room_config(port: u16) -> String {
         [[actuators.device]]
         name = "bell"
         kind = "bell"
+        max_on_seconds = 1
         driver = {{ type = "mqtt", flavor = "tasmota", topic = "bell_p101" }}
         [[actuators.device]]
         name = "lights"
@@ -536,6 +553,11 @@ async fn the_room_shows_what_its_devices_report_and_an_offline_device_degrades_h
     let (_, panel) = http_get(room.http, "/api/panel/state");
     let panel: serde_json::Value = serde_json::from_str(&panel).unwrap();
     assert_eq!(device(&panel, "lights")["on"], false, "the panel's state is the device's: {panel}");
+
+    // Home Assistant switches the bell on and nobody says OFF: its PulseTime ends it, and the room shows that.
+    publish(broker.port, "classroom/TEST-01/P101/bell/set", "ON", false).await;
+    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == true).await;
+    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == false).await;
 
     // The light's last will: offline. `/healthz` says so, naming the device.
     let health = wait_for_json(&room, "/healthz", |health| health["subsystems"]["device.lights"]["state"] == "ok").await;
