@@ -183,8 +183,8 @@ fn bell_room() -> Room {
     Room::new("[schedule.patterns.short]\npulses_ms = [10]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n")
 }
 
-/// The ids of the live feed's records, read until the record `newest`; panics with what came after 10 s.
-fn feed_ids(room: &Room, last_event_id: Option<&str>, query: &str, newest: i64) -> Vec<i64> {
+/// The live feed's lines, read until one satisfies `enough`; panics with what came after 10 s.
+fn feed_lines(room: &Room, last_event_id: Option<&str>, query: &str, enough: impl Fn(&str) -> bool) -> Vec<String> {
     use std::io::BufRead;
     let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().new_agent();
     let mut request = agent.get(&format!("http://{}/api/panel/events{query}", room.http));
@@ -192,17 +192,22 @@ fn feed_ids(room: &Room, last_event_id: Option<&str>, query: &str, newest: i64) 
         request = request.header("Last-Event-ID", id);
     }
     let mut response = request.call().unwrap();
-    let mut ids = Vec::new();
+    let mut lines = Vec::new();
     for line in std::io::BufReader::new(response.body_mut().as_reader()).lines() {
-        let line = line.unwrap_or_else(|err| panic!("the feed stopped at {ids:?} before record {newest}: {err}"));
-        if let Some(id) = line.strip_prefix("id: ") {
-            ids.push(id.parse().unwrap());
-            if ids.last() == Some(&newest) {
-                return ids;
-            }
+        let line = line.unwrap_or_else(|err| panic!("the feed stopped after {lines:?}: {err}"));
+        let done = enough(&line);
+        lines.push(line);
+        if done {
+            return lines;
         }
     }
-    panic!("the feed ended at {ids:?} before record {newest}");
+    panic!("the feed ended after {lines:?}");
+}
+
+/// The ids of the live feed's records, read until the record `newest`.
+fn feed_ids(room: &Room, last_event_id: Option<&str>, query: &str, newest: i64) -> Vec<i64> {
+    let lines = feed_lines(room, last_event_id, query, |line| line == format!("id: {newest}"));
+    lines.iter().filter_map(|line| line.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
 }
 
 /// A page that lost its feed reconnects with `Last-Event-ID` (the browser's own reconnect) and gets every
@@ -222,6 +227,9 @@ fn a_reconnecting_feed_gets_the_records_it_missed() {
     assert_eq!(feed_ids(&room, Some("1"), "", newest), (2..=newest).collect::<Vec<_>>(), "resumed after record 1");
     assert_eq!(feed_ids(&room, None, "?after=2", newest), (3..=newest).collect::<Vec<_>>(), "opened after the snapshot's record 2");
     assert_eq!(feed_ids(&room, Some("3"), "?after=0", newest), (4..=newest).collect::<Vec<_>>(), "the browser's Last-Event-ID wins");
+    // A page that holds records of an outbox since replaced is told to take a fresh snapshot.
+    let lines = feed_lines(&room, Some("1000000"), "", |line| line == "event: reset");
+    assert!(lines.iter().all(|line| !line.starts_with("id: ")), "{lines:?}");
 
     let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
     let mut refused = agent.get(&format!("http://{}/api/panel/events", room.http)).header("Last-Event-ID", "ba").call().unwrap();

@@ -27,6 +27,7 @@ const TEXT = {
     "part.database": "Cơ sở dữ liệu", "part.http": "Máy chủ web", "part.hub": "Đồng bộ với Sở",
     "part.attendance": "Điểm danh", "part.camera": "Camera", "part.scheduler": "Lịch chuông",
     "part.actuators": "Chuông và đèn", "part.broker": "MQTT", "part.tablets": "Máy tính bảng",
+    "part.device": "Thiết bị",
     "tablets.pair": "Ghép nối máy mới", "tablets.lock": "Khóa màn hình", "tablets.unlock": "Mở khóa",
     "tablets.code": "Mã ghép nối:", "tablets.message": "Gửi tin nhắn", "tablets.open": "Mở tài liệu",
     "tablets.send": "Gửi", "tablets.lock_message": "Các em hãy nhìn lên bảng",
@@ -65,6 +66,7 @@ const TEXT = {
     "part.database": "Database", "part.http": "Web server", "part.hub": "Hub sync",
     "part.attendance": "Roll call", "part.camera": "Camera", "part.scheduler": "Bell timetable",
     "part.actuators": "Bells and lights", "part.broker": "MQTT", "part.tablets": "Tablets",
+    "part.device": "Device",
     "tablets.pair": "Pair new tablets", "tablets.lock": "Lock screens", "tablets.unlock": "Unlock",
     "tablets.code": "Pairing code:", "tablets.message": "Send a message", "tablets.open": "Open material",
     "tablets.send": "Send", "tablets.lock_message": "Eyes on the board, please",
@@ -253,9 +255,15 @@ function renderRoom() {
   list.replaceChildren(...(items.length ? items : [el("li", {}, t("room.none"))]));
 }
 
+// A subsystem's name for people: `device.<name>` is one of the room's devices.
+function partName(part) {
+  if (part.startsWith("device.")) return `${t("part.device")} ${part.slice("device.".length)}`;
+  return t(`part.${part}`) === `part.${part}` ? part : t(`part.${part}`);
+}
+
 function renderStatus() {
   const rows = Object.entries(model.health).map(([part, r]) => el("tr", {},
-    el("td", {}, t(`part.${part}`) === `part.${part}` ? part : t(`part.${part}`)),
+    el("td", {}, partName(part)),
     el("td", { class: `state-${r.state}` }, t(`state.${r.state}`)),
     el("td", {}, r.detail || "")));
   document.getElementById("status-rows").replaceChildren(...rows);
