@@ -154,7 +154,8 @@ impl MqttLink {
         self.connected.subscribe()
     }
 
-    /// Bumped whenever a device reports its state or its availability.
+    /// Bumped whenever a device reports its state or its availability. The controller bumps it
+    /// too for its own commands, so that one channel carries every change the room shows.
     pub fn reports(&self) -> &Arc<watch::Sender<u64>> {
         &self.reports
     }
