@@ -80,26 +80,42 @@ impl Drop for Mosquitto {
 }
 
 /// A Tasmota device that answers every POWER command on its state topic, and tells what it received.
+/// Its availability is Tasmota's: `tele/<topic>/LWT` says `Online` (retained) once it listens, and its
+/// last will says `Offline`. Told a PulseTime (tenths of a second, up to 111), it switches itself off
+/// that long after an ON and reports it, as the firmware does.
 async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(String, String, QoS)> {
     let mut options = MqttOptions::new(format!("tasmota-{topic}"), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
+    options.set_last_will(rumqttc::LastWill::new(format!("tele/{topic}/LWT"), "Offline", QoS::AtLeastOnce, true));
     let (client, mut event_loop) = AsyncClient::new(options, 32);
     let (seen_tx, seen) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     let topic = topic.to_owned();
     tokio::spawn(async move {
+        let mut pulse_time = None;
         loop {
             match event_loop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     client.subscribe(format!("cmnd/{topic}/+"), QoS::AtLeastOnce).await.unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    client.publish(format!("tele/{topic}/LWT"), QoS::AtLeastOnce, true, "Online").await.unwrap();
                     let _ = ready_tx.send(());
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let payload = String::from_utf8_lossy(&publish.payload).to_string();
+                    if publish.topic.ends_with("/PulseTime") {
+                        pulse_time = payload.parse::<u64>().ok().filter(|tenths| (1..=111).contains(tenths)).map(|tenths| Duration::from_millis(tenths * 100));
+                    }
                     if publish.topic.ends_with("/POWER") {
                         client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, payload.to_uppercase()).await.unwrap();
+                        if let (Some(pulse), true) = (pulse_time, payload.eq_ignore_ascii_case("ON")) {
+                            let (client, topic) = (client.clone(), topic.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(pulse).await;
+                                client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, "OFF").await.unwrap();
+                            });
+                        }
                     }
                     let _ = seen_tx.send((publish.topic.clone(), payload, publish.qos));
                 }
@@ -111,6 +127,23 @@ async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(S
     });
     ready.recv().await.expect("the device subscribed");
     seen
+}
+
+/// The next POWER command a simulated device received, skipping its settings (PulseTime).
+async fn next_power(device: &mut mpsc::UnboundedReceiver<(String, String, QoS)>) -> (String, String, QoS) {
+    loop {
+        let received = device.recv().await.unwrap();
+        if received.0.ends_with("/POWER") {
+            return received;
+        }
+    }
+}
+
+/// Publishes one message as another client would (a wall switch's report, a device's last will), and waits for the broker's PUBACK.
+async fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
+    let (client, mut event_loop) = AsyncClient::new(MqttOptions::new(format!("publisher-{}", free_port()), "127.0.0.1", port), 8);
+    client.publish(topic, QoS::AtLeastOnce, retain, payload).await.unwrap();
+    while !matches!(event_loop.poll().await.unwrap(), Event::Incoming(Packet::PubAck(_))) {}
 }
 
 /// A listener on a topic filter, for what the agent publishes.
@@ -208,12 +241,12 @@ async fn a_tasmota_device_confirms_commands_sent_with_qos_1_and_home_assistant_s
     assert_eq!((topic.as_str(), payload.as_str()), ("cmnd/bell_p101/PulseTime", "115"));
 
     // The safe state at start: off.
-    let (topic, payload, qos) = device.recv().await.unwrap();
+    let (topic, payload, qos) = next_power(&mut device).await;
     assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "OFF", QoS::AtLeastOnce));
 
     let record = room.controller.perform(switch("bell", true)).await.unwrap();
     assert_eq!(record.outcome, Outcome::Confirmed as i32, "{record:?}");
-    let (topic, payload, qos) = device.recv().await.unwrap();
+    let (topic, payload, qos) = next_power(&mut device).await;
     assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "ON", QoS::AtLeastOnce));
     assert_eq!(room.controller.perform(switch("bell", false)).await.unwrap().outcome, Outcome::Confirmed as i32);
 
@@ -237,6 +270,28 @@ async fn a_tasmota_device_confirms_commands_sent_with_qos_1_and_home_assistant_s
         () = async { loop { let _ = event_loop.poll().await; } } => unreachable!(),
     };
     assert_eq!(received, RemoteCommand { device: "lights".into(), on: true });
+    room.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bell_that_comes_online_after_the_agent_is_told_its_pulse_time() {
+    let broker = Mosquitto::start();
+    let mut pulse_times = listen(broker.port, "cmnd/bell_p101/PulseTime").await;
+    let room = mqtt_room(broker.port).await;
+    // The bell joins the broker only once the agent has said what it says at connection, to nobody.
+    pulse_times.recv().await.unwrap();
+    let mut bell = simulated_tasmota(broker.port, "bell_p101").await;
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (topic, payload, _) = bell.recv().await.unwrap();
+            if topic == "cmnd/bell_p101/PulseTime" {
+                return payload;
+            }
+        }
+    })
+    .await
+    .expect("a bell that came online late is told its PulseTime");
+    assert_eq!(told, "115", "15 s, its maximum");
     room.shutdown.cancel();
 }
 
@@ -425,4 +480,141 @@ fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(plan_text.contains("phiên bản 1"), "{plan_text}");
     assert!(plan_text.contains(&format!("Tiết 1  {start} – {end}")), "{plan_text}");
+}
+
+/// A room whose bell (1 s at most) and light are Tasmota devices on the broker at `port`.
+fn mqtt_room_config(port: u16) -> String {
+    format!(
+        r#"
+        [schedule.patterns.start]
+        pulses_ms = [500]
+        [schedule.patterns.end]
+        pulses_ms = [300, 300]
+        [actuators.mqtt]
+        host = "127.0.0.1"
+        port = {port}
+        confirm_timeout_ms = 1000
+        [[actuators.device]]
+        name = "bell"
+        kind = "bell"
+        max_on_seconds = 1
+        driver = {{ type = "mqtt", flavor = "tasmota", topic = "bell_p101" }}
+        [[actuators.device]]
+        name = "lights"
+        kind = "light"
+        zone = "front"
+        driver = {{ type = "mqtt", flavor = "tasmota", topic = "light_p101" }}
+        "#
+    )
+}
+
+/// From an async test: the room's one-shot command, off the runtime's threads.
+async fn command(room: &Arc<Room>, args: &'static [&'static str]) -> std::process::Output {
+    let room = room.clone();
+    tokio::task::spawn_blocking(move || room.command(args)).await.unwrap()
+}
+
+/// From an async test: GETs `path` until `holds` is true of its JSON body; panics with the last body after 10 s.
+async fn wait_for_json(room: &Arc<Room>, path: &'static str, holds: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let address = room.http;
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(address, path)).await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if holds(&json) {
+            return json;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never held: {json}");
+        // Checked every 20 ms, as the browser tests check their conditions.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn device<'a>(devices: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    devices["devices"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_shows_what_its_devices_report_and_an_offline_device_degrades_healthz() {
+    let broker = Mosquitto::start();
+    let _bell = simulated_tasmota(broker.port, "bell_p101").await;
+    let _light = simulated_tasmota(broker.port, "light_p101").await;
+    let room = Arc::new(Room::new(&mqtt_room_config(broker.port)));
+    let _agent = room.start_async("connected to the MQTT broker").await;
+
+    let lit = command(&room, &["light", "on", "front"]).await;
+    assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
+    wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["on"] == true).await;
+
+    // Someone switches the light off at the wall: the device reports it, the agent gave no command.
+    publish(broker.port, "stat/light_p101/POWER", "OFF", false).await;
+    let devices = wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["on"] == false).await;
+    assert_eq!(device(&devices, "lights")["online"], true, "{devices}");
+    let (_, panel) = http_get(room.http, "/api/panel/state");
+    let panel: serde_json::Value = serde_json::from_str(&panel).unwrap();
+    assert_eq!(device(&panel, "lights")["on"], false, "the panel's state is the device's: {panel}");
+
+    // Home Assistant switches the bell on and nobody says OFF: its PulseTime ends it, and the room shows that.
+    publish(broker.port, "classroom/TEST-01/P101/bell/set", "ON", false).await;
+    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == true).await;
+    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == false).await;
+
+    // The light's last will: offline. `/healthz` says so, naming the device.
+    let health = wait_for_json(&room, "/healthz", |health| health["subsystems"]["device.lights"]["state"] == "ok").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    publish(broker.port, "tele/light_p101/LWT", "Offline", true).await;
+    let health = wait_for_json(&room, "/healthz", |health| health["subsystems"]["device.lights"]["state"] == "degraded").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["subsystems"]["device.lights"]["detail"].as_str().unwrap().contains("mất kết nối"), "{health}");
+    let devices = wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["online"] == false).await;
+    assert_eq!(device(&devices, "bell")["online"], true, "{devices}");
+}
+
+/// Ten stops in a row, each counted on the broker: every MQTT device is sent `OFF` before the agent exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stop_switches_every_mqtt_device_off_before_the_agent_exits() {
+    let broker = Mosquitto::start();
+    let _bell = simulated_tasmota(broker.port, "bell_p101").await;
+    let _light = simulated_tasmota(broker.port, "light_p101").await;
+    let mut commands = listen(broker.port, "cmnd/+/POWER").await;
+    let room = Arc::new(Room::new(&mqtt_room_config(broker.port)));
+    for stop in 1..=10 {
+        let mut agent = room.start_async("connected to the MQTT broker").await;
+        let lit = command(&room, &["light", "on", "front"]).await;
+        assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
+        // Whatever the agent sent before this ON (its safe state at start) is behind us: one client's messages arrive in order.
+        while commands.recv().await.unwrap() != ("cmnd/light_p101/POWER".to_owned(), "ON".to_owned(), false) {}
+
+        agent.signal(libc::SIGTERM);
+        // Waiting for the devices' OFF keeps the stop inside its promise: exit 0 in under 5 seconds.
+        let exited = tokio::task::spawn_blocking(move || agent.wait_exit(Duration::from_secs(5))).await.unwrap();
+        assert_eq!(exited.and_then(|status| status.code()), Some(0), "stop {stop}");
+        let mut off = std::collections::BTreeSet::new();
+        let counted = tokio::time::timeout(Duration::from_secs(5), async {
+            while off.len() < 2 {
+                let (topic, payload, _) = commands.recv().await.unwrap();
+                if payload == "OFF" {
+                    off.insert(topic);
+                }
+            }
+        })
+        .await;
+        assert!(counted.is_ok(), "stop {stop}: the broker saw OFF only for {off:?}");
+    }
+}
+
+#[test]
+fn check_config_refuses_a_bell_pattern_longer_than_the_bells_maximum() {
+    let room = Room::new(
+        "[schedule.patterns.fire-drill]\npulses_ms = [2000, 20000]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\nmax_on_seconds = 5\ndriver = { type = \"simulated\" }\n",
+    );
+    let output = Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let line = std::fs::read_to_string(&room.config_path).unwrap().lines().position(|line| line.contains("pulses_ms")).unwrap() + 1;
+    assert!(
+        text.contains(&format!("agent.toml:{line}:20: schedule.patterns.fire-drill.pulses_ms.1: a pulse of 20000 ms is longer than bell `bell` may ring (5 s")),
+        "{text}"
+    );
+    assert!(text.contains("hint: shorten the pulse"), "{text}");
 }

@@ -108,6 +108,11 @@ async fn every_view_works_in_headless_chromium() {
     // A one-touch correction: alex_lacamoire is here after all, says the teacher.
     page.evaluate("window.prompt = () => 'đến cùng phụ huynh'; document.querySelector('[data-personal-id=\"001206001000\"] button').click(); true").await;
     page.wait_for("document.querySelector('[data-personal-id=\"001206001000\"]').classList.contains('PRESENT')").await;
+    // A reload late in the lesson shows the whole roll call again: the camera's three and the correction.
+    page.evaluate("document.body.dataset.beforeReload = 'yes'; location.reload(); true").await;
+    page.wait_for("document.body.dataset.beforeReload === undefined && document.getElementById('room-name').textContent === 'Phòng thử'").await;
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
+    page.wait_for("document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 4").await;
     let corrected = outbox(&room).into_iter().find_map(|payload| match payload {
         Payload::AttendanceMark(mark) if mark.personal_id == "001206001000" => Some(mark),
         _ => None,
@@ -171,6 +176,98 @@ async fn every_view_works_in_headless_chromium() {
     page.evaluate("document.getElementById('lang').click(); true").await;
     assert_eq!(page.evaluate("document.querySelector('[data-view=rollcall]').textContent").await, "Roll call");
     drop(agent);
+}
+
+/// A room whose only device is a simulated bell with a 10 ms pattern, for records cheaply made.
+fn bell_room() -> Room {
+    Room::new("[schedule.patterns.short]\npulses_ms = [10]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n")
+}
+
+/// The live feed's lines, read until one satisfies `enough`; panics with what came after 10 s.
+fn feed_lines(room: &Room, last_event_id: Option<&str>, query: &str, enough: impl Fn(&str) -> bool) -> Vec<String> {
+    use std::io::BufRead;
+    let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().new_agent();
+    let mut request = agent.get(&format!("http://{}/api/panel/events{query}", room.http));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let mut response = request.call().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(response.body_mut().as_reader()).lines() {
+        let line = line.unwrap_or_else(|err| panic!("the feed stopped after {lines:?}: {err}"));
+        let done = enough(&line);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("the feed ended after {lines:?}");
+}
+
+/// The ids of the live feed's records, read until the record `newest`.
+fn feed_ids(room: &Room, last_event_id: Option<&str>, query: &str, newest: i64) -> Vec<i64> {
+    let lines = feed_lines(room, last_event_id, query, |line| line == format!("id: {newest}"));
+    lines.iter().filter_map(|line| line.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
+}
+
+/// A page that lost its feed reconnects with `Last-Event-ID` (the browser's own reconnect) and gets every
+/// record committed meanwhile, none twice; a page opening its feed after its snapshot says `?after=`.
+#[test]
+fn a_reconnecting_feed_gets_the_records_it_missed() {
+    let room = bell_room();
+    let _agent = room.start();
+    for _ in 0..4 {
+        let rung = room.command(&["bell", "ring", "--pattern", "short"]);
+        assert!(rung.status.success(), "{}", String::from_utf8_lossy(&rung.stderr));
+    }
+    let (_, health) = common::http_get(room.http, "/healthz");
+    let newest = serde_json::from_str::<serde_json::Value>(&health).unwrap()["database"]["last_seq"].as_i64().unwrap();
+    assert!(newest >= 4, "{health}");
+
+    assert_eq!(feed_ids(&room, Some("1"), "", newest), (2..=newest).collect::<Vec<_>>(), "resumed after record 1");
+    assert_eq!(feed_ids(&room, None, "?after=2", newest), (3..=newest).collect::<Vec<_>>(), "opened after the snapshot's record 2");
+    assert_eq!(feed_ids(&room, Some("3"), "?after=0", newest), (4..=newest).collect::<Vec<_>>(), "the browser's Last-Event-ID wins");
+    // A page that holds records of an outbox since replaced is told to take a fresh snapshot.
+    let lines = feed_lines(&room, Some("1000000"), "", |line| line == "event: reset");
+    assert!(lines.iter().all(|line| !line.starts_with("id: ")), "{lines:?}");
+
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut refused = agent.get(&format!("http://{}/api/panel/events", room.http)).header("Last-Event-ID", "ba").call().unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.body_mut().read_to_string().unwrap().contains("Last-Event-ID must be a record's seq"));
+}
+
+/// The panel's snapshot holds the open roll call whole, however many records came after its marks.
+#[test]
+fn the_snapshot_holds_the_roll_call_whole_beyond_its_window_of_recent_records() {
+    use firmware_agent::proto::{self, AttendanceMark, AttendanceSession};
+    let room = bell_room();
+    let mut first_run = room.start();
+    first_run.signal(libc::SIGTERM);
+    first_run.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+    // A roll call, then 300 other records, committed while the agent was stopped.
+    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let now = jiff::Timestamp::now();
+    let session = AttendanceSession { session_id: "s-1".into(), class_name: "6A1".into(), phase: proto::attendance_session::Phase::Opened as i32, ..Default::default() };
+    let mark = |id: &str, status: MarkStatus| {
+        Payload::AttendanceMark(AttendanceMark { session_id: "s-1".into(), personal_id: id.into(), status: status as i32, source: MarkSource::Face as i32, ..Default::default() })
+    };
+    let marks = vec![Payload::AttendanceSession(session), mark("001206001001", MarkStatus::Present), mark("001206001002", MarkStatus::Late)];
+    store.append_batch(marks.into_iter().map(|payload| firmware_agent::store::outbox::NewEvent::new(now, payload)).collect()).unwrap();
+    let others = (0..300).map(|_| firmware_agent::store::outbox::NewEvent::new(now, proto::Actuation { device: "bell".into(), command: "ring:short".into(), ..Default::default() }));
+    store.append_batch(others.collect()).unwrap();
+    drop(store);
+    let _agent = room.start();
+
+    let (status, body) = common::http_get(room.http, "/api/panel/state");
+    assert_eq!(status, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(state["recent"].as_array().unwrap().iter().all(|record| record["kind"] == "actuation"), "the marks are outside the window");
+    assert_eq!(state["rollcall"]["session"]["payload"]["session_id"], "s-1", "{}", state["rollcall"]);
+    let marks: Vec<(&str, &str)> =
+        state["rollcall"]["marks"].as_array().unwrap().iter().map(|m| (m["personal_id"].as_str().unwrap(), m["status"].as_str().unwrap())).collect();
+    assert_eq!(marks, [("001206001001", "PRESENT"), ("001206001002", "LATE")]);
+    assert_eq!(state["last_seq"], state["recent"].as_array().unwrap().last().unwrap()["seq"], "the feed resumes after the newest record held");
 }
 
 /// Every payload in the room's outbox, oldest first.

@@ -91,7 +91,7 @@ async fn lateness() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), clock.clone()).unwrap());
     let shutdown = CancellationToken::new();
-    let (controller, mqtt) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown).unwrap();
+    let (controller, mqtt) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
     let pins = controller.pins().clone();
     let (config, _) = watch::channel(Arc::new(config));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();

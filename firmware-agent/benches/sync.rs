@@ -134,7 +134,7 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let shutdown = CancellationToken::new();
-    let (actuators, _) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown).unwrap();
+    let (actuators, _) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
     let (config, _) = tokio::sync::watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config,

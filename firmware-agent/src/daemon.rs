@@ -84,7 +84,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let store = Arc::new(store);
     let shutdown = CancellationToken::new();
-    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone(), &shutdown)
+    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone())
         .map_err(|err| format!("the agent did not start: {err}"))?;
     let (config_tx, _) = watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {

@@ -131,14 +131,15 @@ impl Chromium {
             condition.replace('\'', "\\'")
         );
         let params = json!({ "expression": script, "awaitPromise": true, "returnByValue": true });
-        // The page may still be navigating from about:blank: its context is then
-        // destroyed under the first evaluation, which is asked again in the new one.
+        // The page may still be navigating (from about:blank, or reloading): its context is
+        // then destroyed under the evaluation, which is asked again in the new one.
         for _ in 0..3 {
             let reply = self.call_within("Runtime.evaluate", params.clone(), patience + PATIENCE).await;
             if reply["result"]["result"]["value"] == Value::Bool(true) {
                 return;
             }
-            let destroyed = reply.to_string().contains("context was destroyed") || reply.to_string().contains("Cannot find context");
+            let text = reply.to_string();
+            let destroyed = ["context was destroyed", "Cannot find context", "Inspected target navigated"].iter().any(|sign| text.contains(sign));
             assert!(destroyed, "waiting for {condition}: {reply}");
         }
         panic!("the page kept navigating while waiting for {condition}");

@@ -3,7 +3,10 @@
 
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
 use crate::config::diagnostics::Unlocated;
+use crate::schedule::config::BellPattern;
 
 /// Every device and the broker.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -166,8 +169,8 @@ fn default_discovery_prefix() -> String {
     "homeassistant".to_owned()
 }
 
-/// The rules serde cannot express.
-pub fn problems(config: &ActuatorsConfig) -> Vec<Unlocated> {
+/// The rules serde cannot express; `patterns` are the bell patterns any bell may be rung with.
+pub fn problems(config: &ActuatorsConfig, patterns: &BTreeMap<String, BellPattern>) -> Vec<Unlocated> {
     let mut out = Vec::new();
     let mut problem = |key: String, message: String, hint: &str| out.push(Unlocated { key, message, hint: hint.to_owned() });
     let mut seen = std::collections::BTreeSet::new();
@@ -182,6 +185,18 @@ pub fn problems(config: &ActuatorsConfig) -> Vec<Unlocated> {
         }
         if device.max_on_seconds == Some(0) {
             problem(format!("{key}.max_on_seconds"), "0 would never let the device switch on".into(), "use a number of seconds, such as 15 for a bell");
+        }
+        if let (DeviceKind::Bell, Some(max_on)) = (device.kind, device.max_on()) {
+            for (name, pattern) in patterns {
+                let longest = pattern.pulses_ms.iter().enumerate().max_by_key(|(_, pulse)| **pulse);
+                if let Some((i, &pulse)) = longest.filter(|(_, pulse)| u128::from(**pulse) > max_on.as_millis()) {
+                    problem(
+                        format!("schedule.patterns.{name}.pulses_ms.{i}"),
+                        format!("a pulse of {pulse} ms is longer than bell `{}` may ring ({} s, its max_on_seconds): its driver would cut it short", device.name, max_on.as_secs()),
+                        "shorten the pulse, or split it into pulses with gaps; or raise the bell's max_on_seconds if it may ring that long",
+                    );
+                }
+            }
         }
         if let DriverConfig::Mqtt(mqtt) = &device.driver {
             if config.mqtt.is_none() {

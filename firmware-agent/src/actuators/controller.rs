@@ -15,6 +15,8 @@
 //!   store refuses, the room's own once the queue is full); the record of one
 //!   done is kept, queued while the store refuses
 //!   ([`crate::store::recorder`]).
+//! - At shutdown every device is switched off and waited for, and from then on
+//!   nothing is switched on: a ring under way stops at its next pulse.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 
 use super::arbiter::{Arbiter, Verdict};
 use super::config::{DeviceConfig, DeviceKind, DriverConfig};
@@ -82,8 +85,14 @@ pub struct DeviceStatus {
     pub name: String,
     pub kind: &'static str,
     pub zone: String,
+    /// As the device reported it; the last command's result for a device that cannot report.
     pub on: bool,
+    /// Whether the device says it is online; `None` for a device that cannot say, or has not yet.
+    pub online: Option<bool>,
 }
+
+/// The longest the agent waits at shutdown for every device to confirm it is off.
+pub const SWITCH_OFF_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The room's devices.
 pub struct Controller {
@@ -95,7 +104,14 @@ pub struct Controller {
     clock: Arc<dyn Clock>,
     link: Option<Arc<MqttLink>>,
     pins: SimulatedPinBank,
+    /// Bumped by every change of what [`Controller::status`] shows: the agent's commands and the devices' own reports.
+    changes: Arc<watch::Sender<u64>>,
+    /// Set at shutdown: from then on nothing is switched on, so a ring under way cannot undo the final "off".
+    stopping: AtomicBool,
 }
+
+/// Why a command to switch on was refused at shutdown.
+const STOPPING: &str = "the agent is stopping: nothing is switched on any more";
 
 impl Controller {
     /// Opens every configured device, each in its safe state. A device that cannot be opened stops the start:
@@ -130,9 +146,16 @@ impl Controller {
             arbiter: Mutex::default(),
             store,
             clock,
+            changes: link.as_ref().map_or_else(|| Arc::new(watch::channel(0).0), |link| link.reports().clone()),
             link,
             pins,
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Wakes whenever what [`Controller::status`] shows may have changed.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Whether the MQTT link is connected, when the room has one.
@@ -145,11 +168,12 @@ impl Controller {
         &self.pins
     }
 
-    /// Every device with its last known state.
+    /// Every device with its state as it reported it, or as last commanded when it cannot report.
     pub fn status(&self) -> Vec<DeviceStatus> {
         self.devices
             .values()
-            .map(|device| DeviceStatus {
+            .map(|device| (device, device.actuator.reported()))
+            .map(|(device, reported)| DeviceStatus {
                 name: device.config.name.clone(),
                 kind: match device.config.kind {
                     DeviceKind::Bell => "bell",
@@ -157,7 +181,8 @@ impl Controller {
                     DeviceKind::Switch => "switch",
                 },
                 zone: device.config.zone().to_owned(),
-                on: device.on.load(Ordering::SeqCst),
+                on: reported.on.unwrap_or_else(|| device.on.load(Ordering::SeqCst)),
+                online: reported.online,
             })
             .collect()
     }
@@ -181,12 +206,19 @@ impl Controller {
         self.devices.values().filter(|d| d.config.kind == DeviceKind::Bell).map(|d| d.actuator.clone()).collect()
     }
 
-    /// Switches every device off now, without waiting: at shutdown.
-    pub fn safe_state_all(&self) {
-        for device in self.devices.values() {
-            device.actuator.safe_state();
-            device.on.store(false, Ordering::SeqCst);
-        }
+    /// Switches every device off and waits for each to confirm, up to [`SWITCH_OFF_PATIENCE`]: at shutdown,
+    /// while the MQTT link is still up. A device that does not confirm in time gets its safe state as well.
+    pub async fn switch_all_off(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let offs = self.devices.values().map(|device| async move {
+            let switched = tokio::time::timeout(SWITCH_OFF_PATIENCE, device.actuator.switch(false)).await;
+            if !matches!(switched, Ok(Ok(_))) {
+                tracing::warn!(device = %device.config.name, ?switched, "no confirmation that the device is off; its safe state was sent");
+                device.actuator.safe_state();
+            }
+            self.note_state(device, false);
+        });
+        futures_util::future::join_all(offs).await;
     }
 
     /// The hook for attendance's face count: an empty room switches its lights off (as automation,
@@ -282,7 +314,11 @@ impl Controller {
         let started = Instant::now();
         match action {
             Action::Switch { on } => {
-                let result = device.actuator.switch(*on).await;
+                let result = if *on && self.stopping.load(Ordering::SeqCst) {
+                    Err(ActuatorError::Failed(STOPPING.to_owned()))
+                } else {
+                    device.actuator.switch(*on).await
+                };
                 let latency = started.elapsed();
                 if result.is_ok() {
                     self.note_state(device, *on);
@@ -297,6 +333,10 @@ impl Controller {
                 for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
                     if i > 0 {
                         tokio::time::sleep(Duration::from_millis(pattern.gap_ms.into())).await;
+                    }
+                    if self.stopping.load(Ordering::SeqCst) {
+                        results.push(Err(ActuatorError::Failed(STOPPING.to_owned())));
+                        break;
                     }
                     let on = device.actuator.switch(true).await;
                     latency.get_or_insert(started.elapsed());
@@ -323,6 +363,7 @@ impl Controller {
 
     fn note_state(&self, device: &Device, on: bool) {
         device.on.store(on, Ordering::SeqCst);
+        self.changes.send_modify(|version| *version += 1);
         if let Some(link) = &self.link {
             link.publish_state(&device.config.name, on);
         }
@@ -385,6 +426,18 @@ mod tests {
         let stored = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
         assert_eq!(stored.len(), 1);
         assert!(matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short"));
+    }
+
+    #[tokio::test]
+    async fn after_the_final_off_nothing_is_switched_on() {
+        let (_dir, _clock, store) = testing::store();
+        let controller = Controller::open(&config(), Arc::new(store), Arc::new(crate::clock::SystemClock), None).unwrap();
+        controller.switch_all_off().await;
+        let ring = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Timetable, hold_until: None, note: String::new() };
+        let record = controller.perform(ring).await.unwrap();
+        assert_eq!(record.outcome, Outcome::Failed as i32);
+        assert!(record.detail.contains("the agent is stopping"), "{}", record.detail);
+        assert!(controller.pins().history("bell").iter().all(|(_, level)| !level), "the bell never went on");
     }
 
     #[tokio::test]

@@ -9,8 +9,12 @@
 //!   every driver; so a simulated pin exercises everything a real relay would.
 //! - Safety does not depend on the agent being healthy: bells have a maximum
 //!   on-time the driver enforces by itself (see [`relay`] and [`mqtt`]), the
-//!   safe state is applied when a device is opened and when it is dropped at
-//!   shutdown, and a panic anywhere cuts every bell.
+//!   safe state is applied when a device is opened and, at shutdown, every
+//!   device is switched off and waited for (bounded) before the MQTT link
+//!   closes; a panic anywhere cuts every bell.
+//! - What the room shows is what a device reports of itself when it can
+//!   ([`Reported`]), and the agent's last command only for a device that
+//!   cannot say (a relay).
 
 pub mod arbiter;
 pub mod config;
@@ -49,6 +53,19 @@ pub trait Actuator: Send + Sync {
     fn name(&self) -> &str;
     /// Switches the device on or off.
     fn switch(&self, on: bool) -> BoxFuture<'_, Result<Confirmation, ActuatorError>>;
-    /// Switches the device off at once, without waiting for a confirmation: at shutdown and from the panic hook.
+    /// Switches the device off at once, without waiting for a confirmation: from the panic hook, and when a command failed.
     fn safe_state(&self);
+    /// What the device itself last said; nothing for a device that cannot report (a relay).
+    fn reported(&self) -> Reported {
+        Reported::default()
+    }
+}
+
+/// What a device that reports has said of itself; `None` where it said nothing yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// Whether it is on, whoever switched it.
+    pub on: Option<bool>,
+    /// Whether it is online (its last will).
+    pub online: Option<bool>,
 }

@@ -10,17 +10,25 @@
 //! - Commands go out with QoS 1. A command not confirmed on the device's state
 //!   topic within `confirm_timeout_ms` is sent again, up to `retries` times,
 //!   then reported as timed out. ON and OFF are idempotent, so a repeat is safe.
+//! - What a device reports is what the agent shows: its state topic (Tasmota
+//!   `stat/<topic>/POWER`) says whether it is on, whoever switched it (the
+//!   agent, the wall, its own PulseTime), and its availability topic (Tasmota
+//!   `tele/<topic>/LWT`, Shelly `shellies/<id>/online`, its last will) whether
+//!   it is online. Every such report bumps [`MqttLink::reports`].
 //! - The agent's availability is its last will: `<base>/availability` is
 //!   `online` (retained) while it is connected and `offline` once it is not.
-//!   Devices' own availability topics (Tasmota `tele/<topic>/LWT`, Shelly
-//!   `shellies/<id>/online`) are watched and logged.
 //! - Home Assistant discovery: each device of the room is announced as a
 //!   switch whose state is `<base>/<device>/state` and whose commands arrive on
 //!   `<base>/<device>/set`; those commands reach the controller as automation.
 //! - After a broker restart the link reconnects, subscribes again and
 //!   re-announces itself; commands sent meanwhile time out and are reported.
-//! - Tasmota devices are told their `PulseTime` at every connection, so a bell
-//!   switched on over MQTT goes off by itself even if the agent never says so.
+//! - Tasmota devices are told their `PulseTime` at every connection and every
+//!   time they come online (their last will turns `Online`), so a bell switched
+//!   on over MQTT goes off by itself even if the agent never says so, however
+//!   late the bell joined or often it restarted.
+//! - The link closes when its owner says so, not on the agent's stop signal:
+//!   the owner first switches every device off and waits for that, so the
+//!   `OFF`s are on the wire before the goodbye.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{DeviceConfig, DriverConfig, MqttConfig, MqttDeviceConfig, MqttFlavor};
-use super::{Actuator, ActuatorError, BoxFuture, Confirmation};
+use super::{Actuator, ActuatorError, BoxFuture, Confirmation, Reported};
 use crate::config::RoomConfig;
 
 /// How long to wait before reconnecting to a broker that went away.
@@ -51,6 +59,7 @@ pub struct MqttLink {
     base: String,
     topics: Mutex<HashMap<String, watch::Sender<(u64, String)>>>,
     connected: watch::Sender<bool>,
+    reports: Arc<watch::Sender<u64>>,
 }
 
 /// A device's MQTT topics, whatever its flavor.
@@ -95,12 +104,12 @@ impl SwitchTopics {
 }
 
 impl MqttLink {
-    /// Connects (in the background) and keeps connected until `shutdown`; home-automation commands arrive on the receiver.
+    /// Connects (in the background) and keeps connected until `close`; home-automation commands arrive on the receiver.
     pub fn start(
         config: &MqttConfig,
         room: &RoomConfig,
         devices: &[DeviceConfig],
-        shutdown: CancellationToken,
+        close: CancellationToken,
     ) -> (Arc<MqttLink>, mpsc::Receiver<RemoteCommand>, tokio::task::JoinHandle<()>) {
         let base = config.base_topic.clone().unwrap_or_else(|| format!("classroom/{}/{}", room.school_code, room.room_id));
         let client_id = format!("firmware-agent-{}-{}", room.school_code, room.room_id);
@@ -116,13 +125,19 @@ impl MqttLink {
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
         event_loop.set_network_options(network);
-        let link = Arc::new(MqttLink { client, base, topics: Mutex::default(), connected: watch::channel(false).0 });
+        let link = Arc::new(MqttLink {
+            client,
+            base,
+            topics: Mutex::default(),
+            connected: watch::channel(false).0,
+            reports: Arc::new(watch::channel(0).0),
+        });
         let announcements = Announcements::new(&link.base, config, room, devices);
         for topic in &announcements.subscriptions {
             link.topic(topic);
         }
         let (commands_tx, commands) = mpsc::channel(32);
-        let task = tokio::spawn(link.clone().drive(event_loop, announcements, commands_tx, shutdown));
+        let task = tokio::spawn(link.clone().drive(event_loop, announcements, commands_tx, close));
         (link, commands, task)
     }
 
@@ -139,6 +154,18 @@ impl MqttLink {
         self.connected.subscribe()
     }
 
+    /// Bumped whenever a device reports its state or its availability. The controller bumps it
+    /// too for its own commands, so that one channel carries every change the room shows.
+    pub fn reports(&self) -> &Arc<watch::Sender<u64>> {
+        &self.reports
+    }
+
+    /// The latest value on `topic`, if anything arrived there since the link started.
+    fn latest(&self, topic: &str) -> Option<String> {
+        let topics = self.topics.lock().unwrap();
+        topics.get(topic).map(|sender| sender.borrow().clone()).and_then(|(seq, value)| (seq > 0).then_some(value))
+    }
+
     fn topic(&self, topic: &str) -> watch::Receiver<(u64, String)> {
         let mut topics = self.topics.lock().unwrap();
         topics.entry(topic.to_owned()).or_insert_with(|| watch::channel((0, String::new())).0).subscribe()
@@ -149,12 +176,12 @@ impl MqttLink {
         mut event_loop: rumqttc::EventLoop,
         announcements: Announcements,
         commands: mpsc::Sender<RemoteCommand>,
-        shutdown: CancellationToken,
+        close: CancellationToken,
     ) {
         loop {
             let event = tokio::select! {
                 event = event_loop.poll() => event,
-                () = shutdown.cancelled() => break,
+                () = close.cancelled() => break,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -175,7 +202,7 @@ impl MqttLink {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(RECONNECT_DELAY) => {}
-                        () = shutdown.cancelled() => break,
+                        () = close.cancelled() => break,
                     }
                 }
             }
@@ -221,12 +248,20 @@ impl MqttLink {
         }
         if let Some(device) = announcements.availability.get(topic) {
             tracing::info!(device, availability = payload, "device availability");
+            if availability(payload) == Some(true) {
+                for (topic, payload) in announcements.on_online.get(device).into_iter().flatten() {
+                    if let Err(err) = self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone()) {
+                        tracing::error!(%err, topic, device, "cannot tell a device that came online its settings");
+                    }
+                }
+            }
         }
         if let Some(sender) = self.topics.lock().unwrap().get(topic) {
             sender.send_modify(|(seq, value)| {
                 *seq += 1;
                 payload.clone_into(value);
             });
+            self.reports.send_modify(|version| *version += 1);
         }
     }
 }
@@ -240,6 +275,8 @@ struct Announcements {
     set_topics: HashMap<String, String>,
     /// A device's availability topic → device.
     availability: HashMap<String, String>,
+    /// device → (topic, payload) sent whenever it comes online: a Tasmota bell's PulseTime.
+    on_online: HashMap<String, Vec<(String, String)>>,
 }
 
 impl Announcements {
@@ -249,6 +286,7 @@ impl Announcements {
             publications: vec![(format!("{base}/availability"), "online".to_owned(), true)],
             set_topics: HashMap::new(),
             availability: HashMap::new(),
+            on_online: HashMap::new(),
         };
         let node: String = format!("{}_{}", room.school_code, room.room_id)
             .chars()
@@ -286,10 +324,21 @@ impl Announcements {
             }
             if let (MqttFlavor::Tasmota, Some(max_on)) = (mqtt.flavor, device.max_on()) {
                 let power = if mqtt.channel == 0 { String::new() } else { mqtt.channel.to_string() };
-                out.publications.push((format!("cmnd/{}/PulseTime{power}", mqtt.topic), tasmota_pulse_time(max_on).to_string(), false));
+                let pulse_time = (format!("cmnd/{}/PulseTime{power}", mqtt.topic), tasmota_pulse_time(max_on).to_string());
+                out.publications.push((pulse_time.0.clone(), pulse_time.1.clone(), false));
+                out.on_online.entry(device.name.clone()).or_default().push(pulse_time);
             }
         }
         out
+    }
+}
+
+/// What an availability payload says: Tasmota's `Online`/`Offline`, Shelly's `true`/`false`, or `online`/`offline`.
+fn availability(payload: &str) -> Option<bool> {
+    match payload.to_ascii_lowercase().as_str() {
+        "online" | "true" | "1" => Some(true),
+        "offline" | "false" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -352,6 +401,18 @@ impl Actuator for MqttSwitch {
 
     fn safe_state(&self) {
         let _ = self.link.client.try_publish(self.topics.command.clone(), QoS::AtLeastOnce, false, self.topics.payload_off.clone());
+    }
+
+    fn reported(&self) -> Reported {
+        let on = self.link.latest(&self.topics.state).and_then(|state| {
+            if state.eq_ignore_ascii_case(&self.topics.payload_on) {
+                Some(true)
+            } else {
+                state.eq_ignore_ascii_case(&self.topics.payload_off).then_some(false)
+            }
+        });
+        let online = self.topics.availability.as_deref().and_then(|topic| self.link.latest(topic)).and_then(|payload| availability(&payload));
+        Reported { on, online }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon's side of bells and lights: opens the devices, follows the
-//! timetable with the clock it is handed, takes home-automation commands, and
-//! leaves every device in its safe state on the way out.
+//! timetable with the clock it is handed, takes home-automation commands,
+//! keeps `/healthz` true to the broker and to each device's availability, and
+//! leaves every device off on the way out.
 //!
 //! # Design
 //! The loop asks the [`Scheduler`] what is due now, performs it, and sleeps
@@ -12,12 +13,18 @@
 //! killed within the few milliseconds of that commit could, after a restart
 //! within the grace, ring the same bell again. Timetable changes in a reloaded config apply at once; device changes at
 //! the next restart.
+//!
+//! At the stop signal the runner, not the stop signal itself, closes the MQTT
+//! link: first every device is switched off and confirmed (bounded by
+//! [`SWITCH_OFF_PATIENCE`](super::controller::SWITCH_OFF_PATIENCE)), then the link says goodbye. Closing the link on
+//! the same signal would race the `OFF`s still queued for the broker.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::controller::{Controller, Request};
 use super::mqtt::{MqttLink, RemoteCommand};
@@ -37,14 +44,25 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(15);
 pub struct MqttParts {
     commands: mpsc::Receiver<RemoteCommand>,
     task: tokio::task::JoinHandle<()>,
+    /// Closes the link: cancelled by `run` once every device is off.
+    close: CancellationToken,
+}
+
+impl MqttParts {
+    /// Closes the link and waits for its goodbye to the broker.
+    async fn close(self) {
+        self.close.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Opens the devices (and the broker link) at start, each in its safe state.
-pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, shutdown: &tokio_util::sync::CancellationToken) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
+pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
     let (link, parts) = match &config.actuators.mqtt {
         Some(mqtt) => {
-            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, shutdown.clone());
-            (Some(link), Some(MqttParts { commands, task }))
+            let close = CancellationToken::new();
+            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, close.clone());
+            (Some(link), Some(MqttParts { commands, task, close }))
         }
         None => (None, None),
     };
@@ -68,27 +86,34 @@ fn cut_bells_on_panic(controller: &Controller) {
     }));
 }
 
-/// Follows the timetable until shutdown, then applies the safe state.
-pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<MqttParts>) {
+/// Follows the timetable until shutdown, then switches every device off before the MQTT link closes.
+pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mut mqtt: Option<MqttParts>) {
+    if let Some(connected) = controller.mqtt_connected() {
+        tokio::spawn(report_broker(agent.clone(), connected));
+        tokio::spawn(report_devices(agent.clone(), controller.clone()));
+    }
+    let remote = mqtt.as_mut().map(|parts| &mut parts.commands);
+    follow_timetable(&agent, &controller, remote).await;
+    controller.switch_all_off().await;
+    tracing::info!("bells and lights in their safe state");
+    if let Some(parts) = mqtt {
+        parts.close().await;
+    }
+}
+
+/// The runner's loop: the timetable and home automation's commands, until shutdown.
+async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut remote: Option<&mut mpsc::Receiver<RemoteCommand>>) {
     let mut config_rx = agent.config.subscribe();
-    let (mut remote, link_task) = match mqtt {
-        Some(parts) => (Some(parts.commands), Some(parts.task)),
-        None => (None, None),
-    };
     let mut scheduler = match resume(&agent.store, timetable(&agent.config()), agent.clock.now()) {
         Ok(scheduler) => scheduler,
         Err(err) => {
             agent.health.set("schedule", crate::health::State::Failed, err.clone());
             tracing::error!("the timetable is not followed: {err}");
             agent.shutdown.cancelled().await;
-            controller.safe_state_all();
             return;
         }
     };
     agent.health.set("schedule", crate::health::State::Ok, "following the timetable".to_owned());
-    if let Some(connected) = controller.mqtt_connected() {
-        tokio::spawn(report_broker(agent.clone(), connected));
-    }
     loop {
         let now = agent.clock.now();
         for decision in scheduler.poll(now) {
@@ -127,11 +152,6 @@ pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mqtt: Option<Mq
             }
         }
     }
-    controller.safe_state_all();
-    tracing::info!("bells and lights in their safe state");
-    if let Some(task) = link_task {
-        let _ = task.await;
-    }
 }
 
 /// Keeps the `mqtt` health entry true to the link: degraded while the broker is away.
@@ -150,7 +170,28 @@ async fn report_broker(agent: Arc<Agent>, mut connected: tokio::sync::watch::Rec
     }
 }
 
-async fn next_remote(remote: &mut Option<mpsc::Receiver<RemoteCommand>>) -> Option<RemoteCommand> {
+/// Keeps one health entry per device that says whether it is online (`device.<name>`): degraded while its last will says offline.
+async fn report_devices(agent: Arc<Agent>, controller: Arc<Controller>) {
+    let mut changes = controller.subscribe_changes();
+    loop {
+        changes.borrow_and_update();
+        for device in controller.status() {
+            let Some(online) = device.online else { continue };
+            let (state, detail) = if online {
+                (crate::health::State::Ok, "trực tuyến (online)".to_owned())
+            } else {
+                (crate::health::State::Degraded, format!("thiết bị `{}` mất kết nối (offline, said its last will): commands to it time out", device.name))
+            };
+            agent.health.set(&format!("device.{}", device.name), state, detail);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = agent.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn next_remote(remote: &mut Option<&mut mpsc::Receiver<RemoteCommand>>) -> Option<RemoteCommand> {
     match remote {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,

@@ -185,7 +185,7 @@ impl Config {
         for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
             problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
         }
-        problems.extend(crate::actuators::config::problems(&self.actuators));
+        problems.extend(crate::actuators::config::problems(&self.actuators, &self.schedule.patterns));
         let devices: Vec<&str> = self.actuators.device.iter().map(|d| d.name.as_str()).collect();
         problems.extend(crate::schedule::config::problems(&self.schedule, &devices));
         problems.extend(self.attendance.problems());

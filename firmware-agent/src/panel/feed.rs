@@ -1,7 +1,18 @@
-//! The panel's live feed: every record the room commits, and every change of a
-//! subsystem's health, pushed to the page as Server-Sent Events the moment it
-//! happens. No polling: the outbox's commit channel and the health registry's
-//! change channel wake the stream.
+//! The panel's live feed: every record the room commits, every change of a
+//! subsystem's health and of the devices' states, pushed to the page as
+//! Server-Sent Events the moment it happens. No polling: the outbox's commit
+//! channel, the health registry's and the devices' change channels wake the stream.
+//!
+//! # Design
+//! A record's event id is its outbox seq, so a page never loses one: it opens
+//! the stream with `?after=SEQ`, the newest record its snapshot held, and the
+//! browser reconnects on its own with `Last-Event-ID`, the newest record it
+//! received (the header wins over the query). The stream subscribes to commits
+//! before it reads, then sends everything after that seq, then follows; a
+//! record committed in between is sent, at worst twice, never lost. A page
+//! whose seq is beyond the outbox's newest (the database was replaced) is told
+//! `reset`, to take a fresh snapshot; a stream opened with neither starts at
+//! the newest record.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,43 +29,79 @@ use crate::store::outbox::{StoredEvent, read_after};
 /// Most records sent in one wake-up; a larger backlog follows in the next.
 const BATCH: usize = 500;
 
-/// The SSE stream for one page: a `hello` with the health snapshot, then
-/// `record` and `health` events as they happen.
-pub fn stream(agent: Arc<Agent>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// The SSE stream for one page: a `hello` with the health snapshot, every record after
+/// `resume_after` (the newest when `None`), then `record`, `health` and `devices` events as they happen.
+pub fn stream(agent: Arc<Agent>, resume_after: Option<i64>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let mut commits = agent.store.subscribe_commits();
         let mut health = agent.health.subscribe();
-        let mut cursor = *commits.borrow_and_update();
-        let hello = json!({ "last_seq": cursor, "health": agent.health.snapshot() });
+        let mut devices = agent.actuators.subscribe_changes();
+        let newest = *commits.borrow_and_update();
+        let hello = json!({ "last_seq": newest, "health": agent.health.snapshot() });
         if tx.send(SseEvent::default().event("hello").data(hello.to_string())).await.is_err() {
             return;
         }
+        let mut cursor = match resume_after {
+            Some(seq) if seq > newest => {
+                if tx.send(SseEvent::default().event("reset").data(json!({ "last_seq": newest }).to_string())).await.is_err() {
+                    return;
+                }
+                newest
+            }
+            Some(seq) => seq,
+            None => newest,
+        };
+        let Some(caught_up) = send_records_after(&agent, &tx, cursor).await else { return };
+        cursor = caught_up;
         loop {
             tokio::select! {
                 _ = agent.shutdown.cancelled() => return,
                 _ = tx.closed() => return,
                 changed = commits.changed() => {
                     if changed.is_err() { return; }
-                    while let Some(records) = read_records(&agent, cursor).await {
-                        cursor = records.last().map_or(cursor, |r| r.seq);
-                        for record in &records {
-                            let event = SseEvent::default().event("record").id(record.seq.to_string()).data(record_json(record).to_string());
-                            if tx.send(event).await.is_err() { return; }
-                        }
-                        if records.len() < BATCH { break; }
-                    }
+                    let Some(sent) = send_records_after(&agent, &tx, cursor).await else { return };
+                    cursor = sent;
                 }
                 changed = health.changed() => {
                     if changed.is_err() { return; }
                     let snapshot = json!(agent.health.snapshot());
                     if tx.send(SseEvent::default().event("health").data(snapshot.to_string())).await.is_err() { return; }
                 }
+                changed = devices.changed() => {
+                    if changed.is_err() { return; }
+                    let status = json!(agent.actuators.status());
+                    if tx.send(SseEvent::default().event("devices").data(status.to_string())).await.is_err() { return; }
+                }
             }
         }
     });
     let events = tokio_stream::StreamExt::map(ReceiverStream::new(rx), Ok::<_, Infallible>);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Sends every committed record after `cursor`, in batches; returns the seq of the last one sent, or `None` once the page is gone.
+async fn send_records_after(agent: &Arc<Agent>, tx: &tokio::sync::mpsc::Sender<SseEvent>, mut cursor: i64) -> Option<i64> {
+    while let Some(records) = read_records(agent, cursor).await {
+        cursor = records.last().map_or(cursor, |r| r.seq);
+        for record in &records {
+            let event = SseEvent::default().event("record").id(record.seq.to_string()).data(record_json(record).to_string());
+            tx.send(event).await.ok()?;
+        }
+        if records.len() < BATCH {
+            break;
+        }
+    }
+    Some(cursor)
+}
+
+/// Where a page asks its stream to resume: `Last-Event-ID` (the browser's reconnect), else `?after=`.
+pub fn resume_point(last_event_id: Option<&str>, after: Option<&str>) -> Result<Option<i64>, String> {
+    let Some((source, value)) = last_event_id.map(|v| ("Last-Event-ID", v)).or(after.map(|v| ("after", v))) else { return Ok(None) };
+    match value.trim().parse::<i64>() {
+        Ok(seq) if seq >= 0 => Ok(Some(seq)),
+        _ => Err(format!("{source} must be a record's seq, a whole number from 0 (got `{value}`)")),
+    }
 }
 
 async fn read_records(agent: &Arc<Agent>, cursor: i64) -> Option<Vec<StoredEvent>> {

@@ -8,7 +8,11 @@
 //!   touch away. Every asset is compiled into the binary: the room may be offline.
 //! - No build step and no framework: one HTML page, one script, one stylesheet.
 //!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
-//!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling.
+//!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling. The
+//!   snapshot holds the newest roll call whole (its session and every pupil's
+//!   mark as it stands) and a window of recent records for the other views; the
+//!   feed resumes after the newest record the snapshot held (see [`feed`]), so
+//!   nothing committed between the two is lost.
 //! - Access: see [`access`]. Static assets are public (they hold no data); every
 //!   `/api/` route that reads or changes the room takes a [`access::Teacher`].
 
@@ -20,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Extension, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -119,18 +123,26 @@ async fn login(
     }
 }
 
-/// Everything the page shows, as it is now.
+/// How many of the newest records the snapshot holds, for the views that show recent activity.
+const RECENT_RECORDS: i64 = 200;
+
+/// Everything the page shows, as it is now. The roll call comes whole (its session and every
+/// pupil's mark, however many records came since); other views take the newest records. The page
+/// then follows the live feed from `last_seq`, the newest record the snapshot holds.
 async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
     let config = agent.config();
     let store = agent.store.clone();
-    let records = tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let last = store.last_seq();
-        store.read(|conn| crate::store::outbox::read_after(conn, (last - 200).max(0), 200))
+        let recent = store.read(|conn| crate::store::outbox::read_after(conn, (last - RECENT_RECORDS).max(0), RECENT_RECORDS as usize))?;
+        let rollcall = newest_roll_call(&store)?;
+        Ok::<_, crate::store::StoreError>((recent.last().map_or(last, |record| record.seq), recent, rollcall))
     })
     .await;
-    let recent: Vec<_> = match records {
-        Ok(Ok(records)) => records.iter().map(feed::record_json).collect(),
-        _ => Vec::new(),
+    let (last_seq, recent, rollcall) = match read {
+        Ok(Ok((last_seq, records, rollcall))) => (last_seq, records.iter().map(feed::record_json).collect::<Vec<_>>(), rollcall),
+        Ok(Err(err)) => return snapshot_unavailable(err.to_string()),
+        Err(err) => return snapshot_unavailable(err.to_string()),
     };
     let store = agent.store.clone();
     let class = config.attendance.class.clone();
@@ -145,13 +157,38 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
         "clock_synced": agent.clock.is_synchronized(),
         "version": env!("CARGO_PKG_VERSION"),
         "health": agent.health.snapshot(),
-        "last_seq": agent.store.last_seq(),
+        "last_seq": last_seq,
         "recent": recent,
+        "rollcall": rollcall,
         "today": today(&config, agent.clock.now()),
         "rollcall_class": config.attendance.class,
         "rollcall_pupils": rollcall_pupils,
+        "devices": agent.actuators.status(),
     }))
     .into_response()
+}
+
+fn snapshot_unavailable(cause: String) -> Response {
+    tracing::error!(%cause, "cannot read the panel's snapshot");
+    let error = format!("Không đọc được dữ liệu của lớp (cannot read the room's database: {cause})");
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error }))).into_response()
+}
+
+/// The newest roll call whole: its session record and every pupil's mark as it stands, or null before the first.
+fn newest_roll_call(store: &crate::store::Store) -> Result<serde_json::Value, crate::store::StoreError> {
+    let Some(session) = store.read(|conn| crate::store::outbox::newest_of_kind(conn, "attendance.session"))? else {
+        return Ok(serde_json::Value::Null);
+    };
+    let session = feed::record_json(&session);
+    let session_id = session["payload"]["session_id"].as_str().unwrap_or_default().to_owned();
+    let marks: Vec<_> = store
+        .attendance_marks(&session_id)?
+        .into_iter()
+        .map(|(personal_id, status, source)| {
+            json!({ "session_id": session_id, "personal_id": personal_id, "status": status.to_uppercase(), "source": source.to_uppercase() })
+        })
+        .collect();
+    Ok(json!({ "session": session, "marks": marks }))
 }
 
 /// Today's periods and timetable actions, for the "now" view.
@@ -171,6 +208,16 @@ fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Va
     })
 }
 
-async fn events(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    feed::stream(agent)
+/// `GET /api/panel/events[?after=SEQ]`: the live feed, resumed after `Last-Event-ID` or `after` (see [`feed`]).
+async fn events(_teacher: Teacher, State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Response {
+    let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("(not text)"));
+    match feed::resume_point(last_event_id, query.after.as_deref()) {
+        Ok(resume_after) => feed::stream(agent, resume_after).into_response(),
+        Err(reason) => (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("Yêu cầu không hợp lệ ({reason})") }))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<String>,
 }

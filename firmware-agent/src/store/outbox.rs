@@ -16,7 +16,7 @@
 //!   this build writes fits in one message to the hub.
 
 use jiff::Timestamp;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::atomic::{AtomicI64, Ordering};
 use uuid::Uuid;
 
@@ -204,6 +204,13 @@ pub fn read_after(conn: &Connection, cursor: i64, limit: usize) -> rusqlite::Res
         })
     })?;
     rows.collect()
+}
+
+/// The newest event of `kind` (such as `attendance.session`), if any.
+pub fn newest_of_kind(conn: &Connection, kind: &str) -> rusqlite::Result<Option<StoredEvent>> {
+    let mut stmt = conn.prepare_cached("SELECT seq FROM outbox WHERE kind = ?1 ORDER BY seq DESC LIMIT 1")?;
+    let seq: Option<i64> = stmt.query_row([kind], |row| row.get(0)).optional()?;
+    seq.map_or(Ok(None), |seq| Ok(read_after(conn, seq - 1, 1)?.pop()))
 }
 
 fn millis(ms: i64) -> Timestamp {

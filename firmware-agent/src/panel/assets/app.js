@@ -1,5 +1,6 @@
 // The teacher's screen. Renders from a snapshot of the room's state, then keeps
-// it current from the agent's live feed (Server-Sent Events). No polling.
+// it current from the agent's live feed (Server-Sent Events), resumed after the
+// newest record the page holds, so none is lost or applied twice. No polling.
 "use strict";
 
 const TEXT = {
@@ -26,6 +27,7 @@ const TEXT = {
     "part.database": "Cơ sở dữ liệu", "part.http": "Máy chủ web", "part.hub": "Đồng bộ với Sở",
     "part.attendance": "Điểm danh", "part.camera": "Camera", "part.scheduler": "Lịch chuông",
     "part.actuators": "Chuông và đèn", "part.broker": "MQTT", "part.tablets": "Máy tính bảng",
+    "part.device": "Thiết bị",
     "tablets.pair": "Ghép nối máy mới", "tablets.lock": "Khóa màn hình", "tablets.unlock": "Mở khóa",
     "tablets.code": "Mã ghép nối:", "tablets.message": "Gửi tin nhắn", "tablets.open": "Mở tài liệu",
     "tablets.send": "Gửi", "tablets.lock_message": "Các em hãy nhìn lên bảng",
@@ -35,6 +37,7 @@ const TEXT = {
     "questions.reveal": "Hiện đáp án", "questions.count": "{n} câu trả lời",
     "room.recent": "Gần đây", "room.ring": "Đánh chuông", "room.on": "Bật", "room.off": "Tắt",
     "room.bell": "Chuông", "room.light": "Đèn", "room.switch": "Công tắc", "room.is_on": "Đang bật", "room.is_off": "Đang tắt",
+    "room.offline": "Mất kết nối",
     "now.none": "Không có tiết", "now.period_n": "Tiết {n} · {s}–{e}", "now.in": "{t} (còn {m} phút)",
     "rollcall.correct": "Sửa", "rollcall.reason": "Lý do sửa điểm danh:",
     "rollcall.export_day": "Tải về Excel (hôm nay)", "rollcall.export_month": "Tải về Excel (tháng này)",
@@ -63,6 +66,7 @@ const TEXT = {
     "part.database": "Database", "part.http": "Web server", "part.hub": "Hub sync",
     "part.attendance": "Roll call", "part.camera": "Camera", "part.scheduler": "Bell timetable",
     "part.actuators": "Bells and lights", "part.broker": "MQTT", "part.tablets": "Tablets",
+    "part.device": "Device",
     "tablets.pair": "Pair new tablets", "tablets.lock": "Lock screens", "tablets.unlock": "Unlock",
     "tablets.code": "Pairing code:", "tablets.message": "Send a message", "tablets.open": "Open material",
     "tablets.send": "Send", "tablets.lock_message": "Eyes on the board, please",
@@ -72,6 +76,7 @@ const TEXT = {
     "questions.reveal": "Reveal the answer", "questions.count": "{n} answers",
     "room.recent": "Recent", "room.ring": "Ring", "room.on": "On", "room.off": "Off",
     "room.bell": "Bell", "room.light": "Light", "room.switch": "Switch", "room.is_on": "On", "room.is_off": "Off",
+    "room.offline": "Offline",
     "now.none": "No lesson", "now.period_n": "Period {n} · {s}–{e}", "now.in": "{t} (in {m} min)",
     "rollcall.correct": "Correct", "rollcall.reason": "Reason for the correction:",
     "rollcall.export_day": "Download Excel (today)", "rollcall.export_month": "Download Excel (this month)",
@@ -114,7 +119,8 @@ function el(tag, attrs, ...children) {
 // ---- state from records
 
 function apply(record, live) {
-  model.lastSeq = Math.max(model.lastSeq, record.seq);
+  if (record.seq <= model.lastSeq) return; // already applied: a resumed feed may repeat the newest records
+  model.lastSeq = record.seq;
   const p = record.payload || {};
   switch (record.kind) {
     case "attendance.session":
@@ -139,7 +145,6 @@ function apply(record, live) {
     case "actuation":
       model.actuations.unshift({ ...p, at: record.occurred_at });
       model.actuations.length = Math.min(model.actuations.length, 20);
-      if (live) loadDevices();
       break;
   }
 }
@@ -234,7 +239,7 @@ function renderRoom() {
   document.getElementById("devices").replaceChildren(...model.devices.map(d => {
     const card = el("div", { class: "card device", "data-device": d.name },
       el("h2", {}, `${t(`room.${d.kind}`)} · ${d.name}`),
-      el("p", { class: "state" }, t(d.on ? "room.is_on" : "room.is_off")));
+      el("p", { class: "state" }, t(d.online === false ? "room.offline" : d.on ? "room.is_on" : "room.is_off")));
     const actions = el("div", { class: "actions" });
     const button = (label, action) => { const b = el("button", { type: "button" }, t(label)); b.addEventListener("click", action); actions.append(b); };
     if (d.kind === "bell") button("room.ring", () => act("POST", "/api/bell/ring", { device: d.name }, loadDevices));
@@ -250,9 +255,15 @@ function renderRoom() {
   list.replaceChildren(...(items.length ? items : [el("li", {}, t("room.none"))]));
 }
 
+// A subsystem's name for people: `device.<name>` is one of the room's devices.
+function partName(part) {
+  if (part.startsWith("device.")) return `${t("part.device")} ${part.slice("device.".length)}`;
+  return t(`part.${part}`) === `part.${part}` ? part : t(`part.${part}`);
+}
+
 function renderStatus() {
   const rows = Object.entries(model.health).map(([part, r]) => el("tr", {},
-    el("td", {}, t(`part.${part}`) === `part.${part}` ? part : t(`part.${part}`)),
+    el("td", {}, partName(part)),
     el("td", { class: `state-${r.state}` }, t(`state.${r.state}`)),
     el("td", {}, r.detail || "")));
   document.getElementById("status-rows").replaceChildren(...rows);
@@ -339,22 +350,32 @@ async function load() {
   model.clockSynced = state.clock_synced; model.timezone = state.room.timezone || model.timezone;
   model.today = state.today;
   model.pupils = new Map((state.rollcall_pupils || []).map(p => [p.personal_id, p.full_name]));
+  model.devices = state.devices || [];
   for (const record of state.recent) apply(record, false);
+  if (state.rollcall) {
+    // The roll call comes whole, whatever the window of recent records held.
+    model.session = state.rollcall.session.payload;
+    model.marks = new Map(state.rollcall.marks.map(m => [m.personal_id, m]));
+  }
   model.lastSeq = state.last_seq;
   render();
-  listen();
+  listen(model.lastSeq);
   loadTablets();
-  loadDevices();
 }
 
-function listen() {
-  const source = new EventSource("/api/panel/events");
+// The feed resumes after `after`; the browser's own reconnects resume after the
+// last record received (Last-Event-ID, which the agent prefers to `after`).
+function listen(after) {
+  const source = new EventSource(`/api/panel/events?after=${after}`);
   const offline = document.getElementById("offline");
   source.addEventListener("open", () => { offline.hidden = true; });
   source.addEventListener("error", () => { offline.hidden = false; });
   source.addEventListener("hello", e => { model.health = JSON.parse(e.data).health; render(); });
   source.addEventListener("health", e => { model.health = JSON.parse(e.data); render(); });
   source.addEventListener("record", e => { apply(JSON.parse(e.data), true); render(); });
+  source.addEventListener("devices", e => { model.devices = JSON.parse(e.data); renderRoom(); });
+  // The room's database was replaced: what this page holds no longer matches it.
+  source.addEventListener("reset", () => { source.close(); location.reload(); });
 }
 
 function showLogin() {
