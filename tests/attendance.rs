@@ -8,7 +8,7 @@ mod classroom;
 
 use std::time::Duration;
 
-use classroom::{NO_CONSENT, PEOPLE, attendance_room, attendance_room_with, enroll, faces, frames, held_up_print, liveness_scores};
+use classroom::{NO_CONSENT, PEOPLE, attendance_room, attendance_room_with, enroll, faces, frames, held_up_print, liveness_scores, roll_of};
 use common::{Room, http_get, local_time_in, metric};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
@@ -167,24 +167,9 @@ fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
 
     let agent = room.start();
     agent.wait_for_log("roll call closed", Duration::from_secs(120));
-    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
-    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
-    let mut marks = std::collections::BTreeMap::new();
-    let mut closed = None;
-    for event in &events {
-        match event.payload().unwrap() {
-            Some(Payload::AttendanceMark(mark)) => {
-                marks.insert(mark.personal_id.clone(), (mark.status(), mark.source()));
-            }
-            Some(Payload::AttendanceSession(session)) if session.phase() == firmware_agent::proto::attendance_session::Phase::Closed => {
-                closed = Some(session)
-            }
-            _ => {}
-        }
-    }
+    let (marks, closed) = roll_of(&room);
     assert_eq!(marks[obama_id], (MarkStatus::Absent, MarkSource::WindowClosed), "the print marked nobody: {marks:?}");
     assert_eq!(marks[kit_id].1, MarkSource::Face, "the pupil in front of the camera is marked: {marks:?}");
-    let closed = closed.expect("the roll call closed");
     assert!(closed.photos_refused >= 1, "the print is counted as refused: {closed:?}");
     assert_eq!(closed.unknown_faces, 0, "a refused print is not an unknown face");
 }

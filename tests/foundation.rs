@@ -125,27 +125,17 @@ fn check_config_and_reload_name_mistakes_nobody_sees_in_an_editor() {
 fn the_panel_on_loopback_is_trusted_when_the_server_listens_on_every_ipv6_address() {
     let room = Room::new("[tablets]\ndiscovery = false\n");
     let port = room.http.port();
-    let config = std::fs::read_to_string(&room.config_path).unwrap().replace(&format!("listen = \"{}\"", room.http), &format!("listen = \"[::]:{port}\""));
-    std::fs::write(&room.config_path, config).unwrap();
-    let script = format!(
-        r#"set -e
-ip link set lo up && ip addr add 192.0.2.1/32 dev lo
-'{bin}' run --config '{config}' 2>'{dir}/agent.log' & agent=$!
-timeout 20 grep -m1 -q "agent ready" <(tail -f '{dir}/agent.log') || {{ echo "agent did not start"; cat '{dir}/agent.log'; exit 1; }}
-code() {{ curl -s -o /dev/null -w '%{{http_code}}' "$@"; }}
+    room.set_http_listen(&format!("[::]:{port}"));
+    let run = room.run_in_own_network(
+        "ip addr add 192.0.2.1/32 dev lo",
+        &format!(
+            r#"code() {{ curl -s -o /dev/null -w '%{{http_code}}' "$@"; }}
 echo "ipv4_loopback $(code http://127.0.0.1:{port}/api/panel/state)"
 echo "ipv6_loopback $(code 'http://[::1]:{port}/api/panel/state')"
-echo "lan $(code http://192.0.2.1:{port}/api/panel/state)"
-kill -TERM $agent; wait $agent; echo "exit $?"
-"#,
-        bin = common::agent_binary().display(),
-        config = room.config_path.display(),
-        dir = room.dir.path().display(),
+echo "lan $(code http://192.0.2.1:{port}/api/panel/state)""#
+        ),
     );
-    let output = std::process::Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
-    let answer = |key: &str| text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned();
+    let answer = |key: &str| run.answer(key);
     assert_eq!(answer("ipv4_loopback"), "200", "the panel's kiosk browser on 127.0.0.1");
     assert_eq!(answer("ipv6_loopback"), "200");
     assert_eq!(answer("lan"), "401", "another machine still needs the PIN");

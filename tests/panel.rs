@@ -246,14 +246,16 @@ fn the_snapshot_holds_the_roll_call_whole_beyond_its_window_of_recent_records() 
     first_run.signal(libc::SIGTERM);
     first_run.wait_exit(Duration::from_secs(10)).expect("the agent stops");
     // A roll call, then 300 other records, committed while the agent was stopped.
-    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let store = std::sync::Arc::new(firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap());
     let now = jiff::Timestamp::now();
     let session = AttendanceSession { session_id: "s-1".into(), class_name: "6A1".into(), phase: proto::attendance_session::Phase::Opened as i32, ..Default::default() };
     let mark = |id: &str, status: MarkStatus| {
-        Payload::AttendanceMark(AttendanceMark { session_id: "s-1".into(), personal_id: id.into(), status: status as i32, source: MarkSource::Face as i32, ..Default::default() })
+        Payload::AttendanceMark(AttendanceMark { session_id: "s-1".into(), personal_id: id.into(), status: status as i32, source: MarkSource::Teacher as i32, ..Default::default() })
     };
     let marks = vec![Payload::AttendanceSession(session), mark("001206001001", MarkStatus::Present), mark("001206001002", MarkStatus::Late)];
-    store.append_batch(marks.into_iter().map(|payload| firmware_agent::store::outbox::NewEvent::new(now, payload)).collect()).unwrap();
+    let write = firmware_agent::store::recorder::Write::RollCall { occurred_at: now, payloads: marks };
+    let kept = tokio::runtime::Runtime::new().unwrap().block_on(async { store.recorder().keep(write).await });
+    assert_eq!(kept, firmware_agent::store::recorder::Kept::Committed);
     let others = (0..300).map(|_| firmware_agent::store::outbox::NewEvent::new(now, proto::Actuation { device: "bell".into(), command: "ring:short".into(), ..Default::default() }));
     store.append_batch(others.collect()).unwrap();
     drop(store);

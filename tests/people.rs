@@ -12,12 +12,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use classroom::{PEOPLE, attendance_room_with, enroll, faces, import_class, models_config, room_without_roster};
+use classroom::{PEOPLE, attendance_room_with, enroll, faces, import_class, models_config, roll_of, room_without_roster};
 use common::{Room, agent_binary};
 use firmware_agent::clock::SystemClock;
-use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
-use firmware_agent::proto::{self, AttendanceSession, MarkSource, MarkStatus, PutRosterRequest};
+use firmware_agent::proto::{self, MarkSource, MarkStatus, PutRosterRequest};
 use firmware_agent::store::Store;
 
 /// Shows the camera (a folder source reading `frame000.jpg` at every frame) `photo`, at once and whole.
@@ -34,24 +33,6 @@ fn camera(dir: &Path) -> (std::path::PathBuf, String) {
     image::RgbImage::from_pixel(640, 480, image::Rgb([180, 170, 160])).save(folder.join("frame000.jpg")).unwrap();
     let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
     (folder, source)
-}
-
-/// The marks of the room's roll calls as (status, source) by pupil, and the closed session.
-fn roll_of(room: &Room) -> (std::collections::BTreeMap<String, (MarkStatus, MarkSource)>, AttendanceSession) {
-    let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
-    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
-    let mut marks = std::collections::BTreeMap::new();
-    let mut closed = None;
-    for event in &events {
-        match event.payload().unwrap() {
-            Some(Payload::AttendanceMark(mark)) => {
-                assert!(marks.insert(mark.personal_id.clone(), (mark.status(), mark.source())).is_none(), "one mark a pupil: {mark:?}");
-            }
-            Some(Payload::AttendanceSession(session)) if session.phase() == proto::attendance_session::Phase::Closed => closed = Some(session),
-            _ => {}
-        }
-    }
-    (marks, closed.expect("the roll call closed"))
 }
 
 fn enroll_ok(room: &Room, index: usize) {

@@ -552,14 +552,11 @@ async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
 fn the_pairing_qr_code_names_the_lan_address_without_a_default_route() {
     let room = Room::new("[tablets]\ndiscovery = false\n");
     let port = room.http.port();
-    let config = std::fs::read_to_string(&room.config_path).unwrap().replace(&format!("listen = \"{}\"", room.http), &format!("listen = \"0.0.0.0:{port}\""));
-    std::fs::write(&room.config_path, config).unwrap();
-    let script = format!(
-        r#"set -e
-ip link set lo up
-'{bin}' run --config '{config}' 2>'{dir}/agent.log' & agent=$!
-timeout 20 grep -m1 -q "agent ready" <(tail -f '{dir}/agent.log') || {{ echo "agent did not start"; cat '{dir}/agent.log'; exit 1; }}
-local=http://127.0.0.1:{port}
+    room.set_http_listen(&format!("0.0.0.0:{port}"));
+    let run = room.run_in_own_network(
+        "",
+        &format!(
+            r#"local=http://127.0.0.1:{port}
 echo "alone $(curl -s -X POST $local/api/tablets/pairing)"
 echo "alone_qr $(curl -s -o '{dir}/alone.svg' -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)"
 ip link add br-lop type bridge
@@ -567,18 +564,12 @@ ip link set br-lop up
 ip addr add 10.20.30.40/24 dev br-lop
 echo "routes $(ip route | tr '\n' ';')"
 echo "lan $(curl -s -X POST $local/api/tablets/pairing)"
-echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)"
-kill -TERM $agent; wait $agent; echo "exit $?"
-"#,
-        bin = common::agent_binary().display(),
-        config = room.config_path.display(),
-        dir = room.dir.path().display(),
+echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)""#,
+            dir = room.dir.path().display(),
+        ),
     );
-    let output = std::process::Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
-    let answer = |key: &str| text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned();
-    assert!(!answer("routes").contains("default"), "{text}");
+    let answer = |key: &str| run.answer(key);
+    assert!(!answer("routes").contains("default"), "{}", run.text);
     let lan: Value = serde_json::from_str(&answer("lan")).unwrap();
     let link = lan["link"].as_str().unwrap_or_default();
     assert!(link.starts_with(&format!("http://10.20.30.40:{port}/tablet/#code=")), "the tablets' address, not the route's: {lan}");

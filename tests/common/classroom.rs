@@ -3,7 +3,15 @@
 //! of frames a camera might deliver.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use firmware_agent::clock::SystemClock;
+use firmware_agent::proto::attendance_session::Phase;
+use firmware_agent::proto::event::Payload;
+use firmware_agent::proto::{AttendanceSession, MarkSource, MarkStatus};
+use firmware_agent::store::Store;
 
 use crate::common::{Room, repo_root, shared_testdata};
 
@@ -131,4 +139,22 @@ pub fn liveness_scores(room: &Room, photo: &Path) -> Vec<f64> {
     assert!(detected.status.success(), "{}", String::from_utf8_lossy(&detected.stderr));
     let json: serde_json::Value = serde_json::from_slice(&detected.stdout).unwrap();
     json["faces"].as_array().unwrap().iter().map(|face| face["liveness"].as_f64().unwrap()).collect()
+}
+
+/// The marks of the room's roll calls as (status, source) by pupil, and the closed session.
+pub fn roll_of(room: &Room) -> (BTreeMap<String, (MarkStatus, MarkSource)>, AttendanceSession) {
+    let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
+    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    let mut marks = BTreeMap::new();
+    let mut closed = None;
+    for event in &events {
+        match event.payload().unwrap() {
+            Some(Payload::AttendanceMark(mark)) => {
+                assert!(marks.insert(mark.personal_id.clone(), (mark.status(), mark.source())).is_none(), "one mark a pupil: {mark:?}");
+            }
+            Some(Payload::AttendanceSession(session)) if session.phase() == Phase::Closed => closed = Some(session),
+            _ => {}
+        }
+    }
+    (marks, closed.expect("the roll call closed"))
 }

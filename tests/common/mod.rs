@@ -74,6 +74,32 @@ impl Room {
         std::fs::write(&self.config_path, config).unwrap();
     }
 
+    /// Makes the agent listen on `listen` (such as `[::]:PORT`) instead of its loopback address.
+    pub fn set_http_listen(&self, listen: &str) {
+        let config = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&self.config_path, config.replace(&format!("listen = \"{}\"", self.http), &format!("listen = \"{listen}\""))).unwrap();
+    }
+
+    /// Runs the agent on this room's config in a network namespace of its own
+    /// (`unshare --net`, loopback up): bash `setup` lines before it starts,
+    /// `probes` once it is ready, each printing `key value` lines; then stops it
+    /// with SIGTERM and prints `exit CODE`. Panics when the script fails.
+    pub fn run_in_own_network(&self, setup: &str, probes: &str) -> NamespaceRun {
+        let script = format!(
+            "set -e\nip link set lo up\n{setup}\n\
+             '{bin}' run --config '{config}' 2>'{dir}/agent.log' & agent=$!\n\
+             timeout 20 grep -m1 -q 'agent ready' <(tail -f '{dir}/agent.log') || {{ echo 'agent did not start'; cat '{dir}/agent.log'; exit 1; }}\n\
+             {probes}\nkill -TERM $agent; wait $agent; echo \"exit $?\"\n",
+            bin = agent_binary().display(),
+            config = self.config_path.display(),
+            dir = self.dir.path().display(),
+        );
+        let output = Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        NamespaceRun { text }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -217,4 +243,17 @@ pub fn local_time_in(seconds: i64) -> String {
     let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
     let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().to_zoned(zone);
     at.strftime("%H:%M:%S").to_string()
+}
+
+/// What a script run beside the agent in its own network namespace printed.
+pub struct NamespaceRun {
+    pub text: String,
+}
+
+impl NamespaceRun {
+    /// The value of the script's `key value` line.
+    pub fn answer(&self, key: &str) -> String {
+        let text = &self.text;
+        text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned()
+    }
 }

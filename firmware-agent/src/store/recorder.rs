@@ -45,7 +45,7 @@ use crate::clock::Clock;
 use crate::health::{Health, State};
 use crate::proto::event::Payload;
 
-/// The queue's bound: about a school day of a busy room's records.
+/// The queue's bound: weeks of a busy room's records (a room makes a few hundred a school day).
 pub const LIMITS: Limits = Limits { max_records: 10_000, max_bytes: 8 * 1024 * 1024 };
 /// The first retry after the store refused; each failed retry doubles it.
 pub const RETRY_FIRST: SignedDuration = SignedDuration::from_millis(250);
