@@ -1,6 +1,8 @@
 //! The foundation's figures: start to a 200 from /healthz, resident memory when
-//! idle, and outbox appends (one by one and in batches) against plain rusqlite
-//! inserts of the same rows in the same run.
+//! idle, outbox appends (one by one and in batches) against plain rusqlite
+//! inserts of the same rows in the same run, and a short read (the roll call's
+//! check for roster changes) on the store's pooled connections against one
+//! opened for each read.
 //!
 //! Run with `cargo bench --bench foundation` (release profile).
 
@@ -25,6 +27,7 @@ fn main() {
     println!("foundation benchmark ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
     startup_and_idle_memory();
     outbox_appends();
+    short_reads();
 }
 
 fn startup_and_idle_memory() {
@@ -39,7 +42,7 @@ fn startup_and_idle_memory() {
         std::fs::write(
             &config,
             format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data-{run}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[hub]\nlisten = \"127.0.0.1:{grpc}\"\n[log]\nfilter = \"warn\"\n"
+                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data-{run}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[hub]\nlisten = \"127.0.0.1:{grpc}\"\nplaintext = true\n[log]\nfilter = \"warn\"\n"
             ),
         )
         .unwrap();
@@ -151,6 +154,33 @@ fn outbox_appends() {
     println!("outbox appends, 200-byte payloads, WAL + synchronous=FULL (every commit durable):");
     println!("  one by one ({ONE_BY_ONE}):      store {store_single:>9.0}/s   plain rusqlite {raw_single:>9.0}/s   ratio {:.2}", store_single / raw_single);
     println!("  batches of {BATCH} ({BATCHED}): store {store_batched:>9.0}/s   plain rusqlite {raw_batched:>9.0}/s   ratio {:.2} (aim: >= 50 000/s)", store_batched / raw_batched);
+}
+
+const SHORT_READS: usize = 5_000;
+
+/// The people generation read through `Store::read` (a pooled connection)
+/// against the same query on a connection opened for it, in alternating blocks.
+fn short_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap();
+    let (mut pooled, mut opened) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        for _ in 0..SHORT_READS {
+            store.people_generation().unwrap();
+        }
+        pooled.push(started.elapsed().as_secs_f64() * 1e6 / SHORT_READS as f64);
+        let started = Instant::now();
+        for _ in 0..SHORT_READS {
+            let conn = store.reader().unwrap();
+            conn.query_row("SELECT generation FROM people_changes", [], |row| row.get::<_, i64>(0)).unwrap();
+        }
+        opened.push(started.elapsed().as_secs_f64() * 1e6 / SHORT_READS as f64);
+    }
+    let show = |blocks: &[f64]| blocks.iter().map(|us| format!("{us:.1}")).collect::<Vec<_>>().join(" / ");
+    println!("short read (the people generation), microseconds a read, 5 alternating blocks of {SHORT_READS}:");
+    println!("  pooled connection (Store::read): {}", show(&pooled));
+    println!("  connection opened for the read:  {}", show(&opened));
 }
 
 fn rate(count: usize, elapsed: Duration) -> f64 {

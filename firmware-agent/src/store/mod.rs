@@ -7,9 +7,13 @@
 //!   WAL, exports and the TLS key, is mode 0700 ([`ensure_private_dir`]).
 //! - WAL journal with `synchronous = FULL`: a transaction that returned is on
 //!   disk and survives power loss; one cut short is rolled back, never half there.
-//! - One writer connection behind a mutex; readers open their own connections,
-//!   which WAL lets run beside the writer without blocking it. Calls are
-//!   blocking: async code runs them with `spawn_blocking`.
+//! - One writer connection behind a mutex; readers use their own read-only
+//!   connections, which WAL lets run beside the writer without blocking it.
+//!   Short reads ([`Store::read`]) take one from a small pool and give it back,
+//!   so opening costs nothing after the first and `prepare_cached` statements
+//!   stay prepared; long reads (the hub's stream) hold one of their own
+//!   ([`Store::reader`]). Calls are blocking: async code runs them with
+//!   `spawn_blocking`.
 //! - Every commit to the outbox is announced on a `watch` channel so that live
 //!   readers (the hub's follow stream) wake without polling.
 
@@ -81,7 +85,12 @@ pub struct Store {
     outbox: outbox::WriterState,
     committed: watch::Sender<i64>,
     recorder: OnceLock<recorder::Recorder>,
+    /// Read-only connections between short reads.
+    idle_readers: Mutex<Vec<Connection>>,
 }
+
+/// How many read-only connections wait between reads: about as many as read at once.
+const IDLE_READERS: usize = 4;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -98,7 +107,15 @@ impl Store {
         })?;
         let outbox = outbox::WriterState::load(&conn, clock.now().as_millisecond()).map_err(|err| StoreError::from_sqlite(path, err))?;
         let (committed, _) = watch::channel(outbox.last_seq());
-        Ok(Store { path: path.to_owned(), writer: Mutex::new(conn), clock, outbox, committed, recorder: OnceLock::new() })
+        Ok(Store {
+            path: path.to_owned(),
+            writer: Mutex::new(conn),
+            clock,
+            outbox,
+            committed,
+            recorder: OnceLock::new(),
+            idle_readers: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -117,10 +134,22 @@ impl Store {
         Ok(conn)
     }
 
-    /// Runs `f` on a fresh read-only connection; its errors come back as [`StoreError`].
+    /// Runs `f` on a read-only connection from the pool; its errors come back as [`StoreError`].
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.reader()?;
-        f(&conn).map_err(|err| self.error(err))
+        let idle = self.idle_readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.reader()?,
+        };
+        let value = f(&conn).map_err(|err| self.error(err))?;
+        // One left inside a transaction would keep reading an old snapshot: it is not kept.
+        if conn.is_autocommit() {
+            let mut idle = self.idle_readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        Ok(value)
     }
 
     /// Runs `f` in one write transaction: all of it is committed, or none.
@@ -258,6 +287,23 @@ mod tests {
         Store::open(&found.join("agent.sqlite3"), Arc::new(SystemClock)).unwrap();
         assert_eq!(mode(&found), 0o700);
         assert_eq!(mode(root.path()), 0o755, "only the data directory itself is tightened");
+    }
+
+    #[test]
+    fn short_reads_reuse_their_connection_and_see_every_commit() {
+        let (_dir, _clock, store) = testing::store();
+        // A setting of the connection itself tells whether the next read got the same one.
+        store.read(|conn| conn.pragma_update(None, "cache_size", 1234)).unwrap();
+        assert_eq!(store.read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))).unwrap(), 1234);
+        let before = store.people_generation().unwrap();
+        Connection::open(store.path()).unwrap().execute_batch("INSERT INTO classes VALUES ('6A1'); INSERT INTO pupils VALUES ('010206001234', 'Hoa', '6A1', 0, 0, NULL, 0);").unwrap();
+        assert_eq!(store.people_generation().unwrap(), before + 1, "a kept connection reads the newest commit");
+        store.read(|conn| conn.execute_batch("BEGIN")).unwrap();
+        assert_ne!(
+            store.read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))).unwrap(),
+            1234,
+            "a connection left in a transaction is not kept"
+        );
     }
 
     #[test]
