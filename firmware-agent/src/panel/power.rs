@@ -288,4 +288,33 @@ mod tests {
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes"]);
     }
+
+    #[test]
+    fn the_serial_port_is_left_raw_at_the_configured_speed_and_the_command_sent() {
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
+        let config = PowerConfig {
+            control: Control::Rs232,
+            serial_device: slave,
+            baud: 115200,
+            on_bytes: "AA 0A 0D".into(),
+            ..Default::default()
+        };
+        switch(&config, true).unwrap();
+        let settings = termios::tcgetattr(&pty.slave).unwrap();
+        assert_eq!(termios::cfgetospeed(&settings), BaudRate::B115200);
+        assert!(!settings.local_flags.contains(termios::LocalFlags::ICANON), "raw input");
+        assert!(!settings.output_flags.contains(termios::OutputFlags::OPOST), "raw output");
+        let mut received = [0u8; 3];
+        std::fs::File::from(pty.master).read_exact(&mut received).unwrap();
+        assert_eq!(received, [0xAA, 0x0A, 0x0D], "sent unchanged: no newline translated");
+    }
+
+    #[test]
+    fn a_device_that_is_not_a_serial_port_is_named() {
+        let config = PowerConfig { control: Control::Rs232, serial_device: "/dev/null".into(), on_bytes: "AA".into(), ..Default::default() };
+        let err = switch(&config, true).unwrap_err();
+        assert!(err.starts_with("/dev/null: not a serial port"), "{err}");
+    }
 }
