@@ -12,15 +12,19 @@
 //!   loop applies its answer at start (a restart mid-day switches the panel on
 //!   again) and at each change, and records every switch for the hub.
 //! - The serial port is opened for each command: a panel unplugged and
-//!   plugged back in works again at the next change.
+//!   plugged back in works again at the next change. It is set to raw mode at
+//!   the configured speed through `nix`'s termios calls, each checked, and the
+//!   write is drained before the port is closed, so a switch reported done has
+//!   left the port.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp, ToSpan};
+use nix::fcntl::OFlag;
+use nix::sys::termios::{self, BaudRate, SetArg};
 use serde::Deserialize;
 
 use crate::agent::Agent;
@@ -119,13 +123,13 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
     Ok(digits.chunks(2).map(|pair| (pair[0] << 4 | pair[1]) as u8).collect())
 }
 
-fn speed(baud: u32) -> Option<libc::speed_t> {
+fn speed(baud: u32) -> Option<BaudRate> {
     Some(match baud {
-        9600 => libc::B9600,
-        19200 => libc::B19200,
-        38400 => libc::B38400,
-        57600 => libc::B57600,
-        115200 => libc::B115200,
+        9600 => BaudRate::B9600,
+        19200 => BaudRate::B19200,
+        38400 => BaudRate::B38400,
+        57600 => BaudRate::B57600,
+        115200 => BaudRate::B115200,
         _ => return None,
     })
 }
@@ -164,23 +168,18 @@ fn switch(config: &PowerConfig, on: bool) -> Result<(), String> {
             let mut port = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_NOCTTY)
+                .custom_flags(OFlag::O_NOCTTY.bits())
                 .open(device)
                 .map_err(|err| format!("{}: {err}", device.display()))?;
             let speed = speed(config.baud).ok_or_else(|| format!("unsupported speed {}", config.baud))?;
-            // SAFETY: termios calls on the descriptor of the file just opened.
-            unsafe {
-                let mut termios: libc::termios = std::mem::zeroed();
-                if libc::tcgetattr(port.as_raw_fd(), &mut termios) != 0 {
-                    return Err(format!("{}: not a serial port: {}", device.display(), std::io::Error::last_os_error()));
-                }
-                libc::cfmakeraw(&mut termios);
-                libc::cfsetspeed(&mut termios, speed);
-                libc::tcsetattr(port.as_raw_fd(), libc::TCSANOW, &termios);
-            }
+            let mut settings =
+                termios::tcgetattr(&port).map_err(|err| format!("{}: not a serial port: {err}", device.display()))?;
+            termios::cfmakeraw(&mut settings);
+            termios::cfsetspeed(&mut settings, speed).map_err(|err| format!("{}: cannot set {} baud: {err}", device.display(), config.baud))?;
+            termios::tcsetattr(&port, SetArg::TCSANOW, &settings)
+                .map_err(|err| format!("{}: cannot set raw mode at {} baud: {err}", device.display(), config.baud))?;
             port.write_all(&bytes).map_err(|err| format!("{}: {err}", device.display()))?;
-            // SAFETY: waits until the bytes have left, on the same descriptor.
-            unsafe { libc::tcdrain(port.as_raw_fd()) };
+            termios::tcdrain(&port).map_err(|err| format!("{}: the command was not sent: {err}", device.display()))?;
             Ok(())
         }
         Control::Command => {
@@ -288,5 +287,34 @@ mod tests {
         let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes"]);
+    }
+
+    #[test]
+    fn the_serial_port_is_left_raw_at_the_configured_speed_and_the_command_sent() {
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave))).unwrap();
+        let config = PowerConfig {
+            control: Control::Rs232,
+            serial_device: slave,
+            baud: 115200,
+            on_bytes: "AA 0A 0D".into(),
+            ..Default::default()
+        };
+        switch(&config, true).unwrap();
+        let settings = termios::tcgetattr(&pty.slave).unwrap();
+        assert_eq!(termios::cfgetospeed(&settings), BaudRate::B115200);
+        assert!(!settings.local_flags.contains(termios::LocalFlags::ICANON), "raw input");
+        assert!(!settings.output_flags.contains(termios::OutputFlags::OPOST), "raw output");
+        let mut received = [0u8; 3];
+        std::fs::File::from(pty.master).read_exact(&mut received).unwrap();
+        assert_eq!(received, [0xAA, 0x0A, 0x0D], "sent unchanged: no newline translated");
+    }
+
+    #[test]
+    fn a_device_that_is_not_a_serial_port_is_named() {
+        let config = PowerConfig { control: Control::Rs232, serial_device: "/dev/null".into(), on_bytes: "AA".into(), ..Default::default() };
+        let err = switch(&config, true).unwrap_err();
+        assert!(err.starts_with("/dev/null: not a serial port"), "{err}");
     }
 }
