@@ -123,12 +123,8 @@ async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut 
                 let controller = controller.clone();
                 tokio::spawn(async move { controller.perform(request).await });
             }
-            let store = agent.store.clone();
-            let recorded = tokio::task::spawn_blocking(move || record_decision(&store, &decision)).await;
-            match recorded {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(%err, "cannot record a timetable decision"),
-                Err(err) => tracing::error!(%err, "cannot record a timetable decision"),
+            if let Err(err) = agent.store.blocking(move |store| record_decision(store, &decision)).await {
+                tracing::error!(%err, "cannot record a timetable decision");
             }
         }
         let wait = scheduler

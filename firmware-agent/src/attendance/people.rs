@@ -48,7 +48,7 @@ impl Class {
     /// Reads the class `name` and its templates made by the model `model_sha256`.
     pub async fn read(store: Arc<Store>, name: String, model_sha256: &'static str) -> Result<Class, String> {
         let mut class = Class { store, name, model_sha256, reading: ClassReading::default() };
-        class.reading = class.read_again(None).await?;
+        class.reading = class.read_again(None).await.map_err(|err| err.to_string())?;
         Ok(class)
     }
 
@@ -80,8 +80,7 @@ impl Class {
     /// True when it changed. A database that cannot be read leaves everything
     /// as it was, to be tried again at the next call, and says so in the log.
     pub async fn follow(&mut self, recogniser: &Recogniser, roll: Option<&mut RollCall>) -> bool {
-        let store = self.store.clone();
-        let moved = match blocking(move || store.people_generation()).await {
+        let moved = match self.store.blocking(|store| store.people_generation()).await {
             Ok(generation) => generation != self.reading.generation,
             Err(err) => {
                 tracing::warn!("cannot read whether the class changed: {err}");
@@ -116,17 +115,9 @@ impl Class {
         true
     }
 
-    async fn read_again(&self, session: Option<String>) -> Result<ClassReading, String> {
-        let (store, name, model) = (self.store.clone(), self.name.clone(), self.model_sha256);
-        blocking(move || store.class_reading(&name, model, session.as_deref())).await
-    }
-}
-
-/// Runs a store call off the runtime's threads.
-async fn blocking<T: Send + 'static>(call: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, String> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(|err| err.to_string()),
-        Err(err) => Err(err.to_string()),
+    async fn read_again(&self, session: Option<String>) -> Result<ClassReading, StoreError> {
+        let (name, model) = (self.name.clone(), self.model_sha256);
+        self.store.blocking(move |store| store.class_reading(&name, model, session.as_deref())).await
     }
 }
 

@@ -8,7 +8,7 @@
 //!   last; `attendance.threads` workers each own a [`Pipeline`] (sessions
 //!   built once) and share one [`Recogniser`], which turns a frame into each
 //!   face's track and verdict; the async loop only decides and hands records
-//!   to the store through `spawn_blocking`. No inference runs on the
+//!   to the store through [`crate::store::Store::blocking`]. No inference runs on the
 //!   runtime's threads.
 //! - Frames are offered to the workers without waiting: when all are busy the
 //!   frame is dropped, so a slow machine sees fewer frames, never older ones.

@@ -24,11 +24,9 @@ pub fn routes() -> axum::Router<Arc<Agent>> {
 }
 
 async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    let store = agent.store.clone();
-    let database = tokio::task::spawn_blocking(move || store.check().and_then(|()| store.newest_seq())).await;
+    let database = agent.store.blocking(|store| store.check().and_then(|()| store.newest_seq())).await;
     let (database_state, database_detail, last_seq) = match database {
-        Ok(Ok(last_seq)) => (Health::Ok, String::new(), last_seq),
-        Ok(Err(err)) => (Health::Failed, err.to_string(), agent.store.last_seq()),
+        Ok(last_seq) => (Health::Ok, String::new(), last_seq),
         Err(err) => (Health::Failed, err.to_string(), agent.store.last_seq()),
     };
     let overall = agent.health.overall().max(database_state);
@@ -64,11 +62,7 @@ fn records_json(status: &crate::store::recorder::Status) -> serde_json::Value {
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     metrics::gauge!("agent_uptime_seconds").set(agent.health.uptime().as_secs_f64());
-    let store = agent.store.clone();
-    let last_seq = match tokio::task::spawn_blocking(move || store.newest_seq()).await {
-        Ok(Ok(last_seq)) => last_seq,
-        _ => agent.store.last_seq(),
-    };
+    let last_seq = agent.store.blocking(|store| store.newest_seq()).await.unwrap_or_else(|_| agent.store.last_seq());
     metrics::gauge!("agent_outbox_last_seq").set(last_seq as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], agent.metrics.render())
 }

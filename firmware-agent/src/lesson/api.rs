@@ -51,10 +51,8 @@ fn store_failure(err: impl std::fmt::Display) -> Response {
 }
 
 async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
-    let store = lesson.agent().store.clone();
-    let tablets = match tokio::task::spawn_blocking(move || store.tablets()).await {
-        Ok(Ok(tablets)) => tablets,
-        Ok(Err(err)) => return store_failure(err),
+    let tablets = match lesson.agent().store.blocking(|store| store.tablets()).await {
+        Ok(tablets) => tablets,
         Err(err) => return store_failure(err),
     };
     let live = lesson.live_tablets();
@@ -193,14 +191,12 @@ async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(bo
         },
     };
     if let Some(pupil) = &pupil {
-        let store = lesson.agent().store.clone();
         let lookup = pupil.clone();
-        match tokio::task::spawn_blocking(move || store.pupil(&lookup)).await {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => {
+        match lesson.agent().store.blocking(move |store| store.pupil(&lookup)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return failure(StatusCode::NOT_FOUND, "Không có học sinh này trong danh sách lớp", format!("pupil {pupil} is not in the roster: import the roster first"));
             }
-            Ok(Err(err)) => return store_failure(err),
             Err(err) => return store_failure(err),
         }
     }
@@ -212,11 +208,10 @@ async fn revoke(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>) -> Re
 }
 
 async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Response {
-    let store = lesson.agent().store.clone();
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
-    match tokio::task::spawn_blocking(move || store.change_tablet(&tablet_id, &change)).await {
-        Ok(Ok(Some(tablet))) => {
+    match lesson.agent().store.blocking(move |store| store.change_tablet(&tablet_id, &change)).await {
+        Ok(Some(tablet)) => {
             if revoking {
                 lesson.drop_tablet(&tablet.tablet_id);
                 tracing::info!(tablet = %tablet.tablet_id, "tablet revoked");
@@ -225,8 +220,7 @@ async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Respon
             }
             Json(json!({ "tablet": tablet })).into_response()
         }
-        Ok(Ok(None)) => failure(StatusCode::NOT_FOUND, "Không có máy này", format!("no paired, unrevoked tablet `{id}`")),
-        Ok(Err(err)) => store_failure(err),
+        Ok(None) => failure(StatusCode::NOT_FOUND, "Không có máy này", format!("no paired, unrevoked tablet `{id}`")),
         Err(err) => store_failure(err),
     }
 }

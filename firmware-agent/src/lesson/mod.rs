@@ -280,20 +280,14 @@ impl Lesson {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
         let tablet_id = format!("tab-{}", uuid::Uuid::now_v7().simple());
         let name = if name.trim().is_empty() { format!("Máy {}", &tablet_id[tablet_id.len() - 4..]) } else { name.trim().chars().take(64).collect() };
-        let store = self.agent.store.clone();
         let hash = token_hash(&token);
-        let stored = tokio::task::spawn_blocking(move || store.add_tablet(&tablet_id, &name, &hash)).await;
-        match stored {
-            Ok(Ok(tablet)) => {
+        match self.agent.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
+            Ok(tablet) => {
                 tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
                 Ok((tablet, token))
             }
-            Ok(Err(err)) => {
-                tracing::error!(%err, "cannot store a paired tablet");
-                Err(PairingRefused::Unavailable)
-            }
             Err(err) => {
-                tracing::error!(%err, "pairing task failed");
+                tracing::error!(%err, "cannot store a paired tablet");
                 Err(PairingRefused::Unavailable)
             }
         }
@@ -301,15 +295,13 @@ impl Lesson {
 
     /// The tablet that holds `token`, unless revoked.
     pub async fn authenticate(&self, token: &str) -> Option<Tablet> {
-        let store = self.agent.store.clone();
         let hash = token_hash(token);
-        match tokio::task::spawn_blocking(move || store.tablet_by_token(&hash)).await {
-            Ok(Ok(tablet)) => tablet,
-            Ok(Err(err)) => {
+        match self.agent.store.blocking(move |store| store.tablet_by_token(&hash)).await {
+            Ok(tablet) => tablet,
+            Err(err) => {
                 tracing::error!(%err, "cannot look up a tablet token");
                 None
             }
-            Err(_) => None,
         }
     }
 

@@ -105,8 +105,7 @@ pub fn resume_point(last_event_id: Option<&str>, after: Option<&str>) -> Result<
 }
 
 async fn read_records(agent: &Arc<Agent>, cursor: i64) -> Option<Vec<StoredEvent>> {
-    let store = agent.store.clone();
-    let records = tokio::task::spawn_blocking(move || store.read(|conn| read_after(conn, cursor, BATCH)).ok()).await.ok()??;
+    let records = agent.store.blocking(move |store| store.read(|conn| read_after(conn, cursor, BATCH))).await.ok()?;
     (!records.is_empty()).then_some(records)
 }
 

@@ -131,25 +131,24 @@ const RECENT_RECORDS: i64 = 200;
 /// then follows the live feed from `last_seq`, the newest record the snapshot holds.
 async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
     let config = agent.config();
-    let store = agent.store.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let last = store.last_seq();
-        let recent = store.read(|conn| crate::store::outbox::read_after(conn, (last - RECENT_RECORDS).max(0), RECENT_RECORDS as usize))?;
-        let rollcall = newest_roll_call(&store)?;
-        Ok::<_, crate::store::StoreError>((recent.last().map_or(last, |record| record.seq), recent, rollcall))
-    })
-    .await;
+    let read = agent
+        .store
+        .blocking(|store| {
+            let last = store.last_seq();
+            let recent = store.read(|conn| crate::store::outbox::read_after(conn, (last - RECENT_RECORDS).max(0), RECENT_RECORDS as usize))?;
+            let rollcall = newest_roll_call(store)?;
+            Ok((recent.last().map_or(last, |record| record.seq), recent, rollcall))
+        })
+        .await;
     let (last_seq, recent, rollcall) = match read {
-        Ok(Ok((last_seq, records, rollcall))) => (last_seq, records.iter().map(feed::record_json).collect::<Vec<_>>(), rollcall),
-        Ok(Err(err)) => return snapshot_unavailable(err.to_string()),
+        Ok((last_seq, records, rollcall)) => (last_seq, records.iter().map(feed::record_json).collect::<Vec<_>>(), rollcall),
         Err(err) => return snapshot_unavailable(err.to_string()),
     };
-    let store = agent.store.clone();
     let class = config.attendance.class.clone();
-    let pupils = tokio::task::spawn_blocking(move || store.pupils_of_class(&class)).await;
+    let pupils = agent.store.blocking(move |store| store.pupils_of_class(&class)).await;
     let rollcall_pupils: Vec<_> = match pupils {
-        Ok(Ok(pupils)) => pupils.iter().map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name })).collect(),
-        _ => Vec::new(),
+        Ok(pupils) => pupils.iter().map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name })).collect(),
+        Err(_) => Vec::new(),
     };
     Json(json!({
         "room": { "name": config.room.name, "school_code": config.room.school_code, "room_id": config.room.room_id, "timezone": config.room.timezone },

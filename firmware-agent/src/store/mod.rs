@@ -12,8 +12,9 @@
 //!   Short reads ([`Store::read`]) take one from a small pool and give it back,
 //!   so opening costs nothing after the first and `prepare_cached` statements
 //!   stay prepared; long reads (the hub's stream) hold one of their own
-//!   ([`Store::reader`]). Calls are blocking: async code runs them with
-//!   `spawn_blocking`.
+//!   ([`Store::reader`]). Calls are blocking: async code runs them through
+//!   [`Store::blocking`], which hands back one `Result` whether the call
+//!   failed or its worker thread died.
 //! - Every commit to the outbox is announced on a `watch` channel so that live
 //!   readers (the hub's follow stream) wake without polling.
 
@@ -52,6 +53,8 @@ pub enum StoreError {
     Schema { path: PathBuf, source: schema::SchemaError },
     #[error("{}: {source}", path.display())]
     Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("{}: the database work stopped before it finished: {source}\n  hint: this is a bug in the agent; the log above says where it stopped", path.display())]
+    Worker { path: PathBuf, source: tokio::task::JoinError },
 }
 
 impl StoreError {
@@ -132,6 +135,22 @@ impl Store {
         let conn = Connection::open_with_flags(&self.path, flags).map_err(|err| self.error(err))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|err| self.error(err))?;
         Ok(conn)
+    }
+
+    /// Runs `work` on a thread meant for blocking, off the async runtime's own
+    /// threads. A worker that panicked or was cancelled comes back as
+    /// [`StoreError::Worker`], so the caller handles one `Result`.
+    pub async fn blocking<T, F>(self: &Arc<Self>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        let path = store.path.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(result) => result,
+            Err(source) => Err(StoreError::Worker { path, source }),
+        }
     }
 
     /// Runs `f` on a read-only connection from the pool; its errors come back as [`StoreError`].
@@ -267,6 +286,30 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+
+    #[tokio::test]
+    async fn blocking_work_hands_back_its_value_and_its_store_error_as_they_are() {
+        let (_dir, _clock, store) = testing::store();
+        let store = Arc::new(store);
+        let newest = store.blocking(|store| store.newest_seq()).await.unwrap();
+        assert_eq!(newest, store.last_seq());
+        let refused = store.blocking(|store| store.read(|conn| conn.query_row("SELECT * FROM no_such_table", [], |_| Ok(())))).await;
+        let err = refused.unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn blocking_work_whose_worker_panicked_is_a_worker_error_naming_the_database() {
+        let (_dir, _clock, store) = testing::store();
+        let store = Arc::new(store);
+        let died = store.blocking(|_| -> Result<(), StoreError> { panic!("the worker broke") }).await;
+        let err = died.unwrap_err();
+        assert!(matches!(err, StoreError::Worker { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.starts_with(&store.path().display().to_string()), "{message}");
+        assert!(message.contains("the database work stopped before it finished") && message.contains("panicked"), "{message}");
+    }
 
     #[test]
     fn the_data_directory_is_private_when_made_and_is_tightened_when_found_open() {

@@ -436,12 +436,8 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
         while let Some(batch) = policy.take(recorder.clock.now()) {
             let Some(store) = store.upgrade() else { return };
             let writes: Vec<Write> = batch.iter().map(|entry| entry.item.clone()).collect();
-            let written = tokio::task::spawn_blocking(move || store.commit(writes)).await;
-            let failure = match written {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some((Cause::of(&err), err.to_string())),
-                Err(err) => Some((Cause::Other(err.to_string()), err.to_string())),
-            };
+            let written = store.blocking(move |store| store.commit(writes)).await;
+            let failure = written.err().map(|err| (Cause::of(&err), err.to_string()));
             let Some((cause, error)) = failure else {
                 if policy.status().trouble.is_some() {
                     tracing::info!(records = batch.len(), "the store takes records again; queued records committed in order");

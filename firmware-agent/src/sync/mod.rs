@@ -159,11 +159,9 @@ async fn prune_periodically(agent: Arc<Agent>) {
     loop {
         let days = i64::from(agent.config().hub.retention_days);
         let cutoff = agent.clock.now() - jiff::SignedDuration::from_hours(24 * days);
-        let store = agent.store.clone();
-        match tokio::task::spawn_blocking(move || store.prune_acknowledged(cutoff)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(pruned)) => tracing::info!(pruned, retention_days = days, "pruned acknowledged events"),
-            Ok(Err(err)) => tracing::warn!(%err, "pruning the outbox failed; will retry"),
+        match agent.store.blocking(move |store| store.prune_acknowledged(cutoff)).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, retention_days = days, "pruned acknowledged events"),
             Err(err) => tracing::warn!(%err, "pruning the outbox failed; will retry"),
         }
         tokio::select! {

@@ -45,13 +45,13 @@ pub fn room_identity(agent: &Agent) -> RoomIdentity {
     RoomIdentity { school_code: config.room.school_code.clone(), room_id: config.room.room_id.clone() }
 }
 
-fn unavailable(err: StoreError) -> Status {
+/// A database that cannot be read is unavailable for now; a worker that died is a fault of the agent.
+fn database_failure(err: StoreError) -> Status {
     tracing::error!(%err, "hub request failed on the database");
-    Status::unavailable(format!("the agent cannot read its database: {err}"))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f).await.map_err(|err| Status::internal(format!("the request's worker failed: {err}")))
+    match err {
+        StoreError::Worker { source, .. } => Status::internal(format!("the request's worker failed: {source}")),
+        err => Status::unavailable(format!("the agent cannot read its database: {err}")),
+    }
 }
 
 #[tonic::async_trait]
@@ -60,8 +60,7 @@ impl SyncService for SyncServer {
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
-        let store = self.agent.store.clone();
-        let newest = blocking(move || store.newest_seq()).await?.map_err(unavailable)?;
+        let newest = self.agent.store.blocking(|store| store.newest_seq()).await.map_err(database_failure)?;
         let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest).map_err(|refused| match refused {
             cursor::PullRefused::NegativeCursor(_) => Status::invalid_argument(refused.to_string()),
             cursor::PullRefused::BeyondEnd { .. } => {
@@ -78,11 +77,11 @@ impl SyncService for SyncServer {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let request = request.into_inner();
         let asked = request.seq;
-        let store = self.agent.store.clone();
+        let store = &self.agent.store;
         cursor::same_outbox(&request.outbox_identity, store.outbox_identity())
             .map_err(|refused| Status::failed_precondition(refused.to_string()))?;
-        let outcome = blocking(move || store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await?;
-        match outcome.map_err(unavailable)? {
+        let outcome = store.blocking(move |store| store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await;
+        match outcome.map_err(database_failure)? {
             Ok(acked_seq) => {
                 metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
                 Ok(Response::new(AckResponse { acked_seq }))
@@ -93,15 +92,17 @@ impl SyncService for SyncServer {
     }
 
     async fn get_status(&self, _request: Request<GetStatusRequest>) -> Result<Response<AgentStatus>, Status> {
-        let store = self.agent.store.clone();
         let data_dir = self.agent.config().storage.data_dir.clone();
-        let (outbox, roster_version, free_disk_bytes) = blocking(move || {
-            let outbox = store.outbox_status()?;
-            let roster_version = store.roster_version()?;
-            Ok::<_, StoreError>((outbox, roster_version, free_bytes(&data_dir)))
-        })
-        .await?
-        .map_err(unavailable)?;
+        let (outbox, roster_version, free_disk_bytes) = self
+            .agent
+            .store
+            .blocking(move |store| {
+                let outbox = store.outbox_status()?;
+                let roster_version = store.roster_version()?;
+                Ok((outbox, roster_version, free_bytes(&data_dir)))
+            })
+            .await
+            .map_err(database_failure)?;
         Ok(Response::new(AgentStatus {
             room: Some(room_identity(&self.agent)),
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -127,10 +128,9 @@ impl SyncService for SyncServer {
         let version = request.version;
         let config = self.agent.config();
         let (roster, timetable) = checked_roster(&request, &config).map_err(Status::invalid_argument)?;
-        let store = self.agent.store.clone();
         let text = timetable.as_ref().map(|(text, _)| text.clone());
-        let outcome = blocking(move || store.replace_roster(version, &roster, text.as_deref())).await?;
-        match outcome.map_err(unavailable)? {
+        let outcome = self.agent.store.blocking(move |store| store.replace_roster(version, &roster, text.as_deref())).await;
+        match outcome.map_err(database_failure)? {
             Ok(summary) => {
                 tracing::info!(
                     version,
@@ -243,10 +243,9 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
         }
         match cursor.next() {
             Step::Read { after, limit } => {
-                let store = agent.store.clone();
                 let connection = reader.take();
                 let room = room.clone();
-                let read = blocking(move || {
+                let read = agent.store.blocking(move |store| {
                     let connection = match connection {
                         Some(connection) => connection,
                         None => store.reader()?,
@@ -258,17 +257,13 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     let count = rows.len();
                     let last = rows.last().map(|row| row.seq);
                     let events = rows.into_iter().map(|row| wire::event(row, &room)).collect();
-                    Ok::<_, StoreError>((connection, count, last, wire::messages(events, batch_bytes, max_message_bytes, outbox)))
+                    Ok((connection, count, last, wire::messages(events, batch_bytes, max_message_bytes, outbox)))
                 })
                 .await;
                 let (connection, count, last, messages) = match read {
-                    Ok(Ok(read)) => read,
-                    Ok(Err(err)) => {
-                        let _ = tx.send(Err(unavailable(err))).await;
-                        return;
-                    }
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
+                    Ok(read) => read,
+                    Err(err) => {
+                        let _ = tx.send(Err(database_failure(err))).await;
                         return;
                     }
                 };
