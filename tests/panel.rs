@@ -340,9 +340,11 @@ fn the_panel_is_switched_on_over_rs232_during_the_school_day() {
         }
         let _ = tx.send(bytes);
     });
-    let _agent = room.start();
+    let agent = room.start();
     let bytes = received.recv_timeout(Duration::from_secs(20)).expect("the panel receives a command");
     assert_eq!(bytes, [0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11], "the power-on command");
+    // The bytes arrive before the agent hears that its write returned: wait for its report.
+    agent.wait_for_log("subsystem=\"panel_power\" state=Ok", Duration::from_secs(10));
     let (_, health) = common::http_get(room.http, "/healthz");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["subsystems"]["panel_power"]["state"], "ok", "{health}");
