@@ -624,7 +624,7 @@ mod tests {
         limit_pages(&store, None);
         let mut rang_at = Vec::new();
         for n in 1..=300 {
-            clock.advance(SignedDuration::from_secs(1));
+            clock.advance(Duration::from_secs(1));
             rang_at.push(clock.now());
             if let Kept::Queued(refusal) = recorder.keep(ring(clock.now(), n)).await {
                 assert_eq!(refusal.cause, Cause::DiskFull);
@@ -642,7 +642,7 @@ mod tests {
         assert!(matches!(recorder.keep_or_refuse(answer).await, Kept::Refused(_)), "an answer is refused: the tablet sends it again");
 
         limit_pages(&store, Some(1 << 30));
-        clock.advance(SignedDuration::from_secs(10));
+        clock.advance(Duration::from_secs(10));
         let freed_at = clock.now();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while recorder.status().queued > 0 {

@@ -251,7 +251,7 @@ mod tests {
     fn pruning_takes_only_acknowledged_events_older_than_the_cutoff() {
         let (_dir, clock, store) = testing::store();
         let old = events(&store, 4);
-        clock.advance(SignedDuration::from_hours(24 * 40));
+        clock.advance(std::time::Duration::from_secs(24 * 40 * 3600));
         let recent = events(&store, 2);
         ack_to(&store, old[1]);
         let cutoff = clock.now() - SignedDuration::from_hours(24 * 30);
