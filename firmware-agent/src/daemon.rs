@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::cli::Exit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::health::{Health, State};
 use crate::store::Store;
 use crate::telemetry::{self, FilterHandle};

@@ -9,8 +9,8 @@ use crate::attendance::enroll;
 use crate::attendance::models::{self, ModelSet};
 use crate::attendance::pipeline::{Face, Pipeline};
 use crate::attendance::{AttendanceConfig, config::DEFAULT_THRESHOLD};
-use crate::cli::Exit;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::roster::PersonalId;
 
 pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::Exit;
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::schedule::{Timetable, pushed, timetable};
 use crate::store::Store;
 
