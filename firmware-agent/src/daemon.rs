@@ -97,7 +97,8 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         attendance: Default::default(),
         shutdown,
     });
-    agent.health.record_in(agent.store.recorder().clone());
+    let recorder = agent.store.recorder().clone();
+    agent.health.record_in(move |change| recorder.keep_now(change));
     agent.store.recorder().report_to(agent.health.clone());
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
