@@ -79,7 +79,10 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
         other => format!("the agent did not start: {other}"),
     })?;
-    let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
+    let room = &config.room;
+    let tablets_tls = crate::lesson::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id)
+        .await
+        .map_err(|err| format!("the agent did not start: {err}"))?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let store = Arc::new(store);
