@@ -50,7 +50,7 @@ fn with_pushed_timetable(config: Config) -> Result<Config, Exit> {
             println!("Thời khóa biểu do Sở gửi xuống, phiên bản {version} (the timetable the hub pushed, over the config's)")
         }
         Ok(None) => {}
-        Err(message) => eprintln!("{message}"),
+        Err(set_aside) => eprintln!("{set_aside}"),
     }
     Ok(config)
 }
