@@ -54,6 +54,9 @@ pub struct Report {
     pub since_seconds: f64,
 }
 
+/// Keeps a change of state for the hub: the store's recorder's `keep_now`.
+type KeepChange = Box<dyn Fn(DeviceHealth) + Send + Sync>;
+
 /// A shared, cheap-to-clone registry of subsystem states.
 #[derive(Clone)]
 pub struct Health {
@@ -62,7 +65,7 @@ pub struct Health {
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Keeps a change of state for the hub.
-    keep: Arc<OnceLock<Box<dyn Fn(DeviceHealth) + Send + Sync>>>,
+    keep: Arc<OnceLock<KeepChange>>,
 }
 
 impl Default for Health {
