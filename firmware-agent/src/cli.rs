@@ -1,26 +1,9 @@
-//! The command line: what IT staff type, and the exit codes scripts rely on.
+//! The command line: what IT staff type. The exit codes scripts rely on are
+//! [`crate::exit::Exit`].
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-
-/// Exit codes, the same for every command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// 0: done.
-    Success = 0,
-    /// 1: could not be done (a port in use, a database that cannot be opened,
-    /// an agent or hub that does not answer). For `face compare`: different people.
-    Failure = 1,
-    /// 2: the input is wrong (command line, config file, CSV file); fix it and retry.
-    InvalidInput = 2,
-}
-
-impl From<Exit> for std::process::ExitCode {
-    fn from(exit: Exit) -> Self {
-        std::process::ExitCode::from(exit as u8)
-    }
-}
 
 /// The classroom agent: runs the room's panel, tablets, roll call, bells and
 /// lights, keeps every record while offline, and serves them to the provincial hub.

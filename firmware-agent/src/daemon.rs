@@ -11,6 +11,7 @@
 //! Start-up failures a person must fix (config, database, a port in use) are
 //! reported with what, where and how to fix, and exit non-zero before READY.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::cli::Exit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::health::{Health, State};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::{self, FilterHandle};
 
 /// How long tasks get to finish after a stop signal.
@@ -55,14 +56,34 @@ pub fn run(config_path: &Path) -> Exit {
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => Exit::Success,
-        Err(message) => {
-            tracing::error!("{message}");
+        Err(err) => {
+            tracing::error!("{err}");
             Exit::Failure
         }
     }
 }
 
-async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Result<(), String> {
+/// Why the agent did not start. Those a person must fix say what, where and how.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot install a signal handler: {0}")]
+    Signals(std::io::Error),
+    #[error("the agent did not start: cannot listen on {address} ({key}): {source}\n  hint: {}", bind_hint(source))]
+    Bind { key: &'static str, address: SocketAddr, source: std::io::Error },
+    #[error("the agent did not start: {0}")]
+    Store(#[from] StoreError),
+    #[error("the agent did not start: {0}")]
+    Hub(crate::sync::ServeError),
+    #[error("the agent did not start: {0}")]
+    TabletsTls(#[from] crate::lesson::tls::TlsError),
+    #[error("the agent did not start: {0}")]
+    Actuators(String),
+    /// What the machine refused (a worker thread, the metrics recorder, a socket's address).
+    #[error("{0}")]
+    Machine(String),
+}
+
+async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Result<(), StartError> {
     // Before anything can announce readiness: a signal that arrives early must
     // find its handler, not the default action (which for SIGHUP is to die).
     let signals = Signals::install()?;
@@ -75,21 +96,22 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let store_clock = clock.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&database, store_clock))
         .await
-        .map_err(|err| err.to_string())?
-        .map_err(|err| format!("the agent did not start: {err}"))?;
+        .map_err(|err| StartError::Machine(err.to_string()))??;
     let config = crate::schedule::pushed::in_force_logged(config, &store);
-    let http = TcpListener::bind(config.http.listen).await.map_err(|err| bind_error("http.listen", config.http.listen, err))?;
+    let http = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Bind { key: "http.listen", address: config.http.listen, source })?;
     let hub = crate::sync::bind(&config.hub).await.map_err(|err| match err {
-        crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
-        other => format!("the agent did not start: {other}"),
+        crate::sync::ServeError::Bind { address, source } => StartError::Bind { key: "hub.listen", address, source },
+        other => StartError::Hub(other),
     })?;
-    let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
+    let room = &config.room;
+    let tablets_tls = crate::lesson::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id).await?;
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| StartError::Machine(err.to_string()))?;
     let store = Arc::new(store);
     let shutdown = CancellationToken::new();
-    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone())
-        .map_err(|err| format!("the agent did not start: {err}"))?;
+    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone()).map_err(StartError::Actuators)?;
     let (config_tx, _) = watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config: config_tx,
@@ -101,12 +123,13 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         attendance: Default::default(),
         shutdown,
     });
-    agent.health.record_in(agent.store.recorder().clone());
+    let recorder = agent.store.recorder().clone();
+    agent.health.record_in(move |change| recorder.keep_now(change));
     agent.store.recorder().report_to(agent.health.clone());
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
     let tasks = TaskTracker::new();
-    let http_address = http.local_addr().map_err(|err| err.to_string())?;
+    let http_address = http.local_addr().map_err(|err| StartError::Machine(err.to_string()))?;
     {
         let agent = agent.clone();
         tasks.spawn(async move {
@@ -152,8 +175,8 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Result<Signals, String> {
-        let install = |kind| signal(kind).map_err(|err| format!("cannot install a signal handler: {err}"));
+    fn install() -> Result<Signals, StartError> {
+        let install = |kind| signal(kind).map_err(StartError::Signals);
         Ok(Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
@@ -200,12 +223,12 @@ fn reload(agent: &Agent, config_path: &Path, filter: &FilterHandle) {
     crate::systemd::ready("config reloaded");
 }
 
-fn bind_error(key: &str, address: std::net::SocketAddr, err: std::io::Error) -> String {
-    let hint = match err.kind() {
+/// How to fix a port the agent could not listen on.
+fn bind_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
         std::io::ErrorKind::AddrInUse => "another program (or another agent) uses this port: stop it or change the port",
         std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: use a port above 1024",
         std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: use 0.0.0.0 or one of its own addresses",
         _ => "check the address in the config",
-    };
-    format!("the agent did not start: cannot listen on {address} ({key}): {err}\n  hint: {hint}")
+    }
 }

@@ -10,8 +10,9 @@
 //! Every event must fit in one message to the hub, or the room's sync stops at
 //! it. So an event's size is bounded where its content comes from, not where
 //! it is sent: the producers that take people's input refuse what would make a
-//! payload larger than [`MAX_PAYLOAD_BYTES`] (the lesson's commands are held to
-//! [`MAX_ARGUMENTS_BYTES`], a tablet's answer to its question's choices and one
+//! payload larger than the store's
+//! [`MAX_PAYLOAD_BYTES`](crate::store::outbox::MAX_PAYLOAD_BYTES) (the lesson's
+//! commands are held to [`MAX_ARGUMENTS_BYTES`], a tablet's answer to its question's choices and one
 //! text field), the free-text details the agent writes itself are cut to
 //! [`MAX_DETAIL_BYTES`] here, and the store refuses any payload over the bound
 //! as a last guard. `check-config` then refuses a `hub.max_message_bytes` too
@@ -24,10 +25,8 @@ use serde_json::{Value, json};
 use crate::proto::event::Payload;
 use crate::store::outbox::{NewEvent, StoredEvent};
 
-/// The most bytes one event's payload may take, as stored; the store refuses more.
-pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
 /// The most bytes a lesson command's arguments may take as recorded (JSON),
-/// leaving the rest of [`MAX_PAYLOAD_BYTES`] to the record's other fields.
+/// leaving the rest of [`crate::store::outbox::MAX_PAYLOAD_BYTES`] to the record's other fields.
 pub const MAX_ARGUMENTS_BYTES: usize = 40 * 1024;
 /// The most bytes of a detail the agent writes itself (an error, a reason);
 /// a longer one is cut, marked with an ellipsis.

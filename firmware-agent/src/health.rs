@@ -4,8 +4,10 @@
 //! Subsystems report through a cloned [`Health`] handle whenever their state
 //! changes (a camera unplugged, a broker back); readers take a snapshot. Each
 //! change into or out of trouble (degraded, failed) is also recorded for the
-//! hub as a `device.health` event, through the store's recorder, once
-//! [`Health::record_in`] has named it; a start that goes well records nothing.
+//! hub as a `device.health` event, handed to the store's recorder once
+//! [`Health::record_in`] has been given it; a start that goes well records
+//! nothing. The registry knows the recorder only as that function, so the
+//! recorder can report its own state here without the two importing each other.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -14,7 +16,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::proto::DeviceHealth;
-use crate::store::recorder::Recorder;
 
 /// A subsystem's state, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -53,6 +54,9 @@ pub struct Report {
     pub since_seconds: f64,
 }
 
+/// Keeps a change of state for the hub: the store's recorder's `keep_now`.
+type KeepChange = Box<dyn Fn(DeviceHealth) + Send + Sync>;
+
 /// A shared, cheap-to-clone registry of subsystem states.
 #[derive(Clone)]
 pub struct Health {
@@ -60,8 +64,8 @@ pub struct Health {
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Where changes of state are recorded for the hub.
-    recorder: Arc<OnceLock<Recorder>>,
+    /// Keeps a change of state for the hub.
+    keep: Arc<OnceLock<KeepChange>>,
 }
 
 impl Default for Health {
@@ -72,12 +76,13 @@ impl Default for Health {
 
 impl Health {
     pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), recorder: Arc::default() }
+        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), keep: Arc::default() }
     }
 
-    /// Records every change into or out of trouble from now on, as a `device.health` event.
-    pub fn record_in(&self, recorder: Recorder) {
-        let _ = self.recorder.set(recorder);
+    /// Records every change into or out of trouble from now on, as a `device.health`
+    /// event handed to `keep` (the store's recorder's `keep_now`, which does not wait).
+    pub fn record_in(&self, keep: impl Fn(DeviceHealth) + Send + Sync + 'static) {
+        let _ = self.keep.set(Box::new(keep));
     }
 
     /// Records `subsystem`'s state; logs a change of state.
@@ -92,8 +97,8 @@ impl Health {
             }
             let troubled = |state: State| matches!(state, State::Degraded | State::Failed);
             let recorded = troubled(state) || reports.get(subsystem).is_some_and(|old| troubled(old.state));
-            if let Some(recorder) = self.recorder.get().filter(|_| recorded) {
-                recorder.keep_now(DeviceHealth { subsystem: subsystem.to_owned(), state: state.name().to_owned(), detail: detail.clone() });
+            if let Some(keep) = self.keep.get().filter(|_| recorded) {
+                keep(DeviceHealth { subsystem: subsystem.to_owned(), state: state.name().to_owned(), detail: detail.clone() });
             }
         }
         let since_seconds = if changed {
@@ -141,7 +146,8 @@ mod tests {
         let (_dir, _clock, store) = testing::store();
         let store = Arc::new(store);
         let health = Health::new();
-        health.record_in(store.recorder().clone());
+        let recorder = store.recorder().clone();
+        health.record_in(move |change| recorder.keep_now(change));
         health.set("camera", State::Starting, "opening rtsp://camera/stream1");
         health.set("camera", State::Ok, "delivering frames");
         health.set("camera", State::Degraded, "timed out; reopening");

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod panel;

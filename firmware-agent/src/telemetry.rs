@@ -14,10 +14,19 @@ use crate::config::{LogConfig, LogFormat};
 #[derive(Clone)]
 pub struct FilterHandle(reload::Handle<EnvFilter, Registry>);
 
+/// Why the log filter was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error(transparent)]
+    Invalid(#[from] tracing_subscriber::filter::ParseError),
+    #[error(transparent)]
+    NotApplied(#[from] reload::Error),
+}
+
 impl FilterHandle {
-    pub fn set(&self, directives: &str) -> Result<(), String> {
-        let filter = EnvFilter::builder().parse(directives).map_err(|err| err.to_string())?;
-        self.0.reload(filter).map_err(|err| err.to_string())
+    pub fn set(&self, directives: &str) -> Result<(), FilterError> {
+        let filter = EnvFilter::builder().parse(directives)?;
+        Ok(self.0.reload(filter)?)
     }
 }
 

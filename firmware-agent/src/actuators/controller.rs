@@ -116,6 +116,8 @@ const STOPPING: &str = "the agent is stopping: nothing is switched on any more";
 impl Controller {
     /// Opens every configured device, each in its safe state. A device that cannot be opened stops the start:
     /// a room whose bell silently does not ring is worse than an agent that says why it cannot start.
+    /// It takes the whole config: the devices of `[actuators]`, the bell patterns and teacher's hold of
+    /// `[schedule]`, and the room's id, which names the agent to the GPIO lines it holds.
     pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, String> {
         let pins = SimulatedPinBank::new();
         let mut devices = BTreeMap::new();

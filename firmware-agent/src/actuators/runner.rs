@@ -56,7 +56,8 @@ impl MqttParts {
     }
 }
 
-/// Opens the devices (and the broker link) at start, each in its safe state.
+/// Opens the devices (and the broker link) at start, each in its safe state. It takes
+/// the whole config, as [`Controller::open`] does, and the room's identity for the broker.
 pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
     let (link, parts) = match &config.actuators.mqtt {
         Some(mqtt) => {

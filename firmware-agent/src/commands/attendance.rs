@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::attendance::export::{Period, csv, xlsx};
-use crate::cli::Exit;
+use crate::exit::Exit;
 
 pub fn export(period: &str, format: &str, output: Option<&Path>, config_path: &Path) -> Exit {
     let period = match Period::parse(period) {

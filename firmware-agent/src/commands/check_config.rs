@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::cli::Exit;
 use crate::config::{Config, ConfigError};
+use crate::exit::Exit;
 
 pub fn run(path: &Path) -> Exit {
     match Config::load(path) {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::Exit;
 use crate::config::Config;
+use crate::exit::Exit;
 
 /// How long to wait for the agent: a ring lasts a few seconds, an MQTT device may retry.
 const TIMEOUT: Duration = Duration::from_secs(60);

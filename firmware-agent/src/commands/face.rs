@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::attendance::enroll;
 use crate::attendance::models::{self, ModelSet};
-use crate::attendance::pipeline::{Face, Pipeline};
+use crate::attendance::pipeline::{self, DecodeError, Face, InferenceError, Pipeline};
 use crate::attendance::{AttendanceConfig, config::DEFAULT_THRESHOLD};
-use crate::cli::Exit;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::roster::PersonalId;
 
 pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
@@ -50,7 +50,7 @@ pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
                 }
                 Err(refusal) => eprintln!("{}: refused: {refusal}", path.display()),
             },
-            Err(message) => eprintln!("{}: refused: {message}", path.display()),
+            Err(err) => eprintln!("{}: refused: {err}", path.display()),
         }
     }
     if templates.is_empty() {
@@ -91,10 +91,10 @@ pub fn forget(student: &str, reason: &str, config_path: &Path) -> Exit {
 pub fn detect(image: &Path, config_path: Option<&Path>) -> Exit {
     let Some(attendance) = attendance_config(config_path) else { return Exit::InvalidInput };
     let Some(mut pipeline) = open_pipeline(&attendance) else { return Exit::Failure };
-    let decoded = match read_image(&mut pipeline, image) {
+    let decoded = match read_image(image) {
         Ok(decoded) => decoded,
-        Err(message) => {
-            eprintln!("{}: {message}", image.display());
+        Err(err) => {
+            eprintln!("{}: {err}", image.display());
             return Exit::InvalidInput;
         }
     };
@@ -137,12 +137,12 @@ pub fn compare(first: &Path, second: &Path, config_path: Option<&Path>) -> Exit 
             faces
                 .into_iter()
                 .max_by(|a, b| a.detected.area().total_cmp(&b.detected.area()))
-                .ok_or_else(|| "no face found".to_owned())
+                .ok_or(PhotoError::NoFace)
         });
         match largest {
             Ok(face) => embeddings.push(face.embedding),
-            Err(message) => {
-                eprintln!("{}: {message}", path.display());
+            Err(err) => {
+                eprintln!("{}: {err}", path.display());
                 return Exit::InvalidInput;
             }
         }
@@ -184,15 +184,28 @@ fn open_pipeline(attendance: &AttendanceConfig) -> Option<Pipeline> {
         .ok()
 }
 
-fn read_image(pipeline: &mut Pipeline, path: &Path) -> Result<image::RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|err| format!("cannot read: {err}"))?;
-    pipeline.decode(&bytes).map_err(|err| err.to_string())
+/// Why a photo gave no face to work with; printed after the photo's path.
+#[derive(Debug, thiserror::Error)]
+enum PhotoError {
+    #[error("cannot read: {0}")]
+    Unreadable(#[from] std::io::Error),
+    #[error(transparent)]
+    NotAnImage(#[from] DecodeError),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error("no face found")]
+    NoFace,
+}
+
+/// The photo at `path`, decoded.
+fn read_image(path: &Path) -> Result<image::RgbImage, PhotoError> {
+    Ok(pipeline::decode(&std::fs::read(path)?)?)
 }
 
 /// Every face of the photo at `path`, aligned and embedded.
-fn photo_faces(pipeline: &mut Pipeline, path: &Path) -> Result<Vec<Face>, String> {
-    let image = read_image(pipeline, path)?;
-    pipeline.faces(&image).map_err(|err| err.to_string())
+fn photo_faces(pipeline: &mut Pipeline, path: &Path) -> Result<Vec<Face>, PhotoError> {
+    let image = read_image(path)?;
+    Ok(pipeline.faces(&image)?)
 }
 
 /// Copies an enrolled photo beside the database, for debugging only (off by default).

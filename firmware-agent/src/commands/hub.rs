@@ -27,7 +27,7 @@ use tonic::Code;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::cli::Exit;
+use crate::exit::Exit;
 use crate::proto::sync_service_client::SyncServiceClient;
 use crate::proto::{AckRequest, Event, GetStatusRequest, PullRequest, SkippedEvent, pull_response};
 

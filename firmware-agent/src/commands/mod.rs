@@ -11,9 +11,9 @@ pub mod schedule;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::Exit;
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::store::Store;
 
 /// Loads the config and opens its database, for commands that work on the room's data.

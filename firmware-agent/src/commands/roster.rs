@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::cli::Exit;
+use crate::exit::Exit;
 use crate::roster::parse_csv;
 
 pub fn import(file: &Path, config_path: &Path) -> Exit {

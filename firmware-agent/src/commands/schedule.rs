@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::Exit;
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::schedule::{Timetable, pushed, timetable};
 use crate::store::Store;
 
@@ -50,7 +50,7 @@ fn with_pushed_timetable(config: Config) -> Result<Config, Exit> {
             println!("Thời khóa biểu do Sở gửi xuống, phiên bản {version} (the timetable the hub pushed, over the config's)")
         }
         Ok(None) => {}
-        Err(message) => eprintln!("{message}"),
+        Err(set_aside) => eprintln!("{set_aside}"),
     }
     Ok(config)
 }

@@ -10,7 +10,19 @@
 //!   config and the data it names can be moved together.
 //! - Loading collects every problem it can find (see [`diagnostics`]) instead of
 //!   stopping at the first, each with a line and column.
+//! - Each part owns its section in its own `config.rs` (`[panel]` in
+//!   `panel/config.rs`, `[hub]` in `sync/config.rs`…), with the rules that
+//!   concern that section alone. Of this module they import only
+//!   [`diagnostics`] (a problem's type), and nothing that imports this module
+//!   (`agent`, the parts' running code), so gathering them makes no circle.
+//!   This module keeps the whole file, the sections no part owns (`[room]`,
+//!   `[storage]`, `[http]`, `[log]`), loading, and what spans sections, as the
+//!   one place that sees the whole file: the check that the content store holds
+//!   no data or config ([`content_store`]), and what a section's rules need of
+//!   the rest (the devices for the timetable, the bell patterns for the devices,
+//!   the largest event for `hub.max_message_bytes`), handed in as plain values.
 
+pub mod content_store;
 pub mod diagnostics;
 
 use std::net::SocketAddr;
@@ -18,7 +30,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::sync::config::HubConfig;
+use crate::actuators::config::ActuatorsConfig;
+use crate::attendance::config::AttendanceConfig;
+use crate::panel::config::PanelConfig;
+use crate::schedule::config::ScheduleConfig;
+use crate::sync::config::HubConfig;
 pub use diagnostics::{ConfigError, Problem};
 
 /// The whole configuration file.
@@ -35,15 +51,15 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
-    pub panel: crate::panel::PanelConfig,
+    pub panel: PanelConfig,
     #[serde(default)]
     pub tablets: crate::lesson::TabletsConfig,
     #[serde(default)]
-    pub schedule: crate::schedule::ScheduleConfig,
+    pub schedule: ScheduleConfig,
     #[serde(default)]
-    pub actuators: crate::actuators::ActuatorsConfig,
+    pub actuators: ActuatorsConfig,
     #[serde(default)]
-    pub attendance: crate::attendance::AttendanceConfig,
+    pub attendance: AttendanceConfig,
 }
 
 /// Who this room is: the identity every record sent to the hub carries.
@@ -177,11 +193,11 @@ impl Config {
         }
         let data_dir = resolve(base, &self.storage.data_dir);
         let content_dir = resolve(&data_dir, &self.tablets.content_dir);
-        if let Some(message) = crate::lesson::content::dir_problem(&content_dir, &data_dir, &resolve(base, Path::new("."))) {
+        if let Some(message) = content_store::dir_problem(&content_dir, &data_dir, &resolve(base, Path::new("."))) {
             problem("tablets.content_dir", message, "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)");
         }
         problems.extend(self.panel.problems());
-        problems.extend(self.hub.problems());
+        problems.extend(self.hub.problems(crate::sync::wire::largest_message()));
         for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
             problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
         }

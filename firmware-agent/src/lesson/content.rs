@@ -13,7 +13,7 @@
 //!   cannot set headers).
 //! - A tablet reads only what is in the store. check-config refuses a
 //!   content directory that holds the agent's data, its config or a system
-//!   directory ([`dir_problem`]); a symbolic link that leads out of the store
+//!   directory ([`crate::config::content_store`]); a symbolic link that leads out of the store
 //!   is answered 404 ([`leads_out`]). The link is resolved when the request
 //!   arrives, so only someone who may already write in the store could swap
 //!   it in between.
@@ -40,36 +40,6 @@ use super::protocol::content_name;
 /// The content directory for `config`.
 pub fn content_dir(config: &crate::config::Config) -> PathBuf {
     config.storage.data_dir.join(&config.tablets.content_dir)
-}
-
-/// Directories of the system that a content directory may be neither nor hold.
-const SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
-    "/sys", "/tmp", "/usr", "/var",
-];
-
-/// Why `content` (absolute and clean) cannot be the content store: paired
-/// tablets may read every file in it, so it must hold neither the agent's
-/// data (`data_dir`: the database, the TLS key) nor its config (in
-/// `config_dir`), nor be or hold a system directory. The paths are judged as
-/// written and again with symbolic links resolved where they exist.
-pub fn dir_problem(content: &Path, data_dir: &Path, config_dir: &Path) -> Option<String> {
-    let real = |path: &Path| fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    lexical_dir_problem(content, data_dir, config_dir).or_else(|| lexical_dir_problem(&real(content), &real(data_dir), &real(config_dir)))
-}
-
-fn lexical_dir_problem(content: &Path, data_dir: &Path, config_dir: &Path) -> Option<String> {
-    if data_dir.starts_with(content) {
-        return Some(format!("{} holds the data directory {}: tablets could read the database", content.display(), data_dir.display()));
-    }
-    if config_dir.starts_with(content) {
-        return Some(format!("{} holds the config file's directory {}", content.display(), config_dir.display()));
-    }
-    SYSTEM_DIRS
-        .iter()
-        .map(Path::new)
-        .find(|system| system.starts_with(content))
-        .map(|system| format!("{} is or holds the system directory {}", content.display(), system.display()))
 }
 
 pub fn routes(lesson: &Arc<Lesson>) -> axum::Router<Arc<Lesson>> {

@@ -163,11 +163,12 @@ pub fn advertised() -> Option<&'static Advertised> {
     ADVERTISED.get()
 }
 
-/// Makes the certificate and binds `tablets.tls_listen`, when it is set.
-pub async fn prepare(config: &crate::config::Config) -> Result<Option<TlsListener>, TlsError> {
-    let Some(address) = config.tablets.tls_listen else { return Ok(None) };
-    let dir = config.storage.data_dir.join("tls");
-    let names = vec![format!("{}-{}.local", config.room.school_code, config.room.room_id), "localhost".to_owned()];
+/// Makes the certificate (kept under `data_dir`, named for the room) and binds
+/// `tablets.tls_listen`, when it is set.
+pub async fn prepare(tablets: &super::TabletsConfig, data_dir: &Path, school_code: &str, room_id: &str) -> Result<Option<TlsListener>, TlsError> {
+    let Some(address) = tablets.tls_listen else { return Ok(None) };
+    let dir = data_dir.join("tls");
+    let names = vec![format!("{school_code}-{room_id}.local"), "localhost".to_owned()];
     let identity = tokio::task::spawn_blocking(move || load_or_create(&dir, names)).await.expect("certificate task")?;
     let listener = TlsListener::bind(address, &identity).await?;
     let advertised = Advertised { port: listener.local.port(), fingerprint: identity.fingerprint.clone() };

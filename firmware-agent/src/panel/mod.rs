@@ -17,6 +17,7 @@
 //!   `/api/` route that reads or changes the room takes a [`access::Teacher`].
 
 pub mod access;
+pub mod config;
 pub mod feed;
 pub mod power;
 
@@ -34,32 +35,6 @@ use serde_json::json;
 
 use crate::agent::Agent;
 use access::{Attempt, SharedGate, Teacher};
-
-/// The `[panel]` section of the config.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct PanelConfig {
-    /// The PIN a teacher enters to use the panel from another device on the LAN;
-    /// empty: only the panel itself (loopback) has access.
-    pub teacher_pin: String,
-    /// The panel's own power, switched with the timetable.
-    pub power: power::PowerConfig,
-}
-
-impl PanelConfig {
-    pub(crate) fn problems(&self) -> Vec<crate::config::diagnostics::Unlocated> {
-        let mut problems = self.power.problems();
-        let pin = &self.teacher_pin;
-        if !(pin.is_empty() || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit()))) {
-            problems.push(crate::config::diagnostics::Unlocated {
-                key: "panel.teacher_pin".into(),
-                message: "must be 4 to 12 digits".into(),
-                hint: "choose a PIN of digits only, such as \"482193\", or leave it empty to allow the panel only".into(),
-            });
-        }
-        problems
-    }
-}
 
 /// The panel's page, assets and API.
 pub fn routes() -> Router<Arc<Agent>> {

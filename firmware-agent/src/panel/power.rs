@@ -19,14 +19,13 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use nix::fcntl::OFlag;
-use nix::sys::termios::{self, BaudRate, SetArg};
-use serde::Deserialize;
+use nix::sys::termios::{self, SetArg};
 
+use super::config::{Control, PowerConfig, hex_bytes, speed};
 use crate::agent::Agent;
 use crate::health::State;
 use crate::proto::{self, actuation::Cause, actuation::Kind, actuation::Outcome};
@@ -34,105 +33,6 @@ use crate::schedule::timetable::{DayPlan, Timetable};
 use crate::store::recorder::{self, Kept, Who};
 
 const SUBSYSTEM: &str = "panel_power";
-
-/// `[panel.power]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PowerConfig {
-    pub control: Control,
-    /// Minutes before the day's first period the panel is switched on.
-    pub on_before_minutes: u32,
-    /// Minutes after the day's last period the panel is switched off.
-    pub off_after_minutes: u32,
-    /// RS-232: the serial device, its speed, and the command bytes in hex.
-    pub serial_device: PathBuf,
-    pub baud: u32,
-    pub on_bytes: String,
-    pub off_bytes: String,
-    /// A command to run instead, such as `["cec-ctl", "--to", "0", "--image-view-on"]`.
-    pub on_command: Vec<String>,
-    pub off_command: Vec<String>,
-}
-
-impl Default for PowerConfig {
-    fn default() -> Self {
-        Self {
-            control: Control::None,
-            on_before_minutes: 10,
-            off_after_minutes: 15,
-            serial_device: PathBuf::from("/dev/ttyUSB0"),
-            baud: 9600,
-            on_bytes: String::new(),
-            off_bytes: String::new(),
-            on_command: Vec::new(),
-            off_command: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Control {
-    None,
-    Rs232,
-    Command,
-}
-
-impl PowerConfig {
-    pub(crate) fn problems(&self) -> Vec<crate::config::diagnostics::Unlocated> {
-        let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String, hint: &str| {
-            problems.push(crate::config::diagnostics::Unlocated { key: format!("panel.power.{key}"), message, hint: hint.to_owned() })
-        };
-        match self.control {
-            Control::None => {}
-            Control::Rs232 => {
-                for (key, bytes) in [("on_bytes", &self.on_bytes), ("off_bytes", &self.off_bytes)] {
-                    if let Err(err) = hex_bytes(bytes) {
-                        problem(key, err, "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"");
-                    }
-                }
-                if speed(self.baud).is_none() {
-                    problem("baud", format!("{} is not a serial speed this agent sets", self.baud), "use 9600, 19200, 38400, 57600 or 115200");
-                }
-            }
-            Control::Command => {
-                for (key, command) in [("on_command", &self.on_command), ("off_command", &self.off_command)] {
-                    if command.is_empty() {
-                        problem(key, "is empty".to_owned(), "name the program and its arguments, such as [\"cec-ctl\", \"--to\", \"0\", \"--standby\"]");
-                    }
-                }
-            }
-        }
-        problems
-    }
-}
-
-/// The bytes written as hex pairs in `text`, spaces allowed between them.
-/// Read as characters, never sliced as bytes, so that whatever was typed is
-/// named in the error.
-fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
-    let digits = text
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_digit(16).ok_or_else(|| format!("`{text}` is not hex: `{c}` is not a hex digit (0-9, A-F)")))
-        .collect::<Result<Vec<u32>, String>>()?;
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(format!("`{text}` is not whole hex bytes"));
-    }
-    Ok(digits.chunks(2).map(|pair| (pair[0] << 4 | pair[1]) as u8).collect())
-}
-
-fn speed(baud: u32) -> Option<BaudRate> {
-    Some(match baud {
-        9600 => BaudRate::B9600,
-        19200 => BaudRate::B19200,
-        38400 => BaudRate::B38400,
-        57600 => BaudRate::B57600,
-        115200 => BaudRate::B115200,
-        _ => return None,
-    })
-}
 
 /// Whether the panel should be on at `now`, and when that next changes.
 pub fn desired(today: &DayPlan, timetable: &Timetable, config: &PowerConfig, now: Timestamp) -> (bool, Timestamp) {
@@ -163,7 +63,7 @@ fn switch(config: &PowerConfig, on: bool) -> Result<(), String> {
     match config.control {
         Control::None => Ok(()),
         Control::Rs232 => {
-            let bytes = hex_bytes(if on { &config.on_bytes } else { &config.off_bytes })?;
+            let bytes = hex_bytes(if on { &config.on_bytes } else { &config.off_bytes }).map_err(|err| err.to_string())?;
             let device = &config.serial_device;
             let mut port = std::fs::OpenOptions::new()
                 .read(true)
@@ -269,27 +169,6 @@ mod tests {
     }
 
     #[test]
-    fn bad_settings_are_named() {
-        let config = PowerConfig { control: Control::Rs232, on_bytes: "AA 1".into(), off_bytes: "zz".into(), baud: 1200, ..Default::default() };
-        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["panel.power.on_bytes", "panel.power.off_bytes", "panel.power.baud"]);
-        assert_eq!(hex_bytes("AA 11 fe 01").unwrap(), vec![0xAA, 0x11, 0xFE, 0x01]);
-    }
-
-    #[test]
-    fn a_character_beyond_ascii_is_named_not_split() {
-        for text in ["Aé1", "AA Aé1", "ÂA 11", "đ", "AA ０1"] {
-            let err = hex_bytes(text).expect_err(text);
-            assert!(err.contains("is not a hex digit"), "{text}: {err}");
-        }
-        let err = hex_bytes("AA 1é 1").unwrap_err();
-        assert!(err.contains("`é`"), "{err}");
-        let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
-        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["panel.power.on_bytes"]);
-    }
-
-    #[test]
     fn the_serial_port_is_left_raw_at_the_configured_speed_and_the_command_sent() {
         use std::io::Read;
         let pty = nix::pty::openpty(None, None).unwrap();
@@ -303,7 +182,7 @@ mod tests {
         };
         switch(&config, true).unwrap();
         let settings = termios::tcgetattr(&pty.slave).unwrap();
-        assert_eq!(termios::cfgetospeed(&settings), BaudRate::B115200);
+        assert_eq!(termios::cfgetospeed(&settings), termios::BaudRate::B115200);
         assert!(!settings.local_flags.contains(termios::LocalFlags::ICANON), "raw input");
         assert!(!settings.output_flags.contains(termios::OutputFlags::OPOST), "raw output");
         let mut received = [0u8; 3];

@@ -120,11 +120,11 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
         let mut problem = |field: &str, reason: String| problems.push(RowProblem { row, field: field.into(), reason });
         let get = |name: &str| record.get(column(name)).unwrap_or("").to_owned();
         let face_consent = yes_no(&get("face_consent")).unwrap_or_else(|reason| {
-            problem("face_consent", reason);
+            problem("face_consent", reason.to_string());
             false
         });
         let learning_data_consent = yes_no(&get("learning_data_consent")).unwrap_or_else(|reason| {
-            problem("learning_data_consent", reason);
+            problem("learning_data_consent", reason.to_string());
             false
         });
         let Some(role) = role(&get("role")) else {
@@ -287,11 +287,16 @@ fn role(text: &str) -> Option<Role> {
     }
 }
 
-fn yes_no(text: &str) -> Result<bool, String> {
+/// A consent column's text that is neither yes nor no, as read (normalised, lower case).
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not yes/có or no/không")]
+struct NotYesOrNo(String);
+
+fn yes_no(text: &str) -> Result<bool, NotYesOrNo> {
     match text.nfc().collect::<String>().to_lowercase().as_str() {
         "yes" | "y" | "true" | "1" | "có" | "co" => Ok(true),
         "no" | "n" | "false" | "0" | "không" | "khong" | "" => Ok(false),
-        other => Err(format!("`{other}` is not yes/có or no/không")),
+        other => Err(NotYesOrNo(other.to_owned())),
     }
 }
 

@@ -18,9 +18,11 @@
 
 use super::ScheduleConfig;
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// `pushed` laid over `config`'s timetable, checked; or every problem, each a line naming its key.
+/// It takes the whole config because the pushed keys replace `[schedule]`'s and are
+/// checked against `[actuators]`'s devices.
 pub fn overlay(config: &Config, pushed: &str) -> Result<ScheduleConfig, Vec<String>> {
     let mut table = pushed.parse::<toml::Table>().map_err(|err| vec![format!("not valid TOML: {}", err.message())])?;
     let Some(toml::Value::Table(section)) = table.remove("schedule") else {
@@ -57,10 +59,19 @@ pub fn overlay(config: &Config, pushed: &str) -> Result<ScheduleConfig, Vec<Stri
     }
 }
 
+/// Why the timetable the hub pushed is set aside and the config's own followed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetAside {
+    #[error("the timetable the hub pushed (version {version}) does not fit this room's config; the config's own is followed until the hub pushes again:\n{}", problems.join("\n"))]
+    DoesNotFit { version: u64, problems: Vec<String> },
+    #[error("cannot read the timetable the hub pushed ({0}); the config's own is followed")]
+    Unreadable(#[from] StoreError),
+}
+
 /// The config in force: `config` from its file, with the timetable the hub last
 /// pushed laid over it. Also says which timetable that is: `Ok(None)` the
 /// config's own, `Ok(Some(version))` the hub's, `Err` why the hub's was set aside.
-pub fn in_force(mut config: Config, store: &Store) -> (Config, Result<Option<u64>, String>) {
+pub fn in_force(mut config: Config, store: &Store) -> (Config, Result<Option<u64>, SetAside>) {
     let followed = match store.pushed_timetable() {
         Ok(None) => Ok(None),
         Ok(Some(pushed)) => match overlay(&config, &pushed.toml) {
@@ -68,13 +79,9 @@ pub fn in_force(mut config: Config, store: &Store) -> (Config, Result<Option<u64
                 config.schedule = schedule;
                 Ok(Some(pushed.version))
             }
-            Err(problems) => Err(format!(
-                "the timetable the hub pushed (version {}) does not fit this room's config; the config's own is followed until the hub pushes again:\n{}",
-                pushed.version,
-                problems.join("\n")
-            )),
+            Err(problems) => Err(SetAside::DoesNotFit { version: pushed.version, problems }),
         },
-        Err(err) => Err(format!("cannot read the timetable the hub pushed ({err}); the config's own is followed")),
+        Err(err) => Err(SetAside::Unreadable(err)),
     };
     (config, followed)
 }
@@ -85,7 +92,7 @@ pub fn in_force_logged(config: Config, store: &Store) -> Config {
     match followed {
         Ok(Some(version)) => tracing::info!(version, "following the timetable the hub pushed"),
         Ok(None) => {}
-        Err(message) => tracing::error!("{message}"),
+        Err(set_aside) => tracing::error!("{set_aside}"),
     }
     config
 }

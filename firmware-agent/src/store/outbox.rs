@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::events::MAX_PAYLOAD_BYTES;
+
+/// The most bytes one event's payload may take, as stored; the store refuses more.
+/// The producers keep within it (see `events`).
+pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
 
 /// An event refused because its payload is over [`MAX_PAYLOAD_BYTES`].
 #[derive(Debug, thiserror::Error)]

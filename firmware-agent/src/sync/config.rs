@@ -86,8 +86,10 @@ impl HubConfig {
         }
     }
 
-    /// The rules serde cannot express, each naming its key.
-    pub(crate) fn problems(&self) -> Vec<Unlocated> {
+    /// The rules serde cannot express, each naming its key. `smallest` is the
+    /// least `max_message_bytes` may be: the largest message one event of this
+    /// agent can need (`sync::wire::largest_message`).
+    pub(crate) fn problems(&self, smallest: usize) -> Vec<Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
             problems.push(Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
@@ -110,7 +112,6 @@ impl HubConfig {
         if self.retention_days == 0 {
             problem("hub.retention_days", "must be at least 1".to_owned(), "the default is 30 days");
         }
-        let smallest = super::wire::largest_message();
         if self.max_message_bytes < smallest {
             problem(
                 "hub.max_message_bytes",
@@ -133,15 +134,15 @@ impl HubConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::config::{Config, ConfigError};
     use std::path::Path;
 
     use super::{TlsFiles, Transport};
 
     const ROOM: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
 
-    fn parse(hub: &str) -> Result<Config, String> {
-        Config::parse(Path::new("/etc/agent/room.toml"), &format!("{ROOM}[hub]\n{hub}")).map_err(|err| err.to_string())
+    fn parse(hub: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/agent/room.toml"), &format!("{ROOM}[hub]\n{hub}"))
     }
 
     #[test]
@@ -166,11 +167,11 @@ mod tests {
 
     #[test]
     fn half_a_tls_setup_or_tls_with_plaintext_is_refused_at_its_key() {
-        let err = parse("tls_cert = \"a.pem\"\n").unwrap_err();
+        let err = parse("tls_cert = \"a.pem\"\n").unwrap_err().to_string();
         assert!(err.contains("hub.tls_key") && err.contains("hub.client_ca"), "{err}");
-        let err = parse("plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n").unwrap_err();
+        let err = parse("plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n").unwrap_err().to_string();
         assert!(err.contains("hub.plaintext"), "{err}");
-        let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err();
+        let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err().to_string();
         assert!(err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"), "{err}");
     }
 
@@ -178,7 +179,7 @@ mod tests {
     fn the_message_limit_must_hold_the_largest_event() {
         let smallest = crate::sync::wire::largest_message();
         parse(&format!("plaintext = true\nmax_message_bytes = {smallest}\n")).unwrap();
-        let err = parse(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1)).unwrap_err();
+        let err = parse(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1)).unwrap_err().to_string();
         assert!(err.contains(&format!("is below {smallest}, the largest message one event")), "{err}");
         parse("plaintext = true\nmax_message_bytes = 65536\n").unwrap();
     }

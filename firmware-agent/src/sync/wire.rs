@@ -37,7 +37,7 @@ fn message_alone_len(event_len: usize) -> usize {
 }
 
 /// The largest message one event this build writes can need: a payload at
-/// `events::MAX_PAYLOAD_BYTES` with the longest kind, room identity (32
+/// `store::outbox::MAX_PAYLOAD_BYTES` with the longest kind, room identity (32
 /// characters each, as the config allows) and numbers. `hub.max_message_bytes`
 /// may not be smaller.
 pub fn largest_message() -> usize {
@@ -53,7 +53,7 @@ pub fn largest_message() -> usize {
         clock_step_back_ms: i64::MAX,
         room: Some(RoomIdentity { school_code: longest(32), room_id: longest(32) }),
         // One byte more than the bound: a typed payload's field number takes a two-byte tag.
-        raw_payload: vec![0xff; crate::events::MAX_PAYLOAD_BYTES + 1],
+        raw_payload: vec![0xff; crate::store::outbox::MAX_PAYLOAD_BYTES + 1],
         payload: None,
     };
     message_alone_len(event.encoded_len())
@@ -239,6 +239,6 @@ mod tests {
             message: Some(pull_response::Message::Batch(EventBatch { events: vec![event.clone()], outbox_identity: outbox.as_bytes().to_vec() })),
         };
         assert_eq!(message_alone_len(event.encoded_len()), message.encoded_len());
-        assert!(largest_message() > crate::events::MAX_PAYLOAD_BYTES && largest_message() < 64 * 1024);
+        assert!(largest_message() > crate::store::outbox::MAX_PAYLOAD_BYTES && largest_message() < 64 * 1024);
     }
 }
