@@ -78,6 +78,8 @@ enum StartError {
     TabletsTls(#[from] crate::lesson::tls::TlsError),
     #[error("the agent did not start: {0}")]
     Actuators(String),
+    #[error("the agent did not start: {0}")]
+    SimulatedClock(#[from] crate::clock::simulated::BadStart),
     /// What the machine refused (a worker thread, the metrics recorder, a socket's address).
     #[error("{0}")]
     Machine(String),
@@ -87,7 +89,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     // Before anything can announce readiness: a signal that arrives early must
     // find its handler, not the default action (which for SIGHUP is to die).
     let signals = Signals::install()?;
-    let simulated = crate::clock::simulated::from_env().map_err(|err| format!("the agent did not start: {err}"))?;
+    let simulated = crate::clock::simulated::from_env()?;
     let clock: Arc<dyn Clock> = match &simulated {
         Some(simulated) => simulated.clone(),
         None => Arc::new(SystemClock),
