@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::rollcall::NotOnRoll;
 use crate::config::Config;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, JsonBody, QueryParams};
 use crate::proto::MarkStatus;
 use crate::store::Store;
 use crate::store::recorder::Who;
@@ -118,7 +118,7 @@ struct CorrectionBody {
     reason: String,
 }
 
-async fn correct(State(state): State<DeskState>, Json(body): Json<CorrectionBody>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn correct(State(state): State<DeskState>, JsonBody(body): JsonBody<CorrectionBody>) -> Result<Json<serde_json::Value>, ApiError> {
     let status = match MarkStatus::from_str_name(&body.status.to_uppercase()) {
         Some(status) if status != MarkStatus::Unspecified => status,
         _ => {
@@ -145,7 +145,7 @@ struct ExportQuery {
 }
 
 /// The roll call of a day or a month, as a file to download for the school office.
-async fn export(State(state): State<DeskState>, Query(query): Query<ExportQuery>) -> Result<Response, ApiError> {
+async fn export(State(state): State<DeskState>, QueryParams(query): QueryParams<ExportQuery>) -> Result<Response, ApiError> {
     let invalid = |detail: String| ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", detail);
     let period = super::export::Period::parse(&query.period).map_err(invalid)?;
     let ext = query.format.unwrap_or_else(|| "xlsx".to_owned());

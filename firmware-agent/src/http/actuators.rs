@@ -15,14 +15,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApiError;
+use super::error::{ApiError, JsonBody, PathParams};
 use crate::actuators::controller::{Performed, Request, RequestError};
 use crate::agent::Agent;
 use crate::proto::actuation::{Cause, Outcome};
@@ -86,7 +86,7 @@ async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> 
     Ok((outcome_status(std::slice::from_ref(&performed)), Json(performed_json(&performed))).into_response())
 }
 
-async fn lights(State(agent): State<Arc<Agent>>, Path(zone): Path<String>, Json(body): Json<LightsBody>) -> Result<Response, ApiError> {
+async fn lights(State(agent): State<Arc<Agent>>, PathParams(zone): PathParams<String>, JsonBody(body): JsonBody<LightsBody>) -> Result<Response, ApiError> {
     let devices = agent.actuators.lights_in(&zone);
     if devices.is_empty() {
         return Err(ApiError::not_found("no_such_zone", "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light")));

@@ -11,6 +11,11 @@
 //! - Further fields where a reply needs them: `tries_left`, `retry_after_seconds`
 //!   (with a `Retry-After` header), `store` (the recorder's cause and queue).
 //!
+//! A request the extractors refuse (a body that is not the JSON a route takes, a
+//! bad path or query) gets the same shape, `invalid_request`, with the status and
+//! the words of the library: handlers take [`JsonBody`], [`PathParams`] and
+//! [`QueryParams`] instead of axum's own.
+//!
 //! # Design
 //! Every refusal is logged with its code and English detail as it is answered.
 //! A refusal the agent caused (5xx) is logged at warn, at error when it is a bug
@@ -21,6 +26,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
@@ -125,6 +132,43 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// A request body as JSON of type `T`; refused as an [`ApiError`].
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// The path's parameters as `T`; refused as an [`ApiError`].
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParams<T>(pub T);
+
+/// The query string as `T`; refused as an [`ApiError`].
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+fn refused_request(status: StatusCode, detail: String) -> ApiError {
+    ApiError::new(status, "invalid_request", "Yêu cầu không hợp lệ", detail)
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(refused: JsonRejection) -> Self {
+        refused_request(refused.status(), refused.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(refused: PathRejection) -> Self {
+        refused_request(refused.status(), refused.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(refused: QueryRejection) -> Self {
+        refused_request(refused.status(), refused.body_text())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +207,20 @@ mod tests {
         assert!(body["message"].as_str().unwrap().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{body}");
         assert!(body["detail"].as_str().unwrap().contains("disk is full"), "{body}");
         assert_eq!(body["store"], serde_json::json!({ "cause": "disk_full", "queued": 3, "bytes": 120, "full": false }));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_the_json_a_route_takes_gets_the_same_shape_with_the_library_status() {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(r#"{"code": "1234"}"#))
+            .unwrap();
+        let refused = JsonBody::<Vec<u32>>::from_request(request, &()).await.unwrap_err();
+        let (status, _, body) = reply(refused).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"], "invalid_request");
+        assert!(body["detail"].as_str().unwrap().contains("expected a sequence"), "{body}");
     }
 
     #[tokio::test]

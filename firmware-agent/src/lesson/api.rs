@@ -2,14 +2,14 @@
 //! the live lesson (`/api/lesson/…`).
 //!
 //! Only the panel itself or a teacher signed in with the room's PIN may use it
-//! (decided in [`crate::http::router`]); a tablet's device token gives no access
+//! (decided in `http/mod.rs`); a tablet's device token gives no access
 //! here. Errors have the one shape of [`ApiError`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::protocol::Command;
 use super::{IssueError, Lesson};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::roster::PersonalId;
 use crate::store::tablets::TabletChange;
 
@@ -174,7 +174,7 @@ struct Bind {
     pupil_personal_id: Option<String>,
 }
 
-async fn rename(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Rename>) -> Result<Response, ApiError> {
+async fn rename(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Rename>) -> Result<Response, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::bad_request("invalid_name", "Tên máy không hợp lệ", "the name must have 1 to 64 characters"));
@@ -182,7 +182,7 @@ async fn rename(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(
     change(lesson, id, TabletChange::Rename(name.to_owned())).await
 }
 
-async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Bind>) -> Result<Response, ApiError> {
+async fn bind(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Bind>) -> Result<Response, ApiError> {
     let pupil = match body.pupil_personal_id {
         None => None,
         Some(raw) => Some(raw.parse::<PersonalId>().map_err(|err| ApiError::bad_request("invalid_personal_id", "Mã định danh không hợp lệ", err))?),
@@ -197,7 +197,7 @@ async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(bo
     change(lesson, id, TabletChange::Bind(pupil.map(String::from))).await
 }
 
-async fn revoke(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn revoke(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
     change(lesson, id, TabletChange::Revoke).await
 }
 
@@ -230,14 +230,14 @@ fn unknown_command(detail: String) -> ApiError {
     ApiError::not_found("unknown_command", "Không có lệnh này", detail)
 }
 
-async fn command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+async fn command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
     match action.as_str() {
         "lock" | "unlock" | "open" | "message" => give(lesson, &action, body, wait).await,
         _ => Err(unknown_command(format!("unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop"))),
     }
 }
 
-async fn question_command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+async fn question_command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
     match action.as_str() {
         "start" => give(lesson, "question_start", body, wait).await,
         "stop" => give(lesson, "question_stop", body, wait).await,
@@ -272,12 +272,12 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
     .into_response())
 }
 
-async fn command_progress(State(lesson): State<Arc<Lesson>>, Path(id): Path<u64>) -> Response {
+async fn command_progress(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<u64>) -> Response {
     let progress = lesson.ack_progress(id);
     Json(json!({ "id": id, "connected": progress.expected, "acknowledged": progress.acknowledged })).into_response()
 }
 
-async fn question_results(State(lesson): State<Arc<Lesson>>, Query(wait): Query<Wait>) -> Result<Response, ApiError> {
+async fn question_results(State(lesson): State<Arc<Lesson>>, QueryParams(wait): QueryParams<Wait>) -> Result<Response, ApiError> {
     let results = if wait.wait_ms > 0 {
         lesson.wait_for_answers(wait.answers, Duration::from_millis(wait.wait_ms).min(MAX_WAIT)).await
     } else {

@@ -24,7 +24,7 @@
 //!   closed at once and its token refused from then on.
 //! - The teacher's API (`/api/tablets/…`, `/api/lesson/…`, [`router`]) answers
 //!   only the panel itself and teachers signed in with the room's PIN; what
-//!   tablets reach is [`tablet_router`] ([`crate::http::router`] decides).
+//!   tablets reach is [`tablet_router`] (the HTTP server, `http/mod.rs`, decides).
 //!
 //! ## How the browser client is protected on the classroom Wi-Fi
 //! A browser cannot pin the agent's self-signed certificate, so

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::pairing::Attempt;
 use super::{BrowserClient, Lesson, PairingRefused};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, JsonBody};
 
 const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
@@ -48,7 +48,7 @@ struct PairRequest {
 }
 
 /// A tablet presents the code the panel shows; it gets its id and token once.
-async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Json(request): Json<PairRequest>) -> Result<Response, ApiError> {
+async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, JsonBody(request): JsonBody<PairRequest>) -> Result<Response, ApiError> {
     let (tablet, token) = lesson.pair(peer.ip(), request.code.trim(), &request.name).await?;
     Ok(Json(json!({
         "tablet_id": tablet.tablet_id,

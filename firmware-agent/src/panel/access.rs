@@ -7,7 +7,7 @@
 //! sign-in cookie, good for [`SIGN_IN_LIFETIME`] (its wire name, `panel_session`,
 //! is older than the word). Tablets' device tokens never grant this access:
 //! they are checked by the tablets' own channel and mean nothing here.
-//! Which routes need a teacher is decided in one place, [`crate::http::router`];
+//! Which routes need a teacher is decided in one place, `http/mod.rs`;
 //! [`require_teacher`] is how.
 //!
 //! Guessing is rate-limited per client address: after [`MAX_FAILURES`] wrong

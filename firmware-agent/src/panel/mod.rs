@@ -9,14 +9,14 @@
 //! - No build step and no framework: one HTML page, one script, one stylesheet.
 //!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
 //!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling. The
-//!   snapshot holds the newest roll call whole (its session and every pupil's
+//!   snapshot holds the newest roll call whole (its `attendance.session` record and every pupil's
 //!   mark as it stands) and a window of recent records for the other views; the
 //!   feed resumes after the newest record the snapshot held (see [`feed`]), so
 //!   nothing committed between the two is lost.
 //! - Access: see [`access`]. The page and its assets are public (they hold no
 //!   data), and so is the PIN sign-in ([`page_router`]); the snapshot and the
 //!   feed ([`router`]) are for the panel itself and teachers signed in, as
-//!   [`crate::http::router`] decides.
+//!   the HTTP server (`http/mod.rs`) decides.
 
 pub mod access;
 pub mod feed;
@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::agent::Agent;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, JsonBody, QueryParams};
 use access::{Attempt, SharedGate};
 
 /// The `[panel]` section of the config.
@@ -107,7 +107,7 @@ struct Login {
 async fn sign_in(
     State((agent, gate)): State<(Arc<Agent>, SharedGate)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Json(login): Json<Login>,
+    JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let expected = agent.config().panel.teacher_pin.clone();
     let attempt = gate.lock().unwrap_or_else(|e| e.into_inner()).attempt(peer.ip(), &login.pin, &expected, Instant::now());
@@ -138,7 +138,7 @@ async fn sign_in(
 /// How many of the newest records the snapshot holds, for the views that show recent activity.
 const RECENT_RECORDS: i64 = 200;
 
-/// Everything the page shows, as it is now. The roll call comes whole (its session and every
+/// Everything the page shows, as it is now. The roll call comes whole (its `attendance.session` record and every
 /// pupil's mark, however many records came since); other views take the newest records. The page
 /// then follows the live feed from `last_seq`, the newest record the snapshot holds.
 async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -175,7 +175,7 @@ async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value
     })))
 }
 
-/// The newest roll call whole: its session record and every pupil's mark as it stands, or null before the first.
+/// The newest roll call whole: its `attendance.session` record and every pupil's mark as it stands, or null before the first.
 fn newest_roll_call(store: &crate::store::Store) -> Result<serde_json::Value, crate::store::StoreError> {
     let Some(session) = store.read(|conn| crate::store::outbox::newest_of_kind(conn, "attendance.session"))? else {
         return Ok(serde_json::Value::Null);
@@ -210,7 +210,7 @@ fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Va
 }
 
 /// `GET /api/panel/events[?after=SEQ]`: the live feed, resumed after `Last-Event-ID` or `after` (see [`feed`]).
-async fn events(State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Result<Response, ApiError> {
+async fn events(State(agent): State<Arc<Agent>>, headers: HeaderMap, QueryParams(query): QueryParams<EventsQuery>) -> Result<Response, ApiError> {
     let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("(not text)"));
     let resume_after = feed::resume_point(last_event_id, query.after.as_deref())
         .map_err(|bad| ApiError::bad_request("invalid_resume_point", "Yêu cầu không hợp lệ", bad))?;
