@@ -35,7 +35,7 @@ use crate::panel::access::{self, SharedGate};
 
 /// Every route the agent serves, each open to those [the design](self) says.
 pub fn router(agent: Arc<Agent>) -> Router {
-    let gate = SharedGate::default();
+    let gate = SharedGate::new(agent.clock.clone());
     let lesson = Lesson::new(agent.clone());
     let desk = DeskState { desk: agent.attendance.clone(), store: agent.store.clone(), config: agent.config.subscribe() };
     let anyone = Router::new()

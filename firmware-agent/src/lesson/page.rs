@@ -62,29 +62,26 @@ async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<
 /// A refused pairing, its code as `lesson/PROTOCOL.md` lists it; the message is for the pupil.
 impl From<PairingRefused> for ApiError {
     fn from(refused: PairingRefused) -> Self {
-        let attempt = match refused {
+        match refused {
             PairingRefused::Unavailable => {
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Máy của lớp đang gặp sự cố, hãy thử lại", "the tablet could not be stored; try again");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Máy của lớp đang gặp sự cố, hãy thử lại", "the tablet could not be stored; try again")
             }
-            PairingRefused::Attempt(attempt) => attempt,
-        };
-        match attempt {
-            Attempt::WrongCode { tries_left } => {
+            PairingRefused::Attempt(Attempt::WrongCode { tries_left }) => {
                 ApiError::new(StatusCode::FORBIDDEN, "wrong_code", "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
             }
-            Attempt::TooSoon { retry_after } => ApiError::new(
+            PairingRefused::Attempt(Attempt::TooSoon { retry_after }) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_soon",
                 "Vui lòng chờ một chút rồi thử lại",
                 format!("too soon after a wrong code; retry in {} ms", retry_after.as_millis()),
             ),
-            Attempt::Locked => ApiError::new(
+            PairingRefused::Attempt(Attempt::Locked) => ApiError::new(
                 StatusCode::LOCKED,
                 "locked",
                 "Ghép nối đã bị khóa, hãy nhờ giáo viên mở lại",
                 "too many wrong codes: the teacher must open a new pairing window",
             ),
-            Attempt::Closed | Attempt::Accepted => {
+            PairingRefused::Attempt(Attempt::Closed | Attempt::Accepted) => {
                 ApiError::new(StatusCode::GONE, "closed", "Chưa mở ghép nối hoặc mã đã hết hạn", "no pairing window is open")
             }
         }

@@ -13,12 +13,13 @@
 //! Guessing is rate-limited per client address: after [`MAX_FAILURES`] wrong
 //! PINs within [`FAILURE_WINDOW`] that address is locked out for [`LOCKOUT`]; a
 //! four-digit PIN then takes weeks to guess. [`PinGate`] is a state machine
-//! with no I/O: the caller hands it the time.
+//! with no I/O: [`SharedGate`] hands it the monotonic time of the agent's clock,
+//! so a step of the wall clock neither ends a lockout nor a sign-in early.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
@@ -27,6 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 
+use crate::clock::{Clock, Monotonic};
 use crate::http::error::ApiError;
 
 pub const MAX_FAILURES: usize = 5;
@@ -50,8 +52,8 @@ pub enum Attempt {
 
 #[derive(Default)]
 struct Client {
-    failures: Vec<Instant>,
-    locked_until: Option<Instant>,
+    failures: Vec<Monotonic>,
+    locked_until: Option<Monotonic>,
 }
 
 /// PIN checks, lockouts and sign-ins.
@@ -59,19 +61,19 @@ struct Client {
 pub struct PinGate {
     clients: HashMap<IpAddr, Client>,
     /// Each sign-in token and when it expires.
-    sign_ins: HashMap<String, Instant>,
+    sign_ins: HashMap<String, Monotonic>,
 }
 
 impl PinGate {
     /// Checks `pin` from `client` at `now` against the configured `expected` PIN.
-    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Instant) -> Attempt {
+    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Monotonic) -> Attempt {
         if expected.is_empty() {
             return Attempt::Disabled;
         }
         let entry = self.clients.entry(client).or_default();
         if let Some(until) = entry.locked_until {
             if now < until {
-                return Attempt::LockedOut(until - now);
+                return Attempt::LockedOut(until.saturating_since(now));
             }
             entry.locked_until = None;
             entry.failures.clear();
@@ -83,7 +85,7 @@ impl PinGate {
             self.sign_ins.insert(token.clone(), now + SIGN_IN_LIFETIME);
             return Attempt::Granted(token);
         }
-        entry.failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+        entry.failures.retain(|at| now.saturating_since(*at) < FAILURE_WINDOW);
         entry.failures.push(now);
         if entry.failures.len() >= MAX_FAILURES {
             entry.locked_until = Some(now + LOCKOUT);
@@ -93,7 +95,7 @@ impl PinGate {
     }
 
     /// Whether `token` is a sign-in still good at `now`.
-    pub fn signed_in(&self, token: &str, now: Instant) -> bool {
+    pub fn signed_in(&self, token: &str, now: Monotonic) -> bool {
         self.sign_ins.get(token).is_some_and(|expires| *expires > now)
     }
 }
@@ -108,16 +110,37 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The gate the sign-in route and [`require_teacher`] share.
-pub type SharedGate = Arc<Mutex<PinGate>>;
+/// The room's [`PinGate`] and the clock it reads, shared by the sign-in route and [`require_teacher`].
+#[derive(Clone)]
+pub struct SharedGate {
+    gate: Arc<Mutex<PinGate>>,
+    clock: Arc<dyn Clock>,
+}
 
-/// Whether the request comes from the panel itself or from a teacher signed in.
-fn admits(gate: &SharedGate, parts: &Parts, now: Instant) -> bool {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    if peer.is_some_and(is_the_panel) {
-        return true;
+impl SharedGate {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        SharedGate { gate: Arc::default(), clock }
     }
-    sign_in_cookie(parts).is_some_and(|token| gate.lock().unwrap_or_else(|e| e.into_inner()).signed_in(&token, now))
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PinGate> {
+        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks `pin` from `client`, now, against the configured `expected` PIN.
+    pub fn attempt(&self, client: IpAddr, pin: &str, expected: &str) -> Attempt {
+        let now = self.clock.monotonic();
+        self.lock().attempt(client, pin, expected, now)
+    }
+
+    /// Whether the request comes from the panel itself or from a teacher signed in.
+    fn admits(&self, parts: &Parts) -> bool {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        if peer.is_some_and(is_the_panel) {
+            return true;
+        }
+        let now = self.clock.monotonic();
+        sign_in_cookie(parts).is_some_and(|token| self.lock().signed_in(&token, now))
+    }
 }
 
 /// Whether `peer` is the panel itself, on loopback. A server listening on
@@ -131,7 +154,7 @@ fn is_the_panel(peer: IpAddr) -> bool {
 /// or a teacher signed in passes; anyone else gets 401 `teacher_pin_required`.
 pub async fn require_teacher(State(gate): State<SharedGate>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    if !admits(&gate, &parts, Instant::now()) {
+    if !gate.admits(&parts) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "teacher_pin_required",
@@ -155,7 +178,7 @@ mod tests {
     #[test]
     fn wrong_pins_lock_out_the_address_and_a_right_one_signs_in() {
         let mut gate = PinGate::default();
-        let start = Instant::now();
+        let start = Monotonic::default();
         let guesser: IpAddr = "192.0.2.7".parse().unwrap();
         let teacher: IpAddr = "192.0.2.8".parse().unwrap();
         for n in 1..MAX_FAILURES {
@@ -176,7 +199,7 @@ mod tests {
     #[test]
     fn failures_outside_the_window_are_forgotten() {
         let mut gate = PinGate::default();
-        let start = Instant::now();
+        let start = Monotonic::default();
         let client: IpAddr = "192.0.2.9".parse().unwrap();
         for n in 0..(MAX_FAILURES - 1) {
             gate.attempt(client, "1111", "4821", start + Duration::from_secs(n as u64));
@@ -189,7 +212,7 @@ mod tests {
         let peer: SocketAddr = peer.parse().unwrap();
         let request = axum::http::Request::builder().extension(ConnectInfo(peer)).body(()).unwrap();
         let (parts, ()) = request.into_parts();
-        admits(&SharedGate::default(), &parts, Instant::now())
+        SharedGate::new(Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH))).admits(&parts)
     }
 
     #[test]
@@ -203,8 +226,27 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_lasts_its_lifetime_on_the_clock_it_is_handed() {
+        let clock = Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH));
+        let gate = SharedGate::new(clock.clone());
+        let teacher: IpAddr = "192.0.2.8".parse().unwrap();
+        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821") else { panic!() };
+        let request = axum::http::Request::builder()
+            .extension(ConnectInfo(SocketAddr::new(teacher, 50000)))
+            .header(axum::http::header::COOKIE, format!("theme=dark; {COOKIE}={token}"))
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        assert!(gate.admits(&parts), "signed in");
+        clock.advance(SIGN_IN_LIFETIME - Duration::from_secs(1));
+        assert!(gate.admits(&parts), "still signed in a second before the end");
+        clock.advance(Duration::from_secs(2));
+        assert!(!gate.admits(&parts), "signed out once the lifetime passed");
+    }
+
+    #[test]
     fn no_configured_pin_means_the_panel_only() {
         let mut gate = PinGate::default();
-        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Instant::now()), Attempt::Disabled);
+        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Monotonic::default()), Attempt::Disabled);
     }
 }

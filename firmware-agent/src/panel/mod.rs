@@ -24,7 +24,6 @@ pub mod power;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -110,7 +109,7 @@ async fn sign_in(
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let expected = agent.config().panel.teacher_pin.clone();
-    let attempt = gate.lock().unwrap_or_else(|e| e.into_inner()).attempt(peer.ip(), &login.pin, &expected, Instant::now());
+    let attempt = gate.attempt(peer.ip(), &login.pin, &expected);
     match attempt {
         Attempt::Granted(token) => {
             let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", access::COOKIE, access::SIGN_IN_LIFETIME.as_secs());
