@@ -148,8 +148,9 @@ fn a_full_disk_queues_what_was_done_refuses_the_teacher_and_loses_nothing_once_f
     ] {
         let (status, answer) = post(&room, path, body);
         assert_eq!(status, 503, "{path}: {answer}");
-        let error = answer["error"].as_str().unwrap();
-        assert!(error.starts_with("Không lưu được bản ghi: ổ đĩa đã đầy") && error.contains("disk is full"), "{path}: {error}");
+        assert_eq!(answer["error"], "not_kept", "{path}: {answer}");
+        assert!(answer["message"].as_str().unwrap().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{path}: {answer}");
+        assert!(answer["detail"].as_str().unwrap().contains("disk is full"), "{path}: {answer}");
         assert_eq!(answer["store"]["cause"], "disk_full", "{path}: {answer}");
     }
 

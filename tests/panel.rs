@@ -62,12 +62,17 @@ kill -TERM $agent; wait $agent; echo "exit $?"
     assert_eq!(answer("lan_bell"), "401");
     assert_eq!(answer("lan_tablets"), "401");
     assert_eq!(answer("lan_tablets_with_tablet_token"), "401", "a tablet's token opens nothing of the teacher's");
-    assert!(answer("wrong").contains("\"tries_left\":4"), "{text}");
+    let wrong: serde_json::Value = serde_json::from_str(&answer("wrong")).unwrap();
+    assert_eq!(wrong["error"], "wrong_pin", "{text}");
+    assert_eq!(wrong["tries_left"], 4, "{text}");
+    assert!(wrong["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     assert_eq!(answer("right"), "200");
     assert_eq!(answer("lan_state_with_session"), "200");
     assert_eq!(answer("lan_tablets_with_session"), "200");
     assert_eq!(answer("local_state"), "200", "the panel itself needs no PIN");
-    assert!(answer("fifth_wrong").contains("locked_out"), "{text}");
+    let locked: serde_json::Value = serde_json::from_str(&answer("fifth_wrong")).unwrap();
+    assert_eq!(locked["error"], "locked_out", "{text}");
+    assert!(locked["retry_after_seconds"].as_u64().is_some_and(|wait| wait > 0), "{text}");
     assert_eq!(answer("right_while_locked"), "429");
     assert_eq!(answer("exit"), "0");
 }

@@ -251,7 +251,8 @@ async fn a_flood_of_wrong_codes_locks_pairing_and_a_revoked_token_is_refused() {
     let mut statuses = Vec::new();
     for _ in 0..8 {
         let (status, body) = call(address, "POST", "/tablet/pair", Some(json!({ "code": wrong }))).await;
-        statuses.push((status, body["reason"].as_str().unwrap().to_owned()));
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()) && body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        statuses.push((status, body["error"].as_str().unwrap().to_owned()));
     }
     assert_eq!(statuses[0], (403, "wrong_code".to_owned()));
     assert!(statuses[1..4].iter().all(|s| *s == (429, "too_soon".to_owned())), "{statuses:?}");
@@ -577,8 +578,10 @@ echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairi
 
     let alone: Value = serde_json::from_str(&answer("alone")).unwrap();
     assert_eq!(alone["link"], Value::Null, "no link to 0.0.0.0: {alone}");
-    let problem = alone["link_problem"].to_string();
-    assert!(problem.contains("http.listen") && problem.contains("Máy của lớp chưa có địa chỉ"), "{alone}");
+    let problem = &alone["link_problem"];
+    assert_eq!(problem["error"], "no_lan_address", "{alone}");
+    assert!(problem["message"].as_str().unwrap().starts_with("Máy của lớp chưa có địa chỉ"), "{alone}");
+    assert!(problem["detail"].as_str().unwrap().contains("http.listen"), "{alone}");
     assert_eq!(answer("alone_qr"), "503");
     let shown = std::fs::read_to_string(room.dir.path().join("alone.svg")).unwrap();
     assert!(shown.starts_with("<svg") && shown.contains("http.listen"), "the panel shows why there is no QR code: {shown}");

@@ -23,7 +23,7 @@ pub struct Agent {
     /// The room's bells, lights and switches.
     pub actuators: Arc<crate::actuators::controller::Controller>,
     /// Where the teacher's roll-call corrections go.
-    pub attendance: crate::attendance::desk::Desk,
+    pub attendance: Arc<crate::attendance::desk::Desk>,
     /// Cancelled once, on SIGTERM or SIGINT: every task drains and returns.
     pub shutdown: CancellationToken,
 }

@@ -3,25 +3,31 @@
 //! records them as the teacher's and lets no later sighting change them; and
 //! the day's or month's marks for the school office (`GET /api/attendance/export`).
 //!
-//! The desk exists from start-up; the roll call takes its inbox when it opens.
-//! While no roll call is open (attendance off, models missing, before the
-//! first one) a correction is refused with a clear message rather than lost,
-//! and so it is, with 503, while the store refuses records
-//! ([`crate::store::recorder`]).
+//! The desk exists from start-up; the attendance service takes its inbox once
+//! its models are loaded and it runs. While no roll call is open (attendance
+//! off, models missing, before the first one) a correction is refused with 409
+//! and a clear message rather than lost, and so it is, with 503, while the
+//! store refuses records ([`crate::store::recorder`]).
+//!
+//! The routes take a [`DeskState`], not the whole agent: the agent holds the
+//! desk, and the desk needs nothing else of it.
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::agent::Agent;
+use super::rollcall::NotOnRoll;
+use crate::config::Config;
+use crate::http::error::{ApiError, JsonBody, QueryParams};
 use crate::proto::MarkStatus;
+use crate::store::Store;
 use crate::store::recorder::Who;
 
 /// One correction on its way to the roll call, with where to send the verdict.
@@ -29,7 +35,29 @@ pub struct Correction {
     pub personal_id: String,
     pub status: MarkStatus,
     pub reason: String,
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub reply: oneshot::Sender<Result<(), CorrectionRefused>>,
+}
+
+/// Why the roll call did not take a teacher's correction.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CorrectionRefused {
+    #[error("no roll call is open")]
+    NoRollCall,
+    #[error("the roll call has stopped")]
+    Stopped,
+    #[error(transparent)]
+    NotOnRoll(#[from] NotOnRoll),
+}
+
+impl From<CorrectionRefused> for ApiError {
+    fn from(refused: CorrectionRefused) -> Self {
+        let (code, message) = match &refused {
+            CorrectionRefused::NoRollCall => ("no_roll_call", "Chưa có buổi điểm danh nào đang mở"),
+            CorrectionRefused::Stopped => ("roll_call_stopped", "Buổi điểm danh đã dừng"),
+            CorrectionRefused::NotOnRoll(_) => ("not_on_roll", "Học sinh này không có trong buổi điểm danh"),
+        };
+        ApiError::new(StatusCode::CONFLICT, code, message, refused)
+    }
 }
 
 /// Where corrections are posted; shared by the HTTP route and the roll call.
@@ -52,25 +80,32 @@ impl Desk {
     }
 
     /// Hands a correction to the roll call and waits for its verdict.
-    pub async fn correct(&self, personal_id: String, status: MarkStatus, reason: String) -> Result<(), String> {
+    pub async fn correct(&self, personal_id: String, status: MarkStatus, reason: String) -> Result<(), CorrectionRefused> {
         if self.inbox.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-            return Err("Chưa có buổi điểm danh nào đang mở (no roll call is open)".to_owned());
+            return Err(CorrectionRefused::NoRollCall);
         }
         let (reply, verdict) = oneshot::channel();
         let sent = self.sender.send(Correction { personal_id, status, reason, reply }).await;
         if sent.is_err() {
-            return Err("Buổi điểm danh đã dừng (the roll call has stopped)".to_owned());
+            return Err(CorrectionRefused::Stopped);
         }
-        verdict.await.unwrap_or_else(|_| Err("Buổi điểm danh đã dừng (the roll call has stopped)".to_owned()))
+        verdict.await.unwrap_or(Err(CorrectionRefused::Stopped))
     }
 }
 
+/// What the desk's routes work with: the desk, the store (the recorder that
+/// admits a correction, the marks the office exports) and the config in force,
+/// for the room's time zone.
+#[derive(Clone)]
+pub struct DeskState {
+    pub desk: Arc<Desk>,
+    pub store: Arc<Store>,
+    pub config: watch::Receiver<Arc<Config>>,
+}
+
 /// The teacher's routes of the roll call.
-pub fn routes() -> Router<Arc<Agent>> {
-    Router::new()
-        .route("/api/attendance/correct", post(correct))
-        .route("/api/attendance/export", axum::routing::get(export))
-        .route_layer(axum::middleware::from_fn(crate::panel::access::require_teacher))
+pub fn router(state: DeskState) -> Router {
+    Router::new().route("/api/attendance/correct", post(correct)).route("/api/attendance/export", get(export)).with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -83,25 +118,21 @@ struct CorrectionBody {
     reason: String,
 }
 
-async fn correct(State(agent): State<Arc<Agent>>, Json(body): Json<CorrectionBody>) -> Response {
+async fn correct(State(state): State<DeskState>, JsonBody(body): JsonBody<CorrectionBody>) -> Result<Json<serde_json::Value>, ApiError> {
     let status = match MarkStatus::from_str_name(&body.status.to_uppercase()) {
         Some(status) if status != MarkStatus::Unspecified => status,
         _ => {
             let detail = format!("`{}` is not PRESENT, LATE, ABSENT or EXCUSED", body.status);
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": "Trạng thái không hợp lệ", "detail": detail }))).into_response();
+            return Err(ApiError::bad_request("invalid_status", "Trạng thái không hợp lệ", detail));
         }
     };
     if body.reason.chars().count() > 200 {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "Lý do quá dài", "detail": "at most 200 characters" }))).into_response();
+        return Err(ApiError::bad_request("reason_too_long", "Lý do quá dài", "the reason has at most 200 characters"));
     }
     // A correction whose record could not be kept is refused before the roll call takes it.
-    if let Err(refusal) = agent.store.recorder().admit(Who::Teacher) {
-        return crate::http::not_kept(&refusal);
-    }
-    match agent.attendance.correct(body.personal_id, status, body.reason).await {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(message) => (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response(),
-    }
+    state.store.recorder().admit(Who::Teacher)?;
+    state.desk.correct(body.personal_id, status, body.reason).await?;
+    Ok(Json(json!({ "ok": true })))
 }
 
 #[derive(Deserialize)]
@@ -114,33 +145,25 @@ struct ExportQuery {
 }
 
 /// The roll call of a day or a month, as a file to download for the school office.
-async fn export(State(agent): State<Arc<Agent>>, axum::extract::Query(query): axum::extract::Query<ExportQuery>) -> Response {
-    use axum::http::header;
-    let refuse = |detail: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": "Yêu cầu không hợp lệ", "detail": detail }))).into_response();
-    let period = match super::export::Period::parse(&query.period) {
-        Ok(period) => period,
-        Err(detail) => return refuse(detail),
-    };
-    let format = query.format.as_deref().unwrap_or("xlsx").to_owned();
-    if format != "xlsx" && format != "csv" {
-        return refuse(format!("format `{format}` is neither xlsx nor csv"));
+async fn export(State(state): State<DeskState>, QueryParams(query): QueryParams<ExportQuery>) -> Result<Response, ApiError> {
+    let invalid = |detail: String| ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", detail);
+    let period = super::export::Period::parse(&query.period).map_err(invalid)?;
+    let ext = query.format.unwrap_or_else(|| "xlsx".to_owned());
+    if ext != "xlsx" && ext != "csv" {
+        return Err(invalid(format!("format `{ext}` is neither xlsx nor csv")));
     }
-    let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let store = agent.store.clone();
-    let built = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let (from, to) = period.bounds(&zone).map_err(|err| err.to_string())?;
-        let rows = store.marks_between(from, to).map_err(|err| err.to_string())?;
-        if format == "csv" { Ok(super::export::csv(&rows, &zone)) } else { super::export::xlsx(&rows, &zone).map_err(|err| err.to_string()) }
-    })
-    .await;
-    let ext = query.format.as_deref().unwrap_or("xlsx");
-    match built {
-        Ok(Ok(bytes)) => {
-            let content_type = if ext == "csv" { "text/csv; charset=utf-8" } else { "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" };
-            let disposition = format!("attachment; filename=\"{}.{ext}\"", period.file_stem());
-            ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
-        }
-        Ok(Err(detail)) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "Không xuất được", "detail": detail }))).into_response(),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "Không xuất được", "detail": err.to_string() }))).into_response(),
-    }
+    let zone = jiff::tz::TimeZone::get(&state.config.borrow().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let (from, to) = period.bounds(&zone).map_err(|err| invalid(format!("`{}` is out of range: {err}", query.period)))?;
+    let csv = ext == "csv";
+    let built = state
+        .store
+        .blocking(move |store| {
+            let rows = store.marks_between(from, to)?;
+            Ok(if csv { Ok(super::export::csv(&rows, &zone)) } else { super::export::xlsx(&rows, &zone) })
+        })
+        .await?;
+    let bytes = built.map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", "Không xuất được", err))?;
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" };
+    let disposition = format!("attachment; filename=\"{}.{ext}\"", period.file_stem());
+    Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
 }

@@ -173,7 +173,7 @@ pub async fn run(agent: Arc<Agent>) {
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
                 let now = agent.clock.now();
                 let Some(open) = roll.as_mut() else {
-                    let _ = correction.reply.send(Err("Chưa có buổi điểm danh nào (no roll call yet)".to_owned()));
+                    let _ = correction.reply.send(Err(super::desk::CorrectionRefused::NoRollCall));
                     continue;
                 };
                 match open.correct(&correction.personal_id, correction.status, &correction.reason, "") {
@@ -181,7 +181,7 @@ pub async fn run(agent: Arc<Agent>) {
                         log_and_record(&agent, now, vec![mark]).await;
                         let _ = correction.reply.send(Ok(()));
                     }
-                    Err(err) => { let _ = correction.reply.send(Err(err.to_string())); }
+                    Err(err) => { let _ = correction.reply.send(Err(err.into())); }
                 }
             }
             frame = results.recv() => {

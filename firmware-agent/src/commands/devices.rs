@@ -61,7 +61,11 @@ fn call(config_path: &Path, path: &str, body: &Value, print: impl FnOnce(&Value)
             Exit::Success
         }
         Ok((status, answer)) => {
-            let error = answer["error"].as_str().map(str::to_owned).unwrap_or_else(|| answer.to_string());
+            // An error reply: its message for people, then its English detail (see `http::error`).
+            let error = match (answer["message"].as_str(), answer["detail"].as_str()) {
+                (Some(message), Some(detail)) => format!("{message} ({detail})"),
+                _ => answer.to_string(),
+            };
             if status == 503 {
                 eprintln!("Không thực hiện (not done): {error}\n  hint: free space on the data directory's disk (or make it writable); `/healthz` shows the store's state");
                 return Exit::Failure;

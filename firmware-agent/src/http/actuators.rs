@@ -5,35 +5,36 @@
 //! # Design
 //! Commands here come from the teacher, so they rank first (see
 //! [`crate::actuators::arbiter`]). Only the panel itself or a teacher signed in
-//! with the room's PIN may use them ([`crate::panel::access`]).
+//! with the room's PIN may use them (decided in [`super::router`]).
 //!
 //! A command whose record could not be kept is refused before it is done:
-//! 503, with the reason in Vietnamese first. One done whose record the store
-//! then refused answers 202 with `"record": "queued"` and the reason: it was
-//! done, and its record waits in the recorder's queue.
+//! 503 `not_kept` ([`ApiError`]). One done whose record the store then refused
+//! answers 202 with `"record": "queued"` and the reason: it was done, and its
+//! record waits in the recorder's queue.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error::{ApiError, JsonBody, PathParams};
 use crate::actuators::controller::{Performed, Request, RequestError};
 use crate::agent::Agent;
 use crate::proto::actuation::{Cause, Outcome};
 use crate::schedule::Action;
 use crate::store::recorder::Kept;
 
-pub fn routes() -> axum::Router<Arc<Agent>> {
+pub fn router(agent: Arc<Agent>) -> axum::Router {
     axum::Router::new()
         .route("/api/bell/ring", post(ring))
         .route("/api/lights/{zone}", post(lights))
         .route("/api/actuators", get(status))
-        .route_layer(axum::middleware::from_fn(crate::panel::access::require_teacher))
+        .with_state(agent)
 }
 
 /// The body of `POST /api/bell/ring`; both keys are optional.
@@ -53,14 +54,12 @@ pub struct LightsBody {
     pub on: bool,
 }
 
-fn refuse(code: StatusCode, vietnamese: &str, english: String) -> Response {
-    (code, Json(json!({ "error": format!("{vietnamese} ({english})") }))).into_response()
-}
-
-fn request_error(err: RequestError) -> Response {
-    match err {
-        RequestError::NotKept(refusal) => super::not_kept(&refusal),
-        invalid => refuse(StatusCode::BAD_REQUEST, "Yêu cầu không hợp lệ", invalid.to_string()),
+impl From<RequestError> for ApiError {
+    fn from(err: RequestError) -> Self {
+        match err {
+            RequestError::NotKept(refusal) => refusal.into(),
+            invalid => ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", invalid),
+        }
     }
 }
 
@@ -76,34 +75,29 @@ fn outcome_status(performed: &[Performed]) -> StatusCode {
     }
 }
 
-async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> Response {
+async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> Result<Response, ApiError> {
     let body = body.map(|Json(body)| body).unwrap_or_default();
     let Some(device) = body.device.or_else(|| agent.actuators.default_bell()) else {
-        return refuse(StatusCode::NOT_FOUND, "Phòng này không có chuông", "no bell is configured in [[actuators.device]]".to_owned());
+        return Err(ApiError::not_found("no_bell", "Phòng này không có chuông", "no bell is configured in [[actuators.device]]"));
     };
     let pattern = body.pattern.unwrap_or_else(|| "start".to_owned());
     let request = Request { device, action: Action::Ring { pattern }, cause: Cause::Teacher, hold_until: None, note: String::new() };
-    match agent.actuators.perform_and_keep(request).await {
-        Ok(performed) => (outcome_status(std::slice::from_ref(&performed)), Json(performed_json(&performed))).into_response(),
-        Err(err) => request_error(err),
-    }
+    let performed = agent.actuators.perform_and_keep(request).await?;
+    Ok((outcome_status(std::slice::from_ref(&performed)), Json(performed_json(&performed))).into_response())
 }
 
-async fn lights(State(agent): State<Arc<Agent>>, Path(zone): Path<String>, Json(body): Json<LightsBody>) -> Response {
+async fn lights(State(agent): State<Arc<Agent>>, PathParams(zone): PathParams<String>, JsonBody(body): JsonBody<LightsBody>) -> Result<Response, ApiError> {
     let devices = agent.actuators.lights_in(&zone);
     if devices.is_empty() {
-        return refuse(StatusCode::NOT_FOUND, "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light"));
+        return Err(ApiError::not_found("no_such_zone", "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light")));
     }
     let mut performed = Vec::new();
     for device in devices {
         let request = Request { device, action: Action::Switch { on: body.on }, cause: Cause::Teacher, hold_until: None, note: String::new() };
-        match agent.actuators.perform_and_keep(request).await {
-            Ok(done) => performed.push(done),
-            Err(err) => return request_error(err),
-        }
+        performed.push(agent.actuators.perform_and_keep(request).await?);
     }
     let code = outcome_status(&performed);
-    (code, Json(json!({ "zone": zone, "actuations": performed.iter().map(performed_json).collect::<Vec<_>>() }))).into_response()
+    Ok((code, Json(json!({ "zone": zone, "actuations": performed.iter().map(performed_json).collect::<Vec<_>>() }))).into_response())
 }
 
 async fn status(State(agent): State<Arc<Agent>>) -> Response {

@@ -19,8 +19,8 @@ use serde_json::json;
 use crate::agent::Agent;
 use crate::health::State as Health;
 
-pub fn routes() -> axum::Router<Arc<Agent>> {
-    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
+pub fn router(agent: Arc<Agent>) -> axum::Router {
+    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(agent)
 }
 
 async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {

@@ -1,9 +1,24 @@
 //! The agent's HTTP server: health and metrics for IT staff and monitoring, the
-//! teacher's panel and its API, bells and lights by hand, and the tablets'
-//! page, channel and content. Who may use which route is decided in
-//! [`crate::panel::access`].
+//! teacher's panel and its API, bells and lights by hand, the roll call's
+//! corrections and export, and the tablets' page, channel and content.
+//!
+//! # Design
+//! Each part offers its routes with the state they need: [`health`] and
+//! [`actuators`] here, [`crate::panel`], [`crate::lesson`] and
+//! [`crate::attendance::desk`] in their parts. [`router`] assembles them, and is
+//! the one place that decides who may use which route:
+//! - anyone who reaches the port: `/healthz` and `/metrics`, the panel's page and
+//!   its PIN sign-in, and what tablets reach (their page and pairing, which the
+//!   panel's code guards; the live channel and the content store, which take a
+//!   tablet's device token);
+//! - the panel itself or a teacher signed in with the room's PIN: everything
+//!   else, every route that reads or changes the room
+//!   ([`crate::panel::access::require_teacher`]).
+//!
+//! Every error reply has one shape, [`ApiError`] ([`error`]).
 
 mod actuators;
+pub mod error;
 mod health;
 
 use std::sync::Arc;
@@ -11,30 +26,31 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use error::ApiError;
+
 use crate::agent::Agent;
-use crate::store::recorder::Refusal;
+use crate::attendance::desk::{self, DeskState};
+use crate::lesson::Lesson;
+use crate::panel::access::{self, SharedGate};
 
-/// 503 for an action refused because its record could not be kept: the reason
-/// in Vietnamese first with the English detail, and the store's cause.
-pub fn not_kept(refusal: &Refusal) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let body = serde_json::json!({
-        "error": refusal.to_string(),
-        "store": { "cause": refusal.cause.label(), "queued": refusal.queued, "bytes": refusal.bytes, "full": refusal.full },
-    });
-    (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-}
-
-/// Every route the agent serves.
+/// Every route the agent serves, each open to those [the design](self) says.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new()
-        .merge(health::routes())
-        .merge(crate::panel::routes())
-        .merge(crate::lesson::routes(agent.clone()))
-        .merge(actuators::routes())
-        .merge(crate::attendance::desk::routes())
-        .layer(axum::Extension(crate::panel::access::SharedGate::default()))
-        .with_state(agent)
+    let gate = SharedGate::new(agent.clock.clone());
+    let lesson = Lesson::new(agent.clone());
+    let desk = DeskState { desk: agent.attendance.clone(), store: agent.store.clone(), config: agent.config.subscribe() };
+    let anyone = Router::new()
+        .merge(health::router(agent.clone()))
+        .merge(crate::panel::page_router(agent.clone(), gate.clone()))
+        .merge(crate::lesson::tablet_router(lesson.clone()));
+    let teacher = Router::new()
+        .merge(crate::panel::router(agent.clone()))
+        .merge(crate::lesson::router(lesson))
+        .merge(actuators::router(agent))
+        .merge(desk::router(desk))
+        .route_layer(axum::middleware::from_fn_with_state(gate, access::require_teacher));
+    anyone.merge(teacher).fallback(|uri: axum::http::Uri| async move {
+        ApiError::not_found("no_such_route", "Không có trang này", format!("nothing is served at {}", uri.path()))
+    })
 }
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes

@@ -2,31 +2,31 @@
 //! the live lesson (`/api/lesson/…`).
 //!
 //! Only the panel itself or a teacher signed in with the room's PIN may use it
-//! ([`crate::panel::access`]); a tablet's device token gives no access here. Errors are JSON `{"error": "…"}` in
-//! Vietnamese first, then the technical detail.
+//! (decided in `http/mod.rs`); a tablet's device token gives no access
+//! here. Errors have the one shape of [`ApiError`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Lesson;
 use super::protocol::Command;
+use super::{IssueError, Lesson};
+use crate::http::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::roster::PersonalId;
 use crate::store::tablets::TabletChange;
 
 /// The longest a caller may ask to wait for acks or answers.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub fn routes() -> Router<Arc<Lesson>> {
+pub fn router() -> Router<Arc<Lesson>> {
     Router::new()
         .route("/api/tablets", get(list))
         .route("/api/tablets/pairing", post(open_pairing).get(pairing).delete(close_pairing))
@@ -39,22 +39,24 @@ pub fn routes() -> Router<Arc<Lesson>> {
         .route("/api/lesson/commands/{id}", get(command_progress))
         .route("/api/lesson/question/{action}", post(question_command))
         .route("/api/lesson/{action}", post(command))
-        .route_layer(middleware::from_fn(crate::panel::access::require_teacher))
 }
 
-fn failure(status: StatusCode, vietnamese: &str, detail: impl std::fmt::Display) -> Response {
-    (status, Json(json!({ "error": vietnamese, "detail": detail.to_string() }))).into_response()
+/// A command the lesson did not give: it does not fit (400), or its record could not be kept (503).
+impl From<IssueError> for ApiError {
+    fn from(err: IssueError) -> Self {
+        match err {
+            IssueError::Invalid(detail) => ApiError::bad_request("invalid_command", "Lệnh không hợp lệ", detail),
+            IssueError::NotKept(refusal) => refusal.into(),
+        }
+    }
 }
 
-fn store_failure(err: impl std::fmt::Display) -> Response {
-    failure(StatusCode::INTERNAL_SERVER_ERROR, "Lỗi lưu dữ liệu", err)
+fn no_pairing_window() -> ApiError {
+    ApiError::not_found("no_pairing_window", "Chưa mở ghép nối", "no pairing window is open: POST /api/tablets/pairing")
 }
 
-async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
-    let tablets = match lesson.agent().store.blocking(|store| store.tablets()).await {
-        Ok(tablets) => tablets,
-        Err(err) => return store_failure(err),
-    };
+async fn list(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    let tablets = lesson.agent().store.blocking(|store| store.tablets()).await?;
     let live = lesson.live_tablets();
     let rows: Vec<Value> = tablets
         .into_iter()
@@ -63,14 +65,14 @@ async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
             json!({ "tablet": tablet, "connected": status.is_some(), "status": status })
         })
         .collect();
-    Json(json!({ "tablets": rows, "connected": live.len() })).into_response()
+    Ok(Json(json!({ "tablets": rows, "connected": live.len() })).into_response())
 }
 
 async fn open_pairing(State(lesson): State<Arc<Lesson>>) -> Response {
     let window = lesson.open_pairing();
     let (link, link_problem) = match pairing_link(&lesson, &window.code) {
         Some(link) => (Some(link), None),
-        None => (None, Some(json!({ "error": NO_LAN_ADDRESS.0, "detail": NO_LAN_ADDRESS.1 }))),
+        None => (None, Some(no_lan_address().body())),
     };
     Json(json!({
         "window": window,
@@ -82,11 +84,9 @@ async fn open_pairing(State(lesson): State<Arc<Lesson>>) -> Response {
     .into_response()
 }
 
-async fn pairing(State(lesson): State<Arc<Lesson>>) -> Response {
-    match lesson.pairing_view() {
-        Some(window) => Json(json!({ "window": window })).into_response(),
-        None => failure(StatusCode::NOT_FOUND, "Chưa mở ghép nối", "no pairing window is open: POST /api/tablets/pairing"),
-    }
+async fn pairing(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    let window = lesson.pairing_view().ok_or_else(no_pairing_window)?;
+    Ok(Json(json!({ "window": window })).into_response())
 }
 
 async fn close_pairing(State(lesson): State<Arc<Lesson>>) -> StatusCode {
@@ -94,22 +94,17 @@ async fn close_pairing(State(lesson): State<Arc<Lesson>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Response {
-    let Some(window) = lesson.pairing_view() else {
-        return failure(StatusCode::NOT_FOUND, "Chưa mở ghép nối", "no pairing window is open");
-    };
+async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    let window = lesson.pairing_view().ok_or_else(no_pairing_window)?;
     let Some(link) = pairing_link(&lesson, &window.code) else {
         // The panel shows this image where the QR code would be.
         let svg = message_svg(&[NO_LAN_ADDRESS.0, NO_LAN_ADDRESS.1]);
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response();
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response());
     };
-    match qrcode::QrCode::new(link.as_bytes()) {
-        Ok(code) => {
-            let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(320, 320).build();
-            ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response()
-        }
-        Err(err) => failure(StatusCode::INTERNAL_SERVER_ERROR, "Không tạo được mã QR", err),
-    }
+    let code = qrcode::QrCode::new(link.as_bytes())
+        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr_failed", "Không tạo được mã QR", err))?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(320, 320).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
 }
 
 /// Why there is no QR code when this machine has no address on the room's
@@ -118,6 +113,11 @@ const NO_LAN_ADDRESS: (&str, &str) = (
     "Máy của lớp chưa có địa chỉ trong mạng của lớp nên máy tính bảng chưa ghép nối được: hãy nối mạng cho máy, hoặc đặt http.listen là địa chỉ LAN của máy",
     "no address on the room's network is known for this machine: connect it to the room's network, or set http.listen to its LAN address, such as \"192.168.1.10:8080\"",
 );
+
+/// [`NO_LAN_ADDRESS`] as the problem the pairing reply carries beside the window.
+fn no_lan_address() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_lan_address", NO_LAN_ADDRESS.0, NO_LAN_ADDRESS.1)
+}
 
 /// What the QR code holds: the page's address on the room network with the
 /// code and, when TLS is on, the TLS port and the certificate's fingerprint.
@@ -174,55 +174,46 @@ struct Bind {
     pupil_personal_id: Option<String>,
 }
 
-async fn rename(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Rename>) -> Response {
+async fn rename(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Rename>) -> Result<Response, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return failure(StatusCode::BAD_REQUEST, "Tên máy không hợp lệ", "the name must have 1 to 64 characters");
+        return Err(ApiError::bad_request("invalid_name", "Tên máy không hợp lệ", "the name must have 1 to 64 characters"));
     }
     change(lesson, id, TabletChange::Rename(name.to_owned())).await
 }
 
-async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(body): Json<Bind>) -> Response {
+async fn bind(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Bind>) -> Result<Response, ApiError> {
     let pupil = match body.pupil_personal_id {
         None => None,
-        Some(raw) => match raw.parse::<PersonalId>() {
-            Ok(pupil) => Some(pupil),
-            Err(err) => return failure(StatusCode::BAD_REQUEST, "Mã định danh không hợp lệ", err),
-        },
+        Some(raw) => Some(raw.parse::<PersonalId>().map_err(|err| ApiError::bad_request("invalid_personal_id", "Mã định danh không hợp lệ", err))?),
     };
     if let Some(pupil) = &pupil {
         let lookup = pupil.clone();
-        match lesson.agent().store.blocking(move |store| store.pupil(&lookup)).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return failure(StatusCode::NOT_FOUND, "Không có học sinh này trong danh sách lớp", format!("pupil {pupil} is not in the roster: import the roster first"));
-            }
-            Err(err) => return store_failure(err),
+        if lesson.agent().store.blocking(move |store| store.pupil(&lookup)).await?.is_none() {
+            let detail = format!("pupil {pupil} is not in the roster: import the roster first");
+            return Err(ApiError::not_found("unknown_pupil", "Không có học sinh này trong danh sách lớp", detail));
         }
     }
     change(lesson, id, TabletChange::Bind(pupil.map(String::from))).await
 }
 
-async fn revoke(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>) -> Response {
+async fn revoke(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
     change(lesson, id, TabletChange::Revoke).await
 }
 
-async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Response {
+async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Result<Response, ApiError> {
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
-    match lesson.agent().store.blocking(move |store| store.change_tablet(&tablet_id, &change)).await {
-        Ok(Some(tablet)) => {
-            if revoking {
-                lesson.drop_tablet(&tablet.tablet_id);
-                tracing::info!(tablet = %tablet.tablet_id, "tablet revoked");
-            } else {
-                lesson.refresh_tablet(&tablet);
-            }
-            Json(json!({ "tablet": tablet })).into_response()
-        }
-        Ok(None) => failure(StatusCode::NOT_FOUND, "Không có máy này", format!("no paired, unrevoked tablet `{id}`")),
-        Err(err) => store_failure(err),
+    let Some(tablet) = lesson.agent().store.blocking(move |store| store.change_tablet(&tablet_id, &change)).await? else {
+        return Err(ApiError::not_found("unknown_tablet", "Không có máy này", format!("no paired, unrevoked tablet `{id}`")));
+    };
+    if revoking {
+        lesson.drop_tablet(&tablet.tablet_id);
+        tracing::info!(tablet = %tablet.tablet_id, "tablet revoked");
+    } else {
+        lesson.refresh_tablet(&tablet);
     }
+    Ok(Json(json!({ "tablet": tablet })).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -235,70 +226,65 @@ struct Wait {
     answers: usize,
 }
 
-async fn command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Response {
-    let kind = match action.as_str() {
-        "lock" | "unlock" | "open" | "message" => action,
-        _ => return failure(StatusCode::NOT_FOUND, "Không có lệnh này", format!("unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop")),
-    };
-    give(lesson, &kind, body, wait).await
+fn unknown_command(detail: String) -> ApiError {
+    ApiError::not_found("unknown_command", "Không có lệnh này", detail)
 }
 
-async fn question_command(State(lesson): State<Arc<Lesson>>, Path(action): Path<String>, Query(wait): Query<Wait>, body: Option<Json<Value>>) -> Response {
+async fn command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+    match action.as_str() {
+        "lock" | "unlock" | "open" | "message" => give(lesson, &action, body, wait).await,
+        _ => Err(unknown_command(format!("unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop"))),
+    }
+}
+
+async fn question_command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
     match action.as_str() {
         "start" => give(lesson, "question_start", body, wait).await,
         "stop" => give(lesson, "question_stop", body, wait).await,
-        _ => failure(StatusCode::NOT_FOUND, "Không có lệnh này", format!("unknown question command `{action}`: use start or stop")),
+        _ => Err(unknown_command(format!("unknown question command `{action}`: use start or stop"))),
     }
 }
 
 /// Parses the body as the command `kind`, gives it, and optionally waits for the acks.
-async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: Wait) -> Response {
+async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: Wait) -> Result<Response, ApiError> {
+    let invalid = |detail: String| ApiError::from(IssueError::Invalid(detail));
     let mut fields = match body.map(|Json(value)| value) {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(fields)) => fields,
-        Some(_) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", "the body must be a JSON object"),
+        Some(_) => return Err(invalid("the body must be a JSON object".to_owned())),
     };
     fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
-    let command: Command = match serde_json::from_value(Value::Object(fields)) {
-        Ok(command) => command,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", err),
-    };
+    let command: Command = serde_json::from_value(Value::Object(fields)).map_err(|err| invalid(err.to_string()))?;
     let started = std::time::Instant::now();
-    let envelope = match lesson.issue(command) {
-        Ok(envelope) => envelope,
-        Err(super::IssueError::Invalid(detail)) => return failure(StatusCode::BAD_REQUEST, "Lệnh không hợp lệ", detail),
-        Err(super::IssueError::NotKept(refusal)) => return crate::http::not_kept(&refusal),
-    };
+    let envelope = lesson.issue(command)?;
     let progress = if wait.wait_ms > 0 {
         let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
         tokio::time::timeout(limit, lesson.wait_for_acks(envelope.id)).await.unwrap_or_else(|_| lesson.ack_progress(envelope.id))
     } else {
         lesson.ack_progress(envelope.id)
     };
-    Json(json!({
+    Ok(Json(json!({
         "id": envelope.id,
         "connected": progress.expected,
         "acknowledged": progress.acknowledged,
         "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn command_progress(State(lesson): State<Arc<Lesson>>, Path(id): Path<u64>) -> Response {
+async fn command_progress(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<u64>) -> Response {
     let progress = lesson.ack_progress(id);
     Json(json!({ "id": id, "connected": progress.expected, "acknowledged": progress.acknowledged })).into_response()
 }
 
-async fn question_results(State(lesson): State<Arc<Lesson>>, Query(wait): Query<Wait>) -> Response {
+async fn question_results(State(lesson): State<Arc<Lesson>>, QueryParams(wait): QueryParams<Wait>) -> Result<Response, ApiError> {
     let results = if wait.wait_ms > 0 {
         lesson.wait_for_answers(wait.answers, Duration::from_millis(wait.wait_ms).min(MAX_WAIT)).await
     } else {
         lesson.results()
     };
-    match results {
-        Some(results) => Json(json!({ "results": results })).into_response(),
-        None => failure(StatusCode::NOT_FOUND, "Chưa có câu hỏi", "no question was asked in this lesson yet"),
-    }
+    let results = results.ok_or_else(|| ApiError::not_found("no_question", "Chưa có câu hỏi", "no question was asked in this lesson yet"))?;
+    Ok(Json(json!({ "results": results })).into_response())
 }
 
 async fn lower_hands(State(lesson): State<Arc<Lesson>>) -> StatusCode {

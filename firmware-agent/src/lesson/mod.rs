@@ -22,9 +22,9 @@
 //! - Device tokens are 32 random bytes, shown to the tablet once; the
 //!   database keeps only their SHA-256. A revoked tablet's live connection is
 //!   closed at once and its token refused from then on.
-//! - The teacher's API (`/api/tablets/…`, `/api/lesson/…`) answers only
-//!   requests from the agent's own machine (the panel's kiosk browser) until
-//!   the panel brings its teacher PIN.
+//! - The teacher's API (`/api/tablets/…`, `/api/lesson/…`, [`router`]) answers
+//!   only the panel itself and teachers signed in with the room's PIN; what
+//!   tablets reach is [`tablet_router`] (the HTTP server, `http/mod.rs`, decides).
 //!
 //! ## How the browser client is protected on the classroom Wi-Fi
 //! A browser cannot pin the agent's self-signed certificate, so
@@ -531,13 +531,17 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Every route of the tablets' side and the teacher's lesson API.
-pub fn routes(agent: Arc<Agent>) -> axum::Router<Arc<Agent>> {
-    let lesson = Lesson::new(agent);
+/// The teacher's API: the tablets and the live lesson ([`api`]).
+pub fn router(lesson: Arc<Lesson>) -> axum::Router {
+    api::router().with_state(lesson)
+}
+
+/// What tablets reach: the browser client and pairing ([`page`]), the live
+/// channel ([`ws`]) and the content store ([`content`]).
+pub fn tablet_router(lesson: Arc<Lesson>) -> axum::Router {
     axum::Router::new()
-        .merge(api::routes())
-        .merge(page::routes(lesson.config.browser_client))
-        .merge(ws::routes())
+        .merge(page::router(lesson.config.browser_client))
+        .merge(ws::router())
         .merge(content::routes(&lesson))
         .with_state(lesson)
 }

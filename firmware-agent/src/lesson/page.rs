@@ -18,12 +18,13 @@ use serde_json::json;
 
 use super::pairing::Attempt;
 use super::{BrowserClient, Lesson, PairingRefused};
+use crate::http::error::{ApiError, JsonBody};
 
 const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
 const STYLE: &str = include_str!("client/tablet.css");
 
-pub fn routes(browser: BrowserClient) -> Router<Arc<Lesson>> {
+pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
     let pair = Router::new().route("/tablet/pair", post(pair));
     match browser {
         BrowserClient::Disabled => pair,
@@ -47,44 +48,42 @@ struct PairRequest {
 }
 
 /// A tablet presents the code the panel shows; it gets its id and token once.
-async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Json(request): Json<PairRequest>) -> Response {
-    match lesson.pair(peer.ip(), request.code.trim(), &request.name).await {
-        Ok((tablet, token)) => Json(json!({
-            "tablet_id": tablet.tablet_id,
-            "name": tablet.name,
-            "token": token,
-            "protocol": super::protocol::VERSION,
-        }))
-        .into_response(),
-        Err(PairingRefused::Unavailable) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "Máy của lớp đang gặp sự cố, hãy thử lại", "detail": "the tablet could not be stored; try again", "reason": "unavailable" })),
-        )
-            .into_response(),
-        Err(PairingRefused::Attempt(attempt)) => {
-            let (status, vietnamese, detail) = match attempt {
-                Attempt::WrongCode { tries_left } => {
-                    (StatusCode::FORBIDDEN, "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
-                }
-                Attempt::TooSoon { retry_after } => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Vui lòng chờ một chút rồi thử lại",
-                    format!("too soon after a wrong code; retry in {} ms", retry_after.as_millis()),
-                ),
-                Attempt::Locked => (StatusCode::LOCKED, "Ghép nối đã bị khóa, hãy nhờ giáo viên mở lại", "too many wrong codes: the teacher must open a new pairing window".to_owned()),
-                Attempt::Closed | Attempt::Accepted => (StatusCode::GONE, "Chưa mở ghép nối hoặc mã đã hết hạn", "no pairing window is open".to_owned()),
-            };
-            (status, Json(json!({ "error": vietnamese, "detail": detail, "reason": reason(attempt) }))).into_response()
-        }
-    }
+async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, JsonBody(request): JsonBody<PairRequest>) -> Result<Response, ApiError> {
+    let (tablet, token) = lesson.pair(peer.ip(), request.code.trim(), &request.name).await?;
+    Ok(Json(json!({
+        "tablet_id": tablet.tablet_id,
+        "name": tablet.name,
+        "token": token,
+        "protocol": super::protocol::VERSION,
+    }))
+    .into_response())
 }
 
-fn reason(attempt: Attempt) -> &'static str {
-    match attempt {
-        Attempt::Accepted => "accepted",
-        Attempt::WrongCode { .. } => "wrong_code",
-        Attempt::TooSoon { .. } => "too_soon",
-        Attempt::Locked => "locked",
-        Attempt::Closed => "closed",
+/// A refused pairing, its code as `lesson/PROTOCOL.md` lists it; the message is for the pupil.
+impl From<PairingRefused> for ApiError {
+    fn from(refused: PairingRefused) -> Self {
+        match refused {
+            PairingRefused::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Máy của lớp đang gặp sự cố, hãy thử lại", "the tablet could not be stored; try again")
+            }
+            PairingRefused::Attempt(Attempt::WrongCode { tries_left }) => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_code", "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
+            }
+            PairingRefused::Attempt(Attempt::TooSoon { retry_after }) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_soon",
+                "Vui lòng chờ một chút rồi thử lại",
+                format!("too soon after a wrong code; retry in {} ms", retry_after.as_millis()),
+            ),
+            PairingRefused::Attempt(Attempt::Locked) => ApiError::new(
+                StatusCode::LOCKED,
+                "locked",
+                "Ghép nối đã bị khóa, hãy nhờ giáo viên mở lại",
+                "too many wrong codes: the teacher must open a new pairing window",
+            ),
+            PairingRefused::Attempt(Attempt::Closed | Attempt::Accepted) => {
+                ApiError::new(StatusCode::GONE, "closed", "Chưa mở ghép nối hoặc mã đã hết hạn", "no pairing window is open")
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
@@ -18,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::protocol::{self, AgentMessage, ErrorCode, ProtocolError, TabletMessage};
 use super::{Lesson, Outgoing};
+use crate::http::error::ApiError;
 use crate::store::tablets::Tablet;
 
 /// Frames above this are refused by the WebSocket layer itself (the connection
@@ -29,17 +31,23 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 /// small, and a larger one is still read whole, in several reads.
 const SOCKET_BUFFER: usize = 8 * 1024;
 
-pub fn routes() -> axum::Router<Arc<Lesson>> {
+pub fn router() -> axum::Router<Arc<Lesson>> {
     axum::Router::new().route("/tablet/ws", get(upgrade))
 }
 
-async fn upgrade(socket: WebSocketUpgrade, State(lesson): State<Arc<Lesson>>) -> Response {
-    socket
+/// Upgrades to the live channel; a request that is no WebSocket upgrade gets
+/// the library's status with the one error shape ([`ApiError`]).
+async fn upgrade(socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    let socket = socket.map_err(|refused| {
+        let detail = format!("{}: connect with a WebSocket client, as the tablet page does", refused.body_text());
+        ApiError::new(refused.status(), "websocket_required", "Đây là kênh dành cho máy tính bảng", detail)
+    })?;
+    Ok(socket
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(SOCKET_BUFFER)
-        .on_upgrade(move |socket| serve(lesson, socket))
+        .on_upgrade(move |socket| serve(lesson, socket)))
 }
 
 async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {

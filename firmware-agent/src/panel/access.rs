@@ -3,36 +3,45 @@
 //! # Design
 //! The kiosk browser on the panel reaches the agent on loopback and is trusted:
 //! whoever stands at the panel is in the classroom. From elsewhere on the LAN a
-//! teacher enters the room's PIN (`panel.teacher_pin`) and gets a session cookie.
-//! Tablets' device tokens never grant this access: they are checked by the
-//! tablets' own channel and mean nothing here.
+//! teacher signs in with the room's PIN (`panel.teacher_pin`) and gets a
+//! sign-in cookie, good for [`SIGN_IN_LIFETIME`] (its wire name, `panel_session`,
+//! is older than the word). Tablets' device tokens never grant this access:
+//! they are checked by the tablets' own channel and mean nothing here.
+//! Which routes need a teacher is decided in one place, `http/mod.rs`;
+//! [`require_teacher`] is how.
 //!
 //! Guessing is rate-limited per client address: after [`MAX_FAILURES`] wrong
 //! PINs within [`FAILURE_WINDOW`] that address is locked out for [`LOCKOUT`]; a
 //! four-digit PIN then takes weeks to guess. [`PinGate`] is a state machine
-//! with no I/O: the caller hands it the time.
+//! with no I/O: [`SharedGate`] hands it the monotonic time of the agent's clock,
+//! so a step of the wall clock neither ends a lockout nor a sign-in early.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
+
+use crate::clock::{Clock, Monotonic};
+use crate::http::error::ApiError;
 
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 pub const LOCKOUT: Duration = Duration::from_secs(300);
-pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// The sign-in cookie's name on the wire.
 pub const COOKIE: &str = "panel_session";
 
 /// The result of a PIN attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// Right PIN: a new session token for the cookie.
+    /// Right PIN: a new sign-in token for the cookie.
     Granted(String),
     Wrong { tries_left: usize },
     /// Too many wrong PINs from this address; try again after this long.
@@ -43,27 +52,28 @@ pub enum Attempt {
 
 #[derive(Default)]
 struct Client {
-    failures: Vec<Instant>,
-    locked_until: Option<Instant>,
+    failures: Vec<Monotonic>,
+    locked_until: Option<Monotonic>,
 }
 
-/// PIN checks, lockouts and sessions.
+/// PIN checks, lockouts and sign-ins.
 #[derive(Default)]
 pub struct PinGate {
     clients: HashMap<IpAddr, Client>,
-    sessions: HashMap<String, Instant>,
+    /// Each sign-in token and when it expires.
+    sign_ins: HashMap<String, Monotonic>,
 }
 
 impl PinGate {
     /// Checks `pin` from `client` at `now` against the configured `expected` PIN.
-    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Instant) -> Attempt {
+    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Monotonic) -> Attempt {
         if expected.is_empty() {
             return Attempt::Disabled;
         }
         let entry = self.clients.entry(client).or_default();
         if let Some(until) = entry.locked_until {
             if now < until {
-                return Attempt::LockedOut(until - now);
+                return Attempt::LockedOut(until.saturating_since(now));
             }
             entry.locked_until = None;
             entry.failures.clear();
@@ -71,11 +81,11 @@ impl PinGate {
         if constant_time_eq(pin.as_bytes(), expected.as_bytes()) {
             entry.failures.clear();
             let token = new_token();
-            self.sessions.retain(|_, expires| *expires > now);
-            self.sessions.insert(token.clone(), now + SESSION_LIFETIME);
+            self.sign_ins.retain(|_, expires| *expires > now);
+            self.sign_ins.insert(token.clone(), now + SIGN_IN_LIFETIME);
             return Attempt::Granted(token);
         }
-        entry.failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+        entry.failures.retain(|at| now.saturating_since(*at) < FAILURE_WINDOW);
         entry.failures.push(now);
         if entry.failures.len() >= MAX_FAILURES {
             entry.locked_until = Some(now + LOCKOUT);
@@ -84,8 +94,9 @@ impl PinGate {
         Attempt::Wrong { tries_left: MAX_FAILURES - entry.failures.len() }
     }
 
-    pub fn session_valid(&self, token: &str, now: Instant) -> bool {
-        self.sessions.get(token).is_some_and(|expires| *expires > now)
+    /// Whether `token` is a sign-in still good at `now`.
+    pub fn signed_in(&self, token: &str, now: Monotonic) -> bool {
+        self.sign_ins.get(token).is_some_and(|expires| *expires > now)
     }
 }
 
@@ -99,36 +110,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The shared gate, as an axum extension.
-pub type SharedGate = Arc<Mutex<PinGate>>;
+/// The room's [`PinGate`] and the clock it reads, shared by the sign-in route and [`require_teacher`].
+#[derive(Clone)]
+pub struct SharedGate {
+    gate: Arc<Mutex<PinGate>>,
+    clock: Arc<dyn Clock>,
+}
 
-/// Proof that a request comes from the panel itself or from a teacher with a session.
-/// Handlers that control the room take it as an argument.
-pub struct Teacher;
+impl SharedGate {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        SharedGate { gate: Arc::default(), clock }
+    }
 
-impl<S: Send + Sync> FromRequestParts<S> for Teacher {
-    type Rejection = Response;
+    fn lock(&self) -> std::sync::MutexGuard<'_, PinGate> {
+        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    /// Checks `pin` from `client`, now, against the configured `expected` PIN.
+    pub fn attempt(&self, client: IpAddr, pin: &str, expected: &str) -> Attempt {
+        let now = self.clock.monotonic();
+        self.lock().attempt(client, pin, expected, now)
+    }
+
+    /// Whether the request comes from the panel itself or from a teacher signed in.
+    fn admits(&self, parts: &Parts) -> bool {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         if peer.is_some_and(is_the_panel) {
-            return Ok(Teacher);
+            return true;
         }
-        let gate = parts.extensions.get::<SharedGate>().cloned();
-        let token = session_cookie(parts);
-        let valid = match (gate, token) {
-            (Some(gate), Some(token)) => gate.lock().unwrap_or_else(|e| e.into_inner()).session_valid(&token, Instant::now()),
-            _ => false,
-        };
-        if valid {
-            Ok(Teacher)
-        } else {
-            let body = serde_json::json!({
-                "error": "teacher_pin_required",
-                "message": "Cần mã PIN của giáo viên / The teacher's PIN is required",
-            });
-            Err((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response())
-        }
+        let now = self.clock.monotonic();
+        sign_in_cookie(parts).is_some_and(|token| self.lock().signed_in(&token, now))
     }
 }
 
@@ -139,17 +150,23 @@ fn is_the_panel(peer: IpAddr) -> bool {
     peer.to_canonical().is_loopback()
 }
 
-/// Middleware for a group of routes that control the room: the panel itself
-/// or a teacher with a session passes; anyone else gets 401.
-pub async fn require_teacher(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let (mut parts, body) = request.into_parts();
-    match Teacher::from_request_parts(&mut parts, &()).await {
-        Ok(Teacher) => next.run(axum::extract::Request::from_parts(parts, body)).await,
-        Err(refused) => refused,
+/// Middleware for the routes that read or change the room: the panel itself
+/// or a teacher signed in passes; anyone else gets 401 `teacher_pin_required`.
+pub async fn require_teacher(State(gate): State<SharedGate>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    if !gate.admits(&parts) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "teacher_pin_required",
+            "Cần mã PIN của giáo viên",
+            "the teacher's PIN is required: sign in on the panel's page, or use the panel itself",
+        )
+        .into_response();
     }
+    next.run(Request::from_parts(parts, body)).await
 }
 
-fn session_cookie(parts: &Parts) -> Option<String> {
+fn sign_in_cookie(parts: &Parts) -> Option<String> {
     let header = parts.headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
     header.split(';').find_map(|pair| pair.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
 }
@@ -159,9 +176,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrong_pins_lock_out_the_address_and_a_right_one_opens_a_session() {
+    fn wrong_pins_lock_out_the_address_and_a_right_one_signs_in() {
         let mut gate = PinGate::default();
-        let start = Instant::now();
+        let start = Monotonic::default();
         let guesser: IpAddr = "192.0.2.7".parse().unwrap();
         let teacher: IpAddr = "192.0.2.8".parse().unwrap();
         for n in 1..MAX_FAILURES {
@@ -172,9 +189,9 @@ mod tests {
         assert!(matches!(gate.attempt(guesser, "4821", "4821", start + Duration::from_secs(10)), Attempt::LockedOut(_)));
         // Another address is not affected.
         let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821", start) else { panic!() };
-        assert!(gate.session_valid(&token, start + Duration::from_secs(3600)));
-        assert!(!gate.session_valid(&token, start + SESSION_LIFETIME + Duration::from_secs(1)));
-        assert!(!gate.session_valid("forged", start));
+        assert!(gate.signed_in(&token, start + Duration::from_secs(3600)));
+        assert!(!gate.signed_in(&token, start + SIGN_IN_LIFETIME + Duration::from_secs(1)));
+        assert!(!gate.signed_in("forged", start));
         // After the lockout the guesser may try again.
         assert!(matches!(gate.attempt(guesser, "4821", "4821", start + LOCKOUT + Duration::from_secs(1)), Attempt::Granted(_)));
     }
@@ -182,7 +199,7 @@ mod tests {
     #[test]
     fn failures_outside_the_window_are_forgotten() {
         let mut gate = PinGate::default();
-        let start = Instant::now();
+        let start = Monotonic::default();
         let client: IpAddr = "192.0.2.9".parse().unwrap();
         for n in 0..(MAX_FAILURES - 1) {
             gate.attempt(client, "1111", "4821", start + Duration::from_secs(n as u64));
@@ -191,26 +208,45 @@ mod tests {
         assert_eq!(gate.attempt(client, "1111", "4821", later), Attempt::Wrong { tries_left: MAX_FAILURES - 1 });
     }
 
-    async fn admitted(peer: &str) -> bool {
+    fn admitted(peer: &str) -> bool {
         let peer: SocketAddr = peer.parse().unwrap();
         let request = axum::http::Request::builder().extension(ConnectInfo(peer)).body(()).unwrap();
-        let (mut parts, ()) = request.into_parts();
-        Teacher::from_request_parts(&mut parts, &()).await.is_ok()
+        let (parts, ()) = request.into_parts();
+        SharedGate::new(Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH))).admits(&parts)
     }
 
-    #[tokio::test]
-    async fn loopback_is_the_panel_in_every_form_a_dual_stack_server_sees() {
+    #[test]
+    fn loopback_is_the_panel_in_every_form_a_dual_stack_server_sees() {
         for panel in ["127.0.0.1:50000", "[::1]:50000", "[::ffff:127.0.0.1]:50000", "[::ffff:127.0.0.9]:50000"] {
-            assert!(admitted(panel).await, "{panel} is the panel");
+            assert!(admitted(panel), "{panel} is the panel");
         }
         for stranger in ["192.0.2.7:50000", "[::ffff:192.0.2.7]:50000", "[2001:db8::7]:50000", "[::]:50000"] {
-            assert!(!admitted(stranger).await, "{stranger} needs the PIN");
+            assert!(!admitted(stranger), "{stranger} needs the PIN");
         }
+    }
+
+    #[test]
+    fn a_sign_in_lasts_its_lifetime_on_the_clock_it_is_handed() {
+        let clock = Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH));
+        let gate = SharedGate::new(clock.clone());
+        let teacher: IpAddr = "192.0.2.8".parse().unwrap();
+        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821") else { panic!() };
+        let request = axum::http::Request::builder()
+            .extension(ConnectInfo(SocketAddr::new(teacher, 50000)))
+            .header(axum::http::header::COOKIE, format!("theme=dark; {COOKIE}={token}"))
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        assert!(gate.admits(&parts), "signed in");
+        clock.advance(SIGN_IN_LIFETIME - Duration::from_secs(1));
+        assert!(gate.admits(&parts), "still signed in a second before the end");
+        clock.advance(Duration::from_secs(2));
+        assert!(!gate.admits(&parts), "signed out once the lifetime passed");
     }
 
     #[test]
     fn no_configured_pin_means_the_panel_only() {
         let mut gate = PinGate::default();
-        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Instant::now()), Attempt::Disabled);
+        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Monotonic::default()), Attempt::Disabled);
     }
 }

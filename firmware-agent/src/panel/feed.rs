@@ -95,12 +95,21 @@ async fn send_records_after(agent: &Arc<Agent>, tx: &tokio::sync::mpsc::Sender<S
     Some(cursor)
 }
 
+/// A resume point that is not a record's seq.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{given_in} must be a record's seq, a whole number from 0 (got `{value}`)")]
+pub struct BadResumePoint {
+    /// Where it came from: `Last-Event-ID` or `after`.
+    given_in: &'static str,
+    value: String,
+}
+
 /// Where a page asks its stream to resume: `Last-Event-ID` (the browser's reconnect), else `?after=`.
-pub fn resume_point(last_event_id: Option<&str>, after: Option<&str>) -> Result<Option<i64>, String> {
-    let Some((source, value)) = last_event_id.map(|v| ("Last-Event-ID", v)).or(after.map(|v| ("after", v))) else { return Ok(None) };
+pub fn resume_point(last_event_id: Option<&str>, after: Option<&str>) -> Result<Option<i64>, BadResumePoint> {
+    let Some((given_in, value)) = last_event_id.map(|v| ("Last-Event-ID", v)).or(after.map(|v| ("after", v))) else { return Ok(None) };
     match value.trim().parse::<i64>() {
         Ok(seq) if seq >= 0 => Ok(Some(seq)),
-        _ => Err(format!("{source} must be a record's seq, a whole number from 0 (got `{value}`)")),
+        _ => Err(BadResumePoint { given_in, value: value.to_owned() }),
     }
 }
 

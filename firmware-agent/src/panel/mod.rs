@@ -9,12 +9,14 @@
 //! - No build step and no framework: one HTML page, one script, one stylesheet.
 //!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
 //!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling. The
-//!   snapshot holds the newest roll call whole (its session and every pupil's
+//!   snapshot holds the newest roll call whole (its `attendance.session` record and every pupil's
 //!   mark as it stands) and a window of recent records for the other views; the
 //!   feed resumes after the newest record the snapshot held (see [`feed`]), so
 //!   nothing committed between the two is lost.
-//! - Access: see [`access`]. Static assets are public (they hold no data); every
-//!   `/api/` route that reads or changes the room takes a [`access::Teacher`].
+//! - Access: see [`access`]. The page and its assets are public (they hold no
+//!   data), and so is the PIN sign-in ([`page_router`]); the snapshot and the
+//!   feed ([`router`]) are for the panel itself and teachers signed in, as
+//!   the HTTP server (`http/mod.rs`) decides.
 
 pub mod access;
 pub mod config;
@@ -23,9 +25,8 @@ pub mod power;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Extension, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -34,18 +35,23 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::agent::Agent;
-use access::{Attempt, SharedGate, Teacher};
+use crate::http::error::{ApiError, JsonBody, QueryParams};
+use access::{Attempt, SharedGate};
 
-/// The panel's page, assets and API.
-pub fn routes() -> Router<Arc<Agent>> {
+/// The panel's page, its assets and the PIN sign-in: what anyone may reach.
+pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/panel/") }))
         .route("/panel/", get(|headers: HeaderMap| async move { asset(&headers, INDEX, "text/html; charset=utf-8") }))
         .route("/panel/app.js", get(|headers: HeaderMap| async move { asset(&headers, SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/app.css", get(|headers: HeaderMap| async move { asset(&headers, STYLE, "text/css; charset=utf-8") }))
-        .route("/api/panel/login", post(login))
-        .route("/api/panel/state", get(state))
-        .route("/api/panel/events", get(events))
+        .route("/api/panel/login", post(sign_in))
+        .with_state((agent, gate))
+}
+
+/// The panel's snapshot and live feed: what the page reads of the room.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new().route("/api/panel/state", get(state)).route("/api/panel/events", get(events)).with_state(agent)
 }
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -71,42 +77,47 @@ struct Login {
     pin: String,
 }
 
-async fn login(
-    State(agent): State<Arc<Agent>>,
-    Extension(gate): Extension<SharedGate>,
+/// `POST /api/panel/login`: a teacher on the LAN signs in with the room's PIN.
+async fn sign_in(
+    State((agent, gate)): State<(Arc<Agent>, SharedGate)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Json(login): Json<Login>,
-) -> Response {
+    JsonBody(login): JsonBody<Login>,
+) -> Result<Response, ApiError> {
     let expected = agent.config().panel.teacher_pin.clone();
-    let attempt = gate.lock().unwrap_or_else(|e| e.into_inner()).attempt(peer.ip(), &login.pin, &expected, Instant::now());
+    let attempt = gate.attempt(peer.ip(), &login.pin, &expected);
     match attempt {
         Attempt::Granted(token) => {
-            let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", access::COOKIE, access::SESSION_LIFETIME.as_secs());
-            ([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response()
+            let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", access::COOKIE, access::SIGN_IN_LIFETIME.as_secs());
+            Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
         }
         Attempt::Wrong { tries_left } => {
             tracing::warn!(%peer, tries_left, "wrong teacher PIN");
-            (StatusCode::UNAUTHORIZED, Json(json!({ "error": "wrong_pin", "tries_left": tries_left }))).into_response()
+            let detail = format!("wrong teacher PIN; {tries_left} tries left before this address is locked out");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_pin", "Mã PIN không đúng", detail).with("tries_left", tries_left))
         }
         Attempt::LockedOut(wait) => {
             tracing::warn!(%peer, "teacher PIN locked out after repeated wrong tries");
-            let retry = wait.as_secs().max(1).to_string();
-            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)], Json(json!({ "error": "locked_out", "retry_after_seconds": wait.as_secs() })))
-                .into_response()
+            let detail = format!("too many wrong PINs from this address; try again in {} s", wait.as_secs().max(1));
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", "Nhập sai mã PIN quá nhiều lần, hãy thử lại sau", detail).retry_after(wait))
         }
-        Attempt::Disabled => (StatusCode::FORBIDDEN, Json(json!({ "error": "panel_only" }))).into_response(),
+        Attempt::Disabled => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "panel_only",
+            "Chỉ dùng được trên màn hình của lớp",
+            "no teacher PIN is set: only the panel itself has access; set panel.teacher_pin to let teachers sign in from the LAN",
+        )),
     }
 }
 
 /// How many of the newest records the snapshot holds, for the views that show recent activity.
 const RECENT_RECORDS: i64 = 200;
 
-/// Everything the page shows, as it is now. The roll call comes whole (its session and every
+/// Everything the page shows, as it is now. The roll call comes whole (its `attendance.session` record and every
 /// pupil's mark, however many records came since); other views take the newest records. The page
 /// then follows the live feed from `last_seq`, the newest record the snapshot holds.
-async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
+async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value>, ApiError> {
     let config = agent.config();
-    let read = agent
+    let (last_seq, records, rollcall) = agent
         .store
         .blocking(|store| {
             let last = store.last_seq();
@@ -114,18 +125,15 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
             let rollcall = newest_roll_call(store)?;
             Ok((recent.last().map_or(last, |record| record.seq), recent, rollcall))
         })
-        .await;
-    let (last_seq, recent, rollcall) = match read {
-        Ok((last_seq, records, rollcall)) => (last_seq, records.iter().map(feed::record_json).collect::<Vec<_>>(), rollcall),
-        Err(err) => return snapshot_unavailable(err.to_string()),
-    };
+        .await?;
+    let recent: Vec<_> = records.iter().map(feed::record_json).collect();
     let class = config.attendance.class.clone();
     let pupils = agent.store.blocking(move |store| store.pupils_of_class(&class)).await;
     let rollcall_pupils: Vec<_> = match pupils {
         Ok(pupils) => pupils.iter().map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name })).collect(),
         Err(_) => Vec::new(),
     };
-    Json(json!({
+    Ok(Json(json!({
         "room": { "name": config.room.name, "school_code": config.room.school_code, "room_id": config.room.room_id, "timezone": config.room.timezone },
         "agent_time": agent.clock.now().to_string(),
         "clock_synced": agent.clock.is_synchronized(),
@@ -138,17 +146,10 @@ async fn state(_teacher: Teacher, State(agent): State<Arc<Agent>>) -> Response {
         "rollcall_class": config.attendance.class,
         "rollcall_pupils": rollcall_pupils,
         "devices": agent.actuators.status(),
-    }))
-    .into_response()
+    })))
 }
 
-fn snapshot_unavailable(cause: String) -> Response {
-    tracing::error!(%cause, "cannot read the panel's snapshot");
-    let error = format!("Không đọc được dữ liệu của lớp (cannot read the room's database: {cause})");
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error }))).into_response()
-}
-
-/// The newest roll call whole: its session record and every pupil's mark as it stands, or null before the first.
+/// The newest roll call whole: its `attendance.session` record and every pupil's mark as it stands, or null before the first.
 fn newest_roll_call(store: &crate::store::Store) -> Result<serde_json::Value, crate::store::StoreError> {
     let Some(session) = store.read(|conn| crate::store::outbox::newest_of_kind(conn, "attendance.session"))? else {
         return Ok(serde_json::Value::Null);
@@ -183,12 +184,11 @@ fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Va
 }
 
 /// `GET /api/panel/events[?after=SEQ]`: the live feed, resumed after `Last-Event-ID` or `after` (see [`feed`]).
-async fn events(_teacher: Teacher, State(agent): State<Arc<Agent>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Response {
+async fn events(State(agent): State<Arc<Agent>>, headers: HeaderMap, QueryParams(query): QueryParams<EventsQuery>) -> Result<Response, ApiError> {
     let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("(not text)"));
-    match feed::resume_point(last_event_id, query.after.as_deref()) {
-        Ok(resume_after) => feed::stream(agent, resume_after).into_response(),
-        Err(reason) => (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("Yêu cầu không hợp lệ ({reason})") }))).into_response(),
-    }
+    let resume_after = feed::resume_point(last_event_id, query.after.as_deref())
+        .map_err(|bad| ApiError::bad_request("invalid_resume_point", "Yêu cầu không hợp lệ", bad))?;
+    Ok(feed::stream(agent, resume_after).into_response())
 }
 
 #[derive(Deserialize)]

@@ -150,12 +150,25 @@ impl std::fmt::Display for Cause {
 
 /// Why an action or a record was refused: Vietnamese first, English detail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Không lưu được bản ghi: {}; {queued} bản ghi đang chờ (the store refuses records: {cause}; {queued} records queued, {bytes} bytes{})", cause.vietnamese(), if *full { ", the queue is full" } else { "" })]
+#[error("{} ({})", self.vietnamese(), self.english())]
 pub struct Refusal {
     pub cause: Cause,
     pub queued: usize,
     pub bytes: usize,
     pub full: bool,
+}
+
+impl Refusal {
+    /// The reason for the person at the panel.
+    pub fn vietnamese(&self) -> String {
+        format!("Không lưu được bản ghi: {}; {} bản ghi đang chờ", self.cause.vietnamese(), self.queued)
+    }
+
+    /// The reason for IT staff and the log.
+    pub fn english(&self) -> String {
+        let full = if self.full { ", the queue is full" } else { "" };
+        format!("the store refuses records: {}; {} records queued, {} bytes{full}", self.cause, self.queued, self.bytes)
+    }
 }
 
 /// The store's trouble, while it refuses.

@@ -42,7 +42,7 @@ async function pair() {
   });
   const body = await response.json();
   if (!response.ok) {
-    $("pair-error").textContent = body.error || "Không ghép nối được";
+    $("pair-error").textContent = body.message || "Không ghép nối được";
     return;
   }
   saved.token = body.token;

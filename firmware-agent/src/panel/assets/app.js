@@ -283,7 +283,7 @@ async function act(method, path, body, then) {
   const response = await fetch(path, {
     method, headers: { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
   const reply = await response.json().catch(() => ({}));
-  if (!response.ok) alert(t("error.generic", { m: reply.error || response.status }));
+  if (!response.ok) alert(t("error.generic", { m: reply.message || response.status }));
   if (then) then(reply);
   return reply;
 }
