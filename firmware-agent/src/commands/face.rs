@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::attendance::enroll;
 use crate::attendance::models::{self, ModelSet};
-use crate::attendance::pipeline::{Face, Pipeline};
+use crate::attendance::pipeline::{self, Face, Pipeline};
 use crate::attendance::{AttendanceConfig, config::DEFAULT_THRESHOLD};
 use crate::cli::Exit;
 use crate::config::Config;
@@ -91,7 +91,7 @@ pub fn forget(student: &str, reason: &str, config_path: &Path) -> Exit {
 pub fn detect(image: &Path, config_path: Option<&Path>) -> Exit {
     let Some(attendance) = attendance_config(config_path) else { return Exit::InvalidInput };
     let Some(mut pipeline) = open_pipeline(&attendance) else { return Exit::Failure };
-    let decoded = match read_image(&mut pipeline, image) {
+    let decoded = match read_image(image) {
         Ok(decoded) => decoded,
         Err(message) => {
             eprintln!("{}: {message}", image.display());
@@ -184,14 +184,14 @@ fn open_pipeline(attendance: &AttendanceConfig) -> Option<Pipeline> {
         .ok()
 }
 
-fn read_image(pipeline: &mut Pipeline, path: &Path) -> Result<image::RgbImage, String> {
+fn read_image(path: &Path) -> Result<image::RgbImage, String> {
     let bytes = std::fs::read(path).map_err(|err| format!("cannot read: {err}"))?;
-    pipeline.decode(&bytes).map_err(|err| err.to_string())
+    pipeline::decode(&bytes).map_err(|err| err.to_string())
 }
 
 /// Every face of the photo at `path`, aligned and embedded.
 fn photo_faces(pipeline: &mut Pipeline, path: &Path) -> Result<Vec<Face>, String> {
-    let image = read_image(pipeline, path)?;
+    let image = read_image(path)?;
     pipeline.faces(&image).map_err(|err| err.to_string())
 }
 
