@@ -119,7 +119,7 @@ async fn export(State(agent): State<Arc<Agent>>, axum::extract::Query(query): ax
     let refuse = |detail: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": "Yêu cầu không hợp lệ", "detail": detail }))).into_response();
     let period = match super::export::Period::parse(&query.period) {
         Ok(period) => period,
-        Err(detail) => return refuse(detail),
+        Err(detail) => return refuse(detail.to_string()),
     };
     let format = query.format.as_deref().unwrap_or("xlsx").to_owned();
     if format != "xlsx" && format != "csv" {
