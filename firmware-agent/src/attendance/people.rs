@@ -9,9 +9,9 @@
 //!   reads it every [`FOLLOW_EVERY`] and before it lets a frame's sightings
 //!   of pupils count (one indexed read); when it moved, it reads the class again
 //!   ([`Store::class_reading`], one read transaction, so the generation names
-//!   exactly the rows read with it), then replaces the recogniser's gallery
-//!   while the workers run and has the open roll call follow the class
-//!   (`super::service` does both with what this reading holds).
+//!   exactly the rows read with it); with what it read, the daemon replaces
+//!   the recogniser's gallery while the workers run and has the open roll
+//!   call follow the class.
 //! - The promise: a forgotten pupil is never marked again from the moment
 //!   `face forget` returns. Three things keep it. The roll call marks by face
 //!   only pupils enrolled in the class as last read, and the class is read

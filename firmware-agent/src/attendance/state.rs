@@ -2,10 +2,10 @@
 //! is open, what the camera must deliver, and what to record.
 //!
 //! # Design
-//! - In the style of quinn-proto's connection: the daemon's loop
-//!   (`super::service`) hands [`Attendance`] what happened (the time, a
-//!   frame's faces, the class as last read, a new timetable, a teacher's
-//!   correction), performs the [`Action`]s it returns, tells the camera what
+//! - In the style of quinn-proto's connection: the daemon's loop hands
+//!   [`Attendance`] what happened (the time, a frame's faces, the class as
+//!   last read, a new timetable, a teacher's correction), performs the
+//!   [`Action`]s it returns, tells the camera what
 //!   [`Attendance::frames_wanted`] says, and sleeps until
 //!   [`Attendance::poll_timeout`], when it calls [`Attendance::handle_timeout`].
 //!   Nothing here reads a clock, sleeps, or touches the store, the camera or
@@ -213,7 +213,7 @@ impl Attendance {
 
     /// What the models made of a frame, handed at `now`. A frame with
     /// sightings of pupils is handed only after the class was read again
-    /// ([`super::people`] says why).
+    /// (the module `people` says why).
     pub fn handle_frame(&mut self, now: Timestamp, seen: &FrameSeen) {
         if seen.faces > 0 {
             self.last_face_seen = now;
