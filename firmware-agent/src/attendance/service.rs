@@ -221,6 +221,7 @@ async fn log_and_record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
                 roll_call = %summary.session_id, present = summary.present, late = summary.late, absent = summary.absent,
                 unknown_faces = summary.unknown_faces, photos_refused = summary.photos_refused, "roll call closed"
             ),
+            Payload::UnknownFaces(unknown) => tracing::info!(roll_call = %unknown.session_id, count = unknown.count, "unknown faces counted"),
             _ => {}
         }
     }
@@ -316,6 +317,7 @@ fn start_source(
                 FramesWanted::Nothing => {
                     if source.take().is_some() {
                         health.set(SOURCE_SUBSYSTEM, State::Ok, "closed until frames are wanted: no roll call open, empty-room rule off");
+                        tracing::info!("frame source closed until frames are wanted");
                     }
                     // Nobody left to want frames: the loop has stopped.
                     if runtime.block_on(wanted.changed()).is_err() {
