@@ -52,6 +52,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{AttendanceConfig, SourceConfig};
+use super::desk::Correction;
 use super::models::{self, ModelSet};
 use super::people::{Class, FOLLOW_EVERY};
 use super::pipeline::{self, Pipeline};
@@ -107,7 +108,7 @@ pub async fn run(agent: Arc<Agent>) {
             return;
         }
     };
-    let mut class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
+    let class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
         Ok(class) => class,
         Err(err) => {
             agent.health.set(SUBSYSTEM, State::Failed, format!("cannot read the class from the database: {err}"));
@@ -116,7 +117,7 @@ pub async fn run(agent: Arc<Agent>) {
     };
     let recogniser = Arc::new(Recogniser::new(class.gallery(), Checks::of(&config)));
 
-    let (results_tx, mut results) = mpsc::channel::<FrameSeen>(8);
+    let (results_tx, results) = mpsc::channel::<FrameSeen>(8);
     let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
@@ -126,27 +127,50 @@ pub async fn run(agent: Arc<Agent>) {
         }
     };
 
-    let clock = agent.clock.clone();
     let mut config_changes = agent.config.subscribe();
     let (timetable, zone) = {
         let config = config_changes.borrow_and_update();
         (periods_of(&config), config.room.timezone.clone())
     };
-    let mut attendance = Attendance::new(&config, zone, timetable, clock.now());
-    attendance.follow_class(clock.now(), class.pupils(), class.enrolled(), class.face_marks());
+    let mut attendance = Attendance::new(&config, zone, timetable, agent.clock.now());
+    attendance.follow_class(agent.clock.now(), class.pupils(), class.enrolled(), class.face_marks());
     let (wanted, wanted_by_source) = watch::channel(attendance.frames_wanted());
-    start_source(config.source.clone(), jobs, wanted_by_source, clock.clone(), agent.health.clone(), agent.shutdown.clone());
-    let mut corrections = agent.attendance.take_inbox();
+    start_source(config.source.clone(), jobs, wanted_by_source, agent.clock.clone(), agent.health.clone(), agent.shutdown.clone());
+    let inputs = Inputs { results, config_changes, corrections: agent.attendance.take_inbox() };
+    drive(&agent, attendance, class, &recogniser, wanted, inputs).await;
+}
+
+/// What the loop is handed besides the time.
+struct Inputs {
+    /// What the workers made of each frame.
+    results: mpsc::Receiver<FrameSeen>,
+    config_changes: watch::Receiver<Arc<crate::config::Config>>,
+    /// The teacher's corrections; `None` if another took them.
+    corrections: Option<mpsc::Receiver<Correction>>,
+}
+
+/// Drives `attendance` until shutdown: hands it what happens, does what it
+/// decides, tells the source which frames it wants, and sleeps in between.
+async fn drive(
+    agent: &Arc<Agent>,
+    mut attendance: Attendance,
+    mut class: Class,
+    recogniser: &Recogniser,
+    wanted: watch::Sender<FramesWanted>,
+    inputs: Inputs,
+) {
+    let Inputs { mut results, mut config_changes, mut corrections } = inputs;
+    let clock = agent.clock.clone();
     let mut next_follow = clock.deadline_in(FOLLOW_EVERY);
     loop {
-        perform(&agent, &recogniser, &mut attendance).await;
+        perform(agent, recogniser, &mut attendance).await;
         wanted.send_if_modified(|wanted| std::mem::replace(wanted, attendance.frames_wanted()) != *wanted);
         let deadline = attendance.poll_timeout().map(|at| monotonic_at(clock.as_ref(), at));
         tokio::select! {
             _ = agent.shutdown.cancelled() => break,
             _ = clock.sleep_until(deadline.unwrap_or_default()), if deadline.is_some() => attendance.handle_timeout(clock.now()),
             _ = clock.sleep_until(next_follow) => {
-                follow_class(&mut class, &recogniser, &mut attendance, clock.now()).await;
+                follow_class(&mut class, recogniser, &mut attendance, clock.now()).await;
                 attendance.handle_timeout(clock.now());
                 next_follow = clock.deadline_in(FOLLOW_EVERY);
             }
@@ -157,13 +181,13 @@ pub async fn run(agent: Arc<Agent>) {
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
                 let verdict = attendance.correct(clock.now(), &correction.personal_id, correction.status, &correction.reason);
                 // The correction's record is kept before the teacher hears it was taken.
-                perform(&agent, &recogniser, &mut attendance).await;
+                perform(agent, recogniser, &mut attendance).await;
                 let _ = correction.reply.send(verdict.map_err(|refused| refused.to_string()));
             }
             frame = results.recv() => {
                 let Some(seen) = frame else { break };
                 if seen.sightings.iter().any(|sighting| matches!(sighting, Sighting::Pupil { .. })) {
-                    follow_class(&mut class, &recogniser, &mut attendance, clock.now()).await;
+                    follow_class(&mut class, recogniser, &mut attendance, clock.now()).await;
                 }
                 attendance.handle_frame(clock.now(), &seen);
             }
