@@ -3,7 +3,7 @@
 //! records them as the teacher's and lets no later sighting change them; and
 //! the day's or month's marks for the school office (`GET /api/attendance/export`).
 //!
-//! The desk exists from start-up; the roll call takes its inbox when it opens.
+//! The desk exists from start-up; attendance takes its inbox once its models are loaded.
 //! While no roll call is open (attendance off, models missing, before the
 //! first one) a correction is refused with a clear message rather than lost,
 //! and so it is, with 503, while the store refuses records
