@@ -1,6 +1,11 @@
 //! The roll call end to end: a roster imported and five people enrolled with
 //! the real binary, then the daemon plays a sequence of photos as a camera
 //! would deliver them, and the marks land in the store's outbox.
+//!
+//! The daemon runs on simulated time (`Room::start_at`): the test opens the
+//! first period's roll call and closes it by moving the clock, so what it
+//! checks does not depend on how fast the machine is. One test runs on the
+//! real clock, as a room does.
 
 mod common;
 #[path = "common/classroom.rs"]
@@ -8,7 +13,10 @@ mod classroom;
 
 use std::time::Duration;
 
-use classroom::{NO_CONSENT, PEOPLE, attendance_room, attendance_room_with, enroll, faces, frames, held_up_print, liveness_scores, roll_of};
+use classroom::{
+    FIRST_PERIOD, MONDAY_0659, MONDAY_0700, MONDAY_0715, NO_CONSENT, PEOPLE, RULES, attendance_room, attendance_room_with, enroll, faces, frames,
+    held_up_print, liveness_scores, metric_now, present_by_face, roll_of, wait_for_all, wait_for_metric,
+};
 use common::{Room, http_get, local_time_in, metric};
 use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{MarkSource, MarkStatus};
@@ -17,7 +25,8 @@ use firmware_agent::proto::{MarkSource, MarkStatus};
 fn the_camera_takes_the_roll_and_the_marks_reach_the_outbox() {
     let scratch = tempfile::tempdir().unwrap();
     let folder = frames(scratch.path());
-    let room = attendance_room(&format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display()));
+    let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
+    let room = attendance_room_with(&source, RULES, FIRST_PERIOD);
 
     for (id, person) in PEOPLE {
         let photo = faces().join(format!("enroll/{person}/{person}_a.jpg"));
@@ -28,44 +37,90 @@ fn the_camera_takes_the_roll_and_the_marks_reach_the_outbox() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no face consent"));
 
-    let agent = room.start();
-    agent.wait_for_log("roll call opened", Duration::from_secs(60));
-    agent.wait_for_log("roll call closed", Duration::from_secs(120));
+    let mut agent = room.start_at(MONDAY_0659);
+    agent.advance_to(MONDAY_0700);
+    let opened = agent.wait_for_log("roll call opened", Duration::from_secs(20));
+    assert!(opened.contains("lesson=2026-09-07/Sáng/1"), "the first period's roll call: {opened}");
+    let seen = ["001206001001", "001206001002", "001206001003"];
+    let needles: Vec<String> = seen.iter().map(|id| present_by_face(id)).chain(["unknown faces counted".to_owned()]).collect();
+    wait_for_all(&agent, &needles.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(60));
+    agent.advance_to(MONDAY_0715);
+    agent.wait_for_log("roll call closed", Duration::from_secs(20));
 
     let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
     let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
     let mut marks = std::collections::BTreeMap::new();
-    let mut sessions = Vec::new();
+    let mut summaries = Vec::new();
     for event in &events {
         match event.payload().unwrap() {
             Some(Payload::AttendanceMark(mark)) => {
                 assert!(marks.insert(mark.personal_id.clone(), (mark.status(), mark.source())).is_none(), "one mark per pupil");
             }
-            Some(Payload::AttendanceSession(session)) => sessions.push(session),
+            Some(Payload::AttendanceSession(summary)) => summaries.push((event.occurred_at, summary)),
             _ => {}
         }
     }
     let log = agent.log.lock().unwrap().join("\n");
-    let seen = |id: &str| {
+    for id in seen {
         let (status, source) = *marks.get(id).unwrap_or_else(|| panic!("{id} has no mark: {marks:?}\n{log}"));
-        assert!(matches!(status, MarkStatus::Present | MarkStatus::Late), "{id}: {status:?}");
-        assert_eq!(source, MarkSource::Face);
-    };
-    for id in ["001206001001", "001206001002", "001206001003"] {
-        seen(id);
+        assert_eq!((status, source), (MarkStatus::Present, MarkSource::Face), "{id}, seen as the period began");
     }
     for id in ["001206001000", "001206001004", NO_CONSENT] {
         assert_eq!(marks[id], (MarkStatus::Absent, MarkSource::WindowClosed), "{id} never came");
     }
-    assert_eq!(sessions.len(), 2, "opened and closed");
-    let closed = &sessions[1];
-    assert_eq!(closed.present + closed.late, 3);
+    assert_eq!(summaries.len(), 2, "opened and closed");
+    let at = |instant: &str| instant.parse::<jiff::Timestamp>().unwrap();
+    assert_eq!((summaries[0].0, summaries[1].0), (at(MONDAY_0700), at(MONDAY_0715)), "opened and closed on the room's clock");
+    let closed = &summaries[1].1;
+    assert_eq!((closed.present, closed.late), (3, 0));
     assert_eq!((closed.absent, closed.enrolled), (3, 5));
     assert!(closed.unknown_faces >= 1, "the stranger is counted");
 
     let (_, health) = http_get(room.http, "/healthz");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["subsystems"]["attendance"]["state"], "ok", "{health}");
+}
+
+/// Between roll calls the camera runs only what the empty-room rule needs:
+/// with the rule off, no frame at all once the roll call has closed; with it
+/// on (ten minutes), the detector alone on one frame every thirty seconds of
+/// the room's clock, however fast the camera delivers them.
+#[test]
+fn between_roll_calls_the_camera_runs_only_what_the_empty_room_rule_needs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = frames(scratch.path());
+    let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
+    let (analysed, detected) = ("attendance_frames_total{outcome=\"analysed\"}", "attendance_frames_total{outcome=\"detected\"}");
+
+    let room = attendance_room_with(&source, &format!("{RULES}empty_room_minutes = 0\n"), FIRST_PERIOD);
+    let mut agent = room.start_at(MONDAY_0659);
+    agent.wait_for_log("waiting for the next period", Duration::from_secs(20));
+    agent.advance_to(MONDAY_0700);
+    wait_for_metric(&room, analysed, 3.0, Duration::from_secs(60));
+    agent.advance_to(MONDAY_0715);
+    agent.wait_for_log("roll call closed", Duration::from_secs(20));
+    agent.wait_for_log("frame source closed until frames are wanted", Duration::from_secs(20));
+    let after_close = metric_now(&room, analysed);
+    agent.advance("40m");
+
+    // The same camera with the rule on, while the first room's stands closed.
+    let detecting = attendance_room_with(&source, RULES, FIRST_PERIOD);
+    let mut looking = detecting.start_at("2026-09-07T06:00:00+07:00");
+    looking.wait_for_log("waiting for the next period", Duration::from_secs(20));
+    wait_for_metric(&detecting, detected, 1.0, Duration::from_secs(60));
+    for wanted in 2..=4 {
+        looking.advance("30s");
+        wait_for_metric(&detecting, detected, f64::from(wanted), Duration::from_secs(30));
+    }
+    let (_, scrape) = http_get(detecting.http, "/metrics");
+    assert_eq!(metric(&scrape, detected), Some(4.0), "one frame every thirty seconds of the room's clock: {scrape}");
+    assert_eq!(metric(&scrape, analysed), None, "through the detector alone: {scrape}");
+    assert_eq!(metric(&scrape, "attendance_faces_total{check=\"models\"}"), None, "no face through the other models: {scrape}");
+
+    let (_, scrape) = http_get(room.http, "/metrics");
+    let analysed_since = metric(&scrape, analysed).unwrap() - after_close;
+    assert!(analysed_since <= 2.0, "only the frames in the workers' hands when the roll call closed: {analysed_since} more: {scrape}");
+    assert_eq!(metric(&scrape, detected), None, "nor detected: {scrape}");
 }
 
 /// Two periods back to back, the same two pupils in view throughout: each
@@ -141,8 +196,7 @@ fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
     let folder = scratch.path().join("frames");
     std::fs::create_dir_all(&folder).unwrap();
     let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
-    let rules = "late_after_minutes = 0.25\nwindow_minutes = 0.5\nliveness = true\n";
-    let room = attendance_room_with(&source, rules, "");
+    let room = attendance_room_with(&source, &format!("{RULES}liveness = true\n"), FIRST_PERIOD);
     let (obama_id, _) = PEOPLE[3];
     let (kit_id, _) = PEOPLE[2];
     for (id, person) in [PEOPLE[2], PEOPLE[3]] {
@@ -165,15 +219,23 @@ fn with_the_liveness_check_on_a_photo_held_up_to_the_camera_marks_nobody() {
         std::fs::copy(from, folder.join(format!("frame{index:03}.jpg"))).unwrap();
     }
 
-    let agent = room.start();
-    agent.wait_for_log("roll call closed", Duration::from_secs(120));
+    let mut agent = room.start_at(MONDAY_0659);
+    agent.advance_to(MONDAY_0700);
+    agent.wait_for_log("roll call opened", Duration::from_secs(20));
+    // Kit is marked, and the camera goes on until it has seen each photo of the sequence at least five times.
+    agent.wait_for_log(&present_by_face(kit_id), Duration::from_secs(60));
+    wait_for_metric(&room, "attendance_frames_total{outcome=\"analysed\"}", 30.0, Duration::from_secs(90));
+    agent.advance_to(MONDAY_0715);
+    agent.wait_for_log("roll call closed", Duration::from_secs(20));
     let (marks, closed) = roll_of(&room);
     assert_eq!(marks[obama_id], (MarkStatus::Absent, MarkSource::WindowClosed), "the print marked nobody: {marks:?}");
-    assert_eq!(marks[kit_id].1, MarkSource::Face, "the pupil in front of the camera is marked: {marks:?}");
+    assert_eq!(marks[kit_id], (MarkStatus::Present, MarkSource::Face), "the pupil in front of the camera is marked: {marks:?}");
     assert!(closed.photos_refused >= 1, "the print is counted as refused: {closed:?}");
     assert_eq!(closed.unknown_faces, 0, "a refused print is not an unknown face");
 }
 
+/// No face for the rule's ten minutes between periods switches the lights
+/// off, once, however many empty frames follow.
 #[test]
 fn a_room_the_camera_sees_empty_has_its_lights_switched_off_as_automation() {
     let scratch = tempfile::tempdir().unwrap();
@@ -182,24 +244,37 @@ fn a_room_the_camera_sees_empty_has_its_lights_switched_off_as_automation() {
     image::RgbImage::from_pixel(640, 480, image::Rgb([180, 170, 160])).save(folder.join("empty_room.png")).unwrap();
     let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display());
     let light = "[[actuators.device]]\nname = \"lights\"\nkind = \"light\"\nzone = \"front\"\ndriver = { type = \"simulated\" }\n";
-    let room = attendance_room_with(&source, "empty_room_minutes = 0.05\n", light);
-    let agent = room.start();
-    agent.wait_for_log("no face seen for 3 s: the room is empty", Duration::from_secs(60));
+    let room = attendance_room_with(&source, &format!("{RULES}empty_room_minutes = 10\n"), &format!("{FIRST_PERIOD}\n{light}"));
+    let detected = "attendance_frames_total{outcome=\"detected\"}";
+    // After the morning's first period: no roll call open, the camera looks every thirty seconds.
+    let mut agent = room.start_at("2026-09-07T11:30:00+07:00");
+    wait_for_metric(&room, detected, 1.0, Duration::from_secs(60));
+    agent.advance("9m 30s");
+    wait_for_metric(&room, detected, 2.0, Duration::from_secs(30));
+    assert!(!agent.log.lock().unwrap().iter().any(|line| line.contains("the room is empty")), "not yet ten minutes");
+    agent.advance("30s");
+    agent.wait_for_log("no face seen for 10 min 0 s: the room is empty", Duration::from_secs(30));
     agent.wait_for_log("command=off cause=\"AUTOMATION\" outcome=\"DONE\"", Duration::from_secs(10));
+    for wanted in 4..=6 {
+        agent.advance("30s");
+        wait_for_metric(&room, detected, f64::from(wanted), Duration::from_secs(30));
+    }
 
     let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
     let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
     let switched_off: Vec<_> = events
         .iter()
         .filter_map(|event| match event.payload().unwrap() {
-            Some(Payload::Actuation(actuation)) if actuation.command == "off" => Some(actuation),
+            Some(Payload::Actuation(actuation)) if actuation.command == "off" => Some((event.occurred_at, actuation)),
             _ => None,
         })
         .collect();
     assert_eq!(switched_off.len(), 1, "once, not at every empty frame: {switched_off:?}");
-    assert_eq!(switched_off[0].device, "lights");
-    assert_eq!(switched_off[0].cause(), firmware_agent::proto::actuation::Cause::Automation);
-    assert!(switched_off[0].detail.contains("phòng trống"), "{:?}", switched_off[0]);
+    let (at, off) = &switched_off[0];
+    assert_eq!(*at, "2026-09-07T11:40:00+07:00".parse::<jiff::Timestamp>().unwrap(), "ten minutes after the last face");
+    assert_eq!(off.device, "lights");
+    assert_eq!(off.cause(), firmware_agent::proto::actuation::Cause::Automation);
+    assert!(off.detail.contains("phòng trống"), "{off:?}");
 }
 
 #[test]

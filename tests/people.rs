@@ -1,7 +1,8 @@
 //! The room's people changing under the running agent, end to end: roster
 //! pushes over gRPC after enrollment, and enrollment, `face forget` and a
 //! roster import run beside a live roll call, each made by the real binary as
-//! a separate process, as IT staff run them on the room's mini-PC.
+//! a separate process, as IT staff run them on the room's mini-PC. The roll
+//! calls run on simulated time: the test opens and closes the first period's.
 
 mod common;
 #[path = "common/classroom.rs"]
@@ -12,7 +13,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use classroom::{PEOPLE, attendance_room_with, enroll, faces, import_class, models_config, roll_of, room_without_roster};
+use classroom::{
+    FIRST_PERIOD, MONDAY_0659, MONDAY_0700, MONDAY_0715, PEOPLE, RULES, attendance_room_with, enroll, faces, import_class, models_config,
+    present_by_face, roll_of, room_without_roster, wait_for_all,
+};
 use common::{Room, agent_binary};
 use firmware_agent::clock::SystemClock;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
@@ -41,8 +45,9 @@ fn enroll_ok(room: &Room, index: usize) {
     assert!(enrolled.status.success(), "{person}: {}", String::from_utf8_lossy(&enrolled.stderr));
 }
 
+/// Whether `id` was marked present by face: seen while the clock stood at the period's start.
 fn marked_by_face(marks: &std::collections::BTreeMap<String, (MarkStatus, MarkSource)>, id: &str) -> bool {
-    matches!(marks.get(id), Some((MarkStatus::Present | MarkStatus::Late, MarkSource::Face)))
+    matches!(marks.get(id), Some((MarkStatus::Present, MarkSource::Face)))
 }
 
 /// Obama is enrolled when the roll call opens and Biden is not; while it runs,
@@ -52,18 +57,22 @@ fn marked_by_face(marks: &std::collections::BTreeMap<String, (MarkStatus, MarkSo
 fn enrollment_and_face_forget_beside_a_running_roll_call_take_effect_without_a_restart() {
     let scratch = tempfile::tempdir().unwrap();
     let (folder, source) = camera(scratch.path());
-    let room = attendance_room_with(&source, "late_after_minutes = 0.4\nwindow_minutes = 0.75\n", "");
+    let room = attendance_room_with(&source, RULES, FIRST_PERIOD);
     let ((biden, _), (obama, _)) = (PEOPLE[1], PEOPLE[3]);
     enroll_ok(&room, 3);
-    let agent = room.start();
-    agent.wait_for_log("roll call opened", Duration::from_secs(60));
+    let mut agent = room.start_at(MONDAY_0659);
+    agent.advance_to(MONDAY_0700);
+    agent.wait_for_log("roll call opened", Duration::from_secs(20));
 
     enroll_ok(&room, 1);
     let forgotten = room.command(&["face", "forget", "--student", obama]);
     assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    agent.advance("1s");
     show(&folder, &faces().join("probe/group_two_people.jpg"));
 
-    agent.wait_for_log("roll call closed", Duration::from_secs(120));
+    wait_for_all(&agent, &[&present_by_face(biden), "unknown faces counted"], Duration::from_secs(60));
+    agent.advance_to(MONDAY_0715);
+    agent.wait_for_log("roll call closed", Duration::from_secs(20));
     let (marks, closed) = roll_of(&room);
     let log = agent.log.lock().unwrap().join("\n");
     assert!(marked_by_face(&marks, biden), "enrolled while the agent ran, Biden is recognised: {marks:?}\n{log}");
@@ -79,16 +88,19 @@ fn a_class_without_pupils_waits_for_its_roster_and_then_takes_the_roll() {
     let scratch = tempfile::tempdir().unwrap();
     let (folder, source) = camera(scratch.path());
     show(&folder, &faces().join("probe/group_two_people.jpg"));
-    let room = room_without_roster(&source, "late_after_minutes = 0.4\nwindow_minutes = 0.5\n", "");
-    let agent = room.start();
+    let room = room_without_roster(&source, RULES, FIRST_PERIOD);
+    let mut agent = room.start_at(MONDAY_0659);
     let waiting = agent.wait_for_log("has no pupils", Duration::from_secs(60));
     assert!(waiting.contains("subsystem=\"attendance\" state=Degraded") && waiting.contains("import the roster"), "{waiting}");
 
     import_class(&room);
     enroll_ok(&room, 1);
     enroll_ok(&room, 3);
+    agent.advance_to(MONDAY_0700);
     agent.wait_for_log("roll call opened", Duration::from_secs(30));
-    agent.wait_for_log("roll call closed", Duration::from_secs(120));
+    wait_for_all(&agent, &[&present_by_face(PEOPLE[1].0), &present_by_face(PEOPLE[3].0)], Duration::from_secs(60));
+    agent.advance_to(MONDAY_0715);
+    agent.wait_for_log("roll call closed", Duration::from_secs(20));
     let (marks, closed) = roll_of(&room);
     for (id, person) in [PEOPLE[1], PEOPLE[3]] {
         assert!(marked_by_face(&marks, id), "{person}: {marks:?}");

@@ -13,7 +13,7 @@ use firmware_agent::proto::event::Payload;
 use firmware_agent::proto::{AttendanceSession, MarkSource, MarkStatus};
 use firmware_agent::store::Store;
 
-use crate::common::{Room, repo_root, shared_testdata};
+use crate::common::{Room, RunningAgent, http_get, metric, repo_root, shared_testdata};
 
 pub const PEOPLE: [(&str, &str); 5] = [
     ("001206001000", "alex_lacamoire"),
@@ -24,6 +24,60 @@ pub const PEOPLE: [(&str, &str); 5] = [
 ];
 /// A pupil of the class whose parents gave no face consent.
 pub const NO_CONSENT: &str = "001206001005";
+
+/// A Monday morning a minute before the first period, as the simulated clock starts.
+pub const MONDAY_0659: &str = "2026-09-07T06:59:00+07:00";
+/// The first period's start on that Monday.
+pub const MONDAY_0700: &str = "2026-09-07T07:00:00+07:00";
+/// Its roll call's close: a window of 15 minutes.
+pub const MONDAY_0715: &str = "2026-09-07T07:15:00+07:00";
+
+/// A school's roll call: a 15-minute window, late after 5 minutes.
+pub const RULES: &str = "late_after_minutes = 5.0\nwindow_minutes = 15.0\n";
+
+/// A morning's first period, 07:00–07:45, every day of the week, and the bell it rings.
+pub const FIRST_PERIOD: &str = "[[schedule.shifts]]\nname = \"Sáng\"\n\
+    days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+    periods = [{ start = \"07:00\", end = \"07:45\" }]\n\n\
+    [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n";
+
+/// Waits until the agent has logged, in any order, a line containing each of `needles`.
+pub fn wait_for_all(agent: &RunningAgent, needles: &[&str], timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut missing: Vec<&str> = needles.to_vec();
+    missing.retain(|needle| !agent.log.lock().unwrap().iter().any(|line| line.contains(needle)));
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "no log lines containing {missing:?} within {timeout:?}; log:\n{}", agent.log.lock().unwrap().join("\n"));
+        let line = agent.wait_for_log("", left);
+        missing.retain(|needle| !line.contains(needle));
+    }
+}
+
+/// The needle of the log line of a mark by face of `personal_id`, present (not late).
+pub fn present_by_face(personal_id: &str) -> String {
+    format!("attendance mark personal_id={personal_id} status=Present source=Face")
+}
+
+/// Waits until the agent's /metrics counts `series` at `at_least`; returns the count.
+pub fn wait_for_metric(room: &Room, series: &str, at_least: f64, timeout: std::time::Duration) -> f64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (_, scrape) = http_get(room.http, "/metrics");
+        let count = metric(&scrape, series).unwrap_or(0.0);
+        if count >= at_least {
+            return count;
+        }
+        assert!(std::time::Instant::now() < deadline, "{series} is {count}, not {at_least}, after {timeout:?}:\n{scrape}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The count of `series` in the agent's /metrics now; 0 before it is counted.
+pub fn metric_now(room: &Room, series: &str) -> f64 {
+    let (_, scrape) = http_get(room.http, "/metrics");
+    metric(&scrape, series).unwrap_or(0.0)
+}
 
 pub fn faces() -> PathBuf {
     shared_testdata().join("faces")

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::rollcall::NotOnRoll;
+pub use super::state::CorrectionRefused;
 use crate::config::Config;
 use crate::http::error::{ApiError, JsonBody, QueryParams};
 use crate::proto::MarkStatus;
@@ -36,17 +36,6 @@ pub struct Correction {
     pub status: MarkStatus,
     pub reason: String,
     pub reply: oneshot::Sender<Result<(), CorrectionRefused>>,
-}
-
-/// Why the roll call did not take a teacher's correction.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum CorrectionRefused {
-    #[error("no roll call is open")]
-    NoRollCall,
-    #[error("the roll call has stopped")]
-    Stopped,
-    #[error(transparent)]
-    NotOnRoll(#[from] NotOnRoll),
 }
 
 impl From<CorrectionRefused> for ApiError {
@@ -147,7 +136,7 @@ struct ExportQuery {
 /// The roll call of a day or a month, as a file to download for the school office.
 async fn export(State(state): State<DeskState>, QueryParams(query): QueryParams<ExportQuery>) -> Result<Response, ApiError> {
     let invalid = |detail: String| ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", detail);
-    let period = super::export::Period::parse(&query.period).map_err(invalid)?;
+    let period = super::export::Period::parse(&query.period).map_err(|err| invalid(err.to_string()))?;
     let ext = query.format.unwrap_or_else(|| "xlsx".to_owned());
     if ext != "xlsx" && ext != "csv" {
         return Err(invalid(format!("format `{ext}` is neither xlsx nor csv")));

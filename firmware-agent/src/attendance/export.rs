@@ -8,6 +8,11 @@ use jiff::{Timestamp, ToSpan};
 
 use crate::store::attendance::MarkRow;
 
+/// A period asked for that is neither a day nor a month.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is neither a day (YYYY-MM-DD) nor a month (YYYY-MM)")]
+pub struct NotAPeriod(pub String);
+
 /// What to export: one day, or one month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
@@ -17,11 +22,11 @@ pub enum Period {
 
 impl Period {
     /// Parses `YYYY-MM-DD` (a day) or `YYYY-MM` (a month).
-    pub fn parse(text: &str) -> Result<Period, String> {
+    pub fn parse(text: &str) -> Result<Period, NotAPeriod> {
         if let Ok(date) = text.parse::<Date>() {
             return Ok(Period::Day(date));
         }
-        let invalid = || format!("`{text}` is neither a day (YYYY-MM-DD) nor a month (YYYY-MM)");
+        let invalid = || NotAPeriod(text.to_owned());
         let (year, month) = text.split_once('-').ok_or_else(invalid)?;
         let (year, month): (i16, i8) = (year.parse().map_err(|_| invalid())?, month.parse().map_err(|_| invalid())?);
         Date::new(year, month, 1).map_err(|_| invalid())?;
@@ -156,7 +161,8 @@ mod tests {
         assert_eq!(from.to_string(), "2026-08-31T17:00:00Z");
         assert_eq!(to.to_string(), "2026-09-30T17:00:00Z");
         assert_eq!(Period::parse("2026-09-07").unwrap(), Period::Day("2026-09-07".parse().unwrap()));
-        assert!(Period::parse("tháng 9").is_err());
-        assert!(Period::parse("2026-13").is_err());
+        assert_eq!(Period::parse("tháng 9"), Err(NotAPeriod("tháng 9".into())));
+        let err = Period::parse("2026-13").unwrap_err();
+        assert_eq!(err.to_string(), "`2026-13` is neither a day (YYYY-MM-DD) nor a month (YYYY-MM)");
     }
 }

@@ -10,8 +10,11 @@
 //! which follows each face across frames (`track`) and spares a recognised
 //! face the costly stages → `rollcall` (a state machine without I/O:
 //! confirmation, present/late/absent, a teacher's correction) → outbox
-//! events, all driven by `service` in the daemon; `people` keeps the class and
-//! its templates live as enrollments, erasures and rosters change them.
+//! events. `state` decides, without I/O, when roll calls open and close,
+//! which frames the camera must deliver and when the room is empty;
+//! `service` is the daemon's threads and the loop that drives it; `people`
+//! keeps the class and its templates live as enrollments, erasures and
+//! rosters change them.
 //! `enroll` decides which face of an enrollment photo becomes a template.
 //! `models` checks every model file against the manifest before a session is
 //! built; a missing or altered model stops attendance alone, with a message in
@@ -34,6 +37,7 @@ pub mod recognise;
 pub mod rollcall;
 pub mod service;
 pub mod source;
+pub mod state;
 pub mod track;
 
 pub use config::AttendanceConfig;

@@ -9,8 +9,9 @@
 //!   reads it every [`FOLLOW_EVERY`] and before it lets a frame's sightings
 //!   of pupils count (one indexed read); when it moved, it reads the class again
 //!   ([`Store::class_reading`], one read transaction, so the generation names
-//!   exactly the rows read with it), replaces the recogniser's gallery while
-//!   the workers run, and has the open roll call follow the class.
+//!   exactly the rows read with it); with what it read, the daemon replaces
+//!   the recogniser's gallery while the workers run and has the open roll
+//!   call follow the class.
 //! - The promise: a forgotten pupil is never marked again from the moment
 //!   `face forget` returns. Three things keep it. The roll call marks by face
 //!   only pupils enrolled in the class as last read, and the class is read
@@ -18,18 +19,17 @@
 //!   before the erasure marks anyone after it. The store writes a mark by face
 //!   only for a pupil who, at that commit, has templates and face consent, which
 //!   closes the moment between that read and the mark's commit; the roll call
-//!   takes back a mark the store left out at the next reading. And the
-//!   recogniser forgets the tracks of pupils its new gallery lacks.
+//!   takes back a mark the store left out at the next reading
+//!   ([`Class::face_marks`]). And the recogniser forgets the tracks of pupils
+//!   its new gallery lacks.
 //! - A class with no pupils is no failure: attendance waits for its roster,
 //!   and the roll call opens once it has pupils.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::matcher::Gallery;
-use super::recognise::Recogniser;
-use super::rollcall::RollCall;
 use crate::store::attendance::ClassReading;
 use crate::store::{Store, StoreError};
 
@@ -46,18 +46,10 @@ pub struct Class {
 
 impl Class {
     /// Reads the class `name` and its templates made by the model `model_sha256`.
-    pub async fn read(store: Arc<Store>, name: String, model_sha256: &'static str) -> Result<Class, String> {
+    pub async fn read(store: Arc<Store>, name: String, model_sha256: &'static str) -> Result<Class, StoreError> {
         let mut class = Class { store, name, model_sha256, reading: ClassReading::default() };
-        class.reading = class.read_again(None).await.map_err(|err| err.to_string())?;
+        class.reading = class.read_again(None).await?;
         Ok(class)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn has_pupils(&self) -> bool {
-        !self.reading.pupils.is_empty()
     }
 
     /// Every pupil of the class, as personal IDs.
@@ -75,11 +67,18 @@ impl Class {
         Gallery::new(self.reading.templates.iter().cloned())
     }
 
+    /// The pupils whose marks by face the store kept for the roll call named
+    /// at the last reading: a mark it left out is to be taken back.
+    pub fn face_marks(&self) -> &HashSet<String> {
+        &self.reading.face_marks
+    }
+
     /// Reads the class again if the room's people changed since the last
-    /// reading, and has `recogniser` and `roll`, if it is open, follow it.
-    /// True when it changed. A database that cannot be read leaves everything
-    /// as it was, to be tried again at the next call, and says so in the log.
-    pub async fn follow(&mut self, recogniser: &Recogniser, roll: Option<&mut RollCall>) -> bool {
+    /// reading, with the stored face marks of `open_roll_call` (the id of the
+    /// roll call open now, if any). True when it changed. A database that
+    /// cannot be read leaves everything as it was, to be tried again at the
+    /// next call, and says so in the log.
+    pub async fn follow(&mut self, open_roll_call: Option<&str>) -> bool {
         let moved = match self.store.blocking(|store| store.people_generation()).await {
             Ok(generation) => generation != self.reading.generation,
             Err(err) => {
@@ -90,34 +89,26 @@ impl Class {
         if !moved {
             return false;
         }
-        // A closed roll call is history: only an open one follows the class.
-        let roll = roll.filter(|roll| !roll.is_closed());
-        let session = roll.as_ref().map(|roll| roll.session_id().to_owned());
-        match self.read_again(session).await {
+        match self.read_again(open_roll_call.map(str::to_owned)).await {
             Ok(reading) => self.reading = reading,
             Err(err) => {
                 tracing::warn!("cannot read the class again: {err}");
                 return false;
             }
         }
-        recogniser.replace_gallery(self.gallery());
-        let enrolled = self.enrolled();
         tracing::info!(
             class = %self.name,
             pupils = self.reading.pupils.len(),
-            enrolled = enrolled.len(),
+            enrolled = self.enrolled().len(),
             generation = self.reading.generation,
             "the class changed; the roll call follows it"
         );
-        if let Some(roll) = roll {
-            roll.follow(&self.pupils(), enrolled, &self.reading.face_marks);
-        }
         true
     }
 
-    async fn read_again(&self, session: Option<String>) -> Result<ClassReading, StoreError> {
+    async fn read_again(&self, roll_call: Option<String>) -> Result<ClassReading, StoreError> {
         let (name, model) = (self.name.clone(), self.model_sha256);
-        self.store.blocking(move |store| store.class_reading(&name, model, session.as_deref())).await
+        self.store.blocking(move |store| store.class_reading(&name, model, roll_call.as_deref())).await
     }
 }
 
@@ -125,9 +116,8 @@ impl Class {
 mod tests {
     use super::*;
     use crate::attendance::embed::{DIMENSIONS, Embedding};
-    use crate::attendance::recognise::Checks;
+    use crate::attendance::rollcall::{RollCall, Rules, Sighting};
     use crate::clock::Clock;
-    use crate::attendance::rollcall::{Rules, Sighting};
     use crate::proto::event::Payload;
     use crate::roster::parse_csv;
     use crate::store::recorder::{Kept, Write};
@@ -141,6 +131,15 @@ mod tests {
         let mut v = vec![0.0; DIMENSIONS];
         v[axis] = 1.0;
         Embedding(v)
+    }
+
+    /// Follows the class as the daemon does, with the roll call if it is open.
+    async fn follow(class: &mut Class, roll: Option<&mut RollCall>) -> bool {
+        let changed = class.follow(roll.as_ref().map(|roll| roll.id())).await;
+        if let Some(roll) = roll.filter(|_| changed) {
+            roll.follow(&class.pupils(), class.enrolled(), class.face_marks());
+        }
+        changed
     }
 
     fn roster(rows: &[(&str, &str)]) -> crate::roster::Roster {
@@ -157,13 +156,11 @@ mod tests {
         let store = Arc::new(store);
         let mut class = Class::read(store.clone(), "6A1".into(), "model").await.unwrap();
         assert!(class.pupils().is_empty(), "no roster yet");
-        let checks = Checks { threshold: 0.5, min_face: 0.0, liveness_min_score: None, confirm_frames: 1 };
-        let recogniser = Recogniser::new(class.gallery(), checks);
-        assert!(!class.follow(&recogniser, None).await, "nothing changed");
+        assert!(!follow(&mut class, None).await, "nothing changed");
 
         store.import_roster(&roster(&[(HOA, "yes"), (PAO, "yes")])).unwrap();
         store.add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model").unwrap();
-        assert!(class.follow(&recogniser, None).await);
+        assert!(follow(&mut class, None).await);
         assert_eq!(class.pupils(), [HOA, PAO].map(String::from).into());
         assert_eq!(class.enrolled(), [HOA.to_owned()].into());
 
@@ -172,7 +169,7 @@ mod tests {
         // Páo is enrolled beside the running roll call, by another connection as `face enroll` has.
         store.add_face_templates(&PAO.parse().unwrap(), &[unit(1)], "model").unwrap();
         store.forget_faces(&HOA.parse().unwrap(), "parent's request").unwrap();
-        assert!(class.follow(&recogniser, Some(&mut roll)).await);
+        assert!(follow(&mut class, Some(&mut roll)).await);
         let sightings = [
             Sighting::Pupil { personal_id: HOA.into(), similarity: 0.9 },
             Sighting::Pupil { personal_id: PAO.into(), similarity: 0.9 },
@@ -195,7 +192,6 @@ mod tests {
         store.import_roster(&roster(&[(HOA, "yes")])).unwrap();
         store.add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model").unwrap();
         let mut class = Class::read(store.clone(), "6A1".into(), "model").await.unwrap();
-        let recogniser = Recogniser::new(class.gallery(), Checks { threshold: 0.5, min_face: 0.0, liveness_min_score: None, confirm_frames: 1 });
         let rules = Rules { confirm_frames: 1, late_after: SignedDuration::from_mins(5), window: SignedDuration::from_mins(15) };
         let (mut roll, _) = RollCall::open("s1".into(), "l1".into(), "6A1".into(), class.pupils(), class.enrolled(), rules, clock.now());
         let out = roll.observe(clock.now(), &[Sighting::Pupil { personal_id: HOA.into(), similarity: 0.9 }]);
@@ -205,7 +201,7 @@ mod tests {
         let kept = store.recorder().keep(Write::RollCall { occurred_at: clock.now(), payloads: out }).await;
         assert!(matches!(kept, Kept::Committed), "{kept:?}");
         assert!(store.attendance_marks("s1").unwrap().is_empty(), "the store left the mark out");
-        class.follow(&recogniser, Some(&mut roll)).await;
+        follow(&mut class, Some(&mut roll)).await;
         let out = roll.tick(clock.now() + SignedDuration::from_mins(15));
         let Some(Payload::AttendanceMark(mark)) = out.first() else { panic!("{out:?}") };
         assert_eq!((mark.personal_id.as_str(), mark.source()), (HOA, crate::proto::MarkSource::WindowClosed), "absent, not present");

@@ -1,5 +1,5 @@
 //! The whole path from a photo's bytes to the embeddings of its faces, with the
-//! time each stage took.
+//! time each stage of the models took.
 //!
 //! # Design
 //! A [`Pipeline`] owns one session per model and is used by one thread at a
@@ -54,7 +54,6 @@ impl From<ort::Error> for InferenceError {
 /// Time spent in each stage since the pipeline was made (or the times were taken).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
-    pub decode: Duration,
     pub detect: Duration,
     pub landmarks: Duration,
     pub align: Duration,
@@ -66,7 +65,7 @@ pub struct StageTimes {
 
 impl StageTimes {
     pub fn total(&self) -> Duration {
-        self.decode + self.detect + self.landmarks + self.align + self.embed + self.liveness
+        self.detect + self.landmarks + self.align + self.embed + self.liveness
     }
 }
 
@@ -97,14 +96,6 @@ impl Pipeline {
             liveness: models.session(models::LIVENESS)?,
             times: StageTimes::default(),
         })
-    }
-
-    /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB, timed as a stage.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<RgbImage, DecodeError> {
-        let started = Instant::now();
-        let image = decode(bytes)?;
-        self.times.decode += started.elapsed();
-        Ok(image)
     }
 
     /// Every face in `image` with its box, score and landmarks, best score first.

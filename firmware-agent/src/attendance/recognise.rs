@@ -19,7 +19,7 @@
 //!   place) harmless to the roll: the match of the pupil who left stands for
 //!   at most [`RECHECK_AFTER`] frames and marks nobody. A recheck that finds
 //!   another pupil or nobody starts the track's count again.
-//! - When a roll call opens, the service has the recogniser
+//! - When a roll call opens, the daemon has the recogniser
 //!   [`forget`](Recogniser::forget) what it recognised, so the new lesson's
 //!   class is checked afresh and marked within `confirm_frames` frames.
 //! - The gallery is replaced while the workers run, when the class's people
@@ -168,8 +168,7 @@ impl Recogniser {
 
     /// Every face of `image` large enough to count, with its track and verdict.
     pub fn analyse(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Faces, InferenceError> {
-        let found: Vec<([f32; 4], f32)> =
-            pipeline.find_faces(image)?.into_iter().filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face).collect();
+        let found = self.find_faces(pipeline, image)?;
         let (gallery, plan): (Arc<Gallery>, Vec<(u64, Option<Match>)>) = {
             let mut tracks = self.tracks();
             let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
@@ -209,6 +208,19 @@ impl Recogniser {
             }
         }
         Ok(faces)
+    }
+
+    /// How many faces large enough to count `image` shows: the detector
+    /// alone, for a frame that only asks whether anybody is there. The tracks
+    /// learn nothing from it.
+    pub fn faces_in_view(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<usize, InferenceError> {
+        Ok(self.find_faces(pipeline, image)?.len())
+    }
+
+    /// The box and score of every face of `image` large enough to count.
+    fn find_faces(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
+        let found = pipeline.find_faces(image)?;
+        Ok(found.into_iter().filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face).collect())
     }
 
     /// Forgets which pupil each track was recognised as: from the next frame

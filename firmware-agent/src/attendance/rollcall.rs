@@ -4,8 +4,9 @@
 //! - No I/O and no clock inside: every call is handed the time, and returns the
 //!   records to append to the outbox. The daemon's loop feeds it; tests drive it
 //!   through a lesson in microseconds.
-//! - A pupil is marked after being recognised in `confirm_frames` frames, so one
-//!   odd frame cannot mark a child present. One mark per pupil per lesson:
+//! - A pupil is marked after `confirm_frames` sightings (faces the models
+//!   checked and matched to the pupil; a frame may hold more than one), so one
+//!   odd sighting cannot mark a child present. One mark per pupil per lesson:
 //!   present, or late when first confirmed after `late_after`; pupils still
 //!   unmarked when the window closes are absent.
 //! - A teacher's correction wins: it replaces any mark, is recorded with source
@@ -59,13 +60,14 @@ struct PupilState {
 
 /// A teacher's correction for a pupil who is not on this roll.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("{0} is not on the roll of this class")]
+#[error("Học sinh {0} không có trong danh sách lớp ({0} is not on the roll of this class)")]
 pub struct NotOnRoll(pub String);
 
 /// One lesson's roll call.
 #[derive(Debug)]
 pub struct RollCall {
-    session_id: String,
+    /// Its id, as the hub's records carry it (`session_id` on the wire).
+    id: String,
     lesson_id: String,
     class_name: String,
     opened_at: Timestamp,
@@ -82,7 +84,7 @@ impl RollCall {
     /// Opens the roll call of `pupils` (every pupil of the class; `enrolled`
     /// those of them the camera may mark) at `now`.
     pub fn open(
-        session_id: String,
+        id: String,
         lesson_id: String,
         class_name: String,
         pupils: impl IntoIterator<Item = String>,
@@ -91,7 +93,7 @@ impl RollCall {
         now: Timestamp,
     ) -> (RollCall, Payload) {
         let roll = RollCall {
-            session_id,
+            id,
             lesson_id,
             class_name,
             opened_at: now,
@@ -102,12 +104,12 @@ impl RollCall {
             photos: TrackCount::default(),
             closed: false,
         };
-        let opened = roll.session(Phase::Opened);
+        let opened = roll.summary(Phase::Opened);
         (roll, opened.into())
     }
 
-    pub fn session_id(&self) -> &str {
-        &self.session_id
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn is_closed(&self) -> bool {
@@ -174,7 +176,7 @@ impl RollCall {
             }
         }
         if unknown_grew {
-            out.push(UnknownFaces { session_id: self.session_id.clone(), count: self.unknown.count() }.into());
+            out.push(UnknownFaces { session_id: self.id.clone(), count: self.unknown.count() }.into());
         }
         out
     }
@@ -192,7 +194,7 @@ impl RollCall {
             self.pupils.get_mut(&id).expect("listed above").mark = Some((MarkStatus::Absent, MarkSource::WindowClosed));
             out.push(self.mark(&id, MarkStatus::Absent, MarkSource::WindowClosed).into());
         }
-        out.push(self.session(Phase::Closed).into());
+        out.push(self.summary(Phase::Closed).into());
         out
     }
 
@@ -212,15 +214,10 @@ impl RollCall {
         Ok(mark.into())
     }
 
-    /// Each pupil's mark so far (`None` while unseen), by personal ID.
-    pub fn marks(&self) -> impl Iterator<Item = (&str, Option<(MarkStatus, MarkSource)>)> {
-        self.pupils.iter().map(|(id, state)| (id.as_str(), state.mark))
-    }
-
     fn mark(&self, personal_id: &str, status: MarkStatus, source: MarkSource) -> AttendanceMark {
         let state = &self.pupils[personal_id];
         AttendanceMark {
-            session_id: self.session_id.clone(),
+            session_id: self.id.clone(),
             lesson_id: self.lesson_id.clone(),
             personal_id: personal_id.to_owned(),
             status: status as i32,
@@ -230,13 +227,14 @@ impl RollCall {
         }
     }
 
-    fn session(&self, phase: Phase) -> AttendanceSession {
+    /// What the roll call is at `phase`, with its counts once closed.
+    fn summary(&self, phase: Phase) -> AttendanceSession {
         let count = |wanted: MarkStatus| {
             self.pupils.values().filter(|s| s.mark.is_some_and(|(status, _)| status == wanted)).count() as u32
         };
         let closed = phase == Phase::Closed;
         AttendanceSession {
-            session_id: self.session_id.clone(),
+            session_id: self.id.clone(),
             lesson_id: self.lesson_id.clone(),
             class_name: self.class_name.clone(),
             phase: phase as i32,
@@ -292,7 +290,7 @@ mod tests {
         let pupils = [HOA, PAO, MAI].map(String::from);
         let (roll, opened) =
             RollCall::open("s1".into(), "2026-09-07/morning/1".into(), "6A1".into(), pupils.clone(), pupils.into(), rules, start());
-        let Payload::AttendanceSession(opened) = opened else { panic!("an opened session") };
+        let Payload::AttendanceSession(opened) = opened else { panic!("an opened roll call") };
         assert_eq!(opened.phase, Phase::Opened as i32);
         roll
     }
@@ -340,7 +338,7 @@ mod tests {
         assert!(roll.tick(at(14)).is_empty());
         let out = roll.tick(at(15));
         assert_eq!(marks(&out), vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]);
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!("the session closes") };
+        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!("the roll call closes") };
         assert_eq!((closed.present, closed.late, closed.absent, closed.phase), (1, 1, 1, Phase::Closed as i32));
         assert!(roll.observe(at(16), &[seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)]).is_empty());
         assert!(roll.tick(at(20)).is_empty(), "closes once");
@@ -399,7 +397,7 @@ mod tests {
             roll.observe(at(1), &[seen(HOA, 0.6)]);
         }
         roll.follow(&ids(&[MAI]), ids(&[MAI]), &ids(&[HOA]).into_iter().collect());
-        let on_roll: Vec<&str> = roll.marks().map(|(id, _)| id).collect();
+        let on_roll: Vec<&str> = roll.pupils.keys().map(String::as_str).collect();
         assert_eq!(on_roll, [HOA, MAI], "Páo left the class unmarked");
         assert_eq!(roll.correct(PAO, MarkStatus::Excused, "", ""), Err(NotOnRoll(PAO.into())));
         let out = roll.tick(at(15));

@@ -1,33 +1,44 @@
-//! The roll call as the daemon runs it: a source thread, inference workers,
-//! and a thin async loop that feeds the [`RollCall`] state machine and writes
-//! what it decides to the store.
+//! Attendance as the daemon runs it: a source thread, inference workers, and
+//! a short async loop that drives the [`Attendance`] state machine, doing
+//! what it decides (records, health, the lights) and telling the source
+//! which frames it wants.
 //!
 //! # Design
 //! - Threads: one reads the source (blocking, paced) and decodes each frame,
 //!   so the next frame is decoded while the workers run the models on the
 //!   last; `attendance.threads` workers each own a [`Pipeline`] (sessions
 //!   built once) and share one [`Recogniser`], which turns a frame into each
-//!   face's track and verdict; the async loop only decides and hands records
+//!   face's track and verdict; the async loop only drives and hands records
 //!   to the store through [`crate::store::Store::blocking`]. No inference runs on the
 //!   runtime's threads.
+//! - The loop holds no policy: when roll calls open and close, what a frame
+//!   or a correction changes, and when the room is empty are the state
+//!   machine's ([`super::state`]). The loop sleeps on the agent's clock until
+//!   the machine's deadline, a frame's faces, a correction, a new config, or
+//!   the next look at the room's people ([`super::people`]), which also
+//!   catches a wall clock stepped by NTP within [`FOLLOW_EVERY`].
+//! - The source is told which frames are wanted ([`FramesWanted`]): every
+//!   frame through every model during a roll call; between roll calls one
+//!   frame now and then through the detector alone, for the empty-room rule;
+//!   none at all, the source closed, when that rule is off. So the models
+//!   no longer run all day for nothing. A file source keeps its own pace in
+//!   real time, as a camera would; the rest follows the agent's clock. A
+//!   recording played once starts again when it is opened again.
 //! - Frames are offered to the workers without waiting: when all are busy the
 //!   frame is dropped, so a slow machine sees fewer frames, never older ones.
-//!   The source thread looks for room before it decodes, so a frame it drops
-//!   costs no decoding, however fast the camera.
-//! - /metrics counts frames by outcome (`attendance_frames_total`: analysed,
-//!   dropped while the workers were busy, unreadable) and faces by how their
-//!   verdict was reached (`attendance_faces_total`: through the models, or the
-//!   standing match of a recognised track), so whether a room's machine keeps
-//!   up with its camera can be read off it.
+//!   The source thread looks for room, and whether the frame is wanted,
+//!   before it decodes, so a frame it drops costs no decoding.
+//! - /metrics counts frames by outcome (`attendance_frames_total`: analysed
+//!   by every model, detected by the detector alone, dropped while the workers
+//!   were busy, unreadable) and faces by how their verdict was reached
+//!   (`attendance_faces_total`: through the models, or the standing match of
+//!   a recognised track), so whether a room's machine keeps up with its
+//!   camera can be read off it.
 //! - A source that fails (a camera unplugged, a stream that stops) is reopened
 //!   with back-off from 1 to 30 seconds; /healthz shows `attendance_source` as
 //!   degraded meanwhile, and the roll call and the rest of the agent run on.
 //! - A missing or altered model stops attendance alone: /healthz shows
 //!   `attendance` as failed with the model error and its fix.
-//! - A roll call opens at the start of each period of the timetable (see
-//!   [`super::lessons`]), or once when attendance starts in a room without a
-//!   timetable, for the class in `attendance.class`; its window closes after
-//!   `attendance.window_minutes`. Between roll calls, frames are dropped.
 //! - The class and its templates follow the database live ([`super::people`]):
 //!   enrollments, erasures and roster changes reach the running roll call
 //!   without a restart, and a class without pupils waits for its roster.
@@ -36,26 +47,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use image::RgbImage;
-use jiff::{SignedDuration, Timestamp};
-use tokio::sync::mpsc;
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::config::AttendanceConfig;
-use super::lessons::{self, Next};
+use super::config::{AttendanceConfig, SourceConfig};
+use super::desk::Correction;
 use super::models::{self, ModelSet};
-use super::people::{self, Class};
+use super::people::{Class, FOLLOW_EVERY};
 use super::pipeline::{self, Pipeline};
 use super::recognise::{Checks, Faces, Recogniser, Verdict};
-use super::rollcall::{RollCall, Rules, Sighting};
-use super::source::{self, Frame};
+use super::rollcall::Sighting;
+use super::source::{self, Frame, FrameSource};
+use super::state::{Action, Attendance, FrameSeen, FramesWanted};
 use crate::agent::Agent;
+use crate::clock::{Clock, Monotonic};
 use crate::health::{Health, State};
+use crate::proto::attendance_session::Phase;
 use crate::proto::event::Payload;
 use crate::schedule::timetable::Timetable;
 
 const SUBSYSTEM: &str = "attendance";
 const SOURCE_SUBSYSTEM: &str = "attendance_source";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the workers are to make of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Analysis {
+    /// The detector alone: how many faces?
+    Detect,
+    /// Every model: whose faces?
+    Recognise,
+}
+
+/// A decoded frame on its way to a worker.
+struct Job {
+    image: RgbImage,
+    analysis: Analysis,
+}
 
 /// Runs attendance until shutdown. Failures are reported in health, never propagated.
 pub async fn run(agent: Arc<Agent>) {
@@ -79,7 +108,7 @@ pub async fn run(agent: Arc<Agent>) {
             return;
         }
     };
-    let mut class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
+    let class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
         Ok(class) => class,
         Err(err) => {
             agent.health.set(SUBSYSTEM, State::Failed, format!("cannot read the class from the database: {err}"));
@@ -88,7 +117,7 @@ pub async fn run(agent: Arc<Agent>) {
     };
     let recogniser = Arc::new(Recogniser::new(class.gallery(), Checks::of(&config)));
 
-    let (results_tx, mut results) = mpsc::channel::<Faces>(8);
+    let (results_tx, results) = mpsc::channel::<FrameSeen>(8);
     let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
@@ -97,114 +126,103 @@ pub async fn run(agent: Arc<Agent>) {
             return;
         }
     };
-    start_source(&config, jobs, agent.health.clone(), agent.shutdown.clone());
 
-    let rules = Rules {
-        confirm_frames: config.confirm_frames,
-        late_after: SignedDuration::from_secs_f64(config.late_after_minutes * 60.0),
-        window: SignedDuration::from_secs_f64(config.window_minutes * 60.0),
-    };
     let mut config_changes = agent.config.subscribe();
-    let mut timetable = periods_of(&config_changes.borrow_and_update());
-    let zone = agent.config().room.timezone.clone();
-    let mut follow = tokio::time::interval(people::FOLLOW_EVERY);
-    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut roll: Option<RollCall> = None;
-    let mut last_lesson: Option<String> = None;
-    let mut corrections = agent.attendance.take_inbox();
-    // The camera also tells when the room is empty: no face for a while switches
-    // the lights off (as automation, so a lesson or the teacher still wins).
-    let empty_room_after = (config.empty_room_minutes > 0.0).then(|| SignedDuration::from_secs_f64(config.empty_room_minutes * 60.0));
-    let mut last_face_seen = agent.clock.now();
-    let mut reported_empty = false;
+    let (timetable, zone) = {
+        let config = config_changes.borrow_and_update();
+        (periods_of(&config), config.room.timezone.clone())
+    };
+    let mut attendance = Attendance::new(&config, zone, timetable, agent.clock.now());
+    attendance.follow_class(agent.clock.now(), class.pupils(), class.enrolled(), class.face_marks());
+    let (wanted, wanted_by_source) = watch::channel(attendance.frames_wanted());
+    start_source(config.source.clone(), jobs, wanted_by_source, agent.clock.clone(), agent.health.clone(), agent.shutdown.clone());
+    let inputs = Inputs { results, config_changes, corrections: agent.attendance.take_inbox() };
+    drive(&agent, attendance, class, &recogniser, wanted, inputs).await;
+}
+
+/// What the loop is handed besides the time.
+struct Inputs {
+    /// What the workers made of each frame.
+    results: mpsc::Receiver<FrameSeen>,
+    config_changes: watch::Receiver<Arc<crate::config::Config>>,
+    /// The teacher's corrections; `None` if another took them.
+    corrections: Option<mpsc::Receiver<Correction>>,
+}
+
+/// Drives `attendance` until shutdown: hands it what happens, does what it
+/// decides, tells the source which frames it wants, and sleeps in between.
+async fn drive(
+    agent: &Arc<Agent>,
+    mut attendance: Attendance,
+    mut class: Class,
+    recogniser: &Recogniser,
+    wanted: watch::Sender<FramesWanted>,
+    inputs: Inputs,
+) {
+    let Inputs { mut results, mut config_changes, mut corrections } = inputs;
+    let clock = agent.clock.clone();
+    let mut next_follow = clock.deadline_in(FOLLOW_EVERY);
     loop {
-        let now = agent.clock.now();
-        // Open the next roll call when it is due: each period's, or one now without a timetable.
-        let due = match (&timetable, roll.as_ref().is_some_and(|r| !r.is_closed())) {
-            (_, true) => Next::Never,
-            (_, false) if !class.has_pupils() => {
-                let detail = format!("class `{}` has no pupils: import the roster, or fix attendance.class; the roll call starts once it has some", class.name());
-                agent.health.set(SUBSYSTEM, State::Degraded, detail);
-                Next::Never
-            }
-            (Some(timetable), false) => lessons::next(timetable, now, rules.window, last_lesson.as_deref()),
-            (None, false) if last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &zone), start: now },
-            (None, false) => Next::Never,
-        };
-        let mut open_at = None;
-        match due {
-            Next::Open { lesson_id, start } => {
-                let session_id = uuid::Uuid::now_v7().to_string();
-                // Each lesson's pupils are checked afresh: who sat where in the last one proves nothing.
-                recogniser.forget();
-                let (pupils, enrolled) = (class.pupils(), class.enrolled());
-                let (pupil_count, enrolled_count) = (pupils.len(), enrolled.len());
-                let (opened_roll, opened) = RollCall::open(session_id, lesson_id.clone(), config.class.clone(), pupils, enrolled, rules, start);
-                record(&agent, now, vec![opened]).await;
-                tracing::info!(session = opened_roll.session_id(), lesson = %lesson_id, class = %config.class, pupils = pupil_count, enrolled = enrolled_count, "roll call opened");
-                agent.health.set(SUBSYSTEM, State::Ok, format!("roll call of {} open; {enrolled_count} of {pupil_count} pupils enrolled", config.class));
-                roll = Some(opened_roll);
-                last_lesson = Some(lesson_id);
-            }
-            Next::Wait(at) => {
-                agent.health.set(SUBSYSTEM, State::Ok, format!("waiting for the next period ({at})"));
-                open_at = Some(at);
-            }
-            Next::Never => {}
-        }
-        let until = |instant: Timestamp| Duration::try_from(instant.duration_since(agent.clock.now())).unwrap_or(Duration::ZERO);
-        let close_wait = roll.as_ref().filter(|r| !r.is_closed()).map(|r| until(r.closes_at()));
-        let open_wait = open_at.map(until);
+        perform(agent, recogniser, &mut attendance).await;
+        wanted.send_if_modified(|wanted| std::mem::replace(wanted, attendance.frames_wanted()) != *wanted);
+        let deadline = attendance.poll_timeout().map(|at| monotonic_at(clock.as_ref(), at));
         tokio::select! {
             _ = agent.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(close_wait.unwrap_or_default()), if close_wait.is_some() => {
-                class.follow(&recogniser, roll.as_mut()).await;
-                let now = agent.clock.now();
-                if let Some(roll) = roll.as_mut() {
-                    let out = roll.tick(now);
-                    log_and_record(&agent, now, out).await;
-                }
+            _ = clock.sleep_until(deadline.unwrap_or_default()), if deadline.is_some() => attendance.handle_timeout(clock.now()),
+            _ = clock.sleep_until(next_follow) => {
+                follow_class(&mut class, recogniser, &mut attendance, clock.now()).await;
+                attendance.handle_timeout(clock.now());
+                next_follow = clock.deadline_in(FOLLOW_EVERY);
             }
-            _ = tokio::time::sleep(open_wait.unwrap_or_default()), if open_wait.is_some() => {}
-            _ = follow.tick() => {
-                class.follow(&recogniser, roll.as_mut()).await;
+            Ok(()) = config_changes.changed() => {
+                let timetable = periods_of(&config_changes.borrow_and_update());
+                attendance.follow_timetable(clock.now(), timetable);
             }
-            Ok(()) = config_changes.changed() => timetable = periods_of(&config_changes.borrow_and_update()),
             Some(correction) = async { corrections.as_mut()?.recv().await } => {
-                let now = agent.clock.now();
-                let Some(open) = roll.as_mut() else {
-                    let _ = correction.reply.send(Err(super::desk::CorrectionRefused::NoRollCall));
-                    continue;
-                };
-                match open.correct(&correction.personal_id, correction.status, &correction.reason, "") {
-                    Ok(mark) => {
-                        log_and_record(&agent, now, vec![mark]).await;
-                        let _ = correction.reply.send(Ok(()));
-                    }
-                    Err(err) => { let _ = correction.reply.send(Err(err.into())); }
-                }
+                let verdict = attendance.correct(clock.now(), &correction.personal_id, correction.status, &correction.reason);
+                // The correction's record is kept before the teacher hears it was taken.
+                perform(agent, recogniser, &mut attendance).await;
+                let _ = correction.reply.send(verdict);
             }
             frame = results.recv() => {
-                let Some(faces) = frame else { break };
-                let now = agent.clock.now();
-                if !faces.is_empty() {
-                    last_face_seen = now;
-                    reported_empty = false;
-                } else if let Some(after) = empty_room_after.filter(|after| !reported_empty && now.duration_since(last_face_seen) >= *after) {
-                    reported_empty = true;
-                    tracing::info!("no face seen for {}: the room is empty", crate::schedule::scheduler::human(after));
-                    agent.actuators.room_occupancy(0).await;
+                let Some(seen) = frame else { break };
+                if seen.sightings.iter().any(|sighting| matches!(sighting, Sighting::Pupil { .. })) {
+                    follow_class(&mut class, recogniser, &mut attendance, clock.now()).await;
                 }
-                let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
-                let sightings: Vec<Sighting> = faces.iter().filter_map(|(track, verdict)| verdict.sighting(*track)).collect();
-                if sightings.iter().any(|s| matches!(s, Sighting::Pupil { .. })) {
-                    class.follow(&recogniser, Some(&mut *open)).await;
-                }
-                let out = open.observe(now, &sightings);
-                log_and_record(&agent, now, out).await;
+                attendance.handle_frame(clock.now(), &seen);
             }
         }
     }
+}
+
+/// Does what the state machine decided, in order.
+async fn perform(agent: &Arc<Agent>, recogniser: &Recogniser, attendance: &mut Attendance) {
+    while let Some(action) = attendance.poll_action() {
+        match action {
+            Action::Record { at, payloads } => log_and_record(agent, at, payloads).await,
+            Action::Health(state, detail) => agent.health.set(SUBSYSTEM, state, detail),
+            Action::CheckFacesAfresh => recogniser.forget(),
+            Action::RoomEmpty(after) => {
+                tracing::info!("no face seen for {}: the room is empty", crate::schedule::scheduler::human(after));
+                agent.actuators.room_occupancy(0).await;
+            }
+        }
+    }
+}
+
+/// Reads the class again if the room's people changed, and has the
+/// recogniser and the open roll call follow it.
+async fn follow_class(class: &mut Class, recogniser: &Recogniser, attendance: &mut Attendance, now: Timestamp) {
+    if class.follow(attendance.open_roll_call()).await {
+        recogniser.replace_gallery(class.gallery());
+        attendance.follow_class(now, class.pupils(), class.enrolled(), class.face_marks());
+    }
+}
+
+/// The point on `clock`'s monotonic line when its wall clock will read `at`
+/// (now, if it already has).
+fn monotonic_at(clock: &dyn Clock, at: Timestamp) -> Monotonic {
+    clock.deadline_in(Duration::try_from(at.duration_since(clock.now())).unwrap_or(Duration::ZERO))
 }
 
 /// The timetable roll calls follow: `None` in a room without periods, where one roll call opens at start.
@@ -213,17 +231,21 @@ fn periods_of(config: &crate::config::Config) -> Option<Timetable> {
 }
 
 /// Records the roll call's decisions, then logs them (so a logged mark is a stored one).
-async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
-    record(agent, now, out.clone()).await;
+async fn log_and_record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
+    record(agent, at, out.clone()).await;
     for payload in &out {
         match payload {
             Payload::AttendanceMark(mark) => {
                 tracing::info!(personal_id = %mark.personal_id, status = ?mark.status(), source = ?mark.source(), similarity = mark.best_similarity, "attendance mark")
             }
-            Payload::AttendanceSession(session) => tracing::info!(
-                session = %session.session_id, present = session.present, late = session.late, absent = session.absent,
-                unknown_faces = session.unknown_faces, photos_refused = session.photos_refused, "roll call closed"
+            Payload::AttendanceSession(summary) if summary.phase() == Phase::Opened => tracing::info!(
+                roll_call = %summary.session_id, lesson = %summary.lesson_id, class = %summary.class_name, enrolled = summary.enrolled, "roll call opened"
             ),
+            Payload::AttendanceSession(summary) => tracing::info!(
+                roll_call = %summary.session_id, present = summary.present, late = summary.late, absent = summary.absent,
+                unknown_faces = summary.unknown_faces, photos_refused = summary.photos_refused, "roll call closed"
+            ),
+            Payload::UnknownFaces(unknown) => tracing::info!(roll_call = %unknown.session_id, count = unknown.count, "unknown faces counted"),
             _ => {}
         }
     }
@@ -232,24 +254,13 @@ async fn log_and_record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
 /// Keeps the roll call's decisions through the store's recorder: committed, or
 /// queued while the store refuses (a lesson makes at most one mark a pupil, so
 /// its records never need refusing).
-async fn record(agent: &Arc<Agent>, now: Timestamp, out: Vec<Payload>) {
+async fn record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
     use crate::store::recorder::{Kept, Write};
-    if out.is_empty() {
-        return;
-    }
-    match agent.store.recorder().keep(Write::RollCall { occurred_at: now, payloads: out }).await {
+    match agent.store.recorder().keep(Write::RollCall { occurred_at: at, payloads: out }).await {
         Kept::Committed => {}
         Kept::Queued(refusal) => tracing::warn!(%refusal, "the roll call's records are queued"),
         Kept::Refused(refusal) => tracing::error!(%refusal, "the roll call's records were not kept"),
     }
-}
-
-/// "YYYY-MM-DD/<shift>/<HHMM>" in the room's time zone: the date, the shift of
-/// the day, and the time the roll call opened.
-fn lesson_id(now: Timestamp, timezone: &str) -> String {
-    let local = now.to_zoned(jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC));
-    let shift = if local.hour() < 12 { "morning" } else { "afternoon" };
-    format!("{}/{shift}/{:02}{:02}", local.date(), local.hour(), local.minute())
 }
 
 /// Starts the inference workers; returns where to offer them frames.
@@ -257,9 +268,9 @@ fn start_workers(
     config: &AttendanceConfig,
     models: &ModelSet,
     recogniser: &Arc<Recogniser>,
-    results: mpsc::Sender<Faces>,
-) -> Result<mpsc::Sender<RgbImage>, models::ModelError> {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<RgbImage>(config.threads);
+    results: mpsc::Sender<FrameSeen>,
+) -> Result<mpsc::Sender<Job>, models::ModelError> {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(config.threads);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     for index in 0..config.threads {
         let mut pipeline = Pipeline::new(models)?;
@@ -267,11 +278,21 @@ fn start_workers(
         let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
             loop {
                 let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
-                let Some(image) = job else { return };
-                match recogniser.analyse(&mut pipeline, &image) {
-                    Ok(faces) => {
+                let Some(Job { image, analysis }) = job else { return };
+                let seen = match analysis {
+                    Analysis::Detect => recogniser.faces_in_view(&mut pipeline, &image).map(|faces| {
+                        count_frame("detected");
+                        FrameSeen { faces, sightings: Vec::new() }
+                    }),
+                    Analysis::Recognise => recogniser.analyse(&mut pipeline, &image).map(|faces| {
                         count_analysed(&faces);
-                        if results.blocking_send(faces).is_err() {
+                        let sightings = faces.iter().filter_map(|(track, verdict)| verdict.sighting(*track)).collect();
+                        FrameSeen { faces: faces.len(), sightings }
+                    }),
+                };
+                match seen {
+                    Ok(seen) => {
+                        if results.blocking_send(seen).is_err() {
                             return;
                         }
                     }
@@ -298,67 +319,97 @@ fn count_analysed(faces: &Faces) {
     metrics::counter!("attendance_faces_total", "check" => "models").increment((faces.len() - standing) as u64);
 }
 
-/// Reads the source on its own thread, reopening it with back-off when it fails.
-fn start_source(config: &AttendanceConfig, jobs: mpsc::Sender<RgbImage>, health: Health, shutdown: CancellationToken) {
-    let source_config = config.source.clone();
+/// Reads the source on its own thread while frames are `wanted`, reopening it
+/// with back-off when it fails and closing it while none are; ends when the
+/// loop that wants frames has gone, or at shutdown.
+fn start_source(
+    config: SourceConfig,
+    jobs: mpsc::Sender<Job>,
+    mut wanted: watch::Receiver<FramesWanted>,
+    clock: Arc<dyn Clock>,
+    health: Health,
+    shutdown: CancellationToken,
+) {
+    let runtime = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new().name("frame-source".to_owned()).spawn(move || {
         let mut backoff = Duration::from_secs(1);
+        let mut source: Option<Box<dyn FrameSource>> = None;
+        let mut last_detected: Option<Monotonic> = None;
         while !shutdown.is_cancelled() {
-            let mut source = match source::open(&source_config) {
-                Ok(source) => source,
-                Err(err) => {
-                    let detail = format!("{err}; retrying in {} s", backoff.as_secs());
-                    health.set(SOURCE_SUBSYSTEM, State::Degraded, detail);
-                    wait_or_stop(&shutdown, backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            };
-            health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{:?} source delivering frames", source_config.kind));
-            backoff = Duration::from_secs(1);
-            while !shutdown.is_cancelled() {
-                match source.next_frame() {
-                    Ok(Some(_)) if jobs.capacity() == 0 => count_frame("dropped"),
-                    Ok(Some(frame)) => {
-                        let image = match frame {
-                            Frame::Rgb(image) => image,
-                            Frame::Encoded(bytes) => match pipeline::decode(&bytes) {
-                                Ok(image) => image,
-                                Err(err) => {
-                                    count_frame("unreadable");
-                                    tracing::warn!("frame skipped: {err}");
-                                    continue;
-                                }
-                            },
-                        };
-                        match jobs.try_send(image) {
-                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                        }
+            let frames_wanted = *wanted.borrow_and_update();
+            let analysis = match frames_wanted {
+                FramesWanted::Nothing => {
+                    if source.take().is_some() {
+                        health.set(SOURCE_SUBSYSTEM, State::Ok, "closed until frames are wanted: no roll call open, empty-room rule off");
+                        tracing::info!("frame source closed until frames are wanted");
                     }
-                    Ok(None) => {
-                        health.set(SOURCE_SUBSYSTEM, State::Ok, "the recording has been played to its end");
+                    // Nobody left to want frames: the loop has stopped.
+                    if runtime.block_on(wanted.changed()).is_err() {
                         return;
                     }
-                    Err(err) => {
-                        health.set(SOURCE_SUBSYSTEM, State::Degraded, format!("{err}; reopening"));
-                        break;
+                    continue;
+                }
+                FramesWanted::DetectEvery(every) => last_detected.is_none_or(|at| clock.monotonic() >= at + every).then_some(Analysis::Detect),
+                FramesWanted::Recognise => Some(Analysis::Recognise),
+            };
+            if source.is_none() {
+                match source::open(&config) {
+                    Ok(opened) => {
+                        health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{:?} source delivering frames", config.kind));
+                        backoff = Duration::from_secs(1);
+                        source = Some(opened);
                     }
+                    Err(err) => {
+                        let detail = format!("{err}; retrying in {} s", backoff.as_secs());
+                        health.set(SOURCE_SUBSYSTEM, State::Degraded, detail);
+                        runtime.block_on(async {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => {}
+                                _ = clock.sleep(backoff) => {}
+                            }
+                        });
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            let Some(open) = source.as_mut() else { continue };
+            match (open.next_frame(), analysis) {
+                // A live camera is read at its pace whether or not its frame is wanted, so the next one is fresh.
+                (Ok(Some(_)), None) => {}
+                (Ok(Some(_)), Some(_)) if jobs.capacity() == 0 => count_frame("dropped"),
+                (Ok(Some(frame)), Some(analysis)) => {
+                    let image = match frame {
+                        Frame::Rgb(image) => image,
+                        Frame::Encoded(bytes) => match pipeline::decode(&bytes) {
+                            Ok(image) => image,
+                            Err(err) => {
+                                count_frame("unreadable");
+                                tracing::warn!("frame skipped: {err}");
+                                continue;
+                            }
+                        },
+                    };
+                    if analysis == Analysis::Detect {
+                        last_detected = Some(clock.monotonic());
+                    }
+                    match jobs.try_send(Job { image, analysis }) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                (Ok(None), _) => {
+                    health.set(SOURCE_SUBSYSTEM, State::Ok, "the recording has been played to its end");
+                    return;
+                }
+                (Err(err), _) => {
+                    health.set(SOURCE_SUBSYSTEM, State::Degraded, format!("{err}; reopening"));
+                    source = None;
                 }
             }
         }
     });
     if let Err(err) = spawned {
         tracing::error!(%err, "cannot start the frame source");
-    }
-}
-
-/// Sleeps `duration` on the source thread, waking early on shutdown.
-fn wait_or_stop(shutdown: &CancellationToken, duration: Duration) {
-    let step = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    while waited < duration && !shutdown.is_cancelled() {
-        std::thread::sleep(step);
-        waited += step;
     }
 }

@@ -147,9 +147,9 @@ fn refused_enrollment_photos_say_why() {
 #[test]
 fn a_truncated_photo_is_an_error_not_a_crash() {
     let bytes = std::fs::read(faces_dir().join("probe/biden_b.jpg")).unwrap();
-    let err = pipeline().decode(&bytes[..bytes.len() / 3]).unwrap_err();
+    let err = super::pipeline::decode(&bytes[..bytes.len() / 3]).unwrap_err();
     assert!(err.to_string().contains("cut short or damaged"), "{err}");
-    assert!(pipeline().decode(b"plain text").is_err());
+    assert!(super::pipeline::decode(b"plain text").is_err());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! Greedy IoU matching is enough at a classroom camera's pace: pupils move
 //! little between frames. A wrong join costs little: an unknown-face count,
 //! or a few frames in which a recognised pupil's match stands for whoever
-//! took their place until the next recheck (`super::recognise`), marking
+//! took their place until the recogniser checks that face again, marking
 //! nobody; pupils are marked only from faces the models checked, never by a
 //! track alone. A track not seen for [`MAX_MISSED`] frames ends.
 

@@ -14,7 +14,7 @@ use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
 use crate::attendance::embed::Embedding;
 use crate::proto::event::Payload;
-use crate::proto::{self, MarkSource, MarkStatus};
+use crate::proto::{MarkSource, MarkStatus};
 use crate::roster::PersonalId;
 
 impl Store {
@@ -48,18 +48,18 @@ impl Store {
     }
 
     /// The class as the roll call follows it, read at one instant: see [`ClassReading`].
-    /// `session_id` names the roll call whose stored face marks to read, if one is open.
-    pub fn class_reading(&self, class_name: &str, model_sha256: &str, session_id: Option<&str>) -> Result<ClassReading, StoreError> {
+    /// `roll_call_id` names the roll call whose stored face marks to read, if one is open.
+    pub fn class_reading(&self, class_name: &str, model_sha256: &str, roll_call_id: Option<&str>) -> Result<ClassReading, StoreError> {
         self.read(|conn| {
             // One read transaction: the generation names exactly the rows read with it.
             let snapshot = conn.unchecked_transaction()?;
             let generation = super::people_generation(&snapshot)?;
             let pupils = super::roster::pupils_of_class(&snapshot, class_name)?.into_iter().map(|p| p.personal_id).collect();
             let templates = templates_of_class(&snapshot, class_name, model_sha256)?;
-            let face_marks = match session_id {
-                Some(session) => snapshot
+            let face_marks = match roll_call_id {
+                Some(roll_call) => snapshot
                     .prepare("SELECT personal_id FROM attendance_marks WHERE session_id = ?1 AND source = 'face'")?
-                    .query_map([session], |row| row.get(0))?
+                    .query_map([roll_call], |row| row.get(0))?
                     .collect::<rusqlite::Result<_>>()?,
                 None => HashSet::new(),
             };
@@ -79,7 +79,7 @@ impl Store {
     pub fn forget_faces(&self, personal_id: &PersonalId, reason: &str) -> Result<usize, StoreError> {
         let occurred_at = self.clock().now();
         let stored = self.write(|tx| {
-            let erasure = erase_face_templates(tx, personal_id.as_str(), reason)?;
+            let erasure = super::roster::erase_face_templates(tx, personal_id.as_str(), reason)?;
             let count = erasure.count as usize;
             let stored = self.insert_events(tx, vec![NewEvent::new(occurred_at, erasure)])?;
             Ok((count, stored))
@@ -93,8 +93,8 @@ impl Store {
     /// every payload as an outbox event. A mark by face is left out when its
     /// pupil, at this commit, has no template or no face consent: a pupil erased
     /// a moment before is never marked by face again, whichever process erased
-    /// them (the roll call takes the mark back when it next reads its class; see
-    /// [`crate::attendance::people`]).
+    /// them (the running roll call takes the mark back when it next reads its
+    /// class, through [`Store::class_reading`]'s `face_marks`).
     pub(super) fn insert_roll_call(&self, tx: &Transaction<'_>, occurred_at: Timestamp, payloads: Vec<Payload>) -> rusqlite::Result<Vec<StoredEvent>> {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
@@ -124,13 +124,13 @@ impl Store {
         self.insert_events(tx, kept.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
     }
 
-    /// The marks of a roll-call session as (personal ID, status, source), by personal ID.
-    pub fn attendance_marks(&self, session_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+    /// The marks of a roll call as (personal ID, status, source), by personal ID.
+    pub fn attendance_marks(&self, roll_call_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         self.read(|conn| -> rusqlite::Result<Vec<(String, String, String)>> {
             let mut stmt = conn.prepare(
                 "SELECT personal_id, status, source FROM attendance_marks WHERE session_id = ?1 ORDER BY personal_id",
             )?;
-            stmt.query_map([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
+            stmt.query_map([roll_call_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
         })
     }
 }
@@ -144,7 +144,7 @@ pub struct ClassReading {
     pub pupils: Vec<PersonalId>,
     /// The templates of the pupils with face consent, of the model asked for.
     pub templates: Vec<(PersonalId, Embedding)>,
-    /// The pupils the roll call's session has a stored mark by face for.
+    /// The pupils the open roll call has a stored mark by face for.
     pub face_marks: HashSet<String>,
 }
 
@@ -171,18 +171,6 @@ fn recognisable(tx: &Transaction<'_>, personal_id: &str) -> rusqlite::Result<boo
          WHERE t.personal_id = ?1 AND p.face_consent = 1)",
     )?
     .query_row([personal_id], |row| row.get(0))
-}
-
-/// Deletes every template of a pupil inside the caller's transaction; returns
-/// the erasure to record for the hub, which counts them.
-pub(super) fn erase_face_templates(tx: &Transaction<'_>, personal_id: &str, reason: &str) -> rusqlite::Result<proto::Erasure> {
-    let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id])?;
-    Ok(proto::Erasure {
-        personal_id: personal_id.to_owned(),
-        what: "face_templates".to_owned(),
-        count: count as u32,
-        reason: reason.to_owned(),
-    })
 }
 
 /// One mark as the school office reads it.

@@ -15,9 +15,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::attendance::erase_face_templates;
 use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
+use crate::proto;
 use crate::roster::{PersonalId, Pupil, Roster, Teacher};
 
 /// What applying a roster changed.
@@ -44,6 +44,19 @@ pub(super) enum Coverage {
 /// Why templates are erased, as the erasure event tells the hub.
 const REMOVED: &str = "removed from the roster";
 const NO_CONSENT: &str = "face consent withdrawn in the roster";
+
+/// Deletes every template of a pupil inside the caller's transaction; returns
+/// the erasure to record for the hub, which counts them. The roster's rule
+/// erases with it, and so does `face forget` ([`Store::forget_faces`]).
+pub(super) fn erase_face_templates(tx: &Transaction<'_>, personal_id: &str, reason: &str) -> rusqlite::Result<proto::Erasure> {
+    let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id])?;
+    Ok(proto::Erasure {
+        personal_id: personal_id.to_owned(),
+        what: "face_templates".to_owned(),
+        count: count as u32,
+        reason: reason.to_owned(),
+    })
+}
 
 impl Store {
     /// Adds or updates every person of `roster` in one transaction. People not in
