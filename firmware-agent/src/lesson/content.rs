@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
 use super::Lesson;
-use super::protocol::content_name;
+use super::protocol::{BadContentName, content_name};
 
 /// The content directory for `config`.
 pub fn content_dir(config: &crate::config::Config) -> PathBuf {
@@ -154,8 +154,8 @@ fn etag(path: &Path) -> Option<String> {
 /// Why a pushed file was refused; nothing was changed in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] BadContentName),
     #[error("`{name}`: received {received} bytes, the push announced {announced}")]
     WrongSize { name: String, announced: u64, received: u64 },
     #[error("`{name}`: the SHA-256 of the received bytes is {received}, the push announced {announced}; send the file again")]
@@ -179,7 +179,7 @@ where
     I: IntoIterator<Item = Result<Vec<u8>, E>>,
     E: std::fmt::Display,
 {
-    content_name(name).map_err(ContentError::BadName)?;
+    content_name(name)?;
     let target = dir.join(name);
     let parent = target.parent().expect("a joined name has a parent").to_owned();
     let io = |source| ContentError::Io { name: name.to_owned(), dir: dir.to_owned(), source };

@@ -76,7 +76,7 @@ use crate::store::tablets::Tablet;
 pub use config::{BrowserClient, TabletsConfig, config_problems};
 use pairing::{Pairing, PairingRules};
 use protocol::{AgentMessage, Command, CommandEnvelope};
-use session::{AckProgress, Session};
+use session::{AckProgress, RefusedCommand, Session};
 
 /// Outgoing frames a connection may have queued before it is dropped as stuck.
 const QUEUE_LENGTH: usize = 256;
@@ -118,24 +118,18 @@ pub enum PairingRefused {
     Unavailable,
 }
 
-/// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 /// Why the teacher's command was not given.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     /// The command does not fit the lesson (a question stopped twice, say).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] RefusedCommand),
     /// Its record could not be kept.
     #[error(transparent)]
     NotKept(#[from] Refusal),
 }
 
-impl From<String> for IssueError {
-    fn from(detail: String) -> Self {
-        IssueError::Invalid(detail)
-    }
-}
-
+/// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 pub struct Lesson {
     agent: Arc<Agent>,
     config: TabletsConfig,

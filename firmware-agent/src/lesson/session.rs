@@ -19,31 +19,21 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::protocol::{Command, CommandEnvelope, ErrorCode, ProtocolError, Question};
+use super::protocol::{Command, CommandEnvelope, ErrorCode, InvalidCommand, LiveState, OpenQuestionView, ProtocolError, Question};
 use crate::proto::QuestionAnswer;
 
 /// How many past commands are kept for tablets that reconnect.
 pub const LOG_LENGTH: usize = 200;
 
-/// What a tablet should show right now; sent in `welcome`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LiveState {
-    pub locked: bool,
-    pub lock_message: String,
-    /// The last `open` command's target, if any.
-    pub open: Option<Command>,
-    pub question: Option<OpenQuestionView>,
-    /// The id of the newest command given.
-    pub last_command: u64,
-}
-
-/// The open question as a tablet sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OpenQuestionView {
-    pub question: Question,
-    pub started_at: Timestamp,
-    /// Set per tablet: whether this tablet has answered already.
-    pub answered: bool,
+/// Why the session refused the teacher's command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedCommand {
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommand),
+    #[error("question `{0}` was already asked in this lesson: give the new one its own id")]
+    AskedBefore(String),
+    #[error("question `{0}` is not open")]
+    NotOpen(String),
 }
 
 /// An answer as the panel sees it.
@@ -126,7 +116,7 @@ impl Session {
     }
 
     /// Gives a validated command; `connected` are the tablets expected to ack it.
-    pub fn issue(&mut self, now: Timestamp, command: Command, connected: BTreeSet<String>) -> Result<CommandEnvelope, String> {
+    pub fn issue(&mut self, now: Timestamp, command: Command, connected: BTreeSet<String>) -> Result<CommandEnvelope, RefusedCommand> {
         command.validate()?;
         match &command {
             Command::Lock { message } => {
@@ -141,13 +131,13 @@ impl Session {
             Command::Message { .. } => {}
             Command::QuestionStart(question) => {
                 if self.question.as_ref().is_some_and(|asked| asked.question.id == question.id) {
-                    return Err(format!("question `{}` was already asked in this lesson: give the new one its own id", question.id));
+                    return Err(RefusedCommand::AskedBefore(question.id.clone()));
                 }
                 self.question = Some(AskedQuestion { question: question.clone(), started_at: now, open: true, answers: Vec::new() });
             }
             Command::QuestionStop { question } => match self.question.as_mut() {
                 Some(asked) if asked.open && &asked.question.id == question => asked.open = false,
-                _ => return Err(format!("question `{question}` is not open")),
+                _ => return Err(RefusedCommand::NotOpen(question.clone())),
             },
         }
         self.last_command += 1;
@@ -236,7 +226,7 @@ impl Session {
         if asked.answers.iter().any(|answer| answer.tablet_id == tablet_id) {
             return Err(ProtocolError::new(ErrorCode::AlreadyAnswered, format!("this tablet already answered `{question_id}`")));
         }
-        asked.question.check_answer(&choices, &text).map_err(|detail| ProtocolError::new(ErrorCode::InvalidAnswer, detail))?;
+        asked.question.check_answer(&choices, &text).map_err(|invalid| ProtocolError::new(ErrorCode::InvalidAnswer, invalid.to_string()))?;
         let correct = asked.question.grade(&choices, &text);
         let time_to_answer_ms = u32::try_from(elapsed.as_millis().max(0)).unwrap_or(u32::MAX);
         asked.answers.push(AnswerView {
