@@ -102,12 +102,25 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
     let tasks = TaskTracker::new();
+    let lesson = {
+        let config = agent.config();
+        crate::lesson::Lesson::new(crate::lesson::LessonParts {
+            tablets: config.tablets.clone(),
+            zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+            http_listen: config.http.listen,
+            content_dir: crate::lesson::content::content_dir(&config),
+            store: agent.store.clone(),
+            clock: agent.clock.clone(),
+            shutdown: agent.shutdown.clone(),
+        })
+    };
+    tasks.spawn(lesson.clone().run());
     let http_address = http.local_addr().map_err(|err| err.to_string())?;
     {
         let agent = agent.clone();
         tasks.spawn(async move {
             agent.health.set("http", State::Ok, format!("listening on {http_address}"));
-            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone()).await {
+            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone(), lesson).await {
                 agent.health.set("http", State::Failed, err.to_string());
             }
         });

@@ -26,11 +26,11 @@ pub fn not_kept(refusal: &Refusal) -> axum::response::Response {
 }
 
 /// Every route the agent serves.
-pub fn router(agent: Arc<Agent>) -> Router {
+pub fn router(agent: Arc<Agent>, lesson: Arc<crate::lesson::Lesson>) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(crate::panel::routes())
-        .merge(crate::lesson::routes(agent.clone()))
+        .merge(crate::lesson::routes(lesson))
         .merge(actuators::routes())
         .merge(crate::attendance::desk::routes())
         .layer(axum::Extension(crate::panel::access::SharedGate::default()))
@@ -39,11 +39,16 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes
 /// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
-pub async fn serve(listener: TcpListener, tablets_tls: Option<crate::lesson::tls::TlsListener>, agent: Arc<Agent>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    tablets_tls: Option<crate::lesson::tls::TlsListener>,
+    agent: Arc<Agent>,
+    lesson: Arc<crate::lesson::Lesson>,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
-    let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(agent, lesson).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

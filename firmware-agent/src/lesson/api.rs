@@ -51,7 +51,7 @@ fn store_failure(err: impl std::fmt::Display) -> Response {
 }
 
 async fn list(State(lesson): State<Arc<Lesson>>) -> Response {
-    let tablets = match lesson.agent().store.blocking(|store| store.tablets()).await {
+    let tablets = match lesson.store().blocking(|store| store.tablets()).await {
         Ok(tablets) => tablets,
         Err(err) => return store_failure(err),
     };
@@ -124,7 +124,7 @@ const NO_LAN_ADDRESS: (&str, &str) = (
 /// None when the agent listens on every interface and none has an address a
 /// tablet could reach.
 fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
-    let listen = lesson.agent().config().http.listen;
+    let listen = lesson.http_listen();
     let host = if listen.ip().is_unspecified() { super::discovery::lan_address()? } else { listen.ip() };
     let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
     if let Some(tls) = super::tls::advertised() {
@@ -192,7 +192,7 @@ async fn bind(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>, Json(bo
     };
     if let Some(pupil) = &pupil {
         let lookup = pupil.clone();
-        match lesson.agent().store.blocking(move |store| store.pupil(&lookup)).await {
+        match lesson.store().blocking(move |store| store.pupil(&lookup)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return failure(StatusCode::NOT_FOUND, "Không có học sinh này trong danh sách lớp", format!("pupil {pupil} is not in the roster: import the roster first"));
@@ -210,7 +210,7 @@ async fn revoke(State(lesson): State<Arc<Lesson>>, Path(id): Path<String>) -> Re
 async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Response {
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
-    match lesson.agent().store.blocking(move |store| store.change_tablet(&tablet_id, &change)).await {
+    match lesson.store().blocking(move |store| store.change_tablet(&tablet_id, &change)).await {
         Ok(Some(tablet)) => {
             if revoking {
                 lesson.drop_tablet(&tablet.tablet_id);

@@ -73,7 +73,7 @@ fn lexical_dir_problem(content: &Path, data_dir: &Path, config_dir: &Path) -> Op
 }
 
 pub fn routes(lesson: &Arc<Lesson>) -> axum::Router<Arc<Lesson>> {
-    let dir = content_dir(&lesson.agent().config());
+    let dir = lesson.content_dir().to_owned();
     axum::Router::new()
         .nest_service("/content", ServeDir::new(&dir).append_index_html_on_directories(false))
         .layer(middleware::from_fn_with_state((lesson.clone(), dir), guard))

@@ -61,6 +61,8 @@ pub mod tls;
 pub mod ws;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -69,8 +71,12 @@ use base64::Engine;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::agent::Agent;
+use crate::clock::Clock;
+use crate::proto::LessonRecord;
+use crate::store::Store;
 use crate::store::recorder::{Kept, Refusal, Who, Write};
 use crate::store::tablets::Tablet;
 pub use config::{BrowserClient, TabletsConfig, config_problems};
@@ -129,19 +135,44 @@ pub enum IssueError {
     NotKept(#[from] Refusal),
 }
 
+/// What the lesson is handed at start: its own section of the config and the
+/// few things of the agent it uses.
+pub struct LessonParts {
+    pub tablets: TabletsConfig,
+    /// The room's time zone: the live lesson is named by the room's date.
+    pub zone: jiff::tz::TimeZone,
+    /// Where the agent serves HTTP (`http.listen`), for the pairing link.
+    pub http_listen: SocketAddr,
+    /// The content store's directory, resolved.
+    pub content_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// The agent's stop: the lesson's loops end on it.
+    pub shutdown: CancellationToken,
+}
+
 /// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 pub struct Lesson {
-    agent: Arc<Agent>,
     config: TabletsConfig,
+    http_listen: SocketAddr,
+    content_dir: PathBuf,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+    /// Every task the lesson runs (live connections, records on their way to
+    /// the outbox); [`Lesson::run`] drains it at the stop.
+    tasks: TaskTracker,
     state: Mutex<Shared>,
     next_connection: AtomicU64,
     /// Woken on every ack and every answer, for callers that wait on them.
     progress: Notify,
+    /// Woken when a command was given: the session may have a new deadline.
+    deadlines: Notify,
 }
 
 impl Lesson {
-    pub fn new(agent: Arc<Agent>) -> Arc<Lesson> {
-        let config = agent.config().tablets.clone();
+    pub fn new(parts: LessonParts) -> Arc<Lesson> {
+        let LessonParts { tablets: config, zone, http_listen, content_dir, store, clock, shutdown } = parts;
         let rules = PairingRules {
             window: jiff::SignedDuration::from_secs(i64::from(config.pairing_window_s)),
             max_wrong_codes: config.max_wrong_codes,
@@ -149,15 +180,48 @@ impl Lesson {
         };
         // One live lesson per agent run, named by the room's date and a unique
         // suffix, so records from before a restart never share an id.
-        let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        let lesson_id = format!("{}/live/{}", clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        let session = Session::new(lesson_id, Duration::from_millis(u64::from(config.ack_timeout_ms)));
         Arc::new(Lesson {
-            agent,
             config,
-            state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
+            http_listen,
+            content_dir,
+            store,
+            clock,
+            shutdown,
+            tasks: TaskTracker::new(),
+            state: Mutex::new(Shared { pairing: Pairing::new(rules), session, connections: HashMap::new() }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
+            deadlines: Notify::new(),
         })
+    }
+
+    /// Drives the live lesson's timers until the agent stops; then writes the
+    /// record of every command still waiting for acks, with the acks so far,
+    /// and returns once every task the lesson runs has finished (each live
+    /// connection closed, each record committed or queued by the recorder).
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let deadline = self.lock().session.poll_timeout();
+            let timeout = match deadline {
+                Some(deadline) => self.clock.sleep_until(deadline),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                () = timeout => {
+                    let now = self.clock.monotonic();
+                    self.lock().session.handle_timeout(now);
+                    self.keep_records();
+                }
+                () = self.deadlines.notified() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+        }
+        self.lock().session.settle_all();
+        self.keep_records();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -168,21 +232,30 @@ impl Lesson {
         &self.config
     }
 
-    pub fn agent(&self) -> &Arc<Agent> {
-        &self.agent
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Where the agent serves HTTP (`http.listen`).
+    pub fn http_listen(&self) -> SocketAddr {
+        self.http_listen
+    }
+
+    pub fn content_dir(&self) -> &Path {
+        &self.content_dir
     }
 
     /// Opens a pairing window with a fresh code.
     pub fn open_pairing(&self) -> pairing::WindowView {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let view = self.lock().pairing.open(now, code);
         tracing::info!(expires_at = %view.expires_at, "pairing window opened");
         view
     }
 
     pub fn pairing_view(&self) -> Option<pairing::WindowView> {
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         self.lock().pairing.view(now)
     }
 
@@ -192,7 +265,7 @@ impl Lesson {
 
     /// A tablet presents a code; on success it is paired and gets its token.
     pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), PairingRefused> {
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let attempt = self.lock().pairing.attempt(now, from, code);
         if attempt != pairing::Attempt::Accepted {
             tracing::warn!(%from, ?attempt, "pairing refused");
@@ -203,7 +276,7 @@ impl Lesson {
         let tablet_id = format!("tab-{}", uuid::Uuid::now_v7().simple());
         let name = if name.trim().is_empty() { format!("Máy {}", &tablet_id[tablet_id.len() - 4..]) } else { name.trim().chars().take(64).collect() };
         let hash = token_hash(&token);
-        match self.agent.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
+        match self.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
             Ok(tablet) => {
                 tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
                 Ok((tablet, token))
@@ -218,7 +291,7 @@ impl Lesson {
     /// The tablet that holds `token`, unless revoked.
     pub async fn authenticate(&self, token: &str) -> Option<Tablet> {
         let hash = token_hash(token);
-        match self.agent.store.blocking(move |store| store.tablet_by_token(&hash)).await {
+        match self.store.blocking(move |store| store.tablet_by_token(&hash)).await {
             Ok(tablet) => tablet,
             Err(err) => {
                 tracing::error!(%err, "cannot look up a tablet token");
@@ -266,16 +339,17 @@ impl Lesson {
             }
         }
         drop(state);
+        self.keep_records();
         self.progress.notify_waiters();
     }
 
     /// Gives the teacher's command to every connected tablet, unless its record could not be kept.
     pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, IssueError> {
-        self.agent.store.recorder().admit(Who::Teacher)?;
-        let now = self.agent.clock.now();
+        self.store.recorder().admit(Who::Teacher)?;
+        let now = self.clock.now();
         let mut state = self.lock();
         let connected: BTreeSet<String> = state.connections.values().map(|c| c.tablet.tablet_id.clone()).collect();
-        let envelope = state.session.issue(now, command, connected)?;
+        let envelope = state.session.issue(now, self.clock.monotonic(), command, connected)?;
         let frame: Arc<str> = AgentMessage::Command(&envelope).to_json().into();
         let mut stuck = Vec::new();
         for (id, connection) in &state.connections {
@@ -289,40 +363,31 @@ impl Lesson {
                 state.session.forget_expected(&connection.tablet.tablet_id);
             }
         }
-        let lesson_id = state.session.lesson_id().to_owned();
+        if self.shutdown.is_cancelled() {
+            // Given while the agent stops: nobody drives the timers any more.
+            state.session.settle_all();
+        }
         drop(state);
         tracing::info!(id = envelope.id, command = envelope.command.name(), "command given");
-        self.record_when_settled(lesson_id, envelope.clone());
+        self.keep_records();
+        self.deadlines.notify_one();
         Ok(envelope)
     }
 
-    /// Writes the command's `LessonRecord` once every expected tablet acked,
-    /// after the ack timeout, or at shutdown, whichever comes first.
-    fn record_when_settled(self: &Arc<Self>, lesson_id: String, envelope: CommandEnvelope) {
-        let lesson = self.clone();
-        let timeout = Duration::from_millis(u64::from(self.config.ack_timeout_ms));
-        tokio::spawn(async move {
-            // On shutdown the record is written at once with the acks so far.
-            tokio::select! {
-                _ = tokio::time::timeout(timeout, lesson.wait_for_acks(envelope.id)) => {}
-                _ = lesson.agent.shutdown.cancelled() => {}
-            }
-            let progress = lesson.ack_progress(envelope.id);
-            let record = crate::proto::LessonRecord {
-                lesson_id,
-                command_id: envelope.id.to_string(),
-                command: envelope.command.name().to_owned(),
-                arguments_json: serde_json::to_string(&envelope.command).expect("commands serialise"),
-                acknowledged: progress.acknowledged,
-                connected: progress.expected,
-            };
-            let now = lesson.agent.clock.now();
-            match lesson.agent.store.recorder().keep(Write::event(now, record)).await {
-                Kept::Committed => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
-                Kept::Queued(refusal) => tracing::warn!(%refusal, id = envelope.id, "lesson command's record queued"),
-                Kept::Refused(refusal) => tracing::error!(%refusal, id = envelope.id, "lesson command's record not kept"),
-            }
-        });
+    /// Hands the records of the commands that settled to the store's recorder.
+    fn keep_records(&self) {
+        let records = self.lock().session.take_records();
+        for record in records {
+            let LessonRecord { command_id: id, acknowledged, connected, .. } = record.clone();
+            let (recorder, write) = (self.store.recorder().clone(), Write::event(self.clock.now(), record));
+            self.tasks.spawn(async move {
+                match recorder.keep(write).await {
+                    Kept::Committed => tracing::info!(id, acknowledged, connected, "lesson command recorded"),
+                    Kept::Queued(refusal) => tracing::warn!(%refusal, id, "lesson command's record queued"),
+                    Kept::Refused(refusal) => tracing::error!(%refusal, id, "lesson command's record not kept"),
+                }
+            });
+        }
     }
 
     pub fn ack_progress(&self, id: u64) -> AckProgress {
@@ -343,14 +408,17 @@ impl Lesson {
 
     /// Returns once the latest question has at least `count` answers (or after `timeout`).
     pub async fn wait_for_answers(&self, count: usize, timeout: Duration) -> Option<session::QuestionResults> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timed_out = self.clock.sleep(timeout);
         loop {
             let woken = self.progress.notified();
             let results = self.results();
-            if results.as_ref().is_none_or(|r| r.answers.len() >= count) || tokio::time::Instant::now() >= deadline {
+            if results.as_ref().is_none_or(|r| r.answers.len() >= count) {
                 return results;
             }
-            let _ = tokio::time::timeout_at(deadline, woken).await;
+            tokio::select! {
+                () = woken => {}
+                () = &mut timed_out => return self.results(),
+            }
         }
     }
 
@@ -362,6 +430,7 @@ impl Lesson {
     pub fn ack(&self, tablet_id: &str, id: u64) -> Result<(), protocol::ProtocolError> {
         let progress = self.lock().session.ack(tablet_id, id)?;
         if progress.complete() {
+            self.keep_records();
             self.progress.notify_waiters();
         }
         Ok(())
@@ -377,12 +446,12 @@ impl Lesson {
     /// without a name.
     pub fn answer(self: &Arc<Self>, tablet: &Tablet, question: &str, choices: Vec<String>, text: String, reply: mpsc::WeakSender<Outgoing>) -> Result<(), protocol::ProtocolError> {
         let pupil = tablet.pupil_personal_id.as_deref().filter(|_| tablet.pupil_learning_data_consent);
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let record = self.lock().session.answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
-        let (recorder, write) = (self.agent.store.recorder().clone(), Write::event(now, record));
+        let (recorder, write) = (self.store.recorder().clone(), Write::event(now, record));
         let (lesson, question, tablet_id) = (self.clone(), question.to_owned(), tablet.tablet_id.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let frame = match recorder.keep_or_refuse(write).await {
                 Kept::Committed => AgentMessage::AnswerReceived { question: &question }.to_json(),
                 Kept::Queued(refusal) | Kept::Refused(refusal) => {
@@ -439,6 +508,9 @@ impl Lesson {
             }
         }
         state.session.forget_expected(tablet_id);
+        drop(state);
+        self.keep_records();
+        self.progress.notify_waiters();
     }
 
     /// Updates the name or pupil of a connected tablet after the teacher changed it.
@@ -454,12 +526,99 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// Every route of the tablets' side and the teacher's lesson API.
-pub fn routes(agent: Arc<Agent>) -> axum::Router<Arc<Agent>> {
-    let lesson = Lesson::new(agent);
+pub fn routes(lesson: Arc<Lesson>) -> axum::Router<Arc<crate::agent::Agent>> {
     axum::Router::new()
         .merge(api::routes())
         .merge(page::routes(lesson.config.browser_client))
         .merge(ws::routes())
         .merge(content::routes(&lesson))
         .with_state(lesson)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::proto::event::Payload;
+    use crate::store::testing;
+
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+    fn lesson(store: Store, clock: Arc<ManualClock>) -> Arc<Lesson> {
+        let tablets = TabletsConfig { ack_timeout_ms: TEN_MINUTES.as_millis() as u32, ..TabletsConfig::default() };
+        Lesson::new(LessonParts {
+            tablets,
+            zone: jiff::tz::TimeZone::UTC,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            content_dir: PathBuf::from("content"),
+            store: Arc::new(store),
+            clock,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    fn tablet(id: &str) -> Tablet {
+        Tablet { tablet_id: id.into(), name: id.into(), pupil_personal_id: None, paired_at_ms: 0, revoked: false, pupil_learning_data_consent: false }
+    }
+
+    /// The lesson records in the outbox, as (command, acknowledged, connected).
+    fn records(store: &Store) -> Vec<(String, u32, u32)> {
+        let events = store.read(|conn| crate::store::outbox::read_after(conn, 0, 1000)).unwrap();
+        events
+            .into_iter()
+            .filter(|event| event.kind == "lesson.record")
+            .map(|event| match Payload::decode_stored(&event.kind, &event.payload) {
+                Ok(Some(Payload::LessonRecord(r))) => (r.command, r.acknowledged, r.connected),
+                other => panic!("not a lesson record: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_commands_record_waits_out_its_ack_timeout_on_the_lessons_clock() {
+        let (_dir, clock, store) = testing::store();
+        let lesson = lesson(store, clock.clone());
+        let _connection = lesson.connect(tablet("tab-1"), 0);
+        let driver = tokio::spawn(lesson.clone().run());
+        lesson.issue(Command::Lock { message: "Nhìn lên bảng".into() }).unwrap();
+        let mut commits = lesson.store.subscribe_commits();
+        clock.advance(TEN_MINUTES);
+        // Ten minutes of the lesson's clock, and no real waiting: the record is written at once.
+        let written = tokio::time::timeout(Duration::from_secs(10), async {
+            while records(&lesson.store).is_empty() {
+                commits.changed().await.unwrap();
+            }
+        });
+        written.await.expect("the record is written once the manual clock passed the ack timeout");
+        assert_eq!(records(&lesson.store), [("lock".to_owned(), 0, 1)]);
+        lesson.shutdown.cancel();
+        driver.await.unwrap();
+        assert_eq!(records(&lesson.store).len(), 1, "the stop writes no record twice");
+    }
+
+    #[tokio::test]
+    async fn the_stop_returns_once_the_record_of_each_waiting_command_is_in_the_outbox() {
+        let (_dir, clock, store) = testing::store();
+        let lesson = lesson(store, clock);
+        let _first = lesson.connect(tablet("tab-1"), 0);
+        let _second = lesson.connect(tablet("tab-2"), 0);
+        let driver = tokio::spawn(lesson.clone().run());
+        let lock = lesson.issue(Command::Lock { message: String::new() }).unwrap();
+        lesson.issue(Command::Message { text: "Chào các em".into() }).unwrap();
+        lesson.ack("tab-2", lock.id).unwrap();
+        lesson.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), driver).await.expect("the lesson drains").unwrap();
+        assert_eq!(records(&lesson.store), [("lock".to_owned(), 1, 2), ("message".to_owned(), 0, 2)], "written before the lesson returned");
+
+        // A command the teacher gives while the agent stops has nobody left to time it: recorded at once.
+        let mut commits = lesson.store.subscribe_commits();
+        lesson.issue(Command::Unlock).unwrap();
+        let written = tokio::time::timeout(Duration::from_secs(10), async {
+            while records(&lesson.store).len() < 3 {
+                commits.changed().await.unwrap();
+            }
+        });
+        written.await.expect("the unlock's record is written");
+        assert_eq!(records(&lesson.store)[2], ("unlock".to_owned(), 0, 2));
+    }
 }
