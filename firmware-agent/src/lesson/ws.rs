@@ -3,17 +3,22 @@
 //! The loop reads frames, parses them ([`protocol::parse`]) and hands them to
 //! the lesson; it writes what the lesson queued for this tablet. A bad frame
 //! is answered with an `error` on this socket only. A tablet silent for
-//! `tablets.heartbeat_timeout_s` is disconnected. Connections and their end
-//! are logged at info level; single messages at most at debug, so that a
-//! tablet sending thousands cannot fill the disk with the log.
+//! `tablets.heartbeat_timeout_s` (by the lesson's clock) is disconnected.
+//! When the agent stops, the tablet is sent a close frame ("going away") and
+//! the loop returns; it runs among the lesson's tasks, so the stop waits for
+//! that frame. Connections and their end are logged at info level; single
+//! messages at most at debug, so that a tablet sending thousands cannot fill
+//! the disk with the log.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 
 use super::protocol::{self, AgentMessage, ErrorCode, ProtocolError, TabletMessage};
@@ -29,6 +34,9 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 /// small, and a larger one is still read whole, in several reads.
 const SOCKET_BUFFER: usize = 8 * 1024;
 
+/// How long a stopping agent waits for a tablet to answer its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 pub fn routes() -> axum::Router<Arc<Lesson>> {
     axum::Router::new().route("/tablet/ws", get(upgrade))
 }
@@ -42,16 +50,25 @@ async fn upgrade(socket: WebSocketUpgrade, State(lesson): State<Arc<Lesson>>) ->
         .on_upgrade(move |socket| serve(lesson, socket))
 }
 
-async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
+/// The connection's loop, counted among the lesson's tasks from the upgrade on.
+fn serve(lesson: Arc<Lesson>, socket: WebSocket) -> impl Future<Output = ()> {
+    lesson.tasks.clone().track_future(live_channel(lesson, socket))
+}
+
+async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let silence = Duration::from_secs(u64::from(lesson.config().heartbeat_timeout_s));
     let limit = lesson.config().max_message_bytes;
 
     // Before `hello`, nothing else is accepted.
     let (tablet, last_command) = loop {
-        let frame = match tokio::time::timeout(silence, stream.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            _ => return,
+        let frame = tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(frame)) => frame,
+                _ => return,
+            },
+            () = lesson.clock.sleep(silence) => return,
+            () = lesson.shutdown.cancelled() => return going_away(&lesson, sink, stream).await,
         };
         let Some(text) = text_of(frame, limit) else { continue };
         let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
@@ -76,6 +93,7 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
     tracing::info!(tablet = %tablet.tablet_id, last_command, "tablet connected");
     let mut tablet = tablet;
     if sink.send(Message::Text(welcome.into())).await.is_ok() {
+        let mut last_heard = lesson.clock.monotonic();
         loop {
             tokio::select! {
                 outgoing = queue.recv() => match outgoing {
@@ -87,15 +105,18 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
                     }
                     None => break,
                 },
-                incoming = tokio::time::timeout(silence, stream.next()) => {
-                    let frame = match incoming {
-                        Ok(Some(Ok(frame))) => frame,
-                        Ok(_) => break,
-                        Err(_) => {
-                            tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
-                            break;
-                        }
-                    };
+                () = lesson.clock.sleep_until(last_heard + silence) => {
+                    tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
+                    break;
+                }
+                () = lesson.shutdown.cancelled() => {
+                    tracing::info!(tablet = %tablet.tablet_id, "the agent stops; closing a tablet's connection");
+                    going_away(&lesson, sink, stream).await;
+                    break;
+                }
+                incoming = stream.next() => {
+                    let Some(Ok(frame)) = incoming else { break };
+                    last_heard = lesson.clock.monotonic();
                     let Some(text) = text_of(frame, limit) else { continue };
                     let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
                         Ok(message) => handle(&lesson, &mut tablet, message, &own_queue),
@@ -108,6 +129,27 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
     }
     lesson.disconnect(connection);
     tracing::info!(tablet = %tablet.tablet_id, "tablet disconnected");
+}
+
+/// Tells the tablet the agent is going away and waits, a short while, for
+/// its answer to the close frame, so that the frame is read before the
+/// connection ends; the tablet reconnects once the agent is back.
+async fn going_away(lesson: &Lesson, mut sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
+    let close = CloseFrame { code: close_code::AWAY, reason: "the agent is stopping".into() };
+    if sink.send(Message::Close(Some(close))).await.is_err() {
+        return;
+    }
+    let answered = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = answered => {}
+        () = lesson.clock.sleep(CLOSE_GRACE) => {}
+    }
 }
 
 /// The text of a frame; `None` for control frames the socket answers itself.
