@@ -108,7 +108,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
             tablets: config.tablets.clone(),
             zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
             http_listen: config.http.listen,
-            content_dir: crate::lesson::content::content_dir(&config),
+            content_dir: crate::lesson::content::content_dir(&config.storage.data_dir, &config.tablets),
             store: agent.store.clone(),
             clock: agent.clock.clone(),
             shutdown: agent.shutdown.clone(),
@@ -126,7 +126,16 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         });
     }
     crate::sync::start(&agent, hub, &tasks);
-    tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
+    {
+        let config = agent.config();
+        let room = crate::lesson::discovery::AdvertisedRoom {
+            name: config.room.name.clone(),
+            school_code: config.room.school_code.clone(),
+            room_id: config.room.room_id.clone(),
+        };
+        let (health, shutdown) = (agent.health.clone(), agent.shutdown.clone());
+        tasks.spawn(crate::lesson::discovery::advertise(config.tablets.discovery, room, http_address, health, shutdown));
+    }
     tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
     tasks.spawn(crate::attendance::service::run(agent.clone()));
     tasks.spawn(crate::panel::power::run(agent.clone()));

@@ -34,12 +34,12 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
-use super::Lesson;
+use super::{Lesson, TabletsConfig};
 use super::protocol::{BadContentName, content_name};
 
-/// The content directory for `config`.
-pub fn content_dir(config: &crate::config::Config) -> PathBuf {
-    config.storage.data_dir.join(&config.tablets.content_dir)
+/// The content directory: `tablets.content_dir`, inside `data_dir` unless absolute.
+pub fn content_dir(data_dir: &Path, tablets: &TabletsConfig) -> PathBuf {
+    data_dir.join(&tablets.content_dir)
 }
 
 /// Directories of the system that a content directory may be neither nor hold.
