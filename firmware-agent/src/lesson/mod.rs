@@ -7,6 +7,17 @@
 //!   holds them behind one mutex, with the live connections, and is the only
 //!   place that touches both the sockets and the store. The mutex is never
 //!   held across an await or a database call.
+//! - Time is the agent's clock, handed in ([`LessonParts`]). The lesson holds
+//!   no timer of its own: the session names its next deadline (a command's
+//!   ack timeout) and [`Lesson::run`] only sleeps until it and tells the
+//!   session it passed; a socket's heartbeat timeout is measured on the same
+//!   clock. So a test moves a `ManualClock` instead of waiting.
+//! - Every task the lesson runs (each live connection, each record on its way
+//!   to the outbox) is in one `TaskTracker`. At the stop, [`Lesson::run`]
+//!   writes the record of each command still waiting for acks, with the acks
+//!   so far, each connection sends its tablet a close frame, and `run`
+//!   returns only once all of them finished: the agent exits with nothing of
+//!   the lesson half-written.
 //! - Each connection has a bounded queue of outgoing frames. A command is
 //!   serialised once and queued to every connection; a tablet whose queue is
 //!   full (it stopped reading) is disconnected rather than allowed to grow
