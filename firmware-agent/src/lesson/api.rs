@@ -271,7 +271,7 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
     };
     let progress = if wait.wait_ms > 0 {
         let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
-        tokio::time::timeout(limit, lesson.wait_for_acks(envelope.id)).await.unwrap_or_else(|_| lesson.ack_progress(envelope.id))
+        lesson.wait_for_acks(envelope.id, limit).await
     } else {
         lesson.ack_progress(envelope.id)
     };

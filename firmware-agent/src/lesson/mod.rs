@@ -405,15 +405,20 @@ impl Lesson {
         self.lock().session.ack_progress(id).unwrap_or(AckProgress { acknowledged: 0, expected: 0 })
     }
 
-    /// Returns once every tablet expected to ack command `id` has done so.
-    pub async fn wait_for_acks(&self, id: u64) -> AckProgress {
+    /// Returns once every tablet expected to ack command `id` has done so, or
+    /// after `timeout` of the lesson's clock, with the acks so far.
+    pub async fn wait_for_acks(&self, id: u64, timeout: Duration) -> AckProgress {
+        let mut timed_out = self.clock.sleep(timeout);
         loop {
             let woken = self.progress.notified();
             let progress = self.ack_progress(id);
             if progress.complete() {
                 return progress;
             }
-            woken.await;
+            tokio::select! {
+                () = woken => {}
+                () = &mut timed_out => return self.ack_progress(id),
+            }
         }
     }
 
@@ -555,7 +560,7 @@ mod tests {
 
     const TEN_MINUTES: Duration = Duration::from_secs(600);
 
-    fn lesson(store: Store, clock: Arc<ManualClock>) -> Arc<Lesson> {
+    pub(super) fn lesson(store: Store, clock: Arc<ManualClock>) -> Arc<Lesson> {
         let tablets = TabletsConfig { ack_timeout_ms: TEN_MINUTES.as_millis() as u32, ..TabletsConfig::default() };
         Lesson::new(LessonParts {
             tablets,

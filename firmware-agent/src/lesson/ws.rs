@@ -190,3 +190,77 @@ fn handle(lesson: &Arc<Lesson>, tablet: &mut Tablet, message: TabletMessage, own
     };
     result.err().map(|err| err.to_json())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A lesson on a manual clock, served over loopback, with one paired
+    /// tablet connected and welcomed.
+    async fn connected() -> (Arc<crate::clock::ManualClock>, Arc<Lesson>, Client, tempfile::TempDir) {
+        let (dir, clock, store) = testing::store();
+        let lesson = super::super::tests::lesson(store, clock.clone());
+        lesson.store().add_tablet("tab-1", "Bàn 1", &super::super::token_hash("token-1")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, routes().with_state(lesson.clone())).into_future());
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
+        client.send(Frame::text(r#"{"type":"hello","v":1,"token":"token-1"}"#)).await.unwrap();
+        assert!(next_text(&mut client).await.contains("\"welcome\""));
+        (clock, lesson, client, dir)
+    }
+
+    async fn next_text(client: &mut Client) -> String {
+        match tokio::time::timeout(PATIENCE, client.next()).await.expect("a frame within the patience") {
+            Some(Ok(Frame::Text(text))) => text.as_str().to_owned(),
+            other => panic!("a text frame expected: {other:?}"),
+        }
+    }
+
+    async fn ping(client: &mut Client) {
+        client.send(Frame::text(r#"{"type":"ping"}"#)).await.unwrap();
+        assert_eq!(next_text(client).await, r#"{"type":"pong"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_tablet_is_let_go_after_the_heartbeat_timeout_of_silence_on_the_lessons_clock() {
+        let (clock, lesson, mut client, _dir) = connected().await;
+        assert_eq!(lesson.config().heartbeat_timeout_s, 30);
+        clock.advance(Duration::from_secs(29));
+        ping(&mut client).await;
+        clock.advance(Duration::from_secs(29));
+        ping(&mut client).await;
+        // 58 s after it connected, 29 s after its last frame: silence counts from the last frame heard.
+        clock.advance(Duration::from_secs(20));
+        lesson.issue(crate::lesson::protocol::Command::Unlock).unwrap();
+        assert!(next_text(&mut client).await.contains("\"command\""));
+        // 30 s after its last frame, 10 s after the agent's: what the agent sends is no heartbeat.
+        clock.advance(Duration::from_secs(10));
+        let ended = tokio::time::timeout(PATIENCE, client.next()).await.expect("the agent lets the silent tablet go");
+        assert!(!matches!(ended, Some(Ok(Frame::Text(_)))), "{ended:?}");
+        assert!(lesson.live_tablets().is_empty());
+    }
+
+    #[tokio::test]
+    async fn at_the_stop_the_tablet_hears_going_away_and_the_lesson_waits_for_its_connection() {
+        let (_clock, lesson, mut client, _dir) = connected().await;
+        let driver = tokio::spawn(lesson.clone().run());
+        lesson.shutdown.cancel();
+        let close = match tokio::time::timeout(PATIENCE, client.next()).await.expect("a close frame within the patience") {
+            Some(Ok(Frame::Close(Some(close)))) => close,
+            other => panic!("a close frame expected: {other:?}"),
+        };
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "the agent is stopping"));
+        // The client answers the close as it reads on.
+        assert!(matches!(tokio::time::timeout(PATIENCE, client.next()).await.unwrap(), None | Some(Err(_))));
+        tokio::time::timeout(PATIENCE, driver).await.expect("the lesson drains").unwrap();
+        assert!(lesson.live_tablets().is_empty(), "the connection ended before the lesson returned");
+    }
+}
