@@ -35,6 +35,9 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 const SOCKET_BUFFER: usize = 8 * 1024;
 
 /// How long a stopping agent waits for a tablet to answer its close frame.
+/// A bound on a socket's I/O, not the lesson's policy: it runs on tokio's
+/// timer, so that a stop under a simulated clock, which nobody moves any
+/// more, still ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub fn routes() -> axum::Router<Arc<Lesson>> {
@@ -68,7 +71,7 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
                 _ => return,
             },
             () = lesson.clock.sleep(silence) => return,
-            () = lesson.shutdown.cancelled() => return going_away(&lesson, sink, stream).await,
+            () = lesson.shutdown.cancelled() => return going_away(sink, stream).await,
         };
         let Some(text) = text_of(frame, limit) else { continue };
         let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
@@ -111,7 +114,7 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
                 }
                 () = lesson.shutdown.cancelled() => {
                     tracing::info!(tablet = %tablet.tablet_id, "the agent stops; closing a tablet's connection");
-                    going_away(&lesson, sink, stream).await;
+                    going_away(sink, stream).await;
                     break;
                 }
                 incoming = stream.next() => {
@@ -134,7 +137,7 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
 /// Tells the tablet the agent is going away and waits, a short while, for
 /// its answer to the close frame, so that the frame is read before the
 /// connection ends; the tablet reconnects once the agent is back.
-async fn going_away(lesson: &Lesson, mut sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
+async fn going_away(mut sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
     let close = CloseFrame { code: close_code::AWAY, reason: "the agent is stopping".into() };
     if sink.send(Message::Close(Some(close))).await.is_err() {
         return;
@@ -146,10 +149,7 @@ async fn going_away(lesson: &Lesson, mut sink: SplitSink<WebSocket, Message>, mu
             }
         }
     };
-    tokio::select! {
-        () = answered => {}
-        () = lesson.clock.sleep(CLOSE_GRACE) => {}
-    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
 }
 
 /// The text of a frame; `None` for control frames the socket answers itself.
