@@ -544,6 +544,47 @@ async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
     assert_eq!(per_hand, 0, "2000 messages, {per_hand} info lines about them; the log has {} lines", log.len());
 }
 
+/// A stop with a tablet connected: the tablet hears a close frame saying the
+/// agent is going away, the agent exits 0 within the 5 seconds `DESIGN.md`
+/// promises, and the record of a command still waiting for its acks is kept
+/// with the acks it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_each_tablets_channel_and_keeps_the_record_of_a_command_awaiting_acks() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let room = Room::new("[tablets]\nack_timeout_ms = 600000\n");
+    let mut agent = room.start();
+    let address = room.http;
+    let code = open_pairing(address).await;
+    let (_, token) = pair(address, &code, "Bàn 3").await;
+    let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
+    let (status, lock) = call(address, "POST", "/api/lesson/lock", Some(json!({ "message": "Hết giờ" }))).await;
+    assert_eq!(status, 200, "{lock}");
+    assert_eq!(tablet.receive().await["command"]["kind"], "lock", "seen, never acked");
+
+    let stopping = std::time::Instant::now();
+    agent.signal(libc::SIGTERM);
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, tablet.socket.next()).await.expect("the agent closes the channel within the patience") {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            ended => panic!("the channel ended without a close frame: {ended:?}"),
+        }
+    };
+    let close = close.expect("the close frame gives a code");
+    assert_eq!(close.code, CloseCode::Away, "{close:?}");
+    let exit = tokio::task::block_in_place(|| agent.wait_exit(Duration::from_secs(5)));
+    assert!(exit.is_some_and(|status| status.success()), "exit 0 within 5 s of SIGTERM: {exit:?} after {:?}", stopping.elapsed());
+
+    let records: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
+        .into_iter()
+        .map(|p| match p {
+            firmware_agent::proto::event::Payload::LessonRecord(r) => (r.command, r.acknowledged, r.connected),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(records, [("lock".to_owned(), 0, 1)], "the lock's record, written at the stop with the acks so far");
+}
+
 /// On a room's LAN without a default route (no Internet, or an uplink on
 /// another interface that is down), the QR code names the address of the
 /// interface tablets share with the agent; with no such interface, the panel

@@ -131,18 +131,40 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     agent.health.set("database", State::Ok, agent.store.path().display().to_string());
 
     let tasks = TaskTracker::new();
-    let http_address = http.local_addr().map_err(|err| StartError::Machine(err.to_string()))?;
+    let lesson = {
+        let config = agent.config();
+        crate::lesson::Lesson::new(crate::lesson::LessonParts {
+            tablets: config.tablets.clone(),
+            zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+            http_listen: config.http.listen,
+            content_dir: crate::lesson::content::content_dir(&config.storage.data_dir, &config.tablets),
+            store: agent.store.clone(),
+            clock: agent.clock.clone(),
+            shutdown: agent.shutdown.clone(),
+        })
+    };
+    tasks.spawn(lesson.clone().run());
+        let http_address = http.local_addr().map_err(|err| StartError::Machine(err.to_string()))?;
     {
         let agent = agent.clone();
         tasks.spawn(async move {
             agent.health.set("http", State::Ok, format!("listening on {http_address}"));
-            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone()).await {
+            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone(), lesson).await {
                 agent.health.set("http", State::Failed, err.to_string());
             }
         });
     }
     crate::sync::start(&agent, hub, &tasks);
-    tasks.spawn(crate::lesson::discovery::advertise(agent.clone(), http_address));
+    {
+        let config = agent.config();
+        let room = crate::lesson::discovery::AdvertisedRoom {
+            name: config.room.name.clone(),
+            school_code: config.room.school_code.clone(),
+            room_id: config.room.room_id.clone(),
+        };
+        let (health, shutdown) = (agent.health.clone(), agent.shutdown.clone());
+        tasks.spawn(crate::lesson::discovery::advertise(config.tablets.discovery, room, http_address, health, shutdown));
+    }
     tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
     tasks.spawn(crate::attendance::service::run(agent.clone()));
     tasks.spawn(crate::panel::power::run(agent.clone()));

@@ -34,9 +34,8 @@ use crate::lesson::Lesson;
 use crate::panel::access::{self, SharedGate};
 
 /// Every route the agent serves, each open to those [the design](self) says.
-pub fn router(agent: Arc<Agent>) -> Router {
+pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
     let gate = SharedGate::new(agent.clock.clone());
-    let lesson = Lesson::new(agent.clone());
     let desk = DeskState { desk: agent.attendance.clone(), store: agent.store.clone(), config: agent.config.subscribe() };
     let anyone = Router::new()
         .merge(health::router(agent.clone()))
@@ -55,11 +54,16 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes
 /// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
-pub async fn serve(listener: TcpListener, tablets_tls: Option<crate::lesson::tls::TlsListener>, agent: Arc<Agent>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    tablets_tls: Option<crate::lesson::tls::TlsListener>,
+    agent: Arc<Agent>,
+    lesson: Arc<crate::lesson::Lesson>,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
-    let app = router(agent).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(agent, lesson).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

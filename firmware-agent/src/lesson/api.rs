@@ -45,10 +45,15 @@ pub fn router() -> Router<Arc<Lesson>> {
 impl From<IssueError> for ApiError {
     fn from(err: IssueError) -> Self {
         match err {
-            IssueError::Invalid(detail) => ApiError::bad_request("invalid_command", "Lệnh không hợp lệ", detail),
+            IssueError::Invalid(refused) => invalid_command(refused),
             IssueError::NotKept(refusal) => refusal.into(),
         }
     }
+}
+
+/// 400 for a command the lesson cannot take as it was written.
+fn invalid_command(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_command", "Lệnh không hợp lệ", detail)
 }
 
 fn no_pairing_window() -> ApiError {
@@ -56,7 +61,7 @@ fn no_pairing_window() -> ApiError {
 }
 
 async fn list(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
-    let tablets = lesson.agent().store.blocking(|store| store.tablets()).await?;
+    let tablets = lesson.store().blocking(|store| store.tablets()).await?;
     let live = lesson.live_tablets();
     let rows: Vec<Value> = tablets
         .into_iter()
@@ -124,7 +129,7 @@ fn no_lan_address() -> ApiError {
 /// None when the agent listens on every interface and none has an address a
 /// tablet could reach.
 fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
-    let listen = lesson.agent().config().http.listen;
+    let listen = lesson.http_listen();
     let host = if listen.ip().is_unspecified() { super::discovery::lan_address()? } else { listen.ip() };
     let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
     if let Some(tls) = super::tls::advertised() {
@@ -189,7 +194,7 @@ async fn bind(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<Stri
     };
     if let Some(pupil) = &pupil {
         let lookup = pupil.clone();
-        if lesson.agent().store.blocking(move |store| store.pupil(&lookup)).await?.is_none() {
+        if lesson.store().blocking(move |store| store.pupil(&lookup)).await?.is_none() {
             let detail = format!("pupil {pupil} is not in the roster: import the roster first");
             return Err(ApiError::not_found("unknown_pupil", "Không có học sinh này trong danh sách lớp", detail));
         }
@@ -204,7 +209,7 @@ async fn revoke(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<St
 async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Result<Response, ApiError> {
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
-    let Some(tablet) = lesson.agent().store.blocking(move |store| store.change_tablet(&tablet_id, &change)).await? else {
+    let Some(tablet) = lesson.store().blocking(move |store| store.change_tablet(&tablet_id, &change)).await? else {
         return Err(ApiError::not_found("unknown_tablet", "Không có máy này", format!("no paired, unrevoked tablet `{id}`")));
     };
     if revoking {
@@ -247,7 +252,7 @@ async fn question_command(State(lesson): State<Arc<Lesson>>, PathParams(action):
 
 /// Parses the body as the command `kind`, gives it, and optionally waits for the acks.
 async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: Wait) -> Result<Response, ApiError> {
-    let invalid = |detail: String| ApiError::from(IssueError::Invalid(detail));
+    let invalid = invalid_command;
     let mut fields = match body.map(|Json(value)| value) {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(fields)) => fields,
@@ -259,7 +264,7 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
     let envelope = lesson.issue(command)?;
     let progress = if wait.wait_ms > 0 {
         let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
-        tokio::time::timeout(limit, lesson.wait_for_acks(envelope.id)).await.unwrap_or_else(|_| lesson.ack_progress(envelope.id))
+        lesson.wait_for_acks(envelope.id, limit).await
     } else {
         lesson.ack_progress(envelope.id)
     };

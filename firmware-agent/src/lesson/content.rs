@@ -34,16 +34,16 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
-use super::Lesson;
-use super::protocol::content_name;
+use super::{Lesson, TabletsConfig};
+use super::protocol::{BadContentName, content_name};
 
-/// The content directory for `config`.
-pub fn content_dir(config: &crate::config::Config) -> PathBuf {
-    config.storage.data_dir.join(&config.tablets.content_dir)
+/// The content directory: `tablets.content_dir`, inside `data_dir` unless absolute.
+pub fn content_dir(data_dir: &Path, tablets: &TabletsConfig) -> PathBuf {
+    data_dir.join(&tablets.content_dir)
 }
 
 pub fn routes(lesson: &Arc<Lesson>) -> axum::Router<Arc<Lesson>> {
-    let dir = content_dir(&lesson.agent().config());
+    let dir = lesson.content_dir().to_owned();
     axum::Router::new()
         .nest_service("/content", ServeDir::new(&dir).append_index_html_on_directories(false))
         .layer(middleware::from_fn_with_state((lesson.clone(), dir), guard))
@@ -124,8 +124,8 @@ fn etag(path: &Path) -> Option<String> {
 /// Why a pushed file was refused; nothing was changed in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] BadContentName),
     #[error("`{name}`: received {received} bytes, the push announced {announced}")]
     WrongSize { name: String, announced: u64, received: u64 },
     #[error("`{name}`: the SHA-256 of the received bytes is {received}, the push announced {announced}; send the file again")]
@@ -149,7 +149,7 @@ where
     I: IntoIterator<Item = Result<Vec<u8>, E>>,
     E: std::fmt::Display,
 {
-    content_name(name).map_err(ContentError::BadName)?;
+    content_name(name)?;
     let target = dir.join(name);
     let parent = target.parent().expect("a joined name has a parent").to_owned();
     let io = |source| ContentError::Io { name: name.to_owned(), dir: dir.to_owned(), source };

@@ -11,33 +11,41 @@
 //! address by hand or through the QR code.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
-use crate::agent::Agent;
-use crate::health::State;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Health, State};
 
 /// The DNS-SD service type tablets browse for.
 pub const SERVICE_TYPE: &str = "_classroom._tcp.local.";
 
-/// Advertises until shutdown.
-pub async fn advertise(agent: Arc<Agent>, http: SocketAddr) {
-    let config = agent.config();
-    if !config.tablets.discovery || http.ip().is_loopback() {
+/// The room as the advertisement names it (from `[room]`).
+#[derive(Debug, Clone)]
+pub struct AdvertisedRoom {
+    pub name: String,
+    pub school_code: String,
+    pub room_id: String,
+}
+
+/// Advertises `room`, served at `http`, until `shutdown`, when `enabled`
+/// (`tablets.discovery`); reports how it went to `health`.
+pub async fn advertise(enabled: bool, room: AdvertisedRoom, http: SocketAddr, health: Health, shutdown: CancellationToken) {
+    if !enabled || http.ip().is_loopback() {
         return;
     }
     let daemon = match mdns_sd::ServiceDaemon::new() {
         Ok(daemon) => daemon,
         Err(err) => {
-            agent.health.set("discovery", State::Degraded, format!("cannot start mDNS: {err}"));
+            health.set("discovery", State::Degraded, format!("cannot start mDNS: {err}"));
             return;
         }
     };
-    let instance = format!("{}-{}", config.room.school_code, config.room.room_id);
+    let instance = format!("{}-{}", room.school_code, room.room_id);
     let host = format!("{instance}.local.");
     let mut properties = vec![
-        ("room", config.room.name.clone()),
-        ("school", config.room.school_code.clone()),
-        ("room_id", config.room.room_id.clone()),
+        ("room", room.name),
+        ("school", room.school_code),
+        ("room_id", room.room_id),
         ("proto", super::protocol::VERSION.to_string()),
     ];
     if let Some(tls) = super::tls::advertised() {
@@ -48,15 +56,15 @@ pub async fn advertise(agent: Arc<Agent>, http: SocketAddr) {
         .map(|service| if addresses.is_empty() { service.enable_addr_auto() } else { service });
     match service.and_then(|service| daemon.register(service)) {
         Ok(()) => {
-            agent.health.set("discovery", State::Ok, format!("advertised as {instance} ({SERVICE_TYPE})"));
+            health.set("discovery", State::Ok, format!("advertised as {instance} ({SERVICE_TYPE})"));
             tracing::info!(instance, "advertised on the LAN over mDNS");
         }
         Err(err) => {
-            agent.health.set("discovery", State::Degraded, format!("cannot advertise over mDNS: {err}"));
+            health.set("discovery", State::Degraded, format!("cannot advertise over mDNS: {err}"));
             return;
         }
     }
-    agent.shutdown.cancelled().await;
+    shutdown.cancelled().await;
     let _ = daemon.shutdown();
 }
 

@@ -7,6 +7,17 @@
 //!   holds them behind one mutex, with the live connections, and is the only
 //!   place that touches both the sockets and the store. The mutex is never
 //!   held across an await or a database call.
+//! - Time is the agent's clock, handed in ([`LessonParts`]). The lesson holds
+//!   no timer of its own: the session names its next deadline (a command's
+//!   ack timeout) and [`Lesson::run`] only sleeps until it and tells the
+//!   session it passed; a socket's heartbeat timeout is measured on the same
+//!   clock. So a test moves a `ManualClock` instead of waiting.
+//! - Every task the lesson runs (each live connection, each record on its way
+//!   to the outbox) is in one `TaskTracker`. At the stop, [`Lesson::run`]
+//!   writes the record of each command still waiting for acks, with the acks
+//!   so far, each connection sends its tablet a close frame, and `run`
+//!   returns only once all of them finished: the agent exits with nothing of
+//!   the lesson half-written.
 //! - Each connection has a bounded queue of outgoing frames. A command is
 //!   serialised once and queued to every connection; a tablet whose queue is
 //!   full (it stopped reading) is disconnected rather than allowed to grow
@@ -50,6 +61,7 @@
 //! browsers use TLS too, is not offered yet.
 
 pub mod api;
+pub mod config;
 pub mod content;
 pub mod discovery;
 pub mod pairing;
@@ -60,95 +72,28 @@ pub mod tls;
 pub mod ws;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine;
 use rand::Rng;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::agent::Agent;
+use crate::clock::Clock;
+use crate::proto::LessonRecord;
+use crate::store::Store;
 use crate::store::recorder::{Kept, Refusal, Who, Write};
 use crate::store::tablets::Tablet;
+pub use config::{BrowserClient, TabletsConfig, config_problems};
 use pairing::{Pairing, PairingRules};
 use protocol::{AgentMessage, Command, CommandEnvelope};
-use session::{AckProgress, Session};
-
-/// `[tablets]` in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TabletsConfig {
-    /// How long a pairing code stays valid, in seconds.
-    pub pairing_window_s: u32,
-    /// Wrong codes (from all tablets together) that lock a pairing window.
-    pub max_wrong_codes: u32,
-    /// How long one address must wait after a wrong code, in milliseconds.
-    pub retry_delay_ms: u32,
-    /// How often tablets send `ping`, in seconds (told to them in `welcome`).
-    pub heartbeat_s: u32,
-    /// A tablet silent this long, in seconds, is disconnected.
-    pub heartbeat_timeout_s: u32,
-    /// The largest message a tablet may send, in bytes.
-    pub max_message_bytes: usize,
-    /// How long a command waits for acks before its log record is written, in milliseconds.
-    pub ack_timeout_ms: u32,
-    /// How the browser client is offered; see the module documentation.
-    pub browser_client: BrowserClient,
-    /// Advertise the agent on the LAN over mDNS (never when http.listen is loopback).
-    pub discovery: bool,
-    /// The content store, relative to storage.data_dir unless absolute.
-    pub content_dir: PathBuf,
-    /// Where native clients connect over TLS; off when absent.
-    pub tls_listen: Option<std::net::SocketAddr>,
-}
-
-impl Default for TabletsConfig {
-    fn default() -> Self {
-        Self {
-            pairing_window_s: 300,
-            max_wrong_codes: 10,
-            retry_delay_ms: 1000,
-            heartbeat_s: 10,
-            heartbeat_timeout_s: 30,
-            max_message_bytes: 16 * 1024,
-            ack_timeout_ms: 5000,
-            browser_client: BrowserClient::PlainHttp,
-            discovery: true,
-            content_dir: PathBuf::from("content"),
-            tls_listen: None,
-        }
-    }
-}
-
-/// Whether the browser client is served, and how.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum BrowserClient {
-    PlainHttp,
-    Disabled,
-}
-
-/// The config rules serde cannot express, as `(key, message, hint)`.
-pub fn config_problems(config: &TabletsConfig) -> Vec<(&'static str, String, &'static str)> {
-    let mut problems = Vec::new();
-    if !(30..=3600).contains(&config.pairing_window_s) {
-        problems.push(("tablets.pairing_window_s", format!("{} s is out of range", config.pairing_window_s), "use 30 to 3600 seconds; 300 lets a class of 40 pair"));
-    }
-    if !(3..=100).contains(&config.max_wrong_codes) {
-        problems.push(("tablets.max_wrong_codes", format!("{} is out of range", config.max_wrong_codes), "use 3 to 100; 10 keeps guessing a 6-digit code hopeless"));
-    }
-    if config.heartbeat_s == 0 || config.heartbeat_timeout_s < 2 * config.heartbeat_s {
-        problems.push(("tablets.heartbeat_timeout_s", format!("{} s with heartbeats every {} s", config.heartbeat_timeout_s, config.heartbeat_s), "make the timeout at least twice the heartbeat, such as 10 and 30"));
-    }
-    if !(1024..=1024 * 1024).contains(&config.max_message_bytes) {
-        problems.push(("tablets.max_message_bytes", format!("{} bytes is out of range", config.max_message_bytes), "use 1024 to 1048576; 16384 fits any answer"));
-    }
-    problems
-}
+use session::{AckProgress, RefusedCommand, Session};
 
 /// Outgoing frames a connection may have queued before it is dropped as stuck.
 const QUEUE_LENGTH: usize = 256;
@@ -190,36 +135,55 @@ pub enum PairingRefused {
     Unavailable,
 }
 
-/// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 /// Why the teacher's command was not given.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     /// The command does not fit the lesson (a question stopped twice, say).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] RefusedCommand),
     /// Its record could not be kept.
     #[error(transparent)]
     NotKept(#[from] Refusal),
 }
 
-impl From<String> for IssueError {
-    fn from(detail: String) -> Self {
-        IssueError::Invalid(detail)
-    }
+/// What the lesson is handed at start: its own section of the config and the
+/// few things of the agent it uses.
+pub struct LessonParts {
+    pub tablets: TabletsConfig,
+    /// The room's time zone: the live lesson is named by the room's date.
+    pub zone: jiff::tz::TimeZone,
+    /// Where the agent serves HTTP (`http.listen`), for the pairing link.
+    pub http_listen: SocketAddr,
+    /// The content store's directory, resolved.
+    pub content_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// The agent's stop: the lesson's loops end on it.
+    pub shutdown: CancellationToken,
 }
 
+/// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 pub struct Lesson {
-    agent: Arc<Agent>,
     config: TabletsConfig,
+    http_listen: SocketAddr,
+    content_dir: PathBuf,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+    /// Every task the lesson runs (live connections, records on their way to
+    /// the outbox); [`Lesson::run`] drains it at the stop.
+    tasks: TaskTracker,
     state: Mutex<Shared>,
     next_connection: AtomicU64,
     /// Woken on every ack and every answer, for callers that wait on them.
     progress: Notify,
+    /// Woken when a command was given: the session may have a new deadline.
+    deadlines: Notify,
 }
 
 impl Lesson {
-    pub fn new(agent: Arc<Agent>) -> Arc<Lesson> {
-        let config = agent.config().tablets.clone();
+    pub fn new(parts: LessonParts) -> Arc<Lesson> {
+        let LessonParts { tablets: config, zone, http_listen, content_dir, store, clock, shutdown } = parts;
         let rules = PairingRules {
             window: jiff::SignedDuration::from_secs(i64::from(config.pairing_window_s)),
             max_wrong_codes: config.max_wrong_codes,
@@ -227,15 +191,48 @@ impl Lesson {
         };
         // One live lesson per agent run, named by the room's date and a unique
         // suffix, so records from before a restart never share an id.
-        let zone = jiff::tz::TimeZone::get(&agent.config().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let lesson_id = format!("{}/live/{}", agent.clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        let lesson_id = format!("{}/live/{}", clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
+        let session = Session::new(lesson_id, Duration::from_millis(u64::from(config.ack_timeout_ms)));
         Arc::new(Lesson {
-            agent,
             config,
-            state: Mutex::new(Shared { pairing: Pairing::new(rules), session: Session::new(lesson_id), connections: HashMap::new() }),
+            http_listen,
+            content_dir,
+            store,
+            clock,
+            shutdown,
+            tasks: TaskTracker::new(),
+            state: Mutex::new(Shared { pairing: Pairing::new(rules), session, connections: HashMap::new() }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
+            deadlines: Notify::new(),
         })
+    }
+
+    /// Drives the live lesson's timers until the agent stops; then writes the
+    /// record of every command still waiting for acks, with the acks so far,
+    /// and returns once every task the lesson runs has finished (each live
+    /// connection closed, each record committed or queued by the recorder).
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let deadline = self.lock().session.poll_timeout();
+            let timeout = match deadline {
+                Some(deadline) => self.clock.sleep_until(deadline),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                () = timeout => {
+                    let now = self.clock.monotonic();
+                    self.lock().session.handle_timeout(now);
+                    self.keep_records();
+                }
+                () = self.deadlines.notified() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+        }
+        self.lock().session.settle_all();
+        self.keep_records();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -246,21 +243,30 @@ impl Lesson {
         &self.config
     }
 
-    pub fn agent(&self) -> &Arc<Agent> {
-        &self.agent
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Where the agent serves HTTP (`http.listen`).
+    pub fn http_listen(&self) -> SocketAddr {
+        self.http_listen
+    }
+
+    pub fn content_dir(&self) -> &Path {
+        &self.content_dir
     }
 
     /// Opens a pairing window with a fresh code.
     pub fn open_pairing(&self) -> pairing::WindowView {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let view = self.lock().pairing.open(now, code);
         tracing::info!(expires_at = %view.expires_at, "pairing window opened");
         view
     }
 
     pub fn pairing_view(&self) -> Option<pairing::WindowView> {
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         self.lock().pairing.view(now)
     }
 
@@ -270,7 +276,7 @@ impl Lesson {
 
     /// A tablet presents a code; on success it is paired and gets its token.
     pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), PairingRefused> {
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let attempt = self.lock().pairing.attempt(now, from, code);
         if attempt != pairing::Attempt::Accepted {
             tracing::warn!(%from, ?attempt, "pairing refused");
@@ -281,7 +287,7 @@ impl Lesson {
         let tablet_id = format!("tab-{}", uuid::Uuid::now_v7().simple());
         let name = if name.trim().is_empty() { format!("Máy {}", &tablet_id[tablet_id.len() - 4..]) } else { name.trim().chars().take(64).collect() };
         let hash = token_hash(&token);
-        match self.agent.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
+        match self.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
             Ok(tablet) => {
                 tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
                 Ok((tablet, token))
@@ -296,7 +302,7 @@ impl Lesson {
     /// The tablet that holds `token`, unless revoked.
     pub async fn authenticate(&self, token: &str) -> Option<Tablet> {
         let hash = token_hash(token);
-        match self.agent.store.blocking(move |store| store.tablet_by_token(&hash)).await {
+        match self.store.blocking(move |store| store.tablet_by_token(&hash)).await {
             Ok(tablet) => tablet,
             Err(err) => {
                 tracing::error!(%err, "cannot look up a tablet token");
@@ -344,16 +350,17 @@ impl Lesson {
             }
         }
         drop(state);
+        self.keep_records();
         self.progress.notify_waiters();
     }
 
     /// Gives the teacher's command to every connected tablet, unless its record could not be kept.
     pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, IssueError> {
-        self.agent.store.recorder().admit(Who::Teacher)?;
-        let now = self.agent.clock.now();
+        self.store.recorder().admit(Who::Teacher)?;
+        let now = self.clock.now();
         let mut state = self.lock();
         let connected: BTreeSet<String> = state.connections.values().map(|c| c.tablet.tablet_id.clone()).collect();
-        let envelope = state.session.issue(now, command, connected)?;
+        let envelope = state.session.issue(now, self.clock.monotonic(), command, connected)?;
         let frame: Arc<str> = AgentMessage::Command(&envelope).to_json().into();
         let mut stuck = Vec::new();
         for (id, connection) in &state.connections {
@@ -367,68 +374,67 @@ impl Lesson {
                 state.session.forget_expected(&connection.tablet.tablet_id);
             }
         }
-        let lesson_id = state.session.lesson_id().to_owned();
+        if self.shutdown.is_cancelled() {
+            // Given while the agent stops: nobody drives the timers any more.
+            state.session.settle_all();
+        }
         drop(state);
         tracing::info!(id = envelope.id, command = envelope.command.name(), "command given");
-        self.record_when_settled(lesson_id, envelope.clone());
+        self.keep_records();
+        self.deadlines.notify_one();
         Ok(envelope)
     }
 
-    /// Writes the command's `LessonRecord` once every expected tablet acked,
-    /// after the ack timeout, or at shutdown, whichever comes first.
-    fn record_when_settled(self: &Arc<Self>, lesson_id: String, envelope: CommandEnvelope) {
-        let lesson = self.clone();
-        let timeout = Duration::from_millis(u64::from(self.config.ack_timeout_ms));
-        tokio::spawn(async move {
-            // On shutdown the record is written at once with the acks so far.
-            tokio::select! {
-                _ = tokio::time::timeout(timeout, lesson.wait_for_acks(envelope.id)) => {}
-                _ = lesson.agent.shutdown.cancelled() => {}
-            }
-            let progress = lesson.ack_progress(envelope.id);
-            let record = crate::proto::LessonRecord {
-                lesson_id,
-                command_id: envelope.id.to_string(),
-                command: envelope.command.name().to_owned(),
-                arguments_json: serde_json::to_string(&envelope.command).expect("commands serialise"),
-                acknowledged: progress.acknowledged,
-                connected: progress.expected,
-            };
-            let now = lesson.agent.clock.now();
-            match lesson.agent.store.recorder().keep(Write::event(now, record)).await {
-                Kept::Committed => tracing::info!(id = envelope.id, acknowledged = progress.acknowledged, connected = progress.expected, "lesson command recorded"),
-                Kept::Queued(refusal) => tracing::warn!(%refusal, id = envelope.id, "lesson command's record queued"),
-                Kept::Refused(refusal) => tracing::error!(%refusal, id = envelope.id, "lesson command's record not kept"),
-            }
-        });
+    /// Hands the records of the commands that settled to the store's recorder.
+    fn keep_records(&self) {
+        let records = self.lock().session.take_records();
+        for record in records {
+            let LessonRecord { command_id: id, acknowledged, connected, .. } = record.clone();
+            let (recorder, write) = (self.store.recorder().clone(), Write::event(self.clock.now(), record));
+            self.tasks.spawn(async move {
+                match recorder.keep(write).await {
+                    Kept::Committed => tracing::info!(id, acknowledged, connected, "lesson command recorded"),
+                    Kept::Queued(refusal) => tracing::warn!(%refusal, id, "lesson command's record queued"),
+                    Kept::Refused(refusal) => tracing::error!(%refusal, id, "lesson command's record not kept"),
+                }
+            });
+        }
     }
 
     pub fn ack_progress(&self, id: u64) -> AckProgress {
         self.lock().session.ack_progress(id).unwrap_or(AckProgress { acknowledged: 0, expected: 0 })
     }
 
-    /// Returns once every tablet expected to ack command `id` has done so.
-    pub async fn wait_for_acks(&self, id: u64) -> AckProgress {
+    /// Returns once every tablet expected to ack command `id` has done so, or
+    /// after `timeout` of the lesson's clock, with the acks so far.
+    pub async fn wait_for_acks(&self, id: u64, timeout: Duration) -> AckProgress {
+        let mut timed_out = self.clock.sleep(timeout);
         loop {
             let woken = self.progress.notified();
             let progress = self.ack_progress(id);
             if progress.complete() {
                 return progress;
             }
-            woken.await;
+            tokio::select! {
+                () = woken => {}
+                () = &mut timed_out => return self.ack_progress(id),
+            }
         }
     }
 
     /// Returns once the latest question has at least `count` answers (or after `timeout`).
     pub async fn wait_for_answers(&self, count: usize, timeout: Duration) -> Option<session::QuestionResults> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timed_out = self.clock.sleep(timeout);
         loop {
             let woken = self.progress.notified();
             let results = self.results();
-            if results.as_ref().is_none_or(|r| r.answers.len() >= count) || tokio::time::Instant::now() >= deadline {
+            if results.as_ref().is_none_or(|r| r.answers.len() >= count) {
                 return results;
             }
-            let _ = tokio::time::timeout_at(deadline, woken).await;
+            tokio::select! {
+                () = woken => {}
+                () = &mut timed_out => return self.results(),
+            }
         }
     }
 
@@ -440,6 +446,7 @@ impl Lesson {
     pub fn ack(&self, tablet_id: &str, id: u64) -> Result<(), protocol::ProtocolError> {
         let progress = self.lock().session.ack(tablet_id, id)?;
         if progress.complete() {
+            self.keep_records();
             self.progress.notify_waiters();
         }
         Ok(())
@@ -455,12 +462,12 @@ impl Lesson {
     /// without a name.
     pub fn answer(self: &Arc<Self>, tablet: &Tablet, question: &str, choices: Vec<String>, text: String, reply: mpsc::WeakSender<Outgoing>) -> Result<(), protocol::ProtocolError> {
         let pupil = tablet.pupil_personal_id.as_deref().filter(|_| tablet.pupil_learning_data_consent);
-        let now = self.agent.clock.now();
+        let now = self.clock.now();
         let record = self.lock().session.answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
-        let (recorder, write) = (self.agent.store.recorder().clone(), Write::event(now, record));
+        let (recorder, write) = (self.store.recorder().clone(), Write::event(now, record));
         let (lesson, question, tablet_id) = (self.clone(), question.to_owned(), tablet.tablet_id.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let frame = match recorder.keep_or_refuse(write).await {
                 Kept::Committed => AgentMessage::AnswerReceived { question: &question }.to_json(),
                 Kept::Queued(refusal) | Kept::Refused(refusal) => {
@@ -517,6 +524,9 @@ impl Lesson {
             }
         }
         state.session.forget_expected(tablet_id);
+        drop(state);
+        self.keep_records();
+        self.progress.notify_waiters();
     }
 
     /// Updates the name or pupil of a connected tablet after the teacher changed it.
@@ -544,4 +554,92 @@ pub fn tablet_router(lesson: Arc<Lesson>) -> axum::Router {
         .merge(ws::router())
         .merge(content::routes(&lesson))
         .with_state(lesson)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::proto::event::Payload;
+    use crate::store::testing;
+
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+    pub(super) fn lesson(store: Store, clock: Arc<ManualClock>) -> Arc<Lesson> {
+        let tablets = TabletsConfig { ack_timeout_ms: TEN_MINUTES.as_millis() as u32, ..TabletsConfig::default() };
+        Lesson::new(LessonParts {
+            tablets,
+            zone: jiff::tz::TimeZone::UTC,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            content_dir: PathBuf::from("content"),
+            store: Arc::new(store),
+            clock,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    fn tablet(id: &str) -> Tablet {
+        Tablet { tablet_id: id.into(), name: id.into(), pupil_personal_id: None, paired_at_ms: 0, revoked: false, pupil_learning_data_consent: false }
+    }
+
+    /// The lesson records in the outbox, as (command, acknowledged, connected).
+    fn records(store: &Store) -> Vec<(String, u32, u32)> {
+        let events = store.read(|conn| crate::store::outbox::read_after(conn, 0, 1000)).unwrap();
+        events
+            .into_iter()
+            .filter(|event| event.kind == "lesson.record")
+            .map(|event| match Payload::decode_stored(&event.kind, &event.payload) {
+                Ok(Some(Payload::LessonRecord(r))) => (r.command, r.acknowledged, r.connected),
+                other => panic!("not a lesson record: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_commands_record_waits_out_its_ack_timeout_on_the_lessons_clock() {
+        let (_dir, clock, store) = testing::store();
+        let lesson = lesson(store, clock.clone());
+        let _connection = lesson.connect(tablet("tab-1"), 0);
+        let driver = tokio::spawn(lesson.clone().run());
+        lesson.issue(Command::Lock { message: "Nhìn lên bảng".into() }).unwrap();
+        let mut commits = lesson.store.subscribe_commits();
+        clock.advance(TEN_MINUTES);
+        // Ten minutes of the lesson's clock, and no real waiting: the record is written at once.
+        let written = tokio::time::timeout(Duration::from_secs(10), async {
+            while records(&lesson.store).is_empty() {
+                commits.changed().await.unwrap();
+            }
+        });
+        written.await.expect("the record is written once the manual clock passed the ack timeout");
+        assert_eq!(records(&lesson.store), [("lock".to_owned(), 0, 1)]);
+        lesson.shutdown.cancel();
+        driver.await.unwrap();
+        assert_eq!(records(&lesson.store).len(), 1, "the stop writes no record twice");
+    }
+
+    #[tokio::test]
+    async fn the_stop_returns_once_the_record_of_each_waiting_command_is_in_the_outbox() {
+        let (_dir, clock, store) = testing::store();
+        let lesson = lesson(store, clock);
+        let _first = lesson.connect(tablet("tab-1"), 0);
+        let _second = lesson.connect(tablet("tab-2"), 0);
+        let driver = tokio::spawn(lesson.clone().run());
+        let lock = lesson.issue(Command::Lock { message: String::new() }).unwrap();
+        lesson.issue(Command::Message { text: "Chào các em".into() }).unwrap();
+        lesson.ack("tab-2", lock.id).unwrap();
+        lesson.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), driver).await.expect("the lesson drains").unwrap();
+        assert_eq!(records(&lesson.store), [("lock".to_owned(), 1, 2), ("message".to_owned(), 0, 2)], "written before the lesson returned");
+
+        // A command the teacher gives while the agent stops has nobody left to time it: recorded at once.
+        let mut commits = lesson.store.subscribe_commits();
+        lesson.issue(Command::Unlock).unwrap();
+        let written = tokio::time::timeout(Duration::from_secs(10), async {
+            while records(&lesson.store).len() < 3 {
+                commits.changed().await.unwrap();
+            }
+        });
+        written.await.expect("the unlock's record is written");
+        assert_eq!(records(&lesson.store)[2], ("unlock".to_owned(), 0, 2));
+    }
 }

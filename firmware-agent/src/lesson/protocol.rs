@@ -13,6 +13,7 @@
 //!   naming what was wrong, and the connection stays open.
 //! - The correct answers of a question are never sent to tablets.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::events::MAX_ARGUMENTS_BYTES;
@@ -90,32 +91,29 @@ impl Command {
     }
 
     /// Checks the values serde cannot, and that the command fits in the
-    /// lesson's record for the hub; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    /// lesson's record for the hub; the error says what to fix.
+    pub fn validate(&self) -> Result<(), InvalidCommand> {
         self.validate_fields()?;
         let recorded = serde_json::to_string(self).expect("commands serialise").len();
         if recorded > MAX_ARGUMENTS_BYTES {
-            return Err(format!(
-                "Lệnh quá dài: {recorded} byte, tối đa {MAX_ARGUMENTS_BYTES} byte; hãy rút gọn nội dung hoặc các lựa chọn. \
-                 (the command takes {recorded} bytes as recorded, more than the {MAX_ARGUMENTS_BYTES} one record for the hub may hold: shorten its text or choices)"
-            ));
+            return Err(InvalidCommand::TooLarge { recorded });
         }
         Ok(())
     }
 
-    fn validate_fields(&self) -> Result<(), String> {
+    fn validate_fields(&self) -> Result<(), InvalidCommand> {
         match self {
-            Command::Lock { message } => text_field("message", message, false),
+            Command::Lock { message } => Ok(text_field("message", message, false)?),
             Command::Unlock => Ok(()),
             Command::Open { url, file } => match (url, file) {
-                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => text_field("url", url, true),
-                (Some(url), None) => Err(format!("url `{url}` must start with http:// or https://")),
-                (None, Some(file)) => content_name(file),
-                _ => Err("give exactly one of `url` or `file`".to_owned()),
+                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => Ok(text_field("url", url, true)?),
+                (Some(url), None) => Err(InvalidCommand::UrlScheme(url.clone())),
+                (None, Some(file)) => Ok(content_name(file)?),
+                _ => Err(InvalidCommand::UrlOrFile),
             },
-            Command::Message { text } => text_field("text", text, true),
+            Command::Message { text } => Ok(text_field("text", text, true)?),
             Command::QuestionStart(question) => question.validate(),
-            Command::QuestionStop { question } => identifier("question", question),
+            Command::QuestionStop { question } => Ok(identifier("question", question)?),
         }
     }
 }
@@ -154,31 +152,31 @@ pub struct Question {
 }
 
 impl Question {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidCommand> {
         identifier("id", &self.id)?;
         text_field("prompt", &self.prompt, true)?;
         if self.time_limit_s == Some(0) {
-            return Err("time_limit_s must be at least 1 (leave it out for no limit)".to_owned());
+            return Err(InvalidCommand::NoTime);
         }
         match self.question_kind {
-            QuestionKind::ShortAnswer if !self.choices.is_empty() => Err("a short-answer question has no choices".to_owned()),
-            QuestionKind::ShortAnswer => self.correct.iter().try_for_each(|answer| text_field("correct", answer, true)),
+            QuestionKind::ShortAnswer if !self.choices.is_empty() => Err(InvalidCommand::ChoicesOfShortAnswer),
+            QuestionKind::ShortAnswer => Ok(self.correct.iter().try_for_each(|answer| text_field("correct", answer, true))?),
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 if !(2..=MAX_CHOICES).contains(&self.choices.len()) {
-                    return Err(format!("a choice question needs 2 to {MAX_CHOICES} choices, not {}", self.choices.len()));
+                    return Err(InvalidCommand::ChoiceCount(self.choices.len()));
                 }
                 for (index, choice) in self.choices.iter().enumerate() {
                     identifier("choices[].id", &choice.id)?;
                     text_field("choices[].text", &choice.text, true)?;
                     if self.choices[..index].iter().any(|earlier| earlier.id == choice.id) {
-                        return Err(format!("choice id `{}` appears twice", choice.id));
+                        return Err(InvalidCommand::ChoiceTwice(choice.id.clone()));
                     }
                 }
                 if let Some(unknown) = self.correct.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
-                    return Err(format!("correct answer `{unknown}` is not one of the choice ids"));
+                    return Err(InvalidCommand::UnknownCorrect(unknown.clone()));
                 }
                 if self.question_kind == QuestionKind::SingleChoice && self.correct.len() > 1 {
-                    return Err("a single-choice question has at most one correct choice".to_owned());
+                    return Err(InvalidCommand::SeveralCorrect);
                 }
                 Ok(())
             }
@@ -186,23 +184,23 @@ impl Question {
     }
 
     /// Whether `choices`/`text` is a well-formed answer to this question.
-    pub fn check_answer(&self, choices: &[String], text: &str) -> Result<(), String> {
+    pub fn check_answer(&self, choices: &[String], text: &str) -> Result<(), InvalidAnswer> {
         match self.question_kind {
-            QuestionKind::ShortAnswer if !choices.is_empty() => Err("a short answer is given as `text`, not `choices`".to_owned()),
-            QuestionKind::ShortAnswer => text_field("text", text, true),
-            QuestionKind::SingleChoice if choices.len() != 1 => Err("choose exactly one choice".to_owned()),
+            QuestionKind::ShortAnswer if !choices.is_empty() => Err(InvalidAnswer::ChoicesForText),
+            QuestionKind::ShortAnswer => text_field("text", text, true).map_err(InvalidAnswer::Text),
+            QuestionKind::SingleChoice if choices.len() != 1 => Err(InvalidAnswer::NotOne),
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 if choices.is_empty() {
-                    return Err("choose at least one choice".to_owned());
+                    return Err(InvalidAnswer::NoChoice);
                 }
                 if choices.len() > self.choices.len() {
-                    return Err(format!("{} choices given; this question has {}", choices.len(), self.choices.len()));
+                    return Err(InvalidAnswer::TooMany { given: choices.len(), choices: self.choices.len() });
                 }
                 if let Some(unknown) = choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
-                    return Err(format!("`{unknown}` is not a choice of this question"));
+                    return Err(InvalidAnswer::UnknownChoice(unknown.clone()));
                 }
                 match choices.iter().enumerate().find(|(index, id)| choices[..*index].contains(id)) {
-                    Some((_, repeated)) => Err(format!("choice `{repeated}` is given more than once; give each chosen choice once")),
+                    Some((_, repeated)) => Err(InvalidAnswer::Repeated(repeated.clone())),
                     None => Ok(()),
                 }
             }
@@ -236,6 +234,27 @@ fn normalise(text: &str) -> String {
     text.trim().nfc().collect::<String>().to_lowercase()
 }
 
+/// What a tablet should show right now; sent in `welcome`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LiveState {
+    pub locked: bool,
+    pub lock_message: String,
+    /// The last `open` command's target, if any.
+    pub open: Option<Command>,
+    pub question: Option<OpenQuestionView>,
+    /// The id of the newest command given.
+    pub last_command: u64,
+}
+
+/// The open question as a tablet sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenQuestionView {
+    pub question: Question,
+    pub started_at: Timestamp,
+    /// Set per tablet: whether this tablet has answered already.
+    pub answered: bool,
+}
+
 /// A command as sent to tablets: its id orders the lesson's commands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommandEnvelope {
@@ -254,7 +273,7 @@ pub enum AgentMessage<'a> {
         tablet_id: &'a str,
         name: &'a str,
         heartbeat_s: u32,
-        state: &'a super::session::LiveState,
+        state: &'a LiveState,
         missed: Vec<&'a CommandEnvelope>,
     },
     Command(&'a CommandEnvelope),
@@ -323,32 +342,99 @@ pub fn parse(frame: &str, max_bytes: usize) -> Result<TabletMessage, ProtocolErr
     Ok(message)
 }
 
-fn text_field(name: &str, value: &str, required: bool) -> Result<(), String> {
+/// Why the teacher's command cannot be given: the field and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCommand {
+    #[error(transparent)]
+    Field(#[from] InvalidField),
+    #[error(transparent)]
+    ContentName(#[from] BadContentName),
+    #[error("url `{0}` must start with http:// or https://")]
+    UrlScheme(String),
+    #[error("give exactly one of `url` or `file`")]
+    UrlOrFile,
+    #[error("time_limit_s must be at least 1 (leave it out for no limit)")]
+    NoTime,
+    #[error("a short-answer question has no choices")]
+    ChoicesOfShortAnswer,
+    #[error("a choice question needs 2 to {MAX_CHOICES} choices, not {0}")]
+    ChoiceCount(usize),
+    #[error("choice id `{0}` appears twice")]
+    ChoiceTwice(String),
+    #[error("correct answer `{0}` is not one of the choice ids")]
+    UnknownCorrect(String),
+    #[error("a single-choice question has at most one correct choice")]
+    SeveralCorrect,
+    /// Larger than one record for the hub may hold; said in Vietnamese first,
+    /// since the teacher reads it at the panel.
+    #[error(
+        "Lệnh quá dài: {recorded} byte, tối đa {MAX_ARGUMENTS_BYTES} byte; hãy rút gọn nội dung hoặc các lựa chọn. \
+         (the command takes {recorded} bytes as recorded, more than the {MAX_ARGUMENTS_BYTES} one record for the hub may hold: shorten its text or choices)"
+    )]
+    TooLarge { recorded: usize },
+}
+
+/// Why a tablet's answer is not a well-formed answer to its question.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAnswer {
+    #[error(transparent)]
+    Text(InvalidField),
+    #[error("a short answer is given as `text`, not `choices`")]
+    ChoicesForText,
+    #[error("choose exactly one choice")]
+    NotOne,
+    #[error("choose at least one choice")]
+    NoChoice,
+    #[error("{given} choices given; this question has {choices}")]
+    TooMany { given: usize, choices: usize },
+    #[error("`{0}` is not a choice of this question")]
+    UnknownChoice(String),
+    #[error("choice `{0}` is given more than once; give each chosen choice once")]
+    Repeated(String),
+}
+
+/// A text or identifier field that breaks its rule, by its name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error("`{0}` is empty")]
+    Empty(&'static str),
+    #[error("`{0}` is longer than {MAX_TEXT_CHARS} characters")]
+    TooLong(&'static str),
+    #[error("`{name}` = `{value}` must be 1 to 64 letters, digits, `-`, `_` or `.`")]
+    NotIdentifier { name: &'static str, value: String },
+}
+
+/// A name that cannot be a file of the content store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a content file name: use a relative path such as `toan/bai-3.pdf`")]
+pub struct BadContentName(pub String);
+
+fn text_field(name: &'static str, value: &str, required: bool) -> Result<(), InvalidField> {
     if required && value.trim().is_empty() {
-        return Err(format!("`{name}` is empty"));
+        return Err(InvalidField::Empty(name));
     }
     if value.chars().count() > MAX_TEXT_CHARS {
-        return Err(format!("`{name}` is longer than {MAX_TEXT_CHARS} characters"));
+        return Err(InvalidField::TooLong(name));
     }
     Ok(())
 }
 
-fn identifier(name: &str, value: &str) -> Result<(), String> {
+fn identifier(name: &'static str, value: &str) -> Result<(), InvalidField> {
     if (1..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         Ok(())
     } else {
-        Err(format!("`{name}` = `{value}` must be 1 to 64 letters, digits, `-`, `_` or `.`"))
+        Err(InvalidField::NotIdentifier { name, value: value.to_owned() })
     }
 }
 
 /// A content-store file name: a relative path of plain segments.
-pub fn content_name(name: &str) -> Result<(), String> {
+pub fn content_name(name: &str) -> Result<(), BadContentName> {
     let valid = !name.is_empty()
         && name.len() <= 255
         && name.split('/').all(|segment| {
             !segment.is_empty() && segment != "." && segment != ".." && !segment.chars().any(|c| c.is_control() || c == '\\')
         });
-    if valid { Ok(()) } else { Err(format!("`{name}` is not a content file name: use a relative path such as `toan/bai-3.pdf`")) }
+    if valid { Ok(()) } else { Err(BadContentName(name.to_owned())) }
 }
 
 #[cfg(test)]
@@ -383,7 +469,7 @@ mod tests {
         let long = "ữ".repeat(MAX_TEXT_CHARS);
         let choices = (0..MAX_CHOICES).map(|i| Choice { id: format!("c{i}"), text: long.clone() }).collect();
         let question = Question { prompt: long.clone(), choices, correct: vec![], ..choice_question() };
-        let err = Command::QuestionStart(question).validate().unwrap_err();
+        let err = Command::QuestionStart(question).validate().unwrap_err().to_string();
         assert!(err.starts_with("Lệnh quá dài"), "{err}");
         assert!(err.contains(&format!("more than the {MAX_ARGUMENTS_BYTES} one record")), "{err}");
         let fits = Question { prompt: long, ..choice_question() };
@@ -395,7 +481,7 @@ mod tests {
         let question = choice_question();
         assert_eq!(question.check_answer(&["2".into(), "4".into()], ""), Ok(()));
         let repeated = vec!["2".to_owned(); 3_000];
-        assert_eq!(question.check_answer(&repeated, "").unwrap_err(), "3000 choices given; this question has 3");
+        assert_eq!(question.check_answer(&repeated, "").unwrap_err().to_string(), "3000 choices given; this question has 3");
     }
 
     #[test]
@@ -409,10 +495,10 @@ mod tests {
     #[test]
     fn answers_are_checked_and_graded() {
         let question = choice_question();
-        assert!(question.check_answer(&["5".into()], "").unwrap_err().contains("`5` is not a choice"));
+        assert!(question.check_answer(&["5".into()], "").unwrap_err().to_string().contains("`5` is not a choice"));
         let repeated: Vec<String> = std::iter::repeat_n("2".to_owned(), 3000).collect();
-        assert!(question.check_answer(&repeated, "").unwrap_err().contains("3000 choices given; this question has"));
-        assert!(question.check_answer(&["2".into(), "2".into()], "").unwrap_err().contains("choice `2` is given more than once"));
+        assert!(question.check_answer(&repeated, "").unwrap_err().to_string().contains("3000 choices given; this question has"));
+        assert!(question.check_answer(&["2".into(), "2".into()], "").unwrap_err().to_string().contains("choice `2` is given more than once"));
         assert!(question.check_answer(&["4".into(), "2".into(), "4".into()], "").is_err());
         assert_eq!(question.grade(&["4".into(), "2".into()], ""), Some(true));
         assert_eq!(question.grade(&["2".into()], ""), Some(false));
@@ -428,6 +514,6 @@ mod tests {
         assert!(Command::Open { url: None, file: Some("toan/bai-3.pdf".into()) }.validate().is_ok());
         let mut question = choice_question();
         question.correct = vec!["9".into()];
-        assert!(Command::QuestionStart(question).validate().unwrap_err().contains("`9`"));
+        assert!(Command::QuestionStart(question).validate().unwrap_err().to_string().contains("`9`"));
     }
 }

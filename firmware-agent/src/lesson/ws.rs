@@ -3,18 +3,23 @@
 //! The loop reads frames, parses them ([`protocol::parse`]) and hands them to
 //! the lesson; it writes what the lesson queued for this tablet. A bad frame
 //! is answered with an `error` on this socket only. A tablet silent for
-//! `tablets.heartbeat_timeout_s` is disconnected. Connections and their end
-//! are logged at info level; single messages at most at debug, so that a
-//! tablet sending thousands cannot fill the disk with the log.
+//! `tablets.heartbeat_timeout_s` (by the lesson's clock) is disconnected.
+//! When the agent stops, the tablet is sent a close frame ("going away") and
+//! the loop returns; it runs among the lesson's tasks, so the stop waits for
+//! that frame. Connections and their end are logged at info level; single
+//! messages at most at debug, so that a tablet sending thousands cannot fill
+//! the disk with the log.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 
 use super::protocol::{self, AgentMessage, ErrorCode, ProtocolError, TabletMessage};
@@ -30,6 +35,12 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 /// would cost a school of 400 idle tablets 100 MiB; tablets' messages are
 /// small, and a larger one is still read whole, in several reads.
 const SOCKET_BUFFER: usize = 8 * 1024;
+
+/// How long a stopping agent waits for a tablet to answer its close frame.
+/// A bound on a socket's I/O, not the lesson's policy: it runs on tokio's
+/// timer, so that a stop under a simulated clock, which nobody moves any
+/// more, still ends.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub fn router() -> axum::Router<Arc<Lesson>> {
     axum::Router::new().route("/tablet/ws", get(upgrade))
@@ -50,16 +61,25 @@ async fn upgrade(socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, St
         .on_upgrade(move |socket| serve(lesson, socket)))
 }
 
-async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
+/// The connection's loop, counted among the lesson's tasks from the upgrade on.
+fn serve(lesson: Arc<Lesson>, socket: WebSocket) -> impl Future<Output = ()> {
+    lesson.tasks.clone().track_future(live_channel(lesson, socket))
+}
+
+async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let silence = Duration::from_secs(u64::from(lesson.config().heartbeat_timeout_s));
     let limit = lesson.config().max_message_bytes;
 
     // Before `hello`, nothing else is accepted.
     let (tablet, last_command) = loop {
-        let frame = match tokio::time::timeout(silence, stream.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            _ => return,
+        let frame = tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(frame)) => frame,
+                _ => return,
+            },
+            () = lesson.clock.sleep(silence) => return,
+            () = lesson.shutdown.cancelled() => return going_away(sink, stream).await,
         };
         let Some(text) = text_of(frame, limit) else { continue };
         let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
@@ -84,6 +104,7 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
     tracing::info!(tablet = %tablet.tablet_id, last_command, "tablet connected");
     let mut tablet = tablet;
     if sink.send(Message::Text(welcome.into())).await.is_ok() {
+        let mut last_heard = lesson.clock.monotonic();
         loop {
             tokio::select! {
                 outgoing = queue.recv() => match outgoing {
@@ -95,15 +116,18 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
                     }
                     None => break,
                 },
-                incoming = tokio::time::timeout(silence, stream.next()) => {
-                    let frame = match incoming {
-                        Ok(Some(Ok(frame))) => frame,
-                        Ok(_) => break,
-                        Err(_) => {
-                            tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
-                            break;
-                        }
-                    };
+                () = lesson.clock.sleep_until(last_heard + silence) => {
+                    tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
+                    break;
+                }
+                () = lesson.shutdown.cancelled() => {
+                    tracing::info!(tablet = %tablet.tablet_id, "the agent stops; closing a tablet's connection");
+                    going_away(sink, stream).await;
+                    break;
+                }
+                incoming = stream.next() => {
+                    let Some(Ok(frame)) = incoming else { break };
+                    last_heard = lesson.clock.monotonic();
                     let Some(text) = text_of(frame, limit) else { continue };
                     let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
                         Ok(message) => handle(&lesson, &mut tablet, message, &own_queue),
@@ -116,6 +140,24 @@ async fn serve(lesson: Arc<Lesson>, socket: WebSocket) {
     }
     lesson.disconnect(connection);
     tracing::info!(tablet = %tablet.tablet_id, "tablet disconnected");
+}
+
+/// Tells the tablet the agent is going away and waits, a short while, for
+/// its answer to the close frame, so that the frame is read before the
+/// connection ends; the tablet reconnects once the agent is back.
+async fn going_away(mut sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
+    let close = CloseFrame { code: close_code::AWAY, reason: "the agent is stopping".into() };
+    if sink.send(Message::Close(Some(close))).await.is_err() {
+        return;
+    }
+    let answered = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
 }
 
 /// The text of a frame; `None` for control frames the socket answers itself.
@@ -155,4 +197,78 @@ fn handle(lesson: &Arc<Lesson>, tablet: &mut Tablet, message: TabletMessage, own
         }
     };
     result.err().map(|err| err.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A lesson on a manual clock, served over loopback, with one paired
+    /// tablet connected and welcomed.
+    async fn connected() -> (Arc<crate::clock::ManualClock>, Arc<Lesson>, Client, tempfile::TempDir) {
+        let (dir, clock, store) = testing::store();
+        let lesson = super::super::tests::lesson(store, clock.clone());
+        lesson.store().add_tablet("tab-1", "Bàn 1", &super::super::token_hash("token-1")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, router().with_state(lesson.clone())).into_future());
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
+        client.send(Frame::text(r#"{"type":"hello","v":1,"token":"token-1"}"#)).await.unwrap();
+        assert!(next_text(&mut client).await.contains("\"welcome\""));
+        (clock, lesson, client, dir)
+    }
+
+    async fn next_text(client: &mut Client) -> String {
+        match tokio::time::timeout(PATIENCE, client.next()).await.expect("a frame within the patience") {
+            Some(Ok(Frame::Text(text))) => text.as_str().to_owned(),
+            other => panic!("a text frame expected: {other:?}"),
+        }
+    }
+
+    async fn ping(client: &mut Client) {
+        client.send(Frame::text(r#"{"type":"ping"}"#)).await.unwrap();
+        assert_eq!(next_text(client).await, r#"{"type":"pong"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_tablet_is_let_go_after_the_heartbeat_timeout_of_silence_on_the_lessons_clock() {
+        let (clock, lesson, mut client, _dir) = connected().await;
+        assert_eq!(lesson.config().heartbeat_timeout_s, 30);
+        clock.advance(Duration::from_secs(29));
+        ping(&mut client).await;
+        clock.advance(Duration::from_secs(29));
+        ping(&mut client).await;
+        // 58 s after it connected, 29 s after its last frame: silence counts from the last frame heard.
+        clock.advance(Duration::from_secs(20));
+        lesson.issue(crate::lesson::protocol::Command::Unlock).unwrap();
+        assert!(next_text(&mut client).await.contains("\"command\""));
+        // 30 s after its last frame, 10 s after the agent's: what the agent sends is no heartbeat.
+        clock.advance(Duration::from_secs(10));
+        let ended = tokio::time::timeout(PATIENCE, client.next()).await.expect("the agent lets the silent tablet go");
+        assert!(!matches!(ended, Some(Ok(Frame::Text(_)))), "{ended:?}");
+        assert!(lesson.live_tablets().is_empty());
+    }
+
+    #[tokio::test]
+    async fn at_the_stop_the_tablet_hears_going_away_and_the_lesson_waits_for_its_connection() {
+        let (_clock, lesson, mut client, _dir) = connected().await;
+        let driver = tokio::spawn(lesson.clone().run());
+        lesson.shutdown.cancel();
+        let close = match tokio::time::timeout(PATIENCE, client.next()).await.expect("a close frame within the patience") {
+            Some(Ok(Frame::Close(Some(close)))) => close,
+            other => panic!("a close frame expected: {other:?}"),
+        };
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "the agent is stopping"));
+        // The client answers the close as it reads on.
+        assert!(matches!(tokio::time::timeout(PATIENCE, client.next()).await.unwrap(), None | Some(Err(_))));
+        tokio::time::timeout(PATIENCE, driver).await.expect("the lesson drains").unwrap();
+        assert!(lesson.live_tablets().is_empty(), "the connection ended before the lesson returned");
+    }
 }

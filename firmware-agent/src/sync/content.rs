@@ -29,7 +29,8 @@ pub async fn receive(agent: Arc<Agent>, mut chunks: Streaming<PutContentChunk>) 
         .try_into()
         .map_err(|_| Status::invalid_argument(format!("`{}`: sha256 must be 32 bytes, not {}", first.name, first.sha256.len())))?;
     let (name, size) = (first.name.clone(), first.size);
-    let dir = content_dir(&agent.config());
+    let config = agent.config();
+    let dir = content_dir(&config.storage.data_dir, &config.tablets);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(IN_FLIGHT);
     let writer = {
         let name = name.clone();
