@@ -79,7 +79,7 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         crate::sync::ServeError::Bind { address, source } => bind_error("hub.listen", address, source),
         other => format!("the agent did not start: {other}"),
     })?;
-    let tablets_tls = crate::lesson::tls::prepare(&config).await.map_err(|err| format!("the agent did not start: {err}"))?;
+    let tablets_tls = crate::lesson::tls::prepare(&config, clock.clone()).await.map_err(|err| format!("the agent did not start: {err}"))?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| err.to_string())?;
     let store = Arc::new(store);
@@ -90,8 +90,8 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let agent = Arc::new(Agent {
         config: config_tx,
         store,
+        health: Health::new(clock.clone()),
         clock,
-        health: Health::new(),
         metrics,
         actuators: actuators.clone(),
         attendance: Default::default(),

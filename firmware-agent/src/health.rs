@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::clock::{Clock, Monotonic};
 use crate::proto::DeviceHealth;
 use crate::store::recorder::Recorder;
 
@@ -56,7 +56,8 @@ pub struct Report {
 /// A shared, cheap-to-clone registry of subsystem states.
 #[derive(Clone)]
 pub struct Health {
-    started: Instant,
+    clock: Arc<dyn Clock>,
+    started: Monotonic,
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
@@ -64,15 +65,11 @@ pub struct Health {
     recorder: Arc<OnceLock<Recorder>>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Health {
-    pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), recorder: Arc::default() }
+    /// A registry whose uptime is counted on `clock` from now.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let started = clock.monotonic();
+        Self { clock, started, reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), recorder: Arc::default() }
     }
 
     /// Records every change into or out of trouble from now on, as a `device.health` event.
@@ -115,7 +112,7 @@ impl Health {
     }
 
     pub fn uptime(&self) -> std::time::Duration {
-        self.started.elapsed()
+        self.clock.monotonic().saturating_since(self.started)
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, Report> {
@@ -140,7 +137,7 @@ mod tests {
     async fn changes_into_and_out_of_trouble_are_recorded_for_the_hub() {
         let (_dir, _clock, store) = testing::store();
         let store = Arc::new(store);
-        let health = Health::new();
+        let health = Health::new(store.clock().clone());
         health.record_in(store.recorder().clone());
         health.set("camera", State::Starting, "opening rtsp://camera/stream1");
         health.set("camera", State::Ok, "delivering frames");
