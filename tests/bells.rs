@@ -208,7 +208,7 @@ async fn mqtt_room(port: u16) -> MqttRoom {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
     let shutdown = CancellationToken::new();
-    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone());
+    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone(), Arc::new(SystemClock));
     link.subscribe_connected().wait_for(|connected| *connected).await.unwrap();
     let controller = Controller::open(&config, store.clone(), Arc::new(SystemClock), Some(link.clone())).unwrap();
     MqttRoom { _dir: dir, store, controller, link, commands, shutdown }

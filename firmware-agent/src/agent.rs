@@ -34,3 +34,24 @@ impl Agent {
         self.config.borrow().clone()
     }
 }
+
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// An agent on `config`, `store` and `clock`, its devices opened, as the daemon makes it.
+    pub fn agent(config: Config, store: Arc<Store>, clock: Arc<dyn crate::clock::Clock>) -> (Arc<Agent>, Option<crate::actuators::runner::MqttParts>) {
+        let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
+        let agent = Agent {
+            config: watch::channel(Arc::new(config)).0,
+            store,
+            health: Health::new(clock.clone()),
+            clock,
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
+            actuators,
+            attendance: Default::default(),
+            shutdown: CancellationToken::new(),
+        };
+        (Arc::new(agent), mqtt)
+    }
+}

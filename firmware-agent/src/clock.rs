@@ -16,6 +16,8 @@
 //! one-line test. How each part copes with a stepped wall clock is written in
 //! `DESIGN.md` ("Time").
 
+pub mod text;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +70,14 @@ impl dyn Clock {
     /// The monotonic time `span` from now.
     pub fn deadline_in(&self, span: Duration) -> Monotonic {
         self.monotonic() + span
+    }
+
+    /// The monotonic deadline at which the wall clock will read `at` if it does
+    /// not step, but no later than `at_most` from now: a loop waiting for a
+    /// wall-clock instant wakes at least that often, so it notices a step.
+    pub fn deadline_toward(&self, at: Timestamp, at_most: Duration) -> Monotonic {
+        let until = Duration::try_from(self.now().duration_until(at)).unwrap_or(Duration::ZERO);
+        self.deadline_in(until.min(at_most))
     }
 }
 

@@ -192,7 +192,7 @@ pub async fn run(agent: Arc<Agent>) {
                     reported_empty = false;
                 } else if let Some(after) = empty_room_after.filter(|after| !reported_empty && now.duration_since(last_face_seen) >= *after) {
                     reported_empty = true;
-                    tracing::info!("no face seen for {}: the room is empty", crate::schedule::scheduler::human(after));
+                    tracing::info!("no face seen for {}: the room is empty", crate::clock::text::human(after));
                     agent.actuators.room_occupancy(0).await;
                 }
                 let Some(open) = roll.as_mut().filter(|r| !r.is_closed()) else { continue };
