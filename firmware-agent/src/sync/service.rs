@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::cursor::{self, HEARTBEAT_INTERVAL, POLL_INTERVAL, PullCursor, Step};
+use super::cursor::{self, PullCursor, Step};
 use super::wire;
 use crate::agent::Agent;
 use crate::proto::sync_service_server::SyncService;
@@ -61,7 +60,8 @@ impl SyncService for SyncServer {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
         let newest = self.agent.store.blocking(|store| store.newest_seq()).await.map_err(database_failure)?;
-        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest).map_err(|refused| match refused {
+        let started = self.agent.clock.monotonic();
+        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest, started).map_err(|refused| match refused {
             cursor::PullRefused::NegativeCursor(_) => Status::invalid_argument(refused.to_string()),
             cursor::PullRefused::BeyondEnd { .. } => {
                 tracing::warn!(after_seq = request.after_seq, newest, "a hub pulled from beyond the end of this outbox; refused");
@@ -235,7 +235,6 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
     // Half the message limit: room for the framing, and a margin for the hub.
     let batch_bytes = max_message_bytes / 2;
     let mut reader: Option<Connection> = None;
-    let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
     loop {
         if agent.shutdown.is_cancelled() {
             let _ = tx.send(Err(Status::unavailable("the agent is stopping; pull again from the last stored event"))).await;
@@ -279,11 +278,8 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                         return;
                     }
                 }
-                cursor.sent(count, last);
+                cursor.sent(count, last, agent.clock.monotonic());
                 metrics::counter!("hub_pull_events_sent_total").increment((count - skipped_count) as u64);
-                if count > 0 {
-                    heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
-                }
             }
             Step::Wait => tokio::select! {
                 _ = agent.shutdown.cancelled() => {}
@@ -292,8 +288,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     Ok(()) => cursor.committed(*commits.borrow_and_update()),
                     Err(_) => return,
                 },
-                _ = sleep(POLL_INTERVAL) => cursor.poll(),
-                _ = sleep_until(heartbeat_at) => cursor.heartbeat_elapsed(),
+                () = agent.clock.sleep_until(cursor.next_deadline()) => cursor.handle_timeout(agent.clock.monotonic()),
             },
             Step::Heartbeat { last_seq } => {
                 let heartbeat = Heartbeat {
@@ -304,8 +299,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                 if !send(&tx, pull_response::Message::Heartbeat(heartbeat)).await {
                     return;
                 }
-                cursor.heartbeat_sent();
-                heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+                cursor.heartbeat_sent(agent.clock.monotonic());
             }
             Step::Finish => {
                 tracing::info!(last_seq = cursor.after(), "hub pull finished");
