@@ -10,7 +10,11 @@
 //! - [`desired`] decides from the day's plan and the time it is handed whether
 //!   the panel should be on, and when that next changes; it does no I/O. The
 //!   loop applies its answer at start (a restart mid-day switches the panel on
-//!   again) and at each change, and records every switch for the hub.
+//!   again) and at each change, and records every switch for the hub. It
+//!   sleeps on the agent's clock until that change, but never longer than
+//!   [`LOOK_AGAIN`]: a switch that failed or was refused is tried again, and a
+//!   wall clock stepped by NTP is followed, within that time (`DESIGN.md`,
+//!   "Time").
 //! - The serial port is opened for each command: a panel unplugged and
 //!   plugged back in works again at the next change. It is set to raw mode at
 //!   the configured speed through `nix`'s termios calls, each checked, and the
@@ -21,6 +25,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use nix::fcntl::OFlag;
@@ -34,6 +39,9 @@ use crate::schedule::timetable::{DayPlan, Timetable};
 use crate::store::recorder::{self, Kept, Who};
 
 const SUBSYSTEM: &str = "panel_power";
+
+/// The longest the loop sleeps before it looks at the plan and the clock again.
+pub const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
 /// `[panel.power]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -134,7 +142,7 @@ fn speed(baud: u32) -> Option<BaudRate> {
     })
 }
 
-/// Whether the panel should be on at `now`, and when that next changes.
+/// Whether the panel should be on at `now`, and when, after `now`, that next changes.
 pub fn desired(today: &DayPlan, timetable: &Timetable, config: &PowerConfig, now: Timestamp) -> (bool, Timestamp) {
     let zone = &timetable.zone;
     let next_midnight = today
@@ -204,7 +212,7 @@ pub async fn run(agent: Arc<Agent>) {
         let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else { return };
         let now = agent.clock.now();
         let (on, next) = desired(&timetable.plan(timetable.date_of(now)), &timetable, &power, now);
-        // The panel is switched only while its record can be kept; refused, it is tried again in a minute.
+        // The panel is switched only while its record can be kept; refused, it is tried again at the next look.
         let admitted = agent.store.recorder().admit(Who::Room).inspect_err(|refusal| tracing::warn!(%refusal, "the panel's power is not switched"));
         if applied != Some(on) && admitted.is_ok() {
             let settings = power.clone();
@@ -229,14 +237,14 @@ pub async fn run(agent: Arc<Agent>) {
             if let Kept::Refused(refusal) = agent.store.recorder().keep(recorder::Write::event(now, record)).await {
                 tracing::error!(%refusal, "the panel's power record was not kept");
             }
-            // A failed or refused switch is tried again after a minute.
+            // A failed switch is tried again at the next look.
             applied = result.is_ok().then_some(on);
         }
-        let wait = if applied == Some(on) { next.duration_since(agent.clock.now()) } else { SignedDuration::from_mins(1) };
-        let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::ZERO).max(std::time::Duration::from_secs(1));
+        // `next` is always after `now` (see `desired`), so this never spins.
+        let wake_at = agent.clock.deadline_toward(next, LOOK_AGAIN);
         tokio::select! {
             _ = agent.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            () = agent.clock.sleep_until(wake_at) => {}
         }
     }
 }
@@ -266,6 +274,52 @@ mod tests {
         assert_eq!(desired(&plan, &timetable, &config, at("2026-09-07T08:50")), (false, at("2026-09-08T00:00")));
         let tuesday = timetable.plan("2026-09-08".parse().unwrap());
         assert_eq!(desired(&tuesday, &timetable, &config, at("2026-09-08T07:10")), (false, at("2026-09-09T00:00")), "no lessons, no panel");
+    }
+
+    /// A morning on the manual clock, in milliseconds, with a real command as the panel's driver: off
+    /// before the school day, on ten minutes before its first period, and off within a minute of NTP
+    /// stepping the clock forward past the end of the day.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_panel_follows_the_school_day_and_a_clock_stepped_forward_within_a_minute() {
+        let (dir, clock, store) = crate::store::testing::store();
+        clock.set(at("2026-09-07T06:00"));
+        let switched = dir.path().join("panel.log");
+        let command = |word: &str| format!("[\"sh\", \"-c\", \"echo {word} >> '{}'\"]", switched.display());
+        let source = format!(
+            "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n[panel.power]\ncontrol = \"command\"\non_command = {}\noff_command = {}\n\
+             [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [{{ start = \"07:00\", end = \"07:45\" }}, {{ start = \"07:50\", end = \"08:35\" }}]\n",
+            command("on"),
+            command("off")
+        );
+        let config = crate::config::Config::parse(std::path::Path::new("room.toml"), &source).unwrap();
+        let store = Arc::new(store);
+        let (agent, _) = crate::agent::testing::agent(config, store.clone(), clock.clone());
+        let running = tokio::spawn(run(agent.clone()));
+        let mut commits = store.subscribe_commits();
+        commits.wait_for(|seq| *seq >= 1).await.unwrap();
+        clock.advance_to(at("2026-09-07T06:50"));
+        commits.wait_for(|seq| *seq >= 2).await.unwrap();
+        clock.set(at("2026-09-07T08:55"));
+        clock.advance(LOOK_AGAIN);
+        commits.wait_for(|seq| *seq >= 3).await.unwrap();
+        agent.shutdown.cancel();
+        running.await.unwrap();
+
+        let recorded: Vec<(String, Timestamp, i32)> = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10)
+            .unwrap()
+            .iter()
+            .map(|event| match event.payload().unwrap() {
+                Some(proto::event::Payload::Actuation(a)) => (a.command, event.occurred_at, a.outcome),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let done = Outcome::Done as i32;
+        assert_eq!(recorded, [
+            ("off".to_owned(), at("2026-09-07T06:00"), done),
+            ("on".to_owned(), at("2026-09-07T06:50"), done),
+            ("off".to_owned(), at("2026-09-07T08:56"), done),
+        ]);
+        assert_eq!(std::fs::read_to_string(&switched).unwrap(), "off\non\noff\n", "the driver ran once for each record");
     }
 
     #[test]
