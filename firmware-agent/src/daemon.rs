@@ -66,7 +66,11 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     // Before anything can announce readiness: a signal that arrives early must
     // find its handler, not the default action (which for SIGHUP is to die).
     let signals = Signals::install()?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let simulated = crate::clock::simulated::from_env().map_err(|err| format!("the agent did not start: {err}"))?;
+    let clock: Arc<dyn Clock> = match &simulated {
+        Some(simulated) => simulated.clone(),
+        None => Arc::new(SystemClock),
+    };
     let database = config.database_path();
     let store_clock = clock.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&database, store_clock))
@@ -118,6 +122,9 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tasks.spawn(crate::attendance::service::run(agent.clone()));
     tasks.spawn(crate::panel::power::run(agent.clone()));
 
+    if let Some(simulated) = simulated {
+        tasks.spawn(crate::clock::simulated::steer_from_stdin(simulated, agent.shutdown.clone()));
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));
     // Pings start once systemd has been told we are ready.

@@ -126,6 +126,15 @@ impl Room {
         .unwrap()
     }
 
+    /// Starts `firmware-agent run` on a simulated clock that reads `instant`
+    /// (RFC 3339 with its offset) and moves only by [`RunningAgent::advance`]
+    /// and its siblings; waits until the agent says it is ready.
+    pub fn start_at(&self, instant: &str) -> RunningAgent {
+        let agent = RunningAgent::spawn_simulated(&self.config_path, instant);
+        agent.wait_for_log("agent ready", Duration::from_secs(20));
+        agent
+    }
+
     /// Starts `firmware-agent run` and waits until it says it is ready.
     pub fn start(&self) -> RunningAgent {
         let agent = RunningAgent::spawn(&self.config_path, &[]);
@@ -143,17 +152,31 @@ pub struct RunningAgent {
     reader: Option<std::thread::JoinHandle<()>>,
     lines: mpsc::Receiver<String>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The simulated clock's command line, for an agent started on one.
+    clock_commands: Option<std::process::ChildStdin>,
+    clock_commands_sent: u64,
 }
 
 impl RunningAgent {
     pub fn spawn(config: &Path, env: &[(&str, &str)]) -> RunningAgent {
+        Self::spawn_with(config, env, false)
+    }
+
+    /// Spawns the agent on a simulated clock starting at `instant`.
+    pub fn spawn_simulated(config: &Path, instant: &str) -> RunningAgent {
+        Self::spawn_with(config, &[("FIRMWARE_AGENT_SIMULATED_CLOCK", instant)], true)
+    }
+
+    fn spawn_with(config: &Path, env: &[(&str, &str)], steered: bool) -> RunningAgent {
         let mut command = Command::new(agent_binary());
-        command.args(["run", "--config"]).arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        command.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM");
+        let stdin = if steered { Stdio::piped() } else { Stdio::null() };
+        command.args(["run", "--config"]).arg(config).stdin(stdin).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM").env_remove("FIRMWARE_AGENT_SIMULATED_CLOCK");
         for (key, value) in env {
             command.env(key, value);
         }
         let mut child = command.spawn().unwrap();
+        let clock_commands = child.stdin.take();
         let stderr = child.stderr.take().unwrap();
         let pid = child.id() as i32;
         let (exit_tx, exited) = mpsc::channel();
@@ -172,7 +195,33 @@ impl RunningAgent {
                 }
             }
         });
-        RunningAgent { pid, exited, status: None, reader: Some(reader), lines, log }
+        RunningAgent { pid, exited, status: None, reader: Some(reader), lines, log, clock_commands, clock_commands_sent: 0 }
+    }
+
+    /// Lets `span` pass on the agent's simulated clock (`90s`, `15m`, `1h 30m`)
+    /// and waits until the agent has moved it; what the move wakes then runs
+    /// on its own, so wait for its effect as for any other.
+    pub fn advance(&mut self, span: &str) {
+        self.steer_clock(&format!("advance {span}"));
+    }
+
+    /// Lets time pass on the simulated clock until it reads `instant`.
+    pub fn advance_to(&mut self, instant: &str) {
+        self.steer_clock(&format!("advance-to {instant}"));
+    }
+
+    /// Steps the simulated wall clock to `instant`, forward or back, as NTP would.
+    pub fn step_to(&mut self, instant: &str) {
+        self.steer_clock(&format!("step-to {instant}"));
+    }
+
+    fn steer_clock(&mut self, command: &str) {
+        use std::io::Write;
+        let input = self.clock_commands.as_mut().expect("the agent runs on a simulated clock: start it with Room::start_at");
+        writeln!(input, "{command}").unwrap();
+        input.flush().unwrap();
+        self.clock_commands_sent += 1;
+        self.wait_for_log(&format!("simulated clock moved: command {},", self.clock_commands_sent), Duration::from_secs(10));
     }
 
     pub fn pid(&self) -> i32 {

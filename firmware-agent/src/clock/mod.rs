@@ -14,7 +14,10 @@
 //! when told: moving it wakes every sleeper whose deadline it passed, at once,
 //! so a school day runs in milliseconds and a clock stepped back by NTP is a
 //! one-line test. How each part copes with a stepped wall clock is written in
-//! `DESIGN.md` ("Time").
+//! `DESIGN.md` ("Time"); running the whole daemon on simulated time, in
+//! [`simulated`].
+
+pub mod simulated;
 
 pub mod text;
 
