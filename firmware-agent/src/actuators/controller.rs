@@ -76,6 +76,14 @@ pub enum RequestError {
     NotKept(#[from] Refusal),
 }
 
+/// A device that could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+#[error("device `{device}` (actuators.device): {source}")]
+pub struct OpenError {
+    pub device: String,
+    pub source: ActuatorError,
+}
+
 /// A command done (or yielded), with what became of its record.
 #[derive(Debug, Clone)]
 pub struct Performed {
@@ -120,7 +128,7 @@ const STOPPING: &str = "the agent is stopping: nothing is switched on any more";
 impl Controller {
     /// Opens every configured device, each in its safe state. A device that cannot be opened stops the start:
     /// a room whose bell silently does not ring is worse than an agent that says why it cannot start.
-    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, String> {
+    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, OpenError> {
         let pins = SimulatedPinBank::new(clock.clone());
         let mut devices = BTreeMap::new();
         let consumer = format!("firmware-agent:{}", config.room.room_id);
@@ -138,7 +146,7 @@ impl Controller {
                     _ => Err(ActuatorError::Failed("an MQTT device needs [actuators.mqtt]".to_owned())),
                 },
             };
-            let actuator = opened.map_err(|err| format!("device `{}` (actuators.device): {err}", device.name))?;
+            let actuator = opened.map_err(|source| OpenError { device: device.name.clone(), source })?;
             actuator.safe_state();
             let entry = Device { config: device.clone(), actuator, busy: tokio::sync::Mutex::new(()), on: AtomicBool::new(false) };
             devices.insert(device.name.clone(), entry);

@@ -27,14 +27,14 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{Controller, Request};
+use super::controller::{Controller, OpenError, Request};
 use super::mqtt::{MqttLink, RemoteCommand};
 use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::proto::{self, actuation::Cause, actuation::Outcome};
 use crate::schedule::{Decision, Scheduler, Timetable};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::store::actuators::ScheduleDecision;
 use crate::store::outbox::NewEvent;
 
@@ -58,7 +58,7 @@ impl MqttParts {
 }
 
 /// Opens the devices (and the broker link) at start, each in its safe state.
-pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
+pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), OpenError> {
     let (link, parts) = match &config.actuators.mqtt {
         Some(mqtt) => {
             let close = CancellationToken::new();
@@ -108,7 +108,7 @@ async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut 
     let mut scheduler = match resume(&agent.store, timetable(&agent.config()), agent.clock.now()) {
         Ok(scheduler) => scheduler,
         Err(err) => {
-            agent.health.set("schedule", crate::health::State::Failed, err.clone());
+            agent.health.set("schedule", crate::health::State::Failed, err.to_string());
             tracing::error!("the timetable is not followed: {err}");
             agent.shutdown.cancelled().await;
             return;
@@ -201,10 +201,10 @@ fn timetable(config: &Config) -> Arc<Timetable> {
 }
 
 /// A scheduler resuming from the decisions persisted in the store.
-pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, String> {
+pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, StoreError> {
     let horizon = now.checked_sub(crate::schedule::scheduler::LOOKBACK * 2).unwrap_or(now);
-    store.prune_schedule_decisions(horizon).map_err(|err| err.to_string())?;
-    let decided = store.schedule_decisions_since(horizon).map_err(|err| err.to_string())?;
+    store.prune_schedule_decisions(horizon)?;
+    let decided = store.schedule_decisions_since(horizon)?;
     Ok(Scheduler::new(timetable, decided, now))
 }
 

@@ -97,7 +97,7 @@ impl PowerConfig {
             Control::Rs232 => {
                 for (key, bytes) in [("on_bytes", &self.on_bytes), ("off_bytes", &self.off_bytes)] {
                     if let Err(err) = hex_bytes(bytes) {
-                        problem(key, err, "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"");
+                        problem(key, err.to_string(), "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"");
                     }
                 }
                 if speed(self.baud).is_none() {
@@ -116,17 +116,26 @@ impl PowerConfig {
     }
 }
 
+/// A panel command that is not hex bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error("`{text}` is not hex: `{digit}` is not a hex digit (0-9, A-F)")]
+    NotADigit { text: String, digit: char },
+    #[error("`{text}` is not whole hex bytes")]
+    NotWholeBytes { text: String },
+}
+
 /// The bytes written as hex pairs in `text`, spaces allowed between them.
 /// Read as characters, never sliced as bytes, so that whatever was typed is
 /// named in the error.
-fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+fn hex_bytes(text: &str) -> Result<Vec<u8>, HexError> {
     let digits = text
         .chars()
         .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_digit(16).ok_or_else(|| format!("`{text}` is not hex: `{c}` is not a hex digit (0-9, A-F)")))
-        .collect::<Result<Vec<u32>, String>>()?;
+        .map(|digit| digit.to_digit(16).ok_or_else(|| HexError::NotADigit { text: text.to_owned(), digit }))
+        .collect::<Result<Vec<u32>, HexError>>()?;
     if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(format!("`{text}` is not whole hex bytes"));
+        return Err(HexError::NotWholeBytes { text: text.to_owned() });
     }
     Ok(digits.chunks(2).map(|pair| (pair[0] << 4 | pair[1]) as u8).collect())
 }
@@ -166,35 +175,58 @@ pub fn desired(today: &DayPlan, timetable: &Timetable, config: &PowerConfig, now
     }
 }
 
+/// Why the panel could not be switched: what failed, on which device or
+/// program, and the key to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("panel.power.{key}: {source}")]
+    Bytes { key: &'static str, source: HexError },
+    #[error("panel.power.baud: unsupported speed {0}")]
+    Speed(u32),
+    #[error("{}: {what}: {source} (check panel.power.serial_device, and that the agent's user may use the port)", device.display())]
+    Serial { device: PathBuf, what: String, source: std::io::Error },
+    #[error("panel.power.{key}: no command configured")]
+    NoCommand { key: &'static str },
+    #[error("{program}: {source} (check panel.power.{key})")]
+    Spawn { program: String, key: &'static str, source: std::io::Error },
+    #[error("{program} exited with {status} (panel.power.{key})")]
+    Exited { program: String, key: &'static str, status: std::process::ExitStatus },
+}
+
 /// Switches the panel on or off.
-fn switch(config: &PowerConfig, on: bool) -> Result<(), String> {
+fn switch(config: &PowerConfig, on: bool) -> Result<(), SwitchError> {
     match config.control {
         Control::None => Ok(()),
         Control::Rs232 => {
-            let bytes = hex_bytes(if on { &config.on_bytes } else { &config.off_bytes })?;
+            let (key, text) = if on { ("on_bytes", &config.on_bytes) } else { ("off_bytes", &config.off_bytes) };
+            let bytes = hex_bytes(text).map_err(|source| SwitchError::Bytes { key, source })?;
             let device = &config.serial_device;
+            let serial = |what: String| move |source: std::io::Error| SwitchError::Serial { device: device.clone(), what, source };
             let mut port = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .custom_flags(OFlag::O_NOCTTY.bits())
                 .open(device)
-                .map_err(|err| format!("{}: {err}", device.display()))?;
-            let speed = speed(config.baud).ok_or_else(|| format!("unsupported speed {}", config.baud))?;
-            let mut settings =
-                termios::tcgetattr(&port).map_err(|err| format!("{}: not a serial port: {err}", device.display()))?;
+                .map_err(serial("cannot open".to_owned()))?;
+            let speed = speed(config.baud).ok_or(SwitchError::Speed(config.baud))?;
+            let mut settings = termios::tcgetattr(&port).map_err(std::io::Error::from).map_err(serial("not a serial port".to_owned()))?;
             termios::cfmakeraw(&mut settings);
-            termios::cfsetspeed(&mut settings, speed).map_err(|err| format!("{}: cannot set {} baud: {err}", device.display(), config.baud))?;
+            termios::cfsetspeed(&mut settings, speed).map_err(std::io::Error::from).map_err(serial(format!("cannot set {} baud", config.baud)))?;
             termios::tcsetattr(&port, SetArg::TCSANOW, &settings)
-                .map_err(|err| format!("{}: cannot set raw mode at {} baud: {err}", device.display(), config.baud))?;
-            port.write_all(&bytes).map_err(|err| format!("{}: {err}", device.display()))?;
-            termios::tcdrain(&port).map_err(|err| format!("{}: the command was not sent: {err}", device.display()))?;
+                .map_err(std::io::Error::from)
+                .map_err(serial(format!("cannot set raw mode at {} baud", config.baud)))?;
+            port.write_all(&bytes).map_err(serial("cannot write the command".to_owned()))?;
+            termios::tcdrain(&port).map_err(std::io::Error::from).map_err(serial("the command was not sent".to_owned()))?;
             Ok(())
         }
         Control::Command => {
-            let argv = if on { &config.on_command } else { &config.off_command };
-            let (program, args) = argv.split_first().ok_or("no command configured")?;
-            let status = std::process::Command::new(program).args(args).status().map_err(|err| format!("{program}: {err}"))?;
-            if status.success() { Ok(()) } else { Err(format!("{program} exited with {status}")) }
+            let (key, argv) = if on { ("on_command", &config.on_command) } else { ("off_command", &config.off_command) };
+            let (program, args) = argv.split_first().ok_or(SwitchError::NoCommand { key })?;
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .map_err(|source| SwitchError::Spawn { program: program.clone(), key, source })?;
+            if status.success() { Ok(()) } else { Err(SwitchError::Exited { program: program.clone(), key, status }) }
         }
     }
 }
@@ -216,14 +248,15 @@ pub async fn run(agent: Arc<Agent>) {
         let admitted = agent.store.recorder().admit(Who::Room).inspect_err(|refusal| tracing::warn!(%refusal, "the panel's power is not switched"));
         if applied != Some(on) && admitted.is_ok() {
             let settings = power.clone();
-            let result = tokio::task::spawn_blocking(move || switch(&settings, on)).await.unwrap_or_else(|err| Err(err.to_string()));
+            let result = tokio::task::spawn_blocking(move || switch(&settings, on)).await;
             let (outcome, detail) = match &result {
-                Ok(()) => (Outcome::Done, String::new()),
-                Err(err) => (Outcome::Failed, err.clone()),
+                Ok(Ok(())) => (Outcome::Done, String::new()),
+                Ok(Err(err)) => (Outcome::Failed, err.to_string()),
+                Err(worker) => (Outcome::Failed, format!("the switch's worker failed: {worker}")),
             };
-            match &result {
-                Ok(()) => agent.health.set(SUBSYSTEM, State::Ok, if on { "on for the school day" } else { "off" }),
-                Err(err) => agent.health.set(SUBSYSTEM, State::Degraded, format!("cannot switch the panel {}: {err}", if on { "on" } else { "off" })),
+            match outcome {
+                Outcome::Done => agent.health.set(SUBSYSTEM, State::Ok, if on { "on for the school day" } else { "off" }),
+                _ => agent.health.set(SUBSYSTEM, State::Degraded, format!("cannot switch the panel {}: {detail}", if on { "on" } else { "off" })),
             }
             let record = proto::Actuation {
                 device: "panel".into(),
@@ -238,7 +271,7 @@ pub async fn run(agent: Arc<Agent>) {
                 tracing::error!(%refusal, "the panel's power record was not kept");
             }
             // A failed switch is tried again at the next look.
-            applied = result.is_ok().then_some(on);
+            applied = (outcome == Outcome::Done).then_some(on);
         }
         // `next` is always after `now` (see `desired`), so this never spins.
         let wake_at = agent.clock.deadline_toward(next, LOOK_AGAIN);
@@ -287,7 +320,8 @@ mod tests {
         let command = |word: &str| format!("[\"sh\", \"-c\", \"echo {word} >> '{}'\"]", switched.display());
         let source = format!(
             "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n[panel.power]\ncontrol = \"command\"\non_command = {}\noff_command = {}\n\
-             [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [{{ start = \"07:00\", end = \"07:45\" }}, {{ start = \"07:50\", end = \"08:35\" }}]\n",
+             [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [{{ start = \"07:00\", end = \"07:45\" }}, {{ start = \"07:50\", end = \"08:35\" }}]\n\
+             [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n",
             command("on"),
             command("off")
         );
@@ -334,10 +368,11 @@ mod tests {
     fn a_character_beyond_ascii_is_named_not_split() {
         for text in ["Aé1", "AA Aé1", "ÂA 11", "đ", "AA ０1"] {
             let err = hex_bytes(text).expect_err(text);
-            assert!(err.contains("is not a hex digit"), "{text}: {err}");
+            assert!(err.to_string().contains("is not a hex digit"), "{text}: {err}");
         }
         let err = hex_bytes("AA 1é 1").unwrap_err();
-        assert!(err.contains("`é`"), "{err}");
+        assert_eq!(err, HexError::NotADigit { text: "AA 1é 1".to_owned(), digit: 'é' });
+        assert!(err.to_string().contains("`é`"), "{err}");
         let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes"]);
@@ -368,7 +403,8 @@ mod tests {
     #[test]
     fn a_device_that_is_not_a_serial_port_is_named() {
         let config = PowerConfig { control: Control::Rs232, serial_device: "/dev/null".into(), on_bytes: "AA".into(), ..Default::default() };
-        let err = switch(&config, true).unwrap_err();
+        let err = switch(&config, true).unwrap_err().to_string();
         assert!(err.starts_with("/dev/null: not a serial port"), "{err}");
+        assert!(err.contains("check panel.power.serial_device"), "{err}");
     }
 }

@@ -127,7 +127,7 @@ impl SyncService for SyncServer {
         let request = request.into_inner();
         let version = request.version;
         let config = self.agent.config();
-        let (roster, timetable) = checked_roster(&request, &config).map_err(Status::invalid_argument)?;
+        let (roster, timetable) = checked_roster(&request, &config).map_err(|problems| Status::invalid_argument(problems.to_string()))?;
         let text = timetable.as_ref().map(|(text, _)| text.clone());
         let outcome = self.agent.store.blocking(move |store| store.replace_roster(version, &roster, text.as_deref())).await;
         match outcome.map_err(database_failure)? {
@@ -155,14 +155,22 @@ impl SyncService for SyncServer {
     }
 }
 
+/// Every problem of a pushed roster, each naming its place (`pupils[i].field`,
+/// `teachers[i].field`, `timetable_toml: key`); one is enough to refuse the push.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s); nothing was applied:\n{}", problems.len(), problems.join("\n"))]
+pub struct RosterProblems {
+    pub problems: Vec<String>,
+}
+
 /// Checks a pushed roster whole, the same way a CSV import is checked: every
 /// problem is listed as `pupils[i].field` or `teachers[i].field`, and one is
 /// enough to refuse the push.
 /// The pushed roster, and the pushed timetable (as sent, and laid over the
 /// room's config), when every row and key fits; else every problem.
-fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), String> {
+fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), RosterProblems> {
     if request.version == 0 {
-        return Err("version: must be 1 or more, and above the version in force".to_owned());
+        return Err(RosterProblems { problems: vec!["version: must be 1 or more, and above the version in force".to_owned()] });
     }
     let mut roster = Roster::default();
     let mut seen = HashMap::new();
@@ -207,11 +215,7 @@ fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster
             }
         },
     };
-    if problems.is_empty() {
-        Ok((roster, timetable))
-    } else {
-        Err(format!("{} problem(s); nothing was applied:\n{}", problems.len(), problems.join("\n")))
-    }
+    if problems.is_empty() { Ok((roster, timetable)) } else { Err(RosterProblems { problems }) }
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `path`; 0 when unknown.
@@ -335,7 +339,7 @@ mod tests {
             teachers: vec![Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
             timetable_toml: "[schedule\n".into(),
         };
-        let message = checked_roster(&request, &room()).unwrap_err();
+        let message = checked_roster(&request, &room()).unwrap_err().to_string();
         assert!(message.starts_with("4 problem(s); nothing was applied"), "{message}");
         assert!(message.contains("pupils[1].personal_id:"), "{message}");
         assert!(message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"), "{message}");
