@@ -414,16 +414,22 @@ pub(crate) mod tests {
     /// on the manual clock: each time the controller shows the bell on, lets
     /// the pulse pass, and each time it shows it off between pulses, the gap.
     pub(crate) async fn ring_through(clock: &ManualClock, controller: &Controller, device: &str, pattern: &BellPattern) {
-        let shown = |on: bool| move |_: &u64| controller.status().iter().any(|d| d.name == device && d.on == on);
-        let mut changes = controller.subscribe_changes();
         for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
             if i > 0 {
                 clock.advance(Duration::from_millis(pattern.gap_ms.into()));
             }
-            changes.wait_for(shown(true)).await.unwrap();
+            until_shown(controller, device, true).await;
             clock.advance(Duration::from_millis((*pulse).into()));
-            changes.wait_for(shown(false)).await.unwrap();
+            until_shown(controller, device, false).await;
         }
+    }
+
+    /// Returns once the controller shows `device` on (or off): by then the
+    /// actuation's latency is measured and any wait it times has begun, so a
+    /// manual clock may be moved.
+    pub(crate) async fn until_shown(controller: &Controller, device: &str, on: bool) {
+        let mut changes = controller.subscribe_changes();
+        changes.wait_for(|_| controller.status().iter().any(|d| d.name == device && d.on == on)).await.unwrap();
     }
 
     fn config() -> Config {
