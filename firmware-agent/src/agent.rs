@@ -54,4 +54,15 @@ pub mod testing {
         };
         (Arc::new(agent), mqtt)
     }
+
+    /// Returns once `sleepers` sleeps wait on `clock`: the loops a test drives
+    /// have done what the last move woke them for. Checked every millisecond;
+    /// panics after 10 s.
+    pub async fn until_asleep(clock: &crate::clock::ManualClock, sleepers: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while clock.sleepers() != sleepers {
+            assert!(std::time::Instant::now() < deadline, "{} sleeps wait on the clock, not {sleepers}", clock.sleepers());
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
 }

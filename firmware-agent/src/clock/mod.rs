@@ -167,6 +167,12 @@ impl ManualClock {
     pub fn set_synchronized(&self, synchronized: bool) {
         self.synchronized.store(synchronized, Ordering::SeqCst);
     }
+
+    /// How many sleeps wait on this clock now, so that a test moves it only
+    /// once the loops it drives have gone to sleep.
+    pub fn sleepers(&self) -> usize {
+        self.monotonic.receiver_count()
+    }
 }
 
 impl Clock for ManualClock {

@@ -329,13 +329,21 @@ mod tests {
         let store = Arc::new(store);
         let (agent, _) = crate::agent::testing::agent(config, store.clone(), clock.clone());
         let running = tokio::spawn(run(agent.clone()));
-        let mut commits = store.subscribe_commits();
-        commits.wait_for(|seq| *seq >= 1).await.unwrap();
+        let recorded = |records: i64| {
+            let mut commits = store.subscribe_commits();
+            async move {
+                let committed = commits.wait_for(|seq| *seq >= records);
+                tokio::time::timeout(std::time::Duration::from_secs(10), committed).await.expect("the panel switched in time").unwrap();
+            }
+        };
+        recorded(1).await;
         clock.advance_to(at("2026-09-07T06:50"));
-        commits.wait_for(|seq| *seq >= 2).await.unwrap();
+        recorded(2).await;
+        // The loop sleeps toward the end of the day, 08:50, when NTP steps the clock forward past it.
+        crate::agent::testing::until_asleep(&clock, 1).await;
         clock.set(at("2026-09-07T08:55"));
         clock.advance(LOOK_AGAIN);
-        commits.wait_for(|seq| *seq >= 3).await.unwrap();
+        recorded(3).await;
         agent.shutdown.cancel();
         running.await.unwrap();
 

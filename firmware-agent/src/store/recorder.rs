@@ -427,13 +427,19 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
     let mut waiting: HashMap<u64, oneshot::Sender<Kept>> = HashMap::new();
     let mut open = true;
     while open {
-        let retry_at = policy.retry_at();
+        // Sleeps only while a retry is due: an idle recorder holds no sleep on the clock.
+        let retry = async {
+            match policy.retry_at() {
+                Some(at) => recorder.clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             request = requests.recv() => match request {
                 Some(request) => offer(&mut policy, &mut waiting, request),
                 None => open = false,
             },
-            () = recorder.clock.sleep_until(retry_at.unwrap_or_default()), if retry_at.is_some() => {}
+            () = retry => {}
         }
         while let Ok(request) = requests.try_recv() {
             offer(&mut policy, &mut waiting, request);
