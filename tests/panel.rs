@@ -361,6 +361,9 @@ fn the_panel_is_switched_on_over_rs232_during_the_school_day() {
     assert_eq!(next_command(), off, "off fifteen minutes after the last period");
     wait_for_health(&room, |health| health["subsystems"]["panel_power"]["detail"] == "off");
     assert!(commands.try_recv().is_err(), "one command at each change, none in between");
+    // Stopped, the agent has committed every record it kept.
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|status| status.code()), Some(0));
 
     let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
     let switched: Vec<(String, jiff::Timestamp)> = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000)
