@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Room, free_port, http_get, local_time_in};
+use common::{Room, RunningAgent, free_port, http_get, local_time_in};
 use firmware_agent::actuators::controller::{Controller, Request};
 use firmware_agent::actuators::mqtt::{MqttLink, RemoteCommand};
 use firmware_agent::clock::SystemClock;
@@ -208,7 +208,7 @@ async fn mqtt_room(port: u16) -> MqttRoom {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
     let shutdown = CancellationToken::new();
-    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone());
+    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone(), Arc::new(SystemClock));
     link.subscribe_connected().wait_for(|connected| *connected).await.unwrap();
     let controller = Controller::open(&config, store.clone(), Arc::new(SystemClock), Some(link.clone())).unwrap();
     MqttRoom { _dir: dir, store, controller, link, commands, shutdown }
@@ -361,24 +361,85 @@ fn room_config(periods: &str) -> String {
     )
 }
 
+/// A morning shift's periods: five of 45 minutes, with the longer break after the second.
+const MORNING: [(&str, &str); 5] = [("07:00", "07:45"), ("07:50", "08:35"), ("08:55", "09:40"), ("09:45", "10:30"), ("10:35", "11:20")];
+
+/// The periods of [`MORNING`] as the config writes them.
+fn morning_periods() -> String {
+    MORNING.iter().map(|(start, end)| format!("{{ start = \"{start}\", end = \"{end}\" }}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `HH:MM` on Monday 7 September 2026 in the room's zone, as the simulated clock takes it.
+fn monday(time: &str) -> String {
+    format!("2026-09-07T{time}:00+07:00")
+}
+
+/// Whether the room's API shows device `name` on, waiting up to 10 s (checked every 20 ms) for it to show `on`.
+fn wait_until_shown(room: &Room, name: &str, on: bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let devices: serde_json::Value = serde_json::from_str(&http_get(room.http, "/api/actuators").1).unwrap();
+        if device(&devices, name)["on"] == on {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "`{name}` never showed on = {on}: {devices}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lets a ring of the bell with `pattern`'s pulses and gap run its course on the agent's simulated
+/// clock: each pulse passes once the room shows the bell on, each gap once it shows it off.
+fn ring_through(agent: &mut RunningAgent, room: &Room, (pulses_ms, gap_ms): (&[u32], u32)) {
+    for (i, pulse) in pulses_ms.iter().enumerate() {
+        if i > 0 {
+            agent.advance(&format!("{gap_ms}ms"));
+        }
+        wait_until_shown(room, "bell", true);
+        agent.advance(&format!("{pulse}ms"));
+        wait_until_shown(room, "bell", false);
+    }
+}
+
+/// [`room_config`]'s bell patterns: (pulses, gap) in milliseconds.
+const START: (&[u32], u32) = (&[50], 0);
+const END: (&[u32], u32) = (&[30, 30], 20);
+
+/// A whole morning on the agent's simulated clock, in a few seconds: the timetable, given to the running
+/// agent by a reload, rings every period's start and end on the second and switches the lights; and the
+/// teacher's `bell ring` and `light` commands work.
 #[test]
 fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
     let room = Room::new(&room_config(""));
-    let mut agent = room.start();
+    let mut agent = room.start_at(&monday("06:45"));
 
-    // A period starting two seconds from now, given to the running agent by a reload.
-    let (start, end) = (local_time_in(2), local_time_in(4));
-    assert!(start < end, "run this test away from local midnight");
-    room.write_config(&room_config(&format!("{{ start = \"{start}\", end = \"{end}\" }}")));
-    let plan = room.command(&["schedule", "show"]);
+    room.write_config(&room_config(&morning_periods()));
+    let plan = room.command(&["schedule", "show", "--date", "2026-09-07"]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan_text.contains(&format!("Tiết 1  {} – {}", shown(&start), shown(&end))), "{plan_text}");
+    assert!(plan_text.contains(&format!("Tiết 1  {} – {}", shown("07:00"), shown("07:45"))), "{plan_text}");
+    assert!(plan_text.contains(&format!("Tiết 5  {} – {}", shown("10:35"), shown("11:20"))), "{plan_text}");
     agent.signal(libc::SIGHUP);
     agent.wait_for_log("timetable reloaded", Duration::from_secs(10));
-    agent.wait_for_log("command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
-    agent.wait_for_log("command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+    let mut timetable = Vec::new();
+    for (start, end) in MORNING {
+        for (time, pattern, command) in [(start, START, "ring:start"), (end, END, "ring:end")] {
+            agent.advance_to(&monday(time));
+            ring_through(&mut agent, &room, pattern);
+            timetable.push((command.to_owned(), monday(time)));
+        }
+        if start == "07:00" {
+            wait_until_shown(&room, "lights", true);
+            timetable.push(("on".to_owned(), monday("07:00")));
+        }
+    }
+    agent.advance_to(&monday("11:30"));
+    wait_until_shown(&room, "lights", false);
+    timetable.push(("off".to_owned(), monday("11:30")));
 
-    let rung = room.command(&["bell", "ring", "--pattern", "end"]);
+    let rung = std::thread::scope(|scope| {
+        let ringing = scope.spawn(|| room.command(&["bell", "ring", "--pattern", "end"]));
+        ring_through(&mut agent, &room, END);
+        ringing.join().unwrap()
+    });
     assert_eq!(rung.status.code(), Some(0), "{}", String::from_utf8_lossy(&rung.stderr));
     assert!(String::from_utf8_lossy(&rung.stdout).contains("Chuông `bell` đã reo kiểu `end`: done"));
     agent.wait_for_log("command=ring:end cause=\"TEACHER\"", Duration::from_secs(5));
@@ -400,8 +461,22 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
     assert!(agent.log.lock().unwrap().iter().any(|line| line.contains("bells and lights in their safe state")));
 
     let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
+    let records = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    // Each record is committed once its action is done: by then a later, shorter one may have been.
+    let mut by_timetable: Vec<(String, String)> = records
+        .iter()
+        .filter_map(|event| match event.payload().unwrap() {
+            Some(proto::event::Payload::Actuation(a)) if a.cause == Cause::Timetable as i32 => {
+                assert_eq!(a.outcome, Outcome::Done as i32, "{a:?}");
+                Some((a.command, event.occurred_at.to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    by_timetable.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    timetable.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    assert_eq!(by_timetable, timetable, "every bell and switch of the morning once, on the second");
     let records: Vec<(String, i32)> = actuations(&store).into_iter().map(|a| (a.command, a.cause)).collect();
-    assert!(records.contains(&("ring:start".to_owned(), Cause::Timetable as i32)), "{records:?}");
     assert!(records.contains(&("ring:end".to_owned(), Cause::Teacher as i32)), "{records:?}");
     assert!(records.contains(&("on".to_owned(), Cause::Teacher as i32)), "{records:?}");
 }
@@ -443,6 +518,8 @@ fn check_config_rejects_a_malformed_timetable_with_line_and_column() {
     assert!(text.contains(&format!("agent.toml:{reversed}:22: schedule.shifts.0.periods.1.end: period ends at 08:35 but starts at 08:50")), "{text}");
 }
 
+/// On the system clock, as a room runs: the bells' smoke test in real time, with a period a few seconds
+/// from now (the morning on simulated time is [`the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands`]).
 #[test]
 fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
     let room = Room::new(&room_config(""));

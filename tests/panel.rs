@@ -320,39 +320,84 @@ const ACCESSIBILITY: &str = r#"(() => {
   return problems;
 })()"#;
 
-/// The panel's power over RS-232, for real: the agent writes to the slave side
-/// of a pseudo-terminal as it would to a USB serial adapter, and the test reads
-/// the panel's command from the master side. The timetable's period covers the
-/// whole day, so the agent switches the panel on as soon as it starts.
+/// The panel's power over RS-232, for real, through a school day on the agent's simulated clock: the
+/// agent writes to the slave side of a pseudo-terminal as it would to a USB serial adapter, and the test
+/// reads the panel's commands from the master side. Off before the day, on ten minutes before the first
+/// of the morning's five periods, off fifteen minutes after the last.
 #[test]
 fn the_panel_is_switched_on_over_rs232_during_the_school_day() {
     let (mut master, slave_path) = pseudo_terminal();
     let room = Room::new(&format!(
         "[panel.power]\ncontrol = \"rs232\"\nserial_device = \"{slave_path}\"\nbaud = 9600\non_bytes = \"AA 11 FE 01 01 11\"\noff_bytes = \"AA 11 FE 01 00 10\"\n\n\
-         [[schedule.shifts]]\nname = \"Cả ngày\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nperiods = [{{ start = \"00:00\", end = \"23:59\" }}]\n\n\
+         [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\"]\n\
+         periods = [{{ start = \"07:00\", end = \"07:45\" }}, {{ start = \"07:50\", end = \"08:35\" }}, {{ start = \"08:55\", end = \"09:40\" }}, \
+         {{ start = \"09:45\", end = \"10:30\" }}, {{ start = \"10:35\", end = \"11:20\" }}]\n\n\
          [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n"
     ));
-    let (tx, received) = std::sync::mpsc::channel();
+    let (tx, commands) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::Read;
         let mut bytes = Vec::new();
         let mut buffer = [0u8; 64];
-        while bytes.len() < 6 {
+        loop {
             match master.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => bytes.extend_from_slice(&buffer[..n]),
             }
+            while bytes.len() >= 6 {
+                if tx.send(bytes.drain(..6).collect::<Vec<u8>>()).is_err() {
+                    return;
+                }
+            }
         }
-        let _ = tx.send(bytes);
     });
-    let agent = room.start();
-    let bytes = received.recv_timeout(Duration::from_secs(20)).expect("the panel receives a command");
-    assert_eq!(bytes, [0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11], "the power-on command");
+    let (on, off) = ([0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11], [0xAA, 0x11, 0xFE, 0x01, 0x00, 0x10]);
+    let next_command = || commands.recv_timeout(Duration::from_secs(20)).expect("the panel receives a command");
+    let mut agent = room.start_at("2026-09-07T06:30:00+07:00");
+    assert_eq!(next_command(), off, "off before the school day");
+    agent.advance_to("2026-09-07T06:49:00+07:00");
+    agent.advance_to("2026-09-07T06:50:00+07:00");
+    assert_eq!(next_command(), on, "on ten minutes before the first period");
     // The bytes arrive before the agent hears that its write returned: wait for its report.
-    agent.wait_for_log("subsystem=\"panel_power\" state=Ok", Duration::from_secs(10));
-    let (_, health) = common::http_get(room.http, "/healthz");
-    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let health = wait_for_health(&room, |health| health["subsystems"]["panel_power"]["detail"] == "on for the school day");
     assert_eq!(health["subsystems"]["panel_power"]["state"], "ok", "{health}");
+    agent.advance_to("2026-09-07T11:34:00+07:00");
+    agent.advance_to("2026-09-07T11:35:00+07:00");
+    assert_eq!(next_command(), off, "off fifteen minutes after the last period");
+    wait_for_health(&room, |health| health["subsystems"]["panel_power"]["detail"] == "off");
+    assert!(commands.try_recv().is_err(), "one command at each change, none in between");
+    // Stopped, the agent has committed every record it kept.
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|status| status.code()), Some(0));
+
+    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
+    let switched: Vec<(String, jiff::Timestamp)> = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|event| match event.payload().unwrap() {
+            Some(Payload::Actuation(a)) if a.device == "panel" => Some((a.command, event.occurred_at)),
+            _ => None,
+        })
+        .collect();
+    let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+    assert_eq!(switched, [
+        ("off".to_owned(), at("2026-09-07T06:30:00+07:00")),
+        ("on".to_owned(), at("2026-09-07T06:50:00+07:00")),
+        ("off".to_owned(), at("2026-09-07T11:35:00+07:00")),
+    ]);
+}
+
+/// `/healthz` once `holds` is true of it, checked every 20 ms; panics with the last one after 10 s.
+fn wait_for_health(room: &Room, holds: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let health: serde_json::Value = serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap();
+        if holds(&health) {
+            return health;
+        }
+        assert!(std::time::Instant::now() < deadline, "/healthz never held: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A pseudo-terminal pair: the master side as a file, and the slave's path.

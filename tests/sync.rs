@@ -614,14 +614,26 @@ fn an_undeliverable_row_is_skipped_with_its_seq_and_the_events_after_it_are_deli
     agent.wait_exit(Duration::from_secs(10)).expect("the agent stops");
 }
 
-/// Reads a follow stream until its first heartbeat, noting the batches' outbox identities.
-async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>) -> (proto::Heartbeat, Vec<Vec<u8>>) {
+/// Reads a follow stream of an agent on a simulated clock until its first heartbeat, noting the batches'
+/// outbox identities: once the batches reached `newest`, lets the heartbeat interval pass on the agent's
+/// clock, twice, in case the agent was still noting its last batch when the clock first moved.
+async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>, agent: &mut common::RunningAgent, newest: i64) -> (proto::Heartbeat, Vec<Vec<u8>>) {
     let mut identities = Vec::new();
+    let mut caught_up = newest == 0;
     loop {
+        if caught_up {
+            tokio::task::block_in_place(|| {
+                agent.advance("5s");
+                agent.advance("5s");
+            });
+        }
         let message = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("a heartbeat in time").unwrap();
         match message.and_then(|m| m.message) {
             Some(proto::pull_response::Message::Heartbeat(heartbeat)) => return (heartbeat, identities),
-            Some(proto::pull_response::Message::Batch(batch)) => identities.push(batch.outbox_identity),
+            Some(proto::pull_response::Message::Batch(batch)) => {
+                caught_up = batch.events.last().is_some_and(|event| event.seq >= newest);
+                identities.push(batch.outbox_identity);
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -652,7 +664,8 @@ async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_re
             std::fs::rename(&path, aside.join(path.file_name().unwrap())).unwrap();
         }
     }
-    let _agent = room.start_async("agent ready").await;
+    // On a simulated clock from here: the heartbeat interval passes when the test says so.
+    let mut agent = tokio::task::block_in_place(|| room.start_at("2026-09-07T07:00:00+07:00"));
     writer(&room).append_batch((0..2).map(mark).collect()).unwrap();
 
     let (_, mut hub) = client(&room).await;
@@ -690,8 +703,9 @@ async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_re
     assert_eq!(into_other.code(), Code::FailedPrecondition, "{into_other:?}");
     assert_eq!(hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().acked_seq, 0, "nothing was acknowledged");
 
+    let newest = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().last_seq;
     let mut stream = hub.pull(PullRequest { after_seq: 0, max_batch: 0, follow: true }).await.unwrap().into_inner();
-    let (heartbeat, batches) = first_heartbeat(&mut stream).await;
+    let (heartbeat, batches) = first_heartbeat(&mut stream, &mut agent, newest).await;
     let last_seq = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().last_seq;
     assert_eq!(heartbeat.last_seq, last_seq, "the heartbeat says the newest committed seq");
     assert_eq!(heartbeat.outbox_identity, new_identity.as_bytes().to_vec());

@@ -95,7 +95,7 @@ async fn lateness() {
     let pins = controller.pins().clone();
     let (config, _) = watch::channel(Arc::new(config));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let agent = Arc::new(Agent { config, store, clock, health: Health::new(), metrics, actuators: controller.clone(), attendance: Default::default(), shutdown });
+    let agent = Arc::new(Agent { config, store, health: Health::new(clock.clone()), clock, metrics, actuators: controller.clone(), attendance: Default::default(), shutdown });
     let runner = tokio::spawn(firmware_agent::actuators::runner::run(agent.clone(), controller, mqtt));
 
     // Baseline: a bare timer to each of the same instants, in the same runtime.
@@ -222,7 +222,7 @@ async fn mqtt() {
     let config = Config::parse(Path::new("bench.toml"), &source).unwrap();
     let shutdown = CancellationToken::new();
     let broker_config = config.actuators.mqtt.clone().unwrap();
-    let (link, _commands, task) = MqttLink::start(&broker_config, &config.room, &config.actuators.device, shutdown.clone());
+    let (link, _commands, task) = MqttLink::start(&broker_config, &config.room, &config.actuators.device, shutdown.clone(), Arc::new(SystemClock));
     link.subscribe_connected().wait_for(|up| *up).await.unwrap();
     let DriverConfig::Mqtt(device) = &config.actuators.device[0].driver else { unreachable!() };
     let switch = MqttSwitch::new("switch", link, device, &broker_config);

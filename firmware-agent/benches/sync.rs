@@ -139,8 +139,8 @@ fn main() {
     let agent = Arc::new(Agent {
         config,
         store: store.clone(),
+        health: Health::new(clock.clone()),
         clock,
-        health: Health::new(),
         metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
         actuators,
         attendance: Default::default(),

@@ -34,3 +34,35 @@ impl Agent {
         self.config.borrow().clone()
     }
 }
+
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// An agent on `config`, `store` and `clock`, its devices opened, as the daemon makes it.
+    pub fn agent(config: Config, store: Arc<Store>, clock: Arc<dyn crate::clock::Clock>) -> (Arc<Agent>, Option<crate::actuators::runner::MqttParts>) {
+        let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
+        let agent = Agent {
+            config: watch::channel(Arc::new(config)).0,
+            store,
+            health: Health::new(clock.clone()),
+            clock,
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
+            actuators,
+            attendance: Default::default(),
+            shutdown: CancellationToken::new(),
+        };
+        (Arc::new(agent), mqtt)
+    }
+
+    /// Returns once `sleepers` sleeps wait on `clock`: the loops a test drives
+    /// have done what the last move woke them for. Checked every millisecond;
+    /// panics after 10 s.
+    pub async fn until_asleep(clock: &crate::clock::ManualClock, sleepers: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while clock.sleepers() != sleepers {
+            assert!(std::time::Instant::now() < deadline, "{} sleeps wait on the clock, not {sleepers}", clock.sleepers());
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}

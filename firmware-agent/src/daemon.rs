@@ -77,7 +77,7 @@ enum StartError {
     #[error("the agent did not start: {0}")]
     TabletsTls(#[from] crate::lesson::tls::TlsError),
     #[error("the agent did not start: {0}")]
-    Actuators(String),
+    Actuators(#[from] crate::actuators::controller::OpenError),
     #[error("the agent did not start: {0}")]
     SimulatedClock(#[from] crate::clock::simulated::BadStart),
     /// What the machine refused (a worker thread, the metrics recorder, a socket's address).
@@ -108,18 +108,18 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         other => StartError::Hub(other),
     })?;
     let room = &config.room;
-    let tablets_tls = crate::lesson::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id).await?;
+    let tablets_tls = crate::lesson::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id, clock.clone()).await?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| StartError::Machine(err.to_string()))?;
     let store = Arc::new(store);
     let shutdown = CancellationToken::new();
-    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone()).map_err(StartError::Actuators)?;
+    let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone())?;
     let (config_tx, _) = watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config: config_tx,
         store,
+        health: Health::new(clock.clone()),
         clock,
-        health: Health::new(),
         metrics,
         actuators: actuators.clone(),
         attendance: Default::default(),

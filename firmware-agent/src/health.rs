@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::clock::{Clock, Monotonic};
 use crate::proto::DeviceHealth;
 
 /// A subsystem's state, from best to worst.
@@ -60,7 +60,8 @@ type KeepChange = Box<dyn Fn(DeviceHealth) + Send + Sync>;
 /// A shared, cheap-to-clone registry of subsystem states.
 #[derive(Clone)]
 pub struct Health {
-    started: Instant,
+    clock: Arc<dyn Clock>,
+    started: Monotonic,
     reports: Arc<RwLock<BTreeMap<String, Report>>>,
     /// Bumped on every change of any subsystem's state, for live views.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
@@ -68,15 +69,11 @@ pub struct Health {
     keep: Arc<OnceLock<KeepChange>>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Health {
-    pub fn new() -> Self {
-        Self { started: Instant::now(), reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), keep: Arc::default() }
+    /// A registry whose uptime is counted on `clock` from now.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let started = clock.monotonic();
+        Self { clock, started, reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), keep: Arc::default() }
     }
 
     /// Records every change into or out of trouble from now on, as a `device.health`
@@ -120,7 +117,7 @@ impl Health {
     }
 
     pub fn uptime(&self) -> std::time::Duration {
-        self.started.elapsed()
+        self.clock.monotonic().saturating_since(self.started)
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, Report> {
@@ -145,7 +142,7 @@ mod tests {
     async fn changes_into_and_out_of_trouble_are_recorded_for_the_hub() {
         let (_dir, _clock, store) = testing::store();
         let store = Arc::new(store);
-        let health = Health::new();
+        let health = Health::new(store.clock().clone());
         let recorder = store.recorder().clone();
         health.record_in(move |change| recorder.keep_now(change));
         health.set("camera", State::Starting, "opening rtsp://camera/stream1");

@@ -17,11 +17,15 @@
 //!   ([`crate::store::recorder`]).
 //! - At shutdown every device is switched off and waited for, and from then on
 //!   nothing is switched on: a ring under way stops at its next pulse.
+//! - A ring's pulses and gaps are timed on the clock's monotonic time, and the
+//!   end of each is fixed before the change it times is shown: whoever sees the
+//!   bell go on and moves a simulated clock cannot move it before the pulse
+//!   has begun to count.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
@@ -72,6 +76,14 @@ pub enum RequestError {
     NotKept(#[from] Refusal),
 }
 
+/// A device that could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+#[error("device `{device}` (actuators.device): {source}")]
+pub struct OpenError {
+    pub device: String,
+    pub source: ActuatorError,
+}
+
 /// A command done (or yielded), with what became of its record.
 #[derive(Debug, Clone)]
 pub struct Performed {
@@ -118,25 +130,25 @@ impl Controller {
     /// a room whose bell silently does not ring is worse than an agent that says why it cannot start.
     /// It takes the whole config: the devices of `[actuators]`, the bell patterns and teacher's hold of
     /// `[schedule]`, and the room's id, which names the agent to the GPIO lines it holds.
-    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, String> {
-        let pins = SimulatedPinBank::new();
+    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, OpenError> {
+        let pins = SimulatedPinBank::new(clock.clone());
         let mut devices = BTreeMap::new();
         let consumer = format!("firmware-agent:{}", config.room.room_id);
         for device in &config.actuators.device {
             let max_on = device.max_on();
             let opened: Result<Arc<dyn Actuator>, ActuatorError> = match &device.driver {
-                DriverConfig::Simulated { active_low } => Ok(Relay::new(&device.name, pins.line(&device.name, *active_low), max_on)),
+                DriverConfig::Simulated { active_low } => Ok(Relay::new(&device.name, pins.line(&device.name, *active_low), max_on, clock.clone())),
                 DriverConfig::Gpio { chip, line, active_low } => CdevLine::request(chip, *line, *active_low, &consumer)
-                    .map(|line| Relay::new(&device.name, Box::new(line), max_on) as Arc<dyn Actuator>),
+                    .map(|line| Relay::new(&device.name, Box::new(line), max_on, clock.clone()) as Arc<dyn Actuator>),
                 DriverConfig::Rppal { pin, active_low } => {
-                    RppalLine::request(*pin, *active_low).map(|line| Relay::new(&device.name, Box::new(line), max_on) as Arc<dyn Actuator>)
+                    RppalLine::request(*pin, *active_low).map(|line| Relay::new(&device.name, Box::new(line), max_on, clock.clone()) as Arc<dyn Actuator>)
                 }
                 DriverConfig::Mqtt(mqtt) => match (&link, &config.actuators.mqtt) {
                     (Some(link), Some(broker)) => Ok(Arc::new(MqttSwitch::new(&device.name, link.clone(), mqtt, broker))),
                     _ => Err(ActuatorError::Failed("an MQTT device needs [actuators.mqtt]".to_owned())),
                 },
             };
-            let actuator = opened.map_err(|err| format!("device `{}` (actuators.device): {err}", device.name))?;
+            let actuator = opened.map_err(|source| OpenError { device: device.name.clone(), source })?;
             actuator.safe_state();
             let entry = Device { config: device.clone(), actuator, busy: tokio::sync::Mutex::new(()), on: AtomicBool::new(false) };
             devices.insert(device.name.clone(), entry);
@@ -213,6 +225,8 @@ impl Controller {
     pub async fn switch_all_off(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let offs = self.devices.values().map(|device| async move {
+            // Bounds a wait on the devices at the process's exit, on the runtime's real time: a simulated
+            // clock is not moved any more at that point.
             let switched = tokio::time::timeout(SWITCH_OFF_PATIENCE, device.actuator.switch(false)).await;
             if !matches!(switched, Ok(Ok(_))) {
                 tracing::warn!(device = %device.config.name, ?switched, "no confirmation that the device is off; its safe state was sent");
@@ -313,7 +327,8 @@ impl Controller {
 
     /// Drives the device; returns the outcome, a detail and the latency of the first step.
     async fn execute(&self, device: &Device, action: &Action) -> (Outcome, String, Duration) {
-        let started = Instant::now();
+        let started = self.clock.monotonic();
+        let elapsed = || self.clock.monotonic().saturating_since(started);
         match action {
             Action::Switch { on } => {
                 let result = if *on && self.stopping.load(Ordering::SeqCst) {
@@ -321,7 +336,7 @@ impl Controller {
                 } else {
                     device.actuator.switch(*on).await
                 };
-                let latency = started.elapsed();
+                let latency = elapsed();
                 if result.is_ok() {
                     self.note_state(device, *on);
                 }
@@ -332,24 +347,27 @@ impl Controller {
                 let pattern = &self.patterns[pattern];
                 let mut results = Vec::new();
                 let mut latency = None;
-                for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
-                    if i > 0 {
-                        tokio::time::sleep(Duration::from_millis(pattern.gap_ms.into())).await;
+                let mut next_pulse_at = None;
+                for pulse in &pattern.pulses_ms {
+                    if let Some(at) = next_pulse_at {
+                        self.clock.sleep_until(at).await;
                     }
                     if self.stopping.load(Ordering::SeqCst) {
                         results.push(Err(ActuatorError::Failed(STOPPING.to_owned())));
                         break;
                     }
                     let on = device.actuator.switch(true).await;
-                    latency.get_or_insert(started.elapsed());
+                    latency.get_or_insert_with(elapsed);
                     if on.is_ok() {
+                        let pulse_ends = self.clock.deadline_in(Duration::from_millis((*pulse).into()));
                         self.note_state(device, true);
-                        tokio::time::sleep(Duration::from_millis((*pulse).into())).await;
+                        self.clock.sleep_until(pulse_ends).await;
                     }
                     let off = device.actuator.switch(false).await;
                     if off.is_err() {
                         device.actuator.safe_state();
                     }
+                    next_pulse_at = Some(self.clock.deadline_in(Duration::from_millis(pattern.gap_ms.into())));
                     self.note_state(device, false);
                     let failed = on.is_err() || off.is_err();
                     results.extend([on, off]);
@@ -389,9 +407,32 @@ fn describe(results: &[Result<Confirmation, ActuatorError>]) -> (Outcome, String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::store::testing;
+
+    /// Lets a ring of `pattern` on `device`, due or under way, run its course
+    /// on the manual clock: each time the controller shows the bell on, lets
+    /// the pulse pass, and each time it shows it off between pulses, the gap.
+    pub(crate) async fn ring_through(clock: &ManualClock, controller: &Controller, device: &str, pattern: &BellPattern) {
+        for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
+            if i > 0 {
+                clock.advance(Duration::from_millis(pattern.gap_ms.into()));
+            }
+            until_shown(controller, device, true).await;
+            clock.advance(Duration::from_millis((*pulse).into()));
+            until_shown(controller, device, false).await;
+        }
+    }
+
+    /// Returns once the controller shows `device` on (or off): by then the
+    /// actuation's latency is measured and any wait it times has begun, so a
+    /// manual clock may be moved.
+    pub(crate) async fn until_shown(controller: &Controller, device: &str, on: bool) {
+        let mut changes = controller.subscribe_changes();
+        changes.wait_for(|_| controller.status().iter().any(|d| d.name == device && d.on == on)).await.unwrap();
+    }
 
     fn config() -> Config {
         let source = r#"
@@ -416,15 +457,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_ring_pulses_the_pin_and_is_recorded() {
-        let (_dir, _clock, store) = testing::store();
+        let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
-        let controller = Controller::open(&config(), store.clone(), store.clock().clone(), None).unwrap();
+        let config = config();
+        let controller = Controller::open(&config, store.clone(), store.clock().clone(), None).unwrap();
         assert_eq!(controller.pins().level("lights"), Some(true), "an active-low light starts off: high");
         let request = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Teacher, hold_until: None, note: String::new() };
-        let record = controller.perform(request).await.unwrap();
+        let started = clock.now();
+        let (record, ()) = tokio::join!(controller.perform(request), ring_through(&clock, &controller, "bell", &config.schedule.patterns["short"]));
+        let record = record.unwrap();
         assert_eq!(record.outcome, Outcome::Done as i32);
-        let levels: Vec<bool> = controller.pins().history("bell").iter().map(|(_, level)| *level).collect();
-        assert_eq!(levels, [false, false, true, false, true, false], "safe at start, then two pulses, ending off");
+        let levels: Vec<(i128, bool)> = controller.pins().history("bell").iter().map(|(at, level)| (at.duration_since(started).as_millis(), *level)).collect();
+        assert_eq!(levels, [(0, false), (0, false), (0, true), (20, false), (30, true), (50, false)], "safe at start, then two pulses of 20 ms 10 ms apart, ending off");
         let stored = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
         assert_eq!(stored.len(), 1);
         assert!(matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short"));

@@ -41,9 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{DeviceConfig, DriverConfig, MqttConfig, MqttDeviceConfig, MqttFlavor};
 use super::{Actuator, ActuatorError, BoxFuture, Confirmation, Reported};
+use crate::clock::Clock;
 use crate::config::RoomConfig;
 
-/// How long to wait before reconnecting to a broker that went away.
+/// How long to wait, on the link's clock, before reconnecting to a broker that went away.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// A command from home automation: switch `device` on or off.
@@ -110,6 +111,7 @@ impl MqttLink {
         room: &RoomConfig,
         devices: &[DeviceConfig],
         close: CancellationToken,
+        clock: Arc<dyn Clock>,
     ) -> (Arc<MqttLink>, mpsc::Receiver<RemoteCommand>, tokio::task::JoinHandle<()>) {
         let base = config.base_topic.clone().unwrap_or_else(|| format!("classroom/{}/{}", room.school_code, room.room_id));
         let client_id = format!("firmware-agent-{}-{}", room.school_code, room.room_id);
@@ -137,7 +139,7 @@ impl MqttLink {
             link.topic(topic);
         }
         let (commands_tx, commands) = mpsc::channel(32);
-        let task = tokio::spawn(link.clone().drive(event_loop, announcements, commands_tx, close));
+        let task = tokio::spawn(link.clone().drive(event_loop, announcements, commands_tx, close, clock));
         (link, commands, task)
     }
 
@@ -177,6 +179,7 @@ impl MqttLink {
         announcements: Announcements,
         commands: mpsc::Sender<RemoteCommand>,
         close: CancellationToken,
+        clock: Arc<dyn Clock>,
     ) {
         loop {
             let event = tokio::select! {
@@ -201,7 +204,7 @@ impl MqttLink {
                         tracing::debug!(%err, "MQTT broker not reachable; retrying");
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(RECONNECT_DELAY) => {}
+                        () = clock.sleep(RECONNECT_DELAY) => {}
                         () = close.cancelled() => break,
                     }
                 }
@@ -218,6 +221,7 @@ impl MqttLink {
                     }
                 }
             };
+            // A bounded wait on the socket, on the runtime's real time: the goodbye is I/O, not policy.
             let _ = tokio::time::timeout(Duration::from_millis(500), flush).await;
         }
     }
@@ -380,6 +384,7 @@ impl MqttSwitch {
                 .await
                 .map_err(|err| ActuatorError::Failed(format!("cannot queue the MQTT command: {err}")))?;
             let confirmed = state.wait_for(|(seq, value)| *seq > before && value.eq_ignore_ascii_case(payload));
+            // How long a device may take to answer on the network: a bounded I/O wait, on the runtime's real time.
             match tokio::time::timeout(self.confirm_timeout, confirmed).await {
                 Ok(Ok(_)) => return Ok(Confirmation::Confirmed),
                 Ok(Err(_)) => return Err(ActuatorError::Failed("the MQTT link is gone".to_owned())),

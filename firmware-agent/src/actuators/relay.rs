@@ -7,9 +7,10 @@
 //!   moment the agent owns it (the safe state at start). Active-low wiring is the
 //!   line's business: callers only ever say "active" or "inactive".
 //! - A relay with a maximum on-time (every bell) arms a cutoff on a thread of
-//!   its own, timed by the monotonic clock: the relay goes off at the deadline
-//!   even if the async runtime is stuck or the command that switched it on was
-//!   lost. The agent's own pulse normally ends long before.
+//!   its own, with a timer of its own, on the monotonic time of the clock it is
+//!   handed: the relay goes off at the deadline even if the agent's async
+//!   runtime is stuck or the command that switched it on was lost. The agent's
+//!   own pulse normally ends long before.
 //! - On the way down after a crash the process is gone and the kernel releases
 //!   the line; the GPIO driver then returns the pin to an input. Relay boards
 //!   must be wired so that an undriven input means off (a pull-down on
@@ -17,15 +18,15 @@
 //!   `config/agent.example.toml` says beside the keys.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
 use super::{Actuator, ActuatorError, BoxFuture, Confirmation};
+use crate::clock::{Clock, Monotonic};
 
 /// A line that drives a relay.
 pub trait OutputLine: Send {
@@ -37,42 +38,41 @@ pub trait OutputLine: Send {
 pub struct Relay {
     name: String,
     line: Arc<Mutex<Box<dyn OutputLine>>>,
-    cutoff: Option<Arc<Cutoff>>,
+    cutoff: Option<Cutoff>,
 }
 
-/// The deadline after which the relay is forced off, watched by its own thread.
-/// Lock order: `deadline`, then the line; the same in [`Relay::drive`] and [`watch_cutoff`].
+/// The longest the relay may stay on, and the deadline its cutoff thread
+/// watches (`None` while off). [`Relay::drive`] and [`watch_cutoff`] change
+/// the line and read or write the deadline under the line's lock, so a cutoff
+/// never switches off a relay switched on again since.
 struct Cutoff {
-    deadline: Mutex<Option<Instant>>,
-    changed: Condvar,
     max_on: Duration,
-    stopped: AtomicBool,
+    clock: Arc<dyn Clock>,
+    /// Dropped with the relay, which ends the cutoff thread.
+    deadline: watch::Sender<Option<Monotonic>>,
 }
 
 impl Relay {
     /// A relay on `line`, which the caller has just requested in its inactive state.
-    pub fn new(name: &str, line: Box<dyn OutputLine>, max_on: Option<Duration>) -> Arc<Relay> {
+    pub fn new(name: &str, line: Box<dyn OutputLine>, max_on: Option<Duration>, clock: Arc<dyn Clock>) -> Arc<Relay> {
         let line = Arc::new(Mutex::new(line));
-        let cutoff = max_on.map(|max_on| Arc::new(Cutoff { deadline: Mutex::new(None), changed: Condvar::new(), max_on, stopped: AtomicBool::new(false) }));
-        let relay = Arc::new(Relay { name: name.to_owned(), line, cutoff: cutoff.clone() });
-        if let Some(cutoff) = cutoff {
-            let line = Arc::downgrade(&relay.line);
-            let name = name.to_owned();
-            std::thread::Builder::new()
-                .name(format!("cutoff-{name}"))
-                .spawn(move || watch_cutoff(&name, &cutoff, &line))
-                .expect("a thread can be started at start-up");
-        }
-        relay
+        let Some(max_on) = max_on else { return Arc::new(Relay { name: name.to_owned(), line, cutoff: None }) };
+        let (deadline, armed) = watch::channel(None);
+        let (watched, thread_clock, name_owned) = (Arc::downgrade(&line), clock.clone(), name.to_owned());
+        // A timer of its own, on its own thread: the agent's runtime may be the thing that is stuck.
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer can be started at start-up");
+        std::thread::Builder::new()
+            .name(format!("cutoff-{name}"))
+            .spawn(move || timer.block_on(watch_cutoff(&name_owned, max_on, thread_clock.as_ref(), armed, &watched)))
+            .expect("a thread can be started at start-up");
+        Arc::new(Relay { name: name.to_owned(), line, cutoff: Some(Cutoff { max_on, clock, deadline }) })
     }
 
     fn drive(&self, active: bool) -> Result<(), ActuatorError> {
-        let mut deadline = self.cutoff.as_ref().map(|cutoff| cutoff.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let mut line = self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         line.set(active).map_err(|err| ActuatorError::Failed(format!("cannot drive the line: {err}")))?;
-        if let (Some(cutoff), Some(deadline)) = (&self.cutoff, deadline.as_mut()) {
-            **deadline = active.then(|| Instant::now() + cutoff.max_on);
-            cutoff.changed.notify_all();
+        if let Some(cutoff) = &self.cutoff {
+            cutoff.deadline.send_replace(active.then(|| cutoff.clock.deadline_in(cutoff.max_on)));
         }
         Ok(())
     }
@@ -81,31 +81,33 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.safe_state();
-        if let Some(cutoff) = &self.cutoff {
-            // Under the lock, so the cutoff thread cannot miss the wake-up between its check and its wait.
-            let _deadline = cutoff.deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            cutoff.stopped.store(true, Ordering::SeqCst);
-            cutoff.changed.notify_all();
-        }
     }
 }
 
 /// Sleeps until the armed deadline and forces the line off then; returns once the relay is gone.
-fn watch_cutoff(name: &str, cutoff: &Cutoff, line: &Weak<Mutex<Box<dyn OutputLine>>>) {
-    let mut deadline = cutoff.deadline.lock().unwrap();
+async fn watch_cutoff(
+    name: &str,
+    max_on: Duration,
+    clock: &dyn Clock,
+    mut armed: watch::Receiver<Option<Monotonic>>,
+    line: &Weak<Mutex<Box<dyn OutputLine>>>,
+) {
     loop {
-        if cutoff.stopped.load(Ordering::SeqCst) {
-            return;
-        }
-        match *deadline {
-            None => deadline = cutoff.changed.wait(deadline).unwrap(),
-            Some(at) if Instant::now() >= at => {
-                *deadline = None;
-                let Some(line) = line.upgrade() else { return };
-                let result = line.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).set(false);
-                tracing::warn!(device = name, max_on = ?cutoff.max_on, ?result, "relay on for its maximum time: switched off by its cutoff");
+        let deadline = *armed.borrow_and_update();
+        if let Some(at) = deadline {
+            tokio::select! {
+                changed = armed.changed() => if changed.is_err() { return } else { continue },
+                () = clock.sleep_until(at) => {}
             }
-            Some(at) => deadline = cutoff.changed.wait_timeout(deadline, at - Instant::now()).unwrap().0,
+            let Some(line) = line.upgrade() else { return };
+            let mut line = line.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *armed.borrow() == deadline {
+                let result = line.set(false);
+                tracing::warn!(device = name, ?max_on, ?result, "relay on for its maximum time: switched off by its cutoff");
+            }
+        }
+        if armed.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -131,15 +133,17 @@ impl Actuator for Relay {
 type PinHistory = BTreeMap<String, Vec<(Timestamp, bool)>>;
 
 /// Pins in memory, for tests and the demo: each remembers its electrical level and every change.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SimulatedPinBank {
     pins: Arc<Mutex<PinHistory>>,
     changes: Arc<watch::Sender<u64>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl SimulatedPinBank {
-    pub fn new() -> SimulatedPinBank {
-        SimulatedPinBank { pins: Arc::default(), changes: Arc::new(watch::channel(0).0) }
+    /// A bank whose changes are timed by `clock`'s wall time.
+    pub fn new(clock: Arc<dyn Clock>) -> SimulatedPinBank {
+        SimulatedPinBank { pins: Arc::default(), changes: Arc::new(watch::channel(0).0), clock }
     }
 
     /// Requests the pin `name`, driving it to its inactive level at once.
@@ -154,7 +158,7 @@ impl SimulatedPinBank {
         self.pins.lock().unwrap().get(name).and_then(|changes| changes.last()).map(|(_, level)| *level)
     }
 
-    /// Every level the pin was driven to, with when (by the system clock, as a relay's click would be timed).
+    /// Every level the pin was driven to, with when (by the bank's clock, as a relay's click would be timed).
     pub fn history(&self, name: &str) -> Vec<(Timestamp, bool)> {
         self.pins.lock().unwrap().get(name).cloned().unwrap_or_default()
     }
@@ -175,7 +179,8 @@ impl OutputLine for SimulatedLine {
     fn set(&mut self, active: bool) -> std::io::Result<()> {
         let level = active != self.active_low;
         tracing::debug!(pin = %self.name, level = if level { "high" } else { "low" }, active, "simulated pin driven");
-        self.bank.pins.lock().unwrap().entry(self.name.clone()).or_default().push((Timestamp::now(), level));
+        let at = self.bank.clock.now();
+        self.bank.pins.lock().unwrap().entry(self.name.clone()).or_default().push((at, level));
         self.bank.changes.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -237,12 +242,18 @@ impl OutputLine for RppalLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+
+    fn clock() -> Arc<ManualClock> {
+        Arc::new(ManualClock::new("2026-09-07T00:00:00Z".parse().unwrap()))
+    }
 
     #[tokio::test]
     async fn a_relay_is_safe_at_start_and_at_stop_active_high_and_low() {
-        let bank = SimulatedPinBank::new();
-        let high = Relay::new("bell", bank.line("bell", false), None);
-        let low = Relay::new("lights", bank.line("lights", true), None);
+        let clock = clock();
+        let bank = SimulatedPinBank::new(clock.clone());
+        let high = Relay::new("bell", bank.line("bell", false), None, clock.clone());
+        let low = Relay::new("lights", bank.line("lights", true), None, clock);
         assert_eq!((bank.level("bell"), bank.level("lights")), (Some(false), Some(true)), "inactive at start");
         high.switch(true).await.unwrap();
         low.switch(true).await.unwrap();
@@ -252,17 +263,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bell_left_on_is_cut_off_by_the_relay_itself() {
-        let bank = SimulatedPinBank::new();
-        let bell = Relay::new("bell", bank.line("bell", false), Some(Duration::from_millis(100)));
+    async fn a_bell_left_on_is_cut_off_by_the_relay_itself_at_its_maximum() {
+        let clock = clock();
+        let bank = SimulatedPinBank::new(clock.clone());
+        let bell = Relay::new("bell", bank.line("bell", false), Some(Duration::from_secs(15)), clock.clone());
         let mut changes = bank.subscribe();
-        changes.mark_unchanged();
         bell.switch(true).await.unwrap();
-        // Nobody switches it off: the cutoff thread must.
+        changes.mark_unchanged();
+        clock.advance(Duration::from_millis(14_999));
+        assert_eq!(bank.level("bell"), Some(true), "not before its maximum");
+        // Nobody switches it off: the cutoff thread must, once its maximum has passed.
+        clock.advance(Duration::from_millis(1));
         changes.wait_for(|_| bank.level("bell") == Some(false)).await.unwrap();
         let history = bank.history("bell");
         let (on_at, off_at) = (history[history.len() - 2].0, history[history.len() - 1].0);
-        assert!(off_at.duration_since(on_at) >= jiff::SignedDuration::from_millis(100), "never before its maximum");
+        assert_eq!(off_at.duration_since(on_at), jiff::SignedDuration::from_secs(15), "at its maximum, by the clock it was handed");
         drop(bell);
+    }
+
+    #[tokio::test]
+    async fn a_bell_switched_off_and_on_again_gets_its_whole_maximum_again() {
+        let clock = clock();
+        let bank = SimulatedPinBank::new(clock.clone());
+        let bell = Relay::new("bell", bank.line("bell", false), Some(Duration::from_secs(15)), clock.clone());
+        let mut changes = bank.subscribe();
+        bell.switch(true).await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        bell.switch(false).await.unwrap();
+        bell.switch(true).await.unwrap();
+        changes.mark_unchanged();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(bank.level("bell"), Some(true), "the first deadline no longer stands");
+        clock.advance(Duration::from_secs(5));
+        changes.wait_for(|_| bank.level("bell") == Some(false)).await.unwrap();
+        assert_eq!(bank.history("bell").last().unwrap().0, "2026-09-07T00:00:25Z".parse::<Timestamp>().unwrap());
     }
 }

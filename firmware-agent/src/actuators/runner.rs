@@ -4,9 +4,10 @@
 //! leaves every device off on the way out.
 //!
 //! # Design
-//! The loop asks the [`Scheduler`] what is due now, performs it, and sleeps
-//! until the next action is due, but never longer than [`MAX_SLEEP`], so a clock
-//! stepped by NTP is noticed within that time (well inside the grace). A
+//! The loop asks the [`Scheduler`] what is due now, performs it, and sleeps on
+//! the agent's clock until the next action is due, but never longer than
+//! [`MAX_SLEEP`], so a clock stepped by NTP is noticed within that time (well
+//! inside the grace; `DESIGN.md`, "Time"). A
 //! decision is persisted as the action starts, not before it: waiting for the
 //! commit (a synced write) would make every bell late by a disk flush. The
 //! in-memory scheduler already guarantees once per process; only an agent
@@ -26,14 +27,14 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{Controller, Request};
+use super::controller::{Controller, OpenError, Request};
 use super::mqtt::{MqttLink, RemoteCommand};
 use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::proto::{self, actuation::Cause, actuation::Outcome};
 use crate::schedule::{Decision, Scheduler, Timetable};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::store::actuators::ScheduleDecision;
 use crate::store::outbox::NewEvent;
 
@@ -58,11 +59,11 @@ impl MqttParts {
 
 /// Opens the devices (and the broker link) at start, each in its safe state. It takes
 /// the whole config, as [`Controller::open`] does, and the room's identity for the broker.
-pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), String> {
+pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), OpenError> {
     let (link, parts) = match &config.actuators.mqtt {
         Some(mqtt) => {
             let close = CancellationToken::new();
-            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, close.clone());
+            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, close.clone(), clock.clone());
             (Some(link), Some(MqttParts { commands, task, close }))
         }
         None => (None, None),
@@ -108,7 +109,7 @@ async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut 
     let mut scheduler = match resume(&agent.store, timetable(&agent.config()), agent.clock.now()) {
         Ok(scheduler) => scheduler,
         Err(err) => {
-            agent.health.set("schedule", crate::health::State::Failed, err.clone());
+            agent.health.set("schedule", crate::health::State::Failed, err.to_string());
             tracing::error!("the timetable is not followed: {err}");
             agent.shutdown.cancelled().await;
             return;
@@ -119,7 +120,7 @@ async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut 
         let now = agent.clock.now();
         for decision in scheduler.poll(now) {
             if let Decision::Fire { action, late_by } = &decision {
-                let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::schedule::scheduler::human(*late_by)) } else { String::new() };
+                let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::clock::text::human(*late_by)) } else { String::new() };
                 let request = Request { device: action.device.clone(), action: action.action.clone(), cause: Cause::Timetable, hold_until: Some(action.valid_until), note };
                 let controller = controller.clone();
                 tokio::spawn(async move { controller.perform(request).await });
@@ -128,12 +129,12 @@ async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut 
                 tracing::error!(%err, "cannot record a timetable decision");
             }
         }
-        let wait = scheduler
-            .next_due(now)
-            .map(|next| now.duration_until(next).unsigned_abs())
-            .map_or(MAX_SLEEP, |until| until.min(MAX_SLEEP));
+        let wake_at = match scheduler.next_due(now) {
+            Some(next) => agent.clock.deadline_toward(next, MAX_SLEEP),
+            None => agent.clock.deadline_in(MAX_SLEEP),
+        };
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = agent.clock.sleep_until(wake_at) => {}
             () = agent.shutdown.cancelled() => break,
             changed = config_rx.changed() => {
                 if changed.is_ok() {
@@ -201,10 +202,10 @@ fn timetable(config: &Config) -> Arc<Timetable> {
 }
 
 /// A scheduler resuming from the decisions persisted in the store.
-pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, String> {
+pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, StoreError> {
     let horizon = now.checked_sub(crate::schedule::scheduler::LOOKBACK * 2).unwrap_or(now);
-    store.prune_schedule_decisions(horizon).map_err(|err| err.to_string())?;
-    let decided = store.schedule_decisions_since(horizon).map_err(|err| err.to_string())?;
+    store.prune_schedule_decisions(horizon)?;
+    let decided = store.schedule_decisions_since(horizon)?;
     Ok(Scheduler::new(timetable, decided, now))
 }
 
@@ -213,7 +214,7 @@ pub fn record_decision(store: &Store, decision: &Decision) -> Result<(), crate::
     let action = decision.action();
     match decision {
         Decision::Fire { late_by, .. } => {
-            let detail = if late_by.is_zero() { String::new() } else { format!("late by {}", crate::schedule::scheduler::human(*late_by)) };
+            let detail = if late_by.is_zero() { String::new() } else { format!("late by {}", crate::clock::text::human(*late_by)) };
             store.record_schedule_decision(&action.key(), action.at, ScheduleDecision::Fired, &detail, None)
         }
         Decision::Skip { reason, .. } => {
@@ -234,8 +235,105 @@ pub fn record_decision(store: &Store, decision: &Decision) -> Result<(), crate::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actuators::controller::tests::{ring_through, until_shown};
     use crate::schedule::scheduler::tests::{at, school};
     use crate::store::testing;
+
+    /// A morning shift of five 45-minute periods, a 3-second bell at each start and two 1-second rings
+    /// at each end, and the room's lights on five minutes before the first period and off ten after the last.
+    fn morning() -> Config {
+        let source = r#"
+            [room]
+            school_code = "LC-0101"
+            room_id = "6A1"
+            [schedule]
+            bell = "bell"
+            lights = ["lights"]
+            [schedule.patterns.start]
+            pulses_ms = [3000]
+            [schedule.patterns.end]
+            pulses_ms = [1000, 1000]
+            gap_ms = 500
+            [[schedule.shifts]]
+            name = "Sáng"
+            days = ["mon", "tue", "wed", "thu", "fri", "sat"]
+            periods = [
+                { start = "07:00", end = "07:45" },
+                { start = "07:50", end = "08:35" },
+                { start = "08:55", end = "09:40" },
+                { start = "09:45", end = "10:30" },
+                { start = "10:35", end = "11:20" },
+            ]
+            [[actuators.device]]
+            name = "bell"
+            kind = "bell"
+            max_on_seconds = 10
+            driver = { type = "simulated" }
+            [[actuators.device]]
+            name = "lights"
+            kind = "light"
+            driver = { type = "simulated" }
+        "#;
+        Config::parse(std::path::Path::new("room.toml"), source).unwrap()
+    }
+
+    /// A whole morning on the manual clock, in milliseconds: every bell rings on the second, with its
+    /// pattern, and is recorded once, though NTP steps the wall clock back ten minutes after the first bell.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_morning_of_bells_rings_each_once_on_time_though_the_clock_steps_back() {
+        let (_dir, clock, store) = testing::store();
+        clock.set(at("2026-09-07T06:30"));
+        let store = Arc::new(store);
+        let config = morning();
+        let (agent, mqtt) = crate::agent::testing::agent(config.clone(), store.clone(), clock.clone());
+        let controller = agent.actuators.clone();
+        let running = tokio::spawn(run(agent.clone(), controller.clone(), mqtt));
+        let pins = controller.pins().clone();
+        let mut expected = vec![("on".to_owned(), at("2026-09-07T06:55"))];
+        clock.advance_to(at("2026-09-07T06:55"));
+        until_shown(&controller, "lights", true).await;
+        let periods = [("07:00", "07:45"), ("07:50", "08:35"), ("08:55", "09:40"), ("09:45", "10:30"), ("10:35", "11:20")];
+        for (time, pattern) in periods.iter().flat_map(|(start, end)| [(*start, "start"), (*end, "end")]) {
+            let due = at(&format!("2026-09-07T{time}"));
+            clock.advance_to(due);
+            ring_through(&clock, &controller, "bell", &config.schedule.patterns[pattern]).await;
+            expected.push((format!("ring:{pattern}"), due));
+            if time == "07:00" {
+                // NTP steps the clock back ten minutes while the runner sleeps: 06:55 and 07:00 come round
+                // again before its next wake.
+                crate::agent::testing::until_asleep(&clock, 1).await;
+                clock.set(at("2026-09-07T06:50:03"));
+                clock.advance_to(at("2026-09-07T07:00:30"));
+            }
+        }
+        clock.advance_to(at("2026-09-07T11:30"));
+        until_shown(&controller, "lights", false).await;
+        expected.push(("off".to_owned(), at("2026-09-07T11:30")));
+        store.subscribe_commits().wait_for(|seq| *seq >= expected.len() as i64).await.unwrap();
+
+        // Each record is committed once its action is done: by then a later, shorter one may have been.
+        let mut recorded: Vec<(String, Timestamp, i32, u32)> = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 100)
+            .unwrap()
+            .iter()
+            .map(|event| match event.payload().unwrap() {
+                Some(proto::event::Payload::Actuation(a)) => (a.command, event.occurred_at, a.outcome, a.latency_ms),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        recorded.sort_by_key(|(_, at, ..)| *at);
+        let on_time: Vec<_> = expected.iter().map(|(command, at)| (command.clone(), *at, Outcome::Done as i32, 0)).collect();
+        assert_eq!(recorded, on_time, "each action once, on time");
+        let rings: Vec<Timestamp> = pins.history("bell").windows(2).filter(|w| !w[0].1 && w[1].1).map(|w| w[1].0).collect();
+        let rings_expected: Vec<Timestamp> = expected
+            .iter()
+            .filter(|(command, _)| command.starts_with("ring"))
+            .flat_map(|(command, at)| if command == "ring:end" { vec![*at, *at + jiff::SignedDuration::from_millis(1500)] } else { vec![*at] })
+            .collect();
+        assert_eq!(rings, rings_expected, "the bell's relay closed at each ring's pulses, by the simulated clock");
+        agent.shutdown.cancel();
+        running.await.unwrap();
+        assert_eq!(pins.level("bell"), Some(false));
+    }
 
     #[test]
     fn a_restart_at_10_17_resumes_from_the_database() {

@@ -203,7 +203,7 @@ async fn perform(agent: &Arc<Agent>, recogniser: &Recogniser, attendance: &mut A
             Action::Health(state, detail) => agent.health.set(SUBSYSTEM, state, detail),
             Action::CheckFacesAfresh => recogniser.forget(),
             Action::RoomEmpty(after) => {
-                tracing::info!("no face seen for {}: the room is empty", crate::schedule::scheduler::human(after));
+                tracing::info!("no face seen for {}: the room is empty", crate::clock::text::human(after));
                 agent.actuators.room_occupancy(0).await;
             }
         }

@@ -19,6 +19,8 @@
 
 pub mod simulated;
 
+pub mod text;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,14 @@ impl dyn Clock {
     /// The monotonic time `span` from now.
     pub fn deadline_in(&self, span: Duration) -> Monotonic {
         self.monotonic() + span
+    }
+
+    /// The monotonic deadline at which the wall clock will read `at` if it does
+    /// not step, but no later than `at_most` from now: a loop waiting for a
+    /// wall-clock instant wakes at least that often, so it notices a step.
+    pub fn deadline_toward(&self, at: Timestamp, at_most: Duration) -> Monotonic {
+        let until = Duration::try_from(self.now().duration_until(at)).unwrap_or(Duration::ZERO);
+        self.deadline_in(until.min(at_most))
     }
 }
 
@@ -156,6 +166,12 @@ impl ManualClock {
 
     pub fn set_synchronized(&self, synchronized: bool) {
         self.synchronized.store(synchronized, Ordering::SeqCst);
+    }
+
+    /// How many sleeps wait on this clock now, so that a test moves it only
+    /// once the loops it drives have gone to sleep.
+    pub fn sleepers(&self) -> usize {
+        self.monotonic.receiver_count()
     }
 }
 

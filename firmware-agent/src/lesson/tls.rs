@@ -10,7 +10,9 @@
 //!   refuse any other certificate. Deleting the files makes a new
 //!   certificate, after which every tablet must scan a new QR code.
 //! - The listener completes TLS handshakes in their own tasks (with a time
-//!   limit), so a slow or hostile client cannot hold up anyone else.
+//!   limit), so a slow or hostile client cannot hold up anyone else. A failed
+//!   accept (out of file descriptors, say) is tried again after a pause on the
+//!   agent's clock.
 //! - Off unless `tablets.tls_listen` is set.
 //! - The running listener's port and fingerprint are set once at start in a
 //!   process-wide slot ([`advertised`]), which the pairing QR code and mDNS
@@ -32,8 +34,12 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
+use crate::clock::Clock;
+
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// How long the listener pauses after a failed accept before it accepts again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The agent's certificate as tablets pin it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +94,8 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Binds `address` and starts accepting with `identity`.
-    pub async fn bind(address: SocketAddr, identity: &Identity) -> Result<TlsListener, TlsError> {
+    /// Binds `address` and starts accepting with `identity`, pausing on `clock` after a failed accept.
+    pub async fn bind(address: SocketAddr, identity: &Identity, clock: Arc<dyn Clock>) -> Result<TlsListener, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -108,13 +114,14 @@ impl TlsListener {
                     Ok(connection) => connection,
                     Err(err) => {
                         tracing::warn!(%err, "cannot accept a TLS connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        clock.sleep(ACCEPT_RETRY).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
                 let (acceptor, handshaken) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
+                    // A bounded wait on the socket, on the runtime's real time: how long a peer may take is I/O, not policy.
                     match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = handshaken.send((tls, peer)).await;
@@ -165,12 +172,12 @@ pub fn advertised() -> Option<&'static Advertised> {
 
 /// Makes the certificate (kept under `data_dir`, named for the room) and binds
 /// `tablets.tls_listen`, when it is set.
-pub async fn prepare(tablets: &super::TabletsConfig, data_dir: &Path, school_code: &str, room_id: &str) -> Result<Option<TlsListener>, TlsError> {
+pub async fn prepare(tablets: &super::TabletsConfig, data_dir: &Path, school_code: &str, room_id: &str, clock: Arc<dyn Clock>) -> Result<Option<TlsListener>, TlsError> {
     let Some(address) = tablets.tls_listen else { return Ok(None) };
     let dir = data_dir.join("tls");
     let names = vec![format!("{school_code}-{room_id}.local"), "localhost".to_owned()];
     let identity = tokio::task::spawn_blocking(move || load_or_create(&dir, names)).await.expect("certificate task")?;
-    let listener = TlsListener::bind(address, &identity).await?;
+    let listener = TlsListener::bind(address, &identity, clock).await?;
     let advertised = Advertised { port: listener.local.port(), fingerprint: identity.fingerprint.clone() };
     tracing::info!(address = %listener.local, fingerprint = %advertised.fingerprint, "tablets' TLS listening");
     let _ = ADVERTISED.set(advertised);

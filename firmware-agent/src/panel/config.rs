@@ -167,8 +167,9 @@ mod tests {
             let err = hex_bytes(text).expect_err(text).to_string();
             assert!(err.contains("is not a hex digit"), "{text}: {err}");
         }
-        let err = hex_bytes("AA 1é 1").unwrap_err().to_string();
-        assert!(err.contains("`é`"), "{err}");
+        let err = hex_bytes("AA 1é 1").unwrap_err();
+        assert_eq!(err, HexError::NotADigit { text: "AA 1é 1".to_owned(), character: 'é' });
+        assert!(err.to_string().contains("`é`"), "{err}");
         let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes"]);

@@ -15,6 +15,8 @@
 //! On a first start ever (nothing persisted), actions before that instant are
 //! not the agent's business. Only the last [`LOOKBACK`] is examined, so an agent
 //! switched off over the summer does not record a summer of skipped bells.
+//! How the scheduler, the bell runner and the outbox each cope with a stepped
+//! clock is gathered in `DESIGN.md` ("Time").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::timetable::{PlannedAction, Timetable};
+use crate::clock::text::human;
 
 /// How far back a poll looks for actions that fell due.
 pub const LOOKBACK: SignedDuration = SignedDuration::from_hours(36);
@@ -128,20 +131,6 @@ impl Scheduler {
             date = date.tomorrow().ok()?;
         }
         None
-    }
-}
-
-/// "2 min 5 s", "40 s", "350 ms".
-pub fn human(span: SignedDuration) -> String {
-    let ms = span.as_millis();
-    if ms < 1000 {
-        return format!("{ms} ms");
-    }
-    let secs = span.as_secs();
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 

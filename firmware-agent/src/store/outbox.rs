@@ -10,7 +10,7 @@
 //! - Rows are only ever inserted, and deleted only after acknowledgement.
 //! - Appends are stamped with the agent's clock and whether it was synchronised;
 //!   a clock seen to step backwards is recorded on the next event, so the hub can
-//!   correct times recorded before NTP fixed the clock.
+//!   correct times recorded before NTP fixed the clock (`DESIGN.md`, "Time").
 //! - No payload over [`MAX_PAYLOAD_BYTES`] is appended: the producers bound
 //!   their input (see `events`), and this is the last guard, so every event
 //!   this build writes fits in one message to the hub.

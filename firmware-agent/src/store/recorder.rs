@@ -10,7 +10,9 @@
 //!   whatever has queued up in one transaction.
 //! - When the store refuses (disk full, read-only, any failed commit), records of
 //!   things done join a bounded in-memory queue and are retried, oldest first,
-//!   with a delay that doubles from [`RETRY_FIRST`] to [`RETRY_MAX`]. They keep
+//!   with a delay that doubles from [`RETRY_FIRST`] to [`RETRY_MAX`], counted in
+//!   the clock's monotonic time so that a clock step neither hurries nor stalls
+//!   the retries (`DESIGN.md`, "Time"). They keep
 //!   their `occurred_at`; `recorded_at` says when they reached the disk. Records
 //!   a sender will send again are refused at once (the tablet hears `unavailable`).
 //! - Actions not yet done ask first ([`Recorder::admit`]). A teacher's action
@@ -29,19 +31,19 @@
 //!   (subsystem `store`, degraded, with the cause and the queue) and in
 //!   `/metrics` (`agent_recorder_*`).
 //!
-//! [`Policy`] is that policy as a state machine without I/O, handed the time;
-//! [`Recorder`] is its thin async face.
+//! [`Policy`] is that policy as a state machine without I/O, handed the time,
+//! which announces when its next attempt is due ([`Policy::retry_at`]);
+//! [`Recorder`] is its thin async face, which sleeps until then.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
-use crate::clock::Clock;
+use crate::clock::{Clock, Monotonic};
 use crate::health::{Health, State};
 use crate::proto::event::Payload;
 
@@ -175,9 +177,11 @@ impl Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trouble {
     pub cause: Cause,
+    /// When the store first refused, as people read the time.
     pub since: Timestamp,
     pub attempts: u32,
-    pub retry_at: Timestamp,
+    /// When the next attempt is due, on the clock's monotonic line.
+    pub retry_at: Monotonic,
 }
 
 /// The queue as the rest of the agent sees it.
@@ -259,7 +263,7 @@ impl<T> Policy<T> {
     }
 
     /// The oldest records, when it is time to write them.
-    pub fn take(&mut self, now: Timestamp) -> Option<Vec<Entry<T>>> {
+    pub fn take(&mut self, now: Monotonic) -> Option<Vec<Entry<T>>> {
         if self.queue.is_empty() || self.trouble.as_ref().is_some_and(|t| now < t.retry_at) {
             return None;
         }
@@ -274,9 +278,10 @@ impl<T> Policy<T> {
         batch.into_iter().map(|e| e.ticket).collect()
     }
 
-    /// The store refused `batch`: records of things done go back to the front,
-    /// in order; the rest are refused. The next attempt waits a little longer.
-    pub fn failed(&mut self, batch: Vec<Entry<T>>, cause: Cause, now: Timestamp) -> Failed {
+    /// The store refused `batch` at `at` (wall time, `now` on the monotonic
+    /// line): records of things done go back to the front, in order; the rest
+    /// are refused. The next attempt waits a little longer.
+    pub fn failed(&mut self, batch: Vec<Entry<T>>, cause: Cause, at: Timestamp, now: Monotonic) -> Failed {
         let mut outcome = Failed::default();
         for entry in batch.into_iter().rev() {
             match entry.mode {
@@ -290,15 +295,15 @@ impl<T> Policy<T> {
         }
         outcome.queued.reverse();
         outcome.refused.reverse();
-        let (since, attempts) = self.trouble.as_ref().map_or((now, 0), |t| (t.since, t.attempts));
+        let (since, attempts) = self.trouble.as_ref().map_or((at, 0), |t| (t.since, t.attempts));
         let delay = RETRY_FIRST.checked_mul(1 << attempts.min(16)).unwrap_or(RETRY_MAX).min(RETRY_MAX);
-        let retry_at = now.checked_add(delay).unwrap_or(now);
+        let retry_at = now + delay.unsigned_abs();
         self.trouble = Some(Trouble { cause, since, attempts: attempts + 1, retry_at });
         outcome
     }
 
     /// When the next attempt is due, while the store refuses.
-    pub fn retry_at(&self) -> Option<Timestamp> {
+    pub fn retry_at(&self) -> Option<Monotonic> {
         self.trouble.as_ref().filter(|_| !self.queue.is_empty()).map(|t| t.retry_at)
     }
 
@@ -435,18 +440,24 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
     let mut waiting: HashMap<u64, oneshot::Sender<Kept>> = HashMap::new();
     let mut open = true;
     while open {
-        let wait = policy.retry_at().map(|at| Duration::try_from(at.duration_since(recorder.clock.now())).unwrap_or(Duration::ZERO));
+        // Sleeps only while a retry is due: an idle recorder holds no sleep on the clock.
+        let retry = async {
+            match policy.retry_at() {
+                Some(at) => recorder.clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             request = requests.recv() => match request {
                 Some(request) => offer(&mut policy, &mut waiting, request),
                 None => open = false,
             },
-            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+            () = retry => {}
         }
         while let Ok(request) = requests.try_recv() {
             offer(&mut policy, &mut waiting, request);
         }
-        while let Some(batch) = policy.take(recorder.clock.now()) {
+        while let Some(batch) = policy.take(recorder.clock.monotonic()) {
             let Some(store) = store.upgrade() else { return };
             let writes: Vec<Write> = batch.iter().map(|entry| entry.item.clone()).collect();
             let written = store.blocking(move |store| store.commit(writes)).await;
@@ -462,7 +473,7 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
             };
             metrics::counter!("agent_recorder_failures_total", "cause" => cause.label()).increment(1);
             let first = policy.status().trouble.is_none();
-            let failed = policy.failed(batch, cause, recorder.clock.now());
+            let failed = policy.failed(batch, cause, recorder.clock.now(), recorder.clock.monotonic());
             let refusal = policy.refusal();
             for ticket in failed.queued {
                 answer(&mut waiting, ticket, Kept::Queued(refusal.clone()));
@@ -528,6 +539,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::clock::ManualClock;
     use crate::proto;
@@ -550,27 +563,33 @@ mod tests {
         let mut policy = Policy::new(LIMITS);
         assert_eq!(policy.offer("bell rang", 10, Mode::Queue), Offered::Pending(0));
         assert_eq!(policy.offer("pupil marked", 20, Mode::Queue), Offered::Pending(1));
-        let batch = policy.take(clock.now()).unwrap();
+        let batch = policy.take(clock.monotonic()).unwrap();
         assert_eq!(tickets(&batch), [0, 1]);
-        assert_eq!(policy.failed(batch, Cause::DiskFull, clock.now()), Failed { queued: vec![0, 1], refused: vec![] });
+        assert_eq!(policy.failed(batch, Cause::DiskFull, clock.now(), clock.monotonic()), Failed { queued: vec![0, 1], refused: vec![] });
         assert_eq!(policy.status().bytes, 30);
         assert!(matches!(policy.offer("lights off", 5, Mode::Queue), Offered::Queued(Refusal { cause: Cause::DiskFull, queued: 3, bytes: 35, full: false })));
-        assert!(policy.take(clock.now()).is_none(), "no retry before its time");
+        assert!(policy.take(clock.monotonic()).is_none(), "no retry before its time");
 
         let mut delays = Vec::new();
-        for _ in 0..6 {
-            let retry_at = policy.retry_at().unwrap();
-            delays.push(retry_at.duration_since(clock.now()).as_millis());
-            clock.set(retry_at);
-            let batch = policy.take(clock.now()).expect("due");
+        for attempt in 0..6 {
+            let delay = policy.retry_at().unwrap().saturating_since(clock.monotonic());
+            delays.push(delay.as_millis());
+            clock.advance(delay - Duration::from_millis(1));
+            assert!(policy.take(clock.monotonic()).is_none(), "not a millisecond early");
+            clock.advance(Duration::from_millis(1));
+            if attempt == 2 {
+                // NTP steps the wall clock back an hour: the retries keep their pace.
+                clock.set(start() - jiff::SignedDuration::from_hours(1));
+            }
+            let batch = policy.take(clock.monotonic()).expect("due");
             assert_eq!(batch.iter().map(|e| e.item).collect::<Vec<_>>(), ["bell rang", "pupil marked", "lights off"], "oldest first, none lost");
-            policy.failed(batch, Cause::DiskFull, clock.now());
+            policy.failed(batch, Cause::DiskFull, clock.now(), clock.monotonic());
         }
         assert_eq!(delays, [250, 500, 1_000, 2_000, 4_000, 5_000]);
         assert_eq!(policy.status().trouble.unwrap().since, start(), "the trouble started with the first refusal");
 
-        clock.set(policy.retry_at().unwrap());
-        let batch = policy.take(clock.now()).unwrap();
+        clock.advance(policy.retry_at().unwrap().saturating_since(clock.monotonic()));
+        let batch = policy.take(clock.monotonic()).unwrap();
         assert_eq!(policy.committed(batch), [0, 1, 2]);
         assert_eq!(policy.status(), Status::default());
         assert_eq!(policy.retry_at(), None);
@@ -579,24 +598,24 @@ mod tests {
 
     #[test]
     fn records_their_sender_sends_again_are_refused_rather_than_queued() {
-        let now = start();
+        let (at, now) = (start(), Monotonic::default());
         let mut policy = Policy::new(LIMITS);
         policy.offer("bell rang", 10, Mode::Queue);
         policy.offer("an answer", 10, Mode::Refuse);
         let batch = policy.take(now).unwrap();
-        assert_eq!(policy.failed(batch, Cause::ReadOnly, now), Failed { queued: vec![0], refused: vec![1] });
+        assert_eq!(policy.failed(batch, Cause::ReadOnly, at, now), Failed { queued: vec![0], refused: vec![1] });
         assert!(matches!(policy.offer("another answer", 10, Mode::Refuse), Offered::Refused("another answer", Refusal { cause: Cause::ReadOnly, queued: 1, .. })));
         assert_eq!(policy.status().queued, 1);
     }
 
     #[test]
     fn the_teacher_is_refused_while_the_store_refuses_and_the_room_once_the_queue_is_full() {
-        let now = start();
+        let (at, now) = (start(), Monotonic::default());
         let mut policy = Policy::new(SMALL);
         assert_eq!(policy.status().admit(Who::Teacher, SMALL), Ok(()));
         policy.offer("bell rang", 10, Mode::Queue);
         let batch = policy.take(now).unwrap();
-        policy.failed(batch, Cause::DiskFull, now);
+        policy.failed(batch, Cause::DiskFull, at, now);
         let refusal = policy.status().admit(Who::Teacher, SMALL).unwrap_err();
         assert_eq!(refusal, Refusal { cause: Cause::DiskFull, queued: 1, bytes: 10, full: false });
         assert!(refusal.to_string().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{refusal}");
@@ -610,7 +629,7 @@ mod tests {
         let mut by_bytes = Policy::new(SMALL);
         by_bytes.offer("a long question", 1_000, Mode::Queue);
         let batch = by_bytes.take(now).unwrap();
-        by_bytes.failed(batch, Cause::DiskFull, now);
+        by_bytes.failed(batch, Cause::DiskFull, at, now);
         assert!(by_bytes.status().admit(Who::Room, SMALL).unwrap_err().full, "the bytes bound counts too");
     }
 
@@ -629,7 +648,7 @@ mod tests {
         let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
         let recorder = store.recorder().clone();
-        let health = Health::new();
+        let health = Health::new(store.clock().clone());
         recorder.report_to(health.clone());
         assert_eq!(recorder.keep(ring(clock.now(), 0)).await, Kept::Committed);
 
@@ -655,14 +674,14 @@ mod tests {
         assert!(matches!(recorder.keep_or_refuse(answer).await, Kept::Refused(_)), "an answer is refused: the tablet sends it again");
 
         limit_pages(&store, Some(1 << 30));
-        clock.advance(Duration::from_secs(10));
+        let mut changes = health.subscribe();
+        let retry_at = recorder.status().trouble.unwrap().retry_at;
+        clock.advance(retry_at.saturating_since(clock.monotonic()));
         let freed_at = clock.now();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while recorder.status().queued > 0 {
-            assert!(std::time::Instant::now() < deadline, "queued records committed within 10 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(health.snapshot()[SUBSYSTEM].state, State::Ok);
+        // The retry is due at once on the simulated clock; the real-time bound only keeps a broken test from hanging.
+        let committed = changes.wait_for(|_| health.snapshot()[SUBSYSTEM].state == State::Ok);
+        tokio::time::timeout(Duration::from_secs(10), committed).await.expect("queued records committed once the retry is due").unwrap();
+        assert_eq!(recorder.status().queued, 0);
         let events = read_after(&store.reader().unwrap(), 0, 1_000).unwrap();
         let commands: Vec<String> = events
             .iter()

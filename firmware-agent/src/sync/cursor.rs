@@ -19,10 +19,18 @@
 //!
 //! An event too large for one message is skipped in its place, with a notice
 //! saying which seq and why, so that one event never stops the stream.
+//!
+//! A waiting follow stream has two timers, both on the clock's monotonic time:
+//! the heartbeat and the look at the database for other processes' commits.
+//! The cursor says when the next is due ([`PullCursor::next_deadline`]) and is
+//! told when that time has come ([`PullCursor::handle_timeout`]); the loop only
+//! sleeps.
 
 use std::time::Duration;
 
 use uuid::Uuid;
+
+use crate::clock::Monotonic;
 
 /// Events per batch when the hub lets the agent choose.
 pub const DEFAULT_BATCH: usize = 1_000;
@@ -71,11 +79,15 @@ pub struct PullCursor {
     /// Whether the last read came back short: nothing more was committed then.
     caught_up: bool,
     heartbeat_due: bool,
+    /// When an idle follow stream sends its next heartbeat.
+    heartbeat_at: Monotonic,
+    /// When a waiting follow stream next looks for events other processes committed.
+    poll_at: Monotonic,
 }
 
 impl PullCursor {
-    /// A stream from `after_seq` in an outbox whose newest seq handed out is `newest`.
-    pub fn new(after_seq: i64, max_batch: u32, follow: bool, newest: i64) -> Result<PullCursor, PullRefused> {
+    /// A stream from `after_seq` in an outbox whose newest seq handed out is `newest`, starting `now`.
+    pub fn new(after_seq: i64, max_batch: u32, follow: bool, newest: i64, now: Monotonic) -> Result<PullCursor, PullRefused> {
         if after_seq < 0 {
             return Err(PullRefused::NegativeCursor(after_seq));
         }
@@ -86,7 +98,16 @@ impl PullCursor {
             0 => DEFAULT_BATCH,
             asked => asked.min(MAX_BATCH),
         };
-        Ok(PullCursor { after: after_seq, limit, follow, known_last: newest, caught_up: false, heartbeat_due: false })
+        Ok(PullCursor {
+            after: after_seq,
+            limit,
+            follow,
+            known_last: newest,
+            caught_up: false,
+            heartbeat_due: false,
+            heartbeat_at: now + HEARTBEAT_INTERVAL,
+            poll_at: now + POLL_INTERVAL,
+        })
     }
 
     /// The last sequence number sent or skipped (or the starting cursor, or
@@ -108,10 +129,10 @@ impl PullCursor {
     }
 
     /// A read returned `count` events, the last with sequence number `last_seq`;
-    /// each of them was sent or announced as skipped. A short read saw every
-    /// event committed before it, so the seqs up to the newest known are all
-    /// behind the cursor, even those pruned before they were read.
-    pub fn sent(&mut self, count: usize, last_seq: Option<i64>) {
+    /// each of them was sent or announced as skipped by `now`. A short read saw
+    /// every event committed before it, so the seqs up to the newest known are
+    /// all behind the cursor, even those pruned before they were read.
+    pub fn sent(&mut self, count: usize, last_seq: Option<i64>, now: Monotonic) {
         if let Some(last) = last_seq {
             debug_assert!(last > self.after, "events are sent in seq order");
             self.after = last;
@@ -123,7 +144,9 @@ impl PullCursor {
         }
         if count > 0 {
             self.heartbeat_due = false;
+            self.heartbeat_at = now + HEARTBEAT_INTERVAL;
         }
+        self.poll_at = now + POLL_INTERVAL;
     }
 
     /// This process committed events up to `seq`.
@@ -131,19 +154,28 @@ impl PullCursor {
         self.known_last = self.known_last.max(seq);
     }
 
-    /// The poll interval passed: look again, in case another process committed.
-    pub fn poll(&mut self) {
-        self.caught_up = false;
+    /// When a waiting stream next has something to do though nothing was
+    /// committed: look for other processes' events, or send a heartbeat.
+    pub fn next_deadline(&self) -> Monotonic {
+        self.poll_at.min(self.heartbeat_at)
     }
 
-    /// The heartbeat interval passed with nothing sent.
-    pub fn heartbeat_elapsed(&mut self) {
-        self.heartbeat_due = true;
+    /// The time is `now`, at or after [`PullCursor::next_deadline`]: the poll
+    /// interval passed (look again, in case another process committed), or the
+    /// heartbeat interval passed with nothing sent, or both.
+    pub fn handle_timeout(&mut self, now: Monotonic) {
+        if now >= self.poll_at {
+            self.caught_up = false;
+        }
+        if now >= self.heartbeat_at {
+            self.heartbeat_due = true;
+        }
     }
 
-    /// A heartbeat was sent.
-    pub fn heartbeat_sent(&mut self) {
+    /// A heartbeat was sent at `now`.
+    pub fn heartbeat_sent(&mut self, now: Monotonic) {
         self.heartbeat_due = false;
+        self.heartbeat_at = now + HEARTBEAT_INTERVAL;
     }
 }
 
@@ -208,80 +240,106 @@ pub fn acknowledge(acked: i64, last: i64, asked: i64) -> Result<i64, AckRefused>
 mod tests {
     use super::*;
 
+    /// `ms` milliseconds into the stream.
+    fn at(ms: u64) -> Monotonic {
+        Monotonic::default() + Duration::from_millis(ms)
+    }
+
     #[test]
     fn a_one_shot_pull_reads_until_a_short_batch_then_finishes() {
-        let mut cursor = PullCursor::new(10, 3, false, 15).unwrap();
+        let mut cursor = PullCursor::new(10, 3, false, 15, at(0)).unwrap();
         assert_eq!(cursor.next(), Step::Read { after: 10, limit: 3 });
-        cursor.sent(3, Some(13));
+        cursor.sent(3, Some(13), at(0));
         assert_eq!(cursor.next(), Step::Read { after: 13, limit: 3 });
-        cursor.sent(1, Some(15));
+        cursor.sent(1, Some(15), at(0));
         assert_eq!(cursor.next(), Step::Finish);
         assert_eq!(cursor.after(), 15);
     }
 
     #[test]
     fn an_empty_outbox_finishes_after_one_read() {
-        let mut cursor = PullCursor::new(0, 0, false, 0).unwrap();
+        let mut cursor = PullCursor::new(0, 0, false, 0, at(0)).unwrap();
         assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
-        cursor.sent(0, None);
+        cursor.sent(0, None, at(0));
         assert_eq!(cursor.next(), Step::Finish);
     }
 
     #[test]
     fn a_follow_stream_waits_and_reads_again_on_a_commit_or_a_poll() {
-        let mut cursor = PullCursor::new(0, 100, true, 2).unwrap();
-        cursor.sent(2, Some(2));
+        let mut cursor = PullCursor::new(0, 100, true, 2, at(0)).unwrap();
+        cursor.sent(2, Some(2), at(0));
         assert_eq!(cursor.next(), Step::Wait);
         cursor.committed(2);
         assert_eq!(cursor.next(), Step::Wait, "a commit already sent wakes nothing");
         cursor.committed(5);
         assert_eq!(cursor.next(), Step::Read { after: 2, limit: 100 });
-        cursor.sent(3, Some(5));
+        cursor.sent(3, Some(5), at(10));
         assert_eq!(cursor.next(), Step::Wait);
-        cursor.poll();
+        assert_eq!(cursor.next_deadline(), at(30), "the next look at the database, a poll interval after the read");
+        cursor.handle_timeout(at(29));
+        assert_eq!(cursor.next(), Step::Wait, "not a millisecond early");
+        cursor.handle_timeout(at(30));
         assert_eq!(cursor.next(), Step::Read { after: 5, limit: 100 }, "another process may have committed");
-        cursor.sent(0, None);
+        cursor.sent(0, None, at(31));
         assert_eq!(cursor.next(), Step::Wait);
+        assert_eq!(cursor.next_deadline(), at(51));
     }
 
     #[test]
     fn an_idle_follow_stream_heartbeats_and_events_reset_the_heartbeat() {
-        let mut cursor = PullCursor::new(7, 0, true, 7).unwrap();
-        cursor.sent(0, None);
-        cursor.heartbeat_elapsed();
-        assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 7 });
-        cursor.heartbeat_sent();
+        let heartbeat = HEARTBEAT_INTERVAL.as_millis() as u64;
+        let mut cursor = PullCursor::new(7, 0, true, 7, at(0)).unwrap();
+        cursor.sent(0, None, at(0));
+        // An idle stream looks at the database every poll interval; its heartbeat waits its own interval.
+        let mut now = 0;
+        while cursor.next_deadline() < at(heartbeat) {
+            now = cursor.next_deadline().saturating_since(at(0)).as_millis() as u64;
+            cursor.handle_timeout(at(now));
+            assert_eq!(cursor.next(), Step::Read { after: 7, limit: DEFAULT_BATCH }, "{now} ms");
+            cursor.sent(0, None, at(now));
+        }
+        assert_eq!(now, heartbeat - POLL_INTERVAL.as_millis() as u64);
+        cursor.handle_timeout(at(heartbeat));
+        cursor.sent(0, None, at(heartbeat));
+        assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 7 }, "due {heartbeat} ms after the stream started");
+        cursor.heartbeat_sent(at(heartbeat + 1));
         assert_eq!(cursor.next(), Step::Wait);
-        cursor.heartbeat_elapsed();
+        cursor.handle_timeout(at(2 * heartbeat + 1));
         cursor.committed(8);
         assert_eq!(cursor.next(), Step::Read { after: 7, limit: DEFAULT_BATCH }, "events come before heartbeats");
-        cursor.sent(1, Some(8));
+        cursor.sent(1, Some(8), at(2 * heartbeat + 2));
         assert_eq!(cursor.next(), Step::Wait);
+        cursor.handle_timeout(at(3 * heartbeat + 1));
+        cursor.sent(0, None, at(3 * heartbeat + 1));
+        assert_eq!(cursor.next(), Step::Wait, "the event sent put the heartbeat off");
+        assert_eq!(cursor.next_deadline(), at(3 * heartbeat + 2));
     }
 
     #[test]
     fn batch_sizes_are_bounded_and_negative_cursors_refused() {
-        assert_eq!(PullCursor::new(0, 1_000_000, false, 0).unwrap().next(), Step::Read { after: 0, limit: MAX_BATCH });
-        assert_eq!(PullCursor::new(-1, 0, false, 0).unwrap_err(), PullRefused::NegativeCursor(-1));
+        assert_eq!(PullCursor::new(0, 1_000_000, false, 0, at(0)).unwrap().next(), Step::Read { after: 0, limit: MAX_BATCH });
+        assert_eq!(PullCursor::new(-1, 0, false, 0, at(0)).unwrap_err(), PullRefused::NegativeCursor(-1));
     }
 
     #[test]
     fn a_cursor_beyond_the_newest_seq_handed_out_is_refused_and_the_end_itself_is_not() {
-        assert_eq!(PullCursor::new(50, 0, true, 3).unwrap_err(), PullRefused::BeyondEnd { asked: 50, newest: 3 });
-        let mut cursor = PullCursor::new(3, 0, true, 3).unwrap();
-        cursor.sent(0, None);
-        cursor.heartbeat_elapsed();
+        assert_eq!(PullCursor::new(50, 0, true, 3, at(0)).unwrap_err(), PullRefused::BeyondEnd { asked: 50, newest: 3 });
+        let mut cursor = PullCursor::new(3, 0, true, 3, at(0)).unwrap();
+        cursor.sent(0, None, at(0));
+        cursor.handle_timeout(at(0) + HEARTBEAT_INTERVAL);
+        cursor.sent(0, None, at(0) + HEARTBEAT_INTERVAL);
         assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 3 });
     }
 
     #[test]
     fn heartbeats_say_the_newest_seq_even_when_the_events_up_to_it_were_pruned() {
-        let mut cursor = PullCursor::new(0, 0, true, 40).unwrap();
+        let mut cursor = PullCursor::new(0, 0, true, 40, at(0)).unwrap();
         assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
-        cursor.sent(0, None);
+        cursor.sent(0, None, at(0));
         assert_eq!(cursor.next(), Step::Wait, "a short read covered the pruned stretch");
         assert_eq!(cursor.after(), 40);
-        cursor.heartbeat_elapsed();
+        cursor.handle_timeout(at(0) + HEARTBEAT_INTERVAL);
+        cursor.sent(0, None, at(0) + HEARTBEAT_INTERVAL);
         assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 40 });
         cursor.committed(41);
         assert_eq!(cursor.next(), Step::Read { after: 40, limit: DEFAULT_BATCH });

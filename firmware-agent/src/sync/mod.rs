@@ -35,6 +35,8 @@
 //!   appends, and also looks at the database every [`cursor::POLL_INTERVAL`]
 //!   for events another process committed (a command-line tool writing to the
 //!   same file): a cheap indexed read that finds nothing when nothing is new.
+//!   That interval, the heartbeat's and the hourly pruning are timed by the
+//!   agent's clock (`DESIGN.md`, "Time").
 //! - **Back-pressure.** Each stream reads at most [`cursor::MAX_BATCH`] rows at a
 //!   time and keeps a few batches in flight; a slow hub slows the reads, and the
 //!   memory a stream holds does not grow with the backlog.
@@ -166,7 +168,7 @@ async fn prune_periodically(agent: Arc<Agent>) {
         }
         tokio::select! {
             _ = agent.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            () = agent.clock.sleep(PRUNE_INTERVAL) => {}
         }
     }
 }

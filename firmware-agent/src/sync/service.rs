@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::cursor::{self, HEARTBEAT_INTERVAL, POLL_INTERVAL, PullCursor, Step};
+use super::cursor::{self, PullCursor, Step};
 use super::wire;
 use crate::agent::Agent;
 use crate::proto::sync_service_server::SyncService;
@@ -61,7 +60,8 @@ impl SyncService for SyncServer {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
         let newest = self.agent.store.blocking(|store| store.newest_seq()).await.map_err(database_failure)?;
-        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest).map_err(|refused| match refused {
+        let started = self.agent.clock.monotonic();
+        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest, started).map_err(|refused| match refused {
             cursor::PullRefused::NegativeCursor(_) => Status::invalid_argument(refused.to_string()),
             cursor::PullRefused::BeyondEnd { .. } => {
                 tracing::warn!(after_seq = request.after_seq, newest, "a hub pulled from beyond the end of this outbox; refused");
@@ -127,7 +127,7 @@ impl SyncService for SyncServer {
         let request = request.into_inner();
         let version = request.version;
         let config = self.agent.config();
-        let (roster, timetable) = checked_roster(&request, &config).map_err(Status::invalid_argument)?;
+        let (roster, timetable) = checked_roster(&request, &config).map_err(|problems| Status::invalid_argument(problems.to_string()))?;
         let text = timetable.as_ref().map(|(text, _)| text.clone());
         let outcome = self.agent.store.blocking(move |store| store.replace_roster(version, &roster, text.as_deref())).await;
         match outcome.map_err(database_failure)? {
@@ -155,14 +155,22 @@ impl SyncService for SyncServer {
     }
 }
 
+/// Every problem of a pushed roster, each naming its place (`pupils[i].field`,
+/// `teachers[i].field`, `timetable_toml: key`); one is enough to refuse the push.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s); nothing was applied:\n{}", problems.len(), problems.join("\n"))]
+pub struct RosterProblems {
+    pub problems: Vec<String>,
+}
+
 /// Checks a pushed roster whole, the same way a CSV import is checked: every
 /// problem is listed as `pupils[i].field` or `teachers[i].field`, and one is
 /// enough to refuse the push.
 /// The pushed roster, and the pushed timetable (as sent, and laid over the
 /// room's config), when every row and key fits; else every problem.
-fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), String> {
+fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), RosterProblems> {
     if request.version == 0 {
-        return Err("version: must be 1 or more, and above the version in force".to_owned());
+        return Err(RosterProblems { problems: vec!["version: must be 1 or more, and above the version in force".to_owned()] });
     }
     let mut roster = Roster::default();
     let mut seen = HashMap::new();
@@ -207,11 +215,7 @@ fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster
             }
         },
     };
-    if problems.is_empty() {
-        Ok((roster, timetable))
-    } else {
-        Err(format!("{} problem(s); nothing was applied:\n{}", problems.len(), problems.join("\n")))
-    }
+    if problems.is_empty() { Ok((roster, timetable)) } else { Err(RosterProblems { problems }) }
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `path`; 0 when unknown.
@@ -235,7 +239,6 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
     // Half the message limit: room for the framing, and a margin for the hub.
     let batch_bytes = max_message_bytes / 2;
     let mut reader: Option<Connection> = None;
-    let mut heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
     loop {
         if agent.shutdown.is_cancelled() {
             let _ = tx.send(Err(Status::unavailable("the agent is stopping; pull again from the last stored event"))).await;
@@ -279,11 +282,8 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                         return;
                     }
                 }
-                cursor.sent(count, last);
+                cursor.sent(count, last, agent.clock.monotonic());
                 metrics::counter!("hub_pull_events_sent_total").increment((count - skipped_count) as u64);
-                if count > 0 {
-                    heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
-                }
             }
             Step::Wait => tokio::select! {
                 _ = agent.shutdown.cancelled() => {}
@@ -292,8 +292,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     Ok(()) => cursor.committed(*commits.borrow_and_update()),
                     Err(_) => return,
                 },
-                _ = sleep(POLL_INTERVAL) => cursor.poll(),
-                _ = sleep_until(heartbeat_at) => cursor.heartbeat_elapsed(),
+                () = agent.clock.sleep_until(cursor.next_deadline()) => cursor.handle_timeout(agent.clock.monotonic()),
             },
             Step::Heartbeat { last_seq } => {
                 let heartbeat = Heartbeat {
@@ -304,8 +303,7 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                 if !send(&tx, pull_response::Message::Heartbeat(heartbeat)).await {
                     return;
                 }
-                cursor.heartbeat_sent();
-                heartbeat_at = Instant::now() + HEARTBEAT_INTERVAL;
+                cursor.heartbeat_sent(agent.clock.monotonic());
             }
             Step::Finish => {
                 tracing::info!(last_seq = cursor.after(), "hub pull finished");
@@ -341,7 +339,7 @@ mod tests {
             teachers: vec![Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
             timetable_toml: "[schedule\n".into(),
         };
-        let message = checked_roster(&request, &room()).unwrap_err();
+        let message = checked_roster(&request, &room()).unwrap_err().to_string();
         assert!(message.starts_with("4 problem(s); nothing was applied"), "{message}");
         assert!(message.contains("pupils[1].personal_id:"), "{message}");
         assert!(message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"), "{message}");
