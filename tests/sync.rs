@@ -554,7 +554,7 @@ fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_co
     drop(agent);
     let _ = hub.child.kill();
 
-    let smallest = firmware_agent::sync::wire::largest_message();
+    let smallest = firmware_agent::hub::wire::largest_message();
     room.write_config_with_hub(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1), "");
     let refused = Command::new(agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));

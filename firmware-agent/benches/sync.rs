@@ -146,9 +146,9 @@ fn main() {
         attendance: Default::default(),
         shutdown,
     });
-    let listener = runtime.block_on(firmware_agent::sync::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
+    let listener = runtime.block_on(firmware_agent::hub::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
     let address = listener.local_addr().unwrap();
-    let server = runtime.spawn(firmware_agent::sync::serve(listener, agent.clone()));
+    let server = runtime.spawn(firmware_agent::hub::serve(listener, agent.clone()));
 
     // Warm the page cache the same way for both, then measure each once.
     read_raw(&store, 0);

@@ -73,9 +73,9 @@ enum StartError {
     #[error("the agent did not start: {0}")]
     Store(#[from] StoreError),
     #[error("the agent did not start: {0}")]
-    Hub(crate::sync::ServeError),
+    Hub(crate::hub::ServeError),
     #[error("the agent did not start: {0}")]
-    TabletsTls(#[from] crate::lesson::tls::TlsError),
+    TabletsTls(#[from] crate::tablets::tls::TlsError),
     #[error("the agent did not start: {0}")]
     Actuators(#[from] crate::actuators::controller::OpenError),
     #[error("the agent did not start: {0}")]
@@ -103,12 +103,12 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let http = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Bind { key: "http.listen", address: config.http.listen, source })?;
-    let hub = crate::sync::bind(&config.hub).await.map_err(|err| match err {
-        crate::sync::ServeError::Bind { address, source } => StartError::Bind { key: "hub.listen", address, source },
+    let hub = crate::hub::bind(&config.hub).await.map_err(|err| match err {
+        crate::hub::ServeError::Bind { address, source } => StartError::Bind { key: "hub.listen", address, source },
         other => StartError::Hub(other),
     })?;
     let room = &config.room;
-    let tablets_tls = crate::lesson::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id, clock.clone()).await?;
+    let tablets_tls = crate::tablets::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id, clock.clone()).await?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| StartError::Machine(err.to_string()))?;
     let store = Arc::new(store);
@@ -133,11 +133,11 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let tasks = TaskTracker::new();
     let lesson = {
         let config = agent.config();
-        crate::lesson::Lesson::new(crate::lesson::LessonParts {
+        crate::tablets::Lesson::new(crate::tablets::LessonParts {
             tablets: config.tablets.clone(),
             zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
             http_listen: config.http.listen,
-            content_dir: crate::lesson::content::content_dir(&config.storage.data_dir, &config.tablets),
+            content_dir: crate::tablets::content::content_dir(&config.storage.data_dir, &config.tablets),
             store: agent.store.clone(),
             clock: agent.clock.clone(),
             shutdown: agent.shutdown.clone(),
@@ -154,16 +154,16 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
             }
         });
     }
-    crate::sync::start(&agent, hub, &tasks);
+    crate::hub::start(&agent, hub, &tasks);
     {
         let config = agent.config();
-        let room = crate::lesson::discovery::AdvertisedRoom {
+        let room = crate::tablets::discovery::AdvertisedRoom {
             name: config.room.name.clone(),
             school_code: config.room.school_code.clone(),
             room_id: config.room.room_id.clone(),
         };
         let (health, shutdown) = (agent.health.clone(), agent.shutdown.clone());
-        tasks.spawn(crate::lesson::discovery::advertise(config.tablets.discovery, room, http_address, health, shutdown));
+        tasks.spawn(crate::tablets::discovery::advertise(config.tablets.discovery, room, http_address, health, shutdown));
     }
     tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
     tasks.spawn(crate::attendance::service::run(agent.clone()));

@@ -16,7 +16,7 @@
 //! text field), the free-text details the agent writes itself are cut to
 //! [`MAX_DETAIL_BYTES`] here, and the store refuses any payload over the bound
 //! as a last guard. `check-config` then refuses a `hub.max_message_bytes` too
-//! small for the largest event so bounded (`sync::wire::largest_message`).
+//! small for the largest event so bounded (`hub::wire::largest_message`).
 
 use jiff::Timestamp;
 use prost::Message;

@@ -114,7 +114,7 @@ async fn connect(connection: &Connection) -> Result<SyncServiceClient<Channel>, 
     let tls = connection.endpoint.starts_with("https://");
     let endpoint = match (tls, &connection.ca, &connection.cert, &connection.key) {
         (true, Some(ca), cert, key) => {
-            crate::sync::tls::install_crypto_provider();
+            crate::hub::tls::install_crypto_provider();
             let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
             match (cert, key) {
                 (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?)),

@@ -11,7 +11,7 @@
 //! - Loading collects every problem it can find (see [`diagnostics`]) instead of
 //!   stopping at the first, each with a line and column.
 //! - Each part owns its section in its own `config.rs` (`[panel]` in
-//!   `panel/config.rs`, `[hub]` in `sync/config.rs`…), with the rules that
+//!   `panel/config.rs`, `[hub]` in `hub/config.rs`…), with the rules that
 //!   concern that section alone. Of this module they import only
 //!   [`diagnostics`] (a problem's type), and nothing that imports this module
 //!   (`agent`, the parts' running code), so gathering them makes no circle.
@@ -34,7 +34,7 @@ use crate::actuators::config::ActuatorsConfig;
 use crate::attendance::config::AttendanceConfig;
 use crate::panel::config::PanelConfig;
 use crate::schedule::config::ScheduleConfig;
-use crate::sync::config::HubConfig;
+use crate::hub::config::HubConfig;
 pub use diagnostics::{ConfigError, Problem};
 
 /// The whole configuration file.
@@ -53,7 +53,7 @@ pub struct Config {
     #[serde(default)]
     pub panel: PanelConfig,
     #[serde(default)]
-    pub tablets: crate::lesson::TabletsConfig,
+    pub tablets: crate::tablets::TabletsConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
     #[serde(default)]
@@ -197,8 +197,8 @@ impl Config {
             problem("tablets.content_dir", message, "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)");
         }
         problems.extend(self.panel.problems());
-        problems.extend(self.hub.problems(crate::sync::wire::largest_message()));
-        for (key, message, hint) in crate::lesson::config_problems(&self.tablets) {
+        problems.extend(self.hub.problems(crate::hub::wire::largest_message()));
+        for (key, message, hint) in crate::tablets::config_problems(&self.tablets) {
             problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
         }
         problems.extend(crate::actuators::config::problems(&self.actuators, &self.schedule.patterns));

@@ -4,7 +4,7 @@
 //!
 //! # Design
 //! Each part offers its routes with the state they need: [`health`] and
-//! [`actuators`] here, [`crate::panel`], [`crate::lesson`] and
+//! [`actuators`] here, [`crate::panel`], [`crate::tablets`] and
 //! [`crate::attendance::desk`] in their parts. [`router`] assembles them, and is
 //! the one place that decides who may use which route:
 //! - anyone who reaches the port: `/healthz` and `/metrics`, the panel's page and
@@ -30,7 +30,7 @@ pub use error::ApiError;
 
 use crate::agent::Agent;
 use crate::attendance::desk::{self, DeskState};
-use crate::lesson::Lesson;
+use crate::tablets::Lesson;
 use crate::panel::access::{self, SharedGate};
 
 /// Every route the agent serves, each open to those [the design](self) says.
@@ -40,10 +40,10 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
     let anyone = Router::new()
         .merge(health::router(agent.clone()))
         .merge(crate::panel::page_router(agent.clone(), gate.clone()))
-        .merge(crate::lesson::tablet_router(lesson.clone()));
+        .merge(crate::tablets::tablet_router(lesson.clone()));
     let teacher = Router::new()
         .merge(crate::panel::router(agent.clone()))
-        .merge(crate::lesson::router(lesson))
+        .merge(crate::tablets::router(lesson))
         .merge(actuators::router(agent))
         .merge(desk::router(desk))
         .route_layer(axum::middleware::from_fn_with_state(gate, access::require_teacher));
@@ -56,9 +56,9 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
 /// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
 pub async fn serve(
     listener: TcpListener,
-    tablets_tls: Option<crate::lesson::tls::TlsListener>,
+    tablets_tls: Option<crate::tablets::tls::TlsListener>,
     agent: Arc<Agent>,
-    lesson: Arc<crate::lesson::Lesson>,
+    lesson: Arc<crate::tablets::Lesson>,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();

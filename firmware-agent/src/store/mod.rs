@@ -24,7 +24,7 @@ pub mod outbox;
 pub mod recorder;
 pub mod roster;
 pub mod schema;
-pub mod sync;
+pub mod hub;
 pub mod tablets;
 
 use std::fs::{self, OpenOptions};

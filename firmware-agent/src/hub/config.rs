@@ -29,7 +29,7 @@ pub struct HubConfig {
     /// events are never pruned.
     pub retention_days: u32,
     /// The largest gRPC message accepted or sent, in bytes; at least the
-    /// largest message one event can need (`sync::wire::largest_message`).
+    /// largest message one event can need (`hub::wire::largest_message`).
     pub max_message_bytes: usize,
     /// The longest a unary call (Ack, GetStatus, PutRoster) may take, in seconds;
     /// a shorter deadline sent by the client wins.
@@ -88,7 +88,7 @@ impl HubConfig {
 
     /// The rules serde cannot express, each naming its key. `smallest` is the
     /// least `max_message_bytes` may be: the largest message one event of this
-    /// agent can need (`sync::wire::largest_message`).
+    /// agent can need (`hub::wire::largest_message`).
     pub(crate) fn problems(&self, smallest: usize) -> Vec<Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_message_limit_must_hold_the_largest_event() {
-        let smallest = crate::sync::wire::largest_message();
+        let smallest = crate::hub::wire::largest_message();
         parse(&format!("plaintext = true\nmax_message_bytes = {smallest}\n")).unwrap();
         let err = parse(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1)).unwrap_err().to_string();
         assert!(err.contains(&format!("is below {smallest}, the largest message one event")), "{err}");

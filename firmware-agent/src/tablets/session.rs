@@ -362,7 +362,7 @@ fn progress(pending: &PendingAcks) -> AckProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lesson::protocol::{Choice, QuestionKind};
+    use crate::tablets::protocol::{Choice, QuestionKind};
 
     const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -59,7 +59,7 @@ async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<
     .into_response())
 }
 
-/// A refused pairing, its code as `lesson/PROTOCOL.md` lists it; the message is for the pupil.
+/// A refused pairing, its code as `tablets/PROTOCOL.md` lists it; the message is for the pupil.
 impl From<PairingRefused> for ApiError {
     fn from(refused: PairingRefused) -> Self {
         match refused {

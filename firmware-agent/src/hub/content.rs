@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
 use crate::agent::Agent;
-use crate::lesson::content::{ContentError, content_dir, store_pushed};
+use crate::tablets::content::{ContentError, content_dir, store_pushed};
 use crate::proto::{PutContentChunk, PutContentResponse};
 
 /// Chunks buffered between the network and the disk.

@@ -247,7 +247,7 @@ mod tests {
         ping(&mut client).await;
         // 58 s after it connected, 29 s after its last frame: silence counts from the last frame heard.
         clock.advance(Duration::from_secs(20));
-        lesson.issue(crate::lesson::protocol::Command::Unlock).unwrap();
+        lesson.issue(crate::tablets::protocol::Command::Unlock).unwrap();
         assert!(next_text(&mut client).await.contains("\"command\""));
         // 30 s after its last frame, 10 s after the agent's: what the agent sends is no heartbeat.
         clock.advance(Duration::from_secs(10));

@@ -30,7 +30,7 @@
 //!   start, what a stream does next (read, wait, heartbeat, finish), whether an
 //!   event can be sent or is skipped, and whether an ack may move the cursor;
 //!   [`service`] is the thin async loop around it; [`wire`] turns rows into
-//!   messages; `store::sync` holds the SQL.
+//!   messages; `store::hub` holds the SQL.
 //! - **Follow mode** wakes on the store's commit channel for this process's own
 //!   appends, and also looks at the database every [`cursor::POLL_INTERVAL`]
 //!   for events another process committed (a command-line tool writing to the
