@@ -183,6 +183,8 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tracing::info!("stopping: draining tasks");
     agent.shutdown.cancel();
     tasks.close();
+    // On tokio's timer, not the agent's clock: a stop must end even on a
+    // simulated clock that nobody moves any more.
     if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await.is_err() {
         tracing::warn!(remaining = tasks.len(), "tasks did not finish in time; exiting anyway");
     }

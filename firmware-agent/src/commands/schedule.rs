@@ -30,7 +30,7 @@ pub fn show(config_path: &Path, date: Option<jiff::civil::Date>) -> Exit {
             return Exit::InvalidInput;
         }
     };
-    let date = date.unwrap_or_else(|| timetable.date_of(jiff::Timestamp::now()));
+    let date = date.unwrap_or_else(|| timetable.date_of(crate::clock::Clock::now(&SystemClock)));
     print!("{}", timetable::render(&timetable.plan(date), zone));
     Exit::Success
 }
