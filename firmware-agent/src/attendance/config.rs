@@ -88,7 +88,8 @@ pub struct SourceConfig {
     pub path: PathBuf,
     /// `folder` and `mjpeg_file`: start again at the end instead of stopping.
     pub repeat: bool,
-    /// `ip_camera`: the MJPEG-over-HTTP stream, such as `http://192.168.1.20/video.mjpg`.
+    /// `ip_camera`: the MJPEG stream over http:// or https://, such as
+    /// `http://user:password@192.168.1.20/video.mjpg` (the password is sent as basic auth and never shown).
     pub url: String,
 }
 
@@ -183,11 +184,11 @@ impl AttendanceConfig {
                 SourceKind::Folder | SourceKind::MjpegFile if source.path.as_os_str().is_empty() => {
                     problem("source.path", "no path given".to_owned(), "name the folder of images or the MJPEG file to play")
                 }
-                SourceKind::IpCamera if !source.url.starts_with("http://") => problem(
-                    "source.url",
-                    format!("`{}` is not an http:// URL", source.url),
-                    "give the camera's MJPEG stream, such as `http://192.168.1.20/video.mjpg`",
-                ),
+                SourceKind::IpCamera => {
+                    if let Err(reason) = super::source::check_camera_url(&source.url) {
+                        problem("source.url", reason, "give the camera's MJPEG stream, such as `http://user:password@192.168.1.20/video.mjpg`")
+                    }
+                }
                 _ => {}
             }
         }
