@@ -375,3 +375,100 @@ fn models_install_replaces_an_altered_model_from_the_checked_package() {
     let replaced = std::fs::read(models.join("fr_liveness.onnx")).unwrap();
     assert_eq!(replaced, std::fs::read(installed.join("fr_liveness.onnx")).unwrap(), "the checked model is back");
 }
+
+/// A photo as many IP cameras send it: an EXIF segment (APP1) after the start
+/// marker, carrying a thumbnail that is itself a whole JPEG.
+fn with_exif_thumbnail(photo: &[u8]) -> Vec<u8> {
+    let thumbnail = faces().join("probe/kit_harington_b.jpg");
+    let thumbnail = image::open(thumbnail).unwrap().thumbnail(16, 16).to_rgb8();
+    let mut encoded = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut encoded).encode_image(&thumbnail).unwrap();
+    let payload = [b"Exif\0\0".as_slice(), &encoded].concat();
+    let length = u16::try_from(payload.len() + 2).unwrap().to_be_bytes();
+    [&photo[..2], &[0xFF, 0xE1], &length, &payload, &photo[2..]].concat()
+}
+
+#[test]
+fn an_ip_camera_behind_a_password_takes_the_roll_and_its_password_is_never_shown() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // A camera on loopback that asks for basic auth and sends its frames as a
+    // chunked multipart stream, four a second, until the test ends.
+    let photo = with_exif_thumbnail(&std::fs::read(faces().join("probe/obama_720p.jpg")).unwrap());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let camera = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if stop.load(Ordering::SeqCst) {
+                    return refused;
+                }
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).is_ok() {
+                    request.push(byte[0]);
+                }
+                // `Basic` of "camera:m4t-khau-9" (the URL's user and password).
+                let authorised = String::from_utf8_lossy(&request).lines().any(|line| {
+                    line.split_once(':').is_some_and(|(name, value)| {
+                        name.eq_ignore_ascii_case("authorization") && value.trim() == "Basic Y2FtZXJhOm00dC1raGF1LTk="
+                    })
+                });
+                if !authorised {
+                    refused += 1;
+                    let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=cam\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    continue;
+                }
+                while !stop.load(Ordering::SeqCst) {
+                    let part = [b"--cam\r\nContent-Type: image/jpeg\r\n\r\n".as_slice(), &photo, b"\r\n"].concat();
+                    let chunked = [format!("{:x}\r\n", part.len()).as_bytes(), &part, b"\r\n"].concat();
+                    if stream.write_all(&chunked).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+            refused
+        })
+    };
+
+    let source = format!("kind = \"ip_camera\"\nurl = \"http://camera:m4t-khau-9@{address}/video.mjpg\"\n");
+    let room = attendance_room_with(&source, RULES, FIRST_PERIOD);
+    let photo = faces().join("enroll/obama/obama_a.jpg");
+    assert!(enroll(&room, "001206001003", &[&photo]).status.success());
+    let mut agent = room.start_at(MONDAY_0659);
+    agent.advance_to(MONDAY_0700);
+    agent.wait_for_log(&present_by_face("001206001003"), Duration::from_secs(60));
+    let (_, health) = http_get(room.http, "/healthz");
+    assert!(!health.contains("m4t-khau-9"), "{health}");
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(address);
+    assert_eq!(camera.join().unwrap(), 0, "every request carried the URL's credentials");
+    let log = agent.log.lock().unwrap().join("\n");
+    assert!(!log.contains("m4t-khau-9"), "the password is never logged");
+
+    // A URL that is not http(s) is refused before the agent starts, where it stands.
+    let room = classroom::room_without_roster("kind = \"ip_camera\"\nurl = \"rtsp://camera:m4t-khau-9@192.168.1.20/stream\"\n", RULES, "");
+    let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let line = std::fs::read_to_string(&room.config_path).unwrap().lines().position(|line| line.starts_with("url = ")).unwrap() + 1;
+    assert!(
+        text.contains(&format!(
+            "agent.toml:{line}:1: attendance.source.url: `rtsp://camera:***@192.168.1.20/stream` is not an http:// or https:// URL"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("m4t-khau-9"), "{text}");
+}
