@@ -14,6 +14,11 @@
 //!   inference workers are busy with the frame before.
 //! - The camera path is thin: `nokhwa` opens the device with the configured
 //!   resolution and rate and hands over each frame as it comes.
+//! - An IP camera is read through `ureq`, blocking like the rest: its stream is
+//!   cut into frames by the multipart boundary and each part's Content-Length,
+//!   which the camera states, rather than by guessing at JPEG markers that an
+//!   EXIF thumbnail inside a frame repeats. A camera silent for `READ_TIMEOUT`
+//!   is an error, so the back-off reopens it instead of waiting for ever.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
