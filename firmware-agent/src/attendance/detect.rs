@@ -327,7 +327,8 @@ fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
 }
 
-pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let i = intersection(a, b);
     if i <= 0.0 { 0.0 } else { i / (area(a) + area(b) - i) }
 }
