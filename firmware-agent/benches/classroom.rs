@@ -40,7 +40,8 @@ struct Seat {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let models_dir = std::env::var_os("FIRMWARE_AGENT_MODELS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
+    let models_dir =
+        std::env::var_os("FIRMWARE_AGENT_MODELS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
     let library = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".local/onnxruntime/libonnxruntime.so"));
@@ -96,7 +97,8 @@ fn seats_found(frame: &Frame, boxes: &[[f32; 4]]) -> (usize, usize) {
     let mut taken = vec![false; frame.faces.len()];
     let mut stray = 0;
     for bbox in boxes {
-        let best = frame.faces.iter().enumerate().map(|(i, s)| (i, iou(&s.bbox, bbox))).max_by(|a, b| a.1.total_cmp(&b.1));
+        let best =
+            frame.faces.iter().enumerate().map(|(i, s)| (i, iou(&s.bbox, bbox))).max_by(|a, b| a.1.total_cmp(&b.1));
         match best {
             Some((seat, overlap)) if overlap > SAME_FACE_IOU && !taken[seat] => taken[seat] = true,
             _ => stray += 1,
