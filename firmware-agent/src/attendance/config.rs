@@ -13,6 +13,9 @@ use crate::config::diagnostics::Unlocated;
 /// at most 0.14; 0.35 sits in the middle of that gap.
 pub const DEFAULT_THRESHOLD: f32 = 0.35;
 
+/// The back row of a class of forty, seen by a 4K camera above the panel.
+pub const DEFAULT_SMALLEST_FACE_PIXELS: u32 = 45;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttendanceConfig {
@@ -42,6 +45,9 @@ pub struct AttendanceConfig {
     pub window_minutes: f64,
     /// Faces narrower than this many pixels are ignored during the roll call.
     pub min_face_pixels: u32,
+    /// The narrowest face, in the frame's pixels, the detector must find: the
+    /// back row's. Frames much larger are searched in tiles, which costs time.
+    pub smallest_face_pixels: u32,
     /// Minutes without a face on camera after which the room's lights go off
     /// (as automation: a lesson on the timetable or a teacher still wins); 0 never.
     pub empty_room_minutes: f64,
@@ -65,6 +71,7 @@ impl Default for AttendanceConfig {
             late_after_minutes: 5.0,
             window_minutes: 15.0,
             min_face_pixels: 32,
+            smallest_face_pixels: DEFAULT_SMALLEST_FACE_PIXELS,
             empty_room_minutes: 10.0,
             keep_debug_photos: false,
             source: SourceConfig::default(),
@@ -158,6 +165,13 @@ impl AttendanceConfig {
         }
         if self.empty_room_minutes.is_nan() || self.empty_room_minutes < 0.0 {
             problem("empty_room_minutes", format!("{} minutes", self.empty_room_minutes), "use 10, or 0 to leave the lights alone");
+        }
+        if !(12..=1000).contains(&self.smallest_face_pixels) {
+            problem(
+                "smallest_face_pixels",
+                format!("{} pixels", self.smallest_face_pixels),
+                "use the width of a back-row face in the camera's frame, 12 to 1000: about 45 at 4K, 22 at 1080p",
+            );
         }
         if self.confirm_frames == 0 {
             problem("confirm_frames", "zero frames".to_owned(), "use 2 or more so one odd frame cannot mark a pupil");

@@ -13,6 +13,7 @@ use image::RgbImage;
 use ort::session::Session;
 
 use super::align;
+use super::config::DEFAULT_SMALLEST_FACE_PIXELS;
 use super::detect::{self, DetectedFace};
 use super::embed::{self, Embedding};
 use super::liveness;
@@ -84,6 +85,8 @@ pub struct Pipeline {
     landmarker: Session,
     embedder: Session,
     liveness: Session,
+    /// The narrowest face, in the frame's pixels, the detector must find.
+    smallest_face: u32,
     times: StageTimes,
 }
 
@@ -94,8 +97,16 @@ impl Pipeline {
             landmarker: models.session(models::LANDMARKS)?,
             embedder: models.session(models::EMBEDDER)?,
             liveness: models.session(models::LIVENESS)?,
+            smallest_face: DEFAULT_SMALLEST_FACE_PIXELS,
             times: StageTimes::default(),
         })
+    }
+
+    /// Makes the detector find faces down to `pixels` wide in a frame
+    /// (`attendance.smallest_face_pixels`): the larger the frame against it,
+    /// the more tiles the detector sees it in.
+    pub fn set_smallest_face(&mut self, pixels: u32) {
+        self.smallest_face = pixels;
     }
 
     /// Every face in `image` with its box, score and landmarks, best score first.
@@ -108,7 +119,7 @@ impl Pipeline {
     /// detector alone, before any landmarks.
     pub fn find_faces(&mut self, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
         let started = Instant::now();
-        let boxes = detect::detect_boxes(&mut self.detector, image, &mut self.times.onnx_runtime)?;
+        let boxes = detect::detect_boxes(&mut self.detector, image, self.smallest_face, &mut self.times.onnx_runtime)?;
         self.times.detect += started.elapsed();
         Ok(boxes)
     }

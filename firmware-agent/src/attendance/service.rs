@@ -274,6 +274,7 @@ fn start_workers(
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     for index in 0..config.threads {
         let mut pipeline = Pipeline::new(models)?;
+        pipeline.set_smallest_face(config.smallest_face_pixels);
         let (jobs, results, recogniser) = (jobs_rx.clone(), results.clone(), recogniser.clone());
         let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
             loop {

@@ -15,6 +15,8 @@ use super::models::testing::models;
 use super::pipeline::Pipeline;
 use crate::roster::PersonalId;
 
+mod classroom;
+
 const PEOPLE: [&str; 5] = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"];
 
 fn faces_dir() -> PathBuf {

@@ -180,6 +180,10 @@ fn attendance_config(config_path: Option<&Path>) -> Option<AttendanceConfig> {
 fn open_pipeline(attendance: &AttendanceConfig) -> Option<Pipeline> {
     ModelSet::load(&attendance.models_dir, &attendance.onnxruntime_library)
         .and_then(|models| Pipeline::new(&models))
+        .map(|mut pipeline| {
+            pipeline.set_smallest_face(attendance.smallest_face_pixels);
+            pipeline
+        })
         .map_err(|err| eprintln!("{err}"))
         .ok()
 }
