@@ -14,6 +14,9 @@
 //! Run with `make bench` (or `cargo bench --bench attendance` with
 //! `ORT_DYLIB_PATH` and `FIRMWARE_AGENT_MODELS` set as the Makefile sets them).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -49,15 +52,8 @@ const TILES: [&str; 6] = [
 ];
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let models_dir = std::env::var_os("FIRMWARE_AGENT_MODELS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
-    let library = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".local/onnxruntime/libonnxruntime.so"));
-    let faces = std::env::var_os("CLASSROOM_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"))
-        .join("testdata/faces");
+    let root = common::root();
+    let (models_dir, library, faces) = (common::models_dir(), common::onnxruntime_library(), common::faces_dir());
 
     let rss_before = resident_mb();
     let models = ModelSet::load(&models_dir, &library).unwrap_or_else(|err| panic!("{err}"));

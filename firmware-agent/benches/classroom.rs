@@ -7,7 +7,9 @@
 //! Run with `cargo bench --bench classroom` with `ORT_DYLIB_PATH` and
 //! `FIRMWARE_AGENT_MODELS` set as the Makefile sets them.
 
-use std::path::PathBuf;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -39,16 +41,8 @@ struct Seat {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let models_dir =
-        std::env::var_os("FIRMWARE_AGENT_MODELS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
-    let library = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".local/onnxruntime/libonnxruntime.so"));
-    let faces = std::env::var_os("CLASSROOM_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"))
-        .join("testdata/faces");
+    let root = common::root();
+    let (models_dir, library, faces) = (common::models_dir(), common::onnxruntime_library(), common::faces_dir());
     let scratch = tempfile::tempdir().unwrap();
     let status = Command::new(root.join(".local/venv/bin/python"))
         .arg(root.join("tests/compose_classroom.py"))

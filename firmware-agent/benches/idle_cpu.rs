@@ -10,6 +10,9 @@
 //! `FIRMWARE_AGENT_MODELS` set as the Makefile sets them);
 //! `IDLE_CPU_SECONDS` sets the measured stretch (60 by default).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +24,6 @@ const SETTLE: Duration = Duration::from_secs(10);
 const FRAMES: [&str; 4] = ["probe/obama_720p.jpg", "probe/group_two_people.jpg", "probe/kit_harington_b.jpg", "probe/stranger_a.png"];
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_firmware-agent"));
     let stretch = Duration::from_secs(std::env::var("IDLE_CPU_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
     println!("daemon CPU with no roll call open: {} s measured after {} s to settle, scaled to an hour", stretch.as_secs(), SETTLE.as_secs());
@@ -31,16 +33,16 @@ fn main() {
     }
     runs.push(("this build", agent));
     for (label, binary) in runs {
-        let (seconds, frames) = idle_cpu(&root, &binary, stretch);
+        let (seconds, frames) = idle_cpu(&binary, stretch);
         println!("  {label:<10} {seconds:8.1} CPU seconds an hour ({:5.1}% of one core); frames so far: {frames}  {}", seconds / 36.0, binary.display());
     }
 }
 
 /// The CPU seconds an hour `binary` spends running an idle room, and the
 /// frames its /metrics counted by the end.
-fn idle_cpu(root: &Path, binary: &Path, stretch: Duration) -> (f64, String) {
+fn idle_cpu(binary: &Path, stretch: Duration) -> (f64, String) {
     let room = tempfile::tempdir().unwrap();
-    let (config, http) = write_room(root, room.path());
+    let (config, http) = write_room(room.path());
     let roster = room.path().join("roster.csv");
     std::fs::write(&roster, roster_csv()).unwrap();
     let imported = Command::new(binary).args(["roster", "import"]).arg(&roster).arg("--config").arg(&config).output().unwrap();
@@ -73,16 +75,15 @@ fn idle_cpu(root: &Path, binary: &Path, stretch: Duration) -> (f64, String) {
 
 /// A room whose only period starts two hours from now, with attendance on
 /// and the camera a folder of photos; its config and HTTP address.
-fn write_room(root: &Path, dir: &Path) -> (PathBuf, std::net::SocketAddr) {
-    let faces = std::env::var_os("CLASSROOM_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("../shared")).join("testdata/faces");
+fn write_room(dir: &Path) -> (PathBuf, std::net::SocketAddr) {
+    let faces = common::faces_dir();
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     for (index, photo) in FRAMES.iter().enumerate() {
         let extension = Path::new(photo).extension().unwrap().to_str().unwrap();
         std::fs::copy(faces.join(photo), frames.join(format!("frame{index:03}.{extension}"))).unwrap();
     }
-    let models = std::env::var("FIRMWARE_AGENT_MODELS").unwrap_or_else(|_| root.join("models").display().to_string());
-    let library = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| root.join(".local/onnxruntime/libonnxruntime.so").display().to_string());
+    let (models, library) = (common::models_dir().display().to_string(), common::onnxruntime_library().display().to_string());
     let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
     let start = jiff::Timestamp::now().to_zoned(zone).checked_add(jiff::SignedDuration::from_hours(2)).unwrap();
     // A period that would cross midnight ends at it.

@@ -9,6 +9,9 @@
 #[path = "../../tests/common/browser.rs"]
 mod browser;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,12 +28,10 @@ async fn measure() {
     // Both listeners held until both ports are chosen, so they differ.
     let listeners = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
     let [port, grpc] = listeners.map(|l| l.local_addr().unwrap().port());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
-    let models = std::env::var("FIRMWARE_AGENT_MODELS").unwrap_or_else(|_| root.join("models").display().to_string());
-    let library = std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| root.join(".local/onnxruntime/libonnxruntime.so").display().to_string());
+    let (models, library) = (common::models_dir().display().to_string(), common::onnxruntime_library().display().to_string());
     let frames = dir.path().join("frames");
     std::fs::create_dir_all(&frames).unwrap();
-    let photo = root.join("../shared/testdata/faces/probe/stranger_a.png");
+    let photo = common::faces_dir().join("probe/stranger_a.png");
     std::fs::copy(&photo, frames.join("frame.png")).unwrap();
     let config = dir.path().join("agent.toml");
     std::fs::write(
