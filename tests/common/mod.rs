@@ -84,13 +84,14 @@ impl Room {
     /// (`unshare --net`, loopback up): bash `setup` lines before it starts,
     /// `probes` once it is ready, each printing `key value` lines; then stops it
     /// with SIGTERM and prints `exit CODE`. Panics when the script fails. The
-    /// log is followed from its first line, however late the follower starts,
-    /// and an agent that never gets ready is killed rather than left holding
-    /// the test's pipes.
+    /// log exists before the agent starts (so its follower cannot find it
+    /// missing and give up), is followed from its first line, and an agent
+    /// that never gets ready is killed rather than left holding the test's pipes.
     pub fn run_in_own_network(&self, setup: &str, probes: &str) -> NamespaceRun {
         let script = format!(
             "set -e\nip link set lo up\n{setup}\n\
-             '{bin}' run --config '{config}' >/dev/null 2>'{dir}/agent.log' & agent=$!\n\
+             : >'{dir}/agent.log'\n\
+             '{bin}' run --config '{config}' >/dev/null 2>>'{dir}/agent.log' & agent=$!\n\
              timeout 20 grep -m1 -q 'agent ready' <(tail -n +1 -f '{dir}/agent.log' 2>/dev/null) || {{ echo 'agent did not start'; kill -KILL $agent; cat '{dir}/agent.log'; exit 1; }}\n\
              {probes}\nkill -TERM $agent; wait $agent; echo \"exit $?\"\n",
             bin = agent_binary().display(),
