@@ -33,13 +33,21 @@ impl Mosquitto {
     fn start() -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        Mosquitto { child: Mosquitto::spawn(port, dir.path()), port, dir }
+        Mosquitto {
+            child: Mosquitto::spawn(port, dir.path()),
+            port,
+            dir,
+        }
     }
 
     fn spawn(port: u16, dir: &Path) -> Child {
         let config = dir.join("mosquitto.conf");
         std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")).unwrap();
-        let binary = if Path::new("/usr/sbin/mosquitto").exists() { PathBuf::from("/usr/sbin/mosquitto") } else { PathBuf::from("mosquitto") };
+        let binary = if Path::new("/usr/sbin/mosquitto").exists() {
+            PathBuf::from("/usr/sbin/mosquitto")
+        } else {
+            PathBuf::from("mosquitto")
+        };
         let mut child = Command::new(binary)
             .arg("-c")
             .arg(&config)
@@ -50,7 +58,10 @@ impl Mosquitto {
             .expect("mosquitto is installed (make setup installs Debian's package)");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         loop {
-            let line = lines.next().expect("mosquitto exited before it was running").unwrap();
+            let line = lines
+                .next()
+                .expect("mosquitto exited before it was running")
+                .unwrap();
             if line.contains("running") {
                 break;
             }
@@ -83,10 +94,18 @@ impl Drop for Mosquitto {
 /// Its availability is Tasmota's: `tele/<topic>/LWT` says `Online` (retained) once it listens, and its
 /// last will says `Offline`. Told a PulseTime (tenths of a second, up to 111), it switches itself off
 /// that long after an ON and reports it, as the firmware does.
-async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(String, String, QoS)> {
+async fn simulated_tasmota(
+    port: u16,
+    topic: &str,
+) -> mpsc::UnboundedReceiver<(String, String, QoS)> {
     let mut options = MqttOptions::new(format!("tasmota-{topic}"), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
-    options.set_last_will(rumqttc::LastWill::new(format!("tele/{topic}/LWT"), "Offline", QoS::AtLeastOnce, true));
+    options.set_last_will(rumqttc::LastWill::new(
+        format!("tele/{topic}/LWT"),
+        "Offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
     let (client, mut event_loop) = AsyncClient::new(options, 32);
     let (seen_tx, seen) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
@@ -96,24 +115,57 @@ async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(S
         loop {
             match event_loop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client.subscribe(format!("cmnd/{topic}/+"), QoS::AtLeastOnce).await.unwrap();
+                    client
+                        .subscribe(format!("cmnd/{topic}/+"), QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    client.publish(format!("tele/{topic}/LWT"), QoS::AtLeastOnce, true, "Online").await.unwrap();
+                    client
+                        .publish(
+                            format!("tele/{topic}/LWT"),
+                            QoS::AtLeastOnce,
+                            true,
+                            "Online",
+                        )
+                        .await
+                        .unwrap();
                     let _ = ready_tx.send(());
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let payload = String::from_utf8_lossy(&publish.payload).to_string();
                     if publish.topic.ends_with("/PulseTime") {
-                        pulse_time = payload.parse::<u64>().ok().filter(|tenths| (1..=111).contains(tenths)).map(|tenths| Duration::from_millis(tenths * 100));
+                        pulse_time = payload
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|tenths| (1..=111).contains(tenths))
+                            .map(|tenths| Duration::from_millis(tenths * 100));
                     }
                     if publish.topic.ends_with("/POWER") {
-                        client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, payload.to_uppercase()).await.unwrap();
-                        if let (Some(pulse), true) = (pulse_time, payload.eq_ignore_ascii_case("ON")) {
+                        client
+                            .publish(
+                                format!("stat/{topic}/POWER"),
+                                QoS::AtLeastOnce,
+                                false,
+                                payload.to_uppercase(),
+                            )
+                            .await
+                            .unwrap();
+                        if let (Some(pulse), true) =
+                            (pulse_time, payload.eq_ignore_ascii_case("ON"))
+                        {
                             let (client, topic) = (client.clone(), topic.clone());
                             tokio::spawn(async move {
                                 tokio::time::sleep(pulse).await;
-                                client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, "OFF").await.unwrap();
+                                client
+                                    .publish(
+                                        format!("stat/{topic}/POWER"),
+                                        QoS::AtLeastOnce,
+                                        false,
+                                        "OFF",
+                                    )
+                                    .await
+                                    .unwrap();
                             });
                         }
                     }
@@ -130,7 +182,9 @@ async fn simulated_tasmota(port: u16, topic: &str) -> mpsc::UnboundedReceiver<(S
 }
 
 /// The next POWER command a simulated device received, skipping its settings (PulseTime).
-async fn next_power(device: &mut mpsc::UnboundedReceiver<(String, String, QoS)>) -> (String, String, QoS) {
+async fn next_power(
+    device: &mut mpsc::UnboundedReceiver<(String, String, QoS)>,
+) -> (String, String, QoS) {
     loop {
         let received = device.recv().await.unwrap();
         if received.0.ends_with("/POWER") {
@@ -141,9 +195,18 @@ async fn next_power(device: &mut mpsc::UnboundedReceiver<(String, String, QoS)>)
 
 /// Publishes one message as another client would (a wall switch's report, a device's last will), and waits for the broker's PUBACK.
 async fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
-    let (client, mut event_loop) = AsyncClient::new(MqttOptions::new(format!("publisher-{}", free_port()), "127.0.0.1", port), 8);
-    client.publish(topic, QoS::AtLeastOnce, retain, payload).await.unwrap();
-    while !matches!(event_loop.poll().await.unwrap(), Event::Incoming(Packet::PubAck(_))) {}
+    let (client, mut event_loop) = AsyncClient::new(
+        MqttOptions::new(format!("publisher-{}", free_port()), "127.0.0.1", port),
+        8,
+    );
+    client
+        .publish(topic, QoS::AtLeastOnce, retain, payload)
+        .await
+        .unwrap();
+    while !matches!(
+        event_loop.poll().await.unwrap(),
+        Event::Incoming(Packet::PubAck(_))
+    ) {}
 }
 
 /// A listener on a topic filter, for what the agent publishes.
@@ -162,7 +225,11 @@ async fn listen(port: u16, filter: &str) -> mpsc::UnboundedReceiver<(String, Str
                     let _ = ready_tx.send(());
                 }
                 Event::Incoming(Packet::Publish(p)) => {
-                    let _ = tx.send((p.topic.clone(), String::from_utf8_lossy(&p.payload).to_string(), p.retain));
+                    let _ = tx.send((
+                        p.topic.clone(),
+                        String::from_utf8_lossy(&p.payload).to_string(),
+                        p.retain,
+                    ));
                 }
                 _ => {}
             }
@@ -206,20 +273,50 @@ async fn mqtt_room(port: u16) -> MqttRoom {
     );
     let config = Config::parse(Path::new("room.toml"), &source).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
+    let store =
+        Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
     let shutdown = CancellationToken::new();
-    let (link, commands, _task) = MqttLink::start(config.actuators.mqtt.as_ref().unwrap(), &config.room, &config.actuators.device, shutdown.clone(), Arc::new(SystemClock));
-    link.subscribe_connected().wait_for(|connected| *connected).await.unwrap();
-    let controller = Controller::open(&config, store.clone(), Arc::new(SystemClock), Some(link.clone())).unwrap();
-    MqttRoom { _dir: dir, store, controller, link, commands, shutdown }
+    let (link, commands, _task) = MqttLink::start(
+        config.actuators.mqtt.as_ref().unwrap(),
+        &config.room,
+        &config.actuators.device,
+        shutdown.clone(),
+        Arc::new(SystemClock),
+    );
+    link.subscribe_connected()
+        .wait_for(|connected| *connected)
+        .await
+        .unwrap();
+    let controller = Controller::open(
+        &config,
+        store.clone(),
+        Arc::new(SystemClock),
+        Some(link.clone()),
+    )
+    .unwrap();
+    MqttRoom {
+        _dir: dir,
+        store,
+        controller,
+        link,
+        commands,
+        shutdown,
+    }
 }
 
 fn switch(device: &str, on: bool) -> Request {
-    Request { device: device.into(), action: Action::Switch { on }, cause: Cause::Teacher, hold_until: None, note: String::new() }
+    Request {
+        device: device.into(),
+        action: Action::Switch { on },
+        cause: Cause::Teacher,
+        hold_until: None,
+        note: String::new(),
+    }
 }
 
 fn actuations(store: &Store) -> Vec<proto::Actuation> {
-    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    let events =
+        firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
     events
         .iter()
         .filter_map(|e| match e.payload().unwrap() {
@@ -238,38 +335,80 @@ async fn a_tasmota_device_confirms_commands_sent_with_qos_1_and_home_assistant_s
 
     // At each connection the bell is told to switch itself off after its maximum (15 s = PulseTime 115).
     let (topic, payload, _) = device.recv().await.unwrap();
-    assert_eq!((topic.as_str(), payload.as_str()), ("cmnd/bell_p101/PulseTime", "115"));
+    assert_eq!(
+        (topic.as_str(), payload.as_str()),
+        ("cmnd/bell_p101/PulseTime", "115")
+    );
 
     // The safe state at start: off.
     let (topic, payload, qos) = next_power(&mut device).await;
-    assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "OFF", QoS::AtLeastOnce));
+    assert_eq!(
+        (topic.as_str(), payload.as_str(), qos),
+        ("cmnd/bell_p101/POWER", "OFF", QoS::AtLeastOnce)
+    );
 
     let record = room.controller.perform(switch("bell", true)).await.unwrap();
     assert_eq!(record.outcome, Outcome::Confirmed as i32, "{record:?}");
     let (topic, payload, qos) = next_power(&mut device).await;
-    assert_eq!((topic.as_str(), payload.as_str(), qos), ("cmnd/bell_p101/POWER", "ON", QoS::AtLeastOnce));
-    assert_eq!(room.controller.perform(switch("bell", false)).await.unwrap().outcome, Outcome::Confirmed as i32);
+    assert_eq!(
+        (topic.as_str(), payload.as_str(), qos),
+        ("cmnd/bell_p101/POWER", "ON", QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        room.controller
+            .perform(switch("bell", false))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Confirmed as i32
+    );
 
     // Home Assistant discovery: both devices announced, retained, with the agent's last will as availability.
     let mut announced = Vec::new();
     while announced.len() < 2 {
         let (topic, payload, _) = discovery.recv().await.unwrap();
         let config: serde_json::Value = serde_json::from_str(&payload).unwrap();
-        assert_eq!(config["availability_topic"], "classroom/T-01/P101/availability");
+        assert_eq!(
+            config["availability_topic"],
+            "classroom/T-01/P101/availability"
+        );
         announced.push(topic);
     }
     announced.sort();
-    assert_eq!(announced, ["homeassistant/switch/t_01_p101/bell/config", "homeassistant/switch/t_01_p101/lights/config"]);
+    assert_eq!(
+        announced,
+        [
+            "homeassistant/switch/t_01_p101/bell/config",
+            "homeassistant/switch/t_01_p101/lights/config"
+        ]
+    );
 
     // A command from home automation reaches the agent as such.
-    let (automation, _event_loop) = AsyncClient::new(MqttOptions::new("home-assistant", "127.0.0.1", broker.port), 8);
-    automation.publish("classroom/T-01/P101/lights/set", QoS::AtLeastOnce, false, "ON").await.unwrap();
+    let (automation, _event_loop) = AsyncClient::new(
+        MqttOptions::new("home-assistant", "127.0.0.1", broker.port),
+        8,
+    );
+    automation
+        .publish(
+            "classroom/T-01/P101/lights/set",
+            QoS::AtLeastOnce,
+            false,
+            "ON",
+        )
+        .await
+        .unwrap();
     let mut event_loop = _event_loop;
     let received = tokio::select! {
         command = room.commands.recv() => command.unwrap(),
         () = async { loop { let _ = event_loop.poll().await; } } => unreachable!(),
     };
-    assert_eq!(received, RemoteCommand { device: "lights".into(), on: true });
+    assert_eq!(
+        received,
+        RemoteCommand {
+            device: "lights".into(),
+            on: true
+        }
+    );
     room.shutdown.cancel();
 }
 
@@ -299,12 +438,27 @@ async fn a_bell_that_comes_online_after_the_agent_is_told_its_pulse_time() {
 async fn a_missing_device_times_out_after_its_retries_and_is_reported() {
     let broker = Mosquitto::start();
     let room = mqtt_room(broker.port).await;
-    let record = room.controller.perform(switch("lights", true)).await.unwrap();
+    let record = room
+        .controller
+        .perform(switch("lights", true))
+        .await
+        .unwrap();
     assert_eq!(record.outcome, Outcome::TimedOut as i32);
-    assert!(record.detail.contains("no confirmation after 2 attempt(s)"), "{}", record.detail);
+    assert!(
+        record.detail.contains("no confirmation after 2 attempt(s)"),
+        "{}",
+        record.detail
+    );
     let stored = actuations(&room.store);
     assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0].device.as_str(), stored[0].outcome, stored[0].cause), ("lights", Outcome::TimedOut as i32, Cause::Teacher as i32));
+    assert_eq!(
+        (
+            stored[0].device.as_str(),
+            stored[0].outcome,
+            stored[0].cause
+        ),
+        ("lights", Outcome::TimedOut as i32, Cause::Teacher as i32)
+    );
     room.shutdown.cancel();
 }
 
@@ -313,7 +467,14 @@ async fn the_broker_restarted_mid_day_is_reconnected_to() {
     let mut broker = Mosquitto::start();
     let _device = simulated_tasmota(broker.port, "bell_p101").await;
     let room = mqtt_room(broker.port).await;
-    assert_eq!(room.controller.perform(switch("bell", true)).await.unwrap().outcome, Outcome::Confirmed as i32);
+    assert_eq!(
+        room.controller
+            .perform(switch("bell", true))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Confirmed as i32
+    );
 
     let mut connected = room.link.subscribe_connected();
     broker.restart();
@@ -321,7 +482,11 @@ async fn the_broker_restarted_mid_day_is_reconnected_to() {
     connected.wait_for(|up| *up).await.unwrap();
     // The device reconnects on its own; commands are confirmed again once it has subscribed.
     let mut device = simulated_tasmota(broker.port, "bell_p101").await;
-    let record = room.controller.perform(switch("bell", false)).await.unwrap();
+    let record = room
+        .controller
+        .perform(switch("bell", false))
+        .await
+        .unwrap();
     assert_eq!(record.outcome, Outcome::Confirmed as i32, "{record:?}");
     let mut off_seen = false;
     while let Ok((topic, payload, _)) = device.try_recv() {
@@ -362,11 +527,21 @@ fn room_config(periods: &str) -> String {
 }
 
 /// A morning shift's periods: five of 45 minutes, with the longer break after the second.
-const MORNING: [(&str, &str); 5] = [("07:00", "07:45"), ("07:50", "08:35"), ("08:55", "09:40"), ("09:45", "10:30"), ("10:35", "11:20")];
+const MORNING: [(&str, &str); 5] = [
+    ("07:00", "07:45"),
+    ("07:50", "08:35"),
+    ("08:55", "09:40"),
+    ("09:45", "10:30"),
+    ("10:35", "11:20"),
+];
 
 /// The periods of [`MORNING`] as the config writes them.
 fn morning_periods() -> String {
-    MORNING.iter().map(|(start, end)| format!("{{ start = \"{start}\", end = \"{end}\" }}")).collect::<Vec<_>>().join(", ")
+    MORNING
+        .iter()
+        .map(|(start, end)| format!("{{ start = \"{start}\", end = \"{end}\" }}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `HH:MM` on Monday 7 September 2026 in the room's zone, as the simulated clock takes it.
@@ -378,11 +553,15 @@ fn monday(time: &str) -> String {
 fn wait_until_shown(room: &Room, name: &str, on: bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let devices: serde_json::Value = serde_json::from_str(&http_get(room.http, "/api/actuators").1).unwrap();
+        let devices: serde_json::Value =
+            serde_json::from_str(&http_get(room.http, "/api/actuators").1).unwrap();
         if device(&devices, name)["on"] == on {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "`{name}` never showed on = {on}: {devices}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{name}` never showed on = {on}: {devices}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -415,8 +594,14 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
     room.write_config(&room_config(&morning_periods()));
     let plan = room.command(&["schedule", "show", "--date", "2026-09-07"]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan_text.contains(&format!("Tiết 1  {} – {}", shown("07:00"), shown("07:45"))), "{plan_text}");
-    assert!(plan_text.contains(&format!("Tiết 5  {} – {}", shown("10:35"), shown("11:20"))), "{plan_text}");
+    assert!(
+        plan_text.contains(&format!("Tiết 1  {} – {}", shown("07:00"), shown("07:45"))),
+        "{plan_text}"
+    );
+    assert!(
+        plan_text.contains(&format!("Tiết 5  {} – {}", shown("10:35"), shown("11:20"))),
+        "{plan_text}"
+    );
     agent.signal(libc::SIGHUP);
     agent.wait_for_log("timetable reloaded", Duration::from_secs(10));
     let mut timetable = Vec::new();
@@ -441,12 +626,24 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
         ring_through(&mut agent, &room, END);
         ringing.join().unwrap()
     });
-    assert_eq!(rung.status.code(), Some(0), "{}", String::from_utf8_lossy(&rung.stderr));
-    assert!(String::from_utf8_lossy(&rung.stdout).contains("Chuông `bell` đã reo kiểu `end`: done"));
+    assert_eq!(
+        rung.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rung.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&rung.stdout).contains("Chuông `bell` đã reo kiểu `end`: done")
+    );
     agent.wait_for_log("command=ring:end cause=\"TEACHER\"", Duration::from_secs(5));
 
     let lit = room.command(&["light", "on", "front"]);
-    assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
+    assert_eq!(
+        lit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&lit.stderr)
+    );
     let (status, body) = http_get(room.http, "/api/actuators");
     assert_eq!(status, 200);
     let devices: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -455,36 +652,72 @@ fn the_running_agent_rings_its_timetable_and_takes_bell_and_light_commands() {
 
     let unknown = room.command(&["bell", "ring", "--pattern", "fire-drill"]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no bell pattern named `fire-drill`"));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no bell pattern named `fire-drill`")
+    );
 
     agent.signal(libc::SIGTERM);
-    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
-    assert!(agent.log.lock().unwrap().iter().any(|line| line.contains("bells and lights in their safe state")));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(
+        agent
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("bells and lights in their safe state"))
+    );
 
     let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
-    let records = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
+    let records =
+        firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000).unwrap();
     // Each record is committed once its action is done: by then a later, shorter one may have been.
     let mut by_timetable: Vec<(String, String)> = records
         .iter()
         .filter_map(|event| match event.payload().unwrap() {
             Some(proto::event::Payload::Actuation(a)) if a.cause == Cause::Timetable as i32 => {
                 assert_eq!(a.outcome, Outcome::Done as i32, "{a:?}");
-                Some((a.command, event.occurred_at.to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()))
+                Some((
+                    a.command,
+                    event
+                        .occurred_at
+                        .to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap())
+                        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                        .to_string(),
+                ))
             }
             _ => None,
         })
         .collect();
     by_timetable.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
     timetable.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    assert_eq!(by_timetable, timetable, "every bell and switch of the morning once, on the second");
-    let records: Vec<(String, i32)> = actuations(&store).into_iter().map(|a| (a.command, a.cause)).collect();
-    assert!(records.contains(&("ring:end".to_owned(), Cause::Teacher as i32)), "{records:?}");
-    assert!(records.contains(&("on".to_owned(), Cause::Teacher as i32)), "{records:?}");
+    assert_eq!(
+        by_timetable, timetable,
+        "every bell and switch of the morning once, on the second"
+    );
+    let records: Vec<(String, i32)> = actuations(&store)
+        .into_iter()
+        .map(|a| (a.command, a.cause))
+        .collect();
+    assert!(
+        records.contains(&("ring:end".to_owned(), Cause::Teacher as i32)),
+        "{records:?}"
+    );
+    assert!(
+        records.contains(&("on".to_owned(), Cause::Teacher as i32)),
+        "{records:?}"
+    );
 }
 
 #[test]
 fn a_stopped_agent_is_reported_by_bell_ring() {
-    let room = Room::new("[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n");
+    let room = Room::new(
+        "[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
+    );
     let output = room.command(&["bell", "ring"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the agent"));
@@ -498,18 +731,33 @@ fn check_config_rejects_a_malformed_timetable_with_line_and_column() {
         )
     };
     let check = |room: &Room| {
-        let output = Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stderr).to_string())
+        let output = Command::new(common::agent_binary())
+            .arg("check-config")
+            .arg(&room.config_path)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
     };
     // Lines are counted in the file as written, whatever the room's own sections take.
     let line_of = |room: &Room, needle: &str| {
-        std::fs::read_to_string(&room.config_path).unwrap().lines().position(|line| line.contains(needle)).unwrap() + 1
+        std::fs::read_to_string(&room.config_path)
+            .unwrap()
+            .lines()
+            .position(|line| line.contains(needle))
+            .unwrap()
+            + 1
     };
     let room = Room::new(&timetable("{ start = \"7h30\", end = \"09:00\" },"));
     let (code, text) = check(&room);
     assert_eq!(code, Some(2));
     let bad_line = line_of(&room, "7h30");
-    assert!(text.contains(&format!("agent.toml:{bad_line}:13: ")), "the malformed time is located: {text}");
+    assert!(
+        text.contains(&format!("agent.toml:{bad_line}:13: ")),
+        "the malformed time is located: {text}"
+    );
     assert!(text.contains("hint: write times as \"HH:MM\""), "{text}");
 
     room.write_config(&timetable(""));
@@ -529,16 +777,35 @@ fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
     let endpoint = format!("http://{}", room.grpc);
     let push = |version: u64, timetable: String| {
         runtime.block_on(async {
-            let mut hub = proto::sync_service_client::SyncServiceClient::connect(endpoint.clone()).await.unwrap();
-            let pupil = proto::Pupil { personal_id: "010206001234".into(), full_name: "Nguyễn Thị Hoa".into(), class_name: "6A1".into(), ..Default::default() };
-            hub.put_roster(proto::PutRosterRequest { version, pupils: vec![pupil], teachers: vec![], timetable_toml: timetable }).await
+            let mut hub = proto::sync_service_client::SyncServiceClient::connect(endpoint.clone())
+                .await
+                .unwrap();
+            let pupil = proto::Pupil {
+                personal_id: "010206001234".into(),
+                full_name: "Nguyễn Thị Hoa".into(),
+                class_name: "6A1".into(),
+                ..Default::default()
+            };
+            hub.put_roster(proto::PutRosterRequest {
+                version,
+                pupils: vec![pupil],
+                teachers: vec![],
+                timetable_toml: timetable,
+            })
+            .await
         })
     };
 
     // The hub sends the periods only; the room's bell, lights and patterns stay as configured.
     let refused = push(1, "[schedule]\nbell = \"chuong-hanh-lang\"\n".to_owned()).unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert!(refused.message().contains("timetable_toml: schedule.bell: no device named `chuong-hanh-lang`"), "{}", refused.message());
+    assert!(
+        refused
+            .message()
+            .contains("timetable_toml: schedule.bell: no device named `chuong-hanh-lang`"),
+        "{}",
+        refused.message()
+    );
     let (start, end) = (local_time_in(3), local_time_in(5));
     assert!(start < end, "run this test away from local midnight");
     let timetable = format!(
@@ -546,18 +813,37 @@ fn a_timetable_pushed_by_the_hub_is_rung_and_kept_over_the_configs_own() {
          periods = [{{ start = \"{start}\", end = \"{end}\" }}]\n"
     );
     push(1, timetable).unwrap();
-    agent.wait_for_log("timetable pushed by the hub applied", Duration::from_secs(10));
-    agent.wait_for_log("command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
-    agent.wait_for_log("command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"", Duration::from_secs(20));
+    agent.wait_for_log(
+        "timetable pushed by the hub applied",
+        Duration::from_secs(10),
+    );
+    agent.wait_for_log(
+        "command=ring:start cause=\"TIMETABLE\" outcome=\"DONE\"",
+        Duration::from_secs(20),
+    );
+    agent.wait_for_log(
+        "command=ring:end cause=\"TIMETABLE\" outcome=\"DONE\"",
+        Duration::from_secs(20),
+    );
     drop(agent);
 
     // Kept across a restart, and shown by `schedule show` as the plan in force.
     let restarted = room.start();
-    assert!(restarted.log.lock().unwrap().iter().any(|line| line.contains("following the timetable the hub pushed")));
+    assert!(
+        restarted
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("following the timetable the hub pushed"))
+    );
     let plan = room.command(&["schedule", "show"]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(plan_text.contains("phiên bản 1"), "{plan_text}");
-    assert!(plan_text.contains(&format!("Tiết 1  {} – {}", shown(&start), shown(&end))), "{plan_text}");
+    assert!(
+        plan_text.contains(&format!("Tiết 1  {} – {}", shown(&start), shown(&end))),
+        "{plan_text}"
+    );
 }
 
 /// A room whose bell (1 s at most) and light are Tasmota devices on the broker at `port`.
@@ -589,27 +875,43 @@ fn mqtt_room_config(port: u16) -> String {
 /// From an async test: the room's one-shot command, off the runtime's threads.
 async fn command(room: &Arc<Room>, args: &'static [&'static str]) -> std::process::Output {
     let room = room.clone();
-    tokio::task::spawn_blocking(move || room.command(args)).await.unwrap()
+    tokio::task::spawn_blocking(move || room.command(args))
+        .await
+        .unwrap()
 }
 
 /// From an async test: GETs `path` until `holds` is true of its JSON body; panics with the last body after 10 s.
-async fn wait_for_json(room: &Arc<Room>, path: &'static str, holds: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn wait_for_json(
+    room: &Arc<Room>,
+    path: &'static str,
+    holds: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let address = room.http;
-        let (_, body) = tokio::task::spawn_blocking(move || http_get(address, path)).await.unwrap();
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(address, path))
+            .await
+            .unwrap();
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         if holds(&json) {
             return json;
         }
-        assert!(std::time::Instant::now() < deadline, "{path} never held: {json}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never held: {json}"
+        );
         // Checked every 20 ms, as the browser tests check their conditions.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn device<'a>(devices: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    devices["devices"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap()
+    devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,30 +923,66 @@ async fn the_room_shows_what_its_devices_report_and_an_offline_device_degrades_h
     let _agent = room.start_async("connected to the MQTT broker").await;
 
     let lit = command(&room, &["light", "on", "front"]).await;
-    assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
-    wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["on"] == true).await;
+    assert_eq!(
+        lit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&lit.stderr)
+    );
+    wait_for_json(&room, "/api/actuators", |devices| {
+        device(devices, "lights")["on"] == true
+    })
+    .await;
 
     // Someone switches the light off at the wall: the device reports it, the agent gave no command.
     publish(broker.port, "stat/light_p101/POWER", "OFF", false).await;
-    let devices = wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["on"] == false).await;
+    let devices = wait_for_json(&room, "/api/actuators", |devices| {
+        device(devices, "lights")["on"] == false
+    })
+    .await;
     assert_eq!(device(&devices, "lights")["online"], true, "{devices}");
     let (_, panel) = http_get(room.http, "/api/panel/state");
     let panel: serde_json::Value = serde_json::from_str(&panel).unwrap();
-    assert_eq!(device(&panel, "lights")["on"], false, "the panel's state is the device's: {panel}");
+    assert_eq!(
+        device(&panel, "lights")["on"],
+        false,
+        "the panel's state is the device's: {panel}"
+    );
 
     // Home Assistant switches the bell on and nobody says OFF: its PulseTime ends it, and the room shows that.
     publish(broker.port, "classroom/TEST-01/P101/bell/set", "ON", false).await;
-    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == true).await;
-    wait_for_json(&room, "/api/actuators", |devices| device(devices, "bell")["on"] == false).await;
+    wait_for_json(&room, "/api/actuators", |devices| {
+        device(devices, "bell")["on"] == true
+    })
+    .await;
+    wait_for_json(&room, "/api/actuators", |devices| {
+        device(devices, "bell")["on"] == false
+    })
+    .await;
 
     // The light's last will: offline. `/healthz` says so, naming the device.
-    let health = wait_for_json(&room, "/healthz", |health| health["subsystems"]["device.lights"]["state"] == "ok").await;
+    let health = wait_for_json(&room, "/healthz", |health| {
+        health["subsystems"]["device.lights"]["state"] == "ok"
+    })
+    .await;
     assert_eq!(health["status"], "ok", "{health}");
     publish(broker.port, "tele/light_p101/LWT", "Offline", true).await;
-    let health = wait_for_json(&room, "/healthz", |health| health["subsystems"]["device.lights"]["state"] == "degraded").await;
+    let health = wait_for_json(&room, "/healthz", |health| {
+        health["subsystems"]["device.lights"]["state"] == "degraded"
+    })
+    .await;
     assert_eq!(health["status"], "degraded", "{health}");
-    assert!(health["subsystems"]["device.lights"]["detail"].as_str().unwrap().contains("mất kết nối"), "{health}");
-    let devices = wait_for_json(&room, "/api/actuators", |devices| device(devices, "lights")["online"] == false).await;
+    assert!(
+        health["subsystems"]["device.lights"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mất kết nối"),
+        "{health}"
+    );
+    let devices = wait_for_json(&room, "/api/actuators", |devices| {
+        device(devices, "lights")["online"] == false
+    })
+    .await;
     assert_eq!(device(&devices, "bell")["online"], true, "{devices}");
 }
 
@@ -659,14 +997,27 @@ async fn every_stop_switches_every_mqtt_device_off_before_the_agent_exits() {
     for stop in 1..=10 {
         let mut agent = room.start_async("connected to the MQTT broker").await;
         let lit = command(&room, &["light", "on", "front"]).await;
-        assert_eq!(lit.status.code(), Some(0), "{}", String::from_utf8_lossy(&lit.stderr));
+        assert_eq!(
+            lit.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&lit.stderr)
+        );
         // Whatever the agent sent before this ON (its safe state at start) is behind us: one client's messages arrive in order.
-        while commands.recv().await.unwrap() != ("cmnd/light_p101/POWER".to_owned(), "ON".to_owned(), false) {}
+        while commands.recv().await.unwrap()
+            != ("cmnd/light_p101/POWER".to_owned(), "ON".to_owned(), false)
+        {}
 
         agent.signal(libc::SIGTERM);
         // Waiting for the devices' OFF keeps the stop inside its promise: exit 0 in under 5 seconds.
-        let exited = tokio::task::spawn_blocking(move || agent.wait_exit(Duration::from_secs(5))).await.unwrap();
-        assert_eq!(exited.and_then(|status| status.code()), Some(0), "stop {stop}");
+        let exited = tokio::task::spawn_blocking(move || agent.wait_exit(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            exited.and_then(|status| status.code()),
+            Some(0),
+            "stop {stop}"
+        );
         let mut off = std::collections::BTreeSet::new();
         let counted = tokio::time::timeout(Duration::from_secs(5), async {
             while off.len() < 2 {
@@ -677,7 +1028,10 @@ async fn every_stop_switches_every_mqtt_device_off_before_the_agent_exits() {
             }
         })
         .await;
-        assert!(counted.is_ok(), "stop {stop}: the broker saw OFF only for {off:?}");
+        assert!(
+            counted.is_ok(),
+            "stop {stop}: the broker saw OFF only for {off:?}"
+        );
     }
 }
 
@@ -686,10 +1040,19 @@ fn check_config_refuses_a_bell_pattern_longer_than_the_bells_maximum() {
     let room = Room::new(
         "[schedule.patterns.fire-drill]\npulses_ms = [2000, 20000]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\nmax_on_seconds = 5\ndriver = { type = \"simulated\" }\n",
     );
-    let output = Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    let output = Command::new(common::agent_binary())
+        .arg("check-config")
+        .arg(&room.config_path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    let line = std::fs::read_to_string(&room.config_path).unwrap().lines().position(|line| line.contains("pulses_ms")).unwrap() + 1;
+    let line = std::fs::read_to_string(&room.config_path)
+        .unwrap()
+        .lines()
+        .position(|line| line.contains("pulses_ms"))
+        .unwrap()
+        + 1;
     assert!(
         text.contains(&format!("agent.toml:{line}:20: schedule.patterns.fire-drill.pulses_ms.1: a pulse of 20000 ms is longer than bell `bell` may ring (5 s")),
         "{text}"

@@ -33,7 +33,12 @@ fn committed_events_survive_kill_9_and_no_batch_is_half_written() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for round in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "committed_events_survive_kill_9_and_no_batch_is_half_written", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "committed_events_survive_kill_9_and_no_batch_is_half_written",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DATABASE, &database)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -50,7 +55,9 @@ fn committed_events_survive_kill_9_and_no_batch_is_half_written() {
         });
         // Wait for the first commit of this round, then let the writer run for a
         // random while, so the kill lands anywhere in a transaction.
-        let first = commits.recv_timeout(Duration::from_secs(30)).expect("the writer commits");
+        let first = commits
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the writer commits");
         seed = xorshift(seed);
         std::thread::sleep(Duration::from_micros(seed % 20_000));
         // SAFETY: kill(2) on the child this test started.
@@ -65,14 +72,24 @@ fn committed_events_survive_kill_9_and_no_batch_is_half_written() {
 
 /// Every reported commit is there; every batch is whole; seq and ids are unique.
 fn check(database: &Path, committed_up_to: i64, round: usize) {
-    let store = Store::open(database, Arc::new(SystemClock)).expect("the database opens after a kill");
+    let store =
+        Store::open(database, Arc::new(SystemClock)).expect("the database opens after a kill");
     let events = read_after(&store.reader().unwrap(), 0, usize::MAX >> 1).unwrap();
     let last = events.last().map_or(0, |e| e.seq);
-    assert!(last >= committed_up_to, "round {round}: committed seq {committed_up_to} is missing (last is {last})");
+    assert!(
+        last >= committed_up_to,
+        "round {round}: committed seq {committed_up_to} is missing (last is {last})"
+    );
     let mut ids = HashSet::new();
-    let mut batches: std::collections::HashMap<(u32, u64), (u32, u32)> = std::collections::HashMap::new();
+    let mut batches: std::collections::HashMap<(u32, u64), (u32, u32)> =
+        std::collections::HashMap::new();
     for (index, event) in events.iter().enumerate() {
-        assert_eq!(event.seq, index as i64 + 1, "round {round}: a gap or reorder at seq {}", event.seq);
+        assert_eq!(
+            event.seq,
+            index as i64 + 1,
+            "round {round}: a gap or reorder at seq {}",
+            event.seq
+        );
         assert!(ids.insert(event.id), "round {round}: duplicate id");
         let marker: [u8; 20] = event.payload[..20].try_into().unwrap();
         let process = u32::from_le_bytes(marker[0..4].try_into().unwrap());
@@ -82,7 +99,10 @@ fn check(database: &Path, committed_up_to: i64, round: usize) {
         entry.1 += 1;
     }
     for ((process, batch), (size, found)) in batches {
-        assert_eq!(size, found, "round {round}: batch {batch} of writer {process} is half there");
+        assert_eq!(
+            size, found,
+            "round {round}: batch {batch} of writer {process} is half there"
+        );
     }
 }
 
@@ -103,7 +123,11 @@ fn write_until_killed(database: &Path) {
                 payload.extend_from_slice(&size.to_le_bytes());
                 payload.extend_from_slice(&index.to_le_bytes());
                 payload.resize(256, 0xA5);
-                NewEvent { kind: "test.durability".into(), occurred_at: jiff::Timestamp::now(), payload }
+                NewEvent {
+                    kind: "test.durability".into(),
+                    occurred_at: jiff::Timestamp::now(),
+                    payload,
+                }
             })
             .collect();
         let stored = store.append_batch(events).unwrap();

@@ -19,7 +19,9 @@ fn healthz_answers_and_sigterm_exits_zero() {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(health["subsystems"]["http"]["state"], "ok");
     agent.signal(libc::SIGTERM);
-    let status = agent.wait_exit(Duration::from_secs(5)).expect("exits within 5 seconds of SIGTERM");
+    let status = agent
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 seconds of SIGTERM");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -28,16 +30,35 @@ fn check_config_prints_every_problem_with_line_and_column() {
     let room = Room::new("");
     let bad = room.dir.path().join("bad.toml");
     std::fs::write(&bad, "[room]\nschool_code = \"LC 01\"\nroom_id = \"P1\"\nnmae = \"x\"\n\n[http]\nlisten = \"localhost\"\n").unwrap();
-    let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&bad).output().unwrap();
+    let output = std::process::Command::new(common::agent_binary())
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let path = bad.display().to_string();
-    assert!(stderr.contains(&format!("{path}:4:1: unknown field `nmae`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{path}:4:1: unknown field `nmae`")),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `name`?"), "{stderr}");
-    assert!(stderr.contains(&format!("{path}:7:10: invalid socket address")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{path}:7:10: invalid socket address")),
+        "{stderr}"
+    );
 
-    let good = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
-    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+    let good = std::process::Command::new(common::agent_binary())
+        .arg("check-config")
+        .arg(&room.config_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
 
     for shipped in ["config/agent.example.toml", "config/demo.toml"] {
         let output = std::process::Command::new(common::agent_binary())
@@ -45,7 +66,12 @@ fn check_config_prints_every_problem_with_line_and_column() {
             .arg(common::repo_root().join(shipped))
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{shipped}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shipped}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -56,7 +82,11 @@ fn run_refuses_an_invalid_config_with_the_same_messages() {
     let status = agent.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(2));
     let log = agent.log.lock().unwrap().join("\n");
-    assert!(log.contains(&format!("{}:", room.config_path.display())) && log.contains("unknown field `camera`"), "{log}");
+    assert!(
+        log.contains(&format!("{}:", room.config_path.display()))
+            && log.contains("unknown field `camera`"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -70,7 +100,9 @@ fn sighup_applies_a_valid_config_and_ignores_an_invalid_one() {
     assert_eq!(http_get(room.http, "/healthz").0, 200);
     // A valid one with a new room name: applied live.
     room.write_config("");
-    let text = std::fs::read_to_string(&room.config_path).unwrap().replace("Phòng thử", "Phòng 202");
+    let text = std::fs::read_to_string(&room.config_path)
+        .unwrap()
+        .replace("Phòng thử", "Phòng 202");
     std::fs::write(&room.config_path, text).unwrap();
     agent.signal(libc::SIGHUP);
     agent.wait_for_log("config reloaded", Duration::from_secs(10));
@@ -78,7 +110,12 @@ fn sighup_applies_a_valid_config_and_ignores_an_invalid_one() {
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["room"]["name"], "Phòng 202");
     agent.signal(libc::SIGINT);
-    assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(5))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
 }
 
 /// Mistakes nobody sees in an editor: a Vietnamese letter among the hex bytes
@@ -93,28 +130,49 @@ fn check_config_and_reload_name_mistakes_nobody_sees_in_an_editor() {
     let valid = std::fs::read_to_string(&room.config_path).unwrap();
     let path = room.config_path.display().to_string();
     // `Đ` (two bytes in UTF-8) falls inside a pair of hex digits.
-    let power = format!("{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 11 FE 0Đ 1\"\noff_bytes = \"AA 11 00\"\n");
+    let power = format!(
+        "{valid}[panel.power]\ncontrol = \"rs232\"\non_bytes = \"AA 11 FE 0Đ 1\"\noff_bytes = \"AA 11 00\"\n"
+    );
     // "Phòng thử" in Windows-1258: ò is 0xF2; ử is ư (0xFD) and a combining hook (0xD2).
     let (before, after) = valid.split_once("Phòng thử").unwrap();
     let legacy = [before.as_bytes(), b"Ph\xF2ng th\xFD\xD2", after.as_bytes()].concat();
     let content = format!("{valid}[tablets]\ncontent_dir = \".\"\n");
     let cases = [
-        (power.into_bytes(), "panel.power.on_bytes: `AA 11 FE 0Đ 1` is not hex: `Đ` is not a hex digit".to_owned()),
+        (
+            power.into_bytes(),
+            "panel.power.on_bytes: `AA 11 FE 0Đ 1` is not hex: `Đ` is not a hex digit".to_owned(),
+        ),
         (legacy, format!("{path}:4:11: byte 0xF2 is not UTF-8 text")),
         (content.into_bytes(), "tablets.content_dir:".to_owned()),
     ];
     for (file, expected) in cases {
         std::fs::write(&room.config_path, &file).unwrap();
-        let output = std::process::Command::new(common::agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+        let output = std::process::Command::new(common::agent_binary())
+            .arg("check-config")
+            .arg(&room.config_path)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
-        assert!(stderr.contains(&expected) && stderr.contains("hint:"), "{expected}: {stderr}");
+        assert!(
+            stderr.contains(&expected) && stderr.contains("hint:"),
+            "{expected}: {stderr}"
+        );
         agent.signal(libc::SIGHUP);
         agent.wait_for_log("config reload refused", Duration::from_secs(10));
-        assert_eq!(http_get(room.http, "/healthz").0, 200, "still serving after {expected}");
+        assert_eq!(
+            http_get(room.http, "/healthz").0,
+            200,
+            "still serving after {expected}"
+        );
     }
     agent.signal(libc::SIGTERM);
-    assert_eq!(agent.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(5))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
 }
 
 /// With `http.listen = "[::]:PORT"` an IPv4 client is seen as
@@ -136,7 +194,11 @@ echo "lan $(code http://192.0.2.1:{port}/api/panel/state)""#
         ),
     );
     let answer = |key: &str| run.answer(key);
-    assert_eq!(answer("ipv4_loopback"), "200", "the panel's kiosk browser on 127.0.0.1");
+    assert_eq!(
+        answer("ipv4_loopback"),
+        "200",
+        "the panel's kiosk browser on 127.0.0.1"
+    );
     assert_eq!(answer("ipv6_loopback"), "200");
     assert_eq!(answer("lan"), "401", "another machine still needs the PIN");
     assert_eq!(answer("exit"), "0");
@@ -150,7 +212,11 @@ fn a_port_in_use_is_reported_and_exits_one() {
     let status = agent.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
     let log = agent.log.lock().unwrap().join("\n");
-    assert!(log.contains(&format!("cannot listen on {} (http.listen)", room.http)) && log.contains("another program"), "{log}");
+    assert!(
+        log.contains(&format!("cannot listen on {} (http.listen)", room.http))
+            && log.contains("another program"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -160,13 +226,22 @@ fn a_corrupt_database_is_reported_and_kept() {
     let garbage = vec![0x5Au8; 8192];
     std::fs::write(room.database(), &garbage).unwrap();
     let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
-    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(1));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(1)
+    );
     let log = agent.log.lock().unwrap().join("\n");
-    assert!(log.contains("not a SQLite database or is corrupt") && log.contains("move the file aside"), "{log}");
+    assert!(
+        log.contains("not a SQLite database or is corrupt") && log.contains("move the file aside"),
+        "{log}"
+    );
     assert_eq!(std::fs::read(room.database()).unwrap(), garbage);
 }
 
-const ROSTER_HEADER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+const ROSTER_HEADER: &str =
+    "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
 
 #[test]
 fn roster_import_applies_all_rows_or_none() {
@@ -178,15 +253,26 @@ fn roster_import_applies_all_rows_or_none() {
     )
     .unwrap();
     let output = room.command(&["roster", "import", good.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 pupil(s) in 1 class(es) and 1 teacher(s)"));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("imported 2 pupil(s) in 1 class(es) and 1 teacher(s)")
+    );
 
     let bad = room.dir.path().join("bad.csv");
     std::fs::write(&bad, format!("{ROSTER_HEADER}pupil,002208004444,Lý Thị Hà,6A2,no,no,\npupil,097208005555,Vừ A Chứ,6A2,no,no,\n")).unwrap();
     let output = room.command(&["roster", "import", bad.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("row 3, personal_id") && stderr.contains("nothing was imported"), "{stderr}");
+    assert!(
+        stderr.contains("row 3, personal_id") && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
 
     let latin = room.dir.path().join("latin.csv");
     let mut bytes = ROSTER_HEADER.as_bytes().to_vec();
@@ -204,29 +290,57 @@ fn roster_import_applies_all_rows_or_none() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(names, ["Hoàng Thị Mai", "Sùng A Dơ"], "only the good file's pupils");
+    assert_eq!(
+        names,
+        ["Hoàng Thị Mai", "Sùng A Dơ"],
+        "only the good file's pupils"
+    );
 }
 
 #[test]
 fn roster_export_round_trips_through_import() {
     let room = Room::new("");
     let file = room.dir.path().join("class.csv");
-    std::fs::write(&file, format!("{ROSTER_HEADER}pupil,002208001111,\"Hoàng Thị Mai\",6A1,yes,yes,2026-08-15\n")).unwrap();
-    assert_eq!(room.command(&["roster", "import", file.to_str().unwrap()]).status.code(), Some(0));
+    std::fs::write(
+        &file,
+        format!("{ROSTER_HEADER}pupil,002208001111,\"Hoàng Thị Mai\",6A1,yes,yes,2026-08-15\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        room.command(&["roster", "import", file.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
     let exported = room.command(&["roster", "export"]);
     assert_eq!(exported.status.code(), Some(0));
     let text = String::from_utf8(exported.stdout).unwrap();
-    assert_eq!(text, format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,yes,yes,2026-08-15\n"));
+    assert_eq!(
+        text,
+        format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,yes,yes,2026-08-15\n")
+    );
 }
 
 #[test]
 fn a_data_directory_that_cannot_be_created_is_reported() {
     let room = Room::new("");
-    std::fs::write(room.data_dir(), b"a file where the data directory should be").unwrap();
+    std::fs::write(
+        room.data_dir(),
+        b"a file where the data directory should be",
+    )
+    .unwrap();
     let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
-    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(1));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(1)
+    );
     let log = agent.log.lock().unwrap().join("\n");
-    assert!(log.contains("cannot create the data directory") && log.contains("storage.data_dir"), "{log}");
+    assert!(
+        log.contains("cannot create the data directory") && log.contains("storage.data_dir"),
+        "{log}"
+    );
 }
 
 /// A full disk, for real: the data directory is a 256 KiB tmpfs mounted in a
@@ -236,11 +350,18 @@ fn a_full_disk_refuses_the_import_and_keeps_what_was_there() {
     let room = Room::new("");
     std::fs::create_dir_all(room.data_dir()).unwrap();
     let small = room.dir.path().join("small.csv");
-    std::fs::write(&small, format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,no,no,\n")).unwrap();
+    std::fs::write(
+        &small,
+        format!("{ROSTER_HEADER}pupil,002208001111,Hoàng Thị Mai,6A1,no,no,\n"),
+    )
+    .unwrap();
     let huge = room.dir.path().join("huge.csv");
     let mut rows = String::from(ROSTER_HEADER);
     for n in 0..20_000 {
-        rows.push_str(&format!("pupil,0022080{n:05},Học sinh số {n} với một cái tên thật dài,6A{},no,no,\n", n % 9));
+        rows.push_str(&format!(
+            "pupil,0022080{n:05},Học sinh số {n} với một cái tên thật dài,6A{},no,no,\n",
+            n % 9
+        ));
     }
     std::fs::write(&huge, rows).unwrap();
     let exported = room.dir.path().join("exported.csv");
@@ -258,11 +379,26 @@ fn a_full_disk_refuses_the_import_and_keeps_what_was_there() {
         dir = room.dir.path().display(),
         exported = exported.display(),
     );
-    let output = std::process::Command::new("unshare").args(["--map-root-user", "--mount", "sh", "-c", &script]).output().unwrap();
-    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let error = std::fs::read_to_string(room.dir.path().join("huge.err")).unwrap();
-    assert!(error.contains("the disk is full; nothing was written"), "{error}");
+    assert!(
+        error.contains("the disk is full; nothing was written"),
+        "{error}"
+    );
     let after = std::fs::read_to_string(&exported).unwrap();
-    assert_eq!(after.lines().count(), 2, "only the small roster remains: {after}");
+    assert_eq!(
+        after.lines().count(),
+        2,
+        "only the small roster remains: {after}"
+    );
     assert!(after.contains("Hoàng Thị Mai"));
 }

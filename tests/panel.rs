@@ -1,11 +1,11 @@
 //! The teacher's screen, end to end: who may use it, and the page itself in a
 //! real browser.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
 #[path = "common/classroom.rs"]
 mod classroom;
+mod common;
 
 use std::time::Duration;
 
@@ -52,18 +52,34 @@ echo "right_while_locked $(code -X POST -H "$json" -d '{{"pin":"482193"}}' $lan/
     assert_eq!(answer("lan_state"), "401");
     assert_eq!(answer("lan_bell"), "401");
     assert_eq!(answer("lan_tablets"), "401");
-    assert_eq!(answer("lan_tablets_with_tablet_token"), "401", "a tablet's token opens nothing of the teacher's");
+    assert_eq!(
+        answer("lan_tablets_with_tablet_token"),
+        "401",
+        "a tablet's token opens nothing of the teacher's"
+    );
     let wrong: serde_json::Value = serde_json::from_str(&answer("wrong")).unwrap();
     assert_eq!(wrong["error"], "wrong_pin", "{text}");
     assert_eq!(wrong["tries_left"], 4, "{text}");
-    assert!(wrong["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+    assert!(
+        wrong["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
     assert_eq!(answer("right"), "200");
     assert_eq!(answer("lan_state_with_session"), "200");
     assert_eq!(answer("lan_tablets_with_session"), "200");
-    assert_eq!(answer("local_state"), "200", "the panel itself needs no PIN");
+    assert_eq!(
+        answer("local_state"),
+        "200",
+        "the panel itself needs no PIN"
+    );
     let locked: serde_json::Value = serde_json::from_str(&answer("fifth_wrong")).unwrap();
     assert_eq!(locked["error"], "locked_out", "{text}");
-    assert!(locked["retry_after_seconds"].as_u64().is_some_and(|wait| wait > 0), "{text}");
+    assert!(
+        locked["retry_after_seconds"]
+            .as_u64()
+            .is_some_and(|wait| wait > 0),
+        "{text}"
+    );
     assert_eq!(answer("right_while_locked"), "429");
     assert_eq!(answer("exit"), "0");
 }
@@ -77,24 +93,40 @@ async fn every_view_works_in_headless_chromium() {
     let scratch = tempfile::tempdir().unwrap();
     let folder = classroom::frames(scratch.path());
     let room = classroom::attendance_room_with(
-        &format!("kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n", folder.display()),
+        &format!(
+            "kind = \"folder\"\npath = \"{}\"\nrate = 4.0\nrepeat = true\n",
+            folder.display()
+        ),
         "late_after_minutes = 30\nwindow_minutes = 40\n",
         "[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
     );
     for (id, person) in classroom::PEOPLE {
         let photo = classroom::faces().join(format!("enroll/{person}/{person}_a.jpg"));
-        assert!(classroom::enroll(&room, id, &[&photo]).status.success(), "{person} enrolls");
+        assert!(
+            classroom::enroll(&room, id, &[&photo]).status.success(),
+            "{person} enrolls"
+        );
     }
     let agent = room.start_async("roll call opened").await;
     let panel = format!("http://{}/panel/", room.http);
     let mut page = browser::Chromium::open_sized(&panel, 1920, 1080).await;
-    page.wait_for("document.getElementById('room-name').textContent === 'Phòng thử'").await;
+    page.wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
+        .await;
     assert_eq!(page.evaluate("document.documentElement.lang").await, "vi");
-    assert_eq!(page.evaluate("document.querySelector('[data-view=rollcall]').textContent").await, "Điểm danh");
+    assert_eq!(
+        page.evaluate("document.querySelector('[data-view=rollcall]').textContent")
+            .await,
+        "Điểm danh"
+    );
 
     // The roll call fills in from the camera: the three people the frames show.
-    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
-    page.wait_for_within("document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 3", Duration::from_secs(90)).await;
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true")
+        .await;
+    page.wait_for_within(
+        "document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 3",
+        Duration::from_secs(90),
+    )
+    .await;
     let present: Vec<String> = serde_json::from_value(
         page.evaluate("[...document.querySelectorAll('#rollcall-grid .pupil.PRESENT')].map(p => p.dataset.personalId).sort()").await,
     )
@@ -105,23 +137,34 @@ async fn every_view_works_in_headless_chromium() {
     page.evaluate("window.prompt = () => 'đến cùng phụ huynh'; document.querySelector('[data-personal-id=\"001206001000\"] button').click(); true").await;
     page.wait_for("document.querySelector('[data-personal-id=\"001206001000\"]').classList.contains('PRESENT')").await;
     // A reload late in the lesson shows the whole roll call again: the camera's three and the correction.
-    page.evaluate("document.body.dataset.beforeReload = 'yes'; location.reload(); true").await;
+    page.evaluate("document.body.dataset.beforeReload = 'yes'; location.reload(); true")
+        .await;
     page.wait_for("document.body.dataset.beforeReload === undefined && document.getElementById('room-name').textContent === 'Phòng thử'").await;
-    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
-    page.wait_for("document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 4").await;
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true")
+        .await;
+    page.wait_for("document.querySelectorAll('#rollcall-grid .pupil.PRESENT').length === 4")
+        .await;
     let corrected = outbox(&room).into_iter().find_map(|payload| match payload {
         Payload::AttendanceMark(mark) if mark.personal_id == "001206001000" => Some(mark),
         _ => None,
     });
     let corrected = corrected.expect("the correction is in the outbox");
-    assert_eq!((corrected.status(), corrected.source()), (MarkStatus::Present, MarkSource::Teacher));
+    assert_eq!(
+        (corrected.status(), corrected.source()),
+        (MarkStatus::Present, MarkSource::Teacher)
+    );
     assert_eq!(corrected.reason, "đến cùng phụ huynh");
 
     // The school office's export: the correction is in today's file, in Vietnamese.
     let csv = page
         .evaluate("fetch(document.getElementById('export-day').href.replace('format=xlsx', 'format=csv')).then(r => r.text())")
         .await;
-    assert!(csv.as_str().unwrap().contains("001206001000,alex_lacamoire,Có mặt,Giáo viên"), "{csv}");
+    assert!(
+        csv.as_str()
+            .unwrap()
+            .contains("001206001000,alex_lacamoire,Có mặt,Giáo viên"),
+        "{csv}"
+    );
     let xlsx_is_zip = page
         .evaluate("fetch(document.getElementById('export-month').href).then(r => r.arrayBuffer()).then(b => new Uint8Array(b).slice(0, 2).join(','))")
         .await;
@@ -129,13 +172,22 @@ async fn every_view_works_in_headless_chromium() {
 
     // A tablet pairs with the code the panel shows, and appears in the list.
     page.evaluate("document.querySelector('[data-view=tablets]').click(); document.getElementById('pair-open').click(); true").await;
-    page.wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)").await;
-    let code = page.evaluate("document.getElementById('pair-code').textContent").await;
-    let tablet_url = format!("http://{}/tablet/#code={}", room.http, code.as_str().unwrap());
+    page.wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)")
+        .await;
+    let code = page
+        .evaluate("document.getElementById('pair-code').textContent")
+        .await;
+    let tablet_url = format!(
+        "http://{}/tablet/#code={}",
+        room.http,
+        code.as_str().unwrap()
+    );
     let mut tablet = browser::Chromium::open(&tablet_url).await;
     tablet.wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6").await;
     tablet.evaluate("document.getElementById('name').value = 'Bàn 1'; document.getElementById('pair-button').click(); true").await;
-    tablet.wait_for("document.getElementById('status').dataset.state === 'online'").await;
+    tablet
+        .wait_for("document.getElementById('status').dataset.state === 'online'")
+        .await;
     page.wait_for("[...document.querySelectorAll('#tablets-list li')].some(li => li.textContent.startsWith('Bàn 1'))").await;
     screenshots(&mut page, "tablets").await;
 
@@ -144,45 +196,80 @@ async fn every_view_works_in_headless_chromium() {
                    document.getElementById('choice-A').value = '3'; document.getElementById('choice-B').value = '4'; \
                    document.querySelector('input[name=correct][value=B]').checked = true; \
                    document.querySelector('#question-form button[type=submit]').click(); true").await;
-    tablet.wait_for("document.querySelectorAll('#choices .choice').length === 4").await;
+    tablet
+        .wait_for("document.querySelectorAll('#choices .choice').length === 4")
+        .await;
     tablet.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true").await;
-    page.wait_for("document.querySelector('#answers .bar[data-choice=B] .count')?.textContent === '1'").await;
-    page.evaluate("document.getElementById('question-reveal').click(); true").await;
-    page.wait_for("document.querySelector('#answers .bar[data-choice=B]').classList.contains('correct')").await;
+    page.wait_for(
+        "document.querySelector('#answers .bar[data-choice=B] .count')?.textContent === '1'",
+    )
+    .await;
+    page.evaluate("document.getElementById('question-reveal').click(); true")
+        .await;
+    page.wait_for(
+        "document.querySelector('#answers .bar[data-choice=B]').classList.contains('correct')",
+    )
+    .await;
     screenshots(&mut page, "questions").await;
 
     // The bell by hand, from the room view.
-    page.evaluate("document.querySelector('[data-view=room]').click(); true").await;
-    page.wait_for("document.querySelector('[data-device=bell] button') !== null").await;
-    page.evaluate("document.querySelector('[data-device=bell] button').click(); true").await;
+    page.evaluate("document.querySelector('[data-view=room]').click(); true")
+        .await;
+    page.wait_for("document.querySelector('[data-device=bell] button') !== null")
+        .await;
+    page.evaluate("document.querySelector('[data-device=bell] button').click(); true")
+        .await;
     page.wait_for("[...document.querySelectorAll('#actuations li')].some(li => li.textContent.startsWith('bell'))").await;
     screenshots(&mut page, "room").await;
 
     for view in ["now", "rollcall", "status"] {
-        page.evaluate(&format!("document.querySelector('[data-view={view}]').click(); true")).await;
+        page.evaluate(&format!(
+            "document.querySelector('[data-view={view}]').click(); true"
+        ))
+        .await;
         screenshots(&mut page, view).await;
     }
 
     // Labels and contrast, in the view with the most on it.
-    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true")
+        .await;
     let unlabeled = page.evaluate(ACCESSIBILITY).await;
-    assert_eq!(unlabeled, serde_json::json!([]), "controls without a label or text below WCAG AA contrast");
+    assert_eq!(
+        unlabeled,
+        serde_json::json!([]),
+        "controls without a label or text below WCAG AA contrast"
+    );
 
     // English is one touch away.
-    page.evaluate("document.getElementById('lang').click(); true").await;
-    assert_eq!(page.evaluate("document.querySelector('[data-view=rollcall]').textContent").await, "Roll call");
+    page.evaluate("document.getElementById('lang').click(); true")
+        .await;
+    assert_eq!(
+        page.evaluate("document.querySelector('[data-view=rollcall]').textContent")
+            .await,
+        "Roll call"
+    );
     drop(agent);
 }
 
 /// A room whose only device is a simulated bell with a 10 ms pattern, for records cheaply made.
 fn bell_room() -> Room {
-    Room::new("[schedule.patterns.short]\npulses_ms = [10]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n")
+    Room::new(
+        "[schedule.patterns.short]\npulses_ms = [10]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
+    )
 }
 
 /// The live feed's lines, read until one satisfies `enough`; panics with what came after 10 s.
-fn feed_lines(room: &Room, last_event_id: Option<&str>, query: &str, enough: impl Fn(&str) -> bool) -> Vec<String> {
+fn feed_lines(
+    room: &Room,
+    last_event_id: Option<&str>,
+    query: &str,
+    enough: impl Fn(&str) -> bool,
+) -> Vec<String> {
     use std::io::BufRead;
-    let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().new_agent();
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
     let mut request = agent.get(&format!("http://{}/api/panel/events{query}", room.http));
     if let Some(id) = last_event_id {
         request = request.header("Last-Event-ID", id);
@@ -202,8 +289,14 @@ fn feed_lines(room: &Room, last_event_id: Option<&str>, query: &str, enough: imp
 
 /// The ids of the live feed's records, read until the record `newest`.
 fn feed_ids(room: &Room, last_event_id: Option<&str>, query: &str, newest: i64) -> Vec<i64> {
-    let lines = feed_lines(room, last_event_id, query, |line| line == format!("id: {newest}"));
-    lines.iter().filter_map(|line| line.strip_prefix("id: ")).map(|id| id.parse().unwrap()).collect()
+    let lines = feed_lines(room, last_event_id, query, |line| {
+        line == format!("id: {newest}")
+    });
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect()
 }
 
 /// A page that lost its feed reconnects with `Last-Event-ID` (the browser's own reconnect) and gets every
@@ -214,23 +307,58 @@ fn a_reconnecting_feed_gets_the_records_it_missed() {
     let _agent = room.start();
     for _ in 0..4 {
         let rung = room.command(&["bell", "ring", "--pattern", "short"]);
-        assert!(rung.status.success(), "{}", String::from_utf8_lossy(&rung.stderr));
+        assert!(
+            rung.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rung.stderr)
+        );
     }
     let (_, health) = common::http_get(room.http, "/healthz");
-    let newest = serde_json::from_str::<serde_json::Value>(&health).unwrap()["database"]["last_seq"].as_i64().unwrap();
+    let newest =
+        serde_json::from_str::<serde_json::Value>(&health).unwrap()["database"]["last_seq"]
+            .as_i64()
+            .unwrap();
     assert!(newest >= 4, "{health}");
 
-    assert_eq!(feed_ids(&room, Some("1"), "", newest), (2..=newest).collect::<Vec<_>>(), "resumed after record 1");
-    assert_eq!(feed_ids(&room, None, "?after=2", newest), (3..=newest).collect::<Vec<_>>(), "opened after the snapshot's record 2");
-    assert_eq!(feed_ids(&room, Some("3"), "?after=0", newest), (4..=newest).collect::<Vec<_>>(), "the browser's Last-Event-ID wins");
+    assert_eq!(
+        feed_ids(&room, Some("1"), "", newest),
+        (2..=newest).collect::<Vec<_>>(),
+        "resumed after record 1"
+    );
+    assert_eq!(
+        feed_ids(&room, None, "?after=2", newest),
+        (3..=newest).collect::<Vec<_>>(),
+        "opened after the snapshot's record 2"
+    );
+    assert_eq!(
+        feed_ids(&room, Some("3"), "?after=0", newest),
+        (4..=newest).collect::<Vec<_>>(),
+        "the browser's Last-Event-ID wins"
+    );
     // A page that holds records of an outbox since replaced is told to take a fresh snapshot.
     let lines = feed_lines(&room, Some("1000000"), "", |line| line == "event: reset");
-    assert!(lines.iter().all(|line| !line.starts_with("id: ")), "{lines:?}");
+    assert!(
+        lines.iter().all(|line| !line.starts_with("id: ")),
+        "{lines:?}"
+    );
 
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut refused = agent.get(&format!("http://{}/api/panel/events", room.http)).header("Last-Event-ID", "ba").call().unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut refused = agent
+        .get(&format!("http://{}/api/panel/events", room.http))
+        .header("Last-Event-ID", "ba")
+        .call()
+        .unwrap();
     assert_eq!(refused.status().as_u16(), 400);
-    assert!(refused.body_mut().read_to_string().unwrap().contains("Last-Event-ID must be a record's seq"));
+    assert!(
+        refused
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("Last-Event-ID must be a record's seq")
+    );
 }
 
 /// The panel's snapshot holds the open roll call whole, however many records came after its marks.
@@ -240,19 +368,56 @@ fn the_snapshot_holds_the_roll_call_whole_beyond_its_window_of_recent_records() 
     let room = bell_room();
     let mut first_run = room.start();
     first_run.signal(libc::SIGTERM);
-    first_run.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+    first_run
+        .wait_exit(Duration::from_secs(10))
+        .expect("the agent stops");
     // A roll call, then 300 other records, committed while the agent was stopped.
-    let store = std::sync::Arc::new(firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap());
+    let store = std::sync::Arc::new(
+        firmware_agent::store::Store::open(
+            &room.database(),
+            std::sync::Arc::new(firmware_agent::clock::SystemClock),
+        )
+        .unwrap(),
+    );
     let now = jiff::Timestamp::now();
-    let session = AttendanceSession { session_id: "s-1".into(), class_name: "6A1".into(), phase: proto::attendance_session::Phase::Opened as i32, ..Default::default() };
-    let mark = |id: &str, status: MarkStatus| {
-        Payload::AttendanceMark(AttendanceMark { session_id: "s-1".into(), personal_id: id.into(), status: status as i32, source: MarkSource::Teacher as i32, ..Default::default() })
+    let session = AttendanceSession {
+        session_id: "s-1".into(),
+        class_name: "6A1".into(),
+        phase: proto::attendance_session::Phase::Opened as i32,
+        ..Default::default()
     };
-    let marks = vec![Payload::AttendanceSession(session), mark("001206001001", MarkStatus::Present), mark("001206001002", MarkStatus::Late)];
-    let write = firmware_agent::store::recorder::Write::RollCall { occurred_at: now, payloads: marks };
-    let kept = tokio::runtime::Runtime::new().unwrap().block_on(async { store.recorder().keep(write).await });
+    let mark = |id: &str, status: MarkStatus| {
+        Payload::AttendanceMark(AttendanceMark {
+            session_id: "s-1".into(),
+            personal_id: id.into(),
+            status: status as i32,
+            source: MarkSource::Teacher as i32,
+            ..Default::default()
+        })
+    };
+    let marks = vec![
+        Payload::AttendanceSession(session),
+        mark("001206001001", MarkStatus::Present),
+        mark("001206001002", MarkStatus::Late),
+    ];
+    let write = firmware_agent::store::recorder::Write::RollCall {
+        occurred_at: now,
+        payloads: marks,
+    };
+    let kept = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { store.recorder().keep(write).await });
     assert_eq!(kept, firmware_agent::store::recorder::Kept::Committed);
-    let others = (0..300).map(|_| firmware_agent::store::outbox::NewEvent::new(now, proto::Actuation { device: "bell".into(), command: "ring:short".into(), ..Default::default() }));
+    let others = (0..300).map(|_| {
+        firmware_agent::store::outbox::NewEvent::new(
+            now,
+            proto::Actuation {
+                device: "bell".into(),
+                command: "ring:short".into(),
+                ..Default::default()
+            },
+        )
+    });
     store.append_batch(others.collect()).unwrap();
     drop(store);
     let _agent = room.start();
@@ -260,19 +425,54 @@ fn the_snapshot_holds_the_roll_call_whole_beyond_its_window_of_recent_records() 
     let (status, body) = common::http_get(room.http, "/api/panel/state");
     assert_eq!(status, 200, "{body}");
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(state["recent"].as_array().unwrap().iter().all(|record| record["kind"] == "actuation"), "the marks are outside the window");
-    assert_eq!(state["rollcall"]["session"]["payload"]["session_id"], "s-1", "{}", state["rollcall"]);
-    let marks: Vec<(&str, &str)> =
-        state["rollcall"]["marks"].as_array().unwrap().iter().map(|m| (m["personal_id"].as_str().unwrap(), m["status"].as_str().unwrap())).collect();
-    assert_eq!(marks, [("001206001001", "PRESENT"), ("001206001002", "LATE")]);
-    assert_eq!(state["last_seq"], state["recent"].as_array().unwrap().last().unwrap()["seq"], "the feed resumes after the newest record held");
+    assert!(
+        state["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|record| record["kind"] == "actuation"),
+        "the marks are outside the window"
+    );
+    assert_eq!(
+        state["rollcall"]["session"]["payload"]["session_id"], "s-1",
+        "{}",
+        state["rollcall"]
+    );
+    let marks: Vec<(&str, &str)> = state["rollcall"]["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["personal_id"].as_str().unwrap(),
+                m["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [("001206001001", "PRESENT"), ("001206001002", "LATE")]
+    );
+    assert_eq!(
+        state["last_seq"],
+        state["recent"].as_array().unwrap().last().unwrap()["seq"],
+        "the feed resumes after the newest record held"
+    );
 }
 
 /// Every payload in the room's outbox, oldest first.
 fn outbox(room: &Room) -> Vec<Payload> {
-    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
-    let events = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 10_000).unwrap();
-    events.iter().filter_map(|event| event.payload().unwrap()).collect()
+    let store = firmware_agent::store::Store::open(
+        &room.database(),
+        std::sync::Arc::new(firmware_agent::clock::SystemClock),
+    )
+    .unwrap();
+    let events =
+        firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 10_000).unwrap();
+    events
+        .iter()
+        .filter_map(|event| event.payload().unwrap())
+        .collect()
 }
 
 /// Screenshots of the page at the panel's two usual sizes, kept as test artefacts.
@@ -342,51 +542,91 @@ fn the_panel_is_switched_on_over_rs232_during_the_school_day() {
             }
         }
     });
-    let (on, off) = ([0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11], [0xAA, 0x11, 0xFE, 0x01, 0x00, 0x10]);
-    let next_command = || commands.recv_timeout(Duration::from_secs(20)).expect("the panel receives a command");
+    let (on, off) = (
+        [0xAA, 0x11, 0xFE, 0x01, 0x01, 0x11],
+        [0xAA, 0x11, 0xFE, 0x01, 0x00, 0x10],
+    );
+    let next_command = || {
+        commands
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the panel receives a command")
+    };
     let mut agent = room.start_at("2026-09-07T06:30:00+07:00");
     assert_eq!(next_command(), off, "off before the school day");
     agent.advance_to("2026-09-07T06:49:00+07:00");
     agent.advance_to("2026-09-07T06:50:00+07:00");
     assert_eq!(next_command(), on, "on ten minutes before the first period");
     // The bytes arrive before the agent hears that its write returned: wait for its report.
-    let health = wait_for_health(&room, |health| health["subsystems"]["panel_power"]["detail"] == "on for the school day");
-    assert_eq!(health["subsystems"]["panel_power"]["state"], "ok", "{health}");
+    let health = wait_for_health(&room, |health| {
+        health["subsystems"]["panel_power"]["detail"] == "on for the school day"
+    });
+    assert_eq!(
+        health["subsystems"]["panel_power"]["state"], "ok",
+        "{health}"
+    );
     agent.advance_to("2026-09-07T11:34:00+07:00");
     agent.advance_to("2026-09-07T11:35:00+07:00");
-    assert_eq!(next_command(), off, "off fifteen minutes after the last period");
-    wait_for_health(&room, |health| health["subsystems"]["panel_power"]["detail"] == "off");
-    assert!(commands.try_recv().is_err(), "one command at each change, none in between");
+    assert_eq!(
+        next_command(),
+        off,
+        "off fifteen minutes after the last period"
+    );
+    wait_for_health(&room, |health| {
+        health["subsystems"]["panel_power"]["detail"] == "off"
+    });
+    assert!(
+        commands.try_recv().is_err(),
+        "one command at each change, none in between"
+    );
     // Stopped, the agent has committed every record it kept.
     agent.signal(libc::SIGTERM);
-    assert_eq!(agent.wait_exit(Duration::from_secs(10)).and_then(|status| status.code()), Some(0));
+    assert_eq!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|status| status.code()),
+        Some(0)
+    );
 
-    let store = firmware_agent::store::Store::open(&room.database(), std::sync::Arc::new(firmware_agent::clock::SystemClock)).unwrap();
-    let switched: Vec<(String, jiff::Timestamp)> = firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000)
-        .unwrap()
-        .into_iter()
-        .filter_map(|event| match event.payload().unwrap() {
-            Some(Payload::Actuation(a)) if a.device == "panel" => Some((a.command, event.occurred_at)),
-            _ => None,
-        })
-        .collect();
+    let store = firmware_agent::store::Store::open(
+        &room.database(),
+        std::sync::Arc::new(firmware_agent::clock::SystemClock),
+    )
+    .unwrap();
+    let switched: Vec<(String, jiff::Timestamp)> =
+        firmware_agent::store::outbox::read_after(&store.reader().unwrap(), 0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter_map(|event| match event.payload().unwrap() {
+                Some(Payload::Actuation(a)) if a.device == "panel" => {
+                    Some((a.command, event.occurred_at))
+                }
+                _ => None,
+            })
+            .collect();
     let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
-    assert_eq!(switched, [
-        ("off".to_owned(), at("2026-09-07T06:30:00+07:00")),
-        ("on".to_owned(), at("2026-09-07T06:50:00+07:00")),
-        ("off".to_owned(), at("2026-09-07T11:35:00+07:00")),
-    ]);
+    assert_eq!(
+        switched,
+        [
+            ("off".to_owned(), at("2026-09-07T06:30:00+07:00")),
+            ("on".to_owned(), at("2026-09-07T06:50:00+07:00")),
+            ("off".to_owned(), at("2026-09-07T11:35:00+07:00")),
+        ]
+    );
 }
 
 /// `/healthz` once `holds` is true of it, checked every 20 ms; panics with the last one after 10 s.
 fn wait_for_health(room: &Room, holds: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let health: serde_json::Value = serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap();
+        let health: serde_json::Value =
+            serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap();
         if holds(&health) {
             return health;
         }
-        assert!(std::time::Instant::now() < deadline, "/healthz never held: {health}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/healthz never held: {health}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -396,9 +636,20 @@ fn pseudo_terminal() -> (std::fs::File, String) {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills two descriptors this test then owns.
-    let opened = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
     assert_eq!(opened, 0, "openpty");
-    let path = std::fs::read_link(format!("/proc/self/fd/{slave}")).unwrap().display().to_string();
+    let path = std::fs::read_link(format!("/proc/self/fd/{slave}"))
+        .unwrap()
+        .display()
+        .to_string();
     // The slave stays open in the test so the terminal survives the agent's opens and closes.
     std::mem::forget(unsafe { std::fs::File::from_raw_fd(slave) });
     (unsafe { std::fs::File::from_raw_fd(master) }, path)

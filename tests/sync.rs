@@ -47,9 +47,21 @@ fn endpoint(room: &Room) -> String {
 
 /// Runs `hub pull` to completion and returns its JSON lines.
 fn pull_all(room: &Room, extra: &[&str]) -> Vec<Value> {
-    let output = Command::new(agent_binary()).args(["hub", "pull", "--endpoint", &endpoint(room)]).args(extra).output().unwrap();
-    assert!(output.status.success(), "hub pull failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    let output = Command::new(agent_binary())
+        .args(["hub", "pull", "--endpoint", &endpoint(room)])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "hub pull failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// A `hub pull` left running, its stdout lines arriving on a channel.
@@ -82,13 +94,22 @@ impl PullProcess {
                 let _ = tx.send(serde_json::from_str(&line).unwrap());
             }
         });
-        PullProcess { child, lines, reader, stderr }
+        PullProcess {
+            child,
+            lines,
+            reader,
+            stderr,
+        }
     }
 
     fn next(&mut self, timeout: Duration) -> Value {
         self.lines.recv_timeout(timeout).unwrap_or_else(|err| {
             let _ = self.child.kill();
-            let stderr = self.stderr.take().map(|thread| thread.join().unwrap()).unwrap_or_default();
+            let stderr = self
+                .stderr
+                .take()
+                .map(|thread| thread.join().unwrap())
+                .unwrap_or_default();
             panic!("hub pull printed no event in time ({err}); its stderr: {stderr}")
         })
     }
@@ -102,20 +123,36 @@ impl PullProcess {
 }
 
 fn seqs(lines: &[Value]) -> Vec<i64> {
-    lines.iter().map(|line| line["seq"].as_i64().unwrap()).collect()
+    lines
+        .iter()
+        .map(|line| line["seq"].as_i64().unwrap())
+        .collect()
 }
 
 fn ids(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|line| line["id"].as_str().unwrap().to_owned()).collect()
+    lines
+        .iter()
+        .map(|line| line["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn status_of(room: &Room) -> std::collections::HashMap<String, String> {
-    let output = Command::new(agent_binary()).args(["hub", "status", "--endpoint", &endpoint(room)]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(agent_binary())
+        .args(["hub", "status", "--endpoint", &endpoint(room)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .filter_map(|line| line.split_once(": ").map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .filter_map(|line| {
+            line.split_once(": ")
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
         .collect()
 }
 
@@ -132,31 +169,56 @@ fn ten_thousand_events_arrive_in_order_once_and_resume_from_the_cursor_file() {
     let cursor = room.dir.path().join("hub.cursor");
     let cursor_arg = cursor.to_str().unwrap();
 
-    let first = pull_all(&room, &["--cursor-file", cursor_arg, "--max-events", "4000"]);
+    let first = pull_all(
+        &room,
+        &["--cursor-file", cursor_arg, "--max-events", "4000"],
+    );
     assert_eq!(first.len(), 4000);
-    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), committed[3999].seq.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&cursor).unwrap().trim(),
+        committed[3999].seq.to_string()
+    );
     let rest = pull_all(&room, &["--cursor-file", cursor_arg]);
     let all: Vec<Value> = first.into_iter().chain(rest).collect();
 
     let expected_ids: Vec<String> = committed.iter().map(|e| e.id.to_string()).collect();
-    assert_eq!(seqs(&all), committed.iter().map(|e| e.seq).collect::<Vec<_>>(), "in order, no gap, no duplicate");
+    assert_eq!(
+        seqs(&all),
+        committed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        "in order, no gap, no duplicate"
+    );
     assert_eq!(ids(&all), expected_ids);
     let sample = &all[1234];
     assert_eq!(sample["kind"], "attendance.mark");
     assert_eq!(sample["school_code"], "TEST-01");
     assert_eq!(sample["room_id"], "P101");
-    assert_eq!(sample["payload"]["attendance_mark"]["personal_id"], "010206001234");
+    assert_eq!(
+        sample["payload"]["attendance_mark"]["personal_id"],
+        "010206001234"
+    );
     assert!(sample["clock_synced"].is_boolean() && sample["recorded_at"].is_string());
 
     let status = status_of(&room);
-    assert_eq!(status["acked_seq"], committed[9999].seq.to_string(), "{status:?}");
+    assert_eq!(
+        status["acked_seq"],
+        committed[9999].seq.to_string(),
+        "{status:?}"
+    );
     assert_eq!(status["backlog"], "0");
     assert_eq!(status["school_code"], "TEST-01");
 
     let again = pull_all(&room, &["--max-events", "10"]);
-    assert_eq!(ids(&again), expected_ids[..10], "an older cursor gives the same events with the same ids");
+    assert_eq!(
+        ids(&again),
+        expected_ids[..10],
+        "an older cursor gives the same events with the same ids"
+    );
     let compressed = pull_all(&room, &["--gzip", "--max-events", "2500"]);
-    assert_eq!(ids(&compressed), expected_ids[..2500], "gzip when the client asks changes nothing but the bytes");
+    assert_eq!(
+        ids(&compressed),
+        expected_ids[..2500],
+        "gzip when the client asks changes nothing but the bytes"
+    );
 }
 
 #[test]
@@ -172,7 +234,13 @@ fn sigkill_mid_stream_twenty_times_loses_nothing_and_duplicates_nothing() {
             while !stop.load(Ordering::SeqCst) {
                 let batch: Vec<NewEvent> = (0..1 + n % 7).map(|i| mark(n + i)).collect();
                 n += batch.len();
-                committed.extend(store.append_batch(batch).unwrap().into_iter().map(|e| e.id.to_string()));
+                committed.extend(
+                    store
+                        .append_batch(batch)
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.id.to_string()),
+                );
                 // Hundreds of commits a second, far above a room's rate, but with a
                 // gap after each: SQLite hands its write lock to whoever asks first
                 // when it is free, and a writer that never lets go would starve the
@@ -187,13 +255,19 @@ fn sigkill_mid_stream_twenty_times_loses_nothing_and_duplicates_nothing() {
     let mut received = Vec::new();
     for round in 0..20 {
         let mut agent = room.start();
-        let mut client = PullProcess::spawn(&room, &["--cursor-file", cursor_arg, "--follow", "--max-batch", "50"]);
+        let mut client = PullProcess::spawn(
+            &room,
+            &["--cursor-file", cursor_arg, "--follow", "--max-batch", "50"],
+        );
         for _ in 0..30 {
             received.push(client.next(Duration::from_secs(30)));
         }
         agent.kill();
         let (status, rest) = client.finish();
-        assert!(!status.success(), "round {round}: the client must notice the agent died");
+        assert!(
+            !status.success(),
+            "round {round}: the client must notice the agent died"
+        );
         received.extend(rest);
     }
     stop.store(true, Ordering::SeqCst);
@@ -205,7 +279,10 @@ fn sigkill_mid_stream_twenty_times_loses_nothing_and_duplicates_nothing() {
     let unique: std::collections::HashSet<&String> = received_ids.iter().collect();
     assert_eq!(unique.len(), received_ids.len(), "each id once");
     assert_eq!(received_ids.len(), committed.len());
-    assert_eq!(received_ids, committed, "what the client stored is what was committed, in order");
+    assert_eq!(
+        received_ids, committed,
+        "what the client stored is what was committed, in order"
+    );
     assert!(committed.len() > 600, "events were written throughout");
 }
 
@@ -227,7 +304,10 @@ fn follow_mode_delivers_a_new_event_within_100_ms() {
     }
     delays.sort();
     let median = delays[delays.len() / 2];
-    assert!(median < Duration::from_millis(100), "median delivery {median:?}; all: {delays:?}");
+    assert!(
+        median < Duration::from_millis(100),
+        "median delivery {median:?}; all: {delays:?}"
+    );
 }
 
 /// A CA, and a certificate it signs for `names` (server or client use).
@@ -239,19 +319,43 @@ impl Pki {
     fn new(name: &str) -> Pki {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-        Pki { issuer: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap() }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        Pki {
+            issuer: rcgen::CertifiedIssuer::self_signed(
+                params,
+                rcgen::KeyPair::generate().unwrap(),
+            )
+            .unwrap(),
+        }
     }
 
     /// Writes `stem.pem` and `stem.key` into `dir`; returns their paths.
-    fn issue(&self, dir: &Path, stem: &str, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
+    fn issue(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.extended_key_usages = vec![usage];
-        params.distinguished_name.push(rcgen::DnType::CommonName, stem);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, stem);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+        let (cert_path, key_path) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         (cert_path, key_path)
@@ -270,9 +374,24 @@ fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificat
     let room_ca = Pki::new("room CA");
     let hub_ca = Pki::new("hub CA");
     let stranger_ca = Pki::new("someone else");
-    let (server_cert, server_key) = room_ca.issue(dir, "agent", &["127.0.0.1", "localhost"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-    let (hub_cert, hub_key) = hub_ca.issue(dir, "hub", &["hub.example"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
-    let (stranger_cert, stranger_key) = stranger_ca.issue(dir, "stranger", &["stranger.example"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let (server_cert, server_key) = room_ca.issue(
+        dir,
+        "agent",
+        &["127.0.0.1", "localhost"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (hub_cert, hub_key) = hub_ca.issue(
+        dir,
+        "hub",
+        &["hub.example"],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let (stranger_cert, stranger_key) = stranger_ca.issue(
+        dir,
+        "stranger",
+        &["stranger.example"],
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    );
     let room_ca_path = room_ca.write_ca(&dir.join("room-ca.pem"));
     let hub_ca_path = hub_ca.write_ca(&dir.join("hub-ca.pem"));
     let hub = format!(
@@ -286,7 +405,9 @@ fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificat
     let https = format!("https://{}", room.grpc);
     let status = |extra: &[&Path]| {
         let mut command = Command::new(agent_binary());
-        command.args(["hub", "status", "--endpoint", &https, "--ca"]).arg(&room_ca_path);
+        command
+            .args(["hub", "status", "--endpoint", &https, "--ca"])
+            .arg(&room_ca_path);
         if let [cert, key] = extra {
             command.arg("--cert").arg(cert).arg("--key").arg(key);
         }
@@ -294,18 +415,48 @@ fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificat
     };
 
     let admitted = status(&[&hub_cert, &hub_key]);
-    assert!(admitted.status.success(), "{}\nagent log:\n{}", String::from_utf8_lossy(&admitted.stderr), agent.log.lock().unwrap().join("\n"));
+    assert!(
+        admitted.status.success(),
+        "{}\nagent log:\n{}",
+        String::from_utf8_lossy(&admitted.stderr),
+        agent.log.lock().unwrap().join("\n")
+    );
     assert!(String::from_utf8_lossy(&admitted.stdout).contains("school_code: TEST-01"));
 
     let without = status(&[]);
-    assert_eq!(without.status.code(), Some(1), "no client certificate: {}", String::from_utf8_lossy(&without.stdout));
+    assert_eq!(
+        without.status.code(),
+        Some(1),
+        "no client certificate: {}",
+        String::from_utf8_lossy(&without.stdout)
+    );
     let stranger = status(&[&stranger_cert, &stranger_key]);
-    assert_eq!(stranger.status.code(), Some(1), "a certificate from another CA: {}", String::from_utf8_lossy(&stranger.stdout));
-    let plaintext = Command::new(agent_binary()).args(["hub", "status", "--endpoint", &format!("http://{}", room.grpc)]).output().unwrap();
-    assert_eq!(plaintext.status.code(), Some(1), "plaintext against the TLS port");
+    assert_eq!(
+        stranger.status.code(),
+        Some(1),
+        "a certificate from another CA: {}",
+        String::from_utf8_lossy(&stranger.stdout)
+    );
+    let plaintext = Command::new(agent_binary())
+        .args([
+            "hub",
+            "status",
+            "--endpoint",
+            &format!("http://{}", room.grpc),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        plaintext.status.code(),
+        Some(1),
+        "plaintext against the TLS port"
+    );
 
     let again = status(&[&hub_cert, &hub_key]);
-    assert!(again.status.success(), "the agent still serves the hub after refusing others");
+    assert!(
+        again.status.success(),
+        "the agent still serves the hub after refusing others"
+    );
 }
 
 /// Sends raw bytes as a request body to `method`, bypassing the typed client.
@@ -346,16 +497,31 @@ mod raw {
         }
     }
 
-    pub async fn call(channel: tonic::transport::Channel, method: &'static str, body: Vec<u8>) -> tonic::Status {
+    pub async fn call(
+        channel: tonic::transport::Channel,
+        method: &'static str,
+        body: Vec<u8>,
+    ) -> tonic::Status {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
-        grpc.unary(tonic::Request::new(body), path, Bytes).await.expect_err("the agent must refuse")
+        grpc.unary(tonic::Request::new(body), path, Bytes)
+            .await
+            .expect_err("the agent must refuse")
     }
 }
 
-async fn client(room: &Room) -> (tonic::transport::Channel, SyncServiceClient<tonic::transport::Channel>) {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint(room)).unwrap().connect().await.unwrap();
+async fn client(
+    room: &Room,
+) -> (
+    tonic::transport::Channel,
+    SyncServiceClient<tonic::transport::Channel>,
+) {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint(room))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     (channel.clone(), SyncServiceClient::new(channel))
 }
 
@@ -365,30 +531,80 @@ async fn malformed_and_oversized_requests_get_a_status_and_the_agent_keeps_servi
     let _agent = room.start_async("agent ready").await;
     let (channel, mut hub) = client(&room).await;
 
-    let truncated_varint = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/Ack", vec![0x08, 0xff, 0xff]).await;
-    assert_eq!(truncated_varint.code(), Code::Internal, "{truncated_varint:?}");
-    assert!(truncated_varint.message().contains("decode"), "{truncated_varint:?}");
+    let truncated_varint = raw::call(
+        channel.clone(),
+        "/classroom.hub.v1.SyncService/Ack",
+        vec![0x08, 0xff, 0xff],
+    )
+    .await;
+    assert_eq!(
+        truncated_varint.code(),
+        Code::Internal,
+        "{truncated_varint:?}"
+    );
+    assert!(
+        truncated_varint.message().contains("decode"),
+        "{truncated_varint:?}"
+    );
 
-    let oversized = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/PutRoster", vec![0; 100_000]).await;
-    assert!(matches!(oversized.code(), Code::OutOfRange | Code::ResourceExhausted), "{oversized:?}");
+    let oversized = raw::call(
+        channel.clone(),
+        "/classroom.hub.v1.SyncService/PutRoster",
+        vec![0; 100_000],
+    )
+    .await;
+    assert!(
+        matches!(oversized.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{oversized:?}"
+    );
 
-    let unknown = raw::call(channel.clone(), "/classroom.hub.v1.SyncService/Delete", vec![]).await;
+    let unknown = raw::call(
+        channel.clone(),
+        "/classroom.hub.v1.SyncService/Delete",
+        vec![],
+    )
+    .await;
     assert_eq!(unknown.code(), Code::Unimplemented);
 
-    let negative = hub.pull(PullRequest { after_seq: -5, max_batch: 0, follow: false }).await.unwrap_err();
+    let negative = hub
+        .pull(PullRequest {
+            after_seq: -5,
+            max_batch: 0,
+            follow: false,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(negative.code(), Code::InvalidArgument);
     assert!(negative.message().contains("after_seq"), "{negative:?}");
-    let beyond = hub.ack(proto::AckRequest { seq: 1_000, ..Default::default() }).await.unwrap_err();
+    let beyond = hub
+        .ack(proto::AckRequest {
+            seq: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
 
-    let status = hub.get_status(GetStatusRequest {}).await.expect("the agent keeps serving").into_inner();
+    let status = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .expect("the agent keeps serving")
+        .into_inner();
     assert_eq!(status.room.unwrap().room_id, "P101");
     let (_, mut other) = client(&room).await;
-    assert!(other.get_status(GetStatusRequest {}).await.is_ok(), "and serves other clients");
+    assert!(
+        other.get_status(GetStatusRequest {}).await.is_ok(),
+        "and serves other clients"
+    );
 }
 
 fn pupil(id: &str, name: &str, class: &str) -> proto::Pupil {
-    proto::Pupil { personal_id: id.into(), full_name: name.into(), class_name: class.into(), ..Default::default() }
+    proto::Pupil {
+        personal_id: id.into(),
+        full_name: name.into(),
+        class_name: class.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,35 +616,82 @@ async fn put_roster_applies_whole_and_refuses_bad_rows_and_stale_versions_changi
     let roster = |version, pupils| PutRosterRequest {
         version,
         pupils,
-        teachers: vec![proto::Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
+        teachers: vec![proto::Teacher {
+            personal_id: "010186004321".into(),
+            full_name: "Trần Văn Nam".into(),
+        }],
         timetable_toml: "[schedule]\ngrace_seconds = 60\n".into(),
     };
 
     let applied = hub
-        .put_roster(roster(3, vec![pupil("010206001234", "Nguyễn Thị Hoa", "6A1"), pupil("010206001235", "Lò Văn Páo", "6A1")]))
+        .put_roster(roster(
+            3,
+            vec![
+                pupil("010206001234", "Nguyễn Thị Hoa", "6A1"),
+                pupil("010206001235", "Lò Văn Páo", "6A1"),
+            ],
+        ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((applied.version, applied.pupils, applied.teachers), (3, 2, 1));
+    assert_eq!(
+        (applied.version, applied.pupils, applied.teachers),
+        (3, 2, 1)
+    );
 
-    let bad = roster(4, vec![pupil("010206001236", "Giàng A Sử", "6A2"), pupil("01020600123X", "Vàng Thị Mai", "6A2")]);
+    let bad = roster(
+        4,
+        vec![
+            pupil("010206001236", "Giàng A Sử", "6A2"),
+            pupil("01020600123X", "Vàng Thị Mai", "6A2"),
+        ],
+    );
     let refused = hub.put_roster(bad).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
-    assert!(refused.message().contains("pupils[1].personal_id"), "{}", refused.message());
-    assert_eq!(store.pupils_of_class("6A1").unwrap().len(), 2, "nothing applied");
-    assert!(store.pupils_of_class("6A2").unwrap().is_empty(), "nothing applied");
+    assert!(
+        refused.message().contains("pupils[1].personal_id"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        store.pupils_of_class("6A1").unwrap().len(),
+        2,
+        "nothing applied"
+    );
+    assert!(
+        store.pupils_of_class("6A2").unwrap().is_empty(),
+        "nothing applied"
+    );
     assert_eq!(store.roster_version().unwrap(), 3);
 
-    let stale = hub.put_roster(roster(3, vec![pupil("010206001236", "Giàng A Sử", "6A2")])).await.unwrap_err();
+    let stale = hub
+        .put_roster(roster(3, vec![pupil("010206001236", "Giàng A Sử", "6A2")]))
+        .await
+        .unwrap_err();
     assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
     assert!(store.pupils_of_class("6A2").unwrap().is_empty());
 
-    hub.put_roster(roster(5, vec![pupil("010206001236", "Giàng A Sử", "6A2")])).await.unwrap();
-    assert!(store.pupils_of_class("6A1").unwrap().is_empty(), "the roster is replaced whole");
-    assert_eq!(store.pupils_of_class("6A2").unwrap()[0].full_name, "Giàng A Sử");
+    hub.put_roster(roster(5, vec![pupil("010206001236", "Giàng A Sử", "6A2")]))
+        .await
+        .unwrap();
+    assert!(
+        store.pupils_of_class("6A1").unwrap().is_empty(),
+        "the roster is replaced whole"
+    );
+    assert_eq!(
+        store.pupils_of_class("6A2").unwrap()[0].full_name,
+        "Giàng A Sử"
+    );
     let timetable = store.pushed_timetable().unwrap().unwrap();
-    assert_eq!((timetable.version, timetable.toml.as_str()), (5, "[schedule]\ngrace_seconds = 60\n"));
-    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (timetable.version, timetable.toml.as_str()),
+        (5, "[schedule]\ngrace_seconds = 60\n")
+    );
+    let status = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.roster_version, 5);
 }
 
@@ -438,16 +701,38 @@ fn unusable_tls_files_stop_the_agent_before_ready_naming_the_key() {
     let not_a_key = dir.path().join("broken.key");
     std::fs::write(&not_a_key, "this is not a key\n").unwrap();
     let ca = Pki::new("room CA");
-    let (cert, _) = ca.issue(dir.path(), "agent", &["127.0.0.1"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (cert, _) = ca.issue(
+        dir.path(),
+        "agent",
+        &["127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
     let ca_path = ca.write_ca(&dir.path().join("ca.pem"));
-    let hub = format!("tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n", cert.to_str().unwrap(), not_a_key.to_str().unwrap(), ca_path.to_str().unwrap());
+    let hub = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n",
+        cert.to_str().unwrap(),
+        not_a_key.to_str().unwrap(),
+        ca_path.to_str().unwrap()
+    );
     let room = Room::with_hub(&hub, "");
     let mut agent = common::RunningAgent::spawn(&room.config_path, &[]);
     let line = agent.wait_for_log("the agent did not start", Duration::from_secs(20));
-    assert!(line.contains("hub.tls_key") && line.contains("no PEM block"), "{line}");
-    let status = agent.wait_exit(Duration::from_secs(20)).expect("the agent exits");
+    assert!(
+        line.contains("hub.tls_key") && line.contains("no PEM block"),
+        "{line}"
+    );
+    let status = agent
+        .wait_exit(Duration::from_secs(20))
+        .expect("the agent exits");
     assert_eq!(status.code(), Some(1));
-    assert!(!agent.log.lock().unwrap().iter().any(|line| line.contains("agent ready")));
+    assert!(
+        !agent
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("agent ready"))
+    );
 }
 
 #[test]
@@ -457,12 +742,21 @@ fn sigterm_ends_follow_streams_and_the_agent_exits_cleanly() {
     let mut agent = room.start();
     let mut client = PullProcess::spawn(&room, &["--follow"]);
     let committed = store.append(mark(1)).unwrap();
-    assert_eq!(client.next(Duration::from_secs(20))["id"], committed.id.to_string());
+    assert_eq!(
+        client.next(Duration::from_secs(20))["id"],
+        committed.id.to_string()
+    );
     agent.signal(libc::SIGTERM);
-    let status = agent.wait_exit(Duration::from_secs(5)).expect("exits within 5 seconds of SIGTERM with a hub following");
+    let status = agent
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 seconds of SIGTERM with a hub following");
     assert_eq!(status.code(), Some(0));
     let (client_status, rest) = client.finish();
-    assert_eq!(client_status.code(), Some(1), "the hub is told the stream ended early");
+    assert_eq!(
+        client_status.code(),
+        Some(1),
+        "the hub is told the stream ended early"
+    );
     assert!(rest.is_empty());
 }
 
@@ -477,7 +771,10 @@ async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all()
     let chunks = |data: Vec<u8>, sha256: Vec<u8>| {
         let mut messages = Vec::new();
         for (i, piece) in data.chunks(1 << 20).enumerate() {
-            let mut chunk = proto::PutContentChunk { data: piece.to_vec(), ..Default::default() };
+            let mut chunk = proto::PutContentChunk {
+                data: piece.to_vec(),
+                ..Default::default()
+            };
             if i == 0 {
                 chunk.name = "toan/lop6/bai-3.mp4".into();
                 chunk.size = data.len() as u64;
@@ -487,19 +784,34 @@ async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all()
         }
         tokio_stream::iter(messages)
     };
-    let stored = hub.put_content(chunks(video.clone(), sha256.clone())).await.unwrap().into_inner();
-    assert_eq!((stored.name.as_str(), stored.size), ("toan/lop6/bai-3.mp4", video.len() as u64));
+    let stored = hub
+        .put_content(chunks(video.clone(), sha256.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (stored.name.as_str(), stored.size),
+        ("toan/lop6/bai-3.mp4", video.len() as u64)
+    );
     let on_disk = room.data_dir().join("content/toan/lop6/bai-3.mp4");
     assert_eq!(std::fs::read(&on_disk).unwrap(), video);
 
     // A corrupted transfer is refused and the file tablets see stays as it was.
     let mut corrupted = video.clone();
     corrupted[1_500_000] ^= 0xFF;
-    let refused = hub.put_content(chunks(corrupted, sha256)).await.unwrap_err();
+    let refused = hub
+        .put_content(chunks(corrupted, sha256))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::DataLoss, "{}", refused.message());
     assert_eq!(std::fs::read(&on_disk).unwrap(), video);
     let escape = hub
-        .put_content(tokio_stream::iter(vec![proto::PutContentChunk { name: "../agent.sqlite3".into(), size: 1, sha256: vec![0; 32], data: vec![1] }]))
+        .put_content(tokio_stream::iter(vec![proto::PutContentChunk {
+            name: "../agent.sqlite3".into(),
+            size: 1,
+            sha256: vec![0; 32],
+            data: vec![1],
+        }]))
         .await
         .unwrap_err();
     assert_eq!(escape.code(), Code::InvalidArgument, "{}", escape.message());
@@ -507,29 +819,55 @@ async fn put_content_streams_a_file_into_the_content_store_whole_or_not_at_all()
 
 /// POSTs JSON to the agent's HTTP API on loopback (the panel's place: no PIN), returning status and body.
 fn post_json(address: std::net::SocketAddr, path: &str, body: Value) -> (u16, Value) {
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut response = agent.post(&format!("http://{address}{path}")).send_json(body).unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .post(&format!("http://{address}{path}"))
+        .send_json(body)
+        .unwrap();
     let text = response.body_mut().read_to_string().unwrap();
-    (response.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        response.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// A choice question whose prompt and 12 choices each hold `chars` Vietnamese letters of 3 bytes.
 fn long_question(id: &str, chars: usize) -> Value {
     let text = "ữ".repeat(chars);
-    let choices: Vec<Value> = (0..12).map(|i| serde_json::json!({ "id": format!("c{i}"), "text": text })).collect();
+    let choices: Vec<Value> = (0..12)
+        .map(|i| serde_json::json!({ "id": format!("c{i}"), "text": text }))
+        .collect();
     serde_json::json!({ "id": id, "question_kind": "single_choice", "prompt": text, "choices": choices })
 }
 
 /// The 1-based line of the first line of `path` containing `needle`.
 fn line_of(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path).unwrap().lines().position(|line| line.contains(needle)).unwrap() + 1
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap()
+        + 1
 }
 
 #[test]
-fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_config_holds_to_the_largest_event() {
+fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_config_holds_to_the_largest_event()
+ {
     let room = Room::with_hub("plaintext = true\nmax_message_bytes = 65536\n", "");
-    let checked = Command::new(agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
-    assert_eq!(checked.status.code(), Some(0), "a 64 KiB limit holds every event: {}", String::from_utf8_lossy(&checked.stderr));
+    let checked = Command::new(agent_binary())
+        .arg("check-config")
+        .arg(&room.config_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "a 64 KiB limit holds every event: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let agent = room.start();
     let mut hub = PullProcess::spawn(&room, &["--follow"]);
 
@@ -538,9 +876,16 @@ fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_co
     let (status, body) = post_json(room.http, "/api/lesson/question/start", large);
     assert_eq!(status, 400, "{body}");
     let refusal = body.to_string();
-    assert!(refusal.contains("Lệnh quá dài") && refusal.contains("shorten its text or choices"), "{refusal}");
+    assert!(
+        refusal.contains("Lệnh quá dài") && refusal.contains("shorten its text or choices"),
+        "{refusal}"
+    );
 
-    let (status, body) = post_json(room.http, "/api/lesson/question/start", long_question("q-fits", 800));
+    let (status, body) = post_json(
+        room.http,
+        "/api/lesson/question/start",
+        long_question("q-fits", 800),
+    );
     assert_eq!(status, 200, "a question within the bound is given: {body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let record = loop {
@@ -549,20 +894,38 @@ fn a_70_kb_question_is_refused_at_its_source_under_a_64_kib_limit_which_check_co
             break line;
         }
     };
-    assert_eq!(record["payload"]["lesson_record"]["command"], "question.start", "{record}");
-    assert!(record["payload"]["lesson_record"]["arguments"]["id"] == "q-fits", "the refused question left no record: {record}");
+    assert_eq!(
+        record["payload"]["lesson_record"]["command"], "question.start",
+        "{record}"
+    );
+    assert!(
+        record["payload"]["lesson_record"]["arguments"]["id"] == "q-fits",
+        "the refused question left no record: {record}"
+    );
     drop(agent);
     let _ = hub.child.kill();
 
     let smallest = firmware_agent::hub::wire::largest_message();
-    room.write_config_with_hub(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1), "");
-    let refused = Command::new(agent_binary()).arg("check-config").arg(&room.config_path).output().unwrap();
+    room.write_config_with_hub(
+        &format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1),
+        "",
+    );
+    let refused = Command::new(agent_binary())
+        .arg("check-config")
+        .arg(&room.config_path)
+        .output()
+        .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     let line = line_of(&room.config_path, "max_message_bytes");
     let at = format!("{}:{line}:", room.config_path.display());
     assert!(stderr.contains(&at), "LINE:COL of the key ({at}): {stderr}");
-    assert!(stderr.contains(&format!("is below {smallest}, the largest message one event of this agent can need")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is below {smallest}, the largest message one event of this agent can need"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -583,41 +946,89 @@ fn an_undeliverable_row_is_skipped_with_its_seq_and_the_events_after_it_are_deli
             Ok(tx.last_insert_rowid())
         })
         .unwrap();
-    let after: Vec<i64> = store.append_batch((2..5).map(mark).collect()).unwrap().iter().map(|e| e.seq).collect();
+    let after: Vec<i64> = store
+        .append_batch((2..5).map(mark).collect())
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
 
     let cursor = room.dir.path().join("cursor");
     let output = Command::new(agent_binary())
-        .args(["hub", "pull", "--endpoint", &endpoint(&room), "--cursor-file"])
+        .args([
+            "hub",
+            "pull",
+            "--endpoint",
+            &endpoint(&room),
+            "--cursor-file",
+        ])
         .arg(&cursor)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let lines: Vec<Value> = String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let seqs = seqs(&lines);
-    let position = seqs.iter().position(|seq| *seq == huge).expect("the skipped seq is in the stream");
+    let position = seqs
+        .iter()
+        .position(|seq| *seq == huge)
+        .expect("the skipped seq is in the stream");
     assert!(seqs.contains(&before));
-    assert_eq!(&seqs[position + 1..], &after[..], "every event after it was delivered, in order");
+    assert_eq!(
+        &seqs[position + 1..],
+        &after[..],
+        "every event after it was delivered, in order"
+    );
     let skipped = &lines[position];
     assert!(skipped["payload"].is_null(), "{skipped}");
     assert_eq!(skipped["kind"], "lesson.poll");
     let reason = skipped["skipped"]["reason"].as_str().unwrap();
-    assert!(reason.contains("hub.max_message_bytes is 4194304"), "{reason}");
+    assert!(
+        reason.contains("hub.max_message_bytes is 4194304"),
+        "{reason}"
+    );
     assert!(skipped["skipped"]["message_bytes"].as_u64().unwrap() > 5 * 1024 * 1024);
-    assert!(stderr.contains(&format!("warning: seq {huge} (lesson.poll) was skipped")), "{stderr}");
-    agent.wait_for_log("an event was skipped in the hub's stream", Duration::from_secs(10));
+    assert!(
+        stderr.contains(&format!("warning: seq {huge} (lesson.poll) was skipped")),
+        "{stderr}"
+    );
+    agent.wait_for_log(
+        "an event was skipped in the hub's stream",
+        Duration::from_secs(10),
+    );
     let scrape = common::http_get(room.http, "/metrics").1;
-    assert_eq!(common::metric(&scrape, "hub_pull_events_skipped_total"), Some(1.0), "{scrape}");
-    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), after[2].to_string());
-    assert_eq!(status_of(&room)["acked_seq"], after[2].to_string(), "the hub acknowledged past the skipped event");
+    assert_eq!(
+        common::metric(&scrape, "hub_pull_events_skipped_total"),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cursor).unwrap().trim(),
+        after[2].to_string()
+    );
+    assert_eq!(
+        status_of(&room)["acked_seq"],
+        after[2].to_string(),
+        "the hub acknowledged past the skipped event"
+    );
     agent.signal(libc::SIGTERM);
-    agent.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+    agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("the agent stops");
 }
 
 /// Reads a follow stream of an agent on a simulated clock until its first heartbeat, noting the batches'
 /// outbox identities: once the batches reached `newest`, lets the heartbeat interval pass on the agent's
 /// clock, twice, in case the agent was still noting its last batch when the clock first moved.
-async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>, agent: &mut common::RunningAgent, newest: i64) -> (proto::Heartbeat, Vec<Vec<u8>>) {
+async fn first_heartbeat(
+    stream: &mut tonic::Streaming<proto::PullResponse>,
+    agent: &mut common::RunningAgent,
+    newest: i64,
+) -> (proto::Heartbeat, Vec<Vec<u8>>) {
     let mut identities = Vec::new();
     let mut caught_up = newest == 0;
     loop {
@@ -627,9 +1038,14 @@ async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>, age
                 agent.advance("5s");
             });
         }
-        let message = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("a heartbeat in time").unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("a heartbeat in time")
+            .unwrap();
         match message.and_then(|m| m.message) {
-            Some(proto::pull_response::Message::Heartbeat(heartbeat)) => return (heartbeat, identities),
+            Some(proto::pull_response::Message::Heartbeat(heartbeat)) => {
+                return (heartbeat, identities);
+            }
             Some(proto::pull_response::Message::Batch(batch)) => {
                 caught_up = batch.events.last().is_some_and(|event| event.seq >= newest);
                 identities.push(batch.outbox_identity);
@@ -640,7 +1056,8 @@ async fn first_heartbeat(stream: &mut tonic::Streaming<proto::PullResponse>, age
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_refuses_the_old_cursor() {
+async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_refuses_the_old_cursor()
+ {
     let room = Room::new("");
     let mut agent = room.start_async("agent ready").await;
     let store = writer(&room);
@@ -649,68 +1066,188 @@ async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_re
     let cursor = room.dir.path().join("cursor");
     let cursor_arg = cursor.to_str().unwrap().to_owned();
     let room_ref = &room;
-    let pulled = tokio::task::block_in_place(|| pull_all(room_ref, &["--cursor-file", &cursor_arg]));
+    let pulled =
+        tokio::task::block_in_place(|| pull_all(room_ref, &["--cursor-file", &cursor_arg]));
     let old_cursor = *seqs(&pulled).last().unwrap();
     let old_identity = pulled[0]["outbox_identity"].as_str().unwrap().to_owned();
-    assert!(pulled.iter().all(|line| line["outbox_identity"] == old_identity.as_str()));
+    assert!(
+        pulled
+            .iter()
+            .all(|line| line["outbox_identity"] == old_identity.as_str())
+    );
 
     agent.signal(libc::SIGTERM);
-    agent.wait_exit(Duration::from_secs(10)).expect("the agent stops");
+    agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("the agent stops");
     let aside = room.dir.path().join("aside");
     std::fs::create_dir(&aside).unwrap();
     for entry in std::fs::read_dir(room.data_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("agent.sqlite3") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("agent.sqlite3")
+        {
             std::fs::rename(&path, aside.join(path.file_name().unwrap())).unwrap();
         }
     }
     // On a simulated clock from here: the heartbeat interval passes when the test says so.
     let mut agent = tokio::task::block_in_place(|| room.start_at("2026-09-07T07:00:00+07:00"));
-    writer(&room).append_batch((0..2).map(mark).collect()).unwrap();
+    writer(&room)
+        .append_batch((0..2).map(mark).collect())
+        .unwrap();
 
     let (_, mut hub) = client(&room).await;
-    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let status = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let new_identity = uuid::Uuid::from_slice(&status.outbox_identity).unwrap();
-    assert_ne!(new_identity.to_string(), old_identity, "a new outbox has a new identity");
-    assert!(status.last_seq < old_cursor, "the new outbox is shorter: {} < {old_cursor}", status.last_seq);
+    assert_ne!(
+        new_identity.to_string(),
+        old_identity,
+        "a new outbox has a new identity"
+    );
+    assert!(
+        status.last_seq < old_cursor,
+        "the new outbox is shorter: {} < {old_cursor}",
+        status.last_seq
+    );
 
     let (changed, resumed) = tokio::task::block_in_place(|| {
         let changed = Command::new(agent_binary())
-            .args(["hub", "pull", "--endpoint", &endpoint(room_ref), "--cursor-file", &cursor_arg, "--outbox-identity", &old_identity])
+            .args([
+                "hub",
+                "pull",
+                "--endpoint",
+                &endpoint(room_ref),
+                "--cursor-file",
+                &cursor_arg,
+                "--outbox-identity",
+                &old_identity,
+            ])
             .output()
             .unwrap();
         let resumed = Command::new(agent_binary())
-            .args(["hub", "pull", "--endpoint", &endpoint(room_ref), "--cursor-file", &cursor_arg])
+            .args([
+                "hub",
+                "pull",
+                "--endpoint",
+                &endpoint(room_ref),
+                "--cursor-file",
+                &cursor_arg,
+            ])
             .output()
             .unwrap();
         (changed, resumed)
     });
     let stderr = String::from_utf8_lossy(&changed.stderr);
     assert_eq!(changed.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("outbox identity changed: it is now {new_identity}, not {old_identity}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "outbox identity changed: it is now {new_identity}, not {old_identity}"
+        )),
+        "{stderr}"
+    );
     assert!(changed.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("OutOfRange") && stderr.contains(&format!("after_seq {old_cursor} is beyond the newest event")), "{stderr}");
-    assert!(stderr.contains("hint: the room's database was replaced"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&cursor).unwrap().trim(), old_cursor.to_string(), "the cursor file is untouched");
+    assert!(
+        stderr.contains("OutOfRange")
+            && stderr.contains(&format!(
+                "after_seq {old_cursor} is beyond the newest event"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the room's database was replaced"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cursor).unwrap().trim(),
+        old_cursor.to_string(),
+        "the cursor file is untouched"
+    );
 
-    let beyond = hub.pull(PullRequest { after_seq: old_cursor, max_batch: 0, follow: true }).await.unwrap_err();
+    let beyond = hub
+        .pull(PullRequest {
+            after_seq: old_cursor,
+            max_batch: 0,
+            follow: true,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
-    assert!(beyond.message().contains(&new_identity.to_string()), "{beyond:?}");
+    assert!(
+        beyond.message().contains(&new_identity.to_string()),
+        "{beyond:?}"
+    );
     let old = uuid::Uuid::parse_str(&old_identity).unwrap();
-    let into_other = hub.ack(proto::AckRequest { seq: 1, outbox_identity: old.as_bytes().to_vec() }).await.unwrap_err();
-    assert_eq!(into_other.code(), Code::FailedPrecondition, "{into_other:?}");
-    assert_eq!(hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().acked_seq, 0, "nothing was acknowledged");
+    let into_other = hub
+        .ack(proto::AckRequest {
+            seq: 1,
+            outbox_identity: old.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        into_other.code(),
+        Code::FailedPrecondition,
+        "{into_other:?}"
+    );
+    assert_eq!(
+        hub.get_status(GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .acked_seq,
+        0,
+        "nothing was acknowledged"
+    );
 
-    let newest = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().last_seq;
-    let mut stream = hub.pull(PullRequest { after_seq: 0, max_batch: 0, follow: true }).await.unwrap().into_inner();
+    let newest = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_seq;
+    let mut stream = hub
+        .pull(PullRequest {
+            after_seq: 0,
+            max_batch: 0,
+            follow: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let (heartbeat, batches) = first_heartbeat(&mut stream, &mut agent, newest).await;
-    let last_seq = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner().last_seq;
-    assert_eq!(heartbeat.last_seq, last_seq, "the heartbeat says the newest committed seq");
+    let last_seq = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_seq;
+    assert_eq!(
+        heartbeat.last_seq, last_seq,
+        "the heartbeat says the newest committed seq"
+    );
     assert_eq!(heartbeat.outbox_identity, new_identity.as_bytes().to_vec());
-    assert!(!batches.is_empty() && batches.iter().all(|identity| identity == new_identity.as_bytes()));
-    let acked = hub.ack(proto::AckRequest { seq: last_seq, outbox_identity: new_identity.as_bytes().to_vec() }).await.unwrap();
+    assert!(
+        !batches.is_empty()
+            && batches
+                .iter()
+                .all(|identity| identity == new_identity.as_bytes())
+    );
+    let acked = hub
+        .ack(proto::AckRequest {
+            seq: last_seq,
+            outbox_identity: new_identity.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap();
     assert_eq!(acked.into_inner().acked_seq, last_seq);
 }
 
@@ -718,13 +1255,25 @@ async fn a_database_moved_aside_under_a_resuming_hub_shows_a_new_identity_and_re
 fn healthz_and_metrics_count_an_erasure_committed_by_face_forget_beside_the_agent() {
     let room = Room::new("");
     let _agent = room.start();
-    let health = || -> Value { serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap() };
+    let health =
+        || -> Value { serde_json::from_str(&common::http_get(room.http, "/healthz").1).unwrap() };
     let before = health()["database"]["last_seq"].as_i64().unwrap();
     let forgotten = room.command(&["face", "forget", "--student", "010206001234"]);
-    assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    assert!(
+        forgotten.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgotten.stderr)
+    );
     let last_seq: i64 = status_of(&room)["last_seq"].parse().unwrap();
-    assert!(last_seq > before, "the erasure was committed: {last_seq} > {before}");
+    assert!(
+        last_seq > before,
+        "the erasure was committed: {last_seq} > {before}"
+    );
     assert_eq!(health()["database"]["last_seq"].as_i64(), Some(last_seq));
     let scrape = common::http_get(room.http, "/metrics").1;
-    assert_eq!(common::metric(&scrape, "agent_outbox_last_seq"), Some(last_seq as f64), "{scrape}");
+    assert_eq!(
+        common::metric(&scrape, "agent_outbox_last_seq"),
+        Some(last_seq as f64),
+        "{scrape}"
+    );
 }

@@ -2,9 +2,9 @@
 //! WebSocket clients over loopback, the real SQLite outbox, and the browser
 //! client in Debian's headless Chromium.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,10 +21,18 @@ const TABLETS: usize = 40;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// An HTTP call to the agent, returning the status and the JSON body.
-async fn call(address: SocketAddr, method: &'static str, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    address: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let url = format!("http://{address}{path}");
     tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
         let mut response = match (method, body) {
             ("GET", _) => agent.get(&url).call(),
             ("DELETE", _) => agent.delete(&url).call(),
@@ -34,7 +42,10 @@ async fn call(address: SocketAddr, method: &'static str, path: &str, body: Optio
         .unwrap();
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     })
     .await
     .unwrap()
@@ -48,9 +59,18 @@ async fn open_pairing(address: SocketAddr) -> String {
 
 /// Pairs one tablet; returns its id and token.
 async fn pair(address: SocketAddr, code: &str, name: &str) -> (String, String) {
-    let (status, body) = call(address, "POST", "/tablet/pair", Some(json!({ "code": code, "name": name }))).await;
+    let (status, body) = call(
+        address,
+        "POST",
+        "/tablet/pair",
+        Some(json!({ "code": code, "name": name })),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    (body["tablet_id"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned())
+    (
+        body["tablet_id"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// A tablet's end of the live channel.
@@ -60,14 +80,18 @@ struct Tablet {
 
 impl Tablet {
     async fn open(address: SocketAddr) -> Tablet {
-        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
+        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
+            .await
+            .unwrap();
         Tablet { socket }
     }
 
     /// Connects and says hello; returns the tablet and the welcome.
     async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
         let mut tablet = Tablet::open(address).await;
-        tablet.send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command })).await;
+        tablet
+            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
+            .await;
         let welcome = tablet.receive().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         (tablet, welcome)
@@ -84,8 +108,13 @@ impl Tablet {
     /// The next JSON message; `Value::Null` when the agent closed the connection.
     async fn receive(&mut self) -> Value {
         loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a message within the patience") {
-                Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+            match tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message within the patience")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
                 Some(Ok(_)) => continue,
             }
@@ -97,7 +126,8 @@ impl Tablet {
         loop {
             let message = self.receive().await;
             assert_eq!(message["type"], "command", "{message}");
-            self.send(json!({ "type": "ack", "id": message["id"] })).await;
+            self.send(json!({ "type": "ack", "id": message["id"] }))
+                .await;
             if message["command"]["kind"] == kind {
                 return message;
             }
@@ -107,10 +137,23 @@ impl Tablet {
 
 /// The outbox's events of `kind`, decoded.
 fn outbox(room: &Room, kind: &str) -> Vec<firmware_agent::proto::event::Payload> {
-    let conn = rusqlite::Connection::open_with_flags(room.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut stmt = conn.prepare("SELECT payload FROM outbox WHERE kind = ?1 ORDER BY seq").unwrap();
-    let rows = stmt.query_map([kind], |row| row.get::<_, Vec<u8>>(0)).unwrap();
-    rows.map(|bytes| firmware_agent::proto::event::Payload::decode_stored(kind, &bytes.unwrap()).unwrap().unwrap()).collect()
+    let conn = rusqlite::Connection::open_with_flags(
+        room.database(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT payload FROM outbox WHERE kind = ?1 ORDER BY seq")
+        .unwrap();
+    let rows = stmt
+        .query_map([kind], |row| row.get::<_, Vec<u8>>(0))
+        .unwrap();
+    rows.map(|bytes| {
+        firmware_agent::proto::event::Payload::decode_stored(kind, &bytes.unwrap())
+            .unwrap()
+            .unwrap()
+    })
+    .collect()
 }
 
 fn question(id: &str) -> Value {
@@ -151,37 +194,76 @@ async fn forty_tablets_pair_in_one_window_follow_a_lock_and_answer_a_question() 
             let lock = tablet.follow_until("lock").await;
             assert_eq!(lock["command"]["message"], "Các em nhìn lên bảng");
             let start = tablet.follow_until("question_start").await;
-            assert!(start["command"].get("correct").is_none(), "the correct answer must not reach tablets: {start}");
+            assert!(
+                start["command"].get("correct").is_none(),
+                "the correct answer must not reach tablets: {start}"
+            );
             let choice = if n % 2 == 0 { "a" } else { "b" };
-            tablet.send(json!({ "type": "answer", "question": "q-7x6", "choices": [choice] })).await;
+            tablet
+                .send(json!({ "type": "answer", "question": "q-7x6", "choices": [choice] }))
+                .await;
             let received = tablet.receive().await;
-            assert_eq!(received, json!({ "type": "answer_received", "question": "q-7x6" }));
+            assert_eq!(
+                received,
+                json!({ "type": "answer_received", "question": "q-7x6" })
+            );
             tablet
         }));
     }
     let (_, listed) = call(address, "GET", "/api/tablets", None).await;
     assert_eq!(listed["connected"], TABLETS);
 
-    let (status, lock) = call(address, "POST", "/api/lesson/lock?wait_ms=15000", Some(json!({ "message": "Các em nhìn lên bảng" }))).await;
+    let (status, lock) = call(
+        address,
+        "POST",
+        "/api/lesson/lock?wait_ms=15000",
+        Some(json!({ "message": "Các em nhìn lên bảng" })),
+    )
+    .await;
     assert_eq!(status, 200, "{lock}");
-    assert_eq!((lock["connected"].as_u64(), lock["acknowledged"].as_u64()), (Some(TABLETS as u64), Some(TABLETS as u64)), "{lock}");
+    assert_eq!(
+        (lock["connected"].as_u64(), lock["acknowledged"].as_u64()),
+        (Some(TABLETS as u64), Some(TABLETS as u64)),
+        "{lock}"
+    );
 
-    let (status, started) = call(address, "POST", "/api/lesson/question/start", Some(question("q-7x6"))).await;
+    let (status, started) = call(
+        address,
+        "POST",
+        "/api/lesson/question/start",
+        Some(question("q-7x6")),
+    )
+    .await;
     assert_eq!(status, 200, "{started}");
     for client in clients {
         client.await.unwrap();
     }
-    let (_, results) = call(address, "GET", "/api/lesson/question?answers=40&wait_ms=15000", None).await;
+    let (_, results) = call(
+        address,
+        "GET",
+        "/api/lesson/question?answers=40&wait_ms=15000",
+        None,
+    )
+    .await;
     let results = &results["results"];
     assert_eq!(results["answers"].as_array().unwrap().len(), TABLETS);
-    assert_eq!((results["tally"]["a"].as_u64(), results["tally"]["b"].as_u64(), results["correct"].as_u64()), (Some(20), Some(20), Some(20)));
+    assert_eq!(
+        (
+            results["tally"]["a"].as_u64(),
+            results["tally"]["b"].as_u64(),
+            results["correct"].as_u64()
+        ),
+        (Some(20), Some(20), Some(20))
+    );
 
     // Every answer was durable before the tablet heard `answer_received`.
     let answers = outbox(&room, "lesson.answer");
     assert_eq!(answers.len(), TABLETS);
     let mut by_correctness = BTreeMap::new();
     for answer in answers {
-        let firmware_agent::proto::event::Payload::QuestionAnswer(answer) = answer else { unreachable!() };
+        let firmware_agent::proto::event::Payload::QuestionAnswer(answer) = answer else {
+            unreachable!()
+        };
         assert_eq!(answer.question_id, "q-7x6");
         assert!(answer.graded);
         assert_eq!(answer.correct, answer.choices == ["a"]);
@@ -196,11 +278,19 @@ async fn forty_tablets_pair_in_one_window_follow_a_lock_and_answer_a_question() 
     let log: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
         .into_iter()
         .map(|p| match p {
-            firmware_agent::proto::event::Payload::LessonRecord(r) => (r.command, r.acknowledged, r.connected),
+            firmware_agent::proto::event::Payload::LessonRecord(r) => {
+                (r.command, r.acknowledged, r.connected)
+            }
             _ => unreachable!(),
         })
         .collect();
-    assert_eq!(log, [("lock".to_owned(), 40, 40), ("question.start".to_owned(), 40, 40)]);
+    assert_eq!(
+        log,
+        [
+            ("lock".to_owned(), 40, 40),
+            ("question.start".to_owned(), 40, 40)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,14 +302,32 @@ async fn a_tablet_dropped_mid_question_reconnects_and_catches_up() {
     let (_, token) = pair(address, &code, "Bàn 5").await;
     let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
 
-    call(address, "POST", "/api/lesson/question/start", Some(question("q1"))).await;
+    call(
+        address,
+        "POST",
+        "/api/lesson/question/start",
+        Some(question("q1")),
+    )
+    .await;
     let start = tablet.follow_until("question_start").await;
     let seen = start["id"].as_u64().unwrap();
     drop(tablet);
     agent.wait_for_log("tablet disconnected", PATIENCE);
 
-    call(address, "POST", "/api/lesson/message", Some(json!({ "text": "Còn 1 phút" }))).await;
-    call(address, "POST", "/api/lesson/lock", Some(json!({ "message": "Hết giờ thảo luận" }))).await;
+    call(
+        address,
+        "POST",
+        "/api/lesson/message",
+        Some(json!({ "text": "Còn 1 phút" })),
+    )
+    .await;
+    call(
+        address,
+        "POST",
+        "/api/lesson/lock",
+        Some(json!({ "message": "Hết giờ thảo luận" })),
+    )
+    .await;
 
     let (mut tablet, welcome) = Tablet::connect(address, &token, seen).await;
     let state = &welcome["state"];
@@ -227,13 +335,21 @@ async fn a_tablet_dropped_mid_question_reconnects_and_catches_up() {
     assert_eq!(state["lock_message"], "Hết giờ thảo luận");
     assert_eq!(state["question"]["question"]["id"], "q1");
     assert_eq!(state["question"]["answered"], false);
-    let missed: Vec<&str> = welcome["missed"].as_array().unwrap().iter().map(|m| m["command"]["kind"].as_str().unwrap()).collect();
+    let missed: Vec<&str> = welcome["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["command"]["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(missed, ["message", "lock"]);
 
-    tablet.send(json!({ "type": "answer", "question": "q1", "choices": ["a"] })).await;
+    tablet
+        .send(json!({ "type": "answer", "question": "q1", "choices": ["a"] }))
+        .await;
     assert_eq!(tablet.receive().await["type"], "answer_received");
     drop(tablet);
-    let (_, welcome) = Tablet::connect(address, &token, state["last_command"].as_u64().unwrap()).await;
+    let (_, welcome) =
+        Tablet::connect(address, &token, state["last_command"].as_u64().unwrap()).await;
     assert_eq!(welcome["state"]["question"]["answered"], true, "{welcome}");
     assert_eq!(welcome["missed"], json!([]));
 }
@@ -246,18 +362,47 @@ async fn a_flood_of_wrong_codes_locks_pairing_and_a_revoked_token_is_refused() {
     let code = open_pairing(address).await;
     let (status, qr) = call(address, "GET", "/api/tablets/pairing/qr.svg", None).await;
     assert_eq!(status, 200);
-    assert!(qr.as_str().is_some_and(|svg| svg.contains("<svg")), "the panel shows the QR code as SVG: {qr:.80}");
+    assert!(
+        qr.as_str().is_some_and(|svg| svg.contains("<svg")),
+        "the panel shows the QR code as SVG: {qr:.80}"
+    );
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        let (status, body) = call(address, "POST", "/tablet/pair", Some(json!({ "code": wrong }))).await;
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()) && body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        let (status, body) = call(
+            address,
+            "POST",
+            "/tablet/pair",
+            Some(json!({ "code": wrong })),
+        )
+        .await;
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty())
+                && body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
         statuses.push((status, body["error"].as_str().unwrap().to_owned()));
     }
     assert_eq!(statuses[0], (403, "wrong_code".to_owned()));
-    assert!(statuses[1..4].iter().all(|s| *s == (429, "too_soon".to_owned())), "{statuses:?}");
-    assert!(statuses[4..].iter().all(|s| *s == (423, "locked".to_owned())), "{statuses:?}");
-    let (status, _) = call(address, "POST", "/tablet/pair", Some(json!({ "code": code }))).await;
+    assert!(
+        statuses[1..4]
+            .iter()
+            .all(|s| *s == (429, "too_soon".to_owned())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[4..]
+            .iter()
+            .all(|s| *s == (423, "locked".to_owned())),
+        "{statuses:?}"
+    );
+    let (status, _) = call(
+        address,
+        "POST",
+        "/tablet/pair",
+        Some(json!({ "code": code })),
+    )
+    .await;
     assert_eq!(status, 423, "the right code does not open a locked window");
     let (_, window) = call(address, "GET", "/api/tablets/pairing", None).await;
     assert_eq!(window["window"]["locked"], true);
@@ -265,13 +410,25 @@ async fn a_flood_of_wrong_codes_locks_pairing_and_a_revoked_token_is_refused() {
     let code = open_pairing(address).await;
     let (tablet_id, token) = pair(address, &code, "Bàn 9").await;
     let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
-    let (status, revoked) = call(address, "POST", &format!("/api/tablets/{tablet_id}/revoke"), None).await;
+    let (status, revoked) = call(
+        address,
+        "POST",
+        &format!("/api/tablets/{tablet_id}/revoke"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{revoked}");
-    assert_eq!(tablet.receive().await, Value::Null, "the live connection is closed at once");
+    assert_eq!(
+        tablet.receive().await,
+        Value::Null,
+        "the live connection is closed at once"
+    );
     agent.wait_for_log("tablet disconnected", PATIENCE);
 
     let mut again = Tablet::open(address).await;
-    again.send(json!({ "type": "hello", "v": 1, "token": token })).await;
+    again
+        .send(json!({ "type": "hello", "v": 1, "token": token }))
+        .await;
     assert_eq!(again.receive().await["code"], "unauthorized");
     assert_eq!(again.receive().await, Value::Null);
     let records: Vec<i32> = outbox(&room, "tablet.pairing")
@@ -303,11 +460,26 @@ async fn bad_messages_get_a_protocol_error_and_disturb_no_other_tablet() {
         ("{\"type\": \"answer\", ".to_owned(), "malformed"),
         ("{\"type\": \"dance\"}".to_owned(), "malformed"),
         ("[1, 2, 3]".to_owned(), "malformed"),
-        (json!({ "type": "status", "locked": "maybe" }).to_string(), "malformed"),
-        (json!({ "type": "answer", "question": "q1", "text": "x".repeat(20_000) }).to_string(), "too_large"),
-        (json!({ "type": "ack", "id": 999 }).to_string(), "out_of_order"),
-        (json!({ "type": "hello", "v": 1, "token": token_a }).to_string(), "out_of_order"),
-        (json!({ "type": "answer", "question": "q1", "choices": ["a"] }).to_string(), "question_closed"),
+        (
+            json!({ "type": "status", "locked": "maybe" }).to_string(),
+            "malformed",
+        ),
+        (
+            json!({ "type": "answer", "question": "q1", "text": "x".repeat(20_000) }).to_string(),
+            "too_large",
+        ),
+        (
+            json!({ "type": "ack", "id": 999 }).to_string(),
+            "out_of_order",
+        ),
+        (
+            json!({ "type": "hello", "v": 1, "token": token_a }).to_string(),
+            "out_of_order",
+        ),
+        (
+            json!({ "type": "answer", "question": "q1", "choices": ["a"] }).to_string(),
+            "question_closed",
+        ),
     ];
     for (frame, expected) in cases {
         noisy.send_text(frame.clone()).await;
@@ -316,12 +488,33 @@ async fn bad_messages_get_a_protocol_error_and_disturb_no_other_tablet() {
         assert_eq!(reply["code"], expected, "{frame:.60}: {reply}");
     }
     noisy.send(json!({ "type": "ping" })).await;
-    assert_eq!(noisy.receive().await["type"], "pong", "the noisy tablet's connection still works");
+    assert_eq!(
+        noisy.receive().await["type"],
+        "pong",
+        "the noisy tablet's connection still works"
+    );
 
-    let waiting = call(address, "POST", "/api/lesson/lock?wait_ms=10000", Some(json!({ "message": "Trật tự" })));
-    let (lock, quiet_saw, noisy_saw) = tokio::join!(waiting, quiet.follow_until("lock"), noisy.follow_until("lock"));
+    let waiting = call(
+        address,
+        "POST",
+        "/api/lesson/lock?wait_ms=10000",
+        Some(json!({ "message": "Trật tự" })),
+    );
+    let (lock, quiet_saw, noisy_saw) = tokio::join!(
+        waiting,
+        quiet.follow_until("lock"),
+        noisy.follow_until("lock")
+    );
     assert_eq!(quiet_saw["id"], noisy_saw["id"]);
-    assert_eq!((lock.1["connected"].as_u64(), lock.1["acknowledged"].as_u64()), (Some(2), Some(2)), "{}", lock.1);
+    assert_eq!(
+        (
+            lock.1["connected"].as_u64(),
+            lock.1["acknowledged"].as_u64()
+        ),
+        (Some(2), Some(2)),
+        "{}",
+        lock.1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,27 +523,69 @@ async fn the_browser_client_pairs_and_answers_a_question_in_headless_chromium() 
     let _agent = room.start();
     let address = room.http;
     let code = open_pairing(address).await;
-    let mut chromium = browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
+    let mut chromium =
+        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
 
     chromium.wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6").await;
     chromium.evaluate("document.getElementById('name').value = 'Bàn Chromium'; document.getElementById('pair-button').click(); true").await;
-    chromium.wait_for("document.getElementById('status').dataset.state === 'online'").await;
-    assert_eq!(chromium.evaluate("document.getElementById('status').textContent").await, "Bàn Chromium");
+    chromium
+        .wait_for("document.getElementById('status').dataset.state === 'online'")
+        .await;
+    assert_eq!(
+        chromium
+            .evaluate("document.getElementById('status').textContent")
+            .await,
+        "Bàn Chromium"
+    );
 
-    let (status, lock) = call(address, "POST", "/api/lesson/lock?wait_ms=10000", Some(json!({ "message": "Chờ một chút" }))).await;
-    assert_eq!((status, lock["acknowledged"].as_u64()), (200, Some(1)), "{lock}");
-    chromium.wait_for("!document.getElementById('lock').hidden").await;
-    assert_eq!(chromium.evaluate("document.getElementById('lock-message').textContent").await, "Chờ một chút");
+    let (status, lock) = call(
+        address,
+        "POST",
+        "/api/lesson/lock?wait_ms=10000",
+        Some(json!({ "message": "Chờ một chút" })),
+    )
+    .await;
+    assert_eq!(
+        (status, lock["acknowledged"].as_u64()),
+        (200, Some(1)),
+        "{lock}"
+    );
+    chromium
+        .wait_for("!document.getElementById('lock').hidden")
+        .await;
+    assert_eq!(
+        chromium
+            .evaluate("document.getElementById('lock-message').textContent")
+            .await,
+        "Chờ một chút"
+    );
     call(address, "POST", "/api/lesson/unlock?wait_ms=10000", None).await;
 
-    call(address, "POST", "/api/lesson/question/start", Some(question("q-web"))).await;
+    call(
+        address,
+        "POST",
+        "/api/lesson/question/start",
+        Some(question("q-web")),
+    )
+    .await;
     chromium.wait_for("document.getElementById('lock').hidden && document.querySelectorAll('#choices .choice').length === 2").await;
     chromium.evaluate("document.querySelector('#choices .choice[data-id=\"a\"]').click(); document.getElementById('send-answer').click(); true").await;
-    chromium.wait_for("document.getElementById('answer-state').className === 'sent'").await;
+    chromium
+        .wait_for("document.getElementById('answer-state').className === 'sent'")
+        .await;
 
     let answers = outbox(&room, "lesson.answer");
-    let [firmware_agent::proto::event::Payload::QuestionAnswer(answer)] = &answers[..] else { panic!("one answer expected: {answers:?}") };
-    assert_eq!((answer.question_id.as_str(), answer.choices.as_slice(), answer.correct), ("q-web", &["a".to_owned()][..], true));
+    let [firmware_agent::proto::event::Payload::QuestionAnswer(answer)] = &answers[..] else {
+        panic!("one answer expected: {answers:?}")
+    };
+    assert_eq!(
+        (
+            answer.question_id.as_str(),
+            answer.choices.as_slice(),
+            answer.correct
+        ),
+        ("q-web", &["a".to_owned()][..], true)
+    );
 }
 
 /// A native client's TLS: trusts exactly the certificate whose SHA-256 the QR code gave.
@@ -358,8 +593,12 @@ mod pinned {
     use std::sync::Arc;
 
     use sha2::{Digest, Sha256};
-    use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use tokio_rustls::rustls::crypto::{CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature};
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::crypto::{
+        CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature,
+    };
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
@@ -381,25 +620,52 @@ mod pinned {
             if hex::encode(Sha256::digest(end_entity)) == self.fingerprint {
                 Ok(ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::General("the agent's certificate is not the one paired with".into()))
+                Err(rustls::Error::General(
+                    "the agent's certificate is not the one paired with".into(),
+                ))
             }
         }
 
-        fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
         }
 
-        fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider.signature_verification_algorithms.supported_schemes()
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
 
     pub fn connector(fingerprint: &str) -> tokio_rustls::TlsConnector {
-        let verifier = Pinned { fingerprint: fingerprint.to_owned(), provider: ring::default_provider() };
+        let verifier = Pinned {
+            fingerprint: fingerprint.to_owned(),
+            provider: ring::default_provider(),
+        };
         let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -419,44 +685,80 @@ async fn a_native_client_pins_the_agents_certificate_from_the_qr_code() {
     let fingerprint = opened["tls"]["fingerprint"].as_str().unwrap().to_owned();
     let port = opened["tls"]["port"].as_u64().unwrap() as u16;
     let link = opened["link"].as_str().unwrap();
-    assert!(link.ends_with(&format!("&tls={port}&fp={fingerprint}")), "the QR code carries the pin: {link}");
-    let (_, token) = pair(address, opened["window"]["code"].as_str().unwrap(), "Máy gốc").await;
+    assert!(
+        link.ends_with(&format!("&tls={port}&fp={fingerprint}")),
+        "the QR code carries the pin: {link}"
+    );
+    let (_, token) = pair(
+        address,
+        opened["window"]["code"].as_str().unwrap(),
+        "Máy gốc",
+    )
+    .await;
     let secure: SocketAddr = ([127, 0, 0, 1], port).into();
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     let tcp = TcpStream::connect(secure).await.unwrap();
-    let tls = pinned::connector(&fingerprint).connect(name.clone(), tcp).await.expect("the pinned certificate is accepted");
-    let (mut socket, _) = tokio_tungstenite::client_async("wss://localhost/tablet/ws", tls).await.unwrap();
-    socket.send(Message::text(json!({ "type": "hello", "v": 1, "token": token }).to_string())).await.unwrap();
-    let welcome: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    let tls = pinned::connector(&fingerprint)
+        .connect(name.clone(), tcp)
+        .await
+        .expect("the pinned certificate is accepted");
+    let (mut socket, _) = tokio_tungstenite::client_async("wss://localhost/tablet/ws", tls)
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
+        ))
+        .await
+        .unwrap();
+    let welcome: Value =
+        serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(welcome["type"], "welcome", "{welcome}");
 
     let impostor = "0".repeat(64);
     let tcp = TcpStream::connect(secure).await.unwrap();
     let refused = pinned::connector(&impostor).connect(name, tcp).await;
-    assert!(refused.is_err(), "a certificate other than the pinned one is refused");
+    assert!(
+        refused.is_err(),
+        "a certificate other than the pinned one is refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
     let room = Room::new("");
     std::fs::create_dir_all(room.data_dir().join("content/toan")).unwrap();
-    std::fs::write(room.data_dir().join("content/toan/bài 1.txt"), "Bài 1: phép cộng").unwrap();
+    std::fs::write(
+        room.data_dir().join("content/toan/bài 1.txt"),
+        "Bài 1: phép cộng",
+    )
+    .unwrap();
     let _agent = room.start();
     let address = room.http;
     let code = open_pairing(address).await;
     let (_, token) = pair(address, &code, "Bàn 1").await;
     let url = format!("http://{address}/content/toan/b%C3%A0i%201.txt");
     let result = tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
         let get = |headers: &[(&str, &str)]| {
             let mut request = agent.get(&url);
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
             let mut response = request.call().unwrap();
-            let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
-            (response.status().as_u16(), etag, response.body_mut().read_to_string().unwrap_or_default())
+            let etag = response
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (
+                response.status().as_u16(),
+                etag,
+                response.body_mut().read_to_string().unwrap_or_default(),
+            )
         };
         let bearer = format!("Bearer {token}");
         let anonymous = get(&[]);
@@ -464,7 +766,12 @@ async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
         let part = get(&[("authorization", &bearer), ("range", "bytes=0-5")]);
         let etag = whole.1.clone().expect("an ETag");
         let unchanged = get(&[("authorization", &bearer), ("if-none-match", &etag)]);
-        let by_query = agent.get(&format!("{url}?token={token}")).call().unwrap().status().as_u16();
+        let by_query = agent
+            .get(&format!("{url}?token={token}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16();
         (anonymous.0, whole, part, unchanged.0, by_query)
     })
     .await
@@ -472,7 +779,11 @@ async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
     let (anonymous, whole, part, unchanged, by_query) = result;
     assert_eq!(anonymous, 401, "only paired tablets read the content store");
     assert_eq!((whole.0, whole.2.as_str()), (200, "Bài 1: phép cộng"));
-    assert_eq!((part.0, part.2.as_str()), (206, "Bài 1"), "a range request gets just the range");
+    assert_eq!(
+        (part.0, part.2.as_str()),
+        (206, "Bài 1"),
+        "a range request gets just the range"
+    );
     assert_eq!(unchanged, 304);
     assert_eq!(by_query, 200);
 }
@@ -489,36 +800,65 @@ async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records
     )
     .unwrap();
     let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
     let _agent = room.start();
     let address = room.http;
     let code = open_pairing(address).await;
     let (consenting, token_a) = pair(address, &code, "Bàn An").await;
     let (declining, token_b) = pair(address, &code, "Bàn Bình").await;
     for (tablet, pupil) in [(&consenting, "010206001234"), (&declining, "010206005678")] {
-        let (status, body) = call(address, "POST", &format!("/api/tablets/{tablet}/bind"), Some(json!({ "pupil_personal_id": pupil }))).await;
+        let (status, body) = call(
+            address,
+            "POST",
+            &format!("/api/tablets/{tablet}/bind"),
+            Some(json!({ "pupil_personal_id": pupil })),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
     }
-    let (status, _) = call(address, "POST", &format!("/api/tablets/{consenting}/bind"), Some(json!({ "pupil_personal_id": "010206009999" }))).await;
+    let (status, _) = call(
+        address,
+        "POST",
+        &format!("/api/tablets/{consenting}/bind"),
+        Some(json!({ "pupil_personal_id": "010206009999" })),
+    )
+    .await;
     assert_eq!(status, 404, "a pupil not in the roster cannot be bound");
 
     let (mut a, _) = Tablet::connect(address, &token_a, 0).await;
     let (mut b, _) = Tablet::connect(address, &token_b, 0).await;
-    call(address, "POST", "/api/lesson/question/start", Some(question("q1"))).await;
+    call(
+        address,
+        "POST",
+        "/api/lesson/question/start",
+        Some(question("q1")),
+    )
+    .await;
     for tablet in [&mut a, &mut b] {
         tablet.follow_until("question_start").await;
-        tablet.send(json!({ "type": "answer", "question": "q1", "choices": ["a"] })).await;
+        tablet
+            .send(json!({ "type": "answer", "question": "q1", "choices": ["a"] }))
+            .await;
         assert_eq!(tablet.receive().await["type"], "answer_received");
     }
     let named: BTreeMap<String, String> = outbox(&room, "lesson.answer")
         .into_iter()
         .map(|p| match p {
-            firmware_agent::proto::event::Payload::QuestionAnswer(answer) => (answer.tablet_id, answer.pupil_personal_id),
+            firmware_agent::proto::event::Payload::QuestionAnswer(answer) => {
+                (answer.tablet_id, answer.pupil_personal_id)
+            }
             _ => unreachable!(),
         })
         .collect();
     assert_eq!(named[&consenting], "010206001234");
-    assert_eq!(named[&declining], "", "no consent: the answer is kept without the pupil's id");
+    assert_eq!(
+        named[&declining], "",
+        "no consent: the answer is kept without the pupil's id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,15 +873,40 @@ async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
         tablet.send(json!({ "type": "raise_hand" })).await;
     }
     tablet.send(json!({ "type": "ping" })).await;
-    assert_eq!(tablet.receive().await["type"], "pong", "the hands before the ping were handled");
+    assert_eq!(
+        tablet.receive().await["type"],
+        "pong",
+        "the hands before the ping were handled"
+    );
     let (_, listed) = call(address, "GET", "/api/tablets", None).await;
-    let row = listed["tablets"].as_array().unwrap().iter().find(|row| row["tablet"]["tablet_id"] == tablet_id.as_str()).cloned().unwrap();
-    assert_eq!(row["status"]["hand_raised"], true, "the panel shows the hand: {row}");
+    let row = listed["tablets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["tablet"]["tablet_id"] == tablet_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        row["status"]["hand_raised"], true,
+        "the panel shows the hand: {row}"
+    );
     agent.signal(libc::SIGTERM);
-    assert!(agent.wait_exit(Duration::from_secs(10)).is_some_and(|status| status.success()));
+    assert!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|status| status.success())
+    );
     let log = agent.log.lock().unwrap().clone();
-    let per_hand = log.iter().filter(|line| line.contains("hand raised")).count();
-    assert_eq!(per_hand, 0, "2000 messages, {per_hand} info lines about them; the log has {} lines", log.len());
+    let per_hand = log
+        .iter()
+        .filter(|line| line.contains("hand raised"))
+        .count();
+    assert_eq!(
+        per_hand,
+        0,
+        "2000 messages, {per_hand} info lines about them; the log has {} lines",
+        log.len()
+    );
 }
 
 /// A stop with a tablet connected: the tablet hears a close frame saying the
@@ -557,14 +922,27 @@ async fn a_stop_closes_each_tablets_channel_and_keeps_the_record_of_a_command_aw
     let code = open_pairing(address).await;
     let (_, token) = pair(address, &code, "Bàn 3").await;
     let (mut tablet, _) = Tablet::connect(address, &token, 0).await;
-    let (status, lock) = call(address, "POST", "/api/lesson/lock", Some(json!({ "message": "Hết giờ" }))).await;
+    let (status, lock) = call(
+        address,
+        "POST",
+        "/api/lesson/lock",
+        Some(json!({ "message": "Hết giờ" })),
+    )
+    .await;
     assert_eq!(status, 200, "{lock}");
-    assert_eq!(tablet.receive().await["command"]["kind"], "lock", "seen, never acked");
+    assert_eq!(
+        tablet.receive().await["command"]["kind"],
+        "lock",
+        "seen, never acked"
+    );
 
     let stopping = std::time::Instant::now();
     agent.signal(libc::SIGTERM);
     let close = loop {
-        match tokio::time::timeout(PATIENCE, tablet.socket.next()).await.expect("the agent closes the channel within the patience") {
+        match tokio::time::timeout(PATIENCE, tablet.socket.next())
+            .await
+            .expect("the agent closes the channel within the patience")
+        {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
             ended => panic!("the channel ended without a close frame: {ended:?}"),
@@ -573,16 +951,26 @@ async fn a_stop_closes_each_tablets_channel_and_keeps_the_record_of_a_command_aw
     let close = close.expect("the close frame gives a code");
     assert_eq!(close.code, CloseCode::Away, "{close:?}");
     let exit = tokio::task::block_in_place(|| agent.wait_exit(Duration::from_secs(5)));
-    assert!(exit.is_some_and(|status| status.success()), "exit 0 within 5 s of SIGTERM: {exit:?} after {:?}", stopping.elapsed());
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exit 0 within 5 s of SIGTERM: {exit:?} after {:?}",
+        stopping.elapsed()
+    );
 
     let records: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
         .into_iter()
         .map(|p| match p {
-            firmware_agent::proto::event::Payload::LessonRecord(r) => (r.command, r.acknowledged, r.connected),
+            firmware_agent::proto::event::Payload::LessonRecord(r) => {
+                (r.command, r.acknowledged, r.connected)
+            }
             _ => unreachable!(),
         })
         .collect();
-    assert_eq!(records, [("lock".to_owned(), 0, 1)], "the lock's record, written at the stop with the acks so far");
+    assert_eq!(
+        records,
+        [("lock".to_owned(), 0, 1)],
+        "the lock's record, written at the stop with the acks so far"
+    );
 }
 
 /// On a room's LAN without a default route (no Internet, or an uplink on
@@ -614,18 +1002,33 @@ echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairi
     assert!(!answer("routes").contains("default"), "{}", run.text);
     let lan: Value = serde_json::from_str(&answer("lan")).unwrap();
     let link = lan["link"].as_str().unwrap_or_default();
-    assert!(link.starts_with(&format!("http://10.20.30.40:{port}/tablet/#code=")), "the tablets' address, not the route's: {lan}");
+    assert!(
+        link.starts_with(&format!("http://10.20.30.40:{port}/tablet/#code=")),
+        "the tablets' address, not the route's: {lan}"
+    );
     assert_eq!(answer("lan_qr"), "200");
 
     let alone: Value = serde_json::from_str(&answer("alone")).unwrap();
     assert_eq!(alone["link"], Value::Null, "no link to 0.0.0.0: {alone}");
     let problem = &alone["link_problem"];
     assert_eq!(problem["error"], "no_lan_address", "{alone}");
-    assert!(problem["message"].as_str().unwrap().starts_with("Máy của lớp chưa có địa chỉ"), "{alone}");
-    assert!(problem["detail"].as_str().unwrap().contains("http.listen"), "{alone}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Máy của lớp chưa có địa chỉ"),
+        "{alone}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("http.listen"),
+        "{alone}"
+    );
     assert_eq!(answer("alone_qr"), "503");
     let shown = std::fs::read_to_string(room.dir.path().join("alone.svg")).unwrap();
-    assert!(shown.starts_with("<svg") && shown.contains("http.listen"), "the panel shows why there is no QR code: {shown}");
+    assert!(
+        shown.starts_with("<svg") && shown.contains("http.listen"),
+        "the panel shows why there is no QR code: {shown}"
+    );
     assert_eq!(answer("exit"), "0");
 }
 
@@ -644,15 +1047,36 @@ async fn the_content_store_follows_no_link_out_of_itself() {
     let code = open_pairing(address).await;
     let (_, token) = pair(address, &code, "Bàn 1").await;
     let fetched = tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        ["moi-nhat.txt", "cau-hinh.toml", "du-lieu/agent.sqlite3", "he-thong/passwd"].map(|name| {
-            let mut response = agent.get(&format!("http://{address}/content/{name}")).header("authorization", &format!("Bearer {token}")).call().unwrap();
-            (name, response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        [
+            "moi-nhat.txt",
+            "cau-hinh.toml",
+            "du-lieu/agent.sqlite3",
+            "he-thong/passwd",
+        ]
+        .map(|name| {
+            let mut response = agent
+                .get(&format!("http://{address}/content/{name}"))
+                .header("authorization", &format!("Bearer {token}"))
+                .call()
+                .unwrap();
+            (
+                name,
+                response.status().as_u16(),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            )
         })
     })
     .await
     .unwrap();
-    assert_eq!(fetched[0], ("moi-nhat.txt", 200, "Bài 1: phép cộng".to_owned()), "a link within the store is served");
+    assert_eq!(
+        fetched[0],
+        ("moi-nhat.txt", 200, "Bài 1: phép cộng".to_owned()),
+        "a link within the store is served"
+    );
     for (name, status, body) in &fetched[1..] {
         assert_eq!(*status, 404, "{name} leads out of the store: {body:.80}");
     }

@@ -32,7 +32,10 @@ const SCHEDULED_SAMPLES: i64 = 30;
 const MQTT_SAMPLES: usize = 500;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         lateness().await;
         mqtt().await;
@@ -74,9 +77,19 @@ async fn lateness() {
     let first = Timestamp::from_second(Timestamp::now().as_second() + 2).unwrap();
     let periods: Vec<String> = (0..SCHEDULED_SAMPLES / 2)
         .map(|i| {
-            let start = first.checked_add(SignedDuration::from_secs(i * 2)).unwrap().to_zoned(zone.clone());
-            let end = first.checked_add(SignedDuration::from_secs(i * 2 + 1)).unwrap().to_zoned(zone.clone());
-            format!("{{ start = \"{}\", end = \"{}\" }}", start.strftime("%H:%M:%S"), end.strftime("%H:%M:%S"))
+            let start = first
+                .checked_add(SignedDuration::from_secs(i * 2))
+                .unwrap()
+                .to_zoned(zone.clone());
+            let end = first
+                .checked_add(SignedDuration::from_secs(i * 2 + 1))
+                .unwrap()
+                .to_zoned(zone.clone());
+            format!(
+                "{{ start = \"{}\", end = \"{}\" }}",
+                start.strftime("%H:%M:%S"),
+                end.strftime("%H:%M:%S")
+            )
         })
         .collect();
     let source = format!(
@@ -86,17 +99,34 @@ async fn lateness() {
          [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n",
         periods.join(", ")
     );
-    let config = Config::parse(Path::new("bench.toml"), &source).expect("the bench's config is valid");
+    let config =
+        Config::parse(Path::new("bench.toml"), &source).expect("the bench's config is valid");
     let dir = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), clock.clone()).unwrap());
     let shutdown = CancellationToken::new();
-    let (controller, mqtt) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
+    let (controller, mqtt) =
+        firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
     let pins = controller.pins().clone();
     let (config, _) = watch::channel(Arc::new(config));
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let agent = Arc::new(Agent { config, store, health: Health::new(clock.clone()), clock, metrics, actuators: controller.clone(), attendance: Default::default(), shutdown });
-    let runner = tokio::spawn(firmware_agent::actuators::runner::run(agent.clone(), controller, mqtt));
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let agent = Arc::new(Agent {
+        config,
+        store,
+        health: Health::new(clock.clone()),
+        clock,
+        metrics,
+        actuators: controller.clone(),
+        attendance: Default::default(),
+        shutdown,
+    });
+    let runner = tokio::spawn(firmware_agent::actuators::runner::run(
+        agent.clone(),
+        controller,
+        mqtt,
+    ));
 
     // Baseline: a bare timer to each of the same instants, in the same runtime.
     let baseline = tokio::spawn(async move {
@@ -113,17 +143,45 @@ async fn lateness() {
     });
 
     let mut changes = pins.subscribe();
-    let rising = |pins: &firmware_agent::actuators::relay::SimulatedPinBank| pins.history("bell").windows(2).filter(|w| !w[0].1 && w[1].1).count();
+    let rising = |pins: &firmware_agent::actuators::relay::SimulatedPinBank| {
+        pins.history("bell")
+            .windows(2)
+            .filter(|w| !w[0].1 && w[1].1)
+            .count()
+    };
     while rising(&pins) < SCHEDULED_SAMPLES as usize {
         changes.changed().await.unwrap();
     }
     agent.shutdown.cancel();
     runner.await.unwrap();
-    let edges: Vec<Timestamp> = pins.history("bell").windows(2).filter(|w| !w[0].1 && w[1].1).map(|w| w[1].0).collect();
-    let late: Vec<f64> = edges.iter().enumerate().map(|(i, edge)| millis(edge.duration_since(first.checked_add(SignedDuration::from_secs(i as i64)).unwrap()))).collect();
+    let edges: Vec<Timestamp> = pins
+        .history("bell")
+        .windows(2)
+        .filter(|w| !w[0].1 && w[1].1)
+        .map(|w| w[1].0)
+        .collect();
+    let late: Vec<f64> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, edge)| {
+            millis(
+                edge.duration_since(
+                    first
+                        .checked_add(SignedDuration::from_secs(i as i64))
+                        .unwrap(),
+                ),
+            )
+        })
+        .collect();
     let early = late.iter().filter(|ms| **ms < 0.0).count();
-    println!("{}", Samples::new(baseline.await.unwrap()).line("baseline: bare tokio timer lateness"));
-    println!("{}", Samples::new(late).line("timetable action to relay edge lateness"));
+    println!(
+        "{}",
+        Samples::new(baseline.await.unwrap()).line("baseline: bare tokio timer lateness")
+    );
+    println!(
+        "{}",
+        Samples::new(late).line("timetable action to relay edge lateness")
+    );
     println!("  early actuations: {early} (aim: 0); aim: lateness <= 50 ms");
 }
 
@@ -137,15 +195,38 @@ struct Mosquitto {
 impl Mosquitto {
     fn start() -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")).unwrap();
-        let binary = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
-        let mut child = Command::new(binary).arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("mosquitto is installed");
+        let binary = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let mut child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto is installed");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        while !lines.next().expect("mosquitto started").unwrap().contains("running") {}
+        while !lines
+            .next()
+            .expect("mosquitto started")
+            .unwrap()
+            .contains("running")
+        {}
         std::thread::spawn(move || lines.for_each(drop));
-        Mosquitto { child, port, _dir: dir }
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 }
 
@@ -173,10 +254,21 @@ async fn simulated_tasmota(port: u16, topic: &'static str) {
     tokio::spawn(async move {
         while let Ok(event) = event_loop.poll().await {
             match event {
-                Event::Incoming(Packet::ConnAck(_)) => client.subscribe(format!("cmnd/{topic}/POWER"), QoS::AtLeastOnce).await.unwrap(),
+                Event::Incoming(Packet::ConnAck(_)) => client
+                    .subscribe(format!("cmnd/{topic}/POWER"), QoS::AtLeastOnce)
+                    .await
+                    .unwrap(),
                 Event::Incoming(Packet::SubAck(_)) => drop(ready_tx.send(())),
                 Event::Incoming(Packet::Publish(p)) => {
-                    client.publish(format!("stat/{topic}/POWER"), QoS::AtLeastOnce, false, p.payload.to_vec()).await.unwrap();
+                    client
+                        .publish(
+                            format!("stat/{topic}/POWER"),
+                            QoS::AtLeastOnce,
+                            false,
+                            p.payload.to_vec(),
+                        )
+                        .await
+                        .unwrap();
                 }
                 _ => {}
             }
@@ -191,7 +283,10 @@ async fn mqtt() {
 
     // Baseline: a bare client, command out, state back.
     let (client, mut event_loop) = connect("baseline", broker.port);
-    client.subscribe("stat/bench_switch/POWER", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("stat/bench_switch/POWER", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let (state_tx, mut states) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
@@ -208,7 +303,10 @@ async fn mqtt() {
     for i in 0..MQTT_SAMPLES {
         let payload = if i % 2 == 0 { "ON" } else { "OFF" };
         let started = Instant::now();
-        client.publish("cmnd/bench_switch/POWER", QoS::AtLeastOnce, false, payload).await.unwrap();
+        client
+            .publish("cmnd/bench_switch/POWER", QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
         while states.recv().await.unwrap() != payload.as_bytes() {}
         baseline.push(started.elapsed().as_secs_f64() * 1000.0);
     }
@@ -222,9 +320,17 @@ async fn mqtt() {
     let config = Config::parse(Path::new("bench.toml"), &source).unwrap();
     let shutdown = CancellationToken::new();
     let broker_config = config.actuators.mqtt.clone().unwrap();
-    let (link, _commands, task) = MqttLink::start(&broker_config, &config.room, &config.actuators.device, shutdown.clone(), Arc::new(SystemClock));
+    let (link, _commands, task) = MqttLink::start(
+        &broker_config,
+        &config.room,
+        &config.actuators.device,
+        shutdown.clone(),
+        Arc::new(SystemClock),
+    );
     link.subscribe_connected().wait_for(|up| *up).await.unwrap();
-    let DriverConfig::Mqtt(device) = &config.actuators.device[0].driver else { unreachable!() };
+    let DriverConfig::Mqtt(device) = &config.actuators.device[0].driver else {
+        unreachable!()
+    };
     let switch = MqttSwitch::new("switch", link, device, &broker_config);
     let mut agent = Vec::new();
     let mut unconfirmed = 0;
@@ -237,7 +343,13 @@ async fn mqtt() {
     }
     shutdown.cancel();
     let _ = task.await;
-    println!("{}", Samples::new(baseline).line("baseline: bare client command to state"));
-    println!("{}", Samples::new(agent).line("agent MQTT command to confirmed state"));
+    println!(
+        "{}",
+        Samples::new(baseline).line("baseline: bare client command to state")
+    );
+    println!(
+        "{}",
+        Samples::new(agent).line("agent MQTT command to confirmed state")
+    );
     println!("  unconfirmed: {unconfirmed}; aim: p99 <= 20 ms");
 }

@@ -40,7 +40,13 @@ const STREAM_FRAMES: usize = 30;
 /// Times each side plays the stream in a block.
 const STREAM_ROUNDS: u32 = 2;
 /// The people enrolled from the shared test faces, in the six-face frame's order.
-const PEOPLE: [&str; 5] = ["biden", "kit_harington", "rose_leslie", "alex_lacamoire", "obama"];
+const PEOPLE: [&str; 5] = [
+    "biden",
+    "kit_harington",
+    "rose_leslie",
+    "alex_lacamoire",
+    "obama",
+];
 /// The six-face frame's tiles: the enrolled people, then a stranger.
 const TILES: [&str; 6] = [
     "probe/biden_b.jpg",
@@ -53,7 +59,11 @@ const TILES: [&str; 6] = [
 
 fn main() {
     let root = common::root();
-    let (models_dir, library, faces) = (common::models_dir(), common::onnxruntime_library(), common::faces_dir());
+    let (models_dir, library, faces) = (
+        common::models_dir(),
+        common::onnxruntime_library(),
+        common::faces_dir(),
+    );
 
     let rss_before = resident_mb();
     let models = ModelSet::load(&models_dir, &library).unwrap_or_else(|err| panic!("{err}"));
@@ -68,7 +78,10 @@ fn main() {
     let gallery = Gallery::new(random_templates(2000));
 
     println!("attendance pipeline, release build, one inference thread, {ROUNDS} rounds a frame");
-    for (label, frame) in [("1280x720, 1 face", &one_face), ("1280x720, 6 faces", &many_faces)] {
+    for (label, frame) in [
+        ("1280x720, 1 face", &one_face),
+        ("1280x720, 6 faces", &many_faces),
+    ] {
         let (times, decode, matching, found) = time_frame(&mut pipeline, frame, &gallery);
         let total = decode + times.total() + matching;
         let outside = total.saturating_sub(times.onnx_runtime);
@@ -77,7 +90,13 @@ fn main() {
         println!("\n{label} ({} faces found)", found.len());
         println!(
             "  agent:  decode {:6.2} ms  detect {:6.2} ms  landmarks {:6.2} ms  align {:6.2} ms  embed {:6.2} ms  match {:6.3} ms  total {:6.2} ms",
-            ms(decode), ms(times.detect), ms(times.landmarks), ms(times.align), ms(times.embed), ms(matching), ms(total)
+            ms(decode),
+            ms(times.detect),
+            ms(times.landmarks),
+            ms(times.align),
+            ms(times.embed),
+            ms(matching),
+            ms(total)
         );
         println!(
             "          ONNX Runtime's own run time {:6.2} ms; everything else {:5.2} ms = {:4.1}% of the total",
@@ -96,7 +115,10 @@ fn main() {
             Ok(json) => println!("  python: {}", python_stages(json)),
             Err(err) => println!("  python: baseline not run: {err}"),
         }
-        println!("  faces:  agent  {}", faces_line(found.iter().map(|f| (f.bbox, f.score))));
+        println!(
+            "  faces:  agent  {}",
+            faces_line(found.iter().map(|f| (f.bbox, f.score)))
+        );
         if let Ok(json) = &python {
             println!("          python {}", faces_line(python_faces(json)));
             let (agent, python, wins) = head_to_head(
@@ -113,7 +135,9 @@ fn main() {
     }
 
     let stream = camera_stream(&tiles, scratch.path());
-    let class = Gallery::new(enrolled_templates(&mut pipeline, &faces).chain(random_templates(2000 - PEOPLE.len())));
+    let class = Gallery::new(
+        enrolled_templates(&mut pipeline, &faces).chain(random_templates(2000 - PEOPLE.len())),
+    );
     let checks = Checks::of(&AttendanceConfig::default());
     println!(
         "\ncamera stream: {STREAM_FRAMES} frames of 1280x720 JPEG, six faces (the five enrolled among {} templates, and a stranger), \
@@ -124,22 +148,45 @@ fn main() {
     println!(
         "  agent, one thread:     {:6.2} ms a frame (decode {:5.2}  detect {:5.2}  landmarks {:5.2}  align {:5.2}  embed {:5.2}); \
          ONNX Runtime {:5.2} ms, everything else {:4.1}%",
-        ms(sequential.per_frame), ms(sequential.decode), ms(sequential.stages.detect), ms(sequential.stages.landmarks),
-        ms(sequential.stages.align), ms(sequential.stages.embed), ms(sequential.stages.onnx_runtime),
-        100.0 * (1.0 - sequential.stages.onnx_runtime.as_secs_f64() / sequential.per_frame.as_secs_f64())
+        ms(sequential.per_frame),
+        ms(sequential.decode),
+        ms(sequential.stages.detect),
+        ms(sequential.stages.landmarks),
+        ms(sequential.stages.align),
+        ms(sequential.stages.embed),
+        ms(sequential.stages.onnx_runtime),
+        100.0
+            * (1.0
+                - sequential.stages.onnx_runtime.as_secs_f64()
+                    / sequential.per_frame.as_secs_f64())
     );
-    println!("                          verdicts over the stream: {}", sequential.verdicts);
+    println!(
+        "                          verdicts over the stream: {}",
+        sequential.verdicts
+    );
     let overlapped = time_stream(&mut pipeline, &stream, &class, checks, Decoding::Beside);
     println!(
         "  agent, as the daemon:  {:6.2} ms a frame, decoding on the source thread while the models run on the inference thread; \
          the inference thread {:6.2} ms a frame, ONNX Runtime {:5.2} ms of it, everything else {:4.1}%",
-        ms(overlapped.per_frame), ms(overlapped.inference), ms(overlapped.stages.onnx_runtime),
-        100.0 * (1.0 - overlapped.stages.onnx_runtime.as_secs_f64() / overlapped.inference.as_secs_f64())
+        ms(overlapped.per_frame),
+        ms(overlapped.inference),
+        ms(overlapped.stages.onnx_runtime),
+        100.0
+            * (1.0
+                - overlapped.stages.onnx_runtime.as_secs_f64()
+                    / overlapped.inference.as_secs_f64())
     );
     match python_baseline(&root, &models_dir, &stream, STREAM_ROUNDS) {
         Ok(json) => {
-            println!("  python:                {:6.2} ms a frame ({})", json["total"].as_f64().unwrap_or(f64::NAN), python_stages(&json));
-            for (label, decoding) in [("one thread", Decoding::Inline), ("as the daemon", Decoding::Beside)] {
+            println!(
+                "  python:                {:6.2} ms a frame ({})",
+                json["total"].as_f64().unwrap_or(f64::NAN),
+                python_stages(&json)
+            );
+            for (label, decoding) in [
+                ("one thread", Decoding::Inline),
+                ("as the daemon", Decoding::Beside),
+            ] {
                 let (agent, python, wins) = head_to_head(
                     || ms(time_stream(&mut pipeline, &stream, &class, checks, decoding).per_frame),
                     || python_total(&root, &models_dir, &stream, STREAM_ROUNDS),
@@ -153,7 +200,11 @@ fn main() {
     }
 
     let (liveness, onnx) = time_liveness(&mut pipeline, &one_face);
-    println!("\nliveness check (optional, off by default): {:.2} ms a face, of which ONNX Runtime {:.2} ms", ms(liveness), ms(onnx));
+    println!(
+        "\nliveness check (optional, off by default): {:.2} ms a face, of which ONNX Runtime {:.2} ms",
+        ms(liveness),
+        ms(onnx)
+    );
 
     let probe = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
     let started = Instant::now();
@@ -161,7 +212,11 @@ fn main() {
     for _ in 0..rounds {
         std::hint::black_box(gallery.nearest(std::hint::black_box(&probe)));
     }
-    println!("\n1:N match against {} templates: {:.3} ms", gallery.len(), ms(started.elapsed()) / rounds as f64);
+    println!(
+        "\n1:N match against {} templates: {:.3} ms",
+        gallery.len(),
+        ms(started.elapsed()) / rounds as f64
+    );
     println!(
         "resident memory: {rss_before:.0} MB before the models, {rss_loaded:.0} MB with the models loaded, {:.0} MB after the runs",
         resident_mb()
@@ -170,7 +225,11 @@ fn main() {
 
 /// Mean stage times over [`ROUNDS`] runs of one frame, the mean times decoding
 /// it and matching its faces, and the faces found.
-fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (StageTimes, Duration, Duration, Vec<DetectedFace>) {
+fn time_frame(
+    pipeline: &mut Pipeline,
+    frame: &Path,
+    gallery: &Gallery,
+) -> (StageTimes, Duration, Duration, Vec<DetectedFace>) {
     let bytes = std::fs::read(frame).unwrap();
     let run = |pipeline: &mut Pipeline| {
         let (image, decoding) = timed_decode(&bytes);
@@ -179,7 +238,11 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         for face in &faces {
             std::hint::black_box(gallery.nearest(&face.embedding));
         }
-        (decoding, started.elapsed(), faces.into_iter().map(|face| face.detected).collect())
+        (
+            decoding,
+            started.elapsed(),
+            faces.into_iter().map(|face| face.detected).collect(),
+        )
     };
     for _ in 0..3 {
         run(pipeline);
@@ -193,7 +256,12 @@ fn time_frame(pipeline: &mut Pipeline, frame: &Path, gallery: &Gallery) -> (Stag
         matching += matched;
         found = faces;
     }
-    (mean_times(pipeline.take_times(), ROUNDS), decoding / ROUNDS, matching / ROUNDS, found)
+    (
+        mean_times(pipeline.take_times(), ROUNDS),
+        decoding / ROUNDS,
+        matching / ROUNDS,
+        found,
+    )
 }
 
 /// An encoded frame decoded as the daemon decodes it, and the time that took.
@@ -207,7 +275,10 @@ fn timed_decode(bytes: &[u8]) -> (RgbImage, Duration) {
 /// in milliseconds, so that a machine slowing down or speeding up during the
 /// run favours neither: the median of each side's blocks, and in how many
 /// blocks the agent was faster.
-fn head_to_head(mut agent_block: impl FnMut() -> f64, python_block: impl Fn() -> f64) -> (f64, f64, usize) {
+fn head_to_head(
+    mut agent_block: impl FnMut() -> f64,
+    python_block: impl Fn() -> f64,
+) -> (f64, f64, usize) {
     let (mut agent, mut python) = (Vec::new(), Vec::new());
     for _ in 0..BLOCKS {
         agent.push(agent_block());
@@ -247,8 +318,17 @@ struct StreamRun {
 }
 
 /// The stream through a [`Recogniser`], [`STREAM_ROUNDS`] times from a fresh start.
-fn time_stream(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, checks: Checks, decoding: Decoding) -> StreamRun {
-    let frames: Vec<Vec<u8>> = stream.iter().map(|path| std::fs::read(path).unwrap()).collect();
+fn time_stream(
+    pipeline: &mut Pipeline,
+    stream: &[PathBuf],
+    class: &Gallery,
+    checks: Checks,
+    decoding: Decoding,
+) -> StreamRun {
+    let frames: Vec<Vec<u8>> = stream
+        .iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
     pipeline.take_times();
     let mut verdicts = Vec::new();
     let (mut inference, mut decode) = (Duration::ZERO, Duration::ZERO);
@@ -258,7 +338,13 @@ fn time_stream(pipeline: &mut Pipeline, stream: &[PathBuf], class: &Gallery, che
         verdicts.clear();
         let mut recognise = |pipeline: &mut Pipeline, image: &RgbImage| {
             let busy = Instant::now();
-            verdicts.extend(recogniser.analyse(pipeline, image).unwrap().into_iter().map(|(_, verdict)| verdict));
+            verdicts.extend(
+                recogniser
+                    .analyse(pipeline, image)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(_, verdict)| verdict),
+            );
             inference += busy.elapsed();
         };
         match decoding {
@@ -308,7 +394,12 @@ fn mean_times(t: StageTimes, frames: u32) -> StageTimes {
 /// "name count" for each verdict, most frequent first, with how many of a
 /// pupil's were the standing match of a recognised track.
 fn tally(verdicts: &[Verdict]) -> String {
-    let name_of = |m: &Match| PEOPLE.iter().position(|p| id_of(p) == m.personal_id).map_or("a random template", |i| PEOPLE[i]);
+    let name_of = |m: &Match| {
+        PEOPLE
+            .iter()
+            .position(|p| id_of(p) == m.personal_id)
+            .map_or("a random template", |i| PEOPLE[i])
+    };
     let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
     for verdict in verdicts {
         let (name, standing) = match verdict {
@@ -336,12 +427,19 @@ fn id_of(person: &str) -> PersonalId {
 }
 
 /// The five people's templates from their enrollment photos, as `face enroll` makes them.
-fn enrolled_templates(pipeline: &mut Pipeline, faces: &Path) -> impl Iterator<Item = (PersonalId, Embedding)> {
+fn enrolled_templates(
+    pipeline: &mut Pipeline,
+    faces: &Path,
+) -> impl Iterator<Item = (PersonalId, Embedding)> {
     let templates: Vec<_> = PEOPLE
         .iter()
         .map(|person| {
-            let image = pipeline::decode(&std::fs::read(faces.join(format!("enroll/{person}/{person}_a.jpg"))).unwrap()).unwrap();
-            let face = enroll::choose(pipeline.faces(&image).unwrap()).unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
+            let image = pipeline::decode(
+                &std::fs::read(faces.join(format!("enroll/{person}/{person}_a.jpg"))).unwrap(),
+            )
+            .unwrap();
+            let face = enroll::choose(pipeline.faces(&image).unwrap())
+                .unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
             (id_of(person), face.embedding)
         })
         .collect();
@@ -364,7 +462,14 @@ fn time_liveness(pipeline: &mut Pipeline, frame: &Path) -> (Duration, Duration) 
 fn scaled_tiles(faces: &Path) -> Vec<RgbImage> {
     TILES
         .iter()
-        .map(|tile| imageops::resize(&image::open(faces.join(tile)).unwrap().into_rgb8(), 420, 340, imageops::FilterType::Triangle))
+        .map(|tile| {
+            imageops::resize(
+                &image::open(faces.join(tile)).unwrap().into_rgb8(),
+                420,
+                340,
+                imageops::FilterType::Triangle,
+            )
+        })
         .collect()
 }
 
@@ -374,7 +479,14 @@ fn scaled_tiles(faces: &Path) -> Vec<RgbImage> {
 fn six_faces(tiles: &[RgbImage], k: usize) -> RgbImage {
     let mut frame = RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
     for (index, tile) in tiles.iter().enumerate() {
-        let (dx, dy) = if k == 0 { (0, 0) } else { (((k * 3 + index) % 5) as i64 - 2, ((k + index) % 3) as i64 - 1) };
+        let (dx, dy) = if k == 0 {
+            (0, 0)
+        } else {
+            (
+                ((k * 3 + index) % 5) as i64 - 2,
+                ((k + index) % 3) as i64 - 1,
+            )
+        };
         let (x, y) = ((index % 3) as i64 * 426 + dx, (index / 3) as i64 * 360 + dy);
         imageops::overlay(&mut frame, tile, x, y);
     }
@@ -411,11 +523,17 @@ fn random_templates(n: usize) -> impl Iterator<Item = (PersonalId, Embedding)> {
 
 /// The Python baseline's mean time a frame, in milliseconds, over `rounds` plays of `frames`.
 fn python_total(root: &Path, models: &Path, frames: &[PathBuf], rounds: u32) -> f64 {
-    python_baseline(root, models, frames, rounds).map_or(f64::NAN, |json| json["total"].as_f64().unwrap_or(f64::NAN))
+    python_baseline(root, models, frames, rounds)
+        .map_or(f64::NAN, |json| json["total"].as_f64().unwrap_or(f64::NAN))
 }
 
 /// The Python baseline on the same frames, timed in this run: its JSON report.
-fn python_baseline(root: &Path, models: &Path, frames: &[PathBuf], rounds: u32) -> Result<serde_json::Value, String> {
+fn python_baseline(
+    root: &Path,
+    models: &Path,
+    frames: &[PathBuf],
+    rounds: u32,
+) -> Result<serde_json::Value, String> {
     let python = root.join(".local/venv/bin/python");
     let script = root.join("firmware-agent/benches/attendance_baseline.py");
     let output = Command::new(&python)
@@ -442,7 +560,13 @@ fn python_stages(json: &serde_json::Value) -> String {
     let get = |key: &str| json[key].as_f64().unwrap_or(f64::NAN);
     format!(
         "decode {:6.2} ms  detect {:6.2} ms  landmarks+align {:6.2} ms  embed {:6.2} ms  match {:6.3} ms  total {:6.2} ms ({} faces)",
-        get("decode"), get("detect"), get("align"), get("embed"), get("match"), get("total"), json["faces"]
+        get("decode"),
+        get("detect"),
+        get("align"),
+        get("embed"),
+        get("match"),
+        get("total"),
+        json["faces"]
     )
 }
 
@@ -460,7 +584,12 @@ fn faces_line(faces: impl Iterator<Item = ([f32; 4], f32)>) -> String {
     faces.sort_by(|a, b| a.0[0].total_cmp(&b.0[0]).then(a.0[1].total_cmp(&b.0[1])));
     let text: Vec<String> = faces
         .iter()
-        .map(|(b, score)| format!("({:.0},{:.0})-({:.0},{:.0}) {score:.3}", b[0], b[1], b[2], b[3]))
+        .map(|(b, score)| {
+            format!(
+                "({:.0},{:.0})-({:.0},{:.0}) {score:.3}",
+                b[0], b[1], b[2], b[3]
+            )
+        })
         .collect();
     text.join("  ")
 }
@@ -475,6 +604,12 @@ fn resident_mb() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -42,7 +42,11 @@ struct Seat {
 
 fn main() {
     let root = common::root();
-    let (models_dir, library, faces) = (common::models_dir(), common::onnxruntime_library(), common::faces_dir());
+    let (models_dir, library, faces) = (
+        common::models_dir(),
+        common::onnxruntime_library(),
+        common::faces_dir(),
+    );
     let scratch = tempfile::tempdir().unwrap();
     let status = Command::new(root.join(".local/venv/bin/python"))
         .arg(root.join("tests/compose_classroom.py"))
@@ -51,18 +55,31 @@ fn main() {
         .expect("the set-up's Python environment runs the composer");
     assert!(status.success(), "the composer failed: {status}");
     let composition: Composition =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("classroom.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(scratch.path().join("classroom.json")).unwrap())
+            .unwrap();
 
     let models = ModelSet::load(&models_dir, &library).unwrap_or_else(|err| panic!("{err}"));
     let mut pipeline = Pipeline::new(&models).unwrap();
-    println!("a class of forty in one frame, release build, one inference thread, {ROUNDS} rounds, median [min-max]");
+    println!(
+        "a class of forty in one frame, release build, one inference thread, {ROUNDS} rounds, median [min-max]"
+    );
     for frame in &composition.frames {
         let bytes = std::fs::read(scratch.path().join(&frame.file)).unwrap();
         let image = decode(&bytes).unwrap();
-        let smallest = frame.faces.iter().map(|s| s.bbox[2] - s.bbox[0]).fold(f32::MAX, f32::min).floor() as u32;
+        let smallest = frame
+            .faces
+            .iter()
+            .map(|s| s.bbox[2] - s.bbox[0])
+            .fold(f32::MAX, f32::min)
+            .floor() as u32;
         for (label, pixels) in [("whole", image.width()), ("tiles", smallest)] {
             pipeline.set_smallest_face(pixels);
-            let boxes: Vec<[f32; 4]> = pipeline.find_faces(&image).unwrap().into_iter().map(|(b, _)| b).collect();
+            let boxes: Vec<[f32; 4]> = pipeline
+                .find_faces(&image)
+                .unwrap()
+                .into_iter()
+                .map(|(b, _)| b)
+                .collect();
             let (found, stray) = seats_found(frame, &boxes);
             let (mut detected, mut described) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
@@ -91,8 +108,12 @@ fn seats_found(frame: &Frame, boxes: &[[f32; 4]]) -> (usize, usize) {
     let mut taken = vec![false; frame.faces.len()];
     let mut stray = 0;
     for bbox in boxes {
-        let best =
-            frame.faces.iter().enumerate().map(|(i, s)| (i, iou(&s.bbox, bbox))).max_by(|a, b| a.1.total_cmp(&b.1));
+        let best = frame
+            .faces
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, iou(&s.bbox, bbox)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
         match best {
             Some((seat, overlap)) if overlap > SAME_FACE_IOU && !taken[seat] => taken[seat] = true,
             _ => stray += 1,
@@ -104,5 +125,10 @@ fn seats_found(frame: &Frame, boxes: &[[f32; 4]]) -> (usize, usize) {
 fn spread(times: &mut [Duration]) -> String {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    format!("{:.0} ms [{:.0}-{:.0}]", ms(times[times.len() / 2]), ms(times[0]), ms(times[times.len() - 1]))
+    format!(
+        "{:.0} ms [{:.0}-{:.0}]",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1])
+    )
 }

@@ -24,7 +24,14 @@ const BATCH: usize = 1_000;
 
 fn main() {
     // cargo passes `--bench`; this harness takes no options.
-    println!("foundation benchmark ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "foundation benchmark ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     startup_and_idle_memory();
     outbox_appends();
     short_reads();
@@ -36,7 +43,10 @@ fn startup_and_idle_memory() {
     let mut rss_kib = Vec::new();
     for run in 0..STARTS {
         // Both listeners held until both ports are chosen, so they differ.
-        let listeners = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+        let listeners = [
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        ];
         let [port, grpc] = listeners.map(|l| l.local_addr().unwrap().port());
         let config = dir.path().join(format!("agent-{run}.toml"));
         std::fs::write(
@@ -58,7 +68,10 @@ fn startup_and_idle_memory() {
             if healthz_ok(port) {
                 break started.elapsed();
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "the agent did not answer /healthz");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the agent did not answer /healthz"
+            );
         };
         samples.push(ready);
         // Idle: let the first second pass, then read the kernel's count.
@@ -83,9 +96,14 @@ fn startup_and_idle_memory() {
 }
 
 fn healthz_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     use std::io::Write;
-    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut response = String::new();
@@ -101,7 +119,11 @@ fn rss_of(pid: u32) -> u64 {
 
 fn outbox_appends() {
     let payload = vec![0x42u8; 200];
-    let event = || NewEvent { kind: "attendance.mark".into(), occurred_at: jiff::Timestamp::now(), payload: payload.clone() };
+    let event = || NewEvent {
+        kind: "attendance.mark".into(),
+        occurred_at: jiff::Timestamp::now(),
+        payload: payload.clone(),
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap();
@@ -112,7 +134,9 @@ fn outbox_appends() {
     let store_single = rate(ONE_BY_ONE, started.elapsed());
     let started = Instant::now();
     for _ in 0..BATCHED / BATCH {
-        store.append_batch((0..BATCH).map(|_| event()).collect()).unwrap();
+        store
+            .append_batch((0..BATCH).map(|_| event()).collect())
+            .unwrap();
     }
     let store_batched = rate(BATCHED, started.elapsed());
 
@@ -152,8 +176,14 @@ fn outbox_appends() {
     let raw_batched = rate(BATCHED, started.elapsed());
 
     println!("outbox appends, 200-byte payloads, WAL + synchronous=FULL (every commit durable):");
-    println!("  one by one ({ONE_BY_ONE}):      store {store_single:>9.0}/s   plain rusqlite {raw_single:>9.0}/s   ratio {:.2}", store_single / raw_single);
-    println!("  batches of {BATCH} ({BATCHED}): store {store_batched:>9.0}/s   plain rusqlite {raw_batched:>9.0}/s   ratio {:.2} (aim: >= 50 000/s)", store_batched / raw_batched);
+    println!(
+        "  one by one ({ONE_BY_ONE}):      store {store_single:>9.0}/s   plain rusqlite {raw_single:>9.0}/s   ratio {:.2}",
+        store_single / raw_single
+    );
+    println!(
+        "  batches of {BATCH} ({BATCHED}): store {store_batched:>9.0}/s   plain rusqlite {raw_batched:>9.0}/s   ratio {:.2} (aim: >= 50 000/s)",
+        store_batched / raw_batched
+    );
 }
 
 const SHORT_READS: usize = 5_000;
@@ -173,12 +203,23 @@ fn short_reads() {
         let started = Instant::now();
         for _ in 0..SHORT_READS {
             let conn = store.reader().unwrap();
-            conn.query_row("SELECT generation FROM people_changes", [], |row| row.get::<_, i64>(0)).unwrap();
+            conn.query_row("SELECT generation FROM people_changes", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .unwrap();
         }
         opened.push(started.elapsed().as_secs_f64() * 1e6 / SHORT_READS as f64);
     }
-    let show = |blocks: &[f64]| blocks.iter().map(|us| format!("{us:.1}")).collect::<Vec<_>>().join(" / ");
-    println!("short read (the people generation), microseconds a read, 5 alternating blocks of {SHORT_READS}:");
+    let show = |blocks: &[f64]| {
+        blocks
+            .iter()
+            .map(|us| format!("{us:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "short read (the people generation), microseconds a read, 5 alternating blocks of {SHORT_READS}:"
+    );
     println!("  pooled connection (Store::read): {}", show(&pooled));
     println!("  connection opened for the read:  {}", show(&opened));
 }

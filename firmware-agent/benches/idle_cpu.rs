@@ -21,12 +21,26 @@ use std::time::{Duration, Instant};
 /// Time the agent is given to load its models and settle before measuring.
 const SETTLE: Duration = Duration::from_secs(10);
 /// The photos the camera shows, over and over.
-const FRAMES: [&str; 4] = ["probe/obama_720p.jpg", "probe/group_two_people.jpg", "probe/kit_harington_b.jpg", "probe/stranger_a.png"];
+const FRAMES: [&str; 4] = [
+    "probe/obama_720p.jpg",
+    "probe/group_two_people.jpg",
+    "probe/kit_harington_b.jpg",
+    "probe/stranger_a.png",
+];
 
 fn main() {
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_firmware-agent"));
-    let stretch = Duration::from_secs(std::env::var("IDLE_CPU_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
-    println!("daemon CPU with no roll call open: {} s measured after {} s to settle, scaled to an hour", stretch.as_secs(), SETTLE.as_secs());
+    let stretch = Duration::from_secs(
+        std::env::var("IDLE_CPU_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    println!(
+        "daemon CPU with no roll call open: {} s measured after {} s to settle, scaled to an hour",
+        stretch.as_secs(),
+        SETTLE.as_secs()
+    );
     let mut runs = Vec::new();
     if let Some(baseline) = std::env::var_os("BASELINE_AGENT") {
         runs.push(("baseline", PathBuf::from(baseline)));
@@ -34,7 +48,11 @@ fn main() {
     runs.push(("this build", agent));
     for (label, binary) in runs {
         let (seconds, frames) = idle_cpu(&binary, stretch);
-        println!("  {label:<10} {seconds:8.1} CPU seconds an hour ({:5.1}% of one core); frames so far: {frames}  {}", seconds / 36.0, binary.display());
+        println!(
+            "  {label:<10} {seconds:8.1} CPU seconds an hour ({:5.1}% of one core); frames so far: {frames}  {}",
+            seconds / 36.0,
+            binary.display()
+        );
     }
 }
 
@@ -45,8 +63,18 @@ fn idle_cpu(binary: &Path, stretch: Duration) -> (f64, String) {
     let (config, http) = write_room(room.path());
     let roster = room.path().join("roster.csv");
     std::fs::write(&roster, roster_csv()).unwrap();
-    let imported = Command::new(binary).args(["roster", "import"]).arg(&roster).arg("--config").arg(&config).output().unwrap();
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let imported = Command::new(binary)
+        .args(["roster", "import"])
+        .arg(&roster)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
 
     let mut child = Command::new(binary)
         .args(["run", "--config"])
@@ -65,8 +93,16 @@ fn idle_cpu(binary: &Path, stretch: Duration) -> (f64, String) {
     std::thread::sleep(stretch);
     let spent = cpu_seconds(child.id()) - before;
     let elapsed = started.elapsed();
-    let metrics = ureq::get(&format!("http://{http}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-    let frames: Vec<&str> = metrics.lines().filter(|line| line.starts_with("attendance_frames_total{")).collect();
+    let metrics = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let frames: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("attendance_frames_total{"))
+        .collect();
     // SAFETY: kill(2) on the PID of the child this bench started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
@@ -81,14 +117,30 @@ fn write_room(dir: &Path) -> (PathBuf, std::net::SocketAddr) {
     std::fs::create_dir_all(&frames).unwrap();
     for (index, photo) in FRAMES.iter().enumerate() {
         let extension = Path::new(photo).extension().unwrap().to_str().unwrap();
-        std::fs::copy(faces.join(photo), frames.join(format!("frame{index:03}.{extension}"))).unwrap();
+        std::fs::copy(
+            faces.join(photo),
+            frames.join(format!("frame{index:03}.{extension}")),
+        )
+        .unwrap();
     }
-    let (models, library) = (common::models_dir().display().to_string(), common::onnxruntime_library().display().to_string());
+    let (models, library) = (
+        common::models_dir().display().to_string(),
+        common::onnxruntime_library().display().to_string(),
+    );
     let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
-    let start = jiff::Timestamp::now().to_zoned(zone).checked_add(jiff::SignedDuration::from_hours(2)).unwrap();
+    let start = jiff::Timestamp::now()
+        .to_zoned(zone)
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap();
     // A period that would cross midnight ends at it.
-    let end = start.checked_add(jiff::SignedDuration::from_mins(45)).unwrap();
-    let end = if end.date() == start.date() { end.strftime("%H:%M").to_string() } else { "23:59".to_owned() };
+    let end = start
+        .checked_add(jiff::SignedDuration::from_mins(45))
+        .unwrap();
+    let end = if end.date() == start.date() {
+        end.strftime("%H:%M").to_string()
+    } else {
+        "23:59".to_owned()
+    };
     let listen = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let [http, grpc]: [std::net::TcpListener; 2] = std::array::from_fn(listen);
     let config = format!(
@@ -112,9 +164,13 @@ fn write_room(dir: &Path) -> (PathBuf, std::net::SocketAddr) {
 
 /// Class 6A1: forty pupils, the norm.
 fn roster_csv() -> String {
-    let mut csv = String::from("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n");
+    let mut csv = String::from(
+        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
+    );
     for index in 0..40 {
-        csv.push_str(&format!("pupil,0012060010{index:02},Học sinh {index},6A1,yes,yes,2026-08-20\n"));
+        csv.push_str(&format!(
+            "pupil,0012060010{index:02},Học sinh {index},6A1,yes,yes,2026-08-20\n"
+        ));
     }
     csv
 }
@@ -124,11 +180,17 @@ fn wait_for_line(child: &mut Child, needle: &str, timeout: Duration) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + timeout;
     loop {
-        let line = lines.next().unwrap_or_else(|| panic!("the agent stopped before saying {needle:?}")).unwrap();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the agent stopped before saying {needle:?}"))
+            .unwrap();
         if line.contains(needle) {
             break;
         }
-        assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {timeout:?}"
+        );
     }
     std::thread::spawn(move || lines.for_each(drop));
 }

@@ -19,16 +19,26 @@ const LOADS: usize = 10;
 const CORRECTIONS: usize = 30;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(measure());
 }
 
 async fn measure() {
     let dir = tempfile::tempdir().unwrap();
     // Both listeners held until both ports are chosen, so they differ.
-    let listeners = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+    let listeners = [
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
     let [port, grpc] = listeners.map(|l| l.local_addr().unwrap().port());
-    let (models, library) = (common::models_dir().display().to_string(), common::onnxruntime_library().display().to_string());
+    let (models, library) = (
+        common::models_dir().display().to_string(),
+        common::onnxruntime_library().display().to_string(),
+    );
     let frames = dir.path().join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     let photo = common::faces_dir().join("probe/stranger_a.png");
@@ -45,31 +55,65 @@ async fn measure() {
         ),
     )
     .unwrap();
-    let mut roster = String::from("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n");
+    let mut roster = String::from(
+        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
+    );
     for n in 0..40 {
         roster.push_str(&format!("pupil,0012060{n:05},Học sinh {n},6A1,no,no,\n"));
     }
     std::fs::write(dir.path().join("roster.csv"), roster).unwrap();
     let agent_binary = env!("CARGO_BIN_EXE_firmware-agent");
-    let imported = Command::new(agent_binary).args(["roster", "import"]).arg(dir.path().join("roster.csv")).arg("--config").arg(&config).output().unwrap();
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
-    let mut agent = Command::new(agent_binary).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let imported = Command::new(agent_binary)
+        .args(["roster", "import"])
+        .arg(dir.path().join("roster.csv"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let mut agent = Command::new(agent_binary)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while !roll_call_open(&base) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the roll call did not open");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the roll call did not open"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let mut page = browser::Chromium::open_sized("about:blank", 1920, 1080).await;
     page.call("Network.enable", serde_json::json!({})).await;
-    page.call("Network.setCacheDisabled", serde_json::json!({ "cacheDisabled": true })).await;
+    page.call(
+        "Network.setCacheDisabled",
+        serde_json::json!({ "cacheDisabled": true }),
+    )
+    .await;
     let mut paints = Vec::new();
     let mut bytes = 0.0;
     for _ in 0..LOADS {
-        page.call("Page.navigate", serde_json::json!({ "url": format!("{base}/panel/") })).await;
+        page.call(
+            "Page.navigate",
+            serde_json::json!({ "url": format!("{base}/panel/") }),
+        )
+        .await;
         page.wait_for("document.readyState === 'complete' && performance.getEntriesByName('first-contentful-paint').length > 0 && document.getElementById('room-name').textContent === 'Phòng đo'").await;
-        paints.push(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime").await.as_f64().unwrap());
+        paints.push(
+            page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+                .await
+                .as_f64()
+                .unwrap(),
+        );
         bytes = page
             .evaluate("performance.getEntriesByType('navigation')[0].transferSize + performance.getEntriesByType('resource').reduce((sum, r) => sum + r.transferSize, 0)")
             .await
@@ -78,17 +122,27 @@ async fn measure() {
     }
     paints.sort_by(f64::total_cmp);
 
-    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true").await;
-    page.wait_for("document.querySelectorAll('#rollcall-grid .pupil').length === 40").await;
+    page.evaluate("document.querySelector('[data-view=rollcall]').click(); true")
+        .await;
+    page.wait_for("document.querySelectorAll('#rollcall-grid .pupil').length === 40")
+        .await;
     let statuses = ["PRESENT", "LATE", "ABSENT", "EXCUSED"];
     let mut visible = Vec::new();
     for n in 0..CORRECTIONS {
         let pupil = format!("0012060{:05}", n % 40);
         let status = statuses[n % 4];
         let asked = Instant::now();
-        let body = serde_json::json!({ "personal_id": pupil, "status": status, "reason": "đo" }).to_string();
+        let body = serde_json::json!({ "personal_id": pupil, "status": status, "reason": "đo" })
+            .to_string();
         let url = format!("{base}/api/attendance/correct");
-        tokio::task::spawn_blocking(move || ureq::post(&url).header("content-type", "application/json").send(&body).unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            ureq::post(&url)
+                .header("content-type", "application/json")
+                .send(&body)
+                .unwrap()
+        })
+        .await
+        .unwrap();
         page.wait_for(&format!("document.querySelector('[data-personal-id=\"{pupil}\"]').classList.contains('{status}')")).await;
         visible.push(asked.elapsed());
     }
@@ -102,7 +156,9 @@ async fn measure() {
         paints[LOADS / 2],
         paints[LOADS - 1]
     );
-    println!("bytes transferred on first load (page, script, style, state and feed headers): {bytes:.0}");
+    println!(
+        "bytes transferred on first load (page, script, style, state and feed headers): {bytes:.0}"
+    );
     println!(
         "roll-call correction to the changed tile, {CORRECTIONS} samples: median {:.1} ms, p90 {:.1} ms, max {:.1} ms (aim: <= 200 ms)",
         ms(visible[CORRECTIONS / 2]),
@@ -112,7 +168,9 @@ async fn measure() {
 }
 
 fn roll_call_open(base: &str) -> bool {
-    let Ok(mut response) = ureq::get(&format!("{base}/healthz")).call() else { return false };
+    let Ok(mut response) = ureq::get(&format!("{base}/healthz")).call() else {
+        return false;
+    };
     let body = response.body_mut().read_to_string().unwrap_or_default();
     body.contains("roll call of 6A1 open")
 }

@@ -9,10 +9,10 @@
 //!   to replace the same roster: the time of the call, and the templates counted
 //!   after each push (none of a remaining pupil may be lost).
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
 #[path = "../../tests/common/classroom.rs"]
 mod classroom;
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +40,15 @@ fn forget_until_unrecognised() {
     let scratch = tempfile::tempdir().unwrap();
     let folder = scratch.path().join("frames");
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::copy(classroom::faces().join("probe/obama_720p.jpg"), folder.join("frame000.jpg")).unwrap();
-    let source = format!("kind = \"folder\"\npath = \"{}\"\nrate = 5.0\nrepeat = true\n", folder.display());
+    std::fs::copy(
+        classroom::faces().join("probe/obama_720p.jpg"),
+        folder.join("frame000.jpg"),
+    )
+    .unwrap();
+    let source = format!(
+        "kind = \"folder\"\npath = \"{}\"\nrate = 5.0\nrepeat = true\n",
+        folder.display()
+    );
     let room = classroom::attendance_room_with(&source, "window_minutes = 30.0\n", "");
     let (obama, person) = classroom::PEOPLE[3];
     let photo = classroom::faces().join(format!("enroll/{person}/{person}_a.jpg"));
@@ -51,12 +58,20 @@ fn forget_until_unrecognised() {
     let mut delays = Vec::new();
     for _ in 0..FORGET_ROUNDS {
         let enrolled = classroom::enroll(&room, obama, &[&photo]);
-        assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+        assert!(
+            enrolled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&enrolled.stderr)
+        );
         // The roll call follows the enrollment: its gallery has him, and the camera sees him.
         agent.wait_for_log("enrolled=1", Duration::from_secs(30));
         let forgotten = room.command(&["face", "forget", "--student", obama]);
         let returned = jiff::Timestamp::now();
-        assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+        assert!(
+            forgotten.status.success(),
+            "{}",
+            String::from_utf8_lossy(&forgotten.stderr)
+        );
         let line = agent.wait_for_log("enrolled=0", Duration::from_secs(30));
         let followed: jiff::Timestamp = line.split_whitespace().next().unwrap().parse().unwrap();
         delays.push(followed.duration_since(returned).as_secs_f64() * 1000.0);
@@ -74,9 +89,16 @@ fn forget_until_unrecognised() {
 fn roster_push_replacing_itself() {
     let room = Room::new("");
     let agent = room.start();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut hub = runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", room.grpc)).unwrap().connect().await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", room.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         SyncServiceClient::new(channel)
     });
     let pupils: Vec<proto::Pupil> = (0..CLASS_SIZE)
@@ -89,14 +111,34 @@ fn roster_push_replacing_itself() {
             consent_date: "2026-08-20".into(),
         })
         .collect();
-    let push = |version: u64| PutRosterRequest { version, pupils: pupils.clone(), teachers: vec![], timetable_toml: String::new() };
+    let push = |version: u64| PutRosterRequest {
+        version,
+        pupils: pupils.clone(),
+        teachers: vec![],
+        timetable_toml: String::new(),
+    };
     runtime.block_on(hub.put_roster(push(1))).unwrap();
     let store = Store::open(&room.database(), Arc::new(SystemClock)).unwrap();
     let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
     for pupil in &pupils {
-        store.add_face_templates(&pupil.personal_id.parse().unwrap(), &vec![template.clone(); TEMPLATES_EACH], "model").unwrap();
+        store
+            .add_face_templates(
+                &pupil.personal_id.parse().unwrap(),
+                &vec![template.clone(); TEMPLATES_EACH],
+                "model",
+            )
+            .unwrap();
     }
-    let counted = || -> usize { pupils.iter().map(|p| store.face_template_count(&p.personal_id.parse().unwrap()).unwrap()).sum() };
+    let counted = || -> usize {
+        pupils
+            .iter()
+            .map(|p| {
+                store
+                    .face_template_count(&p.personal_id.parse().unwrap())
+                    .unwrap()
+            })
+            .sum()
+    };
 
     let mut times = Vec::new();
     let mut lost = 0;

@@ -23,7 +23,14 @@ use firmware_agent::store::recorder::{Kept, LIMITS, Who, Write};
 const RUNS: usize = 3;
 
 fn main() {
-    println!("recorder benchmark ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "recorder benchmark ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for run in 0..RUNS {
         runtime.block_on(queue_on_a_full_disk_then_free_it(run));
@@ -34,7 +41,15 @@ fn main() {
 fn record(n: u32) -> Write {
     let now = jiff::Timestamp::now();
     match n % 3 {
-        0 => Write::event(now, proto::Actuation { device: "bell".into(), command: format!("ring:start#{n}"), detail: "muộn 2 s (late)".into(), ..Default::default() }),
+        0 => Write::event(
+            now,
+            proto::Actuation {
+                device: "bell".into(),
+                command: format!("ring:start#{n}"),
+                detail: "muộn 2 s (late)".into(),
+                ..Default::default()
+            },
+        ),
         1 => Write::RollCall {
             occurred_at: now,
             payloads: vec![Payload::AttendanceMark(proto::AttendanceMark {
@@ -45,15 +60,30 @@ fn record(n: u32) -> Write {
                 ..Default::default()
             })],
         },
-        _ => Write::event(now, proto::DeviceHealth { subsystem: "camera".into(), state: "degraded".into(), detail: format!("rtsp://192.168.1.64/stream1: timed out; reopening #{n}") }),
+        _ => Write::event(
+            now,
+            proto::DeviceHealth {
+                subsystem: "camera".into(),
+                state: "degraded".into(),
+                detail: format!("rtsp://192.168.1.64/stream1: timed out; reopening #{n}"),
+            },
+        ),
     }
 }
 
 async fn queue_on_a_full_disk_then_free_it(run: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(dir.path()).status().unwrap();
-    assert!(mounted.success(), "this benchmark mounts a tmpfs: run it as root");
-    let store = Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this benchmark mounts a tmpfs: run it as root"
+    );
+    let store =
+        Arc::new(Store::open(&dir.path().join("agent.sqlite3"), Arc::new(SystemClock)).unwrap());
     let recorder = store.recorder().clone();
     let filler = dir.path().join("filler");
     fill(&filler);
@@ -75,13 +105,19 @@ async fn queue_on_a_full_disk_then_free_it(run: usize) {
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
     while recorder.status().queued > 0 {
-        assert!(freed.elapsed() < Duration::from_secs(60), "the queue did not drain");
+        assert!(
+            freed.elapsed() < Duration::from_secs(60),
+            "the queue did not drain"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let drained = freed.elapsed();
 
     let events = read_after(&store.reader().unwrap(), 0, 1_000_000).unwrap();
-    let in_order = events.len() == kept as usize && events.windows(2).all(|w| w[0].occurred_at <= w[1].occurred_at);
+    let in_order = events.len() == kept as usize
+        && events
+            .windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at);
     println!(
         "run {run}: queued {} records ({} KiB counted, resident memory +{} KiB) before refusing the room's actions \
          (bound {} records / {} MiB); {committed_while_full} fitted in SQLite's free pages first; \

@@ -98,14 +98,26 @@ fn read_raw(store: &Store, after: i64) -> (usize, Duration) {
 /// the time from connecting to the last event, and RSS every 100 000 events.
 async fn pull(address: std::net::SocketAddr, after: i64) -> (usize, Duration, Vec<u64>) {
     let started = Instant::now();
-    let mut client = SyncServiceClient::connect(format!("http://{address}")).await.unwrap().max_decoding_message_size(64 << 20);
-    let request = PullRequest { after_seq: after, max_batch: 0, follow: false };
+    let mut client = SyncServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 << 20);
+    let request = PullRequest {
+        after_seq: after,
+        max_batch: 0,
+        follow: false,
+    };
     let mut stream = client.pull(request).await.unwrap().into_inner();
     let (mut last, mut count, mut rss) = (after, 0usize, Vec::new());
     while let Some(message) = stream.message().await.unwrap() {
-        let Some(pull_response::Message::Batch(batch)) = message.message else { continue };
+        let Some(pull_response::Message::Batch(batch)) = message.message else {
+            continue;
+        };
         for event in batch.events {
-            assert!(event.seq > last && event.payload.is_some(), "in order and typed");
+            assert!(
+                event.seq > last && event.payload.is_some(),
+                "in order and typed"
+            );
             last = event.seq;
             count += 1;
             if count % 100_000 == 0 {
@@ -128,25 +140,40 @@ fn main() {
 
     let filling = Instant::now();
     for chunk in 0..BACKLOG / 10_000 {
-        store.append_batch((0..10_000).map(|i| mark(chunk * 10_000 + i)).collect()).unwrap();
+        store
+            .append_batch((0..10_000).map(|i| mark(chunk * 10_000 + i)).collect())
+            .unwrap();
     }
-    println!("backlog: {BACKLOG} events committed in {:.1} s", filling.elapsed().as_secs_f64());
+    println!(
+        "backlog: {BACKLOG} events committed in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let shutdown = CancellationToken::new();
-    let (actuators, _) = firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
+    let (actuators, _) =
+        firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
     let (config, _) = tokio::sync::watch::channel(Arc::new(config));
     let agent = Arc::new(Agent {
         config,
         store: store.clone(),
         health: Health::new(clock.clone()),
         clock,
-        metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
+        metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
         actuators,
         attendance: Default::default(),
         shutdown,
     });
-    let listener = runtime.block_on(firmware_agent::hub::bind(&agent.config().hub)).unwrap().expect("plaintext is configured");
+    let listener = runtime
+        .block_on(firmware_agent::hub::bind(&agent.config().hub))
+        .unwrap()
+        .expect("plaintext is configured");
     let address = listener.local_addr().unwrap();
     let server = runtime.spawn(firmware_agent::hub::serve(listener, agent.clone()));
 
@@ -166,13 +193,29 @@ fn main() {
     let (week_count, week_time, _) = runtime.block_on(pull(address, week_after));
     assert_eq!(week_count, WEEK_OFFLINE);
 
-    println!("raw SQLite read (baseline): {raw_count} rows in {:.3} s = {:.0} events/s", raw_time.as_secs_f64(), raw_rate);
-    println!("gRPC Pull over loopback:    {count} events in {:.3} s = {:.0} events/s", time.as_secs_f64(), rate);
+    println!(
+        "raw SQLite read (baseline): {raw_count} rows in {:.3} s = {:.0} events/s",
+        raw_time.as_secs_f64(),
+        raw_rate
+    );
+    println!(
+        "gRPC Pull over loopback:    {count} events in {:.3} s = {:.0} events/s",
+        time.as_secs_f64(),
+        rate
+    );
     println!(
         "  target >= {TARGET_EVENTS_PER_SECOND:.0} events/s: {}; SQLite is {:.2}x faster (target within 3x): {}",
-        if rate >= TARGET_EVENTS_PER_SECOND { "met" } else { "MISSED" },
+        if rate >= TARGET_EVENTS_PER_SECOND {
+            "met"
+        } else {
+            "MISSED"
+        },
         raw_rate / rate,
-        if raw_rate / rate <= 3.0 { "met" } else { "MISSED" },
+        if raw_rate / rate <= 3.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
     );
     println!(
         "memory: RSS {} MiB before the pull, peak {} MiB during it; every 100 000 events (MiB): {:?}",
@@ -183,7 +226,11 @@ fn main() {
     println!(
         "a week offline: {week_count} events caught up in {:.3} s, connection included (target < 1 s): {}",
         week_time.as_secs_f64(),
-        if week_time < Duration::from_secs(1) { "met" } else { "MISSED" }
+        if week_time < Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 
     agent.shutdown.cancel();

@@ -31,7 +31,12 @@ struct Agent {
 impl Agent {
     fn start() -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let port = |_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let port = |_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
         let (address, hub): (SocketAddr, SocketAddr) = (port(0), port(1));
         let config = dir.path().join("agent.toml");
         std::fs::write(
@@ -52,15 +57,26 @@ impl Agent {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        lines.by_ref().map_while(Result::ok).find(|line| line.contains("agent ready")).expect("the agent starts");
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains("agent ready"))
+            .expect("the agent starts");
         std::thread::spawn(move || lines.for_each(drop));
-        Agent { child, address, _dir: dir }
+        Agent {
+            child,
+            address,
+            _dir: dir,
+        }
     }
 
     /// The agent's resident memory, in KiB.
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 }
@@ -75,8 +91,19 @@ impl Drop for Agent {
 async fn call(address: SocketAddr, path: &str, body: Value) -> Value {
     let url = format!("http://{address}{path}");
     tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let text = if body.is_null() { agent.get(&url).call() } else { agent.post(&url).send_json(body) }.unwrap().body_mut().read_to_string().unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let text = if body.is_null() {
+            agent.get(&url).call()
+        } else {
+            agent.post(&url).send_json(body)
+        }
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
         serde_json::from_str(&text).unwrap()
     })
     .await
@@ -85,8 +112,7 @@ async fn call(address: SocketAddr, path: &str, body: Value) -> Value {
 
 /// Pairs `count` tablets at once; returns their tokens and the time it took.
 async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
-    let code = call(address, "/api/tablets/pairing", json!({}))
-        .await["window"]["code"]
+    let code = call(address, "/api/tablets/pairing", json!({})).await["window"]["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -94,12 +120,24 @@ async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
     let pairings: Vec<_> = (0..count)
         .map(|n| {
             let code = code.clone();
-            tokio::spawn(async move { call(address, "/tablet/pair", json!({ "code": code, "name": format!("Máy {n}") })).await })
+            tokio::spawn(async move {
+                call(
+                    address,
+                    "/tablet/pair",
+                    json!({ "code": code, "name": format!("Máy {n}") }),
+                )
+                .await
+            })
         })
         .collect();
     let mut tokens = Vec::new();
     for pairing in pairings {
-        tokens.push(pairing.await.unwrap()["token"].as_str().expect("paired").to_owned());
+        tokens.push(
+            pairing.await.unwrap()["token"]
+                .as_str()
+                .expect("paired")
+                .to_owned(),
+        );
     }
     (tokens, started.elapsed())
 }
@@ -108,8 +146,16 @@ async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
 async fn connect(address: SocketAddr, token: String) {
     // Tablets send an ack and an answer back to back: without TCP_NODELAY the
     // second waits for the agent's delayed ACK, as a browser's would not.
-    let (mut socket, _) = connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true).await.unwrap();
-    socket.send(Message::text(json!({ "type": "hello", "v": 1, "token": token }).to_string())).await.unwrap();
+    let (mut socket, _) =
+        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
+            .await
+            .unwrap();
+    socket
+        .send(Message::text(
+            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
+        ))
+        .await
+        .unwrap();
     let welcome = socket.next().await.unwrap().unwrap();
     assert!(welcome.to_text().unwrap().contains("\"welcome\""));
     tokio::spawn(async move {
@@ -119,10 +165,18 @@ async fn connect(address: SocketAddr, token: String) {
             if message["type"] != "command" {
                 continue;
             }
-            socket.send(Message::text(json!({ "type": "ack", "id": message["id"] }).to_string())).await.unwrap();
+            socket
+                .send(Message::text(
+                    json!({ "type": "ack", "id": message["id"] }).to_string(),
+                ))
+                .await
+                .unwrap();
             if message["command"]["kind"] == "question_start" {
                 let answer = json!({ "type": "answer", "question": message["command"]["id"], "choices": ["a"] });
-                socket.send(Message::text(answer.to_string())).await.unwrap();
+                socket
+                    .send(Message::text(answer.to_string()))
+                    .await
+                    .unwrap();
             }
         }
     });
@@ -140,7 +194,11 @@ fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
         Some(target) => format!("; target p99 ≤ {target} ms: MISSES"),
         None => String::new(),
     };
-    println!("{what}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms over {} rounds{verdict}", samples.last().unwrap(), samples.len());
+    println!(
+        "{what}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms over {} rounds{verdict}",
+        samples.last().unwrap(),
+        samples.len()
+    );
 }
 
 /// Lock and unlock in turn; each sample is the agent's time from giving the
@@ -148,9 +206,17 @@ fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
 async fn fan_out(address: SocketAddr, tablets: usize) -> Vec<f64> {
     let mut samples = Vec::new();
     for round in 0..ROUNDS {
-        let path = if round % 2 == 0 { "/api/lesson/lock?wait_ms=5000" } else { "/api/lesson/unlock?wait_ms=5000" };
+        let path = if round % 2 == 0 {
+            "/api/lesson/lock?wait_ms=5000"
+        } else {
+            "/api/lesson/unlock?wait_ms=5000"
+        };
         let issued = call(address, path, json!({})).await;
-        assert_eq!(issued["acknowledged"].as_u64(), Some(tablets as u64), "{issued}");
+        assert_eq!(
+            issued["acknowledged"].as_u64(),
+            Some(tablets as u64),
+            "{issued}"
+        );
         samples.push(issued["elapsed_ms"].as_f64().unwrap());
     }
     samples
@@ -165,40 +231,72 @@ async fn run() {
         pairing.push(took.as_secs_f64() * 1000.0);
     }
     let (tokens, _) = pair(address, 40).await;
-    report("pairing 40 tablets at once (all 40 HTTP pairings, token hash stored, outbox record each)", pairing, None);
+    report(
+        "pairing 40 tablets at once (all 40 HTTP pairings, token hash stored, outbox record each)",
+        pairing,
+        None,
+    );
     for token in tokens {
         connect(address, token).await;
     }
-    report("fan-out to 40 tablets until the last ack", fan_out(address, 40).await, Some(20.0));
+    report(
+        "fan-out to 40 tablets until the last ack",
+        fan_out(address, 40).await,
+        Some(20.0),
+    );
 
     let mut answers = Vec::new();
     for round in 0..QUESTION_ROUNDS {
         let question = json!({ "id": format!("q{round}"), "question_kind": "single_choice", "prompt": "?", "choices": [{ "id": "a", "text": "A" }, { "id": "b", "text": "B" }], "correct": ["a"] });
         let started = Instant::now();
         call(address, "/api/lesson/question/start", question).await;
-        let results = call(address, "/api/lesson/question?answers=40&wait_ms=5000", Value::Null).await;
+        let results = call(
+            address,
+            "/api/lesson/question?answers=40&wait_ms=5000",
+            Value::Null,
+        )
+        .await;
         assert_eq!(results["results"]["answers"].as_array().unwrap().len(), 40);
         answers.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    report("question to 40 answers visible to the panel (two HTTP round trips included)", answers, Some(50.0));
+    report(
+        "question to 40 answers visible to the panel (two HTTP round trips included)",
+        answers,
+        Some(50.0),
+    );
     drop(agent);
 
     let agent = Agent::start();
     let address = agent.address;
     let (tokens, took) = pair(address, 400).await;
-    println!("pairing 400 tablets at once: {:.0} ms", took.as_secs_f64() * 1000.0);
+    println!(
+        "pairing 400 tablets at once: {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
     let before = agent.rss_kib();
     for token in tokens {
         connect(address, token).await;
     }
     let after = agent.rss_kib();
-    println!("agent memory: {before} KiB before, {after} KiB with 400 idle tablets: {:.1} KiB per connection", (after - before) as f64 / 400.0);
-    report("fan-out to 400 tablets until the last ack", fan_out(address, 400).await, Some(100.0));
+    println!(
+        "agent memory: {before} KiB before, {after} KiB with 400 idle tablets: {:.1} KiB per connection",
+        (after - before) as f64 / 400.0
+    );
+    report(
+        "fan-out to 400 tablets until the last ack",
+        fan_out(address, 400).await,
+        Some(100.0),
+    );
 }
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
 }

@@ -40,14 +40,21 @@ pub mod testing {
     use super::*;
 
     /// An agent on `config`, `store` and `clock`, its devices opened, as the daemon makes it.
-    pub fn agent(config: Config, store: Arc<Store>, clock: Arc<dyn crate::clock::Clock>) -> (Arc<Agent>, Option<crate::actuators::runner::MqttParts>) {
-        let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
+    pub fn agent(
+        config: Config,
+        store: Arc<Store>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> (Arc<Agent>, Option<crate::actuators::runner::MqttParts>) {
+        let (actuators, mqtt) =
+            crate::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();
         let agent = Agent {
             config: watch::channel(Arc::new(config)).0,
             store,
             health: Health::new(clock.clone()),
             clock,
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
             actuators,
             attendance: Default::default(),
             shutdown: CancellationToken::new(),
@@ -61,7 +68,11 @@ pub mod testing {
     pub async fn until_asleep(clock: &crate::clock::ManualClock, sleepers: usize) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while clock.sleepers() != sleepers {
-            assert!(std::time::Instant::now() < deadline, "{} sleeps wait on the clock, not {sleepers}", clock.sleepers());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} sleeps wait on the clock, not {sleepers}",
+                clock.sleepers()
+            );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }

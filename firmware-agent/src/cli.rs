@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand};
 /// Exit codes: 0 done; 1 could not be done (see the message); 2 invalid input
 /// (command line, config or data file).
 #[derive(Debug, Parser)]
-#[command(name = "firmware-agent", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "firmware-agent",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -117,7 +122,13 @@ pub struct HubConnectionArgs {
 
 impl From<HubConnectionArgs> for crate::commands::hub::Connection {
     fn from(args: HubConnectionArgs) -> Self {
-        Self { endpoint: args.endpoint, ca: args.ca, cert: args.cert, key: args.key, gzip: args.gzip }
+        Self {
+            endpoint: args.endpoint,
+            ca: args.ca,
+            cert: args.cert,
+            key: args.key,
+            gzip: args.gzip,
+        }
     }
 }
 

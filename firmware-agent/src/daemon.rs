@@ -39,12 +39,19 @@ pub fn run(config_path: &Path) -> Exit {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
-            eprintln!("the agent did not start: fix the config and run `firmware-agent check-config {}`", config_path.display());
+            eprintln!(
+                "the agent did not start: fix the config and run `firmware-agent check-config {}`",
+                config_path.display()
+            );
             return Exit::InvalidInput;
         }
     };
     let filter = telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("agent").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agent")
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(%err, "cannot start the async runtime");
@@ -68,8 +75,15 @@ pub fn run(config_path: &Path) -> Exit {
 enum StartError {
     #[error("cannot install a signal handler: {0}")]
     Signals(std::io::Error),
-    #[error("the agent did not start: cannot listen on {address} ({key}): {source}\n  hint: {}", bind_hint(source))]
-    Bind { key: &'static str, address: SocketAddr, source: std::io::Error },
+    #[error(
+        "the agent did not start: cannot listen on {address} ({key}): {source}\n  hint: {}",
+        bind_hint(source)
+    )]
+    Bind {
+        key: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the agent did not start: {0}")]
     Store(#[from] StoreError),
     #[error("the agent did not start: {0}")]
@@ -85,7 +99,11 @@ enum StartError {
     Machine(String),
 }
 
-async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Result<(), StartError> {
+async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    filter: FilterHandle,
+) -> Result<(), StartError> {
     // Before anything can announce readiness: a signal that arrives early must
     // find its handler, not the default action (which for SIGHUP is to die).
     let signals = Signals::install()?;
@@ -102,15 +120,34 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     let config = crate::schedule::pushed::in_force_logged(config, &store);
     let http = TcpListener::bind(config.http.listen)
         .await
-        .map_err(|source| StartError::Bind { key: "http.listen", address: config.http.listen, source })?;
-    let hub = crate::hub::bind(&config.hub).await.map_err(|err| match err {
-        crate::hub::ServeError::Bind { address, source } => StartError::Bind { key: "hub.listen", address, source },
-        other => StartError::Hub(other),
-    })?;
+        .map_err(|source| StartError::Bind {
+            key: "http.listen",
+            address: config.http.listen,
+            source,
+        })?;
+    let hub = crate::hub::bind(&config.hub)
+        .await
+        .map_err(|err| match err {
+            crate::hub::ServeError::Bind { address, source } => StartError::Bind {
+                key: "hub.listen",
+                address,
+                source,
+            },
+            other => StartError::Hub(other),
+        })?;
     let room = &config.room;
-    let tablets_tls = crate::tablets::tls::prepare(&config.tablets, &config.storage.data_dir, &room.school_code, &room.room_id, clock.clone()).await?;
+    let tablets_tls = crate::tablets::tls::prepare(
+        &config.tablets,
+        &config.storage.data_dir,
+        &room.school_code,
+        &room.room_id,
+        clock.clone(),
+    )
+    .await?;
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().map_err(|err| StartError::Machine(err.to_string()))?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|err| StartError::Machine(err.to_string()))?;
     let store = Arc::new(store);
     let shutdown = CancellationToken::new();
     let (actuators, mqtt) = crate::actuators::runner::open(&config, store.clone(), clock.clone())?;
@@ -126,9 +163,15 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
         shutdown,
     });
     let recorder = agent.store.recorder().clone();
-    agent.health.record_in(move |change| recorder.keep_now(change));
+    agent
+        .health
+        .record_in(move |change| recorder.keep_now(change));
     agent.store.recorder().report_to(agent.health.clone());
-    agent.health.set("database", State::Ok, agent.store.path().display().to_string());
+    agent.health.set(
+        "database",
+        State::Ok,
+        agent.store.path().display().to_string(),
+    );
 
     let tasks = TaskTracker::new();
     let lesson = {
@@ -137,18 +180,25 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
             tablets: config.tablets.clone(),
             zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
             http_listen: config.http.listen,
-            content_dir: crate::tablets::content::content_dir(&config.storage.data_dir, &config.tablets),
+            content_dir: crate::tablets::content::content_dir(
+                &config.storage.data_dir,
+                &config.tablets,
+            ),
             store: agent.store.clone(),
             clock: agent.clock.clone(),
             shutdown: agent.shutdown.clone(),
         })
     };
     tasks.spawn(lesson.clone().run());
-        let http_address = http.local_addr().map_err(|err| StartError::Machine(err.to_string()))?;
+    let http_address = http
+        .local_addr()
+        .map_err(|err| StartError::Machine(err.to_string()))?;
     {
         let agent = agent.clone();
         tasks.spawn(async move {
-            agent.health.set("http", State::Ok, format!("listening on {http_address}"));
+            agent
+                .health
+                .set("http", State::Ok, format!("listening on {http_address}"));
             if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone(), lesson).await {
                 agent.health.set("http", State::Failed, err.to_string());
             }
@@ -163,14 +213,27 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
             room_id: config.room.room_id.clone(),
         };
         let (health, shutdown) = (agent.health.clone(), agent.shutdown.clone());
-        tasks.spawn(crate::tablets::discovery::advertise(config.tablets.discovery, room, http_address, health, shutdown));
+        tasks.spawn(crate::tablets::discovery::advertise(
+            config.tablets.discovery,
+            room,
+            http_address,
+            health,
+            shutdown,
+        ));
     }
-    tasks.spawn(crate::actuators::runner::run(agent.clone(), actuators, mqtt));
+    tasks.spawn(crate::actuators::runner::run(
+        agent.clone(),
+        actuators,
+        mqtt,
+    ));
     tasks.spawn(crate::attendance::service::run(agent.clone()));
     tasks.spawn(crate::panel::power::run(agent.clone()));
 
     if let Some(simulated) = simulated {
-        tasks.spawn(crate::clock::simulated::steer_from_stdin(simulated, agent.shutdown.clone()));
+        tasks.spawn(crate::clock::simulated::steer_from_stdin(
+            simulated,
+            agent.shutdown.clone(),
+        ));
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %http_address, database = %agent.store.path().display(), "agent ready; panel at http://{http_address}/");
     crate::systemd::ready(&format!("serving on {http_address}"));
@@ -185,8 +248,14 @@ async fn serve(config_path: PathBuf, config: Config, filter: FilterHandle) -> Re
     tasks.close();
     // On tokio's timer, not the agent's clock: a stop must end even on a
     // simulated clock that nobody moves any more.
-    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await.is_err() {
-        tracing::warn!(remaining = tasks.len(), "tasks did not finish in time; exiting anyway");
+    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tasks.len(),
+            "tasks did not finish in time; exiting anyway"
+        );
     }
     agent.store.recorder().finish().await;
     tracing::info!("stopped");
@@ -225,24 +294,42 @@ impl Signals {
 fn reload(agent: &Agent, config_path: &Path, filter: &FilterHandle) {
     crate::systemd::reloading();
     match Config::load(config_path) {
-        Err(err) => tracing::error!("config reload refused, the running config stays in force:\n{err}"),
+        Err(err) => {
+            tracing::error!("config reload refused, the running config stays in force:\n{err}")
+        }
         Ok(new) => {
             let old = agent.config();
             for (key, changed) in [
                 ("http.listen", old.http.listen != new.http.listen),
                 ("hub.listen", old.hub.listen != new.hub.listen),
-                ("storage.data_dir", old.storage.data_dir != new.storage.data_dir),
-                ("room.school_code", old.room.school_code != new.room.school_code),
+                (
+                    "storage.data_dir",
+                    old.storage.data_dir != new.storage.data_dir,
+                ),
+                (
+                    "room.school_code",
+                    old.room.school_code != new.room.school_code,
+                ),
                 ("room.room_id", old.room.room_id != new.room.room_id),
             ] {
                 if changed {
-                    tracing::warn!(key, "changed in the config; takes effect at the next restart");
+                    tracing::warn!(
+                        key,
+                        "changed in the config; takes effect at the next restart"
+                    );
                 }
             }
-            if old.log.filter != new.log.filter && let Err(err) = filter.set(&new.log.filter) {
+            if old.log.filter != new.log.filter
+                && let Err(err) = filter.set(&new.log.filter)
+            {
                 tracing::error!(%err, "cannot apply the new log filter");
             }
-            agent.config.send_replace(Arc::new(crate::schedule::pushed::in_force_logged(new, &agent.store)));
+            agent
+                .config
+                .send_replace(Arc::new(crate::schedule::pushed::in_force_logged(
+                    new,
+                    &agent.store,
+                )));
             tracing::info!(path = %config_path.display(), "config reloaded");
         }
     }
@@ -252,9 +339,15 @@ fn reload(agent: &Agent, config_path: &Path, filter: &FilterHandle) {
 /// How to fix a port the agent could not listen on.
 fn bind_hint(err: &std::io::Error) -> &'static str {
     match err.kind() {
-        std::io::ErrorKind::AddrInUse => "another program (or another agent) uses this port: stop it or change the port",
-        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: use a port above 1024",
-        std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: use 0.0.0.0 or one of its own addresses",
+        std::io::ErrorKind::AddrInUse => {
+            "another program (or another agent) uses this port: stop it or change the port"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: use a port above 1024"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address: use 0.0.0.0 or one of its own addresses"
+        }
         _ => "check the address in the config",
     }
 }

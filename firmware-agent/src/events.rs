@@ -55,7 +55,9 @@ impl Payload {
     pub fn decode_stored(kind: &str, bytes: &[u8]) -> Result<Option<Payload>, prost::DecodeError> {
         use crate::proto as p;
         Ok(Some(match kind {
-            "attendance.session" => Payload::AttendanceSession(p::AttendanceSession::decode(bytes)?),
+            "attendance.session" => {
+                Payload::AttendanceSession(p::AttendanceSession::decode(bytes)?)
+            }
             "attendance.mark" => Payload::AttendanceMark(p::AttendanceMark::decode(bytes)?),
             "attendance.unknown_faces" => Payload::UnknownFaces(p::UnknownFaces::decode(bytes)?),
             "lesson.record" => Payload::LessonRecord(p::LessonRecord::decode(bytes)?),
@@ -103,8 +105,12 @@ impl Payload {
                 "cause": a.cause().as_str_name(), "outcome": a.outcome().as_str_name(), "detail": a.detail,
                 "latency_ms": a.latency_ms,
             }),
-            Payload::DeviceHealth(h) => json!({ "subsystem": h.subsystem, "state": h.state, "detail": h.detail }),
-            Payload::Erasure(e) => json!({ "personal_id": e.personal_id, "what": e.what, "count": e.count, "reason": e.reason }),
+            Payload::DeviceHealth(h) => {
+                json!({ "subsystem": h.subsystem, "state": h.state, "detail": h.detail })
+            }
+            Payload::Erasure(e) => {
+                json!({ "personal_id": e.personal_id, "what": e.what, "count": e.count, "reason": e.reason })
+            }
         }
     }
 
@@ -160,7 +166,11 @@ impl NewEvent {
     pub fn new(occurred_at: Timestamp, payload: impl Into<Payload>) -> NewEvent {
         let mut payload = payload.into();
         payload.bound_details();
-        NewEvent { kind: payload.kind().to_owned(), occurred_at, payload: payload.encode_inner() }
+        NewEvent {
+            kind: payload.kind().to_owned(),
+            occurred_at,
+            payload: payload.encode_inner(),
+        }
     }
 }
 
@@ -192,7 +202,17 @@ macro_rules! payload_from {
         })*
     };
 }
-payload_from!(AttendanceSession, AttendanceMark, UnknownFaces, LessonRecord, TabletPairing, QuestionAnswer, Actuation, DeviceHealth, Erasure);
+payload_from!(
+    AttendanceSession,
+    AttendanceMark,
+    UnknownFaces,
+    LessonRecord,
+    TabletPairing,
+    QuestionAnswer,
+    Actuation,
+    DeviceHealth,
+    Erasure
+);
 
 #[cfg(test)]
 mod tests {
@@ -200,7 +220,11 @@ mod tests {
     use crate::proto;
 
     fn mark_for_json() -> proto::AttendanceMark {
-        proto::AttendanceMark { personal_id: "010206001234".into(), status: proto::MarkStatus::Late as i32, ..Default::default() }
+        proto::AttendanceMark {
+            personal_id: "010206001234".into(),
+            status: proto::MarkStatus::Late as i32,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -214,10 +238,19 @@ mod tests {
         };
         let event = NewEvent::new(Timestamp::UNIX_EPOCH, mark.clone());
         assert_eq!(event.kind, "attendance.mark");
-        assert_eq!(Payload::decode_stored(&event.kind, &event.payload).unwrap(), Some(Payload::AttendanceMark(mark)));
-        assert_eq!(Payload::decode_stored("from.the.future", b"").unwrap(), None);
+        assert_eq!(
+            Payload::decode_stored(&event.kind, &event.payload).unwrap(),
+            Some(Payload::AttendanceMark(mark))
+        );
+        assert_eq!(
+            Payload::decode_stored("from.the.future", b"").unwrap(),
+            None
+        );
         let json = Payload::AttendanceMark(mark_for_json()).to_json();
-        assert_eq!((json["status"].as_str(), json["personal_id"].as_str()), (Some("LATE"), Some("010206001234")));
+        assert_eq!(
+            (json["status"].as_str(), json["personal_id"].as_str()),
+            (Some("LATE"), Some("010206001234"))
+        );
     }
 
     #[test]
@@ -233,22 +266,41 @@ mod tests {
             proto::DeviceHealth::default().into(),
             proto::Erasure::default().into(),
         ];
-        assert_eq!(every.iter().map(|p| p.kind().len()).max(), Some(Payload::LONGEST_KIND));
+        assert_eq!(
+            every.iter().map(|p| p.kind().len()).max(),
+            Some(Payload::LONGEST_KIND)
+        );
     }
 
     #[test]
     fn a_long_detail_is_cut_at_a_character_boundary_and_marked() {
         let detail = "lỗi thiết bị ".repeat(200);
-        let health = proto::DeviceHealth { subsystem: "broker".into(), state: "failed".into(), detail: detail.clone() };
+        let health = proto::DeviceHealth {
+            subsystem: "broker".into(),
+            state: "failed".into(),
+            detail: detail.clone(),
+        };
         let event = NewEvent::new(Timestamp::UNIX_EPOCH, health);
-        let Some(Payload::DeviceHealth(stored)) = Payload::decode_stored(&event.kind, &event.payload).unwrap() else {
+        let Some(Payload::DeviceHealth(stored)) =
+            Payload::decode_stored(&event.kind, &event.payload).unwrap()
+        else {
             panic!("a device health event")
         };
-        assert!(stored.detail.len() <= MAX_DETAIL_BYTES, "{} bytes", stored.detail.len());
+        assert!(
+            stored.detail.len() <= MAX_DETAIL_BYTES,
+            "{} bytes",
+            stored.detail.len()
+        );
         assert!(stored.detail.ends_with('…'));
         assert!(detail.starts_with(stored.detail.trim_end_matches('…')));
-        let short = proto::Actuation { detail: "rung 90 s late".into(), ..Default::default() };
+        let short = proto::Actuation {
+            detail: "rung 90 s late".into(),
+            ..Default::default()
+        };
         let event = NewEvent::new(Timestamp::UNIX_EPOCH, short.clone());
-        assert_eq!(Payload::decode_stored(&event.kind, &event.payload).unwrap(), Some(Payload::Actuation(short)));
+        assert_eq!(
+            Payload::decode_stored(&event.kind, &event.payload).unwrap(),
+            Some(Payload::Actuation(short))
+        );
     }
 }

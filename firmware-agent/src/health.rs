@@ -73,7 +73,13 @@ impl Health {
     /// A registry whose uptime is counted on `clock` from now.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         let started = clock.monotonic();
-        Self { clock, started, reports: Arc::default(), changes: Arc::new(tokio::sync::watch::channel(0).0), keep: Arc::default() }
+        Self {
+            clock,
+            started,
+            reports: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+            keep: Arc::default(),
+        }
     }
 
     /// Records every change into or out of trouble from now on, as a `device.health`
@@ -89,13 +95,22 @@ impl Health {
         let changed = reports.get(subsystem).is_none_or(|old| old.state != state);
         if changed {
             match state {
-                State::Failed | State::Degraded => tracing::warn!(subsystem, ?state, %detail, "subsystem state"),
+                State::Failed | State::Degraded => {
+                    tracing::warn!(subsystem, ?state, %detail, "subsystem state")
+                }
                 _ => tracing::info!(subsystem, ?state, %detail, "subsystem state"),
             }
             let troubled = |state: State| matches!(state, State::Degraded | State::Failed);
-            let recorded = troubled(state) || reports.get(subsystem).is_some_and(|old| troubled(old.state));
+            let recorded = troubled(state)
+                || reports
+                    .get(subsystem)
+                    .is_some_and(|old| troubled(old.state));
             if let Some(keep) = self.keep.get().filter(|_| recorded) {
-                keep(DeviceHealth { subsystem: subsystem.to_owned(), state: state.name().to_owned(), detail: detail.clone() });
+                keep(DeviceHealth {
+                    subsystem: subsystem.to_owned(),
+                    state: state.name().to_owned(),
+                    detail: detail.clone(),
+                });
             }
         }
         let since_seconds = if changed {
@@ -103,8 +118,17 @@ impl Health {
         } else {
             reports.get(subsystem).map_or(0.0, |old| old.since_seconds)
         };
-        let changed_detail = reports.get(subsystem).is_none_or(|old| old.detail != detail);
-        reports.insert(subsystem.to_owned(), Report { state, detail, since_seconds });
+        let changed_detail = reports
+            .get(subsystem)
+            .is_none_or(|old| old.detail != detail);
+        reports.insert(
+            subsystem.to_owned(),
+            Report {
+                state,
+                detail,
+                since_seconds,
+            },
+        );
         drop(reports);
         if changed || changed_detail {
             self.changes.send_modify(|version| *version += 1);
@@ -121,13 +145,21 @@ impl Health {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, Report> {
-        self.reports.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reports
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The worst state any subsystem reports (`Ok` when none has reported).
     pub fn overall(&self) -> State {
         let reports = self.reports.read().unwrap_or_else(|e| e.into_inner());
-        reports.values().map(|r| r.state).filter(|s| *s != State::Disabled).max().unwrap_or(State::Ok)
+        reports
+            .values()
+            .map(|r| r.state)
+            .filter(|s| *s != State::Disabled)
+            .max()
+            .unwrap_or(State::Ok)
     }
 }
 
@@ -159,7 +191,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let expected = [("degraded", "timed out; reopening"), ("ok", "delivering frames")].map(|(s, d)| (s.to_owned(), d.to_owned()));
+        let expected = [
+            ("degraded", "timed out; reopening"),
+            ("ok", "delivering frames"),
+        ]
+        .map(|(s, d)| (s.to_owned(), d.to_owned()));
         assert_eq!(recorded, expected);
     }
 }

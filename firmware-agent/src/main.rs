@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use firmware_agent::cli::{AttendanceCommand, BellCommand, Cli, Command, FaceCommand, HubCommand, LightState, RosterCommand, ScheduleCommand};
+use firmware_agent::cli::{
+    AttendanceCommand, BellCommand, Cli, Command, FaceCommand, HubCommand, LightState,
+    RosterCommand, ScheduleCommand,
+};
 use firmware_agent::{commands, daemon};
 
 fn main() -> ExitCode {
@@ -11,25 +14,67 @@ fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Run { config } => daemon::run(&config),
         Command::CheckConfig { path } => commands::check_config::run(&path),
-        Command::Roster(RosterCommand::Import { file, config }) => commands::roster::import(&file, &config),
+        Command::Roster(RosterCommand::Import { file, config }) => {
+            commands::roster::import(&file, &config)
+        }
         Command::Roster(RosterCommand::Export { config }) => commands::roster::export(&config),
-        Command::Hub(HubCommand::Pull { connection, cursor_file, follow, max_events, max_batch, outbox_identity }) => {
-            let options = commands::hub::PullOptions { cursor_file, follow, max_events, max_batch, outbox_identity };
+        Command::Hub(HubCommand::Pull {
+            connection,
+            cursor_file,
+            follow,
+            max_events,
+            max_batch,
+            outbox_identity,
+        }) => {
+            let options = commands::hub::PullOptions {
+                cursor_file,
+                follow,
+                max_events,
+                max_batch,
+                outbox_identity,
+            };
             commands::hub::pull(&connection.into(), &options)
         }
-        Command::Hub(HubCommand::Status { connection }) => commands::hub::status(&connection.into()),
-        Command::Schedule(ScheduleCommand::Show { config, date }) => commands::schedule::show(&config, date),
-        Command::Bell(BellCommand::Ring { pattern, device, config }) => commands::devices::ring(&config, &pattern, device.as_deref()),
-        Command::Light { state, zone, config } => commands::devices::light(&config, &zone, state == LightState::On),
-        Command::Attendance(AttendanceCommand::Export { period, format, output, config }) => {
-            commands::attendance::export(&period, &format, output.as_deref(), &config)
+        Command::Hub(HubCommand::Status { connection }) => {
+            commands::hub::status(&connection.into())
         }
-        Command::Face(FaceCommand::Enroll { student, images, config }) => commands::face::enroll(&student, &images, &config),
-        Command::Face(FaceCommand::Forget { student, reason, config }) => commands::face::forget(&student, &reason, &config),
-        Command::Face(FaceCommand::Detect { image, config }) => commands::face::detect(&image, config.as_deref()),
-        Command::Face(FaceCommand::Compare { first, second, config }) => {
-            commands::face::compare(&first, &second, config.as_deref())
+        Command::Schedule(ScheduleCommand::Show { config, date }) => {
+            commands::schedule::show(&config, date)
         }
+        Command::Bell(BellCommand::Ring {
+            pattern,
+            device,
+            config,
+        }) => commands::devices::ring(&config, &pattern, device.as_deref()),
+        Command::Light {
+            state,
+            zone,
+            config,
+        } => commands::devices::light(&config, &zone, state == LightState::On),
+        Command::Attendance(AttendanceCommand::Export {
+            period,
+            format,
+            output,
+            config,
+        }) => commands::attendance::export(&period, &format, output.as_deref(), &config),
+        Command::Face(FaceCommand::Enroll {
+            student,
+            images,
+            config,
+        }) => commands::face::enroll(&student, &images, &config),
+        Command::Face(FaceCommand::Forget {
+            student,
+            reason,
+            config,
+        }) => commands::face::forget(&student, &reason, &config),
+        Command::Face(FaceCommand::Detect { image, config }) => {
+            commands::face::detect(&image, config.as_deref())
+        }
+        Command::Face(FaceCommand::Compare {
+            first,
+            second,
+            config,
+        }) => commands::face::compare(&first, &second, config.as_deref()),
     };
     exit.into()
 }

@@ -9,7 +9,11 @@ use tokio_util::sync::CancellationToken;
 /// The watchdog interval systemd asks for, as `sd_watchdog_enabled(3)` reads
 /// it: `WATCHDOG_USEC`, for this process unless `WATCHDOG_PID` names another.
 fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|&usec| usec > 0)?;
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&usec| usec > 0)?;
     match std::env::var("WATCHDOG_PID") {
         Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
         _ => Some(Duration::from_micros(usec)),
@@ -32,7 +36,9 @@ pub fn reloading() {
 /// systemd. The ping runs on the async runtime on purpose: if the runtime's
 /// threads are all stuck, the pings stop.
 pub async fn watchdog(shutdown: CancellationToken) {
-    let Some(interval) = watchdog_interval() else { return };
+    let Some(interval) = watchdog_interval() else {
+        return;
+    };
     let mut tick = tokio::time::interval(interval / 2);
     loop {
         tokio::select! {

@@ -33,18 +33,26 @@ impl FilterHandle {
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.filter`.
 pub fn init(config: &LogConfig) -> FilterHandle {
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| config.filter.clone());
-    let filter = EnvFilter::builder().parse(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::builder()
+        .parse(&directives)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let output = match resolve(config.format) {
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(layer) => layer.boxed(),
             Err(_) => text_layer(),
         },
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Text | LogFormat::Auto => text_layer(),
     };
     // A second init (tests calling in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(output).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init();
     FilterHandle(handle)
 }
 
@@ -52,7 +60,10 @@ fn text_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).boxed()
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .boxed()
 }
 
 /// `auto` means the journal when systemd connected our output to it.

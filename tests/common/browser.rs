@@ -56,16 +56,27 @@ impl Chromium {
             let endpoint = lines
                 .by_ref()
                 .map_while(Result::ok)
-                .find_map(|line| line.strip_prefix("DevTools listening on ").map(str::to_owned))
+                .find_map(|line| {
+                    line.strip_prefix("DevTools listening on ")
+                        .map(str::to_owned)
+                })
                 .expect("chromium announces its DevTools endpoint");
             std::thread::spawn(move || lines.for_each(drop));
             endpoint
         })
         .await
         .unwrap();
-        let port: u16 = endpoint.trim_start_matches("ws://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
+        let port: u16 = endpoint
+            .trim_start_matches("ws://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let targets: Value = tokio::task::spawn_blocking(move || {
-            let mut response = ureq::get(&format!("http://127.0.0.1:{port}/json/list")).call().unwrap();
+            let mut response = ureq::get(&format!("http://127.0.0.1:{port}/json/list"))
+                .call()
+                .unwrap();
             serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
         })
         .await
@@ -79,7 +90,12 @@ impl Chromium {
             .expect("a page target")
             .to_owned();
         let (page, _) = connect_async(page_url).await.unwrap();
-        let mut chromium = Chromium { child, page, next_id: 1, _profile: profile };
+        let mut chromium = Chromium {
+            child,
+            page,
+            next_id: 1,
+            _profile: profile,
+        };
         chromium
             .call("Emulation.setDeviceMetricsOverride", json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }))
             .await;
@@ -94,21 +110,35 @@ impl Chromium {
     /// Evaluates `expression` in the page, awaiting a promise; returns its value.
     pub async fn evaluate(&mut self, expression: &str) -> Value {
         let reply = self.evaluate_once(expression).await;
-        assert!(reply.get("error").is_none() && reply["result"].get("exceptionDetails").is_none(), "{expression}: {reply}");
+        assert!(
+            reply.get("error").is_none() && reply["result"].get("exceptionDetails").is_none(),
+            "{expression}: {reply}"
+        );
         reply["result"]["result"]["value"].clone()
     }
 
     async fn evaluate_once(&mut self, expression: &str) -> Value {
-        self.call("Runtime.evaluate", json!({ "expression": expression, "awaitPromise": true, "returnByValue": true })).await
+        self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+        )
+        .await
     }
 
     async fn call_within(&mut self, method: &str, params: Value, patience: Duration) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({ "id": id, "method": method, "params": params });
-        self.page.send(Message::text(request.to_string())).await.unwrap();
+        self.page
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
         loop {
-            let frame = tokio::time::timeout(patience, self.page.next()).await.expect("DevTools answers").unwrap().unwrap();
+            let frame = tokio::time::timeout(patience, self.page.next())
+                .await
+                .expect("DevTools answers")
+                .unwrap()
+                .unwrap();
             let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
             if reply["id"] == id {
                 return reply;
@@ -118,7 +148,8 @@ impl Chromium {
 
     /// Resolves once `condition` (a JS expression) holds in the page, checked every 20 ms inside the page.
     pub async fn wait_for(&mut self, condition: &str) {
-        self.wait_for_within(condition, Duration::from_secs(15)).await
+        self.wait_for_within(condition, Duration::from_secs(15))
+            .await
     }
 
     /// As [`Chromium::wait_for`], for conditions that may take longer (a camera's frames).
@@ -134,12 +165,20 @@ impl Chromium {
         // The page may still be navigating (from about:blank, or reloading): its context is
         // then destroyed under the evaluation, which is asked again in the new one.
         for _ in 0..3 {
-            let reply = self.call_within("Runtime.evaluate", params.clone(), patience + PATIENCE).await;
+            let reply = self
+                .call_within("Runtime.evaluate", params.clone(), patience + PATIENCE)
+                .await;
             if reply["result"]["result"]["value"] == Value::Bool(true) {
                 return;
             }
             let text = reply.to_string();
-            let destroyed = ["context was destroyed", "Cannot find context", "Inspected target navigated"].iter().any(|sign| text.contains(sign));
+            let destroyed = [
+                "context was destroyed",
+                "Cannot find context",
+                "Inspected target navigated",
+            ]
+            .iter()
+            .any(|sign| text.contains(sign));
             assert!(destroyed, "waiting for {condition}: {reply}");
         }
         panic!("the page kept navigating while waiting for {condition}");
@@ -148,9 +187,13 @@ impl Chromium {
     /// A PNG of the page as it is shown now.
     pub async fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;
-        let reply = self.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+        let reply = self
+            .call("Page.captureScreenshot", json!({ "format": "png" }))
+            .await;
         let data = reply["result"]["data"].as_str().expect("a screenshot");
-        base64::engine::general_purpose::STANDARD.decode(data).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap()
     }
 }
 

@@ -16,24 +16,34 @@ pub fn agent_binary() -> PathBuf {
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// `../shared/testdata` beside the repository, or `CLASSROOM_SHARED_DIR/testdata`.
 pub fn shared_testdata() -> PathBuf {
-    let shared = std::env::var_os("CLASSROOM_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    let shared = std::env::var_os("CLASSROOM_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
     shared.join("testdata")
 }
 
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `N` distinct loopback addresses free at the time of asking: every listener is
 /// held until all are chosen, so the kernel cannot hand out the same port twice.
 pub fn free_addresses<const N: usize>() -> [SocketAddr; N] {
-    let listeners: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
     std::array::from_fn(|i| listeners[i].local_addr().unwrap())
 }
 
@@ -56,7 +66,12 @@ impl Room {
         let dir = tempfile::tempdir().unwrap();
         let [http, grpc] = free_addresses();
         let config_path = dir.path().join("agent.toml");
-        let room = Room { dir, config_path, http, grpc };
+        let room = Room {
+            dir,
+            config_path,
+            http,
+            grpc,
+        };
         room.write_config_with_hub(hub, extra);
         room
     }
@@ -77,7 +92,14 @@ impl Room {
     /// Makes the agent listen on `listen` (such as `[::]:PORT`) instead of its loopback address.
     pub fn set_http_listen(&self, listen: &str) {
         let config = std::fs::read_to_string(&self.config_path).unwrap();
-        std::fs::write(&self.config_path, config.replace(&format!("listen = \"{}\"", self.http), &format!("listen = \"{listen}\""))).unwrap();
+        std::fs::write(
+            &self.config_path,
+            config.replace(
+                &format!("listen = \"{}\"", self.http),
+                &format!("listen = \"{listen}\""),
+            ),
+        )
+        .unwrap();
     }
 
     /// Runs the agent on this room's config in a network namespace of its own
@@ -98,9 +120,16 @@ impl Room {
             config = self.config_path.display(),
             dir = self.dir.path().display(),
         );
-        let output = Command::new("unshare").args(["--map-root-user", "--net", "bash", "-c", &script]).output().unwrap();
+        let output = Command::new("unshare")
+            .args(["--map-root-user", "--net", "bash", "-c", &script])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         NamespaceRun { text }
     }
 
@@ -114,7 +143,12 @@ impl Room {
 
     /// Runs a one-shot command of the binary with this room's config appended.
     pub fn command(&self, args: &[&str]) -> std::process::Output {
-        Command::new(agent_binary()).args(args).arg("--config").arg(&self.config_path).output().unwrap()
+        Command::new(agent_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .unwrap()
     }
 
     /// From an async test: starts the agent and waits, off the runtime's
@@ -173,9 +207,21 @@ impl RunningAgent {
 
     fn spawn_with(config: &Path, env: &[(&str, &str)], steered: bool) -> RunningAgent {
         let mut command = Command::new(agent_binary());
-        let stdin = if steered { Stdio::piped() } else { Stdio::null() };
-        command.args(["run", "--config"]).arg(config).stdin(stdin).stdout(Stdio::null()).stderr(Stdio::piped());
-        command.env("RUST_LOG", "info").env_remove("JOURNAL_STREAM").env_remove("FIRMWARE_AGENT_SIMULATED_CLOCK");
+        let stdin = if steered {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("FIRMWARE_AGENT_SIMULATED_CLOCK");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -199,7 +245,16 @@ impl RunningAgent {
                 }
             }
         });
-        RunningAgent { pid, exited, status: None, reader: Some(reader), lines, log, clock_commands, clock_commands_sent: 0 }
+        RunningAgent {
+            pid,
+            exited,
+            status: None,
+            reader: Some(reader),
+            lines,
+            log,
+            clock_commands,
+            clock_commands_sent: 0,
+        }
     }
 
     /// Lets `span` pass on the agent's simulated clock (`90s`, `15m`, `1h 30m`)
@@ -221,11 +276,20 @@ impl RunningAgent {
 
     fn steer_clock(&mut self, command: &str) {
         use std::io::Write;
-        let input = self.clock_commands.as_mut().expect("the agent runs on a simulated clock: start it with Room::start_at");
+        let input = self
+            .clock_commands
+            .as_mut()
+            .expect("the agent runs on a simulated clock: start it with Room::start_at");
         writeln!(input, "{command}").unwrap();
         input.flush().unwrap();
         self.clock_commands_sent += 1;
-        self.wait_for_log(&format!("simulated clock moved: command {},", self.clock_commands_sent), Duration::from_secs(10));
+        self.wait_for_log(
+            &format!(
+                "simulated clock moved: command {},",
+                self.clock_commands_sent
+            ),
+            Duration::from_secs(10),
+        );
     }
 
     pub fn pid(&self) -> i32 {
@@ -240,7 +304,10 @@ impl RunningAgent {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => continue,
-                Err(_) => panic!("no log line containing {needle:?} within {timeout:?}; log:\n{}", self.log.lock().unwrap().join("\n")),
+                Err(_) => panic!(
+                    "no log line containing {needle:?} within {timeout:?}; log:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                ),
             }
         }
     }
@@ -254,7 +321,9 @@ impl RunningAgent {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.exited.recv_timeout(timeout).ok();
-            if self.status.is_some() && let Some(reader) = self.reader.take() {
+            if self.status.is_some()
+                && let Some(reader) = self.reader.take()
+            {
                 let _ = reader.join();
             }
         }
@@ -264,7 +333,8 @@ impl RunningAgent {
     /// Kills the agent with SIGKILL, as a power cut would, and waits for it to be gone.
     pub fn kill(&mut self) -> ExitStatus {
         self.signal(libc::SIGKILL);
-        self.wait_exit(Duration::from_secs(10)).expect("a killed process exits")
+        self.wait_exit(Duration::from_secs(10))
+            .expect("a killed process exits")
     }
 }
 
@@ -279,8 +349,14 @@ impl Drop for RunningAgent {
 
 /// GET `http://address/path`, returning status and body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut response = agent.get(&format!("http://{address}{path}")).call().unwrap();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(&format!("http://{address}{path}"))
+        .call()
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().unwrap())
 }
@@ -288,13 +364,22 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 /// The value of one series in a scrape of the agent's /metrics, named with its
 /// labels as Prometheus prints them (`name{label="value"}`); `None` until it is counted.
 pub fn metric(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    scrape.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// `HH:MM:SS`, `seconds` from now in the room's zone (the default, Asia/Ho_Chi_Minh).
 pub fn local_time_in(seconds: i64) -> String {
     let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
-    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().to_zoned(zone);
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap()
+        .to_zoned(zone);
     at.strftime("%H:%M:%S").to_string()
 }
 
@@ -307,6 +392,9 @@ impl NamespaceRun {
     /// The value of the script's `key value` line.
     pub fn answer(&self, key: &str) -> String {
         let text = &self.text;
-        text.lines().find_map(|line| line.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in:\n{text}")).to_owned()
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+            .to_owned()
     }
 }

@@ -51,8 +51,16 @@ pub enum Verdict {
 impl Arbiter {
     /// Decides on a command from `cause` at `now`. A command that proceeds and
     /// asks for a hold (`hold_until`) takes it, replacing any hold it outranks.
-    pub fn admit(&mut self, device: &str, cause: Cause, now: Timestamp, hold_until: Option<Timestamp>) -> Verdict {
-        if let Some(hold) = self.holds.get(device).filter(|hold| hold.until > now) && rank(hold.by) < rank(cause) {
+    pub fn admit(
+        &mut self,
+        device: &str,
+        cause: Cause,
+        now: Timestamp,
+        hold_until: Option<Timestamp>,
+    ) -> Verdict {
+        if let Some(hold) = self.holds.get(device).filter(|hold| hold.until > now)
+            && rank(hold.by) < rank(cause)
+        {
             let by = match hold.by {
                 Cause::Teacher => "giáo viên (the teacher)",
                 _ => "thời khóa biểu (the timetable)",
@@ -62,9 +70,14 @@ impl Arbiter {
         }
         match hold_until {
             Some(until) => {
-                self.holds.insert(device.to_owned(), Hold { by: cause, until });
+                self.holds
+                    .insert(device.to_owned(), Hold { by: cause, until });
             }
-            None if self.holds.get(device).is_some_and(|hold| rank(hold.by) >= rank(cause)) => {
+            None if self
+                .holds
+                .get(device)
+                .is_some_and(|hold| rank(hold.by) >= rank(cause)) =>
+            {
                 self.holds.remove(device);
             }
             None => {}
@@ -85,14 +98,33 @@ mod tests {
     fn the_teacher_beats_the_timetable_which_beats_automation() {
         let mut arbiter = Arbiter::default();
         // The timetable switches the lights on for the lesson, until minute 60.
-        assert_eq!(arbiter.admit("lights", Cause::Timetable, t(0), Some(t(60))), Verdict::Proceed);
-        assert!(matches!(arbiter.admit("lights", Cause::Automation, t(10), None), Verdict::Yield(reason) if reason.contains("timetable")));
+        assert_eq!(
+            arbiter.admit("lights", Cause::Timetable, t(0), Some(t(60))),
+            Verdict::Proceed
+        );
+        assert!(
+            matches!(arbiter.admit("lights", Cause::Automation, t(10), None), Verdict::Yield(reason) if reason.contains("timetable"))
+        );
         // The teacher switches them off for a film, holding them until minute 55.
-        assert_eq!(arbiter.admit("lights", Cause::Teacher, t(10), Some(t(55))), Verdict::Proceed);
-        assert!(matches!(arbiter.admit("lights", Cause::Timetable, t(20), None), Verdict::Yield(reason) if reason.contains("teacher")));
-        assert!(matches!(arbiter.admit("lights", Cause::Automation, t(20), None), Verdict::Yield(_)));
+        assert_eq!(
+            arbiter.admit("lights", Cause::Teacher, t(10), Some(t(55))),
+            Verdict::Proceed
+        );
+        assert!(
+            matches!(arbiter.admit("lights", Cause::Timetable, t(20), None), Verdict::Yield(reason) if reason.contains("teacher"))
+        );
+        assert!(matches!(
+            arbiter.admit("lights", Cause::Automation, t(20), None),
+            Verdict::Yield(_)
+        ));
         // Once the hold ends, the timetable and then automation may act again.
-        assert_eq!(arbiter.admit("lights", Cause::Timetable, t(56), None), Verdict::Proceed);
-        assert_eq!(arbiter.admit("lights", Cause::Automation, t(57), None), Verdict::Proceed);
+        assert_eq!(
+            arbiter.admit("lights", Cause::Timetable, t(56), None),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            arbiter.admit("lights", Cause::Automation, t(57), None),
+            Verdict::Proceed
+        );
     }
 }

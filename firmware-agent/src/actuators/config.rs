@@ -40,7 +40,9 @@ impl DeviceConfig {
     /// The hard limit on one "on", if any.
     pub fn max_on(&self) -> Option<std::time::Duration> {
         let default = (self.kind == DeviceKind::Bell).then_some(15);
-        self.max_on_seconds.or(default).map(|s| std::time::Duration::from_secs(s.into()))
+        self.max_on_seconds
+            .or(default)
+            .map(|s| std::time::Duration::from_secs(s.into()))
     }
 }
 
@@ -170,29 +172,64 @@ fn default_discovery_prefix() -> String {
 }
 
 /// The rules serde cannot express; `patterns` are the bell patterns any bell may be rung with.
-pub fn problems(config: &ActuatorsConfig, patterns: &BTreeMap<String, BellPattern>) -> Vec<Unlocated> {
+pub fn problems(
+    config: &ActuatorsConfig,
+    patterns: &BTreeMap<String, BellPattern>,
+) -> Vec<Unlocated> {
     let mut out = Vec::new();
-    let mut problem = |key: String, message: String, hint: &str| out.push(Unlocated { key, message, hint: hint.to_owned() });
+    let mut problem = |key: String, message: String, hint: &str| {
+        out.push(Unlocated {
+            key,
+            message,
+            hint: hint.to_owned(),
+        })
+    };
     let mut seen = std::collections::BTreeSet::new();
     for (i, device) in config.device.iter().enumerate() {
         let key = format!("actuators.device.{i}");
-        let valid = (1..=32).contains(&device.name.len()) && device.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = (1..=32).contains(&device.name.len())
+            && device
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
-            problem(format!("{key}.name"), format!("`{}` is not a valid device name", device.name), "use 1 to 32 letters, digits, `-` or `_`");
+            problem(
+                format!("{key}.name"),
+                format!("`{}` is not a valid device name", device.name),
+                "use 1 to 32 letters, digits, `-` or `_`",
+            );
         }
         if !seen.insert(device.name.as_str()) {
-            problem(format!("{key}.name"), format!("a second device named `{}`", device.name), "give every device its own name");
+            problem(
+                format!("{key}.name"),
+                format!("a second device named `{}`", device.name),
+                "give every device its own name",
+            );
         }
         if device.max_on_seconds == Some(0) {
-            problem(format!("{key}.max_on_seconds"), "0 would never let the device switch on".into(), "use a number of seconds, such as 15 for a bell");
+            problem(
+                format!("{key}.max_on_seconds"),
+                "0 would never let the device switch on".into(),
+                "use a number of seconds, such as 15 for a bell",
+            );
         }
         if let (DeviceKind::Bell, Some(max_on)) = (device.kind, device.max_on()) {
             for (name, pattern) in patterns {
-                let longest = pattern.pulses_ms.iter().enumerate().max_by_key(|(_, pulse)| **pulse);
-                if let Some((i, &pulse)) = longest.filter(|(_, pulse)| u128::from(**pulse) > max_on.as_millis()) {
+                let longest = pattern
+                    .pulses_ms
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, pulse)| **pulse);
+                if let Some((i, &pulse)) =
+                    longest.filter(|(_, pulse)| u128::from(**pulse) > max_on.as_millis())
+                {
                     problem(
                         format!("schedule.patterns.{name}.pulses_ms.{i}"),
-                        format!("a pulse of {pulse} ms is longer than bell `{}` may ring ({} s, its max_on_seconds): its driver would cut it short", device.name, max_on.as_secs()),
+                        format!(
+                            "a pulse of {pulse} ms is longer than bell `{}` may ring ({} s, its max_on_seconds): its driver would cut it short",
+                            device.name,
+                            max_on.as_secs()
+                        ),
                         "shorten the pulse, or split it into pulses with gaps; or raise the bell's max_on_seconds if it may ring that long",
                     );
                 }
@@ -200,24 +237,42 @@ pub fn problems(config: &ActuatorsConfig, patterns: &BTreeMap<String, BellPatter
         }
         if let DriverConfig::Mqtt(mqtt) = &device.driver {
             if config.mqtt.is_none() {
-                problem(format!("{key}.driver"), "an MQTT device needs a broker".into(), "add [actuators.mqtt] with host = \"...\"");
+                problem(
+                    format!("{key}.driver"),
+                    "an MQTT device needs a broker".into(),
+                    "add [actuators.mqtt] with host = \"...\"",
+                );
             }
             let missing = match mqtt.flavor {
-                MqttFlavor::Tasmota | MqttFlavor::Shelly => mqtt.topic.is_empty().then_some("topic"),
+                MqttFlavor::Tasmota | MqttFlavor::Shelly => {
+                    mqtt.topic.is_empty().then_some("topic")
+                }
                 MqttFlavor::Generic if mqtt.command_topic.is_empty() => Some("command_topic"),
                 MqttFlavor::Generic => mqtt.state_topic.is_empty().then_some("state_topic"),
             };
             if let Some(field) = missing {
-                problem(format!("{key}.driver"), format!("this {:?} device needs `{field}`", mqtt.flavor).to_lowercase(), "see config/agent.example.toml for each flavor's keys");
+                problem(
+                    format!("{key}.driver"),
+                    format!("this {:?} device needs `{field}`", mqtt.flavor).to_lowercase(),
+                    "see config/agent.example.toml for each flavor's keys",
+                );
             }
         }
     }
     if let Some(mqtt) = &config.mqtt {
         if mqtt.host.is_empty() {
-            problem("actuators.mqtt.host".into(), "the broker's host is empty".into(), "write the broker's name or address, such as \"192.168.1.10\"");
+            problem(
+                "actuators.mqtt.host".into(),
+                "the broker's host is empty".into(),
+                "write the broker's name or address, such as \"192.168.1.10\"",
+            );
         }
         if mqtt.confirm_timeout_ms == 0 {
-            problem("actuators.mqtt.confirm_timeout_ms".into(), "a timeout of 0 never confirms".into(), "use a few hundred milliseconds or more, such as 2000");
+            problem(
+                "actuators.mqtt.confirm_timeout_ms".into(),
+                "a timeout of 0 never confirms".into(),
+                "use a few hundred milliseconds or more, such as 2000",
+            );
         }
     }
     out

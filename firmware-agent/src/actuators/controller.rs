@@ -130,27 +130,60 @@ impl Controller {
     /// a room whose bell silently does not ring is worse than an agent that says why it cannot start.
     /// It takes the whole config: the devices of `[actuators]`, the bell patterns and teacher's hold of
     /// `[schedule]`, and the room's id, which names the agent to the GPIO lines it holds.
-    pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>, link: Option<Arc<MqttLink>>) -> Result<Controller, OpenError> {
+    pub fn open(
+        config: &Config,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        link: Option<Arc<MqttLink>>,
+    ) -> Result<Controller, OpenError> {
         let pins = SimulatedPinBank::new(clock.clone());
         let mut devices = BTreeMap::new();
         let consumer = format!("firmware-agent:{}", config.room.room_id);
         for device in &config.actuators.device {
             let max_on = device.max_on();
             let opened: Result<Arc<dyn Actuator>, ActuatorError> = match &device.driver {
-                DriverConfig::Simulated { active_low } => Ok(Relay::new(&device.name, pins.line(&device.name, *active_low), max_on, clock.clone())),
-                DriverConfig::Gpio { chip, line, active_low } => CdevLine::request(chip, *line, *active_low, &consumer)
-                    .map(|line| Relay::new(&device.name, Box::new(line), max_on, clock.clone()) as Arc<dyn Actuator>),
-                DriverConfig::Rppal { pin, active_low } => {
-                    RppalLine::request(*pin, *active_low).map(|line| Relay::new(&device.name, Box::new(line), max_on, clock.clone()) as Arc<dyn Actuator>)
-                }
+                DriverConfig::Simulated { active_low } => Ok(Relay::new(
+                    &device.name,
+                    pins.line(&device.name, *active_low),
+                    max_on,
+                    clock.clone(),
+                )),
+                DriverConfig::Gpio {
+                    chip,
+                    line,
+                    active_low,
+                } => CdevLine::request(chip, *line, *active_low, &consumer).map(|line| {
+                    Relay::new(&device.name, Box::new(line), max_on, clock.clone())
+                        as Arc<dyn Actuator>
+                }),
+                DriverConfig::Rppal { pin, active_low } => RppalLine::request(*pin, *active_low)
+                    .map(|line| {
+                        Relay::new(&device.name, Box::new(line), max_on, clock.clone())
+                            as Arc<dyn Actuator>
+                    }),
                 DriverConfig::Mqtt(mqtt) => match (&link, &config.actuators.mqtt) {
-                    (Some(link), Some(broker)) => Ok(Arc::new(MqttSwitch::new(&device.name, link.clone(), mqtt, broker))),
-                    _ => Err(ActuatorError::Failed("an MQTT device needs [actuators.mqtt]".to_owned())),
+                    (Some(link), Some(broker)) => Ok(Arc::new(MqttSwitch::new(
+                        &device.name,
+                        link.clone(),
+                        mqtt,
+                        broker,
+                    ))),
+                    _ => Err(ActuatorError::Failed(
+                        "an MQTT device needs [actuators.mqtt]".to_owned(),
+                    )),
                 },
             };
-            let actuator = opened.map_err(|source| OpenError { device: device.name.clone(), source })?;
+            let actuator = opened.map_err(|source| OpenError {
+                device: device.name.clone(),
+                source,
+            })?;
             actuator.safe_state();
-            let entry = Device { config: device.clone(), actuator, busy: tokio::sync::Mutex::new(()), on: AtomicBool::new(false) };
+            let entry = Device {
+                config: device.clone(),
+                actuator,
+                busy: tokio::sync::Mutex::new(()),
+                on: AtomicBool::new(false),
+            };
             devices.insert(device.name.clone(), entry);
         }
         Ok(Controller {
@@ -160,7 +193,10 @@ impl Controller {
             arbiter: Mutex::default(),
             store,
             clock,
-            changes: link.as_ref().map_or_else(|| Arc::new(watch::channel(0).0), |link| link.reports().clone()),
+            changes: link.as_ref().map_or_else(
+                || Arc::new(watch::channel(0).0),
+                |link| link.reports().clone(),
+            ),
             link,
             pins,
             stopping: AtomicBool::new(false),
@@ -195,7 +231,9 @@ impl Controller {
                     DeviceKind::Switch => "switch",
                 },
                 zone: device.config.zone().to_owned(),
-                on: reported.on.unwrap_or_else(|| device.on.load(Ordering::SeqCst)),
+                on: reported
+                    .on
+                    .unwrap_or_else(|| device.on.load(Ordering::SeqCst)),
                 online: reported.online,
             })
             .collect()
@@ -205,19 +243,28 @@ impl Controller {
     pub fn lights_in(&self, zone: &str) -> Vec<String> {
         self.devices
             .values()
-            .filter(|d| d.config.kind == DeviceKind::Light && (zone == "all" || d.config.zone() == zone))
+            .filter(|d| {
+                d.config.kind == DeviceKind::Light && (zone == "all" || d.config.zone() == zone)
+            })
             .map(|d| d.config.name.clone())
             .collect()
     }
 
     /// The first bell, for a ring that names no device.
     pub fn default_bell(&self) -> Option<String> {
-        self.devices.values().find(|d| d.config.kind == DeviceKind::Bell).map(|d| d.config.name.clone())
+        self.devices
+            .values()
+            .find(|d| d.config.kind == DeviceKind::Bell)
+            .map(|d| d.config.name.clone())
     }
 
     /// The bells, for the panic hook.
     pub fn bells(&self) -> Vec<Arc<dyn Actuator>> {
-        self.devices.values().filter(|d| d.config.kind == DeviceKind::Bell).map(|d| d.actuator.clone()).collect()
+        self.devices
+            .values()
+            .filter(|d| d.config.kind == DeviceKind::Bell)
+            .map(|d| d.actuator.clone())
+            .collect()
     }
 
     /// Switches every device off and waits for each to confirm, up to [`SWITCH_OFF_PATIENCE`]: at shutdown,
@@ -245,7 +292,13 @@ impl Controller {
         }
         let mut records = Vec::new();
         for device in self.lights_in("all") {
-            let request = Request { device, action: Action::Switch { on: false }, cause: Cause::Automation, hold_until: None, note: "phòng trống (room empty)".to_owned() };
+            let request = Request {
+                device,
+                action: Action::Switch { on: false },
+                cause: Cause::Automation,
+                hold_until: None,
+                note: "phòng trống (room empty)".to_owned(),
+            };
             if let Ok(record) = self.perform(request).await {
                 records.push(record);
             }
@@ -255,14 +308,20 @@ impl Controller {
 
     /// Checks a request without performing it.
     pub fn validate(&self, request: &Request) -> Result<(), RequestError> {
-        let device = self.devices.get(&request.device).ok_or_else(|| RequestError::UnknownDevice(request.device.clone()))?;
+        let device = self
+            .devices
+            .get(&request.device)
+            .ok_or_else(|| RequestError::UnknownDevice(request.device.clone()))?;
         if let Action::Ring { pattern } = &request.action {
             if device.config.kind != DeviceKind::Bell {
                 return Err(RequestError::NotABell(request.device.clone()));
             }
             if !self.patterns.contains_key(pattern) {
                 let known = self.patterns.keys().cloned().collect::<Vec<_>>().join(", ");
-                return Err(RequestError::UnknownPattern { name: pattern.clone(), known });
+                return Err(RequestError::UnknownPattern {
+                    name: pattern.clone(),
+                    known,
+                });
             }
         }
         Ok(())
@@ -270,24 +329,37 @@ impl Controller {
 
     /// Performs a request (or records why it yielded) and returns its record, already in the outbox.
     pub async fn perform(&self, request: Request) -> Result<proto::Actuation, RequestError> {
-        self.perform_and_keep(request).await.map(|performed| performed.record)
+        self.perform_and_keep(request)
+            .await
+            .map(|performed| performed.record)
     }
 
     /// Performs a request unless its record could not be kept, and says what became of the record.
     pub async fn perform_and_keep(&self, request: Request) -> Result<Performed, RequestError> {
         self.validate(&request)?;
-        let who = if request.cause == Cause::Teacher { Who::Teacher } else { Who::Room };
+        let who = if request.cause == Cause::Teacher {
+            Who::Teacher
+        } else {
+            Who::Room
+        };
         self.store.recorder().admit(who).inspect_err(|refusal| tracing::warn!(device = %request.device, %refusal, "command refused: its record could not be kept"))?;
         let device = &self.devices[&request.device];
         let occurred_at = self.clock.now();
         let hold_until = match (&request.action, request.cause) {
-            (Action::Switch { .. }, Cause::Teacher) => occurred_at.checked_add(self.teacher_hold).ok(),
+            (Action::Switch { .. }, Cause::Teacher) => {
+                occurred_at.checked_add(self.teacher_hold).ok()
+            }
             (Action::Switch { on: true }, _) => request.hold_until,
             _ => None,
         };
         let verdict = match request.action {
             Action::Ring { .. } => Verdict::Proceed,
-            Action::Switch { .. } => self.arbiter.lock().unwrap().admit(&request.device, request.cause, occurred_at, hold_until),
+            Action::Switch { .. } => self.arbiter.lock().unwrap().admit(
+                &request.device,
+                request.cause,
+                occurred_at,
+                hold_until,
+            ),
         };
         let mut record = proto::Actuation {
             device: request.device.clone(),
@@ -308,10 +380,19 @@ impl Controller {
             }
         };
         record.outcome = outcome as i32;
-        record.detail = [request.note.as_str(), detail.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("; ");
+        record.detail = [request.note.as_str(), detail.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
         record.latency_ms = latency.as_millis().min(u32::MAX as u128) as u32;
         // Kept before it is logged, so a logged actuation is a recorded (or queued) one.
-        let kept = self.store.recorder().keep(Write::event(occurred_at, record.clone())).await;
+        let kept = self
+            .store
+            .recorder()
+            .keep(Write::event(occurred_at, record.clone()))
+            .await;
         tracing::info!(
             device = %record.device,
             command = %record.command,
@@ -359,7 +440,9 @@ impl Controller {
                     let on = device.actuator.switch(true).await;
                     latency.get_or_insert_with(elapsed);
                     if on.is_ok() {
-                        let pulse_ends = self.clock.deadline_in(Duration::from_millis((*pulse).into()));
+                        let pulse_ends = self
+                            .clock
+                            .deadline_in(Duration::from_millis((*pulse).into()));
                         self.note_state(device, true);
                         self.clock.sleep_until(pulse_ends).await;
                     }
@@ -367,7 +450,10 @@ impl Controller {
                     if off.is_err() {
                         device.actuator.safe_state();
                     }
-                    next_pulse_at = Some(self.clock.deadline_in(Duration::from_millis(pattern.gap_ms.into())));
+                    next_pulse_at = Some(
+                        self.clock
+                            .deadline_in(Duration::from_millis(pattern.gap_ms.into())),
+                    );
                     self.note_state(device, false);
                     let failed = on.is_err() || off.is_err();
                     results.extend([on, off]);
@@ -402,7 +488,11 @@ fn describe(results: &[Result<Confirmation, ActuatorError>]) -> (Outcome, String
         })
         .max_by_key(|(rank, _)| *rank)
         .map_or(Outcome::Failed, |(_, outcome)| outcome);
-    let detail = results.iter().find_map(|result| result.as_ref().err()).map(ToString::to_string).unwrap_or_default();
+    let detail = results
+        .iter()
+        .find_map(|result| result.as_ref().err())
+        .map(ToString::to_string)
+        .unwrap_or_default();
     (outcome, detail)
 }
 
@@ -415,7 +505,12 @@ pub(crate) mod tests {
     /// Lets a ring of `pattern` on `device`, due or under way, run its course
     /// on the manual clock: each time the controller shows the bell on, lets
     /// the pulse pass, and each time it shows it off between pulses, the gap.
-    pub(crate) async fn ring_through(clock: &ManualClock, controller: &Controller, device: &str, pattern: &BellPattern) {
+    pub(crate) async fn ring_through(
+        clock: &ManualClock,
+        controller: &Controller,
+        device: &str,
+        pattern: &BellPattern,
+    ) {
         for (i, pulse) in pattern.pulses_ms.iter().enumerate() {
             if i > 0 {
                 clock.advance(Duration::from_millis(pattern.gap_ms.into()));
@@ -431,7 +526,15 @@ pub(crate) mod tests {
     /// manual clock may be moved.
     pub(crate) async fn until_shown(controller: &Controller, device: &str, on: bool) {
         let mut changes = controller.subscribe_changes();
-        changes.wait_for(|_| controller.status().iter().any(|d| d.name == device && d.on == on)).await.unwrap();
+        changes
+            .wait_for(|_| {
+                controller
+                    .status()
+                    .iter()
+                    .any(|d| d.name == device && d.on == on)
+            })
+            .await
+            .unwrap();
     }
 
     fn config() -> Config {
@@ -460,41 +563,128 @@ pub(crate) mod tests {
         let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
         let config = config();
-        let controller = Controller::open(&config, store.clone(), store.clock().clone(), None).unwrap();
-        assert_eq!(controller.pins().level("lights"), Some(true), "an active-low light starts off: high");
-        let request = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Teacher, hold_until: None, note: String::new() };
+        let controller =
+            Controller::open(&config, store.clone(), store.clock().clone(), None).unwrap();
+        assert_eq!(
+            controller.pins().level("lights"),
+            Some(true),
+            "an active-low light starts off: high"
+        );
+        let request = Request {
+            device: "bell".into(),
+            action: Action::Ring {
+                pattern: "short".into(),
+            },
+            cause: Cause::Teacher,
+            hold_until: None,
+            note: String::new(),
+        };
         let started = clock.now();
-        let (record, ()) = tokio::join!(controller.perform(request), ring_through(&clock, &controller, "bell", &config.schedule.patterns["short"]));
+        let (record, ()) = tokio::join!(
+            controller.perform(request),
+            ring_through(
+                &clock,
+                &controller,
+                "bell",
+                &config.schedule.patterns["short"]
+            )
+        );
         let record = record.unwrap();
         assert_eq!(record.outcome, Outcome::Done as i32);
-        let levels: Vec<(i128, bool)> = controller.pins().history("bell").iter().map(|(at, level)| (at.duration_since(started).as_millis(), *level)).collect();
-        assert_eq!(levels, [(0, false), (0, false), (0, true), (20, false), (30, true), (50, false)], "safe at start, then two pulses of 20 ms 10 ms apart, ending off");
+        let levels: Vec<(i128, bool)> = controller
+            .pins()
+            .history("bell")
+            .iter()
+            .map(|(at, level)| (at.duration_since(started).as_millis(), *level))
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                (0, false),
+                (0, false),
+                (0, true),
+                (20, false),
+                (30, true),
+                (50, false)
+            ],
+            "safe at start, then two pulses of 20 ms 10 ms apart, ending off"
+        );
         let stored = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
         assert_eq!(stored.len(), 1);
-        assert!(matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short"));
+        assert!(
+            matches!(stored[0].payload().unwrap(), Some(proto::event::Payload::Actuation(a)) if a.command == "ring:short")
+        );
     }
 
     #[tokio::test]
     async fn after_the_final_off_nothing_is_switched_on() {
         let (_dir, _clock, store) = testing::store();
-        let controller = Controller::open(&config(), Arc::new(store), Arc::new(crate::clock::SystemClock), None).unwrap();
+        let controller = Controller::open(
+            &config(),
+            Arc::new(store),
+            Arc::new(crate::clock::SystemClock),
+            None,
+        )
+        .unwrap();
         controller.switch_all_off().await;
-        let ring = Request { device: "bell".into(), action: Action::Ring { pattern: "short".into() }, cause: Cause::Timetable, hold_until: None, note: String::new() };
+        let ring = Request {
+            device: "bell".into(),
+            action: Action::Ring {
+                pattern: "short".into(),
+            },
+            cause: Cause::Timetable,
+            hold_until: None,
+            note: String::new(),
+        };
         let record = controller.perform(ring).await.unwrap();
         assert_eq!(record.outcome, Outcome::Failed as i32);
-        assert!(record.detail.contains("the agent is stopping"), "{}", record.detail);
-        assert!(controller.pins().history("bell").iter().all(|(_, level)| !level), "the bell never went on");
+        assert!(
+            record.detail.contains("the agent is stopping"),
+            "{}",
+            record.detail
+        );
+        assert!(
+            controller
+                .pins()
+                .history("bell")
+                .iter()
+                .all(|(_, level)| !level),
+            "the bell never went on"
+        );
     }
 
     #[tokio::test]
     async fn automation_yields_to_the_teacher_and_is_recorded_as_skipped() {
         let (_dir, _clock, store) = testing::store();
-        let controller = Controller::open(&config(), Arc::new(store), Arc::new(crate::clock::SystemClock), None).unwrap();
-        let switch = |on, cause| Request { device: "lights".into(), action: Action::Switch { on }, cause, hold_until: None, note: String::new() };
-        assert_eq!(controller.perform(switch(true, Cause::Teacher)).await.unwrap().outcome, Outcome::Done as i32);
+        let controller = Controller::open(
+            &config(),
+            Arc::new(store),
+            Arc::new(crate::clock::SystemClock),
+            None,
+        )
+        .unwrap();
+        let switch = |on, cause| Request {
+            device: "lights".into(),
+            action: Action::Switch { on },
+            cause,
+            hold_until: None,
+            note: String::new(),
+        };
+        assert_eq!(
+            controller
+                .perform(switch(true, Cause::Teacher))
+                .await
+                .unwrap()
+                .outcome,
+            Outcome::Done as i32
+        );
         let empty = controller.room_occupancy(0).await;
         assert_eq!(empty[0].outcome, Outcome::Skipped as i32);
-        assert_eq!(controller.pins().level("lights"), Some(false), "still on (active-low)");
+        assert_eq!(
+            controller.pins().level("lights"),
+            Some(false),
+            "still on (active-low)"
+        );
         assert_eq!(controller.lights_in("front"), ["lights"]);
     }
 }

@@ -77,7 +77,11 @@ impl SwitchTopics {
     pub fn of(config: &MqttDeviceConfig) -> SwitchTopics {
         match config.flavor {
             MqttFlavor::Tasmota => {
-                let power = if config.channel == 0 { "POWER".to_owned() } else { format!("POWER{}", config.channel) };
+                let power = if config.channel == 0 {
+                    "POWER".to_owned()
+                } else {
+                    format!("POWER{}", config.channel)
+                };
                 SwitchTopics {
                     command: format!("cmnd/{}/{power}", config.topic),
                     state: format!("stat/{}/{power}", config.topic),
@@ -98,7 +102,8 @@ impl SwitchTopics {
                 state: config.state_topic.clone(),
                 payload_on: config.payload_on.clone(),
                 payload_off: config.payload_off.clone(),
-                availability: (!config.availability_topic.is_empty()).then(|| config.availability_topic.clone()),
+                availability: (!config.availability_topic.is_empty())
+                    .then(|| config.availability_topic.clone()),
             },
         }
     }
@@ -112,13 +117,25 @@ impl MqttLink {
         devices: &[DeviceConfig],
         close: CancellationToken,
         clock: Arc<dyn Clock>,
-    ) -> (Arc<MqttLink>, mpsc::Receiver<RemoteCommand>, tokio::task::JoinHandle<()>) {
-        let base = config.base_topic.clone().unwrap_or_else(|| format!("classroom/{}/{}", room.school_code, room.room_id));
+    ) -> (
+        Arc<MqttLink>,
+        mpsc::Receiver<RemoteCommand>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let base = config
+            .base_topic
+            .clone()
+            .unwrap_or_else(|| format!("classroom/{}/{}", room.school_code, room.room_id));
         let client_id = format!("firmware-agent-{}-{}", room.school_code, room.room_id);
         let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
         options.set_keep_alive(Duration::from_secs(10));
         options.set_clean_session(true);
-        options.set_last_will(LastWill::new(format!("{base}/availability"), "offline", QoS::AtLeastOnce, true));
+        options.set_last_will(LastWill::new(
+            format!("{base}/availability"),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             options.set_credentials(user.clone(), password.clone());
         }
@@ -139,14 +156,21 @@ impl MqttLink {
             link.topic(topic);
         }
         let (commands_tx, commands) = mpsc::channel(32);
-        let task = tokio::spawn(link.clone().drive(event_loop, announcements, commands_tx, close, clock));
+        let task =
+            tokio::spawn(
+                link.clone()
+                    .drive(event_loop, announcements, commands_tx, close, clock),
+            );
         (link, commands, task)
     }
 
     /// Publishes the state of a device of the room for home automation (retained).
     pub fn publish_state(&self, device: &str, on: bool) {
         let topic = format!("{}/{device}/state", self.base);
-        if let Err(err) = self.client.try_publish(topic, QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" }) {
+        if let Err(err) =
+            self.client
+                .try_publish(topic, QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" })
+        {
             tracing::debug!(%err, device, "cannot queue the device's state for MQTT");
         }
     }
@@ -165,12 +189,18 @@ impl MqttLink {
     /// The latest value on `topic`, if anything arrived there since the link started.
     fn latest(&self, topic: &str) -> Option<String> {
         let topics = self.topics.lock().unwrap();
-        topics.get(topic).map(|sender| sender.borrow().clone()).and_then(|(seq, value)| (seq > 0).then_some(value))
+        topics
+            .get(topic)
+            .map(|sender| sender.borrow().clone())
+            .and_then(|(seq, value)| (seq > 0).then_some(value))
     }
 
     fn topic(&self, topic: &str) -> watch::Receiver<(u64, String)> {
         let mut topics = self.topics.lock().unwrap();
-        topics.entry(topic.to_owned()).or_insert_with(|| watch::channel((0, String::new())).0).subscribe()
+        topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| watch::channel((0, String::new())).0)
+            .subscribe()
     }
 
     async fn drive(
@@ -212,7 +242,12 @@ impl MqttLink {
         }
         // A clean goodbye: say offline ourselves, since a clean disconnect does not trigger the will.
         if *self.connected.borrow() {
-            let _ = self.client.try_publish(format!("{}/availability", self.base), QoS::AtLeastOnce, true, "offline");
+            let _ = self.client.try_publish(
+                format!("{}/availability", self.base),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            );
             let _ = self.client.try_disconnect();
             let flush = async {
                 while let Ok(event) = event_loop.poll().await {
@@ -233,20 +268,40 @@ impl MqttLink {
             }
         }
         for (topic, payload, retain) in &announcements.publications {
-            if let Err(err) = self.client.try_publish(topic.clone(), QoS::AtLeastOnce, *retain, payload.clone()) {
+            if let Err(err) =
+                self.client
+                    .try_publish(topic.clone(), QoS::AtLeastOnce, *retain, payload.clone())
+            {
                 tracing::error!(%err, topic, "cannot publish");
             }
         }
     }
 
-    fn received(&self, topic: &str, payload: &str, announcements: &Announcements, commands: &mpsc::Sender<RemoteCommand>) {
+    fn received(
+        &self,
+        topic: &str,
+        payload: &str,
+        announcements: &Announcements,
+        commands: &mpsc::Sender<RemoteCommand>,
+    ) {
         if let Some(device) = announcements.set_topics.get(topic) {
-            let on = payload.eq_ignore_ascii_case("on") || payload == "1" || payload.eq_ignore_ascii_case("true");
-            let off = payload.eq_ignore_ascii_case("off") || payload == "0" || payload.eq_ignore_ascii_case("false");
+            let on = payload.eq_ignore_ascii_case("on")
+                || payload == "1"
+                || payload.eq_ignore_ascii_case("true");
+            let off = payload.eq_ignore_ascii_case("off")
+                || payload == "0"
+                || payload.eq_ignore_ascii_case("false");
             if on || off {
-                let _ = commands.try_send(RemoteCommand { device: device.clone(), on });
+                let _ = commands.try_send(RemoteCommand {
+                    device: device.clone(),
+                    on,
+                });
             } else {
-                tracing::warn!(topic, payload, "ignored a home-automation command: expected ON or OFF");
+                tracing::warn!(
+                    topic,
+                    payload,
+                    "ignored a home-automation command: expected ON or OFF"
+                );
             }
             return;
         }
@@ -254,7 +309,12 @@ impl MqttLink {
             tracing::info!(device, availability = payload, "device availability");
             if availability(payload) == Some(true) {
                 for (topic, payload) in announcements.on_online.get(device).into_iter().flatten() {
-                    if let Err(err) = self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone()) {
+                    if let Err(err) = self.client.try_publish(
+                        topic.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        payload.clone(),
+                    ) {
                         tracing::error!(%err, topic, device, "cannot tell a device that came online its settings");
                     }
                 }
@@ -284,7 +344,12 @@ struct Announcements {
 }
 
 impl Announcements {
-    fn new(base: &str, config: &MqttConfig, room: &RoomConfig, devices: &[DeviceConfig]) -> Announcements {
+    fn new(
+        base: &str,
+        config: &MqttConfig,
+        room: &RoomConfig,
+        devices: &[DeviceConfig],
+    ) -> Announcements {
         let mut out = Announcements {
             subscriptions: Vec::new(),
             publications: vec![(format!("{base}/availability"), "online".to_owned(), true)],
@@ -294,7 +359,13 @@ impl Announcements {
         };
         let node: String = format!("{}_{}", room.school_code, room.room_id)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         for device in devices {
             let set = format!("{base}/{}/set", device.name);
@@ -317,9 +388,18 @@ impl Announcements {
                         "sw_version": env!("CARGO_PKG_VERSION"),
                     },
                 });
-                out.publications.push((format!("{}/switch/{node}/{}/config", config.discovery_prefix, device.name), discovery.to_string(), true));
+                out.publications.push((
+                    format!(
+                        "{}/switch/{node}/{}/config",
+                        config.discovery_prefix, device.name
+                    ),
+                    discovery.to_string(),
+                    true,
+                ));
             }
-            let DriverConfig::Mqtt(mqtt) = &device.driver else { continue };
+            let DriverConfig::Mqtt(mqtt) = &device.driver else {
+                continue;
+            };
             let topics = SwitchTopics::of(mqtt);
             out.subscriptions.push(topics.state.clone());
             if let Some(availability) = topics.availability {
@@ -327,10 +407,21 @@ impl Announcements {
                 out.availability.insert(availability, device.name.clone());
             }
             if let (MqttFlavor::Tasmota, Some(max_on)) = (mqtt.flavor, device.max_on()) {
-                let power = if mqtt.channel == 0 { String::new() } else { mqtt.channel.to_string() };
-                let pulse_time = (format!("cmnd/{}/PulseTime{power}", mqtt.topic), tasmota_pulse_time(max_on).to_string());
-                out.publications.push((pulse_time.0.clone(), pulse_time.1.clone(), false));
-                out.on_online.entry(device.name.clone()).or_default().push(pulse_time);
+                let power = if mqtt.channel == 0 {
+                    String::new()
+                } else {
+                    mqtt.channel.to_string()
+                };
+                let pulse_time = (
+                    format!("cmnd/{}/PulseTime{power}", mqtt.topic),
+                    tasmota_pulse_time(max_on).to_string(),
+                );
+                out.publications
+                    .push((pulse_time.0.clone(), pulse_time.1.clone(), false));
+                out.on_online
+                    .entry(device.name.clone())
+                    .or_default()
+                    .push(pulse_time);
             }
         }
         out
@@ -349,7 +440,11 @@ fn availability(payload: &str) -> Option<bool> {
 /// Tasmota's PulseTime units: tenths of a second up to 11.1 s, then seconds plus 100.
 fn tasmota_pulse_time(max_on: Duration) -> u64 {
     let tenths = max_on.as_millis().div_ceil(100) as u64;
-    if tenths <= 111 { tenths.max(1) } else { max_on.as_secs() + 100 }
+    if tenths <= 111 {
+        tenths.max(1)
+    } else {
+        max_on.as_secs() + 100
+    }
 }
 
 /// A smart switch reached through the link.
@@ -362,7 +457,12 @@ pub struct MqttSwitch {
 }
 
 impl MqttSwitch {
-    pub fn new(name: &str, link: Arc<MqttLink>, device: &MqttDeviceConfig, broker: &MqttConfig) -> MqttSwitch {
+    pub fn new(
+        name: &str,
+        link: Arc<MqttLink>,
+        device: &MqttDeviceConfig,
+        broker: &MqttConfig,
+    ) -> MqttSwitch {
         MqttSwitch {
             name: name.to_owned(),
             link,
@@ -373,25 +473,44 @@ impl MqttSwitch {
     }
 
     async fn command(&self, on: bool) -> Result<Confirmation, ActuatorError> {
-        let payload = if on { &self.topics.payload_on } else { &self.topics.payload_off };
+        let payload = if on {
+            &self.topics.payload_on
+        } else {
+            &self.topics.payload_off
+        };
         let mut state = self.link.topic(&self.topics.state);
         let started = Instant::now();
         for attempt in 0..=self.retries {
             let before = state.borrow_and_update().0;
             self.link
                 .client
-                .publish(self.topics.command.clone(), QoS::AtLeastOnce, false, payload.clone())
+                .publish(
+                    self.topics.command.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.clone(),
+                )
                 .await
-                .map_err(|err| ActuatorError::Failed(format!("cannot queue the MQTT command: {err}")))?;
-            let confirmed = state.wait_for(|(seq, value)| *seq > before && value.eq_ignore_ascii_case(payload));
+                .map_err(|err| {
+                    ActuatorError::Failed(format!("cannot queue the MQTT command: {err}"))
+                })?;
+            let confirmed =
+                state.wait_for(|(seq, value)| *seq > before && value.eq_ignore_ascii_case(payload));
             // How long a device may take to answer on the network: a bounded I/O wait, on the runtime's real time.
             match tokio::time::timeout(self.confirm_timeout, confirmed).await {
                 Ok(Ok(_)) => return Ok(Confirmation::Confirmed),
-                Ok(Err(_)) => return Err(ActuatorError::Failed("the MQTT link is gone".to_owned())),
-                Err(_) => tracing::debug!(device = %self.name, attempt, "no confirmation on {}", self.topics.state),
+                Ok(Err(_)) => {
+                    return Err(ActuatorError::Failed("the MQTT link is gone".to_owned()));
+                }
+                Err(_) => {
+                    tracing::debug!(device = %self.name, attempt, "no confirmation on {}", self.topics.state)
+                }
             }
         }
-        Err(ActuatorError::TimedOut { attempts: self.retries + 1, waited: started.elapsed() })
+        Err(ActuatorError::TimedOut {
+            attempts: self.retries + 1,
+            waited: started.elapsed(),
+        })
     }
 }
 
@@ -405,7 +524,12 @@ impl Actuator for MqttSwitch {
     }
 
     fn safe_state(&self) {
-        let _ = self.link.client.try_publish(self.topics.command.clone(), QoS::AtLeastOnce, false, self.topics.payload_off.clone());
+        let _ = self.link.client.try_publish(
+            self.topics.command.clone(),
+            QoS::AtLeastOnce,
+            false,
+            self.topics.payload_off.clone(),
+        );
     }
 
     fn reported(&self) -> Reported {
@@ -413,10 +537,17 @@ impl Actuator for MqttSwitch {
             if state.eq_ignore_ascii_case(&self.topics.payload_on) {
                 Some(true)
             } else {
-                state.eq_ignore_ascii_case(&self.topics.payload_off).then_some(false)
+                state
+                    .eq_ignore_ascii_case(&self.topics.payload_off)
+                    .then_some(false)
             }
         });
-        let online = self.topics.availability.as_deref().and_then(|topic| self.link.latest(topic)).and_then(|payload| availability(&payload));
+        let online = self
+            .topics
+            .availability
+            .as_deref()
+            .and_then(|topic| self.link.latest(topic))
+            .and_then(|payload| availability(&payload));
         Reported { on, online }
     }
 }

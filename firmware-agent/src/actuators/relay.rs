@@ -54,25 +54,62 @@ struct Cutoff {
 
 impl Relay {
     /// A relay on `line`, which the caller has just requested in its inactive state.
-    pub fn new(name: &str, line: Box<dyn OutputLine>, max_on: Option<Duration>, clock: Arc<dyn Clock>) -> Arc<Relay> {
+    pub fn new(
+        name: &str,
+        line: Box<dyn OutputLine>,
+        max_on: Option<Duration>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Relay> {
         let line = Arc::new(Mutex::new(line));
-        let Some(max_on) = max_on else { return Arc::new(Relay { name: name.to_owned(), line, cutoff: None }) };
+        let Some(max_on) = max_on else {
+            return Arc::new(Relay {
+                name: name.to_owned(),
+                line,
+                cutoff: None,
+            });
+        };
         let (deadline, armed) = watch::channel(None);
-        let (watched, thread_clock, name_owned) = (Arc::downgrade(&line), clock.clone(), name.to_owned());
+        let (watched, thread_clock, name_owned) =
+            (Arc::downgrade(&line), clock.clone(), name.to_owned());
         // A timer of its own, on its own thread: the agent's runtime may be the thing that is stuck.
-        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer can be started at start-up");
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a timer can be started at start-up");
         std::thread::Builder::new()
             .name(format!("cutoff-{name}"))
-            .spawn(move || timer.block_on(watch_cutoff(&name_owned, max_on, thread_clock.as_ref(), armed, &watched)))
+            .spawn(move || {
+                timer.block_on(watch_cutoff(
+                    &name_owned,
+                    max_on,
+                    thread_clock.as_ref(),
+                    armed,
+                    &watched,
+                ))
+            })
             .expect("a thread can be started at start-up");
-        Arc::new(Relay { name: name.to_owned(), line, cutoff: Some(Cutoff { max_on, clock, deadline }) })
+        Arc::new(Relay {
+            name: name.to_owned(),
+            line,
+            cutoff: Some(Cutoff {
+                max_on,
+                clock,
+                deadline,
+            }),
+        })
     }
 
     fn drive(&self, active: bool) -> Result<(), ActuatorError> {
-        let mut line = self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        line.set(active).map_err(|err| ActuatorError::Failed(format!("cannot drive the line: {err}")))?;
+        let mut line = self
+            .line
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        line.set(active)
+            .map_err(|err| ActuatorError::Failed(format!("cannot drive the line: {err}")))?;
         if let Some(cutoff) = &self.cutoff {
-            cutoff.deadline.send_replace(active.then(|| cutoff.clock.deadline_in(cutoff.max_on)));
+            cutoff
+                .deadline
+                .send_replace(active.then(|| cutoff.clock.deadline_in(cutoff.max_on)));
         }
         Ok(())
     }
@@ -103,7 +140,12 @@ async fn watch_cutoff(
             let mut line = line.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if *armed.borrow() == deadline {
                 let result = line.set(false);
-                tracing::warn!(device = name, ?max_on, ?result, "relay on for its maximum time: switched off by its cutoff");
+                tracing::warn!(
+                    device = name,
+                    ?max_on,
+                    ?result,
+                    "relay on for its maximum time: switched off by its cutoff"
+                );
             }
         }
         if armed.changed().await.is_err() {
@@ -143,24 +185,43 @@ pub struct SimulatedPinBank {
 impl SimulatedPinBank {
     /// A bank whose changes are timed by `clock`'s wall time.
     pub fn new(clock: Arc<dyn Clock>) -> SimulatedPinBank {
-        SimulatedPinBank { pins: Arc::default(), changes: Arc::new(watch::channel(0).0), clock }
+        SimulatedPinBank {
+            pins: Arc::default(),
+            changes: Arc::new(watch::channel(0).0),
+            clock,
+        }
     }
 
     /// Requests the pin `name`, driving it to its inactive level at once.
     pub fn line(&self, name: &str, active_low: bool) -> Box<dyn OutputLine> {
-        let mut line = SimulatedLine { bank: self.clone(), name: name.to_owned(), active_low };
-        line.set(false).expect("a simulated pin always accepts a level");
+        let mut line = SimulatedLine {
+            bank: self.clone(),
+            name: name.to_owned(),
+            active_low,
+        };
+        line.set(false)
+            .expect("a simulated pin always accepts a level");
         Box::new(line)
     }
 
     /// The pin's electrical level (true = high), if it was ever requested.
     pub fn level(&self, name: &str) -> Option<bool> {
-        self.pins.lock().unwrap().get(name).and_then(|changes| changes.last()).map(|(_, level)| *level)
+        self.pins
+            .lock()
+            .unwrap()
+            .get(name)
+            .and_then(|changes| changes.last())
+            .map(|(_, level)| *level)
     }
 
     /// Every level the pin was driven to, with when (by the bank's clock, as a relay's click would be timed).
     pub fn history(&self, name: &str) -> Vec<(Timestamp, bool)> {
-        self.pins.lock().unwrap().get(name).cloned().unwrap_or_default()
+        self.pins
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Ticks on every change of any pin.
@@ -180,7 +241,13 @@ impl OutputLine for SimulatedLine {
         let level = active != self.active_low;
         tracing::debug!(pin = %self.name, level = if level { "high" } else { "low" }, active, "simulated pin driven");
         let at = self.bank.clock.now();
-        self.bank.pins.lock().unwrap().entry(self.name.clone()).or_default().push((at, level));
+        self.bank
+            .pins
+            .lock()
+            .unwrap()
+            .entry(self.name.clone())
+            .or_default()
+            .push((at, level));
         self.bank.changes.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -194,9 +261,18 @@ pub struct CdevLine {
 
 impl CdevLine {
     /// Requests `offset` on `chip` as an output at its inactive level.
-    pub fn request(chip: &str, offset: u32, active_low: bool, consumer: &str) -> Result<CdevLine, ActuatorError> {
+    pub fn request(
+        chip: &str,
+        offset: u32,
+        active_low: bool,
+        consumer: &str,
+    ) -> Result<CdevLine, ActuatorError> {
         let mut builder = gpiocdev::Request::builder();
-        builder.on_chip(chip).with_consumer(consumer).with_line(offset).as_output(gpiocdev::line::Value::Inactive);
+        builder
+            .on_chip(chip)
+            .with_consumer(consumer)
+            .with_line(offset)
+            .as_output(gpiocdev::line::Value::Inactive);
         if active_low {
             builder.as_active_low();
         }
@@ -209,8 +285,15 @@ impl CdevLine {
 
 impl OutputLine for CdevLine {
     fn set(&mut self, active: bool) -> std::io::Result<()> {
-        let value = if active { gpiocdev::line::Value::Active } else { gpiocdev::line::Value::Inactive };
-        self.request.set_value(self.offset, value).map(|_| ()).map_err(std::io::Error::other)
+        let value = if active {
+            gpiocdev::line::Value::Active
+        } else {
+            gpiocdev::line::Value::Inactive
+        };
+        self.request
+            .set_value(self.offset, value)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -223,9 +306,20 @@ pub struct RppalLine {
 impl RppalLine {
     /// Takes `pin` as an output at its inactive level.
     pub fn request(pin: u8, active_low: bool) -> Result<RppalLine, ActuatorError> {
-        let failed = |err: rppal::gpio::Error| ActuatorError::Failed(format!("cannot take GPIO pin {pin}: {err} (is this a Raspberry Pi, and is the agent's user in the gpio group?)"));
-        let pin = rppal::gpio::Gpio::new().map_err(failed)?.get(pin).map_err(failed)?;
-        let mut pin = if active_low { pin.into_output_high() } else { pin.into_output_low() };
+        let failed = |err: rppal::gpio::Error| {
+            ActuatorError::Failed(format!(
+                "cannot take GPIO pin {pin}: {err} (is this a Raspberry Pi, and is the agent's user in the gpio group?)"
+            ))
+        };
+        let pin = rppal::gpio::Gpio::new()
+            .map_err(failed)?
+            .get(pin)
+            .map_err(failed)?;
+        let mut pin = if active_low {
+            pin.into_output_high()
+        } else {
+            pin.into_output_low()
+        };
         // Keep driving the inactive level when released, rather than restoring whatever was there before.
         pin.set_reset_on_drop(false);
         Ok(RppalLine { pin, active_low })
@@ -234,7 +328,11 @@ impl RppalLine {
 
 impl OutputLine for RppalLine {
     fn set(&mut self, active: bool) -> std::io::Result<()> {
-        if active != self.active_low { self.pin.set_high() } else { self.pin.set_low() }
+        if active != self.active_low {
+            self.pin.set_high()
+        } else {
+            self.pin.set_low()
+        }
         Ok(())
     }
 }
@@ -254,19 +352,36 @@ mod tests {
         let bank = SimulatedPinBank::new(clock.clone());
         let high = Relay::new("bell", bank.line("bell", false), None, clock.clone());
         let low = Relay::new("lights", bank.line("lights", true), None, clock);
-        assert_eq!((bank.level("bell"), bank.level("lights")), (Some(false), Some(true)), "inactive at start");
+        assert_eq!(
+            (bank.level("bell"), bank.level("lights")),
+            (Some(false), Some(true)),
+            "inactive at start"
+        );
         high.switch(true).await.unwrap();
         low.switch(true).await.unwrap();
-        assert_eq!((bank.level("bell"), bank.level("lights")), (Some(true), Some(false)), "active");
+        assert_eq!(
+            (bank.level("bell"), bank.level("lights")),
+            (Some(true), Some(false)),
+            "active"
+        );
         drop((high, low));
-        assert_eq!((bank.level("bell"), bank.level("lights")), (Some(false), Some(true)), "inactive once stopped");
+        assert_eq!(
+            (bank.level("bell"), bank.level("lights")),
+            (Some(false), Some(true)),
+            "inactive once stopped"
+        );
     }
 
     #[tokio::test]
     async fn a_bell_left_on_is_cut_off_by_the_relay_itself_at_its_maximum() {
         let clock = clock();
         let bank = SimulatedPinBank::new(clock.clone());
-        let bell = Relay::new("bell", bank.line("bell", false), Some(Duration::from_secs(15)), clock.clone());
+        let bell = Relay::new(
+            "bell",
+            bank.line("bell", false),
+            Some(Duration::from_secs(15)),
+            clock.clone(),
+        );
         let mut changes = bank.subscribe();
         bell.switch(true).await.unwrap();
         changes.mark_unchanged();
@@ -274,10 +389,17 @@ mod tests {
         assert_eq!(bank.level("bell"), Some(true), "not before its maximum");
         // Nobody switches it off: the cutoff thread must, once its maximum has passed.
         clock.advance(Duration::from_millis(1));
-        changes.wait_for(|_| bank.level("bell") == Some(false)).await.unwrap();
+        changes
+            .wait_for(|_| bank.level("bell") == Some(false))
+            .await
+            .unwrap();
         let history = bank.history("bell");
         let (on_at, off_at) = (history[history.len() - 2].0, history[history.len() - 1].0);
-        assert_eq!(off_at.duration_since(on_at), jiff::SignedDuration::from_secs(15), "at its maximum, by the clock it was handed");
+        assert_eq!(
+            off_at.duration_since(on_at),
+            jiff::SignedDuration::from_secs(15),
+            "at its maximum, by the clock it was handed"
+        );
         drop(bell);
     }
 
@@ -285,7 +407,12 @@ mod tests {
     async fn a_bell_switched_off_and_on_again_gets_its_whole_maximum_again() {
         let clock = clock();
         let bank = SimulatedPinBank::new(clock.clone());
-        let bell = Relay::new("bell", bank.line("bell", false), Some(Duration::from_secs(15)), clock.clone());
+        let bell = Relay::new(
+            "bell",
+            bank.line("bell", false),
+            Some(Duration::from_secs(15)),
+            clock.clone(),
+        );
         let mut changes = bank.subscribe();
         bell.switch(true).await.unwrap();
         clock.advance(Duration::from_secs(10));
@@ -293,9 +420,19 @@ mod tests {
         bell.switch(true).await.unwrap();
         changes.mark_unchanged();
         clock.advance(Duration::from_secs(10));
-        assert_eq!(bank.level("bell"), Some(true), "the first deadline no longer stands");
+        assert_eq!(
+            bank.level("bell"),
+            Some(true),
+            "the first deadline no longer stands"
+        );
         clock.advance(Duration::from_secs(5));
-        changes.wait_for(|_| bank.level("bell") == Some(false)).await.unwrap();
-        assert_eq!(bank.history("bell").last().unwrap().0, "2026-09-07T00:00:25Z".parse::<Timestamp>().unwrap());
+        changes
+            .wait_for(|_| bank.level("bell") == Some(false))
+            .await
+            .unwrap();
+        assert_eq!(
+            bank.history("bell").last().unwrap().0,
+            "2026-09-07T00:00:25Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

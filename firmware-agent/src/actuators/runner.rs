@@ -34,9 +34,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::proto::{self, actuation::Cause, actuation::Outcome};
 use crate::schedule::{Decision, Scheduler, Timetable};
-use crate::store::{Store, StoreError};
 use crate::store::actuators::ScheduleDecision;
 use crate::store::outbox::NewEvent;
+use crate::store::{Store, StoreError};
 
 /// The longest the loop sleeps before looking at the clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(15);
@@ -59,12 +59,29 @@ impl MqttParts {
 
 /// Opens the devices (and the broker link) at start, each in its safe state. It takes
 /// the whole config, as [`Controller::open`] does, and the room's identity for the broker.
-pub fn open(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Result<(Arc<Controller>, Option<MqttParts>), OpenError> {
+pub fn open(
+    config: &Config,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Controller>, Option<MqttParts>), OpenError> {
     let (link, parts) = match &config.actuators.mqtt {
         Some(mqtt) => {
             let close = CancellationToken::new();
-            let (link, commands, task) = MqttLink::start(mqtt, &config.room, &config.actuators.device, close.clone(), clock.clone());
-            (Some(link), Some(MqttParts { commands, task, close }))
+            let (link, commands, task) = MqttLink::start(
+                mqtt,
+                &config.room,
+                &config.actuators.device,
+                close.clone(),
+                clock.clone(),
+            );
+            (
+                Some(link),
+                Some(MqttParts {
+                    commands,
+                    task,
+                    close,
+                }),
+            )
         }
         None => (None, None),
     };
@@ -104,28 +121,52 @@ pub async fn run(agent: Arc<Agent>, controller: Arc<Controller>, mut mqtt: Optio
 }
 
 /// The runner's loop: the timetable and home automation's commands, until shutdown.
-async fn follow_timetable(agent: &Arc<Agent>, controller: &Arc<Controller>, mut remote: Option<&mut mpsc::Receiver<RemoteCommand>>) {
+async fn follow_timetable(
+    agent: &Arc<Agent>,
+    controller: &Arc<Controller>,
+    mut remote: Option<&mut mpsc::Receiver<RemoteCommand>>,
+) {
     let mut config_rx = agent.config.subscribe();
     let mut scheduler = match resume(&agent.store, timetable(&agent.config()), agent.clock.now()) {
         Ok(scheduler) => scheduler,
         Err(err) => {
-            agent.health.set("schedule", crate::health::State::Failed, err.to_string());
+            agent
+                .health
+                .set("schedule", crate::health::State::Failed, err.to_string());
             tracing::error!("the timetable is not followed: {err}");
             agent.shutdown.cancelled().await;
             return;
         }
     };
-    agent.health.set("schedule", crate::health::State::Ok, "following the timetable".to_owned());
+    agent.health.set(
+        "schedule",
+        crate::health::State::Ok,
+        "following the timetable".to_owned(),
+    );
     loop {
         let now = agent.clock.now();
         for decision in scheduler.poll(now) {
             if let Decision::Fire { action, late_by } = &decision {
-                let note = if late_by.as_millis() >= 1000 { format!("muộn {} (late)", crate::clock::text::human(*late_by)) } else { String::new() };
-                let request = Request { device: action.device.clone(), action: action.action.clone(), cause: Cause::Timetable, hold_until: Some(action.valid_until), note };
+                let note = if late_by.as_millis() >= 1000 {
+                    format!("muộn {} (late)", crate::clock::text::human(*late_by))
+                } else {
+                    String::new()
+                };
+                let request = Request {
+                    device: action.device.clone(),
+                    action: action.action.clone(),
+                    cause: Cause::Timetable,
+                    hold_until: Some(action.valid_until),
+                    note,
+                };
                 let controller = controller.clone();
                 tokio::spawn(async move { controller.perform(request).await });
             }
-            if let Err(err) = agent.store.blocking(move |store| record_decision(store, &decision)).await {
+            if let Err(err) = agent
+                .store
+                .blocking(move |store| record_decision(store, &decision))
+                .await
+            {
                 tracing::error!(%err, "cannot record a timetable decision");
             }
         }
@@ -158,7 +199,10 @@ async fn report_broker(agent: Arc<Agent>, mut connected: tokio::sync::watch::Rec
         let (state, detail) = if *connected.borrow_and_update() {
             (crate::health::State::Ok, "connected to the broker")
         } else {
-            (crate::health::State::Degraded, "broker not reachable; retrying (MQTT devices time out meanwhile)")
+            (
+                crate::health::State::Degraded,
+                "broker not reachable; retrying (MQTT devices time out meanwhile)",
+            )
         };
         agent.health.set("mqtt", state, detail.to_owned());
         tokio::select! {
@@ -174,13 +218,23 @@ async fn report_devices(agent: Arc<Agent>, controller: Arc<Controller>) {
     loop {
         changes.borrow_and_update();
         for device in controller.status() {
-            let Some(online) = device.online else { continue };
+            let Some(online) = device.online else {
+                continue;
+            };
             let (state, detail) = if online {
                 (crate::health::State::Ok, "trực tuyến (online)".to_owned())
             } else {
-                (crate::health::State::Degraded, format!("thiết bị `{}` mất kết nối (offline, said its last will): commands to it time out", device.name))
+                (
+                    crate::health::State::Degraded,
+                    format!(
+                        "thiết bị `{}` mất kết nối (offline, said its last will): commands to it time out",
+                        device.name
+                    ),
+                )
             };
-            agent.health.set(&format!("device.{}", device.name), state, detail);
+            agent
+                .health
+                .set(&format!("device.{}", device.name), state, detail);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
@@ -189,7 +243,9 @@ async fn report_devices(agent: Arc<Agent>, controller: Arc<Controller>) {
     }
 }
 
-async fn next_remote(remote: &mut Option<&mut mpsc::Receiver<RemoteCommand>>) -> Option<RemoteCommand> {
+async fn next_remote(
+    remote: &mut Option<&mut mpsc::Receiver<RemoteCommand>>,
+) -> Option<RemoteCommand> {
     match remote {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
@@ -197,13 +253,20 @@ async fn next_remote(remote: &mut Option<&mut mpsc::Receiver<RemoteCommand>>) ->
 }
 
 fn timetable(config: &Config) -> Arc<Timetable> {
-    let timetable = Timetable::new(config.schedule.clone(), &config.room.timezone).expect("the config checked the time zone");
+    let timetable = Timetable::new(config.schedule.clone(), &config.room.timezone)
+        .expect("the config checked the time zone");
     Arc::new(timetable)
 }
 
 /// A scheduler resuming from the decisions persisted in the store.
-pub fn resume(store: &Store, timetable: Arc<Timetable>, now: Timestamp) -> Result<Scheduler, StoreError> {
-    let horizon = now.checked_sub(crate::schedule::scheduler::LOOKBACK * 2).unwrap_or(now);
+pub fn resume(
+    store: &Store,
+    timetable: Arc<Timetable>,
+    now: Timestamp,
+) -> Result<Scheduler, StoreError> {
+    let horizon = now
+        .checked_sub(crate::schedule::scheduler::LOOKBACK * 2)
+        .unwrap_or(now);
     store.prune_schedule_decisions(horizon)?;
     let decided = store.schedule_decisions_since(horizon)?;
     Ok(Scheduler::new(timetable, decided, now))
@@ -214,8 +277,18 @@ pub fn record_decision(store: &Store, decision: &Decision) -> Result<(), crate::
     let action = decision.action();
     match decision {
         Decision::Fire { late_by, .. } => {
-            let detail = if late_by.is_zero() { String::new() } else { format!("late by {}", crate::clock::text::human(*late_by)) };
-            store.record_schedule_decision(&action.key(), action.at, ScheduleDecision::Fired, &detail, None)
+            let detail = if late_by.is_zero() {
+                String::new()
+            } else {
+                format!("late by {}", crate::clock::text::human(*late_by))
+            };
+            store.record_schedule_decision(
+                &action.key(),
+                action.at,
+                ScheduleDecision::Fired,
+                &detail,
+                None,
+            )
         }
         Decision::Skip { reason, .. } => {
             tracing::warn!(action = %action.key(), reason, "timetable action skipped");
@@ -227,7 +300,13 @@ pub fn record_decision(store: &Store, decision: &Decision) -> Result<(), crate::
                 detail: format!("{}: {reason}", action.label),
                 ..Default::default()
             };
-            store.record_schedule_decision(&action.key(), action.at, ScheduleDecision::Skipped, reason, Some(NewEvent::new(action.at, record)))
+            store.record_schedule_decision(
+                &action.key(),
+                action.at,
+                ScheduleDecision::Skipped,
+                reason,
+                Some(NewEvent::new(action.at, record)),
+            )
         }
     }
 }
@@ -285,18 +364,34 @@ mod tests {
         clock.set(at("2026-09-07T06:30"));
         let store = Arc::new(store);
         let config = morning();
-        let (agent, mqtt) = crate::agent::testing::agent(config.clone(), store.clone(), clock.clone());
+        let (agent, mqtt) =
+            crate::agent::testing::agent(config.clone(), store.clone(), clock.clone());
         let controller = agent.actuators.clone();
         let running = tokio::spawn(run(agent.clone(), controller.clone(), mqtt));
         let pins = controller.pins().clone();
         let mut expected = vec![("on".to_owned(), at("2026-09-07T06:55"))];
         clock.advance_to(at("2026-09-07T06:55"));
         until_shown(&controller, "lights", true).await;
-        let periods = [("07:00", "07:45"), ("07:50", "08:35"), ("08:55", "09:40"), ("09:45", "10:30"), ("10:35", "11:20")];
-        for (time, pattern) in periods.iter().flat_map(|(start, end)| [(*start, "start"), (*end, "end")]) {
+        let periods = [
+            ("07:00", "07:45"),
+            ("07:50", "08:35"),
+            ("08:55", "09:40"),
+            ("09:45", "10:30"),
+            ("10:35", "11:20"),
+        ];
+        for (time, pattern) in periods
+            .iter()
+            .flat_map(|(start, end)| [(*start, "start"), (*end, "end")])
+        {
             let due = at(&format!("2026-09-07T{time}"));
             clock.advance_to(due);
-            ring_through(&clock, &controller, "bell", &config.schedule.patterns[pattern]).await;
+            ring_through(
+                &clock,
+                &controller,
+                "bell",
+                &config.schedule.patterns[pattern],
+            )
+            .await;
             expected.push((format!("ring:{pattern}"), due));
             if time == "07:00" {
                 // NTP steps the clock back ten minutes while the runner sleeps: 06:55 and 07:00 come round
@@ -309,27 +404,51 @@ mod tests {
         clock.advance_to(at("2026-09-07T11:30"));
         until_shown(&controller, "lights", false).await;
         expected.push(("off".to_owned(), at("2026-09-07T11:30")));
-        store.subscribe_commits().wait_for(|seq| *seq >= expected.len() as i64).await.unwrap();
+        store
+            .subscribe_commits()
+            .wait_for(|seq| *seq >= expected.len() as i64)
+            .await
+            .unwrap();
 
         // Each record is committed once its action is done: by then a later, shorter one may have been.
-        let mut recorded: Vec<(String, Timestamp, i32, u32)> = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 100)
-            .unwrap()
-            .iter()
-            .map(|event| match event.payload().unwrap() {
-                Some(proto::event::Payload::Actuation(a)) => (a.command, event.occurred_at, a.outcome, a.latency_ms),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let mut recorded: Vec<(String, Timestamp, i32, u32)> =
+            crate::store::outbox::read_after(&store.reader().unwrap(), 0, 100)
+                .unwrap()
+                .iter()
+                .map(|event| match event.payload().unwrap() {
+                    Some(proto::event::Payload::Actuation(a)) => {
+                        (a.command, event.occurred_at, a.outcome, a.latency_ms)
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect();
         recorded.sort_by_key(|(_, at, ..)| *at);
-        let on_time: Vec<_> = expected.iter().map(|(command, at)| (command.clone(), *at, Outcome::Done as i32, 0)).collect();
+        let on_time: Vec<_> = expected
+            .iter()
+            .map(|(command, at)| (command.clone(), *at, Outcome::Done as i32, 0))
+            .collect();
         assert_eq!(recorded, on_time, "each action once, on time");
-        let rings: Vec<Timestamp> = pins.history("bell").windows(2).filter(|w| !w[0].1 && w[1].1).map(|w| w[1].0).collect();
+        let rings: Vec<Timestamp> = pins
+            .history("bell")
+            .windows(2)
+            .filter(|w| !w[0].1 && w[1].1)
+            .map(|w| w[1].0)
+            .collect();
         let rings_expected: Vec<Timestamp> = expected
             .iter()
             .filter(|(command, _)| command.starts_with("ring"))
-            .flat_map(|(command, at)| if command == "ring:end" { vec![*at, *at + jiff::SignedDuration::from_millis(1500)] } else { vec![*at] })
+            .flat_map(|(command, at)| {
+                if command == "ring:end" {
+                    vec![*at, *at + jiff::SignedDuration::from_millis(1500)]
+                } else {
+                    vec![*at]
+                }
+            })
             .collect();
-        assert_eq!(rings, rings_expected, "the bell's relay closed at each ring's pulses, by the simulated clock");
+        assert_eq!(
+            rings, rings_expected,
+            "the bell's relay closed at each ring's pulses, by the simulated clock"
+        );
         agent.shutdown.cancel();
         running.await.unwrap();
         assert_eq!(pins.level("bell"), Some(false));
@@ -351,9 +470,21 @@ mod tests {
         clock.set(at("2026-09-07T10:17"));
         let mut after = resume(&store, school(), clock.now()).unwrap();
         let decisions = after.poll(clock.now());
-        assert!(decisions.iter().all(|d| matches!(d, Decision::Skip { .. })), "{decisions:#?}");
-        assert!(decisions.iter().all(|d| d.action().at > at("2026-09-07T07:50")), "nothing of the morning is replayed");
-        assert_eq!(decisions.len(), 4, "the 08:35, 08:55, 09:40 and 09:45 bells");
+        assert!(
+            decisions.iter().all(|d| matches!(d, Decision::Skip { .. })),
+            "{decisions:#?}"
+        );
+        assert!(
+            decisions
+                .iter()
+                .all(|d| d.action().at > at("2026-09-07T07:50")),
+            "nothing of the morning is replayed"
+        );
+        assert_eq!(
+            decisions.len(),
+            4,
+            "the 08:35, 08:55, 09:40 and 09:45 bells"
+        );
         for decision in &decisions {
             record_decision(&store, decision).unwrap();
         }

@@ -23,8 +23,13 @@ use image::RgbImage;
 
 /// Where the five landmarks (left eye, right eye, nose, left and right mouth
 /// corners) sit in the 112x112 aligned face.
-pub const TEMPLATE: [[f32; 2]; 5] =
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
+pub const TEMPLATE: [[f32; 2]; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
 
 /// The side of the aligned face.
 pub const ALIGNED_SIZE: u32 = 112;
@@ -36,7 +41,14 @@ pub struct Affine([f32; 6]);
 impl Affine {
     /// The map that sends the rectangle `(left, top, width, height)` of the
     /// image onto `[0, out_width) x [0, out_height)`, stretching it as needed.
-    pub fn rectangle_crop(left: f32, top: f32, width: f32, height: f32, out_width: u32, out_height: u32) -> Affine {
+    pub fn rectangle_crop(
+        left: f32,
+        top: f32,
+        width: f32,
+        height: f32,
+        out_width: u32,
+        out_height: u32,
+    ) -> Affine {
         let (sx, sy) = (out_width as f32 / width, out_height as f32 / height);
         Affine([sx, 0.0, -left * sx, 0.0, sy, -top * sy])
     }
@@ -44,7 +56,9 @@ impl Affine {
     /// The similarity transform sending `from` onto `to` with the least squared error.
     pub fn similarity(from: &[[f32; 2]; 5], to: &[[f32; 2]; 5]) -> Affine {
         let mean = |points: &[[f32; 2]; 5]| {
-            let sum = points.iter().fold([0.0, 0.0], |acc, p| [acc[0] + p[0], acc[1] + p[1]]);
+            let sum = points
+                .iter()
+                .fold([0.0, 0.0], |acc, p| [acc[0] + p[0], acc[1] + p[1]]);
             [sum[0] / 5.0, sum[1] / 5.0]
         };
         let (mf, mt) = (mean(from), mean(to));
@@ -58,14 +72,28 @@ impl Affine {
         }
         let norm = norm.max(f32::EPSILON);
         let (c, s) = (dot / norm, cross / norm);
-        Affine([c, -s, mt[0] - (c * mf[0] - s * mf[1]), s, c, mt[1] - (s * mf[0] + c * mf[1])])
+        Affine([
+            c,
+            -s,
+            mt[0] - (c * mf[0] - s * mf[1]),
+            s,
+            c,
+            mt[1] - (s * mf[0] + c * mf[1]),
+        ])
     }
 
     /// This map applied after `first`.
     pub fn after(&self, first: &Affine) -> Affine {
         let [a, b, c, d, e, f] = self.0;
         let [p, q, r, s, t, u] = first.0;
-        Affine([a * p + b * s, a * q + b * t, a * r + b * u + c, d * p + e * s, d * q + e * t, d * r + e * u + f])
+        Affine([
+            a * p + b * s,
+            a * q + b * t,
+            a * r + b * u + c,
+            d * p + e * s,
+            d * q + e * t,
+            d * r + e * u + f,
+        ])
     }
 
     pub fn apply(&self, [x, y]: [f32; 2]) -> [f32; 2] {
@@ -81,7 +109,14 @@ impl Affine {
             return None;
         }
         let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
-        Some(Affine([ia, ib, -(ia * c + ib * f), id, ie, -(id * c + ie * f)]))
+        Some(Affine([
+            ia,
+            ib,
+            -(ia * c + ib * f),
+            id,
+            ie,
+            -(id * c + ie * f),
+        ]))
     }
 
     /// How many image pixels one output pixel spans.
@@ -94,14 +129,25 @@ impl Affine {
 /// Resamples `image` through `to_output` into a `width` x `height` RGB buffer
 /// (row-major, 3 bytes a pixel); outside the image is black. At most
 /// `max_grid`² samples are averaged per output pixel.
-pub fn warp(image: &RgbImage, to_output: Affine, width: u32, height: u32, max_grid: u32) -> Vec<u8> {
+pub fn warp(
+    image: &RgbImage,
+    to_output: Affine,
+    width: u32,
+    height: u32,
+    max_grid: u32,
+) -> Vec<u8> {
     let Some(to_input) = to_output.inverse() else {
         return vec![0; (width * height * 3) as usize];
     };
     let grid = (to_input.shrink().ceil() as u32).clamp(1, max_grid.max(1));
     let step = 1.0 / grid as f32;
     let offsets: Vec<[f32; 2]> = (0..grid * grid)
-        .map(|k| [((k % grid) as f32 + 0.5) * step - 0.5, ((k / grid) as f32 + 0.5) * step - 0.5])
+        .map(|k| {
+            [
+                ((k % grid) as f32 + 0.5) * step - 0.5,
+                ((k / grid) as f32 + 0.5) * step - 0.5,
+            ]
+        })
         .collect();
     let weight = 1.0 / offsets.len() as f32;
     let sampler = Sampler::new(image);
@@ -126,7 +172,14 @@ pub fn warp(image: &RgbImage, to_output: Affine, width: u32, height: u32, max_gr
 /// square the grid of bilinear samples of a pixel adds up to one set of
 /// weights per column and one per row, so a pixel costs a few dozen
 /// multiply-adds where the grid costs up to `max_grid`² full samples.
-pub fn square_crop(image: &RgbImage, left: f32, top: f32, side: f32, size: u32, max_grid: u32) -> Vec<u8> {
+pub fn square_crop(
+    image: &RgbImage,
+    left: f32,
+    top: f32,
+    side: f32,
+    size: u32,
+    max_grid: u32,
+) -> Vec<u8> {
     let scale = side / size as f32;
     let grid = (scale.ceil() as u32).clamp(1, max_grid.max(1));
     let columns = crop_taps(left, scale, size, grid, image.width());
@@ -169,7 +222,9 @@ fn crop_taps(start: f32, scale: f32, size: u32, grid: u32, limit: u32) -> Vec<Ve
                 let at = start + (output as f32 + (g as f32 + 0.5) * step - 0.5) * scale;
                 let first = floor(at);
                 let fraction = at - first as f32;
-                for (index, weight) in [(first, 1.0 - fraction), (first.saturating_add(1), fraction)] {
+                for (index, weight) in
+                    [(first, 1.0 - fraction), (first.saturating_add(1), fraction)]
+                {
                     if index < 0 || index as u32 >= limit {
                         continue;
                     }
@@ -188,13 +243,23 @@ fn crop_taps(start: f32, scale: f32, size: u32, grid: u32, limit: u32) -> Vec<Ve
 pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
     let to_output = Affine::similarity(landmarks, &TEMPLATE);
     let black = || vec![0; (ALIGNED_SIZE * ALIGNED_SIZE * 3) as usize];
-    let Some(to_input) = to_output.inverse() else { return black() };
+    let Some(to_input) = to_output.inverse() else {
+        return black();
+    };
     let factor = to_input.shrink() as u32;
     if factor < 2 {
         return warp(image, to_output, ALIGNED_SIZE, ALIGNED_SIZE, 1);
     }
-    let Some((reduced, reduced_to_image)) = reduce_around(image, &to_input, factor) else { return black() };
-    warp(&reduced, to_output.after(&reduced_to_image), ALIGNED_SIZE, ALIGNED_SIZE, 1)
+    let Some((reduced, reduced_to_image)) = reduce_around(image, &to_input, factor) else {
+        return black();
+    };
+    warp(
+        &reduced,
+        to_output.after(&reduced_to_image),
+        ALIGNED_SIZE,
+        ALIGNED_SIZE,
+        1,
+    )
 }
 
 /// The part of `image` that `to_input` takes the aligned face from, averaged
@@ -202,12 +267,35 @@ pub fn align(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Vec<u8> {
 /// pixels back to `image`'s. `None` when that part lies outside the image.
 fn reduce_around(image: &RgbImage, to_input: &Affine, factor: u32) -> Option<(RgbImage, Affine)> {
     let side = ALIGNED_SIZE as f32;
-    let corners = [[-1.0, -1.0], [side + 1.0, -1.0], [-1.0, side + 1.0], [side + 1.0, side + 1.0]].map(|c| to_input.apply(c));
+    let corners = [
+        [-1.0, -1.0],
+        [side + 1.0, -1.0],
+        [-1.0, side + 1.0],
+        [side + 1.0, side + 1.0],
+    ]
+    .map(|c| to_input.apply(c));
     let (xs, ys) = (corners.map(|c| c[0]), corners.map(|c| c[1]));
-    let low = |v: [f32; 4], limit: u32| (v.iter().copied().fold(f32::INFINITY, f32::min).floor().max(0.0) as u32).min(limit);
-    let high = |v: [f32; 4], limit: u32| (v.iter().copied().fold(f32::NEG_INFINITY, f32::max).ceil().max(0.0) as u32).min(limit);
+    let low = |v: [f32; 4], limit: u32| {
+        (v.iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min)
+            .floor()
+            .max(0.0) as u32)
+            .min(limit)
+    };
+    let high = |v: [f32; 4], limit: u32| {
+        (v.iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
+            .ceil()
+            .max(0.0) as u32)
+            .min(limit)
+    };
     let (left, top) = (low(xs, image.width()), low(ys, image.height()));
-    let (width, height) = ((high(xs, image.width()) - left) / factor, (high(ys, image.height()) - top) / factor);
+    let (width, height) = (
+        (high(xs, image.width()) - left) / factor,
+        (high(ys, image.height()) - top) / factor,
+    );
     if width == 0 || height == 0 {
         return None;
     }
@@ -216,7 +304,11 @@ fn reduce_around(image: &RgbImage, to_input: &Affine, factor: u32) -> Option<(Rg
     let area = factor * factor;
     let mut reduced = RgbImage::new(width, height);
     let mut sums = vec![0u32; width as usize * 3];
-    for (y, row) in reduced.as_mut().chunks_exact_mut(width as usize * 3).enumerate() {
+    for (y, row) in reduced
+        .as_mut()
+        .chunks_exact_mut(width as usize * 3)
+        .enumerate()
+    {
         sums.fill(0);
         for dy in 0..factor as usize {
             let start = (top as usize + y * factor as usize + dy) * stride + left as usize * 3;
@@ -235,7 +327,14 @@ fn reduce_around(image: &RgbImage, to_input: &Affine, factor: u32) -> Option<(Rg
     }
     // A reduced pixel's centre is the centre of its block.
     let f = factor as f32;
-    let reduced_to_image = Affine([f, 0.0, left as f32 + 0.5 * f - 0.5, 0.0, f, top as f32 + 0.5 * f - 0.5]);
+    let reduced_to_image = Affine([
+        f,
+        0.0,
+        left as f32 + 0.5 * f - 0.5,
+        0.0,
+        f,
+        top as f32 + 0.5 * f - 0.5,
+    ]);
     Some((reduced, reduced_to_image))
 }
 
@@ -248,7 +347,11 @@ struct Sampler<'a> {
 
 impl<'a> Sampler<'a> {
     fn new(image: &'a RgbImage) -> Self {
-        Sampler { raw: image.as_raw(), width: image.width() as usize, height: image.height() as usize }
+        Sampler {
+            raw: image.as_raw(),
+            width: image.width() as usize,
+            height: image.height() as usize,
+        }
     }
 
     /// Adds the sample at `(x, y)` (pixel centres at integers) to `sum`.
@@ -257,13 +360,17 @@ impl<'a> Sampler<'a> {
         let (x0, y0) = (floor(x), floor(y));
         let (fx, fy) = (x - x0 as f32, y - y0 as f32);
         let stride = self.width * 3;
-        let inside = x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < self.width && (y0 as usize) + 1 < self.height;
+        let inside =
+            x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < self.width && (y0 as usize) + 1 < self.height;
         let (top, bottom): ([f32; 6], [f32; 6]) = if inside {
             // The common case: all four neighbours in the image, two
             // adjacent pixels from each of two rows.
             let i = y0 as usize * stride + x0 as usize * 3;
             let (top, bottom) = (&self.raw[i..i + 6], &self.raw[i + stride..i + stride + 6]);
-            (std::array::from_fn(|k| top[k] as f32), std::array::from_fn(|k| bottom[k] as f32))
+            (
+                std::array::from_fn(|k| top[k] as f32),
+                std::array::from_fn(|k| bottom[k] as f32),
+            )
         } else {
             let pixel = |px: i32, py: i32| -> [f32; 3] {
                 if px < 0 || py < 0 || px as usize >= self.width || py as usize >= self.height {
@@ -299,13 +406,17 @@ fn floor(x: f32) -> i32 {
 /// or out-of-focus photo scores low.
 pub fn sharpness(aligned: &[u8]) -> f32 {
     let size = ALIGNED_SIZE as usize;
-    let grey: Vec<f32> =
-        aligned.chunks_exact(3).map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).collect();
+    let grey: Vec<f32> = aligned
+        .chunks_exact(3)
+        .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+        .collect();
     let mut values = Vec::with_capacity(size * size);
     // The central part only: the corners of an aligned face are background.
     for y in 16..size - 16 {
         for x in 16..size - 16 {
-            let at = |dx: isize, dy: isize| grey[(y as isize + dy) as usize * size + (x as isize + dx) as usize];
+            let at = |dx: isize, dy: isize| {
+                grey[(y as isize + dy) as usize * size + (x as isize + dx) as usize]
+            };
             values.push(at(-1, 0) + at(1, 0) + at(0, -1) + at(0, 1) - 4.0 * at(0, 0));
         }
     }
@@ -322,18 +433,36 @@ mod tests {
         // A smooth pattern at three times the aligned size, slightly rotated.
         let image = RgbImage::from_fn(640, 480, |x, y| {
             let (fx, fy) = (x as f32 / 37.0, y as f32 / 23.0);
-            image::Rgb([(128.0 + 100.0 * fx.sin()) as u8, (128.0 + 100.0 * fy.cos()) as u8, ((x + y) / 5 % 256) as u8])
+            image::Rgb([
+                (128.0 + 100.0 * fx.sin()) as u8,
+                (128.0 + 100.0 * fy.cos()) as u8,
+                ((x + y) / 5 % 256) as u8,
+            ])
         });
         let landmarks = TEMPLATE.map(|[x, y]| {
             let (x, y) = (x * 3.0 + 150.0, y * 3.0 + 60.0);
             [x + 0.1 * (y - 200.0), y - 0.1 * (x - 300.0)]
         });
         let through_blocks = align(&image, &landmarks);
-        let by_grid = warp(&image, Affine::similarity(&landmarks, &TEMPLATE), ALIGNED_SIZE, ALIGNED_SIZE, 3);
-        let differences: Vec<i32> = through_blocks.iter().zip(&by_grid).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+        let by_grid = warp(
+            &image,
+            Affine::similarity(&landmarks, &TEMPLATE),
+            ALIGNED_SIZE,
+            ALIGNED_SIZE,
+            3,
+        );
+        let differences: Vec<i32> = through_blocks
+            .iter()
+            .zip(&by_grid)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .collect();
         let mean = differences.iter().sum::<i32>() as f32 / differences.len() as f32;
         assert!(mean < 2.0, "mean difference {mean}");
-        assert!(differences.iter().all(|d| *d <= 12), "largest difference {:?}", differences.iter().max());
+        assert!(
+            differences.iter().all(|d| *d <= 12),
+            "largest difference {:?}",
+            differences.iter().max()
+        );
     }
 
     #[test]
@@ -345,7 +474,10 @@ mod tests {
 
     #[test]
     fn after_composes_two_maps() {
-        let (first, second) = (Affine([2.0, 0.5, 3.0, -1.0, 1.5, 4.0]), Affine([0.3, -0.2, 1.0, 0.7, 0.9, -2.0]));
+        let (first, second) = (
+            Affine([2.0, 0.5, 3.0, -1.0, 1.5, 4.0]),
+            Affine([0.3, -0.2, 1.0, 0.7, 0.9, -2.0]),
+        );
         let point = [5.0, -3.0];
         let [x, y] = second.after(&first).apply(point);
         let [ex, ey] = second.apply(first.apply(point));
@@ -390,15 +522,27 @@ mod tests {
     #[test]
     fn square_crop_gives_the_pixels_of_the_warp_at_every_grid_and_across_the_edges() {
         let image = RgbImage::from_fn(23, 17, |x, y| {
-            image::Rgb([(x * 11 + y * 3) as u8, (x * y * 7) as u8, (250 - x * y) as u8])
+            image::Rgb([
+                (x * 11 + y * 3) as u8,
+                (x * y * 7) as u8,
+                (250 - x * y) as u8,
+            ])
         });
         // Shrunk 0.7, 1.9, 3.3 and 5.1 times (grids of 1 to 4 samples a side), some crops reaching past the edges.
-        let crops = [(3.3, 2.7, 8.4, 12), (-2.6, 1.2, 17.1, 9), (6.1, -3.4, 19.8, 6), (-4.5, -5.2, 35.7, 7)];
+        let crops = [
+            (3.3, 2.7, 8.4, 12),
+            (-2.6, 1.2, 17.1, 9),
+            (6.1, -3.4, 19.8, 6),
+            (-4.5, -5.2, 35.7, 7),
+        ];
         for (left, top, side, size) in crops {
             let by_axis = square_crop(&image, left, top, side, size, 4);
             let by_grid = warp(&image, crop_map(left, top, side, size), size, size, 4);
             for (i, (a, b)) in by_axis.iter().zip(&by_grid).enumerate() {
-                assert!(a.abs_diff(*b) <= 1, "crop ({left}, {top}, {side}) byte {i}: {a} vs {b}");
+                assert!(
+                    a.abs_diff(*b) <= 1,
+                    "crop ({left}, {top}, {side}) byte {i}: {a} vs {b}"
+                );
             }
             assert_eq!(by_axis.len(), by_grid.len());
         }
@@ -416,9 +560,19 @@ mod tests {
                 image.get_pixel(px as u32, py as u32).0.map(f32::from)
             }
         };
-        let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1.0, y0), at(x0, y0 + 1.0), at(x0 + 1.0, y0 + 1.0));
+        let (p00, p10, p01, p11) = (
+            at(x0, y0),
+            at(x0 + 1.0, y0),
+            at(x0, y0 + 1.0),
+            at(x0 + 1.0, y0 + 1.0),
+        );
         std::array::from_fn(|c| {
-            let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+            let weights = [
+                (1.0 - fx) * (1.0 - fy),
+                fx * (1.0 - fy),
+                (1.0 - fx) * fy,
+                fx * fy,
+            ];
             weights[0] * p00[c] + weights[1] * p10[c] + weights[2] * p01[c] + weights[3] * p11[c]
         })
     }
@@ -426,7 +580,11 @@ mod tests {
     #[test]
     fn warp_matches_bilinear_sampling_by_the_definition_inside_and_across_the_edges() {
         let image = RgbImage::from_fn(13, 9, |x, y| {
-            image::Rgb([(x * 19 + y * 7) as u8, (x * y * 5) as u8, (200 - x * y) as u8])
+            image::Rgb([
+                (x * 19 + y * 7) as u8,
+                (x * y * 5) as u8,
+                (200 - x * y) as u8,
+            ])
         });
         // A rotated view shrunk 1.3 times (so sampled 2x2 a pixel) that reaches past every edge.
         let to_input = Affine([1.2, -0.5, -2.3, 0.5, 1.2, -3.1]);
@@ -437,7 +595,10 @@ mod tests {
             for x in 0..width {
                 let samples = [[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]]
                     .map(|[dx, dy]| to_input.apply([x as f32 + dx, y as f32 + dy]));
-                outside += samples.iter().filter(|[sx, sy]| *sx < 0.0 || *sy < 0.0 || *sx > 12.0 || *sy > 8.0).count();
+                outside += samples
+                    .iter()
+                    .filter(|[sx, sy]| *sx < 0.0 || *sy < 0.0 || *sx > 12.0 || *sy > 8.0)
+                    .count();
                 let sum = samples.iter().fold([0.0f32; 3], |acc, &[sx, sy]| {
                     let sample = reference_sample(&image, sx, sy);
                     std::array::from_fn(|c| acc[c] + sample[c])
@@ -445,7 +606,11 @@ mod tests {
                 let got = &out[((y * width + x) * 3) as usize..][..3];
                 for c in 0..3 {
                     let want = sum[c] / 4.0;
-                    assert!((got[c] as f32 - want).abs() <= 0.51, "({x}, {y}) channel {c}: {} vs {want}", got[c]);
+                    assert!(
+                        (got[c] as f32 - want).abs() <= 0.51,
+                        "({x}, {y}) channel {c}: {} vs {want}",
+                        got[c]
+                    );
                 }
             }
         }

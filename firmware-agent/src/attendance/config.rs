@@ -135,7 +135,9 @@ impl AttendanceConfig {
         }
         self.models_dir = resolve(&self.models_dir);
         if self.onnxruntime_library.as_os_str().is_empty() {
-            self.onnxruntime_library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_default();
+            self.onnxruntime_library = std::env::var_os("ORT_DYLIB_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_default();
         } else {
             self.onnxruntime_library = resolve(&self.onnxruntime_library);
         }
@@ -148,13 +150,25 @@ impl AttendanceConfig {
     pub fn problems(&self) -> Vec<Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
-            problems.push(Unlocated { key: format!("attendance.{key}"), message, hint: hint.to_owned() })
+            problems.push(Unlocated {
+                key: format!("attendance.{key}"),
+                message,
+                hint: hint.to_owned(),
+            })
         };
         if !(1..=16).contains(&self.threads) {
-            problem("threads", format!("{} inference threads", self.threads), "use 1 to 16; one per spare core");
+            problem(
+                "threads",
+                format!("{} inference threads", self.threads),
+                "use 1 to 16; one per spare core",
+            );
         }
         if !(0.0..1.0).contains(&self.threshold) || self.threshold <= 0.0 {
-            problem("threshold", format!("{} is not a similarity between 0 and 1", self.threshold), "keep the measured default, 0.35");
+            problem(
+                "threshold",
+                format!("{} is not a similarity between 0 and 1", self.threshold),
+                "keep the measured default, 0.35",
+            );
         }
         if !(0.0..1.0).contains(&self.liveness_min_score) || self.liveness_min_score <= 0.0 {
             problem(
@@ -164,7 +178,11 @@ impl AttendanceConfig {
             );
         }
         if self.empty_room_minutes.is_nan() || self.empty_room_minutes < 0.0 {
-            problem("empty_room_minutes", format!("{} minutes", self.empty_room_minutes), "use 10, or 0 to leave the lights alone");
+            problem(
+                "empty_room_minutes",
+                format!("{} minutes", self.empty_room_minutes),
+                "use 10, or 0 to leave the lights alone",
+            );
         }
         if !(12..=1000).contains(&self.smallest_face_pixels) {
             problem(
@@ -174,33 +192,62 @@ impl AttendanceConfig {
             );
         }
         if self.confirm_frames == 0 {
-            problem("confirm_frames", "zero frames".to_owned(), "use 2 or more so one odd frame cannot mark a pupil");
+            problem(
+                "confirm_frames",
+                "zero frames".to_owned(),
+                "use 2 or more so one odd frame cannot mark a pupil",
+            );
         }
         if self.window_minutes.is_nan() || self.window_minutes <= 0.0 {
-            problem("window_minutes", format!("{} minutes", self.window_minutes), "give the roll call a window, such as 15");
+            problem(
+                "window_minutes",
+                format!("{} minutes", self.window_minutes),
+                "give the roll call a window, such as 15",
+            );
         }
         if !(0.0..=self.window_minutes).contains(&self.late_after_minutes) {
             problem(
                 "late_after_minutes",
-                format!("{} is outside the window of {} minutes", self.late_after_minutes, self.window_minutes),
+                format!(
+                    "{} is outside the window of {} minutes",
+                    self.late_after_minutes, self.window_minutes
+                ),
                 "use a number of minutes between 0 and window_minutes",
             );
         }
         if self.enabled {
             if self.class.is_empty() {
-                problem("class", "no class named".to_owned(), "name the class on roll call, as in the roster, such as `6A1`");
+                problem(
+                    "class",
+                    "no class named".to_owned(),
+                    "name the class on roll call, as in the roster, such as `6A1`",
+                );
             }
             let source = &self.source;
             if !(source.rate > 0.0 && source.rate <= 60.0) {
-                problem("source.rate", format!("{} frames per second", source.rate), "use 1 to 30 frames per second");
+                problem(
+                    "source.rate",
+                    format!("{} frames per second", source.rate),
+                    "use 1 to 30 frames per second",
+                );
             }
             match source.kind {
-                SourceKind::Folder | SourceKind::MjpegFile if source.path.as_os_str().is_empty() => {
-                    problem("source.path", "no path given".to_owned(), "name the folder of images or the MJPEG file to play")
+                SourceKind::Folder | SourceKind::MjpegFile
+                    if source.path.as_os_str().is_empty() =>
+                {
+                    problem(
+                        "source.path",
+                        "no path given".to_owned(),
+                        "name the folder of images or the MJPEG file to play",
+                    )
                 }
                 SourceKind::IpCamera => {
                     if let Err(reason) = super::source::check_camera_url(&source.url) {
-                        problem("source.url", reason, "give the camera's MJPEG stream, such as `http://user:password@192.168.1.20/video.mjpg`")
+                        problem(
+                            "source.url",
+                            reason,
+                            "give the camera's MJPEG stream, such as `http://user:password@192.168.1.20/video.mjpg`",
+                        )
                     }
                 }
                 _ => {}

@@ -43,7 +43,9 @@ impl From<CorrectionRefused> for ApiError {
         let (code, message) = match &refused {
             CorrectionRefused::NoRollCall => ("no_roll_call", "Chưa có buổi điểm danh nào đang mở"),
             CorrectionRefused::Stopped => ("roll_call_stopped", "Buổi điểm danh đã dừng"),
-            CorrectionRefused::NotOnRoll(_) => ("not_on_roll", "Học sinh này không có trong buổi điểm danh"),
+            CorrectionRefused::NotOnRoll(_) => {
+                ("not_on_roll", "Học sinh này không có trong buổi điểm danh")
+            }
         };
         ApiError::new(StatusCode::CONFLICT, code, message, refused)
     }
@@ -58,7 +60,10 @@ pub struct Desk {
 impl Default for Desk {
     fn default() -> Self {
         let (sender, inbox) = mpsc::channel(32);
-        Desk { sender, inbox: Mutex::new(Some(inbox)) }
+        Desk {
+            sender,
+            inbox: Mutex::new(Some(inbox)),
+        }
     }
 }
 
@@ -69,12 +74,30 @@ impl Desk {
     }
 
     /// Hands a correction to the roll call and waits for its verdict.
-    pub async fn correct(&self, personal_id: String, status: MarkStatus, reason: String) -> Result<(), CorrectionRefused> {
-        if self.inbox.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+    pub async fn correct(
+        &self,
+        personal_id: String,
+        status: MarkStatus,
+        reason: String,
+    ) -> Result<(), CorrectionRefused> {
+        if self
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
             return Err(CorrectionRefused::NoRollCall);
         }
         let (reply, verdict) = oneshot::channel();
-        let sent = self.sender.send(Correction { personal_id, status, reason, reply }).await;
+        let sent = self
+            .sender
+            .send(Correction {
+                personal_id,
+                status,
+                reason,
+                reply,
+            })
+            .await;
         if sent.is_err() {
             return Err(CorrectionRefused::Stopped);
         }
@@ -94,7 +117,10 @@ pub struct DeskState {
 
 /// The teacher's routes of the roll call.
 pub fn router(state: DeskState) -> Router {
-    Router::new().route("/api/attendance/correct", post(correct)).route("/api/attendance/export", get(export)).with_state(state)
+    Router::new()
+        .route("/api/attendance/correct", post(correct))
+        .route("/api/attendance/export", get(export))
+        .with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -107,20 +133,34 @@ struct CorrectionBody {
     reason: String,
 }
 
-async fn correct(State(state): State<DeskState>, JsonBody(body): JsonBody<CorrectionBody>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn correct(
+    State(state): State<DeskState>,
+    JsonBody(body): JsonBody<CorrectionBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let status = match MarkStatus::from_str_name(&body.status.to_uppercase()) {
         Some(status) if status != MarkStatus::Unspecified => status,
         _ => {
             let detail = format!("`{}` is not PRESENT, LATE, ABSENT or EXCUSED", body.status);
-            return Err(ApiError::bad_request("invalid_status", "Trạng thái không hợp lệ", detail));
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                "Trạng thái không hợp lệ",
+                detail,
+            ));
         }
     };
     if body.reason.chars().count() > 200 {
-        return Err(ApiError::bad_request("reason_too_long", "Lý do quá dài", "the reason has at most 200 characters"));
+        return Err(ApiError::bad_request(
+            "reason_too_long",
+            "Lý do quá dài",
+            "the reason has at most 200 characters",
+        ));
     }
     // A correction whose record could not be kept is refused before the roll call takes it.
     state.store.recorder().admit(Who::Teacher)?;
-    state.desk.correct(body.personal_id, status, body.reason).await?;
+    state
+        .desk
+        .correct(body.personal_id, status, body.reason)
+        .await?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -134,25 +174,55 @@ struct ExportQuery {
 }
 
 /// The roll call of a day or a month, as a file to download for the school office.
-async fn export(State(state): State<DeskState>, QueryParams(query): QueryParams<ExportQuery>) -> Result<Response, ApiError> {
-    let invalid = |detail: String| ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", detail);
-    let period = super::export::Period::parse(&query.period).map_err(|err| invalid(err.to_string()))?;
+async fn export(
+    State(state): State<DeskState>,
+    QueryParams(query): QueryParams<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let invalid =
+        |detail: String| ApiError::bad_request("invalid_request", "Yêu cầu không hợp lệ", detail);
+    let period =
+        super::export::Period::parse(&query.period).map_err(|err| invalid(err.to_string()))?;
     let ext = query.format.unwrap_or_else(|| "xlsx".to_owned());
     if ext != "xlsx" && ext != "csv" {
         return Err(invalid(format!("format `{ext}` is neither xlsx nor csv")));
     }
-    let zone = jiff::tz::TimeZone::get(&state.config.borrow().room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let (from, to) = period.bounds(&zone).map_err(|err| invalid(format!("`{}` is out of range: {err}", query.period)))?;
+    let zone = jiff::tz::TimeZone::get(&state.config.borrow().room.timezone)
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let (from, to) = period
+        .bounds(&zone)
+        .map_err(|err| invalid(format!("`{}` is out of range: {err}", query.period)))?;
     let csv = ext == "csv";
     let built = state
         .store
         .blocking(move |store| {
             let rows = store.marks_between(from, to)?;
-            Ok(if csv { Ok(super::export::csv(&rows, &zone)) } else { super::export::xlsx(&rows, &zone) })
+            Ok(if csv {
+                Ok(super::export::csv(&rows, &zone))
+            } else {
+                super::export::xlsx(&rows, &zone)
+            })
         })
         .await?;
-    let bytes = built.map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", "Không xuất được", err))?;
-    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" };
+    let bytes = built.map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "export_failed",
+            "Không xuất được",
+            err,
+        )
+    })?;
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    };
     let disposition = format!("attachment; filename=\"{}.{ext}\"", period.file_stem());
-    Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }

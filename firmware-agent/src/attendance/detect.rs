@@ -101,7 +101,12 @@ pub struct Tile {
 
 impl Tile {
     fn whole(width: u32, height: u32) -> Tile {
-        Tile { left: 0, top: 0, width, height }
+        Tile {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        }
     }
 
     /// Whether `bbox` touches one of this tile's edges that is not the frame's.
@@ -131,9 +136,13 @@ pub struct Level {
 /// from `smallest_face` pixels wide up are found (see the module's design).
 pub fn tiles(width: u32, height: u32, smallest_face: u32) -> Vec<Level> {
     // A multiple of 4, so that the tile is exactly 4:3.
-    let mut tile_width = (smallest_face.max(1) * (DETECTOR_WIDTH / DETECTABLE_FACE)).next_multiple_of(4);
+    let mut tile_width =
+        (smallest_face.max(1) * (DETECTOR_WIDTH / DETECTABLE_FACE)).next_multiple_of(4);
     if width <= tile_width && height <= tile_width * 3 / 4 {
-        return vec![Level { tiles: vec![Tile::whole(width, height)], widest_face: None }];
+        return vec![Level {
+            tiles: vec![Tile::whole(width, height)],
+            widest_face: None,
+        }];
     }
     let mut levels = Vec::new();
     loop {
@@ -141,13 +150,24 @@ pub fn tiles(width: u32, height: u32, smallest_face: u32) -> Vec<Level> {
         let fitted_width = tile_width.min(width).min(height * 4 / 3).max(1);
         let fitted_height = (fitted_width * 3).div_ceil(4).min(height);
         let last = fitted_width < tile_width;
-        let (columns, rows) = (spread(width, fitted_width, fitted_width / 4), spread(height, fitted_height, fitted_width / 3));
+        let (columns, rows) = (
+            spread(width, fitted_width, fitted_width / 4),
+            spread(height, fitted_height, fitted_width / 3),
+        );
         let tiles = rows
             .into_iter()
             .flat_map(|top| columns.iter().map(move |&left| (left, top)))
-            .map(|(left, top)| Tile { left, top, width: fitted_width, height: fitted_height })
+            .map(|(left, top)| Tile {
+                left,
+                top,
+                width: fitted_width,
+                height: fitted_height,
+            })
             .collect();
-        levels.push(Level { tiles, widest_face: (!last).then_some(fitted_width / 4) });
+        levels.push(Level {
+            tiles,
+            widest_face: (!last).then_some(fitted_width / 4),
+        });
         if last {
             return levels;
         }
@@ -163,7 +183,9 @@ fn spread(length: u32, side: u32, overlap: u32) -> Vec<u32> {
     }
     let step = side - overlap;
     let count = (length - side).div_ceil(step) + 1;
-    (0..count).map(|i| ((length - side) as u64 * i as u64 / (count - 1) as u64) as u32).collect()
+    (0..count)
+        .map(|i| ((length - side) as u64 * i as u64 / (count - 1) as u64) as u32)
+        .collect()
 }
 
 /// A box from one tile, before the boxes of all tiles are merged.
@@ -183,13 +205,21 @@ pub fn detect_boxes(
     onnx: &mut Duration,
 ) -> Result<Vec<([f32; 4], f32)>, ort::Error> {
     let levels = tiles(image.width(), image.height(), smallest_face);
-    let min_score = if levels.len() == 1 && levels[0].tiles.len() == 1 { MIN_SCORE } else { TILE_MIN_SCORE };
+    let min_score = if levels.len() == 1 && levels[0].tiles.len() == 1 {
+        MIN_SCORE
+    } else {
+        TILE_MIN_SCORE
+    };
     let mut candidates = Vec::new();
     for level in levels {
         let widest_face = level.widest_face.map_or(f32::MAX, |pixels| pixels as f32);
         for tile in &level.tiles {
             let found = detect_in_tile(session, image, tile, min_score, onnx)?;
-            candidates.extend(found.into_iter().filter(|c| c.bbox[2] - c.bbox[0] <= widest_face));
+            candidates.extend(
+                found
+                    .into_iter()
+                    .filter(|c| c.bbox[2] - c.bbox[0] <= widest_face),
+            );
         }
     }
     Ok(merge(candidates))
@@ -209,14 +239,23 @@ fn detect_in_tile(
     *onnx += started.elapsed();
     let (_, scores) = outputs["scores"].try_extract_tensor::<f32>()?;
     let (_, boxes) = outputs["boxes"].try_extract_tensor::<f32>()?;
-    let (x, y, w, h) = (tile.left as f32, tile.top as f32, tile.width as f32, tile.height as f32);
+    let (x, y, w, h) = (
+        tile.left as f32,
+        tile.top as f32,
+        tile.width as f32,
+        tile.height as f32,
+    );
     Ok(scores
         .chunks_exact(2)
         .zip(boxes.chunks_exact(4))
         .filter(|(score, _)| score[1] > min_score)
         .map(|(score, b)| {
             let bbox = [x + b[0] * w, y + b[1] * h, x + b[2] * w, y + b[3] * h];
-            Candidate { bbox, score: score[1], cut: tile.cuts(&bbox, image.width(), image.height()) }
+            Candidate {
+                bbox,
+                score: score[1],
+                cut: tile.cuts(&bbox, image.width(), image.height()),
+            }
         })
         .collect())
 }
@@ -230,7 +269,9 @@ fn merge(mut candidates: Vec<Candidate>) -> Vec<([f32; 4], f32)> {
     for candidate in candidates {
         let same_face = |(bbox, _): &([f32; 4], f32)| {
             iou(bbox, &candidate.bbox) > NMS_IOU
-                || (candidate.cut && intersection(bbox, &candidate.bbox) > CUT_INSIDE_WHOLE * area(&candidate.bbox))
+                || (candidate.cut
+                    && intersection(bbox, &candidate.bbox)
+                        > CUT_INSIDE_WHOLE * area(&candidate.bbox))
         };
         if !kept.iter().any(same_face) {
             kept.push((candidate.bbox, candidate.score));
@@ -241,24 +282,37 @@ fn merge(mut candidates: Vec<Candidate>) -> Vec<([f32; 4], f32)> {
 }
 
 /// The five landmarks of the face in `bbox`.
-pub fn landmarks(session: &mut Session, image: &RgbImage, bbox: &[f32; 4], onnx: &mut Duration) -> Result<[[f32; 2]; 5], ort::Error> {
+pub fn landmarks(
+    session: &mut Session,
+    image: &RgbImage,
+    bbox: &[f32; 4],
+    onnx: &mut Duration,
+) -> Result<[[f32; 2]; 5], ort::Error> {
     let side = (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]).max(1.0);
-    let (left, top) = ((bbox[0] + bbox[2] - side) / 2.0, (bbox[1] + bbox[3] - side) / 2.0);
+    let (left, top) = (
+        (bbox[0] + bbox[2] - side) / 2.0,
+        (bbox[1] + bbox[3] - side) / 2.0,
+    );
     let crop = square_crop(image, left, top, side, LANDMARK_SIZE, 4);
     let n = LANDMARK_SIZE as usize;
-    let input = Array4::from_shape_fn((1, n, n, 3), |(_, x, y, c)| (crop[(y * n + x) * 3 + c] as f32 - 127.5) * 0.0078125);
+    let input = Array4::from_shape_fn((1, n, n, 3), |(_, x, y, c)| {
+        (crop[(y * n + x) * 3 + c] as f32 - 127.5) * 0.0078125
+    });
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input_3" => TensorRef::from_array_view(&input)?])?;
     *onnx += started.elapsed();
     let (_, points) = outputs["dense_6"].try_extract_tensor::<f32>()?;
-    Ok(std::array::from_fn(|i| [left + points[i] * side, top + points[i + 5] * side]))
+    Ok(std::array::from_fn(|i| {
+        [left + points[i] * side, top + points[i + 5] * side]
+    }))
 }
 
 /// The `tile` of the frame scaled to 320x240 (bilinear, as the detector was
 /// trained), RGB planes, (x - 127) / 128.
 fn detector_input(image: &RgbImage, tile: &Tile) -> Array4<f32> {
     let (w, h) = (DETECTOR_WIDTH as usize, DETECTOR_HEIGHT as usize);
-    Array4::from_shape_vec((1, 3, h, w), resized_planes(image, tile, w, h)).expect("three planes of the detector's size")
+    Array4::from_shape_vec((1, 3, h, w), resized_planes(image, tile, w, h))
+        .expect("three planes of the detector's size")
 }
 
 /// The `tile` of `image` resized to `width` x `height` as OpenCV's
@@ -279,13 +333,19 @@ fn resized_planes(image: &RgbImage, tile: &Tile, width: usize, height: usize) ->
         let (red, rest) = out.split_at_mut(width);
         let (green, blue) = rest.split_at_mut(width);
         for (x, tap) in columns.iter().enumerate() {
-            let (p, q) = (&row[tap.first * 3..tap.first * 3 + 3], &row[tap.second * 3..tap.second * 3 + 3]);
+            let (p, q) = (
+                &row[tap.first * 3..tap.first * 3 + 3],
+                &row[tap.second * 3..tap.second * 3 + 3],
+            );
             let lerp = |c: usize| p[c] as f32 + (q[c] as f32 - p[c] as f32) * tap.weight;
             (red[x], green[x], blue[x]) = (lerp(0), lerp(1), lerp(2));
         }
     };
     let (mut upper, mut lower) = (vec![0.0f32; 3 * width], vec![0.0f32; 3 * width]);
-    for (y, tap) in linear_taps(tile.top as usize, tile.height as usize, height).iter().enumerate() {
+    for (y, tap) in linear_taps(tile.top as usize, tile.height as usize, height)
+        .iter()
+        .enumerate()
+    {
         resize_row(tap.first, &mut upper);
         resize_row(tap.second, &mut lower);
         for c in 0..3 {
@@ -316,7 +376,11 @@ fn linear_taps(start: usize, length: usize, output: usize) -> Vec<Tap> {
             let at = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
             let first = (at as usize).min(length - 1);
             let weight = at - first as f32;
-            Tap { first: start + first, second: start + (first + 1).min(length - 1), weight }
+            Tap {
+                first: start + first,
+                second: start + (first + 1).min(length - 1),
+                weight,
+            }
         })
         .collect()
 }
@@ -326,13 +390,22 @@ fn area(r: &[f32; 4]) -> f32 {
 }
 
 fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
+    area(&[
+        a[0].max(b[0]),
+        a[1].max(b[1]),
+        a[2].min(b[2]),
+        a[3].min(b[3]),
+    ])
 }
 
 /// Intersection over union of two boxes.
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let i = intersection(a, b);
-    if i <= 0.0 { 0.0 } else { i / (area(a) + area(b) - i) }
+    if i <= 0.0 {
+        0.0
+    } else {
+        i / (area(a) + area(b) - i)
+    }
 }
 
 #[cfg(test)]
@@ -349,56 +422,117 @@ mod tests {
 
     #[test]
     fn a_frame_no_larger_than_a_tile_is_seen_whole_as_before() {
-        assert_eq!(tiles(640, 480, 45), [Level { tiles: vec![Tile::whole(640, 480)], widest_face: None }]);
-        assert_eq!(tiles(1280, 720, 80), [Level { tiles: vec![Tile::whole(1280, 720)], widest_face: None }]);
+        assert_eq!(
+            tiles(640, 480, 45),
+            [Level {
+                tiles: vec![Tile::whole(640, 480)],
+                widest_face: None
+            }]
+        );
+        assert_eq!(
+            tiles(1280, 720, 80),
+            [Level {
+                tiles: vec![Tile::whole(1280, 720)],
+                widest_face: None
+            }]
+        );
     }
 
     #[test]
     fn a_4k_frame_is_covered_by_overlapping_4_3_tiles_at_every_level() {
         let levels = tiles(3840, 2160, 45);
-        assert_eq!(levels[0].tiles[0].width, 992, "22 back-row faces of 45 pixels across, each 14 of the detector's 320");
-        assert_eq!(levels.last().unwrap().tiles[0].height, 2160, "the last level's tiles are as high as the frame");
+        assert_eq!(
+            levels[0].tiles[0].width, 992,
+            "22 back-row faces of 45 pixels across, each 14 of the detector's 320"
+        );
+        assert_eq!(
+            levels.last().unwrap().tiles[0].height,
+            2160,
+            "the last level's tiles are as high as the frame"
+        );
         assert_eq!(levels.last().unwrap().widest_face, None);
         for level in &levels {
             let (face_width, face_height) = level.widest_face.map_or((0, 0), |w| (w, w * 4 / 3));
             for tile in &level.tiles {
                 assert_eq!(tile.width * 3, tile.height * 4, "{tile:?} is 4:3");
-                assert!(tile.left + tile.width <= 3840 && tile.top + tile.height <= 2160, "{tile:?} is inside");
+                assert!(
+                    tile.left + tile.width <= 3840 && tile.top + tile.height <= 2160,
+                    "{tile:?} is inside"
+                );
             }
             // Every face up to the level's widest, anywhere, lies whole in one of its tiles.
-            let corners = (0..=3840 - face_width).step_by(97).flat_map(|x| (0..=2160 - face_height).step_by(89).map(move |y| (x, y)));
+            let corners = (0..=3840 - face_width)
+                .step_by(97)
+                .flat_map(|x| (0..=2160 - face_height).step_by(89).map(move |y| (x, y)));
             for (x, y) in corners {
                 let holds = |t: &Tile| {
-                    t.left <= x && x + face_width <= t.left + t.width && t.top <= y && y + face_height <= t.top + t.height
+                    t.left <= x
+                        && x + face_width <= t.left + t.width
+                        && t.top <= y
+                        && y + face_height <= t.top + t.height
                 };
-                assert!(level.tiles.iter().any(holds), "a face of {face_width} at ({x}, {y}) is cut in every tile");
+                assert!(
+                    level.tiles.iter().any(holds),
+                    "a face of {face_width} at ({x}, {y}) is cut in every tile"
+                );
             }
         }
     }
 
     #[test]
     fn a_face_cut_by_a_tile_edge_is_kept_once_from_the_tile_holding_it_whole() {
-        let whole = Candidate { bbox: [100.0, 100.0, 150.0, 160.0], score: 0.8, cut: false };
+        let whole = Candidate {
+            bbox: [100.0, 100.0, 150.0, 160.0],
+            score: 0.8,
+            cut: false,
+        };
         // The same face's left part from the tile whose right edge is at x = 130, scored higher.
-        let cut = Candidate { bbox: [101.0, 99.0, 130.0, 161.0], score: 0.99, cut: true };
-        let neighbour = Candidate { bbox: [160.0, 100.0, 210.0, 160.0], score: 0.9, cut: false };
-        let duplicate = Candidate { bbox: [102.0, 101.0, 151.0, 161.0], score: 0.75, cut: false };
-        assert_eq!(merge(vec![cut, whole, neighbour, duplicate]), [([160.0, 100.0, 210.0, 160.0], 0.9), ([100.0, 100.0, 150.0, 160.0], 0.8)]);
+        let cut = Candidate {
+            bbox: [101.0, 99.0, 130.0, 161.0],
+            score: 0.99,
+            cut: true,
+        };
+        let neighbour = Candidate {
+            bbox: [160.0, 100.0, 210.0, 160.0],
+            score: 0.9,
+            cut: false,
+        };
+        let duplicate = Candidate {
+            bbox: [102.0, 101.0, 151.0, 161.0],
+            score: 0.75,
+            cut: false,
+        };
+        assert_eq!(
+            merge(vec![cut, whole, neighbour, duplicate]),
+            [
+                ([160.0, 100.0, 210.0, 160.0], 0.9),
+                ([100.0, 100.0, 150.0, 160.0], 0.8)
+            ]
+        );
     }
 
     #[test]
     fn a_tile_is_resized_as_opencv_resizes_the_crop() {
         let image = RgbImage::from_raw(6, 4, SMALL.to_vec()).unwrap();
         let crop = image::imageops::crop_imm(&image, 2, 1, 4, 3).to_image();
-        let tile = Tile { left: 2, top: 1, width: 4, height: 3 };
-        assert_eq!(resized_planes(&image, &tile, 3, 2), resized_planes(&crop, &Tile::whole(4, 3), 3, 2));
+        let tile = Tile {
+            left: 2,
+            top: 1,
+            width: 4,
+            height: 3,
+        };
+        assert_eq!(
+            resized_planes(&image, &tile, 3, 2),
+            resized_planes(&crop, &Tile::whole(4, 3), 3, 2)
+        );
     }
 
     /// A 6x4 image of pseudo-random pixels, row-major RGB.
     const SMALL: [u8; 72] = [
-        248, 194, 190, 207, 147, 26, 237, 21, 245, 211, 239, 45, 5, 157, 159, 60, 54, 236, 109, 46, 199, 82, 32, 205,
-        36, 7, 134, 222, 57, 146, 8, 149, 14, 15, 22, 10, 144, 208, 24, 24, 7, 41, 11, 85, 59, 104, 225, 110, 226, 201,
-        8, 159, 26, 27, 163, 122, 33, 41, 201, 67, 70, 166, 228, 40, 50, 179, 0, 177, 137, 63, 13, 188,
+        248, 194, 190, 207, 147, 26, 237, 21, 245, 211, 239, 45, 5, 157, 159, 60, 54, 236, 109, 46,
+        199, 82, 32, 205, 36, 7, 134, 222, 57, 146, 8, 149, 14, 15, 22, 10, 144, 208, 24, 24, 7,
+        41, 11, 85, 59, 104, 225, 110, 226, 201, 8, 159, 26, 27, 163, 122, 33, 41, 201, 67, 70,
+        166, 228, 40, 50, 179, 0, 177, 137, 63, 13, 188,
     ];
 
     /// Asserts that `planes` are `expected` (interleaved RGB, as OpenCV gives
@@ -408,7 +542,10 @@ mod tests {
         for (i, want) in expected.chunks_exact(3).enumerate() {
             for (c, &want) in want.iter().enumerate() {
                 let got = planes[c * pixels + i] * 128.0 + 127.0;
-                assert!((got - want as f32).abs() <= 0.75, "pixel {i} channel {c}: {got} vs OpenCV's {want}");
+                assert!(
+                    (got - want as f32).abs() <= 0.75,
+                    "pixel {i} channel {c}: {got} vs OpenCV's {want}"
+                );
             }
         }
     }
@@ -418,8 +555,8 @@ mod tests {
         let image = RgbImage::from_raw(6, 4, SMALL.to_vec()).unwrap();
         // cv2.resize(image, (4, 3)), OpenCV 4.12.
         let expected = [
-            215, 159, 157, 199, 46, 184, 161, 195, 80, 41, 75, 182, 108, 100, 114, 31, 39, 103, 152, 150, 99, 94, 62,
-            17, 129, 144, 39, 55, 156, 165, 47, 104, 154, 69, 57, 150,
+            215, 159, 157, 199, 46, 184, 161, 195, 80, 41, 75, 182, 108, 100, 114, 31, 39, 103,
+            152, 150, 99, 94, 62, 17, 129, 144, 39, 55, 156, 165, 47, 104, 154, 69, 57, 150,
         ];
         assert_matches_opencv(&resized_planes(&image, &Tile::whole(6, 4), 4, 3), &expected);
     }
@@ -429,12 +566,14 @@ mod tests {
         let image = RgbImage::from_raw(6, 4, SMALL.to_vec()).unwrap();
         // cv2.resize(image, (9, 5)), OpenCV 4.12.
         let expected = [
-            248, 194, 190, 227, 170, 108, 212, 126, 62, 232, 42, 208, 224, 130, 145, 177, 225, 64, 39, 171, 140, 32,
-            105, 197, 60, 54, 236, 151, 90, 196, 135, 78, 174, 116, 57, 154, 100, 20, 165, 157, 61, 141, 183, 118, 106,
-            42, 145, 67, 18, 91, 67, 28, 31, 78, 127, 127, 112, 90, 73, 117, 48, 24, 118, 28, 42, 101, 93, 94, 112, 155,
-            147, 109, 125, 169, 30, 102, 100, 15, 87, 24, 19, 150, 182, 27, 89, 124, 38, 29, 72, 59, 29, 102, 99, 57,
-            141, 120, 97, 176, 117, 146, 190, 60, 144, 108, 61, 130, 22, 75, 163, 122, 33, 102, 161, 50, 46, 195, 94,
-            65, 172, 201, 55, 108, 203, 33, 71, 172, 6, 156, 144, 31, 95, 162, 63, 13, 188,
+            248, 194, 190, 227, 170, 108, 212, 126, 62, 232, 42, 208, 224, 130, 145, 177, 225, 64,
+            39, 171, 140, 32, 105, 197, 60, 54, 236, 151, 90, 196, 135, 78, 174, 116, 57, 154, 100,
+            20, 165, 157, 61, 141, 183, 118, 106, 42, 145, 67, 18, 91, 67, 28, 31, 78, 127, 127,
+            112, 90, 73, 117, 48, 24, 118, 28, 42, 101, 93, 94, 112, 155, 147, 109, 125, 169, 30,
+            102, 100, 15, 87, 24, 19, 150, 182, 27, 89, 124, 38, 29, 72, 59, 29, 102, 99, 57, 141,
+            120, 97, 176, 117, 146, 190, 60, 144, 108, 61, 130, 22, 75, 163, 122, 33, 102, 161, 50,
+            46, 195, 94, 65, 172, 201, 55, 108, 203, 33, 71, 172, 6, 156, 144, 31, 95, 162, 63, 13,
+            188,
         ];
         assert_matches_opencv(&resized_planes(&image, &Tile::whole(6, 4), 9, 5), &expected);
     }
@@ -445,6 +584,11 @@ mod tests {
         let image = RgbImage::from_fn(16, 3, |x, y| image::Rgb([x as u8 * 10, y as u8 * 50, 200]));
         let planes = resized_planes(&image, &Tile::whole(16, 3), 4, 1);
         let values: Vec<f32> = planes.iter().map(|v| v * 128.0 + 127.0).collect();
-        assert_eq!(values, [15.0, 55.0, 95.0, 135.0, 50.0, 50.0, 50.0, 50.0, 200.0, 200.0, 200.0, 200.0]);
+        assert_eq!(
+            values,
+            [
+                15.0, 55.0, 95.0, 135.0, 50.0, 50.0, 50.0, 50.0, 200.0, 200.0, 200.0, 200.0
+            ]
+        );
     }
 }

@@ -30,13 +30,23 @@ impl Embedding {
 
     /// Reads stored bytes; `None` unless they are one embedding.
     pub fn from_bytes(bytes: &[u8]) -> Option<Embedding> {
-        (bytes.len() == DIMENSIONS * 4)
-            .then(|| Embedding(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+        (bytes.len() == DIMENSIONS * 4).then(|| {
+            Embedding(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            )
+        })
     }
 }
 
 /// The embedding of an aligned 112x112 RGB face.
-pub fn embed(session: &mut Session, aligned: &[u8], onnx: &mut Duration) -> Result<Embedding, ort::Error> {
+pub fn embed(
+    session: &mut Session,
+    aligned: &[u8],
+    onnx: &mut Duration,
+) -> Result<Embedding, ort::Error> {
     let input = rgb_planes(aligned, ALIGNED_SIZE, |v| (v - 127.0) / 128.0);
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(&input)?])?;
@@ -55,7 +65,8 @@ pub fn rgb_planes(pixels: &[u8], side: u32, scale: impl Fn(f32) -> f32) -> Array
             planes[c * area + i] = scale(f32::from(*value));
         }
     }
-    Array4::from_shape_vec((1, 3, side as usize, side as usize), planes).expect("three planes of the given side")
+    Array4::from_shape_vec((1, 3, side as usize, side as usize), planes)
+        .expect("three planes of the given side")
 }
 
 fn normalised(vector: &[f32]) -> Embedding {
@@ -67,7 +78,12 @@ fn normalised(vector: &[f32]) -> Embedding {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (ca, cb) in chunks_a.zip(chunks_b) {
         for i in 0..8 {
             lanes[i] += ca[i] * cb[i];
@@ -82,7 +98,11 @@ mod tests {
 
     #[test]
     fn normalised_vectors_have_unit_length_and_round_trip_through_bytes() {
-        let e = normalised(&(0..DIMENSIONS).map(|i| i as f32 - 100.0).collect::<Vec<_>>());
+        let e = normalised(
+            &(0..DIMENSIONS)
+                .map(|i| i as f32 - 100.0)
+                .collect::<Vec<_>>(),
+        );
         assert!((e.similarity(&e) - 1.0).abs() < 1e-5);
         assert_eq!(Embedding::from_bytes(&e.to_bytes()), Some(e));
         assert_eq!(Embedding::from_bytes(&[0; 12]), None);

@@ -34,9 +34,15 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::NoFace => write!(f, "no face found; use a photo of the pupil facing the camera"),
+            Refusal::NoFace => write!(
+                f,
+                "no face found; use a photo of the pupil facing the camera"
+            ),
             Refusal::SeveralFaces { count } => {
-                write!(f, "{count} faces of similar size; use a photo of the pupil alone")
+                write!(
+                    f,
+                    "{count} faces of similar size; use a photo of the pupil alone"
+                )
             }
             Refusal::TooSmall { width } => write!(
                 f,
@@ -55,12 +61,16 @@ pub fn choose(mut faces: Vec<Face>) -> Result<Face, Refusal> {
     faces.sort_by(|a, b| b.detected.area().total_cmp(&a.detected.area()));
     let mut faces = faces.into_iter();
     let main = faces.next().ok_or(Refusal::NoFace)?;
-    let similar = faces.filter(|other| other.detected.width() >= SIMILAR_SIZE * main.detected.width()).count();
+    let similar = faces
+        .filter(|other| other.detected.width() >= SIMILAR_SIZE * main.detected.width())
+        .count();
     if similar > 0 {
         return Err(Refusal::SeveralFaces { count: similar + 1 });
     }
     if main.detected.width() < MIN_FACE_PIXELS {
-        return Err(Refusal::TooSmall { width: main.detected.width() });
+        return Err(Refusal::TooSmall {
+            width: main.detected.width(),
+        });
     }
     let sharpness = align::sharpness(&main.aligned);
     if sharpness < MIN_SHARPNESS {

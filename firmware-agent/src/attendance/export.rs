@@ -28,7 +28,10 @@ impl Period {
         }
         let invalid = || NotAPeriod(text.to_owned());
         let (year, month) = text.split_once('-').ok_or_else(invalid)?;
-        let (year, month): (i16, i8) = (year.parse().map_err(|_| invalid())?, month.parse().map_err(|_| invalid())?);
+        let (year, month): (i16, i8) = (
+            year.parse().map_err(|_| invalid())?,
+            month.parse().map_err(|_| invalid())?,
+        );
         Date::new(year, month, 1).map_err(|_| invalid())?;
         Ok(Period::Month { year, month })
     }
@@ -42,7 +45,10 @@ impl Period {
                 (first, first.checked_add(1.month())?)
             }
         };
-        Ok((first.to_zoned(zone.clone())?.timestamp(), next.to_zoned(zone.clone())?.timestamp()))
+        Ok((
+            first.to_zoned(zone.clone())?.timestamp(),
+            next.to_zoned(zone.clone())?.timestamp(),
+        ))
     }
 
     /// A file name stem such as `diem-danh-2026-09`.
@@ -54,8 +60,16 @@ impl Period {
     }
 }
 
-const HEADINGS: [&str; 8] =
-    ["Ngày", "Buổi học", "Lớp", "Mã định danh", "Họ và tên", "Trạng thái", "Nguồn", "Giờ ghi nhận"];
+const HEADINGS: [&str; 8] = [
+    "Ngày",
+    "Buổi học",
+    "Lớp",
+    "Mã định danh",
+    "Họ và tên",
+    "Trạng thái",
+    "Nguồn",
+    "Giờ ghi nhận",
+];
 
 fn status_label(status: &str) -> &'static str {
     match status {
@@ -97,7 +111,9 @@ pub fn csv(rows: &[MarkRow], zone: &TimeZone) -> Vec<u8> {
         let mut writer = csv::Writer::from_writer(&mut out);
         writer.write_record(HEADINGS).expect("writing to memory");
         for row in rows {
-            writer.write_record(cells(row, zone)).expect("writing to memory");
+            writer
+                .write_record(cells(row, zone))
+                .expect("writing to memory");
         }
         writer.flush().expect("writing to memory");
     }
@@ -150,7 +166,10 @@ mod tests {
     fn xlsx_is_a_workbook_holding_the_rows() {
         let zone = TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
         let bytes = xlsx(&[row("present")], &zone).unwrap();
-        assert!(bytes.starts_with(b"PK\x03\x04"), "an xlsx file is a zip archive");
+        assert!(
+            bytes.starts_with(b"PK\x03\x04"),
+            "an xlsx file is a zip archive"
+        );
         assert!(bytes.len() > 1000);
     }
 
@@ -160,9 +179,15 @@ mod tests {
         let (from, to) = Period::parse("2026-09").unwrap().bounds(&zone).unwrap();
         assert_eq!(from.to_string(), "2026-08-31T17:00:00Z");
         assert_eq!(to.to_string(), "2026-09-30T17:00:00Z");
-        assert_eq!(Period::parse("2026-09-07").unwrap(), Period::Day("2026-09-07".parse().unwrap()));
+        assert_eq!(
+            Period::parse("2026-09-07").unwrap(),
+            Period::Day("2026-09-07".parse().unwrap())
+        );
         assert_eq!(Period::parse("tháng 9"), Err(NotAPeriod("tháng 9".into())));
         let err = Period::parse("2026-13").unwrap_err();
-        assert_eq!(err.to_string(), "`2026-13` is neither a day (YYYY-MM-DD) nor a month (YYYY-MM)");
+        assert_eq!(
+            err.to_string(),
+            "`2026-13` is neither a day (YYYY-MM-DD) nor a month (YYYY-MM)"
+        );
     }
 }

@@ -43,20 +43,40 @@ pub const DEFAULT_MIN_SCORE: f32 = 0.5;
 pub fn context_box(bbox: &[f32; 4], frame_width: u32, frame_height: u32) -> [f32; 4] {
     let (frame_width, frame_height) = (frame_width as f32, frame_height as f32);
     let (width, height) = ((bbox[2] - bbox[0]).max(1.0), (bbox[3] - bbox[1]).max(1.0));
-    let grow = CONTEXT.min((frame_width - 1.0) / width).min((frame_height - 1.0) / height);
+    let grow = CONTEXT
+        .min((frame_width - 1.0) / width)
+        .min((frame_height - 1.0) / height);
     let (grown_width, grown_height) = (width * grow, height * grow);
-    let fit = |centre: f32, side: f32, limit: f32| (centre - side / 2.0).clamp(0.0, (limit - 1.0 - side).max(0.0));
+    let fit = |centre: f32, side: f32, limit: f32| {
+        (centre - side / 2.0).clamp(0.0, (limit - 1.0 - side).max(0.0))
+    };
     let left = fit((bbox[0] + bbox[2]) / 2.0, grown_width, frame_width);
     let top = fit((bbox[1] + bbox[3]) / 2.0, grown_height, frame_height);
     [left, top, grown_width, grown_height]
 }
 
 /// The chance, from 0 to 1, that `face` in `image` is a live person.
-pub fn score(session: &mut Session, image: &RgbImage, face: &DetectedFace, onnx: &mut Duration) -> Result<f32, ort::Error> {
-    let [left, top, width, height] = context_box(&face.bbox, image.width(), image.height()).map(f32::trunc);
+pub fn score(
+    session: &mut Session,
+    image: &RgbImage,
+    face: &DetectedFace,
+    onnx: &mut Duration,
+) -> Result<f32, ort::Error> {
+    let [left, top, width, height] =
+        context_box(&face.bbox, image.width(), image.height()).map(f32::trunc);
     // Pixel centres at half-pixel offsets on both sides, as a plain resize of the cut-out takes them.
-    let (half_x, half_y) = (0.5 * (width / INPUT_SIZE as f32 - 1.0), 0.5 * (height / INPUT_SIZE as f32 - 1.0));
-    let to_input = Affine::rectangle_crop(left + half_x, top + half_y, width, height, INPUT_SIZE, INPUT_SIZE);
+    let (half_x, half_y) = (
+        0.5 * (width / INPUT_SIZE as f32 - 1.0),
+        0.5 * (height / INPUT_SIZE as f32 - 1.0),
+    );
+    let to_input = Affine::rectangle_crop(
+        left + half_x,
+        top + half_y,
+        width,
+        height,
+        INPUT_SIZE,
+        INPUT_SIZE,
+    );
     let crop = warp(image, to_input, INPUT_SIZE, INPUT_SIZE, 1);
     let input = rgb_planes(&crop, INPUT_SIZE, |v| v);
     let started = std::time::Instant::now();

@@ -56,7 +56,10 @@ impl Gallery {
                 best = Some((index, similarity));
             }
         }
-        best.map(|(index, similarity)| Match { personal_id: self.owners[index].clone(), similarity })
+        best.map(|(index, similarity)| Match {
+            personal_id: self.owners[index].clone(),
+            similarity,
+        })
     }
 
     /// The pupil `probe` belongs to, if the best similarity reaches `threshold`.
@@ -77,12 +80,25 @@ mod tests {
 
     #[test]
     fn best_template_wins_and_weak_matches_are_unknown() {
-        let (a, b): (PersonalId, PersonalId) = ("001206001234".parse().unwrap(), "001206001235".parse().unwrap());
-        let gallery = Gallery::new([(a.clone(), unit(0)), (b.clone(), unit(1)), (a.clone(), unit(2))]);
+        let (a, b): (PersonalId, PersonalId) = (
+            "001206001234".parse().unwrap(),
+            "001206001235".parse().unwrap(),
+        );
+        let gallery = Gallery::new([
+            (a.clone(), unit(0)),
+            (b.clone(), unit(1)),
+            (a.clone(), unit(2)),
+        ]);
         let mut probe = vec![0.0; DIMENSIONS];
         (probe[1], probe[2]) = (0.6, 0.8);
         let probe = Embedding(probe);
-        assert_eq!(gallery.identify(&probe, 0.35), Some(Match { personal_id: a, similarity: 0.8 }));
+        assert_eq!(
+            gallery.identify(&probe, 0.35),
+            Some(Match {
+                personal_id: a,
+                similarity: 0.8
+            })
+        );
         assert_eq!(gallery.identify(&unit(7), 0.35), None);
         assert_eq!(gallery.nearest(&unit(1)).unwrap().personal_id, b);
         assert!(gallery.contains(&b) && !gallery.contains(&"001206001236".parse().unwrap()));

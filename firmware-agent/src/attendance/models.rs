@@ -40,7 +40,11 @@ pub enum ModelError {
     #[error("{}: cannot read the face model: {reason}\n  hint: give the agent's user read access to the models directory", path.display())]
     Unreadable { path: PathBuf, reason: String },
     #[error("{}: the face model is altered (SHA-256 {found}, expected {expected})\n  hint: run `models/install` again to replace it with the checked file", path.display())]
-    Altered { path: PathBuf, found: String, expected: String },
+    Altered {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("cannot load the ONNX Runtime library `{}`: {reason}\n  hint: run `models/install`, then set ORT_DYLIB_PATH or attendance.onnxruntime_library to libonnxruntime.so", path.display())]
     Runtime { path: PathBuf, reason: String },
     #[error("{}: ONNX Runtime cannot load the model: {reason}", path.display())]
@@ -63,16 +67,31 @@ impl ModelSet {
             files.push((name, read_checked(models_dir, name)?));
         }
         let environment = init_runtime(runtime_library)?;
-        Ok(ModelSet { dir: models_dir.to_owned(), files: Arc::new(files), environment })
+        Ok(ModelSet {
+            dir: models_dir.to_owned(),
+            files: Arc::new(files),
+            environment,
+        })
     }
 
     /// A new session for `name`, running on `threads` threads of the calling worker.
     pub fn session(&self, name: &str) -> Result<Session, ModelError> {
         let path = self.dir.join(name);
-        let bytes = &self.files.iter().find(|(n, _)| *n == name).expect("only the pipeline's models are asked for").1;
-        let fail = |reason: String| ModelError::Session { path: path.clone(), reason };
+        let bytes = &self
+            .files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("only the pipeline's models are asked for")
+            .1;
+        let fail = |reason: String| ModelError::Session {
+            path: path.clone(),
+            reason,
+        };
         Session::builder(self.environment)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::All)
+                    .map_err(Into::into)
+            })
             .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
             .map_err(|err| fail(err.to_string()))?
@@ -103,12 +122,19 @@ fn read_checked(dir: &Path, name: &str) -> Result<Vec<u8>, ModelError> {
     let path = dir.join(name);
     let bytes = std::fs::read(&path).map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => ModelError::Missing { path: path.clone() },
-        _ => ModelError::Unreadable { path: path.clone(), reason: err.to_string() },
+        _ => ModelError::Unreadable {
+            path: path.clone(),
+            reason: err.to_string(),
+        },
     })?;
     let found = hex::encode(Sha256::digest(&bytes));
     let expected = expected_sha256(name);
     if found != expected {
-        return Err(ModelError::Altered { path, found, expected: expected.to_owned() });
+        return Err(ModelError::Altered {
+            path,
+            found,
+            expected: expected.to_owned(),
+        });
     }
     Ok(bytes)
 }
@@ -119,10 +145,20 @@ static RUNTIME: OnceLock<Result<Environment, ModelError>> = OnceLock::new();
 fn init_runtime(library: &Path) -> Result<&'static Environment, ModelError> {
     RUNTIME
         .get_or_init(|| {
-            let path = if library.as_os_str().is_empty() { PathBuf::from("libonnxruntime.so") } else { library.to_owned() };
-            let fail = |reason: String| ModelError::Runtime { path: path.clone(), reason };
+            let path = if library.as_os_str().is_empty() {
+                PathBuf::from("libonnxruntime.so")
+            } else {
+                library.to_owned()
+            };
+            let fail = |reason: String| ModelError::Runtime {
+                path: path.clone(),
+                reason,
+            };
             let builder = ort::init_from(&path).map_err(|err| fail(err.to_string()))?;
-            builder.with_name("firmware-agent").build().map_err(|err| fail(err.to_string()))
+            builder
+                .with_name("firmware-agent")
+                .build()
+                .map_err(|err| fail(err.to_string()))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -137,11 +173,14 @@ pub(crate) mod testing {
     /// The models as `make setup` installs them; panics with the fix when they are not there.
     pub fn models() -> ModelSet {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = std::env::var_os("FIRMWARE_AGENT_MODELS").map(PathBuf::from).unwrap_or_else(|| root.join("models"));
+        let dir = std::env::var_os("FIRMWARE_AGENT_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("models"));
         let library = std::env::var_os("ORT_DYLIB_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".local/onnxruntime/libonnxruntime.so"));
-        ModelSet::load(&dir, &library).unwrap_or_else(|err| panic!("{err}\n(the face tests need `make setup` first)"))
+        ModelSet::load(&dir, &library)
+            .unwrap_or_else(|err| panic!("{err}\n(the face tests need `make setup` first)"))
     }
 }
 
@@ -154,7 +193,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = read_checked(dir.path(), DETECTOR).unwrap_err();
         assert!(matches!(err, ModelError::Missing { .. }));
-        assert!(err.to_string().contains("fr_detect.onnx: the face model is missing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("fr_detect.onnx: the face model is missing"),
+            "{err}"
+        );
         assert!(err.to_string().contains("models/install"), "{err}");
     }
 

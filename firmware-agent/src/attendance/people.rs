@@ -46,20 +46,37 @@ pub struct Class {
 
 impl Class {
     /// Reads the class `name` and its templates made by the model `model_sha256`.
-    pub async fn read(store: Arc<Store>, name: String, model_sha256: &'static str) -> Result<Class, StoreError> {
-        let mut class = Class { store, name, model_sha256, reading: ClassReading::default() };
+    pub async fn read(
+        store: Arc<Store>,
+        name: String,
+        model_sha256: &'static str,
+    ) -> Result<Class, StoreError> {
+        let mut class = Class {
+            store,
+            name,
+            model_sha256,
+            reading: ClassReading::default(),
+        };
         class.reading = class.read_again(None).await?;
         Ok(class)
     }
 
     /// Every pupil of the class, as personal IDs.
     pub fn pupils(&self) -> BTreeSet<String> {
-        self.reading.pupils.iter().map(ToString::to_string).collect()
+        self.reading
+            .pupils
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// The pupils the camera may mark: those with templates and face consent.
     pub fn enrolled(&self) -> BTreeSet<String> {
-        self.reading.templates.iter().map(|(id, _)| id.to_string()).collect()
+        self.reading
+            .templates
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     /// The class's templates, for the recogniser.
@@ -108,7 +125,9 @@ impl Class {
 
     async fn read_again(&self, roll_call: Option<String>) -> Result<ClassReading, StoreError> {
         let (name, model) = (self.name.clone(), self.model_sha256);
-        self.store.blocking(move |store| store.class_reading(&name, model, roll_call.as_deref())).await
+        self.store
+            .blocking(move |store| store.class_reading(&name, model, roll_call.as_deref()))
+            .await
     }
 }
 
@@ -143,9 +162,13 @@ mod tests {
     }
 
     fn roster(rows: &[(&str, &str)]) -> crate::roster::Roster {
-        let mut csv = String::from("role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n");
+        let mut csv = String::from(
+            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
+        );
         for (id, consent) in rows {
-            csv.push_str(&format!("pupil,{id},Học sinh {id},6A1,{consent},no,2026-08-20\n"));
+            csv.push_str(&format!(
+                "pupil,{id},Học sinh {id},6A1,{consent},no,2026-08-20\n"
+            ));
         }
         parse_csv(csv.as_bytes()).unwrap()
     }
@@ -154,25 +177,53 @@ mod tests {
     async fn the_class_follows_enrollment_erasure_and_a_roster_that_arrives_late() {
         let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
-        let mut class = Class::read(store.clone(), "6A1".into(), "model").await.unwrap();
+        let mut class = Class::read(store.clone(), "6A1".into(), "model")
+            .await
+            .unwrap();
         assert!(class.pupils().is_empty(), "no roster yet");
         assert!(!follow(&mut class, None).await, "nothing changed");
 
-        store.import_roster(&roster(&[(HOA, "yes"), (PAO, "yes")])).unwrap();
-        store.add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model").unwrap();
+        store
+            .import_roster(&roster(&[(HOA, "yes"), (PAO, "yes")]))
+            .unwrap();
+        store
+            .add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model")
+            .unwrap();
         assert!(follow(&mut class, None).await);
         assert_eq!(class.pupils(), [HOA, PAO].map(String::from).into());
         assert_eq!(class.enrolled(), [HOA.to_owned()].into());
 
-        let rules = Rules { confirm_frames: 1, late_after: SignedDuration::from_mins(5), window: SignedDuration::from_mins(15) };
-        let (mut roll, _) = RollCall::open("s1".into(), "l1".into(), "6A1".into(), class.pupils(), class.enrolled(), rules, clock.now());
+        let rules = Rules {
+            confirm_frames: 1,
+            late_after: SignedDuration::from_mins(5),
+            window: SignedDuration::from_mins(15),
+        };
+        let (mut roll, _) = RollCall::open(
+            "s1".into(),
+            "l1".into(),
+            "6A1".into(),
+            class.pupils(),
+            class.enrolled(),
+            rules,
+            clock.now(),
+        );
         // Páo is enrolled beside the running roll call, by another connection as `face enroll` has.
-        store.add_face_templates(&PAO.parse().unwrap(), &[unit(1)], "model").unwrap();
-        store.forget_faces(&HOA.parse().unwrap(), "parent's request").unwrap();
+        store
+            .add_face_templates(&PAO.parse().unwrap(), &[unit(1)], "model")
+            .unwrap();
+        store
+            .forget_faces(&HOA.parse().unwrap(), "parent's request")
+            .unwrap();
         assert!(follow(&mut class, Some(&mut roll)).await);
         let sightings = [
-            Sighting::Pupil { personal_id: HOA.into(), similarity: 0.9 },
-            Sighting::Pupil { personal_id: PAO.into(), similarity: 0.9 },
+            Sighting::Pupil {
+                personal_id: HOA.into(),
+                similarity: 0.9,
+            },
+            Sighting::Pupil {
+                personal_id: PAO.into(),
+                similarity: 0.9,
+            },
         ];
         let out = roll.observe(clock.now(), &sightings);
         let marked: Vec<&str> = out
@@ -182,28 +233,72 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(marked, [PAO], "the forgotten pupil is marked by nobody, the one enrolled meanwhile is");
+        assert_eq!(
+            marked,
+            [PAO],
+            "the forgotten pupil is marked by nobody, the one enrolled meanwhile is"
+        );
     }
 
     #[tokio::test]
-    async fn a_face_mark_made_as_its_pupil_was_erased_is_left_out_by_the_store_and_taken_back_by_the_roll() {
+    async fn a_face_mark_made_as_its_pupil_was_erased_is_left_out_by_the_store_and_taken_back_by_the_roll()
+     {
         let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
         store.import_roster(&roster(&[(HOA, "yes")])).unwrap();
-        store.add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model").unwrap();
-        let mut class = Class::read(store.clone(), "6A1".into(), "model").await.unwrap();
-        let rules = Rules { confirm_frames: 1, late_after: SignedDuration::from_mins(5), window: SignedDuration::from_mins(15) };
-        let (mut roll, _) = RollCall::open("s1".into(), "l1".into(), "6A1".into(), class.pupils(), class.enrolled(), rules, clock.now());
-        let out = roll.observe(clock.now(), &[Sighting::Pupil { personal_id: HOA.into(), similarity: 0.9 }]);
+        store
+            .add_face_templates(&HOA.parse().unwrap(), &[unit(0)], "model")
+            .unwrap();
+        let mut class = Class::read(store.clone(), "6A1".into(), "model")
+            .await
+            .unwrap();
+        let rules = Rules {
+            confirm_frames: 1,
+            late_after: SignedDuration::from_mins(5),
+            window: SignedDuration::from_mins(15),
+        };
+        let (mut roll, _) = RollCall::open(
+            "s1".into(),
+            "l1".into(),
+            "6A1".into(),
+            class.pupils(),
+            class.enrolled(),
+            rules,
+            clock.now(),
+        );
+        let out = roll.observe(
+            clock.now(),
+            &[Sighting::Pupil {
+                personal_id: HOA.into(),
+                similarity: 0.9,
+            }],
+        );
         assert_eq!(out.len(), 1, "marked by the class as last read");
         // The erasure commits between that reading and the mark's commit.
-        store.forget_faces(&HOA.parse().unwrap(), "parent's request").unwrap();
-        let kept = store.recorder().keep(Write::RollCall { occurred_at: clock.now(), payloads: out }).await;
+        store
+            .forget_faces(&HOA.parse().unwrap(), "parent's request")
+            .unwrap();
+        let kept = store
+            .recorder()
+            .keep(Write::RollCall {
+                occurred_at: clock.now(),
+                payloads: out,
+            })
+            .await;
         assert!(matches!(kept, Kept::Committed), "{kept:?}");
-        assert!(store.attendance_marks("s1").unwrap().is_empty(), "the store left the mark out");
+        assert!(
+            store.attendance_marks("s1").unwrap().is_empty(),
+            "the store left the mark out"
+        );
         follow(&mut class, Some(&mut roll)).await;
         let out = roll.tick(clock.now() + SignedDuration::from_mins(15));
-        let Some(Payload::AttendanceMark(mark)) = out.first() else { panic!("{out:?}") };
-        assert_eq!((mark.personal_id.as_str(), mark.source()), (HOA, crate::proto::MarkSource::WindowClosed), "absent, not present");
+        let Some(Payload::AttendanceMark(mark)) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (mark.personal_id.as_str(), mark.source()),
+            (HOA, crate::proto::MarkSource::WindowClosed),
+            "absent, not present"
+        );
     }
 }

@@ -29,16 +29,23 @@ pub enum DecodeError {
 /// A JPEG whose end-of-image marker is missing: a file or camera frame cut
 /// short, which the decoder would otherwise fill in with grey.
 fn is_cut_short_jpeg(bytes: &[u8]) -> bool {
-    let trimmed = bytes.iter().rposition(|&b| b != 0).map_or(&bytes[..0], |end| &bytes[..=end]);
+    let trimmed = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(&bytes[..0], |end| &bytes[..=end]);
     bytes.starts_with(&[0xFF, 0xD8]) && !trimmed.ends_with(&[0xFF, 0xD9])
 }
 
 /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if is_cut_short_jpeg(bytes) {
-        return Err(DecodeError::Unreadable("the JPEG data ends before its end marker".to_owned()));
+        return Err(DecodeError::Unreadable(
+            "the JPEG data ends before its end marker".to_owned(),
+        ));
     }
-    Ok(image::load_from_memory(bytes).map_err(|err| DecodeError::Unreadable(err.to_string()))?.into_rgb8())
+    Ok(image::load_from_memory(bytes)
+        .map_err(|err| DecodeError::Unreadable(err.to_string()))?
+        .into_rgb8())
 }
 
 /// Why a frame could not go through the models.
@@ -112,41 +119,80 @@ impl Pipeline {
     /// Every face in `image` with its box, score and landmarks, best score first.
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<DetectedFace>, InferenceError> {
         let boxes = self.find_faces(image)?;
-        boxes.into_iter().map(|(bbox, score)| self.locate_landmarks(image, bbox, score)).collect()
+        boxes
+            .into_iter()
+            .map(|(bbox, score)| self.locate_landmarks(image, bbox, score))
+            .collect()
     }
 
     /// The box and score of every face in `image`, best score first: the
     /// detector alone, before any landmarks.
     pub fn find_faces(&mut self, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
         let started = Instant::now();
-        let boxes = detect::detect_boxes(&mut self.detector, image, self.smallest_face, &mut self.times.onnx_runtime)?;
+        let boxes = detect::detect_boxes(
+            &mut self.detector,
+            image,
+            self.smallest_face,
+            &mut self.times.onnx_runtime,
+        )?;
         self.times.detect += started.elapsed();
         Ok(boxes)
     }
 
     /// The face found in `bbox`, with its landmarks.
-    pub fn locate_landmarks(&mut self, image: &RgbImage, bbox: [f32; 4], score: f32) -> Result<DetectedFace, InferenceError> {
+    pub fn locate_landmarks(
+        &mut self,
+        image: &RgbImage,
+        bbox: [f32; 4],
+        score: f32,
+    ) -> Result<DetectedFace, InferenceError> {
         let started = Instant::now();
-        let landmarks = detect::landmarks(&mut self.landmarker, image, &bbox, &mut self.times.onnx_runtime)?;
+        let landmarks = detect::landmarks(
+            &mut self.landmarker,
+            image,
+            &bbox,
+            &mut self.times.onnx_runtime,
+        )?;
         self.times.landmarks += started.elapsed();
-        Ok(DetectedFace { bbox, score, landmarks })
+        Ok(DetectedFace {
+            bbox,
+            score,
+            landmarks,
+        })
     }
 
     /// The aligned face and its embedding.
-    pub fn describe(&mut self, image: &RgbImage, face: DetectedFace) -> Result<Face, InferenceError> {
+    pub fn describe(
+        &mut self,
+        image: &RgbImage,
+        face: DetectedFace,
+    ) -> Result<Face, InferenceError> {
         let started = Instant::now();
         let aligned = align::align(image, &face.landmarks);
         self.times.align += started.elapsed();
         let started = Instant::now();
         let embedding = embed::embed(&mut self.embedder, &aligned, &mut self.times.onnx_runtime)?;
         self.times.embed += started.elapsed();
-        Ok(Face { detected: face, aligned, embedding })
+        Ok(Face {
+            detected: face,
+            aligned,
+            embedding,
+        })
     }
 
     /// The chance, from 0 to 1, that `face` is a live person rather than a photo held up to the camera.
-    pub fn liveness(&mut self, image: &RgbImage, face: &DetectedFace) -> Result<f32, InferenceError> {
+    pub fn liveness(
+        &mut self,
+        image: &RgbImage,
+        face: &DetectedFace,
+    ) -> Result<f32, InferenceError> {
         let started = Instant::now();
-        let score = liveness::score(&mut self.liveness, image, face, &mut self.times.onnx_runtime)?;
+        let score = liveness::score(
+            &mut self.liveness,
+            image,
+            face,
+            &mut self.times.onnx_runtime,
+        )?;
         self.times.liveness += started.elapsed();
         Ok(score)
     }
@@ -154,7 +200,10 @@ impl Pipeline {
     /// Every face in `image`, aligned and embedded.
     pub fn faces(&mut self, image: &RgbImage) -> Result<Vec<Face>, InferenceError> {
         let detected = self.detect(image)?;
-        detected.into_iter().map(|face| self.describe(image, face)).collect()
+        detected
+            .into_iter()
+            .map(|face| self.describe(image, face))
+            .collect()
     }
 
     /// The stage times gathered so far, resetting them.

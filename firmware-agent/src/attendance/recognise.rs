@@ -66,7 +66,10 @@ impl Verdict {
     /// `track`: nothing for a standing match, since only a checked face marks a pupil.
     pub fn sighting(&self, track: u64) -> Option<Sighting> {
         match self {
-            Verdict::Pupil(m) => Some(Sighting::Pupil { personal_id: m.personal_id.to_string(), similarity: m.similarity }),
+            Verdict::Pupil(m) => Some(Sighting::Pupil {
+                personal_id: m.personal_id.to_string(),
+                similarity: m.similarity,
+            }),
             Verdict::Recognised(_) => None,
             Verdict::Unknown => Some(Sighting::Unknown { track }),
             Verdict::Photo => Some(Sighting::Photo { track }),
@@ -140,7 +143,10 @@ impl TrackIdentity {
         self.unchecked = 0;
         match found {
             Some(found) => {
-                let same = self.pupil.as_ref().is_some_and(|pupil| pupil.personal_id == found.personal_id);
+                let same = self
+                    .pupil
+                    .as_ref()
+                    .is_some_and(|pupil| pupil.personal_id == found.personal_id);
                 self.streak = if same { self.streak + 1 } else { 1 };
                 self.pupil = Some(found.clone());
             }
@@ -154,30 +160,57 @@ impl TrackIdentity {
 
 impl Recogniser {
     pub fn new(gallery: Gallery, checks: Checks) -> Recogniser {
-        let tracks = Tracks { tracker: Tracker::default(), identities: HashMap::new(), gallery: Arc::new(gallery) };
-        Recogniser { checks, tracks: Mutex::new(tracks) }
+        let tracks = Tracks {
+            tracker: Tracker::default(),
+            identities: HashMap::new(),
+            gallery: Arc::new(gallery),
+        };
+        Recogniser {
+            checks,
+            tracks: Mutex::new(tracks),
+        }
     }
 
     /// Puts `gallery` in place of the class's templates, from the next frame
     /// on; tracks recognised as a pupil it lacks are forgotten.
     pub fn replace_gallery(&self, gallery: Gallery) {
         let mut tracks = self.tracks();
-        tracks.identities.retain(|_, known| known.pupil.as_ref().is_none_or(|pupil| gallery.contains(&pupil.personal_id)));
+        tracks.identities.retain(|_, known| {
+            known
+                .pupil
+                .as_ref()
+                .is_none_or(|pupil| gallery.contains(&pupil.personal_id))
+        });
         tracks.gallery = Arc::new(gallery);
     }
 
     /// Every face of `image` large enough to count, with its track and verdict.
-    pub fn analyse(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Faces, InferenceError> {
+    pub fn analyse(
+        &self,
+        pipeline: &mut Pipeline,
+        image: &RgbImage,
+    ) -> Result<Faces, InferenceError> {
         let found = self.find_faces(pipeline, image)?;
         let (gallery, plan): (Arc<Gallery>, Vec<(u64, Option<Match>)>) = {
             let mut tracks = self.tracks();
             let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
             let ids = tracks.tracker.assign(&boxes);
-            let Tracks { tracker, identities, gallery } = &mut *tracks;
+            let Tracks {
+                tracker,
+                identities,
+                gallery,
+            } = &mut *tracks;
             identities.retain(|id, _| tracker.follows(*id));
             let plan = ids
                 .into_iter()
-                .map(|id| (id, identities.get_mut(&id).and_then(|known| known.standing_match(self.checks.confirm_frames))))
+                .map(|id| {
+                    (
+                        id,
+                        identities
+                            .get_mut(&id)
+                            .and_then(|known| known.standing_match(self.checks.confirm_frames)),
+                    )
+                })
                 .collect();
             (gallery.clone(), plan)
         };
@@ -213,14 +246,25 @@ impl Recogniser {
     /// How many faces large enough to count `image` shows: the detector
     /// alone, for a frame that only asks whether anybody is there. The tracks
     /// learn nothing from it.
-    pub fn faces_in_view(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<usize, InferenceError> {
+    pub fn faces_in_view(
+        &self,
+        pipeline: &mut Pipeline,
+        image: &RgbImage,
+    ) -> Result<usize, InferenceError> {
         Ok(self.find_faces(pipeline, image)?.len())
     }
 
     /// The box and score of every face of `image` large enough to count.
-    fn find_faces(&self, pipeline: &mut Pipeline, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
+    fn find_faces(
+        &self,
+        pipeline: &mut Pipeline,
+        image: &RgbImage,
+    ) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
         let found = pipeline.find_faces(image)?;
-        Ok(found.into_iter().filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face).collect())
+        Ok(found
+            .into_iter()
+            .filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face)
+            .collect())
     }
 
     /// Forgets which pupil each track was recognised as: from the next frame
@@ -230,21 +274,35 @@ impl Recogniser {
     }
 
     /// The verdict on the face in `bbox`, through every stage of the pipeline.
-    fn check(&self, pipeline: &mut Pipeline, image: &RgbImage, bbox: [f32; 4], score: f32, gallery: &Gallery) -> Result<Verdict, InferenceError> {
+    fn check(
+        &self,
+        pipeline: &mut Pipeline,
+        image: &RgbImage,
+        bbox: [f32; 4],
+        score: f32,
+        gallery: &Gallery,
+    ) -> Result<Verdict, InferenceError> {
         let face = pipeline.locate_landmarks(image, bbox, score)?;
         if let Some(min_score) = self.checks.liveness_min_score {
             let score = pipeline.liveness(image, &face)?;
             if score < min_score {
-                tracing::debug!(score, "a face taken for a photo held up to the camera was refused");
+                tracing::debug!(
+                    score,
+                    "a face taken for a photo held up to the camera was refused"
+                );
                 return Ok(Verdict::Photo);
             }
         }
         let described = pipeline.describe(image, face)?;
-        Ok(gallery.identify(&described.embedding, self.checks.threshold).map_or(Verdict::Unknown, Verdict::Pupil))
+        Ok(gallery
+            .identify(&described.embedding, self.checks.threshold)
+            .map_or(Verdict::Unknown, Verdict::Pupil))
     }
 
     fn tracks(&self) -> std::sync::MutexGuard<'_, Tracks> {
-        self.tracks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tracks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -253,14 +311,22 @@ mod tests {
     use super::*;
 
     fn pupil(id: &str, similarity: f32) -> Match {
-        Match { personal_id: id.parse().unwrap(), similarity }
+        Match {
+            personal_id: id.parse().unwrap(),
+            similarity,
+        }
     }
 
     #[test]
-    fn a_track_is_recognised_after_confirm_frames_matches_of_one_pupil_and_rechecked_after_a_while() {
+    fn a_track_is_recognised_after_confirm_frames_matches_of_one_pupil_and_rechecked_after_a_while()
+    {
         let mut track = TrackIdentity::default();
         for _ in 0..2 {
-            assert_eq!(track.standing_match(3), None, "not yet recognised: every frame is checked");
+            assert_eq!(
+                track.standing_match(3),
+                None,
+                "not yet recognised: every frame is checked"
+            );
             track.checked(Some(&pupil("001206000001", 0.6)));
         }
         assert_eq!(track.standing_match(3), None);
@@ -270,7 +336,10 @@ mod tests {
         }
         assert_eq!(track.standing_match(3), None, "the recheck is due");
         track.checked(Some(&pupil("001206000001", 0.65)));
-        assert!(track.standing_match(3).is_some(), "a recheck that agrees keeps the track recognised");
+        assert!(
+            track.standing_match(3).is_some(),
+            "a recheck that agrees keeps the track recognised"
+        );
     }
 
     #[test]
@@ -281,14 +350,26 @@ mod tests {
         }
         assert!(track.standing_match(3).is_some());
         track.checked(Some(&pupil("001206000002", 0.6)));
-        assert_eq!(track.standing_match(3), None, "another pupil in the track is checked afresh");
+        assert_eq!(
+            track.standing_match(3),
+            None,
+            "another pupil in the track is checked afresh"
+        );
         track.checked(Some(&pupil("001206000002", 0.6)));
         track.checked(None);
         track.checked(Some(&pupil("001206000002", 0.6)));
         track.checked(Some(&pupil("001206000002", 0.6)));
-        assert_eq!(track.standing_match(3), None, "an unknown frame broke the run");
+        assert_eq!(
+            track.standing_match(3),
+            None,
+            "an unknown frame broke the run"
+        );
         track.checked(None);
-        assert_eq!(track.standing_match(1), None, "a face that matched nobody is never recognised");
+        assert_eq!(
+            track.standing_match(1),
+            None,
+            "a face that matched nobody is never recognised"
+        );
     }
 
     #[test]
@@ -299,8 +380,19 @@ mod tests {
             crate::attendance::embed::Embedding(v)
         };
         let (hoa, pao) = ("001206000001", "001206000002");
-        let checks = Checks { threshold: 0.5, min_face: 0.0, liveness_min_score: None, confirm_frames: 2 };
-        let recogniser = Recogniser::new(Gallery::new([(hoa.parse().unwrap(), unit(0)), (pao.parse().unwrap(), unit(1))]), checks);
+        let checks = Checks {
+            threshold: 0.5,
+            min_face: 0.0,
+            liveness_min_score: None,
+            confirm_frames: 2,
+        };
+        let recogniser = Recogniser::new(
+            Gallery::new([
+                (hoa.parse().unwrap(), unit(0)),
+                (pao.parse().unwrap(), unit(1)),
+            ]),
+            checks,
+        );
         {
             let mut tracks = recogniser.tracks();
             for (track, id) in [(1, hoa), (2, pao)] {
@@ -316,9 +408,19 @@ mod tests {
         let mut tracks = recogniser.tracks();
         let mut kept: Vec<u64> = tracks.identities.keys().copied().collect();
         kept.sort();
-        assert_eq!(kept, [1, 3], "the erased pupil's track is forgotten; the others stay");
-        assert_eq!(tracks.identities.get_mut(&1).unwrap().standing_match(2), Some(pupil(hoa, 0.9)));
-        assert!(!Arc::ptr_eq(&before, &tracks.gallery), "frames judged by the old gallery are told apart");
+        assert_eq!(
+            kept,
+            [1, 3],
+            "the erased pupil's track is forgotten; the others stay"
+        );
+        assert_eq!(
+            tracks.identities.get_mut(&1).unwrap().standing_match(2),
+            Some(pupil(hoa, 0.9))
+        );
+        assert!(
+            !Arc::ptr_eq(&before, &tracks.gallery),
+            "frames judged by the old gallery are told apart"
+        );
     }
 
     #[test]
@@ -326,10 +428,23 @@ mod tests {
         let found = pupil("001206000001", 0.6);
         assert_eq!(
             Verdict::Pupil(found.clone()).sighting(7),
-            Some(Sighting::Pupil { personal_id: "001206000001".to_owned(), similarity: 0.6 })
+            Some(Sighting::Pupil {
+                personal_id: "001206000001".to_owned(),
+                similarity: 0.6
+            })
         );
-        assert_eq!(Verdict::Recognised(found).sighting(7), None, "a standing match marks nobody");
-        assert_eq!(Verdict::Unknown.sighting(7), Some(Sighting::Unknown { track: 7 }));
-        assert_eq!(Verdict::Photo.sighting(7), Some(Sighting::Photo { track: 7 }));
+        assert_eq!(
+            Verdict::Recognised(found).sighting(7),
+            None,
+            "a standing match marks nobody"
+        );
+        assert_eq!(
+            Verdict::Unknown.sighting(7),
+            Some(Sighting::Unknown { track: 7 })
+        );
+        assert_eq!(
+            Verdict::Photo.sighting(7),
+            Some(Sighting::Photo { track: 7 })
+        );
     }
 }

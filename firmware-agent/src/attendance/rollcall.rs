@@ -44,7 +44,10 @@ pub struct Rules {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sighting {
     /// A face matched this pupil's templates.
-    Pupil { personal_id: String, similarity: f32 },
+    Pupil {
+        personal_id: String,
+        similarity: f32,
+    },
     /// A face (followed as `track` across frames) matched nobody enrolled.
     Unknown { track: u64 },
     /// A face (followed as `track`) the liveness check took for a photo held up to the camera.
@@ -99,7 +102,10 @@ impl RollCall {
             opened_at: now,
             rules,
             enrolled,
-            pupils: pupils.into_iter().map(|id| (id, PupilState::default())).collect(),
+            pupils: pupils
+                .into_iter()
+                .map(|id| (id, PupilState::default()))
+                .collect(),
             unknown: TrackCount::default(),
             photos: TrackCount::default(),
             closed: false,
@@ -120,8 +126,14 @@ impl RollCall {
     /// `enrolled` (those the camera may mark). A mark by face of a pupil no
     /// longer enrolled is taken back unless the store kept it (`kept_face_marks`):
     /// the store leaves out a mark made as the pupil was being erased.
-    pub fn follow(&mut self, pupils: &BTreeSet<String>, enrolled: BTreeSet<String>, kept_face_marks: &HashSet<String>) {
-        self.pupils.retain(|id, state| pupils.contains(id) || state.mark.is_some());
+    pub fn follow(
+        &mut self,
+        pupils: &BTreeSet<String>,
+        enrolled: BTreeSet<String>,
+        kept_face_marks: &HashSet<String>,
+    ) {
+        self.pupils
+            .retain(|id, state| pupils.contains(id) || state.mark.is_some());
         for id in pupils {
             self.pupils.entry(id.clone()).or_default();
         }
@@ -130,7 +142,11 @@ impl RollCall {
                 continue;
             }
             state.sightings = 0;
-            if state.mark.is_some_and(|(_, source)| source == MarkSource::Face) && !kept_face_marks.contains(id) {
+            if state
+                .mark
+                .is_some_and(|(_, source)| source == MarkSource::Face)
+                && !kept_face_marks.contains(id)
+            {
                 state.mark = None;
             }
         }
@@ -153,8 +169,15 @@ impl RollCall {
         let mut unknown_grew = false;
         for sighting in sightings {
             match sighting {
-                Sighting::Pupil { personal_id, similarity } => {
-                    let Some(state) = self.pupils.get_mut(personal_id).filter(|_| self.enrolled.contains(personal_id)) else {
+                Sighting::Pupil {
+                    personal_id,
+                    similarity,
+                } => {
+                    let Some(state) = self
+                        .pupils
+                        .get_mut(personal_id)
+                        .filter(|_| self.enrolled.contains(personal_id))
+                    else {
                         continue;
                     };
                     state.best_similarity = state.best_similarity.max(*similarity);
@@ -163,7 +186,11 @@ impl RollCall {
                     }
                     state.sightings += 1;
                     if state.sightings >= confirm {
-                        let status = if late { MarkStatus::Late } else { MarkStatus::Present };
+                        let status = if late {
+                            MarkStatus::Late
+                        } else {
+                            MarkStatus::Present
+                        };
                         state.mark = Some((status, MarkSource::Face));
                         let mark = self.mark(personal_id, status, MarkSource::Face);
                         out.push(mark.into());
@@ -176,7 +203,13 @@ impl RollCall {
             }
         }
         if unknown_grew {
-            out.push(UnknownFaces { session_id: self.id.clone(), count: self.unknown.count() }.into());
+            out.push(
+                UnknownFaces {
+                    session_id: self.id.clone(),
+                    count: self.unknown.count(),
+                }
+                .into(),
+            );
         }
         out
     }
@@ -187,12 +220,20 @@ impl RollCall {
             return Vec::new();
         }
         self.closed = true;
-        let unmarked: Vec<String> =
-            self.pupils.iter().filter(|(_, state)| state.mark.is_none()).map(|(id, _)| id.clone()).collect();
+        let unmarked: Vec<String> = self
+            .pupils
+            .iter()
+            .filter(|(_, state)| state.mark.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut out = Vec::with_capacity(unmarked.len() + 1);
         for id in unmarked {
-            self.pupils.get_mut(&id).expect("listed above").mark = Some((MarkStatus::Absent, MarkSource::WindowClosed));
-            out.push(self.mark(&id, MarkStatus::Absent, MarkSource::WindowClosed).into());
+            self.pupils.get_mut(&id).expect("listed above").mark =
+                Some((MarkStatus::Absent, MarkSource::WindowClosed));
+            out.push(
+                self.mark(&id, MarkStatus::Absent, MarkSource::WindowClosed)
+                    .into(),
+            );
         }
         out.push(self.summary(Phase::Closed).into());
         out
@@ -206,7 +247,10 @@ impl RollCall {
         reason: &str,
         teacher_personal_id: &str,
     ) -> Result<Payload, NotOnRoll> {
-        let state = self.pupils.get_mut(personal_id).ok_or_else(|| NotOnRoll(personal_id.to_owned()))?;
+        let state = self
+            .pupils
+            .get_mut(personal_id)
+            .ok_or_else(|| NotOnRoll(personal_id.to_owned()))?;
         state.mark = Some((status, MarkSource::Teacher));
         let mut mark = self.mark(personal_id, status, MarkSource::Teacher);
         mark.reason = reason.to_owned();
@@ -222,7 +266,11 @@ impl RollCall {
             personal_id: personal_id.to_owned(),
             status: status as i32,
             source: source as i32,
-            best_similarity: if source == MarkSource::Face { state.best_similarity } else { 0.0 },
+            best_similarity: if source == MarkSource::Face {
+                state.best_similarity
+            } else {
+                0.0
+            },
             ..Default::default()
         }
     }
@@ -230,7 +278,10 @@ impl RollCall {
     /// What the roll call is at `phase`, with its counts once closed.
     fn summary(&self, phase: Phase) -> AttendanceSession {
         let count = |wanted: MarkStatus| {
-            self.pupils.values().filter(|s| s.mark.is_some_and(|(status, _)| status == wanted)).count() as u32
+            self.pupils
+                .values()
+                .filter(|s| s.mark.is_some_and(|(status, _)| status == wanted))
+                .count() as u32
         };
         let closed = phase == Phase::Closed;
         AttendanceSession {
@@ -238,10 +289,18 @@ impl RollCall {
             lesson_id: self.lesson_id.clone(),
             class_name: self.class_name.clone(),
             phase: phase as i32,
-            present: if closed { count(MarkStatus::Present) } else { 0 },
+            present: if closed {
+                count(MarkStatus::Present)
+            } else {
+                0
+            },
             late: if closed { count(MarkStatus::Late) } else { 0 },
             absent: if closed { count(MarkStatus::Absent) } else { 0 },
-            excused: if closed { count(MarkStatus::Excused) } else { 0 },
+            excused: if closed {
+                count(MarkStatus::Excused)
+            } else {
+                0
+            },
             unknown_faces: self.unknown.count(),
             enrolled: self.enrolled.len() as u32,
             photos_refused: self.photos.count(),
@@ -288,15 +347,27 @@ mod tests {
             window: SignedDuration::from_mins(15),
         };
         let pupils = [HOA, PAO, MAI].map(String::from);
-        let (roll, opened) =
-            RollCall::open("s1".into(), "2026-09-07/morning/1".into(), "6A1".into(), pupils.clone(), pupils.into(), rules, start());
-        let Payload::AttendanceSession(opened) = opened else { panic!("an opened roll call") };
+        let (roll, opened) = RollCall::open(
+            "s1".into(),
+            "2026-09-07/morning/1".into(),
+            "6A1".into(),
+            pupils.clone(),
+            pupils.into(),
+            rules,
+            start(),
+        );
+        let Payload::AttendanceSession(opened) = opened else {
+            panic!("an opened roll call")
+        };
         assert_eq!(opened.phase, Phase::Opened as i32);
         roll
     }
 
     fn seen(id: &str, similarity: f32) -> Sighting {
-        Sighting::Pupil { personal_id: id.to_owned(), similarity }
+        Sighting::Pupil {
+            personal_id: id.to_owned(),
+            similarity,
+        }
     }
 
     fn marks(out: &[Payload]) -> Vec<(String, MarkStatus, MarkSource)> {
@@ -318,10 +389,19 @@ mod tests {
         assert!(roll.observe(at(1), &[seen(HOA, 0.6)]).is_empty());
         assert!(roll.observe(at(1), &[seen(HOA, 0.8)]).is_empty());
         let out = roll.observe(at(1), &[seen(HOA, 0.7)]);
-        assert_eq!(marks(&out), vec![(HOA.to_owned(), MarkStatus::Present, MarkSource::Face)]);
-        let Payload::AttendanceMark(mark) = &out[0] else { unreachable!() };
+        assert_eq!(
+            marks(&out),
+            vec![(HOA.to_owned(), MarkStatus::Present, MarkSource::Face)]
+        );
+        let Payload::AttendanceMark(mark) = &out[0] else {
+            unreachable!()
+        };
         assert_eq!(mark.best_similarity, 0.8);
-        assert!(roll.observe(at(2), &[seen(HOA, 0.9), seen(HOA, 0.9), seen(HOA, 0.9)]).is_empty(), "one mark per lesson");
+        assert!(
+            roll.observe(at(2), &[seen(HOA, 0.9), seen(HOA, 0.9), seen(HOA, 0.9)])
+                .is_empty(),
+            "one mark per lesson"
+        );
     }
 
     #[test]
@@ -334,29 +414,55 @@ mod tests {
         for _ in 0..3 {
             out.extend(roll.observe(at(7), &[seen(PAO, 0.6)]));
         }
-        assert_eq!(marks(&out), vec![(PAO.to_owned(), MarkStatus::Late, MarkSource::Face)]);
+        assert_eq!(
+            marks(&out),
+            vec![(PAO.to_owned(), MarkStatus::Late, MarkSource::Face)]
+        );
         assert!(roll.tick(at(14)).is_empty());
         let out = roll.tick(at(15));
-        assert_eq!(marks(&out), vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]);
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!("the roll call closes") };
-        assert_eq!((closed.present, closed.late, closed.absent, closed.phase), (1, 1, 1, Phase::Closed as i32));
-        assert!(roll.observe(at(16), &[seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)]).is_empty());
+        assert_eq!(
+            marks(&out),
+            vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]
+        );
+        let Some(Payload::AttendanceSession(closed)) = out.last() else {
+            panic!("the roll call closes")
+        };
+        assert_eq!(
+            (closed.present, closed.late, closed.absent, closed.phase),
+            (1, 1, 1, Phase::Closed as i32)
+        );
+        assert!(
+            roll.observe(at(16), &[seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)])
+                .is_empty()
+        );
         assert!(roll.tick(at(20)).is_empty(), "closes once");
     }
 
     #[test]
     fn a_teacher_correction_wins_over_the_camera() {
         let mut roll = roll();
-        let correction = roll.correct(MAI, MarkStatus::Excused, "ốm, có giấy phép", "001186004321").unwrap();
-        let Payload::AttendanceMark(mark) = correction else { panic!("a mark") };
-        assert_eq!((mark.source(), mark.status(), mark.reason.as_str()), (MarkSource::Teacher, MarkStatus::Excused, "ốm, có giấy phép"));
+        let correction = roll
+            .correct(MAI, MarkStatus::Excused, "ốm, có giấy phép", "001186004321")
+            .unwrap();
+        let Payload::AttendanceMark(mark) = correction else {
+            panic!("a mark")
+        };
+        assert_eq!(
+            (mark.source(), mark.status(), mark.reason.as_str()),
+            (MarkSource::Teacher, MarkStatus::Excused, "ốm, có giấy phép")
+        );
         for _ in 0..5 {
             assert!(marks(&roll.observe(at(1), &[seen(MAI, 0.9)])).is_empty());
         }
         let out = roll.tick(at(15));
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        let Some(Payload::AttendanceSession(closed)) = out.last() else {
+            panic!()
+        };
         assert_eq!((closed.excused, closed.absent), (1, 2));
-        assert_eq!(roll.correct("009999999999", MarkStatus::Present, "", ""), Err(NotOnRoll("009999999999".into())));
+        assert_eq!(
+            roll.correct("009999999999", MarkStatus::Present, "", ""),
+            Err(NotOnRoll("009999999999".into()))
+        );
     }
 
     fn ids(ids: &[&str]) -> BTreeSet<String> {
@@ -374,19 +480,43 @@ mod tests {
         roll.observe(at(1), &[seen(MAI, 0.6), seen(MAI, 0.6)]);
         // Hoa's and Mai's templates are erased; the store kept Páo's mark and
         // left out Hoa's, made as she was erased; Lan joins the class, enrolled.
-        roll.follow(&ids(&[HOA, PAO, MAI, LAN]), ids(&[PAO, LAN]), &ids(&[PAO]).into_iter().collect());
-        assert!(roll.observe(at(2), &[seen(HOA, 0.9), seen(MAI, 0.9), seen(MAI, 0.9), seen(MAI, 0.9)]).is_empty(), "no mark by face");
+        roll.follow(
+            &ids(&[HOA, PAO, MAI, LAN]),
+            ids(&[PAO, LAN]),
+            &ids(&[PAO]).into_iter().collect(),
+        );
+        assert!(
+            roll.observe(
+                at(2),
+                &[
+                    seen(HOA, 0.9),
+                    seen(MAI, 0.9),
+                    seen(MAI, 0.9),
+                    seen(MAI, 0.9)
+                ]
+            )
+            .is_empty(),
+            "no mark by face"
+        );
         let mut joined = Vec::new();
         for _ in 0..3 {
             joined.extend(roll.observe(at(2), &[seen(LAN, 0.7)]));
         }
-        assert_eq!(marks(&joined), vec![(LAN.to_owned(), MarkStatus::Present, MarkSource::Face)]);
+        assert_eq!(
+            marks(&joined),
+            vec![(LAN.to_owned(), MarkStatus::Present, MarkSource::Face)]
+        );
         let out = roll.tick(at(15));
         assert_eq!(
             marks(&out),
-            vec![(HOA.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed), (MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]
+            vec![
+                (HOA.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed),
+                (MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)
+            ]
         );
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        let Some(Payload::AttendanceSession(closed)) = out.last() else {
+            panic!()
+        };
         assert_eq!((closed.present, closed.absent, closed.enrolled), (2, 2, 2));
     }
 
@@ -396,12 +526,22 @@ mod tests {
         for _ in 0..3 {
             roll.observe(at(1), &[seen(HOA, 0.6)]);
         }
-        roll.follow(&ids(&[MAI]), ids(&[MAI]), &ids(&[HOA]).into_iter().collect());
+        roll.follow(
+            &ids(&[MAI]),
+            ids(&[MAI]),
+            &ids(&[HOA]).into_iter().collect(),
+        );
         let on_roll: Vec<&str> = roll.pupils.keys().map(String::as_str).collect();
         assert_eq!(on_roll, [HOA, MAI], "Páo left the class unmarked");
-        assert_eq!(roll.correct(PAO, MarkStatus::Excused, "", ""), Err(NotOnRoll(PAO.into())));
+        assert_eq!(
+            roll.correct(PAO, MarkStatus::Excused, "", ""),
+            Err(NotOnRoll(PAO.into()))
+        );
         let out = roll.tick(at(15));
-        assert_eq!(marks(&out), vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]);
+        assert_eq!(
+            marks(&out),
+            vec![(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed)]
+        );
     }
 
     #[test]
@@ -409,7 +549,13 @@ mod tests {
         let mut roll = roll();
         let mut counts = Vec::new();
         for _ in 0..10 {
-            for payload in roll.observe(at(1), &[Sighting::Unknown { track: 7 }, Sighting::Unknown { track: 9 }]) {
+            for payload in roll.observe(
+                at(1),
+                &[
+                    Sighting::Unknown { track: 7 },
+                    Sighting::Unknown { track: 9 },
+                ],
+            ) {
                 if let Payload::UnknownFaces(unknown) = payload {
                     counts.push(unknown.count);
                 }
@@ -417,7 +563,9 @@ mod tests {
         }
         assert_eq!(counts, vec![2]);
         let out = roll.tick(at(15));
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
+        let Some(Payload::AttendanceSession(closed)) = out.last() else {
+            panic!()
+        };
         assert_eq!(closed.unknown_faces, 2);
     }
 
@@ -431,8 +579,14 @@ mod tests {
         out.extend(roll.observe(at(2), &[Sighting::Photo { track: 4 }]));
         assert!(marks(&out).is_empty(), "{out:?}");
         let out = roll.tick(at(15));
-        let Some(Payload::AttendanceSession(closed)) = out.last() else { panic!() };
-        assert_eq!((closed.photos_refused, closed.unknown_faces), (1, 0), "track 4 was seen in one frame only");
+        let Some(Payload::AttendanceSession(closed)) = out.last() else {
+            panic!()
+        };
+        assert_eq!(
+            (closed.photos_refused, closed.unknown_faces),
+            (1, 0),
+            "track 4 was seen in one frame only"
+        );
         assert_eq!(closed.absent, 3);
     }
 }

@@ -90,28 +90,54 @@ struct Job {
 pub async fn run(agent: Arc<Agent>) {
     let config = agent.config().attendance.clone();
     if !config.enabled {
-        agent.health.set(SUBSYSTEM, State::Disabled, "attendance.enabled = false");
+        agent
+            .health
+            .set(SUBSYSTEM, State::Disabled, "attendance.enabled = false");
         return;
     }
-    agent.health.set(SUBSYSTEM, State::Starting, "loading the face models");
-    let (models_dir, library) = (config.models_dir.clone(), config.onnxruntime_library.clone());
-    let models = match tokio::task::spawn_blocking(move || ModelSet::load(&models_dir, &library)).await {
-        Ok(Ok(models)) => models,
-        Ok(Err(err)) => {
-            // Health first: whoever reads the log line must find the state it reports.
-            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
-            tracing::error!("attendance stopped: {err}");
-            return;
-        }
-        Err(err) => {
-            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
-            return;
-        }
-    };
-    let class = match Class::read(agent.store.clone(), config.class.clone(), models::embedder_sha256()).await {
+    agent
+        .health
+        .set(SUBSYSTEM, State::Starting, "loading the face models");
+    let (models_dir, library) = (
+        config.models_dir.clone(),
+        config.onnxruntime_library.clone(),
+    );
+    let models =
+        match tokio::task::spawn_blocking(move || ModelSet::load(&models_dir, &library)).await {
+            Ok(Ok(models)) => models,
+            Ok(Err(err)) => {
+                // Health first: whoever reads the log line must find the state it reports.
+                agent.health.set(
+                    SUBSYSTEM,
+                    State::Failed,
+                    format!("attendance stopped: {err}"),
+                );
+                tracing::error!("attendance stopped: {err}");
+                return;
+            }
+            Err(err) => {
+                agent.health.set(
+                    SUBSYSTEM,
+                    State::Failed,
+                    format!("attendance stopped: {err}"),
+                );
+                return;
+            }
+        };
+    let class = match Class::read(
+        agent.store.clone(),
+        config.class.clone(),
+        models::embedder_sha256(),
+    )
+    .await
+    {
         Ok(class) => class,
         Err(err) => {
-            agent.health.set(SUBSYSTEM, State::Failed, format!("cannot read the class from the database: {err}"));
+            agent.health.set(
+                SUBSYSTEM,
+                State::Failed,
+                format!("cannot read the class from the database: {err}"),
+            );
             return;
         }
     };
@@ -121,7 +147,11 @@ pub async fn run(agent: Arc<Agent>) {
     let jobs = match start_workers(&config, &models, &recogniser, results_tx) {
         Ok(jobs) => jobs,
         Err(err) => {
-            agent.health.set(SUBSYSTEM, State::Failed, format!("attendance stopped: {err}"));
+            agent.health.set(
+                SUBSYSTEM,
+                State::Failed,
+                format!("attendance stopped: {err}"),
+            );
             tracing::error!("attendance stopped: {err}");
             return;
         }
@@ -133,10 +163,26 @@ pub async fn run(agent: Arc<Agent>) {
         (periods_of(&config), config.room.timezone.clone())
     };
     let mut attendance = Attendance::new(&config, zone, timetable, agent.clock.now());
-    attendance.follow_class(agent.clock.now(), class.pupils(), class.enrolled(), class.face_marks());
+    attendance.follow_class(
+        agent.clock.now(),
+        class.pupils(),
+        class.enrolled(),
+        class.face_marks(),
+    );
     let (wanted, wanted_by_source) = watch::channel(attendance.frames_wanted());
-    start_source(config.source.clone(), jobs, wanted_by_source, agent.clock.clone(), agent.health.clone(), agent.shutdown.clone());
-    let inputs = Inputs { results, config_changes, corrections: agent.attendance.take_inbox() };
+    start_source(
+        config.source.clone(),
+        jobs,
+        wanted_by_source,
+        agent.clock.clone(),
+        agent.health.clone(),
+        agent.shutdown.clone(),
+    );
+    let inputs = Inputs {
+        results,
+        config_changes,
+        corrections: agent.attendance.take_inbox(),
+    };
     drive(&agent, attendance, class, &recogniser, wanted, inputs).await;
 }
 
@@ -159,13 +205,21 @@ async fn drive(
     wanted: watch::Sender<FramesWanted>,
     inputs: Inputs,
 ) {
-    let Inputs { mut results, mut config_changes, mut corrections } = inputs;
+    let Inputs {
+        mut results,
+        mut config_changes,
+        mut corrections,
+    } = inputs;
     let clock = agent.clock.clone();
     let mut next_follow = clock.deadline_in(FOLLOW_EVERY);
     loop {
         perform(agent, recogniser, &mut attendance).await;
-        wanted.send_if_modified(|wanted| std::mem::replace(wanted, attendance.frames_wanted()) != *wanted);
-        let deadline = attendance.poll_timeout().map(|at| monotonic_at(clock.as_ref(), at));
+        wanted.send_if_modified(|wanted| {
+            std::mem::replace(wanted, attendance.frames_wanted()) != *wanted
+        });
+        let deadline = attendance
+            .poll_timeout()
+            .map(|at| monotonic_at(clock.as_ref(), at));
         tokio::select! {
             _ = agent.shutdown.cancelled() => break,
             _ = clock.sleep_until(deadline.unwrap_or_default()), if deadline.is_some() => attendance.handle_timeout(clock.now()),
@@ -203,7 +257,10 @@ async fn perform(agent: &Arc<Agent>, recogniser: &Recogniser, attendance: &mut A
             Action::Health(state, detail) => agent.health.set(SUBSYSTEM, state, detail),
             Action::CheckFacesAfresh => recogniser.forget(),
             Action::RoomEmpty(after) => {
-                tracing::info!("no face seen for {}: the room is empty", crate::clock::text::human(after));
+                tracing::info!(
+                    "no face seen for {}: the room is empty",
+                    crate::clock::text::human(after)
+                );
                 agent.actuators.room_occupancy(0).await;
             }
         }
@@ -212,7 +269,12 @@ async fn perform(agent: &Arc<Agent>, recogniser: &Recogniser, attendance: &mut A
 
 /// Reads the class again if the room's people changed, and has the
 /// recogniser and the open roll call follow it.
-async fn follow_class(class: &mut Class, recogniser: &Recogniser, attendance: &mut Attendance, now: Timestamp) {
+async fn follow_class(
+    class: &mut Class,
+    recogniser: &Recogniser,
+    attendance: &mut Attendance,
+    now: Timestamp,
+) {
     if class.follow(attendance.open_roll_call()).await {
         recogniser.replace_gallery(class.gallery());
         attendance.follow_class(now, class.pupils(), class.enrolled(), class.face_marks());
@@ -227,7 +289,9 @@ fn monotonic_at(clock: &dyn Clock, at: Timestamp) -> Monotonic {
 
 /// The timetable roll calls follow: `None` in a room without periods, where one roll call opens at start.
 fn periods_of(config: &crate::config::Config) -> Option<Timetable> {
-    Timetable::new(config.schedule.clone(), &config.room.timezone).ok().filter(|t| !t.config.shifts.is_empty())
+    Timetable::new(config.schedule.clone(), &config.room.timezone)
+        .ok()
+        .filter(|t| !t.config.shifts.is_empty())
 }
 
 /// Records the roll call's decisions, then logs them (so a logged mark is a stored one).
@@ -238,14 +302,18 @@ async fn log_and_record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
             Payload::AttendanceMark(mark) => {
                 tracing::info!(personal_id = %mark.personal_id, status = ?mark.status(), source = ?mark.source(), similarity = mark.best_similarity, "attendance mark")
             }
-            Payload::AttendanceSession(summary) if summary.phase() == Phase::Opened => tracing::info!(
-                roll_call = %summary.session_id, lesson = %summary.lesson_id, class = %summary.class_name, enrolled = summary.enrolled, "roll call opened"
-            ),
+            Payload::AttendanceSession(summary) if summary.phase() == Phase::Opened => {
+                tracing::info!(
+                    roll_call = %summary.session_id, lesson = %summary.lesson_id, class = %summary.class_name, enrolled = summary.enrolled, "roll call opened"
+                )
+            }
             Payload::AttendanceSession(summary) => tracing::info!(
                 roll_call = %summary.session_id, present = summary.present, late = summary.late, absent = summary.absent,
                 unknown_faces = summary.unknown_faces, photos_refused = summary.photos_refused, "roll call closed"
             ),
-            Payload::UnknownFaces(unknown) => tracing::info!(roll_call = %unknown.session_id, count = unknown.count, "unknown faces counted"),
+            Payload::UnknownFaces(unknown) => {
+                tracing::info!(roll_call = %unknown.session_id, count = unknown.count, "unknown faces counted")
+            }
             _ => {}
         }
     }
@@ -256,10 +324,20 @@ async fn log_and_record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
 /// its records never need refusing).
 async fn record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
     use crate::store::recorder::{Kept, Write};
-    match agent.store.recorder().keep(Write::RollCall { occurred_at: at, payloads: out }).await {
+    match agent
+        .store
+        .recorder()
+        .keep(Write::RollCall {
+            occurred_at: at,
+            payloads: out,
+        })
+        .await
+    {
         Kept::Committed => {}
         Kept::Queued(refusal) => tracing::warn!(%refusal, "the roll call's records are queued"),
-        Kept::Refused(refusal) => tracing::error!(%refusal, "the roll call's records were not kept"),
+        Kept::Refused(refusal) => {
+            tracing::error!(%refusal, "the roll call's records were not kept")
+        }
     }
 }
 
@@ -276,31 +354,52 @@ fn start_workers(
         let mut pipeline = Pipeline::new(models)?;
         pipeline.set_smallest_face(config.smallest_face_pixels);
         let (jobs, results, recogniser) = (jobs_rx.clone(), results.clone(), recogniser.clone());
-        let spawned = std::thread::Builder::new().name(format!("inference-{index}")).spawn(move || {
-            loop {
-                let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
-                let Some(Job { image, analysis }) = job else { return };
-                let seen = match analysis {
-                    Analysis::Detect => recogniser.faces_in_view(&mut pipeline, &image).map(|faces| {
-                        count_frame("detected");
-                        FrameSeen { faces, sightings: Vec::new() }
-                    }),
-                    Analysis::Recognise => recogniser.analyse(&mut pipeline, &image).map(|faces| {
-                        count_analysed(&faces);
-                        let sightings = faces.iter().filter_map(|(track, verdict)| verdict.sighting(*track)).collect();
-                        FrameSeen { faces: faces.len(), sightings }
-                    }),
-                };
-                match seen {
-                    Ok(seen) => {
-                        if results.blocking_send(seen).is_err() {
-                            return;
+        let spawned = std::thread::Builder::new()
+            .name(format!("inference-{index}"))
+            .spawn(move || {
+                loop {
+                    let job = jobs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .blocking_recv();
+                    let Some(Job { image, analysis }) = job else {
+                        return;
+                    };
+                    let seen =
+                        match analysis {
+                            Analysis::Detect => recogniser
+                                .faces_in_view(&mut pipeline, &image)
+                                .map(|faces| {
+                                    count_frame("detected");
+                                    FrameSeen {
+                                        faces,
+                                        sightings: Vec::new(),
+                                    }
+                                }),
+                            Analysis::Recognise => {
+                                recogniser.analyse(&mut pipeline, &image).map(|faces| {
+                                    count_analysed(&faces);
+                                    let sightings = faces
+                                        .iter()
+                                        .filter_map(|(track, verdict)| verdict.sighting(*track))
+                                        .collect();
+                                    FrameSeen {
+                                        faces: faces.len(),
+                                        sightings,
+                                    }
+                                })
+                            }
+                        };
+                    match seen {
+                        Ok(seen) => {
+                            if results.blocking_send(seen).is_err() {
+                                return;
+                            }
                         }
+                        Err(err) => tracing::warn!("frame skipped: {err}"),
                     }
-                    Err(err) => tracing::warn!("frame skipped: {err}"),
                 }
-            }
-        });
+            });
         if let Err(err) = spawned {
             tracing::error!(%err, "cannot start an inference worker");
         }
@@ -315,9 +414,13 @@ fn count_frame(outcome: &'static str) {
 /// Counts a frame the models have been through, and how each of its faces' verdicts was reached.
 fn count_analysed(faces: &Faces) {
     count_frame("analysed");
-    let standing = faces.iter().filter(|(_, verdict)| matches!(verdict, Verdict::Recognised(_))).count();
+    let standing = faces
+        .iter()
+        .filter(|(_, verdict)| matches!(verdict, Verdict::Recognised(_)))
+        .count();
     metrics::counter!("attendance_faces_total", "check" => "standing").increment(standing as u64);
-    metrics::counter!("attendance_faces_total", "check" => "models").increment((faces.len() - standing) as u64);
+    metrics::counter!("attendance_faces_total", "check" => "models")
+        .increment((faces.len() - standing) as u64);
 }
 
 /// Reads the source on its own thread while frames are `wanted`, reopening it

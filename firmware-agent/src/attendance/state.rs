@@ -64,7 +64,10 @@ pub struct FrameSeen {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Keep these records of the roll call, which happened at `at`.
-    Record { at: Timestamp, payloads: Vec<Payload> },
+    Record {
+        at: Timestamp,
+        payloads: Vec<Payload>,
+    },
     /// Report attendance's health.
     Health(State, String),
     /// A roll call opens: every face is to be checked afresh, whoever its track was.
@@ -118,7 +121,12 @@ impl Attendance {
     /// Attendance as `config` asks, in the room's `timezone`, starting at `now`
     /// with `timetable` (`None` in a room without periods) and a class with no
     /// pupils yet: hand it the class with [`Attendance::follow_class`].
-    pub fn new(config: &AttendanceConfig, timezone: String, timetable: Option<Timetable>, now: Timestamp) -> Attendance {
+    pub fn new(
+        config: &AttendanceConfig,
+        timezone: String,
+        timetable: Option<Timetable>,
+        now: Timestamp,
+    ) -> Attendance {
         let minutes = |minutes: f64| SignedDuration::from_secs_f64(minutes * 60.0);
         Attendance {
             class_name: config.class.clone(),
@@ -134,7 +142,8 @@ impl Attendance {
             roll: None,
             last_lesson: None,
             next_check: None,
-            empty_room_after: (config.empty_room_minutes > 0.0).then(|| minutes(config.empty_room_minutes)),
+            empty_room_after: (config.empty_room_minutes > 0.0)
+                .then(|| minutes(config.empty_room_minutes)),
             last_face_seen: now,
             reported_empty: false,
             health: None,
@@ -176,8 +185,16 @@ impl Attendance {
             return self.report(State::Degraded, detail);
         }
         let due = match &self.timetable {
-            Some(timetable) => lessons::next(timetable, now, self.rules.window, self.last_lesson.as_deref()),
-            None if self.last_lesson.is_none() => Next::Open { lesson_id: lesson_id(now, &self.timezone), start: now },
+            Some(timetable) => lessons::next(
+                timetable,
+                now,
+                self.rules.window,
+                self.last_lesson.as_deref(),
+            ),
+            None if self.last_lesson.is_none() => Next::Open {
+                lesson_id: lesson_id(now, &self.timezone),
+                start: now,
+            },
             None => Next::Never,
         };
         match due {
@@ -192,7 +209,10 @@ impl Attendance {
             }
             Next::Never => {
                 self.next_check = None;
-                self.report(State::Ok, "no timetable: the one roll call, at start, has been taken".to_owned());
+                self.report(
+                    State::Ok,
+                    "no timetable: the one roll call, at start, has been taken".to_owned(),
+                );
             }
         }
     }
@@ -201,7 +221,13 @@ impl Attendance {
     /// (those the camera may mark) and `kept_face_marks` (the pupils whose
     /// marks by face the store kept for the open roll call). The open roll
     /// call follows it; the next one opens with it.
-    pub fn follow_class(&mut self, now: Timestamp, pupils: BTreeSet<String>, enrolled: BTreeSet<String>, kept_face_marks: &HashSet<String>) {
+    pub fn follow_class(
+        &mut self,
+        now: Timestamp,
+        pupils: BTreeSet<String>,
+        enrolled: BTreeSet<String>,
+        kept_face_marks: &HashSet<String>,
+    ) {
         if let Some(roll) = self.roll.as_mut().filter(|roll| !roll.is_closed()) {
             roll.follow(&pupils, enrolled.clone(), kept_face_marks);
         }
@@ -222,7 +248,9 @@ impl Attendance {
         if seen.faces > 0 {
             self.last_face_seen = now;
             self.reported_empty = false;
-        } else if let Some(after) = self.empty_room_after.filter(|after| !self.reported_empty && now.duration_since(self.last_face_seen) >= *after) {
+        } else if let Some(after) = self.empty_room_after.filter(|after| {
+            !self.reported_empty && now.duration_since(self.last_face_seen) >= *after
+        }) {
             self.reported_empty = true;
             self.actions.push(Action::RoomEmpty(after));
         }
@@ -234,7 +262,13 @@ impl Attendance {
     }
 
     /// A teacher's correction at `now`: recorded, to be kept before the teacher hears it was taken.
-    pub fn correct(&mut self, now: Timestamp, personal_id: &str, status: MarkStatus, reason: &str) -> Result<(), CorrectionRefused> {
+    pub fn correct(
+        &mut self,
+        now: Timestamp,
+        personal_id: &str,
+        status: MarkStatus,
+        reason: &str,
+    ) -> Result<(), CorrectionRefused> {
         let roll = self.roll.as_mut().ok_or(CorrectionRefused::NoRollCall)?;
         let mark = roll.correct(personal_id, status, reason, "")?;
         self.record(now, vec![mark]);
@@ -247,7 +281,9 @@ impl Attendance {
             return FramesWanted::Recognise;
         }
         match self.empty_room_after {
-            Some(after) => FramesWanted::DetectEvery((after.unsigned_abs() / 20).max(FASTEST_DETECTION)),
+            Some(after) => {
+                FramesWanted::DetectEvery((after.unsigned_abs() / 20).max(FASTEST_DETECTION))
+            }
             None => FramesWanted::Nothing,
         }
     }
@@ -263,12 +299,24 @@ impl Attendance {
 
     fn open(&mut self, now: Timestamp, lesson_id: String, start: Timestamp) {
         let id = roll_call_id(now);
-        let (roll, opened) =
-            RollCall::open(id, lesson_id.clone(), self.class_name.clone(), self.pupils.clone(), self.enrolled.clone(), self.rules, start);
+        let (roll, opened) = RollCall::open(
+            id,
+            lesson_id.clone(),
+            self.class_name.clone(),
+            self.pupils.clone(),
+            self.enrolled.clone(),
+            self.rules,
+            start,
+        );
         // Each lesson's pupils are checked afresh: who sat where in the last one proves nothing.
         self.actions.push(Action::CheckFacesAfresh);
         self.record(now, vec![opened]);
-        let detail = format!("roll call of {} open; {} of {} pupils enrolled", self.class_name, self.enrolled.len(), self.pupils.len());
+        let detail = format!(
+            "roll call of {} open; {} of {} pupils enrolled",
+            self.class_name,
+            self.enrolled.len(),
+            self.pupils.len()
+        );
         self.report(State::Ok, detail);
         self.roll = Some(roll);
         self.last_lesson = Some(lesson_id);
@@ -285,7 +333,8 @@ impl Attendance {
     fn report(&mut self, state: State, detail: String) {
         let report = (state, detail);
         if self.health.as_ref() != Some(&report) {
-            self.actions.push(Action::Health(report.0, report.1.clone()));
+            self.actions
+                .push(Action::Health(report.0, report.1.clone()));
             self.health = Some(report);
         }
     }
@@ -293,7 +342,11 @@ impl Attendance {
 
 /// A new roll call's id: a UUID v7 of the instant it opened.
 fn roll_call_id(now: Timestamp) -> String {
-    let instant = uuid::Timestamp::from_unix(uuid::NoContext, now.as_second() as u64, now.subsec_nanosecond() as u32);
+    let instant = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.as_second() as u64,
+        now.subsec_nanosecond() as u32,
+    );
     uuid::Uuid::new_v7(instant).to_string()
 }
 
@@ -301,15 +354,24 @@ fn roll_call_id(now: Timestamp) -> String {
 /// the day, and the time the roll call opened.
 fn lesson_id(now: Timestamp, timezone: &str) -> String {
     let local = now.to_zoned(jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC));
-    let shift = if local.hour() < 12 { "morning" } else { "afternoon" };
-    format!("{}/{shift}/{:02}{:02}", local.date(), local.hour(), local.minute())
+    let shift = if local.hour() < 12 {
+        "morning"
+    } else {
+        "afternoon"
+    };
+    format!(
+        "{}/{shift}/{:02}{:02}",
+        local.date(),
+        local.hour(),
+        local.minute()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::attendance_session::Phase;
     use crate::proto::MarkSource;
+    use crate::proto::attendance_session::Phase;
     use crate::schedule::config::ScheduleConfig;
     use crate::schedule::scheduler::tests::at;
 
@@ -362,8 +424,18 @@ mod tests {
     impl Room {
         fn new(config: &AttendanceConfig, timetable: Option<Timetable>, start: Timestamp) -> Room {
             let attendance = Attendance::new(config, "Asia/Ho_Chi_Minh".into(), timetable, start);
-            let mut room = Room { attendance, now: start, done: Vec::new(), wakes: 0 };
-            room.attendance.follow_class(start, ids(&[HOA, PAO, MAI]), ids(&[HOA, PAO]), &HashSet::new());
+            let mut room = Room {
+                attendance,
+                now: start,
+                done: Vec::new(),
+                wakes: 0,
+            };
+            room.attendance.follow_class(
+                start,
+                ids(&[HOA, PAO, MAI]),
+                ids(&[HOA, PAO]),
+                &HashSet::new(),
+            );
             room.drain();
             room
         }
@@ -376,7 +448,11 @@ mod tests {
 
         /// Lets time pass to `until`, waking the machine at each deadline it names.
         fn run_until(&mut self, until: Timestamp) {
-            while let Some(deadline) = self.attendance.poll_timeout().filter(|deadline| *deadline <= until) {
+            while let Some(deadline) = self
+                .attendance
+                .poll_timeout()
+                .filter(|deadline| *deadline <= until)
+            {
                 self.now = deadline.max(self.now);
                 self.wakes += 1;
                 self.attendance.handle_timeout(self.now);
@@ -387,7 +463,8 @@ mod tests {
 
         fn frame(&mut self, at: Timestamp, faces: usize, sightings: Vec<Sighting>) {
             self.run_until(at);
-            self.attendance.handle_frame(at, &FrameSeen { faces, sightings });
+            self.attendance
+                .handle_frame(at, &FrameSeen { faces, sightings });
             self.drain();
         }
 
@@ -411,7 +488,14 @@ mod tests {
             self.records()
                 .into_iter()
                 .filter_map(|(at, payload)| match payload {
-                    Payload::AttendanceSession(s) => Some((at, s.lesson_id.clone(), s.phase(), s.present, s.late, s.absent)),
+                    Payload::AttendanceSession(s) => Some((
+                        at,
+                        s.lesson_id.clone(),
+                        s.phase(),
+                        s.present,
+                        s.late,
+                        s.absent,
+                    )),
                     _ => None,
                 })
                 .collect()
@@ -421,7 +505,9 @@ mod tests {
             self.records()
                 .into_iter()
                 .filter_map(|(_, payload)| match payload {
-                    Payload::AttendanceMark(m) => Some((m.personal_id.clone(), m.status(), m.source())),
+                    Payload::AttendanceMark(m) => {
+                        Some((m.personal_id.clone(), m.status(), m.source()))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -429,21 +515,33 @@ mod tests {
     }
 
     fn seen(id: &str) -> Sighting {
-        Sighting::Pupil { personal_id: id.to_owned(), similarity: 0.7 }
+        Sighting::Pupil {
+            personal_id: id.to_owned(),
+            similarity: 0.7,
+        }
     }
 
     #[test]
     fn a_school_day_opens_a_roll_call_at_each_period_and_closes_it_after_its_window() {
         let mut room = Room::new(&config(10.0), Some(timetable()), at("2026-09-07T05:30"));
         assert_eq!(room.attendance.poll_timeout(), Some(at("2026-09-07T07:00")));
-        assert_eq!(room.attendance.frames_wanted(), FramesWanted::DetectEvery(Duration::from_secs(30)), "the empty-room rule's twentieth");
+        assert_eq!(
+            room.attendance.frames_wanted(),
+            FramesWanted::DetectEvery(Duration::from_secs(30)),
+            "the empty-room rule's twentieth"
+        );
         room.run_until(at("2026-09-07T07:03"));
         assert_eq!(room.attendance.frames_wanted(), FramesWanted::Recognise);
         room.run_until(at("2026-09-07T07:20"));
-        assert_eq!(room.attendance.frames_wanted(), FramesWanted::DetectEvery(Duration::from_secs(30)));
+        assert_eq!(
+            room.attendance.frames_wanted(),
+            FramesWanted::DetectEvery(Duration::from_secs(30))
+        );
         room.run_until(at("2026-09-08T23:00"));
 
-        let starts = ["07:00", "07:50", "08:40", "09:45", "10:35", "13:30", "14:20"];
+        let starts = [
+            "07:00", "07:50", "08:40", "09:45", "10:35", "13:30", "14:20",
+        ];
         let mut expected = Vec::new();
         for (index, start) in starts.iter().enumerate() {
             let shift = if index < 5 { "Sáng" } else { "Chiều" };
@@ -451,13 +549,40 @@ mod tests {
             let lesson = format!("2026-09-07/{shift}/{number}");
             let opened = at(&format!("2026-09-07T{start}"));
             expected.push((opened, lesson.clone(), Phase::Opened, 0, 0, 0));
-            expected.push((opened + SignedDuration::from_mins(15), lesson, Phase::Closed, 0, 0, 3));
+            expected.push((
+                opened + SignedDuration::from_mins(15),
+                lesson,
+                Phase::Closed,
+                0,
+                0,
+                3,
+            ));
         }
-        assert_eq!(room.summaries(), expected, "the holiday on Tuesday takes no roll call");
-        assert_eq!(room.attendance.poll_timeout(), Some(at("2026-09-09T07:00")), "Wednesday's first period");
-        assert_eq!(room.wakes, 2 * starts.len(), "woken only to open and to close, never polling");
-        let afresh = room.done.iter().filter(|(_, action)| *action == Action::CheckFacesAfresh).count();
-        assert_eq!(afresh, starts.len(), "each period's faces are checked afresh");
+        assert_eq!(
+            room.summaries(),
+            expected,
+            "the holiday on Tuesday takes no roll call"
+        );
+        assert_eq!(
+            room.attendance.poll_timeout(),
+            Some(at("2026-09-09T07:00")),
+            "Wednesday's first period"
+        );
+        assert_eq!(
+            room.wakes,
+            2 * starts.len(),
+            "woken only to open and to close, never polling"
+        );
+        let afresh = room
+            .done
+            .iter()
+            .filter(|(_, action)| *action == Action::CheckFacesAfresh)
+            .count();
+        assert_eq!(
+            afresh,
+            starts.len(),
+            "each period's faces are checked afresh"
+        );
         let mut ids: Vec<&str> = room
             .records()
             .into_iter()
@@ -467,34 +592,82 @@ mod tests {
             })
             .collect();
         ids.dedup();
-        assert_eq!(ids.len(), starts.len(), "one id a roll call, shared by its opening and its close");
-        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids ordered by when they opened: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            starts.len(),
+            "one id a roll call, shared by its opening and its close"
+        );
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "ids ordered by when they opened: {ids:?}"
+        );
     }
 
     #[test]
     fn sightings_mark_present_then_late_and_the_teacher_corrects_even_after_the_close() {
         let mut room = Room::new(&config(10.0), Some(timetable()), at("2026-09-07T06:55"));
-        assert_eq!(room.attendance.correct(room.now, MAI, MarkStatus::Excused, "ốm"), Err(CorrectionRefused::NoRollCall));
-        room.frame(at("2026-09-07T07:01"), 2, vec![seen(HOA), Sighting::Unknown { track: 4 }]);
-        room.frame(at("2026-09-07T07:01:01"), 2, vec![seen(HOA), Sighting::Unknown { track: 4 }]);
+        assert_eq!(
+            room.attendance
+                .correct(room.now, MAI, MarkStatus::Excused, "ốm"),
+            Err(CorrectionRefused::NoRollCall)
+        );
+        room.frame(
+            at("2026-09-07T07:01"),
+            2,
+            vec![seen(HOA), Sighting::Unknown { track: 4 }],
+        );
+        room.frame(
+            at("2026-09-07T07:01:01"),
+            2,
+            vec![seen(HOA), Sighting::Unknown { track: 4 }],
+        );
         room.frame(at("2026-09-07T07:06"), 1, vec![seen(PAO)]);
         room.frame(at("2026-09-07T07:06:01"), 1, vec![seen(PAO)]);
         room.frame(at("2026-09-07T07:06:02"), 1, vec![seen(MAI), seen(MAI)]);
         assert_eq!(
             room.marks(),
-            vec![(HOA.to_owned(), MarkStatus::Present, MarkSource::Face), (PAO.to_owned(), MarkStatus::Late, MarkSource::Face)],
+            vec![
+                (HOA.to_owned(), MarkStatus::Present, MarkSource::Face),
+                (PAO.to_owned(), MarkStatus::Late, MarkSource::Face)
+            ],
             "Mai has no templates: her sightings count for nothing"
         );
         room.run_until(at("2026-09-07T07:30"));
-        room.attendance.correct(room.now, MAI, MarkStatus::Excused, "ốm, có giấy phép").unwrap();
+        room.attendance
+            .correct(room.now, MAI, MarkStatus::Excused, "ốm, có giấy phép")
+            .unwrap();
         room.drain();
         let marks = room.marks();
-        assert_eq!(marks[2..], [(MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed), (MAI.to_owned(), MarkStatus::Excused, MarkSource::Teacher)]);
-        let refused = room.attendance.correct(room.now, "009999999999", MarkStatus::Present, "").unwrap_err();
-        assert_eq!(refused, CorrectionRefused::NotOnRoll(NotOnRoll("009999999999".into())));
-        assert!(refused.to_string().starts_with("Học sinh 009999999999 không có trong danh sách lớp"), "{refused}");
-        let closed = room.summaries().into_iter().find(|s| s.2 == Phase::Closed).unwrap();
-        assert_eq!((closed.0, closed.3, closed.4, closed.5), (at("2026-09-07T07:15"), 1, 1, 1));
+        assert_eq!(
+            marks[2..],
+            [
+                (MAI.to_owned(), MarkStatus::Absent, MarkSource::WindowClosed),
+                (MAI.to_owned(), MarkStatus::Excused, MarkSource::Teacher)
+            ]
+        );
+        let refused = room
+            .attendance
+            .correct(room.now, "009999999999", MarkStatus::Present, "")
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            CorrectionRefused::NotOnRoll(NotOnRoll("009999999999".into()))
+        );
+        assert!(
+            refused
+                .to_string()
+                .starts_with("Học sinh 009999999999 không có trong danh sách lớp"),
+            "{refused}"
+        );
+        let closed = room
+            .summaries()
+            .into_iter()
+            .find(|s| s.2 == Phase::Closed)
+            .unwrap();
+        assert_eq!(
+            (closed.0, closed.3, closed.4, closed.5),
+            (at("2026-09-07T07:15"), 1, 1, 1)
+        );
         let unknown: Vec<u32> = room
             .records()
             .into_iter()
@@ -509,20 +682,37 @@ mod tests {
     #[test]
     fn an_empty_room_switches_the_lights_off_once_until_a_face_is_seen_again() {
         let mut room = Room::new(&config(10.0), Some(timetable()), at("2026-09-07T11:30"));
-        let empty = |room: &Room| room.done.iter().filter(|(_, action)| matches!(action, Action::RoomEmpty(_))).map(|(at, _)| *at).collect::<Vec<_>>();
+        let empty = |room: &Room| {
+            room.done
+                .iter()
+                .filter(|(_, action)| matches!(action, Action::RoomEmpty(_)))
+                .map(|(at, _)| *at)
+                .collect::<Vec<_>>()
+        };
         let mut at_ = at("2026-09-07T11:30");
         while at_ < at("2026-09-07T12:10") {
             at_ += SignedDuration::from_secs(30);
             room.frame(at_, 0, Vec::new());
         }
-        assert_eq!(empty(&room), [at("2026-09-07T11:40")], "once, ten minutes after the start, not at every empty frame");
-        assert!(room.done.iter().any(|(_, action)| *action == Action::RoomEmpty(SignedDuration::from_mins(10))));
+        assert_eq!(
+            empty(&room),
+            [at("2026-09-07T11:40")],
+            "once, ten minutes after the start, not at every empty frame"
+        );
+        assert!(
+            room.done
+                .iter()
+                .any(|(_, action)| *action == Action::RoomEmpty(SignedDuration::from_mins(10)))
+        );
         room.frame(at("2026-09-07T12:10:30"), 1, Vec::new());
         room.frame(at("2026-09-07T12:15"), 0, Vec::new());
         room.frame(at("2026-09-07T12:20:29"), 0, Vec::new());
         assert_eq!(empty(&room).len(), 1, "not yet ten minutes since the face");
         room.frame(at("2026-09-07T12:20:30"), 0, Vec::new());
-        assert_eq!(empty(&room), [at("2026-09-07T11:40"), at("2026-09-07T12:20:30")]);
+        assert_eq!(
+            empty(&room),
+            [at("2026-09-07T11:40"), at("2026-09-07T12:20:30")]
+        );
     }
 
     #[test]
@@ -534,47 +724,100 @@ mod tests {
         room.run_until(at("2026-09-07T07:15"));
         assert_eq!(room.attendance.frames_wanted(), FramesWanted::Nothing);
         room.frame(at("2026-09-07T08:00"), 0, Vec::new());
-        assert!(!room.done.iter().any(|(_, action)| matches!(action, Action::RoomEmpty(_))));
+        assert!(
+            !room
+                .done
+                .iter()
+                .any(|(_, action)| matches!(action, Action::RoomEmpty(_)))
+        );
         let short = Room::new(&config(0.05), None, at("2026-09-07T06:00"));
-        assert_eq!(short.attendance.frames_wanted(), FramesWanted::Recognise, "no timetable: the roll call opens at start");
+        assert_eq!(
+            short.attendance.frames_wanted(),
+            FramesWanted::Recognise,
+            "no timetable: the roll call opens at start"
+        );
         let mut short = short;
         short.run_until(at("2026-09-07T06:15"));
-        assert_eq!(short.attendance.frames_wanted(), FramesWanted::DetectEvery(Duration::from_secs(1)), "never faster than a frame a second");
+        assert_eq!(
+            short.attendance.frames_wanted(),
+            FramesWanted::DetectEvery(Duration::from_secs(1)),
+            "never faster than a frame a second"
+        );
     }
 
     #[test]
-    fn a_class_without_pupils_waits_for_its_roster_and_a_room_without_timetable_takes_one_roll_call() {
-        let mut attendance = Attendance::new(&config(10.0), "Asia/Ho_Chi_Minh".into(), None, at("2026-09-07T07:00"));
+    fn a_class_without_pupils_waits_for_its_roster_and_a_room_without_timetable_takes_one_roll_call()
+     {
+        let mut attendance = Attendance::new(
+            &config(10.0),
+            "Asia/Ho_Chi_Minh".into(),
+            None,
+            at("2026-09-07T07:00"),
+        );
         attendance.handle_timeout(at("2026-09-07T07:00"));
-        let Some(Action::Health(State::Degraded, detail)) = attendance.poll_action() else { panic!("degraded") };
-        assert!(detail.contains("class `6A1` has no pupils: import the roster"), "{detail}");
-        assert_eq!((attendance.poll_timeout(), attendance.poll_action()), (None, None), "no deadline, no repeated report");
-        attendance.follow_class(at("2026-09-07T07:05"), ids(&[HOA]), ids(&[HOA]), &HashSet::new());
+        let Some(Action::Health(State::Degraded, detail)) = attendance.poll_action() else {
+            panic!("degraded")
+        };
+        assert!(
+            detail.contains("class `6A1` has no pupils: import the roster"),
+            "{detail}"
+        );
+        assert_eq!(
+            (attendance.poll_timeout(), attendance.poll_action()),
+            (None, None),
+            "no deadline, no repeated report"
+        );
+        attendance.follow_class(
+            at("2026-09-07T07:05"),
+            ids(&[HOA]),
+            ids(&[HOA]),
+            &HashSet::new(),
+        );
         assert_eq!(attendance.poll_action(), Some(Action::CheckFacesAfresh));
-        let Some(Action::Record { payloads, .. }) = attendance.poll_action() else { panic!("the roll call opens") };
-        let [Payload::AttendanceSession(opened)] = payloads.as_slice() else { panic!("{payloads:?}") };
-        assert_eq!((opened.lesson_id.as_str(), opened.enrolled), ("2026-09-07/morning/0705", 1));
+        let Some(Action::Record { payloads, .. }) = attendance.poll_action() else {
+            panic!("the roll call opens")
+        };
+        let [Payload::AttendanceSession(opened)] = payloads.as_slice() else {
+            panic!("{payloads:?}")
+        };
+        assert_eq!(
+            (opened.lesson_id.as_str(), opened.enrolled),
+            ("2026-09-07/morning/0705", 1)
+        );
         assert_eq!(attendance.poll_timeout(), Some(at("2026-09-07T07:20")));
         attendance.handle_timeout(at("2026-09-07T07:20"));
         attendance.handle_timeout(at("2026-09-08T07:20"));
-        let opened_again = std::iter::from_fn(|| attendance.poll_action()).any(|action| action == Action::CheckFacesAfresh);
+        let opened_again = std::iter::from_fn(|| attendance.poll_action())
+            .any(|action| action == Action::CheckFacesAfresh);
         assert!(!opened_again, "one roll call only");
         assert_eq!(attendance.poll_timeout(), None);
     }
 
     #[test]
-    fn a_clock_stepped_back_does_not_take_a_period_twice_and_one_stepped_forward_skips_a_window_gone_by() {
+    fn a_clock_stepped_back_does_not_take_a_period_twice_and_one_stepped_forward_skips_a_window_gone_by()
+     {
         let mut room = Room::new(&config(10.0), Some(timetable()), at("2026-09-07T06:50"));
         room.run_until(at("2026-09-07T07:16"));
         room.now = at("2026-09-07T07:05");
         room.attendance.handle_timeout(room.now);
-        assert_eq!(room.attendance.frames_wanted(), FramesWanted::DetectEvery(Duration::from_secs(30)));
+        assert_eq!(
+            room.attendance.frames_wanted(),
+            FramesWanted::DetectEvery(Duration::from_secs(30))
+        );
         assert_eq!(room.attendance.poll_timeout(), Some(at("2026-09-07T07:50")));
         room.now = at("2026-09-07T08:10");
         room.attendance.handle_timeout(room.now);
         room.drain();
-        assert_eq!(room.attendance.poll_timeout(), Some(at("2026-09-07T08:40")), "the second period's window has gone by");
-        let opened = room.summaries().into_iter().filter(|s| s.2 == Phase::Opened).count();
+        assert_eq!(
+            room.attendance.poll_timeout(),
+            Some(at("2026-09-07T08:40")),
+            "the second period's window has gone by"
+        );
+        let opened = room
+            .summaries()
+            .into_iter()
+            .filter(|s| s.2 == Phase::Opened)
+            .count();
         assert_eq!(opened, 1);
     }
 }

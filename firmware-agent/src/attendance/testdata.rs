@@ -17,7 +17,13 @@ use crate::roster::PersonalId;
 
 mod classroom;
 
-const PEOPLE: [&str; 5] = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"];
+const PEOPLE: [&str; 5] = [
+    "alex_lacamoire",
+    "biden",
+    "kit_harington",
+    "obama",
+    "rose_leslie",
+];
 
 fn faces_dir() -> PathBuf {
     let shared = std::env::var_os("CLASSROOM_SHARED_DIR")
@@ -63,7 +69,8 @@ fn gallery() -> &'static Gallery {
         Gallery::new(PEOPLE.map(|person| {
             let image = load(&format!("enroll/{person}/{person}_a.jpg"));
             let faces = pipeline().faces(&image).unwrap();
-            let face = enroll::choose(faces).unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
+            let face =
+                enroll::choose(faces).unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
             (id_of(person), face.embedding)
         }))
     })
@@ -89,14 +96,25 @@ fn every_probe_gives_exactly_the_listed_people() {
     let mut checked = 0;
     for line in manifest.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
-        let (file, expected, min_unknown) = (fields[0], fields[1], fields[2].parse::<usize>().unwrap());
+        let (file, expected, min_unknown) =
+            (fields[0], fields[1], fields[2].parse::<usize>().unwrap());
         let mut expected: Vec<&str> = expected.split(';').filter(|s| !s.is_empty()).collect();
         expected.sort();
         let (known, unknown) = identify_all(&load(file));
-        assert_eq!(known, expected, "{file}: recognised {known:?}, expected {expected:?}");
-        assert!(unknown >= min_unknown, "{file}: {unknown} unknown face(s), expected at least {min_unknown}");
+        assert_eq!(
+            known, expected,
+            "{file}: recognised {known:?}, expected {expected:?}"
+        );
+        assert!(
+            unknown >= min_unknown,
+            "{file}: {unknown} unknown face(s), expected at least {min_unknown}"
+        );
         let distinct: BTreeSet<_> = known.iter().collect();
-        assert_eq!(distinct.len(), known.len(), "{file}: one result per face, never one person twice");
+        assert_eq!(
+            distinct.len(),
+            known.len(),
+            "{file}: one result per face, never one person twice"
+        );
         checked += 1;
     }
     assert_eq!(checked, 16, "every probe of the manifest was checked");
@@ -107,8 +125,14 @@ fn the_240p_photo_is_recognised_with_a_small_face() {
     let image = load("probe/obama_240p.jpg");
     let faces = pipeline().faces(&image).unwrap();
     assert_eq!(faces.len(), 1);
-    assert!(faces[0].detected.width() < 64.0, "the face is small: {}", faces[0].detected.width());
-    let found = gallery().identify(&faces[0].embedding, DEFAULT_THRESHOLD).expect("recognised");
+    assert!(
+        faces[0].detected.width() < 64.0,
+        "the face is small: {}",
+        faces[0].detected.width()
+    );
+    let found = gallery()
+        .identify(&faces[0].embedding, DEFAULT_THRESHOLD)
+        .expect("recognised");
     assert_eq!(person_of(&found.personal_id), "obama");
 }
 
@@ -118,7 +142,8 @@ fn a_small_background_face_does_not_stop_the_main_face_from_enrolling() {
     let mut photo = load("enroll/obama/obama_a.jpg");
     let biden = load("enroll/biden/biden_a.jpg");
     let biden_face = image::imageops::crop_imm(&biden, 400, 150, 330, 450).to_image();
-    let small = image::imageops::resize(&biden_face, 110, 150, image::imageops::FilterType::Triangle);
+    let small =
+        image::imageops::resize(&biden_face, 110, 150, image::imageops::FilterType::Triangle);
     let bottom = (photo.height() - 160) as i64;
     image::imageops::overlay(&mut photo, &small, 10, bottom);
     let faces = pipeline().faces(&photo).unwrap();
@@ -126,22 +151,36 @@ fn a_small_background_face_does_not_stop_the_main_face_from_enrolling() {
     let chosen = enroll::choose(faces).expect("the main face enrolls");
     let obama = Gallery::new([(id_of("obama"), chosen.embedding.clone())]);
     let probe = faces_of("probe/obama_b.jpg").remove(0).embedding;
-    assert!(obama.identify(&probe, DEFAULT_THRESHOLD).is_some(), "the template is Obama's");
+    assert!(
+        obama.identify(&probe, DEFAULT_THRESHOLD).is_some(),
+        "the template is Obama's"
+    );
 }
 
 #[test]
 fn refused_enrollment_photos_say_why() {
     let two = faces_of("probe/group_two_people.jpg");
-    assert_eq!(enroll::choose(two).err(), Some(Refusal::SeveralFaces { count: 2 }));
+    assert_eq!(
+        enroll::choose(two).err(),
+        Some(Refusal::SeveralFaces { count: 2 })
+    );
 
     let blank = RgbImage::from_pixel(640, 480, image::Rgb([200, 190, 180]));
-    assert_eq!(enroll::choose(pipeline().faces(&blank).unwrap()).err(), Some(Refusal::NoFace));
+    assert_eq!(
+        enroll::choose(pipeline().faces(&blank).unwrap()).err(),
+        Some(Refusal::NoFace)
+    );
 
     let small = faces_of("probe/obama_240p.jpg");
-    assert!(matches!(enroll::choose(small), Err(Refusal::TooSmall { .. })));
+    assert!(matches!(
+        enroll::choose(small),
+        Err(Refusal::TooSmall { .. })
+    ));
 
     let blurred = image::imageops::blur(&load("enroll/rose_leslie/rose_leslie_a.jpg"), 6.0);
-    let Err(refusal) = enroll::choose(pipeline().faces(&blurred).unwrap()) else { panic!("a blurred photo enrolled") };
+    let Err(refusal) = enroll::choose(pipeline().faces(&blurred).unwrap()) else {
+        panic!("a blurred photo enrolled")
+    };
     assert!(matches!(refusal, Refusal::Blurred { .. }), "{refusal:?}");
     assert!(refusal.to_string().contains("blurred"), "{refusal}");
 }
@@ -165,8 +204,17 @@ fn the_same_person_scores_above_the_threshold_and_strangers_below() {
 #[test]
 fn recognised_faces_skip_the_costly_stages_until_their_recheck_and_strangers_never_do() {
     use super::recognise::{Checks, RECHECK_AFTER, Recogniser, Verdict};
-    let checks = Checks { threshold: DEFAULT_THRESHOLD, min_face: 0.0, liveness_min_score: None, confirm_frames: 3 };
-    let (pair, stranger, gallery) = (load("probe/group_two_people.jpg"), load("probe/stranger_a.png"), gallery());
+    let checks = Checks {
+        threshold: DEFAULT_THRESHOLD,
+        min_face: 0.0,
+        liveness_min_score: None,
+        confirm_frames: 3,
+    };
+    let (pair, stranger, gallery) = (
+        load("probe/group_two_people.jpg"),
+        load("probe/stranger_a.png"),
+        gallery(),
+    );
     let mut pipeline = pipeline();
     // Each face's verdict as "name" (checked) or "name, standing" (not checked
     // again), the frame's tracks, and the time spent describing faces.
@@ -198,13 +246,20 @@ fn recognised_faces_skip_the_costly_stages_until_their_recheck_and_strangers_nev
         let (again, same_tracks, described) = frame_of(&recogniser, &pair);
         assert_eq!(again, checked);
         assert_eq!(same_tracks, tracks);
-        assert!(described > std::time::Duration::ZERO, "checked until confirmed");
+        assert!(
+            described > std::time::Duration::ZERO,
+            "checked until confirmed"
+        );
     }
     for _ in 0..RECHECK_AFTER {
         let (again, same_tracks, described) = frame_of(&recogniser, &pair);
         assert_eq!(again, standing, "the tracks' matches stand");
         assert_eq!(same_tracks, tracks);
-        assert_eq!(described, std::time::Duration::ZERO, "no landmarks nor embedding for recognised faces");
+        assert_eq!(
+            described,
+            std::time::Duration::ZERO,
+            "no landmarks nor embedding for recognised faces"
+        );
     }
     let (again, _, described) = frame_of(&recogniser, &pair);
     assert_eq!(again, checked);
@@ -221,6 +276,9 @@ fn recognised_faces_skip_the_costly_stages_until_their_recheck_and_strangers_nev
     for _ in 0..5 {
         let (names, _, described) = frame_of(&recogniser, &stranger);
         assert_eq!(names, ["unknown"]);
-        assert!(described > std::time::Duration::ZERO, "an unknown face is checked in every frame");
+        assert!(
+            described > std::time::Duration::ZERO,
+            "an unknown face is checked in every frame"
+        );
     }
 }

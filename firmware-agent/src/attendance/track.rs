@@ -64,7 +64,11 @@ impl Tracker {
             .map(|(id, bbox)| {
                 id.unwrap_or_else(|| {
                     self.next_id += 1;
-                    self.tracks.push(Track { id: self.next_id, bbox: *bbox, missed: 0 });
+                    self.tracks.push(Track {
+                        id: self.next_id,
+                        bbox: *bbox,
+                        missed: 0,
+                    });
                     self.next_id
                 })
             })
@@ -92,6 +96,10 @@ mod tests {
             tracker.assign(&[]);
         }
         assert!(!tracker.follows(first[0]));
-        assert_ne!(tracker.assign(&[[10.0, 5.0, 110.0, 105.0]])[0], first[0], "an ended track is not resumed");
+        assert_ne!(
+            tracker.assign(&[[10.0, 5.0, 110.0, 105.0]])[0],
+            first[0],
+            "an ended track is not resumed"
+        );
     }
 }

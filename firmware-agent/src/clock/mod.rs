@@ -150,9 +150,12 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         {
             let mut wall = self.wall.lock().unwrap_or_else(|e| e.into_inner());
-            *wall = wall.checked_add(by).expect("simulated time stays within jiff's range");
+            *wall = wall
+                .checked_add(by)
+                .expect("simulated time stays within jiff's range");
         }
-        self.monotonic.send_modify(|monotonic| *monotonic = monotonic.saturating_add(by));
+        self.monotonic
+            .send_modify(|monotonic| *monotonic = monotonic.saturating_add(by));
     }
 
     /// Lets time pass until the wall clock reads `to`; a `to` in the past
@@ -215,7 +218,10 @@ mod tests {
         let mut sleep = dyn_clock.sleep(Duration::from_secs(60));
         let poll = |sleep: &mut Sleep| {
             let waker = std::task::Waker::noop();
-            sleep.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready()
+            sleep
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker))
+                .is_ready()
         };
         assert!(!poll(&mut sleep));
         clock.advance(Duration::from_secs(59));
@@ -224,7 +230,11 @@ mod tests {
         assert!(!poll(&mut sleep), "a wall-clock step wakes no sleeper");
         clock.advance(Duration::from_secs(1));
         assert!(poll(&mut sleep));
-        assert_eq!(clock.now(), "2026-09-08T00:00:01Z".parse().unwrap(), "the step, then one more second");
+        assert_eq!(
+            clock.now(),
+            "2026-09-08T00:00:01Z".parse().unwrap(),
+            "the step, then one more second"
+        );
         assert_eq!(clock.monotonic(), Monotonic(Duration::from_secs(60)));
     }
 
@@ -232,7 +242,10 @@ mod tests {
     async fn advancing_to_a_time_in_the_past_changes_nothing() {
         let clock = ManualClock::new(start());
         clock.advance_to("2026-09-06T00:00:00Z".parse().unwrap());
-        assert_eq!((clock.now(), clock.monotonic()), (start(), Monotonic::default()));
+        assert_eq!(
+            (clock.now(), clock.monotonic()),
+            (start(), Monotonic::default())
+        );
         clock.advance_to("2026-09-07T00:00:05Z".parse().unwrap());
         assert_eq!(clock.monotonic(), Monotonic(Duration::from_secs(5)));
     }

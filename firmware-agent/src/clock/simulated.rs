@@ -36,7 +36,9 @@ pub const VARIABLE: &str = "FIRMWARE_AGENT_SIMULATED_CLOCK";
 
 /// A start for the simulated clock that is not an instant.
 #[derive(Debug, thiserror::Error)]
-#[error("{VARIABLE}={value:?} is not an instant ({source}); give one with its offset, e.g. 2026-09-07T06:59:00+07:00, or unset it to run on the system clock")]
+#[error(
+    "{VARIABLE}={value:?} is not an instant ({source}); give one with its offset, e.g. 2026-09-07T06:59:00+07:00, or unset it to run on the system clock"
+)]
 pub struct BadStart {
     value: String,
     source: jiff::Error,
@@ -44,9 +46,14 @@ pub struct BadStart {
 
 /// The simulated clock asked for by the environment, if any.
 pub fn from_env() -> Result<Option<Arc<ManualClock>>, BadStart> {
-    let Some(value) = std::env::var_os(VARIABLE) else { return Ok(None) };
+    let Some(value) = std::env::var_os(VARIABLE) else {
+        return Ok(None);
+    };
     let value = value.to_string_lossy().into_owned();
-    let start: Timestamp = value.trim().parse().map_err(|source| BadStart { value: value.clone(), source })?;
+    let start: Timestamp = value.trim().parse().map_err(|source| BadStart {
+        value: value.clone(),
+        source,
+    })?;
     Ok(Some(Arc::new(ManualClock::new(start))))
 }
 
@@ -71,8 +78,13 @@ pub async fn steer_from_stdin(clock: Arc<ManualClock>, shutdown: CancellationTok
         };
         count += 1;
         match obey(&clock, &line) {
-            Ok(()) => tracing::info!("simulated clock moved: command {count}, now {}", clock_now(&clock)),
-            Err(problem) => tracing::error!("simulated clock: command {count} {line:?} not done: {problem}"),
+            Ok(()) => tracing::info!(
+                "simulated clock moved: command {count}, now {}",
+                clock_now(&clock)
+            ),
+            Err(problem) => {
+                tracing::error!("simulated clock: command {count} {line:?} not done: {problem}")
+            }
         }
     }
 }
@@ -83,20 +95,32 @@ fn clock_now(clock: &ManualClock) -> Timestamp {
 
 /// Carries out one command line.
 fn obey(clock: &ManualClock, line: &str) -> Result<(), String> {
-    let (verb, argument) = line.trim().split_once(char::is_whitespace).map(|(v, a)| (v, a.trim())).unwrap_or((line.trim(), ""));
+    let (verb, argument) = line
+        .trim()
+        .split_once(char::is_whitespace)
+        .map(|(v, a)| (v, a.trim()))
+        .unwrap_or((line.trim(), ""));
     let instant = |text: &str| -> Result<Timestamp, String> {
-        text.parse().map_err(|err| format!("{text:?} is not an instant with its offset ({err})"))
+        text.parse()
+            .map_err(|err| format!("{text:?} is not an instant with its offset ({err})"))
     };
     match verb {
         "advance" => {
-            let span: SignedDuration = argument.parse().map_err(|err| format!("{argument:?} is not a span such as 90s, 15m or 1h 30m ({err})"))?;
-            let span = std::time::Duration::try_from(span).map_err(|_| format!("{argument:?} goes back: time only moves forward; use step-to"))?;
+            let span: SignedDuration = argument.parse().map_err(|err| {
+                format!("{argument:?} is not a span such as 90s, 15m or 1h 30m ({err})")
+            })?;
+            let span = std::time::Duration::try_from(span).map_err(|_| {
+                format!("{argument:?} goes back: time only moves forward; use step-to")
+            })?;
             clock.advance(span);
         }
         "advance-to" => {
             let to = instant(argument)?;
             if to < clock_now(clock) {
-                return Err(format!("{to} is before now ({}): time only moves forward; use step-to", clock_now(clock)));
+                return Err(format!(
+                    "{to} is before now ({}): time only moves forward; use step-to",
+                    clock_now(clock)
+                ));
             }
             clock.advance_to(to);
         }
@@ -106,7 +130,11 @@ fn obey(clock: &ManualClock, line: &str) -> Result<(), String> {
             "no" => clock.set_synchronized(false),
             other => return Err(format!("{other:?}: say yes or no")),
         },
-        other => return Err(format!("unknown command {other:?}: use advance, advance-to, step-to or synchronized")),
+        other => {
+            return Err(format!(
+                "unknown command {other:?}: use advance, advance-to, step-to or synchronized"
+            ));
+        }
     }
     Ok(())
 }
@@ -128,10 +156,17 @@ mod tests {
         obey(&clock, "advance 1m 30s").unwrap();
         assert_eq!(clock.now(), "2026-09-07T07:00:30+07:00".parse().unwrap());
         obey(&clock, "advance-to 2026-09-07T07:45:00+07:00").unwrap();
-        assert_eq!(clock.monotonic(), Monotonic::default() + Duration::from_secs(46 * 60));
+        assert_eq!(
+            clock.monotonic(),
+            Monotonic::default() + Duration::from_secs(46 * 60)
+        );
         obey(&clock, "step-to 2026-09-07T06:00:00+07:00").unwrap();
         assert_eq!(clock.now(), "2026-09-07T06:00:00+07:00".parse().unwrap());
-        assert_eq!(clock.monotonic(), Monotonic::default() + Duration::from_secs(46 * 60), "a step is not time passing");
+        assert_eq!(
+            clock.monotonic(),
+            Monotonic::default() + Duration::from_secs(46 * 60),
+            "a step is not time passing"
+        );
         obey(&clock, "synchronized no").unwrap();
         assert!(!clock.is_synchronized());
     }
@@ -150,6 +185,12 @@ mod tests {
             let problem = obey(&clock, line).unwrap_err();
             assert!(problem.contains(says), "{line}: {problem}");
         }
-        assert_eq!((clock.now(), clock.monotonic()), ("2026-09-07T06:59:00+07:00".parse().unwrap(), Monotonic::default()));
+        assert_eq!(
+            (clock.now(), clock.monotonic()),
+            (
+                "2026-09-07T06:59:00+07:00".parse().unwrap(),
+                Monotonic::default()
+            )
+        );
     }
 }

@@ -19,14 +19,20 @@ pub fn export(period: &str, format: &str, output: Option<&Path>, config_path: &P
         Err(exit) => return exit,
     };
     let zone = jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let rows = match period.bounds(&zone).map_err(|err| err.to_string()).and_then(|(from, to)| store.marks_between(from, to).map_err(|err| err.to_string())) {
+    let rows = match period
+        .bounds(&zone)
+        .map_err(|err| err.to_string())
+        .and_then(|(from, to)| store.marks_between(from, to).map_err(|err| err.to_string()))
+    {
         Ok(rows) => rows,
         Err(err) => {
             eprintln!("cannot read the marks: {err}");
             return Exit::Failure;
         }
     };
-    let bytes = if format == "csv" { csv(&rows, &zone) } else {
+    let bytes = if format == "csv" {
+        csv(&rows, &zone)
+    } else {
         match xlsx(&rows, &zone) {
             Ok(bytes) => bytes,
             Err(err) => {
@@ -35,7 +41,9 @@ pub fn export(period: &str, format: &str, output: Option<&Path>, config_path: &P
             }
         }
     };
-    let output = output.map(Path::to_owned).unwrap_or_else(|| PathBuf::from(format!("{}.{format}", period.file_stem())));
+    let output = output
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from(format!("{}.{format}", period.file_stem())));
     match std::fs::write(&output, bytes) {
         Ok(()) => {
             println!("{}: {} mark(s)", output.display(), rows.len());

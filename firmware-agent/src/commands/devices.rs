@@ -22,28 +22,52 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 pub fn ring(config_path: &Path, pattern: &str, device: Option<&str>) -> Exit {
     let body = json!({ "pattern": pattern, "device": device });
     call(config_path, "/api/bell/ring", &body, |answer| {
-        println!("Chuông `{}` đã reo kiểu `{pattern}`: {} (bell rang)", answer["device"].as_str().unwrap_or("?"), describe(answer));
+        println!(
+            "Chuông `{}` đã reo kiểu `{pattern}`: {} (bell rang)",
+            answer["device"].as_str().unwrap_or("?"),
+            describe(answer)
+        );
     })
 }
 
 pub fn light(config_path: &Path, zone: &str, on: bool) -> Exit {
     let body = json!({ "on": on });
-    call(config_path, &format!("/api/lights/{zone}"), &body, |answer| {
-        let verb = if on { "Bật" } else { "Tắt" };
-        for actuation in answer["actuations"].as_array().into_iter().flatten() {
-            println!("{verb} đèn `{}`: {} (lights {})", actuation["device"].as_str().unwrap_or("?"), describe(actuation), if on { "on" } else { "off" });
-        }
-    })
+    call(
+        config_path,
+        &format!("/api/lights/{zone}"),
+        &body,
+        |answer| {
+            let verb = if on { "Bật" } else { "Tắt" };
+            for actuation in answer["actuations"].as_array().into_iter().flatten() {
+                println!(
+                    "{verb} đèn `{}`: {} (lights {})",
+                    actuation["device"].as_str().unwrap_or("?"),
+                    describe(actuation),
+                    if on { "on" } else { "off" }
+                );
+            }
+        },
+    )
 }
 
 fn describe(actuation: &Value) -> String {
     let outcome = actuation["outcome"].as_str().unwrap_or("?");
-    let detail = actuation["detail"].as_str().filter(|d| !d.is_empty()).map(|d| format!(", {d}")).unwrap_or_default();
+    let detail = actuation["detail"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(", {d}"))
+        .unwrap_or_default();
     let record = match actuation["record"].as_str() {
-        Some("queued") => format!("\n  Bản ghi chưa lưu được, đang chờ trong hàng đợi (the record is queued, not yet on disk): {}", actuation["record_reason"].as_str().unwrap_or("?")),
+        Some("queued") => format!(
+            "\n  Bản ghi chưa lưu được, đang chờ trong hàng đợi (the record is queued, not yet on disk): {}",
+            actuation["record_reason"].as_str().unwrap_or("?")
+        ),
         _ => String::new(),
     };
-    format!("{outcome} in {} ms{detail}{record}", actuation["latency_ms"])
+    format!(
+        "{outcome} in {} ms{detail}{record}",
+        actuation["latency_ms"]
+    )
 }
 
 fn call(config_path: &Path, path: &str, body: &Value, print: impl FnOnce(&Value)) -> Exit {
@@ -67,14 +91,22 @@ fn call(config_path: &Path, path: &str, body: &Value, print: impl FnOnce(&Value)
                 _ => answer.to_string(),
             };
             if status == 503 {
-                eprintln!("Không thực hiện (not done): {error}\n  hint: free space on the data directory's disk (or make it writable); `/healthz` shows the store's state");
+                eprintln!(
+                    "Không thực hiện (not done): {error}\n  hint: free space on the data directory's disk (or make it writable); `/healthz` shows the store's state"
+                );
                 return Exit::Failure;
             }
             eprintln!("the agent at {address} answered {status}: {error}");
-            if (400..500).contains(&status) { Exit::InvalidInput } else { Exit::Failure }
+            if (400..500).contains(&status) {
+                Exit::InvalidInput
+            } else {
+                Exit::Failure
+            }
         }
         Err(err) => {
-            eprintln!("cannot reach the agent at {address} (http.listen): {err}\n  hint: is `firmware-agent run` running with this config? `systemctl status firmware-agent`");
+            eprintln!(
+                "cannot reach the agent at {address} (http.listen): {err}\n  hint: is `firmware-agent run` running with this config? `systemctl status firmware-agent`"
+            );
             Exit::Failure
         }
     }
@@ -103,10 +135,28 @@ fn post(address: SocketAddr, path: &str, body: &Value) -> std::io::Result<(u16, 
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP answer: {what}"));
-    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| invalid("no status"))?;
-    let (head, payload) = text.split_once("\r\n\r\n").ok_or_else(|| invalid("no body"))?;
-    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(payload) } else { payload.to_owned() };
+    let invalid = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP answer: {what}"),
+        )
+    };
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no status"))?;
+    let (head, payload) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("no body"))?;
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
     let answer = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
     Ok((status, answer))
 }
@@ -115,7 +165,9 @@ fn post(address: SocketAddr, path: &str, body: &Value) -> std::io::Result<(u16, 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || rest.len() < size {
             break;
         }

@@ -14,7 +14,9 @@ use crate::exit::Exit;
 use crate::roster::PersonalId;
 
 pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
-    let Some(personal_id) = parse_id(student) else { return Exit::InvalidInput };
+    let Some(personal_id) = parse_id(student) else {
+        return Exit::InvalidInput;
+    };
     let (config, store) = match super::open_store(config_path) {
         Ok(opened) => opened,
         Err(exit) => return exit,
@@ -28,7 +30,9 @@ pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
             return Exit::InvalidInput;
         }
         Ok(None) => {
-            eprintln!("{personal_id}: no such pupil in the roster\n  hint: check the ID, or import the class with `firmware-agent roster import`");
+            eprintln!(
+                "{personal_id}: no such pupil in the roster\n  hint: check the ID, or import the class with `firmware-agent roster import`"
+            );
             return Exit::InvalidInput;
         }
         Err(err) => {
@@ -36,7 +40,9 @@ pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
             return Exit::Failure;
         }
     }
-    let Some(mut pipeline) = open_pipeline(&config.attendance) else { return Exit::Failure };
+    let Some(mut pipeline) = open_pipeline(&config.attendance) else {
+        return Exit::Failure;
+    };
     let mut templates = Vec::new();
     for path in images {
         match photo_faces(&mut pipeline, path) {
@@ -71,14 +77,18 @@ pub fn enroll(student: &str, images: &[PathBuf], config_path: &Path) -> Exit {
 }
 
 pub fn forget(student: &str, reason: &str, config_path: &Path) -> Exit {
-    let Some(personal_id) = parse_id(student) else { return Exit::InvalidInput };
+    let Some(personal_id) = parse_id(student) else {
+        return Exit::InvalidInput;
+    };
     let (_config, store) = match super::open_store(config_path) {
         Ok(opened) => opened,
         Err(exit) => return exit,
     };
     match store.forget_faces(&personal_id, reason) {
         Ok(count) => {
-            println!("{personal_id}: {count} face template(s) erased; the erasure is recorded for the hub");
+            println!(
+                "{personal_id}: {count} face template(s) erased; the erasure is recorded for the hub"
+            );
             Exit::Success
         }
         Err(err) => {
@@ -89,8 +99,12 @@ pub fn forget(student: &str, reason: &str, config_path: &Path) -> Exit {
 }
 
 pub fn detect(image: &Path, config_path: Option<&Path>) -> Exit {
-    let Some(attendance) = attendance_config(config_path) else { return Exit::InvalidInput };
-    let Some(mut pipeline) = open_pipeline(&attendance) else { return Exit::Failure };
+    let Some(attendance) = attendance_config(config_path) else {
+        return Exit::InvalidInput;
+    };
+    let Some(mut pipeline) = open_pipeline(&attendance) else {
+        return Exit::Failure;
+    };
     let decoded = match read_image(image) {
         Ok(decoded) => decoded,
         Err(err) => {
@@ -129,8 +143,12 @@ pub fn detect(image: &Path, config_path: Option<&Path>) -> Exit {
 }
 
 pub fn compare(first: &Path, second: &Path, config_path: Option<&Path>) -> Exit {
-    let Some(attendance) = attendance_config(config_path) else { return Exit::InvalidInput };
-    let Some(mut pipeline) = open_pipeline(&attendance) else { return Exit::InvalidInput };
+    let Some(attendance) = attendance_config(config_path) else {
+        return Exit::InvalidInput;
+    };
+    let Some(mut pipeline) = open_pipeline(&attendance) else {
+        return Exit::InvalidInput;
+    };
     let mut embeddings = Vec::new();
     for path in [first, second] {
         let largest = photo_faces(&mut pipeline, path).and_then(|faces| {
@@ -161,17 +179,29 @@ pub fn compare(first: &Path, second: &Path, config_path: Option<&Path>) -> Exit 
 fn parse_id(student: &str) -> Option<PersonalId> {
     student
         .parse()
-        .map_err(|err| eprintln!("`{student}`: {err}\n  hint: give the pupil's 12-digit personal ID (mã định danh)"))
+        .map_err(|err| {
+            eprintln!(
+                "`{student}`: {err}\n  hint: give the pupil's 12-digit personal ID (mã định danh)"
+            )
+        })
         .ok()
 }
 
 /// The `[attendance]` section of the config given, or the defaults (models from the environment).
 fn attendance_config(config_path: Option<&Path>) -> Option<AttendanceConfig> {
     match config_path {
-        Some(path) => Config::load(path).map(|config| config.attendance).map_err(|err| eprintln!("{err}")).ok(),
+        Some(path) => Config::load(path)
+            .map(|config| config.attendance)
+            .map_err(|err| eprintln!("{err}"))
+            .ok(),
         None => {
-            let mut attendance = AttendanceConfig { threshold: DEFAULT_THRESHOLD, ..AttendanceConfig::default() };
-            attendance.resolve_paths(|path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned()));
+            let mut attendance = AttendanceConfig {
+                threshold: DEFAULT_THRESHOLD,
+                ..AttendanceConfig::default()
+            };
+            attendance.resolve_paths(|path| {
+                std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+            });
             Some(attendance)
         }
     }
@@ -214,9 +244,17 @@ fn photo_faces(pipeline: &mut Pipeline, path: &Path) -> Result<Vec<Face>, PhotoE
 
 /// Copies an enrolled photo beside the database, for debugging only (off by default).
 fn keep_debug_photo(config: &Config, personal_id: &PersonalId, photo: &Path) {
-    let dir = config.storage.data_dir.join("debug-photos").join(personal_id.as_str());
-    let copied = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::copy(photo, dir.join(photo.file_name().unwrap_or(photo.as_os_str()))));
+    let dir = config
+        .storage
+        .data_dir
+        .join("debug-photos")
+        .join(personal_id.as_str());
+    let copied = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::copy(
+            photo,
+            dir.join(photo.file_name().unwrap_or(photo.as_os_str())),
+        )
+    });
     if let Err(err) = copied {
         tracing::warn!(%err, dir = %dir.display(), "cannot keep the debug photo");
     }

@@ -67,7 +67,11 @@ impl Failure {
         Failure(Exit::Failure, message.into())
     }
     fn status(what: &str, status: tonic::Status) -> Failure {
-        let exit = if status.code() == Code::InvalidArgument { Exit::InvalidInput } else { Exit::Failure };
+        let exit = if status.code() == Code::InvalidArgument {
+            Exit::InvalidInput
+        } else {
+            Exit::Failure
+        };
         let hint = match status.code() {
             Code::Unknown | Code::Unavailable | Code::Cancelled => {
                 "\n  hint: the connection to the agent was lost; what was printed is saved, rerun with the same --cursor-file to continue"
@@ -78,7 +82,10 @@ impl Failure {
             }
             _ => "",
         };
-        Failure(exit, format!("{what}: {:?}: {}{hint}", status.code(), status.message()))
+        Failure(
+            exit,
+            format!("{what}: {:?}: {}{hint}", status.code(), status.message()),
+        )
     }
 }
 
@@ -93,7 +100,10 @@ fn finish(result: Result<(), Failure>) -> Exit {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime starts")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts")
 }
 
 /// `hub pull`: prints events as JSON lines, saves the cursor, acks.
@@ -108,29 +118,53 @@ pub fn status(connection: &Connection) -> Exit {
 
 async fn connect(connection: &Connection) -> Result<SyncServiceClient<Channel>, Failure> {
     let endpoint = Endpoint::from_shared(connection.endpoint.clone())
-        .map_err(|err| Failure::input(format!("--endpoint {}: {err}\n  hint: write it as http://HOST:PORT or https://HOST:PORT", connection.endpoint)))?
+        .map_err(|err| {
+            Failure::input(format!(
+                "--endpoint {}: {err}\n  hint: write it as http://HOST:PORT or https://HOST:PORT",
+                connection.endpoint
+            ))
+        })?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30));
     let tls = connection.endpoint.starts_with("https://");
     let endpoint = match (tls, &connection.ca, &connection.cert, &connection.key) {
         (true, Some(ca), cert, key) => {
             crate::hub::tls::install_crypto_provider();
-            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
             match (cert, key) {
-                (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?)),
+                (Some(cert), Some(key)) => {
+                    config = config.identity(Identity::from_pem(
+                        read("--cert", cert)?,
+                        read("--key", key)?,
+                    ))
+                }
                 (None, None) => {}
                 _ => return Err(Failure::input("--cert and --key go together")),
             }
-            endpoint.tls_config(config).map_err(|err| Failure::input(format!("TLS files: {err}")))?
+            endpoint
+                .tls_config(config)
+                .map_err(|err| Failure::input(format!("TLS files: {err}")))?
         }
-        (true, None, ..) => return Err(Failure::input("an https:// endpoint needs --ca (the CA that signed the agent's certificate)")),
+        (true, None, ..) => {
+            return Err(Failure::input(
+                "an https:// endpoint needs --ca (the CA that signed the agent's certificate)",
+            ));
+        }
         (false, None, None, None) => endpoint,
-        (false, ..) => return Err(Failure::input("--ca, --cert and --key are for https:// endpoints; this one is plaintext")),
+        (false, ..) => {
+            return Err(Failure::input(
+                "--ca, --cert and --key are for https:// endpoints; this one is plaintext",
+            ));
+        }
     };
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|err| Failure::failed(format!("{}: cannot connect: {}", connection.endpoint, error_chain(&err))))?;
+    let channel = endpoint.connect().await.map_err(|err| {
+        Failure::failed(format!(
+            "{}: cannot connect: {}",
+            connection.endpoint,
+            error_chain(&err)
+        ))
+    })?;
     let mut client = SyncServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
     if connection.gzip {
         client = client.accept_compressed(CompressionEncoding::Gzip);
@@ -150,7 +184,8 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 fn read(flag: &str, path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|err| Failure::input(format!("{flag} {}: cannot read: {err}", path.display())))
+    std::fs::read(path)
+        .map_err(|err| Failure::input(format!("{flag} {}: cannot read: {err}", path.display())))
 }
 
 async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), Failure> {
@@ -161,11 +196,23 @@ async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), 
     let mut client = connect(connection).await?;
     let mut outbox = options.outbox_identity;
     if let Some(expected) = outbox {
-        let status = client.get_status(GetStatusRequest {}).await.map_err(|status| Failure::status("status", status))?.into_inner();
+        let status = client
+            .get_status(GetStatusRequest {})
+            .await
+            .map_err(|status| Failure::status("status", status))?
+            .into_inner();
         check_outbox(expected, &status.outbox_identity)?;
     }
-    let request = PullRequest { after_seq: cursor, max_batch: options.max_batch, follow: options.follow };
-    let mut stream = client.pull(request).await.map_err(|status| Failure::status("pull", status))?.into_inner();
+    let request = PullRequest {
+        after_seq: cursor,
+        max_batch: options.max_batch,
+        follow: options.follow,
+    };
+    let mut stream = client
+        .pull(request)
+        .await
+        .map_err(|status| Failure::status("pull", status))?
+        .into_inner();
     let mut left = options.max_events.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
     while left > 0 {
@@ -178,46 +225,77 @@ async fn run_pull(connection: &Connection, options: &PullOptions) -> Result<(), 
             Some(pull_response::Message::Batch(batch)) => {
                 let mut events = batch.events;
                 events.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-                (events.iter().map(|event| (event.seq, json_line(event, &batch.outbox_identity))).collect(), batch.outbox_identity)
+                (
+                    events
+                        .iter()
+                        .map(|event| (event.seq, json_line(event, &batch.outbox_identity)))
+                        .collect(),
+                    batch.outbox_identity,
+                )
             }
             Some(pull_response::Message::Skipped(skipped)) => {
-                eprintln!("warning: seq {} ({}) was skipped by the agent: {}", skipped.seq, skipped.kind, skipped.reason);
-                (vec![(skipped.seq, skipped_line(&skipped))], skipped.outbox_identity)
+                eprintln!(
+                    "warning: seq {} ({}) was skipped by the agent: {}",
+                    skipped.seq, skipped.kind, skipped.reason
+                );
+                (
+                    vec![(skipped.seq, skipped_line(&skipped))],
+                    skipped.outbox_identity,
+                )
             }
-            Some(pull_response::Message::Heartbeat(heartbeat)) => (Vec::new(), heartbeat.outbox_identity),
+            Some(pull_response::Message::Heartbeat(heartbeat)) => {
+                (Vec::new(), heartbeat.outbox_identity)
+            }
             None => continue,
         };
         let identity = match outbox {
             Some(expected) => check_outbox(expected, &identity)?,
             None => *outbox.insert(outbox_of(&identity)?),
         };
-        let Some(last) = lines.last().map(|(seq, _)| *seq) else { continue };
+        let Some(last) = lines.last().map(|(seq, _)| *seq) else {
+            continue;
+        };
         {
             let mut out = stdout.lock();
             for (seq, line) in &lines {
                 if *seq <= cursor {
-                    return Err(Failure::failed(format!("the agent sent seq {seq} after {cursor}: out of order")));
+                    return Err(Failure::failed(format!(
+                        "the agent sent seq {seq} after {cursor}: out of order"
+                    )));
                 }
-                serde_json::to_writer(&mut out, line).map_err(|err| Failure::failed(format!("stdout: {err}")))?;
-                out.write_all(b"\n").map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+                serde_json::to_writer(&mut out, line)
+                    .map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+                out.write_all(b"\n")
+                    .map_err(|err| Failure::failed(format!("stdout: {err}")))?;
                 cursor = *seq;
             }
-            out.flush().map_err(|err| Failure::failed(format!("stdout: {err}")))?;
+            out.flush()
+                .map_err(|err| Failure::failed(format!("stdout: {err}")))?;
         }
         left = left.saturating_sub(lines.len() as u64);
         if let Some(path) = &options.cursor_file {
             save_cursor(path, last)?;
         }
-        let ack = AckRequest { seq: last, outbox_identity: identity.as_bytes().to_vec() };
-        client.ack(ack).await.map_err(|status| Failure::status("ack", status))?;
+        let ack = AckRequest {
+            seq: last,
+            outbox_identity: identity.as_bytes().to_vec(),
+        };
+        client
+            .ack(ack)
+            .await
+            .map_err(|status| Failure::status("ack", status))?;
     }
     Ok(())
 }
 
 /// The identity as the agent sent it.
 fn outbox_of(bytes: &[u8]) -> Result<uuid::Uuid, Failure> {
-    uuid::Uuid::from_slice(bytes)
-        .map_err(|_| Failure::failed(format!("the agent sent no outbox identity (got {} bytes); is it an older build?", bytes.len())))
+    uuid::Uuid::from_slice(bytes).map_err(|_| {
+        Failure::failed(format!(
+            "the agent sent no outbox identity (got {} bytes); is it an older build?",
+            bytes.len()
+        ))
+    })
 }
 
 /// The identity the agent sent, when it is the one expected.
@@ -243,7 +321,9 @@ fn skipped_line(skipped: &SkippedEvent) -> serde_json::Value {
 }
 
 fn uuid_text(bytes: &[u8]) -> String {
-    uuid::Uuid::from_slice(bytes).map(|id| id.to_string()).unwrap_or_else(|_| hex::encode(bytes))
+    uuid::Uuid::from_slice(bytes)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| hex::encode(bytes))
 }
 
 /// One event as a JSON object: ids and times as text, the payload under its case name.
@@ -270,7 +350,9 @@ fn json_line(event: &Event, outbox_identity: &[u8]) -> serde_json::Value {
     });
     if !event.raw_payload.is_empty() {
         use base64::Engine;
-        line["raw_payload_base64"] = base64::engine::general_purpose::STANDARD.encode(&event.raw_payload).into();
+        line["raw_payload_base64"] = base64::engine::general_purpose::STANDARD
+            .encode(&event.raw_payload)
+            .into();
     }
     line
 }
@@ -291,24 +373,40 @@ fn read_cursor(path: &Path) -> Result<i64, Failure> {
 
 /// Replaces the cursor file atomically and durably.
 fn save_cursor(path: &Path, seq: i64) -> Result<(), Failure> {
-    let fail = |err: std::io::Error| Failure::failed(format!("--cursor-file {}: cannot save: {err}", path.display()));
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fail = |err: std::io::Error| {
+        Failure::failed(format!(
+            "--cursor-file {}: cannot save: {err}",
+            path.display()
+        ))
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
     let mut file = std::fs::File::create(&temporary).map_err(fail)?;
-    file.write_all(format!("{seq}\n").as_bytes()).map_err(fail)?;
+    file.write_all(format!("{seq}\n").as_bytes())
+        .map_err(fail)?;
     file.sync_all().map_err(fail)?;
     std::fs::rename(&temporary, path).map_err(fail)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail)?;
     Ok(())
 }
 
 async fn run_status(connection: &Connection) -> Result<(), Failure> {
     let mut client = connect(connection).await?;
-    let status = client.get_status(GetStatusRequest {}).await.map_err(|status| Failure::status("status", status))?.into_inner();
+    let status = client
+        .get_status(GetStatusRequest {})
+        .await
+        .map_err(|status| Failure::status("status", status))?
+        .into_inner();
     let time = |t: Option<prost_types::Timestamp>| {
-        t.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok()).map_or_else(|| "-".to_owned(), |t| t.to_string())
+        t.and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
+            .map_or_else(|| "-".to_owned(), |t| t.to_string())
     };
     let room = status.room.unwrap_or_default();
     println!("school_code: {}", room.school_code);

@@ -2,9 +2,9 @@
 
 pub mod attendance;
 pub mod check_config;
-pub mod hub;
 pub mod devices;
 pub mod face;
+pub mod hub;
 pub mod roster;
 pub mod schedule;
 

@@ -47,7 +47,9 @@ fn with_pushed_timetable(config: Config) -> Result<Config, Exit> {
     let (config, followed) = pushed::in_force(config, &store);
     match followed {
         Ok(Some(version)) => {
-            println!("Thời khóa biểu do Sở gửi xuống, phiên bản {version} (the timetable the hub pushed, over the config's)")
+            println!(
+                "Thời khóa biểu do Sở gửi xuống, phiên bản {version} (the timetable the hub pushed, over the config's)"
+            )
         }
         Ok(None) => {}
         Err(set_aside) => eprintln!("{set_aside}"),

@@ -38,7 +38,10 @@ pub enum ConfigError {
     #[error("{}: cannot read the config file: {reason}\n  hint: check the path and that this user may read it", path.display())]
     Unreadable { path: PathBuf, reason: String },
     #[error("{}", render(path, problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl ConfigError {
@@ -57,7 +60,13 @@ fn render(path: &Path, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{}:{}:{}: {}", path.display(), problem.line, problem.column, problem.message));
+        out.push_str(&format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            problem.line,
+            problem.column,
+            problem.message
+        ));
         if let Some(hint) = &problem.hint {
             out.push_str(&format!("\n  hint: {hint}"));
         }
@@ -76,7 +85,10 @@ const MAX_PROBLEMS: usize = 50;
 
 /// Deserializes `source`, collecting every problem serde reports.
 pub fn deserialize<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, ConfigError> {
-    let invalid = |problems| ConfigError::Invalid { path: path.to_owned(), problems };
+    let invalid = |problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    };
     let document = match Document::parse(source) {
         Ok(document) => document,
         Err(err) => {
@@ -84,7 +96,12 @@ pub fn deserialize<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, 
             let (line, column) = line_column(source, offset);
             let message = format!("not valid TOML: {}", err.message().trim());
             let hint = "check quotes, brackets and `=` on this line".to_owned();
-            return Err(invalid(vec![Problem { line, column, message, hint: Some(hint) }]));
+            return Err(invalid(vec![Problem {
+                line,
+                column,
+                message,
+                hint: Some(hint),
+            }]));
         }
     };
     let entries = entries(&document);
@@ -98,19 +115,31 @@ pub fn deserialize<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, 
             Err(err) => err,
         };
         // A key blanked for a wrong value is then missing; its first problem says enough.
-        if blanked_keys.iter().any(|key| err.message().starts_with(&format!("missing field `{key}`"))) {
+        if blanked_keys
+            .iter()
+            .any(|key| err.message().starts_with(&format!("missing field `{key}`")))
+        {
             return Err(invalid(sorted(problems)));
         }
         let offset = err.span().map_or(0, |span| span.start);
         let (line, column) = line_column(source, offset);
         let (message, hint) = explain(err.message());
-        problems.push(Problem { line, column, message, hint });
-        let blank = err.span().and_then(|span| entries.iter().find(|entry| entry.covers(&span)));
+        problems.push(Problem {
+            line,
+            column,
+            message,
+            hint,
+        });
+        let blank = err
+            .span()
+            .and_then(|span| entries.iter().find(|entry| entry.covers(&span)));
         if let Some(entry) = blank {
             blanked_keys.push(entry.key.clone());
         }
         match blank {
-            Some(entry) if problems.len() < MAX_PROBLEMS && !is_blank(&working[entry.blank.clone()]) => {
+            Some(entry)
+                if problems.len() < MAX_PROBLEMS && !is_blank(&working[entry.blank.clone()]) =>
+            {
                 blank_out(&mut working, entry.blank.clone());
             }
             _ => return Err(invalid(sorted(problems))),
@@ -151,12 +180,23 @@ pub fn located(path: &Path, source: &str, problems: Vec<Unlocated>) -> ConfigErr
     let problems = problems
         .into_iter()
         .map(|problem| {
-            let offset = document.as_ref().and_then(|doc| key_offset(doc, &problem.key)).unwrap_or(0);
+            let offset = document
+                .as_ref()
+                .and_then(|doc| key_offset(doc, &problem.key))
+                .unwrap_or(0);
             let (line, column) = line_column(source, offset);
-            Problem { line, column, message: format!("{}: {}", problem.key, problem.message), hint: Some(problem.hint) }
+            Problem {
+                line,
+                column,
+                message: format!("{}: {}", problem.key, problem.message),
+                hint: Some(problem.hint),
+            }
         })
         .collect();
-    ConfigError::Invalid { path: path.to_owned(), problems }
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    }
 }
 
 /// An entry of the file: the bytes to blank when serde rejects it, and the bytes serde may point at.
@@ -168,7 +208,8 @@ struct Entry {
 
 impl Entry {
     fn covers(&self, span: &Range<usize>) -> bool {
-        self.reported.start <= span.start && span.start < self.reported.end.max(self.reported.start + 1)
+        self.reported.start <= span.start
+            && span.start < self.reported.end.max(self.reported.start + 1)
     }
 }
 
@@ -176,15 +217,26 @@ impl Entry {
 fn entries<S: AsRef<str>>(document: &Document<S>) -> Vec<Entry> {
     fn walk(table: &dyn TableLike, out: &mut Vec<Entry>) {
         for (key, _) in table.iter() {
-            let Some((key, item)) = table.get_key_value(key) else { continue };
+            let Some((key, item)) = table.get_key_value(key) else {
+                continue;
+            };
             let key_span = key.span();
             match item {
                 Item::Table(sub) => {
                     walk(sub, out);
                     if let Some(header) = sub.span() {
                         // A whole unknown section: blank its header and every entry under it.
-                        let end = out.iter().map(|entry| entry.blank.end).chain([header.end]).max().unwrap_or(header.end);
-                        out.push(Entry { key: key.get().to_owned(), blank: header.start..end, reported: key_span.unwrap_or(header) });
+                        let end = out
+                            .iter()
+                            .map(|entry| entry.blank.end)
+                            .chain([header.end])
+                            .max()
+                            .unwrap_or(header.end);
+                        out.push(Entry {
+                            key: key.get().to_owned(),
+                            blank: header.start..end,
+                            reported: key_span.unwrap_or(header),
+                        });
                     }
                 }
                 Item::ArrayOfTables(array) => {
@@ -192,7 +244,11 @@ fn entries<S: AsRef<str>>(document: &Document<S>) -> Vec<Entry> {
                         walk(sub, out);
                     }
                     if let (Some(key_span), Some(span)) = (key_span, item.span()) {
-                        out.push(Entry { key: key.get().to_owned(), blank: span.clone(), reported: key_span.start..span.end });
+                        out.push(Entry {
+                            key: key.get().to_owned(),
+                            blank: span.clone(),
+                            reported: key_span.start..span.end,
+                        });
                     }
                 }
                 Item::Value(value) => {
@@ -201,7 +257,11 @@ fn entries<S: AsRef<str>>(document: &Document<S>) -> Vec<Entry> {
                     }
                     if let (Some(key_span), Some(value_span)) = (key_span, value.span()) {
                         let range = key_span.start..value_span.end;
-                        out.push(Entry { key: key.get().to_owned(), blank: range.clone(), reported: range });
+                        out.push(Entry {
+                            key: key.get().to_owned(),
+                            blank: range.clone(),
+                            reported: range,
+                        });
                     }
                 }
                 Item::None => {}
@@ -244,7 +304,9 @@ fn key_offset<S: AsRef<str>>(document: &Document<S>, path: &str) -> Option<usize
         let index = part.parse::<usize>().ok();
         current = match (current, index) {
             (Node::Table(table), _) => {
-                let Some((key, item)) = table.get_key_value(part) else { break };
+                let Some((key, item)) = table.get_key_value(part) else {
+                    break;
+                };
                 best = key.span().map(|span| span.start).or(best);
                 node(item)
             }
@@ -265,7 +327,10 @@ fn key_offset<S: AsRef<str>>(document: &Document<S>, path: &str) -> Option<usize
 }
 
 fn blank_out(text: &mut String, range: Range<usize>) {
-    let blanked: String = text[range.clone()].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
     // Multi-byte characters become several spaces so every later offset is kept.
     let blanked: String = blanked
         .chars()
@@ -300,14 +365,25 @@ fn explain(message: &str) -> (String, Option<String>) {
             .filter(|(score, _)| *score > 0.8)
             .max_by(|a, b| a.0.total_cmp(&b.0));
         Some(match closest {
-            Some((_, candidate)) => format!("did you mean `{candidate}`? see config/agent.example.toml"),
+            Some((_, candidate)) => {
+                format!("did you mean `{candidate}`? see config/agent.example.toml")
+            }
             None => "remove it; config/agent.example.toml lists every key".to_owned(),
         })
     } else if message.starts_with("missing field") {
         Some("add it; config/agent.example.toml shows every key with its meaning".to_owned())
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         Some("config/agent.example.toml shows the expected form of each value".to_owned())
-    } else if ["as hour", "as minute", "as second", "parse civil time", "parse time"].iter().any(|part| message.contains(part)) {
+    } else if [
+        "as hour",
+        "as minute",
+        "as second",
+        "parse civil time",
+        "parse time",
+    ]
+    .iter()
+    .any(|part| message.contains(part))
+    {
         Some("write times as \"HH:MM\" (24-hour clock), such as \"07:30\" or \"13:45\"".to_owned())
     } else if message.contains("invalid socket address") {
         Some("write an address and port, such as \"0.0.0.0:8080\" or \"127.0.0.1:8080\"".to_owned())
@@ -336,8 +412,15 @@ mod tests {
         let summary: Vec<(usize, usize)> = found.iter().map(|p| (p.line, p.column)).collect();
         assert_eq!(summary, vec![(4, 1), (7, 10), (10, 1)], "{found:#?}");
         assert!(found[0].message.contains("unknown field `nmae`"));
-        assert_eq!(found[0].hint.as_deref(), Some("did you mean `name`? see config/agent.example.toml"));
-        assert!(found[1].message.contains("invalid type"), "{}", found[1].message);
+        assert_eq!(
+            found[0].hint.as_deref(),
+            Some("did you mean `name`? see config/agent.example.toml")
+        );
+        assert!(
+            found[1].message.contains("invalid type"),
+            "{}",
+            found[1].message
+        );
         assert!(found[2].hint.as_deref().unwrap().contains("`filter`"));
     }
 
@@ -361,7 +444,11 @@ mod tests {
     fn missing_required_key_is_reported() {
         let found = problems("[room]\nschool_code = \"LC01\"\n");
         assert_eq!(found.len(), 1);
-        assert!(found[0].message.contains("missing field `room_id`"), "{:?}", found[0]);
+        assert!(
+            found[0].message.contains("missing field `room_id`"),
+            "{:?}",
+            found[0]
+        );
     }
 
     #[test]
@@ -369,14 +456,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("room.toml");
         // "Lớp 6A1" saved in Windows-1258: `ớ` is `ơ` (0xF5) and a combining acute (0xEC).
-        std::fs::write(&path, b"[room]\nschool_code = \"LC01\"\nroom_id = \"6A1\"\nname = \"L\xF5\xECp 6A1\"\n").unwrap();
+        std::fs::write(
+            &path,
+            b"[room]\nschool_code = \"LC01\"\nroom_id = \"6A1\"\nname = \"L\xF5\xECp 6A1\"\n",
+        )
+        .unwrap();
         let text = Config::load(&path).unwrap_err().to_string();
-        assert!(text.starts_with(&format!("{}:4:10: byte 0xF5 is not UTF-8 text", path.display())), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "{}:4:10: byte 0xF5 is not UTF-8 text",
+                path.display()
+            )),
+            "{text}"
+        );
         assert!(text.contains("hint: save the file as UTF-8"), "{text}");
 
-        std::fs::write(&path, "name = \"Lớp\"\n# Đ".bytes().chain([0xFF]).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(
+            &path,
+            "name = \"Lớp\"\n# Đ"
+                .bytes()
+                .chain([0xFF])
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
         let err = Config::load(&path).unwrap_err();
-        assert_eq!(err.problems().iter().map(|p| (p.line, p.column)).collect::<Vec<_>>(), [(2, 4)], "columns count characters: {err}");
+        assert_eq!(
+            err.problems()
+                .iter()
+                .map(|p| (p.line, p.column))
+                .collect::<Vec<_>>(),
+            [(2, 4)],
+            "columns count characters: {err}"
+        );
     }
 
     #[test]

@@ -32,9 +32,9 @@ use serde::Deserialize;
 
 use crate::actuators::config::ActuatorsConfig;
 use crate::attendance::config::AttendanceConfig;
+use crate::hub::config::HubConfig;
 use crate::panel::config::PanelConfig;
 use crate::schedule::config::ScheduleConfig;
-use crate::hub::config::HubConfig;
 pub use diagnostics::{ConfigError, Problem};
 
 /// The whole configuration file.
@@ -91,7 +91,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("/var/lib/firmware-agent") }
+        Self {
+            data_dir: PathBuf::from("/var/lib/firmware-agent"),
+        }
     }
 }
 
@@ -104,7 +106,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
     }
 }
 
@@ -119,7 +123,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info".to_owned(), format: LogFormat::Auto }
+        Self {
+            filter: "info".to_owned(),
+            format: LogFormat::Auto,
+        }
     }
 }
 
@@ -164,9 +171,16 @@ impl Config {
     fn semantic_problems(&self, base: &Path) -> Vec<diagnostics::Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
-            problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
+            problems.push(diagnostics::Unlocated {
+                key: key.to_owned(),
+                message,
+                hint: hint.to_owned(),
+            })
         };
-        for (key, value) in [("room.school_code", &self.room.school_code), ("room.room_id", &self.room.room_id)] {
+        for (key, value) in [
+            ("room.school_code", &self.room.school_code),
+            ("room.room_id", &self.room.room_id),
+        ] {
             if !is_identifier(value) {
                 problem(
                     key,
@@ -183,26 +197,56 @@ impl Config {
             );
         }
         if self.storage.data_dir.as_os_str().is_empty() {
-            problem("storage.data_dir", "the data directory is empty".to_owned(), "name a directory, such as `/var/lib/firmware-agent`");
+            problem(
+                "storage.data_dir",
+                "the data directory is empty".to_owned(),
+                "name a directory, such as `/var/lib/firmware-agent`",
+            );
         }
         if let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&self.log.filter) {
-            problem("log.filter", format!("invalid filter: {err}"), "use a directive such as `info` or `info,firmware_agent=debug`");
+            problem(
+                "log.filter",
+                format!("invalid filter: {err}"),
+                "use a directive such as `info` or `info,firmware_agent=debug`",
+            );
         }
         if self.http.listen == self.hub.listen {
-            problem("hub.listen", format!("{} is also http.listen", self.hub.listen), "give the gRPC server its own port, such as 50051");
+            problem(
+                "hub.listen",
+                format!("{} is also http.listen", self.hub.listen),
+                "give the gRPC server its own port, such as 50051",
+            );
         }
         let data_dir = resolve(base, &self.storage.data_dir);
         let content_dir = resolve(&data_dir, &self.tablets.content_dir);
-        if let Some(message) = content_store::dir_problem(&content_dir, &data_dir, &resolve(base, Path::new("."))) {
-            problem("tablets.content_dir", message, "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)");
+        if let Some(message) =
+            content_store::dir_problem(&content_dir, &data_dir, &resolve(base, Path::new(".")))
+        {
+            problem(
+                "tablets.content_dir",
+                message,
+                "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)",
+            );
         }
         problems.extend(self.panel.problems());
         problems.extend(self.hub.problems(crate::hub::wire::largest_message()));
         for (key, message, hint) in crate::tablets::config_problems(&self.tablets) {
-            problems.push(diagnostics::Unlocated { key: key.to_owned(), message, hint: hint.to_owned() });
+            problems.push(diagnostics::Unlocated {
+                key: key.to_owned(),
+                message,
+                hint: hint.to_owned(),
+            });
         }
-        problems.extend(crate::actuators::config::problems(&self.actuators, &self.schedule.patterns));
-        let devices: Vec<&str> = self.actuators.device.iter().map(|d| d.name.as_str()).collect();
+        problems.extend(crate::actuators::config::problems(
+            &self.actuators,
+            &self.schedule.patterns,
+        ));
+        let devices: Vec<&str> = self
+            .actuators
+            .device
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
         problems.extend(crate::schedule::config::problems(&self.schedule, &devices));
         problems.extend(self.attendance.problems());
         problems
@@ -215,11 +259,18 @@ impl Config {
 }
 
 fn is_identifier(value: &str) -> bool {
-    (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() { path.to_owned() } else { base.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    };
     // Lexically: `config/../var` becomes `var`, so messages name the real place.
     let mut clean = std::path::absolute(&joined).unwrap_or(joined);
     clean = clean.components().fold(PathBuf::new(), |mut out, part| {
@@ -246,7 +297,10 @@ mod tests {
         let config = Config::parse(Path::new("/etc/agent/room.toml"), MINIMAL).unwrap();
         assert_eq!(config.room.timezone, "Asia/Ho_Chi_Minh");
         assert_eq!(config.http.listen.port(), 8080);
-        assert_eq!(config.database_path(), Path::new("/var/lib/firmware-agent/agent.sqlite3"));
+        assert_eq!(
+            config.database_path(),
+            Path::new("/var/lib/firmware-agent/agent.sqlite3")
+        );
     }
 
     #[test]
@@ -269,21 +323,36 @@ mod tests {
             ("/etc", "is or holds the system directory /etc"),
         ] {
             let source = format!("{MINIMAL}{data}[tablets]\ncontent_dir = \"{content_dir}\"\n");
-            let text = Config::parse(Path::new("/srv/agent/room.toml"), &source).unwrap_err().to_string();
-            assert!(text.contains("room.toml:7:1: tablets.content_dir:") && text.contains(reason), "{content_dir}: {text}");
+            let text = Config::parse(Path::new("/srv/agent/room.toml"), &source)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("room.toml:7:1: tablets.content_dir:") && text.contains(reason),
+                "{content_dir}: {text}"
+            );
         }
-        for content_dir in ["content", "/var/lib/firmware-agent/content", "/srv/lessons", "/home/teacher/bai-giang"] {
+        for content_dir in [
+            "content",
+            "/var/lib/firmware-agent/content",
+            "/srv/lessons",
+            "/home/teacher/bai-giang",
+        ] {
             let source = format!("{MINIMAL}{data}[tablets]\ncontent_dir = \"{content_dir}\"\n");
-            Config::parse(Path::new("/srv/agent/room.toml"), &source).unwrap_or_else(|err| panic!("{content_dir}: {err}"));
+            Config::parse(Path::new("/srv/agent/room.toml"), &source)
+                .unwrap_or_else(|err| panic!("{content_dir}: {err}"));
         }
     }
 
     #[test]
     fn semantic_problem_is_located_at_its_key() {
-        let source = "[room]\nschool_code = \"LC 0101\"\nroom_id = \"6A1\"\ntimezone = \"Mars/Olympus\"\n";
+        let source =
+            "[room]\nschool_code = \"LC 0101\"\nroom_id = \"6A1\"\ntimezone = \"Mars/Olympus\"\n";
         let err = Config::parse(Path::new("room.toml"), source).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("room.toml:2:1: room.school_code"), "{text}");
-        assert!(text.contains("room.toml:4:1: room.timezone: unknown time zone"), "{text}");
+        assert!(
+            text.contains("room.toml:4:1: room.timezone: unknown time zone"),
+            "{text}"
+        );
     }
 }

@@ -65,7 +65,9 @@ impl From<RequestError> for ApiError {
 
 /// 502 when a device failed, 202 when all went well but a record waits in the queue, else 200.
 fn outcome_status(performed: &[Performed]) -> StatusCode {
-    let failed = performed.iter().any(|p| p.record.outcome == Outcome::Failed as i32 || p.record.outcome == Outcome::TimedOut as i32);
+    let failed = performed.iter().any(|p| {
+        p.record.outcome == Outcome::Failed as i32 || p.record.outcome == Outcome::TimedOut as i32
+    });
     if failed {
         StatusCode::BAD_GATEWAY
     } else if performed.iter().any(|p| p.kept != Kept::Committed) {
@@ -75,25 +77,56 @@ fn outcome_status(performed: &[Performed]) -> StatusCode {
     }
 }
 
-async fn ring(State(agent): State<Arc<Agent>>, body: Option<Json<RingBody>>) -> Result<Response, ApiError> {
+async fn ring(
+    State(agent): State<Arc<Agent>>,
+    body: Option<Json<RingBody>>,
+) -> Result<Response, ApiError> {
     let body = body.map(|Json(body)| body).unwrap_or_default();
     let Some(device) = body.device.or_else(|| agent.actuators.default_bell()) else {
-        return Err(ApiError::not_found("no_bell", "Phòng này không có chuông", "no bell is configured in [[actuators.device]]"));
+        return Err(ApiError::not_found(
+            "no_bell",
+            "Phòng này không có chuông",
+            "no bell is configured in [[actuators.device]]",
+        ));
     };
     let pattern = body.pattern.unwrap_or_else(|| "start".to_owned());
-    let request = Request { device, action: Action::Ring { pattern }, cause: Cause::Teacher, hold_until: None, note: String::new() };
+    let request = Request {
+        device,
+        action: Action::Ring { pattern },
+        cause: Cause::Teacher,
+        hold_until: None,
+        note: String::new(),
+    };
     let performed = agent.actuators.perform_and_keep(request).await?;
-    Ok((outcome_status(std::slice::from_ref(&performed)), Json(performed_json(&performed))).into_response())
+    Ok((
+        outcome_status(std::slice::from_ref(&performed)),
+        Json(performed_json(&performed)),
+    )
+        .into_response())
 }
 
-async fn lights(State(agent): State<Arc<Agent>>, PathParams(zone): PathParams<String>, JsonBody(body): JsonBody<LightsBody>) -> Result<Response, ApiError> {
+async fn lights(
+    State(agent): State<Arc<Agent>>,
+    PathParams(zone): PathParams<String>,
+    JsonBody(body): JsonBody<LightsBody>,
+) -> Result<Response, ApiError> {
     let devices = agent.actuators.lights_in(&zone);
     if devices.is_empty() {
-        return Err(ApiError::not_found("no_such_zone", "Không có đèn nào trong khu này", format!("no light has zone `{zone}`; `all` names every light")));
+        return Err(ApiError::not_found(
+            "no_such_zone",
+            "Không có đèn nào trong khu này",
+            format!("no light has zone `{zone}`; `all` names every light"),
+        ));
     }
     let mut performed = Vec::new();
     for device in devices {
-        let request = Request { device, action: Action::Switch { on: body.on }, cause: Cause::Teacher, hold_until: None, note: String::new() };
+        let request = Request {
+            device,
+            action: Action::Switch { on: body.on },
+            cause: Cause::Teacher,
+            hold_until: None,
+            note: String::new(),
+        };
         performed.push(agent.actuators.perform_and_keep(request).await?);
     }
     let code = outcome_status(&performed);

@@ -47,17 +47,37 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>, detail: impl std::fmt::Display) -> Self {
-        ApiError { status, code, message: message.into(), detail: detail.to_string(), extra: Map::new(), retry_after: None }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        detail: impl std::fmt::Display,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: detail.to_string(),
+            extra: Map::new(),
+            retry_after: None,
+        }
     }
 
     /// 400: the request is not one the agent can carry out as it is.
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>, detail: impl std::fmt::Display) -> Self {
+    pub fn bad_request(
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        detail: impl std::fmt::Display,
+    ) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message, detail)
     }
 
     /// 404: what the request names does not exist.
-    pub fn not_found(code: &'static str, message: impl Into<Cow<'static, str>>, detail: impl std::fmt::Display) -> Self {
+    pub fn not_found(
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        detail: impl std::fmt::Display,
+    ) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message, detail)
     }
 
@@ -119,7 +139,12 @@ impl From<StoreError> for ApiError {
             StoreError::Worker { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, "store_unavailable", "Không truy cập được dữ liệu của lớp", err)
+        ApiError::new(
+            status,
+            "store_unavailable",
+            "Không truy cập được dữ liệu của lớp",
+            err,
+        )
     }
 }
 
@@ -128,7 +153,13 @@ impl From<StoreError> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         let store = serde_json::json!({ "cause": refusal.cause.label(), "queued": refusal.queued, "bytes": refusal.bytes, "full": refusal.full });
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_kept", refusal.vietnamese(), refusal.english()).with("store", store)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_kept",
+            refusal.vietnamese(),
+            refusal.english(),
+        )
+        .with("store", store)
     }
 }
 
@@ -178,57 +209,137 @@ mod tests {
         let response = error.into_response();
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
     }
 
     #[tokio::test]
-    async fn every_error_has_its_code_a_vietnamese_message_and_an_english_detail_with_the_fields_it_needs() {
-        let error = ApiError::new(StatusCode::UNAUTHORIZED, "wrong_pin", "Mã PIN không đúng", "wrong teacher PIN").with("tries_left", 4);
+    async fn every_error_has_its_code_a_vietnamese_message_and_an_english_detail_with_the_fields_it_needs()
+     {
+        let error = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_pin",
+            "Mã PIN không đúng",
+            "wrong teacher PIN",
+        )
+        .with("tries_left", 4);
         let (status, headers, body) = reply(error).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        assert_eq!(body, serde_json::json!({ "error": "wrong_pin", "message": "Mã PIN không đúng", "detail": "wrong teacher PIN", "tries_left": 4 }));
+        assert_eq!(
+            body,
+            serde_json::json!({ "error": "wrong_pin", "message": "Mã PIN không đúng", "detail": "wrong teacher PIN", "tries_left": 4 })
+        );
     }
 
     #[tokio::test]
     async fn a_wait_goes_in_the_body_and_in_retry_after_never_as_zero() {
-        let (status, headers, body) = reply(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", "Thử lại sau", "locked").retry_after(Duration::from_secs(299))).await;
-        assert_eq!((status, &headers[header::RETRY_AFTER], &body["retry_after_seconds"]), (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(299), &Value::from(299)));
-        let (_, headers, body) = reply(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", "Thử lại sau", "locked").retry_after(Duration::from_millis(300))).await;
-        assert_eq!((&headers[header::RETRY_AFTER], &body["retry_after_seconds"]), (&HeaderValue::from(1), &Value::from(0)));
+        let (status, headers, body) = reply(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked_out",
+                "Thử lại sau",
+                "locked",
+            )
+            .retry_after(Duration::from_secs(299)),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                &headers[header::RETRY_AFTER],
+                &body["retry_after_seconds"]
+            ),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                &HeaderValue::from(299),
+                &Value::from(299)
+            )
+        );
+        let (_, headers, body) = reply(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked_out",
+                "Thử lại sau",
+                "locked",
+            )
+            .retry_after(Duration::from_millis(300)),
+        )
+        .await;
+        assert_eq!(
+            (&headers[header::RETRY_AFTER], &body["retry_after_seconds"]),
+            (&HeaderValue::from(1), &Value::from(0))
+        );
     }
 
     #[tokio::test]
     async fn a_refused_record_says_why_in_both_languages_with_the_store_queue() {
-        let refusal = Refusal { cause: Cause::DiskFull, queued: 3, bytes: 120, full: false };
+        let refusal = Refusal {
+            cause: Cause::DiskFull,
+            queued: 3,
+            bytes: 120,
+            full: false,
+        };
         let (status, _, body) = reply(refusal.into()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"], "not_kept");
-        assert!(body["message"].as_str().unwrap().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{body}");
-        assert!(body["detail"].as_str().unwrap().contains("disk is full"), "{body}");
-        assert_eq!(body["store"], serde_json::json!({ "cause": "disk_full", "queued": 3, "bytes": 120, "full": false }));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("disk is full"),
+            "{body}"
+        );
+        assert_eq!(
+            body["store"],
+            serde_json::json!({ "cause": "disk_full", "queued": 3, "bytes": 120, "full": false })
+        );
     }
 
     #[tokio::test]
-    async fn a_body_that_is_not_the_json_a_route_takes_gets_the_same_shape_with_the_library_status() {
+    async fn a_body_that_is_not_the_json_a_route_takes_gets_the_same_shape_with_the_library_status()
+    {
         let request = axum::http::Request::builder()
             .method("POST")
             .header(header::CONTENT_TYPE, "application/json")
             .body(axum::body::Body::from(r#"{"code": "1234"}"#))
             .unwrap();
-        let refused = JsonBody::<Vec<u32>>::from_request(request, &()).await.unwrap_err();
+        let refused = JsonBody::<Vec<u32>>::from_request(request, &())
+            .await
+            .unwrap_err();
         let (status, _, body) = reply(refused).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["error"], "invalid_request");
-        assert!(body["detail"].as_str().unwrap().contains("expected a sequence"), "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("expected a sequence"),
+            "{body}"
+        );
     }
 
     #[tokio::test]
     async fn a_database_in_trouble_is_unavailable_and_names_its_file() {
-        let err = StoreError::ReadOnly { path: "/var/lib/agent/agent.sqlite3".into() };
+        let err = StoreError::ReadOnly {
+            path: "/var/lib/agent/agent.sqlite3".into(),
+        };
         let (status, _, body) = reply(err.into()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"], "store_unavailable");
-        assert!(body["detail"].as_str().unwrap().contains("/var/lib/agent/agent.sqlite3: the database is read-only"), "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("/var/lib/agent/agent.sqlite3: the database is read-only"),
+            "{body}"
+        );
     }
 }

@@ -20,11 +20,17 @@ use crate::agent::Agent;
 use crate::health::State as Health;
 
 pub fn router(agent: Arc<Agent>) -> axum::Router {
-    axum::Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(agent)
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(agent)
 }
 
 async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    let database = agent.store.blocking(|store| store.check().and_then(|()| store.newest_seq())).await;
+    let database = agent
+        .store
+        .blocking(|store| store.check().and_then(|()| store.newest_seq()))
+        .await;
     let (database_state, database_detail, last_seq) = match database {
         Ok(last_seq) => (Health::Ok, String::new(), last_seq),
         Err(err) => (Health::Failed, err.to_string(), agent.store.last_seq()),
@@ -45,7 +51,11 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
         },
         "subsystems": agent.health.snapshot(),
     });
-    let code = if overall == Health::Failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if overall == Health::Failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (code, Json(body))
 }
 
@@ -62,7 +72,17 @@ fn records_json(status: &crate::store::recorder::Status) -> serde_json::Value {
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     metrics::gauge!("agent_uptime_seconds").set(agent.health.uptime().as_secs_f64());
-    let last_seq = agent.store.blocking(|store| store.newest_seq()).await.unwrap_or_else(|_| agent.store.last_seq());
+    let last_seq = agent
+        .store
+        .blocking(|store| store.newest_seq())
+        .await
+        .unwrap_or_else(|_| agent.store.last_seq());
     metrics::gauge!("agent_outbox_last_seq").set(last_seq as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], agent.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        agent.metrics.render(),
+    )
 }

@@ -30,13 +30,17 @@ pub use error::ApiError;
 
 use crate::agent::Agent;
 use crate::attendance::desk::{self, DeskState};
-use crate::tablets::Lesson;
 use crate::panel::access::{self, SharedGate};
+use crate::tablets::Lesson;
 
 /// Every route the agent serves, each open to those [the design](self) says.
 pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
     let gate = SharedGate::new(agent.clock.clone());
-    let desk = DeskState { desk: agent.attendance.clone(), store: agent.store.clone(), config: agent.config.subscribe() };
+    let desk = DeskState {
+        desk: agent.attendance.clone(),
+        store: agent.store.clone(),
+        config: agent.config.subscribe(),
+    };
     let anyone = Router::new()
         .merge(health::router(agent.clone()))
         .merge(crate::panel::page_router(agent.clone(), gate.clone()))
@@ -46,10 +50,19 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
         .merge(crate::tablets::router(lesson))
         .merge(actuators::router(agent))
         .merge(desk::router(desk))
-        .route_layer(axum::middleware::from_fn_with_state(gate, access::require_teacher));
-    anyone.merge(teacher).fallback(|uri: axum::http::Uri| async move {
-        ApiError::not_found("no_such_route", "Không có trang này", format!("nothing is served at {}", uri.path()))
-    })
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            access::require_teacher,
+        ));
+    anyone
+        .merge(teacher)
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(
+                "no_such_route",
+                "Không có trang này",
+                format!("nothing is served at {}", uri.path()),
+            )
+        })
 }
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes
@@ -68,11 +81,13 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let plain = axum::serve(listener, app.clone())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match tablets_tls {
         None => plain.await,
         Some(tls) => {
-            let secure = axum::serve(tls.tap_io(|_| ()), app).with_graceful_shutdown(shutdown.cancelled_owned());
+            let secure = axum::serve(tls.tap_io(|_| ()), app)
+                .with_graceful_shutdown(shutdown.cancelled_owned());
             let (plain, secure) = tokio::join!(plain.into_future(), secure.into_future());
             plain.and(secure)
         }

@@ -70,18 +70,28 @@ pub enum Transport {
 
 impl HubConfig {
     pub fn transport(&self) -> Transport {
-        match (self.plaintext, &self.tls_cert, &self.tls_key, &self.client_ca) {
+        match (
+            self.plaintext,
+            &self.tls_cert,
+            &self.tls_key,
+            &self.client_ca,
+        ) {
             (true, ..) => Transport::Plaintext,
-            (false, Some(cert), Some(key), Some(client_ca)) => {
-                Transport::MutualTls(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: client_ca.clone() })
-            }
+            (false, Some(cert), Some(key), Some(client_ca)) => Transport::MutualTls(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+            }),
             _ => Transport::Unconfigured,
         }
     }
 
     /// Resolves the TLS file paths with `resolve` (against the config file's directory).
     pub(crate) fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
-        for path in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca].into_iter().flatten() {
+        for path in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca]
+            .into_iter()
+            .flatten()
+        {
             *path = resolve(path);
         }
     }
@@ -92,9 +102,17 @@ impl HubConfig {
     pub(crate) fn problems(&self, smallest: usize) -> Vec<Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
-            problems.push(Unlocated { key: key.to_owned(), message, hint: hint.to_owned() })
+            problems.push(Unlocated {
+                key: key.to_owned(),
+                message,
+                hint: hint.to_owned(),
+            })
         };
-        let given = [("hub.tls_cert", &self.tls_cert), ("hub.tls_key", &self.tls_key), ("hub.client_ca", &self.client_ca)];
+        let given = [
+            ("hub.tls_cert", &self.tls_cert),
+            ("hub.tls_key", &self.tls_key),
+            ("hub.client_ca", &self.client_ca),
+        ];
         let any_given = given.iter().any(|(_, path)| path.is_some());
         if self.plaintext && any_given {
             problem(
@@ -105,18 +123,32 @@ impl HubConfig {
         } else if any_given {
             for (key, path) in given {
                 if path.is_none() {
-                    problem(key, "mutual TLS needs tls_cert, tls_key and client_ca; this one is missing".to_owned(), "name the PEM file");
+                    problem(
+                        key,
+                        "mutual TLS needs tls_cert, tls_key and client_ca; this one is missing"
+                            .to_owned(),
+                        "name the PEM file",
+                    );
                 }
             }
         }
         if self.retention_days == 0 {
-            problem("hub.retention_days", "must be at least 1".to_owned(), "the default is 30 days");
+            problem(
+                "hub.retention_days",
+                "must be at least 1".to_owned(),
+                "the default is 30 days",
+            );
         }
         if self.max_message_bytes < smallest {
             problem(
                 "hub.max_message_bytes",
-                format!("{} is below {smallest}, the largest message one event of this agent can need", self.max_message_bytes),
-                &format!("give at least {smallest}; 65536 or more is usual, and the default is 4194304 (4 MiB)"),
+                format!(
+                    "{} is below {smallest}, the largest message one event of this agent can need",
+                    self.max_message_bytes
+                ),
+                &format!(
+                    "give at least {smallest}; 65536 or more is usual, and the default is 4194304 (4 MiB)"
+                ),
             );
         } else if self.max_message_bytes > MAX_MESSAGE_BYTES {
             problem(
@@ -126,7 +158,11 @@ impl HubConfig {
             );
         }
         if !(1..=3600).contains(&self.request_timeout_seconds) {
-            problem("hub.request_timeout_seconds", "must be between 1 and 3600".to_owned(), "the default is 30");
+            problem(
+                "hub.request_timeout_seconds",
+                "must be between 1 and 3600".to_owned(),
+                "the default is 30",
+            );
         }
         problems
     }
@@ -142,7 +178,10 @@ mod tests {
     const ROOM: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
 
     fn parse(hub: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("/etc/agent/room.toml"), &format!("{ROOM}[hub]\n{hub}"))
+        Config::parse(
+            Path::new("/etc/agent/room.toml"),
+            &format!("{ROOM}[hub]\n{hub}"),
+        )
     }
 
     #[test]
@@ -162,25 +201,53 @@ mod tests {
     #[test]
     fn without_tls_or_plaintext_the_server_is_unconfigured_and_plaintext_must_be_explicit() {
         assert_eq!(parse("").unwrap().hub.transport(), Transport::Unconfigured);
-        assert_eq!(parse("plaintext = true\n").unwrap().hub.transport(), Transport::Plaintext);
+        assert_eq!(
+            parse("plaintext = true\n").unwrap().hub.transport(),
+            Transport::Plaintext
+        );
     }
 
     #[test]
     fn half_a_tls_setup_or_tls_with_plaintext_is_refused_at_its_key() {
         let err = parse("tls_cert = \"a.pem\"\n").unwrap_err().to_string();
-        assert!(err.contains("hub.tls_key") && err.contains("hub.client_ca"), "{err}");
-        let err = parse("plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("hub.tls_key") && err.contains("hub.client_ca"),
+            "{err}"
+        );
+        let err = parse(
+            "plaintext = true\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("hub.plaintext"), "{err}");
-        let err = parse("retention_days = 0\nmax_message_bytes = 10\n").unwrap_err().to_string();
-        assert!(err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"), "{err}");
+        let err = parse("retention_days = 0\nmax_message_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_message_limit_must_hold_the_largest_event() {
         let smallest = crate::hub::wire::largest_message();
-        parse(&format!("plaintext = true\nmax_message_bytes = {smallest}\n")).unwrap();
-        let err = parse(&format!("plaintext = true\nmax_message_bytes = {}\n", smallest - 1)).unwrap_err().to_string();
-        assert!(err.contains(&format!("is below {smallest}, the largest message one event")), "{err}");
+        parse(&format!(
+            "plaintext = true\nmax_message_bytes = {smallest}\n"
+        ))
+        .unwrap();
+        let err = parse(&format!(
+            "plaintext = true\nmax_message_bytes = {}\n",
+            smallest - 1
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "is below {smallest}, the largest message one event"
+            )),
+            "{err}"
+        );
         parse("plaintext = true\nmax_message_bytes = 65536\n").unwrap();
     }
 }

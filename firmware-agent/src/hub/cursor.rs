@@ -87,12 +87,21 @@ pub struct PullCursor {
 
 impl PullCursor {
     /// A stream from `after_seq` in an outbox whose newest seq handed out is `newest`, starting `now`.
-    pub fn new(after_seq: i64, max_batch: u32, follow: bool, newest: i64, now: Monotonic) -> Result<PullCursor, PullRefused> {
+    pub fn new(
+        after_seq: i64,
+        max_batch: u32,
+        follow: bool,
+        newest: i64,
+        now: Monotonic,
+    ) -> Result<PullCursor, PullRefused> {
         if after_seq < 0 {
             return Err(PullRefused::NegativeCursor(after_seq));
         }
         if after_seq > newest {
-            return Err(PullRefused::BeyondEnd { asked: after_seq, newest });
+            return Err(PullRefused::BeyondEnd {
+                asked: after_seq,
+                newest,
+            });
         }
         let limit = match max_batch as usize {
             0 => DEFAULT_BATCH,
@@ -118,11 +127,16 @@ impl PullCursor {
 
     pub fn next(&self) -> Step {
         if !self.caught_up || self.known_last > self.after {
-            Step::Read { after: self.after, limit: self.limit }
+            Step::Read {
+                after: self.after,
+                limit: self.limit,
+            }
         } else if !self.follow {
             Step::Finish
         } else if self.heartbeat_due {
-            Step::Heartbeat { last_seq: self.known_last }
+            Step::Heartbeat {
+                last_seq: self.known_last,
+            }
         } else {
             Step::Wait
         }
@@ -181,7 +195,9 @@ impl PullCursor {
 
 /// An event whose message would not fit the link's size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("its message would take {message_bytes} bytes and hub.max_message_bytes is {max_message_bytes}")]
+#[error(
+    "its message would take {message_bytes} bytes and hub.max_message_bytes is {max_message_bytes}"
+)]
 pub struct Undeliverable {
     pub message_bytes: usize,
     pub max_message_bytes: usize,
@@ -190,7 +206,14 @@ pub struct Undeliverable {
 /// Whether an event whose message, sent alone, takes `message_bytes` can be
 /// sent under the limit `max_message_bytes`; if not, it is skipped in its place.
 pub fn deliverable(message_bytes: usize, max_message_bytes: usize) -> Result<(), Undeliverable> {
-    if message_bytes <= max_message_bytes { Ok(()) } else { Err(Undeliverable { message_bytes, max_message_bytes }) }
+    if message_bytes <= max_message_bytes {
+        Ok(())
+    } else {
+        Err(Undeliverable {
+            message_bytes,
+            max_message_bytes,
+        })
+    }
 }
 
 /// An Ack that named another outbox.
@@ -209,7 +232,10 @@ pub fn same_outbox(claimed: &[u8], ours: Uuid) -> Result<(), OtherOutbox> {
     if claimed.is_empty() || claimed == ours.as_bytes() {
         return Ok(());
     }
-    let claimed = Uuid::from_slice(claimed).map_or_else(|_| format!("0x{}", hex::encode(claimed)), |id| id.to_string());
+    let claimed = Uuid::from_slice(claimed).map_or_else(
+        |_| format!("0x{}", hex::encode(claimed)),
+        |id| id.to_string(),
+    );
     Err(OtherOutbox { claimed, ours })
 }
 
@@ -248,9 +274,21 @@ mod tests {
     #[test]
     fn a_one_shot_pull_reads_until_a_short_batch_then_finishes() {
         let mut cursor = PullCursor::new(10, 3, false, 15, at(0)).unwrap();
-        assert_eq!(cursor.next(), Step::Read { after: 10, limit: 3 });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 10,
+                limit: 3
+            }
+        );
         cursor.sent(3, Some(13), at(0));
-        assert_eq!(cursor.next(), Step::Read { after: 13, limit: 3 });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 13,
+                limit: 3
+            }
+        );
         cursor.sent(1, Some(15), at(0));
         assert_eq!(cursor.next(), Step::Finish);
         assert_eq!(cursor.after(), 15);
@@ -259,7 +297,13 @@ mod tests {
     #[test]
     fn an_empty_outbox_finishes_after_one_read() {
         let mut cursor = PullCursor::new(0, 0, false, 0, at(0)).unwrap();
-        assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 0,
+                limit: DEFAULT_BATCH
+            }
+        );
         cursor.sent(0, None, at(0));
         assert_eq!(cursor.next(), Step::Finish);
     }
@@ -270,16 +314,37 @@ mod tests {
         cursor.sent(2, Some(2), at(0));
         assert_eq!(cursor.next(), Step::Wait);
         cursor.committed(2);
-        assert_eq!(cursor.next(), Step::Wait, "a commit already sent wakes nothing");
+        assert_eq!(
+            cursor.next(),
+            Step::Wait,
+            "a commit already sent wakes nothing"
+        );
         cursor.committed(5);
-        assert_eq!(cursor.next(), Step::Read { after: 2, limit: 100 });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 2,
+                limit: 100
+            }
+        );
         cursor.sent(3, Some(5), at(10));
         assert_eq!(cursor.next(), Step::Wait);
-        assert_eq!(cursor.next_deadline(), at(30), "the next look at the database, a poll interval after the read");
+        assert_eq!(
+            cursor.next_deadline(),
+            at(30),
+            "the next look at the database, a poll interval after the read"
+        );
         cursor.handle_timeout(at(29));
         assert_eq!(cursor.next(), Step::Wait, "not a millisecond early");
         cursor.handle_timeout(at(30));
-        assert_eq!(cursor.next(), Step::Read { after: 5, limit: 100 }, "another process may have committed");
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 5,
+                limit: 100
+            },
+            "another process may have committed"
+        );
         cursor.sent(0, None, at(31));
         assert_eq!(cursor.next(), Step::Wait);
         assert_eq!(cursor.next_deadline(), at(51));
@@ -295,35 +360,74 @@ mod tests {
         while cursor.next_deadline() < at(heartbeat) {
             now = cursor.next_deadline().saturating_since(at(0)).as_millis() as u64;
             cursor.handle_timeout(at(now));
-            assert_eq!(cursor.next(), Step::Read { after: 7, limit: DEFAULT_BATCH }, "{now} ms");
+            assert_eq!(
+                cursor.next(),
+                Step::Read {
+                    after: 7,
+                    limit: DEFAULT_BATCH
+                },
+                "{now} ms"
+            );
             cursor.sent(0, None, at(now));
         }
         assert_eq!(now, heartbeat - POLL_INTERVAL.as_millis() as u64);
         cursor.handle_timeout(at(heartbeat));
         cursor.sent(0, None, at(heartbeat));
-        assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 7 }, "due {heartbeat} ms after the stream started");
+        assert_eq!(
+            cursor.next(),
+            Step::Heartbeat { last_seq: 7 },
+            "due {heartbeat} ms after the stream started"
+        );
         cursor.heartbeat_sent(at(heartbeat + 1));
         assert_eq!(cursor.next(), Step::Wait);
         cursor.handle_timeout(at(2 * heartbeat + 1));
         cursor.committed(8);
-        assert_eq!(cursor.next(), Step::Read { after: 7, limit: DEFAULT_BATCH }, "events come before heartbeats");
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 7,
+                limit: DEFAULT_BATCH
+            },
+            "events come before heartbeats"
+        );
         cursor.sent(1, Some(8), at(2 * heartbeat + 2));
         assert_eq!(cursor.next(), Step::Wait);
         cursor.handle_timeout(at(3 * heartbeat + 1));
         cursor.sent(0, None, at(3 * heartbeat + 1));
-        assert_eq!(cursor.next(), Step::Wait, "the event sent put the heartbeat off");
+        assert_eq!(
+            cursor.next(),
+            Step::Wait,
+            "the event sent put the heartbeat off"
+        );
         assert_eq!(cursor.next_deadline(), at(3 * heartbeat + 2));
     }
 
     #[test]
     fn batch_sizes_are_bounded_and_negative_cursors_refused() {
-        assert_eq!(PullCursor::new(0, 1_000_000, false, 0, at(0)).unwrap().next(), Step::Read { after: 0, limit: MAX_BATCH });
-        assert_eq!(PullCursor::new(-1, 0, false, 0, at(0)).unwrap_err(), PullRefused::NegativeCursor(-1));
+        assert_eq!(
+            PullCursor::new(0, 1_000_000, false, 0, at(0))
+                .unwrap()
+                .next(),
+            Step::Read {
+                after: 0,
+                limit: MAX_BATCH
+            }
+        );
+        assert_eq!(
+            PullCursor::new(-1, 0, false, 0, at(0)).unwrap_err(),
+            PullRefused::NegativeCursor(-1)
+        );
     }
 
     #[test]
     fn a_cursor_beyond_the_newest_seq_handed_out_is_refused_and_the_end_itself_is_not() {
-        assert_eq!(PullCursor::new(50, 0, true, 3, at(0)).unwrap_err(), PullRefused::BeyondEnd { asked: 50, newest: 3 });
+        assert_eq!(
+            PullCursor::new(50, 0, true, 3, at(0)).unwrap_err(),
+            PullRefused::BeyondEnd {
+                asked: 50,
+                newest: 3
+            }
+        );
         let mut cursor = PullCursor::new(3, 0, true, 3, at(0)).unwrap();
         cursor.sent(0, None, at(0));
         cursor.handle_timeout(at(0) + HEARTBEAT_INTERVAL);
@@ -334,21 +438,43 @@ mod tests {
     #[test]
     fn heartbeats_say_the_newest_seq_even_when_the_events_up_to_it_were_pruned() {
         let mut cursor = PullCursor::new(0, 0, true, 40, at(0)).unwrap();
-        assert_eq!(cursor.next(), Step::Read { after: 0, limit: DEFAULT_BATCH });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 0,
+                limit: DEFAULT_BATCH
+            }
+        );
         cursor.sent(0, None, at(0));
-        assert_eq!(cursor.next(), Step::Wait, "a short read covered the pruned stretch");
+        assert_eq!(
+            cursor.next(),
+            Step::Wait,
+            "a short read covered the pruned stretch"
+        );
         assert_eq!(cursor.after(), 40);
         cursor.handle_timeout(at(0) + HEARTBEAT_INTERVAL);
         cursor.sent(0, None, at(0) + HEARTBEAT_INTERVAL);
         assert_eq!(cursor.next(), Step::Heartbeat { last_seq: 40 });
         cursor.committed(41);
-        assert_eq!(cursor.next(), Step::Read { after: 40, limit: DEFAULT_BATCH });
+        assert_eq!(
+            cursor.next(),
+            Step::Read {
+                after: 40,
+                limit: DEFAULT_BATCH
+            }
+        );
     }
 
     #[test]
     fn an_event_too_large_for_one_message_is_undeliverable() {
         assert_eq!(deliverable(65_536, 65_536), Ok(()));
-        assert_eq!(deliverable(80_000, 65_536), Err(Undeliverable { message_bytes: 80_000, max_message_bytes: 65_536 }));
+        assert_eq!(
+            deliverable(80_000, 65_536),
+            Err(Undeliverable {
+                message_bytes: 80_000,
+                max_message_bytes: 65_536
+            })
+        );
     }
 
     #[test]
@@ -358,15 +484,30 @@ mod tests {
         assert_eq!(same_outbox(b"", ours), Ok(()));
         assert_eq!(same_outbox(ours.as_bytes(), ours), Ok(()));
         let refused = same_outbox(other.as_bytes(), ours).unwrap_err();
-        assert_eq!(refused, OtherOutbox { claimed: other.to_string(), ours });
-        assert!(refused.to_string().contains("nothing was acknowledged"), "{refused}");
+        assert_eq!(
+            refused,
+            OtherOutbox {
+                claimed: other.to_string(),
+                ours
+            }
+        );
+        assert!(
+            refused.to_string().contains("nothing was acknowledged"),
+            "{refused}"
+        );
     }
 
     #[test]
     fn acks_move_forward_only_and_never_past_what_was_sent() {
         assert_eq!(acknowledge(5, 10, 8), Ok(8));
         assert_eq!(acknowledge(8, 10, 3), Ok(8));
-        assert_eq!(acknowledge(8, 10, 11), Err(AckRefused::Beyond { asked: 11, last: 10 }));
+        assert_eq!(
+            acknowledge(8, 10, 11),
+            Err(AckRefused::Beyond {
+                asked: 11,
+                last: 10
+            })
+        );
         assert_eq!(acknowledge(0, 10, -2), Err(AckRefused::Negative(-2)));
     }
 }

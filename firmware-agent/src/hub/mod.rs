@@ -93,7 +93,10 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {address} (hub.listen): {source}")]
-    Bind { address: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("the gRPC server failed: {0}")]
@@ -123,12 +126,18 @@ pub async fn bind(config: &config::HubConfig) -> Result<Option<HubListener>, Ser
             let tls = tls::server_config(&files)?;
             // Builds the rustls configuration once, so a key that does not match
             // its certificate is reported now rather than at the first connection.
-            Server::builder().tls_config(tls.clone()).map_err(|err| tls::TlsError::unusable(&files, err))?;
+            Server::builder()
+                .tls_config(tls.clone())
+                .map_err(|err| tls::TlsError::unusable(&files, err))?;
             Some(tls)
         }
     };
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { address: config.listen, source })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen,
+            source,
+        })?;
     Ok(Some(HubListener { listener, tls }))
 }
 
@@ -161,9 +170,15 @@ async fn prune_periodically(agent: Arc<Agent>) {
     loop {
         let days = i64::from(agent.config().hub.retention_days);
         let cutoff = agent.clock.now() - jiff::SignedDuration::from_hours(24 * days);
-        match agent.store.blocking(move |store| store.prune_acknowledged(cutoff)).await {
+        match agent
+            .store
+            .blocking(move |store| store.prune_acknowledged(cutoff))
+            .await
+        {
             Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, retention_days = days, "pruned acknowledged events"),
+            Ok(pruned) => {
+                tracing::info!(pruned, retention_days = days, "pruned acknowledged events")
+            }
             Err(err) => tracing::warn!(%err, "pruning the outbox failed; will retry"),
         }
         tokio::select! {
@@ -174,7 +189,11 @@ async fn prune_periodically(agent: Arc<Agent>) {
 }
 
 /// Spawns the server on the bound listener, reporting its state in health.
-pub fn start(agent: &Arc<Agent>, listener: Option<HubListener>, tasks: &tokio_util::task::TaskTracker) {
+pub fn start(
+    agent: &Arc<Agent>,
+    listener: Option<HubListener>,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     use crate::health::State;
     let Some(listener) = listener else {
         let detail = "not serving: set hub.tls_cert, hub.tls_key and hub.client_ca (or hub.plaintext = true on a trusted network)";
@@ -182,13 +201,18 @@ pub fn start(agent: &Arc<Agent>, listener: Option<HubListener>, tasks: &tokio_ut
         agent.health.set("hub", State::Failed, detail.to_owned());
         return;
     };
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let plaintext = agent.config().hub.plaintext;
     let agent = agent.clone();
     tasks.spawn(async move {
         let mode = if plaintext { "plaintext" } else { "mutual TLS" };
         tracing::info!(%address, mode, "hub sync listening");
-        agent.health.set("hub", State::Ok, format!("listening on {address} ({mode})"));
+        agent
+            .health
+            .set("hub", State::Ok, format!("listening on {address} ({mode})"));
         if let Err(err) = serve(listener, agent.clone()).await {
             tracing::error!("hub sync stopped: {err}");
             agent.health.set("hub", State::Failed, err.to_string());

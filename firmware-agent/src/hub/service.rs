@@ -12,12 +12,13 @@ use tonic::{Request, Response, Status};
 use super::cursor::{self, PullCursor, Step};
 use super::wire;
 use crate::agent::Agent;
+use crate::config::Config;
 use crate::proto::sync_service_server::SyncService;
 use crate::proto::{
     AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
-    PutContentChunk, PutContentResponse, PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
+    PutContentChunk, PutContentResponse, PutRosterRequest, PutRosterResponse, RoomIdentity,
+    pull_response,
 };
-use crate::config::Config;
 use crate::roster::{Candidate, Role, Roster, check_person};
 use crate::schedule::ScheduleConfig;
 use crate::store::StoreError;
@@ -41,14 +42,19 @@ impl SyncServer {
 /// The room's identity as every event and status carries it.
 pub fn room_identity(agent: &Agent) -> RoomIdentity {
     let config = agent.config();
-    RoomIdentity { school_code: config.room.school_code.clone(), room_id: config.room.room_id.clone() }
+    RoomIdentity {
+        school_code: config.room.school_code.clone(),
+        room_id: config.room.room_id.clone(),
+    }
 }
 
 /// A database that cannot be read is unavailable for now; a worker that died is a fault of the agent.
 fn database_failure(err: StoreError) -> Status {
     tracing::error!(%err, "hub request failed on the database");
     match err {
-        StoreError::Worker { source, .. } => Status::internal(format!("the request's worker failed: {source}")),
+        StoreError::Worker { source, .. } => {
+            Status::internal(format!("the request's worker failed: {source}"))
+        }
         err => Status::unavailable(format!("the agent cannot read its database: {err}")),
     }
 }
@@ -57,18 +63,44 @@ fn database_failure(err: StoreError) -> Status {
 impl SyncService for SyncServer {
     type PullStream = ReceiverStream<Result<PullResponse, Status>>;
 
-    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+    async fn pull(
+        &self,
+        request: Request<PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
-        let newest = self.agent.store.blocking(|store| store.newest_seq()).await.map_err(database_failure)?;
+        let newest = self
+            .agent
+            .store
+            .blocking(|store| store.newest_seq())
+            .await
+            .map_err(database_failure)?;
         let started = self.agent.clock.monotonic();
-        let cursor = PullCursor::new(request.after_seq, request.max_batch, request.follow, newest, started).map_err(|refused| match refused {
+        let cursor = PullCursor::new(
+            request.after_seq,
+            request.max_batch,
+            request.follow,
+            newest,
+            started,
+        )
+        .map_err(|refused| match refused {
             cursor::PullRefused::NegativeCursor(_) => Status::invalid_argument(refused.to_string()),
             cursor::PullRefused::BeyondEnd { .. } => {
-                tracing::warn!(after_seq = request.after_seq, newest, "a hub pulled from beyond the end of this outbox; refused");
-                Status::out_of_range(format!("{refused} (this outbox: {})", self.agent.store.outbox_identity()))
+                tracing::warn!(
+                    after_seq = request.after_seq,
+                    newest,
+                    "a hub pulled from beyond the end of this outbox; refused"
+                );
+                Status::out_of_range(format!(
+                    "{refused} (this outbox: {})",
+                    self.agent.store.outbox_identity()
+                ))
             }
         })?;
-        tracing::info!(after_seq = request.after_seq, follow = request.follow, "hub pull started");
+        tracing::info!(
+            after_seq = request.after_seq,
+            follow = request.follow,
+            "hub pull started"
+        );
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         tokio::spawn(stream_events(self.agent.clone(), cursor, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -80,18 +112,29 @@ impl SyncService for SyncServer {
         let store = &self.agent.store;
         cursor::same_outbox(&request.outbox_identity, store.outbox_identity())
             .map_err(|refused| Status::failed_precondition(refused.to_string()))?;
-        let outcome = store.blocking(move |store| store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))).await;
+        let outcome = store
+            .blocking(move |store| {
+                store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))
+            })
+            .await;
         match outcome.map_err(database_failure)? {
             Ok(acked_seq) => {
                 metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
                 Ok(Response::new(AckResponse { acked_seq }))
             }
-            Err(refused @ cursor::AckRefused::Negative(_)) => Err(Status::invalid_argument(refused.to_string())),
-            Err(refused @ cursor::AckRefused::Beyond { .. }) => Err(Status::out_of_range(refused.to_string())),
+            Err(refused @ cursor::AckRefused::Negative(_)) => {
+                Err(Status::invalid_argument(refused.to_string()))
+            }
+            Err(refused @ cursor::AckRefused::Beyond { .. }) => {
+                Err(Status::out_of_range(refused.to_string()))
+            }
         }
     }
 
-    async fn get_status(&self, _request: Request<GetStatusRequest>) -> Result<Response<AgentStatus>, Status> {
+    async fn get_status(
+        &self,
+        _request: Request<GetStatusRequest>,
+    ) -> Result<Response<AgentStatus>, Status> {
         let data_dir = self.agent.config().storage.data_dir.clone();
         let (outbox, roster_version, free_disk_bytes) = self
             .agent
@@ -119,17 +162,30 @@ impl SyncService for SyncServer {
         }))
     }
 
-    async fn put_content(&self, request: Request<tonic::Streaming<PutContentChunk>>) -> Result<Response<PutContentResponse>, Status> {
-        super::content::receive(self.agent.clone(), request.into_inner()).await.map(Response::new)
+    async fn put_content(
+        &self,
+        request: Request<tonic::Streaming<PutContentChunk>>,
+    ) -> Result<Response<PutContentResponse>, Status> {
+        super::content::receive(self.agent.clone(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn put_roster(&self, request: Request<PutRosterRequest>) -> Result<Response<PutRosterResponse>, Status> {
+    async fn put_roster(
+        &self,
+        request: Request<PutRosterRequest>,
+    ) -> Result<Response<PutRosterResponse>, Status> {
         let request = request.into_inner();
         let version = request.version;
         let config = self.agent.config();
-        let (roster, timetable) = checked_roster(&request, &config).map_err(|problems| Status::invalid_argument(problems.to_string()))?;
+        let (roster, timetable) = checked_roster(&request, &config)
+            .map_err(|problems| Status::invalid_argument(problems.to_string()))?;
         let text = timetable.as_ref().map(|(text, _)| text.clone());
-        let outcome = self.agent.store.blocking(move |store| store.replace_roster(version, &roster, text.as_deref())).await;
+        let outcome = self
+            .agent
+            .store
+            .blocking(move |store| store.replace_roster(version, &roster, text.as_deref()))
+            .await;
         match outcome.map_err(database_failure)? {
             Ok(summary) => {
                 tracing::info!(
@@ -141,7 +197,9 @@ impl SyncService for SyncServer {
                     "roster pushed by the hub applied"
                 );
                 if let Some((_, schedule)) = timetable {
-                    self.agent.config.send_modify(|config| Arc::make_mut(config).schedule = schedule);
+                    self.agent
+                        .config
+                        .send_modify(|config| Arc::make_mut(config).schedule = schedule);
                     tracing::info!(version, "timetable pushed by the hub applied");
                 }
                 Ok(Response::new(PutRosterResponse {
@@ -150,7 +208,9 @@ impl SyncService for SyncServer {
                     teachers: summary.teachers as u32,
                 }))
             }
-            Err(stale) => Err(Status::failed_precondition(format!("{stale}; nothing was changed"))),
+            Err(stale) => Err(Status::failed_precondition(format!(
+                "{stale}; nothing was changed"
+            ))),
         }
     }
 }
@@ -168,9 +228,14 @@ pub struct RosterProblems {
 /// enough to refuse the push.
 /// The pushed roster, and the pushed timetable (as sent, and laid over the
 /// room's config), when every row and key fits; else every problem.
-fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster, Option<(String, ScheduleConfig)>), RosterProblems> {
+fn checked_roster(
+    request: &PutRosterRequest,
+    config: &Config,
+) -> Result<(Roster, Option<(String, ScheduleConfig)>), RosterProblems> {
     if request.version == 0 {
-        return Err(RosterProblems { problems: vec!["version: must be 1 or more, and above the version in force".to_owned()] });
+        return Err(RosterProblems {
+            problems: vec!["version: must be 1 or more, and above the version in force".to_owned()],
+        });
     }
     let mut roster = Roster::default();
     let mut seen = HashMap::new();
@@ -186,9 +251,13 @@ fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster
             learning_data_consent: pupil.learning_data_consent,
             consent_date: &pupil.consent_date,
         };
-        check_person(&candidate, &place, &mut seen, &mut roster, &mut |field, reason| {
-            problems.push(format!("{place}.{field}: {reason}"))
-        });
+        check_person(
+            &candidate,
+            &place,
+            &mut seen,
+            &mut roster,
+            &mut |field, reason| problems.push(format!("{place}.{field}: {reason}")),
+        );
     }
     for (index, teacher) in request.teachers.iter().enumerate() {
         let place = format!("teachers[{index}]");
@@ -201,27 +270,41 @@ fn checked_roster(request: &PutRosterRequest, config: &Config) -> Result<(Roster
             learning_data_consent: false,
             consent_date: "",
         };
-        check_person(&candidate, &place, &mut seen, &mut roster, &mut |field, reason| {
-            problems.push(format!("{place}.{field}: {reason}"))
-        });
+        check_person(
+            &candidate,
+            &place,
+            &mut seen,
+            &mut roster,
+            &mut |field, reason| problems.push(format!("{place}.{field}: {reason}")),
+        );
     }
     let timetable = match request.timetable_toml.as_str() {
         "" => None,
         text => match crate::schedule::pushed::overlay(config, text) {
             Ok(schedule) => Some((text.to_owned(), schedule)),
             Err(found) => {
-                problems.extend(found.into_iter().map(|problem| format!("timetable_toml: {problem}")));
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|problem| format!("timetable_toml: {problem}")),
+                );
                 None
             }
         },
     };
-    if problems.is_empty() { Ok((roster, timetable)) } else { Err(RosterProblems { problems }) }
+    if problems.is_empty() {
+        Ok((roster, timetable))
+    } else {
+        Err(RosterProblems { problems })
+    }
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `path`; 0 when unknown.
 fn free_bytes(path: &std::path::Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
     // SAFETY: statvfs fills the zeroed struct it is given and reads only the NUL-terminated path.
     let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
@@ -231,7 +314,11 @@ fn free_bytes(path: &std::path::Path) -> u64 {
 }
 
 /// Runs one Pull stream until it finishes, the hub goes away, or the agent stops.
-async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Sender<Result<PullResponse, Status>>) {
+async fn stream_events(
+    agent: Arc<Agent>,
+    mut cursor: PullCursor,
+    tx: mpsc::Sender<Result<PullResponse, Status>>,
+) {
     let mut commits = agent.store.subscribe_commits();
     let room = room_identity(&agent);
     let outbox = agent.store.outbox_identity();
@@ -241,28 +328,44 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
     let mut reader: Option<Connection> = None;
     loop {
         if agent.shutdown.is_cancelled() {
-            let _ = tx.send(Err(Status::unavailable("the agent is stopping; pull again from the last stored event"))).await;
+            let _ = tx
+                .send(Err(Status::unavailable(
+                    "the agent is stopping; pull again from the last stored event",
+                )))
+                .await;
             return;
         }
         match cursor.next() {
             Step::Read { after, limit } => {
                 let connection = reader.take();
                 let room = room.clone();
-                let read = agent.store.blocking(move |store| {
-                    let connection = match connection {
-                        Some(connection) => connection,
-                        None => store.reader()?,
-                    };
-                    let rows = read_after(&connection, after, limit).map_err(|err| StoreError::Sqlite {
-                        path: store.path().to_owned(),
-                        source: err,
-                    })?;
-                    let count = rows.len();
-                    let last = rows.last().map(|row| row.seq);
-                    let events = rows.into_iter().map(|row| wire::event(row, &room)).collect();
-                    Ok((connection, count, last, wire::messages(events, batch_bytes, max_message_bytes, outbox)))
-                })
-                .await;
+                let read = agent
+                    .store
+                    .blocking(move |store| {
+                        let connection = match connection {
+                            Some(connection) => connection,
+                            None => store.reader()?,
+                        };
+                        let rows = read_after(&connection, after, limit).map_err(|err| {
+                            StoreError::Sqlite {
+                                path: store.path().to_owned(),
+                                source: err,
+                            }
+                        })?;
+                        let count = rows.len();
+                        let last = rows.last().map(|row| row.seq);
+                        let events = rows
+                            .into_iter()
+                            .map(|row| wire::event(row, &room))
+                            .collect();
+                        Ok((
+                            connection,
+                            count,
+                            last,
+                            wire::messages(events, batch_bytes, max_message_bytes, outbox),
+                        ))
+                    })
+                    .await;
                 let (connection, count, last, messages) = match read {
                     Ok(read) => read,
                     Err(err) => {
@@ -275,7 +378,12 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                 for message in messages {
                     if let pull_response::Message::Skipped(skipped) = &message {
                         skipped_count += 1;
-                        tracing::warn!(seq = skipped.seq, kind = skipped.kind, reason = skipped.reason, "an event was skipped in the hub's stream");
+                        tracing::warn!(
+                            seq = skipped.seq,
+                            kind = skipped.kind,
+                            reason = skipped.reason,
+                            "an event was skipped in the hub's stream"
+                        );
                         metrics::counter!("hub_pull_events_skipped_total").increment(1);
                     }
                     if !send(&tx, message).await {
@@ -283,7 +391,8 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
                     }
                 }
                 cursor.sent(count, last, agent.clock.monotonic());
-                metrics::counter!("hub_pull_events_sent_total").increment((count - skipped_count) as u64);
+                metrics::counter!("hub_pull_events_sent_total")
+                    .increment((count - skipped_count) as u64);
             }
             Step::Wait => tokio::select! {
                 _ = agent.shutdown.cancelled() => {}
@@ -314,8 +423,15 @@ async fn stream_events(agent: Arc<Agent>, mut cursor: PullCursor, tx: mpsc::Send
 }
 
 /// Sends one message; false when the hub has gone away.
-async fn send(tx: &mpsc::Sender<Result<PullResponse, Status>>, message: pull_response::Message) -> bool {
-    tx.send(Ok(PullResponse { message: Some(message) })).await.is_ok()
+async fn send(
+    tx: &mpsc::Sender<Result<PullResponse, Status>>,
+    message: pull_response::Message,
+) -> bool {
+    tx.send(Ok(PullResponse {
+        message: Some(message),
+    }))
+    .await
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -324,27 +440,55 @@ mod tests {
     use crate::proto::{Pupil, Teacher};
 
     fn room() -> Config {
-        Config::parse(std::path::Path::new("agent.toml"), "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n").unwrap()
+        Config::parse(
+            std::path::Path::new("agent.toml"),
+            "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n",
+        )
+        .unwrap()
     }
 
     fn pupil(id: &str, name: &str) -> Pupil {
-        Pupil { personal_id: id.into(), full_name: name.into(), class_name: "6A1".into(), ..Default::default() }
+        Pupil {
+            personal_id: id.into(),
+            full_name: name.into(),
+            class_name: "6A1".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_pushed_roster_names_each_bad_entry_and_field() {
         let request = PutRosterRequest {
             version: 2,
-            pupils: vec![pupil("010206001234", "Nguyễn Thị Hoa"), pupil("0102", "Lò Văn Páo"), pupil("010206001234", "")],
-            teachers: vec![Teacher { personal_id: "010186004321".into(), full_name: "Trần Văn Nam".into() }],
+            pupils: vec![
+                pupil("010206001234", "Nguyễn Thị Hoa"),
+                pupil("0102", "Lò Văn Páo"),
+                pupil("010206001234", ""),
+            ],
+            teachers: vec![Teacher {
+                personal_id: "010186004321".into(),
+                full_name: "Trần Văn Nam".into(),
+            }],
             timetable_toml: "[schedule\n".into(),
         };
         let message = checked_roster(&request, &room()).unwrap_err().to_string();
-        assert!(message.starts_with("4 problem(s); nothing was applied"), "{message}");
+        assert!(
+            message.starts_with("4 problem(s); nothing was applied"),
+            "{message}"
+        );
         assert!(message.contains("pupils[1].personal_id:"), "{message}");
-        assert!(message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"), "{message}");
-        assert!(message.contains("pupils[2].full_name: is empty"), "{message}");
-        assert!(message.contains("timetable_toml: not valid TOML"), "{message}");
+        assert!(
+            message.contains("pupils[2].personal_id: 010206001234 already appears on pupils[0]"),
+            "{message}"
+        );
+        assert!(
+            message.contains("pupils[2].full_name: is empty"),
+            "{message}"
+        );
+        assert!(
+            message.contains("timetable_toml: not valid TOML"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -358,6 +502,9 @@ mod tests {
         let (roster, timetable) = checked_roster(&request, &room()).unwrap();
         assert_eq!(roster.pupils.len(), 1);
         let (text, schedule) = timetable.unwrap();
-        assert_eq!((text.as_str(), schedule.grace_seconds), ("[schedule]\ngrace_seconds = 60\n", 60));
+        assert_eq!(
+            (text.as_str(), schedule.grace_seconds),
+            ("[schedule]\ngrace_seconds = 60\n", 60)
+        );
     }
 }

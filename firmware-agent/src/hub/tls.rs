@@ -31,12 +31,27 @@ impl TlsError {
 
 /// Reads a PEM file and checks it holds at least one block labelled `label`.
 pub fn read_pem(key: &'static str, path: &Path, label: &str) -> Result<Vec<u8>, TlsError> {
-    let error = |reason: String, hint| TlsError { key, path: path.to_owned(), reason, hint };
-    let bytes = std::fs::read(path).map_err(|err| error(format!("cannot read: {err}"), "check the path and that the agent's user may read it"))?;
+    let error = |reason: String, hint| TlsError {
+        key,
+        path: path.to_owned(),
+        reason,
+        hint,
+    };
+    let bytes = std::fs::read(path).map_err(|err| {
+        error(
+            format!("cannot read: {err}"),
+            "check the path and that the agent's user may read it",
+        )
+    })?;
     let text = String::from_utf8_lossy(&bytes);
-    let found = text.lines().any(|line| line.starts_with("-----BEGIN ") && line.contains(label));
+    let found = text
+        .lines()
+        .any(|line| line.starts_with("-----BEGIN ") && line.contains(label));
     if !found {
-        return Err(error(format!("no PEM block containing `{label}` found"), "give a PEM file (text starting with -----BEGIN ...)"));
+        return Err(error(
+            format!("no PEM block containing `{label}` found"),
+            "give a PEM file (text starting with -----BEGIN ...)",
+        ));
     }
     Ok(bytes)
 }
@@ -54,5 +69,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
     let cert = read_pem("hub.tls_cert", &files.cert, "CERTIFICATE")?;
     let key = read_pem("hub.tls_key", &files.key, "PRIVATE KEY")?;
     let client_ca = read_pem("hub.client_ca", &files.client_ca, "CERTIFICATE")?;
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).client_ca_root(Certificate::from_pem(client_ca)))
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(client_ca)))
 }

@@ -43,7 +43,9 @@ pub const COOKIE: &str = "panel_session";
 pub enum Attempt {
     /// Right PIN: a new sign-in token for the cookie.
     Granted(String),
-    Wrong { tries_left: usize },
+    Wrong {
+        tries_left: usize,
+    },
     /// Too many wrong PINs from this address; try again after this long.
     LockedOut(Duration),
     /// No PIN is configured: the interface is reachable only on the panel itself.
@@ -66,7 +68,13 @@ pub struct PinGate {
 
 impl PinGate {
     /// Checks `pin` from `client` at `now` against the configured `expected` PIN.
-    pub fn attempt(&mut self, client: IpAddr, pin: &str, expected: &str, now: Monotonic) -> Attempt {
+    pub fn attempt(
+        &mut self,
+        client: IpAddr,
+        pin: &str,
+        expected: &str,
+        now: Monotonic,
+    ) -> Attempt {
         if expected.is_empty() {
             return Attempt::Disabled;
         }
@@ -85,18 +93,24 @@ impl PinGate {
             self.sign_ins.insert(token.clone(), now + SIGN_IN_LIFETIME);
             return Attempt::Granted(token);
         }
-        entry.failures.retain(|at| now.saturating_since(*at) < FAILURE_WINDOW);
+        entry
+            .failures
+            .retain(|at| now.saturating_since(*at) < FAILURE_WINDOW);
         entry.failures.push(now);
         if entry.failures.len() >= MAX_FAILURES {
             entry.locked_until = Some(now + LOCKOUT);
             return Attempt::LockedOut(LOCKOUT);
         }
-        Attempt::Wrong { tries_left: MAX_FAILURES - entry.failures.len() }
+        Attempt::Wrong {
+            tries_left: MAX_FAILURES - entry.failures.len(),
+        }
     }
 
     /// Whether `token` is a sign-in still good at `now`.
     pub fn signed_in(&self, token: &str, now: Monotonic) -> bool {
-        self.sign_ins.get(token).is_some_and(|expires| *expires > now)
+        self.sign_ins
+            .get(token)
+            .is_some_and(|expires| *expires > now)
     }
 }
 
@@ -119,11 +133,16 @@ pub struct SharedGate {
 
 impl SharedGate {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        SharedGate { gate: Arc::default(), clock }
+        SharedGate {
+            gate: Arc::default(),
+            clock,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PinGate> {
-        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.gate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checks `pin` from `client`, now, against the configured `expected` PIN.
@@ -134,7 +153,10 @@ impl SharedGate {
 
     /// Whether the request comes from the panel itself or from a teacher signed in.
     fn admits(&self, parts: &Parts) -> bool {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
         if peer.is_some_and(is_the_panel) {
             return true;
         }
@@ -152,7 +174,11 @@ fn is_the_panel(peer: IpAddr) -> bool {
 
 /// Middleware for the routes that read or change the room: the panel itself
 /// or a teacher signed in passes; anyone else gets 401 `teacher_pin_required`.
-pub async fn require_teacher(State(gate): State<SharedGate>, request: Request, next: Next) -> Response {
+pub async fn require_teacher(
+    State(gate): State<SharedGate>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
     if !gate.admits(&parts) {
         return ApiError::new(
@@ -167,8 +193,16 @@ pub async fn require_teacher(State(gate): State<SharedGate>, request: Request, n
 }
 
 fn sign_in_cookie(parts: &Parts) -> Option<String> {
-    let header = parts.headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
-    header.split(';').find_map(|pair| pair.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+    let header = parts
+        .headers
+        .get(axum::http::header::COOKIE)?
+        .to_str()
+        .ok()?;
+    header.split(';').find_map(|pair| {
+        pair.trim()
+            .strip_prefix(&format!("{COOKIE}="))
+            .map(str::to_owned)
+    })
 }
 
 #[cfg(test)]
@@ -182,18 +216,39 @@ mod tests {
         let guesser: IpAddr = "192.0.2.7".parse().unwrap();
         let teacher: IpAddr = "192.0.2.8".parse().unwrap();
         for n in 1..MAX_FAILURES {
-            assert_eq!(gate.attempt(guesser, "0000", "4821", start), Attempt::Wrong { tries_left: MAX_FAILURES - n });
+            assert_eq!(
+                gate.attempt(guesser, "0000", "4821", start),
+                Attempt::Wrong {
+                    tries_left: MAX_FAILURES - n
+                }
+            );
         }
-        assert_eq!(gate.attempt(guesser, "0000", "4821", start), Attempt::LockedOut(LOCKOUT));
+        assert_eq!(
+            gate.attempt(guesser, "0000", "4821", start),
+            Attempt::LockedOut(LOCKOUT)
+        );
         // Locked out: even the right PIN is refused until the lockout ends.
-        assert!(matches!(gate.attempt(guesser, "4821", "4821", start + Duration::from_secs(10)), Attempt::LockedOut(_)));
+        assert!(matches!(
+            gate.attempt(guesser, "4821", "4821", start + Duration::from_secs(10)),
+            Attempt::LockedOut(_)
+        ));
         // Another address is not affected.
-        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821", start) else { panic!() };
+        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821", start) else {
+            panic!()
+        };
         assert!(gate.signed_in(&token, start + Duration::from_secs(3600)));
         assert!(!gate.signed_in(&token, start + SIGN_IN_LIFETIME + Duration::from_secs(1)));
         assert!(!gate.signed_in("forged", start));
         // After the lockout the guesser may try again.
-        assert!(matches!(gate.attempt(guesser, "4821", "4821", start + LOCKOUT + Duration::from_secs(1)), Attempt::Granted(_)));
+        assert!(matches!(
+            gate.attempt(
+                guesser,
+                "4821",
+                "4821",
+                start + LOCKOUT + Duration::from_secs(1)
+            ),
+            Attempt::Granted(_)
+        ));
     }
 
     #[test]
@@ -202,25 +257,51 @@ mod tests {
         let start = Monotonic::default();
         let client: IpAddr = "192.0.2.9".parse().unwrap();
         for n in 0..(MAX_FAILURES - 1) {
-            gate.attempt(client, "1111", "4821", start + Duration::from_secs(n as u64));
+            gate.attempt(
+                client,
+                "1111",
+                "4821",
+                start + Duration::from_secs(n as u64),
+            );
         }
         let later = start + FAILURE_WINDOW + Duration::from_secs(60);
-        assert_eq!(gate.attempt(client, "1111", "4821", later), Attempt::Wrong { tries_left: MAX_FAILURES - 1 });
+        assert_eq!(
+            gate.attempt(client, "1111", "4821", later),
+            Attempt::Wrong {
+                tries_left: MAX_FAILURES - 1
+            }
+        );
     }
 
     fn admitted(peer: &str) -> bool {
         let peer: SocketAddr = peer.parse().unwrap();
-        let request = axum::http::Request::builder().extension(ConnectInfo(peer)).body(()).unwrap();
+        let request = axum::http::Request::builder()
+            .extension(ConnectInfo(peer))
+            .body(())
+            .unwrap();
         let (parts, ()) = request.into_parts();
-        SharedGate::new(Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH))).admits(&parts)
+        SharedGate::new(Arc::new(crate::clock::ManualClock::new(
+            jiff::Timestamp::UNIX_EPOCH,
+        )))
+        .admits(&parts)
     }
 
     #[test]
     fn loopback_is_the_panel_in_every_form_a_dual_stack_server_sees() {
-        for panel in ["127.0.0.1:50000", "[::1]:50000", "[::ffff:127.0.0.1]:50000", "[::ffff:127.0.0.9]:50000"] {
+        for panel in [
+            "127.0.0.1:50000",
+            "[::1]:50000",
+            "[::ffff:127.0.0.1]:50000",
+            "[::ffff:127.0.0.9]:50000",
+        ] {
             assert!(admitted(panel), "{panel} is the panel");
         }
-        for stranger in ["192.0.2.7:50000", "[::ffff:192.0.2.7]:50000", "[2001:db8::7]:50000", "[::]:50000"] {
+        for stranger in [
+            "192.0.2.7:50000",
+            "[::ffff:192.0.2.7]:50000",
+            "[2001:db8::7]:50000",
+            "[::]:50000",
+        ] {
             assert!(!admitted(stranger), "{stranger} needs the PIN");
         }
     }
@@ -230,16 +311,24 @@ mod tests {
         let clock = Arc::new(crate::clock::ManualClock::new(jiff::Timestamp::UNIX_EPOCH));
         let gate = SharedGate::new(clock.clone());
         let teacher: IpAddr = "192.0.2.8".parse().unwrap();
-        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821") else { panic!() };
+        let Attempt::Granted(token) = gate.attempt(teacher, "4821", "4821") else {
+            panic!()
+        };
         let request = axum::http::Request::builder()
             .extension(ConnectInfo(SocketAddr::new(teacher, 50000)))
-            .header(axum::http::header::COOKIE, format!("theme=dark; {COOKIE}={token}"))
+            .header(
+                axum::http::header::COOKIE,
+                format!("theme=dark; {COOKIE}={token}"),
+            )
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
         assert!(gate.admits(&parts), "signed in");
         clock.advance(SIGN_IN_LIFETIME - Duration::from_secs(1));
-        assert!(gate.admits(&parts), "still signed in a second before the end");
+        assert!(
+            gate.admits(&parts),
+            "still signed in a second before the end"
+        );
         clock.advance(Duration::from_secs(2));
         assert!(!gate.admits(&parts), "signed out once the lifetime passed");
     }
@@ -247,6 +336,9 @@ mod tests {
     #[test]
     fn no_configured_pin_means_the_panel_only() {
         let mut gate = PinGate::default();
-        assert_eq!(gate.attempt("192.0.2.1".parse().unwrap(), "", "", Monotonic::default()), Attempt::Disabled);
+        assert_eq!(
+            gate.attempt("192.0.2.1".parse().unwrap(), "", "", Monotonic::default()),
+            Attempt::Disabled
+        );
     }
 }

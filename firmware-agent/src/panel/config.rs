@@ -29,7 +29,9 @@ impl PanelConfig {
     pub(crate) fn problems(&self) -> Vec<Unlocated> {
         let mut problems = self.power.problems();
         let pin = &self.teacher_pin;
-        if !(pin.is_empty() || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit()))) {
+        if !(pin.is_empty()
+            || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit())))
+        {
             problems.push(Unlocated {
                 key: "panel.teacher_pin".into(),
                 message: "must be 4 to 12 digits".into(),
@@ -87,24 +89,43 @@ impl PowerConfig {
     pub(crate) fn problems(&self) -> Vec<Unlocated> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, hint: &str| {
-            problems.push(Unlocated { key: format!("panel.power.{key}"), message, hint: hint.to_owned() })
+            problems.push(Unlocated {
+                key: format!("panel.power.{key}"),
+                message,
+                hint: hint.to_owned(),
+            })
         };
         match self.control {
             Control::None => {}
             Control::Rs232 => {
                 for (key, bytes) in [("on_bytes", &self.on_bytes), ("off_bytes", &self.off_bytes)] {
                     if let Err(err) = hex_bytes(bytes) {
-                        problem(key, err.to_string(), "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"");
+                        problem(
+                            key,
+                            err.to_string(),
+                            "write the panel's command as hex bytes, such as \"AA 11 FE 01 01 11\"",
+                        );
                     }
                 }
                 if speed(self.baud).is_none() {
-                    problem("baud", format!("{} is not a serial speed this agent sets", self.baud), "use 9600, 19200, 38400, 57600 or 115200");
+                    problem(
+                        "baud",
+                        format!("{} is not a serial speed this agent sets", self.baud),
+                        "use 9600, 19200, 38400, 57600 or 115200",
+                    );
                 }
             }
             Control::Command => {
-                for (key, command) in [("on_command", &self.on_command), ("off_command", &self.off_command)] {
+                for (key, command) in [
+                    ("on_command", &self.on_command),
+                    ("off_command", &self.off_command),
+                ] {
                     if command.is_empty() {
-                        problem(key, "is empty".to_owned(), "name the program and its arguments, such as [\"cec-ctl\", \"--to\", \"0\", \"--standby\"]");
+                        problem(
+                            key,
+                            "is empty".to_owned(),
+                            "name the program and its arguments, such as [\"cec-ctl\", \"--to\", \"0\", \"--standby\"]",
+                        );
                     }
                 }
             }
@@ -129,12 +150,22 @@ pub fn hex_bytes(text: &str) -> Result<Vec<u8>, HexError> {
     let digits = text
         .chars()
         .filter(|c| !c.is_whitespace())
-        .map(|character| character.to_digit(16).ok_or_else(|| HexError::NotADigit { text: text.to_owned(), character }))
+        .map(|character| {
+            character.to_digit(16).ok_or_else(|| HexError::NotADigit {
+                text: text.to_owned(),
+                character,
+            })
+        })
         .collect::<Result<Vec<u32>, HexError>>()?;
     if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(HexError::NotWholeBytes { text: text.to_owned() });
+        return Err(HexError::NotWholeBytes {
+            text: text.to_owned(),
+        });
     }
-    Ok(digits.chunks(2).map(|pair| (pair[0] << 4 | pair[1]) as u8).collect())
+    Ok(digits
+        .chunks(2)
+        .map(|pair| (pair[0] << 4 | pair[1]) as u8)
+        .collect())
 }
 
 /// The serial speed for `baud`, when it is one the power driver sets.
@@ -155,10 +186,26 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let config = PowerConfig { control: Control::Rs232, on_bytes: "AA 1".into(), off_bytes: "zz".into(), baud: 1200, ..Default::default() };
+        let config = PowerConfig {
+            control: Control::Rs232,
+            on_bytes: "AA 1".into(),
+            off_bytes: "zz".into(),
+            baud: 1200,
+            ..Default::default()
+        };
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["panel.power.on_bytes", "panel.power.off_bytes", "panel.power.baud"]);
-        assert_eq!(hex_bytes("AA 11 fe 01").unwrap(), vec![0xAA, 0x11, 0xFE, 0x01]);
+        assert_eq!(
+            keys,
+            [
+                "panel.power.on_bytes",
+                "panel.power.off_bytes",
+                "panel.power.baud"
+            ]
+        );
+        assert_eq!(
+            hex_bytes("AA 11 fe 01").unwrap(),
+            vec![0xAA, 0x11, 0xFE, 0x01]
+        );
     }
 
     #[test]
@@ -168,9 +215,20 @@ mod tests {
             assert!(err.contains("is not a hex digit"), "{text}: {err}");
         }
         let err = hex_bytes("AA 1é 1").unwrap_err();
-        assert_eq!(err, HexError::NotADigit { text: "AA 1é 1".to_owned(), character: 'é' });
+        assert_eq!(
+            err,
+            HexError::NotADigit {
+                text: "AA 1é 1".to_owned(),
+                character: 'é'
+            }
+        );
         assert!(err.to_string().contains("`é`"), "{err}");
-        let config = PowerConfig { control: Control::Rs232, on_bytes: "Aé1".into(), off_bytes: "AA 11".into(), ..Default::default() };
+        let config = PowerConfig {
+            control: Control::Rs232,
+            on_bytes: "Aé1".into(),
+            off_bytes: "AA 11".into(),
+            ..Default::default()
+        };
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["panel.power.on_bytes"]);
     }

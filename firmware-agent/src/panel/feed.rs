@@ -31,7 +31,10 @@ const BATCH: usize = 500;
 
 /// The SSE stream for one page: a `hello` with the health snapshot, every record after
 /// `resume_after` (the newest when `None`), then `record`, `health` and `devices` events as they happen.
-pub fn stream(agent: Arc<Agent>, resume_after: Option<i64>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub fn stream(
+    agent: Arc<Agent>,
+    resume_after: Option<i64>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let mut commits = agent.store.subscribe_commits();
@@ -39,12 +42,24 @@ pub fn stream(agent: Arc<Agent>, resume_after: Option<i64>) -> Sse<impl Stream<I
         let mut devices = agent.actuators.subscribe_changes();
         let newest = *commits.borrow_and_update();
         let hello = json!({ "last_seq": newest, "health": agent.health.snapshot() });
-        if tx.send(SseEvent::default().event("hello").data(hello.to_string())).await.is_err() {
+        if tx
+            .send(SseEvent::default().event("hello").data(hello.to_string()))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut cursor = match resume_after {
             Some(seq) if seq > newest => {
-                if tx.send(SseEvent::default().event("reset").data(json!({ "last_seq": newest }).to_string())).await.is_err() {
+                if tx
+                    .send(
+                        SseEvent::default()
+                            .event("reset")
+                            .data(json!({ "last_seq": newest }).to_string()),
+                    )
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 newest
@@ -52,7 +67,9 @@ pub fn stream(agent: Arc<Agent>, resume_after: Option<i64>) -> Sse<impl Stream<I
             Some(seq) => seq,
             None => newest,
         };
-        let Some(caught_up) = send_records_after(&agent, &tx, cursor).await else { return };
+        let Some(caught_up) = send_records_after(&agent, &tx, cursor).await else {
+            return;
+        };
         cursor = caught_up;
         loop {
             tokio::select! {
@@ -81,11 +98,18 @@ pub fn stream(agent: Arc<Agent>, resume_after: Option<i64>) -> Sse<impl Stream<I
 }
 
 /// Sends every committed record after `cursor`, in batches; returns the seq of the last one sent, or `None` once the page is gone.
-async fn send_records_after(agent: &Arc<Agent>, tx: &tokio::sync::mpsc::Sender<SseEvent>, mut cursor: i64) -> Option<i64> {
+async fn send_records_after(
+    agent: &Arc<Agent>,
+    tx: &tokio::sync::mpsc::Sender<SseEvent>,
+    mut cursor: i64,
+) -> Option<i64> {
     while let Some(records) = read_records(agent, cursor).await {
         cursor = records.last().map_or(cursor, |r| r.seq);
         for record in &records {
-            let event = SseEvent::default().event("record").id(record.seq.to_string()).data(record_json(record).to_string());
+            let event = SseEvent::default()
+                .event("record")
+                .id(record.seq.to_string())
+                .data(record_json(record).to_string());
             tx.send(event).await.ok()?;
         }
         if records.len() < BATCH {
@@ -105,16 +129,31 @@ pub struct BadResumePoint {
 }
 
 /// Where a page asks its stream to resume: `Last-Event-ID` (the browser's reconnect), else `?after=`.
-pub fn resume_point(last_event_id: Option<&str>, after: Option<&str>) -> Result<Option<i64>, BadResumePoint> {
-    let Some((given_in, value)) = last_event_id.map(|v| ("Last-Event-ID", v)).or(after.map(|v| ("after", v))) else { return Ok(None) };
+pub fn resume_point(
+    last_event_id: Option<&str>,
+    after: Option<&str>,
+) -> Result<Option<i64>, BadResumePoint> {
+    let Some((given_in, value)) = last_event_id
+        .map(|v| ("Last-Event-ID", v))
+        .or(after.map(|v| ("after", v)))
+    else {
+        return Ok(None);
+    };
     match value.trim().parse::<i64>() {
         Ok(seq) if seq >= 0 => Ok(Some(seq)),
-        _ => Err(BadResumePoint { given_in, value: value.to_owned() }),
+        _ => Err(BadResumePoint {
+            given_in,
+            value: value.to_owned(),
+        }),
     }
 }
 
 async fn read_records(agent: &Arc<Agent>, cursor: i64) -> Option<Vec<StoredEvent>> {
-    let records = agent.store.blocking(move |store| store.read(|conn| read_after(conn, cursor, BATCH))).await.ok()?;
+    let records = agent
+        .store
+        .blocking(move |store| store.read(|conn| read_after(conn, cursor, BATCH)))
+        .await
+        .ok()?;
     (!records.is_empty()).then_some(records)
 }
 
@@ -149,7 +188,12 @@ mod tests {
             source: proto::MarkSource::Face as i32,
             ..Default::default()
         };
-        let stored = store.append(NewEvent::new(crate::clock::Clock::now(clock.as_ref()), mark)).unwrap();
+        let stored = store
+            .append(NewEvent::new(
+                crate::clock::Clock::now(clock.as_ref()),
+                mark,
+            ))
+            .unwrap();
         let json = record_json(&stored);
         assert_eq!(json["kind"], "attendance.mark");
         assert_eq!(json["payload"]["status"], "LATE");

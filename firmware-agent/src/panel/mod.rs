@@ -51,7 +51,10 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
 
 /// The panel's snapshot and live feed: what the page reads of the room.
 pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new().route("/api/panel/state", get(state)).route("/api/panel/events", get(events)).with_state(agent)
+    Router::new()
+        .route("/api/panel/state", get(state))
+        .route("/api/panel/events", get(events))
+        .with_state(agent)
 }
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -60,15 +63,24 @@ const STYLE: &str = include_str!("assets/app.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {
-    let etag = format!("\"{}\"", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))[..16]);
-    if headers.get(header::IF_NONE_MATCH).is_some_and(|tag| tag.as_bytes() == etag.as_bytes()) {
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))[..16]
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tag| tag.as_bytes() == etag.as_bytes())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header value"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+    );
     response
 }
 
@@ -87,18 +99,39 @@ async fn sign_in(
     let attempt = gate.attempt(peer.ip(), &login.pin, &expected);
     match attempt {
         Attempt::Granted(token) => {
-            let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", access::COOKIE, access::SIGN_IN_LIFETIME.as_secs());
+            let cookie = format!(
+                "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                access::COOKIE,
+                access::SIGN_IN_LIFETIME.as_secs()
+            );
             Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
         }
         Attempt::Wrong { tries_left } => {
             tracing::warn!(%peer, tries_left, "wrong teacher PIN");
-            let detail = format!("wrong teacher PIN; {tries_left} tries left before this address is locked out");
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong_pin", "Mã PIN không đúng", detail).with("tries_left", tries_left))
+            let detail = format!(
+                "wrong teacher PIN; {tries_left} tries left before this address is locked out"
+            );
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong_pin",
+                "Mã PIN không đúng",
+                detail,
+            )
+            .with("tries_left", tries_left))
         }
         Attempt::LockedOut(wait) => {
             tracing::warn!(%peer, "teacher PIN locked out after repeated wrong tries");
-            let detail = format!("too many wrong PINs from this address; try again in {} s", wait.as_secs().max(1));
-            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", "Nhập sai mã PIN quá nhiều lần, hãy thử lại sau", detail).retry_after(wait))
+            let detail = format!(
+                "too many wrong PINs from this address; try again in {} s",
+                wait.as_secs().max(1)
+            );
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked_out",
+                "Nhập sai mã PIN quá nhiều lần, hãy thử lại sau",
+                detail,
+            )
+            .retry_after(wait))
         }
         Attempt::Disabled => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -121,16 +154,32 @@ async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value
         .store
         .blocking(|store| {
             let last = store.last_seq();
-            let recent = store.read(|conn| crate::store::outbox::read_after(conn, (last - RECENT_RECORDS).max(0), RECENT_RECORDS as usize))?;
+            let recent = store.read(|conn| {
+                crate::store::outbox::read_after(
+                    conn,
+                    (last - RECENT_RECORDS).max(0),
+                    RECENT_RECORDS as usize,
+                )
+            })?;
             let rollcall = newest_roll_call(store)?;
-            Ok((recent.last().map_or(last, |record| record.seq), recent, rollcall))
+            Ok((
+                recent.last().map_or(last, |record| record.seq),
+                recent,
+                rollcall,
+            ))
         })
         .await?;
     let recent: Vec<_> = records.iter().map(feed::record_json).collect();
     let class = config.attendance.class.clone();
-    let pupils = agent.store.blocking(move |store| store.pupils_of_class(&class)).await;
+    let pupils = agent
+        .store
+        .blocking(move |store| store.pupils_of_class(&class))
+        .await;
     let rollcall_pupils: Vec<_> = match pupils {
-        Ok(pupils) => pupils.iter().map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name })).collect(),
+        Ok(pupils) => pupils
+            .iter()
+            .map(|p| json!({ "personal_id": p.personal_id, "full_name": p.full_name }))
+            .collect(),
         Err(_) => Vec::new(),
     };
     Ok(Json(json!({
@@ -150,12 +199,19 @@ async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<serde_json::Value
 }
 
 /// The newest roll call whole: its `attendance.session` record and every pupil's mark as it stands, or null before the first.
-fn newest_roll_call(store: &crate::store::Store) -> Result<serde_json::Value, crate::store::StoreError> {
-    let Some(session) = store.read(|conn| crate::store::outbox::newest_of_kind(conn, "attendance.session"))? else {
+fn newest_roll_call(
+    store: &crate::store::Store,
+) -> Result<serde_json::Value, crate::store::StoreError> {
+    let Some(session) =
+        store.read(|conn| crate::store::outbox::newest_of_kind(conn, "attendance.session"))?
+    else {
         return Ok(serde_json::Value::Null);
     };
     let session = feed::record_json(&session);
-    let session_id = session["payload"]["session_id"].as_str().unwrap_or_default().to_owned();
+    let session_id = session["payload"]["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let marks: Vec<_> = store
         .attendance_marks(&session_id)?
         .into_iter()
@@ -169,7 +225,9 @@ fn newest_roll_call(store: &crate::store::Store) -> Result<serde_json::Value, cr
 /// Today's periods and timetable actions, for the "now" view.
 fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Value {
     use crate::schedule::timetable::Timetable;
-    let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else { return serde_json::Value::Null };
+    let Ok(timetable) = Timetable::new(config.schedule.clone(), &config.room.timezone) else {
+        return serde_json::Value::Null;
+    };
     let plan = timetable.plan(timetable.date_of(now));
     json!({
         "date": plan.date.to_string(),
@@ -184,10 +242,18 @@ fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Va
 }
 
 /// `GET /api/panel/events[?after=SEQ]`: the live feed, resumed after `Last-Event-ID` or `after` (see [`feed`]).
-async fn events(State(agent): State<Arc<Agent>>, headers: HeaderMap, QueryParams(query): QueryParams<EventsQuery>) -> Result<Response, ApiError> {
-    let last_event_id = headers.get("last-event-id").map(|value| value.to_str().unwrap_or("(not text)"));
-    let resume_after = feed::resume_point(last_event_id, query.after.as_deref())
-        .map_err(|bad| ApiError::bad_request("invalid_resume_point", "Yêu cầu không hợp lệ", bad))?;
+async fn events(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or("(not text)"));
+    let resume_after =
+        feed::resume_point(last_event_id, query.after.as_deref()).map_err(|bad| {
+            ApiError::bad_request("invalid_resume_point", "Yêu cầu không hợp lệ", bad)
+        })?;
     Ok(feed::stream(agent, resume_after).into_response())
 }
 

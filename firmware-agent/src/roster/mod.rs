@@ -69,7 +69,9 @@ impl fmt::Display for RowProblem {
 /// Why a roster file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
-    #[error("the file is not UTF-8 text ({0})\n  hint: in Excel use \"Save As\" > \"CSV UTF-8 (Comma delimited)\"; in LibreOffice choose the Unicode (UTF-8) character set")]
+    #[error(
+        "the file is not UTF-8 text ({0})\n  hint: in Excel use \"Save As\" > \"CSV UTF-8 (Comma delimited)\"; in LibreOffice choose the Unicode (UTF-8) character set"
+    )]
     Encoding(String),
     #[error("{}", header_message(.0))]
     Header(Vec<String>),
@@ -80,30 +82,58 @@ pub enum RosterError {
 fn header_message(missing: &[String]) -> String {
     format!(
         "the header row lacks column(s) {}\n  hint: the first row must name the columns: {}",
-        missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+        missing
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         COLUMNS.join(",")
     )
 }
 
-const COLUMNS: [&str; 7] =
-    ["role", "personal_id", "full_name", "class", "face_consent", "learning_data_consent", "consent_date"];
+const COLUMNS: [&str; 7] = [
+    "role",
+    "personal_id",
+    "full_name",
+    "class",
+    "face_consent",
+    "learning_data_consent",
+    "consent_date",
+];
 
 /// Parses and checks a roster CSV file's bytes.
 pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
     let text = decode(bytes)?;
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let header: Vec<String> = reader
         .headers()
-        .map_err(|err| RosterError::Rows(vec![RowProblem { row: 1, field: "header".into(), reason: err.to_string() }]))?
+        .map_err(|err| {
+            RosterError::Rows(vec![RowProblem {
+                row: 1,
+                field: "header".into(),
+                reason: err.to_string(),
+            }])
+        })?
         .iter()
         .map(|h| h.to_lowercase())
         .collect();
-    let missing: Vec<String> =
-        COLUMNS.iter().filter(|c| !header.iter().any(|h| h == *c)).map(|c| c.to_string()).collect();
+    let missing: Vec<String> = COLUMNS
+        .iter()
+        .filter(|c| !header.iter().any(|h| h == *c))
+        .map(|c| c.to_string())
+        .collect();
     if !missing.is_empty() {
         return Err(RosterError::Header(missing));
     }
-    let column = |name: &str| header.iter().position(|h| h == name).expect("checked above");
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .expect("checked above")
+    };
 
     let mut roster = Roster::default();
     let mut problems = Vec::new();
@@ -113,22 +143,39 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
         let record = match record {
             Ok(record) => record,
             Err(err) => {
-                problems.push(RowProblem { row, field: "row".into(), reason: err.to_string() });
+                problems.push(RowProblem {
+                    row,
+                    field: "row".into(),
+                    reason: err.to_string(),
+                });
                 continue;
             }
         };
-        let mut problem = |field: &str, reason: String| problems.push(RowProblem { row, field: field.into(), reason });
+        let mut problem = |field: &str, reason: String| {
+            problems.push(RowProblem {
+                row,
+                field: field.into(),
+                reason,
+            })
+        };
         let get = |name: &str| record.get(column(name)).unwrap_or("").to_owned();
         let face_consent = yes_no(&get("face_consent")).unwrap_or_else(|reason| {
             problem("face_consent", reason.to_string());
             false
         });
-        let learning_data_consent = yes_no(&get("learning_data_consent")).unwrap_or_else(|reason| {
-            problem("learning_data_consent", reason.to_string());
-            false
-        });
+        let learning_data_consent =
+            yes_no(&get("learning_data_consent")).unwrap_or_else(|reason| {
+                problem("learning_data_consent", reason.to_string());
+                false
+            });
         let Some(role) = role(&get("role")) else {
-            problem("role", format!("`{}` is neither `pupil` (học sinh) nor `teacher` (giáo viên)", get("role")));
+            problem(
+                "role",
+                format!(
+                    "`{}` is neither `pupil` (học sinh) nor `teacher` (giáo viên)",
+                    get("role")
+                ),
+            );
             continue;
         };
         let person = Candidate {
@@ -140,9 +187,19 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Roster, RosterError> {
             learning_data_consent,
             consent_date: &get("consent_date"),
         };
-        check_person(&person, &format!("row {row}"), &mut seen, &mut roster, &mut problem);
+        check_person(
+            &person,
+            &format!("row {row}"),
+            &mut seen,
+            &mut roster,
+            &mut problem,
+        );
     }
-    if problems.is_empty() { Ok(roster) } else { Err(RosterError::Rows(problems)) }
+    if problems.is_empty() {
+        Ok(roster)
+    } else {
+        Err(RosterError::Rows(problems))
+    }
 }
 
 /// Writes a roster in the import format, so an export can be edited and imported back.
@@ -151,7 +208,10 @@ pub fn write_csv(roster: &Roster, out: impl std::io::Write) -> csv::Result<()> {
     writer.write_record(COLUMNS)?;
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     for pupil in &roster.pupils {
-        let date = pupil.consent_date.map(|d| d.to_string()).unwrap_or_default();
+        let date = pupil
+            .consent_date
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         writer.write_record([
             "pupil",
             pupil.personal_id.as_str(),
@@ -163,7 +223,15 @@ pub fn write_csv(roster: &Roster, out: impl std::io::Write) -> csv::Result<()> {
         ])?;
     }
     for teacher in &roster.teachers {
-        writer.write_record(["teacher", teacher.personal_id.as_str(), &teacher.full_name, "", "no", "no", ""])?;
+        writer.write_record([
+            "teacher",
+            teacher.personal_id.as_str(),
+            &teacher.full_name,
+            "",
+            "no",
+            "no",
+            "",
+        ])?;
     }
     writer.flush()?;
     Ok(())
@@ -171,9 +239,13 @@ pub fn write_csv(roster: &Roster, out: impl std::io::Write) -> csv::Result<()> {
 
 fn decode(bytes: &[u8]) -> Result<String, RosterError> {
     if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
-        return Err(RosterError::Encoding("it is UTF-16, as Excel's \"Unicode Text\" writes".into()));
+        return Err(RosterError::Encoding(
+            "it is UTF-16, as Excel's \"Unicode Text\" writes".into(),
+        ));
     }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text.to_owned()),
         Err(err) => {
@@ -237,20 +309,29 @@ pub fn check_person(
     if full_name.is_empty() {
         problem("full_name", "is empty".into());
     } else if full_name.chars().count() > 100 || full_name.chars().any(char::is_control) {
-        problem("full_name", "is longer than 100 characters or contains control characters".into());
+        problem(
+            "full_name",
+            "is longer than 100 characters or contains control characters".into(),
+        );
     }
     let consent_date = match person.consent_date {
         "" => None,
         text => match text.parse::<jiff::civil::Date>() {
             Ok(date) => Some(date),
             Err(_) => {
-                problem("consent_date", format!("`{text}` is not a date written as YYYY-MM-DD"));
+                problem(
+                    "consent_date",
+                    format!("`{text}` is not a date written as YYYY-MM-DD"),
+                );
                 None
             }
         },
     };
     if (person.face_consent || person.learning_data_consent) && person.consent_date.is_empty() {
-        problem("consent_date", "a consent is `yes` but the day it was recorded is missing".into());
+        problem(
+            "consent_date",
+            "a consent is `yes` but the day it was recorded is missing".into(),
+        );
     }
     let class_name: String = person.class_name.nfc().collect();
     match person.role {
@@ -273,7 +354,10 @@ pub fn check_person(
         }
         Role::Teacher => {
             if let Some(personal_id) = personal_id {
-                roster.teachers.push(Teacher { personal_id, full_name });
+                roster.teachers.push(Teacher {
+                    personal_id,
+                    full_name,
+                });
             }
         }
     }
@@ -304,7 +388,8 @@ fn yes_no(text: &str) -> Result<bool, NotYesOrNo> {
 mod tests {
     use super::*;
 
-    const HEADER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+    const HEADER: &str =
+        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
 
     #[test]
     fn parses_vietnamese_rows_with_a_bom() {
@@ -320,7 +405,9 @@ mod tests {
 
     #[test]
     fn an_export_imports_back_to_the_same_roster() {
-        let text = format!("{HEADER}pupil,010206001234,\"Nguyễn Thị Hoa, con\",6A1,yes,no,2026-08-20\nteacher,010186004321,Trần Văn Nam,,no,no,\n");
+        let text = format!(
+            "{HEADER}pupil,010206001234,\"Nguyễn Thị Hoa, con\",6A1,yes,no,2026-08-20\nteacher,010186004321,Trần Văn Nam,,no,no,\n"
+        );
         let roster = parse_csv(text.as_bytes()).unwrap();
         let mut exported = Vec::new();
         write_csv(&roster, &mut exported).unwrap();
@@ -331,7 +418,10 @@ mod tests {
     fn names_in_decomposed_form_are_normalized() {
         let decomposed = "Nguye\u{302}\u{303}n"; // "Nguyễn" as some exports write it
         let text = format!("{HEADER}pupil,010206001234,{decomposed},6A1,no,no,\n");
-        assert_eq!(parse_csv(text.as_bytes()).unwrap().pupils[0].full_name, "Nguyễn");
+        assert_eq!(
+            parse_csv(text.as_bytes()).unwrap().pupils[0].full_name,
+            "Nguyễn"
+        );
     }
 
     #[test]
@@ -339,9 +429,21 @@ mod tests {
         let text = format!(
             "{HEADER}pupil,010206001234,Lò Văn A,6A1,yes,no,2026-08-20\npupil,12345,Lò Thị B,6A1,no,no,\npupil,010206001234,Giàng A Páo,6A1,no,no,\npupil,010206009999,Vàng Thị C,,maybe,no,\n"
         );
-        let RosterError::Rows(problems) = parse_csv(text.as_bytes()).unwrap_err() else { panic!() };
-        let found: Vec<(usize, &str)> = problems.iter().map(|p| (p.row, p.field.as_str())).collect();
-        assert_eq!(found, vec![(3, "personal_id"), (4, "personal_id"), (5, "face_consent"), (5, "class")], "{problems:#?}");
+        let RosterError::Rows(problems) = parse_csv(text.as_bytes()).unwrap_err() else {
+            panic!()
+        };
+        let found: Vec<(usize, &str)> =
+            problems.iter().map(|p| (p.row, p.field.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (3, "personal_id"),
+                (4, "personal_id"),
+                (5, "face_consent"),
+                (5, "class")
+            ],
+            "{problems:#?}"
+        );
         assert!(problems[1].reason.contains("row 2"));
     }
 
@@ -350,7 +452,10 @@ mod tests {
         let mut bytes = HEADER.as_bytes().to_vec();
         bytes.extend_from_slice(b"pupil,010206001234,Nguy\xEAn,6A1,no,no,\n");
         let err = parse_csv(&bytes).unwrap_err();
-        assert!(matches!(err, RosterError::Encoding(ref m) if m.starts_with("row 2")), "{err}");
+        assert!(
+            matches!(err, RosterError::Encoding(ref m) if m.starts_with("row 2")),
+            "{err}"
+        );
         let err = parse_csv(b"role,personal_id,full_name\n").unwrap_err();
         assert!(err.to_string().contains("`class`"), "{err}");
     }

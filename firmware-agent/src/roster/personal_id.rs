@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A checked 12-digit personal ID: the first three digits are a province code, 001 to 096.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct PersonalId(String);
 
@@ -29,11 +31,17 @@ impl FromStr for PersonalId {
             return Err(PersonalIdError::NotDigits(text.to_owned()));
         }
         if text.len() != 12 {
-            return Err(PersonalIdError::Length(text.to_owned(), text.chars().count()));
+            return Err(PersonalIdError::Length(
+                text.to_owned(),
+                text.chars().count(),
+            ));
         }
         let province: u16 = text[..3].parse().expect("three ASCII digits");
         if !(1..=96).contains(&province) {
-            return Err(PersonalIdError::Province(text.to_owned(), text[..3].to_owned()));
+            return Err(PersonalIdError::Province(
+                text.to_owned(),
+                text[..3].to_owned(),
+            ));
         }
         Ok(PersonalId(text.to_owned()))
     }
@@ -70,11 +78,27 @@ mod tests {
 
     #[test]
     fn accepts_valid_ids_and_explains_bad_ones() {
-        assert_eq!("010206001234".parse::<PersonalId>().unwrap().as_str(), "010206001234");
-        assert_eq!("096306001234".parse::<PersonalId>().unwrap().as_str(), "096306001234");
-        assert!(matches!("01020600123".parse::<PersonalId>(), Err(PersonalIdError::Length(_, 11))));
-        assert!(matches!("01020600123a".parse::<PersonalId>(), Err(PersonalIdError::NotDigits(_))));
-        assert!(matches!("000206001234".parse::<PersonalId>(), Err(PersonalIdError::Province(_, p)) if p == "000"));
-        assert!(matches!("097206001234".parse::<PersonalId>(), Err(PersonalIdError::Province(_, p)) if p == "097"));
+        assert_eq!(
+            "010206001234".parse::<PersonalId>().unwrap().as_str(),
+            "010206001234"
+        );
+        assert_eq!(
+            "096306001234".parse::<PersonalId>().unwrap().as_str(),
+            "096306001234"
+        );
+        assert!(matches!(
+            "01020600123".parse::<PersonalId>(),
+            Err(PersonalIdError::Length(_, 11))
+        ));
+        assert!(matches!(
+            "01020600123a".parse::<PersonalId>(),
+            Err(PersonalIdError::NotDigits(_))
+        ));
+        assert!(
+            matches!("000206001234".parse::<PersonalId>(), Err(PersonalIdError::Province(_, p)) if p == "000")
+        );
+        assert!(
+            matches!("097206001234".parse::<PersonalId>(), Err(PersonalIdError::Province(_, p)) if p == "097")
+        );
     }
 }

@@ -72,8 +72,20 @@ impl Default for ScheduleConfig {
 /// The patterns every room has unless the config redefines them.
 pub fn default_patterns() -> BTreeMap<String, BellPattern> {
     BTreeMap::from([
-        ("start".to_owned(), BellPattern { pulses_ms: vec![3000], gap_ms: 600 }),
-        ("end".to_owned(), BellPattern { pulses_ms: vec![800, 800], gap_ms: 600 }),
+        (
+            "start".to_owned(),
+            BellPattern {
+                pulses_ms: vec![3000],
+                gap_ms: 600,
+            },
+        ),
+        (
+            "end".to_owned(),
+            BellPattern {
+                pulses_ms: vec![800, 800],
+                gap_ms: 600,
+            },
+        ),
     ])
 }
 
@@ -185,59 +197,130 @@ pub enum ExceptionKind {
 /// The rules serde cannot express; `devices` are the configured actuator names.
 pub fn problems(schedule: &ScheduleConfig, devices: &[&str]) -> Vec<Unlocated> {
     let mut out = Vec::new();
-    let mut problem = |key: String, message: String, hint: &str| out.push(Unlocated { key, message, hint: hint.to_owned() });
+    let mut problem = |key: String, message: String, hint: &str| {
+        out.push(Unlocated {
+            key,
+            message,
+            hint: hint.to_owned(),
+        })
+    };
     for (name, pattern) in &schedule.patterns {
         if pattern.pulses_ms.is_empty() || pattern.pulses_ms.contains(&0) {
-            problem(format!("schedule.patterns.{name}"), "a pattern needs at least one pulse, each longer than 0 ms".into(), "write pulses_ms = [3000] for one 3-second ring");
+            problem(
+                format!("schedule.patterns.{name}"),
+                "a pattern needs at least one pulse, each longer than 0 ms".into(),
+                "write pulses_ms = [3000] for one 3-second ring",
+            );
         }
     }
-    let uses_timetable = !schedule.shifts.is_empty() || schedule.exceptions.iter().any(|e| !e.periods.is_empty());
+    let uses_timetable =
+        !schedule.shifts.is_empty() || schedule.exceptions.iter().any(|e| !e.periods.is_empty());
     if uses_timetable && !devices.contains(&schedule.bell.as_str()) {
-        problem("schedule.bell".into(), format!("no device named `{}`", schedule.bell), "name an [[actuators.device]] entry, or add one");
+        problem(
+            "schedule.bell".into(),
+            format!("no device named `{}`", schedule.bell),
+            "name an [[actuators.device]] entry, or add one",
+        );
     }
     for (i, light) in schedule.lights.iter().enumerate() {
         if !devices.contains(&light.as_str()) {
-            problem(format!("schedule.lights.{i}"), format!("no device named `{light}`"), "name an [[actuators.device]] entry, or add one");
+            problem(
+                format!("schedule.lights.{i}"),
+                format!("no device named `{light}`"),
+                "name an [[actuators.device]] entry, or add one",
+            );
         }
     }
     for (i, switch) in schedule.switches.iter().enumerate() {
         let key = format!("schedule.switches.{i}");
         if !devices.contains(&switch.device.as_str()) {
-            problem(format!("{key}.device"), format!("no device named `{}`", switch.device), "name an [[actuators.device]] entry, or add one");
+            problem(
+                format!("{key}.device"),
+                format!("no device named `{}`", switch.device),
+                "name an [[actuators.device]] entry, or add one",
+            );
         }
         if switch.off <= switch.on {
-            problem(format!("{key}.off"), format!("switches off at {} but on at {}", hh_mm(switch.off), hh_mm(switch.on)), "the off time comes after the on time");
+            problem(
+                format!("{key}.off"),
+                format!(
+                    "switches off at {} but on at {}",
+                    hh_mm(switch.off),
+                    hh_mm(switch.on)
+                ),
+                "the off time comes after the on time",
+            );
         }
         if switch.days.is_empty() {
-            problem(format!("{key}.days"), "no days".into(), "write days = [\"mon\", \"wed\", \"fri\"]");
+            problem(
+                format!("{key}.days"),
+                "no days".into(),
+                "write days = [\"mon\", \"wed\", \"fri\"]",
+            );
         }
     }
     let check_pattern = |key: String, name: &str, problem: &mut dyn FnMut(String, String, &str)| {
         if !schedule.patterns.contains_key(name) {
             let known: Vec<&str> = schedule.patterns.keys().map(String::as_str).collect();
-            problem(key, format!("unknown bell pattern `{name}`"), &format!("use one of: {}", known.join(", ")));
+            problem(
+                key,
+                format!("unknown bell pattern `{name}`"),
+                &format!("use one of: {}", known.join(", ")),
+            );
         }
     };
     for (s, shift) in schedule.shifts.iter().enumerate() {
-        check_pattern(format!("schedule.shifts.{s}.start_pattern"), &shift.start_pattern, &mut problem);
-        check_pattern(format!("schedule.shifts.{s}.end_pattern"), &shift.end_pattern, &mut problem);
+        check_pattern(
+            format!("schedule.shifts.{s}.start_pattern"),
+            &shift.start_pattern,
+            &mut problem,
+        );
+        check_pattern(
+            format!("schedule.shifts.{s}.end_pattern"),
+            &shift.end_pattern,
+            &mut problem,
+        );
         if shift.days.is_empty() {
-            problem(format!("schedule.shifts.{s}.days"), "a shift needs at least one day".into(), "write days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\"]");
+            problem(
+                format!("schedule.shifts.{s}.days"),
+                "a shift needs at least one day".into(),
+                "write days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\"]",
+            );
         }
-        check_periods(&format!("schedule.shifts.{s}"), &shift.periods, &mut problem);
+        check_periods(
+            &format!("schedule.shifts.{s}"),
+            &shift.periods,
+            &mut problem,
+        );
     }
     for (e, exception) in schedule.exceptions.iter().enumerate() {
         let key = format!("schedule.exceptions.{e}");
         if exception.until.is_some_and(|until| until < exception.date) {
-            problem(format!("{key}.until"), "the last day is before the first".into(), "write until on or after date");
+            problem(
+                format!("{key}.until"),
+                "the last day is before the first".into(),
+                "write until on or after date",
+            );
         }
         match exception.kind {
             ExceptionKind::Holiday if !exception.periods.is_empty() => {
-                problem(format!("{key}.periods"), "a holiday has no periods".into(), "use kind = \"change\" for a day with other periods");
+                problem(
+                    format!("{key}.periods"),
+                    "a holiday has no periods".into(),
+                    "use kind = \"change\" for a day with other periods",
+                );
             }
             ExceptionKind::Exam | ExceptionKind::Change => {
-                check_pattern(format!("{key}.start_pattern"), &exception.start_pattern, &mut problem);
-                check_pattern(format!("{key}.end_pattern"), &exception.end_pattern, &mut problem);
+                check_pattern(
+                    format!("{key}.start_pattern"),
+                    &exception.start_pattern,
+                    &mut problem,
+                );
+                check_pattern(
+                    format!("{key}.end_pattern"),
+                    &exception.end_pattern,
+                    &mut problem,
+                );
                 check_periods(&key, &exception.periods, &mut problem);
             }
             ExceptionKind::Holiday => {}
@@ -249,10 +332,28 @@ pub fn problems(schedule: &ScheduleConfig, devices: &[&str]) -> Vec<Unlocated> {
 fn check_periods(key: &str, periods: &[Period], problem: &mut dyn FnMut(String, String, &str)) {
     for (p, period) in periods.iter().enumerate() {
         if period.end <= period.start {
-            problem(format!("{key}.periods.{p}.end"), format!("period ends at {} but starts at {}", hh_mm(period.end), hh_mm(period.start)), "a period's end comes after its start");
+            problem(
+                format!("{key}.periods.{p}.end"),
+                format!(
+                    "period ends at {} but starts at {}",
+                    hh_mm(period.end),
+                    hh_mm(period.start)
+                ),
+                "a period's end comes after its start",
+            );
         }
-        if let Some(previous) = p.checked_sub(1).map(|q| &periods[q]) && period.start < previous.end {
-            problem(format!("{key}.periods.{p}.start"), format!("starts at {}, before the previous period ends ({})", hh_mm(period.start), hh_mm(previous.end)), "list periods in order, without overlaps");
+        if let Some(previous) = p.checked_sub(1).map(|q| &periods[q])
+            && period.start < previous.end
+        {
+            problem(
+                format!("{key}.periods.{p}.start"),
+                format!(
+                    "starts at {}, before the previous period ends ({})",
+                    hh_mm(period.start),
+                    hh_mm(previous.end)
+                ),
+                "list periods in order, without overlaps",
+            );
         }
     }
 }

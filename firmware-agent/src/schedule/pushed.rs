@@ -24,12 +24,18 @@ use crate::store::{Store, StoreError};
 /// It takes the whole config because the pushed keys replace `[schedule]`'s and are
 /// checked against `[actuators]`'s devices.
 pub fn overlay(config: &Config, pushed: &str) -> Result<ScheduleConfig, Vec<String>> {
-    let mut table = pushed.parse::<toml::Table>().map_err(|err| vec![format!("not valid TOML: {}", err.message())])?;
+    let mut table = pushed
+        .parse::<toml::Table>()
+        .map_err(|err| vec![format!("not valid TOML: {}", err.message())])?;
     let Some(toml::Value::Table(section)) = table.remove("schedule") else {
-        return Err(vec!["no [schedule] section: the timetable goes in one, as in the room's config".to_owned()]);
+        return Err(vec![
+            "no [schedule] section: the timetable goes in one, as in the room's config".to_owned(),
+        ]);
     };
     if let Some(other) = table.keys().next() {
-        return Err(vec![format!("`{other}`: only a [schedule] section can be pushed")]);
+        return Err(vec![format!(
+            "`{other}`: only a [schedule] section can be pushed"
+        )]);
     }
     let given: ScheduleConfig = toml::Value::Table(section.clone())
         .try_into()
@@ -39,8 +45,12 @@ pub fn overlay(config: &Config, pushed: &str) -> Result<ScheduleConfig, Vec<Stri
         match key.as_str() {
             "bell" => schedule.bell = given.bell.clone(),
             "lights" => schedule.lights = given.lights.clone(),
-            "lights_on_before_minutes" => schedule.lights_on_before_minutes = given.lights_on_before_minutes,
-            "lights_off_after_minutes" => schedule.lights_off_after_minutes = given.lights_off_after_minutes,
+            "lights_on_before_minutes" => {
+                schedule.lights_on_before_minutes = given.lights_on_before_minutes
+            }
+            "lights_off_after_minutes" => {
+                schedule.lights_off_after_minutes = given.lights_off_after_minutes
+            }
             "grace_seconds" => schedule.grace_seconds = given.grace_seconds,
             "teacher_hold_minutes" => schedule.teacher_hold_minutes = given.teacher_hold_minutes,
             "patterns" => schedule.patterns = given.patterns.clone(),
@@ -50,12 +60,20 @@ pub fn overlay(config: &Config, pushed: &str) -> Result<ScheduleConfig, Vec<Stri
             other => unreachable!("serde refuses unknown keys of [schedule], such as `{other}`"),
         }
     }
-    let devices: Vec<&str> = config.actuators.device.iter().map(|d| d.name.as_str()).collect();
+    let devices: Vec<&str> = config
+        .actuators
+        .device
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     let problems = super::config::problems(&schedule, &devices);
     if problems.is_empty() {
         Ok(schedule)
     } else {
-        Err(problems.into_iter().map(|p| format!("{}: {}; {}", p.key, p.message, p.hint)).collect())
+        Err(problems
+            .into_iter()
+            .map(|p| format!("{}: {}; {}", p.key, p.message, p.hint))
+            .collect())
     }
 }
 
@@ -79,7 +97,10 @@ pub fn in_force(mut config: Config, store: &Store) -> (Config, Result<Option<u64
                 config.schedule = schedule;
                 Ok(Some(pushed.version))
             }
-            Err(problems) => Err(SetAside::DoesNotFit { version: pushed.version, problems }),
+            Err(problems) => Err(SetAside::DoesNotFit {
+                version: pushed.version,
+                problems,
+            }),
         },
         Err(err) => Err(SetAside::Unreadable(err)),
     };
@@ -142,8 +163,14 @@ mod tests {
         assert_eq!(schedule.shifts.len(), 1);
         assert_eq!(schedule.shifts[0].name, "Chiều");
         assert_eq!(schedule.shifts[0].periods.len(), 2);
-        assert_eq!((schedule.bell.as_str(), schedule.lights.clone()), ("bell", vec!["lights".to_owned()]));
-        assert_eq!(schedule.lights_on_before_minutes, 7, "a key the hub left out keeps the room's value");
+        assert_eq!(
+            (schedule.bell.as_str(), schedule.lights.clone()),
+            ("bell", vec!["lights".to_owned()])
+        );
+        assert_eq!(
+            schedule.lights_on_before_minutes, 7,
+            "a key the hub left out keeps the room's value"
+        );
     }
 
     #[test]
@@ -151,10 +178,23 @@ mod tests {
         let unknown = overlay(&room(), "[schedule]\nperiod_minutes = 45\n").unwrap_err();
         assert!(unknown[0].contains("period_minutes"), "{unknown:?}");
         let no_device = overlay(&room(), "[schedule]\nbell = \"chuong-hanh-lang\"\n").unwrap_err();
-        assert!(no_device.iter().any(|p| p.starts_with("schedule.bell:") && p.contains("chuong-hanh-lang")), "{no_device:?}");
+        assert!(
+            no_device
+                .iter()
+                .any(|p| p.starts_with("schedule.bell:") && p.contains("chuong-hanh-lang")),
+            "{no_device:?}"
+        );
         let backwards = "[schedule]\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\nperiods = [{ start = \"08:00\", end = \"07:00\" }]\n";
-        assert!(overlay(&room(), backwards).unwrap_err().iter().any(|p| p.contains("schedule.shifts.0.periods.0.end")));
-        assert!(overlay(&room(), "[room]\nroom_id = \"x\"\n").unwrap_err()[0].contains("no [schedule] section"));
+        assert!(
+            overlay(&room(), backwards)
+                .unwrap_err()
+                .iter()
+                .any(|p| p.contains("schedule.shifts.0.periods.0.end"))
+        );
+        assert!(
+            overlay(&room(), "[room]\nroom_id = \"x\"\n").unwrap_err()[0]
+                .contains("no [schedule] section")
+        );
         assert!(overlay(&room(), "[schedule\n").unwrap_err()[0].contains("not valid TOML"));
     }
 }

@@ -35,9 +35,15 @@ const LOOKAHEAD_DAYS: i32 = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Do it now; `late_by` is zero or how late it is.
-    Fire { action: PlannedAction, late_by: SignedDuration },
+    Fire {
+        action: PlannedAction,
+        late_by: SignedDuration,
+    },
     /// Too late to be worth doing: record it with the reason.
-    Skip { action: PlannedAction, reason: String },
+    Skip {
+        action: PlannedAction,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -60,10 +66,18 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler resuming from `decided` (key, due instant) pairs, or starting afresh at `now`.
-    pub fn new(timetable: Arc<Timetable>, decided: impl IntoIterator<Item = (String, Timestamp)>, now: Timestamp) -> Scheduler {
+    pub fn new(
+        timetable: Arc<Timetable>,
+        decided: impl IntoIterator<Item = (String, Timestamp)>,
+        now: Timestamp,
+    ) -> Scheduler {
         let decided: BTreeMap<String, Timestamp> = decided.into_iter().collect();
         let since = decided.values().max().copied().unwrap_or(now);
-        Scheduler { timetable, decided, since }
+        Scheduler {
+            timetable,
+            decided,
+            since,
+        }
     }
 
     /// The same scheduler following a new timetable: what was decided stays decided.
@@ -182,11 +196,20 @@ pub(crate) mod tests {
     }
 
     pub fn at(local: &str) -> Timestamp {
-        local.parse::<jiff::civil::DateTime>().unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap()).unwrap().timestamp()
+        local
+            .parse::<jiff::civil::DateTime>()
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap())
+            .unwrap()
+            .timestamp()
     }
 
     /// Runs the scheduler from `from` to `to`, waking exactly when it asks to; returns (poll instant, decision).
-    fn run(scheduler: &mut Scheduler, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Decision)> {
+    fn run(
+        scheduler: &mut Scheduler,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Vec<(Timestamp, Decision)> {
         let mut now = from;
         let mut out = Vec::new();
         loop {
@@ -212,30 +235,69 @@ pub(crate) mod tests {
         let monday = at("2026-08-31T00:00");
         let mut scheduler = Scheduler::new(timetable.clone(), [], monday);
         let week = run(&mut scheduler, monday, at("2026-09-06T23:59"));
-        assert!(week.iter().all(|(now, d)| matches!(d, Decision::Fire { late_by, .. } if late_by.is_zero()) && *now == d.action().at));
+        assert!(week.iter().all(
+            |(now, d)| matches!(d, Decision::Fire { late_by, .. } if late_by.is_zero())
+                && *now == d.action().at
+        ));
         let fired = bells(&week);
         // Mon, Tue, Thu, Sat: 5 periods; Wed 2 Sep is a holiday; Fri: 5 periods. 2 bells each.
         assert_eq!(fired.len(), 5 * 5 * 2, "{fired:#?}");
-        assert!(fired.iter().all(|k| !k.starts_with("2026-09-02")), "no bell on the holiday");
+        assert!(
+            fired.iter().all(|k| !k.starts_with("2026-09-02")),
+            "no bell on the holiday"
+        );
         assert!(fired.contains(&"2026-08-31T07:00:00 bell ring:start".to_owned()));
         assert!(fired.contains(&"2026-08-31T11:20:00 bell ring:end".to_owned()));
-        let lights: Vec<String> = week.iter().filter(|(_, d)| d.action().device == "lights").map(|(_, d)| d.action().key()).collect();
-        assert_eq!(lights[..2], ["2026-08-31T06:55:00 lights on".to_owned(), "2026-08-31T11:30:00 lights off".to_owned()]);
+        let lights: Vec<String> = week
+            .iter()
+            .filter(|(_, d)| d.action().device == "lights")
+            .map(|(_, d)| d.action().key())
+            .collect();
+        assert_eq!(
+            lights[..2],
+            [
+                "2026-08-31T06:55:00 lights on".to_owned(),
+                "2026-08-31T11:30:00 lights off".to_owned()
+            ]
+        );
         // The plants are watered Monday, Wednesday (a holiday for the school, not for them) and Friday.
-        let watering: Vec<String> = week.iter().filter(|(_, d)| d.action().device == "watering").map(|(_, d)| d.action().key()).collect();
+        let watering: Vec<String> = week
+            .iter()
+            .filter(|(_, d)| d.action().device == "watering")
+            .map(|(_, d)| d.action().key())
+            .collect();
         assert_eq!(watering.len(), 6, "{watering:#?}");
-        assert_eq!(watering[2..4], ["2026-09-02T16:30:00 watering on".to_owned(), "2026-09-02T16:45:00 watering off".to_owned()]);
+        assert_eq!(
+            watering[2..4],
+            [
+                "2026-09-02T16:30:00 watering on".to_owned(),
+                "2026-09-02T16:45:00 watering off".to_owned()
+            ]
+        );
     }
 
     #[test]
     fn an_exam_day_replaces_the_timetable_and_wednesday_has_four_periods() {
         let timetable = school();
         let mut scheduler = Scheduler::new(timetable.clone(), [], at("2026-09-09T00:00"));
-        let fired = bells(&run(&mut scheduler, at("2026-09-09T00:00"), at("2026-09-11T23:00")));
+        let fired = bells(&run(
+            &mut scheduler,
+            at("2026-09-09T00:00"),
+            at("2026-09-11T23:00"),
+        ));
         let wednesday = fired.iter().filter(|k| k.starts_with("2026-09-09")).count();
         assert_eq!(wednesday, 8);
-        let friday: Vec<&String> = fired.iter().filter(|k| k.starts_with("2026-09-11")).collect();
-        assert_eq!(friday, ["2026-09-11T07:30:00 bell ring:exam", "2026-09-11T09:00:00 bell ring:exam"]);
+        let friday: Vec<&String> = fired
+            .iter()
+            .filter(|k| k.starts_with("2026-09-11"))
+            .collect();
+        assert_eq!(
+            friday,
+            [
+                "2026-09-11T07:30:00 bell ring:exam",
+                "2026-09-11T09:00:00 bell ring:exam"
+            ]
+        );
     }
 
     #[test]
@@ -244,24 +306,56 @@ pub(crate) mod tests {
         let start = at("2026-09-07T06:00");
         let mut before = Scheduler::new(timetable.clone(), [], start);
         let morning = run(&mut before, start, at("2026-09-07T09:00"));
-        let persisted: Vec<(String, Timestamp)> = morning.iter().map(|(_, d)| (d.action().key(), d.action().at)).collect();
+        let persisted: Vec<(String, Timestamp)> = morning
+            .iter()
+            .map(|(_, d)| (d.action().key(), d.action().at))
+            .collect();
         // The agent stops at 09:00 and comes back at 10:17: bells at 09:40 and 09:45 fell due meanwhile.
         let mut after = Scheduler::new(timetable, persisted, at("2026-09-07T10:17"));
         let resumed = after.poll(at("2026-09-07T10:17"));
         let keys: Vec<String> = resumed.iter().map(|d| d.action().key()).collect();
-        assert_eq!(keys, ["2026-09-07T09:40:00 bell ring:end", "2026-09-07T09:45:00 bell ring:start"]);
-        assert!(resumed.iter().all(|d| matches!(d, Decision::Skip { reason, .. } if reason.contains("missed by"))), "{resumed:#?}");
-        let rest = bells(&run(&mut after, at("2026-09-07T10:17"), at("2026-09-07T12:00")));
-        assert_eq!(rest, ["2026-09-07T10:30:00 bell ring:end", "2026-09-07T10:35:00 bell ring:start", "2026-09-07T11:20:00 bell ring:end"]);
+        assert_eq!(
+            keys,
+            [
+                "2026-09-07T09:40:00 bell ring:end",
+                "2026-09-07T09:45:00 bell ring:start"
+            ]
+        );
+        assert!(
+            resumed.iter().all(
+                |d| matches!(d, Decision::Skip { reason, .. } if reason.contains("missed by"))
+            ),
+            "{resumed:#?}"
+        );
+        let rest = bells(&run(
+            &mut after,
+            at("2026-09-07T10:17"),
+            at("2026-09-07T12:00"),
+        ));
+        assert_eq!(
+            rest,
+            [
+                "2026-09-07T10:30:00 bell ring:end",
+                "2026-09-07T10:35:00 bell ring:start",
+                "2026-09-07T11:20:00 bell ring:end"
+            ]
+        );
     }
 
     #[test]
     fn a_clock_stepped_back_never_rings_twice() {
         let mut scheduler = Scheduler::new(school(), [], at("2026-09-07T06:00"));
-        assert_eq!(scheduler.poll(at("2026-09-07T07:00")).len(), 2, "the lights at 06:55 and the bell at 07:00");
+        assert_eq!(
+            scheduler.poll(at("2026-09-07T07:00")).len(),
+            2,
+            "the lights at 06:55 and the bell at 07:00"
+        );
         // NTP steps the clock back ten minutes, then time runs forward past 07:00 again.
         assert!(scheduler.poll(at("2026-09-07T06:50")).is_empty());
-        assert_eq!(scheduler.next_due(at("2026-09-07T06:50")), Some(at("2026-09-07T07:45")));
+        assert_eq!(
+            scheduler.next_due(at("2026-09-07T06:50")),
+            Some(at("2026-09-07T07:45"))
+        );
         assert!(scheduler.poll(at("2026-09-07T07:00:30")).is_empty());
     }
 
@@ -271,22 +365,33 @@ pub(crate) mod tests {
         // 07:30 -> 07:46:30: the 07:45 bell is 90 s late, within the 120 s grace.
         let late = scheduler.poll(at("2026-09-07T07:46:30"));
         assert_eq!(late.len(), 1);
-        assert!(matches!(&late[0], Decision::Fire { late_by, .. } if *late_by == SignedDuration::from_secs(90)));
+        assert!(
+            matches!(&late[0], Decision::Fire { late_by, .. } if *late_by == SignedDuration::from_secs(90))
+        );
         // 07:46:30 -> 09:00: 07:50, 08:35 and 08:55 are beyond grace.
         let jumped = scheduler.poll(at("2026-09-07T09:00"));
-        let summary: Vec<(String, bool)> = jumped.iter().map(|d| (d.action().key(), matches!(d, Decision::Skip { .. }))).collect();
-        assert_eq!(summary, [
-            ("2026-09-07T07:50:00 bell ring:start".to_owned(), true),
-            ("2026-09-07T08:35:00 bell ring:end".to_owned(), true),
-            ("2026-09-07T08:55:00 bell ring:start".to_owned(), true),
-        ]);
+        let summary: Vec<(String, bool)> = jumped
+            .iter()
+            .map(|d| (d.action().key(), matches!(d, Decision::Skip { .. })))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("2026-09-07T07:50:00 bell ring:start".to_owned(), true),
+                ("2026-09-07T08:35:00 bell ring:end".to_owned(), true),
+                ("2026-09-07T08:55:00 bell ring:start".to_owned(), true),
+            ]
+        );
     }
 
     #[test]
     fn lights_missed_in_the_morning_still_go_on_during_lessons() {
         let mut scheduler = Scheduler::new(school(), [], at("2026-09-07T06:00"));
         let decisions = scheduler.poll(at("2026-09-07T08:00"));
-        let on = decisions.iter().find(|d| d.action().action == Action::Switch { on: true }).unwrap();
+        let on = decisions
+            .iter()
+            .find(|d| d.action().action == Action::Switch { on: true })
+            .unwrap();
         assert!(matches!(on, Decision::Fire { .. }), "{on:?}");
     }
 }

@@ -42,12 +42,20 @@ impl Store {
     }
 
     /// The keys and due instants of decisions on actions due at or after `since`.
-    pub fn schedule_decisions_since(&self, since: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError> {
+    pub fn schedule_decisions_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError> {
         self.read(|conn| -> rusqlite::Result<Vec<(String, Timestamp)>> {
-            let mut stmt = conn.prepare("SELECT action_key, due_at_ms FROM schedule_decisions WHERE due_at_ms >= ?1")?;
+            let mut stmt = conn.prepare(
+                "SELECT action_key, due_at_ms FROM schedule_decisions WHERE due_at_ms >= ?1",
+            )?;
             let rows = stmt.query_map([since.as_millisecond()], |row| {
                 let due: i64 = row.get(1)?;
-                Ok((row.get(0)?, Timestamp::from_millisecond(due).unwrap_or(Timestamp::UNIX_EPOCH)))
+                Ok((
+                    row.get(0)?,
+                    Timestamp::from_millisecond(due).unwrap_or(Timestamp::UNIX_EPOCH),
+                ))
             })?;
             rows.collect()
         })
@@ -55,7 +63,12 @@ impl Store {
 
     /// Forgets decisions on actions due before `before`: they can no longer fall due again.
     pub fn prune_schedule_decisions(&self, before: Timestamp) -> Result<usize, StoreError> {
-        self.write(|tx| tx.execute("DELETE FROM schedule_decisions WHERE due_at_ms < ?1", [before.as_millisecond()]))
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM schedule_decisions WHERE due_at_ms < ?1",
+                [before.as_millisecond()],
+            )
+        })
     }
 }
 
@@ -70,11 +83,41 @@ mod tests {
     fn a_decision_and_its_record_are_kept_together_and_the_first_one_stands() {
         let (_dir, clock, store) = testing::store();
         let due = clock.now();
-        let record = proto::Actuation { device: "bell".into(), command: "ring:start".into(), ..Default::default() };
-        store.record_schedule_decision("2026-09-07T08:00:00 bell ring:start", due, ScheduleDecision::Fired, "", Some(NewEvent::new(due, record))).unwrap();
-        store.record_schedule_decision("2026-09-07T08:00:00 bell ring:start", due, ScheduleDecision::Skipped, "again", None).unwrap();
+        let record = proto::Actuation {
+            device: "bell".into(),
+            command: "ring:start".into(),
+            ..Default::default()
+        };
+        store
+            .record_schedule_decision(
+                "2026-09-07T08:00:00 bell ring:start",
+                due,
+                ScheduleDecision::Fired,
+                "",
+                Some(NewEvent::new(due, record)),
+            )
+            .unwrap();
+        store
+            .record_schedule_decision(
+                "2026-09-07T08:00:00 bell ring:start",
+                due,
+                ScheduleDecision::Skipped,
+                "again",
+                None,
+            )
+            .unwrap();
         assert_eq!(store.last_seq(), 1);
-        assert_eq!(store.schedule_decisions_since(due).unwrap(), vec![("2026-09-07T08:00:00 bell ring:start".to_owned(), due)]);
-        assert_eq!(store.prune_schedule_decisions(due.checked_add(jiff::SignedDuration::from_secs(1)).unwrap()).unwrap(), 1);
+        assert_eq!(
+            store.schedule_decisions_since(due).unwrap(),
+            vec![("2026-09-07T08:00:00 bell ring:start".to_owned(), due)]
+        );
+        assert_eq!(
+            store
+                .prune_schedule_decisions(
+                    due.checked_add(jiff::SignedDuration::from_secs(1)).unwrap()
+                )
+                .unwrap(),
+            1
+        );
     }
 }

@@ -49,7 +49,12 @@ impl Store {
 
     /// The class as the roll call follows it, read at one instant: see [`ClassReading`].
     /// `roll_call_id` names the roll call whose stored face marks to read, if one is open.
-    pub fn class_reading(&self, class_name: &str, model_sha256: &str, roll_call_id: Option<&str>) -> Result<ClassReading, StoreError> {
+    pub fn class_reading(
+        &self,
+        class_name: &str,
+        model_sha256: &str,
+        roll_call_id: Option<&str>,
+    ) -> Result<ClassReading, StoreError> {
         self.read(|conn| {
             // One read transaction: the generation names exactly the rows read with it.
             let snapshot = conn.unchecked_transaction()?;
@@ -70,13 +75,21 @@ impl Store {
     /// How many templates a pupil has.
     pub fn face_template_count(&self, personal_id: &PersonalId) -> Result<usize, StoreError> {
         self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM face_templates WHERE personal_id = ?1", [personal_id.as_str()], |row| row.get::<_, i64>(0))
+            conn.query_row(
+                "SELECT count(*) FROM face_templates WHERE personal_id = ?1",
+                [personal_id.as_str()],
+                |row| row.get::<_, i64>(0),
+            )
         })
         .map(|count| count as usize)
     }
 
     /// Erases every template of a pupil and records the erasure for the hub, in one transaction.
-    pub fn forget_faces(&self, personal_id: &PersonalId, reason: &str) -> Result<usize, StoreError> {
+    pub fn forget_faces(
+        &self,
+        personal_id: &PersonalId,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
         let occurred_at = self.clock().now();
         let stored = self.write(|tx| {
             let erasure = super::roster::erase_face_templates(tx, personal_id.as_str(), reason)?;
@@ -95,7 +108,12 @@ impl Store {
     /// a moment before is never marked by face again, whichever process erased
     /// them (the running roll call takes the mark back when it next reads its
     /// class, through [`Store::class_reading`]'s `face_marks`).
-    pub(super) fn insert_roll_call(&self, tx: &Transaction<'_>, occurred_at: Timestamp, payloads: Vec<Payload>) -> rusqlite::Result<Vec<StoredEvent>> {
+    pub(super) fn insert_roll_call(
+        &self,
+        tx: &Transaction<'_>,
+        occurred_at: Timestamp,
+        payloads: Vec<Payload>,
+    ) -> rusqlite::Result<Vec<StoredEvent>> {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO attendance_marks (session_id, lesson_id, personal_id, status, source, best_similarity, marked_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -121,11 +139,19 @@ impl Store {
             }
             kept.push(payload);
         }
-        self.insert_events(tx, kept.into_iter().map(|p| NewEvent::new(occurred_at, p)).collect())
+        self.insert_events(
+            tx,
+            kept.into_iter()
+                .map(|p| NewEvent::new(occurred_at, p))
+                .collect(),
+        )
     }
 
     /// The marks of a roll call as (personal ID, status, source), by personal ID.
-    pub fn attendance_marks(&self, roll_call_id: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub fn attendance_marks(
+        &self,
+        roll_call_id: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
         self.read(|conn| -> rusqlite::Result<Vec<(String, String, String)>> {
             let mut stmt = conn.prepare(
                 "SELECT personal_id, status, source FROM attendance_marks WHERE session_id = ?1 ORDER BY personal_id",
@@ -148,12 +174,18 @@ pub struct ClassReading {
     pub face_marks: HashSet<String>,
 }
 
-fn templates_of_class(conn: &Connection, class_name: &str, model_sha256: &str) -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
+fn templates_of_class(
+    conn: &Connection,
+    class_name: &str,
+    model_sha256: &str,
+) -> rusqlite::Result<Vec<(PersonalId, Embedding)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT t.personal_id, t.embedding FROM face_templates t JOIN pupils p USING (personal_id)
          WHERE p.class_name = ?1 AND p.face_consent = 1 AND t.model_sha256 = ?2 ORDER BY t.id",
     )?;
-    let rows = stmt.query_map(params![class_name, model_sha256], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+    let rows = stmt.query_map(params![class_name, model_sha256], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut templates = Vec::new();
     for row in rows {
         let (id, bytes) = row?;
@@ -189,7 +221,11 @@ pub struct MarkRow {
 
 impl Store {
     /// Every mark recorded in `[from, to)`, by lesson, class and name.
-    pub fn marks_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<MarkRow>, StoreError> {
+    pub fn marks_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MarkRow>, StoreError> {
         self.read(|conn| -> rusqlite::Result<Vec<MarkRow>> {
             let mut stmt = conn.prepare(
                 "SELECT m.lesson_id, coalesce(p.class_name, ''), m.personal_id, coalesce(p.full_name, ''), m.status, m.source, m.marked_at_ms
@@ -242,16 +278,34 @@ mod tests {
         let (_dir, _clock, store) = testing::store();
         let csv = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
                    pupil,001206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\n";
-        store.import_roster(&parse_csv(csv.as_bytes()).unwrap()).unwrap();
+        store
+            .import_roster(&parse_csv(csv.as_bytes()).unwrap())
+            .unwrap();
         let id = "001206001234".parse().unwrap();
         let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
-        store.add_face_templates(&id, &[template.clone(), template.clone()], "model").unwrap();
-        assert_eq!(store.face_templates_of_class("6A1", "model").unwrap().len(), 2);
-        assert_eq!(store.face_templates_of_class("6A1", "another model").unwrap().len(), 0);
+        store
+            .add_face_templates(&id, &[template.clone(), template.clone()], "model")
+            .unwrap();
+        assert_eq!(
+            store.face_templates_of_class("6A1", "model").unwrap().len(),
+            2
+        );
+        assert_eq!(
+            store
+                .face_templates_of_class("6A1", "another model")
+                .unwrap()
+                .len(),
+            0
+        );
         assert_eq!(store.forget_faces(&id, "parent's request").unwrap(), 2);
         assert_eq!(store.face_template_count(&id).unwrap(), 0);
         let events = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
-        let Some(Payload::Erasure(erasure)) = events.last().unwrap().payload().unwrap() else { panic!("an erasure") };
-        assert_eq!((erasure.personal_id.as_str(), erasure.count), ("001206001234", 2));
+        let Some(Payload::Erasure(erasure)) = events.last().unwrap().payload().unwrap() else {
+            panic!("an erasure")
+        };
+        assert_eq!(
+            (erasure.personal_id.as_str(), erasure.count),
+            ("001206001234", 2)
+        );
     }
 }

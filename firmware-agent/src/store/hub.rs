@@ -144,7 +144,10 @@ impl Store {
         let applied = self.write(|tx| {
             let current = roster_version(tx)?;
             if version <= current {
-                return Ok(Err(StaleRoster { offered: version, current }));
+                return Ok(Err(StaleRoster {
+                    offered: version,
+                    current,
+                }));
             }
             let applied = self.apply_roster(tx, roster, Coverage::Whole, now)?;
             record_roster_version(tx, version, timetable, now)?;
@@ -157,7 +160,12 @@ impl Store {
     }
 }
 
-fn record_roster_version(tx: &Transaction<'_>, version: u64, timetable: Option<&str>, now: i64) -> rusqlite::Result<()> {
+fn record_roster_version(
+    tx: &Transaction<'_>,
+    version: u64,
+    timetable: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO hub_roster (singleton, version, timetable_toml, timetable_version, applied_at_ms)
          VALUES (1, ?1, ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE ?1 END, ?3)
@@ -170,7 +178,11 @@ fn record_roster_version(tx: &Transaction<'_>, version: u64, timetable: Option<&
 }
 
 fn acked_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(acked_seq), 0) FROM outbox_ack", [], |row| row.get(0))
+    conn.query_row(
+        "SELECT coalesce(max(acked_seq), 0) FROM outbox_ack",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// The highest sequence number ever handed out, even if pruned since.
@@ -184,21 +196,39 @@ fn last_handed_out(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 fn roster_version(conn: &Connection) -> rusqlite::Result<u64> {
-    let version: Option<i64> = conn.query_row("SELECT version FROM hub_roster", [], |row| row.get(0)).optional()?;
+    let version: Option<i64> = conn
+        .query_row("SELECT version FROM hub_roster", [], |row| row.get(0))
+        .optional()?;
     Ok(version.unwrap_or(0) as u64)
 }
 
 fn outbox_status(conn: &Connection) -> rusqlite::Result<OutboxStatus> {
     let acked_seq = acked_seq(conn)?;
     let last_seq = last_handed_out(conn)?;
-    let backlog: i64 = conn.query_row("SELECT count(*) FROM outbox WHERE seq > ?1", [acked_seq], |row| row.get(0))?;
+    let backlog: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE seq > ?1",
+        [acked_seq],
+        |row| row.get(0),
+    )?;
     let oldest_unacked = conn
-        .query_row("SELECT seq, recorded_at_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1", [acked_seq], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-        })
+        .query_row(
+            "SELECT seq, recorded_at_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            [acked_seq],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
         .optional()?
-        .map(|(seq, ms)| (seq, Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)));
-    Ok(OutboxStatus { acked_seq, last_seq, backlog: backlog as u64, oldest_unacked })
+        .map(|(seq, ms)| {
+            (
+                seq,
+                Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH),
+            )
+        });
+    Ok(OutboxStatus {
+        acked_seq,
+        last_seq,
+        backlog: backlog as u64,
+        oldest_unacked,
+    })
 }
 
 #[cfg(test)]
@@ -212,9 +242,18 @@ mod tests {
 
     fn events(store: &Store, n: usize) -> Vec<i64> {
         let new = (0..n)
-            .map(|i| NewEvent { kind: "test.event".into(), occurred_at: store.clock().now(), payload: vec![i as u8] })
+            .map(|i| NewEvent {
+                kind: "test.event".into(),
+                occurred_at: store.clock().now(),
+                payload: vec![i as u8],
+            })
             .collect();
-        store.append_batch(new).unwrap().into_iter().map(|e| e.seq).collect()
+        store
+            .append_batch(new)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.seq)
+            .collect()
     }
 
     fn ack_to(store: &Store, seq: i64) -> i64 {
@@ -227,11 +266,20 @@ mod tests {
         let seqs = events(&store, 5);
         assert_eq!(store.outbox_status().unwrap().backlog, 5);
         assert_eq!(ack_to(&store, seqs[2]), seqs[2]);
-        assert_eq!(ack_to(&store, seqs[0]), seqs[2], "an older ack leaves the cursor where it is");
+        assert_eq!(
+            ack_to(&store, seqs[0]),
+            seqs[2],
+            "an older ack leaves the cursor where it is"
+        );
         let status = store.outbox_status().unwrap();
-        assert_eq!((status.acked_seq, status.last_seq, status.backlog), (seqs[2], seqs[4], 2));
+        assert_eq!(
+            (status.acked_seq, status.last_seq, status.backlog),
+            (seqs[2], seqs[4], 2)
+        );
         assert_eq!(status.oldest_unacked.map(|(seq, _)| seq), Some(seqs[3]));
-        let refused = store.acknowledge(|_, last| if last < 99 { Err(last) } else { Ok(99) }).unwrap();
+        let refused = store
+            .acknowledge(|_, last| if last < 99 { Err(last) } else { Ok(99) })
+            .unwrap();
         assert_eq!(refused, Err(seqs[4]));
     }
 
@@ -242,9 +290,19 @@ mod tests {
         let beside = Store::open(&dir.path().join("agent.sqlite3"), clock).unwrap();
         let theirs = events(&beside, 3);
         assert_eq!(store.newest_seq().unwrap(), theirs[2]);
-        assert_eq!(store.last_seq(), seqs[1], "this process's memory does not see the other's commits");
-        store.write(|tx| tx.execute("DELETE FROM outbox", [])).unwrap();
-        assert_eq!(store.newest_seq().unwrap(), theirs[2], "a pruned seq was still handed out");
+        assert_eq!(
+            store.last_seq(),
+            seqs[1],
+            "this process's memory does not see the other's commits"
+        );
+        store
+            .write(|tx| tx.execute("DELETE FROM outbox", []))
+            .unwrap();
+        assert_eq!(
+            store.newest_seq().unwrap(),
+            theirs[2],
+            "a pruned seq was still handed out"
+        );
     }
 
     #[test]
@@ -256,27 +314,66 @@ mod tests {
         ack_to(&store, old[1]);
         let cutoff = clock.now() - SignedDuration::from_hours(24 * 30);
         assert_eq!(store.prune_acknowledged(cutoff).unwrap(), 2);
-        let kept: Vec<i64> = read_after(&store.reader().unwrap(), 0, 100).unwrap().iter().map(|e| e.seq).collect();
-        assert_eq!(kept, vec![old[2], old[3], recent[0], recent[1]], "unacknowledged events stay whatever their age");
+        let kept: Vec<i64> = read_after(&store.reader().unwrap(), 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            kept,
+            vec![old[2], old[3], recent[0], recent[1]],
+            "unacknowledged events stay whatever their age"
+        );
         ack_to(&store, recent[1]);
-        assert_eq!(store.prune_acknowledged(cutoff).unwrap(), 2, "recent acknowledged events wait for the retention");
+        assert_eq!(
+            store.prune_acknowledged(cutoff).unwrap(),
+            2,
+            "recent acknowledged events wait for the retention"
+        );
     }
 
     #[test]
     fn a_roster_push_replaces_everyone_and_a_stale_one_changes_nothing() {
         let (_dir, _clock, store) = testing::store();
-        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let header =
+            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
         let first = parse_csv(format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,no,no,\npupil,010206001235,Lò Văn Páo,6A2,no,no,\n").as_bytes()).unwrap();
-        store.replace_roster(3, &first, Some("[schedule]\n")).unwrap().unwrap();
-        let second = parse_csv(format!("{header}pupil,010206001236,Giàng A Sử,6A1,no,no,\n").as_bytes()).unwrap();
-        assert_eq!(store.replace_roster(3, &second, None).unwrap(), Err(StaleRoster { offered: 3, current: 3 }));
+        store
+            .replace_roster(3, &first, Some("[schedule]\n"))
+            .unwrap()
+            .unwrap();
+        let second =
+            parse_csv(format!("{header}pupil,010206001236,Giàng A Sử,6A1,no,no,\n").as_bytes())
+                .unwrap();
+        assert_eq!(
+            store.replace_roster(3, &second, None).unwrap(),
+            Err(StaleRoster {
+                offered: 3,
+                current: 3
+            })
+        );
         assert_eq!(store.pupils_of_class("6A1").unwrap().len(), 1);
-        assert_eq!(store.pupils_of_class("6A1").unwrap()[0].full_name, "Nguyễn Thị Hoa");
+        assert_eq!(
+            store.pupils_of_class("6A1").unwrap()[0].full_name,
+            "Nguyễn Thị Hoa"
+        );
         store.replace_roster(4, &second, None).unwrap().unwrap();
-        assert_eq!(store.pupils_of_class("6A1").unwrap()[0].full_name, "Giàng A Sử");
-        assert!(store.pupils_of_class("6A2").unwrap().is_empty(), "people not pushed are removed");
+        assert_eq!(
+            store.pupils_of_class("6A1").unwrap()[0].full_name,
+            "Giàng A Sử"
+        );
+        assert!(
+            store.pupils_of_class("6A2").unwrap().is_empty(),
+            "people not pushed are removed"
+        );
         assert_eq!(store.roster_version().unwrap(), 4);
-        assert_eq!(store.pushed_timetable().unwrap(), Some(PushedTimetable { version: 3, toml: "[schedule]\n".into() }));
+        assert_eq!(
+            store.pushed_timetable().unwrap(),
+            Some(PushedTimetable {
+                version: 3,
+                toml: "[schedule]\n".into()
+            })
+        );
     }
 
     /// The erasures recorded in the outbox, as (personal ID, count, reason).
@@ -285,7 +382,9 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(|event| match event.payload().unwrap() {
-                Some(crate::proto::event::Payload::Erasure(e)) => Some((e.personal_id, e.count, e.reason)),
+                Some(crate::proto::event::Payload::Erasure(e)) => {
+                    Some((e.personal_id, e.count, e.reason))
+                }
                 _ => None,
             })
             .collect()
@@ -295,54 +394,129 @@ mod tests {
     fn a_push_keeps_the_templates_of_pupils_who_stay_and_erases_the_others_with_an_erasure_each() {
         use crate::attendance::embed::{DIMENSIONS, Embedding};
         let (_dir, _clock, store) = testing::store();
-        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
-        let row = |id: &str, consent: &str| format!("pupil,{id},Học sinh {id},6A1,{consent},no,2026-08-20\n");
+        let header =
+            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let row = |id: &str, consent: &str| {
+            format!("pupil,{id},Học sinh {id},6A1,{consent},no,2026-08-20\n")
+        };
         let [stays, leaves, withdraws] = ["010206001234", "010206001235", "010206001236"];
-        let everyone = parse_csv(format!("{header}{}{}{}", row(stays, "yes"), row(leaves, "yes"), row(withdraws, "yes")).as_bytes()).unwrap();
+        let everyone = parse_csv(
+            format!(
+                "{header}{}{}{}",
+                row(stays, "yes"),
+                row(leaves, "yes"),
+                row(withdraws, "yes")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         store.replace_roster(1, &everyone, None).unwrap().unwrap();
         let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
         for id in [stays, leaves, withdraws] {
-            store.add_face_templates(&id.parse().unwrap(), &[template.clone(), template.clone()], "model").unwrap();
+            store
+                .add_face_templates(
+                    &id.parse().unwrap(),
+                    &[template.clone(), template.clone()],
+                    "model",
+                )
+                .unwrap();
         }
 
         let summary = store.replace_roster(2, &everyone, None).unwrap().unwrap();
         assert_eq!((summary.removed, summary.erased), (0, 0));
-        assert_eq!(store.face_templates_of_class("6A1", "model").unwrap().len(), 6, "the same roster again keeps every template");
+        assert_eq!(
+            store.face_templates_of_class("6A1", "model").unwrap().len(),
+            6,
+            "the same roster again keeps every template"
+        );
 
-        let next = parse_csv(format!("{header}{}{}", row(stays, "yes"), row(withdraws, "no")).as_bytes()).unwrap();
+        let next =
+            parse_csv(format!("{header}{}{}", row(stays, "yes"), row(withdraws, "no")).as_bytes())
+                .unwrap();
         let summary = store.replace_roster(3, &next, None).unwrap().unwrap();
         assert_eq!((summary.pupils, summary.removed, summary.erased), (2, 1, 2));
-        assert_eq!(store.face_template_count(&stays.parse().unwrap()).unwrap(), 2, "the pupil who stays keeps hers");
-        assert_eq!(store.face_template_count(&withdraws.parse().unwrap()).unwrap(), 0);
-        assert_eq!(store.face_template_count(&leaves.parse().unwrap()).unwrap(), 0);
+        assert_eq!(
+            store.face_template_count(&stays.parse().unwrap()).unwrap(),
+            2,
+            "the pupil who stays keeps hers"
+        );
+        assert_eq!(
+            store
+                .face_template_count(&withdraws.parse().unwrap())
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store.face_template_count(&leaves.parse().unwrap()).unwrap(),
+            0
+        );
         assert!(store.pupil(&leaves.parse().unwrap()).unwrap().is_none());
         let mut found = erasures(&store);
         found.sort();
         assert_eq!(
             found,
-            vec![(leaves.to_owned(), 2, "removed from the roster".to_owned()), (withdraws.to_owned(), 2, "face consent withdrawn in the roster".to_owned())]
+            vec![
+                (leaves.to_owned(), 2, "removed from the roster".to_owned()),
+                (
+                    withdraws.to_owned(),
+                    2,
+                    "face consent withdrawn in the roster".to_owned()
+                )
+            ]
         );
         store.replace_roster(4, &next, None).unwrap().unwrap();
-        assert_eq!(erasures(&store).len(), 2, "nothing left to erase, nothing recorded");
+        assert_eq!(
+            erasures(&store).len(),
+            2,
+            "nothing left to erase, nothing recorded"
+        );
     }
 
     #[test]
     fn a_push_that_fails_midway_leaves_people_templates_and_timetable_as_they_were() {
         use crate::attendance::embed::{DIMENSIONS, Embedding};
         let (_dir, _clock, store) = testing::store();
-        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
-        let first = parse_csv(format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,no,2026-08-20\n").as_bytes()).unwrap();
-        store.replace_roster(1, &first, Some("[schedule]\n")).unwrap().unwrap();
+        let header =
+            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let first = parse_csv(
+            format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,no,2026-08-20\n").as_bytes(),
+        )
+        .unwrap();
+        store
+            .replace_roster(1, &first, Some("[schedule]\n"))
+            .unwrap()
+            .unwrap();
         let hoa = "010206001234".parse().unwrap();
-        store.add_face_templates(&hoa, &[Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS])], "model").unwrap();
+        store
+            .add_face_templates(
+                &hoa,
+                &[Embedding(vec![
+                    1.0 / (DIMENSIONS as f32).sqrt();
+                    DIMENSIONS
+                ])],
+                "model",
+            )
+            .unwrap();
         // A pupil row the schema refuses makes the push fail after Hoa's erasure was written in its transaction.
         store.write(|tx| tx.execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON pupils WHEN NEW.full_name = 'Refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;")).unwrap();
-        let refused = parse_csv(format!("{header}pupil,010206001235,Refused,6A2,no,no,\n").as_bytes()).unwrap();
-        assert!(store.replace_roster(2, &refused, Some("[schedule]\ngrace_seconds = 5\n")).is_err());
+        let refused =
+            parse_csv(format!("{header}pupil,010206001235,Refused,6A2,no,no,\n").as_bytes())
+                .unwrap();
+        assert!(
+            store
+                .replace_roster(2, &refused, Some("[schedule]\ngrace_seconds = 5\n"))
+                .is_err()
+        );
         assert_eq!(store.face_template_count(&hoa).unwrap(), 1);
         assert!(store.pupil(&hoa).unwrap().is_some());
-        assert!(erasures(&store).is_empty(), "no erasure recorded for what was not erased");
+        assert!(
+            erasures(&store).is_empty(),
+            "no erasure recorded for what was not erased"
+        );
         assert_eq!(store.roster_version().unwrap(), 1);
-        assert_eq!(store.pushed_timetable().unwrap().unwrap().toml, "[schedule]\n");
+        assert_eq!(
+            store.pushed_timetable().unwrap().unwrap().toml,
+            "[schedule]\n"
+        );
     }
 }

@@ -20,11 +20,11 @@
 
 pub mod actuators;
 pub mod attendance;
+pub mod hub;
 pub mod outbox;
 pub mod recorder;
 pub mod roster;
 pub mod schema;
-pub mod hub;
 pub mod tablets;
 
 use std::fs::{self, OpenOptions};
@@ -50,19 +50,32 @@ pub enum StoreError {
     #[error("{}: the disk is full; nothing was written\n  hint: free space on the data directory's disk", path.display())]
     DiskFull { path: PathBuf },
     #[error("{}: {source}\n  hint: this database was written by a newer agent; install that version or restore a backup", path.display())]
-    Schema { path: PathBuf, source: schema::SchemaError },
+    Schema {
+        path: PathBuf,
+        source: schema::SchemaError,
+    },
     #[error("{}: {source}", path.display())]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("{}: the database work stopped before it finished: {source}\n  hint: this is a bug in the agent; the log above says where it stopped", path.display())]
-    Worker { path: PathBuf, source: tokio::task::JoinError },
+    Worker {
+        path: PathBuf,
+        source: tokio::task::JoinError,
+    },
 }
 
 impl StoreError {
     fn from_sqlite(path: &Path, source: rusqlite::Error) -> Self {
         let path = path.to_owned();
         match source.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path },
-            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen) if is_read_only(&path) => StoreError::ReadOnly { path },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt { path }
+            }
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen) if is_read_only(&path) => {
+                StoreError::ReadOnly { path }
+            }
             Some(ErrorCode::DiskFull) => StoreError::DiskFull { path },
             _ => StoreError::Sqlite { path, source },
         }
@@ -71,7 +84,10 @@ impl StoreError {
 
 fn is_read_only(path: &Path) -> bool {
     let writable = |p: &Path| OpenOptions::new().append(true).open(p).is_ok();
-    !writable(path) || path.parent().is_some_and(|dir| tempfile_probe(dir).is_err())
+    !writable(path)
+        || path
+            .parent()
+            .is_some_and(|dir| tempfile_probe(dir).is_err())
 }
 
 fn tempfile_probe(dir: &Path) -> io::Result<()> {
@@ -99,16 +115,23 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            ensure_private_dir(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+            ensure_private_dir(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         ensure_private_file(path)?;
         let mut conn = Connection::open(path).map_err(|err| StoreError::from_sqlite(path, err))?;
         configure(&conn).map_err(|err| StoreError::from_sqlite(path, err))?;
         schema::migrate(&mut conn).map_err(|err| match err {
             schema::SchemaError::Sqlite(err) => StoreError::from_sqlite(path, err),
-            too_new => StoreError::Schema { path: path.to_owned(), source: too_new },
+            too_new => StoreError::Schema {
+                path: path.to_owned(),
+                source: too_new,
+            },
         })?;
-        let outbox = outbox::WriterState::load(&conn, clock.now().as_millisecond()).map_err(|err| StoreError::from_sqlite(path, err))?;
+        let outbox = outbox::WriterState::load(&conn, clock.now().as_millisecond())
+            .map_err(|err| StoreError::from_sqlite(path, err))?;
         let (committed, _) = watch::channel(outbox.last_seq());
         Ok(Store {
             path: path.to_owned(),
@@ -131,9 +154,12 @@ impl Store {
 
     /// A new read-only connection, for long reads that must not hold the writer.
     pub fn reader(&self) -> Result<Connection, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(|err| self.error(err))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|err| self.error(err))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|err| self.error(err))?;
         Ok(conn)
     }
 
@@ -154,8 +180,15 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection from the pool; its errors come back as [`StoreError`].
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let idle = self.idle_readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let idle = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
         let conn = match idle {
             Some(conn) => conn,
             None => self.reader()?,
@@ -163,7 +196,10 @@ impl Store {
         let value = f(&conn).map_err(|err| self.error(err))?;
         // One left inside a transaction would keep reading an old snapshot: it is not kept.
         if conn.is_autocommit() {
-            let mut idle = self.idle_readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut idle = self
+                .idle_readers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if idle.len() < IDLE_READERS {
                 idle.push(conn);
             }
@@ -180,9 +216,13 @@ impl Store {
         // IMMEDIATE takes the write lock up front: a deferred transaction that
         // reads and then writes fails at once (no busy wait) when another
         // process committed in between, as a command-line tool beside the daemon may.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|err| self.error(err))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|err| self.error(err))?;
         let value = f(&tx).map_err(|err| self.error(err))?;
-        tx.commit().map_err(|err| self.error(err)).inspect_err(|_| metrics::counter!("agent_store_commit_failures_total").increment(1))?;
+        tx.commit()
+            .map_err(|err| self.error(err))
+            .inspect_err(|_| metrics::counter!("agent_store_commit_failures_total").increment(1))?;
         Ok(value)
     }
 
@@ -201,13 +241,16 @@ impl Store {
     /// A quick health probe: the database answers a query.
     pub fn check(&self) -> Result<(), StoreError> {
         let conn = self.lock_writer();
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).map_err(|err| self.error(err))
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|err| self.error(err))
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied:
         // rusqlite rolls back on drop. The connection is still usable.
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, err: rusqlite::Error) -> StoreError {
@@ -217,7 +260,9 @@ impl Store {
 
 /// The people generation as `conn` sees it (see [`Store::people_generation`]).
 fn people_generation(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT generation FROM people_changes", [], |row| row.get(0))
+    conn.query_row("SELECT generation FROM people_changes", [], |row| {
+        row.get(0)
+    })
 }
 
 /// Creates `dir` (and any missing parent) with mode 0700, whatever the umask,
@@ -226,13 +271,20 @@ fn people_generation(conn: &Connection) -> rusqlite::Result<i64> {
 /// change (another user's) is left as it is, with a warning saying so: the
 /// files in it are private on their own.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         let path = dir.display();
         match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
-            Ok(()) => tracing::warn!(%path, mode = format!("{mode:o}"), "data directory was open to others; set to mode 0700"),
-            Err(err) => tracing::warn!(%path, mode = format!("{mode:o}"), %err, "data directory is open to others and cannot be changed; run `chmod 700` on it"),
+            Ok(()) => {
+                tracing::warn!(%path, mode = format!("{mode:o}"), "data directory was open to others; set to mode 0700")
+            }
+            Err(err) => {
+                tracing::warn!(%path, mode = format!("{mode:o}"), %err, "data directory is open to others and cannot be changed; run `chmod 700` on it")
+            }
         }
     }
     Ok(())
@@ -240,26 +292,44 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates the file with mode 0600 before SQLite does, and tightens an existing one.
 fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
-    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
     match opened {
         Ok(file) => {
-            let mode = file.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+            let mode = file
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0o600);
             if mode != 0o600 {
                 tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "database file was readable by others; setting mode 0600");
                 let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
             }
             Ok(())
         }
-        Err(err) if err.kind() == io::ErrorKind::PermissionDenied || err.raw_os_error() == Some(libc::EROFS) => {
-            Err(StoreError::ReadOnly { path: path.to_owned() })
+        Err(err)
+            if err.kind() == io::ErrorKind::PermissionDenied
+                || err.raw_os_error() == Some(libc::EROFS) =>
+        {
+            Err(StoreError::ReadOnly {
+                path: path.to_owned(),
+            })
         }
-        Err(source) => Err(StoreError::DataDir { path: path.to_owned(), source }),
+        Err(source) => Err(StoreError::DataDir {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "database could not switch to WAL mode");
     }
@@ -293,7 +363,11 @@ mod tests {
         let store = Arc::new(store);
         let newest = store.blocking(|store| store.newest_seq()).await.unwrap();
         assert_eq!(newest, store.last_seq());
-        let refused = store.blocking(|store| store.read(|conn| conn.query_row("SELECT * FROM no_such_table", [], |_| Ok(())))).await;
+        let refused = store
+            .blocking(|store| {
+                store.read(|conn| conn.query_row("SELECT * FROM no_such_table", [], |_| Ok(())))
+            })
+            .await;
         let err = refused.unwrap_err();
         assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
         assert!(err.to_string().contains("no_such_table"), "{err}");
@@ -303,12 +377,21 @@ mod tests {
     async fn blocking_work_whose_worker_panicked_is_a_worker_error_naming_the_database() {
         let (_dir, _clock, store) = testing::store();
         let store = Arc::new(store);
-        let died = store.blocking(|_| -> Result<(), StoreError> { panic!("the worker broke") }).await;
+        let died = store
+            .blocking(|_| -> Result<(), StoreError> { panic!("the worker broke") })
+            .await;
         let err = died.unwrap_err();
         assert!(matches!(err, StoreError::Worker { .. }), "{err:?}");
         let message = err.to_string();
-        assert!(message.starts_with(&store.path().display().to_string()), "{message}");
-        assert!(message.contains("the database work stopped before it finished") && message.contains("panicked"), "{message}");
+        assert!(
+            message.starts_with(&store.path().display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains("the database work stopped before it finished")
+                && message.contains("panicked"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -329,21 +412,38 @@ mod tests {
         fs::set_permissions(&found, fs::Permissions::from_mode(0o755)).unwrap();
         Store::open(&found.join("agent.sqlite3"), Arc::new(SystemClock)).unwrap();
         assert_eq!(mode(&found), 0o700);
-        assert_eq!(mode(root.path()), 0o755, "only the data directory itself is tightened");
+        assert_eq!(
+            mode(root.path()),
+            0o755,
+            "only the data directory itself is tightened"
+        );
     }
 
     #[test]
     fn short_reads_reuse_their_connection_and_see_every_commit() {
         let (_dir, _clock, store) = testing::store();
         // A setting of the connection itself tells whether the next read got the same one.
-        store.read(|conn| conn.pragma_update(None, "cache_size", 1234)).unwrap();
-        assert_eq!(store.read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))).unwrap(), 1234);
+        store
+            .read(|conn| conn.pragma_update(None, "cache_size", 1234))
+            .unwrap();
+        assert_eq!(
+            store
+                .read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0)))
+                .unwrap(),
+            1234
+        );
         let before = store.people_generation().unwrap();
         Connection::open(store.path()).unwrap().execute_batch("INSERT INTO classes VALUES ('6A1'); INSERT INTO pupils VALUES ('010206001234', 'Hoa', '6A1', 0, 0, NULL, 0);").unwrap();
-        assert_eq!(store.people_generation().unwrap(), before + 1, "a kept connection reads the newest commit");
+        assert_eq!(
+            store.people_generation().unwrap(),
+            before + 1,
+            "a kept connection reads the newest commit"
+        );
         store.read(|conn| conn.execute_batch("BEGIN")).unwrap();
         assert_ne!(
-            store.read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))).unwrap(),
+            store
+                .read(|conn| conn.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0)))
+                .unwrap(),
             1234,
             "a connection left in a transaction is not kept"
         );
@@ -354,7 +454,11 @@ mod tests {
         let (dir, _clock, store) = testing::store();
         let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let journal: String = store.reader().unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let journal: String = store
+            .reader()
+            .unwrap()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(journal, "wal");
         drop(dir);
     }
@@ -365,8 +469,14 @@ mod tests {
         let start = store.people_generation().unwrap();
         // Another process's connection, as `face forget` run beside the daemon has.
         let other = Connection::open(store.path()).unwrap();
-        other.execute_batch("INSERT INTO classes VALUES ('6A1');").unwrap();
-        assert_eq!(store.people_generation().unwrap(), start, "a class alone changes nobody");
+        other
+            .execute_batch("INSERT INTO classes VALUES ('6A1');")
+            .unwrap();
+        assert_eq!(
+            store.people_generation().unwrap(),
+            start,
+            "a class alone changes nobody"
+        );
         other
             .execute_batch(
                 "INSERT INTO pupils VALUES ('010206001234', 'Nguyễn Thị Hoa', '6A1', 1, 1, NULL, 0);
@@ -376,7 +486,9 @@ mod tests {
             .unwrap();
         let enrolled = store.people_generation().unwrap();
         assert_eq!(enrolled, start + 2);
-        other.execute_batch("DELETE FROM face_templates; UPDATE pupils SET face_consent = 0;").unwrap();
+        other
+            .execute_batch("DELETE FROM face_templates; UPDATE pupils SET face_consent = 0;")
+            .unwrap();
         assert_eq!(store.people_generation().unwrap(), enrolled + 2);
     }
 
@@ -384,10 +496,18 @@ mod tests {
     fn a_file_that_is_not_a_database_is_reported_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.sqlite3");
-        let garbage = b"this is a spreadsheet, not a database, and it is long enough to be read as a header".repeat(20);
+        let garbage =
+            b"this is a spreadsheet, not a database, and it is long enough to be read as a header"
+                .repeat(20);
         fs::write(&path, &garbage).unwrap();
-        let err = Store::open(&path, Arc::new(SystemClock)).err().expect("must refuse");
+        let err = Store::open(&path, Arc::new(SystemClock))
+            .err()
+            .expect("must refuse");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        assert_eq!(fs::read(&path).unwrap(), garbage, "the file must not be overwritten");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            garbage,
+            "the file must not be overwritten"
+        );
     }
 }

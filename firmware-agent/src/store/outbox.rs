@@ -28,7 +28,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 48 * 1024;
 
 /// An event refused because its payload is over [`MAX_PAYLOAD_BYTES`].
 #[derive(Debug, thiserror::Error)]
-#[error("a `{kind}` event of {bytes} bytes was not recorded: an event may take at most {MAX_PAYLOAD_BYTES} bytes, or it could not reach the hub")]
+#[error(
+    "a `{kind}` event of {bytes} bytes was not recorded: an event may take at most {MAX_PAYLOAD_BYTES} bytes, or it could not reach the hub"
+)]
 pub struct EventTooLarge {
     pub kind: String,
     pub bytes: usize,
@@ -73,7 +75,8 @@ impl WriterState {
             "INSERT OR IGNORE INTO outbox_identity (singleton, identity, created_at_ms) VALUES (1, ?1, ?2)",
             params![Uuid::new_v4().as_bytes(), now_ms],
         )?;
-        let identity: [u8; 16] = conn.query_row("SELECT identity FROM outbox_identity", [], |r| r.get(0))?;
+        let identity: [u8; 16] =
+            conn.query_row("SELECT identity FROM outbox_identity", [], |r| r.get(0))?;
         let (seq, recorded): (i64, i64) = conn.query_row(
             "SELECT coalesce(max(seq), 0), coalesce(max(recorded_at_ms), 0) FROM outbox",
             [],
@@ -81,7 +84,11 @@ impl WriterState {
         )?;
         // A pruned outbox still knows the highest sequence number it handed out.
         let handed_out: i64 = conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'", [], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(0);
         Ok(Self {
             identity: Uuid::from_bytes(identity),
@@ -101,7 +108,10 @@ const STEP_BACK_TOLERANCE_MS: i64 = 1_000;
 impl Store {
     /// Appends one event in its own durable transaction.
     pub fn append(&self, event: NewEvent) -> Result<StoredEvent, StoreError> {
-        Ok(self.append_batch(vec![event])?.pop().expect("one event in, one out"))
+        Ok(self
+            .append_batch(vec![event])?
+            .pop()
+            .expect("one event in, one out"))
     }
 
     /// Appends events in one durable transaction: all of them are committed, or none.
@@ -110,7 +120,9 @@ impl Store {
         metrics::counter!("agent_outbox_appended_total").increment(stored.len() as u64);
         if let Some(last) = stored.last() {
             self.outbox.last_seq.store(last.seq, Ordering::SeqCst);
-            self.outbox.last_recorded_ms.store(last.recorded_at.as_millisecond(), Ordering::SeqCst);
+            self.outbox
+                .last_recorded_ms
+                .store(last.recorded_at.as_millisecond(), Ordering::SeqCst);
             self.committed.send_replace(last.seq);
         }
         Ok(stored)
@@ -120,9 +132,19 @@ impl Store {
     /// together with other changes (a mark and its roll-call state, say).
     /// Call [`Store::announce_commit`] after the transaction commits.
     /// A payload over [`MAX_PAYLOAD_BYTES`] fails the transaction with [`EventTooLarge`].
-    pub fn insert_events(&self, tx: &Transaction<'_>, events: Vec<NewEvent>) -> rusqlite::Result<Vec<StoredEvent>> {
-        if let Some(large) = events.iter().find(|event| event.payload.len() > MAX_PAYLOAD_BYTES) {
-            let refused = EventTooLarge { kind: large.kind.clone(), bytes: large.payload.len() };
+    pub fn insert_events(
+        &self,
+        tx: &Transaction<'_>,
+        events: Vec<NewEvent>,
+    ) -> rusqlite::Result<Vec<StoredEvent>> {
+        if let Some(large) = events
+            .iter()
+            .find(|event| event.payload.len() > MAX_PAYLOAD_BYTES)
+        {
+            let refused = EventTooLarge {
+                kind: large.kind.clone(),
+                bytes: large.payload.len(),
+            };
             return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(refused)));
         }
         let recorded_at = self.clock.now();
@@ -130,9 +152,16 @@ impl Store {
         let recorded_ms = recorded_at.as_millisecond();
         let previous_ms = self.outbox.last_recorded_ms.load(Ordering::SeqCst);
         let step_back = previous_ms - recorded_ms;
-        let clock_step_back_ms = if step_back > STEP_BACK_TOLERANCE_MS { step_back } else { 0 };
+        let clock_step_back_ms = if step_back > STEP_BACK_TOLERANCE_MS {
+            step_back
+        } else {
+            0
+        };
         if clock_step_back_ms > 0 {
-            tracing::warn!(step_back_ms = clock_step_back_ms, "the clock stepped backwards; recorded on the next event");
+            tracing::warn!(
+                step_back_ms = clock_step_back_ms,
+                "the clock stepped backwards; recorded on the next event"
+            );
         }
         let mut insert = tx.prepare_cached(
             "INSERT INTO outbox (id, kind, occurred_at_ms, recorded_at_ms, clock_synced, clock_step_back_ms, payload)
@@ -170,7 +199,9 @@ impl Store {
     pub fn announce_commit(&self, events: &[StoredEvent]) {
         if let Some(last) = events.last() {
             self.outbox.last_seq.fetch_max(last.seq, Ordering::SeqCst);
-            self.outbox.last_recorded_ms.store(last.recorded_at.as_millisecond(), Ordering::SeqCst);
+            self.outbox
+                .last_recorded_ms
+                .store(last.recorded_at.as_millisecond(), Ordering::SeqCst);
             self.committed.send_replace(self.outbox.last_seq());
         }
     }
@@ -188,7 +219,11 @@ impl Store {
 }
 
 /// Reads up to `limit` events after `cursor`, in order.
-pub fn read_after(conn: &Connection, cursor: i64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+pub fn read_after(
+    conn: &Connection,
+    cursor: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, id, kind, occurred_at_ms, recorded_at_ms, clock_synced, clock_step_back_ms, payload
          FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -211,7 +246,8 @@ pub fn read_after(conn: &Connection, cursor: i64, limit: usize) -> rusqlite::Res
 
 /// The newest event of `kind` (such as `attendance.session`), if any.
 pub fn newest_of_kind(conn: &Connection, kind: &str) -> rusqlite::Result<Option<StoredEvent>> {
-    let mut stmt = conn.prepare_cached("SELECT seq FROM outbox WHERE kind = ?1 ORDER BY seq DESC LIMIT 1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT seq FROM outbox WHERE kind = ?1 ORDER BY seq DESC LIMIT 1")?;
     let seq: Option<i64> = stmt.query_row([kind], |row| row.get(0)).optional()?;
     seq.map_or(Ok(None), |seq| Ok(read_after(conn, seq - 1, 1)?.pop()))
 }
@@ -227,7 +263,11 @@ mod tests {
     use jiff::SignedDuration;
 
     fn event(n: u32) -> NewEvent {
-        NewEvent { kind: "test.event".into(), occurred_at: Timestamp::from_second(1_800_000_000).unwrap(), payload: n.to_le_bytes().to_vec() }
+        NewEvent {
+            kind: "test.event".into(),
+            occurred_at: Timestamp::from_second(1_800_000_000).unwrap(),
+            payload: n.to_le_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -239,20 +279,46 @@ mod tests {
         assert_eq!(read.len(), 5);
         assert_eq!(read[0], first);
         assert_eq!(&read[1..], &batch[..]);
-        assert!(read.windows(2).all(|w| w[0].seq < w[1].seq && w[0].id != w[1].id));
-        assert_eq!(read_after(&store.reader().unwrap(), batch[1].seq, 100).unwrap(), batch[2..].to_vec());
+        assert!(
+            read.windows(2)
+                .all(|w| w[0].seq < w[1].seq && w[0].id != w[1].id)
+        );
+        assert_eq!(
+            read_after(&store.reader().unwrap(), batch[1].seq, 100).unwrap(),
+            batch[2..].to_vec()
+        );
         assert_eq!(*store.subscribe_commits().borrow(), batch[3].seq);
     }
 
     #[test]
     fn an_event_over_the_bound_is_refused_with_its_batch() {
         let (_dir, _clock, store) = testing::store();
-        let largest = NewEvent { payload: vec![7; MAX_PAYLOAD_BYTES], ..event(0) };
-        let over = NewEvent { payload: vec![7; MAX_PAYLOAD_BYTES + 1], ..event(0) };
+        let largest = NewEvent {
+            payload: vec![7; MAX_PAYLOAD_BYTES],
+            ..event(0)
+        };
+        let over = NewEvent {
+            payload: vec![7; MAX_PAYLOAD_BYTES + 1],
+            ..event(0)
+        };
         let err = store.append_batch(vec![event(1), over]).unwrap_err();
-        assert!(err.to_string().contains(&format!("a `test.event` event of {} bytes was not recorded", MAX_PAYLOAD_BYTES + 1)), "{err}");
-        assert!(read_after(&store.reader().unwrap(), 0, 10).unwrap().is_empty(), "nothing of the batch was kept");
-        assert_eq!(store.append(largest).unwrap().payload.len(), MAX_PAYLOAD_BYTES);
+        assert!(
+            err.to_string().contains(&format!(
+                "a `test.event` event of {} bytes was not recorded",
+                MAX_PAYLOAD_BYTES + 1
+            )),
+            "{err}"
+        );
+        assert!(
+            read_after(&store.reader().unwrap(), 0, 10)
+                .unwrap()
+                .is_empty(),
+            "nothing of the batch was kept"
+        );
+        assert_eq!(
+            store.append(largest).unwrap().payload.len(),
+            MAX_PAYLOAD_BYTES
+        );
     }
 
     #[test]
@@ -263,7 +329,11 @@ mod tests {
             tx.execute("INSERT INTO no_such_table VALUES (1)", [])
         });
         assert!(result.is_err());
-        assert!(read_after(&store.reader().unwrap(), 0, 10).unwrap().is_empty());
+        assert!(
+            read_after(&store.reader().unwrap(), 0, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -280,7 +350,11 @@ mod tests {
         assert_eq!(after[1].clock_step_back_ms, 0);
         assert!(after[0].clock_synced);
         clock.set(crate::clock::Clock::now(&*clock) - SignedDuration::from_millis(300));
-        assert_eq!(store.append(event(4)).unwrap().clock_step_back_ms, 0, "jitter is not a step");
+        assert_eq!(
+            store.append(event(4)).unwrap().clock_step_back_ms,
+            0,
+            "jitter is not a step"
+        );
     }
 
     #[test]
@@ -289,16 +363,24 @@ mod tests {
         let identity = store.outbox_identity();
         drop(store);
         let path = dir.path().join("agent.sqlite3");
-        assert_eq!(Store::open(&path, clock.clone()).unwrap().outbox_identity(), identity);
+        assert_eq!(
+            Store::open(&path, clock.clone()).unwrap().outbox_identity(),
+            identity
+        );
         std::fs::rename(&path, dir.path().join("aside.sqlite3")).unwrap();
-        assert_ne!(Store::open(&path, clock).unwrap().outbox_identity(), identity);
+        assert_ne!(
+            Store::open(&path, clock).unwrap().outbox_identity(),
+            identity
+        );
     }
 
     #[test]
     fn sequence_numbers_survive_reopening_after_pruning() {
         let (dir, clock, store) = testing::store();
         let stored = store.append_batch((0..3).map(event).collect()).unwrap();
-        store.write(|tx| tx.execute("DELETE FROM outbox", [])).unwrap();
+        store
+            .write(|tx| tx.execute("DELETE FROM outbox", []))
+            .unwrap();
         drop(store);
         let store = Store::open(&dir.path().join("agent.sqlite3"), clock).unwrap();
         assert_eq!(store.last_seq(), stored[2].seq);

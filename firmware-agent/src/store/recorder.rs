@@ -48,7 +48,10 @@ use crate::health::{Health, State};
 use crate::proto::event::Payload;
 
 /// The queue's bound: weeks of a busy room's records (a room makes a few hundred a school day).
-pub const LIMITS: Limits = Limits { max_records: 10_000, max_bytes: 8 * 1024 * 1024 };
+pub const LIMITS: Limits = Limits {
+    max_records: 10_000,
+    max_bytes: 8 * 1024 * 1024,
+};
 /// The first retry after the store refused; each failed retry doubles it.
 pub const RETRY_FIRST: SignedDuration = SignedDuration::from_millis(250);
 /// The longest wait between retries.
@@ -69,7 +72,10 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     Events(Vec<NewEvent>),
-    RollCall { occurred_at: Timestamp, payloads: Vec<Payload> },
+    RollCall {
+        occurred_at: Timestamp,
+        payloads: Vec<Payload>,
+    },
 }
 
 impl Write {
@@ -81,8 +87,14 @@ impl Write {
     /// What it costs to hold in memory, roughly.
     pub fn bytes(&self) -> usize {
         match self {
-            Write::Events(events) => events.iter().map(|e| e.payload.len() + e.kind.len() + RECORD_OVERHEAD_BYTES).sum(),
-            Write::RollCall { payloads, .. } => payloads.iter().map(|p| p.encoded_len() + RECORD_OVERHEAD_BYTES).sum(),
+            Write::Events(events) => events
+                .iter()
+                .map(|e| e.payload.len() + e.kind.len() + RECORD_OVERHEAD_BYTES)
+                .sum(),
+            Write::RollCall { payloads, .. } => payloads
+                .iter()
+                .map(|p| p.encoded_len() + RECORD_OVERHEAD_BYTES)
+                .sum(),
         }
     }
 }
@@ -118,7 +130,14 @@ impl Cause {
         match err {
             StoreError::DiskFull { .. } => Cause::DiskFull,
             StoreError::ReadOnly { .. } => Cause::ReadOnly,
-            other => Cause::Other(other.to_string().lines().next().unwrap_or_default().to_owned()),
+            other => Cause::Other(
+                other
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
         }
     }
 
@@ -163,13 +182,20 @@ pub struct Refusal {
 impl Refusal {
     /// The reason for the person at the panel.
     pub fn vietnamese(&self) -> String {
-        format!("Không lưu được bản ghi: {}; {} bản ghi đang chờ", self.cause.vietnamese(), self.queued)
+        format!(
+            "Không lưu được bản ghi: {}; {} bản ghi đang chờ",
+            self.cause.vietnamese(),
+            self.queued
+        )
     }
 
     /// The reason for IT staff and the log.
     pub fn english(&self) -> String {
         let full = if self.full { ", the queue is full" } else { "" };
-        format!("the store refuses records: {}; {} records queued, {} bytes{full}", self.cause, self.queued, self.bytes)
+        format!(
+            "the store refuses records: {}; {} records queued, {} bytes{full}",
+            self.cause, self.queued, self.bytes
+        )
     }
 }
 
@@ -195,10 +221,17 @@ pub struct Status {
 impl Status {
     /// Whether an action `who` asks for may be done now, its record kept.
     pub fn admit(&self, who: Who, limits: Limits) -> Result<(), Refusal> {
-        let Some(trouble) = &self.trouble else { return Ok(()) };
+        let Some(trouble) = &self.trouble else {
+            return Ok(());
+        };
         let full = self.queued >= limits.max_records || self.bytes >= limits.max_bytes;
         if who == Who::Teacher || full {
-            return Err(Refusal { cause: trouble.cause.clone(), queued: self.queued, bytes: self.bytes, full });
+            return Err(Refusal {
+                cause: trouble.cause.clone(),
+                queued: self.queued,
+                bytes: self.bytes,
+                full,
+            });
         }
         Ok(())
     }
@@ -243,7 +276,13 @@ pub struct Policy<T> {
 
 impl<T> Policy<T> {
     pub fn new(limits: Limits) -> Self {
-        Policy { limits, queue: VecDeque::new(), bytes: 0, next_ticket: 0, trouble: None }
+        Policy {
+            limits,
+            queue: VecDeque::new(),
+            bytes: 0,
+            next_ticket: 0,
+            trouble: None,
+        }
     }
 
     /// Takes a record of `bytes` bytes in. Nothing is refused for the queue's
@@ -254,7 +293,12 @@ impl<T> Policy<T> {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.queue.push_back(Entry { ticket, item, bytes, mode });
+        self.queue.push_back(Entry {
+            ticket,
+            item,
+            bytes,
+            mode,
+        });
         self.bytes += bytes;
         match self.trouble {
             Some(_) => Offered::Queued(self.refusal()),
@@ -281,7 +325,13 @@ impl<T> Policy<T> {
     /// The store refused `batch` at `at` (wall time, `now` on the monotonic
     /// line): records of things done go back to the front, in order; the rest
     /// are refused. The next attempt waits a little longer.
-    pub fn failed(&mut self, batch: Vec<Entry<T>>, cause: Cause, at: Timestamp, now: Monotonic) -> Failed {
+    pub fn failed(
+        &mut self,
+        batch: Vec<Entry<T>>,
+        cause: Cause,
+        at: Timestamp,
+        now: Monotonic,
+    ) -> Failed {
         let mut outcome = Failed::default();
         for entry in batch.into_iter().rev() {
             match entry.mode {
@@ -295,24 +345,44 @@ impl<T> Policy<T> {
         }
         outcome.queued.reverse();
         outcome.refused.reverse();
-        let (since, attempts) = self.trouble.as_ref().map_or((at, 0), |t| (t.since, t.attempts));
-        let delay = RETRY_FIRST.checked_mul(1 << attempts.min(16)).unwrap_or(RETRY_MAX).min(RETRY_MAX);
+        let (since, attempts) = self
+            .trouble
+            .as_ref()
+            .map_or((at, 0), |t| (t.since, t.attempts));
+        let delay = RETRY_FIRST
+            .checked_mul(1 << attempts.min(16))
+            .unwrap_or(RETRY_MAX)
+            .min(RETRY_MAX);
         let retry_at = now + delay.unsigned_abs();
-        self.trouble = Some(Trouble { cause, since, attempts: attempts + 1, retry_at });
+        self.trouble = Some(Trouble {
+            cause,
+            since,
+            attempts: attempts + 1,
+            retry_at,
+        });
         outcome
     }
 
     /// When the next attempt is due, while the store refuses.
     pub fn retry_at(&self) -> Option<Monotonic> {
-        self.trouble.as_ref().filter(|_| !self.queue.is_empty()).map(|t| t.retry_at)
+        self.trouble
+            .as_ref()
+            .filter(|_| !self.queue.is_empty())
+            .map(|t| t.retry_at)
     }
 
     pub fn status(&self) -> Status {
-        Status { queued: self.queue.len(), bytes: self.bytes, trouble: self.trouble.clone() }
+        Status {
+            queued: self.queue.len(),
+            bytes: self.bytes,
+            trouble: self.trouble.clone(),
+        }
     }
 
     fn refusal(&self) -> Refusal {
-        self.status().admit(Who::Teacher, self.limits).expect_err("only called while the store refuses")
+        self.status()
+            .admit(Who::Teacher, self.limits)
+            .expect_err("only called while the store refuses")
     }
 }
 
@@ -347,8 +417,12 @@ impl Recorder {
     /// weakly and ends when the store is dropped.
     pub(super) fn start(store: &Arc<Store>) -> Recorder {
         let (requests, pending) = mpsc::unbounded_channel();
-        let recorder =
-            Recorder { requests, status: Arc::default(), clock: store.clock().clone(), health: Arc::default() };
+        let recorder = Recorder {
+            requests,
+            status: Arc::default(),
+            clock: store.clock().clone(),
+            health: Arc::default(),
+        };
         tokio::spawn(run(Arc::downgrade(store), pending, recorder.clone()));
         recorder
     }
@@ -369,7 +443,10 @@ impl Recorder {
     }
 
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Keeps the record of something done: committed, or queued while the store refuses.
@@ -385,21 +462,44 @@ impl Recorder {
     /// Keeps the record of something done now, without waiting (a health change).
     pub fn keep_now(&self, payload: impl Into<Payload>) {
         let write = Write::event(self.clock.now(), payload);
-        let _ = self.requests.send(Request { write, mode: Mode::Queue, reply: None });
+        let _ = self.requests.send(Request {
+            write,
+            mode: Mode::Queue,
+            reply: None,
+        });
     }
 
     /// At stop: returns once every record handed in before is committed, or
     /// logs how many records the store refused are lost with the process.
     pub async fn finish(&self) {
         if let Kept::Refused(refusal) = self.keep_or_refuse(Write::Events(Vec::new())).await {
-            tracing::error!(records = refusal.queued, bytes = refusal.bytes, "the agent stops with records the store refused; they are lost");
+            tracing::error!(
+                records = refusal.queued,
+                bytes = refusal.bytes,
+                "the agent stops with records the store refused; they are lost"
+            );
         }
     }
 
     async fn send(&self, write: Write, mode: Mode) -> Kept {
         let (reply, kept) = oneshot::channel();
-        let stopped = || Kept::Refused(Refusal { cause: Cause::Other("the recorder has stopped".to_owned()), queued: 0, bytes: 0, full: false });
-        if self.requests.send(Request { write, mode, reply: Some(reply) }).is_err() {
+        let stopped = || {
+            Kept::Refused(Refusal {
+                cause: Cause::Other("the recorder has stopped".to_owned()),
+                queued: 0,
+                bytes: 0,
+                full: false,
+            })
+        };
+        if self
+            .requests
+            .send(Request {
+                write,
+                mode,
+                reply: Some(reply),
+            })
+            .is_err()
+        {
             return stopped();
         }
         kept.await.unwrap_or_else(|_| stopped())
@@ -434,7 +534,11 @@ impl Recorder {
 pub const SUBSYSTEM: &str = "store";
 
 /// Takes requests in order and writes them, retrying what the store refused.
-async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>, recorder: Recorder) {
+async fn run(
+    store: Weak<Store>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    recorder: Recorder,
+) {
     let mut policy = Policy::new(LIMITS);
     // Who waits to hear how their record's first attempt went, by ticket.
     let mut waiting: HashMap<u64, oneshot::Sender<Kept>> = HashMap::new();
@@ -464,16 +568,25 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
             let failure = written.err().map(|err| (Cause::of(&err), err.to_string()));
             let Some((cause, error)) = failure else {
                 if policy.status().trouble.is_some() {
-                    tracing::info!(records = batch.len(), "the store takes records again; queued records committed in order");
+                    tracing::info!(
+                        records = batch.len(),
+                        "the store takes records again; queued records committed in order"
+                    );
                 }
                 for ticket in policy.committed(batch) {
                     answer(&mut waiting, ticket, Kept::Committed);
                 }
                 continue;
             };
-            metrics::counter!("agent_recorder_failures_total", "cause" => cause.label()).increment(1);
+            metrics::counter!("agent_recorder_failures_total", "cause" => cause.label())
+                .increment(1);
             let first = policy.status().trouble.is_none();
-            let failed = policy.failed(batch, cause, recorder.clock.now(), recorder.clock.monotonic());
+            let failed = policy.failed(
+                batch,
+                cause,
+                recorder.clock.now(),
+                recorder.clock.monotonic(),
+            );
             let refusal = policy.refusal();
             for ticket in failed.queued {
                 answer(&mut waiting, ticket, Kept::Queued(refusal.clone()));
@@ -490,7 +603,11 @@ async fn run(store: Weak<Store>, mut requests: mpsc::UnboundedReceiver<Request>,
     }
 }
 
-fn offer(policy: &mut Policy<Write>, waiting: &mut HashMap<u64, oneshot::Sender<Kept>>, request: Request) {
+fn offer(
+    policy: &mut Policy<Write>,
+    waiting: &mut HashMap<u64, oneshot::Sender<Kept>>,
+    request: Request,
+) {
     let bytes = request.write.bytes();
     let kept = match policy.offer(request.write, bytes, request.mode) {
         Offered::Pending(ticket) => {
@@ -526,7 +643,10 @@ impl Store {
             for write in writes {
                 stored.extend(match write {
                     Write::Events(events) => self.insert_events(tx, events)?,
-                    Write::RollCall { occurred_at, payloads } => self.insert_roll_call(tx, occurred_at, payloads)?,
+                    Write::RollCall {
+                        occurred_at,
+                        payloads,
+                    } => self.insert_roll_call(tx, occurred_at, payloads)?,
                 });
             }
             Ok(stored)
@@ -547,7 +667,10 @@ mod tests {
     use crate::store::outbox::read_after;
     use crate::store::testing;
 
-    const SMALL: Limits = Limits { max_records: 3, max_bytes: 1_000 };
+    const SMALL: Limits = Limits {
+        max_records: 3,
+        max_bytes: 1_000,
+    };
 
     fn start() -> Timestamp {
         "2026-09-07T01:00:00Z".parse().unwrap()
@@ -561,39 +684,85 @@ mod tests {
     fn records_of_things_done_wait_in_order_and_are_retried_ever_less_often() {
         let clock = ManualClock::new(start());
         let mut policy = Policy::new(LIMITS);
-        assert_eq!(policy.offer("bell rang", 10, Mode::Queue), Offered::Pending(0));
-        assert_eq!(policy.offer("pupil marked", 20, Mode::Queue), Offered::Pending(1));
+        assert_eq!(
+            policy.offer("bell rang", 10, Mode::Queue),
+            Offered::Pending(0)
+        );
+        assert_eq!(
+            policy.offer("pupil marked", 20, Mode::Queue),
+            Offered::Pending(1)
+        );
         let batch = policy.take(clock.monotonic()).unwrap();
         assert_eq!(tickets(&batch), [0, 1]);
-        assert_eq!(policy.failed(batch, Cause::DiskFull, clock.now(), clock.monotonic()), Failed { queued: vec![0, 1], refused: vec![] });
+        assert_eq!(
+            policy.failed(batch, Cause::DiskFull, clock.now(), clock.monotonic()),
+            Failed {
+                queued: vec![0, 1],
+                refused: vec![]
+            }
+        );
         assert_eq!(policy.status().bytes, 30);
-        assert!(matches!(policy.offer("lights off", 5, Mode::Queue), Offered::Queued(Refusal { cause: Cause::DiskFull, queued: 3, bytes: 35, full: false })));
-        assert!(policy.take(clock.monotonic()).is_none(), "no retry before its time");
+        assert!(matches!(
+            policy.offer("lights off", 5, Mode::Queue),
+            Offered::Queued(Refusal {
+                cause: Cause::DiskFull,
+                queued: 3,
+                bytes: 35,
+                full: false
+            })
+        ));
+        assert!(
+            policy.take(clock.monotonic()).is_none(),
+            "no retry before its time"
+        );
 
         let mut delays = Vec::new();
         for attempt in 0..6 {
-            let delay = policy.retry_at().unwrap().saturating_since(clock.monotonic());
+            let delay = policy
+                .retry_at()
+                .unwrap()
+                .saturating_since(clock.monotonic());
             delays.push(delay.as_millis());
             clock.advance(delay - Duration::from_millis(1));
-            assert!(policy.take(clock.monotonic()).is_none(), "not a millisecond early");
+            assert!(
+                policy.take(clock.monotonic()).is_none(),
+                "not a millisecond early"
+            );
             clock.advance(Duration::from_millis(1));
             if attempt == 2 {
                 // NTP steps the wall clock back an hour: the retries keep their pace.
                 clock.set(start() - jiff::SignedDuration::from_hours(1));
             }
             let batch = policy.take(clock.monotonic()).expect("due");
-            assert_eq!(batch.iter().map(|e| e.item).collect::<Vec<_>>(), ["bell rang", "pupil marked", "lights off"], "oldest first, none lost");
+            assert_eq!(
+                batch.iter().map(|e| e.item).collect::<Vec<_>>(),
+                ["bell rang", "pupil marked", "lights off"],
+                "oldest first, none lost"
+            );
             policy.failed(batch, Cause::DiskFull, clock.now(), clock.monotonic());
         }
         assert_eq!(delays, [250, 500, 1_000, 2_000, 4_000, 5_000]);
-        assert_eq!(policy.status().trouble.unwrap().since, start(), "the trouble started with the first refusal");
+        assert_eq!(
+            policy.status().trouble.unwrap().since,
+            start(),
+            "the trouble started with the first refusal"
+        );
 
-        clock.advance(policy.retry_at().unwrap().saturating_since(clock.monotonic()));
+        clock.advance(
+            policy
+                .retry_at()
+                .unwrap()
+                .saturating_since(clock.monotonic()),
+        );
         let batch = policy.take(clock.monotonic()).unwrap();
         assert_eq!(policy.committed(batch), [0, 1, 2]);
         assert_eq!(policy.status(), Status::default());
         assert_eq!(policy.retry_at(), None);
-        assert_eq!(policy.offer("next bell", 10, Mode::Queue), Offered::Pending(3), "a store that took writes takes new ones at once");
+        assert_eq!(
+            policy.offer("next bell", 10, Mode::Queue),
+            Offered::Pending(3),
+            "a store that took writes takes new ones at once"
+        );
     }
 
     #[test]
@@ -603,8 +772,24 @@ mod tests {
         policy.offer("bell rang", 10, Mode::Queue);
         policy.offer("an answer", 10, Mode::Refuse);
         let batch = policy.take(now).unwrap();
-        assert_eq!(policy.failed(batch, Cause::ReadOnly, at, now), Failed { queued: vec![0], refused: vec![1] });
-        assert!(matches!(policy.offer("another answer", 10, Mode::Refuse), Offered::Refused("another answer", Refusal { cause: Cause::ReadOnly, queued: 1, .. })));
+        assert_eq!(
+            policy.failed(batch, Cause::ReadOnly, at, now),
+            Failed {
+                queued: vec![0],
+                refused: vec![1]
+            }
+        );
+        assert!(matches!(
+            policy.offer("another answer", 10, Mode::Refuse),
+            Offered::Refused(
+                "another answer",
+                Refusal {
+                    cause: Cause::ReadOnly,
+                    queued: 1,
+                    ..
+                }
+            )
+        ));
         assert_eq!(policy.status().queued, 1);
     }
 
@@ -617,34 +802,72 @@ mod tests {
         let batch = policy.take(now).unwrap();
         policy.failed(batch, Cause::DiskFull, at, now);
         let refusal = policy.status().admit(Who::Teacher, SMALL).unwrap_err();
-        assert_eq!(refusal, Refusal { cause: Cause::DiskFull, queued: 1, bytes: 10, full: false });
-        assert!(refusal.to_string().starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"), "{refusal}");
-        assert_eq!(policy.status().admit(Who::Room, SMALL), Ok(()), "the room goes on while the queue has room");
+        assert_eq!(
+            refusal,
+            Refusal {
+                cause: Cause::DiskFull,
+                queued: 1,
+                bytes: 10,
+                full: false
+            }
+        );
+        assert!(
+            refusal
+                .to_string()
+                .starts_with("Không lưu được bản ghi: ổ đĩa đã đầy"),
+            "{refusal}"
+        );
+        assert_eq!(
+            policy.status().admit(Who::Room, SMALL),
+            Ok(()),
+            "the room goes on while the queue has room"
+        );
         policy.offer("lights off", 10, Mode::Queue);
         policy.offer("panel off", 10, Mode::Queue);
-        assert!(policy.status().admit(Who::Room, SMALL).unwrap_err().full, "three records fill this queue");
+        assert!(
+            policy.status().admit(Who::Room, SMALL).unwrap_err().full,
+            "three records fill this queue"
+        );
         policy.offer("a health change", 10, Mode::Queue);
-        assert_eq!(policy.status().queued, 4, "a record of something done is never dropped, even past the bound");
+        assert_eq!(
+            policy.status().queued,
+            4,
+            "a record of something done is never dropped, even past the bound"
+        );
 
         let mut by_bytes = Policy::new(SMALL);
         by_bytes.offer("a long question", 1_000, Mode::Queue);
         let batch = by_bytes.take(now).unwrap();
         by_bytes.failed(batch, Cause::DiskFull, at, now);
-        assert!(by_bytes.status().admit(Who::Room, SMALL).unwrap_err().full, "the bytes bound counts too");
+        assert!(
+            by_bytes.status().admit(Who::Room, SMALL).unwrap_err().full,
+            "the bytes bound counts too"
+        );
     }
 
     fn ring(at: Timestamp, n: u32) -> Write {
-        Write::event(at, proto::Actuation { device: "bell".into(), command: format!("ring:{n}"), ..Default::default() })
+        Write::event(
+            at,
+            proto::Actuation {
+                device: "bell".into(),
+                command: format!("ring:{n}"),
+                ..Default::default()
+            },
+        )
     }
 
     fn limit_pages(store: &Store, pages: Option<i64>) {
         let conn = store.lock_writer();
-        let now: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        conn.pragma_update(None, "max_page_count", pages.unwrap_or(now)).unwrap();
+        let now: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages.unwrap_or(now))
+            .unwrap();
     }
 
     #[tokio::test]
-    async fn a_store_that_refuses_gets_its_records_in_order_with_their_times_once_it_takes_writes_again() {
+    async fn a_store_that_refuses_gets_its_records_in_order_with_their_times_once_it_takes_writes_again()
+     {
         let (_dir, clock, store) = testing::store();
         let store = Arc::new(store);
         let recorder = store.recorder().clone();
@@ -662,16 +885,34 @@ mod tests {
                 assert_eq!(refusal.cause, Cause::DiskFull);
             }
             if n % 100 == 0 {
-                let mark = proto::AttendanceMark { session_id: "s1".into(), personal_id: format!("01020600{n:04}"), ..Default::default() };
-                recorder.keep(Write::RollCall { occurred_at: clock.now(), payloads: vec![Payload::AttendanceMark(mark)] }).await;
+                let mark = proto::AttendanceMark {
+                    session_id: "s1".into(),
+                    personal_id: format!("01020600{n:04}"),
+                    ..Default::default()
+                };
+                recorder
+                    .keep(Write::RollCall {
+                        occurred_at: clock.now(),
+                        payloads: vec![Payload::AttendanceMark(mark)],
+                    })
+                    .await;
             }
         }
         let status = recorder.status();
-        assert!(status.queued > 0 && status.trouble.as_ref().unwrap().cause == Cause::DiskFull, "{status:?}");
+        assert!(
+            status.queued > 0 && status.trouble.as_ref().unwrap().cause == Cause::DiskFull,
+            "{status:?}"
+        );
         assert_eq!(health.snapshot()[SUBSYSTEM].state, State::Degraded);
-        assert_eq!(recorder.admit(Who::Teacher).unwrap_err().cause, Cause::DiskFull);
+        assert_eq!(
+            recorder.admit(Who::Teacher).unwrap_err().cause,
+            Cause::DiskFull
+        );
         let answer = Write::event(clock.now(), proto::QuestionAnswer::default());
-        assert!(matches!(recorder.keep_or_refuse(answer).await, Kept::Refused(_)), "an answer is refused: the tablet sends it again");
+        assert!(
+            matches!(recorder.keep_or_refuse(answer).await, Kept::Refused(_)),
+            "an answer is refused: the tablet sends it again"
+        );
 
         limit_pages(&store, Some(1 << 30));
         let mut changes = health.subscribe();
@@ -680,7 +921,10 @@ mod tests {
         let freed_at = clock.now();
         // The retry is due at once on the simulated clock; the real-time bound only keeps a broken test from hanging.
         let committed = changes.wait_for(|_| health.snapshot()[SUBSYSTEM].state == State::Ok);
-        tokio::time::timeout(Duration::from_secs(10), committed).await.expect("queued records committed once the retry is due").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), committed)
+            .await
+            .expect("queued records committed once the retry is due")
+            .unwrap();
         assert_eq!(recorder.status().queued, 0);
         let events = read_after(&store.reader().unwrap(), 0, 1_000).unwrap();
         let commands: Vec<String> = events
@@ -690,10 +934,24 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(commands, (0..=300).map(|n| format!("ring:{n}")).collect::<Vec<_>>(), "every record, in order");
-        assert_eq!(store.attendance_marks("s1").unwrap().len(), 3, "a roll call's queued marks reach their table too");
-        let late: Vec<_> = events.iter().filter(|e| e.recorded_at == freed_at).collect();
+        assert_eq!(
+            commands,
+            (0..=300).map(|n| format!("ring:{n}")).collect::<Vec<_>>(),
+            "every record, in order"
+        );
+        assert_eq!(
+            store.attendance_marks("s1").unwrap().len(),
+            3,
+            "a roll call's queued marks reach their table too"
+        );
+        let late: Vec<_> = events
+            .iter()
+            .filter(|e| e.recorded_at == freed_at)
+            .collect();
         assert_eq!(late.len(), status.queued);
-        assert!(late.iter().all(|e| rang_at.contains(&e.occurred_at)), "queued records keep the time they were done");
+        assert!(
+            late.iter().all(|e| rang_at.contains(&e.occurred_at)),
+            "queued records keep the time they were done"
+        );
     }
 }

@@ -48,8 +48,15 @@ const NO_CONSENT: &str = "face consent withdrawn in the roster";
 /// Deletes every template of a pupil inside the caller's transaction; returns
 /// the erasure to record for the hub, which counts them. The roster's rule
 /// erases with it, and so does `face forget` ([`Store::forget_faces`]).
-pub(super) fn erase_face_templates(tx: &Transaction<'_>, personal_id: &str, reason: &str) -> rusqlite::Result<proto::Erasure> {
-    let count = tx.execute("DELETE FROM face_templates WHERE personal_id = ?1", [personal_id])?;
+pub(super) fn erase_face_templates(
+    tx: &Transaction<'_>,
+    personal_id: &str,
+    reason: &str,
+) -> rusqlite::Result<proto::Erasure> {
+    let count = tx.execute(
+        "DELETE FROM face_templates WHERE personal_id = ?1",
+        [personal_id],
+    )?;
     Ok(proto::Erasure {
         personal_id: personal_id.to_owned(),
         what: "face_templates".to_owned(),
@@ -64,7 +71,8 @@ impl Store {
     /// templates of pupils without face consent are erased (see the module's rule).
     pub fn import_roster(&self, roster: &Roster) -> Result<ImportSummary, StoreError> {
         let now = self.clock().now().as_millisecond();
-        let (summary, erasures) = self.write(|tx| self.apply_roster(tx, roster, Coverage::Listed, now))?;
+        let (summary, erasures) =
+            self.write(|tx| self.apply_roster(tx, roster, Coverage::Listed, now))?;
         self.announce_commit(&erasures);
         Ok(summary)
     }
@@ -81,9 +89,15 @@ impl Store {
         let mut erasures = Vec::new();
         let mut removed = 0;
         if coverage == Coverage::Whole {
-            let listed: std::collections::HashSet<&str> = roster.pupils.iter().map(|p| p.personal_id.as_str()).collect();
-            let present: Vec<String> =
-                tx.prepare("SELECT personal_id FROM pupils")?.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let listed: std::collections::HashSet<&str> = roster
+                .pupils
+                .iter()
+                .map(|p| p.personal_id.as_str())
+                .collect();
+            let present: Vec<String> = tx
+                .prepare("SELECT personal_id FROM pupils")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             for id in present.iter().filter(|id| !listed.contains(id.as_str())) {
                 erasures.push(erase_face_templates(tx, id, REMOVED)?);
                 tx.execute("DELETE FROM pupils WHERE personal_id = ?1", [id])?;
@@ -102,12 +116,18 @@ impl Store {
         // A pupil removed without templates had nothing to erase.
         erasures.retain(|erasure| erasure.count > 0);
         if coverage == Coverage::Whole {
-            tx.execute("DELETE FROM classes WHERE name NOT IN (SELECT class_name FROM pupils)", [])?;
+            tx.execute(
+                "DELETE FROM classes WHERE name NOT IN (SELECT class_name FROM pupils)",
+                [],
+            )?;
         }
         summary.removed = removed;
         summary.erased = erasures.len();
         let occurred_at = self.clock().now();
-        let events = erasures.into_iter().map(|erasure| NewEvent::new(occurred_at, erasure)).collect();
+        let events = erasures
+            .into_iter()
+            .map(|erasure| NewEvent::new(occurred_at, erasure))
+            .collect();
         Ok((summary, self.insert_events(tx, events)?))
     }
 
@@ -151,7 +171,10 @@ impl Store {
 }
 
 /// The pupils of a class, by name, as `conn` sees them.
-pub(super) fn pupils_of_class(conn: &rusqlite::Connection, class_name: &str) -> rusqlite::Result<Vec<Pupil>> {
+pub(super) fn pupils_of_class(
+    conn: &rusqlite::Connection,
+    class_name: &str,
+) -> rusqlite::Result<Vec<Pupil>> {
     conn.prepare_cached(
         "SELECT personal_id, full_name, class_name, face_consent, learning_data_consent, consent_date
          FROM pupils WHERE class_name = ?1 ORDER BY full_name",
@@ -161,11 +184,21 @@ pub(super) fn pupils_of_class(conn: &rusqlite::Connection, class_name: &str) -> 
 }
 
 fn parse_id(column: usize, id: String) -> rusqlite::Result<PersonalId> {
-    id.parse().map_err(|err| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(err)))
+    id.parse().map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(err),
+        )
+    })
 }
 
 /// Adds or updates every person of `roster` inside the caller's transaction.
-fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) -> rusqlite::Result<ImportSummary> {
+fn insert_roster(
+    tx: &Transaction<'_>,
+    roster: &Roster,
+    now_ms: i64,
+) -> rusqlite::Result<ImportSummary> {
     let mut classes = std::collections::BTreeSet::new();
     let mut add_class = tx.prepare_cached("INSERT OR IGNORE INTO classes (name) VALUES (?1)")?;
     let mut upsert_pupil = tx.prepare_cached(
@@ -193,9 +226,18 @@ fn insert_roster(tx: &Transaction<'_>, roster: &Roster, now_ms: i64) -> rusqlite
          ON CONFLICT (personal_id) DO UPDATE SET full_name = excluded.full_name, updated_at_ms = excluded.updated_at_ms",
     )?;
     for teacher in &roster.teachers {
-        upsert_teacher.execute(params![teacher.personal_id.as_str(), teacher.full_name, now_ms])?;
+        upsert_teacher.execute(params![
+            teacher.personal_id.as_str(),
+            teacher.full_name,
+            now_ms
+        ])?;
     }
-    Ok(ImportSummary { pupils: roster.pupils.len(), teachers: roster.teachers.len(), classes: classes.len(), ..ImportSummary::default() })
+    Ok(ImportSummary {
+        pupils: roster.pupils.len(),
+        teachers: roster.teachers.len(),
+        classes: classes.len(),
+        ..ImportSummary::default()
+    })
 }
 
 fn pupil_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pupil> {
@@ -223,12 +265,22 @@ mod tests {
                    pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\n\
                    pupil,010206001235,Lò Văn Páo,6A1,no,no,\n\
                    teacher,010186004321,Trần Văn Nam,,no,no,\n";
-        let summary = store.import_roster(&parse_csv(csv.as_bytes()).unwrap()).unwrap();
-        assert_eq!((summary.pupils, summary.teachers, summary.classes), (2, 1, 1));
+        let summary = store
+            .import_roster(&parse_csv(csv.as_bytes()).unwrap())
+            .unwrap();
+        assert_eq!(
+            (summary.pupils, summary.teachers, summary.classes),
+            (2, 1, 1)
+        );
         let renamed = csv.replace("Lò Văn Páo,6A1", "Lò Văn Páo,6A2");
-        store.import_roster(&parse_csv(renamed.as_bytes()).unwrap()).unwrap();
+        store
+            .import_roster(&parse_csv(renamed.as_bytes()).unwrap())
+            .unwrap();
         assert_eq!(store.pupils_of_class("6A1").unwrap().len(), 1);
-        let moved = store.pupil(&"010206001235".parse().unwrap()).unwrap().unwrap();
+        let moved = store
+            .pupil(&"010206001235".parse().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(moved.class_name, "6A2");
     }
 
@@ -237,24 +289,49 @@ mod tests {
         use crate::attendance::embed::{DIMENSIONS, Embedding};
         use crate::proto::event::Payload;
         let (_dir, _clock, store) = testing::store();
-        let header = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
-        let both = format!("{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\npupil,010206001235,Lò Văn Páo,6A1,yes,no,2026-08-20\n");
-        store.import_roster(&parse_csv(both.as_bytes()).unwrap()).unwrap();
-        let (hoa, pao) = ("010206001234".parse().unwrap(), "010206001235".parse().unwrap());
+        let header =
+            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n";
+        let both = format!(
+            "{header}pupil,010206001234,Nguyễn Thị Hoa,6A1,yes,yes,2026-08-20\npupil,010206001235,Lò Văn Páo,6A1,yes,no,2026-08-20\n"
+        );
+        store
+            .import_roster(&parse_csv(both.as_bytes()).unwrap())
+            .unwrap();
+        let (hoa, pao) = (
+            "010206001234".parse().unwrap(),
+            "010206001235".parse().unwrap(),
+        );
         let template = Embedding(vec![1.0 / (DIMENSIONS as f32).sqrt(); DIMENSIONS]);
-        store.add_face_templates(&hoa, std::slice::from_ref(&template), "model").unwrap();
-        store.add_face_templates(&pao, &[template.clone(), template], "model").unwrap();
+        store
+            .add_face_templates(&hoa, std::slice::from_ref(&template), "model")
+            .unwrap();
+        store
+            .add_face_templates(&pao, &[template.clone(), template], "model")
+            .unwrap();
 
         // A file of Páo alone, his parents having withdrawn consent: Hoa is not in it and keeps hers.
         let withdrawn = format!("{header}pupil,010206001235,Lò Văn Páo,6A1,no,no,\n");
-        let summary = store.import_roster(&parse_csv(withdrawn.as_bytes()).unwrap()).unwrap();
+        let summary = store
+            .import_roster(&parse_csv(withdrawn.as_bytes()).unwrap())
+            .unwrap();
         assert_eq!((summary.removed, summary.erased), (0, 1));
         assert_eq!(store.face_template_count(&pao).unwrap(), 0);
         assert_eq!(store.face_template_count(&hoa).unwrap(), 1);
         let events = crate::store::outbox::read_after(&store.reader().unwrap(), 0, 10).unwrap();
-        let [event] = &events[..] else { panic!("one erasure: {events:?}") };
-        let Some(Payload::Erasure(erasure)) = event.payload().unwrap() else { panic!("an erasure") };
-        assert_eq!((erasure.personal_id.as_str(), erasure.count), ("010206001235", 2));
-        assert_eq!(*store.subscribe_commits().borrow(), event.seq, "live readers are told of it");
+        let [event] = &events[..] else {
+            panic!("one erasure: {events:?}")
+        };
+        let Some(Payload::Erasure(erasure)) = event.payload().unwrap() else {
+            panic!("an erasure")
+        };
+        assert_eq!(
+            (erasure.personal_id.as_str(), erasure.count),
+            ("010206001235", 2)
+        );
+        assert_eq!(
+            *store.subscribe_commits().borrow(),
+            event.seq,
+            "live readers are told of it"
+        );
     }
 }

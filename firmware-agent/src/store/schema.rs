@@ -56,7 +56,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
 /// Applies the upgrades that bring the database to `target`, one transaction each.
 pub fn upgrade(conn: &mut Connection, target: i64) -> Result<(), SchemaError> {
     let from = version(conn)?;
-    for (index, step) in UPGRADES.iter().enumerate().skip(from as usize).take((target - from).max(0) as usize) {
+    for (index, step) in UPGRADES
+        .iter()
+        .enumerate()
+        .skip(from as usize)
+        .take((target - from).max(0) as usize)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(step)?;
         set_version(&tx, index as i64 + 1)?;
@@ -75,7 +80,9 @@ fn set_version(tx: &Transaction<'_>, version: i64) -> rusqlite::Result<()> {
 }
 
 fn is_empty(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT count(*) = 0 FROM sqlite_schema", [], |row| row.get(0))
+    conn.query_row("SELECT count(*) = 0 FROM sqlite_schema", [], |row| {
+        row.get(0)
+    })
 }
 
 #[cfg(test)]
@@ -88,36 +95,58 @@ mod tests {
         let mut objects = conn
             .prepare("SELECT type, name, tbl_name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
             .unwrap();
-        let rows: Vec<(String, String, String)> =
-            objects.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+        let rows: Vec<(String, String, String)> = objects
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         for (kind, name, table) in rows {
             out.push(format!("{kind} {name} on {table}"));
-            let pragma = if kind == "index" { "index_xinfo" } else { "table_xinfo" };
-            let mut info = conn.prepare(&format!("SELECT * FROM pragma_{pragma}(?1)")).unwrap();
+            let pragma = if kind == "index" {
+                "index_xinfo"
+            } else {
+                "table_xinfo"
+            };
+            let mut info = conn
+                .prepare(&format!("SELECT * FROM pragma_{pragma}(?1)"))
+                .unwrap();
             let columns = info.column_count();
             let mut rows = info.query([&name]).unwrap();
             while let Some(row) = rows.next().unwrap() {
-                let cells: Vec<String> =
-                    (0..columns).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
+                let cells: Vec<String> = (0..columns)
+                    .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                    .collect();
                 out.push(format!("  {}", cells.join(" ")));
             }
             if kind == "table" {
-                for (what, query) in [("fk", "pragma_foreign_key_list"), ("idx", "pragma_index_list")] {
+                for (what, query) in [
+                    ("fk", "pragma_foreign_key_list"),
+                    ("idx", "pragma_index_list"),
+                ] {
                     let mut stmt = conn.prepare(&format!("SELECT * FROM {query}(?1)")).unwrap();
                     let columns = stmt.column_count();
                     let mut rows = stmt.query([&name]).unwrap();
                     while let Some(row) = rows.next().unwrap() {
-                        let cells: Vec<String> =
-                            (0..columns).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
+                        let cells: Vec<String> = (0..columns)
+                            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                            .collect();
                         out.push(format!("  {what} {}", cells.join(" ")));
                     }
                 }
             }
         }
         let strict: Vec<String> = conn
-            .prepare("SELECT name, strict FROM pragma_table_list WHERE schema = 'main' ORDER BY name")
+            .prepare(
+                "SELECT name, strict FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
+            )
             .unwrap()
-            .query_map([], |r| Ok(format!("{}:{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}:{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?
+                ))
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -136,14 +165,22 @@ mod tests {
             upgrade(&mut old, start).unwrap();
             assert_eq!(version(&old).unwrap(), start);
             migrate(&mut old).unwrap();
-            assert_eq!(describe(&old), expected, "upgrading from version {start} differs from a fresh database");
+            assert_eq!(
+                describe(&old),
+                expected,
+                "upgrading from version {start} differs from a fresh database"
+            );
         }
     }
 
     #[test]
     fn a_newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
-        assert!(matches!(migrate(&mut conn), Err(SchemaError::TooNew { .. })));
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(SchemaError::TooNew { .. })
+        ));
     }
 }

@@ -5,9 +5,9 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
-use crate::store::outbox::NewEvent;
 use crate::proto::TabletPairing;
 use crate::proto::tablet_pairing::Action;
+use crate::store::outbox::NewEvent;
 
 /// A paired tablet as the teacher sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -54,7 +54,12 @@ fn pairing_record(tablet: &Tablet, action: Action) -> TabletPairing {
 
 impl Store {
     /// Records a newly paired tablet, keeping only the hash of its token.
-    pub fn add_tablet(&self, tablet_id: &str, name: &str, token_sha256: &[u8; 32]) -> Result<Tablet, StoreError> {
+    pub fn add_tablet(
+        &self,
+        tablet_id: &str,
+        name: &str,
+        token_sha256: &[u8; 32],
+    ) -> Result<Tablet, StoreError> {
         let now = self.clock().now();
         let tablet = Tablet {
             tablet_id: tablet_id.to_owned(),
@@ -79,9 +84,9 @@ impl Store {
     pub fn tablet_by_token(&self, token_sha256: &[u8; 32]) -> Result<Option<Tablet>, StoreError> {
         self.read(|conn| {
             conn.query_row(
-            &format!("{SELECT} WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL"),
-            [&token_sha256[..]],
-            tablet_from,
+                &format!("{SELECT} WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL"),
+                [&token_sha256[..]],
+                tablet_from,
             )
             .optional()
         })
@@ -90,13 +95,22 @@ impl Store {
     /// Every tablet ever paired, revoked ones included, by name.
     pub fn tablets(&self) -> Result<Vec<Tablet>, StoreError> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY t.name, t.tablet_id")).map_err(|err| self.error(err))?;
-        let rows = stmt.query_map([], tablet_from).map_err(|err| self.error(err))?;
-        rows.collect::<Result<_, _>>().map_err(|err| self.error(err))
+        let mut stmt = conn
+            .prepare(&format!("{SELECT} ORDER BY t.name, t.tablet_id"))
+            .map_err(|err| self.error(err))?;
+        let rows = stmt
+            .query_map([], tablet_from)
+            .map_err(|err| self.error(err))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|err| self.error(err))
     }
 
     /// Applies a teacher's change; `None` when no such tablet exists (or it was revoked already).
-    pub fn change_tablet(&self, tablet_id: &str, change: &TabletChange) -> Result<Option<Tablet>, StoreError> {
+    pub fn change_tablet(
+        &self,
+        tablet_id: &str,
+        change: &TabletChange,
+    ) -> Result<Option<Tablet>, StoreError> {
         let now = self.clock().now();
         let outcome = self.write(|tx| {
             let changed = match change {
@@ -145,11 +159,24 @@ mod tests {
         let hash = [7u8; 32];
         store.add_tablet("t1", "Bàn 1", &hash).unwrap();
         assert_eq!(store.tablet_by_token(&hash).unwrap().unwrap().name, "Bàn 1");
-        let bound = store.change_tablet("t1", &TabletChange::Bind(Some("010206001234".into()))).unwrap().unwrap();
+        let bound = store
+            .change_tablet("t1", &TabletChange::Bind(Some("010206001234".into())))
+            .unwrap()
+            .unwrap();
         assert_eq!(bound.pupil_personal_id.as_deref(), Some("010206001234"));
-        assert!(store.change_tablet("t1", &TabletChange::Revoke).unwrap().unwrap().revoked);
+        assert!(
+            store
+                .change_tablet("t1", &TabletChange::Revoke)
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
         assert_eq!(store.tablet_by_token(&hash).unwrap(), None);
-        assert_eq!(store.change_tablet("t1", &TabletChange::Revoke).unwrap(), None, "revoking twice changes nothing");
+        assert_eq!(
+            store.change_tablet("t1", &TabletChange::Revoke).unwrap(),
+            None,
+            "revoking twice changes nothing"
+        );
         let actions: Vec<i32> = read_after(&store.reader().unwrap(), 0, 10)
             .unwrap()
             .iter()
@@ -158,6 +185,13 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(actions, vec![Action::Paired as i32, Action::Bound as i32, Action::Revoked as i32]);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Paired as i32,
+                Action::Bound as i32,
+                Action::Revoked as i32
+            ]
+        );
     }
 }

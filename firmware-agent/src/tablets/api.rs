@@ -29,7 +29,10 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 pub fn router() -> Router<Arc<Lesson>> {
     Router::new()
         .route("/api/tablets", get(list))
-        .route("/api/tablets/pairing", post(open_pairing).get(pairing).delete(close_pairing))
+        .route(
+            "/api/tablets/pairing",
+            post(open_pairing).get(pairing).delete(close_pairing),
+        )
         .route("/api/tablets/pairing/qr.svg", get(pairing_qr))
         .route("/api/tablets/{id}/rename", post(rename))
         .route("/api/tablets/{id}/bind", post(bind))
@@ -57,7 +60,11 @@ fn invalid_command(detail: impl std::fmt::Display) -> ApiError {
 }
 
 fn no_pairing_window() -> ApiError {
-    ApiError::not_found("no_pairing_window", "Chưa mở ghép nối", "no pairing window is open: POST /api/tablets/pairing")
+    ApiError::not_found(
+        "no_pairing_window",
+        "Chưa mở ghép nối",
+        "no pairing window is open: POST /api/tablets/pairing",
+    )
 }
 
 async fn list(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
@@ -104,12 +111,36 @@ async fn pairing_qr(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiEr
     let Some(link) = pairing_link(&lesson, &window.code) else {
         // The panel shows this image where the QR code would be.
         let svg = message_svg(&[NO_LAN_ADDRESS.0, NO_LAN_ADDRESS.1]);
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response());
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            svg,
+        )
+            .into_response());
     };
-    let code = qrcode::QrCode::new(link.as_bytes())
-        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr_failed", "Không tạo được mã QR", err))?;
-    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(320, 320).build();
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
+    let code = qrcode::QrCode::new(link.as_bytes()).map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "qr_failed",
+            "Không tạo được mã QR",
+            err,
+        )
+    })?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(320, 320)
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 /// Why there is no QR code when this machine has no address on the room's
@@ -121,7 +152,12 @@ const NO_LAN_ADDRESS: (&str, &str) = (
 
 /// [`NO_LAN_ADDRESS`] as the problem the pairing reply carries beside the window.
 fn no_lan_address() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_lan_address", NO_LAN_ADDRESS.0, NO_LAN_ADDRESS.1)
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_lan_address",
+        NO_LAN_ADDRESS.0,
+        NO_LAN_ADDRESS.1,
+    )
 }
 
 /// What the QR code holds: the page's address on the room network with the
@@ -130,8 +166,15 @@ fn no_lan_address() -> ApiError {
 /// tablet could reach.
 fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
     let listen = lesson.http_listen();
-    let host = if listen.ip().is_unspecified() { super::discovery::lan_address()? } else { listen.ip() };
-    let mut link = format!("http://{}/tablet/#code={code}", SocketAddr::new(host, listen.port()));
+    let host = if listen.ip().is_unspecified() {
+        super::discovery::lan_address()?
+    } else {
+        listen.ip()
+    };
+    let mut link = format!(
+        "http://{}/tablet/#code={code}",
+        SocketAddr::new(host, listen.port())
+    );
     if let Some(tls) = super::tls::advertised() {
         link.push_str(&format!("&tls={}&fp={}", tls.port, tls.fingerprint));
     }
@@ -145,7 +188,8 @@ fn message_svg(paragraphs: &[&str]) -> String {
     for paragraph in paragraphs {
         let mut line = String::new();
         for word in paragraph.split_whitespace() {
-            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > CHARS_PER_LINE {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > CHARS_PER_LINE
+            {
                 lines.push(std::mem::take(&mut line));
             }
             if !line.is_empty() {
@@ -156,11 +200,22 @@ fn message_svg(paragraphs: &[&str]) -> String {
         lines.push(line);
         lines.push(String::new());
     }
-    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
     let text: String = lines
         .iter()
         .enumerate()
-        .map(|(i, line)| format!("<text x=\"8\" y=\"{}\">{}</text>", 20 + 14 * i, escape(line)))
+        .map(|(i, line)| {
+            format!(
+                "<text x=\"8\" y=\"{}\">{}</text>",
+                20 + 14 * i,
+                escape(line)
+            )
+        })
         .collect();
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"320\" height=\"320\" viewBox=\"0 0 320 320\" font-family=\"sans-serif\" font-size=\"12\"><rect width=\"320\" height=\"320\" fill=\"#fff\"/>{text}</svg>"
@@ -179,38 +234,76 @@ struct Bind {
     pupil_personal_id: Option<String>,
 }
 
-async fn rename(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Rename>) -> Result<Response, ApiError> {
+async fn rename(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<Rename>,
+) -> Result<Response, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiError::bad_request("invalid_name", "Tên máy không hợp lệ", "the name must have 1 to 64 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "Tên máy không hợp lệ",
+            "the name must have 1 to 64 characters",
+        ));
     }
     change(lesson, id, TabletChange::Rename(name.to_owned())).await
 }
 
-async fn bind(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>, JsonBody(body): JsonBody<Bind>) -> Result<Response, ApiError> {
+async fn bind(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<Bind>,
+) -> Result<Response, ApiError> {
     let pupil = match body.pupil_personal_id {
         None => None,
-        Some(raw) => Some(raw.parse::<PersonalId>().map_err(|err| ApiError::bad_request("invalid_personal_id", "Mã định danh không hợp lệ", err))?),
+        Some(raw) => Some(raw.parse::<PersonalId>().map_err(|err| {
+            ApiError::bad_request("invalid_personal_id", "Mã định danh không hợp lệ", err)
+        })?),
     };
     if let Some(pupil) = &pupil {
         let lookup = pupil.clone();
-        if lesson.store().blocking(move |store| store.pupil(&lookup)).await?.is_none() {
+        if lesson
+            .store()
+            .blocking(move |store| store.pupil(&lookup))
+            .await?
+            .is_none()
+        {
             let detail = format!("pupil {pupil} is not in the roster: import the roster first");
-            return Err(ApiError::not_found("unknown_pupil", "Không có học sinh này trong danh sách lớp", detail));
+            return Err(ApiError::not_found(
+                "unknown_pupil",
+                "Không có học sinh này trong danh sách lớp",
+                detail,
+            ));
         }
     }
     change(lesson, id, TabletChange::Bind(pupil.map(String::from))).await
 }
 
-async fn revoke(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
+async fn revoke(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
     change(lesson, id, TabletChange::Revoke).await
 }
 
-async fn change(lesson: Arc<Lesson>, id: String, change: TabletChange) -> Result<Response, ApiError> {
+async fn change(
+    lesson: Arc<Lesson>,
+    id: String,
+    change: TabletChange,
+) -> Result<Response, ApiError> {
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
-    let Some(tablet) = lesson.store().blocking(move |store| store.change_tablet(&tablet_id, &change)).await? else {
-        return Err(ApiError::not_found("unknown_tablet", "Không có máy này", format!("no paired, unrevoked tablet `{id}`")));
+    let Some(tablet) = lesson
+        .store()
+        .blocking(move |store| store.change_tablet(&tablet_id, &change))
+        .await?
+    else {
+        return Err(ApiError::not_found(
+            "unknown_tablet",
+            "Không có máy này",
+            format!("no paired, unrevoked tablet `{id}`"),
+        ));
     };
     if revoking {
         lesson.drop_tablet(&tablet.tablet_id);
@@ -235,23 +328,42 @@ fn unknown_command(detail: String) -> ApiError {
     ApiError::not_found("unknown_command", "Không có lệnh này", detail)
 }
 
-async fn command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+async fn command(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(action): PathParams<String>,
+    QueryParams(wait): QueryParams<Wait>,
+    body: Option<Json<Value>>,
+) -> Result<Response, ApiError> {
     match action.as_str() {
         "lock" | "unlock" | "open" | "message" => give(lesson, &action, body, wait).await,
-        _ => Err(unknown_command(format!("unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop"))),
+        _ => Err(unknown_command(format!(
+            "unknown lesson command `{action}`: use lock, unlock, open, message, question/start or question/stop"
+        ))),
     }
 }
 
-async fn question_command(State(lesson): State<Arc<Lesson>>, PathParams(action): PathParams<String>, QueryParams(wait): QueryParams<Wait>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+async fn question_command(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(action): PathParams<String>,
+    QueryParams(wait): QueryParams<Wait>,
+    body: Option<Json<Value>>,
+) -> Result<Response, ApiError> {
     match action.as_str() {
         "start" => give(lesson, "question_start", body, wait).await,
         "stop" => give(lesson, "question_stop", body, wait).await,
-        _ => Err(unknown_command(format!("unknown question command `{action}`: use start or stop"))),
+        _ => Err(unknown_command(format!(
+            "unknown question command `{action}`: use start or stop"
+        ))),
     }
 }
 
 /// Parses the body as the command `kind`, gives it, and optionally waits for the acks.
-async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: Wait) -> Result<Response, ApiError> {
+async fn give(
+    lesson: Arc<Lesson>,
+    kind: &str,
+    body: Option<Json<Value>>,
+    wait: Wait,
+) -> Result<Response, ApiError> {
     let invalid = invalid_command;
     let mut fields = match body.map(|Json(value)| value) {
         None | Some(Value::Null) => serde_json::Map::new(),
@@ -259,7 +371,8 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
         Some(_) => return Err(invalid("the body must be a JSON object".to_owned())),
     };
     fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
-    let command: Command = serde_json::from_value(Value::Object(fields)).map_err(|err| invalid(err.to_string()))?;
+    let command: Command =
+        serde_json::from_value(Value::Object(fields)).map_err(|err| invalid(err.to_string()))?;
     let started = std::time::Instant::now();
     let envelope = lesson.issue(command)?;
     let progress = if wait.wait_ms > 0 {
@@ -277,18 +390,36 @@ async fn give(lesson: Arc<Lesson>, kind: &str, body: Option<Json<Value>>, wait: 
     .into_response())
 }
 
-async fn command_progress(State(lesson): State<Arc<Lesson>>, PathParams(id): PathParams<u64>) -> Response {
+async fn command_progress(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(id): PathParams<u64>,
+) -> Response {
     let progress = lesson.ack_progress(id);
-    Json(json!({ "id": id, "connected": progress.expected, "acknowledged": progress.acknowledged })).into_response()
+    Json(json!({ "id": id, "connected": progress.expected, "acknowledged": progress.acknowledged }))
+        .into_response()
 }
 
-async fn question_results(State(lesson): State<Arc<Lesson>>, QueryParams(wait): QueryParams<Wait>) -> Result<Response, ApiError> {
+async fn question_results(
+    State(lesson): State<Arc<Lesson>>,
+    QueryParams(wait): QueryParams<Wait>,
+) -> Result<Response, ApiError> {
     let results = if wait.wait_ms > 0 {
-        lesson.wait_for_answers(wait.answers, Duration::from_millis(wait.wait_ms).min(MAX_WAIT)).await
+        lesson
+            .wait_for_answers(
+                wait.answers,
+                Duration::from_millis(wait.wait_ms).min(MAX_WAIT),
+            )
+            .await
     } else {
         lesson.results()
     };
-    let results = results.ok_or_else(|| ApiError::not_found("no_question", "Chưa có câu hỏi", "no question was asked in this lesson yet"))?;
+    let results = results.ok_or_else(|| {
+        ApiError::not_found(
+            "no_question",
+            "Chưa có câu hỏi",
+            "no question was asked in this lesson yet",
+        )
+    })?;
     Ok(Json(json!({ "results": results })).into_response())
 }
 

@@ -64,17 +64,35 @@ pub enum BrowserClient {
 pub fn config_problems(config: &TabletsConfig) -> Vec<(&'static str, String, &'static str)> {
     let mut problems = Vec::new();
     if !(30..=3600).contains(&config.pairing_window_s) {
-        problems.push(("tablets.pairing_window_s", format!("{} s is out of range", config.pairing_window_s), "use 30 to 3600 seconds; 300 lets a class of 40 pair"));
+        problems.push((
+            "tablets.pairing_window_s",
+            format!("{} s is out of range", config.pairing_window_s),
+            "use 30 to 3600 seconds; 300 lets a class of 40 pair",
+        ));
     }
     if !(3..=100).contains(&config.max_wrong_codes) {
-        problems.push(("tablets.max_wrong_codes", format!("{} is out of range", config.max_wrong_codes), "use 3 to 100; 10 keeps guessing a 6-digit code hopeless"));
+        problems.push((
+            "tablets.max_wrong_codes",
+            format!("{} is out of range", config.max_wrong_codes),
+            "use 3 to 100; 10 keeps guessing a 6-digit code hopeless",
+        ));
     }
     if config.heartbeat_s == 0 || config.heartbeat_timeout_s < 2 * config.heartbeat_s {
-        problems.push(("tablets.heartbeat_timeout_s", format!("{} s with heartbeats every {} s", config.heartbeat_timeout_s, config.heartbeat_s), "make the timeout at least twice the heartbeat, such as 10 and 30"));
+        problems.push((
+            "tablets.heartbeat_timeout_s",
+            format!(
+                "{} s with heartbeats every {} s",
+                config.heartbeat_timeout_s, config.heartbeat_s
+            ),
+            "make the timeout at least twice the heartbeat, such as 10 and 30",
+        ));
     }
     if !(1024..=1024 * 1024).contains(&config.max_message_bytes) {
-        problems.push(("tablets.max_message_bytes", format!("{} bytes is out of range", config.max_message_bytes), "use 1024 to 1048576; 16384 fits any answer"));
+        problems.push((
+            "tablets.max_message_bytes",
+            format!("{} bytes is out of range", config.max_message_bytes),
+            "use 1024 to 1048576; 16384 fits any answer",
+        ));
     }
     problems
 }
-

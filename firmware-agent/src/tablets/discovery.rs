@@ -29,14 +29,24 @@ pub struct AdvertisedRoom {
 
 /// Advertises `room`, served at `http`, until `shutdown`, when `enabled`
 /// (`tablets.discovery`); reports how it went to `health`.
-pub async fn advertise(enabled: bool, room: AdvertisedRoom, http: SocketAddr, health: Health, shutdown: CancellationToken) {
+pub async fn advertise(
+    enabled: bool,
+    room: AdvertisedRoom,
+    http: SocketAddr,
+    health: Health,
+    shutdown: CancellationToken,
+) {
     if !enabled || http.ip().is_loopback() {
         return;
     }
     let daemon = match mdns_sd::ServiceDaemon::new() {
         Ok(daemon) => daemon,
         Err(err) => {
-            health.set("discovery", State::Degraded, format!("cannot start mDNS: {err}"));
+            health.set(
+                "discovery",
+                State::Degraded,
+                format!("cannot start mDNS: {err}"),
+            );
             return;
         }
     };
@@ -51,16 +61,41 @@ pub async fn advertise(enabled: bool, room: AdvertisedRoom, http: SocketAddr, he
     if let Some(tls) = super::tls::advertised() {
         properties.push(("tls_port", tls.port.to_string()));
     }
-    let addresses: Vec<IpAddr> = if http.ip().is_unspecified() { lan_address().into_iter().collect() } else { vec![http.ip()] };
-    let service = mdns_sd::ServiceInfo::new(SERVICE_TYPE, &instance, &host, &addresses[..], http.port(), &properties[..])
-        .map(|service| if addresses.is_empty() { service.enable_addr_auto() } else { service });
+    let addresses: Vec<IpAddr> = if http.ip().is_unspecified() {
+        lan_address().into_iter().collect()
+    } else {
+        vec![http.ip()]
+    };
+    let service = mdns_sd::ServiceInfo::new(
+        SERVICE_TYPE,
+        &instance,
+        &host,
+        &addresses[..],
+        http.port(),
+        &properties[..],
+    )
+    .map(|service| {
+        if addresses.is_empty() {
+            service.enable_addr_auto()
+        } else {
+            service
+        }
+    });
     match service.and_then(|service| daemon.register(service)) {
         Ok(()) => {
-            health.set("discovery", State::Ok, format!("advertised as {instance} ({SERVICE_TYPE})"));
+            health.set(
+                "discovery",
+                State::Ok,
+                format!("advertised as {instance} ({SERVICE_TYPE})"),
+            );
             tracing::info!(instance, "advertised on the LAN over mDNS");
         }
         Err(err) => {
-            health.set("discovery", State::Degraded, format!("cannot advertise over mDNS: {err}"));
+            health.set(
+                "discovery",
+                State::Degraded,
+                format!("cannot advertise over mDNS: {err}"),
+            );
             return;
         }
     }
@@ -91,7 +126,15 @@ struct InterfaceAddress {
 /// classroom's Wi-Fi) before any other, and link-local last. Ties go to the
 /// interface the kernel lists first.
 fn best_for_tablets(addresses: &[InterfaceAddress]) -> Option<Ipv4Addr> {
-    let kind = |ip: &Ipv4Addr| if ip.is_private() { 0 } else if ip.is_link_local() { 2 } else { 1 };
+    let kind = |ip: &Ipv4Addr| {
+        if ip.is_private() {
+            0
+        } else if ip.is_link_local() {
+            2
+        } else {
+            1
+        }
+    };
     addresses
         .iter()
         .filter(|a| a.up && !a.loopback && !a.address.is_loopback() && !a.address.is_unspecified())
@@ -113,7 +156,9 @@ fn interface_addresses() -> Vec<InterfaceAddress> {
         // SAFETY: `entry` is a node of the list getifaddrs returned, not yet freed.
         let ifa = unsafe { &*entry };
         // SAFETY: an AF_INET address is a sockaddr_in.
-        if !ifa.ifa_addr.is_null() && i32::from(unsafe { (*ifa.ifa_addr).sa_family }) == libc::AF_INET {
+        if !ifa.ifa_addr.is_null()
+            && i32::from(unsafe { (*ifa.ifa_addr).sa_family }) == libc::AF_INET
+        {
             let address = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
             let flags = ifa.ifa_flags as i32;
             found.push(InterfaceAddress {
@@ -135,19 +180,49 @@ mod tests {
     use super::*;
 
     fn at(address: &str, running: bool) -> InterfaceAddress {
-        InterfaceAddress { address: address.parse().unwrap(), loopback: false, up: true, running }
+        InterfaceAddress {
+            address: address.parse().unwrap(),
+            loopback: false,
+            up: true,
+            running,
+        }
     }
 
     #[test]
     fn the_rooms_private_network_is_chosen_over_the_uplink_and_loopback() {
-        let lo = InterfaceAddress { loopback: true, ..at("127.0.0.1", true) };
+        let lo = InterfaceAddress {
+            loopback: true,
+            ..at("127.0.0.1", true)
+        };
         let uplink_4g = at("100.72.14.9", true);
         let wifi = at("192.168.10.2", true);
         let unplugged = at("10.0.0.5", false);
-        let down = InterfaceAddress { up: false, ..at("10.1.1.1", true) };
-        assert_eq!(best_for_tablets(&[lo.clone(), uplink_4g.clone(), unplugged.clone(), wifi, down.clone()]), Some("192.168.10.2".parse().unwrap()));
-        assert_eq!(best_for_tablets(&[lo.clone(), unplugged.clone(), uplink_4g.clone()]), Some("100.72.14.9".parse().unwrap()));
-        assert_eq!(best_for_tablets(&[at("169.254.3.4", true), unplugged]), Some("169.254.3.4".parse().unwrap()));
-        assert_eq!(best_for_tablets(&[lo, down]), None, "no address a tablet could reach");
+        let down = InterfaceAddress {
+            up: false,
+            ..at("10.1.1.1", true)
+        };
+        assert_eq!(
+            best_for_tablets(&[
+                lo.clone(),
+                uplink_4g.clone(),
+                unplugged.clone(),
+                wifi,
+                down.clone()
+            ]),
+            Some("192.168.10.2".parse().unwrap())
+        );
+        assert_eq!(
+            best_for_tablets(&[lo.clone(), unplugged.clone(), uplink_4g.clone()]),
+            Some("100.72.14.9".parse().unwrap())
+        );
+        assert_eq!(
+            best_for_tablets(&[at("169.254.3.4", true), unplugged]),
+            Some("169.254.3.4".parse().unwrap())
+        );
+        assert_eq!(
+            best_for_tablets(&[lo, down]),
+            None,
+            "no address a tablet could reach"
+        );
     }
 }

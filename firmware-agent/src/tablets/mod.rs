@@ -64,9 +64,9 @@ pub mod api;
 pub mod config;
 pub mod content;
 pub mod discovery;
+pub mod page;
 pub mod pairing;
 pub mod protocol;
-pub mod page;
 pub mod session;
 pub mod tls;
 pub mod ws;
@@ -183,7 +183,15 @@ pub struct Lesson {
 
 impl Lesson {
     pub fn new(parts: LessonParts) -> Arc<Lesson> {
-        let LessonParts { tablets: config, zone, http_listen, content_dir, store, clock, shutdown } = parts;
+        let LessonParts {
+            tablets: config,
+            zone,
+            http_listen,
+            content_dir,
+            store,
+            clock,
+            shutdown,
+        } = parts;
         let rules = PairingRules {
             window: jiff::SignedDuration::from_secs(i64::from(config.pairing_window_s)),
             max_wrong_codes: config.max_wrong_codes,
@@ -191,8 +199,15 @@ impl Lesson {
         };
         // One live lesson per agent run, named by the room's date and a unique
         // suffix, so records from before a restart never share an id.
-        let lesson_id = format!("{}/live/{}", clock.now().to_zoned(zone).date(), uuid::Uuid::now_v7().simple());
-        let session = Session::new(lesson_id, Duration::from_millis(u64::from(config.ack_timeout_ms)));
+        let lesson_id = format!(
+            "{}/live/{}",
+            clock.now().to_zoned(zone).date(),
+            uuid::Uuid::now_v7().simple()
+        );
+        let session = Session::new(
+            lesson_id,
+            Duration::from_millis(u64::from(config.ack_timeout_ms)),
+        );
         Arc::new(Lesson {
             config,
             http_listen,
@@ -201,7 +216,11 @@ impl Lesson {
             clock,
             shutdown,
             tasks: TaskTracker::new(),
-            state: Mutex::new(Shared { pairing: Pairing::new(rules), session, connections: HashMap::new() }),
+            state: Mutex::new(Shared {
+                pairing: Pairing::new(rules),
+                session,
+                connections: HashMap::new(),
+            }),
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
             deadlines: Notify::new(),
@@ -236,7 +255,9 @@ impl Lesson {
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn config(&self) -> &TabletsConfig {
@@ -275,7 +296,12 @@ impl Lesson {
     }
 
     /// A tablet presents a code; on success it is paired and gets its token.
-    pub async fn pair(&self, from: std::net::IpAddr, code: &str, name: &str) -> Result<(Tablet, String), PairingRefused> {
+    pub async fn pair(
+        &self,
+        from: std::net::IpAddr,
+        code: &str,
+        name: &str,
+    ) -> Result<(Tablet, String), PairingRefused> {
         let now = self.clock.now();
         let attempt = self.lock().pairing.attempt(now, from, code);
         if attempt != pairing::Attempt::Accepted {
@@ -285,9 +311,17 @@ impl Lesson {
         let token_bytes: [u8; 32] = rand::rng().random();
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
         let tablet_id = format!("tab-{}", uuid::Uuid::now_v7().simple());
-        let name = if name.trim().is_empty() { format!("Máy {}", &tablet_id[tablet_id.len() - 4..]) } else { name.trim().chars().take(64).collect() };
+        let name = if name.trim().is_empty() {
+            format!("Máy {}", &tablet_id[tablet_id.len() - 4..])
+        } else {
+            name.trim().chars().take(64).collect()
+        };
         let hash = token_hash(&token);
-        match self.store.blocking(move |store| store.add_tablet(&tablet_id, &name, &hash)).await {
+        match self
+            .store
+            .blocking(move |store| store.add_tablet(&tablet_id, &name, &hash))
+            .await
+        {
             Ok(tablet) => {
                 tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
                 Ok((tablet, token))
@@ -302,7 +336,11 @@ impl Lesson {
     /// The tablet that holds `token`, unless revoked.
     pub async fn authenticate(&self, token: &str) -> Option<Tablet> {
         let hash = token_hash(token);
-        match self.store.blocking(move |store| store.tablet_by_token(&hash)).await {
+        match self
+            .store
+            .blocking(move |store| store.tablet_by_token(&hash))
+            .await
+        {
             Ok(tablet) => tablet,
             Err(err) => {
                 tracing::error!(%err, "cannot look up a tablet token");
@@ -314,16 +352,31 @@ impl Lesson {
     /// Registers a live connection and returns its id, the welcome frame and its queue.
     /// The weak sender lets the connection queue its own replies without keeping
     /// its queue open once the lesson dropped it (revoked, replaced, stuck).
-    pub fn connect(&self, tablet: Tablet, last_command: u64) -> (u64, String, mpsc::Receiver<Outgoing>, mpsc::WeakSender<Outgoing>) {
+    pub fn connect(
+        &self,
+        tablet: Tablet,
+        last_command: u64,
+    ) -> (
+        u64,
+        String,
+        mpsc::Receiver<Outgoing>,
+        mpsc::WeakSender<Outgoing>,
+    ) {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(QUEUE_LENGTH);
         let mut state = self.lock();
         // A tablet holds one connection: a reconnect replaces a connection not yet timed out.
-        let stale: Vec<u64> =
-            state.connections.iter().filter(|(_, c)| c.tablet.tablet_id == tablet.tablet_id).map(|(id, _)| *id).collect();
+        let stale: Vec<u64> = state
+            .connections
+            .iter()
+            .filter(|(_, c)| c.tablet.tablet_id == tablet.tablet_id)
+            .map(|(id, _)| *id)
+            .collect();
         for old in stale {
             if let Some(connection) = state.connections.remove(&old) {
-                let _ = connection.queue.try_send(Outgoing::Close("replaced by a newer connection"));
+                let _ = connection
+                    .queue
+                    .try_send(Outgoing::Close("replaced by a newer connection"));
             }
         }
         let live = state.session.state_for(&tablet.tablet_id);
@@ -337,14 +390,24 @@ impl Lesson {
         }
         .to_json();
         let own_queue = queue.downgrade();
-        state.connections.insert(id, Connection { tablet, queue, status: LiveTablet::default() });
+        state.connections.insert(
+            id,
+            Connection {
+                tablet,
+                queue,
+                status: LiveTablet::default(),
+            },
+        );
         (id, welcome, receiver, own_queue)
     }
 
     pub fn disconnect(&self, connection: u64) {
         let mut state = self.lock();
         if let Some(gone) = state.connections.remove(&connection) {
-            let still_connected = state.connections.values().any(|c| c.tablet.tablet_id == gone.tablet.tablet_id);
+            let still_connected = state
+                .connections
+                .values()
+                .any(|c| c.tablet.tablet_id == gone.tablet.tablet_id);
             if !still_connected {
                 state.session.forget_expected(&gone.tablet.tablet_id);
             }
@@ -359,12 +422,22 @@ impl Lesson {
         self.store.recorder().admit(Who::Teacher)?;
         let now = self.clock.now();
         let mut state = self.lock();
-        let connected: BTreeSet<String> = state.connections.values().map(|c| c.tablet.tablet_id.clone()).collect();
-        let envelope = state.session.issue(now, self.clock.monotonic(), command, connected)?;
+        let connected: BTreeSet<String> = state
+            .connections
+            .values()
+            .map(|c| c.tablet.tablet_id.clone())
+            .collect();
+        let envelope = state
+            .session
+            .issue(now, self.clock.monotonic(), command, connected)?;
         let frame: Arc<str> = AgentMessage::Command(&envelope).to_json().into();
         let mut stuck = Vec::new();
         for (id, connection) in &state.connections {
-            if connection.queue.try_send(Outgoing::Text(frame.clone())).is_err() {
+            if connection
+                .queue
+                .try_send(Outgoing::Text(frame.clone()))
+                .is_err()
+            {
                 stuck.push(*id);
             }
         }
@@ -379,7 +452,11 @@ impl Lesson {
             state.session.settle_all();
         }
         drop(state);
-        tracing::info!(id = envelope.id, command = envelope.command.name(), "command given");
+        tracing::info!(
+            id = envelope.id,
+            command = envelope.command.name(),
+            "command given"
+        );
         self.keep_records();
         self.deadlines.notify_one();
         Ok(envelope)
@@ -389,20 +466,37 @@ impl Lesson {
     fn keep_records(&self) {
         let records = self.lock().session.take_records();
         for record in records {
-            let LessonRecord { command_id: id, acknowledged, connected, .. } = record.clone();
-            let (recorder, write) = (self.store.recorder().clone(), Write::event(self.clock.now(), record));
+            let LessonRecord {
+                command_id: id,
+                acknowledged,
+                connected,
+                ..
+            } = record.clone();
+            let (recorder, write) = (
+                self.store.recorder().clone(),
+                Write::event(self.clock.now(), record),
+            );
             self.tasks.spawn(async move {
                 match recorder.keep(write).await {
-                    Kept::Committed => tracing::info!(id, acknowledged, connected, "lesson command recorded"),
-                    Kept::Queued(refusal) => tracing::warn!(%refusal, id, "lesson command's record queued"),
-                    Kept::Refused(refusal) => tracing::error!(%refusal, id, "lesson command's record not kept"),
+                    Kept::Committed => {
+                        tracing::info!(id, acknowledged, connected, "lesson command recorded")
+                    }
+                    Kept::Queued(refusal) => {
+                        tracing::warn!(%refusal, id, "lesson command's record queued")
+                    }
+                    Kept::Refused(refusal) => {
+                        tracing::error!(%refusal, id, "lesson command's record not kept")
+                    }
                 }
             });
         }
     }
 
     pub fn ack_progress(&self, id: u64) -> AckProgress {
-        self.lock().session.ack_progress(id).unwrap_or(AckProgress { acknowledged: 0, expected: 0 })
+        self.lock().session.ack_progress(id).unwrap_or(AckProgress {
+            acknowledged: 0,
+            expected: 0,
+        })
     }
 
     /// Returns once every tablet expected to ack command `id` has done so, or
@@ -423,7 +517,11 @@ impl Lesson {
     }
 
     /// Returns once the latest question has at least `count` answers (or after `timeout`).
-    pub async fn wait_for_answers(&self, count: usize, timeout: Duration) -> Option<session::QuestionResults> {
+    pub async fn wait_for_answers(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<session::QuestionResults> {
         let mut timed_out = self.clock.sleep(timeout);
         loop {
             let woken = self.progress.notified();
@@ -460,13 +558,27 @@ impl Lesson {
     /// The pupil is named in the record only if their parents consented to
     /// keeping learning records (Decree 13/2023); otherwise the answer is kept
     /// without a name.
-    pub fn answer(self: &Arc<Self>, tablet: &Tablet, question: &str, choices: Vec<String>, text: String, reply: mpsc::WeakSender<Outgoing>) -> Result<(), protocol::ProtocolError> {
-        let pupil = tablet.pupil_personal_id.as_deref().filter(|_| tablet.pupil_learning_data_consent);
+    pub fn answer(
+        self: &Arc<Self>,
+        tablet: &Tablet,
+        question: &str,
+        choices: Vec<String>,
+        text: String,
+        reply: mpsc::WeakSender<Outgoing>,
+    ) -> Result<(), protocol::ProtocolError> {
+        let pupil = tablet
+            .pupil_personal_id
+            .as_deref()
+            .filter(|_| tablet.pupil_learning_data_consent);
         let now = self.clock.now();
-        let record = self.lock().session.answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
+        let record =
+            self.lock()
+                .session
+                .answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
         let (recorder, write) = (self.store.recorder().clone(), Write::event(now, record));
-        let (lesson, question, tablet_id) = (self.clone(), question.to_owned(), tablet.tablet_id.clone());
+        let (lesson, question, tablet_id) =
+            (self.clone(), question.to_owned(), tablet.tablet_id.clone());
         self.tasks.spawn(async move {
             let frame = match recorder.keep_or_refuse(write).await {
                 Kept::Committed => AgentMessage::AnswerReceived { question: &question }.to_json(),
@@ -486,17 +598,31 @@ impl Lesson {
 
     /// The connected tablet's record as the lesson knows it now.
     pub fn authenticated_copy(&self, tablet_id: &str) -> Option<Tablet> {
-        self.lock().connections.values().find(|c| c.tablet.tablet_id == tablet_id).map(|c| c.tablet.clone())
+        self.lock()
+            .connections
+            .values()
+            .find(|c| c.tablet.tablet_id == tablet_id)
+            .map(|c| c.tablet.clone())
     }
 
     pub fn raise_hand(&self, tablet_id: &str) {
-        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet_id) {
+        for connection in self
+            .lock()
+            .connections
+            .values_mut()
+            .filter(|c| c.tablet.tablet_id == tablet_id)
+        {
             connection.status.hand_raised = true;
         }
     }
 
     pub fn update_status(&self, tablet_id: &str, battery: Option<u8>, locked: bool) {
-        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet_id) {
+        for connection in self
+            .lock()
+            .connections
+            .values_mut()
+            .filter(|c| c.tablet.tablet_id == tablet_id)
+        {
             connection.status.battery = battery;
             connection.status.locked = Some(locked);
         }
@@ -504,7 +630,11 @@ impl Lesson {
 
     /// Connected tablets with their last reported status, by tablet id.
     pub fn live_tablets(&self) -> HashMap<String, LiveTablet> {
-        self.lock().connections.values().map(|c| (c.tablet.tablet_id.clone(), c.status.clone())).collect()
+        self.lock()
+            .connections
+            .values()
+            .map(|c| (c.tablet.tablet_id.clone(), c.status.clone()))
+            .collect()
     }
 
     /// Lowers every raised hand (the teacher has seen them).
@@ -517,7 +647,12 @@ impl Lesson {
     /// Closes the live connection of a revoked tablet.
     pub fn drop_tablet(&self, tablet_id: &str) {
         let mut state = self.lock();
-        let ids: Vec<u64> = state.connections.iter().filter(|(_, c)| c.tablet.tablet_id == tablet_id).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = state
+            .connections
+            .iter()
+            .filter(|(_, c)| c.tablet.tablet_id == tablet_id)
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             if let Some(connection) = state.connections.remove(&id) {
                 let _ = connection.queue.try_send(Outgoing::Close("revoked"));
@@ -531,7 +666,12 @@ impl Lesson {
 
     /// Updates the name or pupil of a connected tablet after the teacher changed it.
     pub fn refresh_tablet(&self, tablet: &Tablet) {
-        for connection in self.lock().connections.values_mut().filter(|c| c.tablet.tablet_id == tablet.tablet_id) {
+        for connection in self
+            .lock()
+            .connections
+            .values_mut()
+            .filter(|c| c.tablet.tablet_id == tablet.tablet_id)
+        {
             connection.tablet = tablet.clone();
         }
     }
@@ -566,7 +706,10 @@ mod tests {
     const TEN_MINUTES: Duration = Duration::from_secs(600);
 
     pub(super) fn lesson(store: Store, clock: Arc<ManualClock>) -> Arc<Lesson> {
-        let tablets = TabletsConfig { ack_timeout_ms: TEN_MINUTES.as_millis() as u32, ..TabletsConfig::default() };
+        let tablets = TabletsConfig {
+            ack_timeout_ms: TEN_MINUTES.as_millis() as u32,
+            ..TabletsConfig::default()
+        };
         Lesson::new(LessonParts {
             tablets,
             zone: jiff::tz::TimeZone::UTC,
@@ -579,19 +722,30 @@ mod tests {
     }
 
     fn tablet(id: &str) -> Tablet {
-        Tablet { tablet_id: id.into(), name: id.into(), pupil_personal_id: None, paired_at_ms: 0, revoked: false, pupil_learning_data_consent: false }
+        Tablet {
+            tablet_id: id.into(),
+            name: id.into(),
+            pupil_personal_id: None,
+            paired_at_ms: 0,
+            revoked: false,
+            pupil_learning_data_consent: false,
+        }
     }
 
     /// The lesson records in the outbox, as (command, acknowledged, connected).
     fn records(store: &Store) -> Vec<(String, u32, u32)> {
-        let events = store.read(|conn| crate::store::outbox::read_after(conn, 0, 1000)).unwrap();
+        let events = store
+            .read(|conn| crate::store::outbox::read_after(conn, 0, 1000))
+            .unwrap();
         events
             .into_iter()
             .filter(|event| event.kind == "lesson.record")
-            .map(|event| match Payload::decode_stored(&event.kind, &event.payload) {
-                Ok(Some(Payload::LessonRecord(r))) => (r.command, r.acknowledged, r.connected),
-                other => panic!("not a lesson record: {other:?}"),
-            })
+            .map(
+                |event| match Payload::decode_stored(&event.kind, &event.payload) {
+                    Ok(Some(Payload::LessonRecord(r))) => (r.command, r.acknowledged, r.connected),
+                    other => panic!("not a lesson record: {other:?}"),
+                },
+            )
             .collect()
     }
 
@@ -601,7 +755,11 @@ mod tests {
         let lesson = lesson(store, clock.clone());
         let _connection = lesson.connect(tablet("tab-1"), 0);
         let driver = tokio::spawn(lesson.clone().run());
-        lesson.issue(Command::Lock { message: "Nhìn lên bảng".into() }).unwrap();
+        lesson
+            .issue(Command::Lock {
+                message: "Nhìn lên bảng".into(),
+            })
+            .unwrap();
         let mut commits = lesson.store.subscribe_commits();
         clock.advance(TEN_MINUTES);
         // Ten minutes of the lesson's clock, and no real waiting: the record is written at once.
@@ -610,11 +768,17 @@ mod tests {
                 commits.changed().await.unwrap();
             }
         });
-        written.await.expect("the record is written once the manual clock passed the ack timeout");
+        written
+            .await
+            .expect("the record is written once the manual clock passed the ack timeout");
         assert_eq!(records(&lesson.store), [("lock".to_owned(), 0, 1)]);
         lesson.shutdown.cancel();
         driver.await.unwrap();
-        assert_eq!(records(&lesson.store).len(), 1, "the stop writes no record twice");
+        assert_eq!(
+            records(&lesson.store).len(),
+            1,
+            "the stop writes no record twice"
+        );
     }
 
     #[tokio::test]
@@ -624,12 +788,27 @@ mod tests {
         let _first = lesson.connect(tablet("tab-1"), 0);
         let _second = lesson.connect(tablet("tab-2"), 0);
         let driver = tokio::spawn(lesson.clone().run());
-        let lock = lesson.issue(Command::Lock { message: String::new() }).unwrap();
-        lesson.issue(Command::Message { text: "Chào các em".into() }).unwrap();
+        let lock = lesson
+            .issue(Command::Lock {
+                message: String::new(),
+            })
+            .unwrap();
+        lesson
+            .issue(Command::Message {
+                text: "Chào các em".into(),
+            })
+            .unwrap();
         lesson.ack("tab-2", lock.id).unwrap();
         lesson.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), driver).await.expect("the lesson drains").unwrap();
-        assert_eq!(records(&lesson.store), [("lock".to_owned(), 1, 2), ("message".to_owned(), 0, 2)], "written before the lesson returned");
+        tokio::time::timeout(Duration::from_secs(10), driver)
+            .await
+            .expect("the lesson drains")
+            .unwrap();
+        assert_eq!(
+            records(&lesson.store),
+            [("lock".to_owned(), 1, 2), ("message".to_owned(), 0, 2)],
+            "written before the lesson returned"
+        );
 
         // A command the teacher gives while the agent stops has nobody left to time it: recorded at once.
         let mut commits = lesson.store.subscribe_commits();

@@ -29,15 +29,34 @@ pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
     match browser {
         BrowserClient::Disabled => pair,
         BrowserClient::PlainHttp => pair
-            .route("/tablet", get(|| async { axum::response::Redirect::permanent("/tablet/") }))
-            .route("/tablet/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
-            .route("/tablet/tablet.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-            .route("/tablet/tablet.css", get(|| async { asset("text/css; charset=utf-8", STYLE) })),
+            .route(
+                "/tablet",
+                get(|| async { axum::response::Redirect::permanent("/tablet/") }),
+            )
+            .route(
+                "/tablet/",
+                get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+            )
+            .route(
+                "/tablet/tablet.js",
+                get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+            )
+            .route(
+                "/tablet/tablet.css",
+                get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            ),
     }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -48,8 +67,14 @@ struct PairRequest {
 }
 
 /// A tablet presents the code the panel shows; it gets its id and token once.
-async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, JsonBody(request): JsonBody<PairRequest>) -> Result<Response, ApiError> {
-    let (tablet, token) = lesson.pair(peer.ip(), request.code.trim(), &request.name).await?;
+async fn pair(
+    State(lesson): State<Arc<Lesson>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(request): JsonBody<PairRequest>,
+) -> Result<Response, ApiError> {
+    let (tablet, token) = lesson
+        .pair(peer.ip(), request.code.trim(), &request.name)
+        .await?;
     Ok(Json(json!({
         "tablet_id": tablet.tablet_id,
         "name": tablet.name,
@@ -63,17 +88,26 @@ async fn pair(State(lesson): State<Arc<Lesson>>, ConnectInfo(peer): ConnectInfo<
 impl From<PairingRefused> for ApiError {
     fn from(refused: PairingRefused) -> Self {
         match refused {
-            PairingRefused::Unavailable => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Máy của lớp đang gặp sự cố, hãy thử lại", "the tablet could not be stored; try again")
-            }
-            PairingRefused::Attempt(Attempt::WrongCode { tries_left }) => {
-                ApiError::new(StatusCode::FORBIDDEN, "wrong_code", "Mã ghép nối không đúng", format!("wrong code; {tries_left} tries left for the room"))
-            }
+            PairingRefused::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Máy của lớp đang gặp sự cố, hãy thử lại",
+                "the tablet could not be stored; try again",
+            ),
+            PairingRefused::Attempt(Attempt::WrongCode { tries_left }) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_code",
+                "Mã ghép nối không đúng",
+                format!("wrong code; {tries_left} tries left for the room"),
+            ),
             PairingRefused::Attempt(Attempt::TooSoon { retry_after }) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_soon",
                 "Vui lòng chờ một chút rồi thử lại",
-                format!("too soon after a wrong code; retry in {} ms", retry_after.as_millis()),
+                format!(
+                    "too soon after a wrong code; retry in {} ms",
+                    retry_after.as_millis()
+                ),
             ),
             PairingRefused::Attempt(Attempt::Locked) => ApiError::new(
                 StatusCode::LOCKED,
@@ -81,9 +115,12 @@ impl From<PairingRefused> for ApiError {
                 "Ghép nối đã bị khóa, hãy nhờ giáo viên mở lại",
                 "too many wrong codes: the teacher must open a new pairing window",
             ),
-            PairingRefused::Attempt(Attempt::Closed | Attempt::Accepted) => {
-                ApiError::new(StatusCode::GONE, "closed", "Chưa mở ghép nối hoặc mã đã hết hạn", "no pairing window is open")
-            }
+            PairingRefused::Attempt(Attempt::Closed | Attempt::Accepted) => ApiError::new(
+                StatusCode::GONE,
+                "closed",
+                "Chưa mở ghép nối hoặc mã đã hết hạn",
+                "no pairing window is open",
+            ),
         }
     }
 }

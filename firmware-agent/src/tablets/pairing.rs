@@ -41,9 +41,13 @@ pub struct WindowView {
 pub enum Attempt {
     /// The code is right: the caller issues a token.
     Accepted,
-    WrongCode { tries_left: u32 },
+    WrongCode {
+        tries_left: u32,
+    },
     /// Too soon after this address's last wrong code.
-    TooSoon { retry_after: SignedDuration },
+    TooSoon {
+        retry_after: SignedDuration,
+    },
     /// Too many wrong codes: the teacher must open a new window.
     Locked,
     /// No window is open, or it expired.
@@ -68,7 +72,10 @@ pub struct Pairing {
 
 impl Pairing {
     pub fn new(rules: PairingRules) -> Self {
-        Self { rules, window: None }
+        Self {
+            rules,
+            window: None,
+        }
     }
 
     /// Opens a new window with `code` (six digits), replacing any other.
@@ -113,7 +120,13 @@ impl Pairing {
             let retry_at = *last + self.rules.retry_delay;
             if now < retry_at {
                 window.wrong_codes += 1;
-                return if window.wrong_codes >= max { Attempt::Locked } else { Attempt::TooSoon { retry_after: retry_at.duration_since(now) } };
+                return if window.wrong_codes >= max {
+                    Attempt::Locked
+                } else {
+                    Attempt::TooSoon {
+                        retry_after: retry_at.duration_since(now),
+                    }
+                };
             }
         }
         if same_code(&window.code, code) {
@@ -122,13 +135,24 @@ impl Pairing {
         }
         window.wrong_codes += 1;
         window.last_wrong_by.insert(from, now);
-        if window.wrong_codes >= max { Attempt::Locked } else { Attempt::WrongCode { tries_left: max - window.wrong_codes } }
+        if window.wrong_codes >= max {
+            Attempt::Locked
+        } else {
+            Attempt::WrongCode {
+                tries_left: max - window.wrong_codes,
+            }
+        }
     }
 }
 
 /// Compares without stopping at the first differing digit.
 fn same_code(expected: &str, given: &str) -> bool {
-    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 #[cfg(test)]
@@ -155,17 +179,37 @@ mod tests {
         pairing.open(start(), "428913".into());
         for n in 1..=40u8 {
             let now = start() + SignedDuration::from_secs(i64::from(n) * 5);
-            assert_eq!(pairing.attempt(now, tablet(n), "428913"), Attempt::Accepted, "tablet {n}");
+            assert_eq!(
+                pairing.attempt(now, tablet(n), "428913"),
+                Attempt::Accepted,
+                "tablet {n}"
+            );
         }
-        assert_eq!(pairing.view(start() + SignedDuration::from_secs(200)).unwrap().paired, 40);
+        assert_eq!(
+            pairing
+                .view(start() + SignedDuration::from_secs(200))
+                .unwrap()
+                .paired,
+            40
+        );
     }
 
     #[test]
     fn the_window_closes_when_it_expires() {
         let mut pairing = Pairing::new(RULES);
-        assert_eq!(pairing.attempt(start(), tablet(1), "428913"), Attempt::Closed);
+        assert_eq!(
+            pairing.attempt(start(), tablet(1), "428913"),
+            Attempt::Closed
+        );
         pairing.open(start(), "428913".into());
-        assert_eq!(pairing.attempt(start() + SignedDuration::from_secs(300), tablet(1), "428913"), Attempt::Closed);
+        assert_eq!(
+            pairing.attempt(
+                start() + SignedDuration::from_secs(300),
+                tablet(1),
+                "428913"
+            ),
+            Attempt::Closed
+        );
         assert_eq!(pairing.view(start() + SignedDuration::from_secs(300)), None);
     }
 
@@ -173,27 +217,51 @@ mod tests {
     fn a_flood_of_wrong_codes_locks_the_window_until_a_new_one_opens() {
         let mut pairing = Pairing::new(RULES);
         pairing.open(start(), "428913".into());
-        assert_eq!(pairing.attempt(start(), tablet(66), "000000"), Attempt::WrongCode { tries_left: 9 });
+        assert_eq!(
+            pairing.attempt(start(), tablet(66), "000000"),
+            Attempt::WrongCode { tries_left: 9 }
+        );
         assert_eq!(
             pairing.attempt(start(), tablet(66), "428913"),
-            Attempt::TooSoon { retry_after: SignedDuration::from_secs(1) },
+            Attempt::TooSoon {
+                retry_after: SignedDuration::from_secs(1)
+            },
             "even the right code is refused unchecked inside the delay"
         );
         for n in 0..7u8 {
-            assert!(matches!(pairing.attempt(start(), tablet(100 + n), "111111"), Attempt::WrongCode { .. }));
+            assert!(matches!(
+                pairing.attempt(start(), tablet(100 + n), "111111"),
+                Attempt::WrongCode { .. }
+            ));
         }
-        assert_eq!(pairing.attempt(start(), tablet(200), "222222"), Attempt::Locked);
-        assert_eq!(pairing.attempt(start(), tablet(1), "428913"), Attempt::Locked, "the right code no longer pairs");
+        assert_eq!(
+            pairing.attempt(start(), tablet(200), "222222"),
+            Attempt::Locked
+        );
+        assert_eq!(
+            pairing.attempt(start(), tablet(1), "428913"),
+            Attempt::Locked,
+            "the right code no longer pairs"
+        );
         assert!(pairing.view(start()).unwrap().locked);
         pairing.open(start(), "555123".into());
-        assert_eq!(pairing.attempt(start(), tablet(1), "555123"), Attempt::Accepted);
+        assert_eq!(
+            pairing.attempt(start(), tablet(1), "555123"),
+            Attempt::Accepted
+        );
     }
 
     #[test]
     fn a_tablet_that_waits_out_the_delay_may_try_again() {
         let mut pairing = Pairing::new(RULES);
         pairing.open(start(), "428913".into());
-        assert!(matches!(pairing.attempt(start(), tablet(3), "428931"), Attempt::WrongCode { .. }));
-        assert_eq!(pairing.attempt(start() + SignedDuration::from_secs(1), tablet(3), "428913"), Attempt::Accepted);
+        assert!(matches!(
+            pairing.attempt(start(), tablet(3), "428931"),
+            Attempt::WrongCode { .. }
+        ));
+        assert_eq!(
+            pairing.attempt(start() + SignedDuration::from_secs(1), tablet(3), "428913"),
+            Attempt::Accepted
+        );
     }
 }

@@ -40,7 +40,9 @@ pub enum TabletMessage {
     },
     Ping,
     /// The tablet carried out command `id`.
-    Ack { id: u64 },
+    Ack {
+        id: u64,
+    },
     Answer {
         question: String,
         #[serde(default)]
@@ -72,9 +74,13 @@ pub enum Command {
         #[serde(default)]
         file: Option<String>,
     },
-    Message { text: String },
+    Message {
+        text: String,
+    },
     QuestionStart(Question),
-    QuestionStop { question: String },
+    QuestionStop {
+        question: String,
+    },
 }
 
 impl Command {
@@ -94,7 +100,9 @@ impl Command {
     /// lesson's record for the hub; the error says what to fix.
     pub fn validate(&self) -> Result<(), InvalidCommand> {
         self.validate_fields()?;
-        let recorded = serde_json::to_string(self).expect("commands serialise").len();
+        let recorded = serde_json::to_string(self)
+            .expect("commands serialise")
+            .len();
         if recorded > MAX_ARGUMENTS_BYTES {
             return Err(InvalidCommand::TooLarge { recorded });
         }
@@ -106,7 +114,9 @@ impl Command {
             Command::Lock { message } => Ok(text_field("message", message, false)?),
             Command::Unlock => Ok(()),
             Command::Open { url, file } => match (url, file) {
-                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => Ok(text_field("url", url, true)?),
+                (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Ok(text_field("url", url, true)?)
+                }
                 (Some(url), None) => Err(InvalidCommand::UrlScheme(url.clone())),
                 (None, Some(file)) => Ok(content_name(file)?),
                 _ => Err(InvalidCommand::UrlOrFile),
@@ -159,8 +169,13 @@ impl Question {
             return Err(InvalidCommand::NoTime);
         }
         match self.question_kind {
-            QuestionKind::ShortAnswer if !self.choices.is_empty() => Err(InvalidCommand::ChoicesOfShortAnswer),
-            QuestionKind::ShortAnswer => Ok(self.correct.iter().try_for_each(|answer| text_field("correct", answer, true))?),
+            QuestionKind::ShortAnswer if !self.choices.is_empty() => {
+                Err(InvalidCommand::ChoicesOfShortAnswer)
+            }
+            QuestionKind::ShortAnswer => Ok(self
+                .correct
+                .iter()
+                .try_for_each(|answer| text_field("correct", answer, true))?),
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 if !(2..=MAX_CHOICES).contains(&self.choices.len()) {
                     return Err(InvalidCommand::ChoiceCount(self.choices.len()));
@@ -168,11 +183,18 @@ impl Question {
                 for (index, choice) in self.choices.iter().enumerate() {
                     identifier("choices[].id", &choice.id)?;
                     text_field("choices[].text", &choice.text, true)?;
-                    if self.choices[..index].iter().any(|earlier| earlier.id == choice.id) {
+                    if self.choices[..index]
+                        .iter()
+                        .any(|earlier| earlier.id == choice.id)
+                    {
                         return Err(InvalidCommand::ChoiceTwice(choice.id.clone()));
                     }
                 }
-                if let Some(unknown) = self.correct.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
+                if let Some(unknown) = self
+                    .correct
+                    .iter()
+                    .find(|id| !self.choices.iter().any(|c| &c.id == *id))
+                {
                     return Err(InvalidCommand::UnknownCorrect(unknown.clone()));
                 }
                 if self.question_kind == QuestionKind::SingleChoice && self.correct.len() > 1 {
@@ -187,19 +209,31 @@ impl Question {
     pub fn check_answer(&self, choices: &[String], text: &str) -> Result<(), InvalidAnswer> {
         match self.question_kind {
             QuestionKind::ShortAnswer if !choices.is_empty() => Err(InvalidAnswer::ChoicesForText),
-            QuestionKind::ShortAnswer => text_field("text", text, true).map_err(InvalidAnswer::Text),
+            QuestionKind::ShortAnswer => {
+                text_field("text", text, true).map_err(InvalidAnswer::Text)
+            }
             QuestionKind::SingleChoice if choices.len() != 1 => Err(InvalidAnswer::NotOne),
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 if choices.is_empty() {
                     return Err(InvalidAnswer::NoChoice);
                 }
                 if choices.len() > self.choices.len() {
-                    return Err(InvalidAnswer::TooMany { given: choices.len(), choices: self.choices.len() });
+                    return Err(InvalidAnswer::TooMany {
+                        given: choices.len(),
+                        choices: self.choices.len(),
+                    });
                 }
-                if let Some(unknown) = choices.iter().find(|id| !self.choices.iter().any(|c| &c.id == *id)) {
+                if let Some(unknown) = choices
+                    .iter()
+                    .find(|id| !self.choices.iter().any(|c| &c.id == *id))
+                {
                     return Err(InvalidAnswer::UnknownChoice(unknown.clone()));
                 }
-                match choices.iter().enumerate().find(|(index, id)| choices[..*index].contains(id)) {
+                match choices
+                    .iter()
+                    .enumerate()
+                    .find(|(index, id)| choices[..*index].contains(id))
+                {
                     Some((_, repeated)) => Err(InvalidAnswer::Repeated(repeated.clone())),
                     None => Ok(()),
                 }
@@ -215,7 +249,9 @@ impl Question {
         Some(match self.question_kind {
             QuestionKind::ShortAnswer => {
                 let given = normalise(text);
-                self.correct.iter().any(|accepted| normalise(accepted) == given)
+                self.correct
+                    .iter()
+                    .any(|accepted| normalise(accepted) == given)
             }
             QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
                 let mut given: Vec<&String> = choices.iter().collect();
@@ -279,8 +315,13 @@ pub enum AgentMessage<'a> {
     Command(&'a CommandEnvelope),
     Pong,
     /// The answer is stored: the tablet may show it as sent.
-    AnswerReceived { question: &'a str },
-    Error { code: ErrorCode, detail: String },
+    AnswerReceived {
+        question: &'a str,
+    },
+    Error {
+        code: ErrorCode,
+        detail: String,
+    },
 }
 
 impl AgentMessage<'_> {
@@ -321,23 +362,38 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into() }
+        Self {
+            code,
+            detail: detail.into(),
+        }
     }
 
     pub fn to_json(&self) -> String {
-        AgentMessage::Error { code: self.code, detail: self.detail.clone() }.to_json()
+        AgentMessage::Error {
+            code: self.code,
+            detail: self.detail.clone(),
+        }
+        .to_json()
     }
 }
 
 /// Reads one text frame from a tablet.
 pub fn parse(frame: &str, max_bytes: usize) -> Result<TabletMessage, ProtocolError> {
     if frame.len() > max_bytes {
-        return Err(ProtocolError::new(ErrorCode::TooLarge, format!("{} bytes, the limit is {max_bytes}", frame.len())));
+        return Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!("{} bytes, the limit is {max_bytes}", frame.len()),
+        ));
     }
-    let message: TabletMessage =
-        serde_json::from_str(frame).map_err(|err| ProtocolError::new(ErrorCode::Malformed, err.to_string()))?;
-    if let TabletMessage::Hello { v, .. } = &message && *v != VERSION {
-        return Err(ProtocolError::new(ErrorCode::UnsupportedVersion, format!("this agent speaks version {VERSION}, not {v}")));
+    let message: TabletMessage = serde_json::from_str(frame)
+        .map_err(|err| ProtocolError::new(ErrorCode::Malformed, err.to_string()))?;
+    if let TabletMessage::Hello { v, .. } = &message
+        && *v != VERSION
+    {
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("this agent speaks version {VERSION}, not {v}"),
+        ));
     }
     Ok(message)
 }
@@ -420,10 +476,17 @@ fn text_field(name: &'static str, value: &str, required: bool) -> Result<(), Inv
 }
 
 fn identifier(name: &'static str, value: &str) -> Result<(), InvalidField> {
-    if (1..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+    if (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
         Ok(())
     } else {
-        Err(InvalidField::NotIdentifier { name, value: value.to_owned() })
+        Err(InvalidField::NotIdentifier {
+            name,
+            value: value.to_owned(),
+        })
     }
 }
 
@@ -432,9 +495,16 @@ pub fn content_name(name: &str) -> Result<(), BadContentName> {
     let valid = !name.is_empty()
         && name.len() <= 255
         && name.split('/').all(|segment| {
-            !segment.is_empty() && segment != "." && segment != ".." && !segment.chars().any(|c| c.is_control() || c == '\\')
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && !segment.chars().any(|c| c.is_control() || c == '\\')
         });
-    if valid { Ok(()) } else { Err(BadContentName(name.to_owned())) }
+    if valid {
+        Ok(())
+    } else {
+        Err(BadContentName(name.to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -446,7 +516,13 @@ mod tests {
             id: "q1".into(),
             question_kind: QuestionKind::MultipleChoice,
             prompt: "Số nào là số chẵn?".into(),
-            choices: ["2", "3", "4"].iter().map(|id| Choice { id: (*id).into(), text: (*id).into() }).collect(),
+            choices: ["2", "3", "4"]
+                .iter()
+                .map(|id| Choice {
+                    id: (*id).into(),
+                    text: (*id).into(),
+                })
+                .collect(),
             correct: vec!["2".into(), "4".into()],
             time_limit_s: None,
         }
@@ -454,25 +530,66 @@ mod tests {
 
     #[test]
     fn refusals_name_their_cause() {
-        assert_eq!(parse("{\"type\":\"ping\"", 100).unwrap_err().code, ErrorCode::Malformed);
-        assert_eq!(parse("{\"type\":\"shout\"}", 100).unwrap_err().code, ErrorCode::Malformed);
-        assert_eq!(parse(&" ".repeat(101), 100).unwrap_err().code, ErrorCode::TooLarge);
-        assert_eq!(parse("{\"type\":\"hello\",\"v\":2,\"token\":\"x\"}", 100).unwrap_err().code, ErrorCode::UnsupportedVersion);
         assert_eq!(
-            parse("{\"type\":\"hello\",\"v\":1,\"token\":\"x\",\"future\":true}", 100).unwrap(),
-            TabletMessage::Hello { v: 1, token: "x".into(), last_command: 0 }
+            parse("{\"type\":\"ping\"", 100).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        assert_eq!(
+            parse("{\"type\":\"shout\"}", 100).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        assert_eq!(
+            parse(&" ".repeat(101), 100).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            parse("{\"type\":\"hello\",\"v\":2,\"token\":\"x\"}", 100)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(
+            parse(
+                "{\"type\":\"hello\",\"v\":1,\"token\":\"x\",\"future\":true}",
+                100
+            )
+            .unwrap(),
+            TabletMessage::Hello {
+                v: 1,
+                token: "x".into(),
+                last_command: 0
+            }
         );
     }
 
     #[test]
     fn a_question_too_large_for_its_record_is_refused_though_each_field_fits() {
         let long = "ữ".repeat(MAX_TEXT_CHARS);
-        let choices = (0..MAX_CHOICES).map(|i| Choice { id: format!("c{i}"), text: long.clone() }).collect();
-        let question = Question { prompt: long.clone(), choices, correct: vec![], ..choice_question() };
-        let err = Command::QuestionStart(question).validate().unwrap_err().to_string();
+        let choices = (0..MAX_CHOICES)
+            .map(|i| Choice {
+                id: format!("c{i}"),
+                text: long.clone(),
+            })
+            .collect();
+        let question = Question {
+            prompt: long.clone(),
+            choices,
+            correct: vec![],
+            ..choice_question()
+        };
+        let err = Command::QuestionStart(question)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("Lệnh quá dài"), "{err}");
-        assert!(err.contains(&format!("more than the {MAX_ARGUMENTS_BYTES} one record")), "{err}");
-        let fits = Question { prompt: long, ..choice_question() };
+        assert!(
+            err.contains(&format!("more than the {MAX_ARGUMENTS_BYTES} one record")),
+            "{err}"
+        );
+        let fits = Question {
+            prompt: long,
+            ..choice_question()
+        };
         assert_eq!(Command::QuestionStart(fits).validate(), Ok(()));
     }
 
@@ -481,12 +598,21 @@ mod tests {
         let question = choice_question();
         assert_eq!(question.check_answer(&["2".into(), "4".into()], ""), Ok(()));
         let repeated = vec!["2".to_owned(); 3_000];
-        assert_eq!(question.check_answer(&repeated, "").unwrap_err().to_string(), "3000 choices given; this question has 3");
+        assert_eq!(
+            question
+                .check_answer(&repeated, "")
+                .unwrap_err()
+                .to_string(),
+            "3000 choices given; this question has 3"
+        );
     }
 
     #[test]
     fn correct_answers_stay_on_the_agent() {
-        let envelope = CommandEnvelope { id: 3, command: Command::QuestionStart(choice_question()) };
+        let envelope = CommandEnvelope {
+            id: 3,
+            command: Command::QuestionStart(choice_question()),
+        };
         let json = AgentMessage::Command(&envelope).to_json();
         assert!(!json.contains("correct"), "{json}");
         assert!(json.contains("\"kind\":\"question_start\""), "{json}");
@@ -495,25 +621,86 @@ mod tests {
     #[test]
     fn answers_are_checked_and_graded() {
         let question = choice_question();
-        assert!(question.check_answer(&["5".into()], "").unwrap_err().to_string().contains("`5` is not a choice"));
+        assert!(
+            question
+                .check_answer(&["5".into()], "")
+                .unwrap_err()
+                .to_string()
+                .contains("`5` is not a choice")
+        );
         let repeated: Vec<String> = std::iter::repeat_n("2".to_owned(), 3000).collect();
-        assert!(question.check_answer(&repeated, "").unwrap_err().to_string().contains("3000 choices given; this question has"));
-        assert!(question.check_answer(&["2".into(), "2".into()], "").unwrap_err().to_string().contains("choice `2` is given more than once"));
-        assert!(question.check_answer(&["4".into(), "2".into(), "4".into()], "").is_err());
+        assert!(
+            question
+                .check_answer(&repeated, "")
+                .unwrap_err()
+                .to_string()
+                .contains("3000 choices given; this question has")
+        );
+        assert!(
+            question
+                .check_answer(&["2".into(), "2".into()], "")
+                .unwrap_err()
+                .to_string()
+                .contains("choice `2` is given more than once")
+        );
+        assert!(
+            question
+                .check_answer(&["4".into(), "2".into(), "4".into()], "")
+                .is_err()
+        );
         assert_eq!(question.grade(&["4".into(), "2".into()], ""), Some(true));
         assert_eq!(question.grade(&["2".into()], ""), Some(false));
-        let short = Question { question_kind: QuestionKind::ShortAnswer, choices: vec![], correct: vec!["Hà Nội".into()], ..question };
+        let short = Question {
+            question_kind: QuestionKind::ShortAnswer,
+            choices: vec![],
+            correct: vec!["Hà Nội".into()],
+            ..question
+        };
         assert_eq!(short.grade(&[], "  hà nội "), Some(true));
-        assert_eq!(Question { correct: vec![], ..short }.grade(&[], "x"), None);
+        assert_eq!(
+            Question {
+                correct: vec![],
+                ..short
+            }
+            .grade(&[], "x"),
+            None
+        );
     }
 
     #[test]
     fn commands_are_validated() {
-        assert!(Command::Open { url: Some("file:///etc/passwd".into()), file: None }.validate().is_err());
-        assert!(Command::Open { url: None, file: Some("../secret".into()) }.validate().is_err());
-        assert!(Command::Open { url: None, file: Some("toan/bai-3.pdf".into()) }.validate().is_ok());
+        assert!(
+            Command::Open {
+                url: Some("file:///etc/passwd".into()),
+                file: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Command::Open {
+                url: None,
+                file: Some("../secret".into())
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Command::Open {
+                url: None,
+                file: Some("toan/bai-3.pdf".into())
+            }
+            .validate()
+            .is_ok()
+        );
         let mut question = choice_question();
         question.correct = vec!["9".into()];
-        assert!(Command::QuestionStart(question).validate().unwrap_err().to_string().contains("`9`"));
+        assert!(
+            Command::QuestionStart(question)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`9`")
+        );
     }
 }

@@ -56,13 +56,21 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{}: cannot read or write the agent's certificate: {source}\n  hint: give the agent's user write access to the data directory", path.display())]
-    Files { path: PathBuf, source: std::io::Error },
+    Files {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot make the agent's certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{}: the stored certificate or key is unusable ({source})\n  hint: move this directory aside to make a new certificate; tablets must then pair again", dir.display())]
     Unusable { source: rustls::Error, dir: PathBuf },
-    #[error("cannot listen on {address} (tablets.tls_listen): {source}\n  hint: use a free port, such as 8443")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {address} (tablets.tls_listen): {source}\n  hint: use a free port, such as 8443"
+    )]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Loads the certificate from `dir`, making it on first use.
@@ -76,15 +84,30 @@ pub fn load_or_create(dir: &Path, names: Vec<String>) -> Result<Identity, TlsErr
     crate::store::ensure_private_dir(dir).map_err(files(dir))?;
     if !certificate_path.exists() || !key_path.exists() {
         let made = rcgen::generate_simple_self_signed(names)?;
-        let mut key_file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key_path).map_err(files(&key_path))?;
-        key_file.write_all(&made.signing_key.serialize_der()).and_then(|()| key_file.sync_all()).map_err(files(&key_path))?;
+        let mut key_file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(files(&key_path))?;
+        key_file
+            .write_all(&made.signing_key.serialize_der())
+            .and_then(|()| key_file.sync_all())
+            .map_err(files(&key_path))?;
         fs::write(&certificate_path, made.cert.der()).map_err(files(&certificate_path))?;
         tracing::info!(path = %certificate_path.display(), "made the agent's TLS certificate");
     }
-    let certificate = CertificateDer::from(fs::read(&certificate_path).map_err(files(&certificate_path))?);
+    let certificate =
+        CertificateDer::from(fs::read(&certificate_path).map_err(files(&certificate_path))?);
     let key = fs::read(&key_path).map_err(files(&key_path))?;
     let fingerprint = hex::encode(Sha256::digest(&certificate));
-    Ok(Identity { certificate, key, dir: dir.to_owned(), fingerprint })
+    Ok(Identity {
+        certificate,
+        key,
+        dir: dir.to_owned(),
+        fingerprint,
+    })
 }
 
 /// A listener whose connections are TLS streams, for `axum::serve`.
@@ -95,18 +118,31 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Binds `address` and starts accepting with `identity`, pausing on `clock` after a failed accept.
-    pub async fn bind(address: SocketAddr, identity: &Identity, clock: Arc<dyn Clock>) -> Result<TlsListener, TlsError> {
+    pub async fn bind(
+        address: SocketAddr,
+        identity: &Identity,
+        clock: Arc<dyn Clock>,
+    ) -> Result<TlsListener, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(|builder| {
                 let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key.clone()));
-                builder.with_no_client_auth().with_single_cert(vec![identity.certificate.clone()], key)
+                builder
+                    .with_no_client_auth()
+                    .with_single_cert(vec![identity.certificate.clone()], key)
             })
-            .map_err(|source| TlsError::Unusable { source, dir: identity.dir.clone() })?;
+            .map_err(|source| TlsError::Unusable {
+                source,
+                dir: identity.dir.clone(),
+            })?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind(address).await.map_err(|source| TlsError::Bind { address, source })?;
-        let local = listener.local_addr().map_err(|source| TlsError::Bind { address, source })?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| TlsError::Bind { address, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| TlsError::Bind { address, source })?;
         let (sender, accepted) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -172,13 +208,29 @@ pub fn advertised() -> Option<&'static Advertised> {
 
 /// Makes the certificate (kept under `data_dir`, named for the room) and binds
 /// `tablets.tls_listen`, when it is set.
-pub async fn prepare(tablets: &super::TabletsConfig, data_dir: &Path, school_code: &str, room_id: &str, clock: Arc<dyn Clock>) -> Result<Option<TlsListener>, TlsError> {
-    let Some(address) = tablets.tls_listen else { return Ok(None) };
+pub async fn prepare(
+    tablets: &super::TabletsConfig,
+    data_dir: &Path,
+    school_code: &str,
+    room_id: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<TlsListener>, TlsError> {
+    let Some(address) = tablets.tls_listen else {
+        return Ok(None);
+    };
     let dir = data_dir.join("tls");
-    let names = vec![format!("{school_code}-{room_id}.local"), "localhost".to_owned()];
-    let identity = tokio::task::spawn_blocking(move || load_or_create(&dir, names)).await.expect("certificate task")?;
+    let names = vec![
+        format!("{school_code}-{room_id}.local"),
+        "localhost".to_owned(),
+    ];
+    let identity = tokio::task::spawn_blocking(move || load_or_create(&dir, names))
+        .await
+        .expect("certificate task")?;
     let listener = TlsListener::bind(address, &identity, clock).await?;
-    let advertised = Advertised { port: listener.local.port(), fingerprint: identity.fingerprint.clone() };
+    let advertised = Advertised {
+        port: listener.local.port(),
+        fingerprint: identity.fingerprint.clone(),
+    };
     tracing::info!(address = %listener.local, fingerprint = %advertised.fingerprint, "tablets' TLS listening");
     let _ = ADVERTISED.set(advertised);
     Ok(Some(listener))
@@ -196,7 +248,11 @@ mod tests {
         assert_eq!(first, again, "a restart keeps the pinned certificate");
         assert_eq!(first.fingerprint.len(), 64);
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("agent-key.der")).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join("agent-key.der"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 
@@ -214,6 +270,10 @@ mod tests {
         assert_eq!(mode(&tls), 0o700);
         fs::set_permissions(&tls, fs::Permissions::from_mode(0o755)).unwrap();
         load_or_create(&tls, vec!["room.local".into()]).unwrap();
-        assert_eq!(mode(&tls), 0o700, "an existing directory is tightened at the next start");
+        assert_eq!(
+            mode(&tls),
+            0o700,
+            "an existing directory is tightened at the next start"
+        );
     }
 }

@@ -48,10 +48,21 @@ pub fn router() -> axum::Router<Arc<Lesson>> {
 
 /// Upgrades to the live channel; a request that is no WebSocket upgrade gets
 /// the library's status with the one error shape ([`ApiError`]).
-async fn upgrade(socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+async fn upgrade(
+    socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(lesson): State<Arc<Lesson>>,
+) -> Result<Response, ApiError> {
     let socket = socket.map_err(|refused| {
-        let detail = format!("{}: connect with a WebSocket client, as the tablet page does", refused.body_text());
-        ApiError::new(refused.status(), "websocket_required", "Đây là kênh dành cho máy tính bảng", detail)
+        let detail = format!(
+            "{}: connect with a WebSocket client, as the tablet page does",
+            refused.body_text()
+        );
+        ApiError::new(
+            refused.status(),
+            "websocket_required",
+            "Đây là kênh dành cho máy tính bảng",
+            detail,
+        )
     })?;
     Ok(socket
         .max_message_size(HARD_FRAME_LIMIT)
@@ -63,7 +74,10 @@ async fn upgrade(socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>, St
 
 /// The connection's loop, counted among the lesson's tasks from the upgrade on.
 fn serve(lesson: Arc<Lesson>, socket: WebSocket) -> impl Future<Output = ()> {
-    lesson.tasks.clone().track_future(live_channel(lesson, socket))
+    lesson
+        .tasks
+        .clone()
+        .track_future(live_channel(lesson, socket))
 }
 
 async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
@@ -81,12 +95,21 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
             () = lesson.clock.sleep(silence) => return,
             () = lesson.shutdown.cancelled() => return going_away(sink, stream).await,
         };
-        let Some(text) = text_of(frame, limit) else { continue };
+        let Some(text) = text_of(frame, limit) else {
+            continue;
+        };
         let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
-            Ok(TabletMessage::Hello { token, last_command, .. }) => match lesson.authenticate(&token).await {
+            Ok(TabletMessage::Hello {
+                token,
+                last_command,
+                ..
+            }) => match lesson.authenticate(&token).await {
                 Some(tablet) => break (tablet, last_command),
                 None => {
-                    let refusal = ProtocolError::new(ErrorCode::Unauthorized, "unknown or revoked token: pair this tablet again");
+                    let refusal = ProtocolError::new(
+                        ErrorCode::Unauthorized,
+                        "unknown or revoked token: pair this tablet again",
+                    );
                     let _ = sink.send(Message::Text(refusal.to_json().into())).await;
                     let _ = sink.close().await;
                     return;
@@ -95,7 +118,11 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
             Ok(_) => ProtocolError::new(ErrorCode::OutOfOrder, "send `hello` first"),
             Err(err) => err,
         };
-        if sink.send(Message::Text(reply.to_json().into())).await.is_err() {
+        if sink
+            .send(Message::Text(reply.to_json().into()))
+            .await
+            .is_err()
+        {
             return;
         }
     };
@@ -146,7 +173,10 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
 /// its answer to the close frame, so that the frame is read before the
 /// connection ends; the tablet reconnects once the agent is back.
 async fn going_away(mut sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
-    let close = CloseFrame { code: close_code::AWAY, reason: "the agent is stopping".into() };
+    let close = CloseFrame {
+        code: close_code::AWAY,
+        reason: "the agent is stopping".into(),
+    };
     if sink.send(Message::Close(Some(close))).await.is_err() {
         return;
     }
@@ -164,21 +194,37 @@ async fn going_away(mut sink: SplitSink<WebSocket, Message>, mut stream: SplitSt
 fn text_of(frame: Message, limit: usize) -> Option<Result<String, ProtocolError>> {
     match frame {
         Message::Text(text) => Some(Ok(text.as_str().to_owned())),
-        Message::Binary(bytes) if bytes.len() > limit => {
-            Some(Err(ProtocolError::new(ErrorCode::TooLarge, format!("{} bytes, the limit is {limit}", bytes.len()))))
-        }
-        Message::Binary(_) => Some(Err(ProtocolError::new(ErrorCode::Malformed, "send JSON as text frames"))),
+        Message::Binary(bytes) if bytes.len() > limit => Some(Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!("{} bytes, the limit is {limit}", bytes.len()),
+        ))),
+        Message::Binary(_) => Some(Err(ProtocolError::new(
+            ErrorCode::Malformed,
+            "send JSON as text frames",
+        ))),
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
     }
 }
 
 /// One message from an authenticated tablet; the reply, if any.
-fn handle(lesson: &Arc<Lesson>, tablet: &mut Tablet, message: TabletMessage, own_queue: &tokio::sync::mpsc::WeakSender<Outgoing>) -> Option<String> {
+fn handle(
+    lesson: &Arc<Lesson>,
+    tablet: &mut Tablet,
+    message: TabletMessage,
+    own_queue: &tokio::sync::mpsc::WeakSender<Outgoing>,
+) -> Option<String> {
     let result = match message {
-        TabletMessage::Hello { .. } => Err(ProtocolError::new(ErrorCode::OutOfOrder, "already said hello on this connection")),
+        TabletMessage::Hello { .. } => Err(ProtocolError::new(
+            ErrorCode::OutOfOrder,
+            "already said hello on this connection",
+        )),
         TabletMessage::Ping => return Some(AgentMessage::Pong.to_json()),
         TabletMessage::Ack { id } => lesson.ack(&tablet.tablet_id, id),
-        TabletMessage::Answer { question, choices, text } => {
+        TabletMessage::Answer {
+            question,
+            choices,
+            text,
+        } => {
             // The teacher may have bound the tablet to a pupil since it connected.
             if let Some(current) = lesson.authenticated_copy(&tablet.tablet_id) {
                 *tablet = current;
@@ -206,34 +252,55 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message as Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-    type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
     /// A lesson on a manual clock, served over loopback, with one paired
     /// tablet connected and welcomed.
-    async fn connected() -> (Arc<crate::clock::ManualClock>, Arc<Lesson>, Client, tempfile::TempDir) {
+    async fn connected() -> (
+        Arc<crate::clock::ManualClock>,
+        Arc<Lesson>,
+        Client,
+        tempfile::TempDir,
+    ) {
         let (dir, clock, store) = testing::store();
         let lesson = super::super::tests::lesson(store, clock.clone());
-        lesson.store().add_tablet("tab-1", "Bàn 1", &super::super::token_hash("token-1")).unwrap();
+        lesson
+            .store()
+            .add_tablet("tab-1", "Bàn 1", &super::super::token_hash("token-1"))
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(axum::serve(listener, router().with_state(lesson.clone())).into_future());
-        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{address}/tablet/ws")).await.unwrap();
-        client.send(Frame::text(r#"{"type":"hello","v":1,"token":"token-1"}"#)).await.unwrap();
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{address}/tablet/ws"))
+            .await
+            .unwrap();
+        client
+            .send(Frame::text(r#"{"type":"hello","v":1,"token":"token-1"}"#))
+            .await
+            .unwrap();
         assert!(next_text(&mut client).await.contains("\"welcome\""));
         (clock, lesson, client, dir)
     }
 
     async fn next_text(client: &mut Client) -> String {
-        match tokio::time::timeout(PATIENCE, client.next()).await.expect("a frame within the patience") {
+        match tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .expect("a frame within the patience")
+        {
             Some(Ok(Frame::Text(text))) => text.as_str().to_owned(),
             other => panic!("a text frame expected: {other:?}"),
         }
     }
 
     async fn ping(client: &mut Client) {
-        client.send(Frame::text(r#"{"type":"ping"}"#)).await.unwrap();
+        client
+            .send(Frame::text(r#"{"type":"ping"}"#))
+            .await
+            .unwrap();
         assert_eq!(next_text(client).await, r#"{"type":"pong"}"#);
     }
 
@@ -247,11 +314,15 @@ mod tests {
         ping(&mut client).await;
         // 58 s after it connected, 29 s after its last frame: silence counts from the last frame heard.
         clock.advance(Duration::from_secs(20));
-        lesson.issue(crate::tablets::protocol::Command::Unlock).unwrap();
+        lesson
+            .issue(crate::tablets::protocol::Command::Unlock)
+            .unwrap();
         assert!(next_text(&mut client).await.contains("\"command\""));
         // 30 s after its last frame, 10 s after the agent's: what the agent sends is no heartbeat.
         clock.advance(Duration::from_secs(10));
-        let ended = tokio::time::timeout(PATIENCE, client.next()).await.expect("the agent lets the silent tablet go");
+        let ended = tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .expect("the agent lets the silent tablet go");
         assert!(!matches!(ended, Some(Ok(Frame::Text(_)))), "{ended:?}");
         assert!(lesson.live_tablets().is_empty());
     }
@@ -261,14 +332,29 @@ mod tests {
         let (_clock, lesson, mut client, _dir) = connected().await;
         let driver = tokio::spawn(lesson.clone().run());
         lesson.shutdown.cancel();
-        let close = match tokio::time::timeout(PATIENCE, client.next()).await.expect("a close frame within the patience") {
+        let close = match tokio::time::timeout(PATIENCE, client.next())
+            .await
+            .expect("a close frame within the patience")
+        {
             Some(Ok(Frame::Close(Some(close)))) => close,
             other => panic!("a close frame expected: {other:?}"),
         };
-        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Away, "the agent is stopping"));
+        assert_eq!(
+            (close.code, close.reason.as_str()),
+            (CloseCode::Away, "the agent is stopping")
+        );
         // The client answers the close as it reads on.
-        assert!(matches!(tokio::time::timeout(PATIENCE, client.next()).await.unwrap(), None | Some(Err(_))));
-        tokio::time::timeout(PATIENCE, driver).await.expect("the lesson drains").unwrap();
-        assert!(lesson.live_tablets().is_empty(), "the connection ended before the lesson returned");
+        assert!(matches!(
+            tokio::time::timeout(PATIENCE, client.next()).await.unwrap(),
+            None | Some(Err(_))
+        ));
+        tokio::time::timeout(PATIENCE, driver)
+            .await
+            .expect("the lesson drains")
+            .unwrap();
+        assert!(
+            lesson.live_tablets().is_empty(),
+            "the connection ended before the lesson returned"
+        );
     }
 }

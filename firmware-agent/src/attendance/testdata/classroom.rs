@@ -34,7 +34,11 @@ struct Seat {
 impl Frame {
     /// The narrowest face in the frame, as the room's config would name it.
     fn smallest_face(&self) -> u32 {
-        self.faces.iter().map(|seat| seat.bbox[2] - seat.bbox[0]).fold(f32::MAX, f32::min).floor() as u32
+        self.faces
+            .iter()
+            .map(|seat| seat.bbox[2] - seat.bbox[0])
+            .fold(f32::MAX, f32::min)
+            .floor() as u32
     }
 
     /// The seat each box is the face of (by IoU), or `None` for a box that is
@@ -50,7 +54,8 @@ impl Frame {
                     .enumerate()
                     .map(|(i, seat)| (i, iou(&seat.bbox, bbox)))
                     .max_by(|a, b| a.1.total_cmp(&b.1))?;
-                (overlap > SAME_FACE_IOU && !std::mem::replace(&mut taken[seat], true)).then_some(seat)
+                (overlap > SAME_FACE_IOU && !std::mem::replace(&mut taken[seat], true))
+                    .then_some(seat)
             })
             .collect()
     }
@@ -72,7 +77,8 @@ fn classroom() -> &'static (PathBuf, Composition) {
             .status()
             .expect("the set-up's Python environment runs the composer");
         assert!(status.success(), "the composer failed: {status}");
-        let composition = serde_json::from_slice(&std::fs::read(dir.join("classroom.json")).unwrap()).unwrap();
+        let composition =
+            serde_json::from_slice(&std::fs::read(dir.join("classroom.json")).unwrap()).unwrap();
         (dir, composition)
     })
 }
@@ -88,19 +94,41 @@ fn down_to<T>(pixels: u32, run: impl FnOnce(&mut Pipeline) -> T) -> T {
 
 fn frames() -> impl Iterator<Item = (&'static Frame, RgbImage)> {
     let (dir, composition) = classroom();
-    composition.frames.iter().map(|frame| (frame, decode(&std::fs::read(dir.join(&frame.file)).unwrap()).unwrap()))
+    composition.frames.iter().map(|frame| {
+        (
+            frame,
+            decode(&std::fs::read(dir.join(&frame.file)).unwrap()).unwrap(),
+        )
+    })
 }
 
 #[test]
 fn every_seat_of_a_class_of_forty_is_found_at_4k_and_1080p_and_nothing_else() {
     for (frame, image) in frames() {
         assert_eq!(frame.faces.len(), 40);
-        let found = down_to(frame.smallest_face(), |pipeline| pipeline.find_faces(&image)).unwrap();
+        let found = down_to(frame.smallest_face(), |pipeline| {
+            pipeline.find_faces(&image)
+        })
+        .unwrap();
         let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
         let seats = frame.seats_of(&boxes);
-        let strays: Vec<_> = boxes.iter().zip(&seats).filter(|(_, seat)| seat.is_none()).map(|(b, _)| b).collect();
-        assert!(strays.is_empty(), "{}: boxes on no seat, or a seat's second box: {strays:?}", frame.file);
-        assert!(seats.len() >= 39, "{}: {} of 40 faces found", frame.file, seats.len());
+        let strays: Vec<_> = boxes
+            .iter()
+            .zip(&seats)
+            .filter(|(_, seat)| seat.is_none())
+            .map(|(b, _)| b)
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "{}: boxes on no seat, or a seat's second box: {strays:?}",
+            frame.file
+        );
+        assert!(
+            seats.len() >= 39,
+            "{}: {} of 40 faces found",
+            frame.file,
+            seats.len()
+        );
     }
 }
 
@@ -108,20 +136,34 @@ fn every_seat_of_a_class_of_forty_is_found_at_4k_and_1080p_and_nothing_else() {
 fn seen_whole_the_4k_frame_loses_the_back_rows() {
     let (frame, image) = frames().next().unwrap();
     let found = down_to(image.width(), |pipeline| pipeline.find_faces(&image)).unwrap();
-    assert!(found.len() < 30, "{}: {} faces found in the squeezed frame", frame.file, found.len());
+    assert!(
+        found.len() < 30,
+        "{}: {} faces found in the squeezed frame",
+        frame.file,
+        found.len()
+    );
 }
 
 #[test]
 fn every_pupil_of_the_4k_classroom_is_identified_as_who_sits_there() {
     let (frame, image) = frames().next().unwrap();
     let faces = down_to(frame.smallest_face(), |pipeline| pipeline.faces(&image)).unwrap();
-    let seats = frame.seats_of(&faces.iter().map(|face| face.detected.bbox).collect::<Vec<_>>());
+    let seats = frame.seats_of(
+        &faces
+            .iter()
+            .map(|face| face.detected.bbox)
+            .collect::<Vec<_>>(),
+    );
     let mut identified = 0;
     for (face, seat) in faces.iter().zip(seats) {
         let seat = &frame.faces[seat.expect("every face is a seat's")];
         let found = gallery().identify(&face.embedding, DEFAULT_THRESHOLD);
         let name = found.map(|m| person_of(&m.personal_id));
-        assert!(name.is_none() || name == Some(seat.person.as_str()), "{} identified as {name:?}", seat.person);
+        assert!(
+            name.is_none() || name == Some(seat.person.as_str()),
+            "{} identified as {name:?}",
+            seat.person
+        );
         identified += usize::from(name.is_some());
     }
     assert!(identified >= 39, "{identified} of 40 pupils identified");
