@@ -4,9 +4,12 @@
 //! - No I/O and no clock inside: every call is handed the time, and returns the
 //!   records to append to the outbox. The daemon's loop feeds it; tests drive it
 //!   through a lesson in microseconds.
-//! - A pupil is marked after `confirm_frames` sightings (faces the models
-//!   checked and matched to the pupil; a frame may hold more than one), so one
-//!   odd sighting cannot mark a child present. One mark per pupil per lesson:
+//! - A pupil is marked after being matched in `confirm_frames` frames (faces
+//!   the models checked and matched to the pupil), so one odd frame cannot
+//!   mark a child present. Two faces of one frame that both match a pupil
+//!   count as one frame, not two: a wide camera that sees the whole class
+//!   confirms each pupil in view over that many frames, and a lookalike
+//!   beside a pupil does not hurry the mark. One mark per pupil per lesson:
 //!   present, or late when first confirmed after `late_after`; pupils still
 //!   unmarked when the window closes are absent.
 //! - A teacher's correction wins: it replaces any mark, is recorded with source
@@ -56,7 +59,8 @@ pub enum Sighting {
 
 #[derive(Debug, Default)]
 struct PupilState {
-    sightings: u32,
+    /// Frames in which the pupil was matched, counted until marked.
+    frames: u32,
     best_similarity: f32,
     mark: Option<(MarkStatus, MarkSource)>,
 }
@@ -141,7 +145,7 @@ impl RollCall {
             if enrolled.contains(id) {
                 continue;
             }
-            state.sightings = 0;
+            state.frames = 0;
             if state
                 .mark
                 .is_some_and(|(_, source)| source == MarkSource::Face)
@@ -158,7 +162,8 @@ impl RollCall {
         self.opened_at + self.rules.window
     }
 
-    /// The sightings of one frame taken at `now`.
+    /// The sightings of one frame taken at `now`. Each pupil, unknown face
+    /// and photo counts once per frame, however many of its faces matched.
     pub fn observe(&mut self, now: Timestamp, sightings: &[Sighting]) -> Vec<Payload> {
         let mut out = self.tick(now);
         if self.closed {
@@ -166,41 +171,37 @@ impl RollCall {
         }
         let late = now.duration_since(self.opened_at) >= self.rules.late_after;
         let confirm = self.rules.confirm_frames;
-        let mut unknown_grew = false;
-        for sighting in sightings {
-            match sighting {
-                Sighting::Pupil {
-                    personal_id,
-                    similarity,
-                } => {
-                    let Some(state) = self
-                        .pupils
-                        .get_mut(personal_id)
-                        .filter(|_| self.enrolled.contains(personal_id))
-                    else {
-                        continue;
-                    };
-                    state.best_similarity = state.best_similarity.max(*similarity);
-                    if state.mark.is_some() {
-                        continue;
-                    }
-                    state.sightings += 1;
-                    if state.sightings >= confirm {
-                        let status = if late {
-                            MarkStatus::Late
-                        } else {
-                            MarkStatus::Present
-                        };
-                        state.mark = Some((status, MarkSource::Face));
-                        let mark = self.mark(personal_id, status, MarkSource::Face);
-                        out.push(mark.into());
-                    }
-                }
-                Sighting::Unknown { track } => unknown_grew |= self.unknown.see(*track, confirm),
-                Sighting::Photo { track } => {
-                    self.photos.see(*track, confirm);
-                }
+        let frame = FrameSightings::of(sightings);
+        for (personal_id, similarity) in frame.pupils {
+            let Some(state) = self
+                .pupils
+                .get_mut(personal_id)
+                .filter(|_| self.enrolled.contains(personal_id))
+            else {
+                continue;
+            };
+            state.best_similarity = state.best_similarity.max(similarity);
+            if state.mark.is_some() {
+                continue;
             }
+            state.frames += 1;
+            if state.frames >= confirm {
+                let status = if late {
+                    MarkStatus::Late
+                } else {
+                    MarkStatus::Present
+                };
+                state.mark = Some((status, MarkSource::Face));
+                let mark = self.mark(personal_id, status, MarkSource::Face);
+                out.push(mark.into());
+            }
+        }
+        let mut unknown_grew = false;
+        for track in frame.unknown {
+            unknown_grew |= self.unknown.see(track, confirm);
+        }
+        for track in frame.photos {
+            self.photos.see(track, confirm);
         }
         if unknown_grew {
             out.push(
@@ -212,6 +213,18 @@ impl RollCall {
             );
         }
         out
+    }
+
+    /// True once every pupil the camera may mark has a mark: frames can no
+    /// longer change the roll, so nothing needs to look for faces until the
+    /// class changes or the window closes. A roll with nobody the camera may
+    /// mark is never complete: its frames still count unknown faces.
+    pub fn is_complete(&self) -> bool {
+        !self.enrolled.is_empty()
+            && self
+                .enrolled
+                .iter()
+                .all(|id| self.pupils.get(id).is_none_or(|state| state.mark.is_some()))
     }
 
     /// Closes the window when its time has come: every unmarked pupil is absent.
@@ -308,17 +321,53 @@ impl RollCall {
     }
 }
 
+/// One frame's sightings, each pupil, unknown track and photo track once.
+struct FrameSightings<'a> {
+    /// Each pupil matched, with the best similarity of its faces in the frame.
+    pupils: BTreeMap<&'a str, f32>,
+    unknown: BTreeSet<u64>,
+    photos: BTreeSet<u64>,
+}
+
+impl<'a> FrameSightings<'a> {
+    fn of(sightings: &'a [Sighting]) -> Self {
+        let mut frame = FrameSightings {
+            pupils: BTreeMap::new(),
+            unknown: BTreeSet::new(),
+            photos: BTreeSet::new(),
+        };
+        for sighting in sightings {
+            match sighting {
+                Sighting::Pupil {
+                    personal_id,
+                    similarity,
+                } => {
+                    let best = frame.pupils.entry(personal_id).or_insert(*similarity);
+                    *best = best.max(*similarity);
+                }
+                Sighting::Unknown { track } => {
+                    frame.unknown.insert(*track);
+                }
+                Sighting::Photo { track } => {
+                    frame.photos.insert(*track);
+                }
+            }
+        }
+        frame
+    }
+}
+
 /// Faces followed across frames, each counted once it has been seen in enough frames.
 #[derive(Debug, Default)]
 struct TrackCount {
-    sightings: HashMap<u64, u32>,
+    frames: HashMap<u64, u32>,
     counted: HashSet<u64>,
 }
 
 impl TrackCount {
     /// One more frame of `track`; true when that makes it count.
     fn see(&mut self, track: u64, confirm: u32) -> bool {
-        let seen = self.sightings.entry(track).or_default();
+        let seen = self.frames.entry(track).or_default();
         *seen += 1;
         *seen >= confirm && self.counted.insert(track)
     }
@@ -401,6 +450,67 @@ mod tests {
             roll.observe(at(2), &[seen(HOA, 0.9), seen(HOA, 0.9), seen(HOA, 0.9)])
                 .is_empty(),
             "one mark per lesson"
+        );
+    }
+
+    #[test]
+    fn two_faces_matching_one_pupil_in_one_frame_count_as_one_frame() {
+        let mut roll = roll();
+        let lookalikes = [seen(HOA, 0.6), seen(HOA, 0.9), seen(HOA, 0.7)];
+        assert!(
+            roll.observe(at(1), &lookalikes).is_empty(),
+            "one frame, not three"
+        );
+        assert!(roll.observe(at(1), &lookalikes).is_empty(), "two frames");
+        let out = roll.observe(at(1), &[seen(HOA, 0.65)]);
+        assert_eq!(
+            marks(&out),
+            vec![(HOA.to_owned(), MarkStatus::Present, MarkSource::Face)]
+        );
+        let Payload::AttendanceMark(mark) = &out[0] else {
+            unreachable!()
+        };
+        assert_eq!(mark.best_similarity, 0.9, "the best face of any frame");
+    }
+
+    #[test]
+    fn a_wide_camera_confirms_the_whole_class_in_its_first_frames_and_the_roll_is_then_complete() {
+        let mut roll = roll();
+        let class = [
+            seen(HOA, 0.7),
+            seen(PAO, 0.6),
+            seen(MAI, 0.8),
+            Sighting::Unknown { track: 9 },
+            Sighting::Unknown { track: 9 },
+        ];
+        assert!(marks(&roll.observe(at(0), &class)).is_empty());
+        assert!(marks(&roll.observe(at(0), &class)).is_empty());
+        assert!(!roll.is_complete());
+        let out = roll.observe(at(0), &class);
+        assert_eq!(
+            marks(&out).len(),
+            3,
+            "every pupil in view, at the third frame: {out:?}"
+        );
+        assert!(
+            out.contains(
+                &UnknownFaces {
+                    session_id: "s1".into(),
+                    count: 1
+                }
+                .into()
+            ),
+            "one stranger, seen in three frames: {out:?}"
+        );
+        assert!(roll.is_complete(), "nothing left for the camera to mark");
+        roll.follow(
+            &[HOA, PAO, MAI, "001206009999"].map(String::from).into(),
+            [HOA, PAO, MAI, "001206009999"].map(String::from).into(),
+            &HashSet::new(),
+        );
+        assert!(
+            !roll.is_complete(),
+            "a pupil who joins the class is still to be seen"
         );
     }
 

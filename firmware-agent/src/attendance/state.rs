@@ -17,7 +17,9 @@
 //!   `attendance.window_minutes`. A class without pupils opens none: it waits
 //!   for its roster, degraded.
 //! - What the camera must deliver ([`FramesWanted`]): during a roll call,
-//!   every frame through every model; between roll calls only what the
+//!   every frame through every model until every pupil the camera may mark
+//!   has been marked (a wide camera does it in its first frames); after
+//!   that, and between roll calls, only what the
 //!   empty-room rule needs, the detector alone on one frame every twentieth
 //!   of the rule's wait (at most one a second), so the lights go off at most a
 //!   twentieth late; and nothing at all when that rule is off.
@@ -277,7 +279,7 @@ impl Attendance {
 
     /// What the camera must deliver now.
     pub fn frames_wanted(&self) -> FramesWanted {
-        if self.open_roll().is_some() {
+        if self.open_roll().is_some_and(|roll| !roll.is_complete()) {
             return FramesWanted::Recognise;
         }
         match self.empty_room_after {
@@ -712,6 +714,37 @@ mod tests {
         assert_eq!(
             empty(&room),
             [at("2026-09-07T11:40"), at("2026-09-07T12:20:30")]
+        );
+    }
+
+    #[test]
+    fn once_every_enrolled_pupil_is_marked_the_models_rest_until_the_class_changes() {
+        let mut room = Room::new(&config(10.0), Some(timetable()), at("2026-09-07T06:00"));
+        room.run_until(at("2026-09-07T07:00"));
+        let whole_class = || vec![seen(HOA), seen(PAO), seen(HOA)];
+        room.frame(at("2026-09-07T07:00:01"), 3, whole_class());
+        assert_eq!(room.attendance.frames_wanted(), FramesWanted::Recognise);
+        room.frame(at("2026-09-07T07:00:02"), 3, whole_class());
+        assert_eq!(
+            room.marks().len(),
+            2,
+            "both enrolled pupils, from two frames of the whole class"
+        );
+        assert_eq!(
+            room.attendance.frames_wanted(),
+            FramesWanted::DetectEvery(Duration::from_secs(30)),
+            "nothing left for the models to find; the empty-room rule still looks"
+        );
+        room.attendance.follow_class(
+            room.now,
+            ids(&[HOA, PAO, MAI]),
+            ids(&[HOA, PAO, MAI]),
+            &HashSet::new(),
+        );
+        assert_eq!(
+            room.attendance.frames_wanted(),
+            FramesWanted::Recognise,
+            "Mai has just been enrolled"
         );
     }
 
