@@ -30,9 +30,9 @@ fn from_the_lan_the_teacher_needs_the_pin_and_a_tablet_token_is_no_substitute() 
 code() {{ curl -s -o /dev/null -w '%{{http_code}}' "$@"; }}
 json='content-type: application/json'
 echo "lan_state $(code $lan/api/panel/state)"
-echo "lan_bell $(code -X POST $lan/api/bell/ring)"
+echo "lan_bell $(code -X POST -H "$json" $lan/api/bell/ring)"
 echo "lan_tablets $(code $lan/api/tablets)"
-pairing=$(curl -s -X POST $local/api/tablets/pairing)
+pairing=$(curl -s -X POST -H "$json" $local/api/tablets/pairing)
 pin=$(printf '%s' "$pairing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["window"]["code"])')
 token=$(curl -s -X POST -H "$json" -d "{{\"code\":\"$pin\",\"name\":\"Bàn 1\"}}" $lan/tablet/pair | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 echo "lan_tablets_with_tablet_token $(code -H "authorization: Bearer $token" -b "panel_session=$token" $lan/api/tablets)"

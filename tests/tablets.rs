@@ -35,9 +35,16 @@ async fn call(
             .new_agent();
         let mut response = match (method, body) {
             ("GET", _) => agent.get(&url).call(),
-            ("DELETE", _) => agent.delete(&url).call(),
+            // A change is sent as JSON, even without a body, as the panel's page sends it.
+            ("DELETE", _) => agent
+                .delete(&url)
+                .header("content-type", "application/json")
+                .call(),
             (_, Some(body)) => agent.post(&url).send_json(body),
-            (_, None) => agent.post(&url).send_empty(),
+            (_, None) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send_empty(),
         }
         .unwrap();
         let status = response.status().as_u16();
@@ -987,13 +994,13 @@ fn the_pairing_qr_code_names_the_lan_address_without_a_default_route() {
         "",
         &format!(
             r#"local=http://127.0.0.1:{port}
-echo "alone $(curl -s -X POST $local/api/tablets/pairing)"
+echo "alone $(curl -s -X POST -H 'content-type: application/json' $local/api/tablets/pairing)"
 echo "alone_qr $(curl -s -o '{dir}/alone.svg' -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)"
 ip link add br-lop type bridge
 ip link set br-lop up
 ip addr add 10.20.30.40/24 dev br-lop
 echo "routes $(ip route | tr '\n' ';')"
-echo "lan $(curl -s -X POST $local/api/tablets/pairing)"
+echo "lan $(curl -s -X POST -H 'content-type: application/json' $local/api/tablets/pairing)"
 echo "lan_qr $(curl -s -o /dev/null -w '%{{http_code}}' $local/api/tablets/pairing/qr.svg)""#,
             dir = room.dir.path().display(),
         ),

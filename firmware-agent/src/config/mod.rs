@@ -102,12 +102,16 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Host names the agent answers to besides its addresses, `localhost`
+    /// and its mDNS name (see `http::guard`).
+    pub server_names: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            server_names: Vec::new(),
         }
     }
 }

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiError, JsonBody, PathParams};
+use super::error::{ApiError, JsonBody, OptionalJsonBody, PathParams};
 use crate::actuators::controller::{Performed, Request, RequestError};
 use crate::agent::Agent;
 use crate::proto::actuation::{Cause, Outcome};
@@ -79,9 +79,9 @@ fn outcome_status(performed: &[Performed]) -> StatusCode {
 
 async fn ring(
     State(agent): State<Arc<Agent>>,
-    body: Option<Json<RingBody>>,
+    OptionalJsonBody(body): OptionalJsonBody<RingBody>,
 ) -> Result<Response, ApiError> {
-    let body = body.map(|Json(body)| body).unwrap_or_default();
+    let body = body.unwrap_or_default();
     let Some(device) = body.device.or_else(|| agent.actuators.default_bell()) else {
         return Err(ApiError::not_found(
             "no_bell",

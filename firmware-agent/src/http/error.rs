@@ -13,8 +13,8 @@
 //!
 //! A request the extractors refuse (a body that is not the JSON a route takes, a
 //! bad path or query) gets the same shape, `invalid_request`, with the status and
-//! the words of the library: handlers take [`JsonBody`], [`PathParams`] and
-//! [`QueryParams`] instead of axum's own.
+//! the words of the library: handlers take [`JsonBody`] (or
+//! [`OptionalJsonBody`]), [`PathParams`] and [`QueryParams`] instead of axum's own.
 //!
 //! # Design
 //! Every refusal is logged with its code and English detail as it is answered.
@@ -167,6 +167,27 @@ impl From<Refusal> for ApiError {
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
+
+/// A request body as JSON of type `T`, or `None` when the body is empty: a
+/// command without arguments, sent as JSON with no body (every change must
+/// say JSON, see [`super::guard`]); refused as an [`ApiError`].
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|refused| refused_request(refused.status(), refused.body_text()))?;
+        if body.trim_ascii().is_empty() {
+            return Ok(OptionalJsonBody(None));
+        }
+        let Json(value) = Json::<T>::from_bytes(&body)?;
+        Ok(OptionalJsonBody(Some(value)))
+    }
+}
 
 /// The path's parameters as `T`; refused as an [`ApiError`].
 #[derive(Debug, FromRequestParts)]

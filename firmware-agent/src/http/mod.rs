@@ -15,10 +15,14 @@
 //!   else, every route that reads or changes the room
 //!   ([`crate::panel::access::require_teacher`]).
 //!
+//! Before any route, [`guard`] refuses a request that does not name the agent
+//! as its host, and a change that is not JSON from the agent's own origin.
+//!
 //! Every error reply has one shape, [`ApiError`] ([`error`]).
 
 mod actuators;
 pub mod error;
+pub mod guard;
 mod health;
 
 use std::sync::Arc;
@@ -35,6 +39,14 @@ use crate::tablets::Lesson;
 
 /// Every route the agent serves, each open to those [the design](self) says.
 pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
+    let own_names = {
+        let config = agent.config();
+        guard::OwnNames::new(
+            &config.room.school_code,
+            &config.room.room_id,
+            &config.http.server_names,
+        )
+    };
     let gate = SharedGate::new(agent.clock.clone());
     let desk = DeskState {
         desk: agent.attendance.clone(),
@@ -63,6 +75,10 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
                 format!("nothing is served at {}", uri.path()),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(own_names),
+            guard::admit,
+        ))
 }
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::protocol::Command;
 use super::{IssueError, Lesson};
-use crate::http::error::{ApiError, JsonBody, PathParams, QueryParams};
+use crate::http::error::{ApiError, JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use crate::roster::PersonalId;
 use crate::store::tablets::TabletChange;
 
@@ -332,7 +332,7 @@ async fn command(
     State(lesson): State<Arc<Lesson>>,
     PathParams(action): PathParams<String>,
     QueryParams(wait): QueryParams<Wait>,
-    body: Option<Json<Value>>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     match action.as_str() {
         "lock" | "unlock" | "open" | "message" => give(lesson, &action, body, wait).await,
@@ -346,7 +346,7 @@ async fn question_command(
     State(lesson): State<Arc<Lesson>>,
     PathParams(action): PathParams<String>,
     QueryParams(wait): QueryParams<Wait>,
-    body: Option<Json<Value>>,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     match action.as_str() {
         "start" => give(lesson, "question_start", body, wait).await,
@@ -361,11 +361,11 @@ async fn question_command(
 async fn give(
     lesson: Arc<Lesson>,
     kind: &str,
-    body: Option<Json<Value>>,
+    body: Option<Value>,
     wait: Wait,
 ) -> Result<Response, ApiError> {
     let invalid = invalid_command;
-    let mut fields = match body.map(|Json(value)| value) {
+    let mut fields = match body {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(fields)) => fields,
         Some(_) => return Err(invalid("the body must be a JSON object".to_owned())),
