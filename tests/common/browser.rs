@@ -28,6 +28,11 @@ impl Chromium {
     }
 
     pub async fn open_sized(url: &str, width: u32, height: u32) -> Chromium {
+        Self::open_with(url, width, height, &[]).await
+    }
+
+    /// Starts a browser as [`Chromium::open_sized`] does, with `extra` command-line switches.
+    pub async fn open_with(url: &str, width: u32, height: u32, extra: &[&str]) -> Chromium {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new("/usr/bin/chromium")
             .args([
@@ -42,6 +47,7 @@ impl Chromium {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--window-size={width},{height}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
