@@ -7,6 +7,7 @@ mod browser;
 mod classroom;
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::Room;
@@ -82,6 +83,112 @@ echo "right_while_locked $(code -X POST -H "$json" -d '{{"pin":"482193"}}' $lan/
     );
     assert_eq!(answer("right_while_locked"), "429");
     assert_eq!(answer("exit"), "0");
+}
+
+/// A pupil's phone that takes a new address for every few guesses: 50
+/// addresses on the room's LAN (a private network namespace) each try wrong
+/// PINs, and then the right PIN from a 51st address is refused too, because
+/// the room as a whole is locked; the panel's status shows someone guessing,
+/// and the panel itself still works.
+#[test]
+fn wrong_pins_from_fifty_addresses_lock_the_room_and_show_on_the_panel() {
+    let room = Room::new("[panel]\nteacher_pin = \"482193\"\n");
+    let port = room.http.port();
+    room.set_http_listen(&format!("0.0.0.0:{port}"));
+    let run = room.run_in_own_network(
+        "for n in $(seq 1 51); do ip addr add 192.0.2.$n/32 dev lo; done",
+        &format!(
+            r#"json='content-type: application/json'
+login() {{ curl -s --interface 192.0.2.$1 -X POST -H "$json" -d "{{\"pin\":\"$2\"}}" http://192.0.2.1:{port}/api/panel/login; }}
+for n in $(seq 1 50); do for guess in 1 2; do last=$(login $n 00000$guess); echo "guess $n $guess $last" >> '{dir}/guesses'; done; done
+echo "last_guess $last"
+echo "right_pin_from_a_new_address $(login 51 482193)"
+echo "panel_state $(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/api/panel/state)"
+echo "health $(curl -s http://127.0.0.1:{port}/healthz)""#,
+            dir = room.dir.path().display(),
+        ),
+    );
+    let guesses = std::fs::read_to_string(room.dir.path().join("guesses")).unwrap();
+    let checked = guesses
+        .lines()
+        .filter(|line| line.contains("wrong_pin"))
+        .count();
+    assert_eq!(
+        checked, 9,
+        "nine guesses checked, the tenth trips the room's lockout:\n{guesses}"
+    );
+    let refused: serde_json::Value =
+        serde_json::from_str(&run.answer("right_pin_from_a_new_address")).unwrap();
+    assert_eq!(refused["error"], "locked_out", "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("locked for everyone"),
+        "{refused}"
+    );
+    assert_eq!(
+        run.answer("panel_state"),
+        "200",
+        "the panel itself still works"
+    );
+    let health: serde_json::Value = serde_json::from_str(&run.answer("health")).unwrap();
+    let shown = &health["subsystems"]["teacher_sign_in"];
+    assert_eq!(shown["state"], "degraded", "{health}");
+    assert!(
+        shown["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10 wrong PINs from 5 addresses"),
+        "{shown}"
+    );
+}
+
+/// Over TLS the sign-in cookie is `Secure`, so the browser never sends it in
+/// clear; over plain HTTP (a room without TLS) it cannot be.
+#[test]
+fn the_sign_in_cookie_is_secure_over_tls() {
+    let room =
+        Room::new("[panel]\nteacher_pin = \"482193\"\n\n[tablets]\ntls_listen = \"127.0.0.1:0\"\n");
+    let _agent = room.start();
+    let opened = Command::new("curl")
+        .args(["-s", "-X", "POST", "-H", "content-type: application/json"])
+        .arg(format!("http://{}/api/tablets/pairing", room.http))
+        .output()
+        .unwrap();
+    let opened: serde_json::Value = serde_json::from_slice(&opened.stdout).unwrap();
+    let tls_port = opened["tls"]["port"].as_u64().expect("the TLS port");
+    let cookie = |url: String| {
+        let reply = Command::new("curl")
+            .args([
+                "-sk",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                r#"{"pin":"482193"}"#,
+            ])
+            .arg(url)
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&reply.stdout).to_string();
+        head.lines()
+            .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
+            .unwrap_or_else(|| panic!("no cookie in {head}"))
+            .to_owned()
+    };
+    let secure = cookie(format!("https://127.0.0.1:{tls_port}/api/panel/login"));
+    assert!(
+        secure.trim_end().ends_with("; Secure") && secure.contains("HttpOnly"),
+        "{secure}"
+    );
+    let plain = cookie(format!("http://{}/api/panel/login", room.http));
+    assert!(!plain.contains("Secure"), "{plain}");
 }
 
 /// Every view, in a real browser against the real agent: the roll call fills in

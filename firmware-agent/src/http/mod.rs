@@ -47,7 +47,7 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
             &config.http.server_names,
         )
     };
-    let gate = SharedGate::new(agent.clock.clone());
+    let gate = SharedGate::new(agent.clock.clone(), agent.health.clone());
     let desk = DeskState {
         desk: agent.attendance.clone(),
         store: agent.store.clone(),
@@ -81,6 +81,11 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
         ))
 }
 
+/// Marks a request that came over TLS, so that what it is given back (a
+/// sign-in cookie) is kept to TLS too.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// Serves until shutdown, then lets requests in flight finish. The same routes
 /// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
 pub async fn serve(
@@ -91,8 +96,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
+    let routes = router(agent, lesson);
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
-    let app = router(agent, lesson).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = routes
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -102,7 +110,10 @@ pub async fn serve(
     match tablets_tls {
         None => plain.await,
         Some(tls) => {
-            let secure = axum::serve(tls.tap_io(|_| ()), app)
+            let over_tls = routes
+                .layer(axum::Extension(OverTls))
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let secure = axum::serve(tls.tap_io(|_| ()), over_tls)
                 .with_graceful_shutdown(shutdown.cancelled_owned());
             let (plain, secure) = tokio::join!(plain.into_future(), secure.into_future());
             plain.and(secure)

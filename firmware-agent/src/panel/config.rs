@@ -15,27 +15,53 @@ use serde::Deserialize;
 use crate::config::diagnostics::Unlocated;
 
 /// The `[panel]` section of the config.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PanelConfig {
     /// The PIN a teacher enters to use the panel from another device on the LAN;
     /// empty: only the panel itself (loopback) has access.
     pub teacher_pin: String,
+    /// The fewest digits `teacher_pin` may have (4 to 12): each digit makes
+    /// guessing across the room's lockouts ten times longer.
+    pub teacher_pin_min_digits: usize,
     /// The panel's own power, switched with the timetable.
     pub power: PowerConfig,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        PanelConfig {
+            teacher_pin: String::new(),
+            teacher_pin_min_digits: 6,
+            power: PowerConfig::default(),
+        }
+    }
 }
 
 impl PanelConfig {
     pub(crate) fn problems(&self) -> Vec<Unlocated> {
         let mut problems = self.power.problems();
+        let shortest = self.teacher_pin_min_digits;
+        if !(4..=12).contains(&shortest) {
+            problems.push(Unlocated {
+                key: "panel.teacher_pin_min_digits".into(),
+                message: format!("must be 4 to 12, not {shortest}"),
+                hint: "leave it out for 6, or choose more digits for a room whose network is open to many".into(),
+            });
+            return problems;
+        }
         let pin = &self.teacher_pin;
         if !(pin.is_empty()
-            || (pin.len() >= 4 && pin.len() <= 12 && pin.bytes().all(|b| b.is_ascii_digit())))
+            || (pin.len() >= shortest
+                && pin.len() <= 12
+                && pin.bytes().all(|b| b.is_ascii_digit())))
         {
             problems.push(Unlocated {
                 key: "panel.teacher_pin".into(),
-                message: "must be 4 to 12 digits".into(),
-                hint: "choose a PIN of digits only, such as \"482193\", or leave it empty to allow the panel only".into(),
+                message: format!("must be {shortest} to 12 digits"),
+                hint: format!(
+                    "choose a PIN of {shortest} digits or more, such as \"482193\" (fewer only by lowering panel.teacher_pin_min_digits), or leave it empty to allow the panel only"
+                ),
             });
         }
         problems
@@ -183,6 +209,40 @@ pub fn speed(baud: u32) -> Option<BaudRate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_has_six_digits_or_more_unless_the_room_allows_fewer() {
+        let problems = |pin: &str, shortest: usize| {
+            PanelConfig {
+                teacher_pin: pin.into(),
+                teacher_pin_min_digits: shortest,
+                ..PanelConfig::default()
+            }
+            .problems()
+            .into_iter()
+            .map(|problem| format!("{}: {}", problem.key, problem.message))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            problems("4821", 6),
+            ["panel.teacher_pin: must be 6 to 12 digits"]
+        );
+        assert_eq!(
+            problems("48219", 6),
+            ["panel.teacher_pin: must be 6 to 12 digits"]
+        );
+        assert!(problems("482193", 6).is_empty());
+        assert!(problems("", 6).is_empty(), "no PIN: the panel only");
+        assert!(
+            problems("4821", 4).is_empty(),
+            "a room that chose four digits"
+        );
+        assert_eq!(
+            problems("4821", 3),
+            ["panel.teacher_pin_min_digits: must be 4 to 12, not 3"]
+        );
+        assert_eq!(PanelConfig::default().teacher_pin_min_digits, 6);
+    }
 
     #[test]
     fn bad_settings_are_named() {

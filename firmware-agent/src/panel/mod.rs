@@ -36,7 +36,7 @@ use serde_json::json;
 
 use crate::agent::Agent;
 use crate::http::error::{ApiError, JsonBody, QueryParams};
-use access::{Attempt, SharedGate};
+use access::{Attempt, Lockout, SharedGate};
 
 /// The panel's page, its assets and the PIN sign-in: what anyone may reach.
 pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
@@ -93,14 +93,17 @@ struct Login {
 async fn sign_in(
     State((agent, gate)): State<(Arc<Agent>, SharedGate)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    over_tls: Option<axum::Extension<crate::http::OverTls>>,
     JsonBody(login): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     let expected = agent.config().panel.teacher_pin.clone();
     let attempt = gate.attempt(peer.ip(), &login.pin, &expected);
     match attempt {
         Attempt::Granted(token) => {
+            // Over TLS the cookie never travels in clear afterwards.
+            let secure = if over_tls.is_some() { "; Secure" } else { "" };
             let cookie = format!(
-                "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
                 access::COOKIE,
                 access::SIGN_IN_LIFETIME.as_secs()
             );
@@ -108,9 +111,7 @@ async fn sign_in(
         }
         Attempt::Wrong { tries_left } => {
             tracing::warn!(%peer, tries_left, "wrong teacher PIN");
-            let detail = format!(
-                "wrong teacher PIN; {tries_left} tries left before this address is locked out"
-            );
+            let detail = format!("wrong teacher PIN; {tries_left} tries left before a lockout");
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "wrong_pin",
@@ -119,19 +120,28 @@ async fn sign_in(
             )
             .with("tries_left", tries_left))
         }
-        Attempt::LockedOut(wait) => {
-            tracing::warn!(%peer, "teacher PIN locked out after repeated wrong tries");
-            let detail = format!(
-                "too many wrong PINs from this address; try again in {} s",
-                wait.as_secs().max(1)
-            );
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "locked_out",
-                "Nhập sai mã PIN quá nhiều lần, hãy thử lại sau",
-                detail,
+        Attempt::LockedOut { wait, scope } => {
+            tracing::warn!(%peer, ?scope, "teacher PIN locked out after repeated wrong tries");
+            let (message, detail) = match scope {
+                Lockout::Address => (
+                    "Nhập sai mã PIN quá nhiều lần, hãy thử lại sau",
+                    format!(
+                        "too many wrong PINs from this address; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                ),
+                Lockout::Room => (
+                    "Đăng nhập từ xa đang bị khoá vì có người nhập sai mã PIN nhiều lần; hãy dùng màn hình của lớp",
+                    format!(
+                        "too many wrong PINs from the room's network; signing in from the LAN is locked for everyone for {} s, the panel itself still works",
+                        wait.as_secs().max(1)
+                    ),
+                ),
+            };
+            Err(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", message, detail)
+                    .retry_after(wait),
             )
-            .retry_after(wait))
         }
         Attempt::Disabled => Err(ApiError::new(
             StatusCode::FORBIDDEN,
