@@ -193,3 +193,63 @@ fn camera_probe_prints_what_the_camera_sends_and_saves_a_private_snapshot() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--snapshot"));
 }
+
+#[test]
+fn check_config_refuses_a_malformed_rtsp_url_where_it_stands_without_its_password() {
+    let room = classroom::room_without_roster(
+        "kind = \"rtsp\"\nstream = \"sub\"\nurl = \"rtsp://admin:m4t-khau-9@192.168.1.64:554/Streaming/Channels/101\"\nsub_url = \"rtsp://admin:m4t-khau-9@192.168.1.64:55x4/Streaming/Channels/102\"\n",
+        LONG_ROLL_CALL,
+        "",
+    );
+    let output = std::process::Command::new(common::agent_binary())
+        .arg("check-config")
+        .arg(&room.config_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let line = std::fs::read_to_string(&room.config_path)
+        .unwrap()
+        .lines()
+        .position(|line| line.starts_with("sub_url = "))
+        .unwrap()
+        + 1;
+    assert!(
+        text.contains(&format!(
+            "agent.toml:{line}:1: attendance.source.sub_url: `rtsp://admin:***@192.168.1.64:55x4/Streaming/Channels/102`: `55x4` is not a port number"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("attendance.source.url:"), "the main stream's URL is well formed: {text}");
+    assert!(!text.contains("m4t-khau-9"), "{text}");
+}
+
+/// Frames the source delivers within `span`.
+fn frames_within(camera: &mut dyn firmware_agent::attendance::source::FrameSource, span: Duration) -> u32 {
+    let started = Instant::now();
+    let mut frames = 0;
+    while started.elapsed() < span {
+        camera.next_frame().unwrap().unwrap();
+        frames += 1;
+    }
+    frames
+}
+
+#[test]
+fn while_frames_are_wanted_now_and_then_only_keyframes_are_decoded() {
+    use firmware_agent::attendance::config::Transport;
+    use firmware_agent::attendance::source::rtsp::RtspSource;
+    use firmware_agent::attendance::source::{FrameSource, Need};
+
+    // Five frames a second, a keyframe every fifth.
+    let scratch = tempfile::tempdir().unwrap();
+    let frames = frames_of(scratch.path(), "class", &faces(), &["probe/obama_720p.jpg", "probe/biden_b.jpg"]);
+    let server = RtspServer::start(free_port(), &frames, "h264");
+    let mut camera = RtspSource::open(&server.url(), Transport::Udp, Need::NowAndThen).unwrap();
+    let span = Duration::from_secs(3);
+    let keyframes = frames_within(&mut camera, span);
+    assert!((2..=5).contains(&keyframes), "{keyframes} frames in {span:?} while keyframes only were wanted");
+    camera.need(Need::EveryFrame);
+    let every = frames_within(&mut camera, span);
+    assert!(every >= 11, "{every} frames in {span:?} while every frame was wanted");
+}

@@ -452,23 +452,25 @@ impl Stream {
         };
         let keyframes_only = self.keyframes_only.clone();
         let last_data = self.last_data.clone();
-        let at_keyframe = AtomicBool::new(false);
+        let decoding_from_keyframe = AtomicBool::new(false);
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             *last_data.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             let Some(buffer) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
             };
             if !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                at_keyframe.store(true, Ordering::Relaxed);
+                decoding_from_keyframe.store(true, Ordering::Relaxed);
                 return gst::PadProbeReturn::Ok;
             }
             if keyframes_only.load(Ordering::Relaxed) {
-                at_keyframe.store(false, Ordering::Relaxed);
+                decoding_from_keyframe.store(false, Ordering::Relaxed);
             }
-            if at_keyframe.load(Ordering::Relaxed) {
+            if decoding_from_keyframe.load(Ordering::Relaxed) {
                 gst::PadProbeReturn::Ok
             } else {
-                gst::PadProbeReturn::Drop
+                // `Handled`, not `Drop`: the bindings free the buffer either
+                // way, and GStreamer 1.22 would then free it a second time.
+                gst::PadProbeReturn::Handled
             }
         });
     }
