@@ -49,7 +49,11 @@ fn room_reading(url: &str) -> Room {
 }
 
 /// `attendance_source` in /healthz once `settled` holds for it, before `timeout`.
-fn source_health(room: &Room, settled: impl Fn(&serde_json::Value) -> bool, timeout: Duration) -> serde_json::Value {
+fn source_health(
+    room: &Room,
+    settled: impl Fn(&serde_json::Value) -> bool,
+    timeout: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         let (_, body) = http_get(room.http, "/healthz");
@@ -58,7 +62,10 @@ fn source_health(room: &Room, settled: impl Fn(&serde_json::Value) -> bool, time
         if settled(&source) {
             return source;
         }
-        assert!(Instant::now() < deadline, "attendance_source after {timeout:?}: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "attendance_source after {timeout:?}: {health}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -79,8 +86,15 @@ fn roll_call_from(codec: &str) {
         &needles.iter().map(String::as_str).collect::<Vec<_>>(),
         Duration::from_secs(120),
     );
-    let source = source_health(&room, |source| source["state"] == "ok", Duration::from_secs(5));
-    assert!(detail(&source).contains("Rtsp source delivering frames"), "{source}");
+    let source = source_health(
+        &room,
+        |source| source["state"] == "ok",
+        Duration::from_secs(5),
+    );
+    assert!(
+        detail(&source).contains("Rtsp source delivering frames"),
+        "{source}"
+    );
     let log = agent.log.lock().unwrap().join("\n");
     assert!(!log.contains(PASSWORD), "the password was logged:\n{log}");
 }
@@ -98,8 +112,18 @@ fn the_roll_call_is_taken_from_an_h265_camera() {
 #[test]
 fn the_roll_call_carries_on_when_the_camera_is_killed_and_restarted() {
     let scratch = tempfile::tempdir().unwrap();
-    let before = frames_of(scratch.path(), "before", &faces(), &["probe/obama_720p.jpg", "probe/obama_b.jpg"]);
-    let after = frames_of(scratch.path(), "after", &faces(), &["probe/kit_harington_b.jpg", "probe/kit_harington_c.jpg"]);
+    let before = frames_of(
+        scratch.path(),
+        "before",
+        &faces(),
+        &["probe/obama_720p.jpg", "probe/obama_b.jpg"],
+    );
+    let after = frames_of(
+        scratch.path(),
+        "after",
+        &faces(),
+        &["probe/kit_harington_b.jpg", "probe/kit_harington_c.jpg"],
+    );
     let port = free_port();
     let camera = RtspServer::start(port, &before, "h264");
     let room = room_reading(&camera.url());
@@ -107,14 +131,25 @@ fn the_roll_call_carries_on_when_the_camera_is_killed_and_restarted() {
     agent.wait_for_log(&present_by_face("001206001003"), Duration::from_secs(90));
 
     camera.kill();
-    let lost = source_health(&room, |source| source["state"] == "degraded", Duration::from_secs(30));
-    assert!(detail(&lost).contains("rtsp://admin:***@127.0.0.1"), "{lost}");
+    let lost = source_health(
+        &room,
+        |source| source["state"] == "degraded",
+        Duration::from_secs(30),
+    );
+    assert!(
+        detail(&lost).contains("rtsp://admin:***@127.0.0.1"),
+        "{lost}"
+    );
     assert!(detail(&lost).contains("failing since"), "{lost}");
 
     // The camera comes back on the same address; only Kit is in front of it now.
     let _camera = RtspServer::start(port, &after, "h264");
     agent.wait_for_log(&present_by_face("001206001002"), Duration::from_secs(90));
-    source_health(&room, |source| source["state"] == "ok", Duration::from_secs(10));
+    source_health(
+        &room,
+        |source| source["state"] == "ok",
+        Duration::from_secs(10),
+    );
 }
 
 #[test]
@@ -125,16 +160,42 @@ fn a_wrong_password_shows_in_healthz_with_its_cause_and_without_the_password() {
     let wrong = "not-the-Lop6A1-password";
     let room = room_reading(&camera.url_with(wrong));
     let agent = room.start();
-    let refused = source_health(&room, |source| source["state"] == "degraded", Duration::from_secs(30));
+    let refused = source_health(
+        &room,
+        |source| source["state"] == "degraded",
+        Duration::from_secs(30),
+    );
     let said = detail(&refused);
-    assert!(said.contains("wrong user or password (RTSP 401"), "{refused}");
-    assert!(said.contains(&format!("rtsp://admin:***@127.0.0.1:{}/stream", camera.port)), "{refused}");
+    assert!(
+        said.contains("wrong user or password (RTSP 401"),
+        "{refused}"
+    );
+    assert!(
+        said.contains(&format!(
+            "rtsp://admin:***@127.0.0.1:{}/stream",
+            camera.port
+        )),
+        "{refused}"
+    );
     assert!(said.contains("failing since"), "{refused}");
     assert!(!said.contains(wrong), "{refused}");
 
     // The time the failure started is kept across the retries.
-    let since = |detail: &str| detail.split("failing since ").nth(1).unwrap().split(';').next().unwrap().to_owned();
-    let retried = source_health(&room, |source| detail(source).contains("retrying in 4 s"), Duration::from_secs(30));
+    let since = |detail: &str| {
+        detail
+            .split("failing since ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let retried = source_health(
+        &room,
+        |source| detail(source).contains("retrying in 4 s"),
+        Duration::from_secs(30),
+    );
     assert_eq!(since(&detail(&retried)), since(&said), "{retried}");
     let log = agent.log.lock().unwrap().join("\n");
     assert!(!log.contains(wrong), "the password was logged:\n{log}");
@@ -147,16 +208,28 @@ fn a_camera_sending_vp8_shows_in_healthz_as_an_unsupported_codec() {
     let camera = RtspServer::start(free_port(), &frames, "vp8");
     let room = room_reading(&camera.url());
     let _agent = room.start();
-    let refused = source_health(&room, |source| source["state"] == "degraded", Duration::from_secs(30));
+    let refused = source_health(
+        &room,
+        |source| source["state"] == "degraded",
+        Duration::from_secs(30),
+    );
     let said = detail(&refused);
-    assert!(said.contains("unsupported codec: the camera sends VP8"), "{refused}");
+    assert!(
+        said.contains("unsupported codec: the camera sends VP8"),
+        "{refused}"
+    );
     assert!(!said.contains(PASSWORD), "{refused}");
 }
 
 #[test]
 fn camera_probe_prints_what_the_camera_sends_and_saves_a_private_snapshot() {
     let scratch = tempfile::tempdir().unwrap();
-    let frames = frames_of(scratch.path(), "class", &faces(), &["probe/obama_720p.jpg", "probe/biden_b.jpg"]);
+    let frames = frames_of(
+        scratch.path(),
+        "class",
+        &faces(),
+        &["probe/obama_720p.jpg", "probe/biden_b.jpg"],
+    );
     let camera = RtspServer::start(free_port(), &frames, "h265");
     let snapshot = scratch.path().join("snapshot.png");
     let probe = |args: &[&str]| {
@@ -167,10 +240,26 @@ fn camera_probe_prints_what_the_camera_sends_and_saves_a_private_snapshot() {
             .unwrap()
     };
 
-    let probed = probe(&[&camera.url(), "--snapshot", snapshot.to_str().unwrap(), "--transport", "tcp"]);
+    let probed = probe(&[
+        &camera.url(),
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+        "--transport",
+        "tcp",
+    ]);
     let stdout = String::from_utf8_lossy(&probed.stdout);
-    assert_eq!(probed.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&probed.stderr));
-    for line in ["codec: H265", "resolution: 1280x720", "frame rate: ", "decoded frame: 1280x720, 2764800 bytes"] {
+    assert_eq!(
+        probed.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&probed.stderr)
+    );
+    for line in [
+        "codec: H265",
+        "resolution: 1280x720",
+        "frame rate: ",
+        "decoded frame: 1280x720, 2764800 bytes",
+    ] {
         assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
     }
     assert!(!stdout.contains(PASSWORD), "{stdout}");
@@ -220,12 +309,18 @@ fn check_config_refuses_a_malformed_rtsp_url_where_it_stands_without_its_passwor
         )),
         "{text}"
     );
-    assert!(!text.contains("attendance.source.url:"), "the main stream's URL is well formed: {text}");
+    assert!(
+        !text.contains("attendance.source.url:"),
+        "the main stream's URL is well formed: {text}"
+    );
     assert!(!text.contains("m4t-khau-9"), "{text}");
 }
 
 /// Frames the source delivers within `span`.
-fn frames_within(camera: &mut dyn firmware_agent::attendance::source::FrameSource, span: Duration) -> u32 {
+fn frames_within(
+    camera: &mut dyn firmware_agent::attendance::source::FrameSource,
+    span: Duration,
+) -> u32 {
     let started = Instant::now();
     let mut frames = 0;
     while started.elapsed() < span {
@@ -243,13 +338,24 @@ fn while_frames_are_wanted_now_and_then_only_keyframes_are_decoded() {
 
     // Five frames a second, a keyframe every fifth.
     let scratch = tempfile::tempdir().unwrap();
-    let frames = frames_of(scratch.path(), "class", &faces(), &["probe/obama_720p.jpg", "probe/biden_b.jpg"]);
+    let frames = frames_of(
+        scratch.path(),
+        "class",
+        &faces(),
+        &["probe/obama_720p.jpg", "probe/biden_b.jpg"],
+    );
     let server = RtspServer::start(free_port(), &frames, "h264");
     let mut camera = RtspSource::open(&server.url(), Transport::Udp, Need::NowAndThen).unwrap();
     let span = Duration::from_secs(3);
     let keyframes = frames_within(&mut camera, span);
-    assert!((2..=5).contains(&keyframes), "{keyframes} frames in {span:?} while keyframes only were wanted");
+    assert!(
+        (2..=5).contains(&keyframes),
+        "{keyframes} frames in {span:?} while keyframes only were wanted"
+    );
     camera.need(Need::EveryFrame);
     let every = frames_within(&mut camera, span);
-    assert!(every >= 11, "{every} frames in {span:?} while every frame was wanted");
+    assert!(
+        every >= 11,
+        "{every} frames in {span:?} while every frame was wanted"
+    );
 }

@@ -8,8 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::repo_root;
-
 /// The user and password the test camera asks for.
 pub const USER: &str = "admin";
 pub const PASSWORD: &str = "Lop6A1-camera";
@@ -29,15 +27,25 @@ impl RtspServer {
     /// encoded as `codec` (`h264`, `h265` or `vp8`) behind [`USER`] and
     /// [`PASSWORD`]; returns once it says it is ready.
     pub fn start(port: u16, frames: &Path, codec: &str) -> RtspServer {
+        Self::start_with(port, frames, codec, &[])
+    }
+
+    /// [`RtspServer::start`] with more of the server's options, such as `--width 1920`.
+    pub fn start_with(port: u16, frames: &Path, codec: &str, options: &[&str]) -> RtspServer {
+        // Found from the package's directory, so the benches can use this file too.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rtsp_server.py");
         let mut child = Command::new(SYSTEM_PYTHON)
-            .arg(repo_root().join("tests/rtsp_server.py"))
+            .arg(script)
             .arg(port.to_string())
             .arg(frames)
             .args(["--codec", codec, "--user", USER, "--password", PASSWORD])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("run tests/rtsp_server.py with /usr/bin/python3 (make test installs python3-gi)");
+            .expect(
+                "run tests/rtsp_server.py with /usr/bin/python3 (make test installs python3-gi)",
+            );
         let stdout = child.stdout.take().unwrap();
         let (ready_tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -91,7 +99,10 @@ pub fn frames_of(dir: &Path, name: &str, faces: &Path, photos: &[&str]) -> PathB
     for (index, photo) in photos.iter().enumerate() {
         let image = image::open(faces.join(photo)).unwrap().into_rgb8();
         image
-            .save_with_format(folder.join(format!("frame{index:03}.jpg")), image::ImageFormat::Jpeg)
+            .save_with_format(
+                folder.join(format!("frame{index:03}.jpg")),
+                image::ImageFormat::Jpeg,
+            )
             .unwrap();
     }
     folder

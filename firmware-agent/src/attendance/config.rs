@@ -300,11 +300,12 @@ impl AttendanceConfig {
                     if let Err(reason) = super::source::rtsp::check_rtsp_url(&source.url) {
                         problem("source.url", reason, hint)
                     }
-                    let sub_stream_needed = source.stream == CameraStream::Sub;
-                    if sub_stream_needed || !source.sub_url.is_empty() {
-                        if let Err(reason) = super::source::rtsp::check_rtsp_url(&source.sub_url) {
-                            problem("source.sub_url", reason, hint)
-                        }
+                    let sub_stream_given =
+                        source.stream == CameraStream::Sub || !source.sub_url.is_empty();
+                    if sub_stream_given
+                        && let Err(reason) = super::source::rtsp::check_rtsp_url(&source.sub_url)
+                    {
+                        problem("source.sub_url", reason, hint)
                     }
                 }
                 _ => {}

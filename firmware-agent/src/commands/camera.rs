@@ -61,7 +61,10 @@ pub fn probe(url: &str, snapshot: Option<&Path>, transport: Transport) -> Exit {
     println!("resolution: {}x{}", info.width, info.height);
     match info.frame_rate {
         Some(rate) => println!("frame rate: {rate:.1} frames per second"),
-        None => println!("frame rate: unknown (fewer than two frames in {} s)", RATE_SAMPLE.as_secs()),
+        None => println!(
+            "frame rate: unknown (fewer than two frames in {} s)",
+            RATE_SAMPLE.as_secs()
+        ),
     }
     println!(
         "decoded frame: {}x{}, {} bytes of RGB",
@@ -79,7 +82,10 @@ pub fn probe(url: &str, snapshot: Option<&Path>, transport: Transport) -> Exit {
     Exit::Success
 }
 
-fn probe_rtsp(url: &str, transport: Transport) -> Result<(StreamInfo, RgbImage), source::SourceError> {
+fn probe_rtsp(
+    url: &str,
+    transport: Transport,
+) -> Result<(StreamInfo, RgbImage), source::SourceError> {
     let mut camera = RtspSource::open(url, transport, Need::EveryFrame)?;
     let first = rgb(&mut camera)?;
     let mut info = camera.info();
@@ -112,10 +118,12 @@ fn probe_mjpeg(url: &str) -> Result<(StreamInfo, RgbImage), source::SourceError>
 fn rgb(camera: &mut dyn FrameSource) -> Result<RgbImage, source::SourceError> {
     match camera.next_frame()? {
         Some(Frame::Rgb(image)) => Ok(image),
-        Some(Frame::Encoded(bytes)) => pipeline::decode(&bytes).map_err(|err| source::SourceError {
-            source_name: "frame".to_owned(),
-            reason: err.to_string(),
-        }),
+        Some(Frame::Encoded(bytes)) => {
+            pipeline::decode(&bytes).map_err(|err| source::SourceError {
+                source_name: "frame".to_owned(),
+                reason: err.to_string(),
+            })
+        }
         None => Err(source::SourceError {
             source_name: "camera".to_owned(),
             reason: "the stream ended before its first frame".to_owned(),

@@ -141,7 +141,9 @@ pub fn check_rtsp_url(url: &str) -> Result<(), String> {
         return Err(format!("`{shown}` is not an rtsp:// URL"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (host, port) = match host_port.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(']') || host_port.starts_with('[') => {
             (host, Some(port))
@@ -164,7 +166,9 @@ fn gstreamer() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         gst::init().map_err(|err| {
-            format!("GStreamer cannot start ({err}); install the Debian packages the Makefile names")
+            format!(
+                "GStreamer cannot start ({err}); install the Debian packages the Makefile names"
+            )
         })
     })
     .clone()
@@ -225,9 +229,7 @@ impl RtspSource {
         pipeline
             .add_many([&source, &convert, sink.upcast_ref()])
             .map_err(|err| fail(err.to_string()))?;
-        convert
-            .link(&sink)
-            .map_err(|err| fail(err.to_string()))?;
+        convert.link(&sink).map_err(|err| fail(err.to_string()))?;
 
         let chosen = Arc::new(Mutex::new(Chosen::default()));
         let keyframes_only = Arc::new(AtomicBool::new(need == Need::NowAndThen));
@@ -263,8 +265,13 @@ impl RtspSource {
     /// What the camera sends, as decoded so far (after `open`, its first frame).
     pub fn info(&self) -> StreamInfo {
         let chosen = self.chosen.lock().unwrap_or_else(|p| p.into_inner());
-        let caps = self.sink.static_pad("sink").and_then(|pad| pad.current_caps());
-        let video = caps.as_ref().and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok());
+        let caps = self
+            .sink
+            .static_pad("sink")
+            .and_then(|pad| pad.current_caps());
+        let video = caps
+            .as_ref()
+            .and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok());
         StreamInfo {
             codec: chosen.codec.clone().unwrap_or_default(),
             decoder: chosen.decoder.clone().unwrap_or_default(),
@@ -287,13 +294,20 @@ impl RtspSource {
             if let Some(reason) = self.bus_failure() {
                 return Err(self.error(reason));
             }
-            if let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
+            if let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(200))
+            {
                 return rgb_of(&sample).map_err(|reason| self.error(reason));
             }
             if self.sink.is_eos() {
                 return Err(self.error_or("the camera ended its stream".to_owned()));
             }
-            let silent_for = self.last_data.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+            let silent_for = self
+                .last_data
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
             let waited = started.elapsed();
             if first && waited >= limit {
                 return Err(self.error_or(format!(
@@ -313,7 +327,9 @@ impl RtspSource {
     /// The first error GStreamer has posted, in words for IT staff.
     fn bus_failure(&self) -> Option<String> {
         let bus = self.pipeline.bus()?;
-        while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
+        while let Some(message) =
+            bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos])
+        {
             match message.view() {
                 gst::MessageView::Error(error) => {
                     let unsupported = self
@@ -322,7 +338,11 @@ impl RtspSource {
                         .unwrap_or_else(|p| p.into_inner())
                         .unsupported
                         .clone();
-                    return Some(cause_of(error.error(), error.debug().as_deref(), unsupported));
+                    return Some(cause_of(
+                        error.error(),
+                        error.debug().as_deref(),
+                        unsupported,
+                    ));
                 }
                 gst::MessageView::Eos(_) => return Some("the camera ended its stream".to_owned()),
                 _ => {}
@@ -355,7 +375,8 @@ impl FrameSource for RtspSource {
         if let Some(first) = self.first.take() {
             return Ok(Some(Frame::Rgb(first)));
         }
-        self.pull(SILENCE_LIMIT, false).map(|image| Some(Frame::Rgb(image)))
+        self.pull(SILENCE_LIMIT, false)
+            .map(|image| Some(Frame::Rgb(image)))
     }
 
     fn need(&mut self, need: Need) {
@@ -397,25 +418,37 @@ impl Stream {
             .get::<&str>("encoding-name")
             .unwrap_or("")
             .to_ascii_uppercase();
-        let already_linked = self.convert.static_pad("sink").is_some_and(|sink| sink.is_linked());
+        let already_linked = self
+            .convert
+            .static_pad("sink")
+            .is_some_and(|sink| sink.is_linked());
         let chain = match (media, encoding.as_str()) {
             ("video", "H264" | "H265") if !already_linked => decode_chain(&encoding),
             ("video", _) if !already_linked => {
-                self.chosen.lock().unwrap_or_else(|p| p.into_inner()).unsupported =
-                    Some(encoding.clone());
+                self.chosen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .unsupported = Some(encoding.clone());
                 None
             }
             _ => None,
         };
         let Some((depay, parse, decoder, decoder_name)) = chain else {
             // Not the video the roll call decodes: discarded, so it cannot stall the camera's other streams.
-            if let Ok(discard) = gst::ElementFactory::make("fakesink").property("sync", false).build()
+            if let Ok(discard) = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build()
                 && pipeline.add(&discard).is_ok()
             {
                 let _ = discard.sync_state_with_parent();
                 let _ = pad.link(&discard.static_pad("sink").expect("fakesink has a sink"));
             }
-            let unsupported = self.chosen.lock().unwrap_or_else(|p| p.into_inner()).unsupported.clone();
+            let unsupported = self
+                .chosen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unsupported
+                .clone();
             if let Some(encoding) = unsupported {
                 gst::element_error!(
                     source,
@@ -480,9 +513,13 @@ impl Stream {
 fn decode_chain(encoding: &str) -> Option<(gst::Element, gst::Element, gst::Element, String)> {
     let codec = if encoding == "H264" { "h264" } else { "h265" };
     let make = |name: &str| gst::ElementFactory::make(name).build().ok();
-    let decoder_name = [format!("va{codec}dec"), format!("vaapi{codec}dec"), format!("avdec_{codec}")]
-        .into_iter()
-        .find(|name| gst::ElementFactory::find(name).is_some())?;
+    let decoder_name = [
+        format!("va{codec}dec"),
+        format!("vaapi{codec}dec"),
+        format!("avdec_{codec}"),
+    ]
+    .into_iter()
+    .find(|name| gst::ElementFactory::find(name).is_some())?;
     Some((
         make(&format!("rtp{codec}depay"))?,
         make(&format!("{codec}parse"))?,
@@ -547,7 +584,11 @@ fn cause_of(error: gst::glib::Error, debug: Option<&str>, unsupported: Option<St
             error.message()
         );
     }
-    format!("{} ({})", error.message(), debug.lines().last().unwrap_or("").trim())
+    format!(
+        "{} ({})",
+        error.message(),
+        debug.lines().last().unwrap_or("").trim()
+    )
 }
 
 #[cfg(test)]
@@ -557,16 +598,25 @@ mod tests {
     #[test]
     fn the_password_is_taken_out_of_the_url_and_decoded() {
         let split = credentials_of("rtsp://admin:p%40ss:w@192.168.1.64:554/Streaming/Channels/102");
-        assert_eq!(split.location, "rtsp://192.168.1.64:554/Streaming/Channels/102");
+        assert_eq!(
+            split.location,
+            "rtsp://192.168.1.64:554/Streaming/Channels/102"
+        );
         assert_eq!(split.user.as_deref(), Some("admin"));
         assert_eq!(split.password.as_deref(), Some("p@ss:w"));
         let bare = credentials_of("rtsp://cam/live");
-        assert_eq!((bare.location.as_str(), bare.user), ("rtsp://cam/live", None));
+        assert_eq!(
+            (bare.location.as_str(), bare.user),
+            ("rtsp://cam/live", None)
+        );
     }
 
     #[test]
     fn a_malformed_rtsp_url_is_refused_without_its_password() {
-        assert!(check_rtsp_url("rtsp://admin:pw@192.168.1.64:554/cam/realmonitor?channel=1&subtype=0").is_ok());
+        assert!(
+            check_rtsp_url("rtsp://admin:pw@192.168.1.64:554/cam/realmonitor?channel=1&subtype=0")
+                .is_ok()
+        );
         assert!(check_rtsp_url("rtsp://[::1]:8554/stream").is_ok());
         for (url, says) in [
             ("http://admin:hunter2@cam/x", "not an rtsp:// URL"),
