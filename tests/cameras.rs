@@ -359,3 +359,66 @@ fn while_frames_are_wanted_now_and_then_only_keyframes_are_decoded() {
         "{every} frames in {span:?} while every frame was wanted"
     );
 }
+
+#[test]
+fn camera_probe_reads_an_mjpeg_camera_over_http_too() {
+    use std::io::{Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let photo = std::fs::read(faces().join("probe/obama_720p.jpg")).unwrap();
+    // A camera sending ten frames a second, each part with its Content-Length, until the probe hangs up.
+    let camera = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=cam\r\n\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        loop {
+            let part = [
+                format!(
+                    "--cam\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    photo.len()
+                )
+                .as_bytes(),
+                &photo,
+                b"\r\n",
+            ]
+            .concat();
+            if stream.write_all(&part).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let probed = std::process::Command::new(common::agent_binary())
+        .args(["camera", "probe", &format!("http://{address}/video.mjpg")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&probed.stdout);
+    assert_eq!(
+        probed.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&probed.stderr)
+    );
+    for line in [
+        "codec: MJPEG",
+        "resolution: 1280x720",
+        "decoded frame: 1280x720",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+    let rate: f64 = stdout
+        .split("frame rate: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|rate| rate.parse().ok())
+        .unwrap_or_else(|| panic!("no measured frame rate in:\n{stdout}"));
+    assert!(
+        (5.0..=11.0).contains(&rate),
+        "{rate} frames per second from a camera sending 10:\n{stdout}"
+    );
+    camera.join().unwrap();
+}

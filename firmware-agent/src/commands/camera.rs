@@ -87,7 +87,7 @@ fn probe_rtsp(
     transport: Transport,
 ) -> Result<(StreamInfo, RgbImage), source::SourceError> {
     let mut camera = RtspSource::open(url, transport, Need::EveryFrame)?;
-    let first = rgb(&mut camera)?;
+    let first = rgb(&mut camera, url)?;
     let mut info = camera.info();
     if info.frame_rate.is_none() {
         info.frame_rate = measured_rate(&mut camera);
@@ -102,7 +102,7 @@ fn probe_mjpeg(url: &str) -> Result<(StreamInfo, RgbImage), source::SourceError>
         ..SourceConfig::default()
     };
     let mut camera = source::open(&config, Need::EveryFrame)?;
-    let first = rgb(camera.as_mut())?;
+    let first = rgb(camera.as_mut(), url)?;
     let frame_rate = measured_rate(camera.as_mut());
     let info = StreamInfo {
         codec: "MJPEG".to_owned(),
@@ -114,20 +114,17 @@ fn probe_mjpeg(url: &str) -> Result<(StreamInfo, RgbImage), source::SourceError>
     Ok((info, first))
 }
 
-/// The camera's next frame, decoded.
-fn rgb(camera: &mut dyn FrameSource) -> Result<RgbImage, source::SourceError> {
+/// The next frame of the camera at `url`, decoded.
+fn rgb(camera: &mut dyn FrameSource, url: &str) -> Result<RgbImage, source::SourceError> {
+    let fail = |reason: String| source::SourceError {
+        source_name: without_password(url),
+        reason,
+    };
     match camera.next_frame()? {
         Some(Frame::Rgb(image)) => Ok(image),
-        Some(Frame::Encoded(bytes)) => {
-            pipeline::decode(&bytes).map_err(|err| source::SourceError {
-                source_name: "frame".to_owned(),
-                reason: err.to_string(),
-            })
-        }
-        None => Err(source::SourceError {
-            source_name: "camera".to_owned(),
-            reason: "the stream ended before its first frame".to_owned(),
-        }),
+        Some(Frame::Encoded(bytes)) => pipeline::decode(&bytes)
+            .map_err(|err| fail(format!("its first frame cannot be decoded: {err}"))),
+        None => Err(fail("the stream ended before its first frame".to_owned())),
     }
 }
 
