@@ -88,10 +88,10 @@ fn idle_cpu(binary: &Path, stretch: Duration) -> (f64, String) {
         .unwrap();
     wait_for_line(&mut child, "agent ready", Duration::from_secs(60));
     std::thread::sleep(SETTLE);
-    let before = cpu_seconds(child.id());
+    let before = common::cpu_seconds(child.id());
     let started = Instant::now();
     std::thread::sleep(stretch);
-    let spent = cpu_seconds(child.id()) - before;
+    let spent = common::cpu_seconds(child.id()) - before;
     let elapsed = started.elapsed();
     let metrics = ureq::get(&format!("http://{http}/metrics"))
         .call()
@@ -193,15 +193,4 @@ fn wait_for_line(child: &mut Child, needle: &str, timeout: Duration) {
         );
     }
     std::thread::spawn(move || lines.for_each(drop));
-}
-
-/// User and system time the process `pid` has spent so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / per_second
 }

@@ -66,6 +66,30 @@ pub enum Command {
     /// Face recognition for the roll call: enroll and forget pupils, check photos.
     #[command(subcommand)]
     Face(FaceCommand),
+    /// IP cameras for the roll call: check one before putting it in the config.
+    #[command(subcommand)]
+    Camera(CameraCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CameraCommand {
+    /// Connect to a camera, decode one frame and print what it sends.
+    ///
+    /// Prints the codec, resolution, frame rate and the decoded frame's size.
+    /// Exit 0: a frame was decoded; 1: the camera could not be reached or
+    /// decoded (the message says why); 2: a malformed URL or snapshot name.
+    Probe {
+        /// The camera's stream: `rtsp://user:password@192.168.1.64:554/Streaming/Channels/101`,
+        /// or an MJPEG stream over `http://` or `https://`.
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Save the decoded frame to this file (`.jpg`, `.jpeg` or `.png`), readable by its owner only.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// How an RTSP camera sends its packets.
+        #[arg(long, value_enum, default_value = "tcp")]
+        transport: crate::attendance::config::Transport,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use firmware_agent::cli::{
-    AttendanceCommand, BellCommand, Cli, Command, FaceCommand, HubCommand, LightState,
+    AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand, LightState,
     RosterCommand, ScheduleCommand,
 };
 use firmware_agent::{commands, daemon};
@@ -57,6 +57,11 @@ fn main() -> ExitCode {
             output,
             config,
         }) => commands::attendance::export(&period, &format, output.as_deref(), &config),
+        Command::Camera(CameraCommand::Probe {
+            url,
+            snapshot,
+            transport,
+        }) => commands::camera::probe(&url, snapshot.as_deref(), transport),
         Command::Face(FaceCommand::Enroll {
             student,
             images,

@@ -1,6 +1,9 @@
 //! Where the benches find what `make setup` installs: the face models, the
 //! ONNX Runtime library and the shared test photos, each overridable by the
-//! environment variable the Makefile and the agent use.
+//! environment variable the Makefile and the agent use; and how much CPU a
+//! process has spent, for the benches that measure the daemon.
+
+#![allow(dead_code)] // each bench uses its own part of this module
 
 use std::path::PathBuf;
 
@@ -29,4 +32,15 @@ pub fn faces_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared"))
         .join("testdata/faces")
+}
+
+/// User and system time the process `pid` has spent so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / per_second
 }

@@ -97,7 +97,48 @@ pub struct SourceConfig {
     pub repeat: bool,
     /// `ip_camera`: the MJPEG stream over http:// or https://, such as
     /// `http://user:password@192.168.1.20/video.mjpg` (the password is sent as basic auth and never shown).
+    /// `rtsp`: the camera's main stream, such as
+    /// `rtsp://user:password@192.168.1.64:554/Streaming/Channels/101` (the password is never shown).
     pub url: String,
+    /// `rtsp`: the camera's sub-stream, smaller and cheaper to decode, such as
+    /// `rtsp://user:password@192.168.1.64:554/Streaming/Channels/102`.
+    pub sub_url: String,
+    /// `rtsp`: which of the camera's streams the roll call reads.
+    pub stream: CameraStream,
+    /// `rtsp`: how the camera sends its packets.
+    pub transport: Transport,
+}
+
+/// Which of an RTSP camera's streams is read.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraStream {
+    /// `url`: full resolution, what a 4K camera needs to see the back row.
+    #[default]
+    Main,
+    /// `sub_url`: enough for a small room or a camera close to the class.
+    Sub,
+}
+
+/// How an RTSP camera's packets travel.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Interleaved in the RTSP connection: passes firewalls and NAT, loses nothing.
+    #[default]
+    Tcp,
+    /// Separate UDP packets: less delay, but a busy Wi-Fi loses some.
+    Udp,
+}
+
+impl SourceConfig {
+    /// The URL of the stream `stream` chooses.
+    pub fn camera_url(&self) -> &str {
+        match self.stream {
+            CameraStream::Main => &self.url,
+            CameraStream::Sub => &self.sub_url,
+        }
+    }
 }
 
 impl Default for SourceConfig {
@@ -111,6 +152,9 @@ impl Default for SourceConfig {
             path: PathBuf::new(),
             repeat: false,
             url: String::new(),
+            sub_url: String::new(),
+            stream: CameraStream::Main,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -122,6 +166,7 @@ pub enum SourceKind {
     Folder,
     MjpegFile,
     IpCamera,
+    Rtsp,
 }
 
 impl AttendanceConfig {
@@ -248,6 +293,19 @@ impl AttendanceConfig {
                             reason,
                             "give the camera's MJPEG stream, such as `http://user:password@192.168.1.20/video.mjpg`",
                         )
+                    }
+                }
+                SourceKind::Rtsp => {
+                    let hint = "give the camera's stream, such as `rtsp://user:password@192.168.1.64:554/Streaming/Channels/101` (Hikvision) or `rtsp://user:password@192.168.1.108:554/cam/realmonitor?channel=1&subtype=0` (Dahua)";
+                    if let Err(reason) = super::source::rtsp::check_rtsp_url(&source.url) {
+                        problem("source.url", reason, hint)
+                    }
+                    let sub_stream_given =
+                        source.stream == CameraStream::Sub || !source.sub_url.is_empty();
+                    if sub_stream_given
+                        && let Err(reason) = super::source::rtsp::check_rtsp_url(&source.sub_url)
+                    {
+                        problem("source.sub_url", reason, hint)
                     }
                 }
                 _ => {}

@@ -58,7 +58,7 @@ use super::people::{Class, FOLLOW_EVERY};
 use super::pipeline::{self, Pipeline};
 use super::recognise::{Checks, Faces, Recogniser, Verdict};
 use super::rollcall::Sighting;
-use super::source::{self, Frame, FrameSource};
+use super::source::{self, Frame, FrameSource, Need};
 use super::state::{Action, Attendance, FrameSeen, FramesWanted};
 use crate::agent::Agent;
 use crate::clock::{Clock, Monotonic};
@@ -439,6 +439,8 @@ fn start_source(
         let mut backoff = Duration::from_secs(1);
         let mut source: Option<Box<dyn FrameSource>> = None;
         let mut last_detected: Option<Monotonic> = None;
+        // When the source began failing, kept across retries until it delivers again.
+        let mut failing_since: Option<Timestamp> = None;
         while !shutdown.is_cancelled() {
             let frames_wanted = *wanted.borrow_and_update();
             let analysis = match frames_wanted {
@@ -456,15 +458,18 @@ fn start_source(
                 FramesWanted::DetectEvery(every) => last_detected.is_none_or(|at| clock.monotonic() >= at + every).then_some(Analysis::Detect),
                 FramesWanted::Recognise => Some(Analysis::Recognise),
             };
+            let need = if analysis == Some(Analysis::Recognise) { Need::EveryFrame } else { Need::NowAndThen };
             if source.is_none() {
-                match source::open(&config) {
+                match source::open(&config, need) {
                     Ok(opened) => {
                         health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{:?} source delivering frames", config.kind));
                         backoff = Duration::from_secs(1);
+                        failing_since = None;
                         source = Some(opened);
                     }
                     Err(err) => {
-                        let detail = format!("{err}; retrying in {} s", backoff.as_secs());
+                        let since = *failing_since.get_or_insert_with(|| clock.now());
+                        let detail = format!("{err}; failing since {}; retrying in {} s", since.round(jiff::Unit::Second).unwrap_or(since), backoff.as_secs());
                         health.set(SOURCE_SUBSYSTEM, State::Degraded, detail);
                         runtime.block_on(async {
                             tokio::select! {
@@ -478,6 +483,7 @@ fn start_source(
                 }
             }
             let Some(open) = source.as_mut() else { continue };
+            open.need(need);
             match (open.next_frame(), analysis) {
                 // A live camera is read at its pace whether or not its frame is wanted, so the next one is fresh.
                 (Ok(Some(_)), None) => {}
@@ -507,7 +513,8 @@ fn start_source(
                     return;
                 }
                 (Err(err), _) => {
-                    health.set(SOURCE_SUBSYSTEM, State::Degraded, format!("{err}; reopening"));
+                    let since = *failing_since.get_or_insert_with(|| clock.now());
+                    health.set(SOURCE_SUBSYSTEM, State::Degraded, format!("{err}; failing since {}; reopening", since.round(jiff::Unit::Second).unwrap_or(since)));
                     source = None;
                 }
             }

@@ -1,5 +1,6 @@
 //! Where frames come from, behind one trait: a V4L2 camera, a folder of images
-//! or an MJPEG file played at a set pace, an IP camera's MJPEG stream over HTTP(S).
+//! or an MJPEG file played at a set pace, an IP camera's MJPEG stream over
+//! HTTP(S) or its H.264/H.265 stream over RTSP.
 //!
 //! # Design
 //! - Sources are blocking and are opened and read on their own thread (a camera
@@ -19,10 +20,14 @@
 //!   which the camera states, rather than by guessing at JPEG markers that an
 //!   EXIF thumbnail inside a frame repeats. A camera silent for `READ_TIMEOUT`
 //!   is an error, so the back-off reopens it instead of waiting for ever.
+//! - An RTSP camera is received and decoded by GStreamer (`rtsp`); a source
+//!   is told what is wanted of it (`Need`), so that one whose decoding is
+//!   costly decodes only keyframes while frames are wanted now and then.
 
 mod folder;
 mod mjpeg_file;
 mod mjpeg_http;
+pub mod rtsp;
 mod v4l2;
 
 use std::time::{Duration, Instant};
@@ -33,7 +38,8 @@ use super::config::{SourceConfig, SourceKind};
 use folder::FolderSource;
 use mjpeg_file::MjpegFileSource;
 use mjpeg_http::IpCameraSource;
-pub use mjpeg_http::check_camera_url;
+pub use mjpeg_http::{check_camera_url, without_password};
+use rtsp::RtspSource;
 use v4l2::CameraSource;
 
 /// One frame as the source delivers it.
@@ -52,14 +58,27 @@ pub struct SourceError {
     pub reason: String,
 }
 
+/// How many of its frames the reader wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every frame the reader takes: the roll call is recognising faces.
+    EveryFrame,
+    /// One frame now and then: any frame will do, however old its keyframe.
+    NowAndThen,
+}
+
 /// A supplier of frames.
 pub trait FrameSource {
     /// The next frame; `Ok(None)` when a finite source (a file played once) has ended.
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
+
+    /// Tells the source how many frames are wanted, so it can spend less on
+    /// those that are not. Sources whose frames cost nothing to skip ignore it.
+    fn need(&mut self, _need: Need) {}
 }
 
-/// Opens the source the config describes.
-pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> {
+/// Opens the source the config describes, for a reader wanting `need`.
+pub fn open(config: &SourceConfig, need: Need) -> Result<Box<dyn FrameSource>, SourceError> {
     let pace = Pace::new(config.rate);
     Ok(match config.kind {
         SourceKind::Folder => Box::new(FolderSource::open(&config.path, config.repeat, pace)?),
@@ -68,6 +87,11 @@ pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> 
         }
         SourceKind::IpCamera => Box::new(IpCameraSource::open(&config.url)?),
         SourceKind::Camera => Box::new(CameraSource::open(config)?),
+        SourceKind::Rtsp => Box::new(RtspSource::open(
+            config.camera_url(),
+            config.transport,
+            need,
+        )?),
     })
 }
 
@@ -113,7 +137,7 @@ mod tests {
             path: "/nonexistent/frames".into(),
             ..SourceConfig::default()
         };
-        let err = open(&config).err().expect("must fail");
+        let err = open(&config, Need::EveryFrame).err().expect("must fail");
         assert!(
             err.to_string()
                 .contains("/nonexistent/frames: cannot read the folder"),
@@ -124,13 +148,13 @@ mod tests {
             device: 97,
             ..SourceConfig::default()
         };
-        assert!(open(&camera).is_err());
+        assert!(open(&camera, Need::EveryFrame).is_err());
         let ip = SourceConfig {
             kind: SourceKind::IpCamera,
             url: format!("http://127.0.0.1:{}/video", closed_port()),
             ..SourceConfig::default()
         };
-        let err = open(&ip).err().expect("must fail").to_string();
+        let err = open(&ip, Need::EveryFrame).err().expect("must fail").to_string();
         assert!(err.contains("cannot connect"), "{err}");
     }
 
