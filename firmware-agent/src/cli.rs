@@ -66,6 +66,8 @@ pub enum Command {
     /// Face recognition for the roll call: enroll and forget pupils, check photos.
     #[command(subcommand)]
     Face(FaceCommand),
+    /// List the ONVIF cameras on this room's network segment and their stream URLs.
+    CameraDiscover(crate::commands::camera_discover::DiscoverArgs),
 }
 
 #[derive(Debug, Subcommand)]

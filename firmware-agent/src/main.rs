@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             second,
             config,
         }) => commands::face::compare(&first, &second, config.as_deref()),
+        Command::CameraDiscover(args) => commands::camera_discover::run(args),
     };
     exit.into()
 }

@@ -1,6 +1,7 @@
 //! One file per command-line command that is not the daemon itself.
 
 pub mod attendance;
+pub mod camera_discover;
 pub mod check_config;
 pub mod devices;
 pub mod face;

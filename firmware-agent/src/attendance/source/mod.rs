@@ -33,7 +33,7 @@ use super::config::{SourceConfig, SourceKind};
 use folder::FolderSource;
 use mjpeg_file::MjpegFileSource;
 use mjpeg_http::IpCameraSource;
-pub use mjpeg_http::check_camera_url;
+pub use mjpeg_http::{check_camera_url, without_password};
 use v4l2::CameraSource;
 
 /// One frame as the source delivers it.
