@@ -98,6 +98,9 @@ pub struct SourceConfig {
     /// `ip_camera`: the MJPEG stream over http:// or https://, such as
     /// `http://user:password@192.168.1.20/video.mjpg` (the password is sent as basic auth and never shown).
     pub url: String,
+    /// RTSP cameras: the most frames a second the camera is asked, through
+    /// ONVIF, to send when its stream opens ([`super::onvif::CameraFrameRate`]); 0 leaves it as it is.
+    pub onvif_frame_rate: u32,
 }
 
 impl Default for SourceConfig {
@@ -111,6 +114,7 @@ impl Default for SourceConfig {
             path: PathBuf::new(),
             repeat: false,
             url: String::new(),
+            onvif_frame_rate: 0,
         }
     }
 }
