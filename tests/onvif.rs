@@ -156,6 +156,13 @@ fn discover_lists_the_camera_with_its_profiles_and_skips_hostile_answers() {
     );
     assert!(!refused.contains("rtsp://"), "{refused}");
 
+    for shown in ["found.json", "found.log", "refused.txt"] {
+        assert!(
+            !read(&path.join(shown)).contains(PASSWORD),
+            "{shown} shows the password"
+        );
+    }
+
     assert!(text.contains("unknown 2\n"), "{text}");
     let unknown = read(&path.join("unknown.txt"));
     assert!(unknown.contains("no network interface `eth9`"), "{unknown}");
