@@ -508,6 +508,43 @@ mod tests {
         assert!(onvif_address("rtsp:///live").is_none());
     }
 
+    /// Collects what is logged, for the test below.
+    #[derive(Clone, Default)]
+    struct Logged(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_camera_that_will_not_lower_its_frame_rate_is_warned_of_once() {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // No ONVIF service answers at 127.0.0.1:80 as a camera would.
+            let mut frame_rate = CameraFrameRate::new(5);
+            let now = Timestamp::now();
+            frame_rate.apply("rtsp://admin:secret@127.0.0.1:554/live", now);
+            frame_rate.apply("rtsp://admin:secret@127.0.0.1:554/live", now);
+            CameraFrameRate::new(0).apply("rtsp://admin:secret@127.0.0.1:554/live", now);
+        });
+        let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("WARN").count(), 1, "{text}");
+        assert!(text.contains("Không giảm được tốc độ khung hình"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
     #[test]
     fn streams_are_the_same_whatever_the_credentials() {
         assert!(same_stream(
