@@ -66,7 +66,7 @@ pub enum Command {
     /// Face recognition for the roll call: enroll and forget pupils, check photos.
     #[command(subcommand)]
     Face(FaceCommand),
-    /// List the ONVIF cameras on this room's network segment and their stream URLs.
+    // Described by its arguments' doc, with its exit codes.
     CameraDiscover(crate::commands::camera_discover::DiscoverArgs),
 }
 

@@ -10,7 +10,7 @@ use crate::attendance::onvif::{self, Credentials, DiscoveredDevice, OnvifError, 
 use crate::clock::{Clock, SystemClock};
 use crate::exit::Exit;
 
-/// Lists the ONVIF cameras on this room's network segment and their stream URLs.
+/// List the ONVIF cameras on this room's network segment and their stream URLs.
 ///
 /// Sends a WS-Discovery probe (UDP multicast, TTL 1: it does not leave the
 /// segment), then asks each camera that answers for its media profiles:
