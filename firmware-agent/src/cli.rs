@@ -90,6 +90,8 @@ pub enum CameraCommand {
         #[arg(long, value_enum, default_value = "tcp")]
         transport: crate::attendance::config::Transport,
     },
+    /// Find the ONVIF cameras on the room's network and list their streams.
+    Discover(crate::commands::camera::discover::DiscoverArgs),
 }
 
 #[derive(Debug, Subcommand)]

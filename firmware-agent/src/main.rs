@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use firmware_agent::cli::{
-    AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand, LightState,
-    RosterCommand, ScheduleCommand,
+    AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand,
+    LightState, RosterCommand, ScheduleCommand,
 };
 use firmware_agent::{commands, daemon};
 
@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             second,
             config,
         }) => commands::face::compare(&first, &second, config.as_deref()),
+        Command::Camera(CameraCommand::Discover(args)) => commands::camera::discover::run(args),
     };
     exit.into()
 }

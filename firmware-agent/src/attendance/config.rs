@@ -107,6 +107,9 @@ pub struct SourceConfig {
     pub stream: CameraStream,
     /// `rtsp`: how the camera sends its packets.
     pub transport: Transport,
+    /// RTSP cameras: the most frames a second the camera is asked, through
+    /// ONVIF, to send when its stream opens ([`super::onvif::CameraFrameRate`]); 0 leaves it as it is.
+    pub onvif_frame_rate: u32,
 }
 
 /// Which of an RTSP camera's streams is read.
@@ -155,6 +158,7 @@ impl Default for SourceConfig {
             sub_url: String::new(),
             stream: CameraStream::Main,
             transport: Transport::Tcp,
+            onvif_frame_rate: 0,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod lessons;
 pub mod liveness;
 pub mod matcher;
 pub mod models;
+pub mod onvif;
 pub mod people;
 pub mod pipeline;
 pub mod recognise;

@@ -51,9 +51,10 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{AttendanceConfig, SourceConfig};
+use super::config::{AttendanceConfig, SourceConfig, SourceKind};
 use super::desk::Correction;
 use super::models::{self, ModelSet};
+use super::onvif::CameraFrameRate;
 use super::people::{Class, FOLLOW_EVERY};
 use super::pipeline::{self, Pipeline};
 use super::recognise::{Checks, Faces, Recogniser, Verdict};
@@ -441,6 +442,8 @@ fn start_source(
         let mut last_detected: Option<Monotonic> = None;
         // When the source began failing, kept across retries until it delivers again.
         let mut failing_since: Option<Timestamp> = None;
+        // An RTSP camera is asked to lower its own frame rate each time its stream opens.
+        let mut camera_frame_rate = CameraFrameRate::new(config.onvif_frame_rate);
         while !shutdown.is_cancelled() {
             let frames_wanted = *wanted.borrow_and_update();
             let analysis = match frames_wanted {
@@ -462,7 +465,10 @@ fn start_source(
             if source.is_none() {
                 match source::open(&config, need) {
                     Ok(opened) => {
-                        health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{:?} source delivering frames", config.kind));
+                        if config.kind == SourceKind::Rtsp {
+                            camera_frame_rate.apply(config.camera_url(), clock.now());
+                        }
+                        health.set(SOURCE_SUBSYSTEM, State::Ok, format!("{} delivering frames", source::name_of(&config)));
                         backoff = Duration::from_secs(1);
                         failing_since = None;
                         source = Some(opened);

@@ -2,7 +2,10 @@
 //!
 //! `camera probe URL` opens the camera exactly as the daemon would (the same
 //! frame sources, so a camera that probes well is one the roll call can
-//! read) and prints what it sends.
+//! read) and prints what it sends; `camera discover` ([`discover`]) finds the
+//! ONVIF cameras on the room's network and lists their streams.
+
+pub mod discover;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

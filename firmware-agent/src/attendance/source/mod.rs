@@ -95,6 +95,17 @@ pub fn open(config: &SourceConfig, need: Need) -> Result<Box<dyn FrameSource>, S
     })
 }
 
+/// The source as IT staff know it, never with a password: the camera's URL,
+/// its device, or the file or folder played.
+pub fn name_of(config: &SourceConfig) -> String {
+    match config.kind {
+        SourceKind::Rtsp => without_password(config.camera_url()),
+        SourceKind::IpCamera => without_password(&config.url),
+        SourceKind::Camera => format!("/dev/video{}", config.device),
+        SourceKind::Folder | SourceKind::MjpegFile => config.path.display().to_string(),
+    }
+}
+
 /// Keeps a file source to its configured frame rate.
 pub(super) struct Pace {
     interval: Duration,
@@ -154,7 +165,10 @@ mod tests {
             url: format!("http://127.0.0.1:{}/video", closed_port()),
             ..SourceConfig::default()
         };
-        let err = open(&ip, Need::EveryFrame).err().expect("must fail").to_string();
+        let err = open(&ip, Need::EveryFrame)
+            .err()
+            .expect("must fail")
+            .to_string();
         assert!(err.contains("cannot connect"), "{err}");
     }
 
