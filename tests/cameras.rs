@@ -91,9 +91,10 @@ fn roll_call_from(codec: &str) {
         |source| source["state"] == "ok",
         Duration::from_secs(5),
     );
+    let shown = detail(&source);
     assert!(
-        detail(&source).contains("Rtsp source delivering frames"),
-        "{source}"
+        shown.ends_with(" delivering frames") && shown.starts_with("rtsp://") && shown.contains(":***@"),
+        "the camera, without its password: {source}"
     );
     let log = agent.log.lock().unwrap().join("\n");
     assert!(!log.contains(PASSWORD), "the password was logged:\n{log}");
