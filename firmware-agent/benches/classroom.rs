@@ -2,7 +2,14 @@
 //! `tests/compose_classroom.py` composes at 4K and 1080p, and the time for one
 //! frame from its JPEG bytes to every face detected, and to every face
 //! described (landmarks and embedding), seen whole (the frame squeezed into
-//! the detector's 320x240, as before tiles) and in tiles, in the same run.
+//! the detector's 320x240, as before tiles) and in tiles, in the same run;
+//! then the 4K frame from its bytes to every face matched against the five
+//! test people's enrollments, as the daemon's inference thread takes it, on
+//! one pipeline and on a crew of two, with the liveness check off and on
+//! (on with a minimum score of 0, so that every face is checked and still
+//! embedded: the most work a frame can ask), side by side with the Python
+//! same-model pipeline (`attendance_baseline.py`) seeing the same tiles with
+//! ONNX Runtime's own two threads.
 //!
 //! Run with `cargo bench --bench classroom` with `ORT_DYLIB_PATH` and
 //! `FIRMWARE_AGENT_MODELS` set as the Makefile sets them.
@@ -14,12 +21,26 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firmware_agent::attendance::detect::iou;
+use firmware_agent::attendance::enroll;
+use firmware_agent::attendance::matcher::Gallery;
 use firmware_agent::attendance::models::ModelSet;
 use firmware_agent::attendance::pipeline::{Pipeline, decode};
+use firmware_agent::attendance::recognise::{Checks, Recogniser, Verdict};
+use firmware_agent::roster::PersonalId;
 use serde::Deserialize;
 
 /// Runs of each way of seeing a frame, taken in turns.
 const ROUNDS: usize = 5;
+/// Runs of the 4K frame to every face matched, for each crew and liveness setting.
+const MATCH_ROUNDS: usize = 9;
+/// The test people the composer seats.
+const PEOPLE: [&str; 5] = [
+    "alex_lacamoire",
+    "biden",
+    "kit_harington",
+    "obama",
+    "rose_leslie",
+];
 /// A box overlapping a seat's by more than this IoU is that seat's face.
 const SAME_FACE_IOU: f32 = 0.4;
 
@@ -66,12 +87,7 @@ fn main() {
     for frame in &composition.frames {
         let bytes = std::fs::read(scratch.path().join(&frame.file)).unwrap();
         let image = decode(&bytes).unwrap();
-        let smallest = frame
-            .faces
-            .iter()
-            .map(|s| s.bbox[2] - s.bbox[0])
-            .fold(f32::MAX, f32::min)
-            .floor() as u32;
+        let smallest = smallest_face(frame);
         for (label, pixels) in [("whole", image.width()), ("tiles", smallest)] {
             pipeline.set_smallest_face(pixels);
             let boxes: Vec<[f32; 4]> = pipeline
@@ -101,6 +117,8 @@ fn main() {
             );
         }
     }
+    let four_k = &composition.frames[0];
+    time_to_every_face_matched(&models, four_k, &scratch.path().join(&four_k.file), &faces);
 }
 
 /// How many seats the boxes find, and how many boxes are no seat's face.
@@ -131,4 +149,146 @@ fn spread(times: &mut [Duration]) -> String {
         ms(times[0]),
         ms(times[times.len() - 1])
     )
+}
+
+/// The 4K frame from its bytes to every face matched, on crews of one and two
+/// pipelines, liveness off and on, and the Python baseline on the same tiles.
+fn time_to_every_face_matched(
+    models: &ModelSet,
+    frame: &Frame,
+    path: &std::path::Path,
+    faces: &std::path::Path,
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let smallest_face = smallest_face(frame);
+    let mut enroller = Pipeline::new(models).unwrap();
+    let gallery = Gallery::new(PEOPLE.map(|person| {
+        let photo = std::fs::read(faces.join(format!("enroll/{person}/{person}_a.jpg"))).unwrap();
+        let face = enroll::choose(enroller.faces(&decode(&photo).unwrap()).unwrap())
+            .unwrap_or_else(|refusal| panic!("{person}: {refusal}"));
+        (id_of(person), face.embedding)
+    }));
+    println!(
+        "\n{} ({} faces) from its bytes to every face matched, {MATCH_ROUNDS} rounds, median [min-max]",
+        frame.file,
+        frame.faces.len()
+    );
+    for (label, liveness_min_score, python_liveness) in [
+        ("liveness off", None, None),
+        ("liveness on ", Some(0.0), Some("0")),
+    ] {
+        let checks = Checks {
+            threshold: firmware_agent::attendance::config::DEFAULT_THRESHOLD,
+            min_face: 0.0,
+            liveness_min_score,
+            confirm_frames: 1,
+        };
+        for threads in [1, 2] {
+            let mut crew: Vec<Pipeline> = (0..threads)
+                .map(|_| {
+                    let mut pipeline = Pipeline::new(models).unwrap();
+                    pipeline.set_smallest_face(smallest_face);
+                    pipeline
+                })
+                .collect();
+            let (mut times, mut identified) = (Vec::new(), 0);
+            for _ in 0..MATCH_ROUNDS {
+                // A fresh recogniser: no face is spared by an earlier frame's track.
+                let recogniser = Recogniser::new(gallery.clone(), checks);
+                let started = Instant::now();
+                let verdicts = recogniser
+                    .analyse(&mut crew, &decode(&bytes).unwrap())
+                    .unwrap();
+                times.push(started.elapsed());
+                identified = verdicts
+                    .iter()
+                    .filter(|(_, verdict)| matches!(verdict, Verdict::Pupil(_)))
+                    .count();
+            }
+            // Each pipeline's time in the models, a round: how the frame was shared out.
+            let shares: Vec<String> = crew
+                .iter_mut()
+                .map(|pipeline| {
+                    let stages = pipeline.take_times();
+                    format!(
+                        "{:.0} ms (liveness {:.0})",
+                        stages.total().as_secs_f64() * 1000.0 / MATCH_ROUNDS as f64,
+                        stages.liveness.as_secs_f64() * 1000.0 / MATCH_ROUNDS as f64
+                    )
+                })
+                .collect();
+            println!(
+                "  {label}, agent on {threads} thread{}: {} ({identified} of {} matched a pupil; each pipeline's share {})",
+                if threads == 1 { " " } else { "s" },
+                spread(&mut times),
+                frame.faces.len(),
+                shares.join(" + ")
+            );
+        }
+        match python_frames(path, smallest_face, python_liveness) {
+            Ok((mut times, found)) => println!(
+                "  {label}, python, 2 ONNX Runtime threads: {} ({found} faces found)",
+                spread(&mut times)
+            ),
+            Err(err) => println!("  {label}, python: baseline not run: {err}"),
+        }
+    }
+}
+
+/// The made-up personal ID standing for a test person.
+fn id_of(person: &str) -> PersonalId {
+    let index = PEOPLE.iter().position(|p| *p == person).unwrap();
+    format!("00120600100{index}").parse().unwrap()
+}
+
+/// The narrowest seat's face, as the room's config would name it.
+fn smallest_face(frame: &Frame) -> u32 {
+    frame
+        .faces
+        .iter()
+        .map(|s| s.bbox[2] - s.bbox[0])
+        .fold(f32::MAX, f32::min)
+        .floor() as u32
+}
+
+/// The Python baseline's time for each of [`MATCH_ROUNDS`] runs of the frame
+/// on the same tiles, and the faces it found.
+fn python_frames(
+    path: &std::path::Path,
+    smallest_face: u32,
+    liveness: Option<&str>,
+) -> Result<(Vec<Duration>, u64), String> {
+    let root = common::root();
+    let python = root.join(".local/venv/bin/python");
+    let mut command = Command::new(&python);
+    command
+        .arg(root.join("firmware-agent/benches/attendance_baseline.py"))
+        .arg(common::models_dir())
+        .arg("--time")
+        .arg(path)
+        .args(["--repeat", &MATCH_ROUNDS.to_string()])
+        .args(["--smallest-face", &smallest_face.to_string()])
+        .args(["--threads", "2"])
+        // NumPy's BLAS is kept to one thread, as in the attendance bench.
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", "1");
+    if let Some(min_score) = liveness {
+        command.args(["--liveness", min_score]);
+    }
+    let output = command
+        .output()
+        .map_err(|err| format!("{}: {err} (run `models/install`)", python.display()))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())?;
+    let times = json["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ms| ms.as_f64())
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .collect();
+    Ok((times, json["faces"].as_u64().unwrap_or(0)))
 }
