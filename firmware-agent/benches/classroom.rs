@@ -9,7 +9,11 @@
 //! (on with a minimum score of 0, so that every face is checked and still
 //! embedded: the most work a frame can ask), side by side with the Python
 //! same-model pipeline (`attendance_baseline.py`) seeing the same tiles with
-//! ONNX Runtime's own two threads.
+//! ONNX Runtime's own two threads. Last, the resident memory of the built
+//! daemon taking a roll call from a folder camera showing the 4K frame, on
+//! two inference threads, read from `/proc` once it has analysed
+//! [`MEMORY_FRAMES`] frames; with `BASELINE_AGENT` set to another build of
+//! the agent, that build first, in the same run.
 //!
 //! Run with `cargo bench --bench classroom` with `ORT_DYLIB_PATH` and
 //! `FIRMWARE_AGENT_MODELS` set as the Makefile sets them.
@@ -17,6 +21,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,8 @@ use serde::Deserialize;
 const ROUNDS: usize = 5;
 /// Runs of the 4K frame to every face matched, for each crew and liveness setting.
 const MATCH_ROUNDS: usize = 9;
+/// Frames the daemon analyses before its memory is read.
+const MEMORY_FRAMES: u64 = 12;
 /// The test people the composer seats.
 const PEOPLE: [&str; 5] = [
     "alex_lacamoire",
@@ -119,6 +126,25 @@ fn main() {
     }
     let four_k = &composition.frames[0];
     time_to_every_face_matched(&models, four_k, &scratch.path().join(&four_k.file), &faces);
+    let mut agents = Vec::new();
+    if let Some(baseline) = std::env::var_os("BASELINE_AGENT") {
+        agents.push(("baseline", PathBuf::from(baseline)));
+    }
+    agents.push((
+        "this build",
+        PathBuf::from(env!("CARGO_BIN_EXE_firmware-agent")),
+    ));
+    println!(
+        "\nthe daemon's memory during a roll call of {} on 2 inference threads, after {MEMORY_FRAMES} frames analysed",
+        four_k.file
+    );
+    for (label, agent) in agents {
+        let (high_water, resident) = daemon_memory(&agent, &scratch.path().join(&four_k.file));
+        println!(
+            "  {label:<10}: peak {high_water:.0} MB (VmHWM), now {resident:.0} MB (VmRSS)  {}",
+            agent.display()
+        );
+    }
 }
 
 /// How many seats the boxes find, and how many boxes are no seat's face.
@@ -291,4 +317,124 @@ fn python_frames(
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .collect();
     Ok((times, json["faces"].as_u64().unwrap_or(0)))
+}
+
+/// The peak and present resident memory, in MB, of the daemon `agent` taking a
+/// roll call, its camera a folder showing `frame`, once it has analysed
+/// [`MEMORY_FRAMES`] frames.
+fn daemon_memory(agent: &std::path::Path, frame: &std::path::Path) -> (f64, f64) {
+    let room = tempfile::tempdir().unwrap();
+    let frames = room.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::copy(frame, frames.join("frame000.jpg")).unwrap();
+    let mut roster = String::from(
+        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
+    );
+    for index in 0..40 {
+        roster.push_str(&format!(
+            "pupil,0012060010{index:02},Học sinh {index},6A1,yes,yes,2026-08-20\n"
+        ));
+    }
+    std::fs::write(room.path().join("roster.csv"), roster).unwrap();
+    // A period that opened a minute ago, so its roll call's window is open
+    // (cut at midnight on either side).
+    let now = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap());
+    let start = now.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap();
+    let end = now.checked_add(jiff::SignedDuration::from_mins(45)).unwrap();
+    let start = if start.date() == now.date() {
+        start.strftime("%H:%M").to_string()
+    } else {
+        "00:00".to_owned()
+    };
+    let end = if end.date() == now.date() {
+        end.strftime("%H:%M").to_string()
+    } else {
+        "23:59".to_owned()
+    };
+    let listen = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let [http, grpc]: [std::net::TcpListener; 2] = std::array::from_fn(listen);
+    let config = room.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[room]\nschool_code = \"BENCH-01\"\nroom_id = \"P101\"\nname = \"Phòng đo\"\n\n[storage]\ndata_dir = \"data\"\n\n\
+             [http]\nlisten = \"{}\"\n\n[hub]\nlisten = \"{}\"\nplaintext = true\n\n\
+             [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+             periods = [{{ start = \"{start}\", end = \"{end}\" }}]\n\n\
+             [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n\n\
+             [attendance]\nenabled = true\nclass = \"6A1\"\nthreads = 2\nsmallest_face_pixels = {}\n\
+             models_dir = \"{}\"\nonnxruntime_library = \"{}\"\n\n\
+             [attendance.source]\nkind = \"folder\"\npath = \"{}\"\nrate = 5.0\nrepeat = true\n",
+            http.local_addr().unwrap(),
+            grpc.local_addr().unwrap(),
+            firmware_agent::attendance::config::DEFAULT_SMALLEST_FACE_PIXELS,
+            common::models_dir().display(),
+            common::onnxruntime_library().display(),
+            frames.display(),
+        ),
+    )
+    .unwrap();
+    let imported = Command::new(agent)
+        .args(["roster", "import"])
+        .arg(room.path().join("roster.csv"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let address = http.local_addr().unwrap();
+    drop((http, grpc));
+    let mut child = Command::new(agent)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let analysed = || -> u64 {
+        ureq::get(&format!("http://{address}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .and_then(|metrics| {
+                metrics.lines().find_map(|line| {
+                    line.strip_prefix("attendance_frames_total{outcome=\"analysed\"} ")
+                        .and_then(|count| count.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    };
+    while analysed() < MEMORY_FRAMES {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon analysed fewer than {MEMORY_FRAMES} frames in 300 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the daemon stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    // SAFETY: kill(2) on the PID of the child this bench started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let megabytes = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (megabytes("VmHWM:"), megabytes("VmRSS:"))
 }
