@@ -338,10 +338,11 @@ fn daemon_memory(agent: &std::path::Path, frame: &std::path::Path) -> (f64, f64)
     std::fs::write(room.path().join("roster.csv"), roster).unwrap();
     // A period that opened a minute ago, so its roll call's window is open
     // (cut at midnight on either side).
-    let now = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap());
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap());
     let start = now.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap();
-    let end = now.checked_add(jiff::SignedDuration::from_mins(45)).unwrap();
+    let end = now
+        .checked_add(jiff::SignedDuration::from_mins(45))
+        .unwrap();
     let start = if start.date() == now.date() {
         start.strftime("%H:%M").to_string()
     } else {

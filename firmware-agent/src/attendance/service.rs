@@ -4,9 +4,10 @@
 //! which frames it wants.
 //!
 //! # Design
-//! - Threads: one reads the source (blocking, paced) and decodes each frame,
-//!   so the next frame is decoded while the models run on the last; one
-//!   inference thread takes each frame through the [`Recogniser`], which
+//! - Threads: one reads the source (blocking, paced) and decodes each frame
+//!   once the models are done with the last (a 4K frame decoded is 25 MB,
+//!   and one waiting would be older when its turn came); one inference
+//!   thread takes each frame through the [`Recogniser`], which
 //!   turns it into each face's track and verdict, with a crew of
 //!   `attendance.threads` [`Pipeline`]s (sessions built once) sharing out
 //!   the frame's tiles and faces, so one frame uses every core; the async loop only drives and hands records
@@ -26,8 +27,8 @@
 //!   real time, as a camera would; the rest follows the agent's clock. A
 //!   recording played once starts again when it is opened again.
 //! - Frames are offered to the inference thread without waiting: when it is
-//!   busy and a frame already waits for it, the frame is dropped, so a slow machine sees fewer frames, never older ones.
-//!   The source thread looks for room, and whether the frame is wanted,
+//!   busy the frame is dropped, so a slow machine sees fewer frames, never
+//!   older ones. The source thread looks for room, and whether the frame is wanted,
 //!   before it decodes, so a frame it drops costs no decoding.
 //! - /metrics counts frames by outcome (`attendance_frames_total`: analysed
 //!   by every model, detected by the detector alone, dropped while the workers
@@ -358,11 +359,18 @@ fn start_workers(
         })
         .collect::<Result<Vec<_>, models::ModelError>>()?;
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(1);
+    let queue = jobs_tx.downgrade();
     let recogniser = recogniser.clone();
     let spawned = std::thread::Builder::new()
         .name("inference".to_owned())
         .spawn(move || {
             while let Some(Job { image, analysis }) = jobs.blocking_recv() {
+                // The queue's one place is held while the crew works on the
+                // frame, so the source drops the frames meanwhile undecoded:
+                // no decoded frame waits, growing older and taking memory.
+                let _working = queue
+                    .upgrade()
+                    .and_then(|jobs| jobs.try_reserve_owned().ok());
                 let seen = match analysis {
                     Analysis::Detect => recogniser.faces_in_view(&mut crew, &image).map(|faces| {
                         count_frame("detected");
