@@ -340,7 +340,7 @@ fn time_stream(
             let busy = Instant::now();
             verdicts.extend(
                 recogniser
-                    .analyse(pipeline, image)
+                    .analyse(std::slice::from_mut(pipeline), image)
                     .unwrap()
                     .into_iter()
                     .map(|(_, verdict)| verdict),

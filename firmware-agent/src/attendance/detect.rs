@@ -189,50 +189,56 @@ fn spread(length: u32, side: u32, overlap: u32) -> Vec<u32> {
 }
 
 /// A box from one tile, before the boxes of all tiles are merged.
-struct Candidate {
+pub struct Candidate {
     bbox: [f32; 4],
     score: f32,
     /// Touches an edge of its tile inside the frame: the face may go on beyond it.
     cut: bool,
 }
 
-/// Boxes (before landmarks) from the detector, over the tiles that let it see
-/// faces down to `smallest_face` pixels wide, best score first.
-pub fn detect_boxes(
-    session: &mut Session,
-    image: &RgbImage,
-    smallest_face: u32,
-    onnx: &mut Duration,
-) -> Result<Vec<([f32; 4], f32)>, ort::Error> {
-    let levels = tiles(image.width(), image.height(), smallest_face);
+/// One run of the detector on a frame: a tile and what is kept of its boxes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TileRun {
+    pub tile: Tile,
+    /// Boxes wider than this are left to a later level (see [`Level::widest_face`]).
+    widest_face: f32,
+    /// Boxes scoring at or below this are dropped.
+    min_score: f32,
+}
+
+/// Every run of the detector that lets it see faces down to `smallest_face`
+/// pixels wide in a `width` x `height` frame, level by level. The runs are
+/// independent of each other, so they may be shared among threads; their
+/// boxes, gathered in this order, go to [`merge`].
+pub fn tile_runs(width: u32, height: u32, smallest_face: u32) -> Vec<TileRun> {
+    let levels = tiles(width, height, smallest_face);
     let min_score = if levels.len() == 1 && levels[0].tiles.len() == 1 {
         MIN_SCORE
     } else {
         TILE_MIN_SCORE
     };
-    let mut candidates = Vec::new();
-    for level in levels {
-        let widest_face = level.widest_face.map_or(f32::MAX, |pixels| pixels as f32);
-        for tile in &level.tiles {
-            let found = detect_in_tile(session, image, tile, min_score, onnx)?;
-            candidates.extend(
-                found
-                    .into_iter()
-                    .filter(|c| c.bbox[2] - c.bbox[0] <= widest_face),
-            );
-        }
-    }
-    Ok(merge(candidates))
+    levels
+        .into_iter()
+        .flat_map(|level| {
+            let widest_face = level.widest_face.map_or(f32::MAX, |pixels| pixels as f32);
+            level.tiles.into_iter().map(move |tile| TileRun {
+                tile,
+                widest_face,
+                min_score,
+            })
+        })
+        .collect()
 }
 
-/// The boxes scoring above `min_score` the detector finds in `tile`, in the frame's pixels.
-fn detect_in_tile(
+/// The boxes the detector finds in one run's tile, in the frame's pixels,
+/// before they are merged with the other tiles'.
+pub fn detect_in_tile(
     session: &mut Session,
     image: &RgbImage,
-    tile: &Tile,
-    min_score: f32,
+    run: &TileRun,
     onnx: &mut Duration,
 ) -> Result<Vec<Candidate>, ort::Error> {
+    let tile = &run.tile;
     let input = detector_input(image, tile);
     let started = std::time::Instant::now();
     let outputs = session.run(ort::inputs!["input" => TensorRef::from_array_view(&input)?])?;
@@ -248,7 +254,7 @@ fn detect_in_tile(
     Ok(scores
         .chunks_exact(2)
         .zip(boxes.chunks_exact(4))
-        .filter(|(score, _)| score[1] > min_score)
+        .filter(|(score, _)| score[1] > run.min_score)
         .map(|(score, b)| {
             let bbox = [x + b[0] * w, y + b[1] * h, x + b[2] * w, y + b[3] * h];
             Candidate {
@@ -257,13 +263,14 @@ fn detect_in_tile(
                 cut: tile.cuts(&bbox, image.width(), image.height()),
             }
         })
+        .filter(|c| c.bbox[2] - c.bbox[0] <= run.widest_face)
         .collect())
 }
 
 /// One box per face, best score first: whole boxes are taken before cut ones,
 /// better scores first, and a box is dropped when it overlaps a taken one by
 /// more than [`NMS_IOU`] or, cut, lies mostly inside one.
-fn merge(mut candidates: Vec<Candidate>) -> Vec<([f32; 4], f32)> {
+pub fn merge(mut candidates: Vec<Candidate>) -> Vec<([f32; 4], f32)> {
     candidates.sort_by(|a, b| a.cut.cmp(&b.cut).then(b.score.total_cmp(&a.score)));
     let mut kept: Vec<([f32; 4], f32)> = Vec::new();
     for candidate in candidates {

@@ -30,8 +30,12 @@
 //!   erased pupil outlives the replacement.
 //! - Unknown faces and refused photos are checked in every frame: a stranger
 //!   turning to the camera may turn out to be a pupil.
-//! - The tracks are shared by a room's workers behind a mutex held only to
-//!   assign tracks and to record results, never over inference.
+//! - One frame is seen by a crew of pipelines, one per inference thread
+//!   (see [`super::pipeline`]): the detector's tiles, then the faces to check,
+//!   are shared among them, and the verdicts come back in the faces' order,
+//!   the same as on one thread.
+//! - The tracks sit behind a mutex held only to assign tracks and to record
+//!   results, never over inference.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,7 +44,7 @@ use image::RgbImage;
 
 use super::config::AttendanceConfig;
 use super::matcher::{Gallery, Match};
-use super::pipeline::{InferenceError, Pipeline};
+use super::pipeline::{self, InferenceError, Pipeline};
 use super::rollcall::Sighting;
 use super::track::Tracker;
 
@@ -184,13 +188,14 @@ impl Recogniser {
         tracks.gallery = Arc::new(gallery);
     }
 
-    /// Every face of `image` large enough to count, with its track and verdict.
+    /// Every face of `image` large enough to count, with its track and
+    /// verdict, the work shared among `crew`'s pipelines.
     pub fn analyse(
         &self,
-        pipeline: &mut Pipeline,
+        crew: &mut [Pipeline],
         image: &RgbImage,
     ) -> Result<Faces, InferenceError> {
-        let found = self.find_faces(pipeline, image)?;
+        let found = self.find_faces(crew, image)?;
         let (gallery, plan): (Arc<Gallery>, Vec<(u64, Option<Match>)>) = {
             let mut tracks = self.tracks();
             let boxes: Vec<[f32; 4]> = found.iter().map(|(bbox, _)| *bbox).collect();
@@ -214,19 +219,31 @@ impl Recogniser {
                 .collect();
             (gallery.clone(), plan)
         };
-        let mut faces = Vec::with_capacity(found.len());
+        let to_check: Vec<([f32; 4], f32)> = found
+            .iter()
+            .zip(&plan)
+            .filter(|(_, (_, standing))| standing.is_none())
+            .map(|(face, _)| *face)
+            .collect();
+        let mut verdicts = pipeline::spread(crew, &to_check, |pipeline, &(bbox, score)| {
+            self.check(pipeline, image, bbox, score, &gallery)
+        })?
+        .into_iter();
         let mut checked = Vec::new();
-        for ((bbox, score), (track, standing)) in found.into_iter().zip(plan) {
-            let verdict = match standing {
-                Some(pupil) => Verdict::Recognised(pupil),
-                None => {
-                    let verdict = self.check(pipeline, image, bbox, score, &gallery)?;
-                    checked.push((track, verdict.clone()));
-                    verdict
-                }
-            };
-            faces.push((track, verdict));
-        }
+        let faces: Faces = plan
+            .into_iter()
+            .map(|(track, standing)| {
+                let verdict = match standing {
+                    Some(pupil) => Verdict::Recognised(pupil),
+                    None => {
+                        let verdict = verdicts.next().expect("a verdict for every face checked");
+                        checked.push((track, verdict.clone()));
+                        verdict
+                    }
+                };
+                (track, verdict)
+            })
+            .collect();
         let mut tracks = self.tracks();
         if !Arc::ptr_eq(&gallery, &tracks.gallery) {
             return Ok(faces);
@@ -248,19 +265,19 @@ impl Recogniser {
     /// learn nothing from it.
     pub fn faces_in_view(
         &self,
-        pipeline: &mut Pipeline,
+        crew: &mut [Pipeline],
         image: &RgbImage,
     ) -> Result<usize, InferenceError> {
-        Ok(self.find_faces(pipeline, image)?.len())
+        Ok(self.find_faces(crew, image)?.len())
     }
 
     /// The box and score of every face of `image` large enough to count.
     fn find_faces(
         &self,
-        pipeline: &mut Pipeline,
+        crew: &mut [Pipeline],
         image: &RgbImage,
     ) -> Result<Vec<([f32; 4], f32)>, InferenceError> {
-        let found = pipeline.find_faces(image)?;
+        let found = pipeline::find_faces_spread(crew, image)?;
         Ok(found
             .into_iter()
             .filter(|(bbox, _)| bbox[2] - bbox[0] >= self.checks.min_face)

@@ -4,11 +4,13 @@
 //! which frames it wants.
 //!
 //! # Design
-//! - Threads: one reads the source (blocking, paced) and decodes each frame,
-//!   so the next frame is decoded while the workers run the models on the
-//!   last; `attendance.threads` workers each own a [`Pipeline`] (sessions
-//!   built once) and share one [`Recogniser`], which turns a frame into each
-//!   face's track and verdict; the async loop only drives and hands records
+//! - Threads: one reads the source (blocking, paced) and decodes each frame
+//!   once the models are done with the last (a 4K frame decoded is 25 MB,
+//!   and one waiting would be older when its turn came); one inference
+//!   thread takes each frame through the [`Recogniser`], which
+//!   turns it into each face's track and verdict, with a crew of
+//!   `attendance.threads` [`Pipeline`]s (sessions built once) sharing out
+//!   the frame's tiles and faces, so one frame uses every core; the async loop only drives and hands records
 //!   to the store through [`crate::store::Store::blocking`]. No inference runs on the
 //!   runtime's threads.
 //! - The loop holds no policy: when roll calls open and close, what a frame
@@ -24,9 +26,9 @@
 //!   no longer run all day for nothing. A file source keeps its own pace in
 //!   real time, as a camera would; the rest follows the agent's clock. A
 //!   recording played once starts again when it is opened again.
-//! - Frames are offered to the workers without waiting: when all are busy the
-//!   frame is dropped, so a slow machine sees fewer frames, never older ones.
-//!   The source thread looks for room, and whether the frame is wanted,
+//! - Frames are offered to the inference thread without waiting: when it is
+//!   busy the frame is dropped, so a slow machine sees fewer frames, never
+//!   older ones. The source thread looks for room, and whether the frame is wanted,
 //!   before it decodes, so a frame it drops costs no decoding.
 //! - /metrics counts frames by outcome (`attendance_frames_total`: analysed
 //!   by every model, detected by the detector alone, dropped while the workers
@@ -43,7 +45,7 @@
 //!   enrollments, erasures and roster changes reach the running roll call
 //!   without a restart, and a class without pupils waits for its roster.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use image::RgbImage;
@@ -342,68 +344,66 @@ async fn record(agent: &Arc<Agent>, at: Timestamp, out: Vec<Payload>) {
     }
 }
 
-/// Starts the inference workers; returns where to offer them frames.
+/// Starts the inference thread with its crew of `attendance.threads`
+/// pipelines, which share out each frame; returns where to offer it frames.
 fn start_workers(
     config: &AttendanceConfig,
     models: &ModelSet,
     recogniser: &Arc<Recogniser>,
     results: mpsc::Sender<FrameSeen>,
 ) -> Result<mpsc::Sender<Job>, models::ModelError> {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(config.threads);
-    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    for index in 0..config.threads {
-        let mut pipeline = Pipeline::new(models)?;
-        pipeline.set_smallest_face(config.smallest_face_pixels);
-        let (jobs, results, recogniser) = (jobs_rx.clone(), results.clone(), recogniser.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("inference-{index}"))
-            .spawn(move || {
-                loop {
-                    let job = jobs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .blocking_recv();
-                    let Some(Job { image, analysis }) = job else {
-                        return;
-                    };
-                    let seen =
-                        match analysis {
-                            Analysis::Detect => recogniser
-                                .faces_in_view(&mut pipeline, &image)
-                                .map(|faces| {
-                                    count_frame("detected");
-                                    FrameSeen {
-                                        faces,
-                                        sightings: Vec::new(),
-                                    }
-                                }),
-                            Analysis::Recognise => {
-                                recogniser.analyse(&mut pipeline, &image).map(|faces| {
-                                    count_analysed(&faces);
-                                    let sightings = faces
-                                        .iter()
-                                        .filter_map(|(track, verdict)| verdict.sighting(*track))
-                                        .collect();
-                                    FrameSeen {
-                                        faces: faces.len(),
-                                        sightings,
-                                    }
-                                })
-                            }
-                        };
-                    match seen {
-                        Ok(seen) => {
-                            if results.blocking_send(seen).is_err() {
-                                return;
-                            }
+    let mut crew = (0..config.threads.max(1))
+        .map(|_| {
+            let mut pipeline = Pipeline::new(models)?;
+            pipeline.set_smallest_face(config.smallest_face_pixels);
+            Ok(pipeline)
+        })
+        .collect::<Result<Vec<_>, models::ModelError>>()?;
+    let (jobs_tx, mut jobs) = mpsc::channel::<Job>(1);
+    let queue = jobs_tx.downgrade();
+    let recogniser = recogniser.clone();
+    let spawned = std::thread::Builder::new()
+        .name("inference".to_owned())
+        .spawn(move || {
+            while let Some(Job { image, analysis }) = jobs.blocking_recv() {
+                // The queue's one place is held while the crew works on the
+                // frame, so the source drops the frames meanwhile undecoded:
+                // no decoded frame waits, growing older and taking memory.
+                let _working = queue
+                    .upgrade()
+                    .and_then(|jobs| jobs.try_reserve_owned().ok());
+                let seen = match analysis {
+                    Analysis::Detect => recogniser.faces_in_view(&mut crew, &image).map(|faces| {
+                        count_frame("detected");
+                        FrameSeen {
+                            faces,
+                            sightings: Vec::new(),
                         }
-                        Err(err) => tracing::warn!("frame skipped: {err}"),
+                    }),
+                    Analysis::Recognise => recogniser.analyse(&mut crew, &image).map(|faces| {
+                        count_analysed(&faces);
+                        let sightings = faces
+                            .iter()
+                            .filter_map(|(track, verdict)| verdict.sighting(*track))
+                            .collect();
+                        FrameSeen {
+                            faces: faces.len(),
+                            sightings,
+                        }
+                    }),
+                };
+                match seen {
+                    Ok(seen) => {
+                        if results.blocking_send(seen).is_err() {
+                            return;
+                        }
                     }
+                    Err(err) => tracing::warn!("frame skipped: {err}"),
                 }
-            });
-        if let Err(err) = spawned {
-            tracing::error!(%err, "cannot start an inference worker");
-        }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(%err, "cannot start the inference thread");
     }
     Ok(jobs_tx)
 }

@@ -220,7 +220,9 @@ fn recognised_faces_skip_the_costly_stages_until_their_recheck_and_strangers_nev
     // again), the frame's tracks, and the time spent describing faces.
     let mut frame_of = |recogniser: &Recogniser, image: &RgbImage| {
         pipeline.take_times();
-        let faces = recogniser.analyse(&mut pipeline, image).unwrap();
+        let faces = recogniser
+            .analyse(std::slice::from_mut(&mut *pipeline), image)
+            .unwrap();
         let times = pipeline.take_times();
         let mut names: Vec<String> = faces
             .iter()

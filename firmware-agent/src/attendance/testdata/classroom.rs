@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use image::RgbImage;
 use serde::Deserialize;
@@ -167,4 +168,60 @@ fn every_pupil_of_the_4k_classroom_is_identified_as_who_sits_there() {
         identified += usize::from(name.is_some());
     }
     assert!(identified >= 39, "{identified} of 40 pupils identified");
+}
+
+#[test]
+fn one_4k_frame_shared_by_two_pipelines_gets_the_verdicts_of_one_with_liveness_off_and_on() {
+    use crate::attendance::liveness::DEFAULT_MIN_SCORE;
+    use crate::attendance::models::testing::models;
+    use crate::attendance::recognise::{Checks, Recogniser, Verdict};
+    let (frame, image) = frames().next().unwrap();
+    let models = models();
+    let crew_of = |size: usize| -> Vec<Pipeline> {
+        (0..size)
+            .map(|_| {
+                let mut pipeline = Pipeline::new(&models).unwrap();
+                pipeline.set_smallest_face(frame.smallest_face());
+                pipeline
+            })
+            .collect()
+    };
+    let (mut alone, mut pair) = (crew_of(1), crew_of(2));
+    for liveness_min_score in [None, Some(DEFAULT_MIN_SCORE)] {
+        let checks = Checks {
+            threshold: DEFAULT_THRESHOLD,
+            min_face: 0.0,
+            liveness_min_score,
+            confirm_frames: 1,
+        };
+        let verdicts_alone = Recogniser::new(gallery().clone(), checks)
+            .analyse(&mut alone, &image)
+            .unwrap();
+        let verdicts_shared = Recogniser::new(gallery().clone(), checks)
+            .analyse(&mut pair, &image)
+            .unwrap();
+        assert_eq!(verdicts_alone.len(), 40);
+        if liveness_min_score.is_none() {
+            let pupils = verdicts_alone
+                .iter()
+                .filter(|(_, verdict)| matches!(verdict, Verdict::Pupil(_)))
+                .count();
+            assert!(pupils >= 39, "{pupils} of 40 pupils identified");
+        }
+        assert_eq!(
+            verdicts_shared, verdicts_alone,
+            "liveness {liveness_min_score:?}"
+        );
+        for (index, pipeline) in pair.iter_mut().enumerate() {
+            let times = pipeline.take_times();
+            let face_work = match liveness_min_score {
+                None => times.embed,
+                Some(_) => times.liveness,
+            };
+            assert!(
+                times.detect > Duration::ZERO && face_work > Duration::ZERO,
+                "pipeline {index} of two took no share of the frame: {times:?}"
+            );
+        }
+    }
 }
