@@ -186,6 +186,7 @@ async fn serve(
             ),
             store: agent.store.clone(),
             clock: agent.clock.clone(),
+            health: agent.health.clone(),
             shutdown: agent.shutdown.clone(),
         })
     };

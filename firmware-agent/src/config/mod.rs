@@ -105,6 +105,12 @@ pub struct HttpConfig {
     /// Host names the agent answers to besides its addresses, `localhost`
     /// and its mDNS name (see `http::guard`).
     pub server_names: Vec<String>,
+    /// Connections open at once from the LAN (see `http::limits`).
+    pub max_connections: usize,
+    /// Connections open at once from one LAN address.
+    pub max_connections_per_address: usize,
+    /// How long a new connection has to send its first request's headers, in milliseconds.
+    pub header_read_timeout_ms: u32,
 }
 
 impl Default for HttpConfig {
@@ -112,6 +118,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             server_names: Vec::new(),
+            max_connections: 256,
+            max_connections_per_address: 32,
+            header_read_timeout_ms: 5000,
         }
     }
 }
@@ -219,6 +228,30 @@ impl Config {
                 "hub.listen",
                 format!("{} is also http.listen", self.hub.listen),
                 "give the gRPC server its own port, such as 50051",
+            );
+        }
+        if !(1..=4096).contains(&self.http.max_connections) {
+            problem(
+                "http.max_connections",
+                format!("{} is out of range", self.http.max_connections),
+                "use 1 to 4096; 256 serves 40 tablets, the teacher's laptops and their browsers",
+            );
+        }
+        if !(1..=self.http.max_connections).contains(&self.http.max_connections_per_address) {
+            problem(
+                "http.max_connections_per_address",
+                format!(
+                    "{} with http.max_connections = {}",
+                    self.http.max_connections_per_address, self.http.max_connections
+                ),
+                "use 1 to http.max_connections; 32 lets a laptop's browser open its pages",
+            );
+        }
+        if !(100..=60_000).contains(&self.http.header_read_timeout_ms) {
+            problem(
+                "http.header_read_timeout_ms",
+                format!("{} ms is out of range", self.http.header_read_timeout_ms),
+                "use 100 to 60000; 5000 is ample on the room's Wi-Fi",
             );
         }
         let data_dir = resolve(base, &self.storage.data_dir);

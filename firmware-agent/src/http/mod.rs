@@ -24,6 +24,7 @@ mod actuators;
 pub mod error;
 pub mod guard;
 mod health;
+pub mod limits;
 
 use std::sync::Arc;
 
@@ -96,14 +97,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let shutdown = agent.shutdown.clone();
+    let caps = limits::Caps::from_config(&agent.config().http);
     let routes = router(agent, lesson);
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
     let app = routes
         .clone()
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    let listener = limits::Capped::new(listener, caps).tap_io(|connection| {
+        let _ = connection.tcp().set_nodelay(true);
     });
     let plain = axum::serve(listener, app.clone())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

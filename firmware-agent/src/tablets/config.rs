@@ -12,9 +12,9 @@ use serde::Deserialize;
 pub struct TabletsConfig {
     /// How long a pairing code stays valid, in seconds.
     pub pairing_window_s: u32,
-    /// Wrong codes (from all tablets together) that lock a pairing window.
+    /// Checked wrong codes (from all tablets together) that lock a pairing window.
     pub max_wrong_codes: u32,
-    /// How long one address must wait after a wrong code, in milliseconds.
+    /// How long one address must wait after its first wrong code, in milliseconds (doubled after each further one).
     pub retry_delay_ms: u32,
     /// How often tablets send `ping`, in seconds (told to them in `welcome`).
     pub heartbeat_s: u32,

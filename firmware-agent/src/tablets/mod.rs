@@ -86,6 +86,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::health::{self, Health};
 use crate::proto::LessonRecord;
 use crate::store::Store;
 use crate::store::recorder::{Kept, Refusal, Who, Write};
@@ -94,6 +95,9 @@ pub use config::{BrowserClient, TabletsConfig, config_problems};
 use pairing::{Pairing, PairingRules};
 use protocol::{AgentMessage, Command, CommandEnvelope};
 use session::{AckProgress, RefusedCommand, Session};
+
+/// The health subsystem that shows someone guessing pairing codes.
+const PAIRING_SUBSYSTEM: &str = "tablet_pairing";
 
 /// Outgoing frames a connection may have queued before it is dropped as stuck.
 const QUEUE_LENGTH: usize = 256;
@@ -158,6 +162,8 @@ pub struct LessonParts {
     pub content_dir: PathBuf,
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
+    /// Where the teacher is shown that someone is guessing pairing codes.
+    pub health: Health,
     /// The agent's stop: the lesson's loops end on it.
     pub shutdown: CancellationToken,
 }
@@ -169,6 +175,7 @@ pub struct Lesson {
     content_dir: PathBuf,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    health: Health,
     shutdown: CancellationToken,
     /// Every task the lesson runs (live connections, records on their way to
     /// the outbox); [`Lesson::run`] drains it at the stop.
@@ -190,6 +197,7 @@ impl Lesson {
             content_dir,
             store,
             clock,
+            health,
             shutdown,
         } = parts;
         let rules = PairingRules {
@@ -214,6 +222,7 @@ impl Lesson {
             content_dir,
             store,
             clock,
+            health,
             shutdown,
             tasks: TaskTracker::new(),
             state: Mutex::new(Shared {
@@ -282,6 +291,11 @@ impl Lesson {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
         let now = self.clock.now();
         let view = self.lock().pairing.open(now, code);
+        self.health.set(
+            PAIRING_SUBSYSTEM,
+            health::State::Ok,
+            "pairing window opened",
+        );
         tracing::info!(expires_at = %view.expires_at, "pairing window opened");
         view
     }
@@ -303,9 +317,14 @@ impl Lesson {
         name: &str,
     ) -> Result<(Tablet, String), PairingRefused> {
         let now = self.clock.now();
-        let attempt = self.lock().pairing.attempt(now, from, code);
+        let (attempt, before, after) = {
+            let mut state = self.lock();
+            let before = state.pairing.view(now);
+            let attempt = state.pairing.attempt(now, from, code);
+            (attempt, before, state.pairing.view(now))
+        };
         if attempt != pairing::Attempt::Accepted {
-            tracing::warn!(%from, ?attempt, "pairing refused");
+            self.show_guessing(before, after);
             return Err(PairingRefused::Attempt(attempt));
         }
         let token_bytes: [u8; 32] = rand::rng().random();
@@ -330,6 +349,48 @@ impl Lesson {
                 tracing::error!(%err, "cannot store a paired tablet");
                 Err(PairingRefused::Unavailable)
             }
+        }
+    }
+
+    /// Logs a refused pairing and shows the teacher that someone is guessing.
+    /// Only a checked wrong code (a bounded number per window) is logged at
+    /// warn; a try refused unchecked, which a flood repeats, at debug.
+    fn show_guessing(
+        &self,
+        before: Option<pairing::WindowView>,
+        after: Option<pairing::WindowView>,
+    ) {
+        let (Some(before), Some(after)) = (before, after) else {
+            tracing::debug!("pairing refused: no window open");
+            return;
+        };
+        if after.wrong_codes == before.wrong_codes {
+            tracing::debug!(
+                refused_tries = after.refused_tries,
+                "pairing try refused unchecked"
+            );
+            return;
+        }
+        tracing::warn!(
+            wrong_codes = after.wrong_codes,
+            locked_out_addresses = after.locked_out_addresses,
+            locked = after.locked,
+            "wrong pairing code"
+        );
+        if after.locked || after.locked_out_addresses > before.locked_out_addresses {
+            let detail = if after.locked {
+                format!(
+                    "Có người đoán mã ghép nối: đã khóa, hãy mở lại ghép nối / someone is guessing the pairing code: {} wrong codes locked the window; open a new one",
+                    after.wrong_codes
+                )
+            } else {
+                format!(
+                    "Có người đoán mã ghép nối / someone is guessing the pairing code: {} address(es) locked out after {} wrong codes; the class can still pair",
+                    after.locked_out_addresses, after.wrong_codes
+                )
+            };
+            self.health
+                .set(PAIRING_SUBSYSTEM, health::State::Degraded, detail);
         }
     }
 
@@ -716,6 +777,7 @@ mod tests {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             content_dir: PathBuf::from("content"),
             store: Arc::new(store),
+            health: crate::health::Health::new(clock.clone()),
             clock,
             shutdown: CancellationToken::new(),
         })

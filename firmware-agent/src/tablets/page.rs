@@ -109,6 +109,12 @@ impl From<PairingRefused> for ApiError {
                     retry_after.as_millis()
                 ),
             ),
+            PairingRefused::Attempt(Attempt::AddressLockedOut) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "address_locked_out",
+                "Máy này đã nhập sai mã quá nhiều lần, hãy nhờ giáo viên mở lại ghép nối",
+                "this address gave too many wrong codes in this window: the teacher must open a new pairing window for it to try again",
+            ),
             PairingRefused::Attempt(Attempt::Locked) => ApiError::new(
                 StatusCode::LOCKED,
                 "locked",

@@ -5,18 +5,28 @@
 //! does no I/O. The teacher opens a window; the panel shows its 6-digit code
 //! for `window` (a few minutes, long enough for a whole class of 40 to type
 //! it). Any number of tablets may pair inside one window. Wrong codes are the
-//! only way to attack it, so:
-//! - after a wrong code, the same address must wait `retry_delay` before the
-//!   next try; tries inside that delay are refused unchecked and still count;
-//! - after `max_wrong_codes` wrong or refused tries in one window, the window
-//!   locks and only a new window (with a new code) lets tablets pair again.
-//!   With 6 digits and 10 tries the chance of guessing is 1 in 100,000 per
-//!   window, and the teacher sees the lock.
+//! only way to attack it, and one device must not be able to lock the class
+//! out by sending them, so:
+//! - after its n-th wrong code, an address must wait `retry_delay` × 2ⁿ⁻¹
+//!   before its next try; after [`WRONG_CODES_PER_ADDRESS`] it may not try
+//!   again in this window. Tries it makes meanwhile are refused unchecked and
+//!   do not count against the window: a flood from one address locks out
+//!   only that address;
+//! - after `max_wrong_codes` checked wrong codes in one window, which takes
+//!   several addresses, the window locks and only a new window (with a new
+//!   code) lets tablets pair again. With 6 digits and 10 checked tries the
+//!   chance of guessing is 1 in 100,000 per window.
+//!
+//! The teacher sees both: the window's view counts the addresses locked out
+//! and the tries refused, and says when the window is locked.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
+
+/// Wrong codes after which an address may not try again in the same window.
+pub const WRONG_CODES_PER_ADDRESS: u32 = 3;
 
 /// How the window behaves; from `[tablets]` in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +44,10 @@ pub struct WindowView {
     pub paired: u32,
     pub wrong_codes: u32,
     pub locked: bool,
+    /// Addresses that may not try again in this window.
+    pub locked_out_addresses: u32,
+    /// Tries refused unchecked: too soon after a wrong code, or from an address locked out.
+    pub refused_tries: u32,
 }
 
 /// The answer to one pairing attempt.
@@ -48,6 +62,8 @@ pub enum Attempt {
     TooSoon {
         retry_after: SignedDuration,
     },
+    /// This address made too many wrong codes; it may try again in a new window.
+    AddressLockedOut,
     /// Too many wrong codes: the teacher must open a new window.
     Locked,
     /// No window is open, or it expired.
@@ -60,7 +76,15 @@ struct Window {
     expires_at: Timestamp,
     paired: u32,
     wrong_codes: u32,
-    last_wrong_by: HashMap<IpAddr, Timestamp>,
+    refused_tries: u32,
+    wrong_by: HashMap<IpAddr, Misses>,
+}
+
+/// One address's wrong codes in a window.
+#[derive(Debug, Clone, Copy)]
+struct Misses {
+    count: u32,
+    retry_at: Timestamp,
 }
 
 /// The pairing state of the room.
@@ -86,7 +110,8 @@ impl Pairing {
             expires_at: now + self.rules.window,
             paired: 0,
             wrong_codes: 0,
-            last_wrong_by: HashMap::new(),
+            refused_tries: 0,
+            wrong_by: HashMap::new(),
         });
         self.view(now).expect("just opened")
     }
@@ -104,6 +129,12 @@ impl Pairing {
             paired: window.paired,
             wrong_codes: window.wrong_codes,
             locked: window.wrong_codes >= self.rules.max_wrong_codes,
+            locked_out_addresses: window
+                .wrong_by
+                .values()
+                .filter(|misses| misses.count >= WRONG_CODES_PER_ADDRESS)
+                .count() as u32,
+            refused_tries: window.refused_tries,
         })
     }
 
@@ -116,16 +147,15 @@ impl Pairing {
         if window.wrong_codes >= max {
             return Attempt::Locked;
         }
-        if let Some(last) = window.last_wrong_by.get(&from) {
-            let retry_at = *last + self.rules.retry_delay;
-            if now < retry_at {
-                window.wrong_codes += 1;
-                return if window.wrong_codes >= max {
-                    Attempt::Locked
-                } else {
-                    Attempt::TooSoon {
-                        retry_after: retry_at.duration_since(now),
-                    }
+        if let Some(misses) = window.wrong_by.get(&from) {
+            if misses.count >= WRONG_CODES_PER_ADDRESS {
+                window.refused_tries += 1;
+                return Attempt::AddressLockedOut;
+            }
+            if now < misses.retry_at {
+                window.refused_tries += 1;
+                return Attempt::TooSoon {
+                    retry_after: misses.retry_at.duration_since(now),
                 };
             }
         }
@@ -134,7 +164,15 @@ impl Pairing {
             return Attempt::Accepted;
         }
         window.wrong_codes += 1;
-        window.last_wrong_by.insert(from, now);
+        let misses = window.wrong_by.entry(from).or_insert(Misses {
+            count: 0,
+            retry_at: now,
+        });
+        misses.count += 1;
+        misses.retry_at = now + self.rules.retry_delay * (1 << (misses.count - 1));
+        if misses.count >= WRONG_CODES_PER_ADDRESS && window.wrong_codes < max {
+            return Attempt::AddressLockedOut;
+        }
         if window.wrong_codes >= max {
             Attempt::Locked
         } else {
@@ -214,21 +252,71 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_wrong_codes_locks_the_window_until_a_new_one_opens() {
+    fn a_flood_from_one_address_locks_out_that_address_and_the_class_still_pairs() {
         let mut pairing = Pairing::new(RULES);
         pairing.open(start(), "428913".into());
+        let attacker = tablet(66);
         assert_eq!(
-            pairing.attempt(start(), tablet(66), "000000"),
+            pairing.attempt(start(), attacker, "000000"),
             Attempt::WrongCode { tries_left: 9 }
         );
         assert_eq!(
-            pairing.attempt(start(), tablet(66), "428913"),
+            pairing.attempt(start(), attacker, "428913"),
             Attempt::TooSoon {
                 retry_after: SignedDuration::from_secs(1)
             },
             "even the right code is refused unchecked inside the delay"
         );
-        for n in 0..7u8 {
+        let second = start() + SignedDuration::from_secs(1);
+        assert_eq!(
+            pairing.attempt(second, attacker, "000001"),
+            Attempt::WrongCode { tries_left: 8 }
+        );
+        assert_eq!(
+            pairing.attempt(
+                second + SignedDuration::from_millis(1999),
+                attacker,
+                "000002"
+            ),
+            Attempt::TooSoon {
+                retry_after: SignedDuration::from_millis(1)
+            },
+            "the delay doubles"
+        );
+        let third = second + SignedDuration::from_secs(2);
+        assert_eq!(
+            pairing.attempt(third, attacker, "000002"),
+            Attempt::AddressLockedOut
+        );
+        for n in 0..10_000 {
+            let now = third + SignedDuration::from_millis(n);
+            assert_eq!(
+                pairing.attempt(now, attacker, "000003"),
+                Attempt::AddressLockedOut
+            );
+        }
+        let view = pairing.view(third).unwrap();
+        assert_eq!(
+            (
+                view.wrong_codes,
+                view.locked,
+                view.locked_out_addresses,
+                view.refused_tries
+            ),
+            (3, false, 1, 10_002)
+        );
+        assert_eq!(
+            pairing.attempt(third, tablet(1), "428913"),
+            Attempt::Accepted,
+            "the class still pairs"
+        );
+    }
+
+    #[test]
+    fn wrong_codes_from_many_addresses_lock_the_window_until_a_new_one_opens() {
+        let mut pairing = Pairing::new(RULES);
+        pairing.open(start(), "428913".into());
+        for n in 0..9u8 {
             assert!(matches!(
                 pairing.attempt(start(), tablet(100 + n), "111111"),
                 Attempt::WrongCode { .. }
@@ -246,8 +334,9 @@ mod tests {
         assert!(pairing.view(start()).unwrap().locked);
         pairing.open(start(), "555123".into());
         assert_eq!(
-            pairing.attempt(start(), tablet(1), "555123"),
-            Attempt::Accepted
+            pairing.attempt(start(), tablet(200), "555123"),
+            Attempt::Accepted,
+            "a new window forgets the addresses' misses"
         );
     }
 

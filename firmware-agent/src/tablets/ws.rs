@@ -2,8 +2,24 @@
 //!
 //! The loop reads frames, parses them ([`protocol::parse`]) and hands them to
 //! the lesson; it writes what the lesson queued for this tablet. A bad frame
-//! is answered with an `error` on this socket only. A tablet silent for
-//! `tablets.heartbeat_timeout_s` (by the lesson's clock) is disconnected.
+//! is answered with an `error` on this socket only.
+//!
+//! # Design
+//! Every wait on the peer is bounded, so that a device that connects and
+//! then does nothing holds no task, socket or queue for long:
+//! - a connection that has not said a valid `hello` within [`HELLO_TIMEOUT`]
+//!   of the upgrade is closed; the deadline is set once, so WebSocket pings
+//!   and bad frames do not move it;
+//! - every frame written must be taken by the peer within [`WRITE_TIMEOUT`]:
+//!   a tablet that stops reading is closed, its task ends and its queue is
+//!   freed;
+//! - a tablet from which nothing has been heard for
+//!   `tablets.heartbeat_timeout_s` (by the lesson's clock) is disconnected;
+//!   what the agent sends it does not count.
+//!
+//! The first two bound a socket's I/O and run on tokio's timer, as
+//! [`CLOSE_GRACE`] does; the heartbeat is the lesson's policy and runs on its clock.
+//!
 //! When the agent stops, the tablet is sent a close frame ("going away") and
 //! the loop returns; it runs among the lesson's tasks, so the stop waits for
 //! that frame. Connections and their end are logged at info level; single
@@ -41,6 +57,12 @@ const SOCKET_BUFFER: usize = 8 * 1024;
 /// timer, so that a stop under a simulated clock, which nobody moves any
 /// more, still ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a new connection has to authenticate with `hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the peer has to take one frame the agent writes.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn router() -> axum::Router<Arc<Lesson>> {
     axum::Router::new().route("/tablet/ws", get(upgrade))
@@ -85,14 +107,19 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
     let silence = Duration::from_secs(u64::from(lesson.config().heartbeat_timeout_s));
     let limit = lesson.config().max_message_bytes;
 
-    // Before `hello`, nothing else is accepted.
+    // Before `hello`, nothing else is accepted, and only until the deadline.
+    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    tokio::pin!(hello_deadline);
     let (tablet, last_command) = loop {
         let frame = tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(frame)) => frame,
                 _ => return,
             },
-            () = lesson.clock.sleep(silence) => return,
+            () = &mut hello_deadline => {
+                tracing::debug!("no `hello` in time; connection closed");
+                return;
+            }
             () = lesson.shutdown.cancelled() => return going_away(sink, stream).await,
         };
         let Some(text) = text_of(frame, limit) else {
@@ -110,19 +137,16 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
                         ErrorCode::Unauthorized,
                         "unknown or revoked token: pair this tablet again",
                     );
-                    let _ = sink.send(Message::Text(refusal.to_json().into())).await;
-                    let _ = sink.close().await;
+                    if send(&mut sink, Message::Text(refusal.to_json().into())).await {
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+                    }
                     return;
                 }
             },
             Ok(_) => ProtocolError::new(ErrorCode::OutOfOrder, "send `hello` first"),
             Err(err) => err,
         };
-        if sink
-            .send(Message::Text(reply.to_json().into()))
-            .await
-            .is_err()
-        {
+        if !send(&mut sink, Message::Text(reply.to_json().into())).await {
             return;
         }
     };
@@ -130,20 +154,24 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
     let (connection, welcome, mut queue, own_queue) = lesson.connect(tablet.clone(), last_command);
     tracing::info!(tablet = %tablet.tablet_id, last_command, "tablet connected");
     let mut tablet = tablet;
-    if sink.send(Message::Text(welcome.into())).await.is_ok() {
-        let mut last_heard = lesson.clock.monotonic();
+    if send(&mut sink, Message::Text(welcome.into())).await {
+        // Set again only when the tablet is heard, never by what the agent sends.
+        let mut silent_too_long = lesson.clock.sleep(silence);
         loop {
             tokio::select! {
                 outgoing = queue.recv() => match outgoing {
-                    Some(Outgoing::Text(frame)) => if sink.send(Message::Text(frame.as_ref().into())).await.is_err() { break },
+                    Some(Outgoing::Text(frame)) => if !send(&mut sink, Message::Text(frame.as_ref().into())).await {
+                        tracing::info!(tablet = %tablet.tablet_id, "tablet not reading; disconnected");
+                        break;
+                    },
                     Some(Outgoing::Close(reason)) => {
                         tracing::info!(tablet = %tablet.tablet_id, reason, "closing a tablet's connection");
-                        let _ = sink.close().await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
                         break;
                     }
                     None => break,
                 },
-                () = lesson.clock.sleep_until(last_heard + silence) => {
+                () = &mut silent_too_long => {
                     tracing::info!(tablet = %tablet.tablet_id, "tablet silent too long; disconnected");
                     break;
                 }
@@ -154,19 +182,28 @@ async fn live_channel(lesson: Arc<Lesson>, socket: WebSocket) {
                 }
                 incoming = stream.next() => {
                     let Some(Ok(frame)) = incoming else { break };
-                    last_heard = lesson.clock.monotonic();
+                    silent_too_long = lesson.clock.sleep(silence);
                     let Some(text) = text_of(frame, limit) else { continue };
                     let reply = match text.and_then(|text| protocol::parse(&text, limit)) {
                         Ok(message) => handle(&lesson, &mut tablet, message, &own_queue),
                         Err(err) => Some(err.to_json()),
                     };
-                    if let Some(reply) = reply && sink.send(Message::Text(reply.into())).await.is_err() { break }
+                    if let Some(reply) = reply && !send(&mut sink, Message::Text(reply.into())).await { break }
                 }
             }
         }
     }
     lesson.disconnect(connection);
     tracing::info!(tablet = %tablet.tablet_id, "tablet disconnected");
+}
+
+/// Writes one frame; false when the peer is gone or did not take it within
+/// [`WRITE_TIMEOUT`], and the connection must end.
+async fn send(sink: &mut SplitSink<WebSocket, Message>, frame: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Tells the tablet the agent is going away and waits, a short while, for
@@ -177,7 +214,7 @@ async fn going_away(mut sink: SplitSink<WebSocket, Message>, mut stream: SplitSt
         code: close_code::AWAY,
         reason: "the agent is stopping".into(),
     };
-    if sink.send(Message::Close(Some(close))).await.is_err() {
+    if !send(&mut sink, Message::Close(Some(close))).await {
         return;
     }
     let answered = async {
