@@ -105,6 +105,13 @@ pub struct HttpConfig {
     /// Host names the agent answers to besides its addresses, `localhost`
     /// and its mDNS name (see `http::guard`).
     pub server_names: Vec<String>,
+    /// The room's certificate (PEM, from `firmware-agent tls issue`); with
+    /// `tls_key`, every route is served over HTTPS and `listen` only redirects.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Where HTTPS is served when `tls_cert` is set.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for HttpConfig {
@@ -112,6 +119,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             server_names: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
         }
     }
 }
@@ -166,6 +176,12 @@ impl Config {
         }
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
         config.hub.resolve_paths(|path| resolve(base, path));
+        for path in [&mut config.http.tls_cert, &mut config.http.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *path = resolve(base, path);
+        }
         config.attendance.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
@@ -232,6 +248,7 @@ impl Config {
                 "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)",
             );
         }
+        problems.extend(crate::tls::room::config_problems(&self.http, base));
         problems.extend(self.panel.problems());
         problems.extend(self.hub.problems(crate::hub::wire::largest_message()));
         for (key, message, hint) in crate::tablets::config_problems(&self.tablets) {
@@ -269,7 +286,8 @@ fn is_identifier(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn resolve(base: &Path, path: &Path) -> PathBuf {
+/// `path`, relative to `base` unless absolute.
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_owned()
     } else {

@@ -152,8 +152,11 @@ pub struct LessonParts {
     pub tablets: TabletsConfig,
     /// The room's time zone: the live lesson is named by the room's date.
     pub zone: jiff::tz::TimeZone,
-    /// Where the agent serves HTTP (`http.listen`), for the pairing link.
+    /// Where browsers open the tablets' page, for the pairing link:
+    /// `http.listen`, or `http.tls_listen` when the room has a certificate.
     pub http_listen: SocketAddr,
+    /// Whether the page is served over HTTPS at `http_listen`.
+    pub https: bool,
     /// The content store's directory, resolved.
     pub content_dir: PathBuf,
     pub store: Arc<Store>,
@@ -166,6 +169,7 @@ pub struct LessonParts {
 pub struct Lesson {
     config: TabletsConfig,
     http_listen: SocketAddr,
+    https: bool,
     content_dir: PathBuf,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
@@ -187,6 +191,7 @@ impl Lesson {
             tablets: config,
             zone,
             http_listen,
+            https,
             content_dir,
             store,
             clock,
@@ -211,6 +216,7 @@ impl Lesson {
         Arc::new(Lesson {
             config,
             http_listen,
+            https,
             content_dir,
             store,
             clock,
@@ -268,9 +274,14 @@ impl Lesson {
         &self.store
     }
 
-    /// Where the agent serves HTTP (`http.listen`).
+    /// Where browsers open the tablets' page ([`LessonParts::http_listen`]).
     pub fn http_listen(&self) -> SocketAddr {
         self.http_listen
+    }
+
+    /// Whether the tablets' page is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.https
     }
 
     pub fn content_dir(&self) -> &Path {
@@ -714,6 +725,7 @@ mod tests {
             tablets,
             zone: jiff::tz::TimeZone::UTC,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https: false,
             content_dir: PathBuf::from("content"),
             store: Arc::new(store),
             clock,

@@ -13,6 +13,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::diagnostics::Unlocated;
+use crate::config::{HttpConfig, resolve};
 use crate::health::{Health, State};
 
 /// From how long before it expires the certificate shows as degraded.
@@ -31,14 +33,13 @@ pub struct RoomCertificate {
 /// Why the configured certificate or key cannot be served; names the key and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{key} = {}: {problem}\n  hint: {hint}", path.display())]
+    #[error("{key} = {}: {problem}", path.display())]
     File {
         key: &'static str,
         path: PathBuf,
         problem: String,
-        hint: &'static str,
     },
-    #[error("http.tls_key = {}: not the key of http.tls_cert = {} ({source})\n  hint: name the room-key.pem that `tls issue` wrote beside this room.pem", key.display(), certificate.display())]
+    #[error("http.tls_key = {}: not the key of http.tls_cert = {} ({source})", key.display(), certificate.display())]
     Mismatch {
         certificate: PathBuf,
         key: PathBuf,
@@ -54,18 +55,67 @@ impl LoadError {
             LoadError::Mismatch { .. } => "http.tls_key",
         }
     }
+
+    /// How to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            LoadError::File { .. } => {
+                "make the room's certificate with `firmware-agent tls issue` and name the files it wrote"
+            }
+            LoadError::Mismatch { .. } => {
+                "name the room-key.pem that `tls issue` wrote beside this room.pem"
+            }
+        }
+    }
 }
 
-const ISSUE_HINT: &str = "make one with `firmware-agent tls issue` and name the file it wrote";
+/// check-config's rules for `[http]`'s TLS keys: both or neither, files
+/// that load and match, a port of their own. `base` anchors relative paths.
+pub fn config_problems(http: &HttpConfig, base: &Path) -> Vec<Unlocated> {
+    let problem = |key: &str, message: String, hint: &str| Unlocated {
+        key: key.to_owned(),
+        message,
+        hint: hint.to_owned(),
+    };
+    let (certificate, key) = match (&http.tls_cert, &http.tls_key) {
+        (None, None) => return Vec::new(),
+        (Some(certificate), Some(key)) => (certificate, key),
+        (Some(_), None) => {
+            return vec![problem(
+                "http.tls_cert",
+                "http.tls_cert is set without http.tls_key".to_owned(),
+                "add tls_key = \"room-key.pem\" (written by `tls issue` beside room.pem)",
+            )];
+        }
+        (None, Some(_)) => {
+            return vec![problem(
+                "http.tls_key",
+                "http.tls_key is set without http.tls_cert".to_owned(),
+                "add tls_cert = \"room.pem\" (written by `tls issue` beside room-key.pem)",
+            )];
+        }
+    };
+    let mut problems = Vec::new();
+    if http.tls_listen == http.listen {
+        problems.push(problem(
+            "http.tls_listen",
+            format!("{} is also http.listen", http.listen),
+            "give HTTPS its own port, such as 8443; http.listen then only redirects to it",
+        ));
+    }
+    if let Err(err) = load(&resolve(base, certificate), &resolve(base, key)) {
+        problems.push(problem(err.key(), err.to_string(), err.hint()));
+    }
+    problems
+}
 
 /// Reads and checks the certificate (PEM, the room's first, then any
 /// intermediate CAs) and its private key (PEM).
 pub fn load(certificate_path: &Path, key_path: &Path) -> Result<RoomCertificate, LoadError> {
-    let unreadable = |key, path: &Path, err: String| LoadError::File {
+    let unreadable = |key, path: &Path, problem: String| LoadError::File {
         key,
         path: path.to_owned(),
-        problem: err,
-        hint: ISSUE_HINT,
+        problem,
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate_path)
         .and_then(|certificates| certificates.collect())
