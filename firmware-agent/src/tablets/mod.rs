@@ -57,8 +57,9 @@
 //!
 //! Native clients connect over TLS instead (`tablets.tls_listen`, see
 //! [`tls`]), pinning the agent's certificate by the fingerprint in the QR
-//! code. A room CA that IT staff install on tablets, which would let
-//! browsers use TLS too, is not offered yet.
+//! code. Browsers cannot pin: they use TLS when the room has a certificate
+//! from a CA that IT staff installed on the tablets (`http.tls_cert`, see
+//! [`crate::tls`]), and the QR code then opens the page over HTTPS.
 
 pub mod api;
 pub mod config;
