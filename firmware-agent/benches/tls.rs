@@ -1,7 +1,9 @@
 //! HTTPS from a room CA, measured against the real agent binary over
 //! loopback: the lock fan-out to 40 tablets over WSS until the last ack
 //! (target p99 ≤ 20 ms, as over plain WebSocket), and a new connection's TLS
-//! handshake against a plain TCP connect.
+//! handshake against a plain TCP connect; the tablets' page in headless
+//! Chromium over HTTPS (trusting the CA through an NSS database) against
+//! plain HTTP: first contentful paint, each load in a new browser.
 //!
 //! Run with `cargo bench -p firmware-agent --bench tls`.
 
@@ -10,6 +12,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
+
+#[path = "../../tests/common/browser.rs"]
+mod browser;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -21,9 +26,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 const TABLETS: usize = 40;
 const ROUNDS: usize = 200;
+/// Page loads per scheme, each in a new browser (no connection or cache to reuse).
+const PAGE_LOADS: usize = 10;
 
 struct Agent {
     child: Child,
+    http: SocketAddr,
     https: SocketAddr,
     dir: tempfile::TempDir,
 }
@@ -37,6 +45,15 @@ fn free() -> SocketAddr {
 
 impl Agent {
     fn start() -> Agent {
+        Agent::launch(true)
+    }
+
+    /// An agent serving plain HTTP only, for comparison.
+    fn start_plain() -> Agent {
+        Agent::launch(false)
+    }
+
+    fn launch(tls: bool) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let binary = env!("CARGO_BIN_EXE_firmware-agent");
         let run = |args: &[&str]| {
@@ -62,12 +79,18 @@ impl Agent {
         ]);
         let (http, https, hub) = (free(), free(), free());
         let config = dir.path().join("agent.toml");
+        let tls_keys = if tls {
+            format!(
+                "tls_cert = \"room/room.pem\"\ntls_key = \"room/room-key.pem\"\ntls_listen = \"{https}\"\n"
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
                 "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{http}\"\n\
-                 tls_cert = \"room/room.pem\"\ntls_key = \"room/room-key.pem\"\ntls_listen = \"{https}\"\n\
-                 [hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
+                 {tls_keys}[hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
             ),
         )
         .unwrap();
@@ -87,7 +110,12 @@ impl Agent {
             .find(|line| line.contains("agent ready"))
             .expect("the agent starts");
         std::thread::spawn(move || lines.for_each(drop));
-        Agent { child, https, dir }
+        Agent {
+            child,
+            http,
+            https,
+            dir,
+        }
     }
 
     /// One request over HTTPS with curl, trusting only the room's CA.
@@ -169,8 +197,79 @@ fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
     );
 }
 
+/// A home whose NSS database trusts the agent's CA, as `tests/tls.rs` makes it.
+fn home_trusting(agent: &Agent) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let database = format!("sql:{}", nssdb.display());
+    let ca = agent.dir.path().join("ca/ca.pem");
+    for args in [
+        vec!["-N", "-d", &database, "--empty-password"],
+        vec![
+            "-A",
+            "-d",
+            &database,
+            "-t",
+            "C,,",
+            "-n",
+            "room-ca",
+            "-i",
+            ca.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            Command::new("certutil")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    home
+}
+
+/// Loads `url` in a new browser: its first contentful paint, in ms from the
+/// navigation's start (TCP connect and TLS handshake included).
+async fn page_load(url: &str, home: &std::path::Path) -> f64 {
+    let mut chromium = browser::Chromium::open_at_home("about:blank", home).await;
+    chromium.call("Page.navigate", json!({ "url": url })).await;
+    chromium
+        .wait_for("performance.getEntriesByName('first-contentful-paint').length > 0")
+        .await;
+    chromium
+        .evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+        .await
+        .as_f64()
+        .unwrap()
+}
+
+async fn page_loads(url: &str, home: &std::path::Path, scheme: &str) {
+    let mut paints = Vec::new();
+    for _ in 0..PAGE_LOADS {
+        paints.push(page_load(url, home).await);
+    }
+    report(
+        &format!("tablets' page over {scheme}: first contentful paint"),
+        paints,
+        None,
+    );
+}
+
 async fn run() {
     let agent = Agent::start();
+    let home = home_trusting(&agent);
+    let https_page = format!("https://127.0.0.1:{}/tablet/", agent.https.port());
+    page_loads(&https_page, home.path(), "HTTPS").await;
+    let plain = Agent::start_plain();
+    page_loads(
+        &format!("http://{}/tablet/", plain.http),
+        home.path(),
+        "plain HTTP",
+    )
+    .await;
+    drop(plain);
+
     let connector = agent.connector();
 
     let (mut tcp, mut tls) = (Vec::new(), Vec::new());
