@@ -93,7 +93,9 @@ fn roll_call_from(codec: &str) {
     );
     let shown = detail(&source);
     assert!(
-        shown.ends_with(" delivering frames") && shown.starts_with("rtsp://") && shown.contains(":***@"),
+        shown.ends_with(" delivering frames")
+            && shown.starts_with("rtsp://")
+            && shown.contains(":***@"),
         "the camera, without its password: {source}"
     );
     let log = agent.log.lock().unwrap().join("\n");

@@ -69,6 +69,46 @@ pub enum Command {
     /// IP cameras for the roll call: check one before putting it in the config.
     #[command(subcommand)]
     Camera(CameraCommand),
+    /// HTTPS for browsers: a school-local certificate authority and the rooms' certificates.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make the school's certificate authority (CA) in a new directory.
+    ///
+    /// Writes ca.pem, to install once on every tablet and laptop, and
+    /// ca-key.pem (mode 0600, directory 0700), to keep on this machine only.
+    /// The CA may vouch only for `.local` names, `localhost` and private,
+    /// loopback and link-local addresses, and is valid for 20 years.
+    /// Exit 0: made; 1: cannot write; 2: a CA is already there.
+    InitCa {
+        /// The directory for the CA's files (made if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Issue a room's certificate with the CA, for http.tls_cert and http.tls_key.
+    ///
+    /// The certificate names the room's mDNS name, its addresses and
+    /// `localhost`, and is valid for 398 days; its expiry is printed.
+    /// Writes room.pem and room-key.pem (mode 0600, directory 0700),
+    /// replacing those there. Exit 0: issued; 1: cannot write; 2: no CA in
+    /// --ca, or a name or address the CA may not vouch for.
+    Issue {
+        /// The CA's directory (`tls init-ca --dir`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The room's mDNS name, SCHOOL-ROOM.local.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// An address of the agent on the room's network; repeat for each.
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        addresses: Vec<std::net::IpAddr>,
+        /// The directory for the room's files (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -90,6 +90,8 @@ enum StartError {
     Hub(crate::hub::ServeError),
     #[error("the agent did not start: {0}")]
     TabletsTls(#[from] crate::tablets::tls::TlsError),
+    #[error("the agent did not start: {0}\n  hint: {hint}", hint = .0.hint())]
+    RoomCertificate(#[from] crate::tls::room::LoadError),
     #[error("the agent did not start: {0}")]
     Actuators(#[from] crate::actuators::controller::OpenError),
     #[error("the agent did not start: {0}")]
@@ -144,6 +146,27 @@ async fn serve(
         clock.clone(),
     )
     .await?;
+    let browser_tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(certificate), Some(key)) => {
+            let certificate = crate::tls::room::load(certificate, key)?;
+            let listener = TcpListener::bind(config.http.tls_listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    key: "http.tls_listen",
+                    address: config.http.tls_listen,
+                    source,
+                })?;
+            let expires = certificate.expires;
+            let listener = crate::tablets::tls::TlsListener::accepting(
+                listener,
+                certificate.server,
+                clock.clone(),
+            )
+            .map_err(|err| StartError::Machine(err.to_string()))?;
+            Some((listener, expires))
+        }
+        _ => None,
+    };
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -179,7 +202,12 @@ async fn serve(
         crate::tablets::Lesson::new(crate::tablets::LessonParts {
             tablets: config.tablets.clone(),
             zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
-            http_listen: config.http.listen,
+            http_listen: match &browser_tls {
+                Some((listener, _)) => axum::serve::Listener::local_addr(listener)
+                    .map_err(|err| StartError::Machine(err.to_string()))?,
+                None => config.http.listen,
+            },
+            https: browser_tls.is_some(),
             content_dir: crate::tablets::content::content_dir(
                 &config.storage.data_dir,
                 &config.tablets,
@@ -194,13 +222,24 @@ async fn serve(
     let http_address = http
         .local_addr()
         .map_err(|err| StartError::Machine(err.to_string()))?;
+    let browser_tls = browser_tls.map(|(listener, expires)| {
+        tasks.spawn(crate::tls::room::watch_expiry(
+            expires,
+            agent.health.clone(),
+            agent.clock.clone(),
+            agent.shutdown.clone(),
+        ));
+        listener
+    });
     {
         let agent = agent.clone();
         tasks.spawn(async move {
             agent
                 .health
                 .set("http", State::Ok, format!("listening on {http_address}"));
-            if let Err(err) = crate::http::serve(http, tablets_tls, agent.clone(), lesson).await {
+            let served =
+                crate::http::serve(http, tablets_tls, browser_tls, agent.clone(), lesson).await;
+            if let Err(err) = served {
                 agent.health.set("http", State::Failed, err.to_string());
             }
         });

@@ -26,3 +26,4 @@ pub mod store;
 pub mod systemd;
 pub mod tablets;
 pub mod telemetry;
+pub mod tls;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use firmware_agent::cli::{
     AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand,
-    LightState, RosterCommand, ScheduleCommand,
+    LightState, RosterCommand, ScheduleCommand, TlsCommand,
 };
 use firmware_agent::{commands, daemon};
 
@@ -81,6 +81,13 @@ fn main() -> ExitCode {
             config,
         }) => commands::face::compare(&first, &second, config.as_deref()),
         Command::Camera(CameraCommand::Discover(args)) => commands::camera::discover::run(args),
+        Command::Tls(TlsCommand::InitCa { dir }) => commands::tls::init_ca(&dir),
+        Command::Tls(TlsCommand::Issue {
+            ca,
+            name,
+            addresses,
+            out,
+        }) => commands::tls::issue(&ca, &name, &addresses, &out),
     };
     exit.into()
 }

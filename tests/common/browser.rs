@@ -33,8 +33,28 @@ impl Chromium {
 
     /// Starts a browser as [`Chromium::open_sized`] does, with `extra` command-line switches.
     pub async fn open_with(url: &str, width: u32, height: u32, extra: &[&str]) -> Chromium {
+        Self::launch(url, width, height, extra, None).await
+    }
+
+    /// Starts a browser as [`Chromium::open`] does, whose home is `home`: it
+    /// trusts the CAs of the NSS database in `home/.pki/nssdb`.
+    pub async fn open_at_home(url: &str, home: &std::path::Path) -> Chromium {
+        Self::launch(url, 1280, 800, &[], Some(home)).await
+    }
+
+    async fn launch(
+        url: &str,
+        width: u32,
+        height: u32,
+        extra: &[&str],
+        home: Option<&std::path::Path>,
+    ) -> Chromium {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new("/usr/bin/chromium")
+        let mut command = Command::new("/usr/bin/chromium");
+        if let Some(home) = home {
+            command.env("HOME", home);
+        }
+        let mut child = command
             .args([
                 "--headless",
                 "--no-sandbox",

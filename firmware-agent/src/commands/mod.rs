@@ -8,6 +8,7 @@ pub mod face;
 pub mod hub;
 pub mod roster;
 pub mod schedule;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;

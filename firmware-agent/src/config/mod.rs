@@ -111,6 +111,13 @@ pub struct HttpConfig {
     pub max_connections_per_address: usize,
     /// How long a new connection has to send its first request's headers, in milliseconds.
     pub header_read_timeout_ms: u32,
+    /// The room's certificate (PEM, from `firmware-agent tls issue`); with
+    /// `tls_key`, every route is served over HTTPS and `listen` only redirects.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Where HTTPS is served when `tls_cert` is set.
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for HttpConfig {
@@ -121,6 +128,9 @@ impl Default for HttpConfig {
             max_connections: 256,
             max_connections_per_address: 32,
             header_read_timeout_ms: 5000,
+            tls_cert: None,
+            tls_key: None,
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
         }
     }
 }
@@ -175,6 +185,12 @@ impl Config {
         }
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
         config.hub.resolve_paths(|path| resolve(base, path));
+        for path in [&mut config.http.tls_cert, &mut config.http.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *path = resolve(base, path);
+        }
         config.attendance.resolve_paths(|path| resolve(base, path));
         Ok(config)
     }
@@ -265,6 +281,7 @@ impl Config {
                 "paired tablets read every file in it: name a directory of its own, such as \"content\" (inside the data directory)",
             );
         }
+        problems.extend(crate::tls::room::config_problems(&self.http, base));
         problems.extend(self.panel.problems());
         problems.extend(self.hub.problems(crate::hub::wire::largest_message()));
         for (key, message, hint) in crate::tablets::config_problems(&self.tablets) {
@@ -302,7 +319,8 @@ fn is_identifier(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn resolve(base: &Path, path: &Path) -> PathBuf {
+/// `path`, relative to `base` unless absolute.
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_owned()
     } else {

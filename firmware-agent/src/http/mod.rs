@@ -40,14 +40,7 @@ use crate::tablets::Lesson;
 
 /// Every route the agent serves, each open to those [the design](self) says.
 pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
-    let own_names = {
-        let config = agent.config();
-        guard::OwnNames::new(
-            &config.room.school_code,
-            &config.room.room_id,
-            &config.http.server_names,
-        )
-    };
+    let own_names = own_names(&agent);
     let gate = SharedGate::new(agent.clock.clone(), agent.health.clone());
     let desk = DeskState {
         desk: agent.attendance.clone(),
@@ -77,9 +70,19 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(own_names),
+            own_names,
             guard::admit,
         ))
+}
+
+/// The names [`guard`] lets in: the room's and `http.server_names`.
+fn own_names(agent: &Agent) -> Arc<guard::OwnNames> {
+    let config = agent.config();
+    Arc::new(guard::OwnNames::new(
+        &config.room.school_code,
+        &config.room.room_id,
+        &config.http.server_names,
+    ))
 }
 
 /// Marks a request that came over TLS, so that what it is given back (a
@@ -88,37 +91,43 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
 pub struct OverTls;
 
 /// Serves until shutdown, then lets requests in flight finish. The same routes
-/// are served over TLS on `tablets_tls` when the tablets' TLS is enabled.
+/// are served over TLS on `tablets_tls` when the tablets' TLS is enabled, and
+/// on `browser_tls` when the room has a certificate ([`crate::tls`]); plain
+/// HTTP then only redirects to it.
 pub async fn serve(
     listener: TcpListener,
     tablets_tls: Option<crate::tablets::tls::TlsListener>,
+    browser_tls: Option<crate::tablets::tls::TlsListener>,
     agent: Arc<Agent>,
     lesson: Arc<crate::tablets::Lesson>,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    use axum::serve::{Listener, ListenerExt};
     let shutdown = agent.shutdown.clone();
     let caps = limits::Caps::from_config(&agent.config().http);
-    let routes = router(agent, lesson);
+    let routes = router(agent.clone(), lesson);
+    let plain_routes = match &browser_tls {
+        Some(tls) => crate::tls::redirect::router(tls.local_addr()?.port()).layer(
+            axum::middleware::from_fn_with_state(own_names(&agent), guard::admit),
+        ),
+        None => routes.clone(),
+    };
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
-    let app = routes
-        .clone()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let plain_app = plain_routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
     let listener = limits::Capped::new(listener, caps).tap_io(|connection| {
         let _ = connection.tcp().set_nodelay(true);
     });
-    let plain = axum::serve(listener, app.clone())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    match tablets_tls {
-        None => plain.await,
-        Some(tls) => {
-            let over_tls = routes
-                .layer(axum::Extension(OverTls))
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let secure = axum::serve(tls.tap_io(|_| ()), over_tls)
-                .with_graceful_shutdown(shutdown.cancelled_owned());
-            let (plain, secure) = tokio::join!(plain.into_future(), secure.into_future());
-            plain.and(secure)
-        }
-    }
+    let plain = axum::serve(listener, plain_app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let over_tls = routes
+        .layer(axum::Extension(OverTls))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let secure = [tablets_tls, browser_tls].into_iter().flatten().map(|tls| {
+        axum::serve(tls.tap_io(|_| ()), over_tls.clone())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future()
+    });
+    let (plain, secure) = tokio::join!(plain, futures_util::future::join_all(secure));
+    secure.into_iter().fold(plain, Result::and)
 }

@@ -160,8 +160,8 @@ fn no_lan_address() -> ApiError {
     )
 }
 
-/// What the QR code holds: the page's address on the room network with the
-/// code and, when TLS is on, the TLS port and the certificate's fingerprint.
+/// What the QR code holds: the page's address on the room network (over
+/// HTTPS when the room has a certificate) with the code and, when TLS is on, the TLS port and the certificate's fingerprint.
 /// None when the agent listens on every interface and none has an address a
 /// tablet could reach.
 fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
@@ -171,8 +171,9 @@ fn pairing_link(lesson: &Lesson, code: &str) -> Option<String> {
     } else {
         listen.ip()
     };
+    let scheme = if lesson.https() { "https" } else { "http" };
     let mut link = format!(
-        "http://{}/tablet/#code={code}",
+        "{scheme}://{}/tablet/#code={code}",
         SocketAddr::new(host, listen.port())
     );
     if let Some(tls) = super::tls::advertised() {

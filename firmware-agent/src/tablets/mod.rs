@@ -57,8 +57,9 @@
 //!
 //! Native clients connect over TLS instead (`tablets.tls_listen`, see
 //! [`tls`]), pinning the agent's certificate by the fingerprint in the QR
-//! code. A room CA that IT staff install on tablets, which would let
-//! browsers use TLS too, is not offered yet.
+//! code. Browsers cannot pin: they use TLS when the room has a certificate
+//! from a CA that IT staff installed on the tablets (`http.tls_cert`, see
+//! [`crate::tls`]), and the QR code then opens the page over HTTPS.
 
 pub mod api;
 pub mod config;
@@ -156,8 +157,11 @@ pub struct LessonParts {
     pub tablets: TabletsConfig,
     /// The room's time zone: the live lesson is named by the room's date.
     pub zone: jiff::tz::TimeZone,
-    /// Where the agent serves HTTP (`http.listen`), for the pairing link.
+    /// Where browsers open the tablets' page, for the pairing link:
+    /// `http.listen`, or `http.tls_listen` when the room has a certificate.
     pub http_listen: SocketAddr,
+    /// Whether the page is served over HTTPS at `http_listen`.
+    pub https: bool,
     /// The content store's directory, resolved.
     pub content_dir: PathBuf,
     pub store: Arc<Store>,
@@ -172,6 +176,7 @@ pub struct LessonParts {
 pub struct Lesson {
     config: TabletsConfig,
     http_listen: SocketAddr,
+    https: bool,
     content_dir: PathBuf,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
@@ -194,6 +199,7 @@ impl Lesson {
             tablets: config,
             zone,
             http_listen,
+            https,
             content_dir,
             store,
             clock,
@@ -219,6 +225,7 @@ impl Lesson {
         Arc::new(Lesson {
             config,
             http_listen,
+            https,
             content_dir,
             store,
             clock,
@@ -277,9 +284,14 @@ impl Lesson {
         &self.store
     }
 
-    /// Where the agent serves HTTP (`http.listen`).
+    /// Where browsers open the tablets' page ([`LessonParts::http_listen`]).
     pub fn http_listen(&self) -> SocketAddr {
         self.http_listen
+    }
+
+    /// Whether the tablets' page is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.https
     }
 
     pub fn content_dir(&self) -> &Path {
@@ -775,6 +787,7 @@ mod tests {
             tablets,
             zone: jiff::tz::TimeZone::UTC,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https: false,
             content_dir: PathBuf::from("content"),
             store: Arc::new(store),
             health: crate::health::Health::new(clock.clone()),

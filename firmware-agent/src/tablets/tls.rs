@@ -19,9 +19,7 @@
 //!   read: there is one agent per process and one certificate per agent.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -84,16 +82,7 @@ pub fn load_or_create(dir: &Path, names: Vec<String>) -> Result<Identity, TlsErr
     crate::store::ensure_private_dir(dir).map_err(files(dir))?;
     if !certificate_path.exists() || !key_path.exists() {
         let made = rcgen::generate_simple_self_signed(names)?;
-        let mut key_file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&key_path)
-            .map_err(files(&key_path))?;
-        key_file
-            .write_all(&made.signing_key.serialize_der())
-            .and_then(|()| key_file.sync_all())
+        crate::tls::ca::write_private(&key_path, &made.signing_key.serialize_der())
             .map_err(files(&key_path))?;
         fs::write(&certificate_path, made.cert.der()).map_err(files(&certificate_path))?;
         tracing::info!(path = %certificate_path.display(), "made the agent's TLS certificate");
@@ -136,13 +125,22 @@ impl TlsListener {
                 source,
                 dir: identity.dir.clone(),
             })?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| TlsError::Bind { address, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| TlsError::Bind { address, source })?;
+        TlsListener::accepting(listener, Arc::new(config), clock)
+            .map_err(|source| TlsError::Bind { address, source })
+    }
+
+    /// Starts TLS handshakes with `config` on what `listener` accepts,
+    /// pausing on `clock` after a failed accept.
+    pub fn accepting(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<TlsListener> {
+        let acceptor = TlsAcceptor::from(config);
+        let local = listener.local_addr()?;
         let (sender, accepted) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {

@@ -1,0 +1,339 @@
+//! HTTPS from a room CA, measured against the real agent binary over
+//! loopback: the lock fan-out to 40 tablets over WSS until the last ack
+//! (target p99 ≤ 20 ms, as over plain WebSocket), and a new connection's TLS
+//! handshake against a plain TCP connect; the tablets' page in headless
+//! Chromium over HTTPS (trusting the CA through an NSS database) against
+//! plain HTTP: first contentful paint, each load in a new browser.
+//!
+//! Run with `cargo bench -p firmware-agent --bench tls`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[path = "../../tests/common/browser.rs"]
+mod browser;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_tungstenite::tungstenite::Message;
+
+const TABLETS: usize = 40;
+const ROUNDS: usize = 200;
+/// Page loads per scheme, each in a new browser (no connection or cache to reuse).
+const PAGE_LOADS: usize = 10;
+
+struct Agent {
+    child: Child,
+    http: SocketAddr,
+    https: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+fn free() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl Agent {
+    fn start() -> Agent {
+        Agent::launch(true)
+    }
+
+    /// An agent serving plain HTTP only, for comparison.
+    fn start_plain() -> Agent {
+        Agent::launch(false)
+    }
+
+    fn launch(tls: bool) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = env!("CARGO_BIN_EXE_firmware-agent");
+        let run = |args: &[&str]| {
+            let status = Command::new(binary)
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "{args:?}");
+        };
+        run(&["tls", "init-ca", "--dir", "ca"]);
+        run(&[
+            "tls",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "BENCH-P1.local",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            "room",
+        ]);
+        let (http, https, hub) = (free(), free(), free());
+        let config = dir.path().join("agent.toml");
+        let tls_keys = if tls {
+            format!(
+                "tls_cert = \"room/room.pem\"\ntls_key = \"room/room-key.pem\"\ntls_listen = \"{https}\"\n"
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{http}\"\n\
+                 {tls_keys}[hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(binary)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains("agent ready"))
+            .expect("the agent starts");
+        std::thread::spawn(move || lines.for_each(drop));
+        Agent {
+            child,
+            http,
+            https,
+            dir,
+        }
+    }
+
+    /// One request over HTTPS with curl, trusting only the room's CA.
+    fn call(&self, path: &str, body: Option<Value>) -> Value {
+        let output = Command::new("curl")
+            .args(["-s", "-H", "content-type: application/json", "--cacert"])
+            .arg(self.dir.path().join("ca/ca.pem"))
+            .args(
+                body.map(|body| ["-d".to_owned(), body.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg(format!("https://127.0.0.1:{}{path}", self.https.port()))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn connector(&self) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(self.dir.path().join("ca/ca.pem")).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects a tablet over WSS that acks every command.
+async fn connect(agent: &Agent, connector: &TlsConnector, token: String) {
+    let tcp = tokio::net::TcpStream::connect(agent.https).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let url = format!("wss://127.0.0.1:{}/tablet/ws", agent.https.port());
+    let (mut socket, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    let hello = json!({ "type": "hello", "v": 1, "token": token });
+    socket.send(Message::text(hello.to_string())).await.unwrap();
+    let welcome = socket.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = socket.next().await {
+            let Ok(text) = frame.to_text() else { continue };
+            let message: Value = serde_json::from_str(text).unwrap();
+            if message["type"] == "command" {
+                let ack = json!({ "type": "ack", "id": message["id"] });
+                socket.send(Message::text(ack.to_string())).await.unwrap();
+            }
+        }
+    });
+}
+
+fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    let verdict = match target_p99_ms {
+        Some(target) if at(0.99) <= target => format!("; target p99 ≤ {target} ms: meets"),
+        Some(target) => format!("; target p99 ≤ {target} ms: MISSES"),
+        None => String::new(),
+    };
+    println!(
+        "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} rounds{verdict}",
+        at(0.5),
+        at(0.99),
+        samples.last().unwrap(),
+        samples.len()
+    );
+}
+
+/// A home whose NSS database trusts the agent's CA, as `tests/tls.rs` makes it.
+fn home_trusting(agent: &Agent) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let database = format!("sql:{}", nssdb.display());
+    let ca = agent.dir.path().join("ca/ca.pem");
+    for args in [
+        vec!["-N", "-d", &database, "--empty-password"],
+        vec![
+            "-A",
+            "-d",
+            &database,
+            "-t",
+            "C,,",
+            "-n",
+            "room-ca",
+            "-i",
+            ca.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            Command::new("certutil")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    home
+}
+
+/// Loads `url` in a new browser: its first contentful paint, in ms from the
+/// navigation's start (TCP connect and TLS handshake included).
+async fn page_load(url: &str, home: &std::path::Path) -> f64 {
+    let mut chromium = browser::Chromium::open_at_home("about:blank", home).await;
+    chromium.call("Page.navigate", json!({ "url": url })).await;
+    chromium
+        .wait_for("performance.getEntriesByName('first-contentful-paint').length > 0")
+        .await;
+    chromium
+        .evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+        .await
+        .as_f64()
+        .unwrap()
+}
+
+async fn page_loads(url: &str, home: &std::path::Path, scheme: &str) {
+    let mut paints = Vec::new();
+    for _ in 0..PAGE_LOADS {
+        paints.push(page_load(url, home).await);
+    }
+    report(
+        &format!("tablets' page over {scheme}: first contentful paint"),
+        paints,
+        None,
+    );
+}
+
+async fn run() {
+    let agent = Agent::start();
+    let home = home_trusting(&agent);
+    let https_page = format!("https://127.0.0.1:{}/tablet/", agent.https.port());
+    page_loads(&https_page, home.path(), "HTTPS").await;
+    let plain = Agent::start_plain();
+    page_loads(
+        &format!("http://{}/tablet/", plain.http),
+        home.path(),
+        "plain HTTP",
+    )
+    .await;
+    drop(plain);
+
+    let connector = agent.connector();
+
+    let (mut tcp, mut tls) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let stream = tokio::net::TcpStream::connect(agent.https).await.unwrap();
+        tcp.push(started.elapsed().as_secs_f64() * 1000.0);
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, stream).await.unwrap();
+        tls.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    report("TCP connect", tcp, None);
+    report(
+        "TCP connect and TLS 1.3 handshake (ECDSA P-256, full, no resumption)",
+        tls,
+        None,
+    );
+
+    let code = agent.call("/api/tablets/pairing", Some(json!({})))["window"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 0..TABLETS {
+        let paired = agent.call(
+            "/tablet/pair",
+            Some(json!({ "code": code, "name": format!("Máy {n}") })),
+        );
+        connect(
+            &agent,
+            &connector,
+            paired["token"].as_str().expect("paired").to_owned(),
+        )
+        .await;
+    }
+    let mut samples = Vec::new();
+    for round in 0..ROUNDS {
+        let path = if round % 2 == 0 {
+            "/api/lesson/lock?wait_ms=5000"
+        } else {
+            "/api/lesson/unlock?wait_ms=5000"
+        };
+        let issued = tokio::task::block_in_place(|| agent.call(path, Some(json!({}))));
+        assert_eq!(
+            issued["acknowledged"].as_u64(),
+            Some(TABLETS as u64),
+            "{issued}"
+        );
+        samples.push(issued["elapsed_ms"].as_f64().unwrap());
+    }
+    report(
+        "fan-out to 40 tablets over WSS until the last ack",
+        samples,
+        Some(20.0),
+    );
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
