@@ -71,7 +71,7 @@ fuzz: debian-packages
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -malloc_limit_mb=$(FUZZ_MALLOC_LIMIT_MB) \
 	    -print_final_stats=1 > work/$$target.log 2>&1 || crashed="$$crashed $$target"; \
 	done; \
-	$(MAKE) --no-print-directory fuzz-report; \
+	$(MAKE) -C $(ROOT) --no-print-directory fuzz-report; \
 	for target in $$crashed; do tail -30 work/$$target.log; echo "$$target crashed: see fuzz/work/$$target.log"; done; \
 	[ -z "$$crashed" ]
 
