@@ -192,7 +192,6 @@ fn ack(message: &[u8]) {
     }
 }
 
-
 fn put_roster(message: &[u8]) {
     let Ok(request) = PutRosterRequest::decode(message) else {
         return;
