@@ -2,7 +2,9 @@
 #
 #   make run    install what is missing, build, start the agent on config/demo.toml
 #   make test   install what is missing, run every test of the workspace
+#               (among them tests/fuzz_corpus.rs, the replay of the fuzzing corpus)
 #   make bench  the benchmarks whose figures the issues ask for
+#   make fuzz   run each fuzzing harness of fuzz/ for FUZZ_SECONDS, one after another
 #
 # Set-up installs Debian packages (with sudo when not root), the ONNX Runtime
 # library from PyPI and the face models from their registries into .local/ and
@@ -28,7 +30,20 @@ DEBIAN_COMMANDS := npm
 export ORT_DYLIB_PATH ?= $(ROOT)/.local/onnxruntime/libonnxruntime.so
 export FIRMWARE_AGENT_MODELS ?= $(ROOT)/models
 
-.PHONY: run test bench setup debian-packages models build clean
+# The harnesses of fuzz/fuzz_targets/, and how long each runs in `make fuzz`:
+# the six take about ten minutes by default.
+FUZZ_TARGETS := tablet_messages config_file roster_csv hub_requests pushed_timetable image_decode
+FUZZ_SECONDS ?= 100
+# cargo fuzz asks for nightly features; RUSTC_BOOTSTRAP lets the stable
+# toolchain give them. No sanitizer: the agent's own code is safe Rust, and
+# what libFuzzer looks for here is panics, hangs and huge allocations.
+FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_FLAGS := --sanitizer none
+# A single allocation above this is a crash: the agent decodes 4K frames of
+# 25 MB and holds its whole roll call in about 150 MB.
+FUZZ_MALLOC_LIMIT_MB := 256
+
+.PHONY: run test bench fuzz fuzz-report setup debian-packages models build clean
 
 run: setup build
 	@echo "Starting the demo room; the panel is at http://127.0.0.1:8080/ (Ctrl-C stops it)"
@@ -42,6 +57,36 @@ bench: setup
 
 build:
 	cargo build --release --workspace
+
+# New inputs go to fuzz/work/<target>/ beside the committed seeds of
+# fuzz/corpus/<target>/; a crash is written to fuzz/artifacts/<target>/.
+# The table at the end gives each harness's executions and the coverage reached.
+fuzz: debian-packages
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && $(FUZZ) build $(FUZZ_FLAGS)
+	@cd fuzz && crashed=""; for target in $(FUZZ_TARGETS); do \
+	  echo "Fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  mkdir -p work/$$target; \
+	  $(FUZZ) run $(FUZZ_FLAGS) $$target work/$$target corpus/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -malloc_limit_mb=$(FUZZ_MALLOC_LIMIT_MB) \
+	    -print_final_stats=1 > work/$$target.log 2>&1 || crashed="$$crashed $$target"; \
+	done; \
+	$(MAKE) -C $(ROOT) --no-print-directory fuzz-report; \
+	for target in $$crashed; do tail -30 work/$$target.log; echo "$$target crashed: see fuzz/work/$$target.log"; done; \
+	[ -z "$$crashed" ]
+
+fuzz-report:
+	@cd fuzz && printf '%-18s %12s %8s %8s %8s %6s\n' harness executions exec/s edges features inputs; \
+	for target in $(FUZZ_TARGETS); do \
+	  awk -v target=$$target ' \
+	    /DONE/ || /pulse/ || /NEW/ || /REDUCE/ { for (i = 1; i < NF; i++) { \
+	      if ($$i == "cov:") edges = $$(i + 1); if ($$i == "ft:") features = $$(i + 1); \
+	      if ($$i == "corp:") { split($$(i + 1), c, "/"); inputs = c[1] } } } \
+	    /stat::number_of_executed_units/ { executions = $$2 } \
+	    /stat::average_exec_per_sec/ { rate = $$2 } \
+	    END { printf "%-18s %12s %8s %8s %8s %6s\n", target, executions, rate, edges, features, inputs }' \
+	    work/$$target.log; \
+	done
 
 setup: debian-packages models
 

@@ -28,7 +28,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use image::RgbImage;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 use ort::session::Session;
 
 use super::align;
@@ -43,7 +43,20 @@ use super::models::{self, ModelError, ModelSet};
 pub enum DecodeError {
     #[error("not a JPEG, PNG, BMP or WebP image, or the file is cut short or damaged: {0}")]
     Unreadable(String),
+    #[error(
+        "the image is {width}x{height} pixels, more than the {MAX_SIDE_PIXELS} a side and \
+         {MAX_DECODED_MIB} MiB of pixels decoded: send a smaller photo, or lower the camera's resolution"
+    )]
+    TooLarge { width: u32, height: u32 },
 }
+
+/// The widest and tallest image [`decode`] takes: an 8K camera frame fits.
+const MAX_SIDE_PIXELS: u32 = 8192;
+/// The most memory the decoder may take for one image's pixels: an 8K frame,
+/// or a photo of some 40 megapixels. A few hundred kilobytes of PNG or JPEG can
+/// claim far more (a 446 KB PNG of 12000x12000 grey pixels took 432 MB), so
+/// an image beyond this is refused before its pixels are allocated.
+const MAX_DECODED_MIB: u64 = 128;
 
 /// A JPEG whose end-of-image marker is missing: a file or camera frame cut
 /// short, which the decoder would otherwise fill in with grey.
@@ -62,8 +75,24 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
             "the JPEG data ends before its end marker".to_owned(),
         ));
     }
-    Ok(image::load_from_memory(bytes)
-        .map_err(|err| DecodeError::Unreadable(err.to_string()))?
+    let unreadable = |err: ImageError| DecodeError::Unreadable(err.to_string());
+    let mut decoder = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading the format from memory cannot fail")
+        .into_decoder()
+        .map_err(unreadable)?;
+    let (width, height) = decoder.dimensions();
+    let too_large = |err| match err {
+        ImageError::Limits(_) => DecodeError::TooLarge { width, height },
+        err => unreadable(err),
+    };
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE_PIXELS);
+    limits.max_image_height = Some(MAX_SIDE_PIXELS);
+    limits.max_alloc = Some(MAX_DECODED_MIB * 1024 * 1024);
+    decoder.set_limits(limits).map_err(too_large)?;
+    Ok(DynamicImage::from_decoder(decoder)
+        .map_err(too_large)?
         .into_rgb8())
 }
 
@@ -306,4 +335,49 @@ pub fn spread<T: Sync, R: Send>(
         .into_iter()
         .map(|result| result.expect("every item was taken by one pipeline"))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 54-byte header of a 24-bit BMP of `width`x`height` pixels, without its pixels.
+    fn bmp_header(width: u32, height: u32) -> Vec<u8> {
+        let pixels = width * 3 * height;
+        let mut bmp = b"BM".to_vec();
+        for value in [54 + pixels, 0, 54, 40, width, height] {
+            bmp.extend(value.to_le_bytes());
+        }
+        bmp.extend(1u16.to_le_bytes()); // planes
+        bmp.extend(24u16.to_le_bytes()); // bits a pixel
+        bmp.extend(
+            [0u32, pixels, 2835, 2835, 0, 0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes()),
+        );
+        bmp
+    }
+
+    #[test]
+    fn an_image_claiming_more_pixels_than_the_limits_is_refused_naming_its_size() {
+        // 54 bytes that claim 432 MB of pixels.
+        let err = decode(&bmp_header(12_000, 12_000)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::TooLarge {
+                    width: 12_000,
+                    height: 12_000
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("12000x12000"), "{err}");
+    }
+
+    #[test]
+    fn an_image_within_the_limits_cut_short_is_unreadable_not_too_large() {
+        let err = decode(&bmp_header(640, 480)).unwrap_err();
+        assert!(matches!(err, DecodeError::Unreadable(_)), "{err}");
+    }
 }

@@ -228,7 +228,7 @@ pub struct RosterProblems {
 /// enough to refuse the push.
 /// The pushed roster, and the pushed timetable (as sent, and laid over the
 /// room's config), when every row and key fits; else every problem.
-fn checked_roster(
+pub fn checked_roster(
     request: &PutRosterRequest,
     config: &Config,
 ) -> Result<(Roster, Option<(String, ScheduleConfig)>), RosterProblems> {
