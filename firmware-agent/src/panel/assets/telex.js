@@ -24,8 +24,8 @@
 //   by c, ch, p or t); otherwise it is typed as the letter. Without any memory
 //   of earlier keys this keeps undone words from changing again ("bas" stays
 //   as typed) and lets most foreign words through.
-// - Tone placement follows the modern rule (quy tắc mới), the one of today's
-//   textbooks and official documents: the tone goes on the main vowel. So
+// - Tone placement follows the modern rule (kiểu mới): the tone goes on the
+//   main vowel, the one a glide (o, u before another vowel) leads into. So
 //   "hoà", "khoẻ", "thuỷ" (not "hòa", "khỏe", "thủy"); a marked vowel carries
 //   it ("thương", "giữa", "Nguyễn"); of three vowels the middle ("khuỷu",
 //   "ngoài"); of two with a final consonant the second ("hoàn", "toán"); of
