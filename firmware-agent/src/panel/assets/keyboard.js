@@ -17,9 +17,10 @@
 //   1080p and a 4K panel of the same inches, about 9 cm wide on an 86-inch
 //   panel; the keyboard takes at most 60% of the width, so a teacher standing
 //   at one side reaches every key.
-// - Never over the field: the keyboard docks at the bottom and the page gains
-//   room below to scroll the field into view; a field it would still cover (in
-//   a fixed sheet near the bottom) sends it to the top instead.
+// - Never over the field: the keyboard docks at the bottom, or at the top when
+//   the field is low on the screen. It never scrolls the page, so nothing moves
+//   under the teacher's finger; "Xong" and ↵, which close it, act when their
+//   touch ends and keep its click from what the keyboard covered.
 // - Typing: each key edits the field's value at the caret and fires an
 //   `input` event, as a physical keyboard would; the field keeps its focus and
 //   caret, because keys act on pointerdown and cancel it. In Telex mode a
@@ -58,11 +59,7 @@
   keyboard.className = "osk";
   keyboard.hidden = true;
   keyboard.setAttribute("role", "group");
-  // Room below the page's content, as tall as the keyboard, so the page can scroll any field above it.
-  const room = document.createElement("div");
-  room.className = "osk-room";
-  room.setAttribute("aria-hidden", "true");
-  document.body.append(room, keyboard);
+  document.body.append(keyboard);
 
   const state = {
     field: null,       // the field being typed into
@@ -131,21 +128,20 @@
     }));
   }
 
-  // Puts the keyboard where it leaves the field in view: the bottom, with room
-  // for the page to scroll the field above it, or else the top.
+  // Docks the keyboard at the bottom, or at the top where the bottom would
+  // cover the field. It never scrolls the page: the field stays under the finger.
   function place() {
-    const field = state.field;
-    keyboard.classList.remove("osk-top");
-    const height = keyboard.getBoundingClientRect().height;
-    room.style.height = `${height}px`;
-    const covers = () => {
-      const f = field.getBoundingClientRect(), k = keyboard.getBoundingClientRect();
-      return f.bottom > k.top && f.top < k.bottom;
+    const overlap = () => {
+      const f = state.field.getBoundingClientRect(), k = keyboard.getBoundingClientRect();
+      const high = Math.min(f.bottom, k.bottom) - Math.max(f.top, k.top);
+      const wide = Math.min(f.right, k.right) - Math.max(f.left, k.left);
+      return Math.max(0, high) * Math.max(0, wide);
     };
-    if (!covers()) return;
-    const lift = field.getBoundingClientRect().bottom - keyboard.getBoundingClientRect().top;
-    window.scrollBy(0, lift + height * 0.1);
-    if (covers()) keyboard.classList.add("osk-top");
+    keyboard.classList.remove("osk-top");
+    const below = overlap();
+    if (below === 0) return;
+    keyboard.classList.add("osk-top");
+    if (overlap() > below) keyboard.classList.remove("osk-top");
   }
 
   function open(field) {
@@ -175,8 +171,6 @@
     delete field.dataset.oskInputmode;
   }
 
-  // Hides the keyboard. The room below the page stays until the touch that
-  // closed it has landed (its click): the page must not move under the finger.
   function close() {
     if (state.field) restoreInputMode(state.field);
     state.field = null;
@@ -230,7 +224,7 @@
         localStorage.setItem("panel.keyboard.telex", state.telex ? "on" : "off");
         render();
         return;
-      case "done": case "enter": return; // on the click: see below
+      case "done": case "enter": return; // when the touch ends: see below
     }
     type(state.shift ? key.toUpperCase() : key);
     if (state.shift === 1) { state.shift = 0; render(); }
@@ -249,38 +243,43 @@
     if (key && state.field) press(key.dataset.key);
   });
 
-  // Done and ↵ close the keyboard, so they act on the click that ends the
-  // touch: acting on pointerdown would send that click to whatever the
-  // keyboard covered.
-  keyboard.addEventListener("click", event => {
+  // Done and ↵ close the keyboard, so they act when the touch ends, and the
+  // click that may follow is kept from whatever the keyboard covered.
+  let swallowClick = false;
+  keyboard.addEventListener("pointerup", event => {
     const key = event.target.closest("[data-key]");
-    if (!key || !state.field) return;
+    if (!key || !state.field || !["done", "enter"].includes(key.dataset.key)) return;
     const field = state.field;
-    if (key.dataset.key === "done") {
-      close();
-      field.blur();
-    } else if (key.dataset.key === "enter") {
-      close();
-      if (field.form) field.form.requestSubmit();
-    }
+    swallowClick = true;
+    close();
+    if (key.dataset.key === "done") field.blur();
+    else if (field.form) field.form.requestSubmit();
   });
+  document.addEventListener("click", event => {
+    if (!swallowClick) return;
+    swallowClick = false;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }, true);
 
   // A touch elsewhere closes the keyboard at once; the keyboard floats over the
   // page, so hiding it moves nothing under the finger.
+  let touchedField = null;
   document.addEventListener("pointerdown", event => {
+    swallowClick = false;
     if (keyboard.contains(event.target)) return;
     const field = typableAt(event);
-    if (field && touched(event)) holdSystemKeyboard(field);
+    touchedField = field && touched(event) ? field : null;
+    if (touchedField) holdSystemKeyboard(touchedField);
     if (state.field && field !== state.field) close();
   }, true);
 
-  // A field opens the keyboard on the click that ends its touch, once the
-  // touch has landed, since opening it may scroll the page. Once a click has
-  // landed with the keyboard closed, the room below the page goes.
-  document.addEventListener("click", event => {
+  // A field opens the keyboard when the touch on it ends (not on a click,
+  // which a quick second tap may never get).
+  document.addEventListener("pointerup", event => {
     const field = typableAt(event);
-    if (field && touched(event)) open(field);
-    setTimeout(() => { if (!state.field) room.style.height = ""; }, 0);
+    if (field && field === touchedField && touched(event)) open(field);
+    touchedField = null;
   }, true);
 
   // The field typed into was taken away (its view hidden or replaced): so is the keyboard.
