@@ -241,7 +241,12 @@ async fn every_view_works_in_headless_chromium() {
     assert_eq!(present, ["001206001001", "001206001002", "001206001003"]);
 
     // A one-touch correction: alex_lacamoire is here after all, says the teacher.
-    page.evaluate("window.prompt = () => 'đến cùng phụ huynh'; document.querySelector('[data-personal-id=\"001206001000\"] button').click(); true").await;
+    page.evaluate(
+        "document.querySelector('[data-personal-id=\"001206001000\"] button').click(); \
+                   document.getElementById('reason-text').value = 'đến cùng phụ huynh'; \
+                   document.querySelector('#reason-form button[type=submit]').click(); true",
+    )
+    .await;
     page.wait_for("document.querySelector('[data-personal-id=\"001206001000\"]').classList.contains('PRESENT')").await;
     // A reload late in the lesson shows the whole roll call again: the camera's three and the correction.
     page.evaluate("document.body.dataset.beforeReload = 'yes'; location.reload(); true")

@@ -6,7 +6,9 @@
 //! - Made for an 86-inch 4K touch panel read from the back row: large type,
 //!   large touch targets, strong contrast; Vietnamese by default, English one
 //!   touch away. Every asset is compiled into the binary: the room may be offline.
-//! - No build step and no framework: one HTML page, one script, one stylesheet.
+//! - No build step and no framework: one HTML page, one script, one stylesheet,
+//!   and the on-screen keyboard beside them (`keyboard.js`, `keyboard.css`, with
+//!   its Telex engine `telex.js`), which types Vietnamese into every text field.
 //!   The page renders from a snapshot (`GET /api/panel/state`) and then from the
 //!   live feed (`GET /api/panel/events`, Server-Sent Events): no polling. The
 //!   snapshot holds the newest roll call whole (its `attendance.session` record and every pupil's
@@ -45,6 +47,9 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/", get(|headers: HeaderMap| async move { asset(&headers, INDEX, "text/html; charset=utf-8") }))
         .route("/panel/app.js", get(|headers: HeaderMap| async move { asset(&headers, SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/app.css", get(|headers: HeaderMap| async move { asset(&headers, STYLE, "text/css; charset=utf-8") }))
+        .route("/panel/telex.js", get(|headers: HeaderMap| async move { asset(&headers, TELEX, "text/javascript; charset=utf-8") }))
+        .route("/panel/keyboard.js", get(|headers: HeaderMap| async move { asset(&headers, KEYBOARD, "text/javascript; charset=utf-8") }))
+        .route("/panel/keyboard.css", get(|headers: HeaderMap| async move { asset(&headers, KEYBOARD_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
@@ -60,6 +65,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
+/// The on-screen keyboard and its Telex engine: the kiosk browser brings no keyboard.
+const TELEX: &str = include_str!("assets/telex.js");
+const KEYBOARD: &str = include_str!("assets/keyboard.js");
+const KEYBOARD_STYLE: &str = include_str!("assets/keyboard.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {

@@ -40,6 +40,7 @@ const TEXT = {
     "room.offline": "Mất kết nối",
     "now.none": "Không có tiết", "now.period_n": "Tiết {n} · {s}–{e}", "now.in": "{t} (còn {m} phút)",
     "rollcall.correct": "Sửa", "rollcall.reason": "Lý do sửa điểm danh:",
+    "rollcall.correcting": "{name}: {from} → {to}", "rollcall.save": "Lưu", "rollcall.cancel": "Huỷ",
     "rollcall.export_day": "Tải về Excel (hôm nay)", "rollcall.export_month": "Tải về Excel (tháng này)",
     "error.generic": "Không thực hiện được: {m}",
   },
@@ -79,6 +80,7 @@ const TEXT = {
     "room.offline": "Offline",
     "now.none": "No lesson", "now.period_n": "Period {n} · {s}–{e}", "now.in": "{t} (in {m} min)",
     "rollcall.correct": "Correct", "rollcall.reason": "Reason for the correction:",
+    "rollcall.correcting": "{name}: {from} → {to}", "rollcall.save": "Save", "rollcall.cancel": "Cancel",
     "rollcall.export_day": "Download Excel (today)", "rollcall.export_month": "Download Excel (this month)",
     "error.generic": "Could not do it: {m}",
   },
@@ -298,13 +300,23 @@ async function loadDevices() {
   if (response.ok) { model.devices = (await response.json()).devices; renderRoom(); }
 }
 
+// A correction asks its reason in a sheet of the page, not the browser's own
+// prompt, so the panel's on-screen keyboard can type it.
 function correct(personalId, status) {
   const order = ["PRESENT", "LATE", "ABSENT", "EXCUSED"];
   const next = order[(order.indexOf(status) + 1) % order.length];
-  const reason = prompt(t("rollcall.reason"), "");
-  if (reason === null) return;
-  act("POST", "/api/attendance/correct", { personal_id: personalId, status: next, reason });
+  const form = document.getElementById("reason-form");
+  document.getElementById("reason-what").textContent = t("rollcall.correcting", {
+    name: model.pupils.get(personalId) || personalId, from: status ? t(`status.${status}`) : "…", to: t(`status.${next}`) });
+  document.getElementById("reason-text").value = "";
+  form.onsubmit = event => {
+    event.preventDefault();
+    form.hidden = true;
+    act("POST", "/api/attendance/correct", { personal_id: personalId, status: next, reason: document.getElementById("reason-text").value });
+  };
+  form.hidden = false;
 }
+document.getElementById("reason-cancel").addEventListener("click", () => { document.getElementById("reason-form").hidden = true; });
 
 document.getElementById("pair-open").addEventListener("click", () => act("POST", "/api/tablets/pairing", undefined, reply => {
   if (!reply.window) return;
