@@ -73,7 +73,11 @@ fn system_time(timestamp: jiff::Timestamp) -> SystemTime {
 }
 
 /// The rows COPYed into a table shaped like `events`, indexes included.
-async fn copy_rows(db: &tokio_postgres::Client, rows: &[StoredEvent], identity: uuid::Uuid) -> Duration {
+async fn copy_rows(
+    db: &tokio_postgres::Client,
+    rows: &[StoredEvent],
+    identity: uuid::Uuid,
+) -> Duration {
     db.batch_execute(
         "DROP TABLE IF EXISTS copy_baseline; CREATE TABLE copy_baseline (LIKE events INCLUDING ALL)",
     )
@@ -130,7 +134,9 @@ async fn copy_rows(db: &tokio_postgres::Client, rows: &[StoredEvent], identity: 
 
 /// The hub's own per-room sync from cursor 0 until every event is stored.
 async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
-    let mut db = store::connect(&postgres.url(), Duration::from_secs(10)).await.unwrap();
+    let mut db = store::connect(&postgres.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
     db.batch_execute(
         "TRUNCATE attendance_marks, answers, actuations, erasures, skipped_events, events, outboxes, rooms",
     )
@@ -167,10 +173,16 @@ async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
         shutdown: &shutdown,
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-    sync_over(&mut client, &mut db, &context, &mut backoff).await.unwrap();
+    sync_over(&mut client, &mut db, &context, &mut backoff)
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     watcher.await.unwrap();
-    let stored: i64 = db.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(stored, last_seq, "every event landed once");
     elapsed
 }
@@ -189,10 +201,15 @@ fn main() {
         let store = room.writer();
         for start in (0..count).step_by(10_000) {
             let end = (start + 10_000).min(count);
-            store.append_batch((start..end).map(mark).collect()).unwrap();
+            store
+                .append_batch((start..end).map(mark).collect())
+                .unwrap();
         }
     }
-    println!("backlog: {count} events committed in {:.1} s", filling.elapsed().as_secs_f64());
+    println!(
+        "backlog: {count} events committed in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
     let _agent = room.start();
     let runtime = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
@@ -203,7 +220,9 @@ fn main() {
     );
     // The hub's schema, and an identity for the COPY rows.
     let db = runtime.block_on(async {
-        let mut db = store::connect(&postgres.url(), Duration::from_secs(10)).await.unwrap();
+        let mut db = store::connect(&postgres.url(), Duration::from_secs(10))
+            .await
+            .unwrap();
         store::migrate(&mut db).await.unwrap();
         db
     });
@@ -227,15 +246,29 @@ fn main() {
         sorted[sorted.len() / 2]
     };
     let slower = raw_rate.min(copy_rate);
-    println!("raw SQLite read of the outbox (baseline): {raw_rate:>10.0} events/s ({:.2} s)", raw_time.as_secs_f64());
-    println!("binary COPY into PostgreSQL (baseline):   {copy_rate:>10.0} events/s ({:.2} s)", copy_time.as_secs_f64());
+    println!(
+        "raw SQLite read of the outbox (baseline): {raw_rate:>10.0} events/s ({:.2} s)",
+        raw_time.as_secs_f64()
+    );
+    println!(
+        "binary COPY into PostgreSQL (baseline):   {copy_rate:>10.0} events/s ({:.2} s)",
+        copy_time.as_secs_f64()
+    );
     println!(
         "hub: Pull, land in one transaction a batch, Ack: median {median:>10.0} events/s over {runs} run(s): {}",
-        hub_rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        hub_rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "the slower baseline is {:.2}x the hub's median (aim within 2x): {}",
         slower / median,
-        if slower / median <= 2.0 { "met" } else { "MISSED" }
+        if slower / median <= 2.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }

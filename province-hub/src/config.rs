@@ -246,9 +246,13 @@ impl Config {
             return Err(invalid(problems));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.tls.cert, &mut config.tls.key, &mut config.tls.room_ca]
-            .into_iter()
-            .flatten()
+        for file in [
+            &mut config.tls.cert,
+            &mut config.tls.key,
+            &mut config.tls.room_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             let resolved = base.join(file.get_ref());
             *file.get_mut() = resolved;
@@ -352,7 +356,10 @@ impl Config {
     fn check_rooms(&self, report: &mut dyn FnMut(Range<usize>, String, &str)) {
         let mut seen = HashSet::new();
         for (i, room) in self.rooms.iter().enumerate() {
-            for (name, value) in [("school_code", &room.school_code), ("room_id", &room.room_id)] {
+            for (name, value) in [
+                ("school_code", &room.school_code),
+                ("room_id", &room.room_id),
+            ] {
                 if !valid_code(value.get_ref()) {
                     report(
                         value.span(),
@@ -479,8 +486,14 @@ mod tests {
             + "\n[sync]\nmax_batch = 0\nretry_min_ms = 900\nretry_max_ms = 100\n";
         let found = problems(&source);
         let places: Vec<(usize, usize)> = found.iter().map(|p| (p.line, p.column)).collect();
-        assert_eq!(places, vec![(9, 11), (10, 11), (13, 13), (15, 16)], "{found:#?}");
-        assert!(found[1].message.contains("without a scheme") || found[1].hint.contains("HOST:PORT"));
+        assert_eq!(
+            places,
+            vec![(9, 11), (10, 11), (13, 13), (15, 16)],
+            "{found:#?}"
+        );
+        assert!(
+            found[1].message.contains("without a scheme") || found[1].hint.contains("HOST:PORT")
+        );
     }
 
     #[test]

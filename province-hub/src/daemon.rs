@@ -64,12 +64,16 @@ async fn serve(config: Config) -> Exit {
     let mut db = match store::connect(&postgres_url, postgres_timeout).await {
         Ok(db) => db,
         Err(err) => {
-            eprintln!("cannot reach the database at postgres.url: {err}\n  hint: check that PostgreSQL runs and that postgres.url names its host, port, user and database");
+            eprintln!(
+                "cannot reach the database at postgres.url: {err}\n  hint: check that PostgreSQL runs and that postgres.url names its host, port, user and database"
+            );
             return Exit::Failure;
         }
     };
     if let Err(err) = store::migrate(&mut db).await {
-        eprintln!("cannot bring the database schema up to date: {err}\n  hint: the user of postgres.url must be allowed to create tables in its database");
+        eprintln!(
+            "cannot bring the database schema up to date: {err}\n  hint: the user of postgres.url must be allowed to create tables in its database"
+        );
         return Exit::Failure;
     }
     drop(db);
@@ -127,14 +131,20 @@ async fn serve(config: Config) -> Exit {
     wait_for_stop().await;
     tracing::info!("stopping");
     shutdown.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some room tasks did not stop within {SHUTDOWN_GRACE:?}");
     }
     Exit::Success
 }
 
 async fn wait_for_stop() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot listen for SIGTERM and SIGINT; stop the hub with SIGKILL");
         return std::future::pending().await;
     };

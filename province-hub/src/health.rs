@@ -114,15 +114,23 @@ impl Board {
         recorded_at: Option<SystemTime>,
     ) {
         let now = SystemTime::now();
-        metrics::counter!("province_hub_events_landed_total", &labels(room)).increment(count as u64);
+        metrics::counter!("province_hub_events_landed_total", &labels(room))
+            .increment(count as u64);
         self.update(room, |h| {
             h.last_contact_unix = Some(unix(now));
             h.cursor = position.cursor;
             h.newest_seq = h.newest_seq.max(position.cursor);
             h.events_landed += count as u64;
-            h.state = if h.newest_seq > h.cursor { "pulling" } else { "caught_up" };
+            h.state = if h.newest_seq > h.cursor {
+                "pulling"
+            } else {
+                "caught_up"
+            };
             if let Some(recorded) = recorded_at {
-                h.lag_seconds = Some(now.duration_since(recorded).map_or(0.0, |d| d.as_secs_f64()));
+                h.lag_seconds = Some(
+                    now.duration_since(recorded)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                );
             }
         });
     }
@@ -132,7 +140,11 @@ impl Board {
         self.update(room, |h| {
             h.last_contact_unix = Some(unix(SystemTime::now()));
             h.newest_seq = last_seq;
-            h.state = if last_seq > h.cursor { "pulling" } else { "caught_up" };
+            h.state = if last_seq > h.cursor {
+                "pulling"
+            } else {
+                "caught_up"
+            };
         });
     }
 
@@ -160,7 +172,13 @@ fn publish(room: &RoomKey, health: &RoomHealth) {
     metrics::gauge!("province_hub_room_cursor", &labels).set(health.cursor as f64);
     metrics::gauge!("province_hub_room_newest_seq", &labels).set(health.newest_seq as f64);
     metrics::gauge!("province_hub_room_backlog_events", &labels).set(health.backlog as f64);
-    metrics::gauge!("province_hub_room_up", &labels).set(if health.failures == 0 && health.last_contact_unix.is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!("province_hub_room_up", &labels).set(
+        if health.failures == 0 && health.last_contact_unix.is_some() {
+            1.0
+        } else {
+            0.0
+        },
+    );
     if let Some(contact) = health.last_contact_unix {
         metrics::gauge!("province_hub_room_last_contact_seconds", &labels).set(contact);
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{HubConfig, Postgres, Room, hub_binary, http_get, wait_until};
+use common::{HubConfig, Postgres, Room, http_get, hub_binary, wait_until};
 use firmware_agent::proto;
 use firmware_agent::store::Store;
 use firmware_agent::store::outbox::NewEvent;
@@ -77,7 +77,10 @@ fn check_config_reports_each_bad_value_at_its_line_and_column_with_a_hint() {
         stderr.contains(&format!("{}:10:11: rooms[0].address", path.display())),
         "{stderr}"
     );
-    assert!(stderr.contains("hint: write the room's gRPC HOST:PORT"), "{stderr}");
+    assert!(
+        stderr.contains("hint: write the room's gRPC HOST:PORT"),
+        "{stderr}"
+    );
 
     std::fs::write(
         &path,
@@ -94,7 +97,11 @@ fn check_config_reports_each_bad_value_at_its_line_and_column_with_a_hint() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("OK (1 room(s)"));
 
-    for command in [&["--help"][..], &["run", "--help"], &["check-config", "--help"]] {
+    for command in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
         let output = Command::new(hub_binary()).args(command).output().unwrap();
         assert!(output.status.success(), "{command:?}");
         assert!(!output.stdout.is_empty());
@@ -157,7 +164,13 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
             payload: vec![8, 1, 18, 2, 104, 105],
         },
     ];
-    written.extend(store.append_batch(others).unwrap().into_iter().map(|e| e.id));
+    written.extend(
+        store
+            .append_batch(others)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id),
+    );
     let _agent = room.start();
     let hub_config = HubConfig::new(&postgres, &[&room]);
     let _hub = hub_config.start();
@@ -185,7 +198,10 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
     assert!(answer.get::<_, bool>(1));
     assert_eq!(answer.get::<_, i64>(2), 8_400);
     assert_eq!(answer.get::<_, String>(3), PUPIL_B);
-    let actuation = &db.query("SELECT device, device_kind, cause, outcome FROM actuations", &[])[0];
+    let actuation = &db.query(
+        "SELECT device, device_kind, cause, outcome FROM actuations",
+        &[],
+    )[0];
     let actuation: Vec<String> = (0..4).map(|i| actuation.get(i)).collect();
     assert_eq!(actuation, ["bell", "bell", "timetable", "confirmed"]);
     let raw = db.query(
@@ -193,7 +209,11 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
         &[],
     );
     let raw: Vec<(String, Vec<u8>)> = raw.iter().map(|row| (row.get(0), row.get(1))).collect();
-    assert_eq!(raw.len(), 2, "marks, answers and actuations keep their content in their tables");
+    assert_eq!(
+        raw.len(),
+        2,
+        "marks, answers and actuations keep their content in their tables"
+    );
     assert_eq!(raw[0].0, "attendance.session");
     assert_eq!(
         <proto::AttendanceSession as prost::Message>::decode(raw[0].1.as_slice())
@@ -201,7 +221,10 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
             .present,
         38
     );
-    assert_eq!(raw[1], ("lesson.poll".to_owned(), vec![8, 1, 18, 2, 104, 105]));
+    assert_eq!(
+        raw[1],
+        ("lesson.poll".to_owned(), vec![8, 1, 18, 2, 104, 105])
+    );
 
     // The pupil's face data is erased in the room: the hub drops the scores it holds at once.
     let erasure = store
@@ -218,16 +241,29 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
     wait_until("the erasure stored", Duration::from_secs(30), || {
         db.number("SELECT count(*) FROM erasures", &[]) == 1
     });
-    assert_eq!(scores(PUPIL_A), vec![None; 20], "no score of the erased pupil is left");
-    assert_eq!(scores(PUPIL_B), vec![Some(0.75); 20], "other pupils keep theirs");
     assert_eq!(
-        db.number("SELECT count(*) FROM attendance_marks WHERE personal_id = $1", &[&PUPIL_A]),
+        scores(PUPIL_A),
+        vec![None; 20],
+        "no score of the erased pupil is left"
+    );
+    assert_eq!(
+        scores(PUPIL_B),
+        vec![Some(0.75); 20],
+        "other pupils keep theirs"
+    );
+    assert_eq!(
+        db.number(
+            "SELECT count(*) FROM attendance_marks WHERE personal_id = $1",
+            &[&PUPIL_A]
+        ),
         20,
         "the marks themselves are school records and stay"
     );
-    wait_until("the room acknowledged to the end", Duration::from_secs(10), || {
-        room.acked_seq() == erasure.seq
-    });
+    wait_until(
+        "the room acknowledged to the end",
+        Duration::from_secs(10),
+        || room.acked_seq() == erasure.seq,
+    );
 
     let (status, body) = http_get(hub_config.http, "/healthz");
     assert_eq!(status, 200);
@@ -241,10 +277,16 @@ fn every_kind_lands_once_in_its_table_and_an_erasure_drops_the_pupils_scores() {
     let (_, scrape) = http_get(hub_config.http, "/metrics");
     let series = "{school=\"LC-THCS-01\",room=\"P201\"}";
     assert!(
-        scrape.contains(&format!("province_hub_events_landed_total{series} {}", written.len() + 1)),
+        scrape.contains(&format!(
+            "province_hub_events_landed_total{series} {}",
+            written.len() + 1
+        )),
         "{scrape}"
     );
-    assert!(scrape.contains(&format!("province_hub_room_backlog_events{series} 0")), "{scrape}");
+    assert!(
+        scrape.contains(&format!("province_hub_room_backlog_events{series} 0")),
+        "{scrape}"
+    );
 }
 
 #[test]
@@ -256,31 +298,49 @@ fn a_replaced_room_database_is_pulled_from_zero_and_the_old_rows_are_kept() {
     let hub_config = HubConfig::new(&postgres, &[&room]);
     let _hub = hub_config.start();
     let db = postgres.client();
-    wait_until("the old outbox stored", Duration::from_secs(30), || db.events() == 30);
+    wait_until("the old outbox stored", Duration::from_secs(30), || {
+        db.events() == 30
+    });
 
     agent.kill();
     let aside = room.dir.path().join("aside");
     std::fs::create_dir(&aside).unwrap();
     for entry in std::fs::read_dir(room.data_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("agent.sqlite3") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("agent.sqlite3")
+        {
             std::fs::rename(&path, aside.join(path.file_name().unwrap())).unwrap();
         }
     }
     let new = marks(&room.writer(), 5);
     let _agent = room.start();
-    wait_until("the new outbox stored", Duration::from_secs(30), || db.events() == 35);
+    wait_until("the new outbox stored", Duration::from_secs(30), || {
+        db.events() == 35
+    });
     assert_eq!(stored_ids(&db, &room), [old, new].concat());
     let outboxes = db.query(
         "SELECT o.cursor, o.identity = r.current_identity FROM outboxes o JOIN rooms r USING (school_code, room_id) \
          ORDER BY o.first_seen_at",
         &[],
     );
-    let outboxes: Vec<(i64, bool)> = outboxes.iter().map(|row| (row.get(0), row.get(1))).collect();
-    assert_eq!(outboxes, [(30, false), (5, true)], "the old cursor kept, the new one from 0");
-    wait_until("the new outbox acknowledged", Duration::from_secs(10), || {
-        room.acked_seq() == 5
-    });
+    let outboxes: Vec<(i64, bool)> = outboxes
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        outboxes,
+        [(30, false), (5, true)],
+        "the old cursor kept, the new one from 0"
+    );
+    wait_until(
+        "the new outbox acknowledged",
+        Duration::from_secs(10),
+        || room.acked_seq() == 5,
+    );
 }
 
 #[test]
@@ -297,20 +357,38 @@ fn twenty_rooms_land_at_once() {
     let hub_config = HubConfig::new(&postgres, &rooms.iter().collect::<Vec<_>>());
     let _hub = hub_config.start();
     let db = postgres.client();
-    wait_until("every room stored", Duration::from_secs(60), || db.events() == 20 * 300);
+    wait_until("every room stored", Duration::from_secs(60), || {
+        db.events() == 20 * 300
+    });
     // While they follow, each room records a little more.
     for (room, ids) in rooms.iter().zip(&mut written) {
         ids.extend(marks(&room.writer(), 7));
     }
-    wait_until("the new events stored", Duration::from_secs(30), || db.events() == 20 * 307);
+    wait_until("the new events stored", Duration::from_secs(30), || {
+        db.events() == 20 * 307
+    });
     for (room, ids) in rooms.iter().zip(&written) {
-        assert_eq!(&stored_ids(&db, room), ids, "{}/{}", room.school_code, room.room_id);
+        assert_eq!(
+            &stored_ids(&db, room),
+            ids,
+            "{}/{}",
+            room.school_code,
+            room.room_id
+        );
     }
-    let (_, body) = http_get(hub_config.http, "/healthz");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let listed = health["rooms"].as_array().unwrap();
-    assert_eq!(listed.len(), 20);
-    assert!(listed.iter().all(|room| room["backlog"] == 0 && room["cursor"] == 307), "{body}");
+    wait_until(
+        "/healthz shows every room caught up",
+        Duration::from_secs(10),
+        || {
+            let body = http_get(hub_config.http, "/healthz").1;
+            let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let listed = health["rooms"].as_array().unwrap();
+            listed.len() == 20
+                && listed.iter().all(|room| {
+                    room["backlog"] == 0 && room["cursor"] == 307 && room["state"] == "caught_up"
+                })
+        },
+    );
     let (_, scrape) = http_get(hub_config.http, "/metrics");
     assert_eq!(
         scrape
@@ -375,7 +453,10 @@ fn every_event_lands_exactly_once_through_kills_of_agents_hub_and_database() {
             }
         }
     }
-    assert!(agent_kills >= 15 && hub_kills >= 15, "{agent_kills} agent and {hub_kills} hub kills");
+    assert!(
+        agent_kills >= 15 && hub_kills >= 15,
+        "{agent_kills} agent and {hub_kills} hub kills"
+    );
     for (room, agent) in rooms.iter().zip(&mut agents) {
         if agent.is_none() {
             *agent = Some(room.start());
@@ -384,12 +465,21 @@ fn every_event_lands_exactly_once_through_kills_of_agents_hub_and_database() {
     let _hub = hub.unwrap_or_else(|| hub_config.start());
     let db = postgres.client();
     let total: usize = written.iter().map(Vec::len).sum();
-    wait_until("every event stored", Duration::from_secs(60), || db.events() == total as i64);
+    wait_until("every event stored", Duration::from_secs(60), || {
+        db.events() == total as i64
+    });
     for (room, ids) in rooms.iter().zip(&written) {
-        assert_eq!(&stored_ids(&db, room), ids, "{}: every event, in order, once", room.room_id);
+        assert_eq!(
+            &stored_ids(&db, room),
+            ids,
+            "{}: every event, in order, once",
+            room.room_id
+        );
         let last = *ids.last().unwrap();
         let seq: i64 = db.number("SELECT seq FROM events WHERE id = $1", &[&last]);
-        wait_until("every event acknowledged", Duration::from_secs(10), || room.acked_seq() == seq);
+        wait_until("every event acknowledged", Duration::from_secs(10), || {
+            room.acked_seq() == seq
+        });
     }
     assert_eq!(
         db.number("SELECT count(*) FROM attendance_marks", &[]),

@@ -215,7 +215,13 @@ async fn move_cursor(
         .execute(
             "UPDATE outboxes SET cursor = $5, last_stored_at = now() \
              WHERE school_code = $1 AND room_id = $2 AND identity = $3 AND cursor = $4",
-            &[&room.school_code, &room.room_id, &from.identity, &from.cursor, &to],
+            &[
+                &room.school_code,
+                &room.room_id,
+                &from.identity,
+                &from.cursor,
+                &to,
+            ],
         )
         .await?;
     if moved == 1 {

@@ -121,9 +121,9 @@ impl BatchRows {
                 .push(event.recorded_at.as_ref().map(system_time));
             e.clock_synced.push(event.clock_synced);
             e.clock_step_back_ms.push(event.clock_step_back_ms);
-            e.payload.push(payload.or_else(|| {
-                (event.payload.is_none()).then(|| event.raw_payload.clone())
-            }));
+            e.payload.push(
+                payload.or_else(|| (event.payload.is_none()).then(|| event.raw_payload.clone())),
+            );
         }
         Ok(rows)
     }
@@ -150,12 +150,10 @@ impl BatchRows {
                 let source = proto::MarkSource::try_from(mark.source);
                 m.source
                     .push(enum_name(source.map(|s| s.as_str_name()), mark.source));
-                m.best_similarity.push(
-                    (source == Ok(proto::MarkSource::Face)).then_some(mark.best_similarity),
-                );
+                m.best_similarity
+                    .push((source == Ok(proto::MarkSource::Face)).then_some(mark.best_similarity));
                 m.reason.push(mark.reason.clone());
-                m.teacher_personal_id
-                    .push(mark.teacher_personal_id.clone());
+                m.teacher_personal_id.push(mark.teacher_personal_id.clone());
                 m.occurred_at.push(occurred_at);
                 None
             }
@@ -165,8 +163,7 @@ impl BatchRows {
                 a.lesson_id.push(answer.lesson_id.clone());
                 a.question_id.push(answer.question_id.clone());
                 a.tablet_id.push(answer.tablet_id.clone());
-                a.pupil_personal_id
-                    .push(answer.pupil_personal_id.clone());
+                a.pupil_personal_id.push(answer.pupil_personal_id.clone());
                 a.choices.push(array_literal(&answer.choices));
                 a.text.push(answer.text.clone());
                 a.graded.push(answer.graded);

@@ -27,7 +27,9 @@ use crate::store::OutboxPosition;
 /// Why the link to a room cannot go on as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    #[error("the room at this address says it is {reported}, not {configured}: check rooms.address")]
+    #[error(
+        "the room at this address says it is {reported}, not {configured}: check rooms.address"
+    )]
     WrongRoom {
         configured: RoomKey,
         reported: RoomKey,

@@ -95,7 +95,9 @@ pub async fn sync_over(
                     cursor = position.cursor,
                     "the room's outbox identity changed (its database was replaced): what was stored from the old one is kept, the new one is pulled from its stored cursor"
                 ),
-                None => tracing::info!(room = %room, identity = %identity, "first contact with the room"),
+                None => {
+                    tracing::info!(room = %room, identity = %identity, "first contact with the room")
+                }
             }
             position
         }
@@ -107,7 +109,11 @@ pub async fn sync_over(
         follow: true,
     };
     let mut stream = call("Pull", timeout, client.pull(request)).await?;
-    let mut link = Link::new(position, sync.silence_timeout(), tokio::time::Instant::now());
+    let mut link = Link::new(
+        position,
+        sync.silence_timeout(),
+        tokio::time::Instant::now(),
+    );
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -241,7 +247,9 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
         let result = async {
             let connection = match db.as_mut() {
                 Some(connection) if !connection.is_closed() => connection,
-                _ => db.insert(store::connect(&shared.postgres_url, shared.postgres_timeout).await?),
+                _ => {
+                    db.insert(store::connect(&shared.postgres_url, shared.postgres_timeout).await?)
+                }
             };
             let mut client = dial(&room, shared.tls.as_ref(), sync).await?;
             sync_over(&mut client, connection, &context, &mut backoff).await

@@ -60,7 +60,9 @@ pub struct Postgres {
 impl Postgres {
     pub fn start() -> Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is not installed: apt-get install postgresql (make test installs it)")
+            .expect(
+                "PostgreSQL is not installed: apt-get install postgresql (make test installs it)",
+            )
             .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
             .filter(|bin| bin.join("initdb").exists())
             .max()
@@ -138,13 +140,27 @@ impl Postgres {
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-o", &options, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         );
     }
 
     /// Stops the server as a crash would (no shutdown checkpoint).
     pub fn crash(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     pub fn url(&self) -> String {
@@ -161,7 +177,10 @@ impl Postgres {
             .build()
             .unwrap();
         let client = runtime
-            .block_on(province_hub::store::connect(&self.url(), Duration::from_secs(10)))
+            .block_on(province_hub::store::connect(
+                &self.url(),
+                Duration::from_secs(10),
+            ))
             .unwrap();
         Db { runtime, client }
     }
@@ -208,7 +227,10 @@ impl Db {
 
     /// Events stored, or 0 before the hub made its tables.
     pub fn events(&self) -> i64 {
-        let exists = self.number("SELECT count(*) FROM pg_tables WHERE tablename = 'events'", &[]);
+        let exists = self.number(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'events'",
+            &[],
+        );
         if exists == 0 {
             0
         } else {
