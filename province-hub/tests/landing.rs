@@ -48,7 +48,7 @@ fn marks(store: &Store, count: usize) -> Vec<Uuid> {
 
 fn stored_ids(db: &common::Db, room: &Room) -> Vec<Uuid> {
     db.query(
-        "SELECT id FROM events WHERE school_code = $1 AND room_id = $2 ORDER BY seq",
+        "SELECT id FROM events WHERE school_code = $1 AND room_id = $2 ORDER BY landed_at, seq",
         &[&room.school_code, &room.room_id],
     )
     .iter()
