@@ -60,10 +60,14 @@ CREATE TABLE skipped_events (
     PRIMARY KEY (school_code, room_id, outbox_identity, seq)
 );
 
+-- The analyst tables below have one row per event of their kind, keyed by the
+-- event's id (events.id). They are written in the same transaction as the
+-- event, so no foreign key is checked row by row.
+
 -- One pupil's roll-call mark for one lesson; a later mark of the same session
 -- and pupil is a teacher's correction (compare occurred_at).
 CREATE TABLE attendance_marks (
-    event_id uuid PRIMARY KEY REFERENCES events (id),
+    event_id uuid PRIMARY KEY,
     school_code text NOT NULL,
     room_id text NOT NULL,
     session_id text NOT NULL,
@@ -83,7 +87,7 @@ CREATE INDEX attendance_marks_by_lesson ON attendance_marks (school_code, room_i
 
 -- A pupil's answer to a question shown on the tablets.
 CREATE TABLE answers (
-    event_id uuid PRIMARY KEY REFERENCES events (id),
+    event_id uuid PRIMARY KEY,
     school_code text NOT NULL,
     room_id text NOT NULL,
     lesson_id text NOT NULL,
@@ -101,7 +105,7 @@ CREATE INDEX answers_by_pupil ON answers (pupil_personal_id);
 
 -- A bell rung or a light switched, and how it went.
 CREATE TABLE actuations (
-    event_id uuid PRIMARY KEY REFERENCES events (id),
+    event_id uuid PRIMARY KEY,
     school_code text NOT NULL,
     room_id text NOT NULL,
     device text NOT NULL,
@@ -116,7 +120,7 @@ CREATE TABLE actuations (
 
 -- Personal data a room erased on request (Decree 13/2023).
 CREATE TABLE erasures (
-    event_id uuid PRIMARY KEY REFERENCES events (id),
+    event_id uuid PRIMARY KEY,
     school_code text NOT NULL,
     room_id text NOT NULL,
     personal_id text NOT NULL,
