@@ -243,7 +243,12 @@ fn main() {
     let median = {
         let mut sorted = hub_rates.clone();
         sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
+        let middle = sorted.len() / 2;
+        if sorted.len().is_multiple_of(2) {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        } else {
+            sorted[middle]
+        }
     };
     let slower = raw_rate.min(copy_rate);
     println!(
