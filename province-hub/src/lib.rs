@@ -1,0 +1,19 @@
+//! The provincial hub: pulls every classroom's outbox over gRPC and lands its
+//! records in PostgreSQL, each event exactly once whatever crashes on either
+//! side, in tables a province analyst can query.
+//!
+//! The modules follow the records: `config` says which rooms, `sync` pulls
+//! them, `store` lands them, `health` and `http` show how far each room is.
+//! The design and its exactly-once argument are in `DESIGN.md` beside this
+//! crate.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod exit;
+pub mod health;
+pub mod http;
+pub mod proto;
+pub mod store;
+pub mod sync;
+pub mod tls;

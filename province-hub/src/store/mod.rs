@@ -1,0 +1,343 @@
+//! The hub's PostgreSQL database: the schema and its migrations, each room's
+//! outbox identities and cursors, and the transactions that land a batch.
+//!
+//! # Design
+//! Exactly once rests on one rule: a batch's events and the cursor after
+//! them are written in one transaction, and the room is acknowledged only
+//! after it committed. A crash before the commit leaves neither; after it,
+//! both. The next Pull starts from the stored cursor, so a batch is received
+//! again only when its transaction did not commit. Events are also unique by
+//! their id (`ON CONFLICT DO NOTHING`), so an event that reaches the hub twice
+//! by any other road (a cursor moved back by hand, a second hub process) is
+//! still stored once.
+//!
+//! The cursor is moved with `WHERE cursor = <the cursor the batch followed>`:
+//! if anything else moved it meanwhile (a second hub process pulling the same
+//! room), the transaction is rolled back and the room's link starts again from
+//! what is stored, rather than land a batch that does not follow on.
+//!
+//! An erasure makes the hub drop the biometric-derived values it holds for the
+//! pupil (the similarity scores of face-made marks) in the same transaction as
+//! the erasure is stored; marks of that pupil that arrive later but happened
+//! before the erasure are stored without their score. What the hub keeps is
+//! listed in `DESIGN.md`: marks themselves (present, late...) are school
+//! records, not biometric data.
+
+pub mod rows;
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, Transaction};
+use uuid::Uuid;
+
+use crate::config::RoomKey;
+use crate::proto;
+use rows::BatchRows;
+
+/// The migrations, in order; the number of those applied is kept in `schema_version`.
+const MIGRATIONS: &[&str] = &[include_str!("schema/0001_landing.sql")];
+
+/// Serialises concurrent migrations (several hub processes starting at once).
+const MIGRATION_LOCK: i64 = 0x5052_4f56_4855_4201;
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error(
+        "the stored cursor of {room} moved from {expected} while a batch was landing: another hub process pulls this room"
+    )]
+    CursorMoved { room: RoomKey, expected: i64 },
+    #[error("{0}")]
+    Batch(#[from] rows::BatchError),
+}
+
+/// Where the hub is in one outbox of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxPosition {
+    pub identity: Uuid,
+    /// Every event up to this seq is stored (or recorded as skipped).
+    pub cursor: i64,
+}
+
+/// Opens a connection, its driver task running on the current runtime.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Client, StoreError> {
+    let (client, connection) = tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls))
+        .await
+        .map_err(|_| StoreError::TimedOut(timeout))??;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!("PostgreSQL connection ended: {err}");
+        }
+    });
+    Ok(client)
+}
+
+/// Brings the schema up to date; safe to call from several processes at once.
+pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        .await?;
+    let applied: i64 = tx
+        .query_one("SELECT count(*) FROM schema_version", &[])
+        .await?
+        .get(0);
+    let applied = applied as usize;
+    for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&(number as i32 + 1)],
+        )
+        .await?;
+        tracing::info!(version = number + 1, "database schema migrated");
+    }
+    tx.commit().await?;
+    Ok(MIGRATIONS.len())
+}
+
+/// The outbox the hub pulls now from `room`, and its cursor; `None` for a room never heard from.
+pub async fn current_outbox(
+    client: &Client,
+    room: &RoomKey,
+) -> Result<Option<OutboxPosition>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT o.identity, o.cursor FROM rooms r JOIN outboxes o \
+             ON o.school_code = r.school_code AND o.room_id = r.room_id AND o.identity = r.current_identity \
+             WHERE r.school_code = $1 AND r.room_id = $2",
+            &[&room.school_code, &room.room_id],
+        )
+        .await?;
+    Ok(row.map(|row| OutboxPosition {
+        identity: row.get(0),
+        cursor: row.get(1),
+    }))
+}
+
+/// Makes `identity` the room's current outbox: a new one starts at cursor 0,
+/// one seen before (a database put back) resumes from its stored cursor. The
+/// rows and cursors of other identities stay as they are.
+pub async fn adopt_identity(
+    client: &mut Client,
+    room: &RoomKey,
+    identity: Uuid,
+) -> Result<OutboxPosition, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO rooms (school_code, room_id, current_identity) VALUES ($1, $2, $3) \
+         ON CONFLICT (school_code, room_id) DO UPDATE SET current_identity = EXCLUDED.current_identity",
+        &[&room.school_code, &room.room_id, &identity],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO outboxes (school_code, room_id, identity, cursor) VALUES ($1, $2, $3, 0) \
+         ON CONFLICT DO NOTHING",
+        &[&room.school_code, &room.room_id, &identity],
+    )
+    .await?;
+    let cursor: i64 = tx
+        .query_one(
+            "SELECT cursor FROM outboxes WHERE school_code = $1 AND room_id = $2 AND identity = $3",
+            &[&room.school_code, &room.room_id, &identity],
+        )
+        .await?
+        .get(0);
+    tx.commit().await?;
+    Ok(OutboxPosition { identity, cursor })
+}
+
+/// Stores `events` (in seq order, all after `from.cursor`) and moves the
+/// cursor to the last one's seq, in one transaction. Returns the new position.
+pub async fn land_batch(
+    client: &mut Client,
+    room: &RoomKey,
+    from: OutboxPosition,
+    events: &[proto::Event],
+) -> Result<OutboxPosition, StoreError> {
+    let Some(last) = events.last() else {
+        return Ok(from);
+    };
+    let rows = BatchRows::from_events(events)?;
+    let tx = client.transaction().await?;
+    move_cursor(&tx, room, from, last.seq).await?;
+    insert_rows(&tx, room, from.identity, &rows).await?;
+    tx.commit().await?;
+    Ok(OutboxPosition {
+        identity: from.identity,
+        cursor: last.seq,
+    })
+}
+
+/// Records an event the room could not send and moves the cursor past it, in one transaction.
+pub async fn record_skipped(
+    client: &mut Client,
+    room: &RoomKey,
+    from: OutboxPosition,
+    skipped: &proto::SkippedEvent,
+) -> Result<OutboxPosition, StoreError> {
+    let tx = client.transaction().await?;
+    move_cursor(&tx, room, from, skipped.seq).await?;
+    tx.execute(
+        "INSERT INTO skipped_events (school_code, room_id, outbox_identity, seq, id, kind, message_bytes, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        &[
+            &room.school_code,
+            &room.room_id,
+            &from.identity,
+            &skipped.seq,
+            &Uuid::from_slice(&skipped.id).ok(),
+            &skipped.kind,
+            &(skipped.message_bytes.min(i64::MAX as u64) as i64),
+            &skipped.reason,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(OutboxPosition {
+        identity: from.identity,
+        cursor: skipped.seq,
+    })
+}
+
+async fn move_cursor(
+    tx: &Transaction<'_>,
+    room: &RoomKey,
+    from: OutboxPosition,
+    to: i64,
+) -> Result<(), StoreError> {
+    let moved = tx
+        .execute(
+            "UPDATE outboxes SET cursor = $5, last_stored_at = now() \
+             WHERE school_code = $1 AND room_id = $2 AND identity = $3 AND cursor = $4",
+            &[
+                &room.school_code,
+                &room.room_id,
+                &from.identity,
+                &from.cursor,
+                &to,
+            ],
+        )
+        .await?;
+    if moved == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::CursorMoved {
+            room: room.clone(),
+            expected: from.cursor,
+        })
+    }
+}
+
+async fn insert_rows(
+    tx: &Transaction<'_>,
+    room: &RoomKey,
+    identity: Uuid,
+    rows: &BatchRows,
+) -> Result<(), StoreError> {
+    let (school, room_id) = (&room.school_code, &room.room_id);
+    let e = &rows.events;
+    tx.execute(
+        "INSERT INTO events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
+         clock_synced, clock_step_back_ms, payload) \
+         SELECT id, $1, $2, $3, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload \
+         FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[], \
+         $10::bigint[], $11::bytea[]) AS t(id, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload) \
+         ON CONFLICT (id) DO NOTHING",
+        &[
+            school, room_id, &identity, &e.id, &e.seq, &e.kind, &e.occurred_at, &e.recorded_at,
+            &e.clock_synced, &e.clock_step_back_ms, &e.payload,
+        ],
+    )
+    .await?;
+    let m = &rows.marks;
+    if !m.event_id.is_empty() {
+        // A mark that happened before an erasure of its pupil lands without its score.
+        tx.execute(
+            "INSERT INTO attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
+             status, source, best_similarity, reason, teacher_personal_id, occurred_at) \
+             SELECT t.event_id, $1, $2, t.session_id, t.lesson_id, t.personal_id, t.status, t.source, \
+             CASE WHEN EXISTS (SELECT 1 FROM erasures e WHERE e.personal_id = t.personal_id \
+                 AND (e.occurred_at IS NULL OR t.occurred_at IS NULL OR e.occurred_at >= t.occurred_at)) \
+             THEN NULL ELSE t.best_similarity END, t.reason, t.teacher, t.occurred_at \
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], \
+             $10::text[], $11::text[], $12::timestamptz[]) \
+             AS t(event_id, session_id, lesson_id, personal_id, status, source, best_similarity, reason, teacher, occurred_at) \
+             ON CONFLICT (event_id) DO NOTHING",
+            &[
+                school, room_id, &m.event_id, &m.session_id, &m.lesson_id, &m.personal_id, &m.status,
+                &m.source, &m.best_similarity, &m.reason, &m.teacher_personal_id, &m.occurred_at,
+            ],
+        )
+        .await?;
+    }
+    let a = &rows.answers;
+    if !a.event_id.is_empty() {
+        tx.execute(
+            "INSERT INTO answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
+             pupil_personal_id, choices, answer_text, graded, correct, time_to_answer_ms, occurred_at) \
+             SELECT event_id, $1, $2, lesson_id, question_id, tablet_id, pupil, choices::text[], answer_text, \
+             graded, correct, ms, occurred_at \
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+             $10::boolean[], $11::boolean[], $12::bigint[], $13::timestamptz[]) \
+             AS t(event_id, lesson_id, question_id, tablet_id, pupil, choices, answer_text, graded, correct, ms, occurred_at) \
+             ON CONFLICT (event_id) DO NOTHING",
+            &[
+                school, room_id, &a.event_id, &a.lesson_id, &a.question_id, &a.tablet_id,
+                &a.pupil_personal_id, &a.choices, &a.text, &a.graded, &a.correct, &a.time_to_answer_ms,
+                &a.occurred_at,
+            ],
+        )
+        .await?;
+    }
+    let a = &rows.actuations;
+    if !a.event_id.is_empty() {
+        tx.execute(
+            "INSERT INTO actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
+             detail, latency_ms, occurred_at) \
+             SELECT event_id, $1, $2, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at \
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+             $10::bigint[], $11::timestamptz[]) \
+             AS t(event_id, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at) \
+             ON CONFLICT (event_id) DO NOTHING",
+            &[
+                school, room_id, &a.event_id, &a.device, &a.device_kind, &a.command, &a.cause, &a.outcome,
+                &a.detail, &a.latency_ms, &a.occurred_at,
+            ],
+        )
+        .await?;
+    }
+    let e = &rows.erasures;
+    if !e.event_id.is_empty() {
+        tx.execute(
+            "INSERT INTO erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at) \
+             SELECT event_id, $1, $2, personal_id, what, count, reason, occurred_at \
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::timestamptz[]) \
+             AS t(event_id, personal_id, what, count, reason, occurred_at) \
+             ON CONFLICT (event_id) DO NOTHING",
+            &[
+                school, room_id, &e.event_id, &e.personal_id, &e.what, &e.count, &e.reason, &e.occurred_at,
+            ],
+        )
+        .await?;
+        let erased = tx
+            .execute(
+                "UPDATE attendance_marks SET best_similarity = NULL \
+                 WHERE personal_id = ANY($1) AND best_similarity IS NOT NULL",
+                &[&e.personal_id],
+            )
+            .await?;
+        tracing::info!(
+            room = %room,
+            pupils = e.personal_id.len(),
+            marks = erased,
+            "erasure applied: similarity scores of the pupils' marks dropped"
+        );
+    }
+    Ok(())
+}
