@@ -4,7 +4,8 @@
 #   make test   install what is missing, run every test of the workspace
 #               (among them tests/fuzz_corpus.rs, the replay of the fuzzing corpus)
 #   make bench  the benchmarks whose figures the issues ask for
-#   make fuzz   run each fuzzing harness of fuzz/ for FUZZ_SECONDS, one after another
+#   make fuzz   run each fuzzing harness of fuzz/ for FUZZ_RUNS executions (at most
+#               FUZZ_SECONDS each), one after another
 #
 # Set-up installs Debian packages (with sudo when not root), the ONNX Runtime
 # library from PyPI and the face models from their registries into .local/ and
@@ -30,10 +31,14 @@ DEBIAN_COMMANDS := npm
 export ORT_DYLIB_PATH ?= $(ROOT)/.local/onnxruntime/libonnxruntime.so
 export FIRMWARE_AGENT_MODELS ?= $(ROOT)/models
 
-# The harnesses of fuzz/fuzz_targets/, and how long each runs in `make fuzz`:
-# the six take about ten minutes by default.
+# The harnesses of fuzz/fuzz_targets/, and how much each runs in `make fuzz`:
+# FUZZ_RUNS executions (one million by default), or FUZZ_SECONDS if that comes
+# first. The time cap is generous (an hour each, six hours at most in all) so
+# that it only stops a harness far slower than expected; the table at the end
+# says how many executions each reached. `make fuzz FUZZ_RUNS=10000` is a quick check.
 FUZZ_TARGETS := tablet_messages config_file roster_csv hub_requests pushed_timetable image_decode
-FUZZ_SECONDS ?= 100
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 3600
 # cargo fuzz asks for nightly features; RUSTC_BOOTSTRAP lets the stable
 # toolchain give them. No sanitizer: the agent's own code is safe Rust, and
 # what libFuzzer looks for here is panics, hangs and huge allocations.
@@ -65,10 +70,10 @@ fuzz: debian-packages
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd fuzz && $(FUZZ) build $(FUZZ_FLAGS)
 	@cd fuzz && crashed=""; for target in $(FUZZ_TARGETS); do \
-	  echo "Fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  echo "Fuzzing $$target for $(FUZZ_RUNS) executions (at most $(FUZZ_SECONDS) s)"; \
 	  mkdir -p work/$$target; \
 	  $(FUZZ) run $(FUZZ_FLAGS) $$target work/$$target corpus/$$target -- \
-	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -malloc_limit_mb=$(FUZZ_MALLOC_LIMIT_MB) \
+	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -malloc_limit_mb=$(FUZZ_MALLOC_LIMIT_MB) \
 	    -print_final_stats=1 > work/$$target.log 2>&1 || crashed="$$crashed $$target"; \
 	done; \
 	$(MAKE) -C $(ROOT) --no-print-directory fuzz-report; \

@@ -1,4 +1,5 @@
-//! The room survives a hostile device on its network: a connection flood, a
+//! The room survives a hostile device on its network: a connection flood (on
+//! the plain port, and on the HTTPS port with stalled TLS handshakes), a
 //! tablet that stops reading, a tablet that falls silent, a pairing flood.
 //!
 //! Each test runs the built agent in a network namespace of its own, the
@@ -14,22 +15,40 @@ use common::{NamespaceRun, Room, metric};
 
 /// The clients, written beside the room's config and run inside the namespace.
 const CLIENTS: &str = r#"
-import base64, http.client, json, os, socket, struct, sys, time
+import base64, http.client, json, os, socket, ssl, struct, sys, time
 
-AGENT = "192.0.2.1"
-PORT = int(os.environ["PORT"])
-TABLET = "192.0.2.2"
-ATTACKER = "192.0.2.66"
+# The room's LAN: a documentation range, or a private one where a certificate must name it.
+NET = os.environ.get("NET", "192.0.2")
+AGENT = NET + ".1"
+PLAIN_PORT = int(os.environ["PORT"])
+# With TLS_PORT set, the agent serves over HTTPS there (trusting the room CA in CA).
+SECURE = "TLS_PORT" in os.environ
+PORT = int(os.environ["TLS_PORT"]) if SECURE else PLAIN_PORT
+TABLET = NET + ".2"
+ATTACKER = NET + ".66"
 
 def request(method, path, body=None, source=None, host="127.0.0.1"):
-    conn = http.client.HTTPConnection(host, PORT, timeout=10,
-                                      source_address=(source, 0) if source else None)
+    source_address = (source, 0) if source else None
+    if SECURE:
+        conn = http.client.HTTPSConnection(host, PORT, timeout=10, context=tls_context(),
+                                           source_address=source_address)
+    else:
+        conn = http.client.HTTPConnection(host, PORT, timeout=10, source_address=source_address)
     headers = {"content-type": "application/json"} if body is not None else {}
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     reply = conn.getresponse()
     text = reply.read().decode()
     conn.close()
     return reply.status, text
+
+def tls_context():
+    return ssl.create_default_context(cafile=os.environ["CA"])
+
+def raw_connect(source, port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.connect((AGENT, port))
+    return sock
 
 def pair_tablet():
     status, window = request("POST", "/api/tablets/pairing", {})
@@ -46,6 +65,8 @@ def ws_connect(source, rcvbuf=None):
     sock.bind((source, 0))
     sock.settimeout(10)
     sock.connect((AGENT, PORT))
+    if SECURE:
+        sock = tls_context().wrap_socket(sock, server_hostname=AGENT)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET /tablet/ws HTTP/1.1\r\nHost: {AGENT}:{PORT}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -162,6 +183,35 @@ def connection_flood():
     print("tablet_pong", b'"pong"' in read_frame(tablet)[1])
     print("metrics", metrics())
 
+# A TLS record header promising a 512-byte ClientHello, and its first bytes.
+STALLED_HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+
+def tls_flood():
+    token = pair_tablet()
+    # Idle connections on the plain port count against the same per-address cap.
+    plain = [raw_connect(ATTACKER, PLAIN_PORT) for _ in range(4)]
+    held = []
+    for n in range(60):
+        sock = raw_connect(ATTACKER, PORT)
+        if n % 2:
+            sock.sendall(STALLED_HELLO)
+        held.append(sock)
+    start = time.monotonic()
+    status, _ = request("GET", "/healthz")
+    print("healthz", status, round(time.monotonic() - start, 3))
+    start = time.monotonic()
+    tablet = ws_connect(TABLET)
+    hello(tablet, token)
+    print("tablet_welcomed_in", round(time.monotonic() - start, 3))
+    start = time.monotonic()
+    status, reply = request("POST", "/api/lesson/lock", {"message": "Các em nhìn lên bảng"})
+    opcode, payload = read_frame(tablet)
+    print("tablet_locked", status, b'"lock"' in payload, round(time.monotonic() - start, 3))
+    start = time.monotonic()
+    closed = wait_until(lambda: all(closed_by_agent(sock, 0.01) for sock in held + plain), 8)
+    print("flood_closed_after", closed)
+    print("metrics", metrics())
+
 def slow_reader(pid):
     token = pair_tablet()
     tablet = ws_connect(TABLET, rcvbuf=4096)
@@ -232,7 +282,52 @@ else:
 /// keys in its `[http]` section and `extra` sections, listening on every
 /// address of its namespace.
 fn attack(http: &str, extra: &str, scenario: &str) -> NamespaceRun {
-    let room = Room::new(extra);
+    attack_room(&Room::new(extra), http, "", scenario)
+}
+
+/// Runs `scenario` against a room served over HTTPS on its own port, with a
+/// certificate from a school CA for 192.168.77.1 and 127.0.0.1 (the clients
+/// trust that CA; the LAN is 192.168.77.0/24 here, an address a school CA may vouch for), and `http` keys in its `[http]` section.
+fn attack_over_tls(http: &str, scenario: &str) -> NamespaceRun {
+    let room = Room::new("");
+    let dir = room.dir.path();
+    let ca = dir.join("ca");
+    for args in [
+        vec!["tls", "init-ca", "--dir", ca.to_str().unwrap()],
+        vec![
+            "tls",
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--name",
+            "TEST-01-P101.local",
+            "--ip",
+            "192.168.77.1",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            dir.join("room").to_str().unwrap(),
+        ],
+    ] {
+        let made = std::process::Command::new(common::agent_binary())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+    }
+    let tls_port = common::free_port();
+    let tls = format!(
+        "tls_cert = \"room/room.pem\"\ntls_key = \"room/room-key.pem\"\ntls_listen = \"0.0.0.0:{tls_port}\"\n"
+    );
+    let env = format!(
+        "NET=192.168.77 TLS_PORT={tls_port} CA='{}'",
+        ca.join("ca.pem").display()
+    );
+    attack_room(&room, &format!("{http}{tls}"), &env, scenario)
+}
+
+/// Runs `scenario` with `env` against `room`, its `[http]` section given `http` keys.
+fn attack_room(room: &Room, http: &str, env: &str, scenario: &str) -> NamespaceRun {
     let port = room.http.port();
     room.set_http_listen(&format!("0.0.0.0:{port}"));
     let config = std::fs::read_to_string(&room.config_path).unwrap();
@@ -244,9 +339,9 @@ fn attack(http: &str, extra: &str, scenario: &str) -> NamespaceRun {
     let clients = room.dir.path().join("clients.py");
     std::fs::write(&clients, CLIENTS).unwrap();
     room.run_in_own_network(
-        "for address in 192.0.2.1 192.0.2.2 192.0.2.66; do ip addr add $address/32 dev lo; done",
+        "for net in 192.0.2 192.168.77; do for host in 1 2 66; do ip addr add $net.$host/32 dev lo; done; done",
         &format!(
-            "PORT={port} LOG='{log}' timeout 60 python3 '{clients}' {scenario} $agent",
+            "PORT={port} {env} LOG='{log}' timeout 60 python3 '{clients}' {scenario} $agent",
             clients = clients.display(),
             log = room.dir.path().join("agent.log").display(),
         ),
@@ -304,6 +399,55 @@ fn a_connection_flood_from_one_address_leaves_the_panel_and_a_paired_tablet_serv
     )
     .unwrap_or(0.0);
     assert!(timed_out >= 4.0, "{timed_out}\n{text}");
+    assert_eq!(run.answer("exit"), "0");
+}
+
+/// On the HTTPS port, 60 connections from one address (half of them silent,
+/// half stalled a few bytes into their TLS ClientHello) while the same
+/// address holds 4 idle connections on the plain port, against a cap of 8 per
+/// address across both ports: the attacker gets 4 more, the rest are closed
+/// at once, what it holds is closed by the header deadline (which covers the
+/// handshake), and meanwhile the panel's `/healthz` answers over HTTPS and a
+/// paired tablet is welcomed over WSS and follows a lock.
+#[test]
+fn a_flood_of_idle_and_stalled_tls_connections_leaves_https_and_a_paired_tablet_served() {
+    let run = attack_over_tls(
+        "max_connections = 20\nmax_connections_per_address = 8\nheader_read_timeout_ms = 1000\n",
+        "tls_flood",
+    );
+    let text = &run.text;
+    assert!(run.answer("healthz").starts_with("200 "), "{text}");
+    assert!(seconds(&run, "healthz") < 1.0, "{text}");
+    assert!(seconds(&run, "tablet_welcomed_in") < 1.0, "{text}");
+    assert!(
+        run.answer("tablet_locked").starts_with("200 True "),
+        "{text}"
+    );
+    let closed_after = run.answer("flood_closed_after");
+    assert_ne!(
+        closed_after, "None",
+        "the attacker's connections still open 8 s on: {text}"
+    );
+    assert!(
+        closed_after.parse::<f64>().unwrap() < 3.0,
+        "within the 1 s header deadline: {text}"
+    );
+    let scrape = run.answer("metrics").replace(" | ", "\n");
+    let refused = metric(
+        &scrape,
+        "http_connections_refused_total{reason=\"per_address\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(
+        refused >= 56.0,
+        "64 tries, at most 8 admitted at a time across both ports: {refused}\n{text}"
+    );
+    let handshakes = metric(
+        &scrape,
+        "http_connections_timed_out_total{phase=\"handshake\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(handshakes >= 4.0, "{handshakes}\n{text}");
     assert_eq!(run.answer("exit"), "0");
 }
 

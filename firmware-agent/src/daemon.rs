@@ -138,11 +138,15 @@ async fn serve(
             other => StartError::Hub(other),
         })?;
     let room = &config.room;
+    // One count of each peer's connections across the plain and TLS ports.
+    let connections =
+        crate::http::limits::Connections::new(crate::http::limits::Caps::from_config(&config.http));
     let tablets_tls = crate::tablets::tls::prepare(
         &config.tablets,
         &config.storage.data_dir,
         &room.school_code,
         &room.room_id,
+        connections.clone(),
         clock.clone(),
     )
     .await?;
@@ -160,6 +164,7 @@ async fn serve(
             let listener = crate::tablets::tls::TlsListener::accepting(
                 listener,
                 certificate.server,
+                connections.clone(),
                 clock.clone(),
             )
             .map_err(|err| StartError::Machine(err.to_string()))?;
@@ -237,8 +242,15 @@ async fn serve(
             agent
                 .health
                 .set("http", State::Ok, format!("listening on {http_address}"));
-            let served =
-                crate::http::serve(http, tablets_tls, browser_tls, agent.clone(), lesson).await;
+            let served = crate::http::serve(
+                http,
+                connections,
+                tablets_tls,
+                browser_tls,
+                agent.clone(),
+                lesson,
+            )
+            .await;
             if let Err(err) = served {
                 agent.health.set("http", State::Failed, err.to_string());
             }

@@ -2,7 +2,11 @@
 //! cannot hold every file descriptor the agent has and make it unreachable.
 //!
 //! # Design
-//! [`Capped`] wraps the listener. Each accepted connection is counted overall
+//! One [`Connections`] ledger counts every listener's connections: the plain
+//! one ([`Capped`] wraps it) and the TLS ones (the browsers' HTTPS and the
+//! tablets' TLS, [`crate::tablets::tls::TlsListener`]), so that a peer's
+//! connections count against one cap whichever port they reach. Each accepted
+//! connection is counted overall
 //! and per peer address; one over `http.max_connections` or
 //! `http.max_connections_per_address` is closed at once, before a byte is
 //! read. The panel itself (loopback) is not counted against those caps but
@@ -13,7 +17,9 @@
 //! Every admitted connection is a [`Bounded`] stream, which closes it when
 //! - its first request's headers have not all arrived within
 //!   `http.header_read_timeout_ms` of the accept (a client that opens sockets
-//!   and sends nothing, or a header a byte at a time), or
+//!   and sends nothing, or a header a byte at a time); on a TLS port the
+//!   handshake runs inside that same deadline, counted from the TCP accept,
+//!   so a stalled ClientHello is closed as soon as a silent socket is, or
 //! - after that, nothing has been read or written for [`IDLE_TIMEOUT`] (an
 //!   idle keep-alive connection; live tablets send a heartbeat far more often).
 //!
@@ -114,15 +120,41 @@ impl RateLimitedLog {
     }
 }
 
+/// The open connections of every listener, against the [`Caps`] (see [the design](self)).
 #[derive(Debug)]
-struct Ledger {
+pub struct Connections {
     caps: Caps,
     open: Mutex<Open>,
     refusals: Mutex<RateLimitedLog>,
     timeouts: Mutex<RateLimitedLog>,
 }
 
-impl Ledger {
+impl Connections {
+    pub fn new(caps: Caps) -> Arc<Connections> {
+        Arc::new(Connections {
+            caps,
+            open: Mutex::default(),
+            refusals: Mutex::default(),
+            timeouts: Mutex::default(),
+        })
+    }
+
+    /// Admits a connection just accepted from `peer`, with its header deadline
+    /// counted from now; `None` (counted and logged) when a cap is reached,
+    /// after which dropping the stream closes it before anything is read.
+    pub fn accept(self: &Arc<Self>, peer: SocketAddr) -> Option<Admitted> {
+        match self.admit(peer.ip()) {
+            Ok(admission) => Some(Admitted {
+                admission,
+                deadline: Instant::now() + self.caps.header_read_timeout,
+            }),
+            Err(refusal) => {
+                self.refused(peer, refusal);
+                None
+            }
+        }
+    }
+
     /// Counts a connection from `peer` in, unless a cap is reached.
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admission, Refusal> {
         let mut open = self.open.lock().expect("connection ledger poisoned");
@@ -190,8 +222,39 @@ impl Ledger {
 /// A connection's place in the ledger, given back when the connection ends.
 #[derive(Debug)]
 struct Admission {
-    ledger: Arc<Ledger>,
+    ledger: Arc<Connections>,
     peer: IpAddr,
+}
+
+/// An admitted connection's place and its header deadline, before its
+/// stream is wrapped (a TLS port first completes the handshake, by the deadline).
+#[derive(Debug)]
+pub struct Admitted {
+    admission: Admission,
+    deadline: Instant,
+}
+
+impl Admitted {
+    /// When the first request's headers (and any TLS handshake before them) must be in.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Counts and logs a connection closed because its TLS handshake missed the deadline.
+    pub fn handshake_timed_out(self) {
+        let Admission { ledger, peer } = &self.admission;
+        ledger.timed_out(*peer, "handshake");
+    }
+
+    /// The connection's stream, bounded from here on.
+    pub fn bound<S>(self, stream: S) -> Bounded<S> {
+        Bounded {
+            stream,
+            admission: self.admission,
+            headers: HeaderScan::default(),
+            deadline: Box::pin(tokio::time::sleep_until(self.deadline)),
+        }
+    }
 }
 
 impl Drop for Admission {
@@ -212,48 +275,31 @@ impl Drop for Admission {
     }
 }
 
-/// A listener that admits connections within the [`Caps`] (see [the design](self)).
+/// A plain listener that admits connections within the [`Caps`] (see [the design](self)).
 pub struct Capped {
     listener: TcpListener,
-    ledger: Arc<Ledger>,
+    connections: Arc<Connections>,
 }
 
 impl Capped {
-    pub fn new(listener: TcpListener, caps: Caps) -> Self {
+    pub fn new(listener: TcpListener, connections: Arc<Connections>) -> Self {
         Self {
             listener,
-            ledger: Arc::new(Ledger {
-                caps,
-                open: Mutex::default(),
-                refusals: Mutex::default(),
-                timeouts: Mutex::default(),
-            }),
+            connections,
         }
     }
 }
 
 impl axum::serve::Listener for Capped {
-    type Io = Bounded;
+    type Io = Bounded<TcpStream>;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Bounded, SocketAddr) {
+    async fn accept(&mut self) -> (Bounded<TcpStream>, SocketAddr) {
         loop {
             let (stream, peer) = axum::serve::Listener::accept(&mut self.listener).await;
-            match self.ledger.admit(peer.ip()) {
-                Ok(admission) => {
-                    let deadline = Instant::now() + self.ledger.caps.header_read_timeout;
-                    return (
-                        Bounded {
-                            stream,
-                            admission,
-                            headers: HeaderScan::default(),
-                            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                        },
-                        peer,
-                    );
-                }
-                // Dropping the stream closes it before anything is read.
-                Err(refusal) => self.ledger.refused(peer, refusal),
+            // A refused stream is dropped here, which closes it before anything is read.
+            if let Some(admitted) = self.connections.accept(peer) {
+                return (admitted.bound(stream), peer);
             }
         }
     }
@@ -294,15 +340,16 @@ impl HeaderScan {
 }
 
 /// An admitted connection, closed when it is too slow (see [the design](self)).
-pub struct Bounded {
-    stream: TcpStream,
+pub struct Bounded<S> {
+    stream: S,
     admission: Admission,
     headers: HeaderScan,
     deadline: Pin<Box<Sleep>>,
 }
 
-impl Bounded {
-    pub fn tcp(&self) -> &TcpStream {
+impl<S> Bounded<S> {
+    /// The wrapped stream (TCP, or TLS over TCP).
+    pub fn get_ref(&self) -> &S {
         &self.stream
     }
 
@@ -331,7 +378,7 @@ impl Bounded {
     }
 }
 
-impl AsyncRead for Bounded {
+impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -357,7 +404,7 @@ impl AsyncRead for Bounded {
     }
 }
 
-impl AsyncWrite for Bounded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -421,15 +468,10 @@ mod tests {
 
     #[test]
     fn one_address_stops_at_its_cap_the_lan_at_the_total_and_loopback_has_its_reserve() {
-        let ledger = Arc::new(Ledger {
-            caps: Caps {
-                max_connections: 5,
-                max_per_address: 3,
-                header_read_timeout: Duration::from_secs(1),
-            },
-            open: Mutex::default(),
-            refusals: Mutex::default(),
-            timeouts: Mutex::default(),
+        let ledger = Connections::new(Caps {
+            max_connections: 5,
+            max_per_address: 3,
+            header_read_timeout: Duration::from_secs(1),
         });
         let attacker = IpAddr::from([192, 168, 1, 66]);
         let held: Vec<_> = (0..3).map(|_| ledger.admit(attacker).unwrap()).collect();

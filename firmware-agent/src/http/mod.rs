@@ -93,9 +93,11 @@ pub struct OverTls;
 /// Serves until shutdown, then lets requests in flight finish. The same routes
 /// are served over TLS on `tablets_tls` when the tablets' TLS is enabled, and
 /// on `browser_tls` when the room has a certificate ([`crate::tls`]); plain
-/// HTTP then only redirects to it.
+/// HTTP then only redirects to it. Every listener's connections count
+/// against `connections` ([`limits`]).
 pub async fn serve(
     listener: TcpListener,
+    connections: Arc<limits::Connections>,
     tablets_tls: Option<crate::tablets::tls::TlsListener>,
     browser_tls: Option<crate::tablets::tls::TlsListener>,
     agent: Arc<Agent>,
@@ -103,7 +105,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::{Listener, ListenerExt};
     let shutdown = agent.shutdown.clone();
-    let caps = limits::Caps::from_config(&agent.config().http);
     let routes = router(agent.clone(), lesson);
     let plain_routes = match &browser_tls {
         Some(tls) => crate::tls::redirect::router(tls.local_addr()?.port()).layer(
@@ -114,8 +115,8 @@ pub async fn serve(
     // Peer addresses let routes tell the panel itself (loopback) from the LAN.
     let plain_app = plain_routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small replies must not wait for the peer's delayed ACK (Nagle's algorithm).
-    let listener = limits::Capped::new(listener, caps).tap_io(|connection| {
-        let _ = connection.tcp().set_nodelay(true);
+    let listener = limits::Capped::new(listener, connections).tap_io(|connection| {
+        let _ = connection.get_ref().set_nodelay(true);
     });
     let plain = axum::serve(listener, plain_app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -9,8 +9,12 @@
 //!   SHA-256 fingerprint, which they read from the QR code at pairing, and
 //!   refuse any other certificate. Deleting the files makes a new
 //!   certificate, after which every tablet must scan a new QR code.
-//! - The listener completes TLS handshakes in their own tasks (with a time
-//!   limit), so a slow or hostile client cannot hold up anyone else. A failed
+//! - The listener completes TLS handshakes in their own tasks, so a slow or
+//!   hostile client cannot hold up anyone else. Each connection is first
+//!   admitted by the agent's one connection ledger
+//!   ([`crate::http::limits::Connections`]): it counts against the same caps
+//!   per address and overall as on the plain port, and its handshake must end
+//!   within the header-read deadline counted from the TCP accept. A failed
 //!   accept (out of file descriptors, say) is tried again after a pause on the
 //!   agent's clock.
 //! - Off unless `tablets.tls_listen` is set.
@@ -33,9 +37,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
 use crate::clock::Clock;
+use crate::http::limits::{Bounded, Connections};
 
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 /// How long the listener pauses after a failed accept before it accepts again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -102,14 +105,16 @@ pub fn load_or_create(dir: &Path, names: Vec<String>) -> Result<Identity, TlsErr
 /// A listener whose connections are TLS streams, for `axum::serve`.
 pub struct TlsListener {
     local: SocketAddr,
-    accepted: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    accepted: mpsc::Receiver<(Bounded<TlsStream<tokio::net::TcpStream>>, SocketAddr)>,
 }
 
 impl TlsListener {
-    /// Binds `address` and starts accepting with `identity`, pausing on `clock` after a failed accept.
+    /// Binds `address` and starts accepting with `identity` what
+    /// `connections` admits, pausing on `clock` after a failed accept.
     pub async fn bind(
         address: SocketAddr,
         identity: &Identity,
+        connections: Arc<Connections>,
         clock: Arc<dyn Clock>,
     ) -> Result<TlsListener, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -128,15 +133,16 @@ impl TlsListener {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| TlsError::Bind { address, source })?;
-        TlsListener::accepting(listener, Arc::new(config), clock)
+        TlsListener::accepting(listener, Arc::new(config), connections, clock)
             .map_err(|source| TlsError::Bind { address, source })
     }
 
-    /// Starts TLS handshakes with `config` on what `listener` accepts,
-    /// pausing on `clock` after a failed accept.
+    /// Starts TLS handshakes with `config` on what `listener` accepts and
+    /// `connections` admits, pausing on `clock` after a failed accept.
     pub fn accepting(
         listener: TcpListener,
         config: Arc<ServerConfig>,
+        connections: Arc<Connections>,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<TlsListener> {
         let acceptor = TlsAcceptor::from(config);
@@ -152,16 +158,21 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // A refused stream is dropped here, which closes it before the handshake.
+                let Some(admitted) = connections.accept(peer) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (acceptor, handshaken) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
                     // A bounded wait on the socket, on the runtime's real time: how long a peer may take is I/O, not policy.
-                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
+                    let deadline = admitted.deadline();
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = handshaken.send((tls, peer)).await;
+                            let _ = handshaken.send((admitted.bound(tls), peer)).await;
                         }
                         Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake too slow"),
+                        Err(_) => admitted.handshake_timed_out(),
                     }
                 });
                 if sender.is_closed() {
@@ -174,7 +185,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<tokio::net::TcpStream>;
+    type Io = Bounded<TlsStream<tokio::net::TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -211,6 +222,7 @@ pub async fn prepare(
     data_dir: &Path,
     school_code: &str,
     room_id: &str,
+    connections: Arc<Connections>,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<TlsListener>, TlsError> {
     let Some(address) = tablets.tls_listen else {
@@ -224,7 +236,7 @@ pub async fn prepare(
     let identity = tokio::task::spawn_blocking(move || load_or_create(&dir, names))
         .await
         .expect("certificate task")?;
-    let listener = TlsListener::bind(address, &identity, clock).await?;
+    let listener = TlsListener::bind(address, &identity, connections, clock).await?;
     let advertised = Advertised {
         port: listener.local.port(),
         fingerprint: identity.fingerprint.clone(),
