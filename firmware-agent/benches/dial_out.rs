@@ -63,7 +63,10 @@ async fn pull(mut client: SyncServiceClient<Channel>) -> (usize, Duration) {
             continue;
         };
         for event in batch.events {
-            assert!(event.seq > last && event.payload.is_some(), "in order and typed");
+            assert!(
+                event.seq > last && event.payload.is_some(),
+                "in order and typed"
+            );
             last = event.seq;
             count += 1;
         }

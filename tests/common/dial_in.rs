@@ -56,7 +56,7 @@ pub enum AcceptError {
         peer: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{peer} did not finish its TLS handshake within {HANDSHAKE_TIMEOUT:?}")]
+    #[error("{peer} did not finish its TLS handshake in time")]
     HandshakeTimeout { peer: SocketAddr },
     #[error("no gRPC channel over the link from {peer}: {source}")]
     Channel {
@@ -103,7 +103,9 @@ impl DialIn {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The next room that dials in and passes the handshake.
@@ -161,7 +163,8 @@ fn server_config(tls: &DialInTls<'_>) -> Result<Arc<ServerConfig>, TlsFileError>
     let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
         .build()
         .map_err(|err| fail(tls.room_ca, err.to_string()))?;
-    let key = PrivateKeyDer::from_pem_file(tls.key).map_err(|err| fail(tls.key, err.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(tls.key).map_err(|err| fail(tls.key, err.to_string()))?;
     let mut config = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(certificates(tls.certificate)?, key)

@@ -160,7 +160,12 @@ impl HubConfig {
     /// config passed its checks).
     pub fn dial_target(&self) -> Option<DialTarget> {
         let (host, port) = parse_host_port(self.connect.as_deref()?).ok()?;
-        let tls = match (self.plaintext, &self.tls_cert, &self.tls_key, &self.connect_ca) {
+        let tls = match (
+            self.plaintext,
+            &self.tls_cert,
+            &self.tls_key,
+            &self.connect_ca,
+        ) {
             (true, ..) => None,
             (false, Some(cert), Some(key), Some(hub_ca)) => Some(DialTls {
                 cert: cert.clone(),
@@ -182,7 +187,7 @@ impl HubConfig {
             &mut self.connect_ca,
         ]
         .into_iter()
-            .flatten()
+        .flatten()
         {
             *path = resolve(path);
         }
@@ -220,7 +225,9 @@ impl HubConfig {
                 if path.is_none() && !self.plaintext {
                     problem(
                         "hub.connect",
-                        format!("dialling the hub over mutual TLS needs {key}, the room's own certificate or key; it is not set"),
+                        format!(
+                            "dialling the hub over mutual TLS needs {key}, the room's own certificate or key; it is not set"
+                        ),
                         "name the room's certificate and key (PEM), or set `plaintext = true` on a network nobody else can reach",
                     );
                 }
@@ -430,12 +437,17 @@ mod tests {
 
     #[test]
     fn dialling_out_without_the_hubs_ca_or_the_rooms_key_is_refused_at_the_connect_line() {
-        let err = parse("retention_days = 7\nconnect = \"hub.example.edu.vn:50052\"\ntls_cert = \"a.pem\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "retention_days = 7\nconnect = \"hub.example.edu.vn:50052\"\ntls_cert = \"a.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            err.contains("room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.tls_key")
-                && err.contains("room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.connect_ca"),
+            err.contains(
+                "room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.tls_key"
+            ) && err.contains(
+                "room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.connect_ca"
+            ),
             "{err}"
         );
         let err = parse("connect_ca = \"ca.pem\"\nconnect_name = \"hub\"\n")
@@ -465,9 +477,11 @@ mod tests {
             parse_host_port("10.0.0.1:50052"),
             Ok(("10.0.0.1".to_owned(), 50052))
         );
-        let err = parse("plaintext = true\nconnect = \"hub.example.edu.vn\"\nconnect_name = \"not a name\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "plaintext = true\nconnect = \"hub.example.edu.vn\"\nconnect_name = \"not a name\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("room.toml:5:1: hub.connect: `hub.example.edu.vn` has no port")
                 && err.contains("hub.connect_name: `not a name` is neither"),

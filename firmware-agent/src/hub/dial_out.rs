@@ -134,7 +134,9 @@ pub async fn run(dialler: Dialler, agent: Arc<Agent>) {
                 }
             }
             Step::Serve => {
-                let served = link.take().expect("the machine is linked only once a link was made");
+                let served = link
+                    .take()
+                    .expect("the machine is linked only once a link was made");
                 let ended = serve(served, &agent).await;
                 metrics::gauge!("hub_link_up").set(0.0);
                 if agent.shutdown.is_cancelled() {
@@ -170,7 +172,9 @@ fn show(agent: &Agent, redial: &Redial, dialler: &Dialler) {
     let now = agent.clock.monotonic();
     let wall = |at: crate::clock::Monotonic| {
         let ago = jiff::SignedDuration::try_from(now.saturating_since(at)).unwrap_or_default();
-        (agent.clock.now() - ago).round(jiff::Unit::Second).unwrap_or_else(|_| agent.clock.now())
+        (agent.clock.now() - ago)
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| agent.clock.now())
     };
     let address = &dialler.target;
     let (state, detail) = match redial.state() {
@@ -331,7 +335,9 @@ async fn serve(link: Link, agent: &Arc<Agent>) -> Failure {
     let kept = seen.lock().unwrap_or_else(|e| e.into_inner()).take();
     match (kept, served) {
         (Some(failure), _) => failure,
-        (None, Err(err)) => Failure::new(Cause::LinkLost, format!("the link's server failed: {err}")),
+        (None, Err(err)) => {
+            Failure::new(Cause::LinkLost, format!("the link's server failed: {err}"))
+        }
         (None, Ok(())) => Failure::new(Cause::LinkLost, "the hub closed the link"),
     }
 }

@@ -225,7 +225,8 @@ pub fn start(
     }
     let Some(listener) = listener else {
         if agent.config().hub.connect.is_some() {
-            let detail = "not listening (hub.client_ca is not set): the room dials the hub, see hub_link";
+            let detail =
+                "not listening (hub.client_ca is not set): the room dials the hub, see hub_link";
             tracing::info!("hub sync {detail}");
             agent.health.set("hub", State::Disabled, detail);
         } else {
