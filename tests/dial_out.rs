@@ -650,16 +650,11 @@ fn assert_exactly_once(hub: &TestHub, room: &Room) -> usize {
     stored.len()
 }
 
-/// The hub's port on the namespace's host side.
-fn hub_port() -> u16 {
-    free_port()
-}
-
 #[test]
 fn a_room_behind_its_own_network_dials_out_and_the_hub_stores_every_event_once_and_acks() {
     let certificates = Certificates::new();
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     let hub = TestHub::start(
         hub_address,
         Some(certificates.dial_in()),
@@ -737,7 +732,7 @@ fn a_room_behind_its_own_network_dials_out_and_the_hub_stores_every_event_once_a
 fn a_roster_pushed_over_the_link_is_applied_in_the_room_and_a_stale_one_refused() {
     let certificates = Certificates::new();
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     let hub = TestHub::start(
         hub_address,
         Some(certificates.dial_in()),
@@ -779,7 +774,7 @@ fn a_roster_pushed_over_the_link_is_applied_in_the_room_and_a_stale_one_refused(
 fn a_killed_hub_is_redialled_with_back_off_and_resumes_from_its_stored_cursor() {
     let certificates = Certificates::new();
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     let mut hub = TestHub::start(
         hub_address,
         Some(certificates.dial_in()),
@@ -820,7 +815,7 @@ fn a_killed_hub_is_redialled_with_back_off_and_resumes_from_its_stored_cursor() 
 fn sigkill_at_random_moments_over_many_cycles_leaves_every_event_in_the_hub_once() {
     let certificates = Certificates::new();
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     let hub = TestHub::start(
         hub_address,
         Some(certificates.dial_in()),
@@ -882,7 +877,7 @@ fn a_hub_with_a_certificate_from_another_ca_is_refused_and_health_says_why() {
         vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
     );
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     let hub = TestHub::start(
         hub_address,
         Some((certificate, key, certificates.room_ca.clone())),
@@ -915,7 +910,7 @@ fn a_room_whose_certificate_the_hub_does_not_trust_shows_the_hub_refusing_it() {
     let certificates = Certificates::new();
     let other = Certificates::new();
     let namespace = Namespace::new();
-    let hub_address = namespace.hub_address(hub_port());
+    let hub_address = namespace.hub_address(free_port());
     // This hub admits only rooms of `other`'s room CA.
     let hub = TestHub::start(
         hub_address,

@@ -483,7 +483,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("room.toml:5:1: hub.connect: `hub.example.edu.vn` has no port")
+            err.contains("room.toml:6:1: hub.connect: `hub.example.edu.vn` has no port")
                 && err.contains("hub.connect_name: `not a name` is neither"),
             "{err}"
         );
