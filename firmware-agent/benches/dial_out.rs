@@ -9,6 +9,7 @@
 //! `DIAL_OUT_BENCH_EVENTS` sets the backlog (200 000 by default),
 //! `DIAL_OUT_BENCH_ROUNDS` the rounds (5).
 
+#[allow(dead_code)] // the hub's module; the benchmark uses its part of it
 #[path = "../../tests/common/dial_in.rs"]
 mod dial_in;
 
