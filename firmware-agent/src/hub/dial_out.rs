@@ -22,10 +22,12 @@
 //!   [`CONNECT_TIMEOUT`] (on the runtime's own timer: a bounded wait on a peer
 //!   over the network). TCP keepalive and HTTP/2 pings find a link a 4G
 //!   carrier dropped silently.
-//! - **Why a link failed is kept.** The connection the server reads is wrapped
-//!   so its first I/O error is kept: with TLS 1.3 a hub that refuses the
+//! - **Linked means the hub spoke.** With TLS 1.3 a hub that refuses the
 //!   room's certificate says so only after the handshake, in an alert on the
-//!   first read, and that alert is what health must show.
+//!   first read. So a dial succeeds only once the hub's first bytes (its
+//!   HTTP/2 preface) arrived; they are handed to the server before the rest.
+//!   After that the connection the server reads keeps its first I/O error,
+//!   which is what health shows when the link ends.
 //! - **It shows.** `/healthz` has the subsystem `hub_link`: dialling, linked
 //!   since when, or failing since when and why (`unreachable`, `tls_refused`,
 //!   `certificate`, `link_lost`) with the next attempt; `/metrics` has
@@ -38,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
@@ -218,7 +220,7 @@ async fn dial(dialler: &Dialler) -> Result<Link, Failure> {
         let tcp = connect(&dialler.target).await?;
         let hub = tcp.peer_addr().ok();
         set_keepalive(&tcp);
-        let io: Box<dyn LinkIo> = match &dialler.tls {
+        let mut io: Box<dyn LinkIo> = match &dialler.tls {
             None => Box::new(tcp),
             Some((connector, name)) => Box::new(
                 connector
@@ -227,7 +229,27 @@ async fn dial(dialler: &Dialler) -> Result<Link, Failure> {
                     .map_err(|err| tls_failure(&err))?,
             ),
         };
-        Ok(Link::new(io, hub))
+        // The link is up once the hub has spoken (its HTTP/2 preface): with
+        // TLS 1.3 a hub refusing the room's certificate says so only now.
+        let mut first = vec![0; 64];
+        let read = io
+            .read(&mut first)
+            .await
+            .map_err(|err| match rustls_error(&err) {
+                Some(_) => tls_failure(&err),
+                None => Failure::new(
+                    Cause::LinkLost,
+                    format!("the link failed before the hub spoke: {err}"),
+                ),
+            })?;
+        if read == 0 {
+            return Err(Failure::new(
+                Cause::LinkLost,
+                "the hub closed the link before it spoke",
+            ));
+        }
+        first.truncate(read);
+        Ok(Link::new(io, hub, first))
     };
     // A bounded wait on a peer over the network: on the runtime's own timer.
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
@@ -236,7 +258,7 @@ async fn dial(dialler: &Dialler) -> Result<Link, Failure> {
             Err(Failure::new(
                 Cause::Unreachable,
                 format!(
-                    "no connection and TLS handshake with {} within {} s",
+                    "no connection, TLS handshake and first word from {} within {} s",
                     dialler.target,
                     CONNECT_TIMEOUT.as_secs()
                 ),
@@ -350,6 +372,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LinkIo for T {}
 /// its first I/O error, and says when the server has dropped it.
 struct Link {
     io: Box<dyn LinkIo>,
+    /// What the hub sent while the link was checked, not yet read by the server.
+    first: Vec<u8>,
     hub: Option<SocketAddr>,
     seen: Arc<Mutex<Option<Failure>>>,
     /// Cancelled once the server has let go of the connection.
@@ -358,10 +382,11 @@ struct Link {
 }
 
 impl Link {
-    fn new(io: Box<dyn LinkIo>, hub: Option<SocketAddr>) -> Link {
+    fn new(io: Box<dyn LinkIo>, hub: Option<SocketAddr>, first: Vec<u8>) -> Link {
         let ended = CancellationToken::new();
         Link {
             io,
+            first,
             hub,
             seen: Arc::default(),
             _ended_on_drop: ended.clone().drop_guard(),
@@ -387,6 +412,12 @@ impl AsyncRead for Link {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let taken = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..taken]);
+            self.first.drain(..taken);
+            return Poll::Ready(Ok(()));
+        }
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         self.keep(result)
     }
