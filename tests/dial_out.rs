@@ -292,6 +292,18 @@ fn link_health(namespace: &Namespace, room: &Room) -> (String, String, String) {
     })
 }
 
+/// `link_health` once the link's state is `state`; panics with what it was after [`WAIT`].
+fn link_health_once(namespace: &Namespace, room: &Room, state: &str) -> (String, String, String) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let health = link_health(namespace, room);
+        if health.0 == state || std::time::Instant::now() > deadline {
+            return health;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // ---- The hub
 
 /// The hub's own store: events and one cursor per outbox, in a SQLite file.
@@ -794,7 +806,7 @@ fn a_killed_hub_is_redialled_with_back_off_and_resumes_from_its_stored_cursor() 
         .unwrap();
     let refused = agent.wait_for_log("cause=\"unreachable\"", WAIT);
     assert!(refused.contains("retry_in_ms"), "{refused}");
-    let (state, detail, metrics) = link_health(&namespace, &room);
+    let (state, detail, metrics) = link_health_once(&namespace, &room, "degraded");
     assert_eq!(state, "degraded", "{detail}");
     assert!(
         detail.contains("cannot link to the hub") && detail.contains("unreachable"),
@@ -888,7 +900,7 @@ fn a_hub_with_a_certificate_from_another_ca_is_refused_and_health_says_why() {
     let agent = RunningAgent::spawn_in_network_namespace(&room.config_path, &namespace.name);
     let line = agent.wait_for_log("hub link failed", WAIT);
     assert!(line.contains("cause=\"certificate\""), "{line}");
-    let (state, detail, metrics) = link_health(&namespace, &room);
+    let (state, detail, metrics) = link_health_once(&namespace, &room, "degraded");
     assert_eq!(state, "degraded", "{detail}");
     assert!(
         detail.contains("certificate: the hub's certificate is not trusted")
@@ -925,7 +937,7 @@ fn a_room_whose_certificate_the_hub_does_not_trust_shows_the_hub_refusing_it() {
     let agent = RunningAgent::spawn_in_network_namespace(&room.config_path, &namespace.name);
     let line = agent.wait_for_log("cause=\"tls_refused\"", WAIT);
     assert!(line.contains("hub link failed"), "{line}");
-    let (state, detail, _) = link_health(&namespace, &room);
+    let (state, detail, _) = link_health_once(&namespace, &room, "degraded");
     assert_eq!(state, "degraded", "{detail}");
     assert!(
         detail.contains("the hub refused the TLS handshake"),
