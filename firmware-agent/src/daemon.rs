@@ -137,6 +137,8 @@ async fn serve(
             },
             other => StartError::Hub(other),
         })?;
+    let dialler = crate::hub::dial_out::prepare(&config.hub)
+        .map_err(|err| StartError::Hub(crate::hub::ServeError::Tls(err)))?;
     let room = &config.room;
     // One count of each peer's connections across the plain and TLS ports.
     let connections =
@@ -256,7 +258,7 @@ async fn serve(
             }
         });
     }
-    crate::hub::start(&agent, hub, &tasks);
+    crate::hub::start(&agent, hub, dialler, &tasks);
     {
         let config = agent.config();
         let room = crate::tablets::discovery::AdvertisedRoom {

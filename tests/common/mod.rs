@@ -205,8 +205,27 @@ impl RunningAgent {
         Self::spawn_with(config, &[("FIRMWARE_AGENT_SIMULATED_CLOCK", instant)], true)
     }
 
+    /// Spawns the agent inside the network namespace `namespace` (`ip netns`):
+    /// `ip netns exec` becomes the agent, so its PID is the agent's.
+    pub fn spawn_in_network_namespace(config: &Path, namespace: &str) -> RunningAgent {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", namespace])
+            .arg(agent_binary());
+        Self::spawn_command(command, config, &[], false)
+    }
+
     fn spawn_with(config: &Path, env: &[(&str, &str)], steered: bool) -> RunningAgent {
-        let mut command = Command::new(agent_binary());
+        Self::spawn_command(Command::new(agent_binary()), config, env, steered)
+    }
+
+    /// Spawns `command` (the agent binary, or what becomes it) with `run --config`.
+    fn spawn_command(
+        mut command: Command,
+        config: &Path,
+        env: &[(&str, &str)],
+        steered: bool,
+    ) -> RunningAgent {
         let stdin = if steered {
             Stdio::piped()
         } else {

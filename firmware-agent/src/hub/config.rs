@@ -1,5 +1,6 @@
 //! The `[hub]` section: where the gRPC server listens, how it proves who it is
-//! and whom it lets in, and how long acknowledged records are kept.
+//! and whom it lets in, where the room dials the hub when the hub cannot reach
+//! it, and how long acknowledged records are kept.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,15 +17,23 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 #[serde(deny_unknown_fields, default)]
 pub struct HubConfig {
     pub listen: SocketAddr,
-    /// Serve without TLS. Only for the demo and loopback tests: anyone who can
-    /// reach the port could read the room's records.
+    /// Serve, and dial out, without TLS. Only for the demo and loopback tests:
+    /// anyone who can reach the port or the link could read the room's records.
     pub plaintext: bool,
     /// The agent's certificate chain (PEM), presented to the hub.
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
     /// The CA certificate(s) (PEM) whose client certificates may call the service.
+    /// Without it (and with `connect`), the room does not listen and only dials out.
     pub client_ca: Option<PathBuf>,
+    /// The hub's address, `host:port`, for a room the hub cannot reach (NAT,
+    /// 4G): the room opens the link itself and serves the hub over it.
+    pub connect: Option<String>,
+    /// The CA certificate(s) (PEM) that sign the hub's certificate, when dialling out.
+    pub connect_ca: Option<PathBuf>,
+    /// The name the hub's certificate must carry; the host of `connect` when unset.
+    pub connect_name: Option<String>,
     /// Days an acknowledged event is kept before it is pruned. Unacknowledged
     /// events are never pruned.
     pub retention_days: u32,
@@ -44,6 +53,9 @@ impl Default for HubConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            connect: None,
+            connect_ca: None,
+            connect_name: None,
             retention_days: 30,
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_seconds: 30,
@@ -57,6 +69,64 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: PathBuf,
+}
+
+/// Where and how the room dials the hub, as the config decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialTarget {
+    pub host: String,
+    pub port: u16,
+    /// `None` with `hub.plaintext = true`.
+    pub tls: Option<DialTls>,
+}
+
+impl std::fmt::Display for DialTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The room's certificate and key, presented to the hub, and what the hub's must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hub_ca: PathBuf,
+    /// The DNS name or IP address the hub's certificate must carry.
+    pub server_name: String,
+}
+
+/// `host:port`, an IPv6 address in brackets (`[2001:db8::1]:50052`).
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err("has no port".to_owned());
+    };
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .filter(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+            .ok_or("has an unclosed `[` or no IPv6 address in brackets")?,
+        None if host.contains(':') => {
+            return Err("has an IPv6 address outside brackets".to_owned());
+        }
+        None => host,
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err("has no host name or address before the port".to_owned());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("has `{port}` for a port, not 1 to 65535")),
+        Ok(port) => Ok((host.to_owned(), port)),
+    }
+}
+
+/// Whether `name` can be what a certificate is verified against.
+fn is_server_name(name: &str) -> bool {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(name).is_ok()
 }
 
 /// How the server is to be reached, as the config decides it.
@@ -86,11 +156,38 @@ impl HubConfig {
         }
     }
 
+    /// Where the room dials the hub, when `hub.connect` says so (and the
+    /// config passed its checks).
+    pub fn dial_target(&self) -> Option<DialTarget> {
+        let (host, port) = parse_host_port(self.connect.as_deref()?).ok()?;
+        let tls = match (
+            self.plaintext,
+            &self.tls_cert,
+            &self.tls_key,
+            &self.connect_ca,
+        ) {
+            (true, ..) => None,
+            (false, Some(cert), Some(key), Some(hub_ca)) => Some(DialTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                hub_ca: hub_ca.clone(),
+                server_name: self.connect_name.clone().unwrap_or_else(|| host.clone()),
+            }),
+            _ => return None,
+        };
+        Some(DialTarget { host, port, tls })
+    }
+
     /// Resolves the TLS file paths with `resolve` (against the config file's directory).
     pub(crate) fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
-        for path in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.tls_cert,
+            &mut self.tls_key,
+            &mut self.client_ca,
+            &mut self.connect_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             *path = resolve(path);
         }
@@ -112,16 +209,38 @@ impl HubConfig {
             ("hub.tls_cert", &self.tls_cert),
             ("hub.tls_key", &self.tls_key),
             ("hub.client_ca", &self.client_ca),
+            ("hub.connect_ca", &self.connect_ca),
         ];
         let any_given = given.iter().any(|(_, path)| path.is_some());
         if self.plaintext && any_given {
             problem(
                 "hub.plaintext",
                 "plaintext = true, but TLS files are also given".to_owned(),
-                "remove `plaintext = true` to serve with TLS, or remove tls_cert, tls_key and client_ca",
+                "remove `plaintext = true` to serve with TLS, or remove tls_cert, tls_key, client_ca and connect_ca",
             );
+        } else if self.connect.is_some() {
+            // Dialling out: the room's own certificate and the hub's CA are
+            // needed; client_ca only when the room is also pulled.
+            for (key, path) in &given[..2] {
+                if path.is_none() && !self.plaintext {
+                    problem(
+                        "hub.connect",
+                        format!(
+                            "dialling the hub over mutual TLS needs {key}, the room's own certificate or key; it is not set"
+                        ),
+                        "name the room's certificate and key (PEM), or set `plaintext = true` on a network nobody else can reach",
+                    );
+                }
+            }
+            if self.connect_ca.is_none() && !self.plaintext {
+                problem(
+                    "hub.connect",
+                    "dialling the hub over mutual TLS needs hub.connect_ca, the CA that signs the hub's certificate; it is not set".to_owned(),
+                    "name the province's CA certificate (PEM)",
+                );
+            }
         } else if any_given {
-            for (key, path) in given {
+            for (key, path) in &given[..3] {
                 if path.is_none() {
                     problem(
                         key,
@@ -131,6 +250,38 @@ impl HubConfig {
                     );
                 }
             }
+        }
+        if self.connect.is_none() {
+            for (key, given) in [
+                ("hub.connect_ca", self.connect_ca.is_some()),
+                ("hub.connect_name", self.connect_name.is_some()),
+            ] {
+                if given {
+                    problem(
+                        key,
+                        "is set, but hub.connect is not: the room does not dial the hub".to_owned(),
+                        "set hub.connect = \"host:port\" to dial the hub, or remove this key",
+                    );
+                }
+            }
+        }
+        if let Some(connect) = &self.connect
+            && let Err(why) = parse_host_port(connect)
+        {
+            problem(
+                "hub.connect",
+                format!("`{connect}` {why}"),
+                "give the hub's host and port, such as \"hub.example.edu.vn:50052\" or \"[2001:db8::1]:50052\"",
+            );
+        }
+        if let Some(name) = &self.connect_name
+            && !is_server_name(name)
+        {
+            problem(
+                "hub.connect_name",
+                format!("`{name}` is neither a DNS name nor an IP address"),
+                "give the name on the hub's certificate, such as \"hub.example.edu.vn\"",
+            );
         }
         if self.retention_days == 0 {
             problem(
@@ -173,7 +324,7 @@ mod tests {
     use crate::config::{Config, ConfigError};
     use std::path::Path;
 
-    use super::{TlsFiles, Transport};
+    use super::{DialTarget, DialTls, TlsFiles, Transport, parse_host_port};
 
     const ROOM: &str = "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n";
 
@@ -249,5 +400,92 @@ mod tests {
             "{err}"
         );
         parse("plaintext = true\nmax_message_bytes = 65536\n").unwrap();
+    }
+
+    #[test]
+    fn a_room_that_dials_out_verifies_the_hub_by_the_host_it_dials_and_need_not_listen() {
+        let config = parse(
+            "connect = \"hub.example.edu.vn:50052\"\ntls_cert = \"tls/agent.pem\"\ntls_key = \"tls/agent.key\"\nconnect_ca = \"province-ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.hub.dial_target(),
+            Some(DialTarget {
+                host: "hub.example.edu.vn".into(),
+                port: 50052,
+                tls: Some(DialTls {
+                    cert: "/etc/agent/tls/agent.pem".into(),
+                    key: "/etc/agent/tls/agent.key".into(),
+                    hub_ca: "/etc/agent/province-ca.pem".into(),
+                    server_name: "hub.example.edu.vn".into(),
+                }),
+            })
+        );
+        assert_eq!(config.hub.transport(), Transport::Unconfigured);
+        let named = parse(
+            "connect = \"[2001:db8::5]:50052\"\nconnect_name = \"hub.example.edu.vn\"\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\nconnect_ca = \"ca.pem\"\nclient_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let target = named.hub.dial_target().unwrap();
+        assert_eq!(target.to_string(), "[2001:db8::5]:50052");
+        assert_eq!(target.tls.unwrap().server_name, "hub.example.edu.vn");
+        assert!(matches!(named.hub.transport(), Transport::MutualTls(_)));
+        let plaintext = parse("connect = \"127.0.0.1:50052\"\nplaintext = true\n").unwrap();
+        assert_eq!(plaintext.hub.dial_target().unwrap().tls, None);
+        assert_eq!(parse("").unwrap().hub.dial_target(), None);
+    }
+
+    #[test]
+    fn dialling_out_without_the_hubs_ca_or_the_rooms_key_is_refused_at_the_connect_line() {
+        let err = parse(
+            "retention_days = 7\nconnect = \"hub.example.edu.vn:50052\"\ntls_cert = \"a.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.tls_key"
+            ) && err.contains(
+                "room.toml:6:1: hub.connect: dialling the hub over mutual TLS needs hub.connect_ca"
+            ),
+            "{err}"
+        );
+        let err = parse("connect_ca = \"ca.pem\"\nconnect_name = \"hub\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("room.toml:5:1: hub.connect_ca: is set, but hub.connect is not")
+                && err.contains("room.toml:6:1: hub.connect_name: is set, but hub.connect is not"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_hub_address_must_be_host_and_port() {
+        for (text, why) in [
+            ("hub.example.edu.vn", "has no port"),
+            ("hub.example.edu.vn:0", "not 1 to 65535"),
+            ("hub.example.edu.vn:http", "not 1 to 65535"),
+            (":50052", "no host"),
+            ("2001:db8::5:50052", "outside brackets"),
+            ("[2001:db8::5:50052", "brackets"),
+        ] {
+            let err = parse_host_port(text).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        assert_eq!(
+            parse_host_port("10.0.0.1:50052"),
+            Ok(("10.0.0.1".to_owned(), 50052))
+        );
+        let err = parse(
+            "plaintext = true\nconnect = \"hub.example.edu.vn\"\nconnect_name = \"not a name\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("room.toml:6:1: hub.connect: `hub.example.edu.vn` has no port")
+                && err.contains("hub.connect_name: `not a name` is neither"),
+            "{err}"
+        );
     }
 }

@@ -51,25 +51,37 @@
 //!   `hub.retention_days` go; unacknowledged ones stay, however old.
 //!
 //! # Rooms the hub cannot reach (NAT, 4G): the agent dials out
-//! The same semantics run over a connection the agent opens. The agent connects
-//! to the hub (mutual TLS, the same certificates) and the hub then drives the
-//! exchange over it: the cheapest form is a reversed transport, where the agent
-//! dials a TCP/TLS connection and then serves this very `SyncService` over it
-//! as an HTTP/2 server (tonic's `serve_with_incoming` accepts any stream of
-//! connected sockets, so the dialled socket is fed in as the only "incoming"
-//! one), while the hub runs its usual client over its accepted socket. Nothing
-//! in `cursor`, `service`, `wire` or the store changes: the hub still sends
-//! Pull from its stored cursor, Ack after storing, PutRoster when it has one;
-//! the agent only adds a dialler that reconnects with back-off while the hub is
-//! unreachable and reports the link in health. If a firewall allows only
-//! client-initiated gRPC, the alternative is an `Attach` RPC on the hub, whose
-//! bidirectional stream carries the same `PullRequest`/`PullResponse`/`Ack`
-//! messages; the stream loop here would then write into that stream instead
-//! of a `ReceiverStream`, again with the same cursor state machine.
+//! With `hub.connect`, the agent opens the link itself ([`dial_out`]): it
+//! connects to the hub over TCP and TLS as the client, presenting the room's
+//! certificate and checking the hub's against `hub.connect_ca`, and then
+//! serves this very `SyncService` as the HTTP/2 server over that one
+//! connection (tonic's `serve_with_incoming_shutdown`, fed the dialled socket
+//! as its only "incoming" one), while the hub runs its ordinary client over
+//! the socket it accepted. Nothing in `cursor`, `service`, `wire` or the store
+//! changes: the hub still sends Pull from its stored cursor, Ack after
+//! storing, PutRoster and PutContent when it has something newer; the
+//! exactly-once contract is the Pull contract. The agent only adds the
+//! dialler, whose decisions ([`redial`]: redial with capped exponential
+//! back-off and full jitter, reset after a link that lasted) are a state
+//! machine without I/O on the agent's clock, and the `hub_link` subsystem in
+//! health. The listener stays as it was: a room may dial out and be pulled,
+//! and without `hub.client_ca` a dialling room does not listen at all.
+//!
+//! Why not a new `Attach` RPC on the hub, whose bidirectional stream would
+//! carry `PullRequest`/`PullResponse`/`Ack` messages: it would need new
+//! messages to multiplex five calls (and PutContent's stream) over one
+//! stream, a second implementation of flow control that HTTP/2 already does
+//! per call, and a second code path in every hub. The reversed transport needs
+//! none of that, only that the path allows a TLS connection from the room to
+//! the hub's port, which a NAT or a 4G carrier does. A firewall that admits
+//! only an HTTP/1 proxy, or breaks TLS open, would need the RPC form, added
+//! then beside this one.
 
 pub mod config;
 pub mod content;
 pub mod cursor;
+pub mod dial_out;
+pub mod redial;
 pub mod service;
 pub mod tls;
 pub mod wire;
@@ -141,29 +153,39 @@ pub async fn bind(config: &config::HubConfig) -> Result<Option<HubListener>, Ser
     Ok(Some(HubListener { listener, tls }))
 }
 
-/// Serves `SyncService` until the agent shuts down, and prunes the outbox on the side.
-pub async fn serve(hub: HubListener, agent: Arc<Agent>) -> Result<(), ServeError> {
-    let config = agent.config().hub.clone();
-    let mut builder = Server::builder()
+/// The gRPC server's settings, the same for the listener and the dialled link.
+fn server_builder(config: &config::HubConfig) -> Server {
+    Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_seconds))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-    if let Some(tls) = hub.tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let service = SyncServiceServer::new(service::SyncServer::new(agent.clone()))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
+/// `SyncService` with its limits, the same for the listener and the dialled link.
+fn sync_service(
+    agent: Arc<Agent>,
+    config: &config::HubConfig,
+) -> SyncServiceServer<service::SyncServer> {
+    SyncServiceServer::new(service::SyncServer::new(agent))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
-    let pruning = tokio::spawn(prune_periodically(agent.clone()));
+        .send_compressed(CompressionEncoding::Gzip)
+}
+
+/// Serves `SyncService` on the listener until the agent shuts down.
+pub async fn serve(hub: HubListener, agent: Arc<Agent>) -> Result<(), ServeError> {
+    let config = agent.config().hub.clone();
+    let mut builder = server_builder(&config);
+    if let Some(tls) = hub.tls {
+        builder = builder.tls_config(tls)?;
+    }
     let shutdown = agent.shutdown.clone();
-    let served = builder
-        .add_service(service)
+    builder
+        .add_service(sync_service(agent, &config))
         .serve_with_incoming_shutdown(TcpIncoming::from(hub.listener), shutdown.cancelled_owned())
-        .await;
-    pruning.abort();
-    Ok(served?)
+        .await?;
+    Ok(())
 }
 
 async fn prune_periodically(agent: Arc<Agent>) {
@@ -188,17 +210,30 @@ async fn prune_periodically(agent: Arc<Agent>) {
     }
 }
 
-/// Spawns the server on the bound listener, reporting its state in health.
+/// Spawns the server on the bound listener and the dialler, each reporting
+/// its state in health, and the outbox's pruning.
 pub fn start(
     agent: &Arc<Agent>,
     listener: Option<HubListener>,
+    dialler: Option<dial_out::Dialler>,
     tasks: &tokio_util::task::TaskTracker,
 ) {
     use crate::health::State;
+    tasks.spawn(prune_periodically(agent.clone()));
+    if let Some(dialler) = dialler {
+        tasks.spawn(dial_out::run(dialler, agent.clone()));
+    }
     let Some(listener) = listener else {
-        let detail = "not serving: set hub.tls_cert, hub.tls_key and hub.client_ca (or hub.plaintext = true on a trusted network)";
-        tracing::error!("hub sync {detail}");
-        agent.health.set("hub", State::Failed, detail.to_owned());
+        if agent.config().hub.connect.is_some() {
+            let detail =
+                "not listening (hub.client_ca is not set): the room dials the hub, see hub_link";
+            tracing::info!("hub sync {detail}");
+            agent.health.set("hub", State::Disabled, detail);
+        } else {
+            let detail = "not serving: set hub.tls_cert, hub.tls_key and hub.client_ca (or hub.plaintext = true on a trusted network), or hub.connect to dial the hub";
+            tracing::error!("hub sync {detail}");
+            agent.health.set("hub", State::Failed, detail.to_owned());
+        }
         return;
     };
     let address = listener

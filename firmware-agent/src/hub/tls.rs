@@ -1,7 +1,8 @@
-//! Mutual TLS for the hub link: the files the config names, read and checked
-//! with messages that say which key and file is wrong.
+//! Mutual TLS for the hub link, served or dialled: the files the config names,
+//! read and checked with messages that say which key and file is wrong.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -72,4 +73,48 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerTlsConfig, TlsError> {
     Ok(ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key))
         .client_ca_root(Certificate::from_pem(client_ca)))
+}
+
+/// The client side, for dialling the hub: the room's identity, the CA the
+/// hub's certificate must chain to, and HTTP/2 offered by ALPN.
+pub fn client_config(
+    files: &super::config::DialTls,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, TlsError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    install_crypto_provider();
+    let unparsable = |key: &'static str, path: &Path, err: &dyn std::fmt::Display| TlsError {
+        key,
+        path: path.to_owned(),
+        reason: format!("cannot be parsed: {err}"),
+        hint: "give a PEM file as `firmware-agent tls` or the province's CA wrote it",
+    };
+    let hub_ca = read_pem("hub.connect_ca", &files.hub_ca, "CERTIFICATE")?;
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&hub_ca) {
+        let certificate =
+            certificate.map_err(|err| unparsable("hub.connect_ca", &files.hub_ca, &err))?;
+        roots
+            .add(certificate)
+            .map_err(|err| unparsable("hub.connect_ca", &files.hub_ca, &err))?;
+    }
+    let cert = read_pem("hub.tls_cert", &files.cert, "CERTIFICATE")?;
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| unparsable("hub.tls_cert", &files.cert, &err))?;
+    let key = read_pem("hub.tls_key", &files.key, "PRIVATE KEY")?;
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|err| unparsable("hub.tls_key", &files.key, &err))?;
+    let mut config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|err| TlsError {
+            key: "hub.tls_key",
+            path: files.key.clone(),
+            reason: format!("with hub.tls_cert = {}: {err}", files.cert.display()),
+            hint: "the key must be the certificate's own private key, in PEM (PKCS#8, PKCS#1 or SEC1)",
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
