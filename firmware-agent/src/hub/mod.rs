@@ -49,6 +49,11 @@
 //!   deadline), responses are gzip-compressed when the client asks for it.
 //! - **Pruning** runs at start and hourly: acknowledged events older than
 //!   `hub.retention_days` go; unacknowledged ones stay, however old.
+//! - **No network at all.** The same records leave on a USB stick ([`usb`],
+//!   the `classroom-bundle` crate): the province's acknowledgement file moves
+//!   the cursor through the very function an Ack call does
+//!   ([`service::acknowledge`]), and an office bundle's roster through the
+//!   one PutRoster uses ([`service::apply_roster`]).
 //!
 //! # Rooms the hub cannot reach (NAT, 4G): the agent dials out
 //! The same semantics run over a connection the agent opens. The agent connects
@@ -72,6 +77,7 @@ pub mod content;
 pub mod cursor;
 pub mod service;
 pub mod tls;
+pub mod usb;
 pub mod wire;
 
 use std::sync::Arc;
@@ -188,13 +194,15 @@ async fn prune_periodically(agent: Arc<Agent>) {
     }
 }
 
-/// Spawns the server on the bound listener, reporting its state in health.
+/// Spawns the server on the bound listener, reporting its state in health,
+/// and the watch on the USB stick's outcomes.
 pub fn start(
     agent: &Arc<Agent>,
     listener: Option<HubListener>,
     tasks: &tokio_util::task::TaskTracker,
 ) {
     use crate::health::State;
+    tasks.spawn(usb::follow_outcomes(agent.clone()));
     let Some(listener) = listener else {
         let detail = "not serving: set hub.tls_cert, hub.tls_key and hub.client_ca (or hub.plaintext = true on a trusted network)";
         tracing::error!("hub sync {detail}");
