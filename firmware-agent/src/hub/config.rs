@@ -280,9 +280,15 @@ mod tests {
         let err = parse("plaintext = true\nprovince_recipient = \"age1nope\"\nprovince_signing_key = \"ed25519:AAAA\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("room.toml:6:22"), "{err}");
+        assert!(
+            err.contains("room.toml:6:1: hub.province_recipient"),
+            "{err}"
+        );
         assert!(err.contains("not an age X25519 recipient"), "{err}");
-        assert!(err.contains("room.toml:7:24"), "{err}");
+        assert!(
+            err.contains("room.toml:7:1: hub.province_signing_key"),
+            "{err}"
+        );
         assert!(err.contains("32 bytes in base64"), "{err}");
         let config = parse("plaintext = true\n").unwrap();
         assert!(
