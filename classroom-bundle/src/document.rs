@@ -185,7 +185,7 @@ pub fn read(
         return Err(ReadError::Format(match text.strip_prefix(MAGIC) {
             Some(other) => format!(
                 "a document of kind `{}`, not `{}`",
-                other.trim().split_whitespace().next().unwrap_or("?"),
+                other.split_whitespace().next().unwrap_or("?"),
                 kind.name()
             ),
             None => format!("it does not start with `{}`", prelude.trim_end()),
@@ -308,11 +308,10 @@ mod tests {
         writer.finish(b"{\"s\":2}", &key(7)).unwrap()
     }
 
-    fn read_all(
-        bytes: &[u8],
-        kind: Kind,
-        signer: u8,
-    ) -> Result<(Document, Vec<(u64, Vec<u8>)>), ReadError> {
+    /// Each item's number and bytes.
+    type Items = Vec<(u64, Vec<u8>)>;
+
+    fn read_all(bytes: &[u8], kind: Kind, signer: u8) -> Result<(Document, Items), ReadError> {
         let mut items = Vec::new();
         let document = read(
             &mut &bytes[..],
