@@ -108,7 +108,7 @@ fn main() {
         let decoded = opened
             .events
             .iter()
-            .map(|(_, bytes)| Event::decode(bytes.as_slice()).unwrap())
+            .filter(|(_, bytes)| Event::decode(bytes.as_slice()).is_ok())
             .count();
         open.push(started.elapsed());
         assert_eq!(decoded as u64, events);
