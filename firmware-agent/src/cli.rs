@@ -39,7 +39,7 @@ pub enum Command {
     /// Manage the room's pupils, teachers and classes.
     #[command(subcommand)]
     Roster(RosterCommand),
-    /// Talk to a room's agent as the provincial hub does: pull its records, read its status.
+    /// The room as the provincial hub sees it: pull its records, read its status, or carry them on a USB stick.
     #[command(subcommand)]
     Hub(HubCommand),
     /// The timetable: print a day's periods, bells and lights.
@@ -163,6 +163,57 @@ pub enum HubCommand {
     Status {
         #[command(flatten)]
         connection: HubConnectionArgs,
+    },
+    /// Write every record the province has not acknowledged to a USB stick, as one bundle.
+    ///
+    /// The bundle is signed with the room's key and encrypted to
+    /// hub.province_recipient; it is named SCHOOL.ROOM.OUTBOX.FIRST-LAST.bundle
+    /// and appears whole or not at all. Nothing leaves the room's database until
+    /// the province's acknowledgement is imported (hub import-ack). Exit 0:
+    /// written, or nothing to export; 1: the stick is full or cannot be written
+    /// (nothing was lost); 2: hub.province_recipient missing or DIR not a directory.
+    Export {
+        /// The directory where the stick is mounted.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply the province's acknowledgement file brought back on a stick.
+    ///
+    /// Moves the acknowledged cursor as an Ack over the network does, then
+    /// prunes acknowledged records older than hub.retention_days. Exit 0:
+    /// applied; 1: the database refused; 2: a file not signed by
+    /// hub.province_signing_key, damaged, for another room or outbox, or
+    /// acknowledging a seq the room never handed out (nothing changed).
+    ImportAck {
+        /// The acknowledgement (SCHOOL.ROOM.OUTBOX.ack-SEQ.ack).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply a roster (with its timetable) or content bundle the province's office packed for this room.
+    ///
+    /// Checked as a push from the hub is: encrypted to this room, signed by
+    /// hub.province_signing_key, every row valid, a roster version newer than
+    /// the one in force. Exit 0: applied; 1: could not be written; 2: refused
+    /// (nothing changed).
+    Import {
+        /// The office bundle (SCHOOL.ROOM.KIND-NAME.office).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the room's public keys for USB bundles (made on first need), for the province to pin.
+    Keys {
+        /// The room's config file.
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
     },
 }
 

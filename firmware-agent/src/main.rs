@@ -38,6 +38,12 @@ fn main() -> ExitCode {
         Command::Hub(HubCommand::Status { connection }) => {
             commands::hub::status(&connection.into())
         }
+        Command::Hub(HubCommand::Export { to, config }) => commands::hub::export(&config, &to),
+        Command::Hub(HubCommand::ImportAck { file, config }) => {
+            commands::hub::import_ack(&config, &file)
+        }
+        Command::Hub(HubCommand::Import { file, config }) => commands::hub::import(&config, &file),
+        Command::Hub(HubCommand::Keys { config }) => commands::hub::keys(&config),
         Command::Schedule(ScheduleCommand::Show { config, date }) => {
             commands::schedule::show(&config, date)
         }

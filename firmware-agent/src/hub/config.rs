@@ -43,6 +43,12 @@ pub struct HubConfig {
     /// The longest a unary call (Ack, GetStatus, PutRoster) may take, in seconds;
     /// a shorter deadline sent by the client wins.
     pub request_timeout_seconds: u64,
+    /// The province's age recipient (`age1…`): records carried out on a USB
+    /// stick (`hub export`) are encrypted to it.
+    pub province_recipient: Option<String>,
+    /// The province's Ed25519 verifying key (`ed25519:…`): acknowledgement
+    /// files (`hub import-ack`) and office bundles (`hub import`) must be signed with it.
+    pub province_signing_key: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -59,6 +65,8 @@ impl Default for HubConfig {
             retention_days: 30,
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_seconds: 30,
+            province_recipient: None,
+            province_signing_key: None,
         }
     }
 }
@@ -176,6 +184,26 @@ impl HubConfig {
             _ => return None,
         };
         Some(DialTarget { host, port, tls })
+    }
+
+    /// The province's age recipient, for `hub export`.
+    pub fn province_recipient(&self) -> Result<age::x25519::Recipient, String> {
+        let text = self.province_recipient.as_deref().ok_or(
+            "hub.province_recipient is not set: records are carried out only encrypted to the province's key; \
+             put the province's age recipient (age1…) in the [hub] section",
+        )?;
+        classroom_bundle::keys::parse_recipient(text)
+            .map_err(|err| format!("hub.province_recipient: {err}"))
+    }
+
+    /// The province's verifying key, for `hub import-ack` and `hub import`.
+    pub fn province_signing_key(&self) -> Result<ed25519_dalek::VerifyingKey, String> {
+        let text = self.province_signing_key.as_deref().ok_or(
+            "hub.province_signing_key is not set: files from the province are applied only when signed by its key; \
+             put the province's verifying key (ed25519:…) in the [hub] section",
+        )?;
+        classroom_bundle::keys::parse_verifying_key(text)
+            .map_err(|err| format!("hub.province_signing_key: {err}"))
     }
 
     /// Resolves the TLS file paths with `resolve` (against the config file's directory).
@@ -308,6 +336,24 @@ impl HubConfig {
                 "the default is 4194304 (4 MiB)",
             );
         }
+        if let Some(text) = &self.province_recipient
+            && let Err(err) = classroom_bundle::keys::parse_recipient(text)
+        {
+            problem(
+                "hub.province_recipient",
+                err,
+                "copy the recipient the province's `classroom-bundle keygen` printed",
+            );
+        }
+        if let Some(text) = &self.province_signing_key
+            && let Err(err) = classroom_bundle::keys::parse_verifying_key(text)
+        {
+            problem(
+                "hub.province_signing_key",
+                err,
+                "copy the verifying key the province's `classroom-bundle keygen` printed",
+            );
+        }
         if !(1..=3600).contains(&self.request_timeout_seconds) {
             problem(
                 "hub.request_timeout_seconds",
@@ -377,6 +423,31 @@ mod tests {
         assert!(
             err.contains("hub.retention_days") && err.contains("hub.max_message_bytes"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_provinces_keys_are_checked_at_their_keys() {
+        let err = parse("plaintext = true\nprovince_recipient = \"age1nope\"\nprovince_signing_key = \"ed25519:AAAA\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("room.toml:6:1: hub.province_recipient"),
+            "{err}"
+        );
+        assert!(err.contains("not an age X25519 recipient"), "{err}");
+        assert!(
+            err.contains("room.toml:7:1: hub.province_signing_key"),
+            "{err}"
+        );
+        assert!(err.contains("32 bytes in base64"), "{err}");
+        let config = parse("plaintext = true\n").unwrap();
+        assert!(
+            config
+                .hub
+                .province_recipient()
+                .unwrap_err()
+                .contains("hub.province_recipient is not set")
         );
     }
 

@@ -49,6 +49,11 @@
 //!   deadline), responses are gzip-compressed when the client asks for it.
 //! - **Pruning** runs at start and hourly: acknowledged events older than
 //!   `hub.retention_days` go; unacknowledged ones stay, however old.
+//! - **No network at all.** The same records leave on a USB stick ([`usb`],
+//!   the `classroom-bundle` crate): the province's acknowledgement file moves
+//!   the cursor through the very function an Ack call does
+//!   ([`service::acknowledge`]), and an office bundle's roster through the
+//!   one PutRoster uses ([`service::apply_roster`]).
 //!
 //! # Rooms the hub cannot reach (NAT, 4G): the agent dials out
 //! With `hub.connect`, the agent opens the link itself ([`dial_out`]): it
@@ -84,6 +89,7 @@ pub mod dial_out;
 pub mod redial;
 pub mod service;
 pub mod tls;
+pub mod usb;
 pub mod wire;
 
 use std::sync::Arc;
@@ -211,7 +217,8 @@ async fn prune_periodically(agent: Arc<Agent>) {
 }
 
 /// Spawns the server on the bound listener and the dialler, each reporting
-/// its state in health, and the outbox's pruning.
+/// its state in health, the outbox's pruning, and the watch on the USB
+/// stick's outcomes.
 pub fn start(
     agent: &Arc<Agent>,
     listener: Option<HubListener>,
@@ -223,6 +230,7 @@ pub fn start(
     if let Some(dialler) = dialler {
         tasks.spawn(dial_out::run(dialler, agent.clone()));
     }
+    tasks.spawn(usb::follow_outcomes(agent.clone()));
     let Some(listener) = listener else {
         if agent.config().hub.connect.is_some() {
             let detail =

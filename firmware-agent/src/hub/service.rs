@@ -21,8 +21,10 @@ use crate::proto::{
 };
 use crate::roster::{Candidate, Role, Roster, check_person};
 use crate::schedule::ScheduleConfig;
-use crate::store::StoreError;
+use crate::store::hub::StaleRoster;
 use crate::store::outbox::read_after;
+use crate::store::roster::ImportSummary;
+use crate::store::{Store, StoreError};
 
 /// Batches read ahead of the network, per stream: reading the next batch
 /// overlaps sending this one, and a slow hub holds at most this many in memory.
@@ -108,24 +110,20 @@ impl SyncService for SyncServer {
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let request = request.into_inner();
-        let asked = request.seq;
-        let store = &self.agent.store;
-        cursor::same_outbox(&request.outbox_identity, store.outbox_identity())
-            .map_err(|refused| Status::failed_precondition(refused.to_string()))?;
-        let outcome = store
-            .blocking(move |store| {
-                store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))
-            })
+        let outcome = self
+            .agent
+            .store
+            .blocking(move |store| acknowledge(store, &request.outbox_identity, request.seq))
             .await;
         match outcome.map_err(database_failure)? {
-            Ok(acked_seq) => {
-                metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
-                Ok(Response::new(AckResponse { acked_seq }))
+            Ok(acked_seq) => Ok(Response::new(AckResponse { acked_seq })),
+            Err(refused @ AckRejected::OtherOutbox(_)) => {
+                Err(Status::failed_precondition(refused.to_string()))
             }
-            Err(refused @ cursor::AckRefused::Negative(_)) => {
+            Err(refused @ AckRejected::Refused(cursor::AckRefused::Negative(_))) => {
                 Err(Status::invalid_argument(refused.to_string()))
             }
-            Err(refused @ cursor::AckRefused::Beyond { .. }) => {
+            Err(refused @ AckRejected::Refused(cursor::AckRefused::Beyond { .. })) => {
                 Err(Status::out_of_range(refused.to_string()))
             }
         }
@@ -178,25 +176,14 @@ impl SyncService for SyncServer {
         let request = request.into_inner();
         let version = request.version;
         let config = self.agent.config();
-        let (roster, timetable) = checked_roster(&request, &config)
-            .map_err(|problems| Status::invalid_argument(problems.to_string()))?;
-        let text = timetable.as_ref().map(|(text, _)| text.clone());
         let outcome = self
             .agent
             .store
-            .blocking(move |store| store.replace_roster(version, &roster, text.as_deref()))
+            .blocking(move |store| apply_roster(store, &config, &request))
             .await;
         match outcome.map_err(database_failure)? {
-            Ok(summary) => {
-                tracing::info!(
-                    version,
-                    pupils = summary.pupils,
-                    teachers = summary.teachers,
-                    removed = summary.removed,
-                    templates_erased_of = summary.erased,
-                    "roster pushed by the hub applied"
-                );
-                if let Some((_, schedule)) = timetable {
+            Ok((summary, schedule)) => {
+                if let Some(schedule) = schedule {
                     self.agent
                         .config
                         .send_modify(|config| Arc::make_mut(config).schedule = schedule);
@@ -208,10 +195,82 @@ impl SyncService for SyncServer {
                     teachers: summary.teachers as u32,
                 }))
             }
-            Err(stale) => Err(Status::failed_precondition(format!(
-                "{stale}; nothing was changed"
-            ))),
+            Err(RosterRefused::Problems(problems)) => {
+                Err(Status::invalid_argument(problems.to_string()))
+            }
+            Err(refused @ RosterRefused::Stale(_)) => {
+                Err(Status::failed_precondition(refused.to_string()))
+            }
         }
+    }
+}
+
+/// Why an acknowledgement did not move the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckRejected {
+    #[error(transparent)]
+    OtherOutbox(#[from] cursor::OtherOutbox),
+    #[error(transparent)]
+    Refused(#[from] cursor::AckRefused),
+}
+
+/// What an acknowledgement does, however it came (an Ack call, an ack file
+/// carried back on a stick): checks that it names this outbox and a seq
+/// already handed out, and moves the acknowledged cursor forward to it.
+/// Blocking; returns the cursor after it.
+pub fn acknowledge(
+    store: &Store,
+    claimed_outbox: &[u8],
+    asked: i64,
+) -> Result<Result<i64, AckRejected>, StoreError> {
+    if let Err(other) = cursor::same_outbox(claimed_outbox, store.outbox_identity()) {
+        return Ok(Err(other.into()));
+    }
+    let moved = store.acknowledge(|acked, last| cursor::acknowledge(acked, last, asked))?;
+    if let Ok(acked_seq) = moved {
+        metrics::gauge!("hub_acked_seq").set(acked_seq as f64);
+    }
+    Ok(moved.map_err(AckRejected::from))
+}
+
+/// Why a roster push was not applied; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterRefused {
+    #[error(transparent)]
+    Problems(#[from] RosterProblems),
+    #[error("{0}; nothing was changed")]
+    Stale(#[from] StaleRoster),
+}
+
+/// What a roster push does, however it came (PutRoster, an office bundle
+/// carried in on a stick): checks it whole against `config`, applies people,
+/// templates and timetable in one transaction when its version is newer, and
+/// gives back the timetable in force for the running agent to follow.
+/// Blocking.
+pub fn apply_roster(
+    store: &Store,
+    config: &Config,
+    request: &PutRosterRequest,
+) -> Result<Result<(ImportSummary, Option<ScheduleConfig>), RosterRefused>, StoreError> {
+    let (roster, timetable) = match checked_roster(request, config) {
+        Ok(checked) => checked,
+        Err(problems) => return Ok(Err(problems.into())),
+    };
+    let version = request.version;
+    let text = timetable.as_ref().map(|(text, _)| text.as_str());
+    match store.replace_roster(version, &roster, text)? {
+        Ok(summary) => {
+            tracing::info!(
+                version,
+                pupils = summary.pupils,
+                teachers = summary.teachers,
+                removed = summary.removed,
+                templates_erased_of = summary.erased,
+                "roster pushed by the hub applied"
+            );
+            Ok(Ok((summary, timetable.map(|(_, schedule)| schedule))))
+        }
+        Err(stale) => Ok(Err(stale.into())),
     }
 }
 

@@ -253,7 +253,7 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn error(&self, err: rusqlite::Error) -> StoreError {
+    pub(crate) fn error(&self, err: rusqlite::Error) -> StoreError {
         StoreError::from_sqlite(&self.path, err)
     }
 }
