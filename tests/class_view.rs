@@ -36,7 +36,8 @@ const ROSTER: &str = "role,personal_id,full_name,class,face_consent,learning_dat
 fn classroom() -> Room {
     let room = Room::new(
         "[attendance]\nclass = \"6A1\"\n\n[schedule]\n\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\n\
-         periods = [{ start = \"07:00\", end = \"07:45\" }, { start = \"07:50\", end = \"08:35\" }]\n",
+         periods = [{ start = \"07:00\", end = \"07:45\" }, { start = \"07:50\", end = \"08:35\" }]\n\n\
+         [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
     );
     let csv = room.dir.path().join("lop6a1.csv");
     std::fs::write(&csv, ROSTER).unwrap();

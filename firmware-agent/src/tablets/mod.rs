@@ -923,6 +923,7 @@ impl Lesson {
         drop(state);
         self.keep_records();
         self.progress.notify_waiters();
+        self.class_changed();
     }
 
     /// Updates the name or pupil of a connected tablet after the teacher changed it.

@@ -96,7 +96,11 @@ function renderDetail() {
   const box = document.getElementById("tile-detail");
   const tile = classState.view && classState.view.tiles.find(x => x.tablet_id === classState.detail);
   box.hidden = !tile;
-  if (!tile) { box.replaceChildren(); return; }
+  if (!tile) { box.replaceChildren(); delete box.dataset.shows; return; }
+  // Redrawn only when the tablet changed, so a choice being made there survives the feed's updates.
+  const shows = JSON.stringify([tile.tablet_id, tile.name, tile.pupil_personal_id, model.lang]);
+  if (box.dataset.shows === shows) return;
+  box.dataset.shows = shows;
   const name = el("input", { id: "detail-name", type: "text", maxlength: "64", "aria-label": t("class.rename") });
   name.value = tile.name;
   const rename = el("button", { type: "button", id: "detail-rename" }, t("class.rename"));
