@@ -360,6 +360,13 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
         ["Lò Thị Bình", "Nguyễn Văn An"],
         "the roster's order, by name"
     );
+    // The tiles are laid out as a grid by the class view's own stylesheet.
+    assert_eq!(
+        panel
+            .evaluate("getComputedStyle(document.getElementById('class-tiles')).display")
+            .await,
+        "grid"
+    );
     assert_eq!(
         panel
             .evaluate("document.getElementById('class-lesson').textContent")

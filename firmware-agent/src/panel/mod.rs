@@ -50,6 +50,7 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/app.js", get(|headers: HeaderMap| async move { asset(&headers, SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/app.css", get(|headers: HeaderMap| async move { asset(&headers, STYLE, "text/css; charset=utf-8") }))
         .route("/panel/class.js", get(|headers: HeaderMap| async move { asset(&headers, CLASS_SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/class.css", get(|headers: HeaderMap| async move { asset(&headers, CLASS_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
@@ -71,6 +72,7 @@ const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
 /// The class view: every tablet as a tile, and the commands to the tiles chosen.
 const CLASS_SCRIPT: &str = include_str!("assets/class.js");
+const CLASS_STYLE: &str = include_str!("assets/class.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {

@@ -70,7 +70,7 @@ function tileShows(tile) {
 
 function renderTile(tile) {
   const chosen = classState.chosen.has(tile.tablet_id);
-  const classes = ["tile", tile.connected ? "connected" : "offline"];
+  const classes = ["tile", tile.connected ? "connected" : "disconnected"];
   if (tile.away) classes.push("away");
   if (chosen) classes.push("chosen");
   const more = el("button", { type: "button", class: "more", "aria-label": t("class.more") }, "⋯");
