@@ -43,7 +43,7 @@ impl Agent {
             TcpListener::bind("127.0.0.1:0").unwrap(),
             TcpListener::bind("127.0.0.1:0").unwrap(),
         ];
-        let [address, hub] = listeners.map(|l| l.local_addr().unwrap());
+        let [address, hub] = listeners.each_ref().map(|l| l.local_addr().unwrap());
         let config = dir.path().join("agent.toml");
         std::fs::write(
             &config,
