@@ -209,6 +209,7 @@ async fn serve(
         crate::tablets::Lesson::new(crate::tablets::LessonParts {
             tablets: config.tablets.clone(),
             zone: jiff::tz::TimeZone::get(&config.room.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+            room: agent.config.subscribe(),
             http_listen: match &browser_tls {
                 Some((listener, _)) => axum::serve::Listener::local_addr(listener)
                     .map_err(|err| StartError::Machine(err.to_string()))?,

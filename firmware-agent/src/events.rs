@@ -48,6 +48,7 @@ impl Payload {
             Payload::Actuation(_) => "actuation",
             Payload::DeviceHealth(_) => "device.health",
             Payload::Erasure(_) => "erasure",
+            Payload::HandRaised(_) => "lesson.hand",
         }
     }
 
@@ -63,6 +64,7 @@ impl Payload {
             "lesson.record" => Payload::LessonRecord(p::LessonRecord::decode(bytes)?),
             "tablet.pairing" => Payload::TabletPairing(p::TabletPairing::decode(bytes)?),
             "lesson.answer" => Payload::QuestionAnswer(p::QuestionAnswer::decode(bytes)?),
+            "lesson.hand" => Payload::HandRaised(p::HandRaised::decode(bytes)?),
             "actuation" => Payload::Actuation(p::Actuation::decode(bytes)?),
             "device.health" => Payload::DeviceHealth(p::DeviceHealth::decode(bytes)?),
             "erasure" => Payload::Erasure(p::Erasure::decode(bytes)?),
@@ -90,10 +92,12 @@ impl Payload {
                 "lesson_id": l.lesson_id, "command_id": l.command_id, "command": l.command,
                 "arguments": serde_json::from_str::<Value>(&l.arguments_json).unwrap_or(Value::Null),
                 "acknowledged": l.acknowledged, "connected": l.connected,
+                "tablet_ids": l.tablet_ids, "group": l.group,
             }),
             Payload::TabletPairing(t) => json!({
                 "tablet_id": t.tablet_id, "name": t.name, "action": t.action().as_str_name(),
-                "pupil_personal_id": t.pupil_personal_id,
+                "pupil_personal_id": t.pupil_personal_id, "lesson_id": t.lesson_id,
+                "chosen_on_tablet": t.chosen_on_tablet,
             }),
             Payload::QuestionAnswer(a) => json!({
                 "lesson_id": a.lesson_id, "question_id": a.question_id, "tablet_id": a.tablet_id,
@@ -111,6 +115,9 @@ impl Payload {
             Payload::Erasure(e) => {
                 json!({ "personal_id": e.personal_id, "what": e.what, "count": e.count, "reason": e.reason })
             }
+            Payload::HandRaised(h) => json!({
+                "lesson_id": h.lesson_id, "tablet_id": h.tablet_id, "pupil_personal_id": h.pupil_personal_id,
+            }),
         }
     }
 
@@ -126,6 +133,7 @@ impl Payload {
             Payload::Actuation(_) => "actuation",
             Payload::DeviceHealth(_) => "device_health",
             Payload::Erasure(_) => "erasure",
+            Payload::HandRaised(_) => "hand_raised",
         }
     }
 
@@ -140,7 +148,8 @@ impl Payload {
             | Payload::UnknownFaces(_)
             | Payload::LessonRecord(_)
             | Payload::TabletPairing(_)
-            | Payload::QuestionAnswer(_) => {}
+            | Payload::QuestionAnswer(_)
+            | Payload::HandRaised(_) => {}
         }
     }
 
@@ -156,6 +165,7 @@ impl Payload {
             Payload::Actuation(m) => m.encode_to_vec(),
             Payload::DeviceHealth(m) => m.encode_to_vec(),
             Payload::Erasure(m) => m.encode_to_vec(),
+            Payload::HandRaised(m) => m.encode_to_vec(),
         }
     }
 }
@@ -211,7 +221,8 @@ payload_from!(
     QuestionAnswer,
     Actuation,
     DeviceHealth,
-    Erasure
+    Erasure,
+    HandRaised
 );
 
 #[cfg(test)]
@@ -265,6 +276,7 @@ mod tests {
             proto::Actuation::default().into(),
             proto::DeviceHealth::default().into(),
             proto::Erasure::default().into(),
+            proto::HandRaised::default().into(),
         ];
         assert_eq!(
             every.iter().map(|p| p.kind().len()).max(),

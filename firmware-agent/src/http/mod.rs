@@ -52,7 +52,7 @@ pub fn router(agent: Arc<Agent>, lesson: Arc<Lesson>) -> Router {
         .merge(crate::panel::page_router(agent.clone(), gate.clone()))
         .merge(crate::tablets::tablet_router(lesson.clone()));
     let teacher = Router::new()
-        .merge(crate::panel::router(agent.clone()))
+        .merge(crate::panel::router(agent.clone(), lesson.clone()))
         .merge(crate::tablets::router(lesson))
         .merge(actuators::router(agent))
         .merge(desk::router(desk))

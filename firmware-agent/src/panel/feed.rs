@@ -1,7 +1,8 @@
 //! The panel's live feed: every record the room commits, every change of a
-//! subsystem's health and of the devices' states, pushed to the page as
-//! Server-Sent Events the moment it happens. No polling: the outbox's commit
-//! channel, the health registry's and the devices' change channels wake the stream.
+//! subsystem's health, of the devices' states and of the class's tablets,
+//! pushed to the page as Server-Sent Events the moment it happens. No
+//! polling: the outbox's commit channel, the health registry's, the devices'
+//! and the lesson's class change channels wake the stream.
 //!
 //! # Design
 //! A record's event id is its outbox seq, so a page never loses one: it opens
@@ -13,6 +14,11 @@
 //! whose seq is beyond the outbox's newest (the database was replaced) is told
 //! `reset`, to take a fresh snapshot; a stream opened with neither starts at
 //! the newest record.
+//!
+//! The class view is not a record: each `class` event carries the whole view
+//! as it is (40 tiles, a few kilobytes), one right after `hello` and one after
+//! every change, so a page never patches tiles and cannot miss one. Changes
+//! that come while a view is being read and sent are coalesced into the next.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,14 +31,17 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::agent::Agent;
 use crate::store::outbox::{StoredEvent, read_after};
+use crate::tablets::Lesson;
 
 /// Most records sent in one wake-up; a larger backlog follows in the next.
 const BATCH: usize = 500;
 
 /// The SSE stream for one page: a `hello` with the health snapshot, every record after
-/// `resume_after` (the newest when `None`), then `record`, `health` and `devices` events as they happen.
+/// `resume_after` (the newest when `None`), the class view, then `record`, `health`,
+/// `devices` and `class` events as they happen.
 pub fn stream(
     agent: Arc<Agent>,
+    lesson: Arc<Lesson>,
     resume_after: Option<i64>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
@@ -40,6 +49,7 @@ pub fn stream(
         let mut commits = agent.store.subscribe_commits();
         let mut health = agent.health.subscribe();
         let mut devices = agent.actuators.subscribe_changes();
+        let mut class = lesson.subscribe_class();
         let newest = *commits.borrow_and_update();
         let hello = json!({ "last_seq": newest, "health": agent.health.snapshot() });
         if tx
@@ -71,6 +81,10 @@ pub fn stream(
             return;
         };
         cursor = caught_up;
+        class.borrow_and_update();
+        if !send_class(&lesson, &tx).await {
+            return;
+        }
         loop {
             tokio::select! {
                 _ = agent.shutdown.cancelled() => return,
@@ -89,6 +103,11 @@ pub fn stream(
                     if changed.is_err() { return; }
                     let status = json!(agent.actuators.status());
                     if tx.send(SseEvent::default().event("devices").data(status.to_string())).await.is_err() { return; }
+                }
+                changed = class.changed() => {
+                    if changed.is_err() { return; }
+                    class.borrow_and_update();
+                    if !send_class(&lesson, &tx).await { return; }
                 }
             }
         }
@@ -117,6 +136,25 @@ async fn send_records_after(
         }
     }
     Some(cursor)
+}
+
+/// Sends the class view as it is now; false once the page is gone. A view
+/// the store cannot read now is skipped: the next change sends it whole.
+async fn send_class(lesson: &Lesson, tx: &tokio::sync::mpsc::Sender<SseEvent>) -> bool {
+    match lesson.class_view().await {
+        Ok(view) => tx
+            .send(
+                SseEvent::default()
+                    .event("class")
+                    .data(json!(view).to_string()),
+            )
+            .await
+            .is_ok(),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the class view for the panel");
+            true
+        }
+    }
 }
 
 /// A resume point that is not a record's seq.

@@ -19,6 +19,10 @@
 //!   data), and so is the PIN sign-in ([`page_router`]); the snapshot and the
 //!   feed ([`router`]) are for the panel itself and teachers signed in, as
 //!   the HTTP server (`http/mod.rs`) decides.
+//! - The class view (`assets/class.js`) shows every tablet as a tile, from
+//!   the feed's `class` events; the teacher touches tiles (or a group) to
+//!   choose them, then the same command buttons act on the chosen tiles only,
+//!   or on the whole class when none is chosen.
 
 pub mod access;
 pub mod config;
@@ -50,16 +54,22 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/telex.js", get(|headers: HeaderMap| async move { asset(&headers, TELEX, "text/javascript; charset=utf-8") }))
         .route("/panel/keyboard.js", get(|headers: HeaderMap| async move { asset(&headers, KEYBOARD, "text/javascript; charset=utf-8") }))
         .route("/panel/keyboard.css", get(|headers: HeaderMap| async move { asset(&headers, KEYBOARD_STYLE, "text/css; charset=utf-8") }))
+        .route("/panel/class.js", get(|headers: HeaderMap| async move { asset(&headers, CLASS_SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/class.css", get(|headers: HeaderMap| async move { asset(&headers, CLASS_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
 
 /// The panel's snapshot and live feed: what the page reads of the room.
-pub fn router(agent: Arc<Agent>) -> Router {
+pub fn router(agent: Arc<Agent>, lesson: Arc<crate::tablets::Lesson>) -> Router {
     Router::new()
         .route("/api/panel/state", get(state))
-        .route("/api/panel/events", get(events))
-        .with_state(agent)
+        .with_state(agent.clone())
+        .merge(
+            Router::new()
+                .route("/api/panel/events", get(events))
+                .with_state((agent, lesson)),
+        )
 }
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -69,6 +79,10 @@ const STYLE: &str = include_str!("assets/app.css");
 const TELEX: &str = include_str!("assets/telex.js");
 const KEYBOARD: &str = include_str!("assets/keyboard.js");
 const KEYBOARD_STYLE: &str = include_str!("assets/keyboard.css");
+
+/// The class view: every tablet as a tile, and the commands to the tiles chosen.
+const CLASS_SCRIPT: &str = include_str!("assets/class.js");
+const CLASS_STYLE: &str = include_str!("assets/class.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {
@@ -262,7 +276,7 @@ fn today(config: &crate::config::Config, now: jiff::Timestamp) -> serde_json::Va
 
 /// `GET /api/panel/events[?after=SEQ]`: the live feed, resumed after `Last-Event-ID` or `after` (see [`feed`]).
 async fn events(
-    State(agent): State<Arc<Agent>>,
+    State((agent, lesson)): State<(Arc<Agent>, Arc<crate::tablets::Lesson>)>,
     headers: HeaderMap,
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Result<Response, ApiError> {
@@ -273,7 +287,7 @@ async fn events(
         feed::resume_point(last_event_id, query.after.as_deref()).map_err(|bad| {
             ApiError::bad_request("invalid_resume_point", "Yêu cầu không hợp lệ", bad)
         })?;
-    Ok(feed::stream(agent, resume_after).into_response())
+    Ok(feed::stream(agent, lesson, resume_after).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,8 @@
 //! The teacher's JSON API for the panel: the tablets (`/api/tablets/…`) and
-//! the live lesson (`/api/lesson/…`).
+//! the live lesson (`/api/lesson/…`): commands to the class, to a few tablets
+//! or to a group (`"to": {"tablets": [...]}` or `"to": {"group": "..."}` in
+//! the body), the teacher's groups (`/api/lesson/groups`), and the class at a
+//! glance (`/api/lesson/class`).
 //!
 //! Only the panel itself or a teacher signed in with the room's PIN may use it
 //! (decided in `http/mod.rs`); a tablet's device token gives no access
@@ -18,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::protocol::Command;
-use super::{IssueError, Lesson};
+use super::{Audience, IssueError, Lesson};
 use crate::http::error::{ApiError, JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use crate::roster::PersonalId;
 use crate::store::tablets::TabletChange;
@@ -37,6 +40,12 @@ pub fn router() -> Router<Arc<Lesson>> {
         .route("/api/tablets/{id}/rename", post(rename))
         .route("/api/tablets/{id}/bind", post(bind))
         .route("/api/tablets/{id}/revoke", post(revoke))
+        .route("/api/lesson/class", get(class_view))
+        .route("/api/lesson/groups", get(groups))
+        .route(
+            "/api/lesson/groups/{name}",
+            axum::routing::put(save_group).delete(delete_group),
+        )
         .route("/api/lesson/question", get(question_results))
         .route("/api/lesson/hands/lower", post(lower_hands))
         .route("/api/lesson/commands/{id}", get(command_progress))
@@ -295,9 +304,10 @@ async fn change(
 ) -> Result<Response, ApiError> {
     let revoking = change == TabletChange::Revoke;
     let tablet_id = id.clone();
+    let lesson_id = lesson.lesson_id();
     let Some(tablet) = lesson
         .store()
-        .blocking(move |store| store.change_tablet(&tablet_id, &change))
+        .blocking(move |store| store.change_tablet(&tablet_id, &change, &lesson_id))
         .await?
     else {
         return Err(ApiError::not_found(
@@ -358,7 +368,69 @@ async fn question_command(
     }
 }
 
-/// Parses the body as the command `kind`, gives it, and optionally waits for the acks.
+/// Who a command is for, as the body's `to` says; the whole class without one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum To {
+    Tablets(Vec<String>),
+    Group(String),
+}
+
+/// The tablets `to` names, each checked to be paired and unrevoked.
+async fn audience(lesson: &Lesson, to: Option<Value>) -> Result<Audience, ApiError> {
+    let Some(to) = to else {
+        return Ok(Audience::Class);
+    };
+    let to: To = serde_json::from_value(to).map_err(|err| {
+        invalid_command(format!(
+            "`to` must be {{\"tablets\": [tablet ids]}} or {{\"group\": \"name\"}}: {err}"
+        ))
+    })?;
+    match to {
+        To::Tablets(ids) => {
+            let tablets = lesson.store().blocking(|store| store.tablets()).await?;
+            let unknown: Vec<&String> = ids
+                .iter()
+                .filter(|id| !tablets.iter().any(|t| !t.revoked && &&t.tablet_id == id))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ApiError::not_found(
+                    "unknown_tablet",
+                    "Không có máy này",
+                    format!(
+                        "no paired, unrevoked tablet {unknown:?}: choose among GET /api/tablets"
+                    ),
+                ));
+            }
+            Ok(Audience::Tablets {
+                ids: ids.into_iter().collect(),
+                group: None,
+            })
+        }
+        To::Group(name) => {
+            let groups = lesson.store().blocking(|store| store.groups()).await?;
+            let group = groups
+                .into_iter()
+                .find(|group| group.name == name)
+                .ok_or_else(|| unknown_group(&name))?;
+            Ok(Audience::Tablets {
+                ids: group.tablet_ids.into_iter().collect(),
+                group: Some(group.name),
+            })
+        }
+    }
+}
+
+fn unknown_group(name: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_group",
+        "Không có nhóm này",
+        format!("no group `{name}`: save it first with PUT /api/lesson/groups/{{name}}"),
+    )
+}
+
+/// Parses the body as the command `kind` (with `to` saying for whom), gives
+/// it, and optionally waits for the acks.
 async fn give(
     lesson: Arc<Lesson>,
     kind: &str,
@@ -371,11 +443,12 @@ async fn give(
         Some(Value::Object(fields)) => fields,
         Some(_) => return Err(invalid("the body must be a JSON object".to_owned())),
     };
+    let audience = audience(&lesson, fields.remove("to")).await?;
     fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
     let command: Command =
         serde_json::from_value(Value::Object(fields)).map_err(|err| invalid(err.to_string()))?;
     let started = std::time::Instant::now();
-    let envelope = lesson.issue(command)?;
+    let envelope = lesson.issue(command, audience)?;
     let progress = if wait.wait_ms > 0 {
         let limit = Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
         lesson.wait_for_acks(envelope.id, limit).await
@@ -422,6 +495,77 @@ async fn question_results(
         )
     })?;
     Ok(Json(json!({ "results": results })).into_response())
+}
+
+async fn class_view(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    Ok(Json(lesson.class_view().await?).into_response())
+}
+
+async fn groups(State(lesson): State<Arc<Lesson>>) -> Result<Response, ApiError> {
+    let groups = lesson.store().blocking(|store| store.groups()).await?;
+    Ok(Json(json!({ "groups": groups })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    tablets: Vec<String>,
+}
+
+/// Creates or replaces a group of tablets, kept for the lessons to come.
+async fn save_group(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(name): PathParams<String>,
+    JsonBody(body): JsonBody<GroupBody>,
+) -> Result<Response, ApiError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_group_name",
+            "Tên nhóm không hợp lệ",
+            "a group's name has 1 to 64 characters, none of them control characters",
+        ));
+    }
+    if body.tablets.is_empty() || body.tablets.len() > super::session::MAX_AUDIENCE {
+        return Err(ApiError::bad_request(
+            "invalid_group",
+            "Hãy chọn máy cho nhóm",
+            format!(
+                "a group has 1 to {} tablets, not {}",
+                super::session::MAX_AUDIENCE,
+                body.tablets.len()
+            ),
+        ));
+    }
+    let saved = lesson
+        .store()
+        .blocking(move |store| store.save_group(&name, &body.tablets))
+        .await?
+        .map_err(|unknown| {
+            ApiError::not_found(
+                "unknown_tablet",
+                "Không có máy này",
+                format!("no paired, unrevoked tablet {unknown:?}: the group was not saved"),
+            )
+        })?;
+    tracing::info!(group = %saved.name, tablets = saved.tablet_ids.len(), "group saved");
+    Ok(Json(json!({ "group": saved })).into_response())
+}
+
+async fn delete_group(
+    State(lesson): State<Arc<Lesson>>,
+    PathParams(name): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    let lookup = name.clone();
+    if lesson
+        .store()
+        .blocking(move |store| store.delete_group(&lookup))
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(unknown_group(&name))
+    }
 }
 
 async fn lower_hands(State(lesson): State<Arc<Lesson>>) -> StatusCode {

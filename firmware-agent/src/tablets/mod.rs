@@ -1,6 +1,7 @@
-//! The room's tablets and the live lesson on them: pairing, the live channel,
-//! the teacher's commands, the pupils' answers, the content store and the
-//! browser client.
+//! The room's tablets and the live lesson on them: pairing, who holds which
+//! tablet, the live channel, the teacher's commands to the class, a group or
+//! a few tablets, the pupils' answers, the class at a glance for the panel,
+//! the content store and the browser client.
 //!
 //! # Design
 //! - [`pairing`] and [`session`] are state machines without I/O; [`Lesson`]
@@ -30,6 +31,30 @@
 //! - A teacher's command is refused before it is given while the store refuses
 //!   records; the record of one given is kept, queued if need be
 //!   ([`crate::store::recorder`]).
+//! - Every record names the lesson by the timetable's period, the id the roll
+//!   call uses (`YYYY-MM-DD/<shift>/<period>`), or `YYYY-MM-DD/outside`
+//!   outside every period ([`crate::attendance::lessons::lesson_at`]), read
+//!   from the config in force when the record is made: a lesson spans no
+//!   agent restart and no period boundary, and a pushed timetable counts at once.
+//! - **Who holds which tablet.** A paired tablet without a pupil offers the
+//!   class roster ([`page`]: `GET /tablet/roster`); the pupil picks their own
+//!   name once, and only a name no other tablet holds. The names come with
+//!   opaque references (a hash of a secret drawn at start, the tablet and the
+//!   pupil), never with personal IDs, so a tablet learns names only, and a
+//!   reference is good for that tablet alone until the agent restarts. The
+//!   teacher binds, renames and revokes at the panel at any time.
+//! - **The class at a glance** ([`ClassView`]) is what the lesson knows of each
+//!   paired tablet: who holds it, whether it is connected, what the commands
+//!   given to it make it show (locked, the open content, the question and
+//!   whether it answered), and what it last reported (its own lock, battery,
+//!   whether the lesson page is visible and focused, a raised hand). Lock is
+//!   what the agent commanded; a tablet reporting otherwise is shown as
+//!   disagreeing, never believed. Every change bumps a watch channel
+//!   ([`Lesson::subscribe_class`]); the panel's feed sends the view afresh
+//!   after each, coalescing bursts, so a tile follows its tablet within the
+//!   feed's latency with no polling.
+//! - A raised hand is recorded once, when it goes up; more raises while it is
+//!   up (a pupil tapping on) are not records, until the teacher lowers hands.
 //! - Device tokens are 32 random bytes, shown to the tablet once; the
 //!   database keeps only their SHA-256. A revoked tablet's live connection is
 //!   closed at once and its token refused from then on.
@@ -87,14 +112,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::health::{self, Health};
-use crate::proto::LessonRecord;
-use crate::store::Store;
+use crate::proto::{HandRaised, LessonRecord};
+use crate::schedule::timetable::Timetable;
 use crate::store::recorder::{Kept, Refusal, Who, Write};
-use crate::store::tablets::Tablet;
+use crate::store::tablets::{ClaimRefused, Tablet};
+use crate::store::{Store, StoreError};
 pub use config::{BrowserClient, TabletsConfig, config_problems};
 use pairing::{Pairing, PairingRules};
 use protocol::{AgentMessage, Command, CommandEnvelope};
+pub use session::Audience;
 use session::{AckProgress, RefusedCommand, Session};
 
 /// The health subsystem that shows someone guessing pairing codes.
@@ -116,12 +144,79 @@ struct Connection {
     status: LiveTablet,
 }
 
-/// What the panel sees of a connected tablet.
+/// What a connected tablet last reported of itself.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LiveTablet {
     pub battery: Option<u8>,
     pub locked: Option<bool>,
     pub hand_raised: bool,
+    /// Whether the lesson page is shown, and has the focus; unknown until the tablet says.
+    pub visible: Option<bool>,
+    pub focused: Option<bool>,
+}
+
+impl LiveTablet {
+    /// The tablet said it left the lesson page (hidden, or another app or tab has the focus).
+    pub fn away(&self) -> bool {
+        self.visible == Some(false) || self.focused == Some(false)
+    }
+}
+
+/// One tablet as the panel's class view shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tile {
+    pub tablet_id: String,
+    pub name: String,
+    pub pupil_personal_id: Option<String>,
+    pub pupil_full_name: Option<String>,
+    pub connected: bool,
+    /// What the agent commanded.
+    pub locked: bool,
+    /// Set when the tablet's own report of its lock differs from the command.
+    pub lock_disagrees: bool,
+    /// What the tablet last reported, while connected.
+    pub status: Option<LiveTablet>,
+    pub away: bool,
+    /// The content the commands given to it opened: a web address or a content-store file.
+    pub open: Option<String>,
+    /// The open question asked of it, if any, and whether it answered.
+    pub question: Option<TileQuestion>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TileQuestion {
+    pub id: String,
+    pub answered: bool,
+}
+
+/// Every paired tablet as a tile, in the roster's order, then the tablets
+/// nobody holds by name, with the counts the panel shows above them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassView {
+    pub lesson_id: String,
+    pub tiles: Vec<Tile>,
+    pub connected: usize,
+    pub away: usize,
+    pub hands: usize,
+    pub locked: usize,
+    pub answered: usize,
+}
+
+/// A name of the class roster as a tablet is offered it: no personal ID.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RosterChoice {
+    /// An opaque reference, good for this tablet until the agent restarts.
+    pub pupil: String,
+    pub full_name: String,
+}
+
+/// Why a pupil's own choice of name was not taken.
+#[derive(Debug)]
+pub enum ChoiceRefused {
+    /// The reference names no pupil of the class (stale, or made up).
+    Unknown,
+    Refused(ClaimRefused),
+    Store(StoreError),
 }
 
 /// Everything behind the lesson's one mutex.
@@ -157,6 +252,9 @@ pub struct LessonParts {
     pub tablets: TabletsConfig,
     /// The room's time zone: the live lesson is named by the room's date.
     pub zone: jiff::tz::TimeZone,
+    /// The config in force, for the timetable that names lessons and the
+    /// class (`attendance.class`) whose roster the tablets offer.
+    pub room: tokio::sync::watch::Receiver<Arc<Config>>,
     /// Where browsers open the tablets' page, for the pairing link:
     /// `http.listen`, or `http.tls_listen` when the room has a certificate.
     pub http_listen: SocketAddr,
@@ -175,6 +273,12 @@ pub struct LessonParts {
 /// The tablets' side of the agent, shared by the socket handlers and the teacher's API.
 pub struct Lesson {
     config: TabletsConfig,
+    zone: jiff::tz::TimeZone,
+    room: tokio::sync::watch::Receiver<Arc<Config>>,
+    /// Drawn at start: makes the roster's references for tablets unguessable.
+    roster_secret: [u8; 32],
+    /// Bumped on every change the class view shows.
+    class_changes: tokio::sync::watch::Sender<u64>,
     http_listen: SocketAddr,
     https: bool,
     content_dir: PathBuf,
@@ -198,6 +302,7 @@ impl Lesson {
         let LessonParts {
             tablets: config,
             zone,
+            room,
             http_listen,
             https,
             content_dir,
@@ -211,19 +316,13 @@ impl Lesson {
             max_wrong_codes: config.max_wrong_codes,
             retry_delay: jiff::SignedDuration::from_millis(i64::from(config.retry_delay_ms)),
         };
-        // One live lesson per agent run, named by the room's date and a unique
-        // suffix, so records from before a restart never share an id.
-        let lesson_id = format!(
-            "{}/live/{}",
-            clock.now().to_zoned(zone).date(),
-            uuid::Uuid::now_v7().simple()
-        );
-        let session = Session::new(
-            lesson_id,
-            Duration::from_millis(u64::from(config.ack_timeout_ms)),
-        );
+        let session = Session::new(Duration::from_millis(u64::from(config.ack_timeout_ms)));
         Arc::new(Lesson {
             config,
+            zone,
+            room,
+            roster_secret: rand::rng().random(),
+            class_changes: tokio::sync::watch::Sender::new(0),
             http_listen,
             https,
             content_dir,
@@ -278,6 +377,24 @@ impl Lesson {
 
     pub fn config(&self) -> &TabletsConfig {
         &self.config
+    }
+
+    /// The lesson going on now, by the timetable in force ([`crate::attendance::lessons::lesson_at`]).
+    pub fn lesson_id(&self) -> String {
+        let room = self.room.borrow().clone();
+        let timetable = Timetable::new(room.schedule.clone(), &room.room.timezone).ok();
+        crate::attendance::lessons::lesson_at(timetable.as_ref(), &self.zone, self.clock.now())
+    }
+
+    /// Changes whenever something the class view shows changed.
+    pub fn subscribe_class(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.class_changes.subscribe()
+    }
+
+    /// Tells the class view's followers that it changed.
+    fn class_changed(&self) {
+        self.class_changes
+            .send_modify(|generation| *generation += 1);
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -348,13 +465,15 @@ impl Lesson {
             name.trim().chars().take(64).collect()
         };
         let hash = token_hash(&token);
+        let lesson_id = self.lesson_id();
         match self
             .store
-            .blocking(move |store| store.add_tablet(&tablet_id, &name, &hash))
+            .blocking(move |store| store.add_tablet(&tablet_id, &name, &hash, &lesson_id))
             .await
         {
             Ok(tablet) => {
                 tracing::info!(tablet = %tablet.tablet_id, name = %tablet.name, "tablet paired");
+                self.class_changed();
                 Ok((tablet, token))
             }
             Err(err) => {
@@ -457,9 +576,10 @@ impl Lesson {
             v: protocol::VERSION,
             tablet_id: &tablet.tablet_id,
             name: &tablet.name,
+            pupil: tablet.pupil_full_name.as_deref(),
             heartbeat_s: self.config.heartbeat_s,
             state: &live,
-            missed: state.session.missed(last_command),
+            missed: state.session.missed(&tablet.tablet_id, last_command),
         }
         .to_json();
         let own_queue = queue.downgrade();
@@ -471,6 +591,8 @@ impl Lesson {
                 status: LiveTablet::default(),
             },
         );
+        drop(state);
+        self.class_changed();
         (id, welcome, receiver, own_queue)
     }
 
@@ -488,24 +610,45 @@ impl Lesson {
         drop(state);
         self.keep_records();
         self.progress.notify_waiters();
+        self.class_changed();
     }
 
-    /// Gives the teacher's command to every connected tablet, unless its record could not be kept.
-    pub fn issue(self: &Arc<Self>, command: Command) -> Result<CommandEnvelope, IssueError> {
+    /// Gives the teacher's command to the connected tablets of `audience`
+    /// (and, through the state, to those that connect later), unless its
+    /// record could not be kept.
+    pub fn issue(
+        self: &Arc<Self>,
+        command: Command,
+        audience: Audience,
+    ) -> Result<CommandEnvelope, IssueError> {
         self.store.recorder().admit(Who::Teacher)?;
         let now = self.clock.now();
+        let lesson_id = self.lesson_id();
         let mut state = self.lock();
         let connected: BTreeSet<String> = state
             .connections
             .values()
             .map(|c| c.tablet.tablet_id.clone())
             .collect();
-        let envelope = state
-            .session
-            .issue(now, self.clock.monotonic(), command, connected)?;
+        let envelope = state.session.issue(
+            now,
+            self.clock.monotonic(),
+            &lesson_id,
+            command,
+            audience,
+            connected,
+        )?;
         let frame: Arc<str> = AgentMessage::Command(&envelope).to_json().into();
         let mut stuck = Vec::new();
-        for (id, connection) in &state.connections {
+        let Shared {
+            connections,
+            session,
+            ..
+        } = &mut *state;
+        for (id, connection) in connections.iter() {
+            if !session.given_to(envelope.id, &connection.tablet.tablet_id) {
+                continue;
+            }
             if connection
                 .queue
                 .try_send(Outgoing::Text(frame.clone()))
@@ -532,6 +675,7 @@ impl Lesson {
         );
         self.keep_records();
         self.deadlines.notify_one();
+        self.class_changed();
         Ok(envelope)
     }
 
@@ -649,6 +793,7 @@ impl Lesson {
                 .session
                 .answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
         self.progress.notify_waiters();
+        self.class_changed();
         let (recorder, write) = (self.store.recorder().clone(), Write::event(now, record));
         let (lesson, question, tablet_id) =
             (self.clone(), question.to_owned(), tablet.tablet_id.clone());
@@ -659,6 +804,7 @@ impl Lesson {
                     tracing::error!(%refusal, tablet = %tablet_id, "cannot store an answer; withdrawn");
                     lesson.lock().session.withdraw_answer(&question, &tablet_id);
                     lesson.progress.notify_waiters();
+                    lesson.class_changed();
                     protocol::ProtocolError::new(protocol::ErrorCode::Unavailable, "the answer could not be stored; send it again").to_json()
                 }
             };
@@ -678,27 +824,68 @@ impl Lesson {
             .map(|c| c.tablet.clone())
     }
 
-    pub fn raise_hand(&self, tablet_id: &str) {
-        for connection in self
-            .lock()
-            .connections
-            .values_mut()
-            .filter(|c| c.tablet.tablet_id == tablet_id)
-        {
-            connection.status.hand_raised = true;
+    /// A pupil raised their hand: shown at once, and recorded when it goes up
+    /// (not again while it stays up). The pupil is named only with consent to
+    /// keep learning records, as for answers.
+    pub fn raise_hand(&self, tablet: &Tablet) {
+        let went_up = self.change_status(&tablet.tablet_id, |status| {
+            !std::mem::replace(&mut status.hand_raised, true)
+        });
+        if !went_up {
+            return;
         }
+        let record = HandRaised {
+            lesson_id: self.lesson_id(),
+            tablet_id: tablet.tablet_id.clone(),
+            pupil_personal_id: tablet
+                .pupil_personal_id
+                .clone()
+                .filter(|_| tablet.pupil_learning_data_consent)
+                .unwrap_or_default(),
+        };
+        let (recorder, write) = (
+            self.store.recorder().clone(),
+            Write::event(self.clock.now(), record),
+        );
+        let tablet_id = tablet.tablet_id.clone();
+        self.tasks.spawn(async move {
+            if let Kept::Queued(refusal) | Kept::Refused(refusal) = recorder.keep(write).await {
+                tracing::warn!(%refusal, tablet = %tablet_id, "raised hand's record not committed");
+            }
+        });
     }
 
     pub fn update_status(&self, tablet_id: &str, battery: Option<u8>, locked: bool) {
-        for connection in self
+        self.change_status(tablet_id, |status| {
+            status.battery = battery;
+            status.locked = Some(locked);
+        });
+    }
+
+    /// The tablet says whether the lesson page is shown and focused.
+    pub fn update_presence(&self, tablet_id: &str, visible: bool, focused: bool) {
+        self.change_status(tablet_id, |status| {
+            status.visible = Some(visible);
+            status.focused = Some(focused);
+        });
+    }
+
+    /// Changes what a connected tablet reported and tells the class view; the
+    /// change's outcome for the tablet's (one) connection.
+    fn change_status<T: Default>(
+        &self,
+        tablet_id: &str,
+        change: impl FnOnce(&mut LiveTablet) -> T,
+    ) -> T {
+        let outcome = self
             .lock()
             .connections
             .values_mut()
-            .filter(|c| c.tablet.tablet_id == tablet_id)
-        {
-            connection.status.battery = battery;
-            connection.status.locked = Some(locked);
-        }
+            .find(|c| c.tablet.tablet_id == tablet_id)
+            .map(|connection| change(&mut connection.status))
+            .unwrap_or_default();
+        self.class_changed();
+        outcome
     }
 
     /// Connected tablets with their last reported status, by tablet id.
@@ -715,6 +902,7 @@ impl Lesson {
         for connection in self.lock().connections.values_mut() {
             connection.status.hand_raised = false;
         }
+        self.class_changed();
     }
 
     /// Closes the live connection of a revoked tablet.
@@ -735,6 +923,7 @@ impl Lesson {
         drop(state);
         self.keep_records();
         self.progress.notify_waiters();
+        self.class_changed();
     }
 
     /// Updates the name or pupil of a connected tablet after the teacher changed it.
@@ -747,6 +936,153 @@ impl Lesson {
         {
             connection.tablet = tablet.clone();
         }
+        self.class_changed();
+    }
+
+    /// Every paired tablet as the panel's class view shows it now.
+    pub async fn class_view(&self) -> Result<ClassView, StoreError> {
+        let class_name = self.room.borrow().attendance.class.clone();
+        let (tablets, roster) = self
+            .store
+            .blocking(move |store| Ok((store.tablets()?, store.pupils_of_class(&class_name)?)))
+            .await?;
+        let place = |tablet: &Tablet| {
+            let in_roster = tablet.pupil_personal_id.as_deref().and_then(|id| {
+                roster
+                    .iter()
+                    .position(|pupil| pupil.personal_id.as_str() == id)
+            });
+            (in_roster.unwrap_or(usize::MAX), tablet.name.clone())
+        };
+        let mut tablets: Vec<Tablet> = tablets.into_iter().filter(|t| !t.revoked).collect();
+        tablets.sort_by_cached_key(place);
+        let state = self.lock();
+        let tiles: Vec<Tile> = tablets
+            .into_iter()
+            .map(|tablet| {
+                let status = state
+                    .connections
+                    .values()
+                    .find(|c| c.tablet.tablet_id == tablet.tablet_id)
+                    .map(|c| c.status.clone());
+                let shown = state.session.shown_to(&tablet.tablet_id);
+                let open = shown.open.as_ref().and_then(|open| match open {
+                    Command::Open { url, file } => url.clone().or_else(|| file.clone()),
+                    _ => None,
+                });
+                let question =
+                    state
+                        .session
+                        .question_for(&tablet.tablet_id)
+                        .map(|(id, answered)| TileQuestion {
+                            id: id.to_owned(),
+                            answered,
+                        });
+                let reported_lock = status.as_ref().and_then(|s| s.locked);
+                Tile {
+                    connected: status.is_some(),
+                    locked: shown.locked,
+                    lock_disagrees: reported_lock.is_some_and(|locked| locked != shown.locked),
+                    away: status.as_ref().is_some_and(LiveTablet::away),
+                    open,
+                    question,
+                    status,
+                    tablet_id: tablet.tablet_id,
+                    name: tablet.name,
+                    pupil_personal_id: tablet.pupil_personal_id,
+                    pupil_full_name: tablet.pupil_full_name,
+                }
+            })
+            .collect();
+        drop(state);
+        let count = |holds: fn(&Tile) -> bool| tiles.iter().filter(|tile| holds(tile)).count();
+        Ok(ClassView {
+            lesson_id: self.lesson_id(),
+            connected: count(|tile| tile.connected),
+            away: count(|tile| tile.away),
+            hands: count(|tile| tile.status.as_ref().is_some_and(|s| s.hand_raised)),
+            locked: count(|tile| tile.locked),
+            answered: count(|tile| tile.question.as_ref().is_some_and(|q| q.answered)),
+            tiles,
+        })
+    }
+
+    /// The opaque reference by which `tablet_id` names pupil `personal_id`.
+    fn roster_reference(&self, tablet_id: &str, personal_id: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.roster_secret);
+        hasher.update(tablet_id.as_bytes());
+        hasher.update([0]);
+        hasher.update(personal_id.as_bytes());
+        hex::encode(&hasher.finalize()[..12])
+    }
+
+    /// The names of the class a tablet without a pupil may choose from: the
+    /// pupils of `attendance.class` (of the whole roster when no class is
+    /// named) that no tablet holds, by name.
+    pub async fn roster_choices(&self, tablet: &Tablet) -> Result<Vec<RosterChoice>, StoreError> {
+        let class_name = self.room.borrow().attendance.class.clone();
+        let (pupils, tablets) = self
+            .store
+            .blocking(move |store| {
+                let pupils = if class_name.is_empty() {
+                    store.roster()?.pupils
+                } else {
+                    store.pupils_of_class(&class_name)?
+                };
+                Ok((pupils, store.tablets()?))
+            })
+            .await?;
+        Ok(pupils
+            .into_iter()
+            .filter(|pupil| {
+                !tablets.iter().any(|t| {
+                    !t.revoked && t.pupil_personal_id.as_deref() == Some(pupil.personal_id.as_str())
+                })
+            })
+            .map(|pupil| RosterChoice {
+                pupil: self.roster_reference(&tablet.tablet_id, pupil.personal_id.as_str()),
+                full_name: pupil.full_name,
+            })
+            .collect())
+    }
+
+    /// The pupil holding `tablet` chose their name by its reference.
+    pub async fn choose_pupil(
+        &self,
+        tablet: &Tablet,
+        reference: &str,
+    ) -> Result<Tablet, ChoiceRefused> {
+        let class_name = self.room.borrow().attendance.class.clone();
+        let pupils = self
+            .store
+            .blocking(move |store| {
+                if class_name.is_empty() {
+                    Ok(store.roster()?.pupils)
+                } else {
+                    store.pupils_of_class(&class_name)
+                }
+            })
+            .await
+            .map_err(ChoiceRefused::Store)?;
+        let chosen = pupils
+            .iter()
+            .find(|pupil| {
+                self.roster_reference(&tablet.tablet_id, pupil.personal_id.as_str()) == reference
+            })
+            .ok_or(ChoiceRefused::Unknown)?
+            .personal_id
+            .to_string();
+        let (tablet_id, lesson_id) = (tablet.tablet_id.clone(), self.lesson_id());
+        let claimed = self
+            .store
+            .blocking(move |store| store.claim_pupil(&tablet_id, &chosen, &lesson_id))
+            .await
+            .map_err(ChoiceRefused::Store)?
+            .map_err(ChoiceRefused::Refused)?;
+        tracing::info!(tablet = %claimed.tablet_id, "a pupil chose their name on a tablet");
+        self.refresh_tablet(&claimed);
+        Ok(claimed)
     }
 }
 
@@ -786,6 +1122,14 @@ mod tests {
         Lesson::new(LessonParts {
             tablets,
             zone: jiff::tz::TimeZone::UTC,
+            room: tokio::sync::watch::Sender::new(Arc::new(
+                crate::config::Config::parse(
+                    Path::new("agent.toml"),
+                    "[room]\nschool_code = \"LC-0101\"\nroom_id = \"6A1\"\n",
+                )
+                .unwrap(),
+            ))
+            .subscribe(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             https: false,
             content_dir: PathBuf::from("content"),
@@ -804,6 +1148,7 @@ mod tests {
             paired_at_ms: 0,
             revoked: false,
             pupil_learning_data_consent: false,
+            pupil_full_name: None,
         }
     }
 
@@ -831,9 +1176,12 @@ mod tests {
         let _connection = lesson.connect(tablet("tab-1"), 0);
         let driver = tokio::spawn(lesson.clone().run());
         lesson
-            .issue(Command::Lock {
-                message: "Nhìn lên bảng".into(),
-            })
+            .issue(
+                Command::Lock {
+                    message: "Nhìn lên bảng".into(),
+                },
+                Audience::Class,
+            )
             .unwrap();
         let mut commits = lesson.store.subscribe_commits();
         clock.advance(TEN_MINUTES);
@@ -864,14 +1212,20 @@ mod tests {
         let _second = lesson.connect(tablet("tab-2"), 0);
         let driver = tokio::spawn(lesson.clone().run());
         let lock = lesson
-            .issue(Command::Lock {
-                message: String::new(),
-            })
+            .issue(
+                Command::Lock {
+                    message: String::new(),
+                },
+                Audience::Class,
+            )
             .unwrap();
         lesson
-            .issue(Command::Message {
-                text: "Chào các em".into(),
-            })
+            .issue(
+                Command::Message {
+                    text: "Chào các em".into(),
+                },
+                Audience::Class,
+            )
             .unwrap();
         lesson.ack("tab-2", lock.id).unwrap();
         lesson.shutdown.cancel();
@@ -887,7 +1241,7 @@ mod tests {
 
         // A command the teacher gives while the agent stops has nobody left to time it: recorded at once.
         let mut commits = lesson.store.subscribe_commits();
-        lesson.issue(Command::Unlock).unwrap();
+        lesson.issue(Command::Unlock, Audience::Class).unwrap();
         let written = tokio::time::timeout(Duration::from_secs(10), async {
             while records(&lesson.store).len() < 3 {
                 commits.changed().await.unwrap();

@@ -56,6 +56,13 @@ pub enum TabletMessage {
         battery: Option<u8>,
         locked: bool,
     },
+    /// Whether the lesson page is shown (`visible`: the page's visibility)
+    /// and has the input focus (`focused`): the pupil left it for another
+    /// tab or app when either is false.
+    Presence {
+        visible: bool,
+        focused: bool,
+    },
 }
 
 /// What the teacher asks of every tablet.
@@ -308,6 +315,8 @@ pub enum AgentMessage<'a> {
         v: u32,
         tablet_id: &'a str,
         name: &'a str,
+        /// The full name of the pupil bound to the tablet, null while none is.
+        pupil: Option<&'a str>,
         heartbeat_s: u32,
         state: &'a LiveState,
         missed: Vec<&'a CommandEnvelope>,
@@ -559,6 +568,24 @@ mod tests {
                 token: "x".into(),
                 last_command: 0
             }
+        );
+        assert_eq!(
+            parse(
+                "{\"type\":\"presence\",\"visible\":false,\"focused\":true}",
+                100
+            )
+            .unwrap(),
+            TabletMessage::Presence {
+                visible: false,
+                focused: true
+            }
+        );
+        assert_eq!(
+            parse("{\"type\":\"presence\",\"visible\":\"no\"}", 100)
+                .unwrap_err()
+                .code,
+            ErrorCode::Malformed,
+            "a presence says both, as booleans"
         );
     }
 

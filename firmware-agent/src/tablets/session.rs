@@ -4,17 +4,29 @@
 //! # Design
 //! A state machine without I/O, handed the time. The async parts (sockets,
 //! the outbox) ask it what to do and carry that out.
-//! - Commands are numbered from 1 in the order the teacher gave them. A
-//!   tablet says which number it saw last; on reconnecting it receives the
-//!   state as it is now (locked or not, the open content, the open question
-//!   and whether it already answered it) and the commands it missed, from the
-//!   last [`LOG_LENGTH`] kept. The state alone is enough to be correct; the
-//!   missed commands let it show what it did not see (a message, say).
-//! - A command expects an ack from every tablet connected when it was given;
-//!   tablets that connect later catch up through the state instead.
-//! - One answer per tablet per question: the first one counts, as on paper.
-//! - Each command's record for the hub (a [`LessonRecord`]: the command and
-//!   how many of the tablets expected acked it) is written once, when the
+//! - Commands are numbered from 1 in the order the teacher gave them, one
+//!   sequence for the whole room. Each is given to an [`Audience`]: the whole
+//!   class, or a set of tablets (chosen on the panel, or a stored group
+//!   resolved to its tablets when given). A tablet says which number it saw
+//!   last; on reconnecting it receives the state as it is now *for it*
+//!   (locked or not, the open content, the open question if it was asked of
+//!   it, and whether it already answered) and the commands it missed that
+//!   were given to it, from the last [`LOG_LENGTH`] kept. A tablet never hears
+//!   a command meant for others, live or on catching up; the gaps in the ids
+//!   it sees are the others' commands. The state alone is enough to be
+//!   correct; the missed commands let it show what it did not see (a message).
+//! - What a tablet shows is the class's state, unless a command to some
+//!   tablets changed it for them: a command to the class changes the class's
+//!   state and every tablet's own, a command to some changes only theirs.
+//! - A command expects an ack from every tablet of its audience connected
+//!   when it was given; tablets that connect later catch up through the state.
+//! - One answer per tablet per question: the first one counts, as on paper;
+//!   only tablets the question was asked of may answer.
+//! - Every record names the lesson it belongs to, handed in by the caller
+//!   (the timetable's period, `attendance::lessons::lesson_at`): a command's
+//!   the lesson it was given in, an answer the lesson its question was asked in.
+//! - Each command's record for the hub (a [`LessonRecord`]: the command, its
+//!   audience and how many of the tablets expected acked it) is written once, when the
 //!   command settles: every expected tablet acked, or its ack timeout passed,
 //!   or the lesson stops, whichever comes first. The session keeps that
 //!   timer as quinn-proto's connection does: [`Session::poll_timeout`] names
@@ -39,6 +51,58 @@ use crate::proto::{LessonRecord, QuestionAnswer};
 /// How many past commands are kept for tablets that reconnect.
 pub const LOG_LENGTH: usize = 200;
 
+/// The most tablets one command may name: a class is 40 pupils, and the list
+/// goes into the command's record for the hub.
+pub const MAX_AUDIENCE: usize = 100;
+
+/// Who a command is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Audience {
+    /// Every tablet, connected now or later.
+    #[default]
+    Class,
+    /// These tablets only; `group` names the teacher's group they came from.
+    Tablets {
+        ids: BTreeSet<String>,
+        group: Option<String>,
+    },
+}
+
+impl Audience {
+    pub fn includes(&self, tablet_id: &str) -> bool {
+        match self {
+            Audience::Class => true,
+            Audience::Tablets { ids, .. } => ids.contains(tablet_id),
+        }
+    }
+}
+
+/// What a tablet is made to show, by the commands given to it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Shown {
+    pub locked: bool,
+    pub lock_message: String,
+    /// The last `open` command given to it, if any.
+    pub open: Option<Command>,
+}
+
+impl Shown {
+    fn apply(&mut self, command: &Command) {
+        match command {
+            Command::Lock { message } => {
+                self.locked = true;
+                self.lock_message = message.clone();
+            }
+            Command::Unlock => {
+                self.locked = false;
+                self.lock_message.clear();
+            }
+            Command::Open { .. } => self.open = Some(command.clone()),
+            _ => {}
+        }
+    }
+}
+
 /// Why the session refused the teacher's command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefusedCommand {
@@ -48,6 +112,12 @@ pub enum RefusedCommand {
     AskedBefore(String),
     #[error("question `{0}` is not open")]
     NotOpen(String),
+    #[error("no tablet chosen: choose at least one, or give the command to the whole class")]
+    NobodyChosen,
+    #[error(
+        "{0} tablets chosen; a command names at most {MAX_AUDIENCE}: give it to the whole class"
+    )]
+    TooManyChosen(usize),
 }
 
 /// An answer as the panel sees it.
@@ -90,6 +160,16 @@ struct AskedQuestion {
     started_at: Timestamp,
     open: bool,
     answers: Vec<AnswerView>,
+    audience: Audience,
+    lesson_id: String,
+}
+
+/// A command as kept for tablets that reconnect, with who it was for.
+#[derive(Debug)]
+struct Logged {
+    envelope: CommandEnvelope,
+    audience: Audience,
+    lesson_id: String,
 }
 
 #[derive(Debug)]
@@ -103,29 +183,26 @@ struct PendingAcks {
 /// The lesson in progress.
 #[derive(Debug)]
 pub struct Session {
-    lesson_id: String,
     /// How long a command waits for its acks before its record is written.
     ack_timeout: Duration,
     last_command: u64,
-    locked: bool,
-    lock_message: String,
-    open: Option<Command>,
+    /// What the class is made to show, and what a tablet given a command of its own is.
+    class: Shown,
+    own: HashMap<String, Shown>,
     question: Option<AskedQuestion>,
-    log: VecDeque<CommandEnvelope>,
+    log: VecDeque<Logged>,
     acks: HashMap<u64, PendingAcks>,
     /// Records of settled commands, not yet taken.
     records: Vec<LessonRecord>,
 }
 
 impl Session {
-    pub fn new(lesson_id: String, ack_timeout: Duration) -> Self {
+    pub fn new(ack_timeout: Duration) -> Self {
         Self {
-            lesson_id,
             ack_timeout,
             last_command: 0,
-            locked: false,
-            lock_message: String::new(),
-            open: None,
+            class: Shown::default(),
+            own: HashMap::new(),
             question: None,
             log: VecDeque::new(),
             acks: HashMap::new(),
@@ -133,30 +210,45 @@ impl Session {
         }
     }
 
-    pub fn lesson_id(&self) -> &str {
-        &self.lesson_id
-    }
-
-    /// Gives a validated command at wall time `now` and monotonic time `at`;
-    /// `connected` are the tablets expected to ack it.
+    /// Gives a validated command to `audience` at wall time `now` and
+    /// monotonic time `at`, in lesson `lesson_id`; of `connected`, the tablets
+    /// of its audience are expected to ack it. A question's stop goes to
+    /// whoever the question was asked of, whatever `audience` says.
     pub fn issue(
         &mut self,
         now: Timestamp,
         at: Monotonic,
+        lesson_id: &str,
         command: Command,
+        audience: Audience,
         connected: BTreeSet<String>,
     ) -> Result<CommandEnvelope, RefusedCommand> {
         command.validate()?;
+        if let Audience::Tablets { ids, .. } = &audience {
+            if ids.is_empty() {
+                return Err(RefusedCommand::NobodyChosen);
+            }
+            if ids.len() > MAX_AUDIENCE {
+                return Err(RefusedCommand::TooManyChosen(ids.len()));
+            }
+        }
+        let mut audience = audience;
         match &command {
-            Command::Lock { message } => {
-                self.locked = true;
-                self.lock_message = message.clone();
-            }
-            Command::Unlock => {
-                self.locked = false;
-                self.lock_message.clear();
-            }
-            Command::Open { .. } => self.open = Some(command.clone()),
+            Command::Lock { .. } | Command::Unlock | Command::Open { .. } => match &audience {
+                Audience::Class => {
+                    self.class.apply(&command);
+                    self.own.values_mut().for_each(|own| own.apply(&command));
+                }
+                Audience::Tablets { ids, .. } => {
+                    for id in ids {
+                        let class = &self.class;
+                        self.own
+                            .entry(id.clone())
+                            .or_insert_with(|| class.clone())
+                            .apply(&command);
+                    }
+                }
+            },
             Command::Message { .. } => {}
             Command::QuestionStart(question) => {
                 if self
@@ -171,10 +263,15 @@ impl Session {
                     started_at: now,
                     open: true,
                     answers: Vec::new(),
+                    audience: audience.clone(),
+                    lesson_id: lesson_id.to_owned(),
                 });
             }
             Command::QuestionStop { question } => match self.question.as_mut() {
-                Some(asked) if asked.open && &asked.question.id == question => asked.open = false,
+                Some(asked) if asked.open && &asked.question.id == question => {
+                    asked.open = false;
+                    audience = asked.audience.clone();
+                }
                 _ => return Err(RefusedCommand::NotOpen(question.clone())),
             },
         }
@@ -185,17 +282,25 @@ impl Session {
         };
         if self.log.len() == LOG_LENGTH {
             // The oldest command leaves the log; its record goes out first if it is still due.
-            let oldest = self.log.front().expect("the log is full").id;
+            let oldest = self.log.front().expect("the log is full").envelope.id;
             self.settle(oldest);
             self.log.pop_front();
             self.acks.remove(&oldest);
         }
-        self.log.push_back(envelope.clone());
+        let expected = connected
+            .into_iter()
+            .filter(|tablet| audience.includes(tablet))
+            .collect();
+        self.log.push_back(Logged {
+            envelope: envelope.clone(),
+            audience,
+            lesson_id: lesson_id.to_owned(),
+        });
         let record_due = Some(at + self.ack_timeout);
         self.acks.insert(
             envelope.id,
             PendingAcks {
-                expected: connected,
+                expected,
                 acknowledged: BTreeSet::new(),
                 record_due,
             },
@@ -288,18 +393,28 @@ impl Session {
         };
         pending.record_due = None;
         let progress = progress(pending);
-        let envelope = self
+        let logged = self
             .log
             .iter()
-            .find(|envelope| envelope.id == id)
+            .find(|logged| logged.envelope.id == id)
             .expect("a command with acks is in the log");
+        let (tablet_ids, group) = match &logged.audience {
+            Audience::Class => (Vec::new(), String::new()),
+            Audience::Tablets { ids, group } => (
+                ids.iter().cloned().collect(),
+                group.clone().unwrap_or_default(),
+            ),
+        };
+        let command = &logged.envelope.command;
         self.records.push(LessonRecord {
-            lesson_id: self.lesson_id.clone(),
+            lesson_id: logged.lesson_id.clone(),
             command_id: id.to_string(),
-            command: envelope.command.name().to_owned(),
-            arguments_json: serde_json::to_string(&envelope.command).expect("commands serialise"),
+            command: command.name().to_owned(),
+            arguments_json: serde_json::to_string(command).expect("commands serialise"),
             acknowledged: progress.acknowledged,
             connected: progress.expected,
+            tablet_ids,
+            group,
         });
     }
 
@@ -322,16 +437,33 @@ impl Session {
         }
     }
 
+    /// What the commands given to `tablet_id` make it show.
+    pub fn shown_to(&self, tablet_id: &str) -> &Shown {
+        self.own.get(tablet_id).unwrap_or(&self.class)
+    }
+
+    /// The open question's id if it was asked of `tablet_id`, and whether that tablet answered it.
+    pub fn question_for(&self, tablet_id: &str) -> Option<(&str, bool)> {
+        self.question
+            .as_ref()
+            .filter(|asked| asked.open && asked.audience.includes(tablet_id))
+            .map(|asked| {
+                let answered = asked.answers.iter().any(|a| a.tablet_id == tablet_id);
+                (asked.question.id.as_str(), answered)
+            })
+    }
+
     /// The state `tablet_id` should show.
     pub fn state_for(&self, tablet_id: &str) -> LiveState {
+        let shown = self.shown_to(tablet_id);
         LiveState {
-            locked: self.locked,
-            lock_message: self.lock_message.clone(),
-            open: self.open.clone(),
+            locked: shown.locked,
+            lock_message: shown.lock_message.clone(),
+            open: shown.open.clone(),
             question: self
                 .question
                 .as_ref()
-                .filter(|asked| asked.open)
+                .filter(|asked| asked.open && asked.audience.includes(tablet_id))
                 .map(|asked| OpenQuestionView {
                     question: asked.question.clone(),
                     started_at: asked.started_at,
@@ -344,10 +476,11 @@ impl Session {
         }
     }
 
-    /// The commands after `last_seen` that are still kept. A `last_seen` beyond
-    /// the newest command comes from before the agent restarted (ids start
-    /// again at 1): the tablet has seen none of this lesson's commands.
-    pub fn missed(&self, last_seen: u64) -> Vec<&CommandEnvelope> {
+    /// The commands given to `tablet_id` after `last_seen` that are still
+    /// kept. A `last_seen` beyond the newest command comes from before the
+    /// agent restarted (ids start again at 1): the tablet has seen none of
+    /// this lesson's commands.
+    pub fn missed(&self, tablet_id: &str, last_seen: u64) -> Vec<&CommandEnvelope> {
         let last_seen = if last_seen > self.last_command {
             0
         } else {
@@ -355,8 +488,17 @@ impl Session {
         };
         self.log
             .iter()
-            .filter(|envelope| envelope.id > last_seen)
+            .filter(|logged| logged.envelope.id > last_seen && logged.audience.includes(tablet_id))
+            .map(|logged| &logged.envelope)
             .collect()
+    }
+
+    /// Whether command `id` (if still kept) was given to `tablet_id`.
+    pub fn given_to(&self, id: u64, tablet_id: &str) -> bool {
+        self.log
+            .iter()
+            .find(|logged| logged.envelope.id == id)
+            .is_some_and(|logged| logged.audience.includes(tablet_id))
     }
 
     /// Takes a tablet's answer; the record is what goes to the outbox.
@@ -379,6 +521,12 @@ impl Session {
                     format!("question `{question_id}` is not open"),
                 )
             })?;
+        if !asked.audience.includes(tablet_id) {
+            return Err(ProtocolError::new(
+                ErrorCode::QuestionClosed,
+                format!("question `{question_id}` was not asked of this tablet"),
+            ));
+        }
         let elapsed = now.duration_since(asked.started_at);
         if let Some(limit) = asked.question.time_limit_s
             && elapsed > jiff::SignedDuration::from_secs(i64::from(limit))
@@ -412,7 +560,7 @@ impl Session {
             time_to_answer_ms,
         });
         Ok(QuestionAnswer {
-            lesson_id: self.lesson_id.clone(),
+            lesson_id: asked.lesson_id.clone(),
             question_id: question_id.to_owned(),
             tablet_id: tablet_id.to_owned(),
             pupil_personal_id: pupil_personal_id.unwrap_or_default().to_owned(),
@@ -513,14 +661,16 @@ mod tests {
 
     #[test]
     fn a_command_is_complete_when_every_connected_tablet_acked_it() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         let lock = session
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Lock {
                     message: "Nhìn lên bảng".into(),
                 },
+                Audience::Class,
                 tablets(3),
             )
             .unwrap();
@@ -546,14 +696,16 @@ mod tests {
 
     #[test]
     fn a_reconnecting_tablet_gets_the_state_and_what_it_missed() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         session
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Message {
                     text: "Chào các em".into(),
                 },
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
@@ -561,7 +713,9 @@ mod tests {
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::QuestionStart(question(None)),
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
@@ -572,9 +726,11 @@ mod tests {
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Lock {
                     message: "Dừng lại".into(),
                 },
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
@@ -584,13 +740,13 @@ mod tests {
         assert!(state.question.as_ref().unwrap().answered);
         assert!(!session.state_for("t2").question.unwrap().answered);
         let missed: Vec<u64> = session
-            .missed(1)
+            .missed("t1", 1)
             .iter()
             .map(|envelope| envelope.id)
             .collect();
         assert_eq!(missed, vec![2, 3]);
         assert_eq!(
-            session.missed(57).len(),
+            session.missed("t1", 57).len(),
             3,
             "a tablet from before a restart missed everything"
         );
@@ -598,12 +754,14 @@ mod tests {
 
     #[test]
     fn answers_count_once_are_graded_and_respect_the_time_limit() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         session
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::QuestionStart(question(Some(30))),
+                Audience::Class,
                 tablets(3),
             )
             .unwrap();
@@ -653,9 +811,11 @@ mod tests {
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::QuestionStop {
                     question: "q1".into(),
                 },
+                Audience::Class,
                 tablets(3),
             )
             .unwrap();
@@ -666,9 +826,11 @@ mod tests {
                 .issue(
                     start(),
                     at(0),
+                    "l1",
                     Command::QuestionStop {
                         question: "q1".into()
                     },
+                    Audience::Class,
                     tablets(3)
                 )
                 .is_err()
@@ -677,14 +839,21 @@ mod tests {
 
     #[test]
     fn a_multiple_choice_answer_counts_each_of_its_choices_once() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         let question = Question {
             question_kind: QuestionKind::MultipleChoice,
             correct: vec!["3".into(), "4".into()],
             ..question(None)
         };
         session
-            .issue(start(), at(0), Command::QuestionStart(question), tablets(3))
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::QuestionStart(question),
+                Audience::Class,
+                tablets(3),
+            )
             .unwrap();
         let stuffed = session.answer(
             start(),
@@ -739,20 +908,29 @@ mod tests {
 
     #[test]
     fn a_commands_record_is_due_at_its_ack_timeout_and_not_a_millisecond_before() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         assert_eq!(session.poll_timeout(), None, "nothing given, nothing due");
         let lock = session
             .issue(
                 start(),
                 at(1_000),
+                "l1",
                 Command::Lock {
                     message: String::new(),
                 },
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
         session
-            .issue(start(), at(3_000), Command::Unlock, tablets(2))
+            .issue(
+                start(),
+                at(3_000),
+                "l1",
+                Command::Unlock,
+                Audience::Class,
+                tablets(2),
+            )
             .unwrap();
         session.ack("t1", lock.id).unwrap();
         assert_eq!(
@@ -790,14 +968,16 @@ mod tests {
 
     #[test]
     fn a_command_settles_at_its_last_ack_or_when_its_last_tablet_leaves() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         let message = session
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Message {
                     text: "Chào".into(),
                 },
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
@@ -805,9 +985,11 @@ mod tests {
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Lock {
                     message: String::new(),
                 },
+                Audience::Class,
                 tablets(2),
             )
             .unwrap();
@@ -828,7 +1010,14 @@ mod tests {
         );
         assert_eq!(session.poll_timeout(), None);
         session
-            .issue(start(), at(0), Command::Unlock, BTreeSet::new())
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::Unlock,
+                Audience::Class,
+                BTreeSet::new(),
+            )
             .unwrap();
         assert_eq!(
             taken(&mut session),
@@ -839,19 +1028,28 @@ mod tests {
 
     #[test]
     fn at_the_stop_every_waiting_command_is_written_once_with_the_acks_so_far() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         let lock = session
             .issue(
                 start(),
                 at(0),
+                "l1",
                 Command::Lock {
                     message: String::new(),
                 },
+                Audience::Class,
                 tablets(3),
             )
             .unwrap();
         session
-            .issue(start(), at(0), Command::Unlock, tablets(3))
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::Unlock,
+                Audience::Class,
+                tablets(3),
+            )
             .unwrap();
         session.ack("t3", lock.id).unwrap();
         session.settle_all();
@@ -877,15 +1075,29 @@ mod tests {
 
     #[test]
     fn a_command_leaving_the_log_before_its_deadline_is_written_first() {
-        let mut session = Session::new("l1".into(), ACK_TIMEOUT);
+        let mut session = Session::new(ACK_TIMEOUT);
         for _ in 0..LOG_LENGTH {
             session
-                .issue(start(), at(0), Command::Unlock, tablets(1))
+                .issue(
+                    start(),
+                    at(0),
+                    "l1",
+                    Command::Unlock,
+                    Audience::Class,
+                    tablets(1),
+                )
                 .unwrap();
         }
         assert_eq!(taken(&mut session), []);
         session
-            .issue(start(), at(0), Command::Unlock, tablets(1))
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::Unlock,
+                Audience::Class,
+                tablets(1),
+            )
             .unwrap();
         let records = session.take_records();
         assert_eq!(
@@ -895,5 +1107,114 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("1", 0, 1)]
         );
+    }
+
+    fn to(ids: &[&str]) -> Audience {
+        Audience::Tablets {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+            group: None,
+        }
+    }
+
+    #[test]
+    fn a_command_to_some_tablets_reaches_them_only_live_and_on_catching_up() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        let lock = session
+            .issue(
+                start(),
+                at(0),
+                "2026-09-07/Sáng/1",
+                Command::Lock {
+                    message: "Em Bình dừng lại".into(),
+                },
+                to(&["t2"]),
+                tablets(3),
+            )
+            .unwrap();
+        assert_eq!(
+            session.ack_progress(lock.id).unwrap().expected,
+            1,
+            "only the chosen tablet is expected to ack"
+        );
+        let group = Audience::Tablets {
+            ids: ["t1", "t2"].iter().map(|id| (*id).to_owned()).collect(),
+            group: Some("Nhóm 1".into()),
+        };
+        session
+            .issue(
+                start(),
+                at(0),
+                "2026-09-07/Sáng/1",
+                Command::Message {
+                    text: "Nhóm 1 làm bài 3".into(),
+                },
+                group,
+                tablets(3),
+            )
+            .unwrap();
+        assert!(session.state_for("t2").locked);
+        assert!(!session.state_for("t1").locked && !session.state_for("t3").locked);
+        let missed = |tablet| -> Vec<u64> {
+            session
+                .missed(tablet, 0)
+                .iter()
+                .map(|envelope| envelope.id)
+                .collect()
+        };
+        assert_eq!(missed("t1"), [2]);
+        assert_eq!(missed("t2"), [1, 2]);
+        assert_eq!(missed("t3"), Vec::<u64>::new(), "nothing was meant for t3");
+        session
+            .issue(
+                start(),
+                at(0),
+                "2026-09-07/Sáng/1",
+                Command::Unlock,
+                Audience::Class,
+                tablets(3),
+            )
+            .unwrap();
+        assert!(
+            !session.state_for("t2").locked,
+            "a command to the class reaches every tablet's own state"
+        );
+        session.settle_all();
+        let records = session.take_records();
+        assert_eq!(records.len(), 3);
+        let audiences: Vec<(Vec<String>, String)> = records
+            .iter()
+            .map(|r| (r.tablet_ids.clone(), r.group.clone()))
+            .collect();
+        assert!(audiences.contains(&(vec!["t2".to_owned()], String::new())));
+        assert!(audiences.contains(&(vec!["t1".to_owned(), "t2".to_owned()], "Nhóm 1".to_owned())));
+        assert!(records.iter().all(|r| r.lesson_id == "2026-09-07/Sáng/1"));
+        assert_eq!(
+            session.issue(start(), at(0), "l", Command::Unlock, to(&[]), tablets(1)),
+            Err(RefusedCommand::NobodyChosen)
+        );
+    }
+
+    #[test]
+    fn a_question_to_a_group_is_answered_by_the_group_only_and_names_its_lesson() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        session
+            .issue(
+                start(),
+                at(0),
+                "2026-09-07/Sáng/2",
+                Command::QuestionStart(question(None)),
+                to(&["t1"]),
+                tablets(2),
+            )
+            .unwrap();
+        assert!(session.state_for("t2").question.is_none());
+        assert_eq!(session.question_for("t1"), Some(("q1", false)));
+        let refused = session.answer(start(), "t2", None, "q1", vec!["4".into()], String::new());
+        assert_eq!(refused.unwrap_err().code, ErrorCode::QuestionClosed);
+        let record = session
+            .answer(start(), "t1", None, "q1", vec!["4".into()], String::new())
+            .unwrap();
+        assert_eq!(record.lesson_id, "2026-09-07/Sáng/2");
+        assert_eq!(session.question_for("t1"), Some(("q1", true)));
     }
 }

@@ -271,11 +271,18 @@ fn handle(
         TabletMessage::RaiseHand => {
             // One line per message: a tablet may send many, so at debug level only.
             tracing::debug!(tablet = %tablet.tablet_id, name = %tablet.name, "hand raised");
-            lesson.raise_hand(&tablet.tablet_id);
+            if let Some(current) = lesson.authenticated_copy(&tablet.tablet_id) {
+                *tablet = current;
+            }
+            lesson.raise_hand(tablet);
             Ok(())
         }
         TabletMessage::Status { battery, locked } => {
             lesson.update_status(&tablet.tablet_id, battery, locked);
+            Ok(())
+        }
+        TabletMessage::Presence { visible, focused } => {
+            lesson.update_presence(&tablet.tablet_id, visible, focused);
             Ok(())
         }
     };
@@ -307,7 +314,12 @@ mod tests {
         let lesson = super::super::tests::lesson(store, clock.clone());
         lesson
             .store()
-            .add_tablet("tab-1", "Bàn 1", &super::super::token_hash("token-1"))
+            .add_tablet(
+                "tab-1",
+                "Bàn 1",
+                &super::super::token_hash("token-1"),
+                "2026-09-07/outside",
+            )
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -352,7 +364,10 @@ mod tests {
         // 58 s after it connected, 29 s after its last frame: silence counts from the last frame heard.
         clock.advance(Duration::from_secs(20));
         lesson
-            .issue(crate::tablets::protocol::Command::Unlock)
+            .issue(
+                crate::tablets::protocol::Command::Unlock,
+                crate::tablets::Audience::Class,
+            )
             .unwrap();
         assert!(next_text(&mut client).await.contains("\"command\""));
         // 30 s after its last frame, 10 s after the agent's: what the agent sends is no heartbeat.

@@ -162,7 +162,7 @@ function render() {
   document.getElementById("room-name").textContent = model.room.name || model.room.room_id || "";
   document.querySelectorAll(".tabs button").forEach(b => b.setAttribute("aria-selected", String(b.dataset.view === model.view)));
   document.querySelectorAll("main .view").forEach(v => { v.hidden = v.id !== `view-${model.view}`; });
-  renderNow(); renderRollcall(); renderTablets(); renderQuestions(); renderRoom(); renderStatus();
+  renderNow(); renderRollcall(); renderClass(); renderTablets(); renderQuestions(); renderRoom(); renderStatus();
 }
 
 function counts() {
@@ -207,7 +207,7 @@ function renderRollcall() {
     fix.addEventListener("click", () => correct(id, status));
     return el("div", { class: `pupil ${status}`, "data-personal-id": id },
       el("div", { class: "name" }, model.pupils.get(id) || id),
-      el("div", { class: "mark" }, status ? t(`status.${status}`) : "…"), fix);
+      el("div", { class: "mark" }, status ? t(`status.${status}`) : "…"), fix, bindOffer(id, status));
   }));
 }
 
@@ -375,6 +375,7 @@ async function load() {
   render();
   listen(model.lastSeq);
   loadTablets();
+  loadGroups();
 }
 
 // The feed resumes after `after`; the browser's own reconnects resume after the
@@ -388,6 +389,11 @@ function listen(after) {
   source.addEventListener("health", e => { model.health = JSON.parse(e.data); render(); });
   source.addEventListener("record", e => { apply(JSON.parse(e.data), true); render(); });
   source.addEventListener("devices", e => { model.devices = JSON.parse(e.data); renderRoom(); });
+  source.addEventListener("class", e => {
+    classState.view = JSON.parse(e.data);
+    renderClass();
+    if (model.view === "rollcall") renderRollcall();
+  });
   // The room's database was replaced: what this page holds no longer matches it.
   source.addEventListener("reset", () => { source.close(); location.reload(); });
 }
@@ -426,6 +432,7 @@ document.getElementById("lang").addEventListener("click", () => {
   render(); tickClock();
 });
 
+wireClassView();
 setInterval(() => { tickClock(); renderNow(); }, 1000);
 tickClock();
 render();

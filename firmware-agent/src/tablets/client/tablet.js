@@ -1,5 +1,7 @@
-// The browser tablet client: pairs with the code the teacher shows, then
-// follows the live channel (protocol version 1, see PROTOCOL.md).
+// The browser tablet client: pairs with the code the teacher shows, lets the
+// pupil choose their name from the class roster, then follows the live
+// channel (protocol version 1, see PROTOCOL.md) and tells the agent whether
+// the lesson page is in front of the pupil.
 "use strict";
 
 const PROTOCOL = 1;
@@ -29,6 +31,7 @@ function send(message) {
 function showPairing() {
   $("pairing").hidden = false;
   $("lesson").hidden = true;
+  $("choose-pupil").hidden = true;
   const fromLink = new URLSearchParams(location.hash.slice(1)).get("code");
   if (fromLink) $("code").value = fromLink;
 }
@@ -65,10 +68,53 @@ function connect() {
   };
 }
 
+// A tablet nobody holds yet offers the class's names; the pupil touches theirs.
+async function offerNames() {
+  const response = await fetch("/tablet/roster", { headers: { authorization: `Bearer ${saved.token}` } });
+  if (!response.ok) return;
+  const roster = await response.json();
+  if (roster.pupil || !roster.choices.length) { $("choose-pupil").hidden = true; return; }
+  const names = roster.choices.map((choice) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.pupil = choice.pupil;
+    button.textContent = choice.full_name;
+    button.onclick = () => choosePupil(choice.pupil);
+    return button;
+  });
+  $("pupil-names").replaceChildren(...names);
+  $("choose-error").textContent = "";
+  $("choose-pupil").hidden = false;
+}
+
+async function choosePupil(reference) {
+  const response = await fetch("/tablet/pupil", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${saved.token}` },
+    body: JSON.stringify({ pupil: reference }),
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    $("choose-error").textContent = body.message || "Không chọn được";
+    if (body.error === "unknown_pupil" || body.error === "pupil_taken") offerNames();
+    return;
+  }
+  $("choose-pupil").hidden = true;
+  $("pupil").textContent = body.pupil;
+}
+
+// Whether the lesson page is in front of the pupil: shown, and holding the focus.
+function reportPresence() {
+  send({ type: "presence", visible: document.visibilityState === "visible", focused: document.hasFocus() });
+}
+
 function receive(message) {
   switch (message.type) {
     case "welcome":
       setStatus(true, message.name);
+      $("pupil").textContent = message.pupil || "";
+      if (!message.pupil) offerNames().catch(() => {});
+      reportPresence();
       clearInterval(heartbeat);
       heartbeat = setInterval(() => send({ type: "ping" }), message.heartbeat_s * 1000);
       applyState(message.state);
@@ -196,6 +242,9 @@ $("question").onsubmit = (event) => {
   }
 };
 $("raise-hand").onclick = () => send({ type: "raise_hand" });
+document.addEventListener("visibilitychange", reportPresence);
+window.addEventListener("focus", reportPresence);
+window.addEventListener("blur", reportPresence);
 $("pair-button").onclick = () => pair().catch(() => { $("pair-error").textContent = "Không kết nối được với máy của lớp"; });
 
 if (saved.token) connect(); else showPairing();

@@ -1,0 +1,319 @@
+//! The class view's figures, with 40 tablets on the release agent over
+//! loopback and the panel page in headless Chromium at 4K:
+//! - from a tablet saying it left (or came back to) the lesson page to its
+//!   tile changing on the panel, aim ≤ 100 ms; beside it, in the same run, the
+//!   baseline: the same change's arrival as a raw `class` event of the feed in
+//!   the same page, so the page's own share is the difference;
+//! - the page's frame time with 40 live tiles changing 20 times a second,
+//!   against the same page idle as the baseline.
+//!
+//! Both ends read one clock: the tablet's send time (the bench's wall clock)
+//! and the page's `performance.timeOrigin + performance.now()`, on one machine.
+//! Run with `cargo bench --bench class_view` after `make setup` (chromium).
+
+#[path = "../../tests/common/browser.rs"]
+mod browser;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::Message;
+
+const TABLETS: usize = 40;
+const CHANGES: usize = 120;
+const FRAME_WINDOW: Duration = Duration::from_secs(5);
+const CHANGES_PER_SECOND: u64 = 20;
+
+struct Agent {
+    child: Child,
+    address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let listeners = [
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        ];
+        let [address, hub] = listeners.each_ref().map(|l| l.local_addr().unwrap());
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
+                 [hub]\nlisten = \"{hub}\"\nplaintext = true\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
+            ),
+        )
+        .unwrap();
+        drop(listeners);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_firmware-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains("agent ready"))
+            .expect("the agent starts");
+        std::thread::spawn(move || lines.for_each(drop));
+        Agent {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(address: SocketAddr, path: &str, body: Value) -> Value {
+    let url = format!("http://{address}{path}");
+    tokio::task::spawn_blocking(move || {
+        let text = ureq::post(&url)
+            .send_json(body)
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Pairs and connects a tablet; returns its id and a sender of presence changes
+/// (`visible`), each sent at once, with pings every 10 s to stay connected.
+async fn tablet(address: SocketAddr, code: &str, n: usize) -> (String, mpsc::Sender<bool>) {
+    let paired = post(
+        address,
+        "/tablet/pair",
+        json!({ "code": code, "name": format!("Bàn {n:02}") }),
+    )
+    .await;
+    let (id, token) = (
+        paired["tablet_id"].as_str().unwrap().to_owned(),
+        paired["token"].as_str().unwrap().to_owned(),
+    );
+    let (mut socket, _) =
+        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
+            .await
+            .unwrap();
+    socket
+        .send(Message::text(
+            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
+        ))
+        .await
+        .unwrap();
+    let welcome = socket.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
+    let (changes, mut pending) = mpsc::channel::<bool>(16);
+    tokio::spawn(async move {
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            let message = tokio::select! {
+                change = pending.recv() => match change {
+                    Some(visible) => json!({ "type": "presence", "visible": visible, "focused": visible }),
+                    None => return,
+                },
+                _ = heartbeat.tick() => json!({ "type": "ping" }),
+                frame = socket.next() => match frame { Some(Ok(_)) => continue, _ => return },
+            };
+            if socket
+                .send(Message::text(message.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (id, changes)
+}
+
+fn epoch_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn summary(what: &str, mut samples: Vec<f64>, aim: Option<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    let deviation =
+        (samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    let verdict = match aim {
+        Some(aim) if at(0.99) <= aim => format!("; aim ≤ {aim} ms: meets at p99"),
+        Some(aim) => format!("; aim ≤ {aim} ms: MISSES at p99"),
+        None => String::new(),
+    };
+    println!(
+        "{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, mean {mean:.1} ± {deviation:.1} ms over {} samples{verdict}",
+        at(0.5),
+        at(0.99),
+        samples.last().unwrap(),
+        samples.len()
+    );
+}
+
+/// Records, in the page, when each tile's `data-away` changes (the tile as
+/// drawn) and when each `class` event arrives on a second feed (the baseline).
+const WATCH: &str = r#"(() => {
+  const now = () => performance.timeOrigin + performance.now();
+  window.tileSeen = []; window.feedSeen = [];
+  const last = new Map();
+  new MutationObserver(() => {
+    for (const tile of document.querySelectorAll('#class-tiles .tile')) {
+      const id = tile.dataset.tabletId, away = tile.dataset.away;
+      if (last.has(id) && last.get(id) !== away) window.tileSeen.push([id, away, now()]);
+      last.set(id, away);
+    }
+  }).observe(document.getElementById('class-tiles'), { subtree: true, childList: true, attributes: true });
+  const feed = new EventSource('/api/panel/events');
+  const away = new Map();
+  feed.addEventListener('class', e => {
+    const at = now();
+    for (const tile of JSON.parse(e.data).tiles) {
+      const value = String(tile.away);
+      if (away.has(tile.tablet_id) && away.get(tile.tablet_id) !== value) window.feedSeen.push([tile.tablet_id, value, at]);
+      away.set(tile.tablet_id, value);
+    }
+  });
+  return true;
+})()"#;
+
+/// Frame intervals, in ms, over `window` of the page's own animation frames.
+fn frames(window: Duration) -> String {
+    format!(
+        "new Promise(resolve => {{ const intervals = []; let previous = performance.now(); const end = previous + {}; \
+         const frame = at => {{ intervals.push(at - previous); previous = at; if (at < end) requestAnimationFrame(frame); else resolve(intervals.slice(1)); }}; \
+         requestAnimationFrame(frame); }})",
+        window.as_millis()
+    )
+}
+
+async fn measure() {
+    let agent = Agent::start();
+    let address = agent.address;
+    let code = post(address, "/api/tablets/pairing", json!({})).await["window"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tablets = Vec::new();
+    for n in 1..=TABLETS {
+        tablets.push(tablet(address, &code, n).await);
+    }
+    let mut page =
+        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 3840, 2160).await;
+    page.wait_for("document.querySelector('[data-view=class]') !== null")
+        .await;
+    page.evaluate("document.querySelector('[data-view=class]').click(); true")
+        .await;
+    page.wait_for(&format!(
+        "document.querySelectorAll('#class-tiles .tile[data-connected=true]').length === {TABLETS}"
+    ))
+    .await;
+    page.evaluate(WATCH).await;
+    // Each tablet reports itself on the page, then the changes begin.
+    for (_, changes) in &tablets {
+        changes.send(true).await.unwrap();
+    }
+    page.wait_for("window.feedSeen !== undefined").await;
+
+    let idle: Vec<f64> =
+        serde_json::from_value(page.evaluate(&frames(FRAME_WINDOW)).await).unwrap();
+
+    let (mut tile_ms, mut feed_ms) = (Vec::new(), Vec::new());
+    for change in 0..CHANGES {
+        let (id, changes) = &tablets[change % TABLETS];
+        let visible = change / TABLETS % 2 == 1;
+        let away = (!visible).to_string();
+        let sent = epoch_ms();
+        changes.send(visible).await.unwrap();
+        let find = |list: &str| {
+            format!(
+                "window.{list}.find(([id, away, at]) => id === '{id}' && away === '{away}' && at >= {sent})"
+            )
+        };
+        page.wait_for(&format!("{} && {}", find("tileSeen"), find("feedSeen")))
+            .await;
+        let seen = page
+            .evaluate(&format!(
+                "[{}[2], {}[2]]",
+                find("tileSeen"),
+                find("feedSeen")
+            ))
+            .await;
+        tile_ms.push(seen[0].as_f64().unwrap() - sent);
+        feed_ms.push(seen[1].as_f64().unwrap() - sent);
+    }
+
+    // 40 live tiles: tablets come and go 20 times a second while frames are timed.
+    let driver = {
+        let senders: Vec<mpsc::Sender<bool>> = tablets.iter().map(|(_, s)| s.clone()).collect();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / CHANGES_PER_SECOND));
+            for n in 0.. {
+                tick.tick().await;
+                if senders[n % TABLETS]
+                    .send(n / TABLETS % 2 == 0)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    let live: Vec<f64> =
+        serde_json::from_value(page.evaluate(&frames(FRAME_WINDOW)).await).unwrap();
+    driver.abort();
+
+    println!("class view, {TABLETS} tablets, panel at 3840x2160 in headless Chromium:");
+    summary(
+        "  tablet's change → its `class` event in the page (baseline: the feed)",
+        feed_ms,
+        None,
+    );
+    summary(
+        "  tablet's change → its tile changed on the page",
+        tile_ms,
+        Some(100.0),
+    );
+    summary("  frame time, page idle (baseline)", idle, None);
+    summary(
+        &format!("  frame time, 40 live tiles, {CHANGES_PER_SECOND} changes/s"),
+        live,
+        None,
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(measure());
+}

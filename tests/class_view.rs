@@ -1,0 +1,636 @@
+//! The class at a glance and commands to some tablets, end to end: the real
+//! agent on a simulated Monday morning, the panel in headless Chromium driven
+//! by touch, two browser tablets (Chromium pages) whose pupils choose their own
+//! names, and protocol-level WebSocket tablets for the rest of the class.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Room;
+use firmware_agent::proto::event::Payload;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+/// Inside the first period of the Monday morning shift the room's timetable has.
+const MONDAY_FIRST_PERIOD: &str = "2026-09-07T07:05:00+07:00";
+const FIRST_PERIOD: &str = "2026-09-07/Sáng/1";
+/// Tablets that speak the protocol directly, beside the two browser tablets.
+const PROTOCOL_TABLETS: usize = 6;
+
+const ROSTER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
+    pupil,010206000001,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
+    pupil,010206000002,Lò Thị Bình,6A1,no,yes,2026-08-20\n\
+    pupil,010206000003,Phạm Văn Cường,6A1,no,yes,2026-08-20\n\
+    pupil,010206000004,Hà Thị Dung,6A1,no,yes,2026-08-20\n\
+    pupil,010206000005,Vàng A Dế,6A1,no,yes,2026-08-20\n";
+
+/// A room of class 6A1 with its roster and a Monday morning timetable.
+fn classroom() -> Room {
+    let room = Room::new(
+        "[attendance]\nclass = \"6A1\"\n\n[schedule]\n\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\n\
+         periods = [{ start = \"07:00\", end = \"07:45\" }, { start = \"07:50\", end = \"08:35\" }]\n\n\
+         [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
+    );
+    let csv = room.dir.path().join("lop6a1.csv");
+    std::fs::write(&csv, ROSTER).unwrap();
+    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    room
+}
+
+/// An HTTP call to the agent, returning the status and the JSON body.
+async fn call(
+    address: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("http://{address}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            (_, Some(body)) => agent.post(&url).send_json(body),
+            (_, None) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send_empty(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// A tablet's end of the live channel, speaking the protocol itself.
+struct Tablet {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Tablet {
+    async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
+        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
+            .await
+            .unwrap();
+        let mut tablet = Tablet { socket };
+        tablet
+            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
+            .await;
+        let welcome = tablet.receive().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (tablet, welcome)
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn receive(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message within the patience")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next command, acked; panics on anything else.
+    async fn command(&mut self) -> Value {
+        let message = self.receive().await;
+        assert_eq!(message["type"], "command", "{message}");
+        self.send(json!({ "type": "ack", "id": message["id"] }))
+            .await;
+        message["command"].clone()
+    }
+
+    /// Proves nothing was queued for this tablet before now: a ping's pong
+    /// comes next, where a command given to it earlier would have come first.
+    async fn heard_nothing(&mut self, why: &str) {
+        self.send(json!({ "type": "ping" })).await;
+        let next = self.receive().await;
+        assert_eq!(next["type"], "pong", "{why}: {next}");
+    }
+}
+
+/// The outbox's payloads, decoded, in commit order.
+fn outbox(room: &Room) -> Vec<Payload> {
+    let conn = rusqlite::Connection::open_with_flags(
+        room.database(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT kind, payload FROM outbox ORDER BY seq")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .unwrap();
+    rows.filter_map(|row| {
+        let (kind, bytes) = row.unwrap();
+        Payload::decode_stored(&kind, &bytes).unwrap()
+    })
+    .collect()
+}
+
+/// The names a paired tablet is offered to choose from, by its token.
+async fn roster_offered_to(address: SocketAddr, token: &str) -> Vec<String> {
+    let (url, bearer) = (
+        format!("http://{address}/tablet/roster"),
+        format!("Bearer {token}"),
+    );
+    let roster: Value = tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .header("authorization", &bearer)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(roster["pupil"], Value::Null);
+    let choices = roster["choices"].as_array().unwrap();
+    assert!(
+        choices
+            .iter()
+            .all(|c| !c.to_string().contains("0102060000")),
+        "no personal ID reaches a tablet: {roster}"
+    );
+    choices
+        .iter()
+        .map(|c| c["full_name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Touches the middle of the element `selector` names, as a finger on the panel would.
+async fn tap(page: &mut browser::Chromium, selector: &str) {
+    let quoted = serde_json::to_string(selector).unwrap();
+    let point = page
+        .evaluate(&format!(
+            "(() => {{ const e = document.querySelector({quoted}); if (!e) throw new Error('nothing at ' + {quoted}); \
+             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        ))
+        .await;
+    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+    page.call(
+        "Input.dispatchTouchEvent",
+        json!({ "type": "touchStart", "touchPoints": [{ "x": x, "y": y }] }),
+    )
+    .await;
+    page.call(
+        "Input.dispatchTouchEvent",
+        json!({ "type": "touchEnd", "touchPoints": [] }),
+    )
+    .await;
+}
+
+fn tile(tablet_id: &str) -> String {
+    format!("#class-tiles .tile[data-tablet-id=\"{tablet_id}\"]")
+}
+
+/// A browser tablet pairs with `code` and its pupil touches `pupil` among the class's names.
+async fn browser_tablet(
+    address: SocketAddr,
+    code: &str,
+    desk: &str,
+    pupil: &str,
+) -> browser::Chromium {
+    let mut tablet =
+        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
+    tablet
+        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
+        .await;
+    tablet
+        .evaluate(&format!(
+            "document.getElementById('name').value = '{desk}'; document.getElementById('pair-button').click(); true"
+        ))
+        .await;
+    tablet
+        .wait_for(&format!(
+            "[...document.querySelectorAll('#pupil-names button')].some(b => b.textContent === '{pupil}')"
+        ))
+        .await;
+    tablet
+        .evaluate(&format!(
+            "[...document.querySelectorAll('#pupil-names button')].find(b => b.textContent === '{pupil}').click(); true"
+        ))
+        .await;
+    tablet
+        .wait_for(&format!(
+            "document.getElementById('choose-pupil').hidden && document.getElementById('pupil').textContent === '{pupil}'"
+        ))
+        .await;
+    tablet
+}
+
+/// The id of a browser tablet, found by the name its page shows.
+async fn tablet_id_of(tablet: &mut browser::Chromium, address: SocketAddr) -> String {
+    let (_, listed) = call(address, "GET", "/api/lesson/class", None).await;
+    let name = tablet
+        .evaluate("document.getElementById('status').textContent")
+        .await;
+    listed["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tile| tile["name"] == name)
+        .and_then(|tile| tile["tablet_id"].as_str())
+        .expect("the browser tablet has a tile")
+        .to_owned()
+}
+
+/// Everything issue 16's first three items promise, as a teacher and a class would do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_group() {
+    let room = classroom();
+    let _agent = room.start_at(MONDAY_FIRST_PERIOD);
+    let address = room.http;
+
+    // The panel, touched as the interactive panel is.
+    let mut panel =
+        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
+    panel
+        .call(
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": true, "maxTouchPoints": 5 }),
+        )
+        .await;
+    panel
+        .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
+        .await;
+    assert_eq!(
+        panel
+            .evaluate("document.querySelector('[data-view=class]').textContent")
+            .await,
+        "Cả lớp"
+    );
+    tap(&mut panel, "[data-view=tablets]").await;
+    tap(&mut panel, "#pair-open").await;
+    panel
+        .wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)")
+        .await;
+    let code = panel
+        .evaluate("document.getElementById('pair-code').textContent")
+        .await;
+    let code = code.as_str().unwrap().to_owned();
+
+    // Two pupils pair their tablets and choose their own names.
+    let mut an = browser_tablet(address, &code, "Bàn 1", "Nguyễn Văn An").await;
+    let mut binh = browser_tablet(address, &code, "Bàn 2", "Lò Thị Bình").await;
+    let an_id = tablet_id_of(&mut an, address).await;
+    let binh_id = tablet_id_of(&mut binh, address).await;
+
+    // The rest of the class, at protocol level.
+    let mut protocol = Vec::new();
+    for i in 0..PROTOCOL_TABLETS {
+        let (status, paired) = call(
+            address,
+            "POST",
+            "/tablet/pair",
+            Some(json!({ "code": code, "name": format!("Bàn {}", i + 3) })),
+        )
+        .await;
+        assert_eq!(status, 200, "{paired}");
+        let id = paired["tablet_id"].as_str().unwrap().to_owned();
+        let token = paired["token"].as_str().unwrap().to_owned();
+        let (tablet, welcome) = Tablet::connect(address, &token, 0).await;
+        assert_eq!(welcome["pupil"], Value::Null, "nobody holds a new tablet");
+        protocol.push((id, token, tablet));
+    }
+    let (status, roster) = call(address, "GET", "/tablet/roster", None).await;
+    assert_eq!(
+        status, 401,
+        "the roster is for paired tablets only: {roster}"
+    );
+    let offered = roster_offered_to(address, &protocol[1].1).await;
+    assert_eq!(
+        offered,
+        ["Hà Thị Dung", "Phạm Văn Cường", "Vàng A Dế"],
+        "the names An and Bình chose are taken"
+    );
+
+    // The class view: a tile per tablet, the pupils in the roster's order first.
+    tap(&mut panel, "[data-view=class]").await;
+    panel
+        .wait_for(&format!(
+            "document.querySelectorAll('#class-tiles .tile').length === {} && document.querySelectorAll('#class-tiles .tile[data-connected=true]').length === {}",
+            PROTOCOL_TABLETS + 2,
+            PROTOCOL_TABLETS + 2
+        ))
+        .await;
+    let names: Vec<String> = serde_json::from_value(
+        panel.evaluate("[...document.querySelectorAll('#class-tiles .tile .who')].slice(0, 2).map(e => e.textContent)").await,
+    )
+    .unwrap();
+    assert_eq!(
+        names,
+        ["Lò Thị Bình", "Nguyễn Văn An"],
+        "the roster's order, by name"
+    );
+    // The tiles are laid out as a grid by the class view's own stylesheet.
+    assert_eq!(
+        panel
+            .evaluate("getComputedStyle(document.getElementById('class-tiles')).display")
+            .await,
+        "grid"
+    );
+    assert_eq!(
+        panel
+            .evaluate("document.getElementById('class-lesson').textContent")
+            .await,
+        FIRST_PERIOD
+    );
+
+    // The teacher binds Cường to the first protocol tablet at the panel.
+    let (cuong_id, _, _) = &protocol[0];
+    tap(&mut panel, &format!("{} .more", tile(cuong_id))).await;
+    panel
+        .wait_for("!document.getElementById('tile-detail').hidden")
+        .await;
+    panel
+        .evaluate("document.getElementById('detail-pupil').value = '010206000003'; true")
+        .await;
+    tap(&mut panel, "#detail-bind").await;
+    panel
+        .wait_for(&format!(
+            "document.querySelector('{} .who').textContent === 'Phạm Văn Cường'",
+            tile(cuong_id)
+        ))
+        .await;
+    tap(&mut panel, "#detail-close").await;
+
+    // A command to one tablet: Bình's screen locks, nobody else's.
+    tap(&mut panel, &tile(&binh_id)).await;
+    panel
+        .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 1 máy'")
+        .await;
+    tap(&mut panel, "#class-lock").await;
+    binh.wait_for("!document.getElementById('lock').hidden")
+        .await;
+    for (_, _, tablet) in &mut protocol {
+        tablet
+            .heard_nothing("a lock for Bình reaches no other tablet")
+            .await;
+    }
+    panel
+        .wait_for(&format!(
+            "document.querySelector('{}').dataset.locked === 'true'",
+            tile(&binh_id)
+        ))
+        .await;
+    assert_eq!(panel.evaluate("classState.view.locked").await, 1);
+
+    // A group of three, saved and reused: a message reaches its tablets only.
+    tap(&mut panel, "#class-choose-none").await;
+    for (id, _, _) in &protocol[..3] {
+        tap(&mut panel, &tile(id)).await;
+    }
+    panel
+        .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 3 máy'")
+        .await;
+    panel
+        .evaluate("document.getElementById('group-name').value = 'Nhóm 1'; true")
+        .await;
+    tap(&mut panel, "#group-save").await;
+    panel
+        .wait_for("document.querySelector('#class-groups [data-group=\"Nhóm 1\"]') !== null")
+        .await;
+    tap(&mut panel, "#class-choose-none").await;
+    tap(&mut panel, "#class-groups [data-group=\"Nhóm 1\"]").await;
+    panel
+        .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 3 máy'")
+        .await;
+    panel
+        .evaluate("document.getElementById('class-text').value = 'Nhóm 1 làm bài 3'; true")
+        .await;
+    tap(&mut panel, "#class-message").await;
+    for (_, _, tablet) in &mut protocol[..3] {
+        let command = tablet.command().await;
+        assert_eq!(
+            command,
+            json!({ "kind": "message", "text": "Nhóm 1 làm bài 3" })
+        );
+    }
+    for (_, _, tablet) in &mut protocol[3..] {
+        tablet
+            .heard_nothing("the group's message reaches no tablet outside it")
+            .await;
+    }
+    assert_eq!(
+        an.evaluate("document.getElementById('message').hidden")
+            .await,
+        true
+    );
+
+    // Catching up: a tablet outside the group reconnects from the start and is
+    // given neither the lock nor the message; one inside gets the message.
+    let (_, outsider_token, outsider) = protocol.pop().unwrap();
+    drop(outsider);
+    let (_, welcome) = Tablet::connect(address, &outsider_token, 0).await;
+    assert_eq!(
+        welcome["missed"],
+        json!([]),
+        "nothing was meant for it: {welcome}"
+    );
+    assert_eq!(welcome["state"]["locked"], false);
+    let (_, member_token, member) = protocol.remove(1);
+    drop(member);
+    let (_, welcome) = Tablet::connect(address, &member_token, 0).await;
+    let missed: Vec<&str> = welcome["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|envelope| envelope["command"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(missed, ["message"], "{welcome}");
+
+    // An leaves the lesson page for another tab: the tile says so, and it is counted.
+    let away_before = panel.evaluate("classState.view.away").await;
+    assert_eq!(away_before, 0);
+    an.call("Target.createTarget", json!({ "url": "about:blank" }))
+        .await;
+    panel
+        .wait_for(&format!(
+            "document.querySelector('{}').dataset.away === 'true'",
+            tile(&an_id)
+        ))
+        .await;
+    assert_eq!(panel.evaluate("classState.view.away").await, 1);
+    assert!(
+        panel
+            .evaluate(&format!(
+                "document.querySelector('{}').textContent",
+                tile(&an_id)
+            ))
+            .await
+            .as_str()
+            .unwrap()
+            .contains("rời bài học")
+    );
+    an.call("Page.bringToFront", json!({})).await;
+    panel
+        .wait_for(&format!(
+            "document.querySelector('{}').dataset.away === 'false'",
+            tile(&an_id)
+        ))
+        .await;
+
+    // A question to the class, answered on An's tablet: the answer names An and the period.
+    tap(&mut panel, "[data-view=questions]").await;
+    panel
+        .evaluate(
+            "document.getElementById('question-prompt').value = '2 + 2 = ?'; document.getElementById('choice-A').value = '3'; \
+             document.getElementById('choice-B').value = '4'; document.querySelector('input[name=correct][value=B]').checked = true; true",
+        )
+        .await;
+    tap(&mut panel, "#question-form button[type=submit]").await;
+    an.wait_for("document.querySelectorAll('#choices .choice').length === 4")
+        .await;
+    an.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true")
+        .await;
+    an.wait_for("document.getElementById('answer-state').className === 'sent'")
+        .await;
+    tap(&mut panel, "[data-view=class]").await;
+    panel
+        .wait_for(&format!(
+            "document.querySelector('{}').dataset.answered === 'true'",
+            tile(&an_id)
+        ))
+        .await;
+    screenshots(&mut panel).await;
+
+    let records = outbox(&room);
+    let answers: Vec<_> = records
+        .iter()
+        .filter_map(|p| match p {
+            Payload::QuestionAnswer(answer) => Some(answer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        (
+            answers[0].pupil_personal_id.as_str(),
+            answers[0].lesson_id.as_str(),
+            answers[0].tablet_id.as_str()
+        ),
+        ("010206000001", FIRST_PERIOD, an_id.as_str())
+    );
+    let chosen: Vec<_> = records
+        .iter()
+        .filter_map(|p| match p {
+            Payload::TabletPairing(pairing)
+                if pairing.action() == firmware_agent::proto::tablet_pairing::Action::Bound =>
+            {
+                Some((
+                    pairing.pupil_personal_id.as_str(),
+                    pairing.chosen_on_tablet,
+                    pairing.lesson_id.as_str(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chosen,
+        [
+            ("010206000001", true, FIRST_PERIOD),
+            ("010206000002", true, FIRST_PERIOD),
+            ("010206000003", false, FIRST_PERIOD)
+        ],
+        "two pupils chose their names, the teacher bound the third"
+    );
+    drop((an, binh, panel));
+    // The records of the lock and the message name their audience once the agent stops.
+    let mut agent = _agent;
+    agent.signal(libc::SIGTERM);
+    assert!(
+        agent
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|status| status.success())
+    );
+    let commands: Vec<_> = outbox(&room)
+        .into_iter()
+        .filter_map(|p| match p {
+            Payload::LessonRecord(record) => Some((
+                record.command,
+                record.tablet_ids,
+                record.group,
+                record.lesson_id,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        commands.contains(&(
+            "lock".to_owned(),
+            vec![binh_id.clone()],
+            String::new(),
+            FIRST_PERIOD.to_owned()
+        )),
+        "{commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|(command, ids, group, _)| command == "message"
+                && ids.len() == 3
+                && group == "Nhóm 1"),
+        "{commands:?}"
+    );
+}
+
+/// Screenshots of the class view at the panel's two usual sizes, kept as test artefacts.
+async fn screenshots(page: &mut browser::Chromium) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("class-view");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1920, 1080), (3840, 2160)] {
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await;
+        let png = page.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("class-{width}x{height}.png")), png).unwrap();
+    }
+    println!("class view screenshots: {}", dir.display());
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false }),
+    )
+    .await;
+}
