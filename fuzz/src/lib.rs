@@ -28,7 +28,7 @@ use firmware_agent::roster;
 use firmware_agent::schedule::{Timetable, pushed, timetable};
 use firmware_agent::tablets::content::store_pushed;
 use firmware_agent::tablets::protocol::{self, Command, TabletMessage};
-use firmware_agent::tablets::session::Session;
+use firmware_agent::tablets::session::{Audience, Session};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use prost::Message;
@@ -55,7 +55,7 @@ pub fn tablet_messages(data: &[u8]) {
     };
     let limit = room_config().tablets.max_message_bytes;
     let connected: BTreeSet<String> = ["bàn-1".to_owned(), "bàn-2".to_owned()].into();
-    let mut session = Session::new("tiết-1".to_owned(), Duration::from_secs(10));
+    let mut session = Session::new(Duration::from_secs(10));
     let mut at = Monotonic::default();
     let mut now = Timestamp::from_second(1_788_000_000).expect("a valid instant");
     for (turn, frame) in text.lines().enumerate() {
@@ -63,14 +63,23 @@ pub fn tablet_messages(data: &[u8]) {
         at = at + Duration::from_secs(1);
         now += jiff::SignedDuration::from_secs(1);
         if let Ok(command) = serde_json::from_str::<Command>(frame) {
-            if let Err(refused) = session.issue(now, at, command, connected.clone()) {
+            // Every third command goes to the class, the others to one tablet.
+            let audience = if turn % 3 == 0 {
+                Audience::Class
+            } else {
+                Audience::Tablets {
+                    ids: [tablet.to_owned()].into(),
+                    group: None,
+                }
+            };
+            if let Err(refused) = session.issue(now, at, "tiết-1", command, audience, connected.clone()) {
                 let _ = refused.to_string();
             }
         } else {
             let reply = match protocol::parse(frame, limit) {
                 Ok(TabletMessage::Hello { last_command, .. }) => {
                     let _ = session.state_for(tablet);
-                    let _ = session.missed(last_command);
+                    let _ = session.missed(tablet, last_command);
                     Ok(())
                 }
                 Ok(TabletMessage::Ack { id }) => session.ack(tablet, id).map(drop),

@@ -223,6 +223,7 @@ fn encode_payload(payload: &Payload) -> Vec<u8> {
         Payload::Actuation(m) => m.encode_to_vec(),
         Payload::DeviceHealth(m) => m.encode_to_vec(),
         Payload::Erasure(m) => m.encode_to_vec(),
+        Payload::HandRaised(m) => m.encode_to_vec(),
     }
 }
 
