@@ -277,7 +277,7 @@ async fn measure() {
             for n in 0.. {
                 tick.tick().await;
                 if senders[n % TABLETS]
-                    .send(n / TABLETS % 2 == 0)
+                    .send((n / TABLETS).is_multiple_of(2))
                     .await
                     .is_err()
                 {

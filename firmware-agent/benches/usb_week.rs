@@ -197,6 +197,7 @@ fn record_a_busy_week(store: &Store) -> u64 {
                                 .into(),
                         acknowledged: 39,
                         connected: 40,
+                        ..Default::default()
                     },
                 ));
             }
