@@ -72,7 +72,9 @@ pub fn tablet_messages(data: &[u8]) {
                     group: None,
                 }
             };
-            if let Err(refused) = session.issue(now, at, "tiết-1", command, audience, connected.clone()) {
+            if let Err(refused) =
+                session.issue(now, at, "tiết-1", command, audience, connected.clone())
+            {
                 let _ = refused.to_string();
             }
         } else {
