@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::Room;
+use common::{Room, api_call as call};
 use firmware_agent::proto::event::Payload;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -48,39 +48,6 @@ fn classroom() -> Room {
         String::from_utf8_lossy(&imported.stderr)
     );
     room
-}
-
-/// An HTTP call to the agent, returning the status and the JSON body.
-async fn call(
-    address: SocketAddr,
-    method: &'static str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("http://{address}{path}");
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut response = match (method, body) {
-            ("GET", _) => agent.get(&url).call(),
-            (_, Some(body)) => agent.post(&url).send_json(body),
-            (_, None) => agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send_empty(),
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
-    .await
-    .unwrap()
 }
 
 /// A tablet's end of the live channel, speaking the protocol itself.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::Room;
+use common::{Room, api_call as call};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -19,44 +19,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 const TABLETS: usize = 40;
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// An HTTP call to the agent, returning the status and the JSON body.
-async fn call(
-    address: SocketAddr,
-    method: &'static str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("http://{address}{path}");
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut response = match (method, body) {
-            ("GET", _) => agent.get(&url).call(),
-            // A change is sent as JSON, even without a body, as the panel's page sends it.
-            ("DELETE", _) => agent
-                .delete(&url)
-                .header("content-type", "application/json")
-                .call(),
-            (_, Some(body)) => agent.post(&url).send_json(body),
-            (_, None) => agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send_empty(),
-        }
-        .unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
-    .await
-    .unwrap()
-}
 
 async fn open_pairing(address: SocketAddr) -> String {
     let (status, body) = call(address, "POST", "/api/tablets/pairing", None).await;

@@ -380,6 +380,45 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     (status, response.body_mut().read_to_string().unwrap())
 }
 
+/// An HTTP call to the agent's API, returning the status and the JSON body
+/// (or the text, as a JSON string, when the body is not JSON).
+pub async fn api_call(
+    address: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{address}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            // A change is sent as JSON, even without a body, as the panel's page sends it.
+            ("DELETE", _) => agent
+                .delete(&url)
+                .header("content-type", "application/json")
+                .call(),
+            (_, Some(body)) => agent.post(&url).send_json(body),
+            (_, None) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send_empty(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// The value of one series in a scrape of the agent's /metrics, named with its
 /// labels as Prometheus prints them (`name{label="value"}`); `None` until it is counted.
 pub fn metric(scrape: &str, series: &str) -> Option<f64> {
