@@ -9,6 +9,8 @@ mod common;
 #[allow(dead_code)] // the hub's module; this test uses its part of it
 #[path = "common/dial_in.rs"]
 mod dial_in;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use firmware_agent::proto::{
 };
 use firmware_agent::store::Store;
 use firmware_agent::store::outbox::{NewEvent, read_after};
+use pki::Pki;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -62,63 +65,6 @@ fn outbox(room: &Room) -> Vec<(i64, Vec<u8>)> {
 }
 
 // ---- Certificates
-
-/// A CA, and certificates it signs.
-struct Pki {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        Pki {
-            issuer: rcgen::CertifiedIssuer::self_signed(
-                params,
-                rcgen::KeyPair::generate().unwrap(),
-            )
-            .unwrap(),
-        }
-    }
-
-    /// Writes `stem.pem` and `stem.key` into `dir` for `names`; returns their paths.
-    fn issue(
-        &self,
-        dir: &Path,
-        stem: &str,
-        names: &[&str],
-        usages: Vec<rcgen::ExtendedKeyUsagePurpose>,
-    ) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = usages;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, stem);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let paths = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&paths.0, cert.pem()).unwrap();
-        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
-        paths
-    }
-
-    fn write_ca(&self, path: &Path) -> PathBuf {
-        std::fs::write(path, self.issuer.pem()).unwrap();
-        path.to_owned()
-    }
-}
 
 /// The province's certificates: a room CA and a hub CA, the room's
 /// certificate (server and client use), the hub's (`hub.test`).

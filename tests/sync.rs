@@ -4,9 +4,11 @@
 //! mini-PC would (SQLite WAL lets it write beside the running agent).
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -18,6 +20,7 @@ use firmware_agent::proto::sync_service_client::SyncServiceClient;
 use firmware_agent::proto::{self, GetStatusRequest, PullRequest, PutRosterRequest};
 use firmware_agent::store::Store;
 use firmware_agent::store::outbox::NewEvent;
+use pki::Pki;
 use serde_json::Value;
 use tonic::Code;
 
@@ -310,63 +313,6 @@ fn follow_mode_delivers_a_new_event_within_100_ms() {
     );
 }
 
-/// A CA, and a certificate it signs for `names` (server or client use).
-struct Pki {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        Pki {
-            issuer: rcgen::CertifiedIssuer::self_signed(
-                params,
-                rcgen::KeyPair::generate().unwrap(),
-            )
-            .unwrap(),
-        }
-    }
-
-    /// Writes `stem.pem` and `stem.key` into `dir`; returns their paths.
-    fn issue(
-        &self,
-        dir: &Path,
-        stem: &str,
-        names: &[&str],
-        usage: rcgen::ExtendedKeyUsagePurpose,
-    ) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![usage];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, stem);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-
-    fn write_ca(&self, path: &Path) -> PathBuf {
-        std::fs::write(path, self.issuer.pem()).unwrap();
-        path.to_owned()
-    }
-}
-
 #[test]
 fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificate() {
     let pki_dir = tempfile::tempdir().unwrap();
@@ -378,19 +324,19 @@ fn mutual_tls_admits_the_hub_and_turns_away_clients_without_a_trusted_certificat
         dir,
         "agent",
         &["127.0.0.1", "localhost"],
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
     );
     let (hub_cert, hub_key) = hub_ca.issue(
         dir,
         "hub",
         &["hub.example"],
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
     );
     let (stranger_cert, stranger_key) = stranger_ca.issue(
         dir,
         "stranger",
         &["stranger.example"],
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
     );
     let room_ca_path = room_ca.write_ca(&dir.join("room-ca.pem"));
     let hub_ca_path = hub_ca.write_ca(&dir.join("hub-ca.pem"));
@@ -705,7 +651,7 @@ fn unusable_tls_files_stop_the_agent_before_ready_naming_the_key() {
         dir.path(),
         "agent",
         &["127.0.0.1"],
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
     );
     let ca_path = ca.write_ca(&dir.path().join("ca.pem"));
     let hub = format!(
