@@ -9,9 +9,11 @@
 //!
 //! Run with `cargo bench -p firmware-agent --bench tablets`.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -47,22 +49,10 @@ impl Agent {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_firmware-agent"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|line| line.contains("agent ready"))
-            .expect("the agent starts");
-        std::thread::spawn(move || lines.for_each(drop));
+        let child = common::start_agent(
+            std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent")),
+            &config,
+        );
         Agent {
             child,
             address,

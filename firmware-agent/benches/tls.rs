@@ -7,9 +7,11 @@
 //!
 //! Run with `cargo bench -p firmware-agent --bench tls`.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -94,22 +96,7 @@ impl Agent {
             ),
         )
         .unwrap();
-        let mut child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|line| line.contains("agent ready"))
-            .expect("the agent starts");
-        std::thread::spawn(move || lines.for_each(drop));
+        let child = common::start_agent(binary, &config);
         Agent {
             child,
             http,

@@ -5,7 +5,9 @@
 
 #![allow(dead_code)] // each bench uses its own part of this module
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// The repository's root.
 pub fn root() -> PathBuf {
@@ -43,4 +45,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / per_second
+}
+
+/// Starts the agent `binary` on `config` and returns it once it has logged
+/// that it is ready; the rest of its log is read and dropped, so that it never
+/// stalls on a full pipe.
+pub fn start_agent(binary: impl AsRef<Path>, config: &Path) -> Child {
+    let mut child = Command::new(binary.as_ref())
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("agent ready"))
+        .expect("the agent starts");
+    std::thread::spawn(move || lines.for_each(drop));
+    child
 }
