@@ -188,8 +188,12 @@ pub struct RunningAgent {
     status: Option<ExitStatus>,
     /// Reads stderr to its end; joined on exit so the log is complete.
     reader: Option<std::thread::JoinHandle<()>>,
+    /// A line each time the reader adds one to `log`: the waits' wake-up.
     lines: mpsc::Receiver<String>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// How many of `log`'s lines the waits have passed over: a wait looks
+    /// only at lines after the last one it matched.
+    passed: std::sync::atomic::AtomicUsize,
     /// The simulated clock's command line, for an agent started on one.
     clock_commands: Option<std::process::ChildStdin>,
     clock_commands_sent: u64,
@@ -271,6 +275,7 @@ impl RunningAgent {
             reader: Some(reader),
             lines,
             log,
+            passed: std::sync::atomic::AtomicUsize::new(0),
             clock_commands,
             clock_commands_sent: 0,
         }
@@ -293,8 +298,14 @@ impl RunningAgent {
         self.steer_clock(&format!("step-to {instant}"));
     }
 
+    /// Sends a clock command and waits for the agent's word that the clock
+    /// moved. Lines logged before the command are passed over; what the move
+    /// woke may log before that word, and those lines are left for the next wait.
     fn steer_clock(&mut self, command: &str) {
         use std::io::Write;
+        let sent_after = self.log.lock().unwrap().len();
+        self.passed
+            .fetch_max(sent_after, std::sync::atomic::Ordering::SeqCst);
         let input = self
             .clock_commands
             .as_mut()
@@ -302,31 +313,68 @@ impl RunningAgent {
         writeln!(input, "{command}").unwrap();
         input.flush().unwrap();
         self.clock_commands_sent += 1;
-        self.wait_for_log(
-            &format!(
-                "simulated clock moved: command {},",
-                self.clock_commands_sent
-            ),
-            Duration::from_secs(10),
+        let moved = format!(
+            "simulated clock moved: command {},",
+            self.clock_commands_sent
         );
+        self.wait_for_line(&moved, sent_after, false, Duration::from_secs(10));
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    /// Waits for a log line containing `needle`; panics with the log so far after `timeout`.
+    /// Waits for a log line containing `needle` after the last line a wait
+    /// matched; panics with the log so far after `timeout`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let from = self.passed.load(std::sync::atomic::Ordering::SeqCst);
+        self.wait_for_line(needle, from, true, timeout)
+    }
+
+    /// Waits for a line containing `needle` at index `from` or later; with
+    /// `pass_over`, the lines up to the one found count as passed.
+    fn wait_for_line(
+        &self,
+        needle: &str,
+        from: usize,
+        pass_over: bool,
+        timeout: Duration,
+    ) -> String {
         let deadline = Instant::now() + timeout;
+        let mut log_ended = false;
         loop {
+            let found = {
+                let log = self.log.lock().unwrap();
+                log.iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, line)| line.contains(needle))
+                    .map(|(index, line)| (index, line.clone()))
+            };
+            if let Some((index, line)) = found {
+                if pass_over {
+                    self.passed
+                        .fetch_max(index + 1, std::sync::atomic::Ordering::SeqCst);
+                }
+                return line;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(_) => panic!(
+            let gave_up = log_ended
+                || left.is_zero()
+                || match self.lines.recv_timeout(left) {
+                    Ok(_) => false,
+                    Err(mpsc::RecvTimeoutError::Timeout) => true,
+                    // The agent's log ended: look once more at all it wrote.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        log_ended = true;
+                        false
+                    }
+                };
+            if gave_up {
+                panic!(
                     "no log line containing {needle:?} within {timeout:?}; log:\n{}",
                     self.log.lock().unwrap().join("\n")
-                ),
+                );
             }
         }
     }
