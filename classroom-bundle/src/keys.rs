@@ -32,25 +32,42 @@ pub fn verifying_key_text(key: &VerifyingKey) -> String {
     format!("{VERIFYING_PREFIX}{}", STANDARD.encode(key.to_bytes()))
 }
 
-/// Reads `ed25519:BASE64`; the error says what is wrong with it.
-pub fn parse_verifying_key(text: &str) -> Result<VerifyingKey, String> {
-    let encoded = text.trim().strip_prefix(VERIFYING_PREFIX).ok_or_else(|| {
-        format!("`{text}` is not an Ed25519 verifying key: it starts with `{VERIFYING_PREFIX}`")
-    })?;
+/// Why a key pasted as text is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTextError {
+    #[error("`{text}` is not an Ed25519 verifying key: it starts with `{VERIFYING_PREFIX}`")]
+    NotVerifyingKey { text: String },
+    #[error("`{text}`: after `{VERIFYING_PREFIX}` come 32 bytes in base64 (44 characters)")]
+    VerifyingKeyLength { text: String },
+    #[error("`{text}` is not a point of Ed25519")]
+    NotOnCurve { text: String },
+    #[error(
+        "`{text}` is not an age X25519 recipient ({reason}): it looks like age1 and 58 letters and digits"
+    )]
+    NotRecipient { text: String, reason: String },
+}
+
+/// Reads `ed25519:BASE64`.
+pub fn parse_verifying_key(text: &str) -> Result<VerifyingKey, KeyTextError> {
+    let owned = || text.to_owned();
+    let encoded = text
+        .trim()
+        .strip_prefix(VERIFYING_PREFIX)
+        .ok_or_else(|| KeyTextError::NotVerifyingKey { text: owned() })?;
     let bytes: [u8; 32] = STANDARD
         .decode(encoded)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| {
-            format!("`{text}`: after `{VERIFYING_PREFIX}` come 32 bytes in base64 (44 characters)")
-        })?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| format!("`{text}` is not a point of Ed25519"))
+        .ok_or_else(|| KeyTextError::VerifyingKeyLength { text: owned() })?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyTextError::NotOnCurve { text: owned() })
 }
 
-/// Reads an age X25519 recipient (`age1…`); the error says what is wrong with it.
-pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, String> {
-    age::x25519::Recipient::from_str(text.trim())
-        .map_err(|err| format!("`{text}` is not an age X25519 recipient ({err}): it looks like age1 and 58 letters and digits"))
+/// Reads an age X25519 recipient (`age1…`).
+pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, KeyTextError> {
+    age::x25519::Recipient::from_str(text.trim()).map_err(|err| KeyTextError::NotRecipient {
+        text: text.to_owned(),
+        reason: err.to_string(),
+    })
 }
 
 fn secret_key_text(key: &SigningKey) -> String {
@@ -242,16 +259,19 @@ mod tests {
         assert!(
             parse_verifying_key("age1xyz")
                 .unwrap_err()
+                .to_string()
                 .contains("starts with `ed25519:`")
         );
         assert!(
             parse_verifying_key("ed25519:abc")
                 .unwrap_err()
+                .to_string()
                 .contains("32 bytes in base64")
         );
         assert!(
             parse_recipient("ed25519:abc")
                 .unwrap_err()
+                .to_string()
                 .contains("not an age X25519 recipient")
         );
     }

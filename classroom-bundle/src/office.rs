@@ -171,7 +171,7 @@ impl Office {
     /// bundle still checks whole and the payload matches the header.
     pub fn payload(
         &self,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), BundleError> {
         let header = read_through(&self.path, &self.identity, &self.province, sink)?;
         if header != self.header {
@@ -208,7 +208,7 @@ fn read_through(
     path: &Path,
     identity: &age::x25519::Identity,
     province: &VerifyingKey,
-    sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<Header, BundleError> {
     let mut source = envelope::decrypt(path, identity)?;
     let mut header: Option<Header> = None;
@@ -236,7 +236,7 @@ fn read_through(
                 }
                 hasher.update(&buffer[..got]);
                 size += got as u64;
-                sink(&buffer[..got]).map_err(ReadError::Item)?;
+                sink(&buffer[..got]).map_err(|err| ReadError::Item(err.to_string()))?;
             }
         },
     );

@@ -45,7 +45,7 @@ impl Pins {
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let key = match fields[..] {
-                [_, _, key] => keys::parse_verifying_key(key),
+                [_, _, key] => keys::parse_verifying_key(key).map_err(|err| err.to_string()),
                 _ => Err("write it as SCHOOL ROOM ed25519:KEY".to_owned()),
             }
             .map_err(|detail| BundleError::Key {

@@ -408,22 +408,33 @@ fn valid_code(code: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// What is wrong with a room's `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("give HOST:PORT without a scheme; tls.plaintext chooses http or https")]
+    Scheme,
+    #[error("no port")]
+    NoPort,
+    #[error("{0:?} is not a port (1-65535)")]
+    BadPort(String),
+    #[error("{0:?} is not a host name or address")]
+    BadHost(String),
+}
+
 /// `HOST:PORT` with a host and a non-zero port.
-pub fn parse_address(address: &str) -> Result<(String, u16), String> {
+pub fn parse_address(address: &str) -> Result<(String, u16), AddressError> {
     if address.contains("://") {
-        return Err("give HOST:PORT without a scheme; tls.plaintext chooses http or https".into());
+        return Err(AddressError::Scheme);
     }
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| "no port".to_owned())?;
+    let (host, port) = address.rsplit_once(':').ok_or(AddressError::NoPort)?;
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
+        .ok_or_else(|| AddressError::BadPort(port.to_owned()))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if bare.is_empty() || bare.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(format!("{host:?} is not a host name or address"));
+        return Err(AddressError::BadHost(host.to_owned()));
     }
     Ok((host.to_owned(), port))
 }

@@ -108,28 +108,61 @@ pub struct DialTls {
     pub server_name: String,
 }
 
+/// What is wrong with a `host:port` the hub is to be dialled at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostPortError {
+    #[error("has no port")]
+    NoPort,
+    #[error("has an unclosed `[` or no IPv6 address in brackets")]
+    BadBrackets,
+    #[error("has an IPv6 address outside brackets")]
+    BareIpv6,
+    #[error("has no host name or address before the port")]
+    NoHost,
+    #[error("has `{0}` for a port, not 1 to 65535")]
+    BadPort(String),
+}
+
 /// `host:port`, an IPv6 address in brackets (`[2001:db8::1]:50052`).
-pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+pub fn parse_host_port(text: &str) -> Result<(String, u16), HostPortError> {
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err("has no port".to_owned());
+        return Err(HostPortError::NoPort);
     };
     let host = match host.strip_prefix('[') {
         Some(inner) => inner
             .strip_suffix(']')
             .filter(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
-            .ok_or("has an unclosed `[` or no IPv6 address in brackets")?,
-        None if host.contains(':') => {
-            return Err("has an IPv6 address outside brackets".to_owned());
-        }
+            .ok_or(HostPortError::BadBrackets)?,
+        None if host.contains(':') => return Err(HostPortError::BareIpv6),
         None => host,
     };
     if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return Err("has no host name or address before the port".to_owned());
+        return Err(HostPortError::NoHost);
     }
     match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("has `{port}` for a port, not 1 to 65535")),
+        Ok(0) | Err(_) => Err(HostPortError::BadPort(port.to_owned())),
         Ok(port) => Ok((host.to_owned(), port)),
     }
+}
+
+/// Why the room cannot use the province's keys its config names.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvinceKeyError {
+    #[error(
+        "hub.province_recipient is not set: records are carried out only encrypted to the province's key; \
+         put the province's age recipient (age1…) in the [hub] section"
+    )]
+    RecipientMissing,
+    #[error(
+        "hub.province_signing_key is not set: files from the province are applied only when signed by its key; \
+         put the province's verifying key (ed25519:…) in the [hub] section"
+    )]
+    SigningKeyMissing,
+    #[error("{key}: {err}")]
+    Invalid {
+        key: &'static str,
+        err: classroom_bundle::keys::KeyTextError,
+    },
 }
 
 /// Whether `name` can be what a certificate is verified against.
@@ -187,23 +220,27 @@ impl HubConfig {
     }
 
     /// The province's age recipient, for `hub export`.
-    pub fn province_recipient(&self) -> Result<age::x25519::Recipient, String> {
-        let text = self.province_recipient.as_deref().ok_or(
-            "hub.province_recipient is not set: records are carried out only encrypted to the province's key; \
-             put the province's age recipient (age1…) in the [hub] section",
-        )?;
-        classroom_bundle::keys::parse_recipient(text)
-            .map_err(|err| format!("hub.province_recipient: {err}"))
+    pub fn province_recipient(&self) -> Result<age::x25519::Recipient, ProvinceKeyError> {
+        let text = self
+            .province_recipient
+            .as_deref()
+            .ok_or(ProvinceKeyError::RecipientMissing)?;
+        classroom_bundle::keys::parse_recipient(text).map_err(|err| ProvinceKeyError::Invalid {
+            key: "hub.province_recipient",
+            err,
+        })
     }
 
     /// The province's verifying key, for `hub import-ack` and `hub import`.
-    pub fn province_signing_key(&self) -> Result<ed25519_dalek::VerifyingKey, String> {
-        let text = self.province_signing_key.as_deref().ok_or(
-            "hub.province_signing_key is not set: files from the province are applied only when signed by its key; \
-             put the province's verifying key (ed25519:…) in the [hub] section",
-        )?;
-        classroom_bundle::keys::parse_verifying_key(text)
-            .map_err(|err| format!("hub.province_signing_key: {err}"))
+    pub fn province_signing_key(&self) -> Result<ed25519_dalek::VerifyingKey, ProvinceKeyError> {
+        let text = self
+            .province_signing_key
+            .as_deref()
+            .ok_or(ProvinceKeyError::SigningKeyMissing)?;
+        classroom_bundle::keys::parse_verifying_key(text).map_err(|err| ProvinceKeyError::Invalid {
+            key: "hub.province_signing_key",
+            err,
+        })
     }
 
     /// Resolves the TLS file paths with `resolve` (against the config file's directory).
@@ -341,7 +378,7 @@ impl HubConfig {
         {
             problem(
                 "hub.province_recipient",
-                err,
+                err.to_string(),
                 "copy the recipient the province's `classroom-bundle keygen` printed",
             );
         }
@@ -350,7 +387,7 @@ impl HubConfig {
         {
             problem(
                 "hub.province_signing_key",
-                err,
+                err.to_string(),
                 "copy the verifying key the province's `classroom-bundle keygen` printed",
             );
         }
@@ -447,6 +484,7 @@ mod tests {
                 .hub
                 .province_recipient()
                 .unwrap_err()
+                .to_string()
                 .contains("hub.province_recipient is not set")
         );
     }
@@ -541,7 +579,7 @@ mod tests {
             ("2001:db8::5:50052", "outside brackets"),
             ("[2001:db8::5:50052", "brackets"),
         ] {
-            let err = parse_host_port(text).unwrap_err();
+            let err = parse_host_port(text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
         assert_eq!(

@@ -41,7 +41,7 @@ fn run(config: &Config, store: &Store, file: &Path) -> Result<Ending, Ending> {
         Ending::failed(
             Exit::InvalidInput,
             "Máy của lớp chưa có khóa của Sở: báo cán bộ tin học",
-            err,
+            err.to_string(),
         )
     })?;
     let refused = "Tệp của Sở trên USB bị hỏng hoặc không đúng: không dùng";
@@ -127,7 +127,7 @@ fn content(config: &Config, file: &Path, bundle: &office::Office) -> Result<Endi
         };
         let read = bundle.payload(&mut |chunk| {
             tx.send(Ok(chunk.to_vec()))
-                .map_err(|_| "the content store stopped taking the file".to_owned())
+                .map_err(|_| std::io::Error::other("the content store stopped taking the file"))
         });
         // A bundle that fails its checks at the end must not be stored: the
         // store is told the file was cut off, and keeps what it had.

@@ -32,7 +32,7 @@ fn run(config: &Config, store: &Store, file: &Path) -> Result<Ending, Ending> {
         Ending::failed(
             Exit::InvalidInput,
             "Máy của lớp chưa có khóa của Sở: báo cán bộ tin học",
-            err,
+            err.to_string(),
         )
     })?;
     let ack = ack::open(file, &province).map_err(|err| {
