@@ -9,6 +9,7 @@
 //! `DIAL_OUT_BENCH_EVENTS` sets the backlog (200 000 by default),
 //! `DIAL_OUT_BENCH_ROUNDS` the rounds (5).
 
+mod common;
 #[allow(dead_code)] // the hub's module; the benchmark uses its part of it
 #[path = "../../tests/common/dial_in.rs"]
 mod dial_in;
@@ -21,26 +22,10 @@ use firmware_agent::clock::{Clock, SystemClock};
 use firmware_agent::config::Config;
 use firmware_agent::health::Health;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
-use firmware_agent::proto::{self, PullRequest, pull_response};
+use firmware_agent::proto::{PullRequest, pull_response};
 use firmware_agent::store::Store;
-use firmware_agent::store::outbox::NewEvent;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-
-fn mark(n: usize) -> NewEvent {
-    NewEvent::new(
-        jiff::Timestamp::now(),
-        proto::AttendanceMark {
-            session_id: format!("2026-09-07/morning/{}/6A1", n / 40 % 5 + 1),
-            lesson_id: format!("2026-09-07/morning/{}", n / 40 % 5 + 1),
-            personal_id: format!("0102060{:05}", n % 100_000),
-            status: proto::MarkStatus::Present as i32,
-            source: proto::MarkSource::Face as i32,
-            best_similarity: 0.83,
-            ..Default::default()
-        },
-    )
-}
 
 fn from_env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -101,10 +86,7 @@ fn main() {
     let config = Config::parse(&dir.path().join("agent.toml"), &source).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(Store::open(&config.database_path(), clock.clone()).unwrap());
-    for chunk in 0..backlog.div_ceil(10_000) {
-        let events = (chunk * 10_000..((chunk + 1) * 10_000).min(backlog)).map(mark);
-        store.append_batch(events.collect()).unwrap();
-    }
+    common::fill_backlog(&store, backlog);
 
     let (actuators, _) =
         firmware_agent::actuators::runner::open(&config, store.clone(), clock.clone()).unwrap();

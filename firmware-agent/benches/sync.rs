@@ -28,29 +28,14 @@ use firmware_agent::clock::{Clock, SystemClock};
 use firmware_agent::config::Config;
 use firmware_agent::health::Health;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
-use firmware_agent::proto::{self, PullRequest, pull_response};
+use firmware_agent::proto::{PullRequest, pull_response};
 use firmware_agent::store::Store;
-use firmware_agent::store::outbox::{NewEvent, read_after};
+use firmware_agent::store::outbox::read_after;
 use tokio_util::sync::CancellationToken;
 
 const BACKLOG: usize = 1_000_000;
 const WEEK_OFFLINE: usize = 20_000;
 const TARGET_EVENTS_PER_SECOND: f64 = 200_000.0;
-
-fn mark(n: usize) -> NewEvent {
-    NewEvent::new(
-        jiff::Timestamp::now(),
-        proto::AttendanceMark {
-            session_id: format!("2026-09-07/morning/{}/6A1", n / 40 % 5 + 1),
-            lesson_id: format!("2026-09-07/morning/{}", n / 40 % 5 + 1),
-            personal_id: format!("0102060{:05}", n % 100_000),
-            status: proto::MarkStatus::Present as i32,
-            source: proto::MarkSource::Face as i32,
-            best_similarity: 0.83,
-            ..Default::default()
-        },
-    )
-}
 
 /// The resident set size of this process, in KiB.
 fn rss_kib() -> u64 {
@@ -151,11 +136,7 @@ fn main() {
     let store = Arc::new(Store::open(&config.database_path(), clock.clone()).unwrap());
 
     let filling = Instant::now();
-    for chunk in 0..BACKLOG / 10_000 {
-        store
-            .append_batch((0..10_000).map(|i| mark(chunk * 10_000 + i)).collect())
-            .unwrap();
-    }
+    common::fill_backlog(&store, BACKLOG);
     println!(
         "backlog: {BACKLOG} events committed in {:.1} s",
         filling.elapsed().as_secs_f64()

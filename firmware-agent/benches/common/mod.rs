@@ -1,7 +1,8 @@
 //! Where the benches find what `make setup` installs: the face models, the
 //! ONNX Runtime library and the shared test photos, each overridable by the
 //! environment variable the Makefile and the agent use; and how much CPU a
-//! process has spent, for the benches that measure the daemon.
+//! process has spent, for the benches that measure the daemon; and a backlog
+//! of attendance marks, for the benches that carry records to the hub.
 
 #![allow(dead_code)] // each bench uses its own part of this module
 
@@ -68,4 +69,30 @@ pub fn start_agent(binary: impl AsRef<Path>, config: &Path) -> Child {
         .expect("the agent starts");
     std::thread::spawn(move || lines.for_each(drop));
     child
+}
+
+/// Commits `count` attendance marks to `store`'s outbox, 10 000 to a
+/// transaction: the backlog of a busy room that has not synced.
+pub fn fill_backlog(store: &firmware_agent::store::Store, count: usize) {
+    for chunk in 0..count.div_ceil(10_000) {
+        let marks = (chunk * 10_000..((chunk + 1) * 10_000).min(count)).map(backlog_mark);
+        store.append_batch(marks.collect()).unwrap();
+    }
+}
+
+/// The `n`th mark of a backlog: five periods of a class of 40, pupils by number.
+fn backlog_mark(n: usize) -> firmware_agent::store::outbox::NewEvent {
+    use firmware_agent::proto;
+    firmware_agent::store::outbox::NewEvent::new(
+        jiff::Timestamp::now(),
+        proto::AttendanceMark {
+            session_id: format!("2026-09-07/morning/{}/6A1", n / 40 % 5 + 1),
+            lesson_id: format!("2026-09-07/morning/{}", n / 40 % 5 + 1),
+            personal_id: format!("0102060{:05}", n % 100_000),
+            status: proto::MarkStatus::Present as i32,
+            source: proto::MarkSource::Face as i32,
+            best_similarity: 0.83,
+            ..Default::default()
+        },
+    )
 }

@@ -18,7 +18,7 @@ use classroom_bundle::keys::RoomKeys;
 use classroom_bundle::records;
 use prost::Message;
 
-use super::{Ending, room_of};
+use super::{Ending, room_of, run_on_store};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::hub::{usb, wire};
@@ -30,12 +30,7 @@ use crate::store::outbox::read_after;
 const PAGE: usize = 2_000;
 
 pub fn export(config_path: &Path, to: &Path) -> Exit {
-    let (config, store) = match crate::commands::open_store(config_path) {
-        Ok(opened) => opened,
-        Err(exit) => return exit,
-    };
-    let ending = run(&config, &store, to).unwrap_or_else(|ending| ending);
-    ending.finish(&config, &store)
+    run_on_store(config_path, to, run)
 }
 
 fn run(config: &Config, store: &Store, to: &Path) -> Result<Ending, Ending> {

@@ -15,7 +15,7 @@ use classroom_bundle::keys::RoomKeys;
 use classroom_bundle::office::{self, Payload};
 use prost::Message;
 
-use super::{Ending, check_room};
+use super::{Ending, check_room, province_signing_key, run_on_store};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::hub::service::{RosterRefused, apply_roster};
@@ -28,22 +28,11 @@ use crate::tablets::content::{ContentError, content_dir, store_pushed};
 const IN_FLIGHT: usize = 4;
 
 pub fn import(config_path: &Path, file: &Path) -> Exit {
-    let (config, store) = match crate::commands::open_store(config_path) {
-        Ok(opened) => opened,
-        Err(exit) => return exit,
-    };
-    let ending = run(&config, &store, file).unwrap_or_else(|ending| ending);
-    ending.finish(&config, &store)
+    run_on_store(config_path, file, run)
 }
 
 fn run(config: &Config, store: &Store, file: &Path) -> Result<Ending, Ending> {
-    let province = config.hub.province_signing_key().map_err(|err| {
-        Ending::failed(
-            Exit::InvalidInput,
-            "Máy của lớp chưa có khóa của Sở: báo cán bộ tin học",
-            err.to_string(),
-        )
-    })?;
+    let province = province_signing_key(config)?;
     let refused = "Tệp của Sở trên USB bị hỏng hoặc không đúng: không dùng";
     let keys = RoomKeys::load_or_create(&usb::keys_path(&config.storage.data_dir))
         .map_err(|err| Ending::bundle(&err, "Không đọc được khóa của lớp: báo cán bộ tin học"))?;

@@ -12,29 +12,18 @@ use std::path::Path;
 
 use classroom_bundle::ack;
 
-use super::{Ending, check_room};
+use super::{Ending, check_room, province_signing_key, run_on_store};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::hub::service::{AckRejected, acknowledge};
 use crate::store::Store;
 
 pub fn import_ack(config_path: &Path, file: &Path) -> Exit {
-    let (config, store) = match crate::commands::open_store(config_path) {
-        Ok(opened) => opened,
-        Err(exit) => return exit,
-    };
-    let ending = run(&config, &store, file).unwrap_or_else(|ending| ending);
-    ending.finish(&config, &store)
+    run_on_store(config_path, file, run)
 }
 
 fn run(config: &Config, store: &Store, file: &Path) -> Result<Ending, Ending> {
-    let province = config.hub.province_signing_key().map_err(|err| {
-        Ending::failed(
-            Exit::InvalidInput,
-            "Máy của lớp chưa có khóa của Sở: báo cán bộ tin học",
-            err.to_string(),
-        )
-    })?;
+    let province = province_signing_key(config)?;
     let ack = ack::open(file, &province).map_err(|err| {
         Ending::bundle(
             &err,

@@ -33,6 +33,32 @@ use crate::exit::Exit;
 use crate::hub::usb::{self, Outcome};
 use crate::store::Store;
 
+/// Opens the room's config and store, runs a stick's command on them, and
+/// ends as [`Ending::finish`] says.
+fn run_on_store<A: ?Sized>(
+    config_path: &Path,
+    argument: &A,
+    run: fn(&Config, &Store, &A) -> Result<Ending, Ending>,
+) -> Exit {
+    let (config, store) = match crate::commands::open_store(config_path) {
+        Ok(opened) => opened,
+        Err(exit) => return exit,
+    };
+    let ending = run(&config, &store, argument).unwrap_or_else(|ending| ending);
+    ending.finish(&config, &store)
+}
+
+/// The province's verifying key from the config, or the ending that says it is missing.
+fn province_signing_key(config: &Config) -> Result<ed25519_dalek::VerifyingKey, Ending> {
+    config.hub.province_signing_key().map_err(|err| {
+        Ending::failed(
+            Exit::InvalidInput,
+            "Máy của lớp chưa có khóa của Sở: báo cán bộ tin học",
+            err.to_string(),
+        )
+    })
+}
+
 /// How a stick's command ends: printed, recorded for the panel, and its exit code.
 struct Ending {
     exit: Exit,
