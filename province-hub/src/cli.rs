@@ -36,4 +36,28 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Land rooms' records bundles from a USB stick in PostgreSQL and write their acknowledgements.
+    ///
+    /// Each BUNDLE is opened with the province's age identity ([usb] in the
+    /// config), checked against the room's pinned key (pinned on first
+    /// sight), and its events stored once each with the room's cursor in one
+    /// transaction. With --ack-to, the signed acknowledgement of what the hub
+    /// now holds is written there for the room's `firmware-agent hub
+    /// import-ack`. Importing a bundle again adds nothing.
+    ///
+    /// Exit codes: 0 every bundle imported; 1 one could not be (PostgreSQL,
+    /// writing the acknowledgement, missing earlier records); 2 one was
+    /// refused (damaged or truncated, for another province, signed by another
+    /// key than the room's pin, from an unknown room) or the config is invalid.
+    ImportBundle {
+        /// The hub's config file.
+        #[arg(long, short, value_name = "PATH", env = "PROVINCE_HUB_CONFIG")]
+        config: PathBuf,
+        /// Where to write each bundle's acknowledgement (the stick's directory, usually).
+        #[arg(long, value_name = "DIR")]
+        ack_to: Option<PathBuf>,
+        /// The records bundles (`SCHOOL.ROOM.OUTBOX.FIRST-LAST.bundle`).
+        #[arg(value_name = "BUNDLE", required = true)]
+        bundles: Vec<PathBuf>,
+    },
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::store::bundle::UnknownRooms;
+
 /// The most events the hub asks for in one batch; the agent never sends more.
 pub const MAX_BATCH: u32 = 10_000;
 
@@ -33,6 +35,25 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
+    /// The province's keys for records carried on USB sticks; `import-bundle` needs them.
+    pub usb: Option<UsbConfig>,
+}
+
+/// The province's keys for the rooms' USB bundles, made by `classroom-bundle keygen`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbConfig {
+    /// The province's age identity file (`province.age`): opens the rooms' records bundles.
+    pub identity: Spanned<PathBuf>,
+    /// The province's Ed25519 signing key file (`province-signing.key`): signs acknowledgements.
+    pub signing_key: Spanned<PathBuf>,
+    /// A bundle from a room the hub has never heard of: `register` it or `refuse` it.
+    #[serde(default = "register_unknown_rooms")]
+    pub unknown_rooms: UnknownRooms,
+}
+
+fn register_unknown_rooms() -> UnknownRooms {
+    UnknownRooms::Register
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +252,13 @@ impl Config {
                 hint,
             }])
         })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(usb) = &mut config.usb {
+            for file in [&mut usb.identity, &mut usb.signing_key] {
+                let resolved = base.join(file.get_ref());
+                *file.get_mut() = resolved;
+            }
+        }
         let mut problems = Vec::new();
         config.check(&mut |span: Range<usize>, message: String, hint: &str| {
             let (line, column) = line_column(source, span.start);
@@ -245,7 +273,6 @@ impl Config {
             problems.sort_by_key(|p| (p.line, p.column));
             return Err(invalid(problems));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
         for file in [
             &mut config.tls.cert,
             &mut config.tls.key,
@@ -321,6 +348,9 @@ impl Config {
             );
         }
         self.check_rooms(report);
+        if let Some(usb) = &self.usb {
+            check_usb(usb, report);
+        }
     }
 
     fn check_tls(&self, report: &mut dyn FnMut(Range<usize>, String, &str)) {
@@ -386,6 +416,45 @@ impl Config {
     }
 }
 
+/// The key files must load and be readable by their owner only.
+fn check_usb(usb: &UsbConfig, report: &mut dyn FnMut(Range<usize>, String, &str)) {
+    use classroom_bundle::keys;
+    use std::os::unix::fs::PermissionsExt;
+    let loaded = [
+        (
+            "usb.identity",
+            &usb.identity,
+            keys::load_identity(usb.identity.get_ref()).err(),
+        ),
+        (
+            "usb.signing_key",
+            &usb.signing_key,
+            keys::load_signing_key(usb.signing_key.get_ref()).err(),
+        ),
+    ];
+    for (key, file, error) in loaded {
+        if let Some(error) = error {
+            report(
+                file.span(),
+                format!("{key}: {error}"),
+                "name the files `classroom-bundle keygen --out DIR` made (province.age, province-signing.key)",
+            );
+        } else if let Ok(metadata) = std::fs::metadata(file.get_ref())
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            report(
+                file.span(),
+                format!(
+                    "{key}: {} may be read by other users (mode {:o})",
+                    file.get_ref().display(),
+                    metadata.permissions().mode() & 0o777
+                ),
+                "a province key opens every room's records: chmod 600 it",
+            );
+        }
+    }
+}
+
 fn positive<T: PartialOrd + Default + std::fmt::Display>(
     report: &mut dyn FnMut(Range<usize>, String, &str),
     value: &Spanned<T>,
@@ -401,7 +470,7 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
 }
 
 /// School and room codes as the agent accepts them.
-fn valid_code(code: &str) -> bool {
+pub fn valid_code(code: &str) -> bool {
     (1..=32).contains(&code.len())
         && code
             .chars()

@@ -3,7 +3,8 @@
 //! side, in tables a province analyst can query.
 //!
 //! The modules follow the records: `config` says which rooms, `sync` pulls
-//! them, `store` lands them, `health` and `http` show how far each room is.
+//! them, `store` lands them, `health` and `http` show how far each room is; `usb` lands
+//! the records rooms with no network send on a USB stick.
 //! The design and its exactly-once argument are in `DESIGN.md` beside this
 //! crate.
 
@@ -17,3 +18,4 @@ pub mod proto;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod usb;

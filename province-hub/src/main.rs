@@ -12,6 +12,11 @@ fn main() -> ExitCode {
     let exit = match Cli::parse().command {
         Command::Run { config } => daemon::run(&config),
         Command::CheckConfig { path } => check_config(&path),
+        Command::ImportBundle {
+            config,
+            ack_to,
+            bundles,
+        } => province_hub::usb::run(&config, &bundles, ack_to.as_deref()),
     };
     exit.into()
 }

@@ -7,9 +7,18 @@
 //! after it committed. A crash before the commit leaves neither; after it,
 //! both. The next Pull starts from the stored cursor, so a batch is received
 //! again only when its transaction did not commit. Events are also unique by
-//! their id (`ON CONFLICT DO NOTHING`), so an event that reaches the hub twice
-//! by any other road (a cursor moved back by hand, a second hub process) is
-//! still stored once.
+//! their id (the primary key), so an event that reaches the hub twice by any
+//! other road (a USB bundle, a cursor moved back by hand, a second hub
+//! process) is still stored once.
+//!
+//! **Landing speed.** A batch is first inserted plainly, inside a savepoint:
+//! a pulled batch follows the stored cursor, so it almost never holds an event
+//! already stored, and a plain insert costs PostgreSQL about a quarter less
+//! than `ON CONFLICT DO NOTHING`'s speculative insertion. Should any id be held
+//! already, the primary key refuses the insert, the savepoint is rolled back
+//! and the batch is inserted again skipping the ids held (`ON CONFLICT DO
+//! NOTHING`), in the same transaction. Each table's rows go in one statement
+//! from column arrays (`rows`).
 //!
 //! The cursor is moved with `WHERE cursor = <the cursor the batch followed>`:
 //! if anything else moved it meanwhile (a second hub process pulling the same
@@ -23,10 +32,12 @@
 //! listed in `DESIGN.md`: marks themselves (present, late...) are school
 //! records, not biometric data.
 
+pub mod bundle;
 pub mod rows;
 
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Transaction};
 use uuid::Uuid;
 
@@ -35,7 +46,11 @@ use crate::proto;
 use rows::BatchRows;
 
 /// The migrations, in order; the number of those applied is kept in `schema_version`.
-const MIGRATIONS: &[&str] = &[include_str!("schema/0001_landing.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/0001_landing.sql"),
+    include_str!("schema/0002_usb.sql"),
+    include_str!("schema/0003_fewer_indexes.sql"),
+];
 
 /// Serialises concurrent migrations (several hub processes starting at once).
 const MIGRATION_LOCK: i64 = 0x5052_4f56_4855_4201;
@@ -234,21 +249,66 @@ async fn move_cursor(
     }
 }
 
+/// How an insert meets an event already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duplicates {
+    /// The primary key refuses the statement.
+    Refuse,
+    /// The row is left out.
+    Skip,
+}
+
+impl Duplicates {
+    /// The end of the `INSERT` for a table keyed by `key`.
+    fn clause(self, key: &str) -> String {
+        match self {
+            Duplicates::Refuse => String::new(),
+            Duplicates::Skip => format!(" ON CONFLICT ({key}) DO NOTHING"),
+        }
+    }
+}
+
+/// Inserts a batch's rows, each event once by its id; returns how many events
+/// were new. See "Landing speed" above.
 async fn insert_rows(
     tx: &Transaction<'_>,
     room: &RoomKey,
     identity: Uuid,
     rows: &BatchRows,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    tx.batch_execute("SAVEPOINT new_rows").await?;
+    match insert_rows_with(tx, room, identity, rows, Duplicates::Refuse).await {
+        Ok(added) => {
+            tx.batch_execute("RELEASE SAVEPOINT new_rows").await?;
+            Ok(added)
+        }
+        Err(StoreError::Postgres(err)) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT new_rows").await?;
+            insert_rows_with(tx, room, identity, rows, Duplicates::Skip).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+async fn insert_rows_with(
+    tx: &Transaction<'_>,
+    room: &RoomKey,
+    identity: Uuid,
+    rows: &BatchRows,
+    duplicates: Duplicates,
+) -> Result<u64, StoreError> {
     let (school, room_id) = (&room.school_code, &room.room_id);
     let e = &rows.events;
-    tx.execute(
-        "INSERT INTO events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
+    let added = tx.execute(
+        &format!(
+            "INSERT INTO events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
          clock_synced, clock_step_back_ms, payload) \
          SELECT id, $1, $2, $3, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload \
          FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[], \
          $10::bigint[], $11::bytea[]) AS t(id, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload) \
-         ON CONFLICT (id) DO NOTHING",
+         {}",
+            duplicates.clause("id")
+        ),
         &[
             school, room_id, &identity, &e.id, &e.seq, &e.kind, &e.occurred_at, &e.recorded_at,
             &e.clock_synced, &e.clock_step_back_ms, &e.payload,
@@ -259,7 +319,8 @@ async fn insert_rows(
     if !m.event_id.is_empty() {
         // A mark that happened before an erasure of its pupil lands without its score.
         tx.execute(
-            "INSERT INTO attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
+            &format!(
+                "INSERT INTO attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
              status, source, best_similarity, reason, teacher_personal_id, occurred_at) \
              SELECT t.event_id, $1, $2, t.session_id, t.lesson_id, t.personal_id, t.status, t.source, \
              CASE WHEN EXISTS (SELECT 1 FROM erasures e WHERE e.personal_id = t.personal_id \
@@ -268,7 +329,9 @@ async fn insert_rows(
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], \
              $10::text[], $11::text[], $12::timestamptz[]) \
              AS t(event_id, session_id, lesson_id, personal_id, status, source, best_similarity, reason, teacher, occurred_at) \
-             ON CONFLICT (event_id) DO NOTHING",
+             {}",
+                duplicates.clause("event_id")
+            ),
             &[
                 school, room_id, &m.event_id, &m.session_id, &m.lesson_id, &m.personal_id, &m.status,
                 &m.source, &m.best_similarity, &m.reason, &m.teacher_personal_id, &m.occurred_at,
@@ -279,14 +342,17 @@ async fn insert_rows(
     let a = &rows.answers;
     if !a.event_id.is_empty() {
         tx.execute(
-            "INSERT INTO answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
+            &format!(
+                "INSERT INTO answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
              pupil_personal_id, choices, answer_text, graded, correct, time_to_answer_ms, occurred_at) \
              SELECT event_id, $1, $2, lesson_id, question_id, tablet_id, pupil, choices::text[], answer_text, \
              graded, correct, ms, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
              $10::boolean[], $11::boolean[], $12::bigint[], $13::timestamptz[]) \
              AS t(event_id, lesson_id, question_id, tablet_id, pupil, choices, answer_text, graded, correct, ms, occurred_at) \
-             ON CONFLICT (event_id) DO NOTHING",
+             {}",
+                duplicates.clause("event_id")
+            ),
             &[
                 school, room_id, &a.event_id, &a.lesson_id, &a.question_id, &a.tablet_id,
                 &a.pupil_personal_id, &a.choices, &a.text, &a.graded, &a.correct, &a.time_to_answer_ms,
@@ -298,13 +364,16 @@ async fn insert_rows(
     let a = &rows.actuations;
     if !a.event_id.is_empty() {
         tx.execute(
-            "INSERT INTO actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
+            &format!(
+                "INSERT INTO actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
              detail, latency_ms, occurred_at) \
              SELECT event_id, $1, $2, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
              $10::bigint[], $11::timestamptz[]) \
              AS t(event_id, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at) \
-             ON CONFLICT (event_id) DO NOTHING",
+             {}",
+                duplicates.clause("event_id")
+            ),
             &[
                 school, room_id, &a.event_id, &a.device, &a.device_kind, &a.command, &a.cause, &a.outcome,
                 &a.detail, &a.latency_ms, &a.occurred_at,
@@ -315,11 +384,14 @@ async fn insert_rows(
     let e = &rows.erasures;
     if !e.event_id.is_empty() {
         tx.execute(
-            "INSERT INTO erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at) \
+            &format!(
+                "INSERT INTO erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at) \
              SELECT event_id, $1, $2, personal_id, what, count, reason, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::timestamptz[]) \
              AS t(event_id, personal_id, what, count, reason, occurred_at) \
-             ON CONFLICT (event_id) DO NOTHING",
+             {}",
+                duplicates.clause("event_id")
+            ),
             &[
                 school, room_id, &e.event_id, &e.personal_id, &e.what, &e.count, &e.reason, &e.occurred_at,
             ],
@@ -339,5 +411,5 @@ async fn insert_rows(
             "erasure applied: similarity scores of the pupils' marks dropped"
         );
     }
-    Ok(())
+    Ok(added)
 }

@@ -320,6 +320,11 @@ pub struct Room {
 
 impl Room {
     pub fn new(school_code: &str, room_id: &str) -> Room {
+        Room::with_hub_keys(school_code, room_id, "")
+    }
+
+    /// A room whose `[hub]` section also holds `hub_keys` (the province's keys, say).
+    pub fn with_hub_keys(school_code: &str, room_id: &str, hub_keys: &str) -> Room {
         let dir = tempfile::tempdir().unwrap();
         let [http, grpc] = free_addresses();
         let config = dir.path().join("agent.toml");
@@ -328,7 +333,7 @@ impl Room {
             format!(
                 "[room]\nschool_code = \"{school_code}\"\nroom_id = \"{room_id}\"\nname = \"Phòng thử\"\n\n\
                  [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{http}\"\n\n\
-                 [hub]\nlisten = \"{grpc}\"\nplaintext = true\n"
+                 [hub]\nlisten = \"{grpc}\"\nplaintext = true\n{hub_keys}"
             ),
         )
         .unwrap();
@@ -365,6 +370,16 @@ impl Room {
         let agent = Process::spawn(command);
         agent.wait_for_log("agent ready", Duration::from_secs(30));
         agent
+    }
+
+    /// Runs a one-shot command of the agent with this room's config.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(agent_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
     }
 
     /// What the agent has acknowledged: every seq up to this one is stored by the hub.
