@@ -23,10 +23,12 @@
 //! listed in `DESIGN.md`: marks themselves (present, late...) are school
 //! records, not biometric data.
 
+pub mod roster;
 pub mod rows;
 
 use std::time::Duration;
 
+use deadpool_postgres::Pool;
 use tokio_postgres::{Client, NoTls, Transaction};
 use uuid::Uuid;
 
@@ -35,7 +37,10 @@ use crate::proto;
 use rows::BatchRows;
 
 /// The migrations, in order; the number of those applied is kept in `schema_version`.
-const MIGRATIONS: &[&str] = &[include_str!("schema/0001_landing.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema/0001_landing.sql"),
+    include_str!("schema/0002_roster.sql"),
+];
 
 /// Serialises concurrent migrations (several hub processes starting at once).
 const MIGRATION_LOCK: i64 = 0x5052_4f56_4855_4201;
@@ -47,6 +52,10 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("PostgreSQL did not answer within {0:?}")]
     TimedOut(Duration),
+    #[error("the connection pool cannot be made: {0}")]
+    PoolConfig(String),
+    #[error("no PostgreSQL connection from the pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     #[error(
         "the stored cursor of {room} moved from {expected} while a batch was landing: another hub process pulls this room"
     )]
@@ -74,6 +83,29 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Client, StoreError>
         }
     });
     Ok(client)
+}
+
+/// A bounded pool of at most `size` connections to `url`, shared by every
+/// room's link: a link holds one only while it reads its cursor or lands a
+/// batch. Waiting for a free connection, and opening one, each take at most
+/// `timeout`.
+pub fn pool(url: &str, timeout: Duration, size: usize) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreError::PoolConfig(err.to_string()))
 }
 
 /// Brings the schema up to date; safe to call from several processes at once.

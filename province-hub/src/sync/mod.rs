@@ -9,5 +9,7 @@
 //! code serves a room the hub dials and a room that dials the hub: only how
 //! the channel is opened differs.
 
+pub mod dial_in;
+pub mod lease;
 pub mod link;
 pub mod room;
