@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{Db, HubConfig, Postgres, Room, free_addresses, http_get, wait_until};
 use firmware_agent::proto;
-use firmware_agent::store::outbox::{NewEvent, read_after};
+use firmware_agent::store::outbox::NewEvent;
 use netns::Namespace;
 use uuid::Uuid;
 
@@ -35,33 +35,31 @@ fn mark(n: usize) -> NewEvent {
     )
 }
 
-fn append(room: &Room, from: usize, count: usize) {
-    room.writer()
+/// Commits `count` events in the room; adds their ids to `committed`.
+fn append(room: &Room, from: usize, count: usize, committed: &mut BTreeSet<Uuid>) {
+    let events = room
+        .writer()
         .append_batch((from..from + count).map(mark).collect())
         .unwrap();
+    committed.extend(events.into_iter().map(|event| event.id));
 }
 
-/// Every event id in the room's outbox.
-fn outbox_ids(room: &Room) -> BTreeSet<Uuid> {
-    read_after(&room.writer().reader().unwrap(), 0, 10_000_000)
-        .unwrap()
-        .into_iter()
-        .map(|event| event.id)
-        .collect()
-}
-
-/// Rows landed for the room, and how many distinct ids among them.
+/// The test's marks landed for the room (the agent records events of its own
+/// too), and how many distinct ids among them.
 fn landed(db: &Db, room: &Room) -> (i64, i64) {
     let row = &db.query(
-        "SELECT count(*), count(DISTINCT id) FROM events WHERE school_code = $1 AND room_id = $2",
+        "SELECT count(*), count(DISTINCT id) FROM events \
+         WHERE school_code = $1 AND room_id = $2 AND kind = 'attendance.mark'",
         &[&room.school_code, &room.room_id],
     )[0];
     (row.get(0), row.get(1))
 }
 
-/// Waits until `count` events of the room are landed and acknowledged, then
-/// asserts PostgreSQL holds every event of its outbox exactly once.
-fn assert_every_event_once(db: &Db, room: &Room, count: i64) {
+/// Waits until the `committed` events of the room are landed and
+/// acknowledged, then asserts PostgreSQL holds each of them exactly once, and
+/// nothing else.
+fn assert_every_event_once(db: &Db, room: &Room, committed: &BTreeSet<Uuid>) {
+    let count = committed.len() as i64;
     wait_until("every event landed", WAIT, || landed(db, room).0 >= count);
     wait_until("every event acknowledged", WAIT, || {
         room.acked_seq() >= count
@@ -70,16 +68,14 @@ fn assert_every_event_once(db: &Db, room: &Room, count: i64) {
     assert_eq!((rows, distinct), (count, count), "every event once");
     let stored: BTreeSet<Uuid> = db
         .query(
-            "SELECT id FROM events WHERE school_code = $1 AND room_id = $2",
+            "SELECT id FROM events \
+             WHERE school_code = $1 AND room_id = $2 AND kind = 'attendance.mark'",
             &[&room.school_code, &room.room_id],
         )
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert!(
-        stored == outbox_ids(room),
-        "the landed events are the outbox's"
-    );
+    assert!(stored == *committed, "the landed events are the room's");
     let marks = db.number(
         "SELECT count(*) FROM attendance_marks WHERE school_code = $1 AND room_id = $2",
         &[&room.school_code, &room.room_id],
@@ -109,7 +105,8 @@ fn a_room_the_hub_cannot_reach_dials_in_and_lands_every_event_once_through_a_hub
     let [spare] = free_addresses();
     let dial_in = namespace.hub_address(spare.port());
     let room = Room::dialling("LC-THCS-01", "P301", dial_in);
-    append(&room, 0, 6_000);
+    let mut committed = BTreeSet::new();
+    append(&room, 0, 6_000, &mut committed);
     let config = HubConfig::with_dial_in(&postgres, &[], dial_in);
     let mut hub = config.start();
     let _agent = room.start_in(&namespace.name);
@@ -127,21 +124,22 @@ fn a_room_the_hub_cannot_reach_dials_in_and_lands_every_event_once_through_a_hub
     });
     hub.kill();
     let at_kill = landed(&db, &room).0;
-    append(&room, 6_000, 1_000);
+    append(&room, 6_000, 1_000, &mut committed);
     let mut hub = config.start();
-    assert_every_event_once(&db, &room, 7_000);
+    assert_every_event_once(&db, &room, &committed);
     assert!(
         at_kill < 7_000,
         "the hub was killed before it had landed everything"
     );
 
     // Events committed while linked follow on the same link.
-    append(&room, 7_000, 300);
-    assert_every_event_once(&db, &room, 7_300);
+    append(&room, 7_000, 300, &mut committed);
+    assert_every_event_once(&db, &room, &committed);
 
     let health = room_health(config.http, &room);
     assert_eq!(health["link"], "dial_in", "{health}");
-    assert_eq!(health["cursor"], 7_300, "{health}");
+    assert!(health["cursor"].as_i64().unwrap() >= 7_300, "{health}");
+    assert_eq!(health["cursor"], health["newest_seq"], "{health}");
     assert_eq!(health["backlog"], 0, "{health}");
     assert!(health["last_contact_unix"].as_f64().is_some(), "{health}");
     assert!(
@@ -165,15 +163,16 @@ fn a_room_that_dials_in_and_is_pulled_is_landed_over_one_link_at_a_time_every_ev
     let db = postgres.client();
     let [dial_in] = free_addresses();
     let room = Room::dialling("LC-THCS-02", "P102", dial_in);
-    append(&room, 0, 3_000);
+    let mut committed = BTreeSet::new();
+    append(&room, 0, 3_000, &mut committed);
     let config = HubConfig::with_dial_in(&postgres, &[&room], dial_in);
     let hub = config.start();
     let mut agent = room.start();
     hub.wait_for_log("the room dialled in", WAIT);
     for chunk in 0..10 {
-        append(&room, 3_000 + chunk * 100, 100);
+        append(&room, 3_000 + chunk * 100, 100, &mut committed);
     }
-    assert_every_event_once(&db, &room, 4_000);
+    assert_every_event_once(&db, &room, &committed);
     wait_until("the room's own link lands it", WAIT, || {
         room_health(config.http, &room)["link"] == "dial_in"
     });
@@ -181,12 +180,12 @@ fn a_room_that_dials_in_and_is_pulled_is_landed_over_one_link_at_a_time_every_ev
     // The room stops dialling: the hub pulls it again, from the stored cursor.
     agent.kill();
     room.write_config("");
-    append(&room, 4_000, 500);
+    append(&room, 4_000, 500, &mut committed);
     let _agent = room.start();
-    assert_every_event_once(&db, &room, 4_500);
+    assert_every_event_once(&db, &room, &committed);
     let health = room_health(config.http, &room);
     assert_eq!(health["link"], "pull", "{health}");
-    assert_eq!(health["cursor"], 4_500, "{health}");
+    assert!(health["cursor"].as_i64().unwrap() >= 4_500, "{health}");
 }
 
 /// The full name the room's own database holds for `personal_id`, if any.
