@@ -1,25 +1,23 @@
 //! A room the hub cannot reach dials the hub: the real agent binary in a
 //! network namespace of its own (the hub on the host side of a veth pair, no
-//! way in from the hub's side), a hub in this process built on the dial-in
-//! acceptor (`common/dial_in.rs`) that stores what it receives in a SQLite
+//! way in from the hub's side), a hub in this process built on the province
+//! hub's dial-in acceptor (`province_hub::sync::dial_in`) that stores what it receives in a SQLite
 //! file of its own, each batch with its cursor in one transaction, and acks
 //! after storing, as the contract asks of a hub.
 
 mod common;
-#[allow(dead_code)] // the hub's module; this test uses its part of it
-#[path = "common/dial_in.rs"]
-mod dial_in;
+#[path = "common/netns.rs"]
+mod netns;
 #[path = "common/pki.rs"]
 mod pki;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Room, RunningAgent, free_port, metric};
-use dial_in::{DialIn, DialInTls, RoomLink};
 use firmware_agent::clock::SystemClock;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
 use firmware_agent::proto::{
@@ -27,7 +25,9 @@ use firmware_agent::proto::{
 };
 use firmware_agent::store::Store;
 use firmware_agent::store::outbox::{NewEvent, read_after};
+use netns::Namespace;
 use pki::Pki;
+use province_hub::sync::dial_in::{DialIn, DialInTls, RoomLink};
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -111,115 +111,6 @@ impl Certificates {
             "tls_cert = {:?}\ntls_key = {:?}\nconnect = \"{hub}\"\nconnect_ca = {:?}\nconnect_name = \"hub.test\"\n",
             self.room.0, self.room.1, self.hub_ca
         )
-    }
-}
-
-// ---- The room's network
-
-/// A network namespace joined to the host by a veth pair: the hub's address
-/// on the host side, the room's in the namespace. The namespace's loopback,
-/// where the room's own ports are, cannot be reached from the host.
-struct Namespace {
-    name: String,
-    host_link: String,
-    hub_ip: Ipv4Addr,
-    room_ip: Ipv4Addr,
-}
-
-fn ip(args: &[&str]) {
-    let output = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl Namespace {
-    fn new() -> Namespace {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let name = format!("dialout-{pid}-{n}");
-        let host_link = format!("dh{}x{n}", pid % 100_000);
-        let room_link = format!("dr{}x{n}", pid % 100_000);
-        let (block, slot) = ((pid % 250) as u8, ((n % 64) * 4) as u8);
-        let hub_ip = Ipv4Addr::new(10, 231, block, slot + 1);
-        let room_ip = Ipv4Addr::new(10, 231, block, slot + 2);
-        ip(&["netns", "add", &name]);
-        let namespace = Namespace {
-            name,
-            host_link,
-            hub_ip,
-            room_ip,
-        };
-        ip(&[
-            "link",
-            "add",
-            &namespace.host_link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &room_link,
-            "netns",
-            &namespace.name,
-        ]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{hub_ip}/30"),
-            "dev",
-            &namespace.host_link,
-        ]);
-        ip(&["link", "set", &namespace.host_link, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", namespace.name.as_str(), "ip"];
-            all.extend_from_slice(args);
-            ip(&all);
-        };
-        inside(&["addr", "add", &format!("{room_ip}/30"), "dev", &room_link]);
-        inside(&["link", "set", &room_link, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        namespace
-    }
-
-    /// Runs `work` on a thread inside the namespace: its sockets are the room's.
-    fn inside<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        use std::os::fd::AsRawFd;
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let namespace = std::fs::File::open(&path).unwrap();
-                    // SAFETY: setns(2) on a descriptor this thread opened; it moves only this thread.
-                    let entered = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(entered, 0, "setns into {path}");
-                    work()
-                })
-                .join()
-                .unwrap()
-        })
-    }
-
-    /// The hub's address on the host side, on `port`.
-    fn hub_address(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(self.hub_ip), port)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.host_link])
-            .output();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 
@@ -491,6 +382,10 @@ async fn accept_rooms(
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let link = match listener.accept().await {
+            Ok(incoming) => incoming.admit().await,
+            Err(err) => Err(err),
+        };
+        let link = match link {
             Ok(link) => link,
             Err(err) => {
                 seen.lock().unwrap().refused.push(err.to_string());
@@ -505,7 +400,7 @@ async fn accept_rooms(
             let mut seen = seen.lock().unwrap();
             seen.links += 1;
             seen.latest = Some((
-                link.client.clone(),
+                client(link.channel.clone()),
                 link.certificate
                     .as_ref()
                     .map(|c| c.to_vec())
@@ -523,11 +418,19 @@ async fn accept_rooms(
     }
 }
 
+/// A client of the room's `SyncService` over its link, with the agent's default message limit.
+fn client(channel: Channel) -> SyncServiceClient<Channel> {
+    const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+    SyncServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// The hub's work on one link: the status, then Pull from the stored cursor,
 /// storing each batch with its cursor, then acking it and telling the test
 /// how far it acked. Returns why it ended.
 async fn sync_room(link: RoomLink, store: Arc<HubStore>, acked_tx: &watch::Sender<i64>) -> String {
-    let mut client = link.client;
+    let mut client = client(link.channel);
     let status = match client.get_status(GetStatusRequest {}).await {
         Ok(status) => status.into_inner(),
         Err(status) => return format!("GetStatus: {status}"),

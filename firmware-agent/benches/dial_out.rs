@@ -1,8 +1,8 @@
 //! The dial-out link's throughput against the ordinary Pull, in the same run
 //! (run with `cargo bench --bench dial_out`): the same backlog pulled, from
 //! the start, by a hub that opened the connection itself (the baseline) and by
-//! a hub whose client runs over the connection the room dialled
-//! (`tests/common/dial_in.rs`). Both over loopback in plaintext, so the
+//! a hub whose client runs over the connection the room dialled (the province
+//! hub's acceptor, `province_hub::sync::dial_in`). Both over loopback in plaintext, so the
 //! difference is the link and nothing else; rounds alternate, and each figure
 //! is given with its spread.
 //!
@@ -10,9 +10,6 @@
 //! `DIAL_OUT_BENCH_ROUNDS` the rounds (5).
 
 mod common;
-#[allow(dead_code)] // the hub's module; the benchmark uses its part of it
-#[path = "../../tests/common/dial_in.rs"]
-mod dial_in;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +113,10 @@ fn main() {
         let _entered = runtime.enter();
         firmware_agent::hub::start(&agent, Some(listener), Some(dialler), &tasks);
     }
-    let link = runtime.block_on(hub.accept()).unwrap();
+    let link = runtime
+        .block_on(async { hub.accept().await?.admit().await })
+        .unwrap();
+    let dialled_client = SyncServiceClient::new(link.channel).max_decoding_message_size(64 << 20);
 
     let (mut pulled, mut dialled) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -128,7 +128,7 @@ fn main() {
         let (count, time) = runtime.block_on(pull(client.max_decoding_message_size(64 << 20)));
         assert_eq!(count, backlog);
         pulled.push(count as f64 / time.as_secs_f64());
-        let (count, time) = runtime.block_on(pull(link.client.clone()));
+        let (count, time) = runtime.block_on(pull(dialled_client.clone()));
         assert_eq!(count, backlog);
         dialled.push(count as f64 / time.as_secs_f64());
     }

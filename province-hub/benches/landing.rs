@@ -134,9 +134,8 @@ async fn copy_rows(
 
 /// The hub's own per-room sync from cursor 0 until every event is stored.
 async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
-    let mut db = store::connect(&postgres.url(), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let pool = store::pool(&postgres.url(), Duration::from_secs(10), 2).unwrap();
+    let db = pool.get().await.unwrap();
     db.batch_execute(
         "TRUNCATE attendance_marks, answers, actuations, erasures, skipped_events, events, outboxes, rooms",
     )
@@ -171,9 +170,10 @@ async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
         sync: &sync,
         board: &board,
         shutdown: &shutdown,
+        link: province_hub::health::PULL,
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-    sync_over(&mut client, &mut db, &context, &mut backoff)
+    sync_over(&mut client, &pool, &context, &mut backoff)
         .await
         .unwrap();
     let elapsed = started.elapsed();

@@ -33,6 +33,8 @@ pub struct Config {
     pub tls: TlsConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    /// Where rooms the hub cannot reach open their own links; no dial-in without it.
+    pub dial_in: Option<DialInConfig>,
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
     /// The province's keys for records carried on USB sticks; `import-bundle` needs them.
@@ -64,6 +66,13 @@ pub struct PostgresConfig {
     /// The longest a connection attempt may take, in seconds.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: Spanned<u64>,
+    /// Connections the hub holds at most, shared by every room's link.
+    #[serde(default = "default_pool_size")]
+    pub max_connections: Spanned<usize>,
+}
+
+fn default_pool_size() -> Spanned<usize> {
+    Spanned::new(0..0, 16)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +139,27 @@ impl Default for SyncConfig {
             retry_max_ms: Spanned::new(0..0, 60_000),
         }
     }
+}
+
+/// The listener for rooms that dial the hub (`hub.connect` in the room's config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialInConfig {
+    /// Where rooms connect, `ADDRESS:PORT`.
+    pub listen: Spanned<SocketAddr>,
+    /// The hub's server certificate chain (PEM), for the name rooms dial (their `hub.connect_name`).
+    pub cert: Option<Spanned<PathBuf>>,
+    /// The private key (PEM) of `cert`.
+    pub key: Option<Spanned<PathBuf>>,
+    /// The CA certificate(s) (PEM) that vouch for the rooms' client certificates.
+    pub room_ca: Option<Spanned<PathBuf>>,
+    /// Links open at once, handshakes included; a connection over the cap is closed at once.
+    #[serde(default = "default_max_links")]
+    pub max_links: Spanned<usize>,
+}
+
+fn default_max_links() -> Spanned<usize> {
+    Spanned::new(0..0, 2_000)
 }
 
 /// One room the hub pulls.
@@ -273,12 +303,17 @@ impl Config {
             problems.sort_by_key(|p| (p.line, p.column));
             return Err(invalid(problems));
         }
+        let dial_in_files = config
+            .dial_in
+            .iter_mut()
+            .flat_map(|d| [&mut d.cert, &mut d.key, &mut d.room_ca]);
         for file in [
             &mut config.tls.cert,
             &mut config.tls.key,
             &mut config.tls.room_ca,
         ]
         .into_iter()
+        .chain(dial_in_files)
         .flatten()
         {
             let resolved = base.join(file.get_ref());
@@ -301,6 +336,11 @@ impl Config {
             &self.postgres.connect_timeout_seconds,
             "postgres.connect_timeout_seconds",
         );
+        positive(
+            report,
+            &self.postgres.max_connections,
+            "postgres.max_connections",
+        );
         let http = &self.http;
         positive(report, &http.max_connections, "http.max_connections");
         positive(
@@ -309,6 +349,7 @@ impl Config {
             "http.connection_timeout_seconds",
         );
         self.check_tls(report);
+        self.check_dial_in(report);
         let sync = &self.sync;
         let batch = *sync.max_batch.get_ref();
         if !(1..=MAX_BATCH).contains(&batch) {
@@ -377,6 +418,39 @@ impl Config {
                         tls.plaintext.span(),
                         format!("{key} is missing: the rooms accept only a hub with a certificate"),
                         "set tls.cert, tls.key and tls.room_ca (PEM files), or tls.plaintext = true for a loopback test",
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_dial_in(&self, report: &mut dyn FnMut(Range<usize>, String, &str)) {
+        let Some(dial_in) = &self.dial_in else {
+            return;
+        };
+        positive(report, &dial_in.max_links, "dial_in.max_links");
+        let files = [
+            ("dial_in.cert", &dial_in.cert),
+            ("dial_in.key", &dial_in.key),
+            ("dial_in.room_ca", &dial_in.room_ca),
+        ];
+        if *self.tls.plaintext.get_ref() {
+            for (key, file) in files {
+                if let Some(file) = file {
+                    report(
+                        file.span(),
+                        format!("{key} is set but tls.plaintext = true"),
+                        "plaintext is for loopback tests only: remove tls.plaintext, or remove the dial-in TLS files",
+                    );
+                }
+            }
+        } else {
+            for (key, file) in files {
+                if file.is_none() {
+                    report(
+                        dial_in.listen.span(),
+                        format!("{key} is missing: rooms dial the hub only over mutual TLS"),
+                        "set dial_in.cert, dial_in.key and dial_in.room_ca (PEM files), or tls.plaintext = true for a loopback test",
                     );
                 }
             }
@@ -549,6 +623,11 @@ mod tests {
         let config = Config::parse(Path::new("/etc/province-hub/hub.toml"), example).unwrap();
         assert_eq!(config.rooms.len(), 1);
         assert!(!*config.tls.plaintext.get_ref());
+        let dial_in = config.dial_in.expect("the example accepts dial-in links");
+        assert_eq!(
+            dial_in.room_ca.unwrap().get_ref(),
+            Path::new("/etc/province-hub/tls/rooms-ca.pem")
+        );
     }
 
     #[test]
@@ -581,6 +660,34 @@ mod tests {
         let found = problems(&GOOD.replace("plaintext = true", "plaintext = false"));
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(found[0].message.contains("tls.cert is missing"));
+    }
+
+    #[test]
+    fn dial_in_needs_its_tls_files_unless_plaintext() {
+        let with_tls = GOOD.replace(
+            "plaintext = true",
+            "cert = \"hub.pem\"\nkey = \"hub.key\"\nroom_ca = \"ca.pem\"",
+        );
+        let source = format!(
+            "{with_tls}\n[dial_in]\nlisten = \"0.0.0.0:50443\"\nkey = \"in.key\"\nmax_links = 0\n"
+        );
+        let found = problems(&source);
+        let places: Vec<(usize, usize)> = found.iter().map(|p| (p.line, p.column)).collect();
+        assert_eq!(places, vec![(15, 10), (15, 10), (17, 13)], "{found:#?}");
+        assert!(found[0].message.contains("dial_in.cert is missing"));
+        assert!(found[1].message.contains("dial_in.room_ca is missing"));
+        assert!(found[2].message.contains("dial_in.max_links"));
+        let plaintext = format!("{GOOD}\n[dial_in]\nlisten = \"127.0.0.1:50443\"\n");
+        let config = Config::parse(Path::new("hub.toml"), &plaintext).unwrap();
+        assert_eq!(*config.dial_in.unwrap().max_links.get_ref(), 2_000);
+        let bad_address = format!("{GOOD}\n[dial_in]\nlisten = \"hub:50443\"\n");
+        assert_eq!(
+            (
+                problems(&bad_address)[0].line,
+                problems(&bad_address)[0].column
+            ),
+            (13, 10)
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! # Design
 //! The room tasks write here after each step; the HTTP handlers only read a
-//! snapshot. The same numbers are set as Prometheus series labelled by school
+//! snapshot. Pulled rooms are on the board from the start; a room that dials
+//! in is added by its first link ([`Board::linked`]), and both kinds show the
+//! same figures with how they are linked. The same numbers are set as Prometheus series labelled by school
 //! and room, so the scrape and the JSON never disagree for long.
 
 use std::collections::BTreeMap;
@@ -21,7 +23,10 @@ use crate::store::OutboxPosition;
 pub struct RoomHealth {
     pub school_code: String,
     pub room_id: String,
+    /// The room's address: where the hub dials it, or where its own link came from.
     pub address: String,
+    /// How the room is linked now: `pull` (the hub dials it) or `dial_in` (it dialled the hub).
+    pub link: &'static str,
     /// `connecting`, `pulling`, `caught_up` or `failing`.
     pub state: &'static str,
     /// When the room last answered (Unix seconds); `null` before it ever did.
@@ -53,29 +58,29 @@ fn unix(time: SystemTime) -> f64 {
 }
 
 impl Board {
-    /// A board with `rooms` (key and address), none contacted yet.
+    /// A board with the pulled `rooms` (key and address), none contacted yet.
     pub fn new<'a>(rooms: impl IntoIterator<Item = (RoomKey, &'a str)>) -> Board {
         let board = Board::default();
         for (room, address) in rooms {
-            let health = RoomHealth {
-                school_code: room.school_code.clone(),
-                room_id: room.room_id.clone(),
-                address: address.to_owned(),
-                state: "connecting",
-                last_contact_unix: None,
-                outbox_identity: None,
-                cursor: 0,
-                newest_seq: 0,
-                backlog: 0,
-                lag_seconds: None,
-                events_landed: 0,
-                failures: 0,
-                last_error: None,
-            };
+            let health = fresh(&room, address, PULL);
             publish(&room, &health);
             board.rooms.lock().unwrap().insert(room, health);
         }
         board
+    }
+
+    /// A link of `room` from or to `address` now lands it; `link` is [`PULL`]
+    /// or [`DIAL_IN`]. A room first heard of by its own link joins the board.
+    pub fn linked(&self, room: &RoomKey, link: &'static str, address: &str) {
+        self.rooms
+            .lock()
+            .unwrap()
+            .entry(room.clone())
+            .or_insert_with(|| fresh(room, address, link));
+        self.update(room, |h| {
+            h.link = link;
+            h.address = address.to_owned();
+        });
     }
 
     /// Every room's link, in school and room order.
@@ -159,6 +164,30 @@ impl Board {
     }
 }
 
+/// The room's link is one the hub opened.
+pub const PULL: &str = "pull";
+/// The room's link is one the room opened.
+pub const DIAL_IN: &str = "dial_in";
+
+fn fresh(room: &RoomKey, address: &str, link: &'static str) -> RoomHealth {
+    RoomHealth {
+        school_code: room.school_code.clone(),
+        room_id: room.room_id.clone(),
+        address: address.to_owned(),
+        link,
+        state: "connecting",
+        last_contact_unix: None,
+        outbox_identity: None,
+        cursor: 0,
+        newest_seq: 0,
+        backlog: 0,
+        lag_seconds: None,
+        events_landed: 0,
+        failures: 0,
+        last_error: None,
+    }
+}
+
 fn labels(room: &RoomKey) -> [(&'static str, String); 2] {
     [
         ("school", room.school_code.clone()),
@@ -172,6 +201,11 @@ fn publish(room: &RoomKey, health: &RoomHealth) {
     metrics::gauge!("province_hub_room_cursor", &labels).set(health.cursor as f64);
     metrics::gauge!("province_hub_room_newest_seq", &labels).set(health.newest_seq as f64);
     metrics::gauge!("province_hub_room_backlog_events", &labels).set(health.backlog as f64);
+    metrics::gauge!("province_hub_room_dialled_in", &labels).set(if health.link == DIAL_IN {
+        1.0
+    } else {
+        0.0
+    });
     metrics::gauge!("province_hub_room_up", &labels).set(
         if health.failures == 0 && health.last_contact_unix.is_some() {
             1.0

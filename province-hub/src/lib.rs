@@ -1,6 +1,7 @@
-//! The provincial hub: pulls every classroom's outbox over gRPC and lands its
-//! records in PostgreSQL, each event exactly once whatever crashes on either
-//! side, in tables a province analyst can query.
+//! The provincial hub: pulls every classroom's outbox over gRPC, over links it
+//! opens or links the rooms open, and lands its records in PostgreSQL, each
+//! event exactly once whatever crashes on either side, in tables a province
+//! analyst can query.
 //!
 //! The modules follow the records: `config` says which rooms, `sync` pulls
 //! them, `store` lands them, `health` and `http` show how far each room is; `usb` lands

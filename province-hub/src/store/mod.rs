@@ -33,11 +33,13 @@
 //! records, not biometric data.
 
 pub mod bundle;
+pub mod roster;
 pub mod rows;
 
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
+use deadpool_postgres::Pool;
 use tokio_postgres::{Client, NoTls, Transaction};
 use uuid::Uuid;
 
@@ -50,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0001_landing.sql"),
     include_str!("schema/0002_usb.sql"),
     include_str!("schema/0003_fewer_indexes.sql"),
+    include_str!("schema/0004_roster.sql"),
 ];
 
 /// Serialises concurrent migrations (several hub processes starting at once).
@@ -62,6 +65,10 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("PostgreSQL did not answer within {0:?}")]
     TimedOut(Duration),
+    #[error("the connection pool cannot be made: {0}")]
+    PoolConfig(String),
+    #[error("no PostgreSQL connection from the pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     #[error(
         "the stored cursor of {room} moved from {expected} while a batch was landing: another hub process pulls this room"
     )]
@@ -89,6 +96,29 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Client, StoreError>
         }
     });
     Ok(client)
+}
+
+/// A bounded pool of at most `size` connections to `url`, shared by every
+/// room's link: a link holds one only while it reads its cursor or lands a
+/// batch. Waiting for a free connection, and opening one, each take at most
+/// `timeout`.
+pub fn pool(url: &str, timeout: Duration, size: usize) -> Result<Pool, StoreError> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreError::PoolConfig(err.to_string()))
 }
 
 /// Brings the schema up to date; safe to call from several processes at once.

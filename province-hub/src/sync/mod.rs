@@ -1,13 +1,16 @@
-//! Keeping every room's records landed: one task per room pulls its outbox,
-//! stores each batch with its cursor in one PostgreSQL transaction, then
-//! acknowledges it.
+//! Keeping every room's records landed: one task per pulled room, and one per
+//! link a room opens, pulls its outbox, stores each batch with its cursor in
+//! one PostgreSQL transaction, then acknowledges it.
 //!
 //! # Design
 //! [`link`] holds the decisions (where to resume, whether a message follows
 //! on, how long to back off); [`room`] is the thin async loop that does the
 //! I/O. [`room::sync_over`] takes any `SyncServiceClient<Channel>`, so the same
-//! code serves a room the hub dials and a room that dials the hub: only how
-//! the channel is opened differs.
+//! code serves a room the hub dials and a room that dials the hub
+//! ([`dial_in`]): only how the channel is opened differs. [`lease`] lets one
+//! link land a room at a time.
 
+pub mod dial_in;
+pub mod lease;
 pub mod link;
 pub mod room;

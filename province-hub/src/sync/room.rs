@@ -1,20 +1,32 @@
-//! The async loop of one room: dial, ask the room who it is, resume from the
-//! stored cursor, land every batch, acknowledge, and on any failure start
-//! again after a back-off.
+//! The async loop of one room: ask the room who it is, resume from the
+//! stored cursor, land every batch, acknowledge. [`sync_over`] is that loop,
+//! whichever way the link was opened: [`run_pulled_room`] dials the room and
+//! starts again after a back-off, [`run_dialled_room`] runs it once over a
+//! link the room opened (the room dials again when it ends).
+//!
+//! # Design
+//! A link holds a PostgreSQL connection from the shared pool only while it
+//! reads its cursor or lands one batch, never while it waits for the room,
+//! so a pool of a few connections serves hundreds of mostly idle rooms.
+//! A link lands its room only while it holds the room's lease
+//! ([`super::lease`]), so a room linked twice never has two links racing for
+//! its cursor.
 
 use std::time::Duration;
 
+use deadpool_postgres::{Object, Pool};
 use rand::{Rng, SeedableRng};
-use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::dial_in::RoomLink;
+use super::lease::Leases;
 use super::link::{Backoff, Link, LinkError, Received, Resume, resume};
 use crate::config::{RoomConfig, RoomKey, SyncConfig};
-use crate::health::Board;
+use crate::health::{self, Board};
 use crate::proto::sync_service_client::SyncServiceClient;
 use crate::proto::{AckRequest, GetStatusRequest, PullRequest};
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, roster};
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +45,27 @@ pub enum SyncError {
     },
     #[error("the room ended its Pull stream")]
     StreamEnded,
+    #[error("the room that dialled in did not say which room it is")]
+    Anonymous,
     #[error("{0}")]
     Link(#[from] LinkError),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
 
-/// What a link needs besides its channel and its database connection.
+/// What a link needs besides its channel and the database.
 pub struct LinkContext<'a> {
     pub room: &'a RoomKey,
     pub sync: &'a SyncConfig,
     pub board: &'a Board,
+    /// Ends the link at its next wait: the hub stops, or another link of the room takes over.
     pub shutdown: &'a CancellationToken,
+    /// How the room is linked: [`health::PULL`] or [`health::DIAL_IN`].
+    pub link: &'static str,
+}
+
+async fn connection(pool: &Pool) -> Result<Object, StoreError> {
+    Ok(pool.get().await?)
 }
 
 async fn call<T>(
@@ -65,11 +86,11 @@ async fn call<T>(
     }
 }
 
-/// Runs one link over `client` until it fails (an error) or the hub shuts
-/// down (`Ok`). `backoff` is told each time the link gets somewhere.
+/// Runs one link over `client` until it fails (an error) or `context.shutdown`
+/// ends it (`Ok`). `backoff` is told each time the link gets somewhere.
 pub async fn sync_over(
     client: &mut SyncServiceClient<Channel>,
-    db: &mut Client,
+    pool: &Pool,
     context: &LinkContext<'_>,
     backoff: &mut Backoff,
 ) -> Result<(), SyncError> {
@@ -78,14 +99,16 @@ pub async fn sync_over(
         sync,
         board,
         shutdown,
+        ..
     } = context;
     let timeout = sync.request_timeout();
     let status = call("GetStatus", timeout, client.get_status(GetStatusRequest {})).await?;
-    let stored = store::current_outbox(db, room).await?;
+    let mut db = connection(pool).await?;
+    let stored = store::current_outbox(&db, room).await?;
     let position = match resume(room, stored, &status)? {
         Resume::From(position) => position,
         Resume::Adopt(identity) => {
-            let position = store::adopt_identity(db, room, identity).await?;
+            let position = store::adopt_identity(&mut db, room, identity).await?;
             match stored {
                 Some(old) => tracing::warn!(
                     room = %room,
@@ -102,7 +125,10 @@ pub async fn sync_over(
             position
         }
     };
+    drop(db);
     board.connected(room, position, status.last_seq);
+    let mut roster_version = status.roster_version;
+    push_roster(client, pool, context, &mut roster_version).await?;
     let request = PullRequest {
         after_seq: position.cursor,
         max_batch: *sync.max_batch.get_ref(),
@@ -137,7 +163,8 @@ pub async fn sync_over(
                     .and_then(|event| event.recorded_at.as_ref())
                     .map(store::rows::system_time);
                 let count = events.len();
-                let stored = store::land_batch(db, room, link.position(), &events).await?;
+                let mut db = connection(pool).await?;
+                let stored = store::land_batch(&mut db, room, link.position(), &events).await?;
                 board.landed(room, count, stored, recorded_at);
                 stored
             }
@@ -150,13 +177,16 @@ pub async fn sync_over(
                     reason = %skipped.reason,
                     "the room skipped an event too large for the link; recorded in skipped_events"
                 );
-                let stored = store::record_skipped(db, room, link.position(), &skipped).await?;
+                let mut db = connection(pool).await?;
+                let stored =
+                    store::record_skipped(&mut db, room, link.position(), &skipped).await?;
                 board.landed(room, 0, stored, None);
                 stored
             }
             Received::Heartbeat { last_seq } => {
                 board.heartbeat(room, last_seq);
                 backoff.succeeded();
+                push_roster(client, pool, context, &mut roster_version).await?;
                 continue;
             }
             Received::Nothing => continue,
@@ -169,6 +199,56 @@ pub async fn sync_over(
         };
         call("Ack", timeout, client.ack(ack)).await?;
     }
+}
+
+/// Pushes the room's roster when PostgreSQL holds a version newer than
+/// `held`, the version the room holds, and records the room's answer. A
+/// refusal (the room found the roster wrong, or holds a newer one) is recorded
+/// and the link goes on; a failed call ends the link like any other.
+async fn push_roster(
+    client: &mut SyncServiceClient<Channel>,
+    pool: &Pool,
+    context: &LinkContext<'_>,
+    held: &mut u64,
+) -> Result<(), SyncError> {
+    let room = context.room;
+    let mut db = connection(pool).await?;
+    let Some(request) = roster::newer_roster(&mut db, room, *held).await? else {
+        return Ok(());
+    };
+    drop(db);
+    let version = request.version;
+    let answer = tokio::time::timeout(context.sync.request_timeout(), client.put_roster(request))
+        .await
+        .map_err(|_| SyncError::TimedOut {
+            call: "PutRoster",
+            timeout: context.sync.request_timeout(),
+        })?;
+    let db = connection(pool).await?;
+    match answer {
+        Ok(response) => {
+            let response = response.into_inner();
+            roster::record_answer(&db, room, version, context.link, Ok(&response)).await?;
+            *held = version;
+            tracing::info!(room = %room, version, pupils = response.pupils, teachers = response.teachers, "the room accepted its roster");
+        }
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            roster::record_answer(&db, room, version, context.link, Err(status.message())).await?;
+            tracing::warn!(room = %room, version, "the room refused its roster: {}; see roster_deliveries", status.message());
+        }
+        Err(status) => {
+            return Err(SyncError::Rpc {
+                call: "PutRoster",
+                status: Box::new(status),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Opens a channel to a room the hub dials.
@@ -202,10 +282,15 @@ pub async fn dial(
         .connect()
         .await
         .map_err(|err| failed(format!("{err}: {}", source_chain(&err))))?;
+    Ok(client(channel, sync))
+}
+
+/// A client of the room's `SyncService` over `channel`, with the configured message limit.
+fn client(channel: Channel, sync: &SyncConfig) -> SyncServiceClient<Channel> {
     let limit = *sync.max_message_bytes.get_ref();
-    Ok(SyncServiceClient::new(channel)
+    SyncServiceClient::new(channel)
         .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit))
+        .max_encoding_message_size(limit)
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {
@@ -218,50 +303,59 @@ fn source_chain(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// What every pulled room's task shares.
+/// What every room's link shares.
 pub struct Shared {
-    pub postgres_url: String,
-    pub postgres_timeout: Duration,
+    pub pool: Pool,
     pub tls: Option<ClientTlsConfig>,
     pub sync: SyncConfig,
     pub board: Board,
+    pub leases: Leases,
 }
 
-/// Keeps one room the hub dials landed until `shutdown`.
+impl Shared {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(*self.sync.retry_min_ms.get_ref()),
+            Duration::from_millis(*self.sync.retry_max_ms.get_ref()),
+        )
+    }
+}
+
+/// Keeps one room the hub dials landed until `shutdown`; while the room has a
+/// link of its own up, waits for it to end.
 pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: CancellationToken) {
     let key = room.key();
-    let sync = &shared.sync;
-    let mut backoff = Backoff::new(
-        Duration::from_millis(*sync.retry_min_ms.get_ref()),
-        Duration::from_millis(*sync.retry_max_ms.get_ref()),
-    );
+    let mut backoff = shared.backoff();
     let mut jitter = rand::rngs::StdRng::from_os_rng();
-    let mut db: Option<Client> = None;
-    let context = LinkContext {
-        room: &key,
-        sync,
-        board: &shared.board,
-        shutdown: &shutdown,
-    };
     loop {
+        let lease = tokio::select! {
+            () = shutdown.cancelled() => return,
+            lease = shared.leases.wait(&key, &shutdown) => lease,
+        };
+        shared
+            .board
+            .linked(&key, health::PULL, room.address.get_ref());
+        let context = LinkContext {
+            room: &key,
+            sync: &shared.sync,
+            board: &shared.board,
+            shutdown: &lease.token,
+            link: health::PULL,
+        };
         let result = async {
-            let connection = match db.as_mut() {
-                Some(connection) if !connection.is_closed() => connection,
-                _ => {
-                    db.insert(store::connect(&shared.postgres_url, shared.postgres_timeout).await?)
-                }
-            };
-            let mut client = dial(&room, shared.tls.as_ref(), sync).await?;
-            sync_over(&mut client, connection, &context, &mut backoff).await
+            let mut client = dial(&room, shared.tls.as_ref(), &shared.sync).await?;
+            sync_over(&mut client, &shared.pool, &context, &mut backoff).await
         }
         .await;
+        drop(lease);
         let error = match result {
-            Ok(()) => return,
+            Ok(()) if shutdown.is_cancelled() => return,
+            Ok(()) => {
+                tracing::info!(room = %key, "the room dialled in: its own link lands it while it is up");
+                continue;
+            }
             Err(error) => error,
         };
-        if matches!(error, SyncError::Store(_)) {
-            db = None;
-        }
         let delay = backoff.failed(jitter.random());
         tracing::warn!(room = %key, failures = backoff.failures(), retry_in_ms = delay.as_millis() as u64, "room link failed: {error}");
         shared
@@ -270,6 +364,59 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Lands the room at the other end of `link`, a link the room opened, until
+/// the link ends, a newer link of the room takes over, or `shutdown`. The room
+/// is the one its `GetStatus` names; the room dials again after a failure.
+pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: CancellationToken) {
+    let peer = link.peer.to_string();
+    let mut client = client(link.channel, &shared.sync);
+    let status = call(
+        "GetStatus",
+        shared.sync.request_timeout(),
+        client.get_status(GetStatusRequest {}),
+    )
+    .await
+    .and_then(|status| status.room.ok_or(SyncError::Anonymous));
+    let key = match status {
+        Ok(room) => RoomKey {
+            school_code: room.school_code,
+            room_id: room.room_id,
+        },
+        Err(error) => {
+            tracing::warn!(peer = %peer, "a room's link was dropped before landing anything: {error}");
+            return;
+        }
+    };
+    shared.board.linked(&key, health::DIAL_IN, &peer);
+    let lease = tokio::select! {
+        () = shutdown.cancelled() => return,
+        lease = shared.leases.take(&key, &shutdown) => lease,
+    };
+    let Some(lease) = lease else {
+        tracing::info!(room = %key, peer = %peer, "a newer link of the room arrived meanwhile; this one is dropped");
+        return;
+    };
+    tracing::info!(room = %key, peer = %peer, "the room dialled in");
+    let context = LinkContext {
+        room: &key,
+        sync: &shared.sync,
+        board: &shared.board,
+        shutdown: &lease.token,
+        link: health::DIAL_IN,
+    };
+    let mut backoff = shared.backoff();
+    match sync_over(&mut client, &shared.pool, &context, &mut backoff).await {
+        Ok(()) => tracing::info!(room = %key, peer = %peer, "the room's link handed over"),
+        Err(error) => {
+            backoff.failed(0.0);
+            tracing::warn!(room = %key, peer = %peer, "the room's link ended: {error}; the room dials again");
+            shared
+                .board
+                .failed(&key, error.to_string(), backoff.failures());
         }
     }
 }

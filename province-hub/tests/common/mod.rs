@@ -315,7 +315,7 @@ pub struct Room {
     pub school_code: String,
     pub room_id: String,
     pub grpc: SocketAddr,
-    config: PathBuf,
+    pub http: SocketAddr,
 }
 
 impl Room {
@@ -323,27 +323,43 @@ impl Room {
         Room::with_hub_keys(school_code, room_id, "")
     }
 
-    /// A room whose `[hub]` section also holds `hub_keys` (the province's keys, say).
+    /// A room that also dials the hub at `hub` (plaintext, as the hub's tests run).
+    pub fn dialling(school_code: &str, room_id: &str, hub: SocketAddr) -> Room {
+        Room::with_hub_keys(school_code, room_id, &format!("connect = \"{hub}\"\n"))
+    }
+
+    /// A room whose `[hub]` section also has `hub_keys` (the province's keys, say).
     pub fn with_hub_keys(school_code: &str, room_id: &str, hub_keys: &str) -> Room {
         let dir = tempfile::tempdir().unwrap();
         let [http, grpc] = free_addresses();
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"{school_code}\"\nroom_id = \"{room_id}\"\nname = \"Phòng thử\"\n\n\
-                 [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{http}\"\n\n\
-                 [hub]\nlisten = \"{grpc}\"\nplaintext = true\n{hub_keys}"
-            ),
-        )
-        .unwrap();
-        Room {
+        let room = Room {
             dir,
             school_code: school_code.to_owned(),
             room_id: room_id.to_owned(),
             grpc,
-            config,
-        }
+            http,
+        };
+        room.write_config(hub_keys);
+        room
+    }
+
+    /// Rewrites the agent's config with `hub_keys` added to its `[hub]` section;
+    /// the agent reads it at its next start.
+    pub fn write_config(&self, hub_keys: &str) {
+        std::fs::write(
+            self.config(),
+            format!(
+                "[room]\nschool_code = \"{}\"\nroom_id = \"{}\"\nname = \"Phòng thử\"\n\n\
+                 [storage]\ndata_dir = \"data\"\n\n[http]\nlisten = \"{}\"\n\n\
+                 [hub]\nlisten = \"{}\"\nplaintext = true\n{hub_keys}",
+                self.school_code, self.room_id, self.http, self.grpc
+            ),
+        )
+        .unwrap();
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -361,10 +377,22 @@ impl Room {
 
     /// Starts the agent and waits until it is ready.
     pub fn start(&self) -> Process {
-        let mut command = Command::new(agent_binary());
+        self.start_with(Command::new(agent_binary()))
+    }
+
+    /// Starts the agent inside the network namespace `namespace` and waits until it is ready.
+    pub fn start_in(&self, namespace: &str) -> Process {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", namespace])
+            .arg(agent_binary());
+        self.start_with(command)
+    }
+
+    fn start_with(&self, mut command: Command) -> Process {
         command
             .args(["run", "--config"])
-            .arg(&self.config)
+            .arg(self.config())
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM");
         let agent = Process::spawn(command);
@@ -411,6 +439,20 @@ pub struct HubConfig {
 
 impl HubConfig {
     pub fn new(postgres: &Postgres, rooms: &[&Room]) -> HubConfig {
+        HubConfig::with_extra(postgres, rooms, "")
+    }
+
+    /// A hub that also accepts rooms' links on `listen`, landing batches of at most 500.
+    pub fn with_dial_in(postgres: &Postgres, rooms: &[&Room], listen: SocketAddr) -> HubConfig {
+        HubConfig::with_extra(
+            postgres,
+            rooms,
+            &format!("max_batch = 500\n\n[dial_in]\nlisten = \"{listen}\"\n"),
+        )
+    }
+
+    /// `extra` goes at the end of the `[sync]` section.
+    fn with_extra(postgres: &Postgres, rooms: &[&Room], extra: &str) -> HubConfig {
         let dir = tempfile::tempdir().unwrap();
         let [http] = free_addresses();
         let path = dir.path().join("hub.toml");
@@ -419,7 +461,7 @@ impl HubConfig {
             &path,
             format!(
                 "[postgres]\nurl = \"{}\"\n\n[http]\nlisten = \"{http}\"\n\n[tls]\nplaintext = true\n\n\
-                 [sync]\nretry_min_ms = 50\nretry_max_ms = 1000\nsilence_timeout_seconds = 15\n\n{entries}",
+                 [sync]\nretry_min_ms = 50\nretry_max_ms = 1000\nsilence_timeout_seconds = 15\n{extra}\n{entries}",
                 postgres.url()
             ),
         )

@@ -1,6 +1,6 @@
 //! The hub's side of a room's dial-out link: a listener that accepts the
 //! connections rooms open, checks each room's certificate against the room CA,
-//! and turns each accepted connection into an ordinary gRPC client of that
+//! and turns each admitted connection into an ordinary gRPC channel to that
 //! room's `SyncService`, as if the hub had dialled the room itself.
 //!
 //! # Design
@@ -10,23 +10,25 @@
 //!   handed to tonic as the one connection of a `Channel`: a connector that
 //!   gives out that socket once, and refuses afterwards, so a lost link shows
 //!   as an unavailable channel rather than as a connection to somewhere else.
-//!   The room dials again; the hub gets a new [`RoomLink`] from [`DialIn::accept`].
+//!   The room dials again; the hub gets a new [`RoomLink`].
+//! - Accepting and admitting are two steps ([`DialIn::accept`], then
+//!   [`Incoming::admit`]) so that a caller can run each handshake in a task of
+//!   its own: a room that stalls its handshake holds up nobody else.
 //! - What identifies the room is its certificate (kept in [`RoomLink`]) and its
 //!   `GetStatus`; the acceptor only admits certificates from the room CA.
 //! - Every wait is bounded: the TLS handshake by [`HANDSHAKE_TIMEOUT`], a dead
-//!   link by HTTP/2 keepalive pings.
-//! - It depends on tokio, tokio-rustls, tonic, tower and hyper-util and the
-//!   generated client only, so it can move into the hub's own crate as it is.
+//!   link by HTTP/2 keepalive pings ([`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`]).
+//! - The link is a `Channel`, not a generated client, so any build of the
+//!   contract's client (the hub's, or a test's) can call the room over it.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firmware_agent::proto::sync_service_client::SyncServiceClient;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -36,8 +38,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// The longest a room's TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest message accepted from a room (the agent's default limit).
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How often the hub pings a room's link that carries nothing.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the link counts as dead.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The hub's certificate and key, and the CA the rooms' certificates chain to (PEM files).
 pub struct DialInTls<'a> {
@@ -69,13 +73,13 @@ pub enum AcceptError {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
 pub struct TlsFileError {
-    path: std::path::PathBuf,
-    reason: String,
+    pub path: std::path::PathBuf,
+    pub reason: String,
 }
 
-/// A room that dialled in: a client of its `SyncService`, and who it is.
+/// A room that dialled in: a channel to its `SyncService`, and who it is.
 pub struct RoomLink {
-    pub client: SyncServiceClient<Channel>,
+    pub channel: Channel,
     /// The room's certificate (DER) as it presented it; `None` over plaintext.
     pub certificate: Option<CertificateDer<'static>>,
     pub peer: SocketAddr,
@@ -87,14 +91,22 @@ pub struct DialIn {
     acceptor: Option<TlsAcceptor>,
 }
 
+/// A connection accepted but not admitted yet.
+pub struct Incoming {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+}
+
 impl DialIn {
     /// Listens on `address`: over mutual TLS with `tls`, in plaintext without.
+    /// An unusable TLS file is an `InvalidInput` error naming the file.
     pub async fn bind(address: SocketAddr, tls: Option<DialInTls<'_>>) -> std::io::Result<DialIn> {
         let acceptor = match tls {
             None => None,
-            Some(tls) => Some(TlsAcceptor::from(
-                server_config(&tls).map_err(std::io::Error::other)?,
-            )),
+            Some(tls) => Some(TlsAcceptor::from(server_config(&tls).map_err(|err| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
+            })?)),
         };
         Ok(DialIn {
             listener: TcpListener::bind(address).await?,
@@ -108,16 +120,37 @@ impl DialIn {
             .expect("a bound listener has an address")
     }
 
-    /// The next room that dials in and passes the handshake.
-    pub async fn accept(&self) -> Result<RoomLink, AcceptError> {
+    /// The next connection a room opens, before its handshake.
+    pub async fn accept(&self) -> Result<Incoming, AcceptError> {
         let (tcp, peer) = self.listener.accept().await.map_err(AcceptError::Accept)?;
         let _ = tcp.set_nodelay(true);
-        let Some(acceptor) = &self.acceptor else {
-            let client = client_over(tcp)
+        Ok(Incoming {
+            tcp,
+            peer,
+            acceptor: self.acceptor.clone(),
+        })
+    }
+}
+
+impl Incoming {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Runs the TLS handshake (within [`HANDSHAKE_TIMEOUT`]) and opens the
+    /// channel over the link.
+    pub async fn admit(self) -> Result<RoomLink, AcceptError> {
+        let Incoming {
+            tcp,
+            peer,
+            acceptor,
+        } = self;
+        let Some(acceptor) = acceptor else {
+            let channel = channel_over(tcp)
                 .await
                 .map_err(|source| AcceptError::Channel { peer, source })?;
             return Ok(RoomLink {
-                client,
+                channel,
                 certificate: None,
                 peer,
             });
@@ -132,11 +165,11 @@ impl DialIn {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|certificate| certificate.clone().into_owned());
-        let client = client_over(tls)
+        let channel = channel_over(tls)
             .await
             .map_err(|source| AcceptError::Channel { peer, source })?;
         Ok(RoomLink {
-            client,
+            channel,
             certificate,
             peer,
         })
@@ -173,8 +206,8 @@ fn server_config(tls: &DialInTls<'_>) -> Result<Arc<ServerConfig>, TlsFileError>
     Ok(Arc::new(config))
 }
 
-/// A gRPC client whose only connection is `io`, the link the room opened.
-async fn client_over<IO>(io: IO) -> Result<SyncServiceClient<Channel>, tonic::transport::Error>
+/// A channel whose only connection is `io`, the link the room opened.
+async fn channel_over<IO>(io: IO) -> Result<Channel, tonic::transport::Error>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -190,12 +223,9 @@ where
             })
         }
     });
-    let channel = Endpoint::from_static("http://room.dialled-in")
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20))
+    Endpoint::from_static("http://room.dialled-in")
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect_with_connector(connector)
-        .await?;
-    Ok(SyncServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .await
 }
