@@ -256,13 +256,11 @@ async fn get(stream: &mut TlsStream<TcpStream>, path: &str) -> (u16, String) {
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
-        let read = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            stream.read(&mut buffer),
-        )
-        .await
-        .expect("a response within 10 s")
-        .unwrap();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+                .await
+                .expect("a response within 10 s")
+                .unwrap();
         assert!(read > 0, "the connection closed mid-response");
         received.extend_from_slice(&buffer[..read]);
         let text = String::from_utf8_lossy(&received);
@@ -312,7 +310,11 @@ async fn a_pushed_certificate_is_served_at_once_and_open_connections_keep_theirs
     let mut before = secure.connect().await;
     let school_serial = served_serial(&before);
     assert_eq!(get(&mut before, "/healthz").await.0, 200);
-    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let status = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         status.lan_certificate_source(),
         LanCertificateSource::SchoolFile
@@ -331,7 +333,11 @@ async fn a_pushed_certificate_is_served_at_once_and_open_connections_keep_theirs
     let fresh = secure.connect().await;
     assert_eq!(served_serial(&fresh), serial_of_pem(&short.chain_pem));
     assert_ne!(served_serial(&fresh), school_serial);
-    let status = hub.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let status = hub
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         status.lan_certificate_source(),
         LanCertificateSource::ProvincePush
@@ -358,10 +364,7 @@ async fn a_pushed_certificate_is_served_at_once_and_open_connections_keep_theirs
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let kept = secure.room.data_dir().join("tls/province-room.pem");
-    assert_eq!(
-        (mode(&kept), mode(kept.parent().unwrap())),
-        (0o600, 0o700)
-    );
+    assert_eq!((mode(&kept), mode(kept.parent().unwrap())), (0o600, 0o700));
     drop(agent);
     let _again = secure.room.start_async("agent ready").await;
     assert_eq!(
@@ -383,9 +386,10 @@ async fn a_bad_push_is_refused_naming_what_is_wrong_and_the_served_certificate_s
         key_pem: secure.province.for_room(398).key_pem,
         ..good.clone()
     };
-    let other_name = secure
-        .province
-        .issue(&["TEST-01-P102.local", "127.0.0.1"], &day(-1), &day(398));
+    let other_name =
+        secure
+            .province
+            .issue(&["TEST-01-P102.local", "127.0.0.1"], &day(-1), &day(398));
     let no_address = secure.province.issue(&[ROOM_NAME], &day(-1), &day(398));
     let expired = secure
         .province
@@ -396,11 +400,23 @@ async fn a_bad_push_is_refused_naming_what_is_wrong_and_the_served_certificate_s
         key_pem: good.key_pem.clone(),
     };
     for (case, request, says) in [
-        ("a key that is not the certificate's", other_key, "key_pem: not the private key"),
-        ("another room's name", other_name, "does not name TEST-01-P101.local"),
+        (
+            "a key that is not the certificate's",
+            other_key,
+            "key_pem: not the private key",
+        ),
+        (
+            "another room's name",
+            other_name,
+            "does not name TEST-01-P101.local",
+        ),
         ("no address", no_address, "does not name 127.0.0.1"),
         ("an expired certificate", expired, "expired"),
-        ("another CA", elsewhere, "does not chain to the province's LAN CA"),
+        (
+            "another CA",
+            elsewhere,
+            "does not chain to the province's LAN CA",
+        ),
         ("no certificate", garbage, "chain_pem: "),
     ] {
         let refused = hub.put_certificate(request).await.unwrap_err();
@@ -412,8 +428,8 @@ async fn a_bad_push_is_refused_naming_what_is_wrong_and_the_served_certificate_s
         );
         assert_eq!(served_serial(&secure.connect().await), served, "{case}");
     }
-    let kept = std::fs::read_to_string(secure.room.data_dir().join("tls/province-room.pem"))
-        .unwrap();
+    let kept =
+        std::fs::read_to_string(secure.room.data_dir().join("tls/province-room.pem")).unwrap();
     assert_eq!(serial_of_pem(&kept), served);
 }
 

@@ -195,7 +195,7 @@ impl Config {
             &mut config.http.province_lan_ca,
         ]
         .into_iter()
-            .flatten()
+        .flatten()
         {
             *path = resolve(base, path);
         }

@@ -58,7 +58,13 @@ pub fn receive(
 
 /// What `AgentStatus` says of the served certificate: its source, expiry
 /// and the names a certificate for this room must carry.
-pub fn status(agent: &Agent) -> (LanCertificateSource, Option<prost_types::Timestamp>, Vec<String>) {
+pub fn status(
+    agent: &Agent,
+) -> (
+    LanCertificateSource,
+    Option<prost_types::Timestamp>,
+    Vec<String>,
+) {
     let names = Wanted::of(&agent.config()).as_text();
     match &agent.lan_certificate {
         None => (LanCertificateSource::None, None, names),

@@ -17,8 +17,7 @@ use crate::proto::sync_service_server::SyncService;
 use crate::proto::{
     AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
     PutCertificateRequest, PutCertificateResponse, PutContentChunk, PutContentResponse,
-    PutRosterRequest, PutRosterResponse, RoomIdentity,
-    pull_response,
+    PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
 };
 use crate::roster::{Candidate, Role, Roster, check_person};
 use crate::schedule::ScheduleConfig;

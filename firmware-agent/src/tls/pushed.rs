@@ -59,7 +59,9 @@ impl Wanted {
     pub fn of(config: &Config) -> Wanted {
         let listen = config.http.tls_listen.ip();
         let addresses = if listen.is_unspecified() {
-            crate::tablets::discovery::lan_address().into_iter().collect()
+            crate::tablets::discovery::lan_address()
+                .into_iter()
+                .collect()
         } else {
             vec![listen]
         };
@@ -84,17 +86,25 @@ pub enum Refused {
     Chain(String),
     #[error("key_pem: {0}")]
     Key(String),
-    #[error("key_pem: not the private key of the certificate in chain_pem; send the key issued with it")]
+    #[error(
+        "key_pem: not the private key of the certificate in chain_pem; send the key issued with it"
+    )]
     Mismatch,
-    #[error("chain_pem: the certificate does not name {missing} (it names {named}); issue it for {wanted}")]
+    #[error(
+        "chain_pem: the certificate does not name {missing} (it names {named}); issue it for {wanted}"
+    )]
     MissingName {
         missing: String,
         named: String,
         wanted: String,
     },
-    #[error("chain_pem: the certificate expired at {expired} (the room's clock reads {now}); issue a new one")]
+    #[error(
+        "chain_pem: the certificate expired at {expired} (the room's clock reads {now}); issue a new one"
+    )]
     Expired { expired: Timestamp, now: Timestamp },
-    #[error("chain_pem: the certificate does not chain to the province's LAN CA (http.province_lan_ca): {0}")]
+    #[error(
+        "chain_pem: the certificate does not chain to the province's LAN CA (http.province_lan_ca): {0}"
+    )]
     OtherCa(String),
 }
 
@@ -112,11 +122,12 @@ pub fn check(
         .map_err(|err| Refused::Chain(format!("not valid PEM: {err:?}")))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|err| Refused::Key(format!("holds no private key in PEM ({err:?})")))?;
-    let served = Served::new(chain.clone(), key, Source::ProvincePush).map_err(|err| match err {
-        Unservable::Mismatch => Refused::Mismatch,
-        Unservable::Key(err) => Refused::Key(err.to_string()),
-        other => Refused::Chain(other.to_string()),
-    })?;
+    let served =
+        Served::new(chain.clone(), key, Source::ProvincePush).map_err(|err| match err {
+            Unservable::Mismatch => Refused::Mismatch,
+            Unservable::Key(err) => Refused::Key(err.to_string()),
+            other => Refused::Chain(other.to_string()),
+        })?;
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
         .map_err(|err| Refused::Chain(format!("not a certificate: {err}")))?;
     let (dns, ips) = subject_alt_names(&leaf);
@@ -156,15 +167,21 @@ pub fn check(
 }
 
 /// The DNS names and IP addresses of a certificate's subjectAltName.
-fn subject_alt_names(leaf: &x509_parser::certificate::X509Certificate<'_>) -> (Vec<String>, Vec<IpAddr>) {
+fn subject_alt_names(
+    leaf: &x509_parser::certificate::X509Certificate<'_>,
+) -> (Vec<String>, Vec<IpAddr>) {
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     if let Ok(Some(extension)) = leaf.subject_alternative_name() {
         for name in &extension.value.general_names {
             match name {
                 GeneralName::DNSName(name) => dns.push((*name).to_owned()),
                 GeneralName::IPAddress(bytes) => match bytes.len() {
-                    4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default())),
-                    16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default())),
+                    4 => ips.push(IpAddr::from(
+                        <[u8; 4]>::try_from(*bytes).unwrap_or_default(),
+                    )),
+                    16 => ips.push(IpAddr::from(
+                        <[u8; 16]>::try_from(*bytes).unwrap_or_default(),
+                    )),
                     _ => {}
                 },
                 _ => {}
@@ -247,12 +264,10 @@ pub fn load_kept(data_dir: &Path) -> Option<Served> {
     };
     let chain: Result<Vec<CertificateDer<'static>>, _> =
         CertificateDer::pem_slice_iter(&bytes).collect();
-    let served = chain
-        .map_err(|err| format!("{err:?}"))
-        .and_then(|chain| {
-            let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| format!("{err:?}"))?;
-            Served::new(chain, key, Source::ProvincePush).map_err(|err| err.to_string())
-        });
+    let served = chain.map_err(|err| format!("{err:?}")).and_then(|chain| {
+        let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| format!("{err:?}"))?;
+        Served::new(chain, key, Source::ProvincePush).map_err(|err| err.to_string())
+    });
     match served {
         Ok(served) => Some(served),
         Err(err) => {
