@@ -33,6 +33,19 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub rooms: Vec<RoomConfig>,
+    /// The province's CA for the rooms' HTTPS certificates; without it the
+    /// hub pushes none.
+    pub lan_ca: Option<LanCaConfig>,
+}
+
+/// The CA that issues the rooms' certificates for HTTPS on their LAN.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanCaConfig {
+    /// The CA's certificate (PEM), the one every school's devices trust.
+    pub cert: Spanned<PathBuf>,
+    /// The CA's private key (PEM).
+    pub key: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +259,7 @@ impl Config {
             return Err(invalid(problems));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let lan_ca = config.lan_ca.as_mut().map(|ca| [&mut ca.cert, &mut ca.key]);
         for file in [
             &mut config.tls.cert,
             &mut config.tls.key,
@@ -253,9 +267,22 @@ impl Config {
         ]
         .into_iter()
         .flatten()
+        .chain(lan_ca.into_iter().flatten())
         {
             let resolved = base.join(file.get_ref());
             *file.get_mut() = resolved;
+        }
+        if let Some(ca) = &config.lan_ca
+            && let Err(err) =
+                crate::sync::lan_cert::LanCa::load(ca.cert.get_ref(), ca.key.get_ref())
+        {
+            let (line, column) = line_column(source, ca.cert.span().start);
+            return Err(invalid(vec![Problem {
+                line,
+                column,
+                message: format!("lan_ca: {err}"),
+                hint: "make the province's LAN CA with `firmware-agent tls init-ca --dir DIR` and name its ca.pem and ca-key.pem".to_owned(),
+            }]));
         }
         Ok(config)
     }

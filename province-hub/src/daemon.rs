@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::health::Board;
+use crate::sync::lan_cert::LanCa;
 use crate::sync::room::{Shared, run_pulled_room};
 use crate::{http, store, tls};
 
@@ -77,6 +78,18 @@ async fn serve(config: Config) -> Exit {
         return Exit::Failure;
     }
     drop(db);
+    let lan_ca = match &config.lan_ca {
+        Some(ca) => match LanCa::load(ca.cert.get_ref(), ca.key.get_ref()) {
+            Ok(ca) => Some(ca),
+            Err(err) => {
+                eprintln!(
+                    "lan_ca: {err}\n  hint: name the province's LAN CA files made by `firmware-agent tls init-ca`"
+                );
+                return Exit::InvalidInput;
+            }
+        },
+        None => None,
+    };
     let metrics = match PrometheusBuilder::new().install_recorder() {
         Ok(handle) => handle,
         Err(err) => {
@@ -108,6 +121,7 @@ async fn serve(config: Config) -> Exit {
         tls,
         sync: config.sync.clone(),
         board: board.clone(),
+        lan_ca,
     });
     for room in config.rooms.iter().cloned() {
         let (shared, shutdown) = (shared.clone(), shutdown.clone());

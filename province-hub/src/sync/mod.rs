@@ -7,7 +7,10 @@
 //! on, how long to back off); [`room`] is the thin async loop that does the
 //! I/O. [`room::sync_over`] takes any `SyncServiceClient<Channel>`, so the same
 //! code serves a room the hub dials and a room that dials the hub: only how
-//! the channel is opened differs.
+//! the channel is opened differs. [`lan_cert`] is the step after each
+//! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
+//! current.
 
+pub mod lan_cert;
 pub mod link;
 pub mod room;

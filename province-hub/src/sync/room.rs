@@ -15,6 +15,7 @@ use crate::health::Board;
 use crate::proto::sync_service_client::SyncServiceClient;
 use crate::proto::{AckRequest, GetStatusRequest, PullRequest};
 use crate::store::{self, StoreError};
+use crate::sync::lan_cert::{LanCa, renew_if_due};
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub struct LinkContext<'a> {
     pub sync: &'a SyncConfig,
     pub board: &'a Board,
     pub shutdown: &'a CancellationToken,
+    /// The province's LAN CA, when the hub issues the rooms' HTTPS certificates.
+    pub lan_ca: Option<&'a LanCa>,
 }
 
 async fn call<T>(
@@ -78,9 +81,13 @@ pub async fn sync_over(
         sync,
         board,
         shutdown,
+        lan_ca,
     } = context;
     let timeout = sync.request_timeout();
     let status = call("GetStatus", timeout, client.get_status(GetStatusRequest {})).await?;
+    if let Some(ca) = lan_ca {
+        renew_if_due(client, ca, room, &status, timeout).await;
+    }
     let stored = store::current_outbox(db, room).await?;
     let position = match resume(room, stored, &status)? {
         Resume::From(position) => position,
@@ -225,6 +232,7 @@ pub struct Shared {
     pub tls: Option<ClientTlsConfig>,
     pub sync: SyncConfig,
     pub board: Board,
+    pub lan_ca: Option<LanCa>,
 }
 
 /// Keeps one room the hub dials landed until `shutdown`.
@@ -242,6 +250,7 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
         sync,
         board: &shared.board,
         shutdown: &shutdown,
+        lan_ca: shared.lan_ca.as_ref(),
     };
     loop {
         let result = async {

@@ -354,13 +354,26 @@ impl Room {
         Store::open(&self.database(), Arc::new(SystemClock)).unwrap()
     }
 
+    /// Adds `keys` (TOML lines) to the room's `[http]` section.
+    pub fn add_http_keys(&self, keys: &str) {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let config = config.replacen("[http]\n", &format!("[http]\n{keys}"), 1);
+        std::fs::write(&self.config, config).unwrap();
+    }
+
     /// Starts the agent and waits until it is ready.
     pub fn start(&self) -> Process {
+        self.start_with(&[])
+    }
+
+    /// Starts the agent with `env` set and waits until it is ready.
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(agent_binary());
         command
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("JOURNAL_STREAM");
         let agent = Process::spawn(command);
         agent.wait_for_log("agent ready", Duration::from_secs(30));
