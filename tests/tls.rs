@@ -8,7 +8,7 @@ mod browser;
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Room, agent_binary, free_addresses};
