@@ -8,7 +8,7 @@ mod browser;
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Room, agent_binary, free_addresses};
@@ -99,39 +99,6 @@ fn curl(options: &[&str], method: &str, url: &str, body: Option<&str>) -> (u16, 
     )
 }
 
-/// A home whose NSS database (the one Chromium reads) trusts `ca` for web sites.
-fn home_trusting(ca: &Path) -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let nssdb = home.path().join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let database = format!("sql:{}", nssdb.display());
-    for args in [
-        vec!["-N", "-d", &database, "--empty-password"],
-        vec![
-            "-A",
-            "-d",
-            &database,
-            "-t",
-            "C,,",
-            "-n",
-            "room-ca",
-            "-i",
-            ca.to_str().unwrap(),
-        ],
-    ] {
-        let output = Command::new("certutil")
-            .args(&args)
-            .output()
-            .expect("certutil from Debian's libnss3-tools: run `make setup`");
-        assert!(
-            output.status.success(),
-            "certutil {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    home
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_trusting_the_room_ca_pairs_and_follows_a_lock_over_https() {
     let secure = SecureRoom::new("");
@@ -143,7 +110,7 @@ async fn a_browser_trusting_the_room_ca_pairs_and_follows_a_lock_over_https() {
     let page = format!("https://127.0.0.1:{}/tablet/#code=", secure.https.port());
     assert!(link.starts_with(&page), "the QR code opens HTTPS: {link}");
 
-    let home = home_trusting(&secure.ca);
+    let home = browser::home_trusting(&secure.ca);
     let mut chromium = browser::Chromium::open_at_home(link, home.path()).await;
     chromium.wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6").await;
     assert_eq!(chromium.evaluate("location.protocol").await, "https:");

@@ -26,6 +26,9 @@ pub struct Agent {
     pub attendance: Arc<crate::attendance::desk::Desk>,
     /// Cancelled once, on SIGTERM or SIGINT: every task drains and returns.
     pub shutdown: CancellationToken,
+    /// The certificate HTTPS serves browsers, when the room serves HTTPS;
+    /// the hub's `PutCertificate` replaces it.
+    pub lan_certificate: Option<Arc<crate::tls::served::ServedCertificate>>,
 }
 
 impl Agent {
@@ -58,6 +61,7 @@ pub mod testing {
             actuators,
             attendance: Default::default(),
             shutdown: CancellationToken::new(),
+            lan_certificate: None,
         };
         (Arc::new(agent), mqtt)
     }

@@ -152,9 +152,20 @@ async fn serve(
         clock.clone(),
     )
     .await?;
-    let browser_tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(certificate), Some(key)) => {
-            let certificate = crate::tls::room::load(certificate, key)?;
+    // A certificate the province pushed is served in place of the school's own.
+    let served = match crate::tls::pushed::load_kept(&config.storage.data_dir) {
+        Some(pushed) => Some(pushed),
+        None => match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(certificate), Some(key)) => Some(crate::tls::room::load(certificate, key)?),
+            _ => None,
+        },
+    };
+    let browser_tls = match served {
+        Some(served) => {
+            let served = crate::tls::served::ServedCertificate::new(served);
+            let server = served
+                .server_config()
+                .map_err(|err| StartError::Machine(err.to_string()))?;
             let listener = TcpListener::bind(config.http.tls_listen)
                 .await
                 .map_err(|source| StartError::Bind {
@@ -162,17 +173,16 @@ async fn serve(
                     address: config.http.tls_listen,
                     source,
                 })?;
-            let expires = certificate.expires;
             let listener = crate::tablets::tls::TlsListener::accepting(
                 listener,
-                certificate.server,
+                server,
                 connections.clone(),
                 clock.clone(),
             )
             .map_err(|err| StartError::Machine(err.to_string()))?;
-            Some((listener, expires))
+            Some((listener, served))
         }
-        _ => None,
+        None => None,
     };
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -191,6 +201,7 @@ async fn serve(
         actuators: actuators.clone(),
         attendance: Default::default(),
         shutdown,
+        lan_certificate: browser_tls.as_ref().map(|(_, served)| served.clone()),
     });
     let recorder = agent.store.recorder().clone();
     agent
@@ -230,9 +241,9 @@ async fn serve(
     let http_address = http
         .local_addr()
         .map_err(|err| StartError::Machine(err.to_string()))?;
-    let browser_tls = browser_tls.map(|(listener, expires)| {
+    let browser_tls = browser_tls.map(|(listener, served)| {
         tasks.spawn(crate::tls::room::watch_expiry(
-            expires,
+            served,
             agent.health.clone(),
             agent.clock.clone(),
             agent.shutdown.clone(),

@@ -39,6 +39,9 @@ pub struct Config {
     pub rooms: Vec<RoomConfig>,
     /// The province's keys for records carried on USB sticks; `import-bundle` needs them.
     pub usb: Option<UsbConfig>,
+    /// The province's CA for the rooms' HTTPS certificates; without it the
+    /// hub pushes none.
+    pub lan_ca: Option<LanCaConfig>,
 }
 
 /// The province's keys for the rooms' USB bundles, made by `classroom-bundle keygen`.
@@ -56,6 +59,16 @@ pub struct UsbConfig {
 
 fn register_unknown_rooms() -> UnknownRooms {
     UnknownRooms::Register
+}
+
+/// The CA that issues the rooms' certificates for HTTPS on their LAN.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanCaConfig {
+    /// The CA's certificate (PEM), the one every school's devices trust.
+    pub cert: Spanned<PathBuf>,
+    /// The CA's private key (PEM).
+    pub key: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +320,7 @@ impl Config {
             .dial_in
             .iter_mut()
             .flat_map(|d| [&mut d.cert, &mut d.key, &mut d.room_ca]);
+        let lan_ca = config.lan_ca.as_mut().map(|ca| [&mut ca.cert, &mut ca.key]);
         for file in [
             &mut config.tls.cert,
             &mut config.tls.key,
@@ -315,9 +329,22 @@ impl Config {
         .into_iter()
         .chain(dial_in_files)
         .flatten()
+        .chain(lan_ca.into_iter().flatten())
         {
             let resolved = base.join(file.get_ref());
             *file.get_mut() = resolved;
+        }
+        if let Some(ca) = &config.lan_ca
+            && let Err(err) =
+                crate::sync::lan_cert::LanCa::load(ca.cert.get_ref(), ca.key.get_ref())
+        {
+            let (line, column) = line_column(source, ca.cert.span().start);
+            return Err(invalid(vec![Problem {
+                line,
+                column,
+                message: format!("lan_ca: {err}"),
+                hint: "make the province's LAN CA with `firmware-agent tls init-ca --dir DIR` and name its ca.pem and ca-key.pem".to_owned(),
+            }]));
         }
         Ok(config)
     }

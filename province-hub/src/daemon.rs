@@ -23,6 +23,7 @@ use crate::config::DialInConfig;
 use crate::exit::Exit;
 use crate::health::Board;
 use crate::sync::dial_in::{DialIn, DialInTls};
+use crate::sync::lan_cert::LanCa;
 use crate::sync::lease::Leases;
 use crate::sync::room::{Shared, run_dialled_room, run_pulled_room};
 use crate::{http, store, tls};
@@ -98,6 +99,18 @@ async fn serve(config: Config) -> Exit {
             Err(exit) => return exit,
         },
     };
+    let lan_ca = match &config.lan_ca {
+        Some(ca) => match LanCa::load(ca.cert.get_ref(), ca.key.get_ref()) {
+            Ok(ca) => Some(ca),
+            Err(err) => {
+                eprintln!(
+                    "lan_ca: {err}\n  hint: name the province's LAN CA files made by `firmware-agent tls init-ca`"
+                );
+                return Exit::InvalidInput;
+            }
+        },
+        None => None,
+    };
     let metrics = match PrometheusBuilder::new().install_recorder() {
         Ok(handle) => handle,
         Err(err) => {
@@ -129,6 +142,7 @@ async fn serve(config: Config) -> Exit {
         sync: config.sync.clone(),
         board: board.clone(),
         leases: Leases::default(),
+        lan_ca,
     });
     for room in config.rooms.iter().cloned() {
         let (shared, shutdown) = (shared.clone(), shutdown.clone());

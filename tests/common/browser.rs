@@ -229,3 +229,36 @@ impl Drop for Chromium {
         let _ = self.child.wait();
     }
 }
+
+/// A home whose NSS database (the one Chromium reads) trusts `ca` for web sites.
+pub fn home_trusting(ca: &std::path::Path) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let database = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-N", "-d", &database, "--empty-password"],
+        vec![
+            "-A",
+            "-d",
+            &database,
+            "-t",
+            "C,,",
+            "-n",
+            "room-ca",
+            "-i",
+            ca.to_str().unwrap(),
+        ],
+    ] {
+        let output = Command::new("certutil")
+            .args(&args)
+            .output()
+            .expect("certutil from Debian's libnss3-tools: run `make setup`");
+        assert!(
+            output.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    home
+}

@@ -118,6 +118,9 @@ pub struct HttpConfig {
     pub tls_key: Option<PathBuf>,
     /// Where HTTPS is served when `tls_cert` is set.
     pub tls_listen: SocketAddr,
+    /// The province's LAN CA (PEM): a certificate the hub pushes is served
+    /// only if it chains to it.
+    pub province_lan_ca: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -131,6 +134,7 @@ impl Default for HttpConfig {
             tls_cert: None,
             tls_key: None,
             tls_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            province_lan_ca: None,
         }
     }
 }
@@ -185,9 +189,13 @@ impl Config {
         }
         config.storage.data_dir = resolve(base, &config.storage.data_dir);
         config.hub.resolve_paths(|path| resolve(base, path));
-        for path in [&mut config.http.tls_cert, &mut config.http.tls_key]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut config.http.tls_cert,
+            &mut config.http.tls_key,
+            &mut config.http.province_lan_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             *path = resolve(base, path);
         }

@@ -82,6 +82,7 @@
 //! only an HTTP/1 proxy, or breaks TLS open, would need the RPC form, added
 //! then beside this one.
 
+pub mod certificate;
 pub mod config;
 pub mod content;
 pub mod cursor;

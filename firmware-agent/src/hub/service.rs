@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::proto::sync_service_server::SyncService;
 use crate::proto::{
     AckRequest, AckResponse, AgentStatus, GetStatusRequest, Heartbeat, PullRequest, PullResponse,
-    PutContentChunk, PutContentResponse, PutRosterRequest, PutRosterResponse, RoomIdentity,
-    pull_response,
+    PutCertificateRequest, PutCertificateResponse, PutContentChunk, PutContentResponse,
+    PutRosterRequest, PutRosterResponse, RoomIdentity, pull_response,
 };
 use crate::roster::{Candidate, Role, Roster, check_person};
 use crate::schedule::ScheduleConfig;
@@ -144,6 +144,7 @@ impl SyncService for SyncServer {
             })
             .await
             .map_err(database_failure)?;
+        let (lan_source, lan_not_after, lan_names) = super::certificate::status(&self.agent);
         Ok(Response::new(AgentStatus {
             room: Some(room_identity(&self.agent)),
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -157,7 +158,22 @@ impl SyncService for SyncServer {
             clock_synced: self.agent.clock.is_synchronized(),
             roster_version,
             outbox_identity: self.agent.store.outbox_identity().as_bytes().to_vec(),
+            lan_certificate_source: lan_source.into(),
+            lan_certificate_not_after: lan_not_after,
+            lan_certificate_names: lan_names,
         }))
+    }
+
+    async fn put_certificate(
+        &self,
+        request: Request<PutCertificateRequest>,
+    ) -> Result<Response<PutCertificateResponse>, Status> {
+        let request = request.into_inner();
+        let agent = self.agent.clone();
+        tokio::task::spawn_blocking(move || super::certificate::receive(&agent, &request))
+            .await
+            .map_err(|err| Status::internal(format!("the certificate's worker failed: {err}")))?
+            .map(Response::new)
     }
 
     async fn put_content(

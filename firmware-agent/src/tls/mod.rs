@@ -21,9 +21,14 @@
 //! - **Expiry** is a health matter: `/healthz` shows the subsystem `tls`
 //!   degraded from 30 days before the certificate expires, checked daily on
 //!   the agent's clock.
-//! - A CA run by the province would issue the same kind of certificate and
-//!   push it with its key over the hub's mTLS channel (see `DESIGN.md`).
+//! - **A CA run by the province** ([`pushed`]) issues the same kind of
+//!   certificate and the hub pushes it with its key over its mutual-TLS
+//!   channel (`PutCertificate`); it is checked, kept in `<data_dir>/tls/`,
+//!   and served at once in place of `http.tls_cert` ([`served`]: the
+//!   listener reads its certificate from a slot the push replaces).
 
 pub mod ca;
+pub mod pushed;
 pub mod redirect;
 pub mod room;
+pub mod served;

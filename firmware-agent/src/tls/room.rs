@@ -1,17 +1,18 @@
-//! The room's certificate as the agent serves it: loaded from
-//! `http.tls_cert` and `http.tls_key`, checked by check-config, and watched
-//! for its expiry.
+//! The room's certificate as the school configures it: loaded from
+//! `http.tls_cert` and `http.tls_key`, checked by check-config; and the
+//! served certificate's expiry, watched whatever its source.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::served::{Served, ServedCertificate, Source, Unservable};
 use crate::clock::Clock;
 use crate::config::diagnostics::Unlocated;
 use crate::config::{HttpConfig, resolve};
@@ -21,14 +22,6 @@ use crate::health::{Health, State};
 const RENEW_WITHIN: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// How often the expiry is looked at again.
 const EXPIRY_CHECK: Duration = Duration::from_secs(24 * 3600);
-
-/// The room's certificate and key, ready to serve.
-#[derive(Debug, Clone)]
-pub struct RoomCertificate {
-    pub server: Arc<ServerConfig>,
-    pub expires: Timestamp,
-    pub certificate_path: PathBuf,
-}
 
 /// Why the configured certificate or key cannot be served; names the key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +36,7 @@ pub enum LoadError {
     Mismatch {
         certificate: PathBuf,
         key: PathBuf,
-        source: rustls::Error,
+        source: Unservable,
     },
 }
 
@@ -77,25 +70,36 @@ pub fn config_problems(http: &HttpConfig, base: &Path) -> Vec<Unlocated> {
         message,
         hint: hint.to_owned(),
     };
+    let mut problems = Vec::new();
+    if let Some(ca) = &http.province_lan_ca
+        && let Err(err) = super::pushed::read_province_ca(&resolve(base, ca))
+    {
+        problems.push(problem(
+            "http.province_lan_ca",
+            err,
+            "name the province's LAN CA certificate (ca.pem from `province-hub lan-ca init`)",
+        ));
+    }
     let (certificate, key) = match (&http.tls_cert, &http.tls_key) {
-        (None, None) => return Vec::new(),
+        (None, None) => return problems,
         (Some(certificate), Some(key)) => (certificate, key),
         (Some(_), None) => {
-            return vec![problem(
+            problems.push(problem(
                 "http.tls_cert",
                 "http.tls_cert is set without http.tls_key".to_owned(),
                 "add tls_key = \"room-key.pem\" (written by `tls issue` beside room.pem)",
-            )];
+            ));
+            return problems;
         }
         (None, Some(_)) => {
-            return vec![problem(
+            problems.push(problem(
                 "http.tls_key",
                 "http.tls_key is set without http.tls_cert".to_owned(),
                 "add tls_cert = \"room.pem\" (written by `tls issue` beside room-key.pem)",
-            )];
+            ));
+            return problems;
         }
     };
-    let mut problems = Vec::new();
     if http.tls_listen == http.listen {
         problems.push(problem(
             "http.tls_listen",
@@ -111,7 +115,7 @@ pub fn config_problems(http: &HttpConfig, base: &Path) -> Vec<Unlocated> {
 
 /// Reads and checks the certificate (PEM, the room's first, then any
 /// intermediate CAs) and its private key (PEM).
-pub fn load(certificate_path: &Path, key_path: &Path) -> Result<RoomCertificate, LoadError> {
+pub fn load(certificate_path: &Path, key_path: &Path) -> Result<Served, LoadError> {
     let unreadable = |key, path: &Path, problem: String| LoadError::File {
         key,
         path: path.to_owned(),
@@ -120,37 +124,17 @@ pub fn load(certificate_path: &Path, key_path: &Path) -> Result<RoomCertificate,
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate_path)
         .and_then(|certificates| certificates.collect())
         .map_err(|err| unreadable("http.tls_cert", certificate_path, pem_problem(err)))?;
-    let Some(leaf) = chain.first() else {
-        return Err(unreadable(
-            "http.tls_cert",
-            certificate_path,
-            "holds no certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
-        ));
-    };
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|err| {
-        unreadable(
-            "http.tls_cert",
-            certificate_path,
-            format!("not a certificate: {err}"),
-        )
-    })?;
-    let expires =
-        Timestamp::from_second(parsed.validity().not_after.timestamp()).unwrap_or(Timestamp::MAX);
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|err| unreadable("http.tls_key", key_path, pem_problem(err)))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-        .map_err(|source| LoadError::Mismatch {
+    Served::new(chain, key, Source::SchoolFile).map_err(|err| match err {
+        Unservable::NoCertificate | Unservable::NotACertificate(_) => {
+            unreadable("http.tls_cert", certificate_path, err.to_string())
+        }
+        source => LoadError::Mismatch {
             certificate: certificate_path.to_owned(),
             key: key_path.to_owned(),
             source,
-        })?;
-    Ok(RoomCertificate {
-        server: Arc::new(server),
-        expires,
-        certificate_path: certificate_path.to_owned(),
+        },
     })
 }
 
@@ -166,20 +150,26 @@ fn pem_problem(err: rustls::pki_types::pem::Error) -> String {
 
 /// The certificate's health at `now`: degraded when it expires within 30
 /// days (or has expired), in words for IT staff, Vietnamese first.
-pub fn expiry_health(expires: Timestamp, now: Timestamp) -> (State, String) {
+pub fn expiry_health(expires: Timestamp, source: Source, now: Timestamp) -> (State, String) {
     let day = expires.strftime("%Y-%m-%d");
+    let renew = match source {
+        Source::SchoolFile => "run `firmware-agent tls issue` and restart",
+        Source::ProvincePush => {
+            "the province's hub renews it when it next reaches the room; check that it does"
+        }
+    };
     if expires <= now {
         (
             State::Degraded,
             format!(
-                "Chứng chỉ TLS đã hết hạn ngày {day}: trình duyệt sẽ từ chối / the TLS certificate expired on {day}: run `firmware-agent tls issue` and restart"
+                "Chứng chỉ TLS đã hết hạn ngày {day}: trình duyệt sẽ từ chối / the TLS certificate expired on {day}: {renew}"
             ),
         )
     } else if expires.duration_since(now) <= RENEW_WITHIN {
         (
             State::Degraded,
             format!(
-                "Chứng chỉ TLS sắp hết hạn ngày {day} / the TLS certificate expires on {day}: run `firmware-agent tls issue` and restart"
+                "Chứng chỉ TLS sắp hết hạn ngày {day} / the TLS certificate expires on {day}: {renew}"
             ),
         )
     } else {
@@ -192,19 +182,23 @@ pub fn expiry_health(expires: Timestamp, now: Timestamp) -> (State, String) {
     }
 }
 
-/// Shows the certificate's expiry as the health subsystem `tls`, now and
-/// daily on `clock`, until `shutdown`.
+/// Shows the expiry of the certificate `served` holds as the health
+/// subsystem `tls`, now, daily on `clock` and whenever it is replaced, until
+/// `shutdown`.
 pub async fn watch_expiry(
-    expires: Timestamp,
+    served: Arc<ServedCertificate>,
     health: Health,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
+    let mut replaced = served.subscribe();
     loop {
-        let (state, detail) = expiry_health(expires, clock.now());
+        let current = replaced.borrow_and_update().clone();
+        let (state, detail) = expiry_health(current.expires, current.source, clock.now());
         health.set("tls", state, detail);
         tokio::select! {
             () = clock.sleep(EXPIRY_CHECK) => {}
+            changed = replaced.changed() => if changed.is_err() { return },
             () = shutdown.cancelled() => return,
         }
     }
@@ -217,7 +211,7 @@ mod tests {
     #[test]
     fn a_certificate_is_degraded_from_thirty_days_before_it_expires() {
         let expires: Timestamp = "2027-06-30T00:00:00Z".parse().unwrap();
-        let at = |s: &str| expiry_health(expires, s.parse().unwrap()).0;
+        let at = |s: &str| expiry_health(expires, Source::SchoolFile, s.parse().unwrap()).0;
         assert_eq!(at("2027-05-30T00:00:00Z"), State::Ok);
         assert_eq!(at("2027-05-31T00:00:00Z"), State::Degraded);
         assert_eq!(at("2027-07-01T00:00:00Z"), State::Degraded);

@@ -8,9 +8,12 @@
 //! I/O. [`room::sync_over`] takes any `SyncServiceClient<Channel>`, so the same
 //! code serves a room the hub dials and a room that dials the hub
 //! ([`dial_in`]): only how the channel is opened differs. [`lease`] lets one
-//! link land a room at a time.
+//! link land a room at a time. [`lan_cert`] is the step after each
+//! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
+//! current.
 
 pub mod dial_in;
+pub mod lan_cert;
 pub mod lease;
 pub mod link;
 pub mod room;

@@ -27,6 +27,7 @@ use crate::health::{self, Board};
 use crate::proto::sync_service_client::SyncServiceClient;
 use crate::proto::{AckRequest, GetStatusRequest, PullRequest};
 use crate::store::{self, StoreError, roster};
+use crate::sync::lan_cert::{LanCa, renew_if_due};
 
 /// Why a link ended.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub struct LinkContext<'a> {
     pub shutdown: &'a CancellationToken,
     /// How the room is linked: [`health::PULL`] or [`health::DIAL_IN`].
     pub link: &'static str,
+    /// The province's LAN CA, when the hub issues the rooms' HTTPS certificates.
+    pub lan_ca: Option<&'a LanCa>,
 }
 
 async fn connection(pool: &Pool) -> Result<Object, StoreError> {
@@ -99,10 +102,14 @@ pub async fn sync_over(
         sync,
         board,
         shutdown,
+        lan_ca,
         ..
     } = context;
     let timeout = sync.request_timeout();
     let status = call("GetStatus", timeout, client.get_status(GetStatusRequest {})).await?;
+    if let Some(ca) = lan_ca {
+        renew_if_due(client, ca, room, &status, timeout).await;
+    }
     let mut db = connection(pool).await?;
     let stored = store::current_outbox(&db, room).await?;
     let position = match resume(room, stored, &status)? {
@@ -310,6 +317,7 @@ pub struct Shared {
     pub sync: SyncConfig,
     pub board: Board,
     pub leases: Leases,
+    pub lan_ca: Option<LanCa>,
 }
 
 impl Shared {
@@ -341,6 +349,7 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
             board: &shared.board,
             shutdown: &lease.token,
             link: health::PULL,
+            lan_ca: shared.lan_ca.as_ref(),
         };
         let result = async {
             let mut client = dial(&room, shared.tls.as_ref(), &shared.sync).await?;
@@ -407,6 +416,7 @@ pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: Cancell
         board: &shared.board,
         shutdown: &lease.token,
         link: health::DIAL_IN,
+        lan_ca: shared.lan_ca.as_ref(),
     };
     let mut backoff = shared.backoff();
     match sync_over(&mut client, &shared.pool, &context, &mut backoff).await {

@@ -375,9 +375,23 @@ impl Room {
         Store::open(&self.database(), Arc::new(SystemClock)).unwrap()
     }
 
+    /// Adds `keys` (TOML lines) to the room's `[http]` section.
+    pub fn add_http_keys(&self, keys: &str) {
+        let config = std::fs::read_to_string(self.config()).unwrap();
+        let config = config.replacen("[http]\n", &format!("[http]\n{keys}"), 1);
+        std::fs::write(self.config(), config).unwrap();
+    }
+
     /// Starts the agent and waits until it is ready.
     pub fn start(&self) -> Process {
-        self.start_with(Command::new(agent_binary()))
+        self.start_with_env(&[])
+    }
+
+    /// Starts the agent with `env` set and waits until it is ready.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(agent_binary());
+        command.envs(env.iter().copied());
+        self.start_with(command)
     }
 
     /// Starts the agent inside the network namespace `namespace` and waits until it is ready.
@@ -405,7 +419,7 @@ impl Room {
         Command::new(agent_binary())
             .args(args)
             .arg("--config")
-            .arg(&self.config)
+            .arg(self.config())
             .output()
             .unwrap()
     }
