@@ -216,7 +216,10 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         "health says where pdf.js comes from: {health}"
     );
     let (status, _) = call(address, "GET", "/tablet/pdfjs/pdf.js", None).await;
-    assert_eq!(status, 401, "pdf.js is for paired tablets and the panel only");
+    assert_eq!(
+        status, 401,
+        "pdf.js is for paired tablets and the panel only"
+    );
 
     let mut panel =
         browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
@@ -249,27 +252,37 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         let id = paired["tablet_id"].as_str().unwrap().to_owned();
         let token = paired["token"].as_str().unwrap().to_owned();
         let (tablet, welcome) = Tablet::connect(address, &token, 0).await;
-        assert_eq!(welcome["state"]["follow"], Value::Null, "nobody follows yet");
+        assert_eq!(
+            welcome["state"]["follow"],
+            Value::Null,
+            "nobody follows yet"
+        );
         protocol.push((id, token, tablet));
     }
 
     // The teacher opens the PDF from the content store on the panel.
     tap(&mut panel, "[data-view=follow]").await;
     panel
-        .wait_for(&format!("document.querySelector('#follow-list [data-name=\"{PDF}\"]') !== null"))
+        .wait_for(&format!(
+            "document.querySelector('#follow-list [data-name=\"{PDF}\"]') !== null"
+        ))
         .await;
     tap(&mut panel, &format!("#follow-list [data-name=\"{PDF}\"]")).await;
     panel
         .wait_for("document.getElementById('follow-viewer').dataset.page === '1'")
         .await;
     assert_eq!(
-        panel.evaluate("document.getElementById('follow-number').textContent").await,
+        panel
+            .evaluate("document.getElementById('follow-number').textContent")
+            .await,
         format!("Trang 1 / {PAGES}")
     );
 
     // One touch: the whole class follows.
     assert_eq!(
-        panel.evaluate("document.getElementById('follow-lead').textContent").await,
+        panel
+            .evaluate("document.getElementById('follow-lead').textContent")
+            .await,
         "Cả lớp theo cô/thầy"
     );
     tap(&mut panel, "#follow-lead").await;
@@ -297,7 +310,10 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     tablet.socket.close(None).await.unwrap();
     let (reconnected, welcome) = Tablet::connect(address, token, 0).await;
     *tablet = reconnected;
-    assert_eq!(welcome["state"]["follow"], json!({ "file": PDF, "page": 3 }));
+    assert_eq!(
+        welcome["state"]["follow"],
+        json!({ "file": PDF, "page": 3 })
+    );
     let missed: Vec<&Value> = welcome["missed"]
         .as_array()
         .unwrap()
@@ -339,7 +355,11 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         .wait_for("document.querySelectorAll('#class-tiles .tile').length === 6")
         .await;
     for id in [&protocol[0].0, &protocol[1].0, &binh_id] {
-        tap(&mut panel, &format!("#class-tiles .tile[data-tablet-id=\"{id}\"]")).await;
+        tap(
+            &mut panel,
+            &format!("#class-tiles .tile[data-tablet-id=\"{id}\"]"),
+        )
+        .await;
     }
     panel
         .evaluate("document.getElementById('group-name').value = 'Nhóm 1'; true")

@@ -130,14 +130,21 @@ async fn connect(address: SocketAddr, code: &str, n: usize) {
 }
 
 /// The round trips and the agent's own times of `ROUNDS` commands, each until all tablets acked.
-async fn measure(address: SocketAddr, command: impl Fn(usize) -> (&'static str, Value)) -> (Vec<f64>, Vec<f64>) {
+async fn measure(
+    address: SocketAddr,
+    command: impl Fn(usize) -> (&'static str, Value),
+) -> (Vec<f64>, Vec<f64>) {
     let (mut round_trips, mut agent_times) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (path, body) = command(round);
         let started = Instant::now();
         let given = call(address, path, body).await;
         round_trips.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(given["acknowledged"].as_u64(), Some(TABLETS as u64), "{given}");
+        assert_eq!(
+            given["acknowledged"].as_u64(),
+            Some(TABLETS as u64),
+            "{given}"
+        );
         agent_times.push(given["elapsed_ms"].as_f64().unwrap());
     }
     (round_trips, agent_times)
@@ -147,12 +154,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn report(what: &str, (round_trips, agent_times): (Vec<f64>, Vec<f64>), target_p99_ms: Option<f64>) {
+fn report(
+    what: &str,
+    (round_trips, agent_times): (Vec<f64>, Vec<f64>),
+    target_p99_ms: Option<f64>,
+) {
     for (how, mut samples) in [("API call", round_trips), ("agent", agent_times)] {
         samples.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
         let verdict = match target_p99_ms {
-            Some(target) if how == "API call" && p99 <= target => format!("; target p99 ≤ {target} ms: meets"),
+            Some(target) if how == "API call" && p99 <= target => {
+                format!("; target p99 ≤ {target} ms: meets")
+            }
             Some(target) if how == "API call" => format!("; target p99 ≤ {target} ms: MISSES"),
             _ => String::new(),
         };
@@ -193,11 +206,18 @@ async fn run() {
         json!({ "file": "bai-3.pdf", "page": 1 }),
     )
     .await;
-    assert_eq!(started["acknowledged"].as_u64(), Some(TABLETS as u64), "{started}");
+    assert_eq!(
+        started["acknowledged"].as_u64(),
+        Some(TABLETS as u64),
+        "{started}"
+    );
     report(
         "page turn to 40 following tablets until the last ack",
         measure(address, |round| {
-            ("/api/lesson/follow/page?wait_ms=5000", json!({ "page": round % 50 + 2 }))
+            (
+                "/api/lesson/follow/page?wait_ms=5000",
+                json!({ "page": round % 50 + 2 }),
+            )
         })
         .await,
         Some(100.0),

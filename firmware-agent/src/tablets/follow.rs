@@ -154,7 +154,9 @@ mod tests {
     fn followers_see_the_newest_page_and_others_see_nothing() {
         let mut follow = FollowState::default();
         assert_eq!(follow.turn(2), Err(RefusedFollow::NobodyFollows));
-        follow.start("toan/bai-3.pdf", 1, &group(&["t1", "t2"])).unwrap();
+        follow
+            .start("toan/bai-3.pdf", 1, &group(&["t1", "t2"]))
+            .unwrap();
         assert_eq!(follow.turn(2).unwrap(), group(&["t1", "t2"]));
         follow.turn(3).unwrap();
         assert_eq!(
@@ -176,7 +178,10 @@ mod tests {
         assert_eq!(follow.for_tablet("t1"), None, "released");
         assert_eq!(follow.release(), Err(RefusedFollow::NobodyFollows));
         follow.start("van.pdf", 1, &Audience::Class).unwrap();
-        assert!(follow.for_tablet("t9").is_some(), "the class includes every tablet");
+        assert!(
+            follow.for_tablet("t9").is_some(),
+            "the class includes every tablet"
+        );
     }
 
     #[test]
@@ -210,25 +215,51 @@ mod tests {
         };
         let message = give(message, Audience::Class).unwrap();
         let missed: Vec<u64> = session.missed("t1", 0).iter().map(|e| e.id).collect();
-        assert_eq!(missed, [newest.id, message.id], "only the newest turn is kept");
         assert_eq!(
-            session.missed("t2", 0).iter().map(|e| e.id).collect::<Vec<_>>(),
+            missed,
+            [newest.id, message.id],
+            "only the newest turn is kept"
+        );
+        assert_eq!(
+            session
+                .missed("t2", 0)
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
             [message.id],
             "a turn goes to whoever follows, whatever audience the panel names"
         );
         assert_eq!(session.state_for("t1").follow.unwrap().page, 3);
         assert_eq!(session.state_for("t2").follow, None);
-        assert!(session.ack("t1", turn.id).is_ok(), "a late ack of a superseded turn is no error");
-        let written: Vec<String> = session.take_records().into_iter().map(|r| r.command).collect();
+        assert!(
+            session.ack("t1", turn.id).is_ok(),
+            "a late ack of a superseded turn is no error"
+        );
+        let written: Vec<String> = session
+            .take_records()
+            .into_iter()
+            .map(|r| r.command)
+            .collect();
         assert_eq!(
             written,
             ["follow", "follow.page"],
             "a superseded command's record is written at once"
         );
         let release = session
-            .issue(now, at, "l1", Command::Release, Audience::Class, connected.clone())
+            .issue(
+                now,
+                at,
+                "l1",
+                Command::Release,
+                Audience::Class,
+                connected.clone(),
+            )
             .unwrap();
-        assert_eq!(session.ack_progress(release.id).unwrap().expected, 1, "t1 only");
+        assert_eq!(
+            session.ack_progress(release.id).unwrap().expected,
+            1,
+            "t1 only"
+        );
         assert_eq!(session.state_for("t1").follow, None);
     }
 

@@ -142,6 +142,8 @@ fn walk(root: &Path, relative: &str, depth: usize, found: &mut Vec<Material>) {
     let Ok(entries) = std::fs::read_dir(root.join(relative)) else {
         return;
     };
+    // A slide show's images are its pages, not material of their own.
+    let in_slide_show = !relative.is_empty() && !slides_of(root, relative).is_empty();
     let mut entries: Vec<(String, bool)> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
@@ -178,7 +180,7 @@ fn walk(root: &Path, relative: &str, depth: usize, found: &mut Vec<Material>) {
                 kind: Kind::Pdf,
                 slides: Vec::new(),
             });
-        } else if is_image(Path::new(&name)) {
+        } else if is_image(Path::new(&name)) && !in_slide_show {
             found.push(Material {
                 name,
                 kind: Kind::Image,
@@ -323,7 +325,10 @@ async fn pdfjs_file(
             StatusCode::SERVICE_UNAVAILABLE,
             "pdfjs_missing",
             "Chưa cài pdf.js nên không hiện được PDF",
-            format!("{} is missing: install the Debian package libjs-pdf", path.display()),
+            format!(
+                "{} is missing: install the Debian package libjs-pdf",
+                path.display()
+            ),
         ));
     }
     let mut response = serve(path, request).await?;
@@ -336,14 +341,17 @@ async fn pdfjs_file(
 
 /// Serves one file with range requests and `Last-Modified`, as the content store does.
 async fn serve(path: PathBuf, request: Request) -> Result<Response, ApiError> {
-    let response = ServeFile::new(path).try_call(request).await.map_err(|err| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "read_failed",
-            "Không đọc được tệp",
-            err,
-        )
-    })?;
+    let response = ServeFile::new(path)
+        .try_call(request)
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "read_failed",
+                "Không đọc được tệp",
+                err,
+            )
+        })?;
     Ok(response.map(Body::new))
 }
 
@@ -398,7 +406,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("dia-li/bai-5")).unwrap();
-        for file in ["dia-li/bai-5/02.png", "dia-li/bai-5/01.jpg", "toan.pdf", "anh.PNG", "ghi-chu.txt", ".an.pdf"] {
+        for file in [
+            "dia-li/bai-5/02.png",
+            "dia-li/bai-5/01.jpg",
+            "toan.pdf",
+            "anh.PNG",
+            "ghi-chu.txt",
+            ".an.pdf",
+        ] {
             std::fs::write(root.join(file), b"x").unwrap();
         }
         std::fs::create_dir(root.join("trong")).unwrap();

@@ -90,14 +90,14 @@ pub mod api;
 pub mod config;
 pub mod content;
 pub mod discovery;
+pub mod follow;
+pub mod material;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
 pub mod session;
 pub mod tls;
 pub mod ws;
-pub mod follow;
-pub mod material;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
