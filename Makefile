@@ -19,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the build, the tests and the benches need.
 DEBIAN_PACKAGES := build-essential pkg-config clang libclang-dev protobuf-compiler libprotobuf-dev \
 	sqlite3 python3 python3-pip python3-venv unzip curl ca-certificates mosquitto \
-	chromium nodejs libnss3-tools iproute2 util-linux e2fsprogs \
+	chromium libjs-pdf ghostscript nodejs libnss3-tools iproute2 util-linux e2fsprogs \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	gstreamer1.0-rtsp gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \

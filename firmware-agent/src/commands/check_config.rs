@@ -15,6 +15,12 @@ pub fn run(path: &Path) -> Exit {
                 config.room.room_id,
                 config.storage.data_dir.display()
             );
+            if !crate::tablets::material::pdfjs_installed() {
+                println!(
+                    "warning: pdf.js is missing from {}: PDFs cannot be shown when the class follows the teacher; install the Debian package libjs-pdf",
+                    crate::tablets::material::PDFJS_DIR
+                );
+            }
             Exit::Success
         }
         Err(err) => {

@@ -326,7 +326,7 @@ async fn change(
 }
 
 #[derive(Deserialize, Default)]
-struct Wait {
+pub(super) struct Wait {
     /// Wait up to this many milliseconds for every connected tablet to ack (or for answers).
     #[serde(default)]
     wait_ms: u64,
@@ -431,7 +431,7 @@ fn unknown_group(name: &str) -> ApiError {
 
 /// Parses the body as the command `kind` (with `to` saying for whom), gives
 /// it, and optionally waits for the acks.
-async fn give(
+pub(super) async fn give(
     lesson: Arc<Lesson>,
     kind: &str,
     body: Option<Value>,

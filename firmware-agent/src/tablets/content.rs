@@ -103,7 +103,7 @@ async fn guard(
     response
 }
 
-fn bearer(request: &Request) -> Option<String> {
+pub(super) fn bearer(request: &Request) -> Option<String> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
@@ -112,7 +112,7 @@ fn bearer(request: &Request) -> Option<String> {
     value.strip_prefix("Bearer ").map(str::to_owned)
 }
 
-fn query_token(request: &Request) -> Option<String> {
+pub(super) fn query_token(request: &Request) -> Option<String> {
     request
         .uri()
         .query()?
@@ -142,7 +142,7 @@ fn percent_decode(path: &str) -> Option<String> {
 /// place outside `dir`. A link within the store (a short name for a file
 /// kept in it) is served; anything else would let a tablet read whatever a
 /// link points to.
-fn leads_out(dir: &Path, name: &str) -> bool {
+pub(super) fn leads_out(dir: &Path, name: &str) -> bool {
     let Ok(root) = fs::canonicalize(dir) else {
         return false;
     };

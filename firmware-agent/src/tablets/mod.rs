@@ -90,6 +90,8 @@ pub mod api;
 pub mod config;
 pub mod content;
 pub mod discovery;
+pub mod follow;
+pub mod material;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
@@ -181,6 +183,8 @@ pub struct Tile {
     pub open: Option<String>,
     /// The open question asked of it, if any, and whether it answered.
     pub question: Option<TileQuestion>,
+    /// The material and page it follows, while it follows the teacher.
+    pub follow: Option<follow::Following>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -317,6 +321,7 @@ impl Lesson {
             retry_delay: jiff::SignedDuration::from_millis(i64::from(config.retry_delay_ms)),
         };
         let session = Session::new(Duration::from_millis(u64::from(config.ack_timeout_ms)));
+        material::report_pdfjs(&health);
         Arc::new(Lesson {
             config,
             zone,
@@ -757,6 +762,11 @@ impl Lesson {
         self.lock().session.results()
     }
 
+    /// The material and page the teacher leads followers through, if anyone follows.
+    pub fn follow_lead(&self) -> Option<follow::Following> {
+        self.lock().session.follow_lead().cloned()
+    }
+
     /// Handles an ack from a connected tablet.
     pub fn ack(&self, tablet_id: &str, id: u64) -> Result<(), protocol::ProtocolError> {
         let progress = self.lock().session.ack(tablet_id, id)?;
@@ -986,6 +996,7 @@ impl Lesson {
                     away: status.as_ref().is_some_and(LiveTablet::away),
                     open,
                     question,
+                    follow: state.session.following(&tablet.tablet_id),
                     status,
                     tablet_id: tablet.tablet_id,
                     name: tablet.name,
@@ -1092,7 +1103,9 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 /// The teacher's API: the tablets and the live lesson ([`api`]).
 pub fn router(lesson: Arc<Lesson>) -> axum::Router {
-    api::router().with_state(lesson)
+    api::router()
+        .merge(material::teacher_routes())
+        .with_state(lesson)
 }
 
 /// What tablets reach: the browser client and pairing ([`page`]), the live
@@ -1102,6 +1115,7 @@ pub fn tablet_router(lesson: Arc<Lesson>) -> axum::Router {
         .merge(page::router(lesson.config.browser_client))
         .merge(ws::router())
         .merge(content::routes(&lesson))
+        .merge(material::tablet_routes(&lesson))
         .with_state(lesson)
 }
 

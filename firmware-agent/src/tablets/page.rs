@@ -27,6 +27,7 @@ use crate::store::tablets::{ClaimRefused, Tablet};
 const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
 const STYLE: &str = include_str!("client/tablet.css");
+const FOLLOW_SCRIPT: &str = include_str!("client/follow.js");
 
 pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
     let pair = Router::new()
@@ -51,6 +52,10 @@ pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
             .route(
                 "/tablet/tablet.css",
                 get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            )
+            .route(
+                "/tablet/follow.js",
+                get(|| async { asset("text/javascript; charset=utf-8", FOLLOW_SCRIPT) }),
             ),
     }
 }

@@ -88,6 +88,17 @@ pub enum Command {
     QuestionStop {
         question: String,
     },
+    /// Show content-store material at `page` (from 1) and follow the teacher's page turns.
+    Follow {
+        file: String,
+        page: u32,
+    },
+    /// The teacher turned to `page` of the material being followed.
+    Page {
+        page: u32,
+    },
+    /// Stop following: the pupil may browse the material freely.
+    Release,
 }
 
 impl Command {
@@ -100,6 +111,9 @@ impl Command {
             Command::Message { .. } => "message",
             Command::QuestionStart(_) => "question.start",
             Command::QuestionStop { .. } => "question.stop",
+            Command::Follow { .. } => "follow",
+            Command::Page { .. } => "follow.page",
+            Command::Release => "follow.release",
         }
     }
 
@@ -131,6 +145,12 @@ impl Command {
             Command::Message { text } => Ok(text_field("text", text, true)?),
             Command::QuestionStart(question) => question.validate(),
             Command::QuestionStop { question } => Ok(identifier("question", question)?),
+            Command::Follow { file, page } => {
+                content_name(file)?;
+                Ok(super::follow::page_number(*page)?)
+            }
+            Command::Page { page } => Ok(super::follow::page_number(*page)?),
+            Command::Release => Ok(()),
         }
     }
 }
@@ -287,6 +307,8 @@ pub struct LiveState {
     pub question: Option<OpenQuestionView>,
     /// The id of the newest command given.
     pub last_command: u64,
+    /// The material and page the tablet follows, or null when it browses freely.
+    pub follow: Option<super::follow::Following>,
 }
 
 /// The open question as a tablet sees it.
@@ -437,6 +459,8 @@ pub enum InvalidCommand {
          (the command takes {recorded} bytes as recorded, more than the {MAX_ARGUMENTS_BYTES} one record for the hub may hold: shorten its text or choices)"
     )]
     TooLarge { recorded: usize },
+    #[error(transparent)]
+    Page(#[from] super::follow::BadPage),
 }
 
 /// Why a tablet's answer is not a well-formed answer to its question.

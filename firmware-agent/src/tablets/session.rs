@@ -118,6 +118,8 @@ pub enum RefusedCommand {
         "{0} tablets chosen; a command names at most {MAX_AUDIENCE}: give it to the whole class"
     )]
     TooManyChosen(usize),
+    #[error(transparent)]
+    Follow(#[from] super::follow::RefusedFollow),
 }
 
 /// An answer as the panel sees it.
@@ -194,6 +196,8 @@ pub struct Session {
     acks: HashMap<u64, PendingAcks>,
     /// Records of settled commands, not yet taken.
     records: Vec<LessonRecord>,
+    /// Who follows the teacher's material, at which page.
+    follow: super::follow::FollowState,
 }
 
 impl Session {
@@ -207,6 +211,7 @@ impl Session {
             log: VecDeque::new(),
             acks: HashMap::new(),
             records: Vec::new(),
+            follow: Default::default(),
         }
     }
 
@@ -274,6 +279,12 @@ impl Session {
                 }
                 _ => return Err(RefusedCommand::NotOpen(question.clone())),
             },
+            Command::Follow { file, page } => self.follow.start(file, *page, &audience)?,
+            Command::Page { page } => audience = self.follow.turn(*page)?,
+            Command::Release => audience = self.follow.release()?,
+        }
+        if super::follow::coalesces(&command) {
+            self.drop_superseded_follow_commands();
         }
         self.last_command += 1;
         let envelope = CommandEnvelope {
@@ -307,6 +318,33 @@ impl Session {
         );
         self.settle_if_complete(envelope.id);
         Ok(envelope)
+    }
+
+    /// Settles the follow commands in the log and drops them: a tablet
+    /// catches up from the follow state, and only the newest page matters.
+    fn drop_superseded_follow_commands(&mut self) {
+        let superseded: Vec<u64> = self
+            .log
+            .iter()
+            .filter(|logged| super::follow::coalesces(&logged.envelope.command))
+            .map(|logged| logged.envelope.id)
+            .collect();
+        for id in &superseded {
+            self.settle(*id);
+            self.acks.remove(id);
+        }
+        self.log
+            .retain(|logged| !super::follow::coalesces(&logged.envelope.command));
+    }
+
+    /// What `tablet_id` follows now, if it follows the teacher.
+    pub fn following(&self, tablet_id: &str) -> Option<super::follow::Following> {
+        self.follow.for_tablet(tablet_id)
+    }
+
+    /// What the teacher leads the followers through now, if anyone follows.
+    pub fn follow_lead(&self) -> Option<&super::follow::Following> {
+        self.follow.lead()
     }
 
     /// Records that `tablet_id` carried out command `id`.
@@ -473,6 +511,7 @@ impl Session {
                         .any(|answer| answer.tablet_id == tablet_id),
                 }),
             last_command: self.last_command,
+            follow: self.following(tablet_id),
         }
     }
 

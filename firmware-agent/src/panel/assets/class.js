@@ -22,6 +22,7 @@ const CLASS_TEXT = {
     "class.unbind": "Bỏ gán", "class.revoke": "Thu hồi máy", "class.close": "Đóng",
     "class.revoke_confirm": "Thu hồi máy này? Máy phải ghép nối lại mới dùng được.",
     "class.bind_offer": "Gán máy…", "class.pupil": "Học sinh",
+    "class.follows": "Theo cô/thầy: {x}, trang {p}",
   },
   en: {
     "tab.class": "Class", "class.title": "The class",
@@ -38,6 +39,7 @@ const CLASS_TEXT = {
     "class.unbind": "Unbind", "class.revoke": "Revoke tablet", "class.close": "Close",
     "class.revoke_confirm": "Revoke this tablet? It must pair again to be used.",
     "class.bind_offer": "Bind a tablet…", "class.pupil": "Pupil",
+    "class.follows": "Follows: {x}, page {p}",
   },
 };
 
@@ -64,6 +66,7 @@ function tileFacts(tile) {
 function tileShows(tile) {
   const lines = [];
   if (tile.open) lines.push(t("class.showing", { x: tile.open }));
+  if (tile.follow) lines.push(t("class.follows", { x: tile.follow.file, p: tile.follow.page }));
   if (tile.question) lines.push(t("class.question", { q: tile.question.id, s: t(tile.question.answered ? "class.answered" : "class.not_answered") }));
   return lines.join(" · ");
 }

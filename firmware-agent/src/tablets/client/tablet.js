@@ -159,6 +159,7 @@ function applyState(state) {
   } else {
     hideQuestion();
   }
+  classroomFollow.applyState(state.follow);
 }
 
 function apply(command) {
@@ -169,6 +170,7 @@ function apply(command) {
     case "open": openContent(command.url || "/content/" + command.file.split("/").map(encodeURIComponent).join("/") + "?token=" + encodeURIComponent(saved.token)); break;
     case "question_start": showQuestion(command); break;
     case "question_stop": if (question && question.id === command.question) hideQuestion(); break;
+    case "follow": case "page": case "release": classroomFollow.apply(command); break;
   }
 }
 

@@ -1,0 +1,417 @@
+//! Follow the teacher, end to end: the real agent, a real five-page PDF made
+//! by ghostscript in the content store, the panel in headless Chromium driven
+//! by touch, two browser tablets (Chromium pages drawing the PDF with pdf.js)
+//! and protocol-level WebSocket tablets for the rest of the class.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Room, api_call as call};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const PROTOCOL_TABLETS: usize = 4;
+const PDF: &str = "toan/bai-3.pdf";
+const PAGES: u32 = 5;
+
+/// Writes a PDF of `PAGES` pages to `path`, page N showing "Trang N" and a big N.
+fn make_pdf(path: &Path) {
+    let mut postscript = String::from("%!PS\n");
+    for page in 1..=PAGES {
+        postscript.push_str(&format!(
+            "/Helvetica-Bold findfont 300 scalefont setfont 200 350 moveto ({page}) show\n\
+             /Helvetica findfont 40 scalefont setfont 72 720 moveto (Trang {page}) show\nshowpage\n"
+        ));
+    }
+    let source = path.with_extension("ps");
+    std::fs::write(&source, postscript).unwrap();
+    let made = std::process::Command::new("ps2pdf")
+        .arg(&source)
+        .arg(path)
+        .output()
+        .expect("ps2pdf (Debian package ghostscript) is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::remove_file(source).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A tablet's end of the live channel, speaking the protocol itself.
+struct Tablet {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Tablet {
+    async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
+        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
+            .await
+            .unwrap();
+        let mut tablet = Tablet { socket };
+        tablet
+            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
+            .await;
+        let welcome = tablet.receive().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (tablet, welcome)
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn receive(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message within the patience")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next command, acked, with its id; panics on anything else.
+    async fn command(&mut self) -> (u64, Value) {
+        let message = self.receive().await;
+        assert_eq!(message["type"], "command", "{message}");
+        self.send(json!({ "type": "ack", "id": message["id"] }))
+            .await;
+        (message["id"].as_u64().unwrap(), message["command"].clone())
+    }
+
+    /// Acks commands until one is `page` `page`; returns its id.
+    async fn until_page(&mut self, page: u32) -> u64 {
+        loop {
+            let (id, command) = self.command().await;
+            assert_eq!(command["kind"], "page", "{command}");
+            if command["page"] == page {
+                return id;
+            }
+        }
+    }
+
+    /// Proves nothing was queued for this tablet before now.
+    async fn heard_nothing(&mut self, why: &str) {
+        self.send(json!({ "type": "ping" })).await;
+        let next = self.receive().await;
+        assert_eq!(next["type"], "pong", "{why}: {next}");
+    }
+}
+
+/// Touches the middle of the element `selector` names, as a finger on the panel would.
+async fn tap(page: &mut browser::Chromium, selector: &str) {
+    let quoted = serde_json::to_string(selector).unwrap();
+    let point = page
+        .evaluate(&format!(
+            "(() => {{ const e = document.querySelector({quoted}); if (!e) throw new Error('nothing at ' + {quoted}); \
+             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        ))
+        .await;
+    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+    for (kind, points) in [
+        ("touchStart", json!([{ "x": x, "y": y }])),
+        ("touchEnd", json!([])),
+    ] {
+        page.call(
+            "Input.dispatchTouchEvent",
+            json!({ "type": kind, "touchPoints": points }),
+        )
+        .await;
+    }
+}
+
+/// A browser tablet paired with `code` under the name `desk`.
+async fn browser_tablet(address: SocketAddr, code: &str, desk: &str) -> browser::Chromium {
+    let mut tablet =
+        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
+    tablet
+        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
+        .await;
+    tablet
+        .evaluate(&format!(
+            "document.getElementById('name').value = '{desk}'; document.getElementById('pair-button').click(); true"
+        ))
+        .await;
+    tablet
+        .wait_for(&format!(
+            "document.getElementById('status').textContent === '{desk}'"
+        ))
+        .await;
+    tablet
+}
+
+/// Waits until the tablet page shows page `page` of the PDF, drawn by pdf.js.
+async fn shows_page(tablet: &mut browser::Chromium, page: u32, following: bool) {
+    tablet
+        .wait_for(&format!(
+            "document.getElementById('follow').dataset.page === '{page}' && document.getElementById('follow').dataset.following === '{following}'"
+        ))
+        .await;
+    let text = tablet
+        .evaluate("document.getElementById('follow-text').textContent")
+        .await;
+    assert!(
+        text.as_str().unwrap().contains(&format!("Trang {page}")),
+        "pdf.js read page {page}'s text: {text}"
+    );
+    // The big number covers many pixels: a drawn canvas, not a blank one.
+    let inked = tablet
+        .evaluate(
+            "(() => { const c = document.getElementById('follow-canvas'); \
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; \
+             for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] < 128) n++; return n; })()",
+        )
+        .await;
+    assert!(
+        inked.as_u64().unwrap() > 2000,
+        "the page's ink on the canvas: {inked}"
+    );
+}
+
+async fn tablet_id_named(address: SocketAddr, name: &str) -> String {
+    let (_, listed) = call(address, "GET", "/api/lesson/class", None).await;
+    listed["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tile| tile["name"] == name)
+        .and_then(|tile| tile["tablet_id"].as_str())
+        .expect("the tablet has a tile")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_browse() {
+    let room = Room::new("");
+    let content = room.data_dir().join("content");
+    std::fs::create_dir_all(content.join("toan")).unwrap();
+    make_pdf(&content.join(PDF));
+    let _agent = room.start();
+    let address = room.http;
+
+    let (status, health) = call(address, "GET", "/healthz", None).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health.to_string().contains("pdf.js from"),
+        "health says where pdf.js comes from: {health}"
+    );
+    let (status, _) = call(address, "GET", "/tablet/pdfjs/pdf.js", None).await;
+    assert_eq!(
+        status, 401,
+        "pdf.js is for paired tablets and the panel only"
+    );
+
+    let mut panel =
+        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
+    panel
+        .call(
+            "Emulation.setTouchEmulationEnabled",
+            json!({ "enabled": true, "maxTouchPoints": 5 }),
+        )
+        .await;
+    panel
+        .wait_for("document.querySelector('[data-view=follow]').textContent === 'Tài liệu'")
+        .await;
+    let (status, window) = call(address, "POST", "/api/tablets/pairing", None).await;
+    assert_eq!(status, 200, "{window}");
+    let code = window["window"]["code"].as_str().unwrap().to_owned();
+
+    let mut an = browser_tablet(address, &code, "Bàn 1").await;
+    let mut binh = browser_tablet(address, &code, "Bàn 2").await;
+    let binh_id = tablet_id_named(address, "Bàn 2").await;
+    let mut protocol = Vec::new();
+    for i in 0..PROTOCOL_TABLETS {
+        let (status, paired) = call(
+            address,
+            "POST",
+            "/tablet/pair",
+            Some(json!({ "code": code, "name": format!("Bàn {}", i + 3) })),
+        )
+        .await;
+        assert_eq!(status, 200, "{paired}");
+        let id = paired["tablet_id"].as_str().unwrap().to_owned();
+        let token = paired["token"].as_str().unwrap().to_owned();
+        let (tablet, welcome) = Tablet::connect(address, &token, 0).await;
+        assert_eq!(
+            welcome["state"]["follow"],
+            Value::Null,
+            "nobody follows yet"
+        );
+        protocol.push((id, token, tablet));
+    }
+
+    // The teacher opens the PDF from the content store on the panel.
+    tap(&mut panel, "[data-view=follow]").await;
+    panel
+        .wait_for(&format!(
+            "document.querySelector('#follow-list [data-name=\"{PDF}\"]') !== null"
+        ))
+        .await;
+    tap(&mut panel, &format!("#follow-list [data-name=\"{PDF}\"]")).await;
+    panel
+        .wait_for("document.getElementById('follow-viewer').dataset.page === '1'")
+        .await;
+    assert_eq!(
+        panel
+            .evaluate("document.getElementById('follow-number').textContent")
+            .await,
+        format!("Trang 1 / {PAGES}")
+    );
+
+    // One touch: the whole class follows.
+    assert_eq!(
+        panel
+            .evaluate("document.getElementById('follow-lead').textContent")
+            .await,
+        "Cả lớp theo cô/thầy"
+    );
+    tap(&mut panel, "#follow-lead").await;
+    for (_, _, tablet) in &mut protocol {
+        let (_, command) = tablet.command().await;
+        assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 1 }));
+    }
+    shows_page(&mut an, 1, true).await;
+
+    // The teacher turns to page 3: every tablet follows.
+    tap(&mut panel, "#follow-next").await;
+    tap(&mut panel, "#follow-next").await;
+    panel
+        .wait_for("document.getElementById('follow-viewer').dataset.page === '3'")
+        .await;
+    let mut page_three = 0;
+    for (_, _, tablet) in &mut protocol {
+        page_three = tablet.until_page(3).await;
+    }
+    shows_page(&mut an, 3, true).await;
+    shows_page(&mut binh, 3, true).await;
+
+    // A tablet that reconnects lands on the current page, without replaying the turns.
+    let (_, token, tablet) = &mut protocol[0];
+    tablet.socket.close(None).await.unwrap();
+    let (reconnected, welcome) = Tablet::connect(address, token, 0).await;
+    *tablet = reconnected;
+    assert_eq!(
+        welcome["state"]["follow"],
+        json!({ "file": PDF, "page": 3 })
+    );
+    let missed: Vec<&Value> = welcome["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|envelope| &envelope["command"])
+        .collect();
+    assert_eq!(
+        missed,
+        [&json!({ "kind": "page", "page": 3 })],
+        "only the newest of the follow commands is kept for catching up"
+    );
+    assert_eq!(welcome["missed"][0]["id"], page_three);
+    an.evaluate("location.reload(); true").await;
+    shows_page(&mut an, 3, true).await;
+
+    // Release: the pupils browse on their own; the protocol tablets hear it.
+    tap(&mut panel, "#follow-release").await;
+    for (_, _, tablet) in &mut protocol {
+        let (_, command) = tablet.command().await;
+        assert_eq!(command, json!({ "kind": "release" }));
+    }
+    an.wait_for("document.getElementById('follow').dataset.following === 'false' && !document.getElementById('follow-controls').hidden")
+        .await;
+    an.evaluate("document.getElementById('follow-next').click(); true")
+        .await;
+    shows_page(&mut an, 4, false).await;
+    let (status, refused) = call(
+        address,
+        "POST",
+        "/api/lesson/follow/page",
+        Some(json!({ "page": 2 })),
+    )
+    .await;
+    assert_eq!(status, 400, "nobody follows: {refused}");
+
+    // A group follows; the others keep browsing and hear nothing.
+    tap(&mut panel, "[data-view=class]").await;
+    panel
+        .wait_for("document.querySelectorAll('#class-tiles .tile').length === 6")
+        .await;
+    for id in [&protocol[0].0, &protocol[1].0, &binh_id] {
+        tap(
+            &mut panel,
+            &format!("#class-tiles .tile[data-tablet-id=\"{id}\"]"),
+        )
+        .await;
+    }
+    panel
+        .evaluate("document.getElementById('group-name').value = 'Nhóm 1'; true")
+        .await;
+    tap(&mut panel, "#group-save").await;
+    panel
+        .wait_for("document.querySelector('#class-groups [data-group=\"Nhóm 1\"]') !== null && classState.group === 'Nhóm 1'")
+        .await;
+    tap(&mut panel, "[data-view=follow]").await;
+    panel
+        .wait_for("document.getElementById('follow-lead').textContent === 'Nhóm 1 theo cô/thầy'")
+        .await;
+    tap(&mut panel, "#follow-lead").await;
+    for (_, _, tablet) in &mut protocol[..2] {
+        let (_, command) = tablet.command().await;
+        assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 3 }));
+    }
+    shows_page(&mut binh, 3, true).await;
+    tap(&mut panel, "#follow-next").await;
+    for (_, _, tablet) in &mut protocol[..2] {
+        tablet.until_page(4).await;
+    }
+    shows_page(&mut binh, 4, true).await;
+    for (_, _, tablet) in &mut protocol[2..] {
+        tablet
+            .heard_nothing("the group's follow reaches no tablet outside it")
+            .await;
+    }
+    assert_eq!(
+        an.evaluate("document.getElementById('follow').dataset.following")
+            .await,
+        "false",
+        "An is outside the group and still browses"
+    );
+
+    screenshots("panel", &mut panel).await;
+    screenshots("tablet", &mut binh).await;
+}
+
+/// Screenshots at the panel's two usual sizes, kept as test artefacts.
+async fn screenshots(name: &str, page: &mut browser::Chromium) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1920, 1080), (3840, 2160)] {
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await;
+        let png = page.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}-{width}x{height}.png")), png).unwrap();
+    }
+    println!("follow screenshots: {}", dir.display());
+}
