@@ -139,6 +139,11 @@ pub struct QuestionResults {
     /// How many answers chose each choice id.
     pub tally: HashMap<String, u32>,
     pub correct: u32,
+    pub started_at: Timestamp,
+    /// Whether its time limit passed.
+    pub time_up: bool,
+    /// Answers refused because they came after the time limit.
+    pub late: u32,
 }
 
 /// How far a command's acknowledgements have come.
@@ -162,6 +167,10 @@ struct AskedQuestion {
     answers: Vec<AnswerView>,
     audience: Audience,
     lesson_id: String,
+    /// When its time limit passes, on the monotonic line.
+    closes_at: Option<Monotonic>,
+    time_up: bool,
+    late: u32,
 }
 
 /// A command as kept for tablets that reconnect, with who it was for.
@@ -194,6 +203,8 @@ pub struct Session {
     acks: HashMap<u64, PendingAcks>,
     /// Records of settled commands, not yet taken.
     records: Vec<LessonRecord>,
+    /// A question whose time limit passed, for the caller to stop.
+    timed_out: Option<String>,
 }
 
 impl Session {
@@ -207,6 +218,7 @@ impl Session {
             log: VecDeque::new(),
             acks: HashMap::new(),
             records: Vec::new(),
+            timed_out: None,
         }
     }
 
@@ -265,6 +277,11 @@ impl Session {
                     answers: Vec::new(),
                     audience: audience.clone(),
                     lesson_id: lesson_id.to_owned(),
+                    closes_at: question
+                        .time_limit_s
+                        .map(|limit| at + Duration::from_secs(u64::from(limit))),
+                    time_up: false,
+                    late: 0,
                 });
             }
             Command::QuestionStop { question } => match self.question.as_mut() {
@@ -331,12 +348,34 @@ impl Session {
         Ok(progress)
     }
 
-    /// When the next command's record falls due, if one is waiting for acks.
+    /// When the next command's record falls due, if one is waiting for
+    /// acks, or the open question's time limit passes, whichever is first.
     pub fn poll_timeout(&self) -> Option<Monotonic> {
         self.acks
             .values()
             .filter_map(|pending| pending.record_due)
+            .chain(self.question_deadline())
             .min()
+    }
+
+    /// When the open question's time is up, unless it is up already.
+    fn question_deadline(&self) -> Option<Monotonic> {
+        self.question
+            .as_ref()
+            .filter(|asked| asked.open && !asked.time_up)
+            .and_then(|asked| asked.closes_at)
+    }
+
+    /// How long the open question has left at `now`, if it has a time limit.
+    pub fn time_left(&self, now: Monotonic) -> Option<Duration> {
+        let asked = self.question.as_ref().filter(|asked| asked.open)?;
+        Some(asked.closes_at?.saturating_since(now))
+    }
+
+    /// The question whose time limit just passed, once: the caller stops it
+    /// (a `question_stop` to whoever it was asked of).
+    pub fn take_timed_out(&mut self) -> Option<String> {
+        self.timed_out.take()
     }
 
     /// Monotonic time `now` has come: every command whose ack timeout passed settles.
@@ -350,6 +389,12 @@ impl Session {
         due.sort_unstable();
         for id in due {
             self.settle(id);
+        }
+        if self.question_deadline().is_some_and(|closes| closes <= now)
+            && let Some(asked) = self.question.as_mut()
+        {
+            asked.time_up = true;
+            self.timed_out = Some(asked.question.id.clone());
         }
     }
 
@@ -511,6 +556,20 @@ impl Session {
         choices: Vec<String>,
         text: String,
     ) -> Result<QuestionAnswer, ProtocolError> {
+        if let Some(asked) = self
+            .question
+            .as_mut()
+            .filter(|asked| asked.question.id == question_id && asked.time_up)
+        {
+            asked.late += 1;
+            return Err(ProtocolError::new(
+                ErrorCode::QuestionClosed,
+                format!(
+                    "time is up: the limit of {} s has passed",
+                    asked.question.time_limit_s.unwrap_or_default()
+                ),
+            ));
+        }
         let asked = self
             .question
             .as_mut()
@@ -531,6 +590,7 @@ impl Session {
         if let Some(limit) = asked.question.time_limit_s
             && elapsed > jiff::SignedDuration::from_secs(i64::from(limit))
         {
+            asked.late += 1;
             return Err(ProtocolError::new(
                 ErrorCode::QuestionClosed,
                 format!("the time limit of {limit} s has passed"),
@@ -583,6 +643,19 @@ impl Session {
         }
     }
 
+    /// The latest question as the lesson's summary keeps it.
+    pub fn asked_question(&self) -> Option<crate::store::lessons::AskedQuestion> {
+        let asked = self.question.as_ref()?;
+        Some(crate::store::lessons::AskedQuestion {
+            lesson_id: asked.lesson_id.clone(),
+            question_id: asked.question.id.clone(),
+            question_kind: asked.question.question_kind.name().to_owned(),
+            prompt: asked.question.prompt.clone(),
+            graded: !asked.question.correct.is_empty(),
+            asked_at: asked.started_at,
+        })
+    }
+
     /// The latest question's answers so far.
     pub fn results(&self) -> Option<QuestionResults> {
         let asked = self.question.as_ref()?;
@@ -602,6 +675,9 @@ impl Session {
                 .iter()
                 .filter(|answer| answer.correct == Some(true))
                 .count() as u32,
+            started_at: asked.started_at,
+            time_up: asked.time_up,
+            late: asked.late,
         })
     }
 }
