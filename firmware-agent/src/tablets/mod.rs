@@ -93,7 +93,10 @@ pub mod discovery;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
+pub mod question_set;
+pub mod quiz_api;
 pub mod session;
+pub mod summary;
 pub mod tls;
 pub mod ws;
 
@@ -405,6 +408,11 @@ impl Lesson {
         let room = self.room.borrow().clone();
         let timetable = Timetable::new(room.schedule.clone(), &room.room.timezone).ok();
         crate::attendance::lessons::lesson_at(timetable.as_ref(), &self.zone, self.clock.now())
+    }
+
+    /// The room's class (`attendance.class`), empty when it names none.
+    pub fn class_name(&self) -> String {
+        self.room.borrow().attendance.class.clone()
     }
 
     /// Changes whenever something the class view shows changed.

@@ -27,6 +27,8 @@ use crate::store::tablets::{ClaimRefused, Tablet};
 const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
 const STYLE: &str = include_str!("client/tablet.css");
+/// The question's countdown.
+const QUIZ_SCRIPT: &str = include_str!("client/quiz.js");
 
 pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
     let pair = Router::new()
@@ -51,6 +53,10 @@ pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
             .route(
                 "/tablet/tablet.css",
                 get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            )
+            .route(
+                "/tablet/quiz.js",
+                get(|| async { asset("text/javascript; charset=utf-8", QUIZ_SCRIPT) }),
             ),
     }
 }

@@ -1293,4 +1293,102 @@ mod tests {
         assert_eq!(record.lesson_id, "2026-09-07/Sáng/2");
         assert_eq!(session.question_for("t1"), Some(("q1", true)));
     }
+
+    #[test]
+    fn a_questions_time_limit_is_a_deadline_after_which_answers_are_late() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        session
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::QuestionStart(question(Some(30))),
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .unwrap();
+        assert_eq!(session.poll_timeout(), Some(at(30_000)), "the question's deadline");
+        assert_eq!(session.time_left(at(12_000)), Some(Duration::from_secs(18)));
+        session.handle_timeout(at(29_999));
+        assert_eq!(session.take_timed_out(), None, "not a millisecond before");
+        session.handle_timeout(at(30_000));
+        assert_eq!(session.take_timed_out().as_deref(), Some("q1"));
+        assert_eq!(session.take_timed_out(), None, "told once");
+        assert_eq!(session.poll_timeout(), None, "no deadline left");
+        // The agent's monotonic clock decides, whatever the wall clock says.
+        let late = session
+            .answer(start(), "t1", None, "q1", vec!["4".into()], String::new())
+            .unwrap_err();
+        assert_eq!(late.code, ErrorCode::QuestionClosed);
+        assert!(late.detail.contains("time is up"), "{}", late.detail);
+        let results = session.results().unwrap();
+        assert!(results.time_up && results.answers.is_empty());
+        assert_eq!(results.late, 1);
+        session
+            .issue(
+                start(),
+                at(30_001),
+                "l1",
+                Command::QuestionStop {
+                    question: "q1".into(),
+                },
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .expect("the caller stops the question whose time is up");
+        let after_stop = session.answer(start(), "t2", None, "q1", vec!["4".into()], String::new());
+        assert_eq!(after_stop.unwrap_err().code, ErrorCode::QuestionClosed);
+        assert_eq!(session.results().unwrap().late, 2);
+    }
+
+    #[test]
+    fn a_true_false_question_takes_one_of_true_or_false() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        let truth = Question {
+            question_kind: QuestionKind::TrueFalse,
+            choices: vec![
+                Choice {
+                    id: "true".into(),
+                    text: "Đúng".into(),
+                },
+                Choice {
+                    id: "false".into(),
+                    text: "Sai".into(),
+                },
+            ],
+            correct: vec!["true".into()],
+            ..question(None)
+        };
+        let swapped = Question {
+            choices: truth.choices.iter().rev().cloned().collect(),
+            ..truth.clone()
+        };
+        assert_eq!(
+            Command::QuestionStart(swapped).validate(),
+            Err(InvalidCommand::NotTrueFalse)
+        );
+        session
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::QuestionStart(truth),
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .unwrap();
+        let both = session.answer(
+            start(),
+            "t1",
+            None,
+            "q1",
+            vec!["true".into(), "false".into()],
+            String::new(),
+        );
+        assert_eq!(both.unwrap_err().code, ErrorCode::InvalidAnswer);
+        let right = session
+            .answer(start(), "t1", None, "q1", vec!["true".into()], String::new())
+            .unwrap();
+        assert!(right.graded && right.correct);
+    }
 }
