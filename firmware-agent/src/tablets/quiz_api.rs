@@ -6,8 +6,7 @@
 //! Routes (under the same access as the rest of the teacher's API):
 //! - `GET /api/lesson/quiz` (`?answers=N&wait_ms=T` waits until N answers):
 //!   the open or last question, its tally, each tablet's answer with the
-//!   pupil's name and whether it is right, the seconds left, and the set
-//!   being run.
+//!   pupil's name, the seconds left, and the set being run.
 //! - `GET /api/lesson/quiz/sets`: the content store's `*.quiz.toml` files,
 //!   each with its title and question count, or its problems.
 //! - `POST /api/lesson/quiz/run` `{"file": "...", "to": …}`: checks the set
@@ -104,13 +103,8 @@ async fn live(
         })
         .collect();
     let run = lock(&runs).current.as_ref().map(SetRun::view);
-    // The correct answers stay on the agent; the panel learns only whether there are any.
-    let graded = results
-        .as_ref()
-        .is_some_and(|results| !results.question.correct.is_empty());
     Ok(Json(json!({
         "results": results,
-        "graded": graded,
         "time_left_ms": time_left_ms,
         "pupils": pupils,
         "run": run,

@@ -206,7 +206,7 @@ function renderQuizLive() {
   const results = live.results;
   const question = results.question;
   const answers = results.answers.length;
-  const graded = live.graded;
+  const graded = (question.correct || []).length > 0 || results.correct > 0;
   const asked = live.pupils.length;
   const percent = answers ? Math.round(100 * results.correct / answers) : 0;
   const bars = (question.choices || []).map(choice => {
