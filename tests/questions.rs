@@ -117,7 +117,9 @@ impl Tablet {
                 .await
                 .expect("a message within the patience")
             {
-                Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
                 Some(Ok(_)) => continue,
             }
@@ -261,7 +263,9 @@ async fn pupil_row(panel: &mut browser::Chromium, name: &str) -> Vec<String> {
 }
 
 fn download(address: SocketAddr, path: &str) -> Vec<u8> {
-    let mut response = ureq::get(&format!("http://{address}{path}")).call().unwrap();
+    let mut response = ureq::get(&format!("http://{address}{path}"))
+        .call()
+        .unwrap();
     response.body_mut().read_to_vec().unwrap()
 }
 
@@ -328,7 +332,10 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
         .await;
     let (_, window) = call(address, "POST", "/api/tablets/pairing", None).await;
-    let code = window["window"]["code"].as_str().expect("a pairing code").to_owned();
+    let code = window["window"]["code"]
+        .as_str()
+        .expect("a pairing code")
+        .to_owned();
     let mut an = browser_tablet(address, &code, "Nguyễn Văn An").await;
     let mut binh = protocol_tablet(address, &code, "Bàn 2", "Lò Thị Bình").await;
     let mut cuong = protocol_tablet(address, &code, "Bàn 3", "Phạm Văn Cường").await;
@@ -356,13 +363,19 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         (&asked["question_kind"], &asked["time_limit_s"]),
         (&json!("multiple_choice"), &json!(15))
     );
-    assert_eq!(asked.get("correct"), None, "the answers never reach tablets");
+    assert_eq!(
+        asked.get("correct"),
+        None,
+        "the answers never reach tablets"
+    );
     cuong.command("question_start").await;
     dung.command("question_start").await;
     an.wait_for("document.getElementById('time-left').textContent.startsWith('⏱ Còn ')")
         .await;
     panel
-        .wait_for("(document.getElementById('quiz-countdown') || {}).textContent?.startsWith('⏱ Còn ')")
+        .wait_for(
+            "(document.getElementById('quiz-countdown') || {}).textContent?.startsWith('⏱ Còn ')",
+        )
         .await;
     assert_eq!(
         binh.answer(&asked, json!({ "choices": ["C", "A"] })).await["type"],
@@ -379,8 +392,14 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     panel
         .wait_for("document.querySelectorAll('#quiz-pupils tr.answered').length === 3")
         .await;
-    assert_eq!(pupil_row(&mut panel, "Lò Thị Bình").await, ["Có", "C, A", "✓"]);
-    assert_eq!(pupil_row(&mut panel, "Phạm Văn Cường").await, ["Có", "A", "✗"]);
+    assert_eq!(
+        pupil_row(&mut panel, "Lò Thị Bình").await,
+        ["Có", "C, A", "✓"]
+    );
+    assert_eq!(
+        pupil_row(&mut panel, "Phạm Văn Cường").await,
+        ["Có", "A", "✗"]
+    );
     assert_eq!(pupil_row(&mut panel, "Nguyễn Văn An").await[2], "✓");
     assert_eq!(pupil_row(&mut panel, "Hà Thị Dung").await[0], "Chưa");
     screenshots(&mut panel, &mut an, "timed").await;
@@ -393,7 +412,10 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     let late = dung.answer(&asked, json!({ "choices": ["A", "C"] })).await;
     assert_eq!(late["type"], "error", "{late}");
     assert_eq!(late["code"], "question_closed", "{late}");
-    assert!(late["detail"].as_str().unwrap().contains("time is up"), "{late}");
+    assert!(
+        late["detail"].as_str().unwrap().contains("time is up"),
+        "{late}"
+    );
     panel
         .wait_for("document.getElementById('quiz-countdown').textContent === '⏱ Hết giờ' && document.getElementById('quiz-results').textContent.includes('1 trả lời muộn')")
         .await;
@@ -405,7 +427,8 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
             .unwrap()
             .starts_with("3/4 đã trả lời · 67% đúng"),
     );
-    an.wait_for("document.getElementById('question').hidden").await;
+    an.wait_for("document.getElementById('question').hidden")
+        .await;
     binh.command("question_stop").await;
     cuong.command("question_stop").await;
 
@@ -429,13 +452,21 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         binh.answer(&asked, json!({ "choices": ["false"] })).await["type"],
         "answer_received"
     );
-    let two = cuong.answer(&asked, json!({ "choices": ["true", "false"] })).await;
+    let two = cuong
+        .answer(&asked, json!({ "choices": ["true", "false"] }))
+        .await;
     assert_eq!(two["code"], "invalid_answer", "one of true or false: {two}");
     panel
         .wait_for("document.querySelectorAll('#quiz-pupils tr.answered').length === 2")
         .await;
-    assert_eq!(pupil_row(&mut panel, "Nguyễn Văn An").await, ["Có", "Đúng", "✓"]);
-    assert_eq!(pupil_row(&mut panel, "Lò Thị Bình").await, ["Có", "Sai", "✗"]);
+    assert_eq!(
+        pupil_row(&mut panel, "Nguyễn Văn An").await,
+        ["Có", "Đúng", "✓"]
+    );
+    assert_eq!(
+        pupil_row(&mut panel, "Lò Thị Bình").await,
+        ["Có", "Sai", "✗"]
+    );
     tap(&mut panel, "#quiz-stop").await;
     binh.command("question_stop").await;
     cuong.command("question_stop").await;
@@ -467,7 +498,10 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         .await;
     assert_eq!(pupil_row(&mut panel, "Nguyễn Văn An").await[2], "✓");
     assert_eq!(pupil_row(&mut panel, "Lò Thị Bình").await[2], "✓");
-    assert_eq!(pupil_row(&mut panel, "Phạm Văn Cường").await, ["Có", "Huế", "✗"]);
+    assert_eq!(
+        pupil_row(&mut panel, "Phạm Văn Cường").await,
+        ["Có", "Huế", "✗"]
+    );
     tap(&mut panel, "#quiz-stop").await;
     binh.command("question_stop").await;
     cuong.command("question_stop").await;
@@ -536,7 +570,10 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     );
     screenshots(&mut panel, &mut an, "set").await;
     let (status, finished) = call(address, "POST", "/api/lesson/quiz/next", None).await;
-    assert_eq!((status, finished["error"].as_str()), (409, Some("question_set_finished")));
+    assert_eq!(
+        (status, finished["error"].as_str()),
+        (409, Some("question_set_finished"))
+    );
 
     // The summary, from the panel's buttons: one line a pupil with the roll call's mark and the score.
     let href = panel
@@ -593,7 +630,9 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
             .unwrap()
     };
     let csv = String::from_utf8(csv).unwrap();
-    let csv = csv.strip_prefix('\u{feff}').expect("a byte-order mark for Excel");
+    let csv = csv
+        .strip_prefix('\u{feff}')
+        .expect("a byte-order mark for Excel");
     let cuong_line = csv
         .lines()
         .find(|line| line.contains("Phạm Văn Cường"))
@@ -607,7 +646,11 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     // The same summary from the command line.
     drop((an, panel));
     agent.signal(libc::SIGTERM);
-    assert!(agent.wait_exit(PATIENCE).is_some_and(|status| status.success()));
+    assert!(
+        agent
+            .wait_exit(PATIENCE)
+            .is_some_and(|status| status.success())
+    );
     let out = room.dir.path().join("tong-ket.xlsx");
     let written = room.command(&[
         "lesson",

@@ -94,7 +94,12 @@ fn personal_id(n: usize) -> String {
     format!("0102060001{n:02}")
 }
 
-async fn call(address: SocketAddr, method: &'static str, path: &str, body: Value) -> (u16, Vec<u8>) {
+async fn call(
+    address: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Value,
+) -> (u16, Vec<u8>) {
     let url = format!("http://{address}{path}");
     tokio::task::spawn_blocking(move || {
         let agent = ureq::Agent::config_builder()
@@ -123,11 +128,11 @@ async fn call_json(address: SocketAddr, method: &'static str, path: &str, body: 
 
 /// Pairs 40 tablets and binds each to its pupil; returns their tokens.
 async fn pair_and_bind(address: SocketAddr) -> Vec<String> {
-    let code = call_json(address, "POST", "/api/tablets/pairing", json!({})).await["window"]
-        ["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code =
+        call_json(address, "POST", "/api/tablets/pairing", json!({})).await["window"]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let mut tokens = Vec::new();
     for n in 0..TABLETS {
         let paired = call_json(
@@ -183,7 +188,8 @@ async fn connect(address: SocketAddr, token: String) {
                     Some("multiple_choice") => json!(["a", "c"]),
                     _ => json!(["a"]),
                 };
-                let answer = json!({ "type": "answer", "question": command["id"], "choices": choices });
+                let answer =
+                    json!({ "type": "answer", "question": command["id"], "choices": choices });
                 socket
                     .send(Message::text(answer.to_string()))
                     .await
@@ -225,7 +231,10 @@ async fn single_choice_round(address: SocketAddr, round: usize) -> f64 {
         Value::Null,
     )
     .await;
-    assert_eq!(results["results"]["answers"].as_array().unwrap().len(), TABLETS);
+    assert_eq!(
+        results["results"]["answers"].as_array().unwrap().len(),
+        TABLETS
+    );
     started.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -299,7 +308,9 @@ async fn run() {
             size = bytes.len();
         }
         report(
-            &format!("lesson summary, {TABLETS} pupils × {SUMMARY_QUESTIONS} questions, {format} ({size} bytes)"),
+            &format!(
+                "lesson summary, {TABLETS} pupils × {SUMMARY_QUESTIONS} questions, {format} ({size} bytes)"
+            ),
             samples,
         );
     }

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use firmware_agent::cli::{
-    AttendanceCommand, BellCommand, LessonCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand,
-    LightState, RosterCommand, ScheduleCommand, TlsCommand,
+    AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand,
+    LessonCommand, LightState, RosterCommand, ScheduleCommand, TlsCommand,
 };
 use firmware_agent::{commands, daemon};
 

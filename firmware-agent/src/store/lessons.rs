@@ -146,7 +146,11 @@ impl Store {
 
     /// The lesson's questions, and for each pupil of `class` (and every other
     /// pupil the roll call marked or who answered in it) the roll call's mark and answers.
-    pub fn lesson_rows(&self, lesson_id: &str, class: Option<&str>) -> Result<LessonRows, StoreError> {
+    pub fn lesson_rows(
+        &self,
+        lesson_id: &str,
+        class: Option<&str>,
+    ) -> Result<LessonRows, StoreError> {
         self.read(|conn| {
             let questions = conn
                 .prepare(

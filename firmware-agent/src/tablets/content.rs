@@ -76,9 +76,9 @@ async fn guard(
         .path()
         .trim_start_matches("/content/")
         .to_owned();
-    if percent_decode(&relative).is_none_or(|name| {
-        leads_out(&dir, &name) || super::question_set::is_question_set(&name)
-    }) {
+    if percent_decode(&relative)
+        .is_none_or(|name| leads_out(&dir, &name) || super::question_set::is_question_set(&name))
+    {
         return (
             StatusCode::NOT_FOUND,
             "Không có tài liệu này (not in the content store)",

@@ -721,8 +721,12 @@ impl Lesson {
         self.tasks.spawn(async move {
             match recorder.keep(Write::Question(question)).await {
                 Kept::Committed => {}
-                Kept::Queued(refusal) => tracing::warn!(%refusal, %id, "question for the summary queued"),
-                Kept::Refused(refusal) => tracing::error!(%refusal, %id, "question for the summary not kept"),
+                Kept::Queued(refusal) => {
+                    tracing::warn!(%refusal, %id, "question for the summary queued")
+                }
+                Kept::Refused(refusal) => {
+                    tracing::error!(%refusal, %id, "question for the summary not kept")
+                }
             }
         });
     }

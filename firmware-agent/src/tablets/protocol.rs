@@ -198,7 +198,11 @@ impl Question {
                 .iter()
                 .try_for_each(|answer| text_field("correct", answer, true))?),
             QuestionKind::TrueFalse
-                if self.choices.iter().map(|c| c.id.as_str()).ne(["true", "false"]) =>
+                if self
+                    .choices
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .ne(["true", "false"]) =>
             {
                 Err(InvalidCommand::NotTrueFalse)
             }

@@ -205,10 +205,9 @@ pub fn parse(file: &str, text: &str) -> Result<QuestionSet, Vec<SetProblem>> {
         let start = entry.span().start;
         match entry.into_inner().question(index + 1) {
             Ok(question) => questions.push(question),
-            Err(message) => problems.push(problem(
-                start,
-                format!("question {}: {message}", index + 1),
-            )),
+            Err(message) => {
+                problems.push(problem(start, format!("question {}: {message}", index + 1)))
+            }
         }
     }
     if !problems.is_empty() {
@@ -310,8 +309,15 @@ accepted = ["Hà Nội"]
         let text = SET.replace(r#"correct = ["A", "C"]"#, r#"correct = ["A", "E"]"#);
         let problems = parse("on-tap.quiz.toml", &text).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!((problems[0].line, problems[0].file.as_str()), (3, "on-tap.quiz.toml"));
-        assert!(problems[0].message.contains("question 1"), "{}", problems[0]);
+        assert_eq!(
+            (problems[0].line, problems[0].file.as_str()),
+            (3, "on-tap.quiz.toml")
+        );
+        assert!(
+            problems[0].message.contains("question 1"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[0].message.contains("`E`"), "{}", problems[0]);
     }
 
@@ -319,8 +325,16 @@ accepted = ["Hà Nội"]
     fn an_unknown_field_is_named_with_its_line_and_column() {
         let text = SET.replace("time_limit_s = 30", "time_limit = 30");
         let problems = parse("on-tap.quiz.toml", &text).unwrap_err();
-        assert_eq!((problems[0].line, problems[0].column), (8, 1), "{problems:?}");
-        assert!(problems[0].message.contains("time_limit"), "{}", problems[0]);
+        assert_eq!(
+            (problems[0].line, problems[0].column),
+            (8, 1),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("time_limit"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

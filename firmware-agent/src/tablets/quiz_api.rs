@@ -146,7 +146,9 @@ fn load(dir: &Path, file: &str) -> Result<QuestionSet, ApiError> {
         return Err(ApiError::bad_request(
             "not_a_question_set",
             "Đây không phải tệp bộ câu hỏi",
-            format!("`{file}` is not a question set: choose a *.quiz.toml file of the content store (GET /api/lesson/quiz/sets)"),
+            format!(
+                "`{file}` is not a question set: choose a *.quiz.toml file of the content store (GET /api/lesson/quiz/sets)"
+            ),
         ));
     }
     let text = std::fs::read_to_string(dir.join(file)).map_err(|err| {
@@ -174,7 +176,9 @@ async fn sets(State(lesson): State<Arc<Lesson>>) -> Response {
         set_files(&dir)
             .into_iter()
             .map(|file| match load(&dir, &file) {
-                Ok(set) => json!({ "file": file, "title": set.title, "questions": set.questions.len() }),
+                Ok(set) => {
+                    json!({ "file": file, "title": set.title, "questions": set.questions.len() })
+                }
                 Err(err) => json!({ "file": file, "problems": err.body()["problems"] }),
             })
             .collect::<Vec<Value>>()

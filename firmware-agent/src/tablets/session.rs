@@ -1307,7 +1307,11 @@ mod tests {
                 BTreeSet::new(),
             )
             .unwrap();
-        assert_eq!(session.poll_timeout(), Some(at(30_000)), "the question's deadline");
+        assert_eq!(
+            session.poll_timeout(),
+            Some(at(30_000)),
+            "the question's deadline"
+        );
         assert_eq!(session.time_left(at(12_000)), Some(Duration::from_secs(18)));
         session.handle_timeout(at(29_999));
         assert_eq!(session.take_timed_out(), None, "not a millisecond before");
@@ -1387,7 +1391,14 @@ mod tests {
         );
         assert_eq!(both.unwrap_err().code, ErrorCode::InvalidAnswer);
         let right = session
-            .answer(start(), "t1", None, "q1", vec!["true".into()], String::new())
+            .answer(
+                start(),
+                "t1",
+                None,
+                "q1",
+                vec!["true".into()],
+                String::new(),
+            )
             .unwrap();
         assert!(right.graded && right.correct);
     }

@@ -44,7 +44,13 @@ pub fn columns(rows: &LessonRows) -> (Vec<String>, Vec<Vec<String>>) {
         .to_vec();
     headings.extend((1..=rows.questions.len()).map(|n| format!("Câu {n}")));
     headings.extend(
-        ["Số câu đã trả lời", "Số câu đúng", "Điểm", "Thời gian trả lời (giây)"].map(String::from),
+        [
+            "Số câu đã trả lời",
+            "Số câu đúng",
+            "Điểm",
+            "Thời gian trả lời (giây)",
+        ]
+        .map(String::from),
     );
     let graded = rows.questions.iter().filter(|q| q.graded).count();
     let lines = rows
@@ -63,8 +69,8 @@ fn pupil_cells(rows: &LessonRows, pupil: &PupilLine, number: usize, graded: usiz
         pupil.full_name.clone(),
         attendance_label(pupil.attendance.as_deref()).to_owned(),
     ];
-    cells.extend(rows.questions.iter().map(|question| {
-        match pupil.answers.get(&question.question_id) {
+    cells.extend(rows.questions.iter().map(
+        |question| match pupil.answers.get(&question.question_id) {
             None => String::new(),
             Some(answer) => {
                 let mark = match answer.correct {
@@ -79,8 +85,8 @@ fn pupil_cells(rows: &LessonRows, pupil: &PupilLine, number: usize, graded: usiz
                 };
                 format!("{shown}{mark}")
             }
-        }
-    }));
+        },
+    ));
     cells.push(pupil.answered().to_string());
     cells.push(pupil.correct().to_string());
     cells.push(format!("{}/{graded}", pupil.correct()));
@@ -206,7 +212,10 @@ mod tests {
             lines[0],
             "STT,Mã định danh,Họ và tên,Điểm danh,Câu 1,Câu 2,Số câu đã trả lời,Số câu đúng,Điểm,Thời gian trả lời (giây)"
         );
-        assert_eq!(lines[1], "1,010206000001,Nguyễn Văn An,Có mặt,Đúng ✓,Hà Nội ✓,2,2,2/2,3.0");
+        assert_eq!(
+            lines[1],
+            "1,010206000001,Nguyễn Văn An,Có mặt,Đúng ✓,Hà Nội ✓,2,2,2/2,3.0"
+        );
         assert_eq!(lines[2], "2,010206000002,Lò Thị Bình,Vắng,,,0,0,0/2,0.0");
     }
 
