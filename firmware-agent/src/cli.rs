@@ -72,6 +72,25 @@ pub enum Command {
     /// HTTPS for browsers: a school-local certificate authority and the rooms' certificates.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Lessons: a lesson's summary (roll call, answers and score per pupil) for the school office.
+    #[command(subcommand)]
+    Lesson(LessonCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LessonCommand {
+    /// Write a lesson's summary as an Excel workbook (.xlsx) or CSV (.csv), by the file's extension.
+    Summary {
+        /// The lesson as the roll call names it, such as 2026-09-07/Sáng/1.
+        #[arg(long, value_name = "ID")]
+        lesson: String,
+        /// The file to write: NAME.xlsx or NAME.csv.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The room's config file (names the database and the class).
+        #[arg(long, short, value_name = "PATH", env = "FIRMWARE_AGENT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

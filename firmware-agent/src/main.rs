@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use firmware_agent::cli::{
     AttendanceCommand, BellCommand, CameraCommand, Cli, Command, FaceCommand, HubCommand,
-    LightState, RosterCommand, ScheduleCommand, TlsCommand,
+    LessonCommand, LightState, RosterCommand, ScheduleCommand, TlsCommand,
 };
 use firmware_agent::{commands, daemon};
 
@@ -57,6 +57,11 @@ fn main() -> ExitCode {
             zone,
             config,
         } => commands::devices::light(&config, &zone, state == LightState::On),
+        Command::Lesson(LessonCommand::Summary {
+            lesson,
+            out,
+            config,
+        }) => commands::lesson::summary(&lesson, &out, &config),
         Command::Attendance(AttendanceCommand::Export {
             period,
             format,

@@ -6,6 +6,7 @@ pub mod check_config;
 pub mod devices;
 pub mod face;
 pub mod hub;
+pub mod lesson;
 pub mod roster;
 pub mod schedule;
 pub mod tls;

@@ -58,6 +58,8 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/class.css", get(|headers: HeaderMap| async move { asset(&headers, CLASS_STYLE, "text/css; charset=utf-8") }))
         .route("/panel/follow.js", get(|headers: HeaderMap| async move { asset(&headers, FOLLOW_SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/follow.css", get(|headers: HeaderMap| async move { asset(&headers, FOLLOW_STYLE, "text/css; charset=utf-8") }))
+        .route("/panel/quiz.js", get(|headers: HeaderMap| async move { asset(&headers, QUIZ_SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/quiz.css", get(|headers: HeaderMap| async move { asset(&headers, QUIZ_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
@@ -88,6 +90,10 @@ const CLASS_STYLE: &str = include_str!("assets/class.css");
 /// Follow the teacher: the content store's material on the panel, led page by page.
 const FOLLOW_SCRIPT: &str = include_str!("assets/follow.js");
 const FOLLOW_STYLE: &str = include_str!("assets/follow.css");
+
+/// Questions of every kind, question sets, live results and the lesson's summary.
+const QUIZ_SCRIPT: &str = include_str!("assets/quiz.js");
+const QUIZ_STYLE: &str = include_str!("assets/quiz.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {

@@ -21,6 +21,7 @@
 pub mod actuators;
 pub mod attendance;
 pub mod hub;
+pub mod lessons;
 pub mod outbox;
 pub mod recorder;
 pub mod roster;

@@ -41,10 +41,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
+use super::lessons::AskedQuestion;
 use super::outbox::{NewEvent, StoredEvent};
 use super::{Store, StoreError};
 use crate::clock::{Clock, Monotonic};
 use crate::health::{Health, State};
+use crate::proto::QuestionAnswer;
 use crate::proto::event::Payload;
 
 /// The queue's bound: weeks of a busy room's records (a room makes a few hundred a school day).
@@ -76,6 +78,15 @@ pub enum Write {
         occurred_at: Timestamp,
         payloads: Vec<Payload>,
     },
+    /// A question the teacher asked, kept for the lesson's summary (no event:
+    /// the command's own record goes to the outbox when it settles).
+    Question(AskedQuestion),
+    /// A pupil's answer: its event, and its row for the lesson's summary.
+    Answer {
+        question: AskedQuestion,
+        occurred_at: Timestamp,
+        answer: QuestionAnswer,
+    },
 }
 
 impl Write {
@@ -95,6 +106,15 @@ impl Write {
                 .iter()
                 .map(|p| p.encoded_len() + RECORD_OVERHEAD_BYTES)
                 .sum(),
+            Write::Question(question) => question.prompt.len() + RECORD_OVERHEAD_BYTES,
+            Write::Answer {
+                question, answer, ..
+            } => {
+                question.prompt.len()
+                    + answer.text.len()
+                    + answer.choices.iter().map(String::len).sum::<usize>()
+                    + 2 * RECORD_OVERHEAD_BYTES
+            }
         }
     }
 }
@@ -647,6 +667,12 @@ impl Store {
                         occurred_at,
                         payloads,
                     } => self.insert_roll_call(tx, occurred_at, payloads)?,
+                    Write::Question(question) => self.insert_asked_question(tx, &question)?,
+                    Write::Answer {
+                        question,
+                        occurred_at,
+                        answer,
+                    } => self.insert_answer(tx, &question, occurred_at, answer)?,
                 });
             }
             Ok(stored)

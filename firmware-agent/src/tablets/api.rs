@@ -51,6 +51,7 @@ pub fn router() -> Router<Arc<Lesson>> {
         .route("/api/lesson/commands/{id}", get(command_progress))
         .route("/api/lesson/question/{action}", post(question_command))
         .route("/api/lesson/{action}", post(command))
+        .merge(super::quiz_api::router())
 }
 
 /// A command the lesson did not give: it does not fit (400), or its record could not be kept (503).
@@ -377,7 +378,7 @@ enum To {
 }
 
 /// The tablets `to` names, each checked to be paired and unrevoked.
-async fn audience(lesson: &Lesson, to: Option<Value>) -> Result<Audience, ApiError> {
+pub(super) async fn audience(lesson: &Lesson, to: Option<Value>) -> Result<Audience, ApiError> {
     let Some(to) = to else {
         return Ok(Audience::Class);
     };

@@ -21,6 +21,8 @@
 //!   hands the chunks to [`store_pushed`], which writes a temporary file,
 //!   checks size and SHA-256, syncs it and renames it into place: a reader
 //!   sees the old file or the whole new one, never a part.
+//! - Question sets (`*.quiz.toml`) hold their correct answers: they are read
+//!   by the panel only and answered 404 to tablets.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -74,7 +76,9 @@ async fn guard(
         .path()
         .trim_start_matches("/content/")
         .to_owned();
-    if percent_decode(&relative).is_none_or(|name| leads_out(&dir, &name)) {
+    if percent_decode(&relative)
+        .is_none_or(|name| leads_out(&dir, &name) || super::question_set::is_question_set(&name))
+    {
         return (
             StatusCode::NOT_FOUND,
             "Không có tài liệu này (not in the content store)",

@@ -95,7 +95,10 @@ pub mod material;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
+pub mod question_set;
+pub mod quiz_api;
 pub mod session;
+pub mod summary;
 pub mod tls;
 pub mod ws;
 
@@ -361,8 +364,15 @@ impl Lesson {
             tokio::select! {
                 () = timeout => {
                     let now = self.clock.monotonic();
-                    self.lock().session.handle_timeout(now);
+                    let timed_out = {
+                        let mut state = self.lock();
+                        state.session.handle_timeout(now);
+                        state.session.take_timed_out()
+                    };
                     self.keep_records();
+                    if let Some(question) = timed_out {
+                        self.stop_timed_out(question);
+                    }
                 }
                 () = self.deadlines.notified() => {}
                 () = self.shutdown.cancelled() => break,
@@ -372,6 +382,20 @@ impl Lesson {
         self.keep_records();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// The open question's time is up: its tablets are told to stop showing it.
+    fn stop_timed_out(self: &Arc<Self>, question: String) {
+        tracing::info!(%question, "question's time is up");
+        self.progress.notify_waiters();
+        if let Err(err) = self.issue(Command::QuestionStop { question }, Audience::Class) {
+            tracing::error!(%err, "cannot stop a question whose time is up; later answers are refused all the same");
+        }
+    }
+
+    /// How long the open question has left, if it has a time limit.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.lock().session.time_left(self.clock.monotonic())
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -389,6 +413,11 @@ impl Lesson {
         let room = self.room.borrow().clone();
         let timetable = Timetable::new(room.schedule.clone(), &room.room.timezone).ok();
         crate::attendance::lessons::lesson_at(timetable.as_ref(), &self.zone, self.clock.now())
+    }
+
+    /// The room's class (`attendance.class`), empty when it names none.
+    pub fn class_name(&self) -> String {
+        self.room.borrow().attendance.class.clone()
     }
 
     /// Changes whenever something the class view shows changed.
@@ -672,7 +701,13 @@ impl Lesson {
             // Given while the agent stops: nobody drives the timers any more.
             state.session.settle_all();
         }
+        let asked = matches!(envelope.command, Command::QuestionStart(_))
+            .then(|| state.session.asked_question())
+            .flatten();
         drop(state);
+        if let Some(question) = asked {
+            self.keep_question(question);
+        }
         tracing::info!(
             id = envelope.id,
             command = envelope.command.name(),
@@ -682,6 +717,23 @@ impl Lesson {
         self.deadlines.notify_one();
         self.class_changed();
         Ok(envelope)
+    }
+
+    /// Keeps a question just asked for the lesson's summary.
+    fn keep_question(&self, question: crate::store::lessons::AskedQuestion) {
+        let recorder = self.store.recorder().clone();
+        let id = question.question_id.clone();
+        self.tasks.spawn(async move {
+            match recorder.keep(Write::Question(question)).await {
+                Kept::Committed => {}
+                Kept::Queued(refusal) => {
+                    tracing::warn!(%refusal, %id, "question for the summary queued")
+                }
+                Kept::Refused(refusal) => {
+                    tracing::error!(%refusal, %id, "question for the summary not kept")
+                }
+            }
+        });
     }
 
     /// Hands the records of the commands that settled to the store's recorder.
@@ -798,13 +850,25 @@ impl Lesson {
             .as_deref()
             .filter(|_| tablet.pupil_learning_data_consent);
         let now = self.clock.now();
-        let record =
-            self.lock()
-                .session
-                .answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
+        let (record, asked) = {
+            let mut state = self.lock();
+            let record =
+                state
+                    .session
+                    .answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
+            (record, state.session.asked_question())
+        };
         self.progress.notify_waiters();
         self.class_changed();
-        let (recorder, write) = (self.store.recorder().clone(), Write::event(now, record));
+        let write = match asked {
+            Some(question) => Write::Answer {
+                question,
+                occurred_at: now,
+                answer: record,
+            },
+            None => Write::event(now, record),
+        };
+        let recorder = self.store.recorder().clone();
         let (lesson, question, tablet_id) =
             (self.clone(), question.to_owned(), tablet.tablet_id.clone());
         self.tasks.spawn(async move {

@@ -28,6 +28,8 @@ const INDEX: &str = include_str!("client/index.html");
 const SCRIPT: &str = include_str!("client/tablet.js");
 const STYLE: &str = include_str!("client/tablet.css");
 const FOLLOW_SCRIPT: &str = include_str!("client/follow.js");
+/// The question's countdown.
+const QUIZ_SCRIPT: &str = include_str!("client/quiz.js");
 
 pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
     let pair = Router::new()
@@ -56,6 +58,8 @@ pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
             .route(
                 "/tablet/follow.js",
                 get(|| async { asset("text/javascript; charset=utf-8", FOLLOW_SCRIPT) }),
+                "/tablet/quiz.js",
+                get(|| async { asset("text/javascript; charset=utf-8", QUIZ_SCRIPT) }),
             ),
     }
 }

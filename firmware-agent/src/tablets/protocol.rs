@@ -162,6 +162,20 @@ pub enum QuestionKind {
     SingleChoice,
     MultipleChoice,
     ShortAnswer,
+    /// Two choices whose ids are `true` and `false`; answered as a single choice.
+    TrueFalse,
+}
+
+impl QuestionKind {
+    /// Its name in the protocol, such as `true_false`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuestionKind::SingleChoice => "single_choice",
+            QuestionKind::MultipleChoice => "multiple_choice",
+            QuestionKind::ShortAnswer => "short_answer",
+            QuestionKind::TrueFalse => "true_false",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +217,16 @@ impl Question {
                 .correct
                 .iter()
                 .try_for_each(|answer| text_field("correct", answer, true))?),
-            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+            QuestionKind::TrueFalse
+                if self
+                    .choices
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .ne(["true", "false"]) =>
+            {
+                Err(InvalidCommand::NotTrueFalse)
+            }
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice | QuestionKind::TrueFalse => {
                 if !(2..=MAX_CHOICES).contains(&self.choices.len()) {
                     return Err(InvalidCommand::ChoiceCount(self.choices.len()));
                 }
@@ -224,7 +247,7 @@ impl Question {
                 {
                     return Err(InvalidCommand::UnknownCorrect(unknown.clone()));
                 }
-                if self.question_kind == QuestionKind::SingleChoice && self.correct.len() > 1 {
+                if self.question_kind != QuestionKind::MultipleChoice && self.correct.len() > 1 {
                     return Err(InvalidCommand::SeveralCorrect);
                 }
                 Ok(())
@@ -239,8 +262,10 @@ impl Question {
             QuestionKind::ShortAnswer => {
                 text_field("text", text, true).map_err(InvalidAnswer::Text)
             }
-            QuestionKind::SingleChoice if choices.len() != 1 => Err(InvalidAnswer::NotOne),
-            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+            QuestionKind::SingleChoice | QuestionKind::TrueFalse if choices.len() != 1 => {
+                Err(InvalidAnswer::NotOne)
+            }
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice | QuestionKind::TrueFalse => {
                 if choices.is_empty() {
                     return Err(InvalidAnswer::NoChoice);
                 }
@@ -280,7 +305,7 @@ impl Question {
                     .iter()
                     .any(|accepted| normalise(accepted) == given)
             }
-            QuestionKind::SingleChoice | QuestionKind::MultipleChoice => {
+            QuestionKind::SingleChoice | QuestionKind::MultipleChoice | QuestionKind::TrueFalse => {
                 let mut given: Vec<&String> = choices.iter().collect();
                 let mut expected: Vec<&String> = self.correct.iter().collect();
                 given.sort();
@@ -461,6 +486,11 @@ pub enum InvalidCommand {
     TooLarge { recorded: usize },
     #[error(transparent)]
     Page(#[from] super::follow::BadPage),
+    #[error(
+        "a true/false question has exactly the choices `true` and `false`, in that order: \
+         [{{\"id\": \"true\", \"text\": \"Đúng\"}}, {{\"id\": \"false\", \"text\": \"Sai\"}}]"
+    )]
+    NotTrueFalse,
 }
 
 /// Why a tablet's answer is not a well-formed answer to its question.

@@ -141,6 +141,11 @@ pub struct QuestionResults {
     /// How many answers chose each choice id.
     pub tally: HashMap<String, u32>,
     pub correct: u32,
+    pub started_at: Timestamp,
+    /// Whether its time limit passed.
+    pub time_up: bool,
+    /// Answers refused because they came after the time limit.
+    pub late: u32,
 }
 
 /// How far a command's acknowledgements have come.
@@ -164,6 +169,10 @@ struct AskedQuestion {
     answers: Vec<AnswerView>,
     audience: Audience,
     lesson_id: String,
+    /// When its time limit passes, on the monotonic line.
+    closes_at: Option<Monotonic>,
+    time_up: bool,
+    late: u32,
 }
 
 /// A command as kept for tablets that reconnect, with who it was for.
@@ -198,6 +207,8 @@ pub struct Session {
     records: Vec<LessonRecord>,
     /// Who follows the teacher's material, at which page.
     follow: super::follow::FollowState,
+    /// A question whose time limit passed, for the caller to stop.
+    timed_out: Option<String>,
 }
 
 impl Session {
@@ -212,6 +223,7 @@ impl Session {
             acks: HashMap::new(),
             records: Vec::new(),
             follow: Default::default(),
+            timed_out: None,
         }
     }
 
@@ -270,6 +282,11 @@ impl Session {
                     answers: Vec::new(),
                     audience: audience.clone(),
                     lesson_id: lesson_id.to_owned(),
+                    closes_at: question
+                        .time_limit_s
+                        .map(|limit| at + Duration::from_secs(u64::from(limit))),
+                    time_up: false,
+                    late: 0,
                 });
             }
             Command::QuestionStop { question } => match self.question.as_mut() {
@@ -369,12 +386,34 @@ impl Session {
         Ok(progress)
     }
 
-    /// When the next command's record falls due, if one is waiting for acks.
+    /// When the next command's record falls due, if one is waiting for
+    /// acks, or the open question's time limit passes, whichever is first.
     pub fn poll_timeout(&self) -> Option<Monotonic> {
         self.acks
             .values()
             .filter_map(|pending| pending.record_due)
+            .chain(self.question_deadline())
             .min()
+    }
+
+    /// When the open question's time is up, unless it is up already.
+    fn question_deadline(&self) -> Option<Monotonic> {
+        self.question
+            .as_ref()
+            .filter(|asked| asked.open && !asked.time_up)
+            .and_then(|asked| asked.closes_at)
+    }
+
+    /// How long the open question has left at `now`, if it has a time limit.
+    pub fn time_left(&self, now: Monotonic) -> Option<Duration> {
+        let asked = self.question.as_ref().filter(|asked| asked.open)?;
+        Some(asked.closes_at?.saturating_since(now))
+    }
+
+    /// The question whose time limit just passed, once: the caller stops it
+    /// (a `question_stop` to whoever it was asked of).
+    pub fn take_timed_out(&mut self) -> Option<String> {
+        self.timed_out.take()
     }
 
     /// Monotonic time `now` has come: every command whose ack timeout passed settles.
@@ -388,6 +427,12 @@ impl Session {
         due.sort_unstable();
         for id in due {
             self.settle(id);
+        }
+        if self.question_deadline().is_some_and(|closes| closes <= now)
+            && let Some(asked) = self.question.as_mut()
+        {
+            asked.time_up = true;
+            self.timed_out = Some(asked.question.id.clone());
         }
     }
 
@@ -550,6 +595,20 @@ impl Session {
         choices: Vec<String>,
         text: String,
     ) -> Result<QuestionAnswer, ProtocolError> {
+        if let Some(asked) = self
+            .question
+            .as_mut()
+            .filter(|asked| asked.question.id == question_id && asked.time_up)
+        {
+            asked.late += 1;
+            return Err(ProtocolError::new(
+                ErrorCode::QuestionClosed,
+                format!(
+                    "time is up: the limit of {} s has passed",
+                    asked.question.time_limit_s.unwrap_or_default()
+                ),
+            ));
+        }
         let asked = self
             .question
             .as_mut()
@@ -570,6 +629,7 @@ impl Session {
         if let Some(limit) = asked.question.time_limit_s
             && elapsed > jiff::SignedDuration::from_secs(i64::from(limit))
         {
+            asked.late += 1;
             return Err(ProtocolError::new(
                 ErrorCode::QuestionClosed,
                 format!("the time limit of {limit} s has passed"),
@@ -622,6 +682,19 @@ impl Session {
         }
     }
 
+    /// The latest question as the lesson's summary keeps it.
+    pub fn asked_question(&self) -> Option<crate::store::lessons::AskedQuestion> {
+        let asked = self.question.as_ref()?;
+        Some(crate::store::lessons::AskedQuestion {
+            lesson_id: asked.lesson_id.clone(),
+            question_id: asked.question.id.clone(),
+            question_kind: asked.question.question_kind.name().to_owned(),
+            prompt: asked.question.prompt.clone(),
+            graded: !asked.question.correct.is_empty(),
+            asked_at: asked.started_at,
+        })
+    }
+
     /// The latest question's answers so far.
     pub fn results(&self) -> Option<QuestionResults> {
         let asked = self.question.as_ref()?;
@@ -641,6 +714,9 @@ impl Session {
                 .iter()
                 .filter(|answer| answer.correct == Some(true))
                 .count() as u32,
+            started_at: asked.started_at,
+            time_up: asked.time_up,
+            late: asked.late,
         })
     }
 }
@@ -1255,5 +1331,114 @@ mod tests {
             .unwrap();
         assert_eq!(record.lesson_id, "2026-09-07/Sáng/2");
         assert_eq!(session.question_for("t1"), Some(("q1", true)));
+    }
+
+    #[test]
+    fn a_questions_time_limit_is_a_deadline_after_which_answers_are_late() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        session
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::QuestionStart(question(Some(30))),
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .unwrap();
+        assert_eq!(
+            session.poll_timeout(),
+            Some(at(30_000)),
+            "the question's deadline"
+        );
+        assert_eq!(session.time_left(at(12_000)), Some(Duration::from_secs(18)));
+        session.handle_timeout(at(29_999));
+        assert_eq!(session.take_timed_out(), None, "not a millisecond before");
+        session.handle_timeout(at(30_000));
+        assert_eq!(session.take_timed_out().as_deref(), Some("q1"));
+        assert_eq!(session.take_timed_out(), None, "told once");
+        assert_eq!(session.poll_timeout(), None, "no deadline left");
+        // The agent's monotonic clock decides, whatever the wall clock says.
+        let late = session
+            .answer(start(), "t1", None, "q1", vec!["4".into()], String::new())
+            .unwrap_err();
+        assert_eq!(late.code, ErrorCode::QuestionClosed);
+        assert!(late.detail.contains("time is up"), "{}", late.detail);
+        let results = session.results().unwrap();
+        assert!(results.time_up && results.answers.is_empty());
+        assert_eq!(results.late, 1);
+        session
+            .issue(
+                start(),
+                at(30_001),
+                "l1",
+                Command::QuestionStop {
+                    question: "q1".into(),
+                },
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .expect("the caller stops the question whose time is up");
+        let after_stop = session.answer(start(), "t2", None, "q1", vec!["4".into()], String::new());
+        assert_eq!(after_stop.unwrap_err().code, ErrorCode::QuestionClosed);
+        assert_eq!(session.results().unwrap().late, 2);
+    }
+
+    #[test]
+    fn a_true_false_question_takes_one_of_true_or_false() {
+        let mut session = Session::new(ACK_TIMEOUT);
+        let truth = Question {
+            question_kind: QuestionKind::TrueFalse,
+            choices: vec![
+                Choice {
+                    id: "true".into(),
+                    text: "Đúng".into(),
+                },
+                Choice {
+                    id: "false".into(),
+                    text: "Sai".into(),
+                },
+            ],
+            correct: vec!["true".into()],
+            ..question(None)
+        };
+        let swapped = Question {
+            choices: truth.choices.iter().rev().cloned().collect(),
+            ..truth.clone()
+        };
+        assert_eq!(
+            Command::QuestionStart(swapped).validate(),
+            Err(InvalidCommand::NotTrueFalse)
+        );
+        session
+            .issue(
+                start(),
+                at(0),
+                "l1",
+                Command::QuestionStart(truth),
+                Audience::Class,
+                BTreeSet::new(),
+            )
+            .unwrap();
+        let both = session.answer(
+            start(),
+            "t1",
+            None,
+            "q1",
+            vec!["true".into(), "false".into()],
+            String::new(),
+        );
+        assert_eq!(both.unwrap_err().code, ErrorCode::InvalidAnswer);
+        let right = session
+            .answer(
+                start(),
+                "t1",
+                None,
+                "q1",
+                vec!["true".into()],
+                String::new(),
+            )
+            .unwrap();
+        assert!(right.graded && right.correct);
     }
 }

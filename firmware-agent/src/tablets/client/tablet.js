@@ -150,7 +150,7 @@ function applyState(state) {
   setLocked(state.locked, state.lock_message);
   if (state.open) apply(state.open);
   if (state.question) {
-    showQuestion(state.question.question);
+    showQuestion(state.question.question, state.question.started_at);
     if (state.question.answered) {
       $("answer-state").textContent = "Đã gửi câu trả lời ✓";
       $("answer-state").className = "sent";
@@ -199,8 +199,9 @@ function openContent(url) {
   $("content-frame").src = url;
 }
 
-function showQuestion(q) {
+function showQuestion(q, startedAt) {
   question = q;
+  quizShown(q, startedAt);
   chosen = new Set();
   $("waiting").hidden = true;
   $("question").hidden = false;
@@ -219,7 +220,7 @@ function showQuestion(q) {
     button.dataset.id = choice.id;
     button.textContent = choice.text;
     button.onclick = () => {
-      if (q.question_kind === "single_choice") chosen.clear();
+      if (q.question_kind !== "multiple_choice") chosen.clear();
       chosen.has(choice.id) ? chosen.delete(choice.id) : chosen.add(choice.id);
       for (const b of choices.children) b.classList.toggle("chosen", chosen.has(b.dataset.id));
     };
@@ -229,6 +230,7 @@ function showQuestion(q) {
 
 function hideQuestion() {
   question = null;
+  quizHidden();
   $("question").hidden = true;
 }
 
