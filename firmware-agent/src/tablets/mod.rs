@@ -90,6 +90,7 @@ pub mod api;
 pub mod config;
 pub mod content;
 pub mod discovery;
+pub mod hand_in;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
@@ -1092,7 +1093,9 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 /// The teacher's API: the tablets and the live lesson ([`api`]).
 pub fn router(lesson: Arc<Lesson>) -> axum::Router {
-    api::router().with_state(lesson)
+    api::router()
+        .merge(hand_in::teacher_routes())
+        .with_state(lesson)
 }
 
 /// What tablets reach: the browser client and pairing ([`page`]), the live
@@ -1102,6 +1105,7 @@ pub fn tablet_router(lesson: Arc<Lesson>) -> axum::Router {
         .merge(page::router(lesson.config.browser_client))
         .merge(ws::router())
         .merge(content::routes(&lesson))
+        .merge(hand_in::tablet_routes(&lesson))
         .with_state(lesson)
 }
 
