@@ -56,6 +56,8 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/keyboard.css", get(|headers: HeaderMap| async move { asset(&headers, KEYBOARD_STYLE, "text/css; charset=utf-8") }))
         .route("/panel/class.js", get(|headers: HeaderMap| async move { asset(&headers, CLASS_SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/class.css", get(|headers: HeaderMap| async move { asset(&headers, CLASS_STYLE, "text/css; charset=utf-8") }))
+        .route("/panel/hand_in.js", get(|headers: HeaderMap| async move { asset(&headers, HAND_IN_SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/hand_in.css", get(|headers: HeaderMap| async move { asset(&headers, HAND_IN_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
@@ -83,6 +85,10 @@ const KEYBOARD_STYLE: &str = include_str!("assets/keyboard.css");
 /// The class view: every tablet as a tile, and the commands to the tiles chosen.
 const CLASS_SCRIPT: &str = include_str!("assets/class.js");
 const CLASS_STYLE: &str = include_str!("assets/class.css");
+
+/// The pupils' hand-ins as thumbnails, and one full screen for the class.
+const HAND_IN_SCRIPT: &str = include_str!("assets/hand_in.js");
+const HAND_IN_STYLE: &str = include_str!("assets/hand_in.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {

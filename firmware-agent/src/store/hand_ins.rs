@@ -155,8 +155,7 @@ fn hand_in_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HandIn> {
     })
 }
 
-const COLUMNS: &str =
-    "h.id, h.lesson_id, h.tablet_id, h.personal_id, h.kind, h.media_type, h.size_bytes, h.sha256, h.handed_in_at_ms";
+const COLUMNS: &str = "h.id, h.lesson_id, h.tablet_id, h.personal_id, h.kind, h.media_type, h.size_bytes, h.sha256, h.handed_in_at_ms";
 
 /// Deletes a pupil's hand-ins, rows and files, inside the caller's
 /// transaction; returns the erasure to record for the hub (count 0 when
@@ -374,7 +373,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
-        let mode = fs::metadata(write_file(&store, "d")).unwrap().permissions().mode();
+        let mode = fs::metadata(write_file(&store, "d"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -389,7 +391,12 @@ mod tests {
         store
             .record_hand_in(&hand_in("b", "010206000002", 2), Default::default(), 10)
             .unwrap();
-        assert_eq!(store.erase_hand_ins("010206000001", "parent's request").unwrap(), 1);
+        assert_eq!(
+            store
+                .erase_hand_ins("010206000001", "parent's request")
+                .unwrap(),
+            1
+        );
         assert!(!theirs.exists());
         assert!(others.exists());
         assert_eq!(store.hand_in("a").unwrap(), None);

@@ -431,11 +431,9 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
             .decode(encoded)
             .map_err(|err| Refused::BadRequest(format!("`image` is not base64: {err}")))?,
         (true, None) => {
-            return Err(Refused::BadRequest(format!(
-                "a {} needs `image`",
-                upload.kind.as_str()
-            ))
-            .into());
+            return Err(
+                Refused::BadRequest(format!("a {} needs `image`", upload.kind.as_str())).into(),
+            );
         }
         (false, _) => Vec::new(),
     };
@@ -539,12 +537,11 @@ fn keep(
         path: dir.clone(),
         source,
     };
-    let written = hand_ins::write_private(&file, &prepared.file).and_then(|()| {
-        match &prepared.thumbnail {
+    let written =
+        hand_ins::write_private(&file, &prepared.file).and_then(|()| match &prepared.thumbnail {
             Some(bytes) => hand_ins::write_private(&thumbnail, bytes),
             None => Ok(()),
-        }
-    });
+        });
     let result = written
         .map_err(io)
         .and_then(|()| store.record_hand_in(hand_in, event, kept).map(|_| ()));
@@ -580,7 +577,9 @@ async fn list(
         .store()
         .blocking(move |store| store.hand_ins_of_lesson(&id))
         .await?;
-    Ok(Json(json!({ "lesson_id": lesson_id, "hand_ins": hand_ins })))
+    Ok(Json(
+        json!({ "lesson_id": lesson_id, "hand_ins": hand_ins }),
+    ))
 }
 
 async fn file(
@@ -645,7 +644,9 @@ async fn erase(
     State(lesson): State<Arc<Lesson>>,
     JsonBody(request): JsonBody<Erase>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let personal_id = request.pupil_personal_id.parse::<crate::roster::PersonalId>()
+    let personal_id = request
+        .pupil_personal_id
+        .parse::<crate::roster::PersonalId>()
         .map_err(|err| {
             ApiError::bad_request(
                 "bad_personal_id",
