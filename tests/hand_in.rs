@@ -405,12 +405,13 @@ async fn a_pupil_hands_in_a_photo_and_a_drawing_and_the_teacher_shows_it_full_sc
         .unwrap()
         .to_owned();
     let before = (rows(&room), files(&room), outbox(&room).len());
-    let corrupt =
-        std::fs::read(common::shared_testdata().join("faces/probe/obama_partial.jpg")).unwrap();
+    // A real photo cut short, as an upload that lost its end.
+    let whole = std::fs::read(photo()).unwrap();
+    let corrupt = whole[..whole.len() / 2].to_vec();
     let refusals = [
         (
             token.as_str(),
-            json!({ "kind": "photo", "image": base64(&vec![0xFF; MAX_BYTES + 200_000]) }),
+            json!({ "kind": "photo", "image": base64(&vec![0xFF; MAX_BYTES + 1000]) }),
             413,
             "hand_in_too_large",
         ),
