@@ -15,8 +15,8 @@
 //!   decoded bytes, plus base64's third) within [`BODY_DEADLINE`]; a tablet has
 //!   one hand-in under way at a time and at most [`PER_MINUTE`] a minute on
 //!   the agent's monotonic clock; at most [`DECODING_AT_ONCE`] images are
-//!   decoded and encoded at once, so 40 tablets handing in together cost the
-//!   memory of two pictures, not forty.
+//!   decoded and encoded at once, so 40 tablets handing in together decode
+//!   two pictures at a time; their bodies wait in memory meanwhile.
 //! - **Checked by decoding.** An image is decoded by the roll call's decoder
 //!   with its limits ([`crate::attendance::pipeline::decode_upright`]: at most
 //!   8192 pixels a side and 128 MiB of pixels), which also turns a camera's
