@@ -49,6 +49,7 @@ impl Payload {
             Payload::DeviceHealth(_) => "device.health",
             Payload::Erasure(_) => "erasure",
             Payload::HandRaised(_) => "lesson.hand",
+            Payload::HandIn(_) => "lesson.hand_in",
         }
     }
 
@@ -65,6 +66,7 @@ impl Payload {
             "tablet.pairing" => Payload::TabletPairing(p::TabletPairing::decode(bytes)?),
             "lesson.answer" => Payload::QuestionAnswer(p::QuestionAnswer::decode(bytes)?),
             "lesson.hand" => Payload::HandRaised(p::HandRaised::decode(bytes)?),
+            "lesson.hand_in" => Payload::HandIn(p::HandIn::decode(bytes)?),
             "actuation" => Payload::Actuation(p::Actuation::decode(bytes)?),
             "device.health" => Payload::DeviceHealth(p::DeviceHealth::decode(bytes)?),
             "erasure" => Payload::Erasure(p::Erasure::decode(bytes)?),
@@ -118,6 +120,11 @@ impl Payload {
             Payload::HandRaised(h) => json!({
                 "lesson_id": h.lesson_id, "tablet_id": h.tablet_id, "pupil_personal_id": h.pupil_personal_id,
             }),
+            Payload::HandIn(h) => json!({
+                "hand_in_id": h.hand_in_id, "lesson_id": h.lesson_id, "tablet_id": h.tablet_id,
+                "pupil_personal_id": h.pupil_personal_id, "kind": h.kind, "media_type": h.media_type,
+                "size_bytes": h.size_bytes, "sha256": hex::encode(&h.sha256),
+            }),
         }
     }
 
@@ -134,6 +141,7 @@ impl Payload {
             Payload::DeviceHealth(_) => "device_health",
             Payload::Erasure(_) => "erasure",
             Payload::HandRaised(_) => "hand_raised",
+            Payload::HandIn(_) => "hand_in",
         }
     }
 
@@ -149,7 +157,8 @@ impl Payload {
             | Payload::LessonRecord(_)
             | Payload::TabletPairing(_)
             | Payload::QuestionAnswer(_)
-            | Payload::HandRaised(_) => {}
+            | Payload::HandRaised(_)
+            | Payload::HandIn(_) => {}
         }
     }
 
@@ -166,6 +175,7 @@ impl Payload {
             Payload::DeviceHealth(m) => m.encode_to_vec(),
             Payload::Erasure(m) => m.encode_to_vec(),
             Payload::HandRaised(m) => m.encode_to_vec(),
+            Payload::HandIn(m) => m.encode_to_vec(),
         }
     }
 }
@@ -222,7 +232,8 @@ payload_from!(
     Actuation,
     DeviceHealth,
     Erasure,
-    HandRaised
+    HandRaised,
+    HandIn
 );
 
 #[cfg(test)]
@@ -277,6 +288,7 @@ mod tests {
             proto::DeviceHealth::default().into(),
             proto::Erasure::default().into(),
             proto::HandRaised::default().into(),
+            proto::HandIn::default().into(),
         ];
         assert_eq!(
             every.iter().map(|p| p.kind().len()).max(),

@@ -70,6 +70,17 @@ fn is_cut_short_jpeg(bytes: &[u8]) -> bool {
 
 /// Decodes an encoded image (JPEG, PNG, BMP, WebP) to RGB.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    Ok(decode_within_limits(bytes, false)?.into_rgb8())
+}
+
+/// Decodes an encoded image as [`decode`] does, within the same limits, and
+/// turns it upright as its EXIF orientation says: a photo a tablet's camera
+/// took sideways is stored as the pupil saw it.
+pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    Ok(decode_within_limits(bytes, true)?.into_rgb8())
+}
+
+fn decode_within_limits(bytes: &[u8], upright: bool) -> Result<DynamicImage, DecodeError> {
     if is_cut_short_jpeg(bytes) {
         return Err(DecodeError::Unreadable(
             "the JPEG data ends before its end marker".to_owned(),
@@ -91,9 +102,16 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     limits.max_image_height = Some(MAX_SIDE_PIXELS);
     limits.max_alloc = Some(MAX_DECODED_MIB * 1024 * 1024);
     decoder.set_limits(limits).map_err(too_large)?;
-    Ok(DynamicImage::from_decoder(decoder)
-        .map_err(too_large)?
-        .into_rgb8())
+    let orientation = if upright {
+        decoder.orientation().ok()
+    } else {
+        None
+    };
+    let mut image = DynamicImage::from_decoder(decoder).map_err(too_large)?;
+    if let Some(orientation) = orientation {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
 }
 
 /// Why a frame could not go through the models.

@@ -60,6 +60,8 @@ pub fn page_router(agent: Arc<Agent>, gate: SharedGate) -> Router {
         .route("/panel/follow.css", get(|headers: HeaderMap| async move { asset(&headers, FOLLOW_STYLE, "text/css; charset=utf-8") }))
         .route("/panel/quiz.js", get(|headers: HeaderMap| async move { asset(&headers, QUIZ_SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/panel/quiz.css", get(|headers: HeaderMap| async move { asset(&headers, QUIZ_STYLE, "text/css; charset=utf-8") }))
+        .route("/panel/hand_in.js", get(|headers: HeaderMap| async move { asset(&headers, HAND_IN_SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/panel/hand_in.css", get(|headers: HeaderMap| async move { asset(&headers, HAND_IN_STYLE, "text/css; charset=utf-8") }))
         .route("/api/panel/login", post(sign_in))
         .with_state((agent, gate))
 }
@@ -94,6 +96,10 @@ const FOLLOW_STYLE: &str = include_str!("assets/follow.css");
 /// Questions of every kind, question sets, live results and the lesson's summary.
 const QUIZ_SCRIPT: &str = include_str!("assets/quiz.js");
 const QUIZ_STYLE: &str = include_str!("assets/quiz.css");
+
+/// The pupils' hand-ins as thumbnails, and one full screen for the class.
+const HAND_IN_SCRIPT: &str = include_str!("assets/hand_in.js");
+const HAND_IN_STYLE: &str = include_str!("assets/hand_in.css");
 
 /// Serves an embedded asset with an ETag, so the kiosk revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {

@@ -20,6 +20,7 @@
 
 pub mod actuators;
 pub mod attendance;
+pub mod hand_ins;
 pub mod hub;
 pub mod lessons;
 pub mod outbox;

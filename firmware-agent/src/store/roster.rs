@@ -100,6 +100,12 @@ impl Store {
                 .collect::<rusqlite::Result<_>>()?;
             for id in present.iter().filter(|id| !listed.contains(id.as_str())) {
                 erasures.push(erase_face_templates(tx, id, REMOVED)?);
+                erasures.push(super::hand_ins::erase_hand_ins_in(
+                    tx,
+                    &self.hand_in_area(),
+                    id,
+                    REMOVED,
+                )?);
                 tx.execute("DELETE FROM pupils WHERE personal_id = ?1", [id])?;
                 removed += 1;
             }
@@ -122,7 +128,10 @@ impl Store {
             )?;
         }
         summary.removed = removed;
-        summary.erased = erasures.len();
+        summary.erased = erasures
+            .iter()
+            .filter(|erasure| erasure.what == "face_templates")
+            .count();
         let occurred_at = self.clock().now();
         let events = erasures
             .into_iter()

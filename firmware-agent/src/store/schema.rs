@@ -21,6 +21,7 @@ const UPGRADES: &[&str] = &[
     include_str!("schema/0005_attendance.sql"),
     include_str!("schema/0006_identity_and_changes.sql"),
     include_str!("schema/0007_lesson_groups.sql"),
+    include_str!("schema/0008_hand_ins.sql"),
     include_str!("schema/0009_lesson_answers.sql"),
 ];
 

@@ -32,6 +32,10 @@ pub struct TabletsConfig {
     pub content_dir: PathBuf,
     /// Where native clients connect over TLS; off when absent.
     pub tls_listen: Option<std::net::SocketAddr>,
+    /// The largest hand-in a tablet may upload, in bytes.
+    pub hand_in_max_bytes: usize,
+    /// How many hand-ins the room keeps; past it the oldest are deleted.
+    pub hand_ins_kept: u32,
 }
 
 impl Default for TabletsConfig {
@@ -48,6 +52,8 @@ impl Default for TabletsConfig {
             discovery: true,
             content_dir: PathBuf::from("content"),
             tls_listen: None,
+            hand_in_max_bytes: 8 * 1024 * 1024,
+            hand_ins_kept: 2000,
         }
     }
 }
@@ -94,5 +100,6 @@ pub fn config_problems(config: &TabletsConfig) -> Vec<(&'static str, String, &'s
             "use 1024 to 1048576; 16384 fits any answer",
         ));
     }
+    problems.extend(super::hand_in::config_problems(config));
     problems
 }

@@ -92,6 +92,7 @@ pub mod content;
 pub mod discovery;
 pub mod follow;
 pub mod material;
+pub mod hand_in;
 pub mod page;
 pub mod pairing;
 pub mod protocol;
@@ -1169,6 +1170,7 @@ fn token_hash(token: &str) -> [u8; 32] {
 pub fn router(lesson: Arc<Lesson>) -> axum::Router {
     api::router()
         .merge(material::teacher_routes())
+        .merge(hand_in::teacher_routes())
         .with_state(lesson)
 }
 
@@ -1180,6 +1182,7 @@ pub fn tablet_router(lesson: Arc<Lesson>) -> axum::Router {
         .merge(ws::router())
         .merge(content::routes(&lesson))
         .merge(material::tablet_routes(&lesson))
+        .merge(hand_in::tablet_routes(&lesson))
         .with_state(lesson)
 }
 

@@ -224,6 +224,7 @@ fn encode_payload(payload: &Payload) -> Vec<u8> {
         Payload::DeviceHealth(m) => m.encode_to_vec(),
         Payload::Erasure(m) => m.encode_to_vec(),
         Payload::HandRaised(m) => m.encode_to_vec(),
+        Payload::HandIn(m) => m.encode_to_vec(),
     }
 }
 

@@ -206,3 +206,22 @@ CREATE TABLE lesson_answers (
 ) STRICT;
 
 CREATE INDEX lesson_answers_by_pupil ON lesson_answers (personal_id);
+-- The work pupils hand in from their tablets (upgrade 0008); the files live
+-- in the data directory's hand-ins area, named by id.
+CREATE TABLE hand_ins (
+    -- A UUIDv7 as text, also the file's name.
+    id TEXT PRIMARY KEY,
+    -- The timetable's period, as the roll call names it.
+    lesson_id TEXT NOT NULL,
+    tablet_id TEXT NOT NULL,
+    -- The pupil who held the tablet; their erasure deletes the row and the file.
+    personal_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('photo', 'drawing', 'text')),
+    media_type TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    sha256 BLOB NOT NULL CHECK (length(sha256) = 32),
+    handed_in_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX hand_ins_by_lesson ON hand_ins (lesson_id, handed_in_at_ms);
+CREATE INDEX hand_ins_by_pupil ON hand_ins (personal_id);
