@@ -120,6 +120,7 @@ async fn lateness() {
         metrics,
         actuators: controller.clone(),
         attendance: Default::default(),
+        lan_certificate: None,
         shutdown,
     });
     let runner = tokio::spawn(firmware_agent::actuators::runner::run(

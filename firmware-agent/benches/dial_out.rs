@@ -21,6 +21,7 @@ use firmware_agent::health::Health;
 use firmware_agent::proto::sync_service_client::SyncServiceClient;
 use firmware_agent::proto::{PullRequest, pull_response};
 use firmware_agent::store::Store;
+use province_hub::sync::dial_in;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -98,6 +99,7 @@ fn main() {
             .handle(),
         actuators,
         attendance: Default::default(),
+        lan_certificate: None,
         shutdown: CancellationToken::new(),
     });
     let listener = runtime

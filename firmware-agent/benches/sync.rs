@@ -161,6 +161,7 @@ fn main() {
             .handle(),
         actuators,
         attendance: Default::default(),
+        lan_certificate: None,
         shutdown,
     });
     let listener = runtime

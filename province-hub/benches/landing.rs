@@ -171,6 +171,7 @@ async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
         board: &board,
         shutdown: &shutdown,
         link: province_hub::health::PULL,
+        lan_ca: None,
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     sync_over(&mut client, &pool, &context, &mut backoff)

@@ -58,6 +58,8 @@ pub fn router(browser: BrowserClient) -> Router<Arc<Lesson>> {
             .route(
                 "/tablet/follow.js",
                 get(|| async { asset("text/javascript; charset=utf-8", FOLLOW_SCRIPT) }),
+            )
+            .route(
                 "/tablet/quiz.js",
                 get(|| async { asset("text/javascript; charset=utf-8", QUIZ_SCRIPT) }),
             ),
