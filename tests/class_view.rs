@@ -478,12 +478,16 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     // A question to the class, answered on An's tablet: the answer names An and the period.
     tap(&mut panel, "[data-view=questions]").await;
     panel
+        .wait_for("document.getElementById('quiz-prompt') !== null")
+        .await;
+    panel
         .evaluate(
-            "document.getElementById('question-prompt').value = '2 + 2 = ?'; document.getElementById('choice-A').value = '3'; \
-             document.getElementById('choice-B').value = '4'; document.querySelector('input[name=correct][value=B]').checked = true; true",
+            "document.getElementById('quiz-prompt').value = '2 + 2 = ?'; document.getElementById('quiz-choice-A').value = '3'; \
+             document.getElementById('quiz-choice-B').value = '4'; true",
         )
         .await;
-    tap(&mut panel, "#question-form button[type=submit]").await;
+    tap(&mut panel, "[data-correct=B]").await;
+    tap(&mut panel, "#quiz-start").await;
     an.wait_for("document.querySelectorAll('#choices .choice').length === 4")
         .await;
     an.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true")

@@ -304,22 +304,20 @@ async fn every_view_works_in_headless_chromium() {
     screenshots(&mut page, "tablets").await;
 
     // A question: started at the panel, answered on the tablet, counted on the panel.
-    page.evaluate("document.querySelector('[data-view=questions]').click(); document.getElementById('question-prompt').value = '2 + 2 = ?'; \
-                   document.getElementById('choice-A').value = '3'; document.getElementById('choice-B').value = '4'; \
-                   document.querySelector('input[name=correct][value=B]').checked = true; \
-                   document.querySelector('#question-form button[type=submit]').click(); true").await;
+    page.evaluate("document.querySelector('[data-view=questions]').click(); true")
+        .await;
+    page.wait_for("document.getElementById('quiz-start') !== null")
+        .await;
+    page.evaluate("document.getElementById('quiz-prompt').value = '2 + 2 = ?'; \
+                   document.getElementById('quiz-choice-A').value = '3'; document.getElementById('quiz-choice-B').value = '4'; \
+                   document.querySelector('[data-correct=B]').click(); document.getElementById('quiz-start').click(); true").await;
     tablet
         .wait_for("document.querySelectorAll('#choices .choice').length === 4")
         .await;
     tablet.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true").await;
     page.wait_for(
-        "document.querySelector('#answers .bar[data-choice=B] .count')?.textContent === '1'",
-    )
-    .await;
-    page.evaluate("document.getElementById('question-reveal').click(); true")
-        .await;
-    page.wait_for(
-        "document.querySelector('#answers .bar[data-choice=B]').classList.contains('correct')",
+        "document.querySelector('.quiz-bar[data-choice=B] .quiz-bar-count')?.textContent === '1' \
+         && document.getElementById('quiz-results').textContent.includes('100% đúng')",
     )
     .await;
     screenshots(&mut page, "questions").await;

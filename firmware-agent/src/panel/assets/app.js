@@ -16,7 +16,7 @@ const TEXT = {
     "rollcall.summary": "Có mặt {p} · Đi muộn {l} · Vắng {a} · Có phép {e}",
     "status.PRESENT": "Có mặt", "status.LATE": "Đi muộn", "status.ABSENT": "Vắng", "status.EXCUSED": "Có phép",
     "tablets.title": "Máy tính bảng", "tablets.none": "Chưa có máy tính bảng nào được ghép nối.",
-    "questions.title": "Câu hỏi", "questions.none": "Chưa có câu trả lời nào.",
+    "questions.title": "Câu hỏi",
     "room.title": "Chuông và đèn", "room.none": "Chưa có lần bật chuông hay đèn nào.",
     "status.title": "Trạng thái", "status.part": "Bộ phận", "status.state": "Tình trạng", "status.detail": "Chi tiết",
     "state.ok": "Tốt", "state.degraded": "Có vấn đề", "state.failed": "Hỏng", "state.starting": "Đang khởi động",
@@ -34,8 +34,6 @@ const TEXT = {
     "tablets.send": "Gửi", "tablets.lock_message": "Các em hãy nhìn lên bảng",
     "tablets.connected": "{c} / {n} máy đang kết nối", "tablets.online": "trực tuyến", "tablets.offline": "ngoại tuyến",
     "tablets.battery": "pin {b}%", "tablets.locked": "đã khóa", "tablets.hand": "✋ giơ tay",
-    "questions.prompt": "Câu hỏi", "questions.start": "Bắt đầu", "questions.stop": "Kết thúc",
-    "questions.reveal": "Hiện đáp án", "questions.count": "{n} câu trả lời",
     "room.recent": "Gần đây", "room.ring": "Đánh chuông", "room.on": "Bật", "room.off": "Tắt",
     "room.bell": "Chuông", "room.light": "Đèn", "room.switch": "Công tắc", "room.is_on": "Đang bật", "room.is_off": "Đang tắt",
     "room.offline": "Mất kết nối",
@@ -57,7 +55,7 @@ const TEXT = {
     "rollcall.summary": "Present {p} · Late {l} · Absent {a} · Excused {e}",
     "status.PRESENT": "Present", "status.LATE": "Late", "status.ABSENT": "Absent", "status.EXCUSED": "Excused",
     "tablets.title": "Tablets", "tablets.none": "No tablet paired yet.",
-    "questions.title": "Questions", "questions.none": "No answers yet.",
+    "questions.title": "Questions",
     "room.title": "Bells and lights", "room.none": "No bell or light switched yet.",
     "status.title": "Status", "status.part": "Part", "status.state": "State", "status.detail": "Detail",
     "state.ok": "OK", "state.degraded": "Degraded", "state.failed": "Failed", "state.starting": "Starting",
@@ -75,8 +73,6 @@ const TEXT = {
     "tablets.send": "Send", "tablets.lock_message": "Eyes on the board, please",
     "tablets.connected": "{c} / {n} tablets connected", "tablets.online": "online", "tablets.offline": "offline",
     "tablets.battery": "battery {b}%", "tablets.locked": "locked", "tablets.hand": "✋ hand raised",
-    "questions.prompt": "Question", "questions.start": "Start", "questions.stop": "Stop",
-    "questions.reveal": "Reveal the answer", "questions.count": "{n} answers",
     "room.recent": "Recent", "room.ring": "Ring", "room.on": "On", "room.off": "Off",
     "room.bell": "Bell", "room.light": "Light", "room.switch": "Switch", "room.is_on": "On", "room.is_off": "Off",
     "room.offline": "Offline",
@@ -95,14 +91,11 @@ const model = {
   marks: new Map(),      // personal_id -> mark payload, for the newest session
   session: null,         // newest attendance session payload
   tablets: new Map(),    // tablet_id -> pairing payload
-  answers: [],           // question answers of the newest question
   actuations: [],        // newest first
   pupils: new Map(),     // personal_id -> full name, of the roll call's class
   today: null,           // the day's plan: periods and timetable actions
   tabletRows: [],        // from GET /api/tablets
   devices: [],           // from GET /api/actuators
-  question: null,        // the question started from this page: {id, correct}
-  reveal: false,
 };
 
 function t(key, vars) {
@@ -142,10 +135,6 @@ function apply(record, live) {
       if (p.action === "REVOKED") model.tablets.delete(p.tablet_id); else model.tablets.set(p.tablet_id, p);
       if (live) loadTablets();
       break;
-    case "lesson.answer":
-      if (model.answers.length && model.answers[0].question_id !== p.question_id) model.answers = [];
-      model.answers.push(p);
-      break;
     case "actuation":
       model.actuations.unshift({ ...p, at: record.occurred_at });
       model.actuations.length = Math.min(model.actuations.length, 20);
@@ -162,7 +151,7 @@ function render() {
   document.getElementById("room-name").textContent = model.room.name || model.room.room_id || "";
   document.querySelectorAll(".tabs button").forEach(b => b.setAttribute("aria-selected", String(b.dataset.view === model.view)));
   document.querySelectorAll("main .view").forEach(v => { v.hidden = v.id !== `view-${model.view}`; });
-  renderNow(); renderRollcall(); renderClass(); renderTablets(); renderQuestions(); renderRoom(); renderStatus();
+  renderNow(); renderRollcall(); renderClass(); renderTablets(); renderRoom(); renderStatus();
 }
 
 function counts() {
@@ -224,19 +213,6 @@ function renderTablets() {
     return el("li", { "data-tablet-id": r.tablet.tablet_id }, `${r.tablet.name} · ${facts.join(" · ")}`);
   });
   document.getElementById("tablets-list").replaceChildren(...(items.length ? items : [el("li", {}, t("tablets.none"))]));
-}
-
-function renderQuestions() {
-  const box = document.getElementById("answers");
-  if (!model.answers.length) { box.replaceChildren(el("p", {}, t("questions.none"))); return; }
-  const tally = new Map();
-  for (const a of model.answers) for (const c of (a.choices.length ? a.choices : [a.text])) tally.set(c, (tally.get(c) || 0) + 1);
-  const max = Math.max(...tally.values());
-  const correct = model.reveal && model.question ? model.question.correct : [];
-  document.getElementById("answers-summary").textContent = t("questions.count", { n: model.answers.length });
-  box.replaceChildren(...[...tally.entries()].sort().map(([choice, n]) =>
-    el("div", { class: correct.includes(choice) ? "bar correct" : "bar", "data-choice": choice }, el("span", {}, choice),
-      el("div", { class: "fill", style: `width:${Math.round(60 * n / max)}%` }), el("span", { class: "count" }, String(n)))));
 }
 
 function renderRoom() {
@@ -338,21 +314,6 @@ document.getElementById("open-form").addEventListener("submit", event => {
   const target = document.getElementById("open-url").value.trim();
   act("POST", "/api/lesson/open", /^https?:\/\//.test(target) ? { url: target } : { file: target });
 });
-document.getElementById("question-form").addEventListener("submit", event => {
-  event.preventDefault();
-  const id = `q${Date.now()}`;
-  const choices = ["A", "B", "C", "D"].map(c => ({ id: c, text: document.getElementById(`choice-${c}`).value.trim() })).filter(c => c.text);
-  const checked = document.querySelector("input[name=correct]:checked");
-  const correct = checked ? [checked.value] : [];
-  model.question = { id, correct }; model.reveal = false; model.answers = [];
-  act("POST", "/api/lesson/question/start", {
-    id, question_kind: "single_choice", prompt: document.getElementById("question-prompt").value, choices, correct });
-  render();
-});
-document.getElementById("question-stop").addEventListener("click", () => {
-  if (model.question) act("POST", "/api/lesson/question/stop", { question: model.question.id });
-});
-document.getElementById("question-reveal").addEventListener("click", () => { model.reveal = true; render(); });
 
 // ---- wiring
 
