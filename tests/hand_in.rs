@@ -225,6 +225,30 @@ async fn post_hand_in(address: SocketAddr, token: &str, body: Value) -> (u16, Va
     .unwrap()
 }
 
+/// The lines of the lesson's summary as CSV, as the panel's button downloads it.
+async fn lesson_summary_csv(address: SocketAddr, lesson_id: &str) -> Vec<String> {
+    let lesson: String = lesson_id
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    let url = format!("http://{address}/api/lesson/summary?format=csv&lesson={lesson}");
+    let text = tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    text.lines().map(str::to_owned).collect()
+}
+
 fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -392,6 +416,13 @@ async fn a_pupil_hands_in_a_photo_and_a_drawing_and_the_teacher_shows_it_full_sc
         photo_event.sha256,
         <sha2::Sha256 as sha2::Digest>::digest(&kept).to_vec()
     );
+
+    // The lesson's summary counts both pieces of work for An.
+    let summary = lesson_summary_csv(address, FIRST_PERIOD).await;
+    let headings: Vec<&str> = summary[0].split(',').collect();
+    let column = headings.iter().position(|h| *h == "Bài đã nộp").unwrap();
+    let an_line = summary.iter().find(|line| line.contains(AN)).unwrap();
+    assert_eq!(an_line.split(',').nth(column), Some("2"), "{summary:?}");
 
     // The panel shows them live and puts the photo full screen, at 1080p and 4K.
     show_on_the_panel(address, 1920, 1080, &photo_id).await;

@@ -588,7 +588,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     let rows = sheet_rows(workbook);
     assert_eq!(rows[0][0], format!("Tiết học: {LESSON}"));
     let headings = rows[1].clone();
-    assert_eq!(headings.len(), 4 + 6 + 4, "{headings:?}");
+    assert_eq!(headings.len(), 4 + 6 + 5, "{headings:?}");
     let an_line = line_of(&rows, &headings, "Nguyễn Văn An");
     assert_eq!(
         (

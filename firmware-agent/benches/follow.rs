@@ -178,7 +178,7 @@ fn report(
 }
 
 fn lock_or_unlock(round: usize) -> (&'static str, Value) {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         ("/api/lesson/lock?wait_ms=5000", json!({}))
     } else {
         ("/api/lesson/unlock?wait_ms=5000", json!({}))

@@ -49,6 +49,8 @@ pub struct PupilLine {
     pub attendance: Option<String>,
     /// By question id.
     pub answers: HashMap<String, PupilAnswer>,
+    /// The pieces of work they handed in during the lesson.
+    pub hand_ins: usize,
 }
 
 impl PupilLine {
@@ -145,7 +147,8 @@ impl Store {
     }
 
     /// The lesson's questions, and for each pupil of `class` (and every other
-    /// pupil the roll call marked or who answered in it) the roll call's mark and answers.
+    /// pupil the roll call marked, who answered or who handed work in) the roll
+    /// call's mark, the answers and the number of hand-ins.
     pub fn lesson_rows(
         &self,
         lesson_id: &str,
@@ -174,7 +177,8 @@ impl Store {
                 "SELECT personal_id, full_name FROM pupils
                  WHERE class_name = ?2
                     OR personal_id IN (SELECT personal_id FROM attendance_marks WHERE lesson_id = ?1)
-                    OR personal_id IN (SELECT personal_id FROM lesson_answers WHERE lesson_id = ?1)",
+                    OR personal_id IN (SELECT personal_id FROM lesson_answers WHERE lesson_id = ?1)
+                    OR personal_id IN (SELECT personal_id FROM hand_ins WHERE lesson_id = ?1)",
             )?;
             let rows = roster.query_map(params![lesson_id, class], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -189,6 +193,11 @@ impl Store {
                         |row| row.get(0),
                     )
                     .optional()?;
+                let hand_ins = conn.query_row(
+                    "SELECT count(*) FROM hand_ins WHERE lesson_id = ?1 AND personal_id = ?2",
+                    params![lesson_id, personal_id],
+                    |row| row.get::<_, i64>(0),
+                )? as usize;
                 pupils.insert(
                     personal_id.clone(),
                     PupilLine {
@@ -196,6 +205,7 @@ impl Store {
                         full_name,
                         attendance,
                         answers: HashMap::new(),
+                        hand_ins,
                     },
                 );
             }

@@ -390,23 +390,20 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if let Some(length) = announced.filter(|length| *length > body_limit) {
+    if let Some(length) = announced.filter(|length| *length > 2 * body_limit) {
         return Err(Refused::TooLarge {
             size: length / 4 * 3,
             max,
         }
         .into());
     }
-    let body = match tokio::time::timeout(
-        BODY_DEADLINE,
-        axum::body::to_bytes(request.into_body(), body_limit),
-    )
-    .await
+    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(request.into_body(), body_limit))
+        .await
     {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
+        Ok(Err(size)) => {
             return Err(Refused::TooLarge {
-                size: body_limit / 4 * 3,
+                size: size / 4 * 3,
                 max,
             }
             .into());
@@ -667,6 +664,33 @@ async fn erase(
         .blocking(move |store| store.erase_hand_ins(personal_id.as_str(), &reason))
         .await?;
     Ok(Json(json!({ "erased": erased })))
+}
+
+/// Reads `body` whole when it holds at most `limit` bytes. A larger one is
+/// read on and thrown away up to `limit` more bytes, and `Err` gives what
+/// arrived: the tablet, still sending, then reads the refusal instead of a
+/// connection reset; past twice the limit the connection is dropped. A body
+/// that fails mid-way counts as cut short, like one too large.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, usize> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(seen);
+        };
+        seen += chunk.len();
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > 2 * limit {
+            return Err(seen);
+        }
+    }
+    if seen > limit {
+        return Err(seen);
+    }
+    Ok(kept.into())
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub fn columns(rows: &LessonRows) -> (Vec<String>, Vec<Vec<String>>) {
             "Số câu đúng",
             "Điểm",
             "Thời gian trả lời (giây)",
+            "Bài đã nộp",
         ]
         .map(String::from),
     );
@@ -91,6 +92,7 @@ fn pupil_cells(rows: &LessonRows, pupil: &PupilLine, number: usize, graded: usiz
     cells.push(pupil.correct().to_string());
     cells.push(format!("{}/{graded}", pupil.correct()));
     cells.push(format!("{:.1}", pupil.time_taken_ms() as f64 / 1000.0));
+    cells.push(pupil.hand_ins.to_string());
     cells
 }
 
@@ -191,12 +193,14 @@ mod tests {
                         ("q1".into(), answer("true", true)),
                         ("q2".into(), answer("Hà Nội", true)),
                     ]),
+                    hand_ins: 2,
                 },
                 PupilLine {
                     personal_id: "010206000002".into(),
                     full_name: "Lò Thị Bình".into(),
                     attendance: Some("absent".into()),
                     answers: HashMap::new(),
+                    hand_ins: 0,
                 },
             ],
             unnamed_answers: 0,
@@ -204,19 +208,19 @@ mod tests {
     }
 
     #[test]
-    fn csv_names_each_pupil_with_attendance_answers_and_score() {
+    fn csv_names_each_pupil_with_attendance_answers_score_and_hand_ins() {
         let text = String::from_utf8(csv(&rows())).unwrap();
         let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "STT,Mã định danh,Họ và tên,Điểm danh,Câu 1,Câu 2,Số câu đã trả lời,Số câu đúng,Điểm,Thời gian trả lời (giây)"
+            "STT,Mã định danh,Họ và tên,Điểm danh,Câu 1,Câu 2,Số câu đã trả lời,Số câu đúng,Điểm,Thời gian trả lời (giây),Bài đã nộp"
         );
         assert_eq!(
             lines[1],
-            "1,010206000001,Nguyễn Văn An,Có mặt,Đúng ✓,Hà Nội ✓,2,2,2/2,3.0"
+            "1,010206000001,Nguyễn Văn An,Có mặt,Đúng ✓,Hà Nội ✓,2,2,2/2,3.0,2"
         );
-        assert_eq!(lines[2], "2,010206000002,Lò Thị Bình,Vắng,,,0,0,0/2,0.0");
+        assert_eq!(lines[2], "2,010206000002,Lò Thị Bình,Vắng,,,0,0,0/2,0.0,0");
     }
 
     #[test]

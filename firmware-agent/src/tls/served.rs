@@ -70,12 +70,11 @@ impl Served {
             .load_private_key(key)
             .map_err(Unservable::Key)?;
         let certified = CertifiedKey::new(chain, signing);
-        match certified.keys_match() {
-            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                return Err(Unservable::Mismatch);
-            }
-            // A key whose public half rustls cannot derive is checked at the first handshake instead.
-            Ok(()) | Err(_) => {}
+        // A key whose public half rustls cannot derive is checked at the first handshake instead.
+        if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+            certified.keys_match()
+        {
+            return Err(Unservable::Mismatch);
         }
         Ok(Served {
             key: Arc::new(certified),

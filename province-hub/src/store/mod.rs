@@ -38,8 +38,8 @@ pub mod rows;
 
 use std::time::Duration;
 
-use tokio_postgres::error::SqlState;
 use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Transaction};
 use uuid::Uuid;
 
