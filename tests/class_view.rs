@@ -162,28 +162,6 @@ async fn roster_offered_to(address: SocketAddr, token: &str) -> Vec<String> {
         .collect()
 }
 
-/// Touches the middle of the element `selector` names, as a finger on the panel would.
-async fn tap(page: &mut browser::Chromium, selector: &str) {
-    let quoted = serde_json::to_string(selector).unwrap();
-    let point = page
-        .evaluate(&format!(
-            "(() => {{ const e = document.querySelector({quoted}); if (!e) throw new Error('nothing at ' + {quoted}); \
-             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
-        ))
-        .await;
-    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
-    page.call(
-        "Input.dispatchTouchEvent",
-        json!({ "type": "touchStart", "touchPoints": [{ "x": x, "y": y }] }),
-    )
-    .await;
-    page.call(
-        "Input.dispatchTouchEvent",
-        json!({ "type": "touchEnd", "touchPoints": [] }),
-    )
-    .await;
-}
-
 fn tile(tablet_id: &str) -> String {
     format!("#class-tiles .tile[data-tablet-id=\"{tablet_id}\"]")
 }
@@ -264,8 +242,8 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
             .await,
         "Cả lớp"
     );
-    tap(&mut panel, "[data-view=tablets]").await;
-    tap(&mut panel, "#pair-open").await;
+    panel.tap("[data-view=tablets]").await;
+    panel.tap("#pair-open").await;
     panel
         .wait_for("/^[0-9]{6}$/.test(document.getElementById('pair-code').textContent)")
         .await;
@@ -310,7 +288,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     );
 
     // The class view: a tile per tablet, the pupils in the roster's order first.
-    tap(&mut panel, "[data-view=class]").await;
+    panel.tap("[data-view=class]").await;
     panel
         .wait_for(&format!(
             "document.querySelectorAll('#class-tiles .tile').length === {} && document.querySelectorAll('#class-tiles .tile[data-connected=true]').length === {}",
@@ -343,28 +321,28 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
 
     // The teacher binds Cường to the first protocol tablet at the panel.
     let (cuong_id, _, _) = &protocol[0];
-    tap(&mut panel, &format!("{} .more", tile(cuong_id))).await;
+    panel.tap(&format!("{} .more", tile(cuong_id))).await;
     panel
         .wait_for("!document.getElementById('tile-detail').hidden")
         .await;
     panel
         .evaluate("document.getElementById('detail-pupil').value = '010206000003'; true")
         .await;
-    tap(&mut panel, "#detail-bind").await;
+    panel.tap("#detail-bind").await;
     panel
         .wait_for(&format!(
             "document.querySelector('{} .who').textContent === 'Phạm Văn Cường'",
             tile(cuong_id)
         ))
         .await;
-    tap(&mut panel, "#detail-close").await;
+    panel.tap("#detail-close").await;
 
     // A command to one tablet: Bình's screen locks, nobody else's.
-    tap(&mut panel, &tile(&binh_id)).await;
+    panel.tap(&tile(&binh_id)).await;
     panel
         .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 1 máy'")
         .await;
-    tap(&mut panel, "#class-lock").await;
+    panel.tap("#class-lock").await;
     binh.wait_for("!document.getElementById('lock').hidden")
         .await;
     for (_, _, tablet) in &mut protocol {
@@ -381,9 +359,9 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     assert_eq!(panel.evaluate("classState.view.locked").await, 1);
 
     // A group of three, saved and reused: a message reaches its tablets only.
-    tap(&mut panel, "#class-choose-none").await;
+    panel.tap("#class-choose-none").await;
     for (id, _, _) in &protocol[..3] {
-        tap(&mut panel, &tile(id)).await;
+        panel.tap(&tile(id)).await;
     }
     panel
         .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 3 máy'")
@@ -391,19 +369,19 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     panel
         .evaluate("document.getElementById('group-name').value = 'Nhóm 1'; true")
         .await;
-    tap(&mut panel, "#group-save").await;
+    panel.tap("#group-save").await;
     panel
         .wait_for("document.querySelector('#class-groups [data-group=\"Nhóm 1\"]') !== null")
         .await;
-    tap(&mut panel, "#class-choose-none").await;
-    tap(&mut panel, "#class-groups [data-group=\"Nhóm 1\"]").await;
+    panel.tap("#class-choose-none").await;
+    panel.tap("#class-groups [data-group=\"Nhóm 1\"]").await;
     panel
         .wait_for("document.getElementById('class-chosen').textContent === 'Đã chọn 3 máy'")
         .await;
     panel
         .evaluate("document.getElementById('class-text').value = 'Nhóm 1 làm bài 3'; true")
         .await;
-    tap(&mut panel, "#class-message").await;
+    panel.tap("#class-message").await;
     for (_, _, tablet) in &mut protocol[..3] {
         let command = tablet.command().await;
         assert_eq!(
@@ -476,7 +454,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
         .await;
 
     // A question to the class, answered on An's tablet: the answer names An and the period.
-    tap(&mut panel, "[data-view=questions]").await;
+    panel.tap("[data-view=questions]").await;
     panel
         .wait_for("document.getElementById('quiz-prompt') !== null")
         .await;
@@ -486,15 +464,15 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
              document.getElementById('quiz-choice-B').value = '4'; true",
         )
         .await;
-    tap(&mut panel, "[data-correct=B]").await;
-    tap(&mut panel, "#quiz-start").await;
+    panel.tap("[data-correct=B]").await;
+    panel.tap("#quiz-start").await;
     an.wait_for("document.querySelectorAll('#choices .choice').length === 4")
         .await;
     an.evaluate("document.querySelector('#choices .choice[data-id=\"B\"]').click(); document.getElementById('send-answer').click(); true")
         .await;
     an.wait_for("document.getElementById('answer-state').className === 'sent'")
         .await;
-    tap(&mut panel, "[data-view=class]").await;
+    panel.tap("[data-view=class]").await;
     panel
         .wait_for(&format!(
             "document.querySelector('{}').dataset.answered === 'true'",

@@ -118,28 +118,6 @@ impl Tablet {
     }
 }
 
-/// Touches the middle of the element `selector` names, as a finger on the panel would.
-async fn tap(page: &mut browser::Chromium, selector: &str) {
-    let quoted = serde_json::to_string(selector).unwrap();
-    let point = page
-        .evaluate(&format!(
-            "(() => {{ const e = document.querySelector({quoted}); if (!e) throw new Error('nothing at ' + {quoted}); \
-             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
-        ))
-        .await;
-    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
-    for (kind, points) in [
-        ("touchStart", json!([{ "x": x, "y": y }])),
-        ("touchEnd", json!([])),
-    ] {
-        page.call(
-            "Input.dispatchTouchEvent",
-            json!({ "type": kind, "touchPoints": points }),
-        )
-        .await;
-    }
-}
-
 /// A browser tablet paired with `code` under the name `desk`.
 async fn browser_tablet(address: SocketAddr, code: &str, desk: &str) -> browser::Chromium {
     let mut tablet =
@@ -261,13 +239,15 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     }
 
     // The teacher opens the PDF from the content store on the panel.
-    tap(&mut panel, "[data-view=follow]").await;
+    panel.tap("[data-view=follow]").await;
     panel
         .wait_for(&format!(
             "document.querySelector('#follow-list [data-name=\"{PDF}\"]') !== null"
         ))
         .await;
-    tap(&mut panel, &format!("#follow-list [data-name=\"{PDF}\"]")).await;
+    panel
+        .tap(&format!("#follow-list [data-name=\"{PDF}\"]"))
+        .await;
     panel
         .wait_for("document.getElementById('follow-viewer').dataset.page === '1'")
         .await;
@@ -285,7 +265,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
             .await,
         "Cả lớp theo cô/thầy"
     );
-    tap(&mut panel, "#follow-lead").await;
+    panel.tap("#follow-lead").await;
     for (_, _, tablet) in &mut protocol {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 1 }));
@@ -293,8 +273,8 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     shows_page(&mut an, 1, true).await;
 
     // The teacher turns to page 3: every tablet follows.
-    tap(&mut panel, "#follow-next").await;
-    tap(&mut panel, "#follow-next").await;
+    panel.tap("#follow-next").await;
+    panel.tap("#follow-next").await;
     panel
         .wait_for("document.getElementById('follow-viewer').dataset.page === '3'")
         .await;
@@ -330,7 +310,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     shows_page(&mut an, 3, true).await;
 
     // Release: the pupils browse on their own; the protocol tablets hear it.
-    tap(&mut panel, "#follow-release").await;
+    panel.tap("#follow-release").await;
     for (_, _, tablet) in &mut protocol {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "release" }));
@@ -350,35 +330,33 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     assert_eq!(status, 400, "nobody follows: {refused}");
 
     // A group follows; the others keep browsing and hear nothing.
-    tap(&mut panel, "[data-view=class]").await;
+    panel.tap("[data-view=class]").await;
     panel
         .wait_for("document.querySelectorAll('#class-tiles .tile').length === 6")
         .await;
     for id in [&protocol[0].0, &protocol[1].0, &binh_id] {
-        tap(
-            &mut panel,
-            &format!("#class-tiles .tile[data-tablet-id=\"{id}\"]"),
-        )
-        .await;
+        panel
+            .tap(&format!("#class-tiles .tile[data-tablet-id=\"{id}\"]"))
+            .await;
     }
     panel
         .evaluate("document.getElementById('group-name').value = 'Nhóm 1'; true")
         .await;
-    tap(&mut panel, "#group-save").await;
+    panel.tap("#group-save").await;
     panel
         .wait_for("document.querySelector('#class-groups [data-group=\"Nhóm 1\"]') !== null && classState.group === 'Nhóm 1'")
         .await;
-    tap(&mut panel, "[data-view=follow]").await;
+    panel.tap("[data-view=follow]").await;
     panel
         .wait_for("document.getElementById('follow-lead').textContent === 'Nhóm 1 theo cô/thầy'")
         .await;
-    tap(&mut panel, "#follow-lead").await;
+    panel.tap("#follow-lead").await;
     for (_, _, tablet) in &mut protocol[..2] {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 3 }));
     }
     shows_page(&mut binh, 3, true).await;
-    tap(&mut panel, "#follow-next").await;
+    panel.tap("#follow-next").await;
     for (_, _, tablet) in &mut protocol[..2] {
         tablet.until_page(4).await;
     }

@@ -98,28 +98,6 @@ async fn handed_in(tablet: &mut browser::Chromium, before: &str) -> String {
         .to_owned()
 }
 
-/// Touches the middle of the element `selector` names, as a finger on the panel would.
-async fn tap(page: &mut browser::Chromium, selector: &str) {
-    let quoted = serde_json::to_string(selector).unwrap();
-    let point = page
-        .evaluate(&format!(
-            "(() => {{ const e = document.querySelector({quoted}); if (!e) throw new Error('nothing at ' + {quoted}); \
-             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
-        ))
-        .await;
-    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
-    for (kind, points) in [
-        ("touchStart", json!([{ "x": x, "y": y }])),
-        ("touchEnd", json!([])),
-    ] {
-        page.call(
-            "Input.dispatchTouchEvent",
-            json!({ "type": kind, "touchPoints": points }),
-        )
-        .await;
-    }
-}
-
 /// The panel at `width`x`height`, touch on, signed in (it is on loopback), on the class view.
 async fn panel(address: SocketAddr, width: u32, height: u32) -> browser::Chromium {
     let mut panel =
@@ -133,7 +111,7 @@ async fn panel(address: SocketAddr, width: u32, height: u32) -> browser::Chromiu
     panel
         .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
         .await;
-    tap(&mut panel, "[data-view=class]").await;
+    panel.tap("[data-view=class]").await;
     panel
 }
 
@@ -168,11 +146,11 @@ async fn show_on_the_panel(address: SocketAddr, width: u32, height: u32, photo_i
     let shot = |name: &str| dir.join(format!("{name}-{width}x{height}.png"));
     std::fs::write(shot("thumbnails"), panel.screenshot().await).unwrap();
 
-    tap(
-        &mut panel,
-        &format!("#hand-ins .hand-in[data-hand-in-id=\"{photo_id}\"]"),
-    )
-    .await;
+    panel
+        .tap(&format!(
+            "#hand-ins .hand-in[data-hand-in-id=\"{photo_id}\"]"
+        ))
+        .await;
     panel
         .wait_for(
             "(() => { const i = document.getElementById('hand-in-full-image'); return i !== null && i.complete && i.naturalWidth > 0; })()",
@@ -195,7 +173,7 @@ async fn show_on_the_panel(address: SocketAddr, width: u32, height: u32, photo_i
         "the photo is shown large: {shown} px of {height}"
     );
     std::fs::write(shot("full-screen"), panel.screenshot().await).unwrap();
-    tap(&mut panel, "#hand-in-show").await;
+    panel.tap("#hand-in-show").await;
     panel
         .wait_for("document.getElementById('hand-in-show') === null")
         .await;

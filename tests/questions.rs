@@ -216,30 +216,6 @@ async fn browser_tablet(address: SocketAddr, code: &str, pupil: &str) -> browser
     tablet
 }
 
-/// Touches the middle of the element `selector` names, as a finger on the panel would.
-async fn tap(page: &mut browser::Chromium, selector: &str) {
-    let quoted = serde_json::to_string(selector).unwrap();
-    page.wait_for(&format!("document.querySelector({quoted}) !== null"))
-        .await;
-    let point = page
-        .evaluate(&format!(
-            "(() => {{ const e = document.querySelector({quoted}); \
-             e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
-        ))
-        .await;
-    let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
-    page.call(
-        "Input.dispatchTouchEvent",
-        json!({ "type": "touchStart", "touchPoints": [{ "x": x, "y": y }] }),
-    )
-    .await;
-    page.call(
-        "Input.dispatchTouchEvent",
-        json!({ "type": "touchEnd", "touchPoints": [] }),
-    )
-    .await;
-}
-
 /// Sets a field of the panel's page as the on-screen keyboard would leave it.
 async fn fill(page: &mut browser::Chromium, selector: &str, text: &str) {
     let (selector, text) = (
@@ -342,22 +318,22 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     let mut dung = protocol_tablet(address, &code, "Bàn 4", "Hà Thị Dung").await;
 
     // A timed multiple-choice question, written and given by touch.
-    tap(&mut panel, "[data-view=questions]").await;
+    panel.tap("[data-view=questions]").await;
     assert_eq!(
         panel
             .evaluate("document.querySelector('[data-kind=multiple_choice]').textContent")
             .await,
         "Nhiều lựa chọn"
     );
-    tap(&mut panel, "[data-kind=multiple_choice]").await;
+    panel.tap("[data-kind=multiple_choice]").await;
     fill(&mut panel, "#quiz-prompt", "Những số nào là số nguyên tố?").await;
     for (id, text) in [("A", "2"), ("B", "4"), ("C", "5"), ("D", "9")] {
         fill(&mut panel, &format!("#quiz-choice-{id}"), text).await;
     }
-    tap(&mut panel, "[data-correct=A]").await;
-    tap(&mut panel, "[data-correct=C]").await;
-    tap(&mut panel, "[data-limit='15']").await;
-    tap(&mut panel, "#quiz-start").await;
+    panel.tap("[data-correct=A]").await;
+    panel.tap("[data-correct=C]").await;
+    panel.tap("[data-limit='15']").await;
+    panel.tap("#quiz-start").await;
     let asked = binh.command("question_start").await;
     assert_eq!(
         (&asked["question_kind"], &asked["time_limit_s"]),
@@ -433,11 +409,11 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     cuong.command("question_stop").await;
 
     // True or false, no time limit.
-    tap(&mut panel, "[data-kind=true_false]").await;
+    panel.tap("[data-kind=true_false]").await;
     fill(&mut panel, "#quiz-prompt", "Hà Nội là thủ đô của Việt Nam.").await;
-    tap(&mut panel, "[data-correct=true]").await;
-    tap(&mut panel, "[data-limit='0']").await;
-    tap(&mut panel, "#quiz-start").await;
+    panel.tap("[data-correct=true]").await;
+    panel.tap("[data-limit='0']").await;
+    panel.tap("#quiz-start").await;
     let asked = binh.command("question_start").await;
     assert_eq!(
         asked["choices"],
@@ -467,15 +443,15 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         pupil_row(&mut panel, "Lò Thị Bình").await,
         ["Có", "Sai", "✗"]
     );
-    tap(&mut panel, "#quiz-stop").await;
+    panel.tap("#quiz-stop").await;
     binh.command("question_stop").await;
     cuong.command("question_stop").await;
 
     // A short answer in Vietnamese: compared after NFC, case folding and trimming.
-    tap(&mut panel, "[data-kind=short_answer]").await;
+    panel.tap("[data-kind=short_answer]").await;
     fill(&mut panel, "#quiz-prompt", "Thủ đô của Việt Nam là gì?").await;
     fill(&mut panel, "#quiz-accepted", "Hà Nội; Ha Noi").await;
-    tap(&mut panel, "#quiz-start").await;
+    panel.tap("#quiz-start").await;
     let asked = binh.command("question_start").await;
     assert_eq!(asked["question_kind"], "short_answer");
     cuong.command("question_start").await;
@@ -502,7 +478,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         pupil_row(&mut panel, "Phạm Văn Cường").await,
         ["Có", "Huế", "✗"]
     );
-    tap(&mut panel, "#quiz-stop").await;
+    panel.tap("#quiz-stop").await;
     binh.command("question_stop").await;
     cuong.command("question_stop").await;
 
@@ -524,7 +500,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     panel
         .evaluate("document.getElementById('quiz-set').value = 'on-tap/dau-gio.quiz.toml'; true")
         .await;
-    tap(&mut panel, "#quiz-run").await;
+    panel.tap("#quiz-run").await;
     let answers = [
         json!({ "choices": ["B"] }),
         json!({ "choices": ["true"] }),
@@ -538,7 +514,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
                     "document.getElementById('quiz-progress').textContent === 'Ôn tập đầu giờ: câu {index}/3' && !document.getElementById('quiz-next').disabled"
                 ))
                 .await;
-            tap(&mut panel, "#quiz-next").await;
+            panel.tap("#quiz-next").await;
             binh.command("question_stop").await;
             cuong.command("question_stop").await;
         }

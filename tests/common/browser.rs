@@ -172,6 +172,31 @@ impl Chromium {
         }
     }
 
+    /// Touches the middle of the element `selector` names, as a finger on
+    /// the panel would (a touch start and end), once it exists, scrolled into view.
+    pub async fn tap(&mut self, selector: &str) {
+        let quoted = serde_json::to_string(selector).unwrap();
+        self.wait_for(&format!("document.querySelector({quoted}) !== null"))
+            .await;
+        let point = self
+            .evaluate(&format!(
+                "(() => {{ const e = document.querySelector({quoted}); \
+                 e.scrollIntoView({{ block: 'center' }}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+            ))
+            .await;
+        let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+        for (kind, points) in [
+            ("touchStart", json!([{ "x": x, "y": y }])),
+            ("touchEnd", json!([])),
+        ] {
+            self.call(
+                "Input.dispatchTouchEvent",
+                json!({ "type": kind, "touchPoints": points }),
+            )
+            .await;
+        }
+    }
+
     /// Resolves once `condition` (a JS expression) holds in the page, checked every 20 ms inside the page.
     pub async fn wait_for(&mut self, condition: &str) {
         self.wait_for_within(condition, Duration::from_secs(15))
