@@ -23,7 +23,7 @@ DEBIAN_PACKAGES := build-essential pkg-config clang libclang-dev protobuf-compil
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	gstreamer1.0-rtsp gstreamer1.0-tools gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
-	gir1.2-gst-rtsp-server-1.0 python3-gi python3-grpcio python3-protobuf postgresql
+	gir1.2-gst-rtsp-server-1.0 python3-gi python3-grpcio python3-protobuf postgresql systemd
 # Commands that may come from elsewhere than Debian (a NodeSource npm, say):
 # their Debian package is installed only when the command is missing.
 DEBIAN_COMMANDS := npm

@@ -377,6 +377,120 @@ fn truncated_foreign_resigned_and_unknown_bundles_are_refused_with_nothing_lande
     assert_eq!(db.events(), 2_000, "nothing of the impostor's landed");
 }
 
+/// `systemd/province-hub-usb-stick --mounted`, as the stick's unit runs it
+/// once the stick is mounted, with the hub binary under test on the PATH.
+fn plug_into_hub(config: &HubConfig, stick: &Stick) -> Output {
+    let handler = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/province-hub-usb-stick");
+    let hub_dir = hub_binary().parent().unwrap().to_owned();
+    let path = format!("{}:{}", hub_dir.display(), std::env::var("PATH").unwrap());
+    Command::new(handler)
+        .arg("--mounted")
+        .arg(stick.path())
+        .env("PROVINCE_HUB_CONFIG", &config.path)
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+/// The one file on the stick whose name starts with `prefix` and ends with `ending`.
+fn file_of(stick: &Stick, prefix: &str, ending: &str) -> PathBuf {
+    let files: Vec<PathBuf> = stick
+        .files(ending)
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(prefix)
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{prefix}*{ending}: {files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn a_stick_plugged_into_the_hub_lands_each_rooms_bundle_and_carries_back_each_acknowledgement() {
+    let postgres = Postgres::start();
+    let province = Province::new();
+    let now = jiff::Timestamp::now();
+    let rooms = [
+        (province.room(SCHOOL, "P201"), 120),
+        (province.room(SCHOOL, "P202"), 80),
+        (province.room(SCHOOL, "P203"), 10),
+    ];
+    let stick = Stick::mount();
+    for (room, marks) in &rooms {
+        record_marks(room, now, *marks);
+        export(room, &stick);
+    }
+    // The third room's bundle was cut short when its stick was pulled.
+    let damaged = file_of(&stick, &format!("{SCHOOL}.P203."), ".bundle");
+    let length = std::fs::metadata(&damaged).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&damaged)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let config = hub_config(&postgres, &province, &[], "register");
+
+    let output = plug_into_hub(&config, &stick);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "one bundle refused: {}",
+        text(&output)
+    );
+    let db = postgres.client();
+    assert_eq!(
+        db.events(),
+        200,
+        "both whole bundles landed, nothing of the cut one"
+    );
+    for (room, marks) in &rooms[..2] {
+        let prefix = format!("{SCHOOL}.{}.", room.room_id);
+        file_of(&stick, &prefix, ".bundle.imported");
+        let ack = file_of(&stick, &prefix, ".ack");
+        let output = room.command(&["hub", "import-ack", ack.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(
+            room.acked_seq(),
+            *marks as i64,
+            "{} prunes what landed",
+            room.room_id
+        );
+    }
+    assert!(
+        damaged.exists(),
+        "the refused bundle keeps its name, to be exported again"
+    );
+    assert!(
+        stick.files(".ack").len() == 2,
+        "no acknowledgement for the refused bundle: {:?}",
+        stick.files(".ack")
+    );
+
+    // The room exports again onto the same stick; plugged in again, only the
+    // new bundle lands and nothing lands twice.
+    std::fs::remove_file(&damaged).unwrap();
+    export(&rooms[2].0, &stick);
+    let output = plug_into_hub(&config, &stick);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(db.events(), 210);
+    assert_eq!(
+        db.number("SELECT count(DISTINCT id) FROM events", &[]),
+        210,
+        "every event once"
+    );
+    let output = plug_into_hub(&config, &stick);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("no records bundle"),
+        "{}",
+        text(&output)
+    );
+}
+
 #[test]
 fn check_config_locates_a_missing_province_key() {
     let postgres = Postgres::start();
