@@ -20,7 +20,10 @@
 //! Then the rooms stop committing, the hub catches up, and the bench checks
 //! that every event committed in every room is in PostgreSQL exactly once
 //! (the same ids, no more, no fewer); a size that loses or doubles an event
-//! fails the bench. `PROVINCE_HUB_SCALE_ROOMS=10,100,300` picks the sizes.
+//! fails the bench. `PROVINCE_HUB_SCALE_ROOMS=10,100,300` picks the sizes,
+//! and `PROVINCE_HUB_SCALE_POOL=64` the hub's PostgreSQL pool
+//! (`postgres.max_connections`). The simulator's own CPU is shown beside the
+//! hub's, so a size at which the simulator, not the hub, ran out is seen.
 //!
 //! # Why the simulator is faithful
 //! Each simulated room (`sim`) serves the agent's own generated `SyncService`
@@ -63,6 +66,15 @@ fn window() -> Duration {
         })
         .unwrap_or(60);
     Duration::from_secs(seconds.max(1))
+}
+
+/// The hub's PostgreSQL pool (`postgres.max_connections`); unset keeps the hub's default.
+fn pool_size() -> Option<usize> {
+    let value = std::env::var("PROVINCE_HUB_SCALE_POOL").ok()?;
+    match value.parse() {
+        Ok(size) if size >= 1 => Some(size),
+        _ => panic!("PROVINCE_HUB_SCALE_POOL={value:?} is not a number of connections (1 or more)"),
+    }
 }
 
 fn sizes() -> Vec<usize> {
@@ -139,6 +151,9 @@ struct Figures {
     landed_per_second: f64,
     hub_cpu_percent: f64,
     postgres_cpu_percent: f64,
+    simulator_cpu_percent: f64,
+    /// Transactions committed in the hub's database per event landed.
+    transactions_per_event: f64,
     hub_rss_mib: f64,
     hub_hwm_mib: f64,
     lag_p50: Duration,
@@ -153,6 +168,9 @@ fn percentile(sorted: &[Duration], percent: usize) -> Duration {
 
 fn hub_config(dir: &std::path::Path, url: &str, rooms: &[Arc<SimRoom>]) -> std::path::PathBuf {
     let [http] = common::free_addresses();
+    let pool = pool_size()
+        .map(|size| format!("max_connections = {size}\n"))
+        .unwrap_or_default();
     let entries: String = rooms
         .iter()
         .map(|room| {
@@ -166,7 +184,7 @@ fn hub_config(dir: &std::path::Path, url: &str, rooms: &[Arc<SimRoom>]) -> std::
     std::fs::write(
         &path,
         format!(
-            "[postgres]\nurl = \"{url}\"\n\n[http]\nlisten = \"{http}\"\n\n[tls]\nplaintext = true\n\n{entries}"
+            "[postgres]\nurl = \"{url}\"\n{pool}\n[http]\nlisten = \"{http}\"\n\n[tls]\nplaintext = true\n\n{entries}"
         ),
     )
     .unwrap();
@@ -228,6 +246,15 @@ async fn check_landed_once(url: &str, rooms: &[Arc<SimRoom>]) -> usize {
     total
 }
 
+/// Transactions committed in `database` so far, as PostgreSQL's statistics
+/// say (a backend reports its counts within a second or so).
+fn transactions_committed(admin: &common::Db, database: &str) -> i64 {
+    admin.number(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+        &[&database],
+    )
+}
+
 fn measure(
     runtime: &tokio::runtime::Runtime,
     postgres: &Postgres,
@@ -258,25 +285,23 @@ fn measure(
     let postmaster = postgres.postmaster_pid();
     let hub_before = ticks(hub.pid()).expect("the hub runs");
     let postgres_before = postgres_ticks(postmaster);
+    let simulator_before = ticks(std::process::id()).expect("this process runs");
+    let commits_before = transactions_committed(admin, &database);
     let started = Instant::now();
     std::thread::sleep(window); // the measured window itself, not a wait for anything
     let ended = Instant::now();
     let hub_after = ticks(hub.pid()).expect("the hub still runs");
     let postgres_after = postgres_ticks(postmaster);
+    let simulator_after = ticks(std::process::id()).expect("this process runs");
+    let commits_after = transactions_committed(admin, &database);
     let hub_rss_mib = memory_mib(hub.pid(), "VmRSS");
     let hub_hwm_mib = memory_mib(hub.pid(), "VmHWM");
     let elapsed = (ended - started).as_secs_f64();
 
     commits.cancel();
-    common::wait_until(
-        "the hub acknowledged every event committed",
-        SETTLE,
-        || {
-            rooms
-                .iter()
-                .all(|room| room.acked_seq() == room.last_seq())
-        },
-    );
+    common::wait_until("the hub acknowledged every event committed", SETTLE, || {
+        rooms.iter().all(|room| room.acked_seq() == room.last_seq())
+    });
     let events = runtime.block_on(check_landed_once(&url, &rooms));
     hub.kill();
     servers.cancel();
@@ -305,6 +330,9 @@ fn measure(
         landed_per_second: landed_in_window as f64 / elapsed,
         hub_cpu_percent: core_percent(hub_after.own - hub_before.own),
         postgres_cpu_percent: core_percent(postgres_after.saturating_sub(postgres_before)),
+        simulator_cpu_percent: core_percent(simulator_after.own - simulator_before.own),
+        transactions_per_event: (commits_after - commits_before) as f64
+            / landed_in_window.max(1) as f64,
         hub_rss_mib,
         hub_hwm_mib,
         lag_p50: percentile(&lags, 50),
@@ -328,8 +356,11 @@ fn main() {
     let postgres = Postgres::start();
     let admin = postgres.client();
     println!(
-        "each room commits one attendance mark a second; window {} s after every room is followed",
-        window.as_secs()
+        "each room commits one attendance mark a second; window {} s after every room is followed; hub pool {}",
+        window.as_secs(),
+        pool_size().map_or("as configured by default".to_owned(), |size| format!(
+            "{size} connections"
+        ))
     );
     let figures: Vec<Figures> = sizes
         .iter()
@@ -344,11 +375,13 @@ fn main() {
         .collect();
     println!();
     println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "rooms",
         "landed/s",
         "hub CPU%",
         "PG CPU%",
+        "sim CPU%",
+        "PG tx/ev",
         "RSS MiB",
         "HWM MiB",
         "lag p50",
@@ -357,11 +390,13 @@ fn main() {
     );
     for f in &figures {
         println!(
-            "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7}ms {:>7}ms {:>7}ms",
+            "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.2} {:>9.1} {:>9.1} {:>7}ms {:>7}ms {:>7}ms",
             f.rooms,
             f.landed_per_second,
             f.hub_cpu_percent,
             f.postgres_cpu_percent,
+            f.simulator_cpu_percent,
+            f.transactions_per_event,
             f.hub_rss_mib,
             f.hub_hwm_mib,
             milliseconds(f.lag_p50),

@@ -414,10 +414,8 @@ pub async fn start_rooms(
 }
 
 async fn commit_every_second(room: Arc<SimRoom>, phase: Duration, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval_at(
-        tokio::time::Instant::now() + phase,
-        Duration::from_secs(1),
-    );
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
