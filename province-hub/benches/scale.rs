@@ -154,6 +154,8 @@ struct Figures {
     simulator_cpu_percent: f64,
     /// Transactions committed in the hub's database per event landed.
     transactions_per_event: f64,
+    /// Events per batch the rooms sent, over the whole run.
+    events_per_batch: f64,
     hub_rss_mib: f64,
     hub_hwm_mib: f64,
     lag_p50: Duration,
@@ -306,6 +308,7 @@ fn measure(
     hub.kill();
     servers.cancel();
 
+    let batches: u64 = rooms.iter().map(|room| room.batches_sent()).sum();
     let journeys: Vec<sim::Journey> = rooms.iter().flat_map(|room| room.journeys()).collect();
     let landed_in_window = journeys
         .iter()
@@ -331,6 +334,7 @@ fn measure(
         hub_cpu_percent: core_percent(hub_after.own - hub_before.own),
         postgres_cpu_percent: core_percent(postgres_after.saturating_sub(postgres_before)),
         simulator_cpu_percent: core_percent(simulator_after.own - simulator_before.own),
+        events_per_batch: events as f64 / batches.max(1) as f64,
         transactions_per_event: (commits_after - commits_before) as f64
             / landed_in_window.max(1) as f64,
         hub_rss_mib,
@@ -375,13 +379,14 @@ fn main() {
         .collect();
     println!();
     println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "rooms",
         "landed/s",
         "hub CPU%",
         "PG CPU%",
         "sim CPU%",
         "PG tx/ev",
+        "ev/batch",
         "RSS MiB",
         "HWM MiB",
         "lag p50",
@@ -390,13 +395,14 @@ fn main() {
     );
     for f in &figures {
         println!(
-            "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.2} {:>9.1} {:>9.1} {:>7}ms {:>7}ms {:>7}ms",
+            "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.2} {:>9.2} {:>9.1} {:>9.1} {:>7}ms {:>7}ms {:>7}ms",
             f.rooms,
             f.landed_per_second,
             f.hub_cpu_percent,
             f.postgres_cpu_percent,
             f.simulator_cpu_percent,
             f.transactions_per_event,
+            f.events_per_batch,
             f.hub_rss_mib,
             f.hub_hwm_mib,
             milliseconds(f.lag_p50),

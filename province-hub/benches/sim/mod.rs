@@ -25,6 +25,7 @@
 //! correctness against real agents is what its tests check.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,6 +75,8 @@ pub struct SimRoom {
     newest: watch::Sender<i64>,
     /// Follow streams open now.
     following: watch::Sender<usize>,
+    /// Batches sent on every Pull stream so far.
+    batches_sent: AtomicU64,
 }
 
 /// One event's path from commit to acknowledgement.
@@ -166,6 +169,10 @@ impl SimRoom {
 
     pub fn following(&self) -> usize {
         *self.following.borrow()
+    }
+
+    pub fn batches_sent(&self) -> u64 {
+        self.batches_sent.load(Ordering::Relaxed)
     }
 }
 
@@ -335,6 +342,7 @@ async fn stream_events(
         let events = room.read_after(after, limit);
         let message = if let Some(last) = events.last() {
             after = last.seq;
+            room.batches_sent.fetch_add(1, Ordering::Relaxed);
             heartbeat_at = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
             pull_response::Message::Batch(EventBatch {
                 events,
@@ -391,6 +399,7 @@ pub async fn start_rooms(
             outbox: Mutex::default(),
             newest: watch::Sender::new(0),
             following: watch::Sender::new(0),
+            batches_sent: AtomicU64::new(0),
         });
         let server = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
