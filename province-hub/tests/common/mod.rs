@@ -510,3 +510,17 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().unwrap())
 }
+
+impl Postgres {
+    /// The server's main process (the postmaster); its backends are its children.
+    pub fn postmaster_pid(&self) -> u32 {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let contents = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|err| panic!("{}: {err}", pid_file.display()));
+        contents
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{} names no process", pid_file.display()))
+    }
+}
