@@ -15,8 +15,7 @@ use std::time::Duration;
 use common::{Room, api_call as call};
 use futures_util::{SinkExt, StreamExt};
 use lesson::{
-    PATIENCE, ProtocolTablet as Tablet, import_roster, open_pairing, outbox_of_kind as outbox,
-    pair, stop,
+    PATIENCE, ProtocolTablet as Tablet, open_pairing, outbox_of_kind as outbox, pair, stop,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -669,8 +668,7 @@ async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records() {
     let room = Room::new("");
-    import_roster(
-        &room,
+    room.import_roster(
         "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
          pupil,010206001234,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
          pupil,010206005678,Lò Thị Bình,6A1,no,no,\n",

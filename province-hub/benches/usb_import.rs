@@ -5,7 +5,8 @@
 //! bundle in process (decrypt, verify, decode every event), which any import
 //! must do before it stores anything. The difference is what landing costs.
 //!
-//! The week is the agent's `usb_week` bench's: 40 pupils, 10 periods a day,
+//! The week is the one the agent's `usb_week` bench records (its
+//! `benches/common/week.rs`, included here): 40 pupils, 10 periods a day,
 //! 6 school days; a roll-call mark per pupil and period, 8 answers per pupil
 //! and period, 10 tablet commands per period, 24 bells and lights a day:
 //! 22 344 events. The room is the real agent binary's `hub export`; each import

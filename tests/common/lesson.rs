@@ -65,19 +65,7 @@ pub fn import_pupils(room: &Room, count: usize) {
     for (id, name) in &PUPILS[..count] {
         csv.push_str(&format!("pupil,{id},{name},6A1,no,yes,2026-08-20\n"));
     }
-    import_roster(room, &csv);
-}
-
-/// Imports the roster `csv` into `room` with `roster import`; panics with its error.
-pub fn import_roster(room: &Room, csv: &str) {
-    let path = room.dir.path().join("lop6a1.csv");
-    std::fs::write(&path, csv).unwrap();
-    let imported = room.command(&["roster", "import", path.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    room.import_roster(&csv);
 }
 
 /// The panel at `width`x`height` with touch on, once it shows the room's name.

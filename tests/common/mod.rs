@@ -151,6 +151,18 @@ impl Room {
             .unwrap()
     }
 
+    /// Imports the roster `csv` with `roster import`; panics with its error.
+    pub fn import_roster(&self, csv: &str) {
+        let path = self.dir.path().join("roster.csv");
+        std::fs::write(&path, csv).unwrap();
+        let imported = self.command(&["roster", "import", path.to_str().unwrap()]);
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    }
+
     /// Runs `check-config` on this room's config; its exit code and what it wrote to stderr.
     pub fn check_config(&self) -> (Option<i32>, String) {
         let output = Command::new(agent_binary())
