@@ -799,19 +799,9 @@ fn an_ip_camera_behind_a_password_takes_the_roll_and_its_password_is_never_shown
         RULES,
         "",
     );
-    let output = std::process::Command::new(common::agent_binary())
-        .arg("check-config")
-        .arg(&room.config_path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    let line = std::fs::read_to_string(&room.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.starts_with("url = "))
-        .unwrap()
-        + 1;
+    let (code, text) = room.check_config();
+    assert_eq!(code, Some(2), "{text}");
+    let line = room.config_line(|line| line.starts_with("url = "));
     assert!(
         text.contains(&format!(
             "agent.toml:{line}:1: attendance.source.url: `rtsp://camera:***@192.168.1.20/stream` is not an http:// or https:// URL"

@@ -1040,19 +1040,9 @@ fn check_config_refuses_a_bell_pattern_longer_than_the_bells_maximum() {
     let room = Room::new(
         "[schedule.patterns.fire-drill]\npulses_ms = [2000, 20000]\n\n[[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\nmax_on_seconds = 5\ndriver = { type = \"simulated\" }\n",
     );
-    let output = Command::new(common::agent_binary())
-        .arg("check-config")
-        .arg(&room.config_path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    let line = std::fs::read_to_string(&room.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.contains("pulses_ms"))
-        .unwrap()
-        + 1;
+    let (code, text) = room.check_config();
+    assert_eq!(code, Some(2), "{text}");
+    let line = room.config_line(|line| line.contains("pulses_ms"));
     assert!(
         text.contains(&format!("agent.toml:{line}:20: schedule.patterns.fire-drill.pulses_ms.1: a pulse of 20000 ms is longer than bell `bell` may ring (5 s")),
         "{text}"

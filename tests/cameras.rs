@@ -293,19 +293,9 @@ fn check_config_refuses_a_malformed_rtsp_url_where_it_stands_without_its_passwor
         LONG_ROLL_CALL,
         "",
     );
-    let output = std::process::Command::new(common::agent_binary())
-        .arg("check-config")
-        .arg(&room.config_path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    let line = std::fs::read_to_string(&room.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.starts_with("sub_url = "))
-        .unwrap()
-        + 1;
+    let (code, text) = room.check_config();
+    assert_eq!(code, Some(2), "{text}");
+    let line = room.config_line(|line| line.starts_with("sub_url = "));
     assert!(
         text.contains(&format!(
             "agent.toml:{line}:1: attendance.source.sub_url: `rtsp://admin:***@192.168.1.64:55x4/Streaming/Channels/102`: `55x4` is not a port number"

@@ -6,130 +6,23 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/lesson.rs"]
+mod lesson;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Room, api_call as call};
+use common::api_call as call;
 use firmware_agent::proto::event::Payload;
-use futures_util::{SinkExt, StreamExt};
+use lesson::{
+    FIRST_LESSON as FIRST_PERIOD, MONDAY_FIRST_PERIOD, PairedTablet, ProtocolTablet,
+    browser_tablet, class_6a1, open_panel, outbox, protocol_tablets, screenshots, stop,
+    tablet_id_named,
+};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-const PATIENCE: Duration = Duration::from_secs(20);
-/// Inside the first period of the Monday morning shift the room's timetable has.
-const MONDAY_FIRST_PERIOD: &str = "2026-09-07T07:05:00+07:00";
-const FIRST_PERIOD: &str = "2026-09-07/Sáng/1";
 /// Tablets that speak the protocol directly, beside the two browser tablets.
 const PROTOCOL_TABLETS: usize = 6;
-
-const ROSTER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
-    pupil,010206000001,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
-    pupil,010206000002,Lò Thị Bình,6A1,no,yes,2026-08-20\n\
-    pupil,010206000003,Phạm Văn Cường,6A1,no,yes,2026-08-20\n\
-    pupil,010206000004,Hà Thị Dung,6A1,no,yes,2026-08-20\n\
-    pupil,010206000005,Vàng A Dế,6A1,no,yes,2026-08-20\n";
-
-/// A room of class 6A1 with its roster and a Monday morning timetable.
-fn classroom() -> Room {
-    let room = Room::new(
-        "[attendance]\nclass = \"6A1\"\n\n[schedule]\n\n[[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\n\
-         periods = [{ start = \"07:00\", end = \"07:45\" }, { start = \"07:50\", end = \"08:35\" }]\n\n\
-         [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = { type = \"simulated\" }\n",
-    );
-    let csv = room.dir.path().join("lop6a1.csv");
-    std::fs::write(&csv, ROSTER).unwrap();
-    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
-    room
-}
-
-/// A tablet's end of the live channel, speaking the protocol itself.
-struct Tablet {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Tablet {
-    async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
-        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
-            .await
-            .unwrap();
-        let mut tablet = Tablet { socket };
-        tablet
-            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
-            .await;
-        let welcome = tablet.receive().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (tablet, welcome)
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap();
-    }
-
-    async fn receive(&mut self) -> Value {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next())
-                .await
-                .expect("a message within the patience")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).unwrap();
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
-                Some(Ok(_)) => continue,
-            }
-        }
-    }
-
-    /// The next command, acked; panics on anything else.
-    async fn command(&mut self) -> Value {
-        let message = self.receive().await;
-        assert_eq!(message["type"], "command", "{message}");
-        self.send(json!({ "type": "ack", "id": message["id"] }))
-            .await;
-        message["command"].clone()
-    }
-
-    /// Proves nothing was queued for this tablet before now: a ping's pong
-    /// comes next, where a command given to it earlier would have come first.
-    async fn heard_nothing(&mut self, why: &str) {
-        self.send(json!({ "type": "ping" })).await;
-        let next = self.receive().await;
-        assert_eq!(next["type"], "pong", "{why}: {next}");
-    }
-}
-
-/// The outbox's payloads, decoded, in commit order.
-fn outbox(room: &Room) -> Vec<Payload> {
-    let conn = rusqlite::Connection::open_with_flags(
-        room.database(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT kind, payload FROM outbox ORDER BY seq")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })
-        .unwrap();
-    rows.filter_map(|row| {
-        let (kind, bytes) = row.unwrap();
-        Payload::decode_stored(&kind, &bytes).unwrap()
-    })
-    .collect()
-}
 
 /// The names a paired tablet is offered to choose from, by its token.
 async fn roster_offered_to(address: SocketAddr, token: &str) -> Vec<String> {
@@ -166,76 +59,23 @@ fn tile(tablet_id: &str) -> String {
     format!("#class-tiles .tile[data-tablet-id=\"{tablet_id}\"]")
 }
 
-/// A browser tablet pairs with `code` and its pupil touches `pupil` among the class's names.
-async fn browser_tablet(
-    address: SocketAddr,
-    code: &str,
-    desk: &str,
-    pupil: &str,
-) -> browser::Chromium {
-    let mut tablet =
-        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
-    tablet
-        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
-        .await;
-    tablet
-        .evaluate(&format!(
-            "document.getElementById('name').value = '{desk}'; document.getElementById('pair-button').click(); true"
-        ))
-        .await;
-    tablet
-        .wait_for(&format!(
-            "[...document.querySelectorAll('#pupil-names button')].some(b => b.textContent === '{pupil}')"
-        ))
-        .await;
-    tablet
-        .evaluate(&format!(
-            "[...document.querySelectorAll('#pupil-names button')].find(b => b.textContent === '{pupil}').click(); true"
-        ))
-        .await;
-    tablet
-        .wait_for(&format!(
-            "document.getElementById('choose-pupil').hidden && document.getElementById('pupil').textContent === '{pupil}'"
-        ))
-        .await;
-    tablet
-}
-
 /// The id of a browser tablet, found by the name its page shows.
 async fn tablet_id_of(tablet: &mut browser::Chromium, address: SocketAddr) -> String {
-    let (_, listed) = call(address, "GET", "/api/lesson/class", None).await;
     let name = tablet
         .evaluate("document.getElementById('status').textContent")
         .await;
-    listed["tiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|tile| tile["name"] == name)
-        .and_then(|tile| tile["tablet_id"].as_str())
-        .expect("the browser tablet has a tile")
-        .to_owned()
+    tablet_id_named(address, &name).await
 }
 
 /// Everything issue 16's first three items promise, as a teacher and a class would do it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_group() {
-    let room = classroom();
+    let room = class_6a1("", 5);
     let _agent = room.start_at(MONDAY_FIRST_PERIOD);
     let address = room.http;
 
     // The panel, touched as the interactive panel is.
-    let mut panel =
-        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
-    panel
-        .call(
-            "Emulation.setTouchEmulationEnabled",
-            json!({ "enabled": true, "maxTouchPoints": 5 }),
-        )
-        .await;
-    panel
-        .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
-        .await;
+    let mut panel = open_panel(address, 1920, 1080).await;
     assert_eq!(
         panel
             .evaluate("document.querySelector('[data-view=class]').textContent")
@@ -253,34 +93,26 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     let code = code.as_str().unwrap().to_owned();
 
     // Two pupils pair their tablets and choose their own names.
-    let mut an = browser_tablet(address, &code, "Bàn 1", "Nguyễn Văn An").await;
-    let mut binh = browser_tablet(address, &code, "Bàn 2", "Lò Thị Bình").await;
+    let mut an = browser_tablet(address, &code, Some("Bàn 1"), Some("Nguyễn Văn An")).await;
+    let mut binh = browser_tablet(address, &code, Some("Bàn 2"), Some("Lò Thị Bình")).await;
     let an_id = tablet_id_of(&mut an, address).await;
     let binh_id = tablet_id_of(&mut binh, address).await;
 
     // The rest of the class, at protocol level.
-    let mut protocol = Vec::new();
-    for i in 0..PROTOCOL_TABLETS {
-        let (status, paired) = call(
-            address,
-            "POST",
-            "/tablet/pair",
-            Some(json!({ "code": code, "name": format!("Bàn {}", i + 3) })),
-        )
-        .await;
-        assert_eq!(status, 200, "{paired}");
-        let id = paired["tablet_id"].as_str().unwrap().to_owned();
-        let token = paired["token"].as_str().unwrap().to_owned();
-        let (tablet, welcome) = Tablet::connect(address, &token, 0).await;
-        assert_eq!(welcome["pupil"], Value::Null, "nobody holds a new tablet");
-        protocol.push((id, token, tablet));
+    let mut protocol = protocol_tablets(address, &code, 3, PROTOCOL_TABLETS).await;
+    for paired in &protocol {
+        assert_eq!(
+            paired.welcome["pupil"],
+            Value::Null,
+            "nobody holds a new tablet"
+        );
     }
     let (status, roster) = call(address, "GET", "/tablet/roster", None).await;
     assert_eq!(
         status, 401,
         "the roster is for paired tablets only: {roster}"
     );
-    let offered = roster_offered_to(address, &protocol[1].1).await;
+    let offered = roster_offered_to(address, &protocol[1].token).await;
     assert_eq!(
         offered,
         ["Hà Thị Dung", "Phạm Văn Cường", "Vàng A Dế"],
@@ -320,7 +152,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     );
 
     // The teacher binds Cường to the first protocol tablet at the panel.
-    let (cuong_id, _, _) = &protocol[0];
+    let cuong_id = &protocol[0].id;
     panel.tap(&format!("{} .more", tile(cuong_id))).await;
     panel
         .wait_for("!document.getElementById('tile-detail').hidden")
@@ -345,7 +177,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     panel.tap("#class-lock").await;
     binh.wait_for("!document.getElementById('lock').hidden")
         .await;
-    for (_, _, tablet) in &mut protocol {
+    for PairedTablet { tablet, .. } in &mut protocol {
         tablet
             .heard_nothing("a lock for Bình reaches no other tablet")
             .await;
@@ -360,7 +192,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
 
     // A group of three, saved and reused: a message reaches its tablets only.
     panel.tap("#class-choose-none").await;
-    for (id, _, _) in &protocol[..3] {
+    for PairedTablet { id, .. } in &protocol[..3] {
         panel.tap(&tile(id)).await;
     }
     panel
@@ -382,14 +214,14 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
         .evaluate("document.getElementById('class-text').value = 'Nhóm 1 làm bài 3'; true")
         .await;
     panel.tap("#class-message").await;
-    for (_, _, tablet) in &mut protocol[..3] {
-        let command = tablet.command().await;
+    for PairedTablet { tablet, .. } in &mut protocol[..3] {
+        let (_, command) = tablet.command().await;
         assert_eq!(
             command,
             json!({ "kind": "message", "text": "Nhóm 1 làm bài 3" })
         );
     }
-    for (_, _, tablet) in &mut protocol[3..] {
+    for PairedTablet { tablet, .. } in &mut protocol[3..] {
         tablet
             .heard_nothing("the group's message reaches no tablet outside it")
             .await;
@@ -402,18 +234,18 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
 
     // Catching up: a tablet outside the group reconnects from the start and is
     // given neither the lock nor the message; one inside gets the message.
-    let (_, outsider_token, outsider) = protocol.pop().unwrap();
-    drop(outsider);
-    let (_, welcome) = Tablet::connect(address, &outsider_token, 0).await;
+    let outsider = protocol.pop().unwrap();
+    drop(outsider.tablet);
+    let (_, welcome) = ProtocolTablet::connect(address, &outsider.token, 0).await;
     assert_eq!(
         welcome["missed"],
         json!([]),
         "nothing was meant for it: {welcome}"
     );
     assert_eq!(welcome["state"]["locked"], false);
-    let (_, member_token, member) = protocol.remove(1);
-    drop(member);
-    let (_, welcome) = Tablet::connect(address, &member_token, 0).await;
+    let member = protocol.remove(1);
+    drop(member.tablet);
+    let (_, welcome) = ProtocolTablet::connect(address, &member.token, 0).await;
     let missed: Vec<&str> = welcome["missed"]
         .as_array()
         .unwrap()
@@ -479,7 +311,8 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
             tile(&an_id)
         ))
         .await;
-    screenshots(&mut panel).await;
+    let dir = screenshots(&mut panel, "class-view", "class").await;
+    println!("class view screenshots: {}", dir.display());
 
     let records = outbox(&room);
     let answers: Vec<_> = records
@@ -525,12 +358,7 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
     drop((an, binh, panel));
     // The records of the lock and the message name their audience once the agent stops.
     let mut agent = _agent;
-    agent.signal(libc::SIGTERM);
-    assert!(
-        agent
-            .wait_exit(Duration::from_secs(10))
-            .is_some_and(|status| status.success())
-    );
+    stop(&mut agent, Duration::from_secs(10));
     let commands: Vec<_> = outbox(&room)
         .into_iter()
         .filter_map(|p| match p {
@@ -560,26 +388,4 @@ async fn the_teacher_sees_the_class_and_gives_commands_to_one_tablet_and_to_a_gr
                 && group == "Nhóm 1"),
         "{commands:?}"
     );
-}
-
-/// Screenshots of the class view at the panel's two usual sizes, kept as test artefacts.
-async fn screenshots(page: &mut browser::Chromium) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("class-view");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (width, height) in [(1920, 1080), (3840, 2160)] {
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
-        )
-        .await;
-        let png = page.screenshot().await;
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(dir.join(format!("class-{width}x{height}.png")), png).unwrap();
-    }
-    println!("class view screenshots: {}", dir.display());
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false }),
-    )
-    .await;
 }

@@ -6,20 +6,19 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/lesson.rs"]
+mod lesson;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use common::{Room, api_call as call};
-use futures_util::{SinkExt, StreamExt};
+use lesson::{
+    PairedTablet, ProtocolTablet, browser_tablet, open_panel, protocol_tablets, screenshots,
+    tablet_id_named,
+};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-const PATIENCE: Duration = Duration::from_secs(20);
 const PROTOCOL_TABLETS: usize = 4;
 const PDF: &str = "toan/bai-3.pdf";
 const PAGES: u32 = 5;
@@ -49,95 +48,6 @@ fn make_pdf(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// A tablet's end of the live channel, speaking the protocol itself.
-struct Tablet {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Tablet {
-    async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
-        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
-            .await
-            .unwrap();
-        let mut tablet = Tablet { socket };
-        tablet
-            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
-            .await;
-        let welcome = tablet.receive().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (tablet, welcome)
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap();
-    }
-
-    async fn receive(&mut self) -> Value {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next())
-                .await
-                .expect("a message within the patience")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).unwrap();
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
-                Some(Ok(_)) => continue,
-            }
-        }
-    }
-
-    /// The next command, acked, with its id; panics on anything else.
-    async fn command(&mut self) -> (u64, Value) {
-        let message = self.receive().await;
-        assert_eq!(message["type"], "command", "{message}");
-        self.send(json!({ "type": "ack", "id": message["id"] }))
-            .await;
-        (message["id"].as_u64().unwrap(), message["command"].clone())
-    }
-
-    /// Acks commands until one is `page` `page`; returns its id.
-    async fn until_page(&mut self, page: u32) -> u64 {
-        loop {
-            let (id, command) = self.command().await;
-            assert_eq!(command["kind"], "page", "{command}");
-            if command["page"] == page {
-                return id;
-            }
-        }
-    }
-
-    /// Proves nothing was queued for this tablet before now.
-    async fn heard_nothing(&mut self, why: &str) {
-        self.send(json!({ "type": "ping" })).await;
-        let next = self.receive().await;
-        assert_eq!(next["type"], "pong", "{why}: {next}");
-    }
-}
-
-/// A browser tablet paired with `code` under the name `desk`.
-async fn browser_tablet(address: SocketAddr, code: &str, desk: &str) -> browser::Chromium {
-    let mut tablet =
-        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
-    tablet
-        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
-        .await;
-    tablet
-        .evaluate(&format!(
-            "document.getElementById('name').value = '{desk}'; document.getElementById('pair-button').click(); true"
-        ))
-        .await;
-    tablet
-        .wait_for(&format!(
-            "document.getElementById('status').textContent === '{desk}'"
-        ))
-        .await;
-    tablet
-}
-
 /// Waits until the tablet page shows page `page` of the PDF, drawn by pdf.js:
 /// pdf.js read the page's text ("Trang N") and inked its canvas.
 async fn shows_page(tablet: &mut browser::Chromium, page: u32, following: bool) {
@@ -161,18 +71,6 @@ async fn shows_page(tablet: &mut browser::Chromium, page: u32, following: bool) 
     );
 }
 
-async fn tablet_id_named(address: SocketAddr, name: &str) -> String {
-    let (_, listed) = call(address, "GET", "/api/lesson/class", None).await;
-    listed["tiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|tile| tile["name"] == name)
-        .and_then(|tile| tile["tablet_id"].as_str())
-        .expect("the tablet has a tile")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_browse() {
     let room = Room::new("");
@@ -194,43 +92,22 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         "pdf.js is for paired tablets and the panel only"
     );
 
-    let mut panel =
-        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
-    panel
-        .call(
-            "Emulation.setTouchEmulationEnabled",
-            json!({ "enabled": true, "maxTouchPoints": 5 }),
-        )
-        .await;
+    let mut panel = open_panel(address, 1920, 1080).await;
     panel
         .wait_for("document.querySelector('[data-view=follow]').textContent === 'Tài liệu'")
         .await;
-    let (status, window) = call(address, "POST", "/api/tablets/pairing", None).await;
-    assert_eq!(status, 200, "{window}");
-    let code = window["window"]["code"].as_str().unwrap().to_owned();
+    let code = lesson::open_pairing(address).await;
 
-    let mut an = browser_tablet(address, &code, "Bàn 1").await;
-    let mut binh = browser_tablet(address, &code, "Bàn 2").await;
-    let binh_id = tablet_id_named(address, "Bàn 2").await;
-    let mut protocol = Vec::new();
-    for i in 0..PROTOCOL_TABLETS {
-        let (status, paired) = call(
-            address,
-            "POST",
-            "/tablet/pair",
-            Some(json!({ "code": code, "name": format!("Bàn {}", i + 3) })),
-        )
-        .await;
-        assert_eq!(status, 200, "{paired}");
-        let id = paired["tablet_id"].as_str().unwrap().to_owned();
-        let token = paired["token"].as_str().unwrap().to_owned();
-        let (tablet, welcome) = Tablet::connect(address, &token, 0).await;
+    let mut an = browser_tablet(address, &code, Some("Bàn 1"), None).await;
+    let mut binh = browser_tablet(address, &code, Some("Bàn 2"), None).await;
+    let binh_id = tablet_id_named(address, &json!("Bàn 2")).await;
+    let mut protocol = protocol_tablets(address, &code, 3, PROTOCOL_TABLETS).await;
+    for paired in &protocol {
         assert_eq!(
-            welcome["state"]["follow"],
+            paired.welcome["state"]["follow"],
             Value::Null,
             "nobody follows yet"
         );
-        protocol.push((id, token, tablet));
     }
 
     // The teacher opens the PDF from the content store on the panel.
@@ -261,7 +138,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         "Cả lớp theo cô/thầy"
     );
     panel.tap("#follow-lead").await;
-    for (_, _, tablet) in &mut protocol {
+    for PairedTablet { tablet, .. } in &mut protocol {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 1 }));
     }
@@ -274,16 +151,16 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         .wait_for("document.getElementById('follow-viewer').dataset.page === '3'")
         .await;
     let mut page_three = 0;
-    for (_, _, tablet) in &mut protocol {
+    for PairedTablet { tablet, .. } in &mut protocol {
         page_three = tablet.until_page(3).await;
     }
     shows_page(&mut an, 3, true).await;
     shows_page(&mut binh, 3, true).await;
 
     // A tablet that reconnects lands on the current page, without replaying the turns.
-    let (_, token, tablet) = &mut protocol[0];
+    let PairedTablet { token, tablet, .. } = &mut protocol[0];
     tablet.socket.close(None).await.unwrap();
-    let (reconnected, welcome) = Tablet::connect(address, token, 0).await;
+    let (reconnected, welcome) = ProtocolTablet::connect(address, token, 0).await;
     *tablet = reconnected;
     assert_eq!(
         welcome["state"]["follow"],
@@ -310,7 +187,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
 
     // Release: the pupils browse on their own; the protocol tablets hear it.
     panel.tap("#follow-release").await;
-    for (_, _, tablet) in &mut protocol {
+    for PairedTablet { tablet, .. } in &mut protocol {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "release" }));
     }
@@ -333,7 +210,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
     panel
         .wait_for("document.querySelectorAll('#class-tiles .tile').length === 6")
         .await;
-    for id in [&protocol[0].0, &protocol[1].0, &binh_id] {
+    for id in [&protocol[0].id, &protocol[1].id, &binh_id] {
         panel
             .tap(&format!("#class-tiles .tile[data-tablet-id=\"{id}\"]"))
             .await;
@@ -350,17 +227,17 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         .wait_for("document.getElementById('follow-lead').textContent === 'Nhóm 1 theo cô/thầy'")
         .await;
     panel.tap("#follow-lead").await;
-    for (_, _, tablet) in &mut protocol[..2] {
+    for PairedTablet { tablet, .. } in &mut protocol[..2] {
         let (_, command) = tablet.command().await;
         assert_eq!(command, json!({ "kind": "follow", "file": PDF, "page": 3 }));
     }
     shows_page(&mut binh, 3, true).await;
     panel.tap("#follow-next").await;
-    for (_, _, tablet) in &mut protocol[..2] {
+    for PairedTablet { tablet, .. } in &mut protocol[..2] {
         tablet.until_page(4).await;
     }
     shows_page(&mut binh, 4, true).await;
-    for (_, _, tablet) in &mut protocol[2..] {
+    for PairedTablet { tablet, .. } in &mut protocol[2..] {
         tablet
             .heard_nothing("the group's follow reaches no tablet outside it")
             .await;
@@ -372,23 +249,7 @@ async fn the_class_follows_the_teachers_pdf_page_by_page_and_is_released_to_brow
         "An is outside the group and still browses"
     );
 
-    screenshots("panel", &mut panel).await;
-    screenshots("tablet", &mut binh).await;
-}
-
-/// Screenshots at the panel's two usual sizes, kept as test artefacts.
-async fn screenshots(name: &str, page: &mut browser::Chromium) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("follow");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (width, height) in [(1920, 1080), (3840, 2160)] {
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
-        )
-        .await;
-        let png = page.screenshot().await;
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(dir.join(format!("{name}-{width}x{height}.png")), png).unwrap();
-    }
+    screenshots(&mut panel, "follow", "panel").await;
+    let dir = screenshots(&mut binh, "follow", "tablet").await;
     println!("follow screenshots: {}", dir.display());
 }

@@ -8,6 +8,8 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/lesson.rs"]
+mod lesson;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -16,67 +18,22 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use common::{Room, api_call as call};
 use firmware_agent::proto::event::Payload;
+use lesson::{
+    FIRST_LESSON as FIRST_PERIOD, MONDAY_FIRST_PERIOD, browser_tablet, class_6a1, open_pairing,
+    open_panel, outbox,
+};
 use serde_json::{Value, json};
 
-/// Inside the first period of the Monday morning shift the room's timetable has.
-const MONDAY_FIRST_PERIOD: &str = "2026-09-07T07:05:00+07:00";
-const FIRST_PERIOD: &str = "2026-09-07/Sáng/1";
 const AN: &str = "010206000001";
 /// `tablets.hand_in_max_bytes` in the test's room.
 const MAX_BYTES: usize = 1024 * 1024;
 
-const ROSTER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
-    pupil,010206000001,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
-    pupil,010206000002,Lò Thị Bình,6A1,no,yes,2026-08-20\n";
-
 fn classroom() -> Room {
-    let room = Room::new(&format!(
-        "[attendance]\nclass = \"6A1\"\n\n[tablets]\nhand_in_max_bytes = {MAX_BYTES}\n\n[schedule]\n\n\
-         [[schedule.shifts]]\nname = \"Sáng\"\ndays = [\"mon\"]\n\
-         periods = [{{ start = \"07:00\", end = \"07:45\" }}, {{ start = \"07:50\", end = \"08:35\" }}]\n\n\
-         [[actuators.device]]\nname = \"bell\"\nkind = \"bell\"\ndriver = {{ type = \"simulated\" }}\n"
-    ));
-    let csv = room.dir.path().join("lop6a1.csv");
-    std::fs::write(&csv, ROSTER).unwrap();
-    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
-    room
+    class_6a1(&format!("[tablets]\nhand_in_max_bytes = {MAX_BYTES}\n"), 2)
 }
 
 fn photo() -> PathBuf {
     common::shared_testdata().join("faces/probe/obama_1080p.jpg")
-}
-
-/// A browser tablet pairs with `code` and its pupil touches `pupil` among the class's names.
-async fn browser_tablet(address: SocketAddr, code: &str, pupil: &str) -> browser::Chromium {
-    let mut tablet =
-        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
-    tablet
-        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
-        .await;
-    tablet
-        .evaluate("document.getElementById('pair-button').click(); true")
-        .await;
-    tablet
-        .wait_for(&format!(
-            "[...document.querySelectorAll('#pupil-names button')].some(b => b.textContent === '{pupil}')"
-        ))
-        .await;
-    tablet
-        .evaluate(&format!(
-            "[...document.querySelectorAll('#pupil-names button')].find(b => b.textContent === '{pupil}').click(); true"
-        ))
-        .await;
-    tablet
-        .wait_for(&format!(
-            "document.getElementById('choose-pupil').hidden && document.getElementById('pupil').textContent === '{pupil}'"
-        ))
-        .await;
-    tablet
 }
 
 /// Waits until the tablet's page says a hand-in other than `before` was taken; returns its id.
@@ -100,17 +57,7 @@ async fn handed_in(tablet: &mut browser::Chromium, before: &str) -> String {
 
 /// The panel at `width`x`height`, touch on, signed in (it is on loopback), on the class view.
 async fn panel(address: SocketAddr, width: u32, height: u32) -> browser::Chromium {
-    let mut panel =
-        browser::Chromium::open_sized(&format!("http://{address}/panel/"), width, height).await;
-    panel
-        .call(
-            "Emulation.setTouchEmulationEnabled",
-            json!({ "enabled": true, "maxTouchPoints": 5 }),
-        )
-        .await;
-    panel
-        .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
-        .await;
+    let mut panel = open_panel(address, width, height).await;
     panel.tap("[data-view=class]").await;
     panel
 }
@@ -249,26 +196,6 @@ fn rows(room: &Room) -> Vec<(String, String, String, String)> {
     .collect()
 }
 
-fn outbox(room: &Room) -> Vec<Payload> {
-    let conn = rusqlite::Connection::open_with_flags(
-        room.database(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT kind, payload FROM outbox ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-    })
-    .unwrap()
-    .filter_map(|row| {
-        let (kind, bytes) = row.unwrap();
-        Payload::decode_stored(&kind, &bytes).unwrap()
-    })
-    .collect()
-}
-
 /// The names in the hand-ins area, sorted.
 fn files(room: &Room) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(room.data_dir().join("hand-ins"))
@@ -287,10 +214,8 @@ async fn a_pupil_hands_in_a_photo_and_a_drawing_and_the_teacher_shows_it_full_sc
     let room = classroom();
     let _agent = room.start_at(MONDAY_FIRST_PERIOD);
     let address = room.http;
-    let (status, opened) = call(address, "POST", "/api/tablets/pairing", None).await;
-    assert_eq!(status, 200, "{opened}");
-    let code = opened["window"]["code"].as_str().unwrap().to_owned();
-    let mut tablet = browser_tablet(address, &code, "Nguyễn Văn An").await;
+    let code = open_pairing(address).await;
+    let mut tablet = browser_tablet(address, &code, None, Some("Nguyễn Văn An")).await;
 
     // A photo from the file input, as the camera would give it (a copy the browser may read).
     let camera_roll = room.dir.path().join("anh-bai-lam.jpg");

@@ -12,26 +12,18 @@ mod browser;
 #[path = "common/classroom.rs"]
 mod classroom;
 mod common;
+#[path = "common/lesson.rs"]
+mod lesson;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use classroom::{FIRST_PERIOD, MONDAY_0659, MONDAY_0700, RULES, faces, room_without_roster};
 use common::{Room, api_call as call};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-const PATIENCE: Duration = Duration::from_secs(20);
-const LESSON: &str = "2026-09-07/Sáng/1";
-
-const ROSTER: &str = "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
-    pupil,010206000001,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
-    pupil,010206000002,Lò Thị Bình,6A1,no,yes,2026-08-20\n\
-    pupil,010206000003,Phạm Văn Cường,6A1,no,yes,2026-08-20\n\
-    pupil,010206000004,Hà Thị Dung,6A1,no,yes,2026-08-20\n";
+use lesson::{
+    FIRST_LESSON as LESSON, PATIENCE, ProtocolTablet, browser_tablet, choose_pupil, import_pupils,
+    open_pairing, open_panel, pair, screenshots,
+};
+use serde_json::json;
 
 const SET: &str = r#"title = "Ôn tập đầu giờ"
 
@@ -66,14 +58,7 @@ fn classroom() -> (Room, tempfile::TempDir) {
         frames.path().display()
     );
     let room = room_without_roster(&source, RULES, FIRST_PERIOD);
-    let csv = room.dir.path().join("lop6a1.csv");
-    std::fs::write(&csv, ROSTER).unwrap();
-    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    import_pupils(&room, 4);
     let content = room.data_dir().join("content/on-tap");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("dau-gio.quiz.toml"), SET).unwrap();
@@ -85,135 +70,16 @@ fn classroom() -> (Room, tempfile::TempDir) {
     (room, frames)
 }
 
-/// A tablet's end of the live channel, speaking the protocol itself.
-struct Tablet {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Tablet {
-    async fn connect(address: SocketAddr, token: &str) -> Tablet {
-        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
-            .await
-            .unwrap();
-        let mut tablet = Tablet { socket };
-        tablet
-            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": 0 }))
-            .await;
-        let welcome = tablet.receive().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        tablet
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap();
-    }
-
-    async fn receive(&mut self) -> Value {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next())
-                .await
-                .expect("a message within the patience")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).unwrap();
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
-                Some(Ok(_)) => continue,
-            }
-        }
-    }
-
-    /// The next command of `kind`, acked (earlier commands are acked and passed over).
-    async fn command(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.receive().await;
-            assert_eq!(message["type"], "command", "{message}");
-            self.send(json!({ "type": "ack", "id": message["id"] }))
-                .await;
-            if message["command"]["kind"] == kind {
-                return message["command"].clone();
-            }
-        }
-    }
-
-    /// Answers `question` and returns what the agent said of it.
-    async fn answer(&mut self, question: &Value, answer: Value) -> Value {
-        let mut message = json!({ "type": "answer", "question": question["id"] });
-        message
-            .as_object_mut()
-            .unwrap()
-            .extend(answer.as_object().unwrap().clone());
-        self.send(message).await;
-        self.receive().await
-    }
-}
-
 /// A protocol tablet paired with `code` whose pupil chose `pupil` from the roster.
-async fn protocol_tablet(address: SocketAddr, code: &str, desk: &str, pupil: &str) -> Tablet {
-    let (status, paired) = call(
-        address,
-        "POST",
-        "/tablet/pair",
-        Some(json!({ "code": code, "name": desk })),
-    )
-    .await;
-    assert_eq!(status, 200, "{paired}");
-    let token = paired["token"].as_str().unwrap().to_owned();
-    let bearer = format!("Bearer {token}");
-    let (roster_url, pupil_url) = (
-        format!("http://{address}/tablet/roster"),
-        format!("http://{address}/tablet/pupil"),
-    );
-    let pupil = pupil.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let roster: Value = ureq::get(&roster_url)
-            .header("authorization", &bearer)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
-        let reference = roster["choices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["full_name"] == pupil.as_str())
-            .map(|c| c["pupil"].clone())
-            .expect("the pupil is offered");
-        ureq::post(&pupil_url)
-            .header("authorization", &bearer)
-            .send_json(json!({ "pupil": reference }))
-            .unwrap();
-    })
-    .await
-    .unwrap();
-    Tablet::connect(address, &token).await
-}
-
-/// A browser tablet paired with `code` whose pupil touches `pupil`.
-async fn browser_tablet(address: SocketAddr, code: &str, pupil: &str) -> browser::Chromium {
-    let mut tablet =
-        browser::Chromium::open(&format!("http://{address}/tablet/#code={code}")).await;
-    tablet
-        .wait_for("!document.getElementById('pairing').hidden && document.getElementById('code').value.length === 6")
-        .await;
-    tablet
-        .evaluate("document.getElementById('name').value = 'Bàn 1'; document.getElementById('pair-button').click(); true")
-        .await;
-    let button = format!(
-        "[...document.querySelectorAll('#pupil-names button')].find(b => b.textContent === '{pupil}')"
-    );
-    tablet.wait_for(&format!("{button} !== undefined")).await;
-    tablet.evaluate(&format!("{button}.click(); true")).await;
-    tablet
-        .wait_for(&format!(
-            "document.getElementById('pupil').textContent === '{pupil}'"
-        ))
-        .await;
-    tablet
+async fn protocol_tablet(
+    address: SocketAddr,
+    code: &str,
+    desk: &str,
+    pupil: &str,
+) -> ProtocolTablet {
+    let (_, token) = pair(address, code, desk).await;
+    choose_pupil(address, &token, pupil).await;
+    ProtocolTablet::connect(address, &token, 0).await.0
 }
 
 /// Sets a field of the panel's page as the on-screen keyboard would leave it.
@@ -296,23 +162,9 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     agent.advance("16m");
     agent.wait_for_log("roll call closed", PATIENCE);
 
-    let mut panel =
-        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1920, 1080).await;
-    panel
-        .call(
-            "Emulation.setTouchEmulationEnabled",
-            json!({ "enabled": true, "maxTouchPoints": 5 }),
-        )
-        .await;
-    panel
-        .wait_for("document.getElementById('room-name').textContent === 'Phòng thử'")
-        .await;
-    let (_, window) = call(address, "POST", "/api/tablets/pairing", None).await;
-    let code = window["window"]["code"]
-        .as_str()
-        .expect("a pairing code")
-        .to_owned();
-    let mut an = browser_tablet(address, &code, "Nguyễn Văn An").await;
+    let mut panel = open_panel(address, 1920, 1080).await;
+    let code = open_pairing(address).await;
+    let mut an = browser_tablet(address, &code, Some("Bàn 1"), Some("Nguyễn Văn An")).await;
     let mut binh = protocol_tablet(address, &code, "Bàn 2", "Lò Thị Bình").await;
     let mut cuong = protocol_tablet(address, &code, "Bàn 3", "Phạm Văn Cường").await;
     let mut dung = protocol_tablet(address, &code, "Bàn 4", "Hà Thị Dung").await;
@@ -334,7 +186,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     panel.tap("[data-correct=C]").await;
     panel.tap("[data-limit='15']").await;
     panel.tap("#quiz-start").await;
-    let asked = binh.command("question_start").await;
+    let asked = binh.command_of("question_start").await;
     assert_eq!(
         (&asked["question_kind"], &asked["time_limit_s"]),
         (&json!("multiple_choice"), &json!(15))
@@ -344,8 +196,8 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         None,
         "the answers never reach tablets"
     );
-    cuong.command("question_start").await;
-    dung.command("question_start").await;
+    cuong.command_of("question_start").await;
+    dung.command_of("question_start").await;
     an.wait_for("document.getElementById('time-left').textContent.startsWith('⏱ Còn ')")
         .await;
     panel
@@ -378,12 +230,12 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     );
     assert_eq!(pupil_row(&mut panel, "Nguyễn Văn An").await[2], "✓");
     assert_eq!(pupil_row(&mut panel, "Hà Thị Dung").await[0], "Chưa");
-    screenshots(&mut panel, &mut an, "timed").await;
+    screenshots_of_step(&mut panel, &mut an, "timed").await;
 
     // The agent's clock says time is up: the tablets are told, and Dung's answer is refused.
     // (Within the heartbeat timeout: a protocol tablet here sends no pings.)
     agent.advance("16s");
-    let stop = dung.command("question_stop").await;
+    let stop = dung.command_of("question_stop").await;
     assert_eq!(stop["question"], asked["id"]);
     let late = dung.answer(&asked, json!({ "choices": ["A", "C"] })).await;
     assert_eq!(late["type"], "error", "{late}");
@@ -405,8 +257,8 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     );
     an.wait_for("document.getElementById('question').hidden")
         .await;
-    binh.command("question_stop").await;
-    cuong.command("question_stop").await;
+    binh.command_of("question_stop").await;
+    cuong.command_of("question_stop").await;
 
     // True or false, no time limit.
     panel.tap("[data-kind=true_false]").await;
@@ -414,12 +266,12 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     panel.tap("[data-correct=true]").await;
     panel.tap("[data-limit='0']").await;
     panel.tap("#quiz-start").await;
-    let asked = binh.command("question_start").await;
+    let asked = binh.command_of("question_start").await;
     assert_eq!(
         asked["choices"],
         json!([{ "id": "true", "text": "Đúng" }, { "id": "false", "text": "Sai" }])
     );
-    cuong.command("question_start").await;
+    cuong.command_of("question_start").await;
     an.wait_for("document.querySelectorAll('#choices .choice').length === 2 && document.getElementById('time-left').textContent === ''")
         .await;
     an.evaluate("document.querySelector('#choices .choice[data-id=\"true\"]').click(); document.getElementById('send-answer').click(); true")
@@ -444,17 +296,17 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         ["Có", "Sai", "✗"]
     );
     panel.tap("#quiz-stop").await;
-    binh.command("question_stop").await;
-    cuong.command("question_stop").await;
+    binh.command_of("question_stop").await;
+    cuong.command_of("question_stop").await;
 
     // A short answer in Vietnamese: compared after NFC, case folding and trimming.
     panel.tap("[data-kind=short_answer]").await;
     fill(&mut panel, "#quiz-prompt", "Thủ đô của Việt Nam là gì?").await;
     fill(&mut panel, "#quiz-accepted", "Hà Nội; Ha Noi").await;
     panel.tap("#quiz-start").await;
-    let asked = binh.command("question_start").await;
+    let asked = binh.command_of("question_start").await;
     assert_eq!(asked["question_kind"], "short_answer");
-    cuong.command("question_start").await;
+    cuong.command_of("question_start").await;
     an.wait_for("!document.getElementById('answer-text').hidden")
         .await;
     an.evaluate("document.getElementById('answer-text').value = '  HÀ NỘI '; document.getElementById('send-answer').click(); true")
@@ -479,8 +331,8 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         ["Có", "Huế", "✗"]
     );
     panel.tap("#quiz-stop").await;
-    binh.command("question_stop").await;
-    cuong.command("question_stop").await;
+    binh.command_of("question_stop").await;
+    cuong.command_of("question_stop").await;
 
     // The prepared set: the broken file is named with its line, the good one runs.
     let (_, sets) = call(address, "GET", "/api/lesson/quiz/sets", None).await;
@@ -515,11 +367,11 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
                 ))
                 .await;
             panel.tap("#quiz-next").await;
-            binh.command("question_stop").await;
-            cuong.command("question_stop").await;
+            binh.command_of("question_stop").await;
+            cuong.command_of("question_stop").await;
         }
-        let asked = binh.command("question_start").await;
-        cuong.command("question_start").await;
+        let asked = binh.command_of("question_start").await;
+        cuong.command_of("question_start").await;
         prompts.push(asked["prompt"].as_str().unwrap().to_owned());
         assert_eq!(
             binh.answer(&asked, answer.clone()).await["type"],
@@ -544,7 +396,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
         pupil_row(&mut panel, "Lò Thị Bình").await,
         ["Có", "phan xi păng", "✓"]
     );
-    screenshots(&mut panel, &mut an, "set").await;
+    screenshots_of_step(&mut panel, &mut an, "set").await;
     let (status, finished) = call(address, "POST", "/api/lesson/quiz/next", None).await;
     assert_eq!(
         (status, finished["error"].as_str()),
@@ -621,12 +473,7 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
 
     // The same summary from the command line.
     drop((an, panel));
-    agent.signal(libc::SIGTERM);
-    assert!(
-        agent
-            .wait_exit(PATIENCE)
-            .is_some_and(|status| status.success())
-    );
+    lesson::stop(&mut agent, PATIENCE);
     let out = room.dir.path().join("tong-ket.xlsx");
     let written = room.command(&[
         "lesson",
@@ -655,26 +502,12 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
 }
 
 /// The panel's question tab at the panel's two usual sizes, and the tablet, kept as test artefacts.
-async fn screenshots(panel: &mut browser::Chromium, tablet: &mut browser::Chromium, step: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("questions");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (width, height) in [(1920, 1080), (3840, 2160)] {
-        panel
-            .call(
-                "Emulation.setDeviceMetricsOverride",
-                json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
-            )
-            .await;
-        let png = panel.screenshot().await;
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(dir.join(format!("{step}-panel-{width}x{height}.png")), png).unwrap();
-    }
-    panel
-        .call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false }),
-        )
-        .await;
+async fn screenshots_of_step(
+    panel: &mut browser::Chromium,
+    tablet: &mut browser::Chromium,
+    step: &str,
+) {
+    let dir = screenshots(panel, "questions", &format!("{step}-panel")).await;
     let png = tablet.screenshot().await;
     std::fs::write(dir.join(format!("{step}-tablet.png")), png).unwrap();
     println!("question screenshots: {}", dir.display());

@@ -5,6 +5,8 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/lesson.rs"]
+mod lesson;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,118 +14,14 @@ use std::time::Duration;
 
 use common::{Room, api_call as call};
 use futures_util::{SinkExt, StreamExt};
+use lesson::{
+    PATIENCE, ProtocolTablet as Tablet, open_pairing, outbox_of_kind as outbox, pair, stop,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 const TABLETS: usize = 40;
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn open_pairing(address: SocketAddr) -> String {
-    let (status, body) = call(address, "POST", "/api/tablets/pairing", None).await;
-    assert_eq!(status, 200, "{body}");
-    body["window"]["code"].as_str().unwrap().to_owned()
-}
-
-/// Pairs one tablet; returns its id and token.
-async fn pair(address: SocketAddr, code: &str, name: &str) -> (String, String) {
-    let (status, body) = call(
-        address,
-        "POST",
-        "/tablet/pair",
-        Some(json!({ "code": code, "name": name })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    (
-        body["tablet_id"].as_str().unwrap().to_owned(),
-        body["token"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// A tablet's end of the live channel.
-struct Tablet {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Tablet {
-    async fn open(address: SocketAddr) -> Tablet {
-        let (socket, _) = connect_async(format!("ws://{address}/tablet/ws"))
-            .await
-            .unwrap();
-        Tablet { socket }
-    }
-
-    /// Connects and says hello; returns the tablet and the welcome.
-    async fn connect(address: SocketAddr, token: &str, last_command: u64) -> (Tablet, Value) {
-        let mut tablet = Tablet::open(address).await;
-        tablet
-            .send(json!({ "type": "hello", "v": 1, "token": token, "last_command": last_command }))
-            .await;
-        let welcome = tablet.receive().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (tablet, welcome)
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.send_text(message.to_string()).await;
-    }
-
-    async fn send_text(&mut self, text: String) {
-        self.socket.send(Message::text(text)).await.unwrap();
-    }
-
-    /// The next JSON message; `Value::Null` when the agent closed the connection.
-    async fn receive(&mut self) -> Value {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.socket.next())
-                .await
-                .expect("a message within the patience")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).unwrap();
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
-                Some(Ok(_)) => continue,
-            }
-        }
-    }
-
-    /// Acks every command until one of `kind` arrives; returns it.
-    async fn follow_until(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.receive().await;
-            assert_eq!(message["type"], "command", "{message}");
-            self.send(json!({ "type": "ack", "id": message["id"] }))
-                .await;
-            if message["command"]["kind"] == kind {
-                return message;
-            }
-        }
-    }
-}
-
-/// The outbox's events of `kind`, decoded.
-fn outbox(room: &Room, kind: &str) -> Vec<firmware_agent::proto::event::Payload> {
-    let conn = rusqlite::Connection::open_with_flags(
-        room.database(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT payload FROM outbox WHERE kind = ?1 ORDER BY seq")
-        .unwrap();
-    let rows = stmt
-        .query_map([kind], |row| row.get::<_, Vec<u8>>(0))
-        .unwrap();
-    rows.map(|bytes| {
-        firmware_agent::proto::event::Payload::decode_stored(kind, &bytes.unwrap())
-            .unwrap()
-            .unwrap()
-    })
-    .collect()
-}
 
 fn question(id: &str) -> Value {
     json!({
@@ -134,6 +32,19 @@ fn question(id: &str) -> Value {
         "correct": ["a"],
         "time_limit_s": 120,
     })
+}
+
+/// The lesson's records in the outbox: (command, acknowledged, connected) each.
+fn lesson_records(room: &Room) -> Vec<(String, u32, u32)> {
+    outbox(room, "lesson.record")
+        .into_iter()
+        .map(|p| match p {
+            firmware_agent::proto::event::Payload::LessonRecord(r) => {
+                (r.command, r.acknowledged, r.connected)
+            }
+            _ => unreachable!(),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,15 +155,7 @@ async fn forty_tablets_pair_in_one_window_follow_a_lock_and_answer_a_question() 
     // The lesson's log: each command with the acks of the 40.
     agent.wait_for_log("lesson command recorded", PATIENCE);
     agent.wait_for_log("lesson command recorded", PATIENCE);
-    let log: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
-        .into_iter()
-        .map(|p| match p {
-            firmware_agent::proto::event::Payload::LessonRecord(r) => {
-                (r.command, r.acknowledged, r.connected)
-            }
-            _ => unreachable!(),
-        })
-        .collect();
+    let log = lesson_records(&room);
     assert_eq!(
         log,
         [
@@ -765,19 +668,10 @@ async fn the_content_store_serves_paired_tablets_with_ranges_and_etags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_name_the_bound_pupil_only_with_consent_to_keep_learning_records() {
     let room = Room::new("");
-    let csv = room.dir.path().join("lop6a1.csv");
-    std::fs::write(
-        &csv,
+    room.import_roster(
         "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n\
          pupil,010206001234,Nguyễn Văn An,6A1,no,yes,2026-08-20\n\
          pupil,010206005678,Lò Thị Bình,6A1,no,no,\n",
-    )
-    .unwrap();
-    let imported = room.command(&["roster", "import", csv.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
     );
     let _agent = room.start();
     let address = room.http;
@@ -864,12 +758,7 @@ async fn a_flood_of_raised_hands_shows_on_the_panel_without_a_log_line_each() {
         row["status"]["hand_raised"], true,
         "the panel shows the hand: {row}"
     );
-    agent.signal(libc::SIGTERM);
-    assert!(
-        agent
-            .wait_exit(Duration::from_secs(10))
-            .is_some_and(|status| status.success())
-    );
+    stop(&mut agent, Duration::from_secs(10));
     let log = agent.log.lock().unwrap().clone();
     let per_hand = log
         .iter()
@@ -931,15 +820,7 @@ async fn a_stop_closes_each_tablets_channel_and_keeps_the_record_of_a_command_aw
         stopping.elapsed()
     );
 
-    let records: Vec<(String, u32, u32)> = outbox(&room, "lesson.record")
-        .into_iter()
-        .map(|p| match p {
-            firmware_agent::proto::event::Payload::LessonRecord(r) => {
-                (r.command, r.acknowledged, r.connected)
-            }
-            _ => unreachable!(),
-        })
-        .collect();
+    let records = lesson_records(&room);
     assert_eq!(
         records,
         [("lock".to_owned(), 0, 1)],

@@ -17,14 +17,13 @@ mod browser;
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Child;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::tablets::{Agent, connect, open_pairing, pair};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_tungstenite::connect_async_with_config;
 use tokio_tungstenite::tungstenite::Message;
 
 const TABLETS: usize = 40;
@@ -32,89 +31,11 @@ const CHANGES: usize = 120;
 const FRAME_WINDOW: Duration = Duration::from_secs(5);
 const CHANGES_PER_SECOND: u64 = 20;
 
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let listeners = [
-            TcpListener::bind("127.0.0.1:0").unwrap(),
-            TcpListener::bind("127.0.0.1:0").unwrap(),
-        ];
-        let [address, hub] = listeners.each_ref().map(|l| l.local_addr().unwrap());
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
-                 [hub]\nlisten = \"{hub}\"\nplaintext = true\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        drop(listeners);
-        let child = common::start_agent(
-            std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent")),
-            &config,
-        );
-        Agent {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(address: SocketAddr, path: &str, body: Value) -> Value {
-    let url = format!("http://{address}{path}");
-    tokio::task::spawn_blocking(move || {
-        let text = ureq::post(&url)
-            .send_json(body)
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// Pairs and connects a tablet; returns its id and a sender of presence changes
 /// (`visible`), each sent at once, with pings every 10 s to stay connected.
 async fn tablet(address: SocketAddr, code: &str, n: usize) -> (String, mpsc::Sender<bool>) {
-    let paired = post(
-        address,
-        "/tablet/pair",
-        json!({ "code": code, "name": format!("Bàn {n:02}") }),
-    )
-    .await;
-    let (id, token) = (
-        paired["tablet_id"].as_str().unwrap().to_owned(),
-        paired["token"].as_str().unwrap().to_owned(),
-    );
-    let (mut socket, _) =
-        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
-            .await
-            .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
-        ))
-        .await
-        .unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
+    let (id, token) = pair(address, code, &format!("Bàn {n:02}")).await;
+    let mut socket = connect(address, &token).await;
     let (changes, mut pending) = mpsc::channel::<bool>(16);
     tokio::spawn(async move {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
@@ -204,12 +125,9 @@ fn frames(window: Duration) -> String {
 }
 
 async fn measure() {
-    let agent = Agent::start();
+    let agent = Agent::launch(tempfile::tempdir().unwrap(), "", "plaintext = true\n", "");
     let address = agent.address;
-    let code = post(address, "/api/tablets/pairing", json!({})).await["window"]["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = open_pairing(address).await;
     let mut tablets = Vec::new();
     for n in 1..=TABLETS {
         tablets.push(tablet(address, &code, n).await);

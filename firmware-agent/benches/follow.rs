@@ -15,118 +15,23 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Child;
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
+use common::tablets::{Agent, acking_tablet, call, no_reply, open_pairing, pair};
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async_with_config;
-use tokio_tungstenite::tungstenite::Message;
 
 const TABLETS: usize = 40;
 const ROUNDS: usize = 200;
 
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    /// The agent, with a PDF in its content store.
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (address, hub) = (port(), port());
-        let content = dir.path().join("data/content");
-        std::fs::create_dir_all(&content).unwrap();
-        // The agent never reads the PDF: only tablets' pdf.js would.
-        std::fs::write(content.join("bai-3.pdf"), b"%PDF-1.4\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
-                 [hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        let child = common::start_agent(
-            std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent")),
-            &config,
-        );
-        Agent {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn call(address: SocketAddr, path: &str, body: Value) -> Value {
-    let url = format!("http://{address}{path}");
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let text = agent
-            .post(&url)
-            .send_json(body)
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// Pairs and connects a tablet that acks every command, as the browser client does.
-async fn connect(address: SocketAddr, code: &str, n: usize) {
-    let paired = call(
-        address,
-        "/tablet/pair",
-        json!({ "code": code, "name": format!("Máy {n}") }),
-    )
-    .await;
-    let token = paired["token"].as_str().expect("paired").to_owned();
-    let (mut socket, _) =
-        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
-            .await
-            .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
-        ))
-        .await
-        .unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let message: Value = serde_json::from_str(text).unwrap();
-            if message["type"] == "command" {
-                let ack = json!({ "type": "ack", "id": message["id"] });
-                socket.send(Message::text(ack.to_string())).await.unwrap();
-            }
-        }
-    });
+/// The agent, with a PDF in its content store.
+fn start_agent() -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("data/content");
+    std::fs::create_dir_all(&content).unwrap();
+    // The agent never reads the PDF: only tablets' pdf.js would.
+    std::fs::write(content.join("bai-3.pdf"), b"%PDF-1.4\n").unwrap();
+    Agent::launch(dir, "", "", "")
 }
 
 /// The round trips and the agent's own times of `ROUNDS` commands, each until all tablets acked.
@@ -186,14 +91,12 @@ fn lock_or_unlock(round: usize) -> (&'static str, Value) {
 }
 
 async fn run() {
-    let agent = Agent::start();
+    let agent = start_agent();
     let address = agent.address;
-    let code = call(address, "/api/tablets/pairing", json!({})).await["window"]["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = open_pairing(address).await;
     for n in 0..TABLETS {
-        connect(address, &code, n).await;
+        let (_, token) = pair(address, &code, &format!("Máy {n}")).await;
+        acking_tablet(address, &token, no_reply).await;
     }
     report(
         "baseline, before: lock fan-out to 40 tablets until the last ack",

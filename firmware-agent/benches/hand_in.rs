@@ -11,32 +11,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Cursor};
-use std::net::{SocketAddr, TcpListener};
-use std::process::Child;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use common::tablets::{Agent, pair_and_bind};
+use serde_json::json;
 
 const TABLETS: usize = 40;
 /// Rounds of each scenario; a tablet may hand in 10 times a minute.
 const ROUNDS: usize = 3;
 const PHOTO_BYTES: usize = 2 * 1024 * 1024;
-
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -46,87 +33,14 @@ fn http() -> ureq::Agent {
         .new_agent()
 }
 
-fn api(address: SocketAddr, path: &str, body: Value) -> Value {
-    let mut response = http()
-        .post(&format!("http://{address}{path}"))
-        .send_json(body)
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.body_mut().read_json().unwrap()
-}
-
 /// The agent with a class of `pupils`, each holding a paired tablet; their tokens.
 fn start(pupils: usize) -> (Agent, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let (address, hub) = (port(), port());
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
-             [hub]\nlisten = \"{hub}\"\n[attendance]\nclass = \"6A1\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-        ),
-    )
-    .unwrap();
-    let mut roster = String::from(
-        "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
-    );
-    for i in 0..pupils {
-        roster.push_str(&format!(
-            "pupil,0102060{i:05},Học sinh {i},6A1,no,yes,2026-08-20\n"
-        ));
-    }
-    let csv = dir.path().join("roster.csv");
-    std::fs::write(&csv, roster).unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent"));
-    let imported = std::process::Command::new(binary)
-        .args(["roster", "import"])
-        .arg(&csv)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
-    let child = common::start_agent(binary, &config);
-    let agent = Agent {
-        child,
-        address,
-        _dir: dir,
-    };
-    let code = api(address, "/api/tablets/pairing", json!({}))["window"]["code"]
-        .as_str()
+    let agent = Agent::start_class(pupils);
+    let tokens = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .to_owned();
-    let tokens = (0..pupils)
-        .map(|i| {
-            let paired = api(
-                address,
-                "/tablet/pair",
-                json!({ "code": code, "name": format!("Bàn {i}") }),
-            );
-            let id = paired["tablet_id"].as_str().unwrap();
-            api(
-                address,
-                &format!("/api/tablets/{id}/bind"),
-                json!({ "pupil_personal_id": format!("0102060{i:05}") }),
-            );
-            paired["token"].as_str().unwrap().to_owned()
-        })
-        .collect();
+        .block_on(pair_and_bind(agent.address, pupils));
     (agent, tokens)
 }
 

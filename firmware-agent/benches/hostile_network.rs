@@ -22,11 +22,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use common::tablets::{ack_every_command, hello, no_reply};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// Samples of each figure in each phase.
@@ -137,24 +136,8 @@ async fn connect_tablet() {
         tokio_tungstenite::client_async(format!("ws://{AGENT}:{PORT}/tablet/ws"), stream)
             .await
             .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
-        ))
-        .await
-        .unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let message: Value = serde_json::from_str(text).unwrap();
-            if message["type"] == "command" {
-                let ack = json!({ "type": "ack", "id": message["id"] });
-                socket.send(Message::text(ack.to_string())).await.unwrap();
-            }
-        }
-    });
+    hello(&mut socket, &token).await;
+    ack_every_command(socket, no_reply);
 }
 
 /// Holds [`PER_ATTACKER`] silent connections from `source` until `stop`,

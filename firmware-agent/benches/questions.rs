@@ -12,87 +12,16 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Child;
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
+use common::tablets::{Agent, acking_tablet, pair_and_bind};
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async_with_config;
-use tokio_tungstenite::tungstenite::Message;
 
 const TABLETS: usize = 40;
 const ROUNDS: usize = 60;
 const SUMMARY_QUESTIONS: usize = 20;
 const EXPORT_ROUNDS: usize = 20;
-
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    /// The agent of a class of 40 pupils who consented to keeping learning records.
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let port = |_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (address, hub): (SocketAddr, SocketAddr) = (port(0), port(1));
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
-                 [hub]\nlisten = \"{hub}\"\n[attendance]\nclass = \"6A1\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        let mut roster = String::from(
-            "role,personal_id,full_name,class,face_consent,learning_data_consent,consent_date\n",
-        );
-        for n in 0..TABLETS {
-            roster.push_str(&format!(
-                "pupil,{},Học sinh {n:02},6A1,no,yes,2026-08-20\n",
-                personal_id(n)
-            ));
-        }
-        let csv = dir.path().join("roster.csv");
-        std::fs::write(&csv, roster).unwrap();
-        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent"));
-        let imported = std::process::Command::new(binary)
-            .args(["roster", "import", csv.to_str().unwrap(), "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            imported.status.success(),
-            "{}",
-            String::from_utf8_lossy(&imported.stderr)
-        );
-        let child = common::start_agent(binary, &config);
-        Agent {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn personal_id(n: usize) -> String {
-    format!("0102060001{n:02}")
-}
 
 async fn call(
     address: SocketAddr,
@@ -126,77 +55,25 @@ async fn call_json(address: SocketAddr, method: &'static str, path: &str, body: 
     value
 }
 
-/// Pairs 40 tablets and binds each to its pupil; returns their tokens.
-async fn pair_and_bind(address: SocketAddr) -> Vec<String> {
-    let code =
-        call_json(address, "POST", "/api/tablets/pairing", json!({})).await["window"]["code"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    let mut tokens = Vec::new();
-    for n in 0..TABLETS {
-        let paired = call_json(
-            address,
-            "POST",
-            "/tablet/pair",
-            json!({ "code": code, "name": format!("Bàn {n}") }),
-        )
-        .await;
-        let id = paired["tablet_id"].as_str().unwrap();
-        call_json(
-            address,
-            "POST",
-            &format!("/api/tablets/{id}/bind"),
-            json!({ "pupil_personal_id": personal_id(n) }),
-        )
-        .await;
-        tokens.push(paired["token"].as_str().unwrap().to_owned());
+/// Answers every question at once: `a` and `c` to a multiple choice, else `a`.
+fn answer_at_once(command: &Value) -> Option<Value> {
+    if command["kind"] != "question_start" {
+        return None;
     }
-    tokens
+    let choices = match command["question_kind"].as_str() {
+        Some("multiple_choice") => json!(["a", "c"]),
+        _ => json!(["a"]),
+    };
+    Some(json!({ "type": "answer", "question": command["id"], "choices": choices }))
 }
 
-/// Connects a tablet that acks every command and answers every question at once.
-async fn connect(address: SocketAddr, token: String) {
-    let (mut socket, _) =
-        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
-            .await
-            .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
-        ))
-        .await
-        .unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let message: Value = serde_json::from_str(text).unwrap();
-            if message["type"] != "command" {
-                continue;
-            }
-            socket
-                .send(Message::text(
-                    json!({ "type": "ack", "id": message["id"] }).to_string(),
-                ))
-                .await
-                .unwrap();
-            let command = &message["command"];
-            if command["kind"] == "question_start" {
-                let choices = match command["question_kind"].as_str() {
-                    Some("multiple_choice") => json!(["a", "c"]),
-                    _ => json!(["a"]),
-                };
-                let answer =
-                    json!({ "type": "answer", "question": command["id"], "choices": choices });
-                socket
-                    .send(Message::text(answer.to_string()))
-                    .await
-                    .unwrap();
-            }
-        }
-    });
+/// The agent of a class of 40, each pupil's tablet paired, bound and answering.
+async fn class_of_40() -> Agent {
+    let agent = Agent::start_class(TABLETS);
+    for token in pair_and_bind(agent.address, TABLETS).await {
+        acking_tablet(agent.address, &token, answer_at_once).await;
+    }
+    agent
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -261,11 +138,8 @@ async fn timed_multiple_choice_round(address: SocketAddr, round: usize) -> f64 {
 }
 
 async fn run() {
-    let agent = Agent::start();
+    let agent = class_of_40().await;
     let address = agent.address;
-    for token in pair_and_bind(address).await {
-        connect(address, token).await;
-    }
     let (mut baseline, mut timed) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         baseline.push(single_choice_round(address, round).await);
@@ -283,11 +157,8 @@ async fn run() {
     drop(agent);
 
     // A fresh lesson of 20 questions for the summary.
-    let agent = Agent::start();
+    let agent = class_of_40().await;
     let address = agent.address;
-    for token in pair_and_bind(address).await {
-        connect(address, token).await;
-    }
     for round in 0..SUMMARY_QUESTIONS {
         timed_multiple_choice_round(address, round).await;
     }

@@ -12,164 +12,36 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Child;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use common::tablets::{Agent, acking_tablet, call, open_pairing, pair};
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async_with_config;
-use tokio_tungstenite::tungstenite::Message;
 
 const ROUNDS: usize = 200;
 const QUESTION_ROUNDS: usize = 100;
 
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let port = |_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (address, hub): (SocketAddr, SocketAddr) = (port(0), port(1));
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{address}\"\n\
-                 [hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        let child = common::start_agent(
-            std::path::Path::new(env!("CARGO_BIN_EXE_firmware-agent")),
-            &config,
-        );
-        Agent {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-
-    /// The agent's resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status
-            .lines()
-            .find(|line| line.starts_with("VmRSS:"))
-            .unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn call(address: SocketAddr, path: &str, body: Value) -> Value {
-    let url = format!("http://{address}{path}");
-    tokio::task::spawn_blocking(move || {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let text = if body.is_null() {
-            agent.get(&url).call()
-        } else {
-            agent.post(&url).send_json(body)
-        }
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-        serde_json::from_str(&text).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// Pairs `count` tablets at once; returns their tokens and the time it took.
-async fn pair(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
-    let code = call(address, "/api/tablets/pairing", json!({})).await["window"]["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+async fn pair_at_once(address: SocketAddr, count: usize) -> (Vec<String>, Duration) {
+    let code = open_pairing(address).await;
     let started = Instant::now();
     let pairings: Vec<_> = (0..count)
         .map(|n| {
             let code = code.clone();
-            tokio::spawn(async move {
-                call(
-                    address,
-                    "/tablet/pair",
-                    json!({ "code": code, "name": format!("Máy {n}") }),
-                )
-                .await
-            })
+            tokio::spawn(async move { pair(address, &code, &format!("Máy {n}")).await })
         })
         .collect();
     let mut tokens = Vec::new();
     for pairing in pairings {
-        tokens.push(
-            pairing.await.unwrap()["token"]
-                .as_str()
-                .expect("paired")
-                .to_owned(),
-        );
+        tokens.push(pairing.await.unwrap().1);
     }
     (tokens, started.elapsed())
 }
 
-/// Connects a tablet that acks every command and answers every question.
-async fn connect(address: SocketAddr, token: String) {
-    // Tablets send an ack and an answer back to back: without TCP_NODELAY the
-    // second waits for the agent's delayed ACK, as a browser's would not.
-    let (mut socket, _) =
-        connect_async_with_config(format!("ws://{address}/tablet/ws"), None, true)
-            .await
-            .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "hello", "v": 1, "token": token }).to_string(),
-        ))
-        .await
-        .unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let message: Value = serde_json::from_str(text).unwrap();
-            if message["type"] != "command" {
-                continue;
-            }
-            socket
-                .send(Message::text(
-                    json!({ "type": "ack", "id": message["id"] }).to_string(),
-                ))
-                .await
-                .unwrap();
-            if message["command"]["kind"] == "question_start" {
-                let answer = json!({ "type": "answer", "question": message["command"]["id"], "choices": ["a"] });
-                socket
-                    .send(Message::text(answer.to_string()))
-                    .await
-                    .unwrap();
-            }
-        }
-    });
+/// Answers every question with choice `a`.
+fn answer_a(command: &Value) -> Option<Value> {
+    (command["kind"] == "question_start")
+        .then(|| json!({ "type": "answer", "question": command["id"], "choices": ["a"] }))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -213,21 +85,21 @@ async fn fan_out(address: SocketAddr, tablets: usize) -> Vec<f64> {
 }
 
 async fn run() {
-    let agent = Agent::start();
+    let agent = Agent::start("");
     let address = agent.address;
     let mut pairing = Vec::new();
     for _ in 0..5 {
-        let (_, took) = pair(address, 40).await;
+        let (_, took) = pair_at_once(address, 40).await;
         pairing.push(took.as_secs_f64() * 1000.0);
     }
-    let (tokens, _) = pair(address, 40).await;
+    let (tokens, _) = pair_at_once(address, 40).await;
     report(
         "pairing 40 tablets at once (all 40 HTTP pairings, token hash stored, outbox record each)",
         pairing,
         None,
     );
     for token in tokens {
-        connect(address, token).await;
+        acking_tablet(address, &token, answer_a).await;
     }
     report(
         "fan-out to 40 tablets until the last ack",
@@ -256,16 +128,16 @@ async fn run() {
     );
     drop(agent);
 
-    let agent = Agent::start();
+    let agent = Agent::start("");
     let address = agent.address;
-    let (tokens, took) = pair(address, 400).await;
+    let (tokens, took) = pair_at_once(address, 400).await;
     println!(
         "pairing 400 tablets at once: {:.0} ms",
         took.as_secs_f64() * 1000.0
     );
     let before = agent.rss_kib();
     for token in tokens {
-        connect(address, token).await;
+        acking_tablet(address, &token, answer_a).await;
     }
     let after = agent.rss_kib();
     println!(

@@ -10,39 +10,30 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 #[path = "../../tests/common/browser.rs"]
 mod browser;
 
-use futures_util::{SinkExt, StreamExt};
+use common::tablets::{self, ack_every_command, hello, no_reply};
 use serde_json::{Value, json};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use tokio_tungstenite::tungstenite::Message;
 
 const TABLETS: usize = 40;
 const ROUNDS: usize = 200;
 /// Page loads per scheme, each in a new browser (no connection or cache to reuse).
 const PAGE_LOADS: usize = 10;
 
+/// The room's agent and, when it serves TLS, where.
 struct Agent {
-    child: Child,
-    http: SocketAddr,
+    room: tablets::Agent,
     https: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-fn free() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 impl Agent {
@@ -57,9 +48,8 @@ impl Agent {
 
     fn launch(tls: bool) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let binary = env!("CARGO_BIN_EXE_firmware-agent");
         let run = |args: &[&str]| {
-            let status = Command::new(binary)
+            let status = Command::new(tablets::agent_binary())
                 .args(args)
                 .current_dir(dir.path())
                 .output()
@@ -79,8 +69,7 @@ impl Agent {
             "--out",
             "room",
         ]);
-        let (http, https, hub) = (free(), free(), free());
-        let config = dir.path().join("agent.toml");
+        let https = tablets::free_listener().local_addr().unwrap();
         let tls_keys = if tls {
             format!(
                 "tls_cert = \"room/room.pem\"\ntls_key = \"room/room-key.pem\"\ntls_listen = \"{https}\"\n"
@@ -88,28 +77,22 @@ impl Agent {
         } else {
             String::new()
         };
-        std::fs::write(
-            &config,
-            format!(
-                "[room]\nschool_code = \"BENCH\"\nroom_id = \"P1\"\n[storage]\ndata_dir = \"data\"\n[http]\nlisten = \"{http}\"\n\
-                 {tls_keys}[hub]\nlisten = \"{hub}\"\n[log]\nfilter = \"warn,firmware_agent::daemon=info\"\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        let child = common::start_agent(binary, &config);
         Agent {
-            child,
-            http,
+            room: tablets::Agent::launch(dir, &tls_keys, "", ""),
             https,
-            dir,
         }
+    }
+
+    /// The room CA's certificate.
+    fn ca(&self) -> std::path::PathBuf {
+        self.room.dir.path().join("ca/ca.pem")
     }
 
     /// One request over HTTPS with curl, trusting only the room's CA.
     fn call(&self, path: &str, body: Option<Value>) -> Value {
         let output = Command::new("curl")
             .args(["-s", "-H", "content-type: application/json", "--cacert"])
-            .arg(self.dir.path().join("ca/ca.pem"))
+            .arg(self.ca())
             .args(
                 body.map(|body| ["-d".to_owned(), body.to_string()])
                     .into_iter()
@@ -124,7 +107,7 @@ impl Agent {
     fn connector(&self) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_file(self.dir.path().join("ca/ca.pem")).unwrap())
+            .add(CertificateDer::from_pem_file(self.ca()).unwrap())
             .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
@@ -136,13 +119,6 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Connects a tablet over WSS that acks every command.
 async fn connect(agent: &Agent, connector: &TlsConnector, token: String) {
     let tcp = tokio::net::TcpStream::connect(agent.https).await.unwrap();
@@ -151,20 +127,8 @@ async fn connect(agent: &Agent, connector: &TlsConnector, token: String) {
     let tls = connector.connect(name, tcp).await.unwrap();
     let url = format!("wss://127.0.0.1:{}/tablet/ws", agent.https.port());
     let (mut socket, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-    let hello = json!({ "type": "hello", "v": 1, "token": token });
-    socket.send(Message::text(hello.to_string())).await.unwrap();
-    let welcome = socket.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let message: Value = serde_json::from_str(text).unwrap();
-            if message["type"] == "command" {
-                let ack = json!({ "type": "ack", "id": message["id"] });
-                socket.send(Message::text(ack.to_string())).await.unwrap();
-            }
-        }
-    });
+    hello(&mut socket, &token).await;
+    ack_every_command(socket, no_reply);
 }
 
 fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
@@ -190,7 +154,7 @@ fn home_trusting(agent: &Agent) -> tempfile::TempDir {
     let nssdb = home.path().join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
     let database = format!("sql:{}", nssdb.display());
-    let ca = agent.dir.path().join("ca/ca.pem");
+    let ca = agent.ca();
     for args in [
         vec!["-N", "-d", &database, "--empty-password"],
         vec![
@@ -250,7 +214,7 @@ async fn run() {
     page_loads(&https_page, home.path(), "HTTPS").await;
     let plain = Agent::start_plain();
     page_loads(
-        &format!("http://{}/tablet/", plain.http),
+        &format!("http://{}/tablet/", plain.room.address),
         home.path(),
         "plain HTTP",
     )

@@ -5,7 +5,8 @@
 //! bundle in process (decrypt, verify, decode every event), which any import
 //! must do before it stores anything. The difference is what landing costs.
 //!
-//! The week is the agent's `usb_week` bench's: 40 pupils, 10 periods a day,
+//! The week is the one the agent's `usb_week` bench records (its
+//! `benches/common/week.rs`, included here): 40 pupils, 10 periods a day,
 //! 6 school days; a roll-call mark per pupil and period, 8 answers per pupil
 //! and period, 10 tablet commands per period, 24 bells and lights a day:
 //! 22 344 events. The room is the real agent binary's `hub export`; each import
@@ -13,13 +14,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../../firmware-agent/benches/common/week.rs"]
+mod week;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{HubConfig, Postgres, Room, hub_binary};
-use firmware_agent::proto::{self, Event};
-use firmware_agent::store::outbox::NewEvent;
+use firmware_agent::proto::Event;
 use prost::Message;
 
 const RUNS: usize = 5;
@@ -39,7 +41,7 @@ fn main() {
         ),
     );
     std::fs::create_dir_all(room.data_dir()).unwrap();
-    let events = record_a_busy_week(&room);
+    let events = week::record_a_busy_week(&room.writer());
     let stick = tempfile::tempdir().unwrap();
     let output = room.command(&["hub", "export", "--to", stick.path().to_str().unwrap()]);
     assert!(output.status.success(), "{output:?}");
@@ -111,76 +113,4 @@ fn line(what: &str, times: &mut [Duration]) {
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1])
     );
-}
-
-/// Appends the week's events, one transaction a period as the room commits them.
-fn record_a_busy_week(room: &Room) -> u64 {
-    let store = room.writer();
-    let now = jiff::Timestamp::now();
-    let mut count = 0;
-    for day in 0..6u32 {
-        for period in 0..10u32 {
-            let lesson = format!("2026-09-{:02}/p{period}", 7 + day);
-            let mut batch = Vec::new();
-            for pupil in 0..40u32 {
-                let personal_id = format!("{:012}", 10_206_000_000u64 + u64::from(pupil));
-                batch.push(NewEvent::new(
-                    now,
-                    proto::AttendanceMark {
-                        session_id: format!("{lesson}/roll-call"),
-                        lesson_id: lesson.clone(),
-                        personal_id: personal_id.clone(),
-                        status: proto::MarkStatus::Present as i32,
-                        source: proto::MarkSource::Face as i32,
-                        best_similarity: 0.71,
-                        ..Default::default()
-                    },
-                ));
-                for question in 0..8u32 {
-                    batch.push(NewEvent::new(
-                        now,
-                        proto::QuestionAnswer {
-                            lesson_id: lesson.clone(),
-                            question_id: format!("q{question}"),
-                            tablet_id: format!("tablet-{pupil:02}"),
-                            pupil_personal_id: personal_id.clone(),
-                            choices: vec!["B".into()],
-                            graded: true,
-                            correct: question % 3 != 0,
-                            time_to_answer_ms: 4_000 + pupil * 97,
-                            ..Default::default()
-                        },
-                    ));
-                }
-            }
-            for command in 0..10u32 {
-                batch.push(NewEvent::new(
-                    now,
-                    proto::LessonRecord {
-                        lesson_id: lesson.clone(),
-                        command_id: format!("c{command}"),
-                        command: "question.start".into(),
-                        acknowledged: 39,
-                        connected: 40,
-                        ..Default::default()
-                    },
-                ));
-            }
-            if period == 0 {
-                for actuation in 0..24u32 {
-                    batch.push(NewEvent::new(
-                        now,
-                        proto::Actuation {
-                            device: if actuation < 20 { "bell" } else { "lights" }.into(),
-                            command: "ring:start".into(),
-                            ..Default::default()
-                        },
-                    ));
-                }
-            }
-            count += batch.len() as u64;
-            store.append_batch(batch).unwrap();
-        }
-    }
-    count
 }

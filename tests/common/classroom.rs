@@ -148,14 +148,7 @@ pub fn import_class(room: &Room) {
         csv.push_str(&format!("pupil,{id},{person},6A1,yes,yes,2026-08-20\n"));
     }
     csv.push_str(&format!("pupil,{NO_CONSENT},Lò Văn Páo,6A1,no,no,\n"));
-    let roster = room.dir.path().join("roster.csv");
-    std::fs::write(&roster, csv).unwrap();
-    let imported = room.command(&["roster", "import", roster.to_str().unwrap()]);
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    room.import_roster(&csv);
 }
 
 pub fn enroll(room: &Room, id: &str, photos: &[&Path]) -> std::process::Output {

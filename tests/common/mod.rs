@@ -151,6 +151,41 @@ impl Room {
             .unwrap()
     }
 
+    /// Imports the roster `csv` with `roster import`; panics with its error.
+    pub fn import_roster(&self, csv: &str) {
+        let path = self.dir.path().join("roster.csv");
+        std::fs::write(&path, csv).unwrap();
+        let imported = self.command(&["roster", "import", path.to_str().unwrap()]);
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+    }
+
+    /// Runs `check-config` on this room's config; its exit code and what it wrote to stderr.
+    pub fn check_config(&self) -> (Option<i32>, String) {
+        let output = Command::new(agent_binary())
+            .arg("check-config")
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// The number, from 1, of the first line of this room's config that `is_it` picks.
+    pub fn config_line(&self, is_it: impl Fn(&str) -> bool) -> usize {
+        std::fs::read_to_string(&self.config_path)
+            .unwrap()
+            .lines()
+            .position(is_it)
+            .expect("the config has the line")
+            + 1
+    }
+
     /// From an async test: starts the agent and waits, off the runtime's
     /// threads, for a log line containing `ready_line`.
     pub async fn start_async(&self, ready_line: &'static str) -> RunningAgent {

@@ -2,9 +2,12 @@
 //! ONNX Runtime library and the shared test photos, each overridable by the
 //! environment variable the Makefile and the agent use; and how much CPU a
 //! process has spent, for the benches that measure the daemon; and a backlog
-//! of attendance marks, for the benches that carry records to the hub.
+//! of attendance marks, for the benches that carry records to the hub; and
+//! the agent and tablets of the live-lesson benches (`tablets`).
 
 #![allow(dead_code)] // each bench uses its own part of this module
+
+pub mod tablets;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
