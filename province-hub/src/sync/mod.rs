@@ -17,3 +17,4 @@ pub mod lan_cert;
 pub mod lease;
 pub mod link;
 pub mod room;
+pub mod acks;
