@@ -377,7 +377,10 @@ mod tests {
             "time spent waiting for the landing is not the room's silence"
         );
         link.listening(start);
-        assert_eq!(link.silence_deadline(), busy_until + Duration::from_secs(30));
+        assert_eq!(
+            link.silence_deadline(),
+            busy_until + Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -12,9 +12,9 @@
 //! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
 //! current.
 
+pub mod acks;
 pub mod dial_in;
 pub mod lan_cert;
 pub mod lease;
 pub mod link;
 pub mod room;
-pub mod acks;
