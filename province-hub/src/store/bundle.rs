@@ -160,8 +160,8 @@ pub async fn land(
         .get(0);
     let mut added = 0;
     for chunk in bundle.events.chunks(CHUNK) {
-        let rows = BatchRows::from_events(chunk).map_err(StoreError::from)?;
-        added += insert_rows(&tx, room, bundle.outbox_identity, &rows).await?;
+        let mut rows = BatchRows::from_events(chunk).map_err(StoreError::from)?;
+        added += insert_rows(&tx, room, bundle.outbox_identity, &mut rows).await?;
     }
     let (moved_to, gap) = meet_cursor(cursor, bundle.first_seq, bundle.last_seq);
     if moved_to != cursor {

@@ -11,14 +11,16 @@
 //! other road (a USB bundle, a cursor moved back by hand, a second hub
 //! process) is still stored once.
 //!
-//! **Landing speed.** A batch is first inserted plainly, inside a savepoint:
-//! a pulled batch follows the stored cursor, so it almost never holds an event
-//! already stored, and a plain insert costs PostgreSQL about a quarter less
-//! than `ON CONFLICT DO NOTHING`'s speculative insertion. Should any id be held
-//! already, the primary key refuses the insert, the savepoint is rolled back
-//! and the batch is inserted again skipping the ids held (`ON CONFLICT DO
-//! NOTHING`), in the same transaction. Each table's rows go in one statement
-//! from column arrays (`rows`).
+//! **Landing speed.** A batch is written with binary `COPY`, one per table,
+//! inside a savepoint: a pulled batch follows the stored cursor, so it almost
+//! never holds an event already stored, and `COPY` is the cheapest way into
+//! PostgreSQL (no plan, no speculative insertion, rows streamed as they are
+//! encoded). Should any id be held already, the primary key refuses the
+//! `COPY`, the savepoint is rolled back and the batch is inserted again
+//! skipping the ids held (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+//! NOTHING`), in the same transaction. A mark's similarity score is checked
+//! against the pupil's stored erasures before the `COPY` (one query for the
+//! batch), so the rows go in as they are.
 //!
 //! The cursor is moved with `WHERE cursor = <the cursor the batch followed>`:
 //! if anything else moved it meanwhile (a second hub process pulling the same
@@ -39,7 +41,9 @@ pub mod rows;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Transaction};
 use uuid::Uuid;
 
@@ -208,10 +212,10 @@ pub async fn land_batch(
     let Some(last) = events.last() else {
         return Ok(from);
     };
-    let rows = BatchRows::from_events(events)?;
+    let mut rows = BatchRows::from_events(events)?;
     let tx = client.transaction().await?;
     move_cursor(&tx, room, from, last.seq).await?;
-    insert_rows(&tx, room, from.identity, &rows).await?;
+    insert_rows(&tx, room, from.identity, &mut rows).await?;
     tx.commit().await?;
     Ok(OutboxPosition {
         identity: from.identity,
@@ -279,66 +283,318 @@ async fn move_cursor(
     }
 }
 
-/// How an insert meets an event already stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Duplicates {
-    /// The primary key refuses the statement.
-    Refuse,
-    /// The row is left out.
-    Skip,
-}
-
-impl Duplicates {
-    /// The end of the `INSERT` for a table keyed by `key`.
-    fn clause(self, key: &str) -> String {
-        match self {
-            Duplicates::Refuse => String::new(),
-            Duplicates::Skip => format!(" ON CONFLICT ({key}) DO NOTHING"),
-        }
-    }
-}
-
 /// Inserts a batch's rows, each event once by its id; returns how many events
 /// were new. See "Landing speed" above.
 async fn insert_rows(
     tx: &Transaction<'_>,
     room: &RoomKey,
     identity: Uuid,
-    rows: &BatchRows,
+    rows: &mut BatchRows,
 ) -> Result<u64, StoreError> {
+    drop_erased_scores(tx, &mut rows.marks).await?;
     tx.batch_execute("SAVEPOINT new_rows").await?;
-    match insert_rows_with(tx, room, identity, rows, Duplicates::Refuse).await {
+    match copy_rows(tx, room, identity, rows).await {
         Ok(added) => {
             tx.batch_execute("RELEASE SAVEPOINT new_rows").await?;
             Ok(added)
         }
         Err(StoreError::Postgres(err)) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT new_rows").await?;
-            insert_rows_with(tx, room, identity, rows, Duplicates::Skip).await
+            insert_new_rows(tx, room, identity, rows).await
         }
         Err(err) => Err(err),
     }
 }
 
-async fn insert_rows_with(
+/// Takes the similarity score off every mark of a pupil erased since (see
+/// [`rows::MarkColumns::drop_erased_scores`]), with the erasures stored so far.
+async fn drop_erased_scores(
+    tx: &Transaction<'_>,
+    marks: &mut rows::MarkColumns,
+) -> Result<(), StoreError> {
+    let scored: Vec<&str> = marks
+        .personal_id
+        .iter()
+        .zip(&marks.best_similarity)
+        .filter(|(_, score)| score.is_some())
+        .map(|(pupil, _)| pupil.as_str())
+        .collect();
+    if scored.is_empty() {
+        return Ok(());
+    }
+    let erased = tx
+        .query(
+            "SELECT personal_id, occurred_at FROM erasures WHERE personal_id = ANY($1)",
+            &[&scored],
+        )
+        .await?;
+    if !erased.is_empty() {
+        let erased: Vec<(String, Option<std::time::SystemTime>)> =
+            erased.iter().map(|row| (row.get(0), row.get(1))).collect();
+        marks.drop_erased_scores(&erased);
+    }
+    Ok(())
+}
+
+/// Writes a batch's rows with binary `COPY`, one per table: PostgreSQL's
+/// fastest way in. The primary keys refuse the whole statement should any
+/// event be stored already.
+async fn copy_rows(
     tx: &Transaction<'_>,
     room: &RoomKey,
     identity: Uuid,
     rows: &BatchRows,
-    duplicates: Duplicates,
+) -> Result<u64, StoreError> {
+    let (school, room_id) = (&room.school_code, &room.room_id);
+    let e = &rows.events;
+    let added = copy_in(
+        tx,
+        "events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
+         clock_synced, clock_step_back_ms, payload)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::UUID,
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::BOOL,
+            Type::INT8,
+            Type::BYTEA,
+        ],
+        e.id.len(),
+        |i| {
+            vec![
+                &e.id[i],
+                school,
+                room_id,
+                &identity,
+                &e.seq[i],
+                &e.kind[i],
+                &e.occurred_at[i],
+                &e.recorded_at[i],
+                &e.clock_synced[i],
+                &e.clock_step_back_ms[i],
+                &e.payload[i],
+            ]
+        },
+    )
+    .await?;
+    let m = &rows.marks;
+    copy_in(
+        tx,
+        "attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
+         status, source, best_similarity, reason, teacher_personal_id, occurred_at)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ],
+        m.event_id.len(),
+        |i| {
+            vec![
+                &m.event_id[i],
+                school,
+                room_id,
+                &m.session_id[i],
+                &m.lesson_id[i],
+                &m.personal_id[i],
+                &m.status[i],
+                &m.source[i],
+                &m.best_similarity[i],
+                &m.reason[i],
+                &m.teacher_personal_id[i],
+                &m.occurred_at[i],
+            ]
+        },
+    )
+    .await?;
+    let a = &rows.answers;
+    copy_in(
+        tx,
+        "answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
+         pupil_personal_id, choices, answer_text, graded, correct, time_to_answer_ms, occurred_at)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::TEXT,
+            Type::BOOL,
+            Type::BOOL,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+        ],
+        a.event_id.len(),
+        |i| {
+            vec![
+                &a.event_id[i],
+                school,
+                room_id,
+                &a.lesson_id[i],
+                &a.question_id[i],
+                &a.tablet_id[i],
+                &a.pupil_personal_id[i],
+                &a.choices[i],
+                &a.text[i],
+                &a.graded[i],
+                &a.correct[i],
+                &a.time_to_answer_ms[i],
+                &a.occurred_at[i],
+            ]
+        },
+    )
+    .await?;
+    let a = &rows.actuations;
+    copy_in(
+        tx,
+        "actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
+         detail, latency_ms, occurred_at)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+        ],
+        a.event_id.len(),
+        |i| {
+            vec![
+                &a.event_id[i],
+                school,
+                room_id,
+                &a.device[i],
+                &a.device_kind[i],
+                &a.command[i],
+                &a.cause[i],
+                &a.outcome[i],
+                &a.detail[i],
+                &a.latency_ms[i],
+                &a.occurred_at[i],
+            ]
+        },
+    )
+    .await?;
+    let e = &rows.erasures;
+    copy_in(
+        tx,
+        "erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ],
+        e.event_id.len(),
+        |i| {
+            vec![
+                &e.event_id[i],
+                school,
+                room_id,
+                &e.personal_id[i],
+                &e.what[i],
+                &e.count[i],
+                &e.reason[i],
+                &e.occurred_at[i],
+            ]
+        },
+    )
+    .await?;
+    erase_scores(tx, room, &e.personal_id).await?;
+    Ok(added)
+}
+
+/// One binary `COPY` of `count` rows into `table` (with its column list),
+/// row `i` given by `row(i)` in the order of `types`; returns the rows written.
+async fn copy_in<'a>(
+    tx: &Transaction<'_>,
+    table: &str,
+    types: &[Type],
+    count: usize,
+    row: impl Fn(usize) -> Vec<&'a (dyn ToSql + Sync)>,
+) -> Result<u64, StoreError> {
+    if count == 0 {
+        return Ok(0);
+    }
+    let sink = tx
+        .copy_in(&format!("COPY {table} FROM STDIN BINARY"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    tokio::pin!(writer);
+    for i in 0..count {
+        writer.as_mut().write(&row(i)).await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+/// An erasure arrived for `pupils`: the similarity scores of their marks
+/// stored so far are dropped, in the erasure's transaction.
+async fn erase_scores(
+    tx: &Transaction<'_>,
+    room: &RoomKey,
+    pupils: &[String],
+) -> Result<(), StoreError> {
+    if pupils.is_empty() {
+        return Ok(());
+    }
+    let erased = tx
+        .execute(
+            "UPDATE attendance_marks SET best_similarity = NULL \
+             WHERE personal_id = ANY($1) AND best_similarity IS NOT NULL",
+            &[&pupils],
+        )
+        .await?;
+    tracing::info!(
+        room = %room,
+        pupils = pupils.len(),
+        marks = erased,
+        "erasure applied: similarity scores of the pupils' marks dropped"
+    );
+    Ok(())
+}
+
+/// Inserts a batch's rows leaving out every event stored already; the road
+/// taken when [`copy_rows`] was refused.
+async fn insert_new_rows(
+    tx: &Transaction<'_>,
+    room: &RoomKey,
+    identity: Uuid,
+    rows: &BatchRows,
 ) -> Result<u64, StoreError> {
     let (school, room_id) = (&room.school_code, &room.room_id);
     let e = &rows.events;
     let added = tx.execute(
-        &format!(
-            "INSERT INTO events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
+        "INSERT INTO events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
          clock_synced, clock_step_back_ms, payload) \
          SELECT id, $1, $2, $3, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload \
          FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::boolean[], \
          $10::bigint[], $11::bytea[]) AS t(id, seq, kind, occurred_at, recorded_at, clock_synced, step_back, payload) \
-         {}",
-            duplicates.clause("id")
-        ),
+         ON CONFLICT (id) DO NOTHING",
         &[
             school, room_id, &identity, &e.id, &e.seq, &e.kind, &e.occurred_at, &e.recorded_at,
             &e.clock_synced, &e.clock_step_back_ms, &e.payload,
@@ -347,21 +603,15 @@ async fn insert_rows_with(
     .await?;
     let m = &rows.marks;
     if !m.event_id.is_empty() {
-        // A mark that happened before an erasure of its pupil lands without its score.
         tx.execute(
-            &format!(
-                "INSERT INTO attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
+            "INSERT INTO attendance_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, \
              status, source, best_similarity, reason, teacher_personal_id, occurred_at) \
              SELECT t.event_id, $1, $2, t.session_id, t.lesson_id, t.personal_id, t.status, t.source, \
-             CASE WHEN EXISTS (SELECT 1 FROM erasures e WHERE e.personal_id = t.personal_id \
-                 AND (e.occurred_at IS NULL OR t.occurred_at IS NULL OR e.occurred_at >= t.occurred_at)) \
-             THEN NULL ELSE t.best_similarity END, t.reason, t.teacher, t.occurred_at \
+             t.best_similarity, t.reason, t.teacher, t.occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::real[], \
              $10::text[], $11::text[], $12::timestamptz[]) \
              AS t(event_id, session_id, lesson_id, personal_id, status, source, best_similarity, reason, teacher, occurred_at) \
-             {}",
-                duplicates.clause("event_id")
-            ),
+             ON CONFLICT (event_id) DO NOTHING",
             &[
                 school, room_id, &m.event_id, &m.session_id, &m.lesson_id, &m.personal_id, &m.status,
                 &m.source, &m.best_similarity, &m.reason, &m.teacher_personal_id, &m.occurred_at,
@@ -371,21 +621,19 @@ async fn insert_rows_with(
     }
     let a = &rows.answers;
     if !a.event_id.is_empty() {
+        let choices: Vec<String> = a.choices.iter().map(|c| rows::array_literal(c)).collect();
         tx.execute(
-            &format!(
-                "INSERT INTO answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
+            "INSERT INTO answers (event_id, school_code, room_id, lesson_id, question_id, tablet_id, \
              pupil_personal_id, choices, answer_text, graded, correct, time_to_answer_ms, occurred_at) \
              SELECT event_id, $1, $2, lesson_id, question_id, tablet_id, pupil, choices::text[], answer_text, \
              graded, correct, ms, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
              $10::boolean[], $11::boolean[], $12::bigint[], $13::timestamptz[]) \
              AS t(event_id, lesson_id, question_id, tablet_id, pupil, choices, answer_text, graded, correct, ms, occurred_at) \
-             {}",
-                duplicates.clause("event_id")
-            ),
+             ON CONFLICT (event_id) DO NOTHING",
             &[
                 school, room_id, &a.event_id, &a.lesson_id, &a.question_id, &a.tablet_id,
-                &a.pupil_personal_id, &a.choices, &a.text, &a.graded, &a.correct, &a.time_to_answer_ms,
+                &a.pupil_personal_id, &choices, &a.text, &a.graded, &a.correct, &a.time_to_answer_ms,
                 &a.occurred_at,
             ],
         )
@@ -394,16 +642,13 @@ async fn insert_rows_with(
     let a = &rows.actuations;
     if !a.event_id.is_empty() {
         tx.execute(
-            &format!(
-                "INSERT INTO actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
+            "INSERT INTO actuations (event_id, school_code, room_id, device, device_kind, command, cause, outcome, \
              detail, latency_ms, occurred_at) \
              SELECT event_id, $1, $2, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
              $10::bigint[], $11::timestamptz[]) \
              AS t(event_id, device, device_kind, command, cause, outcome, detail, latency_ms, occurred_at) \
-             {}",
-                duplicates.clause("event_id")
-            ),
+             ON CONFLICT (event_id) DO NOTHING",
             &[
                 school, room_id, &a.event_id, &a.device, &a.device_kind, &a.command, &a.cause, &a.outcome,
                 &a.detail, &a.latency_ms, &a.occurred_at,
@@ -414,32 +659,17 @@ async fn insert_rows_with(
     let e = &rows.erasures;
     if !e.event_id.is_empty() {
         tx.execute(
-            &format!(
-                "INSERT INTO erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at) \
+            "INSERT INTO erasures (event_id, school_code, room_id, personal_id, what, count, reason, occurred_at) \
              SELECT event_id, $1, $2, personal_id, what, count, reason, occurred_at \
              FROM unnest($3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::timestamptz[]) \
              AS t(event_id, personal_id, what, count, reason, occurred_at) \
-             {}",
-                duplicates.clause("event_id")
-            ),
+             ON CONFLICT (event_id) DO NOTHING",
             &[
                 school, room_id, &e.event_id, &e.personal_id, &e.what, &e.count, &e.reason, &e.occurred_at,
             ],
         )
         .await?;
-        let erased = tx
-            .execute(
-                "UPDATE attendance_marks SET best_similarity = NULL \
-                 WHERE personal_id = ANY($1) AND best_similarity IS NOT NULL",
-                &[&e.personal_id],
-            )
-            .await?;
-        tracing::info!(
-            room = %room,
-            pupils = e.personal_id.len(),
-            marks = erased,
-            "erasure applied: similarity scores of the pupils' marks dropped"
-        );
     }
+    erase_scores(tx, room, &e.personal_id).await?;
     Ok(added)
 }

@@ -2,9 +2,10 @@
 //! that a batch of any size is written with one statement per table.
 //!
 //! # Design
-//! Each table's rows are gathered as one array per column and inserted with
-//! `INSERT ... SELECT FROM unnest(...)`: a batch of thousands of events costs a
-//! handful of round trips, not one per event. Enum values are stored by their
+//! Each table's rows are gathered as one array per column, written with one
+//! binary `COPY` per table (or, when some event is stored already, one
+//! `INSERT ... SELECT FROM unnest(...)`): a batch of thousands of events costs
+//! a handful of round trips, not one per event. Enum values are stored by their
 //! proto names in lower case (`present`, `face`), which read well in SQL.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +50,33 @@ pub struct MarkColumns {
     pub occurred_at: Vec<Option<SystemTime>>,
 }
 
-/// Columns of `answers`; `choices` as PostgreSQL array literals.
+impl MarkColumns {
+    /// Takes the similarity score off each mark whose pupil has an erasure in
+    /// `erased` (pupil, when) made after the mark, or when either time is
+    /// unknown: a pupil forgotten keeps no biometric-derived value at the
+    /// hub, even for a mark that arrives after the erasure.
+    pub fn drop_erased_scores(&mut self, erased: &[(String, Option<SystemTime>)]) {
+        for ((pupil, score), occurred_at) in self
+            .personal_id
+            .iter()
+            .zip(&mut self.best_similarity)
+            .zip(&self.occurred_at)
+        {
+            let forgotten = erased.iter().any(|(erased_pupil, erased_at)| {
+                erased_pupil == pupil
+                    && match (erased_at, occurred_at) {
+                        (Some(erased_at), Some(occurred_at)) => erased_at >= occurred_at,
+                        _ => true,
+                    }
+            });
+            if forgotten {
+                *score = None;
+            }
+        }
+    }
+}
+
+/// Columns of `answers`.
 #[derive(Debug, Default)]
 pub struct AnswerColumns {
     pub event_id: Vec<Uuid>,
@@ -57,7 +84,7 @@ pub struct AnswerColumns {
     pub question_id: Vec<String>,
     pub tablet_id: Vec<String>,
     pub pupil_personal_id: Vec<String>,
-    pub choices: Vec<String>,
+    pub choices: Vec<Vec<String>>,
     pub text: Vec<String>,
     pub graded: Vec<bool>,
     pub correct: Vec<bool>,
@@ -164,7 +191,7 @@ impl BatchRows {
                 a.question_id.push(answer.question_id.clone());
                 a.tablet_id.push(answer.tablet_id.clone());
                 a.pupil_personal_id.push(answer.pupil_personal_id.clone());
-                a.choices.push(array_literal(&answer.choices));
+                a.choices.push(answer.choices.clone());
                 a.text.push(answer.text.clone());
                 a.graded.push(answer.graded);
                 a.correct.push(answer.correct);
@@ -236,8 +263,9 @@ fn enum_name<E>(name: Result<&str, E>, value: i32) -> String {
     }
 }
 
-/// A PostgreSQL array literal of `items`, every element quoted.
-fn array_literal(items: &[String]) -> String {
+/// A PostgreSQL array literal of `items`, every element quoted: how a column
+/// of arrays is passed to `unnest`, which takes no array of arrays.
+pub fn array_literal(items: &[String]) -> String {
     let quoted: Vec<String> = items
         .iter()
         .map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\"")))
@@ -299,6 +327,24 @@ mod tests {
             rows.marks.best_similarity,
             vec![None],
             "a teacher's mark carries no similarity"
+        );
+    }
+
+    #[test]
+    fn an_erasure_drops_the_scores_of_the_marks_it_follows() {
+        let at = |seconds| Some(UNIX_EPOCH + Duration::from_secs(seconds));
+        let mut marks = MarkColumns {
+            personal_id: ["A", "A", "A", "B", "C"].map(String::from).to_vec(),
+            best_similarity: vec![Some(0.9), Some(0.8), Some(0.7), Some(0.6), Some(0.5)],
+            occurred_at: vec![at(100), at(300), None, at(100), at(100)],
+            ..Default::default()
+        };
+        marks.drop_erased_scores(&[("A".into(), at(200)), ("C".into(), None)]);
+        assert_eq!(
+            marks.best_similarity,
+            vec![None, Some(0.8), None, Some(0.6), None],
+            "A's mark before the erasure and of unknown time lose their score, the later one keeps it; \
+             an erasure of unknown time covers every mark"
         );
     }
 

@@ -38,7 +38,7 @@ pub enum LinkError {
     BadIdentity(usize),
     #[error("the room's outbox identity changed to {0} during a stream")]
     IdentityChanged(Uuid),
-    #[error("the room sent seq {seq} after the stored cursor {cursor}: batches must follow on")]
+    #[error("the room sent seq {seq} after seq {cursor}: batches must follow on")]
     OutOfOrder { seq: i64, cursor: i64 },
     #[error("nothing heard from the room for {0:?}")]
     Silent(Duration),
@@ -114,6 +114,8 @@ impl Link {
         }
     }
 
+    /// The end of what the stream delivered and this link accepted (it may
+    /// still be landing).
     pub fn position(&self) -> OutboxPosition {
         self.position
     }
@@ -128,7 +130,8 @@ impl Link {
         LinkError::Silent(self.silence)
     }
 
-    /// Checks a message received at `now` against the stored position.
+    /// Checks a message received at `now` against what came before it on the
+    /// stream (at first, the stored cursor), and moves past it.
     pub fn receive(
         &mut self,
         message: proto::PullResponse,
@@ -148,6 +151,7 @@ impl Link {
                     }
                     cursor = event.seq;
                 }
+                self.position.cursor = cursor;
                 if batch.events.is_empty() {
                     Received::Nothing
                 } else {
@@ -162,6 +166,7 @@ impl Link {
                         cursor: self.position.cursor,
                     });
                 }
+                self.position.cursor = skipped.seq;
                 Received::Skip(skipped)
             }
             Some(pull_response::Message::Heartbeat(heartbeat)) => {
@@ -174,10 +179,10 @@ impl Link {
         })
     }
 
-    /// What [`Link::receive`] said to store is stored: the cursor is now `position`.
-    pub fn stored(&mut self, position: OutboxPosition) {
-        debug_assert_eq!(position.identity, self.position.identity);
-        self.position = position;
+    /// The driver was busy until `now` (the landing was behind): the room's
+    /// silence counts from here, not from the last message.
+    pub fn listening(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
     }
 
     fn check_identity(&self, bytes: &[u8]) -> Result<(), LinkError> {
@@ -312,10 +317,14 @@ mod tests {
             link.receive(batch(identity, &[11, 12, 15]), now),
             Ok(Received::Land(events)) if events.len() == 3
         ));
-        link.stored(OutboxPosition {
-            identity,
-            cursor: 15,
-        });
+        assert_eq!(
+            link.position(),
+            OutboxPosition {
+                identity,
+                cursor: 15
+            },
+            "the next batch follows what was received, landed or not"
+        );
         assert_eq!(
             link.receive(batch(identity, &[15, 16]), now),
             Err(LinkError::OutOfOrder {
@@ -360,6 +369,18 @@ mod tests {
             Ok(Received::Heartbeat { last_seq: 7 })
         );
         assert_eq!(link.silence_deadline(), later + Duration::from_secs(30));
+        let busy_until = later + Duration::from_secs(45);
+        link.listening(busy_until);
+        assert_eq!(
+            link.silence_deadline(),
+            busy_until + Duration::from_secs(30),
+            "time spent waiting for the landing is not the room's silence"
+        );
+        link.listening(start);
+        assert_eq!(
+            link.silence_deadline(),
+            busy_until + Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
 //! current.
 
+pub mod acks;
 pub mod dial_in;
 pub mod lan_cert;
 pub mod lease;
