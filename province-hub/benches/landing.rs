@@ -172,6 +172,7 @@ async fn land(postgres: &Postgres, room: &Room, last_seq: i64) -> Duration {
         shutdown: &shutdown,
         link: province_hub::health::PULL,
         lan_ca: None,
+        content: None,
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     sync_over(&mut client, &pool, &context, &mut backoff)

@@ -12,6 +12,7 @@
 //! ([`super::lease`]), so a room linked twice never has two links racing for
 //! its cursor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
@@ -19,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::content::{ContentPush, Library, PushContext};
 use super::dial_in::RoomLink;
 use super::lease::Leases;
 use super::link::{Backoff, Link, LinkError, Received, Resume, resume};
@@ -65,6 +67,8 @@ pub struct LinkContext<'a> {
     pub link: &'static str,
     /// The province's LAN CA, when the hub issues the rooms' HTTPS certificates.
     pub lan_ca: Option<&'a LanCa>,
+    /// The province's learning content, when the hub pushes any.
+    pub content: Option<&'a Arc<Library>>,
 }
 
 async fn connection(pool: &Pool) -> Result<Object, StoreError> {
@@ -136,6 +140,17 @@ pub async fn sync_over(
     board.connected(room, position, status.last_seq);
     let mut roster_version = status.roster_version;
     push_roster(client, pool, context, &mut roster_version).await?;
+    let content = context.content.map(|library| {
+        let push = PushContext {
+            library: library.clone(),
+            client: client.clone(),
+            pool: pool.clone(),
+            room: (*room).clone(),
+            link: context.link,
+            sync: (*sync).clone(),
+        };
+        ContentPush::start(push, shutdown)
+    });
     let request = PullRequest {
         after_seq: position.cursor,
         max_batch: *sync.max_batch.get_ref(),
@@ -194,6 +209,9 @@ pub async fn sync_over(
                 board.heartbeat(room, last_seq);
                 backoff.succeeded();
                 push_roster(client, pool, context, &mut roster_version).await?;
+                if let Some(content) = &content {
+                    content.heartbeat();
+                }
                 continue;
             }
             Received::Nothing => continue,
@@ -318,6 +336,7 @@ pub struct Shared {
     pub board: Board,
     pub leases: Leases,
     pub lan_ca: Option<LanCa>,
+    pub content: Option<Arc<Library>>,
 }
 
 impl Shared {
@@ -350,6 +369,7 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
             shutdown: &lease.token,
             link: health::PULL,
             lan_ca: shared.lan_ca.as_ref(),
+            content: shared.content.as_ref(),
         };
         let result = async {
             let mut client = dial(&room, shared.tls.as_ref(), &shared.sync).await?;
@@ -417,6 +437,7 @@ pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: Cancell
         shutdown: &lease.token,
         link: health::DIAL_IN,
         lan_ca: shared.lan_ca.as_ref(),
+        content: shared.content.as_ref(),
     };
     let mut backoff = shared.backoff();
     match sync_over(&mut client, &shared.pool, &context, &mut backoff).await {
