@@ -174,6 +174,10 @@ fn each_room_gets_its_files_over_pulled_and_dialled_links_and_a_changed_file_goe
         (&dialling_a, "dial_in"),
         (&pulled_b, "pull"),
     ] {
+        // The room stores the file before its answer reaches the hub.
+        wait_until("the delivery recorded", WAIT, || {
+            delivery(&db, room, "toan/bai-3.pdf").is_some()
+        });
         let (sha256, recorded_link, _) = delivery(&db, room, "toan/bai-3.pdf").unwrap();
         assert_eq!(sha256, Sha256::digest(&lesson).to_vec());
         assert_eq!(recorded_link, link);
