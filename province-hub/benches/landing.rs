@@ -293,6 +293,7 @@ async fn land(postgres: &Postgres, room: &Room, agent: u32, last_seq: i64) -> Du
         shutdown: &shutdown,
         link: province_hub::health::PULL,
         lan_ca: None,
+        content: None,
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     sync_over(&mut client, &pool, &context, &mut backoff)

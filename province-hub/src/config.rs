@@ -42,6 +42,8 @@ pub struct Config {
     /// The province's CA for the rooms' HTTPS certificates; without it the
     /// hub pushes none.
     pub lan_ca: Option<LanCaConfig>,
+    /// The learning material the hub pushes to the rooms; none without it.
+    pub content: Option<ContentConfig>,
 }
 
 /// The province's keys for the rooms' USB bundles, made by `classroom-bundle keygen`.
@@ -302,6 +304,10 @@ impl Config {
                 *file.get_mut() = resolved;
             }
         }
+        if let Some(content) = &mut config.content {
+            let resolved = base.join(content.dir.get_ref());
+            *content.dir.get_mut() = resolved;
+        }
         let mut problems = Vec::new();
         config.check(&mut |span: Range<usize>, message: String, hint: &str| {
             let (line, column) = line_column(source, span.start);
@@ -418,6 +424,9 @@ impl Config {
         self.check_rooms(report);
         if let Some(usb) = &self.usb {
             check_usb(usb, report);
+        }
+        if let Some(content) = &self.content {
+            check_content(content, report);
         }
     }
 
@@ -630,6 +639,58 @@ fn hint_for(message: &str) -> String {
     }
 }
 
+/// Where the province keeps the files it pushes to the rooms, and how fast it pushes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    /// The directory the province's staff fill: `all/` for every room,
+    /// `schools/<school_code>/` for a school's rooms, `rooms/<school_code>/<room_id>/`
+    /// for one room. Relative to the config file's directory.
+    pub dir: Spanned<PathBuf>,
+    /// Files pushed to one room at once.
+    #[serde(default = "default_files_at_once")]
+    pub files_at_once: Spanned<usize>,
+    /// The slowest link a push is allowed, in KiB per second: a file's push
+    /// times out after `sync.request_timeout_seconds` plus its size at this rate.
+    #[serde(default = "default_min_kib_per_second")]
+    pub min_kib_per_second: Spanned<u64>,
+}
+
+fn default_files_at_once() -> Spanned<usize> {
+    Spanned::new(0..0, 2)
+}
+
+fn default_min_kib_per_second() -> Spanned<u64> {
+    Spanned::new(0..0, 64)
+}
+
+impl ContentConfig {
+    /// How long pushing a file of `size` bytes may take.
+    pub fn push_timeout(&self, sync: &SyncConfig, size: u64) -> Duration {
+        let rate = (*self.min_kib_per_second.get_ref()).max(1) * 1024;
+        sync.request_timeout() + Duration::from_secs(size.div_ceil(rate))
+    }
+}
+
+/// The content directory must exist and be a directory the hub can list.
+fn check_content(content: &ContentConfig, report: &mut dyn FnMut(Range<usize>, String, &str)) {
+    let dir = &content.dir;
+    match std::fs::read_dir(dir.get_ref()) {
+        Ok(_) => {}
+        Err(err) => report(
+            dir.span(),
+            format!("content.dir {}: {err}", dir.get_ref().display()),
+            "create the directory (with all/, schools/<school_code>/ and rooms/<school_code>/<room_id>/ under it) or correct the path; the hub's user must be able to read it",
+        ),
+    }
+    positive(report, &content.files_at_once, "content.files_at_once");
+    positive(
+        report,
+        &content.min_kib_per_second,
+        "content.min_kib_per_second",
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,5 +794,15 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("repeats the room LC-01/P201"));
         assert_eq!(found[0].line, 14);
+    }
+
+    #[test]
+    fn a_missing_content_dir_is_reported_at_its_place() {
+        let source = format!("{GOOD}\n[content]\ndir = \"no-such-dir\"\nfiles_at_once = 0\n");
+        let found = problems(&source);
+        let places: Vec<(usize, usize)> = found.iter().map(|p| (p.line, p.column)).collect();
+        assert_eq!(places, vec![(13, 7), (14, 17)], "{found:#?}");
+        assert!(found[0].message.contains("no-such-dir"), "{found:#?}");
+        assert!(found[1].message.contains("content.files_at_once"));
     }
 }

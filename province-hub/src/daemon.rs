@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::config::DialInConfig;
 use crate::exit::Exit;
 use crate::health::Board;
+use crate::sync::content::Library;
 use crate::sync::dial_in::{DialIn, DialInTls};
 use crate::sync::lan_cert::LanCa;
 use crate::sync::lease::Leases;
@@ -134,6 +135,10 @@ async fn serve(config: Config) -> Exit {
             .iter()
             .map(|room| (room.key(), room.address.get_ref().as_str())),
     );
+    let content = config
+        .content
+        .clone()
+        .map(|content| Arc::new(Library::new(content, board.clone())));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let shared = Arc::new(Shared {
@@ -143,7 +148,13 @@ async fn serve(config: Config) -> Exit {
         board: board.clone(),
         leases: Leases::default(),
         lan_ca,
+        content: content.clone(),
     });
+    if let Some(library) = content {
+        // The first listing hashes the directory before any room asks, and
+        // shows on /healthz what cannot be sent.
+        tasks.spawn(async move { library.current().await });
+    }
     for room in config.rooms.iter().cloned() {
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         tasks.spawn(async move { run_pulled_room(room, &shared, shutdown).await });

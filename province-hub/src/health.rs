@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::RoomKey;
 use crate::store::OutboxPosition;
+use crate::sync::content::Unsendable;
 
 /// One room's link, as shown by `/healthz`.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +51,7 @@ pub struct RoomHealth {
 #[derive(Debug, Clone, Default)]
 pub struct Board {
     rooms: Arc<Mutex<BTreeMap<RoomKey, RoomHealth>>>,
+    content_unsendable: Arc<Mutex<Vec<Unsendable>>>,
 }
 
 fn unix(time: SystemTime) -> f64 {
@@ -161,6 +163,18 @@ impl Board {
             h.failures = failures;
             h.last_error = Some(error);
         });
+    }
+}
+
+impl Board {
+    /// The files of the content directory that are not sent to any room, as of its last listing.
+    pub fn content_unsendable(&self, files: Vec<Unsendable>) {
+        *self.content_unsendable.lock().unwrap() = files;
+    }
+
+    /// What [`Board::content_unsendable`] was told last.
+    pub fn unsendable_content(&self) -> Vec<Unsendable> {
+        self.content_unsendable.lock().unwrap().clone()
     }
 }
 

@@ -67,6 +67,7 @@ async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
         "status": if failing == 0 { "ok" } else { "degraded" },
         "rooms_failing": failing,
         "rooms": rooms,
+        "content_unsendable": shared.board.unsendable_content(),
     });
     (StatusCode::OK, axum::Json(body))
 }

@@ -35,6 +35,7 @@
 //! records, not biometric data.
 
 pub mod bundle;
+pub mod content;
 pub mod roster;
 pub mod rows;
 
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0002_usb.sql"),
     include_str!("schema/0003_fewer_indexes.sql"),
     include_str!("schema/0004_roster.sql"),
+    include_str!("schema/0005_content.sql"),
 ];
 
 /// Serialises concurrent migrations (several hub processes starting at once).

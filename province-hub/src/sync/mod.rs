@@ -10,9 +10,11 @@
 //! ([`dial_in`]): only how the channel is opened differs. [`lease`] lets one
 //! link land a room at a time. [`lan_cert`] is the step after each
 //! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
-//! current.
+//! current. [`content`] is a task beside each link's Pull that pushes the
+//! room the province's learning content it lacks.
 
 pub mod acks;
+pub mod content;
 pub mod dial_in;
 pub mod lan_cert;
 pub mod lease;

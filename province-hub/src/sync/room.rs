@@ -30,6 +30,7 @@
 //! With the parts overlapping, the link goes as fast as the busiest of them
 //! allows, which is PostgreSQL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::acks::Acks;
+use super::content::{ContentPush, Library, PushContext};
 use super::dial_in::RoomLink;
 use super::lease::Leases;
 use super::link::{Backoff, Link, LinkError, Received, Resume, resume};
@@ -90,6 +92,8 @@ pub struct LinkContext<'a> {
     pub link: &'static str,
     /// The province's LAN CA, when the hub issues the rooms' HTTPS certificates.
     pub lan_ca: Option<&'a LanCa>,
+    /// The province's learning content, when the hub pushes any.
+    pub content: Option<&'a Arc<Library>>,
 }
 
 async fn connection(pool: &Pool) -> Result<Object, StoreError> {
@@ -165,6 +169,17 @@ pub async fn sync_over(
         roster_version,
         ..status
     };
+    let content = context.content.map(|library| {
+        let push = PushContext {
+            library: library.clone(),
+            client: client.clone(),
+            pool: pool.clone(),
+            room: (*room).clone(),
+            link: context.link,
+            sync: (*sync).clone(),
+        };
+        ContentPush::start(push, shutdown)
+    });
     let request = PullRequest {
         after_seq: position.cursor,
         max_batch: *sync.max_batch.get_ref(),
@@ -183,7 +198,16 @@ pub async fn sync_over(
         tokio::try_join!(
             read_stream(stream, link, to_land, heard_sender, context),
             land_batches(pool, position, landing, stored_sender, context),
-            acknowledge(client, pool, &status, stored, heard, backoff, context),
+            acknowledge(
+                client,
+                pool,
+                &status,
+                stored,
+                heard,
+                backoff,
+                context,
+                content.as_ref()
+            ),
         )
     };
     tokio::select! {
@@ -282,8 +306,9 @@ async fn land_batches(
 }
 
 /// Acknowledges the newest committed cursor whenever the room (as `status`
-/// found it) is behind it (see [`Acks`]), and pushes the roster after each
-/// heartbeat.
+/// found it) is behind it (see [`Acks`]), and after each heartbeat pushes the
+/// roster and nudges the link's content push.
+#[allow(clippy::too_many_arguments)]
 async fn acknowledge(
     client: &mut SyncServiceClient<Channel>,
     pool: &Pool,
@@ -292,6 +317,7 @@ async fn acknowledge(
     mut heard: watch::Receiver<()>,
     backoff: &mut Backoff,
     context: &LinkContext<'_>,
+    content: Option<&ContentPush>,
 ) -> Result<(), SyncError> {
     let timeout = context.sync.request_timeout();
     let mut acks = Acks::new(*stored.borrow_and_update(), status.acked_seq);
@@ -320,6 +346,9 @@ async fn acknowledge(
                 }
                 backoff.succeeded();
                 push_roster(client, pool, context, &mut roster_version).await?;
+                if let Some(content) = content {
+                    content.heartbeat();
+                }
             }
         }
     }
@@ -435,6 +464,7 @@ pub struct Shared {
     pub board: Board,
     pub leases: Leases,
     pub lan_ca: Option<LanCa>,
+    pub content: Option<Arc<Library>>,
 }
 
 impl Shared {
@@ -467,6 +497,7 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
             shutdown: &lease.token,
             link: health::PULL,
             lan_ca: shared.lan_ca.as_ref(),
+            content: shared.content.as_ref(),
         };
         let result = async {
             let mut client = dial(&room, shared.tls.as_ref(), &shared.sync).await?;
@@ -534,6 +565,7 @@ pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: Cancell
         shutdown: &lease.token,
         link: health::DIAL_IN,
         lan_ca: shared.lan_ca.as_ref(),
+        content: shared.content.as_ref(),
     };
     let mut backoff = shared.backoff();
     match sync_over(&mut client, &shared.pool, &context, &mut backoff).await {

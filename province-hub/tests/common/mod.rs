@@ -466,7 +466,7 @@ impl HubConfig {
     }
 
     /// `extra` goes at the end of the `[sync]` section.
-    fn with_extra(postgres: &Postgres, rooms: &[&Room], extra: &str) -> HubConfig {
+    pub fn with_extra(postgres: &Postgres, rooms: &[&Room], extra: &str) -> HubConfig {
         let dir = tempfile::tempdir().unwrap();
         let [http] = free_addresses();
         let path = dir.path().join("hub.toml");
