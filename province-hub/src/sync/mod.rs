@@ -10,8 +10,10 @@
 //! ([`dial_in`]): only how the channel is opened differs. [`lease`] lets one
 //! link land a room at a time. [`lan_cert`] is the step after each
 //! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
-//! current.
+//! current. [`certified_room`] holds a dialled-in room to the room its
+//! certificate names.
 
+pub mod certified_room;
 pub mod dial_in;
 pub mod lan_cert;
 pub mod lease;
