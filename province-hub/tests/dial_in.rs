@@ -3,20 +3,27 @@
 //! whose events land in a PostgreSQL server of the test's own, exactly once,
 //! through a SIGKILL of the hub; and a room that both dials in and is pulled
 //! is landed over one link at a time, every event once.
+//! Over mutual TLS, a room is the room its certificate names: a room that
+//! dials with another room's certificate lands nothing. And rooms keep every
+//! event landed once through fifty SIGKILLs of the hub and of their agents at
+//! random moments, and a crash of PostgreSQL.
 
 mod common;
 #[allow(dead_code)] // shared with the agent's dial-out tests; these use part of it
 #[path = "../../tests/common/netns.rs"]
 mod netns;
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::{Db, HubConfig, Postgres, Room, free_addresses, http_get, wait_until};
 use firmware_agent::proto;
 use firmware_agent::store::outbox::NewEvent;
 use netns::Namespace;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -270,4 +277,340 @@ fn a_roster_row_changed_in_postgresql_reaches_a_dialled_and_a_pulled_room() {
             ) == newest(room)
         });
     }
+}
+
+/// The province's certificates for links over mutual TLS: a CA for the rooms
+/// and one for the hub, the hub's certificate for `hub.test`, and each room's
+/// naming it as `urn:classroom:room:<school_code>:<room_id>`.
+struct Certificates {
+    dir: tempfile::TempDir,
+    room_ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    room_ca_pem: PathBuf,
+    hub: (PathBuf, PathBuf),
+    hub_ca_pem: PathBuf,
+}
+
+fn certificate_authority(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+/// Signs a certificate for `names` with `issuer`; writes `stem.pem` and `stem.key` into `dir`.
+fn issue(
+    issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: &Path,
+    stem: &str,
+    names: Vec<rcgen::SanType>,
+) -> (PathBuf, PathBuf) {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = names;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, stem);
+    params.extended_key_usages = vec![ServerAuth, ClientAuth];
+    let certificate = params.signed_by(&key, issuer).unwrap();
+    let paths = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&paths.0, certificate.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
+impl Certificates {
+    fn new() -> Certificates {
+        let dir = tempfile::tempdir().unwrap();
+        let (room_ca, hub_ca) = (
+            certificate_authority("room CA"),
+            certificate_authority("hub CA"),
+        );
+        let room_ca_pem = dir.path().join("room-ca.pem");
+        let hub_ca_pem = dir.path().join("hub-ca.pem");
+        std::fs::write(&room_ca_pem, room_ca.pem()).unwrap();
+        std::fs::write(&hub_ca_pem, hub_ca.pem()).unwrap();
+        let hub_name = rcgen::SanType::DnsName("hub.test".try_into().unwrap());
+        let hub = issue(&hub_ca, dir.path(), "hub", vec![hub_name]);
+        Certificates {
+            dir,
+            room_ca,
+            room_ca_pem,
+            hub,
+            hub_ca_pem,
+        }
+    }
+
+    /// The certificate and key the province issues the room `school_code/room_id`.
+    fn room(&self, school_code: &str, room_id: &str) -> (PathBuf, PathBuf) {
+        let uri = format!("urn:classroom:room:{school_code}:{room_id}");
+        let names = vec![
+            rcgen::SanType::DnsName(format!("{room_id}.local").try_into().unwrap()),
+            rcgen::SanType::URI(uri.try_into().unwrap()),
+        ];
+        issue(
+            &self.room_ca,
+            self.dir.path(),
+            &format!("{school_code}-{room_id}"),
+            names,
+        )
+    }
+
+    /// The `[hub]` keys of a room that dials `hub` with `certificate`.
+    fn room_dialling(&self, certificate: &(PathBuf, PathBuf), hub: SocketAddr) -> String {
+        format!(
+            "tls_cert = {:?}\ntls_key = {:?}\nconnect = \"{hub}\"\nconnect_ca = {:?}\nconnect_name = \"hub.test\"\n",
+            certificate.0, certificate.1, self.hub_ca_pem
+        )
+    }
+
+    /// The hub's certificate, its key and the rooms' CA.
+    fn hub_files(&self) -> [&Path; 3] {
+        [
+            self.hub.0.as_path(),
+            self.hub.1.as_path(),
+            self.room_ca_pem.as_path(),
+        ]
+    }
+}
+
+#[test]
+fn a_room_dialling_with_another_rooms_certificate_lands_nothing_and_is_reported() {
+    let postgres = Postgres::start();
+    let db = postgres.client();
+    let certificates = Certificates::new();
+    let [dial_in] = free_addresses();
+    let p301 = certificates.room("LC-THCS-05", "P301");
+    let honest = Room::dialling_over_tls(
+        "LC-THCS-05",
+        "P301",
+        &certificates.room_dialling(&p301, dial_in),
+    );
+    // Room P302's agent was given P301's certificate and key.
+    let impostor = Room::dialling_over_tls(
+        "LC-THCS-05",
+        "P302",
+        &certificates.room_dialling(&p301, dial_in),
+    );
+    let (mut honest_events, mut impostor_events) = (BTreeSet::new(), BTreeSet::new());
+    append(&honest, 0, 300, &mut honest_events);
+    append(&impostor, 0, 300, &mut impostor_events);
+    let config = HubConfig::with_tls_dial_in(&postgres, dial_in, certificates.hub_files());
+    let hub = config.start();
+    let _agents = [honest.start(), impostor.start()];
+
+    let refusal = hub.wait_for_log("a room's link is refused before landing anything", WAIT);
+    assert!(
+        refusal.contains("LC-THCS-05/P301")
+            && refusal.contains("LC-THCS-05/P302")
+            && refusal.contains("urn:classroom:room:<school_code>:<room_id>"),
+        "the refusal names both rooms and how to fix it: {refusal}"
+    );
+    // The same certificate with its own room's status is landed over TLS.
+    assert_every_event_once(&db, &honest, &honest_events);
+    wait_until("the refusal counted in /metrics", WAIT, || {
+        http_get(config.http, "/metrics").1.lines().any(|line| {
+            line.starts_with("province_hub_dial_in_refused_total{")
+                && line.contains("room=\"P302\"")
+                && line.contains("certified=\"LC-THCS-05/P301\"")
+        })
+    });
+
+    let impostor_rows = db.number(
+        "SELECT count(*) FROM events WHERE school_code = $1 AND room_id = $2",
+        &[&impostor.school_code, &impostor.room_id],
+    );
+    assert_eq!(
+        impostor_rows, 0,
+        "nothing landed as the room the status named"
+    );
+    let elsewhere = db.number(
+        "SELECT count(*) FROM events WHERE id = ANY($1)",
+        &[&impostor_events.iter().copied().collect::<Vec<_>>()],
+    );
+    assert_eq!(
+        elsewhere, 0,
+        "nothing landed as the certificate's room either"
+    );
+    assert_eq!(
+        impostor.acked_seq(),
+        0,
+        "nothing acknowledged to the impostor"
+    );
+    assert!(
+        room_health(config.http, &impostor).is_null(),
+        "the refused room is not on the board"
+    );
+}
+
+/// Kill cycles in the test below.
+const KILL_CYCLES: usize = 50;
+/// The longest deliberate wait before a kill.
+const LONGEST_KILL_DELAY_MS: u64 = 700;
+
+/// Lets `namespace` reach `address`, a host address outside its own link.
+fn route_to(namespace: &Namespace, address: Ipv4Addr) {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespace.name, "ip", "route", "add"])
+        .arg(format!("{address}/32"))
+        .arg("via")
+        .arg(namespace.hub_ip.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every event of the room's outbox, seq to id, read from its database.
+fn outbox(room: &Room) -> BTreeMap<i64, Uuid> {
+    let conn = rusqlite::Connection::open(room.database()).unwrap();
+    let mut statement = conn
+        .prepare("SELECT seq, id FROM outbox ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, Uuid::from_bytes(row.get::<_, [u8; 16]>(1)?)))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Waits until every event of the room's outbox (as it is now) is landed and
+/// acknowledged, then asserts PostgreSQL holds each exactly once, and the
+/// test's `committed` events among them.
+fn assert_outbox_landed_once(db: &Db, room: &Room, committed: &BTreeSet<Uuid>) {
+    let outbox = outbox(room);
+    let newest = *outbox.keys().next_back().unwrap();
+    let ids: BTreeSet<Uuid> = outbox.values().copied().collect();
+    assert!(
+        ids.is_superset(committed),
+        "the outbox kept the test's events"
+    );
+    let count = || {
+        db.number(
+            "SELECT count(*) FROM events WHERE school_code = $1 AND room_id = $2 AND seq <= $3",
+            &[&room.school_code, &room.room_id, &newest],
+        )
+    };
+    wait_until("every event of the outbox landed", WAIT, || {
+        count() >= outbox.len() as i64
+    });
+    wait_until("every event of the outbox acknowledged", WAIT, || {
+        room.acked_seq() >= newest
+    });
+    let stored: Vec<(i64, Uuid)> = db
+        .query(
+            "SELECT seq, id FROM events WHERE school_code = $1 AND room_id = $2 AND seq <= $3 \
+             ORDER BY seq, id",
+            &[&room.school_code, &room.room_id, &newest],
+        )
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        outbox.len(),
+        "each event of {} once",
+        room.room_id
+    );
+    assert!(
+        stored.into_iter().eq(outbox),
+        "PostgreSQL holds the room's events under their own seq"
+    );
+}
+
+#[test]
+fn dialling_rooms_land_every_event_once_through_fifty_random_kills_and_a_database_crash() {
+    let began = Instant::now();
+    let seed = std::env::var("DIAL_IN_KILL_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("kill cycles with seed {seed} (DIAL_IN_KILL_SEED={seed} repeats them)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let postgres = Postgres::start();
+    let certificates = Certificates::new();
+    let namespaces = [Namespace::new(), Namespace::new()];
+    let [spare] = free_addresses();
+    // The hub listens on the first namespace's host side; the second reaches it over its own link.
+    let dial_in = namespaces[0].hub_address(spare.port());
+    route_to(&namespaces[1], namespaces[0].hub_ip);
+    let rooms = [("LC-THCS-07", "P101"), ("LC-THCS-08", "P201")].map(|(school, id)| {
+        let certificate = certificates.room(school, id);
+        Room::dialling_over_tls(
+            school,
+            id,
+            &certificates.room_dialling(&certificate, dial_in),
+        )
+    });
+    let config = HubConfig::with_tls_dial_in(&postgres, dial_in, certificates.hub_files());
+    let mut hub = config.start();
+    let mut agent_starts = Vec::new();
+    let mut start_agent = |i: usize| {
+        let starting = Instant::now();
+        let agent = rooms[i].start_in(&namespaces[i].name);
+        agent_starts.push(starting.elapsed());
+        agent
+    };
+    let mut agents = [start_agent(0), start_agent(1)];
+    let mut committed = [BTreeSet::new(), BTreeSet::new()];
+    let mut appended = [0; 2];
+    let mut kills = [0; 3];
+    for cycle in 0..KILL_CYCLES {
+        for (i, room) in rooms.iter().enumerate() {
+            let count = rng.random_range(1..400);
+            append(room, appended[i], count, &mut committed[i]);
+            appended[i] += count;
+        }
+        if cycle == KILL_CYCLES / 2 {
+            postgres.crash();
+            postgres.start_server();
+        }
+        // Deliberate: a random moment in whatever the link is doing.
+        std::thread::sleep(Duration::from_millis(
+            rng.random_range(0..LONGEST_KILL_DELAY_MS),
+        ));
+        let victim = rng.random_range(0..3);
+        kills[victim] += 1;
+        match victim {
+            0 => {
+                hub.kill();
+                hub = config.start();
+            }
+            room => {
+                agents[room - 1].kill();
+                agents[room - 1] = start_agent(room - 1);
+            }
+        }
+    }
+    let killing = began.elapsed();
+
+    let db = postgres.client();
+    for (room, committed) in rooms.iter().zip(&committed) {
+        assert_outbox_landed_once(&db, room, committed);
+    }
+    let mean_start = agent_starts.iter().sum::<Duration>() / agent_starts.len() as u32;
+    eprintln!(
+        "{KILL_CYCLES} cycles ({} hub kills, {} and {} agent kills, one PostgreSQL crash) in {killing:?}; \
+         every event once after {:?}; {} agent starts, mean {mean_start:?}, longest {:?}",
+        kills[0],
+        kills[1],
+        kills[2],
+        began.elapsed(),
+        agent_starts.len(),
+        agent_starts.iter().max().unwrap()
+    );
 }

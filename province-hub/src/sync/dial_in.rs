@@ -15,7 +15,9 @@
 //!   [`Incoming::admit`]) so that a caller can run each handshake in a task of
 //!   its own: a room that stalls its handshake holds up nobody else.
 //! - What identifies the room is its certificate (kept in [`RoomLink`]) and its
-//!   `GetStatus`; the acceptor only admits certificates from the room CA.
+//!   `GetStatus`; the acceptor only admits certificates from the room CA, and
+//!   [`RoomLink::confirms`] takes the room `GetStatus` names only when the
+//!   certificate names the same room ([`super::certified_room`]).
 //! - Every wait is bounded: the TLS handshake by [`HANDSHAKE_TIMEOUT`], a dead
 //!   link by HTTP/2 keepalive pings ([`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`]).
 //! - The link is a `Channel`, not a generated client, so any build of the
@@ -35,6 +37,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::certified_room::{self, HINT, IdentityError};
+use crate::config::RoomKey;
 
 /// The longest a room's TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,6 +88,42 @@ pub struct RoomLink {
     /// The room's certificate (DER) as it presented it; `None` over plaintext.
     pub certificate: Option<CertificateDer<'static>>,
     pub peer: SocketAddr,
+}
+
+impl RoomLink {
+    /// Whether this link is `claimed`'s, the room its `GetStatus` names. A link
+    /// that is not is logged with both names and a hint, and counted in
+    /// `/metrics` as `province_hub_dial_in_refused_total`; the caller ends it
+    /// before reading a cursor or landing anything.
+    pub fn confirms(&self, claimed: &RoomKey) -> bool {
+        let Err(error) = certified_room::confirm(self.certificate.as_ref(), claimed) else {
+            return true;
+        };
+        let certified = error
+            .certified()
+            .map_or_else(|| "none".to_owned(), RoomKey::to_string);
+        metrics::counter!(
+            "province_hub_dial_in_refused_total",
+            "school" => claimed.school_code.clone(),
+            "room" => claimed.room_id.clone(),
+            "certified" => certified.clone(),
+        )
+        .increment(1);
+        let hint = match &error {
+            IdentityError::Mismatch { .. } => format!(
+                "the room's [room] section and its hub.tls_cert must be the same room's: {HINT}"
+            ),
+            _ => HINT.to_owned(),
+        };
+        tracing::warn!(
+            peer = %self.peer,
+            claimed = %claimed,
+            certified = %certified,
+            hint = %hint,
+            "a room's link is refused before landing anything: {error}"
+        );
+        false
+    }
 }
 
 /// The hub's dial-in listener.

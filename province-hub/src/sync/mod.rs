@@ -11,9 +11,11 @@
 //! link land a room at a time. [`lan_cert`] is the step after each
 //! `GetStatus` that keeps the room's HTTPS certificate from the province's CA
 //! current. [`content`] is a task beside each link's Pull that pushes the
-//! room the province's learning content it lacks.
+//! room the province's learning content it lacks. [`certified_room`] holds a
+//! dialled-in room to the room its certificate names.
 
 pub mod acks;
+pub mod certified_room;
 pub mod content;
 pub mod dial_in;
 pub mod lan_cert;

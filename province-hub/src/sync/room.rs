@@ -527,10 +527,11 @@ pub async fn run_pulled_room(room: RoomConfig, shared: &Shared, shutdown: Cancel
 
 /// Lands the room at the other end of `link`, a link the room opened, until
 /// the link ends, a newer link of the room takes over, or `shutdown`. The room
-/// is the one its `GetStatus` names; the room dials again after a failure.
+/// is the one its `GetStatus` names, taken only when its certificate names the
+/// same room ([`RoomLink::confirms`]); the room dials again after a failure.
 pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: CancellationToken) {
     let peer = link.peer.to_string();
-    let mut client = client(link.channel, &shared.sync);
+    let mut client = client(link.channel.clone(), &shared.sync);
     let status = call(
         "GetStatus",
         shared.sync.request_timeout(),
@@ -548,6 +549,9 @@ pub async fn run_dialled_room(link: RoomLink, shared: &Shared, shutdown: Cancell
             return;
         }
     };
+    if !link.confirms(&key) {
+        return;
+    }
     shared.board.linked(&key, health::DIAL_IN, &peer);
     let lease = tokio::select! {
         () = shutdown.cancelled() => return,

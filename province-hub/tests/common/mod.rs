@@ -328,6 +328,15 @@ impl Room {
         Room::with_hub_keys(school_code, room_id, &format!("connect = \"{hub}\"\n"))
     }
 
+    /// A room that serves and dials the hub over TLS only: `hub_keys` (its
+    /// certificate, key, `connect` and the hub's CA) go in its `[hub]` section.
+    pub fn dialling_over_tls(school_code: &str, room_id: &str, hub_keys: &str) -> Room {
+        let room = Room::with_hub_keys(school_code, room_id, hub_keys);
+        let config = std::fs::read_to_string(room.config()).unwrap();
+        std::fs::write(room.config(), config.replace("plaintext = true\n", "")).unwrap();
+        room
+    }
+
     /// A room whose `[hub]` section also has `hub_keys` (the province's keys, say).
     pub fn with_hub_keys(school_code: &str, room_id: &str, hub_keys: &str) -> Room {
         let dir = tempfile::tempdir().unwrap();
@@ -463,6 +472,21 @@ impl HubConfig {
             rooms,
             &format!("max_batch = 500\n\n[dial_in]\nlisten = \"{listen}\"\n"),
         )
+    }
+
+    /// A hub that accepts rooms' links on `listen` over mutual TLS: `tls`
+    /// holds the hub's certificate, key and the rooms' CA (PEM files), used
+    /// for its `[tls]` and its `[dial_in]` sections alike.
+    pub fn with_tls_dial_in(postgres: &Postgres, listen: SocketAddr, tls: [&Path; 3]) -> HubConfig {
+        let [cert, key, room_ca] = tls.map(|path| format!("{path:?}"));
+        let files = format!("cert = {cert}\nkey = {key}\nroom_ca = {room_ca}\n");
+        let config = HubConfig::with_dial_in(postgres, &[], listen);
+        let text = std::fs::read_to_string(&config.path)
+            .unwrap()
+            .replace("[tls]\nplaintext = true\n", &format!("[tls]\n{files}"))
+            .replace("[dial_in]\n", &format!("[dial_in]\n{files}"));
+        std::fs::write(&config.path, text).unwrap();
+        config
     }
 
     /// `extra` goes at the end of the `[sync]` section.
