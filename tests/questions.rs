@@ -94,6 +94,15 @@ async fn fill(page: &mut browser::Chromium, selector: &str, text: &str) {
     .await;
 }
 
+/// How many times the panel's page asked the agent for the question's results.
+async fn results_asked_for(panel: &mut browser::Chromium) -> u64 {
+    panel
+        .evaluate("performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname === '/api/lesson/quiz').length")
+        .await
+        .as_u64()
+        .expect("a count")
+}
+
 /// The panel's row of the pupil `name` in the per-pupil table: [answered, answer, right].
 async fn pupil_row(panel: &mut browser::Chromium, name: &str) -> Vec<String> {
     let cells = panel
@@ -163,6 +172,10 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     agent.wait_for_log("roll call closed", PATIENCE);
 
     let mut panel = open_panel(address, 1920, 1080).await;
+    // Every request the page makes is kept, to show it never asks for the results.
+    panel
+        .evaluate("performance.setResourceTimingBufferSize(100000); true")
+        .await;
     let code = open_pairing(address).await;
     let mut an = browser_tablet(address, &code, Some("Bàn 1"), Some("Nguyễn Văn An")).await;
     let mut binh = protocol_tablet(address, &code, "Bàn 2", "Lò Thị Bình").await;
@@ -230,6 +243,22 @@ async fn a_lesson_of_questions_from_the_panel_to_the_summary() {
     );
     assert_eq!(pupil_row(&mut panel, "Nguyễn Văn An").await[2], "✓");
     assert_eq!(pupil_row(&mut panel, "Hà Thị Dung").await[0], "Chưa");
+    assert_eq!(
+        results_asked_for(&mut panel).await,
+        0,
+        "the answers reach the panel on its feed, never by asking"
+    );
+    // A panel that (re)connects now shows the answers so far at once.
+    let mut another =
+        browser::Chromium::open_sized(&format!("http://{address}/panel/"), 1280, 800).await;
+    another
+        .wait_for("document.querySelectorAll('#quiz-pupils tr.answered').length === 3")
+        .await;
+    assert_eq!(
+        pupil_row(&mut another, "Lò Thị Bình").await,
+        ["Có", "C, A", "✓"]
+    );
+    drop(another);
     screenshots_of_step(&mut panel, &mut an, "timed").await;
 
     // The agent's clock says time is up: the tablets are told, and Dung's answer is refused.

@@ -2,8 +2,9 @@
 //! (HTTP clients) each hand in a 2 MB photo at the same moment; the time until
 //! all 40 are on the panel's live feed, and the agent's peak memory
 //! (VmHWM, reset before each round through `/proc/PID/clear_refs`) while it
-//! happens. The baseline, in the same run, is one tablet handing in the same
-//! photo alone.
+//! happens, and each upload's time from its first byte to the agent's answer
+//! (p50/p99 over the rounds). The baseline, in the same run, is one tablet
+//! handing in the same photo alone.
 //!
 //! Run with `cargo bench -p firmware-agent --bench hand_in`.
 
@@ -112,14 +113,21 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// `tokens` hand in `body` at the same moment; the time until the last is on
-/// the feed, and the agent's peak memory meanwhile.
+/// One round's figures: the time until the last hand-in was on the feed, the
+/// agent's peak memory meanwhile, and each upload's time until its answer.
+struct Round {
+    all_on_the_panel: Duration,
+    peak_rss_mib: f64,
+    uploads: Vec<Duration>,
+}
+
+/// `tokens` hand in `body` at the same moment.
 fn round(
     agent: &Agent,
     tokens: &[String],
     body: &Arc<String>,
     feed: &mpsc::Receiver<Instant>,
-) -> (Duration, f64) {
+) -> Round {
     let pid = agent.child.id();
     peak_rss_mib(pid);
     let barrier = Arc::new(Barrier::new(tokens.len() + 1));
@@ -130,6 +138,7 @@ fn round(
             let url = format!("http://{}/tablet/hand-in", agent.address);
             std::thread::spawn(move || {
                 barrier.wait();
+                let sent = Instant::now();
                 let response = http()
                     .post(&url)
                     .header("authorization", &format!("Bearer {token}"))
@@ -137,6 +146,7 @@ fn round(
                     .send(body.as_bytes())
                     .unwrap();
                 assert_eq!(response.status().as_u16(), 201, "a hand-in is taken");
+                sent.elapsed()
             })
         })
         .collect();
@@ -148,23 +158,34 @@ fn round(
             .recv_timeout(Duration::from_secs(120))
             .expect("every hand-in reaches the panel's feed");
     }
-    for client in clients {
-        client.join().unwrap();
+    let uploads = clients
+        .into_iter()
+        .map(|client| client.join().unwrap())
+        .collect();
+    Round {
+        all_on_the_panel: last - start,
+        peak_rss_mib: peak_rss_mib(pid),
+        uploads,
     }
-    (last - start, peak_rss_mib(pid))
 }
 
-fn spread(label: &str, figures: &mut [(Duration, f64)]) {
-    figures.sort_by_key(|f| f.0);
-    let ms: Vec<String> = figures
+fn spread(label: &str, rounds: &mut [Round]) {
+    rounds.sort_by_key(|r| r.all_on_the_panel);
+    let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
+    let totals: Vec<String> = rounds.iter().map(|r| ms(r.all_on_the_panel)).collect();
+    let peak = rounds.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+    let low = rounds
         .iter()
-        .map(|f| format!("{:.0}", f.0.as_secs_f64() * 1000.0))
-        .collect();
-    let peak = figures.iter().map(|f| f.1).fold(0.0, f64::max);
-    let low = figures.iter().map(|f| f.1).fold(f64::MAX, f64::min);
+        .map(|r| r.peak_rss_mib)
+        .fold(f64::MAX, f64::min);
+    let mut uploads: Vec<Duration> = rounds.iter().flat_map(|r| r.uploads.clone()).collect();
+    uploads.sort();
+    let percentile = |p: usize| uploads[(uploads.len() * p / 100).min(uploads.len() - 1)];
     println!(
-        "{label:<28} all on the panel after {} ms (rounds, sorted); peak RSS {low:.0}–{peak:.0} MiB",
-        ms.join(" / ")
+        "{label:<28} all on the panel after {} ms (rounds, sorted); an upload p50 {} ms, p99 {} ms; peak RSS {low:.0}–{peak:.0} MiB",
+        totals.join(" / "),
+        ms(percentile(50)),
+        ms(percentile(99)),
     );
 }
 
@@ -193,7 +214,7 @@ fn main() {
         .collect();
     spread("baseline: one tablet alone", &mut baseline);
     spread("40 tablets at once", &mut together);
-    let median = |figures: &[(Duration, f64)]| figures[figures.len() / 2].0.as_secs_f64();
+    let median = |rounds: &[Round]| rounds[rounds.len() / 2].all_on_the_panel.as_secs_f64();
     println!(
         "40 at once took {:.1}x one alone ({:.0} ms a hand-in)",
         median(&together) / median(&baseline),

@@ -19,6 +19,13 @@
 //! as it is (40 tiles, a few kilobytes), one right after `hello` and one after
 //! every change, so a page never patches tiles and cannot miss one. Changes
 //! that come while a view is being read and sent are coalesced into the next.
+//!
+//! The question's results ([`crate::tablets::quiz_api::live_view`]) follow
+//! the class: a `quiz` event with the whole view right after `hello`, so a
+//! page that reconnects is correct at once, then after the class changed (an
+//! answer, a question given or stopped, a tablet bound), at most one each
+//! [`QUIZ_EVERY`]: 40 pupils answering in the same second cost the page a
+//! few views, each with every answer so far.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,14 +38,17 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::agent::Agent;
 use crate::store::outbox::{StoredEvent, read_after};
-use crate::tablets::Lesson;
+use crate::tablets::{Lesson, quiz_api};
 
 /// Most records sent in one wake-up; a larger backlog follows in the next.
 const BATCH: usize = 500;
+/// The shortest time between two `quiz` events to a page. A bound on what a
+/// page is sent, not lesson time: on the runtime's own timer.
+pub const QUIZ_EVERY: Duration = Duration::from_millis(250);
 
 /// The SSE stream for one page: a `hello` with the health snapshot, every record after
-/// `resume_after` (the newest when `None`), the class view, then `record`, `health`,
-/// `devices` and `class` events as they happen.
+/// `resume_after` (the newest when `None`), the class view and the question's
+/// results, then `record`, `health`, `devices`, `class` and `quiz` events as they happen.
 pub fn stream(
     agent: Arc<Agent>,
     lesson: Arc<Lesson>,
@@ -82,10 +92,13 @@ pub fn stream(
         };
         cursor = caught_up;
         class.borrow_and_update();
-        if !send_class(&lesson, &tx).await {
+        if !send_class(&lesson, &tx).await || !send_quiz(&lesson, &tx).await {
             return;
         }
+        let mut quiz_sent_at = tokio::time::Instant::now();
+        let mut quiz_pending = false;
         loop {
+            let quiz_due = tokio::time::sleep_until(quiz_sent_at + QUIZ_EVERY);
             tokio::select! {
                 _ = agent.shutdown.cancelled() => return,
                 _ = tx.closed() => return,
@@ -108,6 +121,12 @@ pub fn stream(
                     if changed.is_err() { return; }
                     class.borrow_and_update();
                     if !send_class(&lesson, &tx).await { return; }
+                    quiz_pending = true;
+                }
+                () = quiz_due, if quiz_pending => {
+                    if !send_quiz(&lesson, &tx).await { return; }
+                    quiz_sent_at = tokio::time::Instant::now();
+                    quiz_pending = false;
                 }
             }
         }
@@ -152,6 +171,21 @@ async fn send_class(lesson: &Lesson, tx: &tokio::sync::mpsc::Sender<SseEvent>) -
             .is_ok(),
         Err(err) => {
             tracing::warn!(%err, "cannot read the class view for the panel");
+            true
+        }
+    }
+}
+
+/// Sends the question's results as they are now; false once the page is
+/// gone. A view the store cannot read now is skipped, as the class's.
+async fn send_quiz(lesson: &Lesson, tx: &tokio::sync::mpsc::Sender<SseEvent>) -> bool {
+    match quiz_api::live_view(lesson, lesson.results()).await {
+        Ok(view) => tx
+            .send(SseEvent::default().event("quiz").data(view.to_string()))
+            .await
+            .is_ok(),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the question's results for the panel");
             true
         }
     }

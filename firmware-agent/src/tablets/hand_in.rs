@@ -15,8 +15,20 @@
 //!   decoded bytes, plus base64's third) within [`BODY_DEADLINE`]; a tablet has
 //!   one hand-in under way at a time and at most [`PER_MINUTE`] a minute on
 //!   the agent's monotonic clock; at most [`DECODING_AT_ONCE`] images are
-//!   decoded and encoded at once, so 40 tablets handing in together decode
-//!   two pictures at a time; their bodies wait in memory meanwhile.
+//!   decoded and encoded at once.
+//! - **Within a memory bound.** 40 tablets handing in together must not hold
+//!   40 photos in memory: a hand-in takes one of [`READING_AT_ONCE`] turns
+//!   before its body is read and keeps it until its picture is re-encoded.
+//!   The others wait, their bodies still on the network, at most
+//!   [`TURN_DEADLINE`] (then the tablet is told to send again). A turn holds
+//!   one buffer of the body (sized by `Content-Length`), the image's bytes
+//!   decoded from base64 straight out of it (the JSON's string is borrowed,
+//!   not copied), then the decoded picture; each is dropped as soon as the
+//!   next is made. The kept picture and the thumbnail are scaled down by
+//!   averaging areas, without the floating-point copy of the whole picture
+//!   a filtered resize makes, the thumbnail from the kept picture. The
+//!   decoders the agent has (JPEG, PNG, BMP, WebP) cannot decode at a
+//!   reduced size, so a picture is decoded whole.
 //! - **Checked by decoding.** An image is decoded by the roll call's decoder
 //!   with its limits ([`crate::attendance::pipeline::decode_upright`]: at most
 //!   8192 pixels a side and 128 MiB of pixels), which also turns a camera's
@@ -42,6 +54,7 @@
 //!   pupil's erasure. The panel learns of a new hand-in from its live feed:
 //!   the outbox event is a record like any other.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -74,11 +87,18 @@ pub const MAX_SIDE: u32 = 2160;
 pub const THUMBNAIL_SIDE: u32 = 320;
 /// Images decoded and encoded at once, whatever the number of tablets.
 pub const DECODING_AT_ONCE: usize = 2;
+/// Hand-ins whose bodies are read and held at once: enough to keep the
+/// decoders busy while the next bodies arrive.
+pub const READING_AT_ONCE: usize = 4;
 /// Hand-ins a tablet may make in a minute.
 pub const PER_MINUTE: usize = 10;
 /// The longest a hand-in's body may take to arrive. A bounded wait on a
 /// peer over the network: on the runtime's own timer.
 const BODY_DEADLINE: Duration = Duration::from_secs(60);
+/// The longest a hand-in waits for its turn to be read: 40 tablets at once
+/// take well under this on the panel's hardware. On the runtime's timer, as
+/// the body's deadline.
+const TURN_DEADLINE: Duration = Duration::from_secs(120);
 /// The most characters of a text hand-in.
 pub const MAX_TEXT_CHARS: usize = 10_000;
 /// The range `tablets.hand_in_max_bytes` may take.
@@ -110,14 +130,19 @@ pub fn config_problems(config: &TabletsConfig) -> Vec<(&'static str, String, &'s
 /// What a tablet posts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Upload {
+struct Upload<'a> {
     kind: HandInKind,
     /// A photo or drawing, base64 (standard alphabet).
-    #[serde(default)]
-    image: Option<String>,
+    #[serde(default, borrow)]
+    image: Option<Base64<'a>>,
     #[serde(default)]
     text: Option<String>,
 }
+
+/// A picture's base64, borrowed from the body unless JSON escaped some of it
+/// (base64 needs no escape but an encoder may write `/` as `\/`).
+#[derive(Debug, Deserialize)]
+struct Base64<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A hand-in ready to be written: the file, its thumbnail and its type.
 #[derive(Debug)]
@@ -195,9 +220,11 @@ impl From<Refused> for ApiError {
 pub fn prepare(kind: HandInKind, image: &[u8], text: &str) -> Result<Prepared, Refused> {
     if kind.is_image() {
         let picture = decode(image)?;
+        let kept = fit(&picture, MAX_SIDE).unwrap_or(picture);
+        let thumbnail = fit(&kept, THUMBNAIL_SIDE);
         Ok(Prepared {
-            file: encode_jpeg(&fit(picture.clone(), MAX_SIDE))?,
-            thumbnail: Some(encode_jpeg(&fit(picture, THUMBNAIL_SIDE))?),
+            thumbnail: Some(encode_jpeg(thumbnail.as_ref().unwrap_or(&kept))?),
+            file: encode_jpeg(&kept)?,
             media_type: "image/jpeg",
         })
     } else {
@@ -228,14 +255,25 @@ fn decode(bytes: &[u8]) -> Result<RgbImage, Refused> {
     })
 }
 
-/// The picture scaled down, keeping its proportions, to at most `side` pixels a side.
-fn fit(picture: RgbImage, side: u32) -> RgbImage {
-    if picture.width() <= side && picture.height() <= side {
-        return picture;
+/// The picture scaled down, keeping its proportions, to at most `side` pixels
+/// a side, each pixel the average of the area it covers; `None` when it is
+/// no larger already.
+fn fit(picture: &RgbImage, side: u32) -> Option<RgbImage> {
+    let (width, height) = picture.dimensions();
+    let longest = width.max(height);
+    if longest <= side {
+        return None;
     }
-    image::DynamicImage::ImageRgb8(picture)
-        .resize(side, side, image::imageops::FilterType::Triangle)
-        .into_rgb8()
+    let scaled = |length: u32| {
+        let length =
+            (u64::from(length) * u64::from(side) + u64::from(longest) / 2) / u64::from(longest);
+        (length as u32).max(1)
+    };
+    Some(image::imageops::thumbnail(
+        picture,
+        scaled(width),
+        scaled(height),
+    ))
 }
 
 fn encode_jpeg(picture: &RgbImage) -> Result<Vec<u8>, Refused> {
@@ -253,10 +291,12 @@ struct Pace {
     recent: HashMap<String, VecDeque<Monotonic>>,
 }
 
-/// What the tablets' route shares: the pace of each tablet and the decoders' permits.
+/// What the tablets' route shares: the pace of each tablet, the turns to be
+/// read and the decoders' permits.
 struct Desk {
     lesson: Arc<Lesson>,
     pace: Mutex<Pace>,
+    reading: Semaphore,
     decoding: Semaphore,
 }
 
@@ -325,6 +365,7 @@ pub fn tablet_routes<S>(lesson: &Arc<Lesson>) -> Router<S> {
     let desk = Arc::new(Desk {
         lesson: lesson.clone(),
         pace: Mutex::new(Pace::default()),
+        reading: Semaphore::new(READING_AT_ONCE),
         decoding: Semaphore::new(DECODING_AT_ONCE),
     });
     Router::new()
@@ -397,8 +438,27 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
         }
         .into());
     }
-    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(request.into_body(), body_limit))
-        .await
+    let _turn = match tokio::time::timeout(TURN_DEADLINE, desk.reading.acquire()).await {
+        Ok(permit) => permit.expect("the readers' semaphore is never closed"),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hand_in_busy",
+                "Nhiều bạn đang nộp bài cùng lúc. Em hãy nộp lại sau một lát.",
+                format!(
+                    "the hand-in waited {} s for its turn behind the class's others; send it again",
+                    TURN_DEADLINE.as_secs()
+                ),
+            )
+            .retry_after(Duration::from_secs(5)));
+        }
+    };
+    let capacity = announced.unwrap_or(0).min(body_limit);
+    let body = match tokio::time::timeout(
+        BODY_DEADLINE,
+        read_body(request.into_body(), body_limit, capacity),
+    )
+    .await
     {
         Ok(Ok(body)) => body,
         Ok(Err(size)) => {
@@ -420,17 +480,16 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
             ));
         }
     };
-    let upload: Upload = serde_json::from_slice(&body)
+    let Upload {
+        kind,
+        image: encoded,
+        text,
+    } = serde_json::from_slice(&body)
         .map_err(|err| Refused::BadRequest(format!("the body is not a hand-in: {err}")))?;
-    drop(body);
-    let image = match (upload.kind.is_image(), &upload.image) {
-        (true, Some(encoded)) => base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|err| Refused::BadRequest(format!("`image` is not base64: {err}")))?,
+    let image = match (kind.is_image(), encoded) {
+        (true, Some(Base64(encoded))) => decode_base64(&encoded)?,
         (true, None) => {
-            return Err(
-                Refused::BadRequest(format!("a {} needs `image`", upload.kind.as_str())).into(),
-            );
+            return Err(Refused::BadRequest(format!("a {} needs `image`", kind.as_str())).into());
         }
         (false, _) => Vec::new(),
     };
@@ -441,7 +500,7 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
         }
         .into());
     }
-    let text = upload.text.unwrap_or_default();
+    let text = text.unwrap_or_default();
     if text.len() > max {
         return Err(Refused::TooLarge {
             size: text.len(),
@@ -449,7 +508,7 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
         }
         .into());
     }
-    let kind = upload.kind;
+    drop(body);
     let prepared = {
         let _permit = desk
             .decoding
@@ -666,15 +725,25 @@ async fn erase(
     Ok(Json(json!({ "erased": erased })))
 }
 
-/// Reads `body` whole when it holds at most `limit` bytes. A larger one is
+/// The bytes of base64 `encoded`, in one buffer of the size they take.
+fn decode_base64(encoded: &str) -> Result<Vec<u8>, Refused> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut bytes = Vec::with_capacity(base64::decoded_len_estimate(encoded.len()));
+    engine
+        .decode_vec(encoded, &mut bytes)
+        .map_err(|err| Refused::BadRequest(format!("`image` is not base64: {err}")))?;
+    Ok(bytes)
+}
+
+/// Reads `body` whole, into a buffer of `capacity` to begin with, when it holds at most `limit` bytes. A larger one is
 /// read on and thrown away up to `limit` more bytes, and `Err` gives what
 /// arrived: the tablet, still sending, then reads the refusal instead of a
 /// connection reset; past twice the limit the connection is dropped. A body
 /// that fails mid-way counts as cut short, like one too large.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, usize> {
+async fn read_body(body: Body, limit: usize, capacity: usize) -> Result<Vec<u8>, usize> {
     use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
+    let mut kept = Vec::with_capacity(capacity);
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
@@ -690,7 +759,7 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, usize>
     if seen > limit {
         return Err(seen);
     }
-    Ok(kept.into())
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -734,6 +803,16 @@ mod tests {
         ));
         let text = prepare(HandInKind::Text, b"", " Bài làm của em ").unwrap();
         assert_eq!(text.file, "Bài làm của em".as_bytes());
+    }
+
+    #[test]
+    fn a_pictures_base64_is_read_where_it_lies_in_the_body_unless_escaped() {
+        let upload: Upload = serde_json::from_slice(br#"{"kind":"photo","image":"q8/+"}"#).unwrap();
+        assert!(matches!(upload.image, Some(Base64(Cow::Borrowed("q8/+")))));
+        let escaped: Upload =
+            serde_json::from_slice(br#"{"kind":"photo","image":"q8\/+"}"#).unwrap();
+        assert!(matches!(&escaped.image, Some(Base64(Cow::Owned(copy))) if copy == "q8/+"));
+        assert_eq!(decode_base64("q8/+").unwrap(), [0xab, 0xcf, 0xfe]);
     }
 
     #[test]

@@ -303,6 +303,8 @@ pub struct Lesson {
     progress: Notify,
     /// Woken when a command was given: the session may have a new deadline.
     deadlines: Notify,
+    /// The question set being run ([`quiz_api`]).
+    quiz_runs: Mutex<quiz_api::Runs>,
 }
 
 impl Lesson {
@@ -348,6 +350,7 @@ impl Lesson {
             next_connection: AtomicU64::new(1),
             progress: Notify::new(),
             deadlines: Notify::new(),
+            quiz_runs: Mutex::default(),
         })
     }
 
@@ -851,16 +854,18 @@ impl Lesson {
             .as_deref()
             .filter(|_| tablet.pupil_learning_data_consent);
         let now = self.clock.now();
-        let (record, asked) = {
+        let answered = {
             let mut state = self.lock();
-            let record =
-                state
-                    .session
-                    .answer(now, &tablet.tablet_id, pupil, question, choices, text)?;
-            (record, state.session.asked_question())
+            state
+                .session
+                .answer(now, &tablet.tablet_id, pupil, question, choices, text)
+                .map(|record| (record, state.session.asked_question()))
         };
+        // A refused answer may change the results too: it counts as late
+        // once the question's time is up.
         self.progress.notify_waiters();
         self.class_changed();
+        let (record, asked) = answered?;
         let write = match asked {
             Some(question) => Write::Answer {
                 question,

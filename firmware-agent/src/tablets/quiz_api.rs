@@ -18,12 +18,17 @@
 //! # Design
 //! The run of a set lives beside the lesson, in this module's [`Runs`]: the
 //! session knows only questions, however they were written.
+//!
+//! The panel follows the results on its live feed ([`crate::panel::feed`]),
+//! which sends [`live_view`] as it is whenever the class changed (an answer,
+//! a question given or stopped, a tablet bound); the route gives the same
+//! view to other callers, and waits for answers for those who ask it to.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,12 +46,10 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The set being run, if any, and how many runs this agent started.
 #[derive(Default)]
-struct Runs {
+pub struct Runs {
     current: Option<SetRun>,
     started: u64,
 }
-
-type SharedRuns = Arc<Mutex<Runs>>;
 
 pub fn router() -> Router<Arc<Lesson>> {
     Router::new()
@@ -55,10 +58,9 @@ pub fn router() -> Router<Arc<Lesson>> {
         .route("/api/lesson/quiz/run", post(run))
         .route("/api/lesson/quiz/next", post(next))
         .route("/api/lesson/summary", get(lesson_summary))
-        .layer(Extension(SharedRuns::default()))
 }
 
-fn lock(runs: &SharedRuns) -> std::sync::MutexGuard<'_, Runs> {
+fn lock(runs: &Mutex<Runs>) -> std::sync::MutexGuard<'_, Runs> {
     runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -72,7 +74,6 @@ struct LiveQuery {
 
 async fn live(
     State(lesson): State<Arc<Lesson>>,
-    Extension(runs): Extension<SharedRuns>,
     QueryParams(query): QueryParams<LiveQuery>,
 ) -> Result<Response, ApiError> {
     let results = if query.wait_ms > 0 {
@@ -81,6 +82,15 @@ async fn live(
     } else {
         lesson.results()
     };
+    Ok(Json(live_view(&lesson, results).await?).into_response())
+}
+
+/// The open or last question's `results`, each tablet's answer with its
+/// pupil, the time left and the set being run, as the panel shows them.
+pub async fn live_view(
+    lesson: &Lesson,
+    results: Option<super::session::QuestionResults>,
+) -> Result<Value, crate::store::StoreError> {
     let time_left_ms = lesson.time_left().map(|left| left.as_millis() as u64);
     let tablets = lesson.store().blocking(|store| store.tablets()).await?;
     let pupils: Vec<Value> = tablets
@@ -102,14 +112,13 @@ async fn live(
             })
         })
         .collect();
-    let run = lock(&runs).current.as_ref().map(SetRun::view);
-    Ok(Json(json!({
+    let run = lock(&lesson.quiz_runs).current.as_ref().map(SetRun::view);
+    Ok(json!({
         "results": results,
         "time_left_ms": time_left_ms,
         "pupils": pupils,
         "run": run,
     }))
-    .into_response())
 }
 
 /// Every `*.quiz.toml` under `dir`, by name relative to it.
@@ -203,7 +212,6 @@ fn body_fields(body: Option<Value>) -> Result<serde_json::Map<String, Value>, Ap
 
 async fn run(
     State(lesson): State<Arc<Lesson>>,
-    Extension(runs): Extension<SharedRuns>,
     OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let mut fields = body_fields(body)?;
@@ -229,29 +237,25 @@ async fn run(
             )
         })??;
     {
-        let mut runs = lock(&runs);
+        let mut runs = lock(&lesson.quiz_runs);
         runs.started += 1;
         let number = runs.started;
         runs.current = Some(SetRun::new(set, number));
     }
-    ask_next(&lesson, &runs, fields.remove("to")).await
+    ask_next(&lesson, fields.remove("to")).await
 }
 
 async fn next(
     State(lesson): State<Arc<Lesson>>,
-    Extension(runs): Extension<SharedRuns>,
     OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let mut fields = body_fields(body)?;
-    ask_next(&lesson, &runs, fields.remove("to")).await
+    ask_next(&lesson, fields.remove("to")).await
 }
 
 /// Stops the open question, if any, and asks the set's next one of `to`.
-async fn ask_next(
-    lesson: &Arc<Lesson>,
-    runs: &SharedRuns,
-    to: Option<Value>,
-) -> Result<Response, ApiError> {
+async fn ask_next(lesson: &Arc<Lesson>, to: Option<Value>) -> Result<Response, ApiError> {
+    let runs = &lesson.quiz_runs;
     let audience = super::api::audience(lesson, to).await?;
     let question = {
         let mut runs = lock(runs);

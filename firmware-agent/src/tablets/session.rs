@@ -744,6 +744,19 @@ mod tests {
         Monotonic::default() + Duration::from_millis(ms)
     }
 
+    /// `command` given in lesson `l1` at `ms`, with `connected` tablets online; it must be taken.
+    fn give(
+        session: &mut Session,
+        ms: u64,
+        command: Command,
+        audience: Audience,
+        connected: BTreeSet<String>,
+    ) -> CommandEnvelope {
+        session
+            .issue(start(), at(ms), "l1", command, audience, connected)
+            .unwrap()
+    }
+
     /// The taken records as (command, acknowledged, connected).
     fn taken(session: &mut Session) -> Vec<(String, u32, u32)> {
         session
@@ -777,18 +790,15 @@ mod tests {
     #[test]
     fn a_command_is_complete_when_every_connected_tablet_acked_it() {
         let mut session = Session::new(ACK_TIMEOUT);
-        let lock = session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Lock {
-                    message: "Nhìn lên bảng".into(),
-                },
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
+        let lock = give(
+            &mut session,
+            0,
+            Command::Lock {
+                message: "Nhìn lên bảng".into(),
+            },
+            Audience::Class,
+            tablets(3),
+        );
         for (i, tablet) in ["t1", "t2", "t2", "t9"].iter().enumerate() {
             let progress = session.ack(tablet, lock.id).unwrap();
             assert_eq!(
@@ -812,43 +822,34 @@ mod tests {
     #[test]
     fn a_reconnecting_tablet_gets_the_state_and_what_it_missed() {
         let mut session = Session::new(ACK_TIMEOUT);
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Message {
-                    text: "Chào các em".into(),
-                },
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStart(question(None)),
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::Message {
+                text: "Chào các em".into(),
+            },
+            Audience::Class,
+            tablets(2),
+        );
+        give(
+            &mut session,
+            0,
+            Command::QuestionStart(question(None)),
+            Audience::Class,
+            tablets(2),
+        );
         session
             .answer(start(), "t1", None, "q1", vec!["4".into()], String::new())
             .unwrap();
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Lock {
-                    message: "Dừng lại".into(),
-                },
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::Lock {
+                message: "Dừng lại".into(),
+            },
+            Audience::Class,
+            tablets(2),
+        );
         let state = session.state_for("t1");
         assert!(state.locked);
         assert_eq!(state.lock_message, "Dừng lại");
@@ -870,16 +871,13 @@ mod tests {
     #[test]
     fn answers_count_once_are_graded_and_respect_the_time_limit() {
         let mut session = Session::new(ACK_TIMEOUT);
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStart(question(Some(30))),
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::QuestionStart(question(Some(30))),
+            Audience::Class,
+            tablets(3),
+        );
         let later = start() + jiff::SignedDuration::from_millis(2500);
         let record = session
             .answer(
@@ -922,18 +920,15 @@ mod tests {
                 .correct,
             "a withdrawn answer may be sent again"
         );
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStop {
-                    question: "q1".into(),
-                },
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::QuestionStop {
+                question: "q1".into(),
+            },
+            Audience::Class,
+            tablets(3),
+        );
         let closed = session.answer(later, "t3", None, "q1", vec!["4".into()], String::new());
         assert_eq!(closed.unwrap_err().code, ErrorCode::QuestionClosed);
         assert!(
@@ -960,16 +955,13 @@ mod tests {
             correct: vec!["3".into(), "4".into()],
             ..question(None)
         };
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStart(question),
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::QuestionStart(question),
+            Audience::Class,
+            tablets(3),
+        );
         let stuffed = session.answer(
             start(),
             "t1",
@@ -1025,28 +1017,22 @@ mod tests {
     fn a_commands_record_is_due_at_its_ack_timeout_and_not_a_millisecond_before() {
         let mut session = Session::new(ACK_TIMEOUT);
         assert_eq!(session.poll_timeout(), None, "nothing given, nothing due");
-        let lock = session
-            .issue(
-                start(),
-                at(1_000),
-                "l1",
-                Command::Lock {
-                    message: String::new(),
-                },
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
-        session
-            .issue(
-                start(),
-                at(3_000),
-                "l1",
-                Command::Unlock,
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
+        let lock = give(
+            &mut session,
+            1_000,
+            Command::Lock {
+                message: String::new(),
+            },
+            Audience::Class,
+            tablets(2),
+        );
+        give(
+            &mut session,
+            3_000,
+            Command::Unlock,
+            Audience::Class,
+            tablets(2),
+        );
         session.ack("t1", lock.id).unwrap();
         assert_eq!(
             session.poll_timeout(),
@@ -1084,30 +1070,24 @@ mod tests {
     #[test]
     fn a_command_settles_at_its_last_ack_or_when_its_last_tablet_leaves() {
         let mut session = Session::new(ACK_TIMEOUT);
-        let message = session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Message {
-                    text: "Chào".into(),
-                },
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Lock {
-                    message: String::new(),
-                },
-                Audience::Class,
-                tablets(2),
-            )
-            .unwrap();
+        let message = give(
+            &mut session,
+            0,
+            Command::Message {
+                text: "Chào".into(),
+            },
+            Audience::Class,
+            tablets(2),
+        );
+        give(
+            &mut session,
+            0,
+            Command::Lock {
+                message: String::new(),
+            },
+            Audience::Class,
+            tablets(2),
+        );
         session.ack("t1", message.id).unwrap();
         session.ack("t2", message.id).unwrap();
         assert_eq!(
@@ -1124,16 +1104,13 @@ mod tests {
             "nobody left to ack"
         );
         assert_eq!(session.poll_timeout(), None);
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Unlock,
-                Audience::Class,
-                BTreeSet::new(),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::Unlock,
+            Audience::Class,
+            BTreeSet::new(),
+        );
         assert_eq!(
             taken(&mut session),
             [("unlock".to_owned(), 0, 0)],
@@ -1144,28 +1121,22 @@ mod tests {
     #[test]
     fn at_the_stop_every_waiting_command_is_written_once_with_the_acks_so_far() {
         let mut session = Session::new(ACK_TIMEOUT);
-        let lock = session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Lock {
-                    message: String::new(),
-                },
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::Unlock,
-                Audience::Class,
-                tablets(3),
-            )
-            .unwrap();
+        let lock = give(
+            &mut session,
+            0,
+            Command::Lock {
+                message: String::new(),
+            },
+            Audience::Class,
+            tablets(3),
+        );
+        give(
+            &mut session,
+            0,
+            Command::Unlock,
+            Audience::Class,
+            tablets(3),
+        );
         session.ack("t3", lock.id).unwrap();
         session.settle_all();
         let records = session.take_records();
@@ -1192,28 +1163,22 @@ mod tests {
     fn a_command_leaving_the_log_before_its_deadline_is_written_first() {
         let mut session = Session::new(ACK_TIMEOUT);
         for _ in 0..LOG_LENGTH {
-            session
-                .issue(
-                    start(),
-                    at(0),
-                    "l1",
-                    Command::Unlock,
-                    Audience::Class,
-                    tablets(1),
-                )
-                .unwrap();
-        }
-        assert_eq!(taken(&mut session), []);
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
+            give(
+                &mut session,
+                0,
                 Command::Unlock,
                 Audience::Class,
                 tablets(1),
-            )
-            .unwrap();
+            );
+        }
+        assert_eq!(taken(&mut session), []);
+        give(
+            &mut session,
+            0,
+            Command::Unlock,
+            Audience::Class,
+            tablets(1),
+        );
         let records = session.take_records();
         assert_eq!(
             records
@@ -1336,16 +1301,13 @@ mod tests {
     #[test]
     fn a_questions_time_limit_is_a_deadline_after_which_answers_are_late() {
         let mut session = Session::new(ACK_TIMEOUT);
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStart(question(Some(30))),
-                Audience::Class,
-                BTreeSet::new(),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::QuestionStart(question(Some(30))),
+            Audience::Class,
+            BTreeSet::new(),
+        );
         assert_eq!(
             session.poll_timeout(),
             Some(at(30_000)),
@@ -1410,16 +1372,13 @@ mod tests {
             Command::QuestionStart(swapped).validate(),
             Err(InvalidCommand::NotTrueFalse)
         );
-        session
-            .issue(
-                start(),
-                at(0),
-                "l1",
-                Command::QuestionStart(truth),
-                Audience::Class,
-                BTreeSet::new(),
-            )
-            .unwrap();
+        give(
+            &mut session,
+            0,
+            Command::QuestionStart(truth),
+            Audience::Class,
+            BTreeSet::new(),
+        );
         let both = session.answer(
             start(),
             "t1",

@@ -355,6 +355,7 @@ function listen(after) {
     renderClass();
     if (model.view === "rollcall") renderRollcall();
   });
+  source.addEventListener("quiz", e => quizShow(JSON.parse(e.data)));
   // The room's database was replaced: what this page holds no longer matches it.
   source.addEventListener("reset", () => { source.close(); location.reload(); });
 }

@@ -5,9 +5,10 @@
 // another; the results live, per choice and per pupil, with the time left;
 // and the lesson's summary as Excel or CSV, one touch each.
 //
-// Design: the agent keeps the time and the answers. This page asks
-// /api/lesson/quiz again after every change it makes and once a second, and
-// counts the seconds left down between two answers from the agent.
+// Design: the agent keeps the time and the answers. This page never asks for
+// them: the live feed sends the whole view (a `quiz` event) when the page
+// connects and whenever it changes, at most a few times a second, and the page
+// counts the seconds left down between two views.
 "use strict";
 
 const QUIZ_TEXT = {
@@ -51,7 +52,7 @@ const quiz = {
   limit: 0,               // seconds; 0 for none
   audience: "class",      // "class", "chosen" or "group"
   group: "",
-  live: null,             // the newest answer of /api/lesson/quiz
+  live: null,             // the newest view from the feed
   endsAt: 0,              // when the open question's time is up, on this page's clock
   sets: [],
 };
@@ -142,13 +143,11 @@ function quizQuestion() {
 async function quizStart(event) {
   event.preventDefault();
   await act("POST", "/api/lesson/question/start", quizQuestion());
-  quizRefresh();
 }
 
 async function quizStop() {
   const results = quiz.live && quiz.live.results;
   if (results && results.open) await act("POST", "/api/lesson/question/stop", { question: results.question.id });
-  quizRefresh();
 }
 
 async function quizLoadSets() {
@@ -168,20 +167,17 @@ async function quizRunSet() {
   if (!file) return;
   const to = quizAudience();
   await act("POST", "/api/lesson/quiz/run", to ? { file, to } : { file });
-  quizRefresh();
 }
 
 async function quizNext() {
   const to = quizAudience();
   await act("POST", "/api/lesson/quiz/next", to ? { to } : {});
-  quizRefresh();
 }
 
-async function quizRefresh() {
-  const response = await fetch("/api/lesson/quiz");
-  if (!response.ok) return;
-  quiz.live = await response.json();
-  quiz.endsAt = quiz.live.time_left_ms == null ? 0 : Date.now() + quiz.live.time_left_ms;
+// A view from the feed's `quiz` event.
+function quizShow(live) {
+  quiz.live = live;
+  quiz.endsAt = live.time_left_ms == null ? 0 : Date.now() + live.time_left_ms;
   renderQuizLive();
 }
 
@@ -257,8 +253,7 @@ function wireQuiz() {
   sets.querySelector("#quiz-next").addEventListener("click", quizNext);
   renderQuizForm();
   quizLoadSets();
-  quizRefresh();
-  setInterval(() => { if (model.view === "questions") quizRefresh(); }, 1000);
+  renderQuizLive();
   setInterval(() => {
     const shown = document.getElementById("quiz-countdown");
     if (shown) shown.textContent = quizCountdownText();
