@@ -15,7 +15,10 @@
 //!   decoded bytes, plus base64's third) within [`BODY_DEADLINE`]; a tablet has
 //!   one hand-in under way at a time and at most [`PER_MINUTE`] a minute on
 //!   the agent's monotonic clock; at most [`DECODING_AT_ONCE`] images are
-//!   decoded and encoded at once.
+//!   decoded and encoded at once. A tablet refused before its body is read
+//!   (unpaired, no pupil, too soon) still has what it sends read and thrown
+//!   away, within the same bound and [`DISCARD_DEADLINE`] ([`discard`]), so
+//!   that it gets the refusal rather than a reset.
 //! - **Within a memory bound.** 40 tablets handing in together must not hold
 //!   40 photos in memory: a hand-in takes one of [`READING_AT_ONCE`] turns
 //!   before its body is read and keeps it until its picture is re-encoded.
@@ -80,6 +83,7 @@ use crate::clock::Monotonic;
 use crate::http::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::proto;
 use crate::store::hand_ins::{self, HandIn, HandInKind};
+use crate::store::tablets::Tablet;
 
 /// The longest side of a kept picture: a 4K panel shows it full height.
 pub const MAX_SIDE: u32 = 2160;
@@ -95,6 +99,8 @@ pub const PER_MINUTE: usize = 10;
 /// The longest a hand-in's body may take to arrive. A bounded wait on a
 /// peer over the network: on the runtime's own timer.
 const BODY_DEADLINE: Duration = Duration::from_secs(60);
+/// The longest a refused hand-in's body is read on, to be thrown away.
+const DISCARD_DEADLINE: Duration = Duration::from_secs(10);
 /// The longest a hand-in waits for its turn to be read: 40 tablets at once
 /// take well under this on the panel's hardware. On the runtime's timer, as
 /// the body's deadline.
@@ -397,11 +403,14 @@ fn bearer(request: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `POST /tablet/hand-in`: checks, keeps and records a pupil's work.
-async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Response, ApiError> {
-    let lesson = &desk.lesson;
-    let tablet = match bearer(&request) {
-        Some(token) => lesson.authenticate(&token).await,
+/// Who hands in, by its bearer `token`: a paired tablet held by a pupil, with no other hand-in
+/// under way and within its pace; or the refusal saying why not.
+async fn admit(
+    desk: &Desk,
+    token: Option<String>,
+) -> Result<(Tablet, String, UnderWay<'_>), ApiError> {
+    let tablet = match token {
+        Some(token) => desk.lesson.authenticate(&token).await,
         None => None,
     }
     .ok_or_else(|| {
@@ -423,10 +432,42 @@ async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Resp
             ),
         ));
     };
-    let _under_way = desk.begin(&tablet.tablet_id)?;
+    let under_way = desk.begin(&tablet.tablet_id)?;
+    Ok((tablet, personal_id, under_way))
+}
+
+/// Reads and drops what a refused tablet is still sending, up to `limit`
+/// bytes and for at most [`DISCARD_DEADLINE`], so that it reads the refusal
+/// rather than a connection reset (a socket closed with unread data is
+/// reset, and the reset can overtake the reply). Nothing is kept.
+async fn discard(body: Body, limit: usize) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_DEADLINE, drain).await;
+}
+
+/// `POST /tablet/hand-in`: checks, keeps and records a pupil's work.
+async fn hand_in(State(desk): State<Arc<Desk>>, request: Request) -> Result<Response, ApiError> {
+    let lesson = &desk.lesson;
     let max = lesson.config().hand_in_max_bytes;
     // base64 takes 4 bytes for 3, and the JSON around it a little.
     let body_limit = max / 3 * 4 + 4096;
+    let (tablet, personal_id, _under_way) = match admit(&desk, bearer(&request)).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            discard(request.into_body(), body_limit).await;
+            return Err(refusal);
+        }
+    };
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
