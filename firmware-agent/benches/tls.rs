@@ -148,38 +148,6 @@ fn report(what: &str, mut samples: Vec<f64>, target_p99_ms: Option<f64>) {
     );
 }
 
-/// A home whose NSS database trusts the agent's CA, as `tests/tls.rs` makes it.
-fn home_trusting(agent: &Agent) -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let nssdb = home.path().join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let database = format!("sql:{}", nssdb.display());
-    let ca = agent.ca();
-    for args in [
-        vec!["-N", "-d", &database, "--empty-password"],
-        vec![
-            "-A",
-            "-d",
-            &database,
-            "-t",
-            "C,,",
-            "-n",
-            "room-ca",
-            "-i",
-            ca.to_str().unwrap(),
-        ],
-    ] {
-        assert!(
-            Command::new("certutil")
-                .args(&args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    home
-}
-
 /// Loads `url` in a new browser: its first contentful paint, in ms from the
 /// navigation's start (TCP connect and TLS handshake included).
 async fn page_load(url: &str, home: &std::path::Path) -> f64 {
@@ -209,7 +177,7 @@ async fn page_loads(url: &str, home: &std::path::Path, scheme: &str) {
 
 async fn run() {
     let agent = Agent::start();
-    let home = home_trusting(&agent);
+    let home = browser::home_trusting(&agent.ca());
     let https_page = format!("https://127.0.0.1:{}/tablet/", agent.https.port());
     page_loads(&https_page, home.path(), "HTTPS").await;
     let plain = Agent::start_plain();

@@ -79,6 +79,65 @@ fn system_time(timestamp: jiff::Timestamp) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(timestamp.as_millisecond() as u64)
 }
 
+/// COPYs `rows` into `table`, shaped like `events`, with each row's payload
+/// or without it (as the hub stores marks); how many rows went in.
+async fn copy_events(
+    db: &tokio_postgres::Client,
+    table: &str,
+    rows: &[StoredEvent],
+    identity: uuid::Uuid,
+    with_payload: bool,
+) -> u64 {
+    let mut types = vec![
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::UUID,
+        Type::INT8,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::BOOL,
+        Type::INT8,
+    ];
+    let payload_column = if with_payload {
+        types.push(Type::BYTEA);
+        ", payload"
+    } else {
+        ""
+    };
+    let sink = db
+        .copy_in(&format!(
+            "COPY {table} (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
+             clock_synced, clock_step_back_ms{payload_column}) FROM STDIN BINARY"
+        ))
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    tokio::pin!(writer);
+    for row in rows {
+        let occurred = system_time(row.occurred_at);
+        let recorded = system_time(row.recorded_at);
+        let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &row.id,
+            &"BENCH-01",
+            &"P101",
+            &identity,
+            &row.seq,
+            &row.kind,
+            &occurred,
+            &recorded,
+            &row.clock_synced,
+            &row.clock_step_back_ms,
+        ];
+        if with_payload {
+            values.push(&row.payload);
+        }
+        writer.as_mut().write(&values).await.unwrap();
+    }
+    writer.finish().await.unwrap()
+}
+
 /// The rows COPYed into a table shaped like `events`, indexes included.
 async fn copy_rows(
     db: &tokio_postgres::Client,
@@ -91,50 +150,7 @@ async fn copy_rows(
     .await
     .unwrap();
     let started = Instant::now();
-    let sink = db
-        .copy_in(
-            "COPY copy_baseline (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
-             clock_synced, clock_step_back_ms, payload) FROM STDIN BINARY",
-        )
-        .await
-        .unwrap();
-    let types = [
-        Type::UUID,
-        Type::TEXT,
-        Type::TEXT,
-        Type::UUID,
-        Type::INT8,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::BOOL,
-        Type::INT8,
-        Type::BYTEA,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    tokio::pin!(writer);
-    for row in rows {
-        let occurred = system_time(row.occurred_at);
-        let recorded = system_time(row.recorded_at);
-        writer
-            .as_mut()
-            .write(&[
-                &row.id,
-                &"BENCH-01",
-                &"P101",
-                &identity,
-                &row.seq,
-                &row.kind,
-                &occurred,
-                &recorded,
-                &row.clock_synced,
-                &row.clock_step_back_ms,
-                &row.payload,
-            ])
-            .await
-            .unwrap();
-    }
-    let copied = writer.finish().await.unwrap();
+    let copied = copy_events(db, "copy_baseline", rows, identity, true).await;
     assert_eq!(copied as usize, rows.len());
     started.elapsed()
 }
@@ -161,48 +177,7 @@ async fn copy_hub_rows(
         .map(|row| agent_proto::AttendanceMark::decode(&row.payload[..]).unwrap())
         .collect();
     let started = Instant::now();
-    let sink = db
-        .copy_in(
-            "COPY copy_events (id, school_code, room_id, outbox_identity, seq, kind, occurred_at, recorded_at, \
-             clock_synced, clock_step_back_ms) FROM STDIN BINARY",
-        )
-        .await
-        .unwrap();
-    let types = [
-        Type::UUID,
-        Type::TEXT,
-        Type::TEXT,
-        Type::UUID,
-        Type::INT8,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::BOOL,
-        Type::INT8,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    tokio::pin!(writer);
-    for row in rows {
-        let occurred = system_time(row.occurred_at);
-        let recorded = system_time(row.recorded_at);
-        writer
-            .as_mut()
-            .write(&[
-                &row.id,
-                &"BENCH-01",
-                &"P101",
-                &identity,
-                &row.seq,
-                &row.kind,
-                &occurred,
-                &recorded,
-                &row.clock_synced,
-                &row.clock_step_back_ms,
-            ])
-            .await
-            .unwrap();
-    }
-    writer.finish().await.unwrap();
+    copy_events(db, "copy_events", rows, identity, false).await;
     let sink = db
         .copy_in(
             "COPY copy_marks (event_id, school_code, room_id, session_id, lesson_id, personal_id, status, \
